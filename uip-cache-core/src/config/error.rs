@@ -1,0 +1,87 @@
+use std::fmt;
+
+/// Why a config could not be loaded: one or more problems, each with the file,
+/// line and field path it concerns.
+///
+/// `Display` prints one problem per line in the form
+/// `config/cache.yaml:12:14: policies[2].pattern: invalid regex ...`, which
+/// editors and terminals turn into links.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    source_name: String,
+    problems: Vec<ConfigProblem>,
+}
+
+/// One thing wrong with a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConfigProblem {
+    /// 1-based line in the file, when known.
+    pub line: Option<u64>,
+    /// 1-based column, when known.
+    pub column: Option<u64>,
+    /// The field path, such as `policies[2].pattern`; empty for the whole file.
+    pub path: String,
+    /// What is wrong and, where useful, what to do.
+    pub message: String,
+}
+
+impl ConfigProblem {
+    pub(crate) fn new(line: Option<u64>, path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigProblem {
+            line,
+            column: None,
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl ConfigError {
+    pub(crate) fn new(source_name: impl Into<String>, problems: Vec<ConfigProblem>) -> Self {
+        debug_assert!(!problems.is_empty());
+        ConfigError {
+            source_name: source_name.into(),
+            problems,
+        }
+    }
+
+    pub(crate) fn single(source_name: impl Into<String>, problem: ConfigProblem) -> Self {
+        Self::new(source_name, vec![problem])
+    }
+
+    /// The file name (or `<string>` for configs loaded from text).
+    pub fn source_name(&self) -> &str {
+        &self.source_name
+    }
+
+    /// Every problem found, in file order where lines are known.
+    pub fn problems(&self) -> &[ConfigProblem] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            f.write_str(&self.source_name)?;
+            if let Some(line) = p.line {
+                write!(f, ":{line}")?;
+                if let Some(col) = p.column {
+                    write!(f, ":{col}")?;
+                }
+            }
+            f.write_str(": ")?;
+            if !p.path.is_empty() {
+                write!(f, "{}: ", p.path)?;
+            }
+            f.write_str(&p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,916 @@
+//! The YAML config: one file says what is cached, for how long, under which key
+//! and tags, how entries are warmed and how they are invalidated.
+//!
+//! ```
+//! use uip_cache_core::CacheConfig;
+//!
+//! let config = CacheConfig::from_yaml_str(r#"
+//! policies:
+//!   - name: entity_by_id
+//!     pattern: "/ngsi-ld/v1/entities/{id}"
+//!     ttl: 300
+//! "#)?;
+//! assert_eq!(config.policies[0].name.value, "entity_by_id");
+//! # Ok::<(), uip_cache_core::ConfigError>(())
+//! ```
+//!
+//! Loading expands `${VAR}` / `${VAR:-default}`, rejects unknown fields and
+//! validates everything that can be checked without the network (patterns
+//! compile, cron schedules parse, sizes and durations are sane). Every problem is
+//! reported with the file, line and field path; see [`ConfigError`].
+//! `config/cache.example.yaml` documents every field and its default.
+
+mod env;
+mod error;
+mod units;
+
+use std::fmt;
+use std::ops::Deref;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+pub use error::{ConfigError, ConfigProblem};
+pub use units::{ByteSize, Seconds};
+
+use crate::policy::PolicySet;
+
+/// A config value together with the line it was read from, so that checks made
+/// after parsing can still point at the right place.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub struct Located<T> {
+    /// The value.
+    pub value: T,
+    /// 1-based line in the config file; `None` for values built in code.
+    pub line: Option<u64>,
+}
+
+impl<T> Located<T> {
+    /// A value that did not come from a file.
+    pub const fn new(value: T) -> Self {
+        Located { value, line: None }
+    }
+}
+
+impl<T> Deref for Located<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> From<T> for Located<T> {
+    fn from(value: T) -> Self {
+        Located::new(value)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spanned = serde_saphyr::Spanned::<T>::deserialize(d)?;
+        let line = spanned.referenced.line();
+        Ok(Located {
+            value: spanned.value,
+            line: (line > 0).then_some(line),
+        })
+    }
+}
+
+// ===== the sections =====
+
+/// The whole config file. Every section is optional: a file with only
+/// `policies:` is complete and uses the in-memory store.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// Which store holds the entries (default: memory).
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Redis connection settings, used when `store.type` is `redis` or `redis_cluster`.
+    #[serde(default)]
+    pub redis: RedisConfig,
+    /// What is cached: the first policy whose pattern matches a request wins.
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+    /// Settings for requests and policies that do not say otherwise.
+    #[serde(default)]
+    pub defaults: DefaultsConfig,
+    /// How cache keys are built.
+    #[serde(default)]
+    pub key: KeyConfig,
+    /// Cache warming: URLs fetched ahead of the first request.
+    #[serde(default)]
+    pub warming: WarmingConfig,
+    /// Invalidation strategies (webhook events, time-based, tags).
+    #[serde(default)]
+    pub invalidation: InvalidationConfig,
+    /// The admin API.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Logging.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+    #[serde(skip)]
+    source_name: String,
+}
+
+/// Which store holds the entries.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StoreConfig {
+    /// `memory` (default), `redis` or `redis_cluster`.
+    #[serde(rename = "type", default)]
+    pub kind: StoreKind,
+    /// Capacity of the memory store in bytes of keys and entries (default 256MB).
+    #[serde(default)]
+    pub max_bytes: Option<ByteSize>,
+    /// The same setting, nested as `store.memory.max_bytes`.
+    #[serde(default)]
+    pub memory: Option<MemoryStoreConfig>,
+    /// How long one store operation may take before it counts as a failure and
+    /// the request goes on without the cache (default 100ms).
+    #[serde(default = "default_store_timeout")]
+    pub timeout: Seconds,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::default(),
+            max_bytes: None,
+            memory: None,
+            timeout: default_store_timeout(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The memory store's capacity, from `max_bytes` or `memory.max_bytes`.
+    pub fn memory_max_bytes(&self) -> u64 {
+        self.max_bytes
+            .or_else(|| self.memory.as_ref().and_then(|m| m.max_bytes))
+            .map_or(DEFAULT_MEMORY_MAX_BYTES, ByteSize::bytes)
+    }
+}
+
+/// Default capacity of the memory store: 256 MiB.
+pub const DEFAULT_MEMORY_MAX_BYTES: u64 = 256 << 20;
+
+fn default_store_timeout() -> Seconds {
+    Seconds(Duration::from_millis(100))
+}
+
+/// `store.memory`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MemoryStoreConfig {
+    /// Capacity in bytes of keys and entries.
+    #[serde(default)]
+    pub max_bytes: Option<ByteSize>,
+}
+
+/// The kinds of store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// In-process memory (the default; nothing to run).
+    #[default]
+    Memory,
+    /// One Redis server.
+    Redis,
+    /// A Redis Cluster.
+    RedisCluster,
+}
+
+/// Redis connection settings (the seed's section, plus `url`, `cluster_nodes`, `connection`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// Host name (default `localhost`).
+    pub host: String,
+    /// Port (default 6379).
+    pub port: u16,
+    /// Database number (default 0).
+    pub db: i64,
+    /// Password; empty means none.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub password: Option<String>,
+    /// Pool size when `connection: pool` (default 50).
+    pub max_connections: u32,
+    /// Socket read/write timeout (default 5s).
+    pub socket_timeout: Seconds,
+    /// Connect timeout (default 5s).
+    pub socket_connect_timeout: Seconds,
+    /// How often health is checked (default 30s).
+    pub health_check_interval: Seconds,
+    /// A `redis://` URL; when set it wins over host, port, db and password.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub url: Option<String>,
+    /// Cluster seed nodes (`host:port` or URLs); setting them selects a cluster.
+    pub cluster_nodes: Vec<String>,
+    /// `multiplexed` (default) or `pool`.
+    pub connection: RedisConnection,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            host: "localhost".into(),
+            port: 6379,
+            db: 0,
+            password: None,
+            max_connections: 50,
+            socket_timeout: Seconds(Duration::from_secs(5)),
+            socket_connect_timeout: Seconds(Duration::from_secs(5)),
+            health_check_interval: Seconds(Duration::from_secs(30)),
+            url: None,
+            cluster_nodes: Vec::new(),
+            connection: RedisConnection::default(),
+        }
+    }
+}
+
+// The password must never reach logs, so Debug is written by hand.
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("db", &self.db)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("max_connections", &self.max_connections)
+            .field("socket_timeout", &self.socket_timeout)
+            .field("socket_connect_timeout", &self.socket_connect_timeout)
+            .field("health_check_interval", &self.health_check_interval)
+            .field("url", &self.url.as_ref().map(|_| "<redacted>"))
+            .field("cluster_nodes", &self.cluster_nodes)
+            .field("connection", &self.connection)
+            .finish()
+    }
+}
+
+/// How the Redis store talks to Redis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RedisConnection {
+    /// One multiplexed, auto-reconnecting connection (the default, fastest for many small GETs).
+    #[default]
+    Multiplexed,
+    /// A pool of connections of `max_connections`.
+    Pool,
+}
+
+/// One caching policy.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PolicyConfig {
+    /// Unique name; entries get the tag `policy:<name>`.
+    pub name: Located<String>,
+    /// The URL pattern; see [`PatternType`].
+    pub pattern: Located<String>,
+    /// How `pattern` is read; inferred when left out.
+    #[serde(default)]
+    pub pattern_type: Option<PatternType>,
+    /// Freshness lifetime. Without it only what the origin marks fresh is stored.
+    #[serde(default, deserialize_with = "positive_duration")]
+    pub ttl: Option<Seconds>,
+    /// Largest body stored (default `defaults.max_size`); larger responses pass through.
+    #[serde(default)]
+    pub max_size: Option<ByteSize>,
+    /// Compression of stored bodies.
+    #[serde(default)]
+    pub compression: Option<CompressionConfig>,
+    /// Per-policy warming schedule.
+    #[serde(default)]
+    pub warming: Option<PolicyWarmingConfig>,
+    /// Webhook events that invalidate this policy's entries.
+    #[serde(default)]
+    pub invalidate_on: Vec<String>,
+    /// What the key varies by: plain names mean a query parameter and a header of
+    /// that name; `query:NAME`, `header:NAME` and `body` are explicit.
+    #[serde(default)]
+    pub vary_by: Vec<String>,
+    /// Tags added to every entry of this policy.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// How long a stale entry may be served while it is refreshed in the background.
+    #[serde(default)]
+    pub stale_while_revalidate: Option<Seconds>,
+    /// How long a stale entry may be served when the origin fails.
+    #[serde(default)]
+    pub stale_if_error: Option<Seconds>,
+    /// `default`: origin freshness wins, `ttl` when the origin gives none;
+    /// `override`: `ttl` always.
+    #[serde(default)]
+    pub ttl_mode: TtlMode,
+    /// Methods cached (default GET and HEAD).
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Statuses stored (default: those RFC 9111 lets a cache store heuristically).
+    #[serde(default)]
+    pub statuses: Option<Vec<u16>>,
+}
+
+/// How a policy pattern is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PatternType {
+    /// The path (or path and query, when the pattern has `?`) exactly.
+    Exact,
+    /// `*` matches any run of characters; `?` starts the query constraints.
+    Glob,
+    /// `/entities/{id}`: segment parameters, available as tags.
+    PathTemplate,
+    /// A regular expression against the path and query.
+    Regex,
+}
+
+impl PatternType {
+    /// The type a pattern without `pattern_type` gets: `{...}` is a path template,
+    /// a leading `^` a regex, `*` a glob, anything else exact.
+    pub fn infer(pattern: &str) -> Self {
+        if pattern.starts_with('^') {
+            PatternType::Regex
+        } else if pattern.contains('{') && pattern.contains('}') {
+            PatternType::PathTemplate
+        } else if pattern.contains('*') {
+            PatternType::Glob
+        } else {
+            PatternType::Exact
+        }
+    }
+}
+
+/// Whose freshness wins.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TtlMode {
+    /// Origin Cache-Control / Expires win; the policy `ttl` applies when they say nothing.
+    #[default]
+    Default,
+    /// The policy `ttl` always applies.
+    Override,
+}
+
+/// Compression of stored bodies.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct CompressionConfig {
+    /// On when the block is present (default true).
+    pub enabled: bool,
+    /// Only `gzip`.
+    pub algorithm: CompressionAlgorithm,
+    /// Bodies smaller than this are stored as they are (default 1KB).
+    pub min_size: ByteSize,
+    /// gzip level 1 (fast) to 9 (small); default 6.
+    pub level: u32,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig {
+            enabled: true,
+            algorithm: CompressionAlgorithm::Gzip,
+            min_size: ByteSize(1024),
+            level: 6,
+        }
+    }
+}
+
+/// Compression algorithms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CompressionAlgorithm {
+    /// gzip (RFC 1952).
+    #[default]
+    Gzip,
+}
+
+/// `warming` inside a policy.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct PolicyWarmingConfig {
+    /// Whether this policy's warm URLs are refreshed on `schedule`.
+    pub enabled: bool,
+    /// A cron expression (5 or 6 fields).
+    pub schedule: Option<Located<String>>,
+}
+
+/// Settings for whatever a policy does not set.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct DefaultsConfig {
+    /// Cache requests no policy matches (default false: they bypass the cache).
+    pub cache_unmatched: bool,
+    /// TTL for unmatched requests when `cache_unmatched` is on.
+    #[serde(deserialize_with = "positive_duration")]
+    pub ttl: Option<Seconds>,
+    /// Default `max_size` (default 10MB).
+    pub max_size: ByteSize,
+    /// Default `stale_while_revalidate`.
+    pub stale_while_revalidate: Option<Seconds>,
+    /// Default `stale_if_error`.
+    pub stale_if_error: Option<Seconds>,
+    /// How long requests for a key being fetched wait before going to the origin themselves (default 5s).
+    pub lock_timeout: Seconds,
+    /// Successful POST, PUT, PATCH, DELETE invalidate their target URI (default true).
+    pub invalidate_on_unsafe: bool,
+}
+
+impl Default for DefaultsConfig {
+    fn default() -> Self {
+        DefaultsConfig {
+            cache_unmatched: false,
+            ttl: None,
+            max_size: ByteSize(10 << 20),
+            stale_while_revalidate: None,
+            stale_if_error: None,
+            lock_timeout: Seconds(Duration::from_secs(5)),
+            invalidate_on_unsafe: true,
+        }
+    }
+}
+
+/// How cache keys are built.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct KeyConfig {
+    /// Prefix of every key (default `cache:`).
+    pub prefix: String,
+    /// Whether scheme and host are part of the key (default true).
+    pub include_host: bool,
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        KeyConfig {
+            prefix: "cache:".into(),
+            include_host: true,
+        }
+    }
+}
+
+/// Cache warming.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct WarmingConfig {
+    /// Whether warming runs at all (default false).
+    pub enabled: bool,
+    /// Warm once at start-up (default true).
+    pub on_startup: bool,
+    /// Period between warming runs for URLs without a schedule (default 300s).
+    pub interval: Seconds,
+    /// URLs fetched at once (default 5).
+    pub max_concurrent: usize,
+    /// The URLs to warm, by priority.
+    pub urls: Vec<WarmUrlConfig>,
+    /// Timeout of one fetch (default 10s).
+    pub timeout: Seconds,
+    /// Retries of a failed fetch (default 2).
+    pub retries: u32,
+    /// Base URL for relative warm URLs (the server uses its upstream when unset).
+    pub base_url: Option<String>,
+}
+
+impl Default for WarmingConfig {
+    fn default() -> Self {
+        WarmingConfig {
+            enabled: false,
+            on_startup: true,
+            interval: Seconds(Duration::from_secs(300)),
+            max_concurrent: 5,
+            urls: Vec::new(),
+            timeout: Seconds(Duration::from_secs(10)),
+            retries: 2,
+            base_url: None,
+        }
+    }
+}
+
+/// One URL to warm.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct WarmUrlConfig {
+    /// Path and query (`/ngsi-ld/v1/entities?type=Camera`) or an absolute URL.
+    pub url: Located<String>,
+    /// `high`, `medium` (default) or `low`.
+    #[serde(default)]
+    pub priority: WarmPriority,
+    /// A cron expression; without it the URL is warmed every `interval`.
+    #[serde(default)]
+    pub schedule: Option<Located<String>>,
+}
+
+/// Warming priority: higher priorities are fetched first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WarmPriority {
+    /// First.
+    High,
+    /// Second (the default).
+    #[default]
+    Medium,
+    /// Last.
+    Low,
+}
+
+/// Invalidation strategies.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct InvalidationConfig {
+    /// The strategies, in any order.
+    pub strategies: Vec<StrategyConfig>,
+}
+
+impl InvalidationConfig {
+    /// The enabled webhook strategy, if any.
+    pub fn webhook(&self) -> Option<&StrategyConfig> {
+        self.strategies
+            .iter()
+            .find(|s| s.enabled && s.kind == StrategyKind::Webhook)
+    }
+}
+
+/// One invalidation strategy. Which fields apply depends on `type`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StrategyConfig {
+    /// `webhook`, `time_based` (also `time-based`) or `tag`.
+    #[serde(rename = "type")]
+    pub kind: StrategyKind,
+    /// Whether the strategy is on (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// webhook: the route (default `/cache/invalidate`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// webhook: the shared secret expected in `X-Webhook-Secret`.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub secret: Option<String>,
+    /// webhook: event name -> what it invalidates.
+    #[serde(default)]
+    pub events: Vec<EventRule>,
+    /// time_based: how often expired entries are checked for (default 60s).
+    #[serde(default)]
+    pub check_interval: Option<Seconds>,
+}
+
+impl fmt::Debug for StrategyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StrategyConfig")
+            .field("kind", &self.kind)
+            .field("enabled", &self.enabled)
+            .field("endpoint", &self.endpoint)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("events", &self.events)
+            .field("check_interval", &self.check_interval)
+            .finish()
+    }
+}
+
+/// Kinds of invalidation strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StrategyKind {
+    /// `POST /cache/invalidate` events.
+    Webhook,
+    /// Periodic expiry checks.
+    #[serde(alias = "time-based")]
+    TimeBased,
+    /// `POST /cache/invalidate/tag`.
+    Tag,
+}
+
+/// What one webhook event invalidates. Patterns and tags may use `{entity_id}`
+/// and `{entity_type}`, replaced by the event's fields.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct EventRule {
+    /// The event name, as sent in the webhook's `event` field.
+    pub event: Located<String>,
+    /// URL patterns (glob) to invalidate.
+    #[serde(default)]
+    pub invalidate_patterns: Vec<Located<String>>,
+    /// Tags to invalidate.
+    #[serde(default)]
+    pub invalidate_tags: Vec<String>,
+}
+
+/// The admin API.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AdminConfig {
+    /// Whether the server exposes it (default true).
+    pub enabled: bool,
+    /// Listen address (default `127.0.0.1:9092`).
+    pub listen: String,
+    /// Secret required by mutating routes (`X-Webhook-Secret`); the webhook
+    /// strategy's secret is used when this is unset.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub secret: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: "127.0.0.1:9092".into(),
+            secret: None,
+        }
+    }
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("enabled", &self.enabled)
+            .field("listen", &self.listen)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Logging.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct LoggingConfig {
+    /// `error`, `warn`, `info` (default), `debug` or `trace`.
+    pub level: String,
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn empty_as_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
+}
+
+fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Seconds>, D::Error> {
+    let v = Option::<Seconds>::deserialize(d)?;
+    if let Some(s) = v {
+        if s.get().is_zero() {
+            return Err(serde::de::Error::custom(
+                "ttl must be at least 1 second; leave `ttl` out to store only what the origin marks fresh",
+            ));
+        }
+        if s.get() > Duration::from_secs(365 * 86_400) {
+            return Err(serde::de::Error::custom("ttl must be at most one year"));
+        }
+    }
+    Ok(v)
+}
+
+// ===== loading =====
+
+impl CacheConfig {
+    /// Reads, expands and validates a config file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::single(
+                name.clone(),
+                ConfigProblem::new(None, "", format!("cannot read the config file: {e}")),
+            )
+        })?;
+        Self::parse(&text, &name, |v| std::env::var(v).ok())
+    }
+
+    /// Expands and validates a config given as text (errors name it `<string>`).
+    pub fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
+        Self::parse(text, "<string>", |v| std::env::var(v).ok())
+    }
+
+    /// The file the config was read from (`<string>` for text).
+    pub fn source_name(&self) -> &str {
+        if self.source_name.is_empty() {
+            "<default>"
+        } else {
+            &self.source_name
+        }
+    }
+
+    pub(crate) fn parse(
+        text: &str,
+        name: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let expanded = env::expand(text, env).map_err(|(line, msg)| {
+            ConfigError::single(name, ConfigProblem::new(Some(line as u64), "", msg))
+        })?;
+        for var in &expanded.unset {
+            tracing::warn!(file = name, variable = %var, "environment variable is not set; using an empty value");
+        }
+        let mut config = if expanded.text.trim().is_empty() {
+            CacheConfig::default()
+        } else {
+            deserialize(&expanded.text, name)?
+        };
+        config.source_name = name.to_owned();
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::new(name, problems))
+        }
+    }
+
+    /// Checks everything that does not need the network; returns every problem found.
+    fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        if let Err(errs) = PolicySet::compile(self) {
+            problems.extend(errs);
+        }
+        let mut seen = std::collections::HashMap::new();
+        for (i, p) in self.policies.iter().enumerate() {
+            if let Some(first) = seen.insert(p.name.value.as_str(), i) {
+                problems.push(ConfigProblem::new(
+                    p.name.line,
+                    format!("policies[{i}].name"),
+                    format!("duplicate policy name `{}` (also policies[{first}])", p.name.value),
+                ));
+            }
+            if let Some(c) = &p.compression {
+                if !(1..=9).contains(&c.level) {
+                    problems.push(ConfigProblem::new(
+                        p.pattern.line,
+                        format!("policies[{i}].compression.level"),
+                        format!("gzip level must be 1 to 9, not {}", c.level),
+                    ));
+                }
+            }
+            if let Some(w) = &p.warming {
+                if let Some(s) = &w.schedule {
+                    check_cron(s, &format!("policies[{i}].warming.schedule"), &mut problems);
+                }
+            }
+        }
+        match self.store.kind {
+            StoreKind::RedisCluster if self.redis.cluster_nodes.is_empty() => {
+                problems.push(ConfigProblem::new(
+                    None,
+                    "store.type",
+                    "`redis_cluster` needs `redis.cluster_nodes` (a list of host:port)",
+                ));
+            }
+            _ => {}
+        }
+        if self.store.max_bytes.is_some() && self.store.memory.as_ref().is_some_and(|m| m.max_bytes.is_some()) {
+            problems.push(ConfigProblem::new(
+                None,
+                "store.memory.max_bytes",
+                "set either `store.max_bytes` or `store.memory.max_bytes`, not both",
+            ));
+        }
+        if self.store.timeout.get().is_zero() {
+            problems.push(ConfigProblem::new(None, "store.timeout", "must be greater than zero"));
+        }
+        if self.warming.max_concurrent == 0 {
+            problems.push(ConfigProblem::new(None, "warming.max_concurrent", "must be at least 1"));
+        }
+        for (i, u) in self.warming.urls.iter().enumerate() {
+            let path = format!("warming.urls[{i}].url");
+            let url = u.url.value.as_str();
+            if !(url.starts_with('/') || url.starts_with("http://") || url.starts_with("https://")) {
+                problems.push(ConfigProblem::new(
+                    u.url.line,
+                    path,
+                    format!("`{url}` must be a path starting with `/` or an http(s) URL"),
+                ));
+            }
+            if let Some(s) = &u.schedule {
+                check_cron(s, &format!("warming.urls[{i}].schedule"), &mut problems);
+            }
+        }
+        for (i, s) in self.invalidation.strategies.iter().enumerate() {
+            for (j, rule) in s.events.iter().enumerate() {
+                for (k, pat) in rule.invalidate_patterns.iter().enumerate() {
+                    let path = format!("invalidation.strategies[{i}].events[{j}].invalidate_patterns[{k}]");
+                    if !pat.starts_with('/') {
+                        problems.push(ConfigProblem::new(pat.line, path, format!("`{}` must start with `/`", pat.value)));
+                        continue;
+                    }
+                    let probe = crate::invalidate::substitute(pat, "x", "x");
+                    if probe.contains('{') || probe.contains('}') {
+                        problems.push(ConfigProblem::new(
+                            pat.line,
+                            path,
+                            format!("`{}` uses a placeholder other than {{entity_id}} and {{entity_type}}", pat.value),
+                        ));
+                    }
+                }
+            }
+            if s.kind != StrategyKind::Webhook && !s.events.is_empty() {
+                problems.push(ConfigProblem::new(
+                    None,
+                    format!("invalidation.strategies[{i}].events"),
+                    "only `webhook` strategies have events",
+                ));
+            }
+        }
+        if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(ConfigProblem::new(
+                None,
+                "admin.listen",
+                format!("`{}` is not an address such as 127.0.0.1:9092", self.admin.listen),
+            ));
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.logging.level.to_ascii_lowercase().as_str()) {
+            problems.push(ConfigProblem::new(
+                None,
+                "logging.level",
+                format!("`{}` is not one of error, warn, info, debug, trace", self.logging.level),
+            ));
+        }
+        problems.sort_by_key(|p| p.line.unwrap_or(u64::MAX));
+        problems
+    }
+}
+
+fn check_cron(schedule: &Located<String>, path: &str, problems: &mut Vec<ConfigProblem>) {
+    if let Err(e) = crate::schedule::parse_cron(&schedule.value) {
+        problems.push(ConfigProblem::new(schedule.line, path, e));
+    }
+}
+
+fn deserialize(text: &str, name: &str) -> Result<CacheConfig, ConfigError> {
+    let mut path = None;
+    let options = serde_saphyr::options! { with_snippet: false };
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = Some(e.path().to_string());
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        let location = e.location();
+        let mut problem = ConfigProblem::new(
+            location.map(|l| l.line()).filter(|&l| l > 0),
+            path.filter(|p| p != ".").unwrap_or_default(),
+            clean_message(&e.to_string()),
+        );
+        problem.column = location.map(|l| l.column()).filter(|&c| c > 0);
+        ConfigError::single(name, problem)
+    })
+}
+
+/// The YAML error's text without the location it repeats (we print our own).
+fn clean_message(msg: &str) -> String {
+    let first = msg.lines().next().unwrap_or(msg).trim();
+    match first.rfind(" at line ") {
+        Some(i) => first[..i].to_owned(),
+        None => first.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

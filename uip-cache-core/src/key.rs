@@ -1,0 +1,219 @@
+//! Cache keys: `<prefix><sha256 hex>` over an unambiguous encoding of the request.
+//!
+//! Every keyed part is written as a one-byte field tag, a length and the bytes,
+//! so no two different requests can produce the same encoding (the seed joined
+//! parts with `|`, which let `a|b` + `c` collide with `a` + `b|c`). The parts:
+//! method class (GET and HEAD share entries), scheme and host (unless
+//! `key.include_host: false`), path, query (every parameter sorted by name, or
+//! only the `vary_by` ones), `Accept`, the `vary_by` headers and the stored
+//! response's `Vary` headers, and a SHA-256 of the body when `vary_by` has `body`.
+//!
+//! ```
+//! use uip_cache_core::{KeySpec, RequestView};
+//!
+//! let spec = KeySpec::default();
+//! let h: [(&str, &str); 0] = [];
+//! let a = spec.key(&RequestView::new("GET", "/e", &h[..]).query(Some("a=1&b=2")), &[]);
+//! let b = spec.key(&RequestView::new("HEAD", "/e", &h[..]).query(Some("b=2&a=1")), &[]);
+//! assert_eq!(a, b);
+//! assert!(a.as_str().starts_with("cache:"));
+//! ```
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::KeyConfig;
+use crate::pattern::query_pairs;
+use crate::request::RequestView;
+
+/// A cache key: the configured prefix and 64 hex digits.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey(String);
+
+impl CacheKey {
+    /// The key as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key as an owned string.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey({})", self.0)
+    }
+}
+
+impl AsRef<str> for CacheKey {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a policy's keys are made of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeySpec {
+    prefix: String,
+    include_host: bool,
+    /// `None`: every query parameter; `Some`: only these names (sorted).
+    query_params: Option<Vec<String>>,
+    /// Header names (lower case, sorted, without `accept`, which is always keyed).
+    headers: Vec<String>,
+    body: bool,
+}
+
+impl Default for KeySpec {
+    fn default() -> Self {
+        KeySpec::new(&KeyConfig::default(), &[])
+    }
+}
+
+// Field tags of the encoding. Changing them changes every key: bump KEY_VERSION.
+const KEY_VERSION: &[u8] = b"uip-cache key v1";
+const F_METHOD: u8 = 1;
+const F_SCHEME: u8 = 2;
+const F_AUTHORITY: u8 = 3;
+const F_PATH: u8 = 4;
+const F_QUERY: u8 = 5;
+const F_PARAM_NAME: u8 = 6;
+const F_PARAM_VALUE: u8 = 7;
+const F_PARAM_NO_VALUE: u8 = 8;
+const F_HEADER_NAME: u8 = 9;
+const F_HEADER_VALUE: u8 = 10;
+const F_BODY: u8 = 11;
+const F_NO_BODY: u8 = 12;
+
+impl KeySpec {
+    /// Builds the spec from the `key` section and a policy's `vary_by`.
+    ///
+    /// Plain names mean both a query parameter and a header (the seed's
+    /// reading); `query:NAME`, `header:NAME` and `body` are explicit. When
+    /// `vary_by` names no query parameter, every parameter is keyed.
+    pub fn new(key: &KeyConfig, vary_by: &[String]) -> Self {
+        let mut params = Vec::new();
+        let mut headers = Vec::new();
+        let mut body = false;
+        for v in vary_by {
+            let v = v.trim();
+            if v.eq_ignore_ascii_case("body") {
+                body = true;
+            } else if let Some(n) = v.strip_prefix("query:") {
+                params.push(n.to_owned());
+            } else if let Some(n) = v.strip_prefix("header:") {
+                headers.push(n.to_ascii_lowercase());
+            } else {
+                params.push(v.to_owned());
+                headers.push(v.to_ascii_lowercase());
+            }
+        }
+        params.sort();
+        params.dedup();
+        headers.retain(|h| h != "accept");
+        headers.sort();
+        headers.dedup();
+        KeySpec {
+            prefix: key.prefix.clone(),
+            include_host: key.include_host,
+            query_params: (!params.is_empty()).then_some(params),
+            headers,
+            body,
+        }
+    }
+
+    /// Whether the body is part of the key (the adapter must buffer it).
+    pub fn uses_body(&self) -> bool {
+        self.body
+    }
+
+    /// The key of `req`, also varying on `response_vary`: the lower-case header
+    /// names of the stored response's `Vary` (empty on the first lookup).
+    pub fn key(&self, req: &RequestView<'_>, response_vary: &[String]) -> CacheKey {
+        let mut h = Sha256::new();
+        h.update(KEY_VERSION);
+        let method = req.method;
+        let class = if method.eq_ignore_ascii_case("HEAD") || method.eq_ignore_ascii_case("GET") {
+            "GET"
+        } else {
+            method
+        };
+        field(&mut h, F_METHOD, class.as_bytes());
+        if self.include_host {
+            field(&mut h, F_SCHEME, req.scheme.unwrap_or("").as_bytes());
+            field(&mut h, F_AUTHORITY, req.authority.unwrap_or("").to_ascii_lowercase().as_bytes());
+        }
+        field(&mut h, F_PATH, req.path.as_bytes());
+
+        // Query: (name, value) pairs sorted by name; a stable sort keeps the
+        // order of repeated names, which APIs may give meaning to.
+        let mut pairs: Vec<(&str, Option<&str>)> = req.query.map(|q| query_pairs(q).collect()).unwrap_or_default();
+        if let Some(only) = &self.query_params {
+            pairs.retain(|(n, _)| only.binary_search_by(|o| o.as_str().cmp(n)).is_ok());
+        }
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        field(&mut h, F_QUERY, &(pairs.len() as u64).to_le_bytes());
+        for (n, v) in pairs {
+            field(&mut h, F_PARAM_NAME, n.as_bytes());
+            match v {
+                Some(v) => field(&mut h, F_PARAM_VALUE, v.as_bytes()),
+                None => field(&mut h, F_PARAM_NO_VALUE, b""),
+            }
+        }
+
+        header(&mut h, req, "accept");
+        let mut names: Vec<&str> = self.headers.iter().map(String::as_str).collect();
+        for v in response_vary {
+            let v = v.as_str();
+            if v != "accept" && !names.contains(&v) {
+                names.push(v);
+            }
+        }
+        names.sort_unstable();
+        for name in names {
+            header(&mut h, req, name);
+        }
+
+        if self.body {
+            match req.body {
+                Some(b) => field(&mut h, F_BODY, &Sha256::digest(b)),
+                None => field(&mut h, F_NO_BODY, b""),
+            }
+        }
+
+        let digest = h.finalize();
+        let mut key = String::with_capacity(self.prefix.len() + 64);
+        key.push_str(&self.prefix);
+        // Hex by hand: a table lookup per byte, no intermediate allocation.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for b in digest {
+            key.push(HEX[(b >> 4) as usize] as char);
+            key.push(HEX[(b & 0xf) as usize] as char);
+        }
+        CacheKey(key)
+    }
+}
+
+fn field(h: &mut Sha256, tag: u8, bytes: &[u8]) {
+    h.update([tag]);
+    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+/// A header's name and each of its values; a missing header (no values) and an
+/// empty one (one empty value) encode differently.
+fn header(h: &mut Sha256, req: &RequestView<'_>, name: &str) {
+    field(h, F_HEADER_NAME, name.as_bytes());
+    req.headers.for_each_value(name, &mut |v| {
+        field(h, F_HEADER_VALUE, v.trim_ascii());
+    });
+}

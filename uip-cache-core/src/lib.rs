@@ -1,0 +1,74 @@
+//! The framework-free core of uip-cache: config, keys, policies, stored
+//! entries, compression, statistics, and the [`Store`] trait with the in-memory
+//! [`MemoryStore`].
+//!
+//! Adapters (the Tower layer, the actix-web middleware, the server) translate
+//! their requests into a [`RequestView`] and leave every decision to this
+//! crate, so they behave alike.
+//!
+//! # Example
+//!
+//! Load a config, find the policy of a request, key it and store a response:
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use uip_cache_core::store::{MemoryStore, PutOptions, Store};
+//! use uip_cache_core::{CacheConfig, PolicySet, RequestView, StoredResponse};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let config = CacheConfig::from_yaml_str(r#"
+//! policies:
+//!   - name: camera_entities
+//!     pattern: "/ngsi-ld/v1/entities?type=Camera*"
+//!     ttl: 60
+//!     tags: [camera]
+//! "#)?;
+//! let policies = PolicySet::compile(&config).expect("validated when loaded");
+//! let store = MemoryStore::from_config(&config);
+//!
+//! let headers = [("accept", "application/ld+json")];
+//! let req = RequestView::new("GET", "/ngsi-ld/v1/entities", &headers[..])
+//!     .query(Some("type=Camera&limit=100"));
+//! let m = policies.find(req.path, req.query).expect("camera_entities matches");
+//! let key = m.policy().key_spec().key(&req, &[]);
+//!
+//! let tags = m.entry_tags(req.path);
+//! let entry = StoredResponse {
+//!     body: "[]".into(),
+//!     stored_at: SystemTime::now(),
+//!     freshness_lifetime: m.policy().ttl().unwrap(),
+//!     tags: tags.clone(),
+//!     ..StoredResponse::default()
+//! };
+//! let options = PutOptions::new(entry.storage_ttl(), req.path).tags(&tags).query(req.query);
+//! store.put(key.as_str(), entry.encode().unwrap(), options).await.unwrap();
+//!
+//! let bytes = store.get(key.as_str()).await.unwrap().expect("stored");
+//! assert_eq!(StoredResponse::decode(&bytes).unwrap().body, "[]");
+//! assert_eq!(store.invalidate_tags(&["camera".to_string()]).await.unwrap(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod compress;
+pub mod config;
+pub mod entry;
+pub mod invalidate;
+pub mod key;
+pub mod pattern;
+pub mod policy;
+pub mod request;
+pub mod schedule;
+pub mod stats;
+pub mod store;
+
+pub use config::{CacheConfig, ConfigError};
+pub use entry::{BodyEncoding, EntryError, StoredResponse};
+pub use key::{CacheKey, KeySpec};
+pub use pattern::UrlPattern;
+pub use policy::{Policy, PolicyMatch, PolicySet};
+pub use request::{HeaderSource, RequestView};
+pub use stats::{CacheStats, NoCacheReason, StatsSnapshot};
+pub use store::{MemoryStore, Store};

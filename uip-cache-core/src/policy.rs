@@ -1,0 +1,357 @@
+//! Policies: which requests are cached, for how long, under which key and tags.
+//!
+//! [`PolicySet::find`] returns the first policy, in file order, whose pattern
+//! matches. Patterns are `exact`, `glob`, `path_template` or `regex`; see
+//! [`PatternType`].
+//!
+//! ```
+//! use uip_cache_core::{CacheConfig, PolicySet};
+//!
+//! let config = CacheConfig::from_yaml_str(r#"
+//! policies:
+//!   - name: camera_entities
+//!     pattern: "/ngsi-ld/v1/entities?type=Camera*"
+//!     pattern_type: glob
+//!     ttl: 60
+//!   - name: entity_by_id
+//!     pattern: "/ngsi-ld/v1/entities/{id}"
+//!     ttl: 300
+//! "#)?;
+//! let policies = PolicySet::compile(&config).unwrap();
+//! let m = policies.find("/ngsi-ld/v1/entities", Some("type=Camera&limit=100")).unwrap();
+//! assert_eq!(m.policy().name(), "camera_entities");
+//! let m = policies.find("/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:001", None).unwrap();
+//! assert_eq!(m.params(), &[("id".to_string(), "urn:ngsi-ld:Camera:001".to_string())]);
+//! # Ok::<(), uip_cache_core::ConfigError>(())
+//! ```
+
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::config::{CacheConfig, ConfigProblem, PatternType, PolicyConfig, TtlMode};
+use crate::key::KeySpec;
+use crate::pattern::{split_query, UrlPattern};
+
+/// Statuses stored when a policy does not list its own: those RFC 9111
+/// (section 4.2.2) calls heuristically cacheable.
+pub const DEFAULT_STATUSES: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
+
+/// A compiled policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    name: String,
+    matcher: Matcher,
+    ttl: Option<Duration>,
+    ttl_mode: TtlMode,
+    max_size: u64,
+    compression: Option<Compression>,
+    stale_while_revalidate: Option<Duration>,
+    stale_if_error: Option<Duration>,
+    methods: Vec<String>,
+    statuses: Vec<u16>,
+    tags: Vec<String>,
+    invalidate_on: Vec<String>,
+    key: KeySpec,
+}
+
+/// How a policy compresses stored bodies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Compression {
+    /// Bodies smaller than this are stored as they are.
+    pub min_size: u64,
+    /// gzip level.
+    pub level: u32,
+}
+
+#[derive(Clone, Debug)]
+enum Matcher {
+    Any,
+    Url(UrlPattern),
+    Template {
+        prefix: String,
+        router: matchit::Router<()>,
+        query: Option<UrlPattern>,
+    },
+    Regex(Regex),
+}
+
+/// A policy that matched a request, with the path-template parameters it extracted.
+#[derive(Clone, Debug)]
+pub struct PolicyMatch<'a> {
+    policy: &'a Policy,
+    params: Vec<(String, String)>,
+}
+
+impl<'a> PolicyMatch<'a> {
+    /// The policy.
+    pub fn policy(&self) -> &'a Policy {
+        self.policy
+    }
+
+    /// Path-template parameters, in template order.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
+    /// The tags of an entry stored under this match: the policy's `tags`,
+    /// `policy:<name>`, `path:<path>` and `<param>:<value>` for each template parameter.
+    pub fn entry_tags(&self, path: &str) -> Vec<String> {
+        let mut tags = Vec::with_capacity(self.policy.tags.len() + 2 + self.params.len());
+        tags.extend(self.policy.tags.iter().cloned());
+        tags.push(format!("policy:{}", self.policy.name));
+        tags.push(format!("path:{path}"));
+        tags.extend(self.params.iter().map(|(k, v)| format!("{k}:{v}")));
+        tags.sort();
+        tags.dedup();
+        tags
+    }
+}
+
+impl Policy {
+    fn compile(i: usize, p: &PolicyConfig, config: &CacheConfig) -> Result<Self, ConfigProblem> {
+        let pattern = p.pattern.value.as_str();
+        let problem = |msg: String| ConfigProblem::new(p.pattern.line, format!("policies[{i}].pattern"), msg);
+        let kind = p.pattern_type.unwrap_or_else(|| PatternType::infer(pattern));
+        let matcher = match kind {
+            PatternType::Exact => {
+                if !pattern.starts_with('/') {
+                    return Err(problem(format!("exact pattern `{pattern}` must start with `/`")));
+                }
+                Matcher::Url(UrlPattern::exact(pattern))
+            }
+            PatternType::Glob => Matcher::Url(UrlPattern::glob(pattern).map_err(problem)?),
+            PatternType::PathTemplate => {
+                let (path, query) = split_query(pattern);
+                if !path.starts_with('/') {
+                    return Err(problem(format!("path template `{pattern}` must start with `/`")));
+                }
+                let mut router = matchit::Router::new();
+                router
+                    .insert(path, ())
+                    .map_err(|e| problem(format!("invalid path template `{pattern}`: {e}")))?;
+                let query = match query {
+                    Some(q) => Some(UrlPattern::glob(&format!("*?{q}")).map_err(problem)?),
+                    None => None,
+                };
+                Matcher::Template {
+                    prefix: path[..path.find('{').unwrap_or(path.len())].to_owned(),
+                    router,
+                    query,
+                }
+            }
+            PatternType::Regex => Matcher::Regex(
+                Regex::new(pattern).map_err(|e| problem(format!("invalid regex `{pattern}`: {e}")))?,
+            ),
+        };
+        let methods = match &p.methods {
+            Some(m) if m.is_empty() => {
+                return Err(ConfigProblem::new(p.pattern.line, format!("policies[{i}].methods"), "must not be empty"))
+            }
+            Some(m) => m.iter().map(|m| m.to_ascii_uppercase()).collect(),
+            None => vec!["GET".into(), "HEAD".into()],
+        };
+        if let Some(bad) = methods.iter().find(|m: &&String| m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic())) {
+            return Err(ConfigProblem::new(
+                p.pattern.line,
+                format!("policies[{i}].methods"),
+                format!("`{bad}` is not an HTTP method"),
+            ));
+        }
+        let statuses = p.statuses.clone().unwrap_or_else(|| DEFAULT_STATUSES.to_vec());
+        if let Some(bad) = statuses.iter().find(|s| !(100..=599).contains(*s)) {
+            return Err(ConfigProblem::new(
+                p.pattern.line,
+                format!("policies[{i}].statuses"),
+                format!("{bad} is not an HTTP status"),
+            ));
+        }
+        let max_size = p.max_size.unwrap_or(config.defaults.max_size).bytes();
+        if max_size == 0 {
+            return Err(ConfigProblem::new(p.pattern.line, format!("policies[{i}].max_size"), "must be greater than zero"));
+        }
+        Ok(Policy {
+            name: p.name.value.clone(),
+            matcher,
+            ttl: p.ttl.map(|t| t.get()),
+            ttl_mode: p.ttl_mode,
+            max_size,
+            compression: p.compression.as_ref().filter(|c| c.enabled).map(|c| Compression {
+                min_size: c.min_size.bytes(),
+                level: c.level,
+            }),
+            stale_while_revalidate: p
+                .stale_while_revalidate
+                .or(config.defaults.stale_while_revalidate)
+                .map(|s| s.get()),
+            stale_if_error: p.stale_if_error.or(config.defaults.stale_if_error).map(|s| s.get()),
+            methods,
+            statuses,
+            tags: p.tags.clone(),
+            invalidate_on: p.invalidate_on.clone(),
+            key: KeySpec::new(&config.key, &p.vary_by),
+        })
+    }
+
+    fn fallback(config: &CacheConfig) -> Self {
+        Policy {
+            name: "default".into(),
+            matcher: Matcher::Any,
+            ttl: config.defaults.ttl.map(|t| t.get()),
+            ttl_mode: TtlMode::Default,
+            max_size: config.defaults.max_size.bytes(),
+            compression: None,
+            stale_while_revalidate: config.defaults.stale_while_revalidate.map(|s| s.get()),
+            stale_if_error: config.defaults.stale_if_error.map(|s| s.get()),
+            methods: vec!["GET".into(), "HEAD".into()],
+            statuses: DEFAULT_STATUSES.to_vec(),
+            tags: Vec::new(),
+            invalidate_on: Vec::new(),
+            key: KeySpec::new(&config.key, &[]),
+        }
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The configured TTL, if any.
+    pub fn ttl(&self) -> Option<Duration> {
+        self.ttl
+    }
+
+    /// Whose freshness wins.
+    pub fn ttl_mode(&self) -> TtlMode {
+        self.ttl_mode
+    }
+
+    /// Largest body stored, in bytes.
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
+    /// Compression settings, when compression is on.
+    pub fn compression(&self) -> Option<Compression> {
+        self.compression
+    }
+
+    /// The policy's stale-while-revalidate window.
+    pub fn stale_while_revalidate(&self) -> Option<Duration> {
+        self.stale_while_revalidate
+    }
+
+    /// The policy's stale-if-error window.
+    pub fn stale_if_error(&self) -> Option<Duration> {
+        self.stale_if_error
+    }
+
+    /// Whether requests with this method may be cached.
+    pub fn allows_method(&self, method: &str) -> bool {
+        self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+    }
+
+    /// Whether responses with this status may be stored.
+    pub fn allows_status(&self, status: u16) -> bool {
+        self.statuses.contains(&status)
+    }
+
+    /// The policy's own tags.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// Webhook events that invalidate this policy's entries.
+    pub fn invalidate_on(&self) -> &[String] {
+        &self.invalidate_on
+    }
+
+    /// How this policy's keys are built.
+    pub fn key_spec(&self) -> &KeySpec {
+        &self.key
+    }
+
+    fn matches(&self, path: &str, query: Option<&str>) -> Option<Vec<(String, String)>> {
+        match &self.matcher {
+            Matcher::Any => Some(Vec::new()),
+            Matcher::Url(p) => p.matches(path, query).then(Vec::new),
+            Matcher::Template { prefix, router, query: q } => {
+                if !path.starts_with(prefix.as_str()) || !q.as_ref().is_none_or(|q| q.matches_query(query)) {
+                    return None;
+                }
+                let m = router.at(path).ok()?;
+                Some(m.params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+            }
+            Matcher::Regex(re) => {
+                let hit = match query {
+                    Some(q) => re.is_match(&format!("{path}?{q}")),
+                    None => re.is_match(path),
+                };
+                hit.then(Vec::new)
+            }
+        }
+    }
+}
+
+/// The compiled policies of a config, in file order, plus the fallback used when
+/// `defaults.cache_unmatched` is on.
+#[derive(Clone, Debug)]
+pub struct PolicySet {
+    policies: Vec<Policy>,
+    fallback: Option<Policy>,
+}
+
+impl PolicySet {
+    /// Compiles every policy; returns every problem found.
+    pub fn compile(config: &CacheConfig) -> Result<Self, Vec<ConfigProblem>> {
+        let mut policies = Vec::with_capacity(config.policies.len());
+        let mut problems = Vec::new();
+        for (i, p) in config.policies.iter().enumerate() {
+            match Policy::compile(i, p, config) {
+                Ok(p) => policies.push(p),
+                Err(e) => problems.push(e),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(PolicySet {
+            policies,
+            fallback: config.defaults.cache_unmatched.then(|| Policy::fallback(config)),
+        })
+    }
+
+    /// The first policy matching the path and raw query, in file order; the
+    /// fallback policy when none does and `cache_unmatched` is on.
+    pub fn find(&self, path: &str, query: Option<&str>) -> Option<PolicyMatch<'_>> {
+        let query = query.filter(|q| !q.is_empty());
+        for policy in &self.policies {
+            if let Some(params) = policy.matches(path, query) {
+                return Some(PolicyMatch { policy, params });
+            }
+        }
+        self.fallback.as_ref().map(|policy| PolicyMatch {
+            policy,
+            params: Vec::new(),
+        })
+    }
+
+    /// The policies, in file order (without the fallback).
+    pub fn iter(&self) -> impl Iterator<Item = &Policy> {
+        self.policies.iter()
+    }
+
+    /// Number of policies (without the fallback).
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    /// Whether there are no policies.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! The framework-free view of a request that adapters build.
+//!
+//! actix-web 4 and axum use different `http` crate versions, so core never takes
+//! `http` types: an adapter fills a [`RequestView`] from its own request, with
+//! header lookup through [`HeaderSource`], and gets plain values back.
+
+use std::fmt;
+
+/// Header lookup by lower-case name, implemented by each adapter over its own
+/// header map (and here over simple lists for tests and tools).
+pub trait HeaderSource {
+    /// Calls `f` with every value of header `name` (lower case), in order.
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8]));
+
+    /// The first value of header `name`, if any.
+    fn first(&self, name: &str) -> Option<&[u8]>;
+}
+
+impl HeaderSource for [(&str, &str)] {
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for (n, v) in self {
+            if n.eq_ignore_ascii_case(name) {
+                f(v.as_bytes());
+            }
+        }
+    }
+
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_bytes())
+    }
+}
+
+impl HeaderSource for Vec<(String, String)> {
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for (n, v) in self {
+            if n.eq_ignore_ascii_case(name) {
+                f(v.as_bytes());
+            }
+        }
+    }
+
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_bytes())
+    }
+}
+
+/// What core needs to know about a request.
+///
+/// ```
+/// use uip_cache_core::RequestView;
+///
+/// let headers = [("accept", "application/json")];
+/// let req = RequestView::new("GET", "/ngsi-ld/v1/entities", &headers[..])
+///     .query(Some("type=Camera"))
+///     .authority(Some("broker.local"));
+/// assert_eq!(req.method, "GET");
+/// ```
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub struct RequestView<'a> {
+    /// The method, as sent (`GET`, `HEAD`, ...).
+    pub method: &'a str,
+    /// `http` or `https`, when known.
+    pub scheme: Option<&'a str>,
+    /// Host and port, when known.
+    pub authority: Option<&'a str>,
+    /// The path, as sent (not percent-decoded).
+    pub path: &'a str,
+    /// The raw query without `?`.
+    pub query: Option<&'a str>,
+    /// Header lookup.
+    pub headers: &'a dyn HeaderSource,
+    /// The body, when the policy keys on it and the adapter buffered it.
+    pub body: Option<&'a [u8]>,
+}
+
+impl<'a> RequestView<'a> {
+    /// A request with a method, a path and headers; the rest is set by the
+    /// consuming setters below.
+    pub fn new(method: &'a str, path: &'a str, headers: &'a dyn HeaderSource) -> Self {
+        RequestView {
+            method,
+            scheme: None,
+            authority: None,
+            path,
+            query: None,
+            headers,
+            body: None,
+        }
+    }
+
+    /// Sets the raw query (without `?`); an empty query is the same as none.
+    #[must_use]
+    pub fn query(mut self, query: Option<&'a str>) -> Self {
+        self.query = query.filter(|q| !q.is_empty());
+        self
+    }
+
+    /// Sets the scheme.
+    #[must_use]
+    pub fn scheme(mut self, scheme: Option<&'a str>) -> Self {
+        self.scheme = scheme;
+        self
+    }
+
+    /// Sets the authority (host and port).
+    #[must_use]
+    pub fn authority(mut self, authority: Option<&'a str>) -> Self {
+        self.authority = authority;
+        self
+    }
+
+    /// Sets the body.
+    #[must_use]
+    pub fn body(mut self, body: Option<&'a [u8]>) -> Self {
+        self.body = body;
+        self
+    }
+}
+
+impl fmt::Debug for RequestView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestView")
+            .field("method", &self.method)
+            .field("scheme", &self.scheme)
+            .field("authority", &self.authority)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("body_len", &self.body.map(<[u8]>::len))
+            .finish_non_exhaustive()
+    }
+}

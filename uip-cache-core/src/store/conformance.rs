@@ -1,0 +1,226 @@
+//! A behaviour suite every [`Store`] must pass.
+//!
+//! Store crates call [`run_all`] on their store from a multi-threaded tokio
+//! test. Every check works in its own key, tag and path namespace, so the
+//! suite can share a store (or a Redis database) with other tests.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use std::sync::Arc;
+//! use uip_cache_core::store::{conformance, MemoryStore};
+//! conformance::run_all(Arc::new(MemoryStore::new(64 << 20))).await;
+//! # }
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::{HealthStatus, PutOptions, Store};
+use crate::pattern::UrlPattern;
+
+/// A unique namespace for one check.
+fn ns(check: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{check}-{}-{t:x}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Runs every check, in order, panicking with the name of the first that fails.
+pub async fn run_all(store: Arc<dyn Store>) {
+    get_missing(&*store).await;
+    put_then_get(&*store).await;
+    overwrite(&*store).await;
+    delete(&*store).await;
+    ttl_expiry(&*store).await;
+    tags(&*store).await;
+    tags_replaced_on_overwrite(&*store).await;
+    patterns(&*store).await;
+    len_counts_entries(&*store).await;
+    health_and_memory(&*store).await;
+    concurrent_use(store.clone()).await;
+}
+
+/// An unknown key is a miss, not an error.
+pub async fn get_missing(store: &dyn Store) {
+    let k = ns("missing");
+    assert_eq!(store.get(&k).await.expect("get of a missing key"), None, "get_missing");
+}
+
+/// Binary and empty values come back byte for byte.
+pub async fn put_then_get(store: &dyn Store) {
+    let k = ns("put");
+    let value = Bytes::from((0..=255u8).cycle().take(70_000).collect::<Vec<u8>>());
+    store.put(&k, value.clone(), PutOptions::new(MINUTE, "/put")).await.expect("put");
+    assert_eq!(store.get(&k).await.expect("get"), Some(value), "put_then_get: binary value");
+    let k2 = ns("put-empty");
+    store.put(&k2, Bytes::new(), PutOptions::new(MINUTE, "/put")).await.expect("put empty");
+    assert_eq!(store.get(&k2).await.expect("get"), Some(Bytes::new()), "put_then_get: empty value");
+}
+
+/// A second put replaces the first.
+pub async fn overwrite(store: &dyn Store) {
+    let k = ns("overwrite");
+    store.put(&k, Bytes::from_static(b"one"), PutOptions::new(MINUTE, "/o")).await.expect("put");
+    store.put(&k, Bytes::from_static(b"two"), PutOptions::new(MINUTE, "/o")).await.expect("put");
+    assert_eq!(store.get(&k).await.expect("get").as_deref(), Some(&b"two"[..]), "overwrite");
+}
+
+/// Delete removes and reports whether the key was there.
+pub async fn delete(store: &dyn Store) {
+    let k = ns("delete");
+    store.put(&k, Bytes::from_static(b"x"), PutOptions::new(MINUTE, "/d")).await.expect("put");
+    assert!(store.delete(&k).await.expect("delete"), "delete: existing key reports true");
+    assert_eq!(store.get(&k).await.expect("get"), None, "delete: key is gone");
+    assert!(!store.delete(&k).await.expect("delete"), "delete: missing key reports false");
+}
+
+/// Entries expire after their TTL; a rewrite gets its own TTL.
+pub async fn ttl_expiry(store: &dyn Store) {
+    let short = Duration::from_millis(300);
+    let k = ns("ttl");
+    let renewed = ns("ttl-renewed");
+    store.put(&k, Bytes::from_static(b"x"), PutOptions::new(short, "/t")).await.expect("put");
+    store.put(&renewed, Bytes::from_static(b"x"), PutOptions::new(short, "/t")).await.expect("put");
+    store.put(&renewed, Bytes::from_static(b"y"), PutOptions::new(MINUTE, "/t")).await.expect("put");
+    assert!(store.get(&k).await.expect("get").is_some(), "ttl_expiry: present before the TTL");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(store.get(&k).await.expect("get"), None, "ttl_expiry: gone after the TTL");
+    assert_eq!(
+        store.get(&renewed).await.expect("get").as_deref(),
+        Some(&b"y"[..]),
+        "ttl_expiry: a rewrite with a longer TTL keeps the entry"
+    );
+}
+
+/// Tag invalidation removes exactly the entries carrying any of the tags.
+pub async fn tags(store: &dyn Store) {
+    let n = ns("tags");
+    let (a, b, c) = (format!("{n}:a"), format!("{n}:b"), format!("{n}:c"));
+    let (k1, k2, k3) = (format!("{n}:1"), format!("{n}:2"), format!("{n}:3"));
+    let ab = vec![a.clone(), b.clone()];
+    let only_b = vec![b.clone()];
+    let only_c = vec![c.clone()];
+    store.put(&k1, Bytes::from_static(b"1"), PutOptions::new(MINUTE, "/t1").tags(&ab)).await.expect("put");
+    store.put(&k2, Bytes::from_static(b"2"), PutOptions::new(MINUTE, "/t2").tags(&only_b)).await.expect("put");
+    store.put(&k3, Bytes::from_static(b"3"), PutOptions::new(MINUTE, "/t3").tags(&only_c)).await.expect("put");
+
+    assert_eq!(store.invalidate_tags(&[a.clone()]).await.expect("invalidate"), 1, "tags: tag a");
+    assert_eq!(store.get(&k1).await.expect("get"), None, "tags: k1 removed");
+    assert!(store.get(&k2).await.expect("get").is_some(), "tags: k2 kept");
+    assert!(store.get(&k3).await.expect("get").is_some(), "tags: k3 kept");
+    assert_eq!(store.invalidate_tags(&[a]).await.expect("invalidate"), 0, "tags: tag a again");
+    assert_eq!(
+        store.invalidate_tags(&[b, c, format!("{n}:unknown")]).await.expect("invalidate"),
+        2,
+        "tags: tags b and c"
+    );
+    assert_eq!(store.get(&k2).await.expect("get"), None, "tags: k2 removed");
+    assert_eq!(store.get(&k3).await.expect("get"), None, "tags: k3 removed");
+}
+
+/// Rewriting an entry replaces its tags.
+pub async fn tags_replaced_on_overwrite(store: &dyn Store) {
+    let n = ns("retag");
+    let k = format!("{n}:k");
+    let (x, y) = (vec![format!("{n}:x")], vec![format!("{n}:y")]);
+    store.put(&k, Bytes::from_static(b"1"), PutOptions::new(MINUTE, "/r").tags(&x)).await.expect("put");
+    store.put(&k, Bytes::from_static(b"2"), PutOptions::new(MINUTE, "/r").tags(&y)).await.expect("put");
+    assert_eq!(store.invalidate_tags(&x).await.expect("invalidate"), 0, "retag: old tag no longer applies");
+    assert!(store.get(&k).await.expect("get").is_some(), "retag: entry kept");
+    assert_eq!(store.invalidate_tags(&y).await.expect("invalidate"), 1, "retag: new tag applies");
+}
+
+/// URL-pattern invalidation: globs over paths, query constraints in any order,
+/// exact URLs.
+pub async fn patterns(store: &dyn Store) {
+    let n = ns("patterns");
+    let base = format!("/{n}/ngsi-ld/v1/entities");
+    let entries = [
+        ("e1", format!("{base}/urn:a:1"), None),
+        ("e2", format!("{base}/urn:a:2"), None),
+        ("cam", base.clone(), Some("limit=10&type=Camera")),
+        ("sensor", base.clone(), Some("type=Sensor")),
+        ("other", format!("/{n}/other/x"), None),
+    ];
+    for (id, path, query) in &entries {
+        store
+            .put(&format!("{n}:{id}"), Bytes::from_static(b"v"), PutOptions::new(MINUTE, path).query(*query))
+            .await
+            .expect("put");
+    }
+    let present = |id: &str| {
+        let k = format!("{n}:{id}");
+        async move { store.get(&k).await.expect("get").is_some() }
+    };
+
+    let cams = UrlPattern::glob(&format!("{base}?type=Camera*")).unwrap();
+    assert_eq!(store.invalidate_pattern(&cams).await.expect("invalidate"), 1, "patterns: query constraint");
+    assert!(!present("cam").await && present("sensor").await, "patterns: only the Camera query went");
+
+    let by_id = UrlPattern::glob(&format!("{base}/*")).unwrap();
+    assert_eq!(store.invalidate_pattern(&by_id).await.expect("invalidate"), 2, "patterns: path glob");
+    assert!(!present("e1").await && !present("e2").await && present("sensor").await, "patterns: glob scope");
+
+    let exact = UrlPattern::exact(&format!("{base}?type=Sensor"));
+    assert_eq!(store.invalidate_pattern(&exact).await.expect("invalidate"), 1, "patterns: exact URL");
+    let none = UrlPattern::glob(&format!("/{n}/nothing/*")).unwrap();
+    assert_eq!(store.invalidate_pattern(&none).await.expect("invalidate"), 0, "patterns: no match");
+    assert!(present("other").await, "patterns: unrelated path kept");
+}
+
+/// `len` grows by the number of new entries.
+pub async fn len_counts_entries(store: &dyn Store) {
+    let n = ns("len");
+    let before = store.len().await.expect("len");
+    for i in 0..5 {
+        store
+            .put(&format!("{n}:{i}"), Bytes::from_static(b"v"), PutOptions::new(MINUTE, "/len"))
+            .await
+            .expect("put");
+    }
+    let after = store.len().await.expect("len");
+    assert!(after >= before + 5, "len: {before} before, {after} after 5 puts");
+}
+
+/// Health says connected and memory figures are readable.
+pub async fn health_and_memory(store: &dyn Store) {
+    let h = store.health().await.expect("health");
+    assert_eq!(h.status, HealthStatus::Connected, "health: {h:?}");
+    let m = store.memory().await.expect("memory");
+    assert!(m.used_memory_bytes > 0, "memory: used bytes reported after writes: {m:?}");
+}
+
+/// Many tasks writing and reading at once lose nothing.
+pub async fn concurrent_use(store: Arc<dyn Store>) {
+    let n = ns("concurrent");
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..16u32 {
+        let store = store.clone();
+        let n = n.clone();
+        set.spawn(async move {
+            for i in 0..40u32 {
+                let own = format!("{n}:{t}:{i}");
+                let value = Bytes::from(format!("{t}-{i}"));
+                store.put(&own, value.clone(), PutOptions::new(MINUTE, "/c")).await.expect("put");
+                let shared = format!("{n}:shared:{}", i % 4);
+                store.put(&shared, value.clone(), PutOptions::new(MINUTE, "/c")).await.expect("put");
+                assert_eq!(store.get(&own).await.expect("get"), Some(value), "concurrent: own key");
+                assert!(store.get(&shared).await.expect("get").is_some(), "concurrent: shared key");
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("concurrent task panicked");
+    }
+    for t in 0..16u32 {
+        for i in 0..40u32 {
+            let got = store.get(&format!("{n}:{t}:{i}")).await.expect("get");
+            assert_eq!(got, Some(Bytes::from(format!("{t}-{i}"))), "concurrent: final read");
+        }
+    }
+}
