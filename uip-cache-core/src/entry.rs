@@ -126,6 +126,17 @@ pub enum EntryError {
 }
 
 impl StoredResponse {
+    /// A response with `status` and `body`, stored now, with no freshness yet;
+    /// set the other public fields as needed.
+    pub fn new(status: u16, body: Bytes) -> Self {
+        StoredResponse {
+            status,
+            body,
+            stored_at: SystemTime::now(),
+            ..StoredResponse::default()
+        }
+    }
+
     /// The age now (RFC 9111 section 4.2.3): initial age plus time resident.
     pub fn age(&self, now: SystemTime) -> Duration {
         self.initial_age + now.duration_since(self.stored_at).unwrap_or_default()
@@ -160,8 +171,17 @@ impl StoredResponse {
 
     /// Encodes the entry.
     pub fn encode(&self) -> Result<Bytes, EntryError> {
-        let headers_len: usize = self.headers.iter().map(|(n, v)| 6 + n.len() + v.len()).sum();
-        let strings_len: usize = self.vary.iter().chain(&self.tags).map(|s| 2 + s.len()).sum();
+        let headers_len: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| 6 + n.len() + v.len())
+            .sum();
+        let strings_len: usize = self
+            .vary
+            .iter()
+            .chain(&self.tags)
+            .map(|s| 2 + s.len())
+            .sum();
         let mut out = BytesMut::with_capacity(64 + headers_len + strings_len + self.body.len());
         out.put_slice(MAGIC);
         out.put_u8(ENTRY_VERSION);
@@ -177,7 +197,11 @@ impl StoredResponse {
         }
         out.put_u8(flags);
         out.put_u16_le(self.status);
-        out.put_u64_le(millis(self.stored_at.duration_since(UNIX_EPOCH).unwrap_or_default()));
+        out.put_u64_le(millis(
+            self.stored_at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        ));
         out.put_u64_le(millis(self.initial_age));
         out.put_u64_le(millis(self.freshness_lifetime));
         out.put_u64_le(millis(self.stale_while_revalidate));
@@ -268,7 +292,10 @@ fn put_u16_len(out: &mut BytesMut, len: usize, what: &'static str) -> Result<(),
 }
 
 fn put_u32_len(out: &mut BytesMut, len: usize, what: &'static str) -> Result<(), EntryError> {
-    let len = u32::try_from(len).ok().filter(|&l| l != u32::MAX).ok_or(EntryError::TooLarge(what))?;
+    let len = u32::try_from(len)
+        .ok()
+        .filter(|&l| l != u32::MAX)
+        .ok_or(EntryError::TooLarge(what))?;
     out.put_u32_le(len);
     Ok(())
 }
@@ -359,7 +386,10 @@ mod tests {
         StoredResponse {
             status: 200,
             headers: vec![
-                ("content-type".into(), Bytes::from_static(b"application/ld+json")),
+                (
+                    "content-type".into(),
+                    Bytes::from_static(b"application/ld+json"),
+                ),
                 ("x-bin".into(), Bytes::from_static(&[0xff, 0x00, 0x7f])),
             ],
             // A body that is itself gzip data (magic 0x1f 0x8b) must come back as is.
@@ -391,18 +421,33 @@ mod tests {
 
     #[test]
     fn rejects_foreign_truncated_and_trailing_bytes() {
-        assert_eq!(StoredResponse::decode(&Bytes::from_static(b"hello")), Err(EntryError::Foreign));
-        assert_eq!(StoredResponse::decode(&Bytes::new()), Err(EntryError::Foreign));
+        assert_eq!(
+            StoredResponse::decode(&Bytes::from_static(b"hello")),
+            Err(EntryError::Foreign)
+        );
+        assert_eq!(
+            StoredResponse::decode(&Bytes::new()),
+            Err(EntryError::Foreign)
+        );
         let bytes = sample().encode().unwrap();
         for cut in 0..bytes.len() {
-            assert!(StoredResponse::decode(&bytes.slice(..cut)).is_err(), "cut at {cut}");
+            assert!(
+                StoredResponse::decode(&bytes.slice(..cut)).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut longer = bytes.to_vec();
         longer.push(0);
-        assert_eq!(StoredResponse::decode(&Bytes::from(longer)), Err(EntryError::TrailingBytes(1)));
+        assert_eq!(
+            StoredResponse::decode(&Bytes::from(longer)),
+            Err(EntryError::TrailingBytes(1))
+        );
         let mut newer = bytes.to_vec();
         newer[4] = 99;
-        assert_eq!(StoredResponse::decode(&Bytes::from(newer)), Err(EntryError::UnsupportedVersion(99)));
+        assert_eq!(
+            StoredResponse::decode(&Bytes::from(newer)),
+            Err(EntryError::UnsupportedVersion(99))
+        );
     }
 
     #[test]
@@ -412,7 +457,10 @@ mod tests {
         assert_eq!(e.age(t0), Duration::from_secs(3));
         assert!(e.is_fresh(t0 + Duration::from_secs(56)));
         assert!(!e.is_fresh(t0 + Duration::from_secs(57)));
-        assert_eq!(e.staleness(t0 + Duration::from_secs(67)), Duration::from_secs(10));
+        assert_eq!(
+            e.staleness(t0 + Duration::from_secs(67)),
+            Duration::from_secs(10)
+        );
         // 60 fresh + 300 stale-if-error - 3 already old.
         assert_eq!(e.storage_ttl(), Duration::from_secs(357));
     }

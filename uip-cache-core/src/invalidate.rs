@@ -51,13 +51,16 @@ pub fn plan_for_event(
         }
         for rule in strategy.events.iter().filter(|r| r.event.value == event) {
             for pat in &rule.invalidate_patterns {
-                if (pat.contains("{entity_id}") && id.is_empty()) || (pat.contains("{entity_type}") && ty.is_empty()) {
+                if (pat.contains("{entity_id}") && id.is_empty())
+                    || (pat.contains("{entity_type}") && ty.is_empty())
+                {
                     return Err(format!(
                         "event `{event}` needs entity_id and entity_type for pattern `{}`",
                         pat.value
                     ));
                 }
-                plan.patterns.push(UrlPattern::glob(&substitute(pat, id, ty))?);
+                plan.patterns
+                    .push(UrlPattern::glob(&substitute(pat, id, ty))?);
             }
             for tag in &rule.invalidate_tags {
                 plan.tags.push(substitute(tag, id, ty));
@@ -72,4 +75,74 @@ pub fn plan_for_event(
     plan.tags.sort();
     plan.tags.dedup();
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+policies:
+  - name: cams
+    pattern: "/ngsi-ld/v1/entities?type=Camera*"
+    ttl: 60
+    invalidate_on: [camera_update]
+  - name: other
+    pattern: "/other"
+    ttl: 60
+invalidation:
+  strategies:
+    - type: webhook
+      events:
+        - event: entity_update
+          invalidate_patterns:
+            - "/ngsi-ld/v1/entities/{entity_id}"
+            - "/ngsi-ld/v1/entities?type={entity_type}*"
+          invalidate_tags: ["id:{entity_id}"]
+    - type: webhook
+      enabled: false
+      events:
+        - event: entity_update
+          invalidate_patterns: ["/disabled/*"]
+"#;
+
+    fn plan(event: &str, id: Option<&str>, ty: Option<&str>) -> Result<InvalidationPlan, String> {
+        let config = CacheConfig::from_yaml_str(CONFIG).unwrap();
+        let policies = PolicySet::compile(&config).unwrap();
+        plan_for_event(&config, &policies, event, id, ty)
+    }
+
+    #[test]
+    fn webhook_event_substitutes_placeholders() {
+        let p = plan(
+            "entity_update",
+            Some("urn:ngsi-ld:Camera:001"),
+            Some("Camera"),
+        )
+        .unwrap();
+        let pats: Vec<_> = p.patterns.iter().map(UrlPattern::as_str).collect();
+        assert_eq!(
+            pats,
+            [
+                "/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:001",
+                "/ngsi-ld/v1/entities?type=Camera*"
+            ]
+        );
+        assert_eq!(p.tags, ["id:urn:ngsi-ld:Camera:001"]);
+        assert!(p.patterns[1].matches_url("/ngsi-ld/v1/entities?limit=5&type=Camera"));
+    }
+
+    #[test]
+    fn policies_listen_to_their_events_and_unknown_events_do_nothing() {
+        let p = plan("camera_update", None, None).unwrap();
+        assert_eq!(p.tags, ["policy:cams"]);
+        assert!(p.patterns.is_empty());
+        assert!(plan("nobody_listens", Some("x"), None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_missing_placeholder_value_is_an_error_not_a_wider_pattern() {
+        let err = plan("entity_update", None, Some("Camera")).unwrap_err();
+        assert!(err.contains("entity_id"), "{err}");
+    }
 }

@@ -13,8 +13,8 @@
 //!
 //! let spec = KeySpec::default();
 //! let h: [(&str, &str); 0] = [];
-//! let a = spec.key(&RequestView::new("GET", "/e", &h[..]).query(Some("a=1&b=2")), &[]);
-//! let b = spec.key(&RequestView::new("HEAD", "/e", &h[..]).query(Some("b=2&a=1")), &[]);
+//! let a = spec.key(&RequestView::new("GET", "/e", &h).query(Some("a=1&b=2")), &[]);
+//! let b = spec.key(&RequestView::new("HEAD", "/e", &h).query(Some("b=2&a=1")), &[]);
 //! assert_eq!(a, b);
 //! assert!(a.as_str().starts_with("cache:"));
 //! ```
@@ -150,13 +150,20 @@ impl KeySpec {
         field(&mut h, F_METHOD, class.as_bytes());
         if self.include_host {
             field(&mut h, F_SCHEME, req.scheme.unwrap_or("").as_bytes());
-            field(&mut h, F_AUTHORITY, req.authority.unwrap_or("").to_ascii_lowercase().as_bytes());
+            field(
+                &mut h,
+                F_AUTHORITY,
+                req.authority.unwrap_or("").to_ascii_lowercase().as_bytes(),
+            );
         }
         field(&mut h, F_PATH, req.path.as_bytes());
 
         // Query: (name, value) pairs sorted by name; a stable sort keeps the
         // order of repeated names, which APIs may give meaning to.
-        let mut pairs: Vec<(&str, Option<&str>)> = req.query.map(|q| query_pairs(q).collect()).unwrap_or_default();
+        let mut pairs: Vec<(&str, Option<&str>)> = req
+            .query
+            .map(|q| query_pairs(q).collect())
+            .unwrap_or_default();
         if let Some(only) = &self.query_params {
             pairs.retain(|(n, _)| only.binary_search_by(|o| o.as_str().cmp(n)).is_ok());
         }
@@ -217,3 +224,6 @@ fn header(h: &mut Sha256, req: &RequestView<'_>, name: &str) {
         field(h, F_HEADER_VALUE, v.trim_ascii());
     });
 }
+
+#[cfg(test)]
+mod tests;

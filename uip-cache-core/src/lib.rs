@@ -11,7 +11,7 @@
 //! Load a config, find the policy of a request, key it and store a response:
 //!
 //! ```
-//! use std::time::{Duration, SystemTime};
+//! use std::time::SystemTime;
 //! use uip_cache_core::store::{MemoryStore, PutOptions, Store};
 //! use uip_cache_core::{CacheConfig, PolicySet, RequestView, StoredResponse};
 //!
@@ -27,19 +27,16 @@
 //! let store = MemoryStore::from_config(&config);
 //!
 //! let headers = [("accept", "application/ld+json")];
-//! let req = RequestView::new("GET", "/ngsi-ld/v1/entities", &headers[..])
+//! let req = RequestView::new("GET", "/ngsi-ld/v1/entities", &headers)
 //!     .query(Some("type=Camera&limit=100"));
 //! let m = policies.find(req.path, req.query).expect("camera_entities matches");
 //! let key = m.policy().key_spec().key(&req, &[]);
 //!
 //! let tags = m.entry_tags(req.path);
-//! let entry = StoredResponse {
-//!     body: "[]".into(),
-//!     stored_at: SystemTime::now(),
-//!     freshness_lifetime: m.policy().ttl().unwrap(),
-//!     tags: tags.clone(),
-//!     ..StoredResponse::default()
-//! };
+//! let mut entry = StoredResponse::new(200, "[]".into());
+//! entry.freshness_lifetime = m.policy().ttl().unwrap();
+//! entry.tags = tags.clone();
+//! assert!(entry.is_fresh(SystemTime::now()));
 //! let options = PutOptions::new(entry.storage_ttl(), req.path).tags(&tags).query(req.query);
 //! store.put(key.as_str(), entry.encode().unwrap(), options).await.unwrap();
 //!
@@ -72,3 +69,8 @@ pub use policy::{Policy, PolicyMatch, PolicySet};
 pub use request::{HeaderSource, RequestView};
 pub use stats::{CacheStats, NoCacheReason, StatsSnapshot};
 pub use store::{MemoryStore, Store};
+
+// The README's examples are compiled and run as doctests, so they cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -28,7 +28,10 @@ pub struct UrlPattern {
 enum PathMatcher {
     Exact(String),
     /// Anchored regex translated from the glob; `prefix` is its literal start.
-    Glob { prefix: String, regex: Regex },
+    Glob {
+        prefix: String,
+        regex: Regex,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -118,6 +121,16 @@ impl UrlPattern {
         }
     }
 
+    /// A pattern that matches one path, whatever the query (an `exact` policy
+    /// pattern without `?`).
+    pub fn exact_path(path: &str) -> Self {
+        UrlPattern {
+            source: path.to_owned(),
+            path: PathMatcher::Exact(path.to_owned()),
+            query: QueryMatcher::Any,
+        }
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.source
@@ -152,7 +165,9 @@ impl UrlPattern {
     pub(crate) fn matches_path(&self, path: &str) -> bool {
         match &self.path {
             PathMatcher::Exact(p) => p == path,
-            PathMatcher::Glob { prefix, regex } => path.starts_with(prefix.as_str()) && regex.is_match(path),
+            PathMatcher::Glob { prefix, regex } => {
+                path.starts_with(prefix.as_str()) && regex.is_match(path)
+            }
         }
     }
 
@@ -177,7 +192,10 @@ impl UrlPattern {
                     .unwrap_or_default();
                 got.sort_unstable();
                 got.len() == expected.len()
-                    && got.iter().zip(expected).all(|((n, v), (en, ev))| n == en && v == ev)
+                    && got
+                        .iter()
+                        .zip(expected)
+                        .all(|((n, v), (en, ev))| n == en && v == ev)
             }
         }
     }
@@ -194,10 +212,13 @@ pub(crate) fn split_query(url: &str) -> (&str, Option<&str>) {
 /// The `name[=value]` pairs of a raw query, empty segments skipped. Values stay
 /// as sent (not percent-decoded), so keys and matches never merge two spellings.
 pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
-    query.split('&').filter(|s| !s.is_empty()).map(|s| match s.split_once('=') {
-        Some((n, v)) => (n, Some(v)),
-        None => (s, None),
-    })
+    query
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (s, None),
+        })
 }
 
 /// Translates a glob (only `*` is special) into an anchored regex.

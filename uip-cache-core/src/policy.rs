@@ -112,20 +112,31 @@ impl<'a> PolicyMatch<'a> {
 impl Policy {
     fn compile(i: usize, p: &PolicyConfig, config: &CacheConfig) -> Result<Self, ConfigProblem> {
         let pattern = p.pattern.value.as_str();
-        let problem = |msg: String| ConfigProblem::new(p.pattern.line, format!("policies[{i}].pattern"), msg);
-        let kind = p.pattern_type.unwrap_or_else(|| PatternType::infer(pattern));
+        let problem =
+            |msg: String| ConfigProblem::new(p.pattern.line, format!("policies[{i}].pattern"), msg);
+        let kind = p
+            .pattern_type
+            .unwrap_or_else(|| PatternType::infer(pattern));
         let matcher = match kind {
             PatternType::Exact => {
                 if !pattern.starts_with('/') {
-                    return Err(problem(format!("exact pattern `{pattern}` must start with `/`")));
+                    return Err(problem(format!(
+                        "exact pattern `{pattern}` must start with `/`"
+                    )));
                 }
-                Matcher::Url(UrlPattern::exact(pattern))
+                Matcher::Url(if pattern.contains('?') {
+                    UrlPattern::exact(pattern)
+                } else {
+                    UrlPattern::exact_path(pattern)
+                })
             }
             PatternType::Glob => Matcher::Url(UrlPattern::glob(pattern).map_err(problem)?),
             PatternType::PathTemplate => {
                 let (path, query) = split_query(pattern);
                 if !path.starts_with('/') {
-                    return Err(problem(format!("path template `{pattern}` must start with `/`")));
+                    return Err(problem(format!(
+                        "path template `{pattern}` must start with `/`"
+                    )));
                 }
                 let mut router = matchit::Router::new();
                 router
@@ -142,24 +153,35 @@ impl Policy {
                 }
             }
             PatternType::Regex => Matcher::Regex(
-                Regex::new(pattern).map_err(|e| problem(format!("invalid regex `{pattern}`: {e}")))?,
+                Regex::new(pattern)
+                    .map_err(|e| problem(format!("invalid regex `{pattern}`: {e}")))?,
             ),
         };
         let methods = match &p.methods {
             Some(m) if m.is_empty() => {
-                return Err(ConfigProblem::new(p.pattern.line, format!("policies[{i}].methods"), "must not be empty"))
+                return Err(ConfigProblem::new(
+                    p.pattern.line,
+                    format!("policies[{i}].methods"),
+                    "must not be empty",
+                ))
             }
             Some(m) => m.iter().map(|m| m.to_ascii_uppercase()).collect(),
             None => vec!["GET".into(), "HEAD".into()],
         };
-        if let Some(bad) = methods.iter().find(|m: &&String| m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic())) {
+        if let Some(bad) = methods
+            .iter()
+            .find(|m: &&String| m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()))
+        {
             return Err(ConfigProblem::new(
                 p.pattern.line,
                 format!("policies[{i}].methods"),
                 format!("`{bad}` is not an HTTP method"),
             ));
         }
-        let statuses = p.statuses.clone().unwrap_or_else(|| DEFAULT_STATUSES.to_vec());
+        let statuses = p
+            .statuses
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STATUSES.to_vec());
         if let Some(bad) = statuses.iter().find(|s| !(100..=599).contains(*s)) {
             return Err(ConfigProblem::new(
                 p.pattern.line,
@@ -169,7 +191,11 @@ impl Policy {
         }
         let max_size = p.max_size.unwrap_or(config.defaults.max_size).bytes();
         if max_size == 0 {
-            return Err(ConfigProblem::new(p.pattern.line, format!("policies[{i}].max_size"), "must be greater than zero"));
+            return Err(ConfigProblem::new(
+                p.pattern.line,
+                format!("policies[{i}].max_size"),
+                "must be greater than zero",
+            ));
         }
         Ok(Policy {
             name: p.name.value.clone(),
@@ -177,15 +203,22 @@ impl Policy {
             ttl: p.ttl.map(|t| t.get()),
             ttl_mode: p.ttl_mode,
             max_size,
-            compression: p.compression.as_ref().filter(|c| c.enabled).map(|c| Compression {
-                min_size: c.min_size.bytes(),
-                level: c.level,
-            }),
+            compression: p
+                .compression
+                .as_ref()
+                .filter(|c| c.enabled)
+                .map(|c| Compression {
+                    min_size: c.min_size.bytes(),
+                    level: c.level,
+                }),
             stale_while_revalidate: p
                 .stale_while_revalidate
                 .or(config.defaults.stale_while_revalidate)
                 .map(|s| s.get()),
-            stale_if_error: p.stale_if_error.or(config.defaults.stale_if_error).map(|s| s.get()),
+            stale_if_error: p
+                .stale_if_error
+                .or(config.defaults.stale_if_error)
+                .map(|s| s.get()),
             methods,
             statuses,
             tags: p.tags.clone(),
@@ -272,20 +305,38 @@ impl Policy {
         &self.key
     }
 
-    fn matches(&self, path: &str, query: Option<&str>) -> Option<Vec<(String, String)>> {
+    /// `url` is the `path?query` string, built once per lookup by the caller
+    /// the first time a regex policy needs it.
+    fn matches(
+        &self,
+        path: &str,
+        query: Option<&str>,
+        url: &mut Option<String>,
+    ) -> Option<Vec<(String, String)>> {
         match &self.matcher {
             Matcher::Any => Some(Vec::new()),
             Matcher::Url(p) => p.matches(path, query).then(Vec::new),
-            Matcher::Template { prefix, router, query: q } => {
-                if !path.starts_with(prefix.as_str()) || !q.as_ref().is_none_or(|q| q.matches_query(query)) {
+            Matcher::Template {
+                prefix,
+                router,
+                query: q,
+            } => {
+                if !path.starts_with(prefix.as_str())
+                    || !q.as_ref().is_none_or(|q| q.matches_query(query))
+                {
                     return None;
                 }
                 let m = router.at(path).ok()?;
-                Some(m.params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+                Some(
+                    m.params
+                        .iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                )
             }
             Matcher::Regex(re) => {
                 let hit = match query {
-                    Some(q) => re.is_match(&format!("{path}?{q}")),
+                    Some(q) => re.is_match(url.get_or_insert_with(|| format!("{path}?{q}"))),
                     None => re.is_match(path),
                 };
                 hit.then(Vec::new)
@@ -318,7 +369,10 @@ impl PolicySet {
         }
         Ok(PolicySet {
             policies,
-            fallback: config.defaults.cache_unmatched.then(|| Policy::fallback(config)),
+            fallback: config
+                .defaults
+                .cache_unmatched
+                .then(|| Policy::fallback(config)),
         })
     }
 
@@ -326,8 +380,9 @@ impl PolicySet {
     /// fallback policy when none does and `cache_unmatched` is on.
     pub fn find(&self, path: &str, query: Option<&str>) -> Option<PolicyMatch<'_>> {
         let query = query.filter(|q| !q.is_empty());
+        let mut url = None;
         for policy in &self.policies {
-            if let Some(params) = policy.matches(path, query) {
+            if let Some(params) = policy.matches(path, query, &mut url) {
                 return Some(PolicyMatch { policy, params });
             }
         }

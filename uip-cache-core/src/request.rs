@@ -16,35 +16,46 @@ pub trait HeaderSource {
     fn first(&self, name: &str) -> Option<&[u8]>;
 }
 
-impl HeaderSource for [(&str, &str)] {
-    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
-        for (n, v) in self {
-            if n.eq_ignore_ascii_case(name) {
-                f(v.as_bytes());
-            }
+fn pairs_for_each<'p, N: AsRef<str> + 'p, V: AsRef<str> + 'p>(
+    pairs: impl Iterator<Item = &'p (N, V)>,
+    name: &str,
+    f: &mut dyn FnMut(&[u8]),
+) {
+    for (n, v) in pairs {
+        if n.as_ref().eq_ignore_ascii_case(name) {
+            f(v.as_ref().as_bytes());
         }
-    }
-
-    fn first(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_bytes())
     }
 }
 
-impl HeaderSource for Vec<(String, String)> {
+fn pairs_first<'p, N: AsRef<str> + 'p, V: AsRef<str> + 'p>(
+    mut pairs: impl Iterator<Item = &'p (N, V)>,
+    name: &str,
+) -> Option<&'p [u8]> {
+    pairs
+        .find(|(n, _)| n.as_ref().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_ref().as_bytes())
+}
+
+/// Header lists for tests and tools: `[("accept", "text/html")]`.
+impl<N: AsRef<str>, V: AsRef<str>, const L: usize> HeaderSource for [(N, V); L] {
     fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
-        for (n, v) in self {
-            if n.eq_ignore_ascii_case(name) {
-                f(v.as_bytes());
-            }
-        }
+        pairs_for_each(self.iter(), name, f);
     }
 
     fn first(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_bytes())
+        pairs_first(self.iter(), name)
+    }
+}
+
+/// Header lists built at run time.
+impl<N: AsRef<str>, V: AsRef<str>> HeaderSource for Vec<(N, V)> {
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        pairs_for_each(self.iter(), name, f);
+    }
+
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        pairs_first(self.iter(), name)
     }
 }
 
@@ -54,7 +65,7 @@ impl HeaderSource for Vec<(String, String)> {
 /// use uip_cache_core::RequestView;
 ///
 /// let headers = [("accept", "application/json")];
-/// let req = RequestView::new("GET", "/ngsi-ld/v1/entities", &headers[..])
+/// let req = RequestView::new("GET", "/ngsi-ld/v1/entities", &headers)
 ///     .query(Some("type=Camera"))
 ///     .authority(Some("broker.local"));
 /// assert_eq!(req.method, "GET");

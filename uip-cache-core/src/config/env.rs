@@ -56,7 +56,9 @@ fn expand_line(
         };
         let name = name.trim();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("invalid environment variable name `{name}` in `${{{inner}}}`"));
+            return Err(format!(
+                "invalid environment variable name `{name}` in `${{{inner}}}`"
+            ));
         }
         match (lookup(name), default) {
             // `:-` means "unset or empty", as in the shell.
@@ -94,7 +96,10 @@ mod tests {
     #[test]
     fn expands_set_unset_and_defaults() {
         let e = expand("host: \"${HOST:-redis}\"\nport: ${PORT:-6379}\ndb: ${DB:-3}\npw: \"${EMPTY:-x}\"\nq: \"${NOPE}\"", env).unwrap();
-        assert_eq!(e.text, "host: \"redis.internal\"\nport: 6380\ndb: 3\npw: \"x\"\nq: \"\"");
+        assert_eq!(
+            e.text,
+            "host: \"redis.internal\"\nport: 6380\ndb: 3\npw: \"x\"\nq: \"\""
+        );
         assert_eq!(e.unset, vec!["NOPE".to_string()]);
     }
 
@@ -105,7 +110,10 @@ mod tests {
         assert_eq!(err.0, 2);
         assert!(expand("a: ${BAD-NAME}", env).is_err());
         // Whole-line comments are not expanded; the brace must close on its line.
-        assert_eq!(expand("# ${HOST\na: ${HOST}\n", env).unwrap().text, "# ${HOST\na: redis.internal\n");
+        assert_eq!(
+            expand("# ${HOST\na: ${HOST}\n", env).unwrap().text,
+            "# ${HOST\na: redis.internal\n"
+        );
         assert_eq!(expand("a: ${HOST\n}", env).unwrap_err().0, 1);
     }
 }

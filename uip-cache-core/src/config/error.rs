@@ -27,7 +27,11 @@ pub struct ConfigProblem {
 }
 
 impl ConfigProblem {
-    pub(crate) fn new(line: Option<u64>, path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        line: Option<u64>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         ConfigProblem {
             line,
             column: None,

@@ -776,7 +776,10 @@ impl CacheConfig {
                 problems.push(ConfigProblem::new(
                     p.name.line,
                     format!("policies[{i}].name"),
-                    format!("duplicate policy name `{}` (also policies[{first}])", p.name.value),
+                    format!(
+                        "duplicate policy name `{}` (also policies[{first}])",
+                        p.name.value
+                    ),
                 ));
             }
             if let Some(c) = &p.compression {
@@ -804,7 +807,13 @@ impl CacheConfig {
             }
             _ => {}
         }
-        if self.store.max_bytes.is_some() && self.store.memory.as_ref().is_some_and(|m| m.max_bytes.is_some()) {
+        if self.store.max_bytes.is_some()
+            && self
+                .store
+                .memory
+                .as_ref()
+                .is_some_and(|m| m.max_bytes.is_some())
+        {
             problems.push(ConfigProblem::new(
                 None,
                 "store.memory.max_bytes",
@@ -812,15 +821,24 @@ impl CacheConfig {
             ));
         }
         if self.store.timeout.get().is_zero() {
-            problems.push(ConfigProblem::new(None, "store.timeout", "must be greater than zero"));
+            problems.push(ConfigProblem::new(
+                None,
+                "store.timeout",
+                "must be greater than zero",
+            ));
         }
         if self.warming.max_concurrent == 0 {
-            problems.push(ConfigProblem::new(None, "warming.max_concurrent", "must be at least 1"));
+            problems.push(ConfigProblem::new(
+                None,
+                "warming.max_concurrent",
+                "must be at least 1",
+            ));
         }
         for (i, u) in self.warming.urls.iter().enumerate() {
             let path = format!("warming.urls[{i}].url");
             let url = u.url.value.as_str();
-            if !(url.starts_with('/') || url.starts_with("http://") || url.starts_with("https://")) {
+            if !(url.starts_with('/') || url.starts_with("http://") || url.starts_with("https://"))
+            {
                 problems.push(ConfigProblem::new(
                     u.url.line,
                     path,
@@ -834,9 +852,15 @@ impl CacheConfig {
         for (i, s) in self.invalidation.strategies.iter().enumerate() {
             for (j, rule) in s.events.iter().enumerate() {
                 for (k, pat) in rule.invalidate_patterns.iter().enumerate() {
-                    let path = format!("invalidation.strategies[{i}].events[{j}].invalidate_patterns[{k}]");
+                    let path = format!(
+                        "invalidation.strategies[{i}].events[{j}].invalidate_patterns[{k}]"
+                    );
                     if !pat.starts_with('/') {
-                        problems.push(ConfigProblem::new(pat.line, path, format!("`{}` must start with `/`", pat.value)));
+                        problems.push(ConfigProblem::new(
+                            pat.line,
+                            path,
+                            format!("`{}` must start with `/`", pat.value),
+                        ));
                         continue;
                     }
                     let probe = crate::invalidate::substitute(pat, "x", "x");
@@ -861,14 +885,22 @@ impl CacheConfig {
             problems.push(ConfigProblem::new(
                 None,
                 "admin.listen",
-                format!("`{}` is not an address such as 127.0.0.1:9092", self.admin.listen),
+                format!(
+                    "`{}` is not an address such as 127.0.0.1:9092",
+                    self.admin.listen
+                ),
             ));
         }
-        if !["error", "warn", "info", "debug", "trace"].contains(&self.logging.level.to_ascii_lowercase().as_str()) {
+        if !["error", "warn", "info", "debug", "trace"]
+            .contains(&self.logging.level.to_ascii_lowercase().as_str())
+        {
             problems.push(ConfigProblem::new(
                 None,
                 "logging.level",
-                format!("`{}` is not one of error, warn, info, debug, trace", self.logging.level),
+                format!(
+                    "`{}` is not one of error, warn, info, debug, trace",
+                    self.logging.level
+                ),
             ));
         }
         problems.sort_by_key(|p| p.line.unwrap_or(u64::MAX));

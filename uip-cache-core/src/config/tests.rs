@@ -25,7 +25,10 @@ fn example_config_loads_and_documents_the_seed_sections() {
     assert_eq!(config.store.memory_max_bytes(), 256 << 20);
     assert_eq!(config.warming.urls[0].priority, WarmPriority::High);
     assert_eq!(config.invalidation.strategies.len(), 3);
-    assert_eq!(config.invalidation.strategies[1].kind, StrategyKind::TimeBased);
+    assert_eq!(
+        config.invalidation.strategies[1].kind,
+        StrategyKind::TimeBased
+    );
     assert!(config.invalidation.webhook().is_some());
     assert_eq!(config.admin.listen, "127.0.0.1:9092");
     assert!(config.source_name().ends_with("cache.example.yaml"));
@@ -98,10 +101,16 @@ invalidation:
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.redis.host, "redis.internal");
-    assert_eq!(config.redis.port, 6380, "an unquoted variable stays a number");
+    assert_eq!(
+        config.redis.port, 6380,
+        "an unquoted variable stays a number"
+    );
     assert_eq!(config.redis.password, None, "an empty password is none");
     assert_eq!(config.policies.len(), 4);
-    assert_eq!(config.policies[3].ttl, Some(Seconds(Duration::from_secs(600))));
+    assert_eq!(
+        config.policies[3].ttl,
+        Some(Seconds(Duration::from_secs(600)))
+    );
     assert_eq!(config.warming.max_concurrent, 5);
 }
 
@@ -121,7 +130,9 @@ fn unknown_field_names_file_line_and_path() {
     assert_eq!(p.line, Some(4), "{p:?}");
     assert_eq!(p.path, "policies[0].tll");
     assert!(p.message.contains("tll"), "{p:?}");
-    let text = parse("policies:\n  - name: a\n    pattern: /a\n    tll: 60\n").unwrap_err().to_string();
+    let text = parse("policies:\n  - name: a\n    pattern: /a\n    tll: 60\n")
+        .unwrap_err()
+        .to_string();
     assert!(text.starts_with("cache.yaml:4:"), "{text}");
 }
 
@@ -152,13 +163,23 @@ fn validation_reports_every_problem_with_lines() {
         "policies:\n  - name: a\n    pattern: \"^/bad(\"\n  - name: a\n    pattern: /x\n    warming:\n      schedule: \"every minute\"\n  - name: t\n    pattern: \"/e/{id\"\n    pattern_type: path_template\n",
     )
     .unwrap_err();
-    let lines: Vec<_> = err.problems().iter().map(|p| (p.line, p.path.as_str())).collect();
+    let lines: Vec<_> = err
+        .problems()
+        .iter()
+        .map(|p| (p.line, p.path.as_str()))
+        .collect();
     assert!(lines.contains(&(Some(3), "policies[0].pattern")), "{err}");
     assert!(lines.contains(&(Some(4), "policies[1].name")), "{err}");
-    assert!(lines.contains(&(Some(7), "policies[1].warming.schedule")), "{err}");
+    assert!(
+        lines.contains(&(Some(7), "policies[1].warming.schedule")),
+        "{err}"
+    );
     assert!(lines.contains(&(Some(9), "policies[2].pattern")), "{err}");
     let text = err.to_string();
-    assert!(text.contains("cache.yaml:3: policies[0].pattern: invalid regex"), "{text}");
+    assert!(
+        text.contains("cache.yaml:3: policies[0].pattern: invalid regex"),
+        "{text}"
+    );
     assert!(text.contains("duplicate policy name `a`"), "{text}");
 }
 
@@ -187,7 +208,10 @@ fn env_errors_name_the_line_and_missing_files_the_file() {
     assert_eq!(p.line, Some(3));
     let err = CacheConfig::from_file("/nonexistent/cache.yaml").unwrap_err();
     assert_eq!(err.source_name(), "/nonexistent/cache.yaml");
-    assert!(err.to_string().contains("cannot read the config file"), "{err}");
+    assert!(
+        err.to_string().contains("cannot read the config file"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -29,7 +29,11 @@ impl ByteSize {
             "k" | "kb" | "kib" => 1 << 10,
             "m" | "mb" | "mib" => 1 << 20,
             "g" | "gb" | "gib" => 1 << 30,
-            other => return Err(format!("invalid size unit `{other}` in `{text}`: use B, KB, MB or GB")),
+            other => {
+                return Err(format!(
+                    "invalid size unit `{other}` in `{text}`: use B, KB, MB or GB"
+                ))
+            }
         };
         n.checked_mul(mult)
             .map(ByteSize)
@@ -83,16 +87,20 @@ impl Seconds {
         let t = text.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration `{text}`: expected seconds or a number with ms, s, m, h or d"))?;
+        let n: u64 = num.parse().map_err(|_| {
+            format!("invalid duration `{text}`: expected seconds or a number with ms, s, m, h or d")
+        })?;
         let d = match unit.trim() {
             "ms" => Duration::from_millis(n),
             "" | "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
             "d" => Duration::from_secs(n.saturating_mul(86_400)),
-            other => return Err(format!("invalid duration unit `{other}` in `{text}`: use ms, s, m, h or d")),
+            other => {
+                return Err(format!(
+                    "invalid duration unit `{other}` in `{text}`: use ms, s, m, h or d"
+                ))
+            }
         };
         Ok(Seconds(d))
     }
@@ -158,9 +166,18 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(Seconds::parse("30").unwrap().get(), Duration::from_secs(30));
-        assert_eq!(Seconds::parse("250ms").unwrap().get(), Duration::from_millis(250));
-        assert_eq!(Seconds::parse("5m").unwrap().get(), Duration::from_secs(300));
-        assert_eq!(Seconds::parse("1d").unwrap().get(), Duration::from_secs(86_400));
+        assert_eq!(
+            Seconds::parse("250ms").unwrap().get(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            Seconds::parse("5m").unwrap().get(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            Seconds::parse("1d").unwrap().get(),
+            Duration::from_secs(86_400)
+        );
         assert!(Seconds::parse("5 weeks").is_err());
         assert!(Seconds::parse("-5").is_err());
     }

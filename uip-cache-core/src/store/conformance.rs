@@ -24,8 +24,15 @@ use crate::pattern::UrlPattern;
 /// A unique namespace for one check.
 fn ns(check: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-    format!("{check}-{}-{t:x}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "{check}-{}-{t:x}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -40,7 +47,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     tags(&*store).await;
     tags_replaced_on_overwrite(&*store).await;
     patterns(&*store).await;
-    len_counts_entries(&*store).await;
+    keys_count_counts_entries(&*store).await;
     health_and_memory(&*store).await;
     concurrent_use(store.clone()).await;
 }
@@ -48,35 +55,84 @@ pub async fn run_all(store: Arc<dyn Store>) {
 /// An unknown key is a miss, not an error.
 pub async fn get_missing(store: &dyn Store) {
     let k = ns("missing");
-    assert_eq!(store.get(&k).await.expect("get of a missing key"), None, "get_missing");
+    assert_eq!(
+        store.get(&k).await.expect("get of a missing key"),
+        None,
+        "get_missing"
+    );
 }
 
 /// Binary and empty values come back byte for byte.
 pub async fn put_then_get(store: &dyn Store) {
     let k = ns("put");
     let value = Bytes::from((0..=255u8).cycle().take(70_000).collect::<Vec<u8>>());
-    store.put(&k, value.clone(), PutOptions::new(MINUTE, "/put")).await.expect("put");
-    assert_eq!(store.get(&k).await.expect("get"), Some(value), "put_then_get: binary value");
+    store
+        .put(&k, value.clone(), PutOptions::new(MINUTE, "/put"))
+        .await
+        .expect("put");
+    assert_eq!(
+        store.get(&k).await.expect("get"),
+        Some(value),
+        "put_then_get: binary value"
+    );
     let k2 = ns("put-empty");
-    store.put(&k2, Bytes::new(), PutOptions::new(MINUTE, "/put")).await.expect("put empty");
-    assert_eq!(store.get(&k2).await.expect("get"), Some(Bytes::new()), "put_then_get: empty value");
+    store
+        .put(&k2, Bytes::new(), PutOptions::new(MINUTE, "/put"))
+        .await
+        .expect("put empty");
+    assert_eq!(
+        store.get(&k2).await.expect("get"),
+        Some(Bytes::new()),
+        "put_then_get: empty value"
+    );
 }
 
 /// A second put replaces the first.
 pub async fn overwrite(store: &dyn Store) {
     let k = ns("overwrite");
-    store.put(&k, Bytes::from_static(b"one"), PutOptions::new(MINUTE, "/o")).await.expect("put");
-    store.put(&k, Bytes::from_static(b"two"), PutOptions::new(MINUTE, "/o")).await.expect("put");
-    assert_eq!(store.get(&k).await.expect("get").as_deref(), Some(&b"two"[..]), "overwrite");
+    store
+        .put(
+            &k,
+            Bytes::from_static(b"one"),
+            PutOptions::new(MINUTE, "/o"),
+        )
+        .await
+        .expect("put");
+    store
+        .put(
+            &k,
+            Bytes::from_static(b"two"),
+            PutOptions::new(MINUTE, "/o"),
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        store.get(&k).await.expect("get").as_deref(),
+        Some(&b"two"[..]),
+        "overwrite"
+    );
 }
 
 /// Delete removes and reports whether the key was there.
 pub async fn delete(store: &dyn Store) {
     let k = ns("delete");
-    store.put(&k, Bytes::from_static(b"x"), PutOptions::new(MINUTE, "/d")).await.expect("put");
-    assert!(store.delete(&k).await.expect("delete"), "delete: existing key reports true");
-    assert_eq!(store.get(&k).await.expect("get"), None, "delete: key is gone");
-    assert!(!store.delete(&k).await.expect("delete"), "delete: missing key reports false");
+    store
+        .put(&k, Bytes::from_static(b"x"), PutOptions::new(MINUTE, "/d"))
+        .await
+        .expect("put");
+    assert!(
+        store.delete(&k).await.expect("delete"),
+        "delete: existing key reports true"
+    );
+    assert_eq!(
+        store.get(&k).await.expect("get"),
+        None,
+        "delete: key is gone"
+    );
+    assert!(
+        !store.delete(&k).await.expect("delete"),
+        "delete: missing key reports false"
+    );
 }
 
 /// Entries expire after their TTL; a rewrite gets its own TTL.
@@ -84,12 +140,36 @@ pub async fn ttl_expiry(store: &dyn Store) {
     let short = Duration::from_millis(300);
     let k = ns("ttl");
     let renewed = ns("ttl-renewed");
-    store.put(&k, Bytes::from_static(b"x"), PutOptions::new(short, "/t")).await.expect("put");
-    store.put(&renewed, Bytes::from_static(b"x"), PutOptions::new(short, "/t")).await.expect("put");
-    store.put(&renewed, Bytes::from_static(b"y"), PutOptions::new(MINUTE, "/t")).await.expect("put");
-    assert!(store.get(&k).await.expect("get").is_some(), "ttl_expiry: present before the TTL");
+    store
+        .put(&k, Bytes::from_static(b"x"), PutOptions::new(short, "/t"))
+        .await
+        .expect("put");
+    store
+        .put(
+            &renewed,
+            Bytes::from_static(b"x"),
+            PutOptions::new(short, "/t"),
+        )
+        .await
+        .expect("put");
+    store
+        .put(
+            &renewed,
+            Bytes::from_static(b"y"),
+            PutOptions::new(MINUTE, "/t"),
+        )
+        .await
+        .expect("put");
+    assert!(
+        store.get(&k).await.expect("get").is_some(),
+        "ttl_expiry: present before the TTL"
+    );
     tokio::time::sleep(Duration::from_millis(900)).await;
-    assert_eq!(store.get(&k).await.expect("get"), None, "ttl_expiry: gone after the TTL");
+    assert_eq!(
+        store.get(&k).await.expect("get"),
+        None,
+        "ttl_expiry: gone after the TTL"
+    );
     assert_eq!(
         store.get(&renewed).await.expect("get").as_deref(),
         Some(&b"y"[..]),
@@ -105,17 +185,58 @@ pub async fn tags(store: &dyn Store) {
     let ab = vec![a.clone(), b.clone()];
     let only_b = vec![b.clone()];
     let only_c = vec![c.clone()];
-    store.put(&k1, Bytes::from_static(b"1"), PutOptions::new(MINUTE, "/t1").tags(&ab)).await.expect("put");
-    store.put(&k2, Bytes::from_static(b"2"), PutOptions::new(MINUTE, "/t2").tags(&only_b)).await.expect("put");
-    store.put(&k3, Bytes::from_static(b"3"), PutOptions::new(MINUTE, "/t3").tags(&only_c)).await.expect("put");
+    store
+        .put(
+            &k1,
+            Bytes::from_static(b"1"),
+            PutOptions::new(MINUTE, "/t1").tags(&ab),
+        )
+        .await
+        .expect("put");
+    store
+        .put(
+            &k2,
+            Bytes::from_static(b"2"),
+            PutOptions::new(MINUTE, "/t2").tags(&only_b),
+        )
+        .await
+        .expect("put");
+    store
+        .put(
+            &k3,
+            Bytes::from_static(b"3"),
+            PutOptions::new(MINUTE, "/t3").tags(&only_c),
+        )
+        .await
+        .expect("put");
 
-    assert_eq!(store.invalidate_tags(&[a.clone()]).await.expect("invalidate"), 1, "tags: tag a");
-    assert_eq!(store.get(&k1).await.expect("get"), None, "tags: k1 removed");
-    assert!(store.get(&k2).await.expect("get").is_some(), "tags: k2 kept");
-    assert!(store.get(&k3).await.expect("get").is_some(), "tags: k3 kept");
-    assert_eq!(store.invalidate_tags(&[a]).await.expect("invalidate"), 0, "tags: tag a again");
     assert_eq!(
-        store.invalidate_tags(&[b, c, format!("{n}:unknown")]).await.expect("invalidate"),
+        store
+            .invalidate_tags(std::slice::from_ref(&a))
+            .await
+            .expect("invalidate"),
+        1,
+        "tags: tag a"
+    );
+    assert_eq!(store.get(&k1).await.expect("get"), None, "tags: k1 removed");
+    assert!(
+        store.get(&k2).await.expect("get").is_some(),
+        "tags: k2 kept"
+    );
+    assert!(
+        store.get(&k3).await.expect("get").is_some(),
+        "tags: k3 kept"
+    );
+    assert_eq!(
+        store.invalidate_tags(&[a]).await.expect("invalidate"),
+        0,
+        "tags: tag a again"
+    );
+    assert_eq!(
+        store
+            .invalidate_tags(&[b, c, format!("{n}:unknown")])
+            .await
+            .expect("invalidate"),
         2,
         "tags: tags b and c"
     );
@@ -128,11 +249,36 @@ pub async fn tags_replaced_on_overwrite(store: &dyn Store) {
     let n = ns("retag");
     let k = format!("{n}:k");
     let (x, y) = (vec![format!("{n}:x")], vec![format!("{n}:y")]);
-    store.put(&k, Bytes::from_static(b"1"), PutOptions::new(MINUTE, "/r").tags(&x)).await.expect("put");
-    store.put(&k, Bytes::from_static(b"2"), PutOptions::new(MINUTE, "/r").tags(&y)).await.expect("put");
-    assert_eq!(store.invalidate_tags(&x).await.expect("invalidate"), 0, "retag: old tag no longer applies");
-    assert!(store.get(&k).await.expect("get").is_some(), "retag: entry kept");
-    assert_eq!(store.invalidate_tags(&y).await.expect("invalidate"), 1, "retag: new tag applies");
+    store
+        .put(
+            &k,
+            Bytes::from_static(b"1"),
+            PutOptions::new(MINUTE, "/r").tags(&x),
+        )
+        .await
+        .expect("put");
+    store
+        .put(
+            &k,
+            Bytes::from_static(b"2"),
+            PutOptions::new(MINUTE, "/r").tags(&y),
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        store.invalidate_tags(&x).await.expect("invalidate"),
+        0,
+        "retag: old tag no longer applies"
+    );
+    assert!(
+        store.get(&k).await.expect("get").is_some(),
+        "retag: entry kept"
+    );
+    assert_eq!(
+        store.invalidate_tags(&y).await.expect("invalidate"),
+        1,
+        "retag: new tag applies"
+    );
 }
 
 /// URL-pattern invalidation: globs over paths, query constraints in any order,
@@ -149,7 +295,11 @@ pub async fn patterns(store: &dyn Store) {
     ];
     for (id, path, query) in &entries {
         store
-            .put(&format!("{n}:{id}"), Bytes::from_static(b"v"), PutOptions::new(MINUTE, path).query(*query))
+            .put(
+                &format!("{n}:{id}"),
+                Bytes::from_static(b"v"),
+                PutOptions::new(MINUTE, path).query(*query),
+            )
             .await
             .expect("put");
     }
@@ -159,32 +309,61 @@ pub async fn patterns(store: &dyn Store) {
     };
 
     let cams = UrlPattern::glob(&format!("{base}?type=Camera*")).unwrap();
-    assert_eq!(store.invalidate_pattern(&cams).await.expect("invalidate"), 1, "patterns: query constraint");
-    assert!(!present("cam").await && present("sensor").await, "patterns: only the Camera query went");
+    assert_eq!(
+        store.invalidate_pattern(&cams).await.expect("invalidate"),
+        1,
+        "patterns: query constraint"
+    );
+    assert!(
+        !present("cam").await && present("sensor").await,
+        "patterns: only the Camera query went"
+    );
 
     let by_id = UrlPattern::glob(&format!("{base}/*")).unwrap();
-    assert_eq!(store.invalidate_pattern(&by_id).await.expect("invalidate"), 2, "patterns: path glob");
-    assert!(!present("e1").await && !present("e2").await && present("sensor").await, "patterns: glob scope");
+    assert_eq!(
+        store.invalidate_pattern(&by_id).await.expect("invalidate"),
+        2,
+        "patterns: path glob"
+    );
+    assert!(
+        !present("e1").await && !present("e2").await && present("sensor").await,
+        "patterns: glob scope"
+    );
 
     let exact = UrlPattern::exact(&format!("{base}?type=Sensor"));
-    assert_eq!(store.invalidate_pattern(&exact).await.expect("invalidate"), 1, "patterns: exact URL");
+    assert_eq!(
+        store.invalidate_pattern(&exact).await.expect("invalidate"),
+        1,
+        "patterns: exact URL"
+    );
     let none = UrlPattern::glob(&format!("/{n}/nothing/*")).unwrap();
-    assert_eq!(store.invalidate_pattern(&none).await.expect("invalidate"), 0, "patterns: no match");
+    assert_eq!(
+        store.invalidate_pattern(&none).await.expect("invalidate"),
+        0,
+        "patterns: no match"
+    );
     assert!(present("other").await, "patterns: unrelated path kept");
 }
 
 /// `len` grows by the number of new entries.
-pub async fn len_counts_entries(store: &dyn Store) {
+pub async fn keys_count_counts_entries(store: &dyn Store) {
     let n = ns("len");
-    let before = store.len().await.expect("len");
+    let before = store.keys_count().await.expect("len");
     for i in 0..5 {
         store
-            .put(&format!("{n}:{i}"), Bytes::from_static(b"v"), PutOptions::new(MINUTE, "/len"))
+            .put(
+                &format!("{n}:{i}"),
+                Bytes::from_static(b"v"),
+                PutOptions::new(MINUTE, "/len"),
+            )
             .await
             .expect("put");
     }
-    let after = store.len().await.expect("len");
-    assert!(after >= before + 5, "len: {before} before, {after} after 5 puts");
+    let after = store.keys_count().await.expect("len");
+    assert!(
+        after >= before + 5,
+        "keys_count: {before} before, {after} after 5 puts"
+    );
 }
 
 /// Health says connected and memory figures are readable.
@@ -192,7 +371,10 @@ pub async fn health_and_memory(store: &dyn Store) {
     let h = store.health().await.expect("health");
     assert_eq!(h.status, HealthStatus::Connected, "health: {h:?}");
     let m = store.memory().await.expect("memory");
-    assert!(m.used_memory_bytes > 0, "memory: used bytes reported after writes: {m:?}");
+    assert!(
+        m.used_memory_bytes > 0,
+        "memory: used bytes reported after writes: {m:?}"
+    );
 }
 
 /// Many tasks writing and reading at once lose nothing.
@@ -206,11 +388,24 @@ pub async fn concurrent_use(store: Arc<dyn Store>) {
             for i in 0..40u32 {
                 let own = format!("{n}:{t}:{i}");
                 let value = Bytes::from(format!("{t}-{i}"));
-                store.put(&own, value.clone(), PutOptions::new(MINUTE, "/c")).await.expect("put");
+                store
+                    .put(&own, value.clone(), PutOptions::new(MINUTE, "/c"))
+                    .await
+                    .expect("put");
                 let shared = format!("{n}:shared:{}", i % 4);
-                store.put(&shared, value.clone(), PutOptions::new(MINUTE, "/c")).await.expect("put");
-                assert_eq!(store.get(&own).await.expect("get"), Some(value), "concurrent: own key");
-                assert!(store.get(&shared).await.expect("get").is_some(), "concurrent: shared key");
+                store
+                    .put(&shared, value.clone(), PutOptions::new(MINUTE, "/c"))
+                    .await
+                    .expect("put");
+                assert_eq!(
+                    store.get(&own).await.expect("get"),
+                    Some(value),
+                    "concurrent: own key"
+                );
+                assert!(
+                    store.get(&shared).await.expect("get").is_some(),
+                    "concurrent: shared key"
+                );
             }
         });
     }
@@ -220,7 +415,11 @@ pub async fn concurrent_use(store: Arc<dyn Store>) {
     for t in 0..16u32 {
         for i in 0..40u32 {
             let got = store.get(&format!("{n}:{t}:{i}")).await.expect("get");
-            assert_eq!(got, Some(Bytes::from(format!("{t}-{i}"))), "concurrent: final read");
+            assert_eq!(
+                got,
+                Some(Bytes::from(format!("{t}-{i}"))),
+                "concurrent: final read"
+            );
         }
     }
 }

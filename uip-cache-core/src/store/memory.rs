@@ -75,7 +75,10 @@ struct Index {
 impl Index {
     fn add(&mut self, key: &Arc<str>, e: &MemEntry) {
         for t in e.tags.iter() {
-            self.tags.entry(t.clone()).or_default().insert(key.clone(), e.generation);
+            self.tags
+                .entry(t.clone())
+                .or_default()
+                .insert(key.clone(), e.generation);
         }
         self.paths
             .entry(e.path.to_string())
@@ -111,7 +114,13 @@ impl Expiry<Arc<str>, Arc<MemEntry>> for PerEntryTtl {
     }
 
     // The default keeps the old expiry on replacement; a new write gets its own TTL.
-    fn expire_after_update(&self, _: &Arc<str>, v: &Arc<MemEntry>, _: Instant, _: Option<Duration>) -> Option<Duration> {
+    fn expire_after_update(
+        &self,
+        _: &Arc<str>,
+        v: &Arc<MemEntry>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
         Some(v.ttl)
     }
 }
@@ -120,7 +129,12 @@ impl Expiry<Arc<str>, Arc<MemEntry>> for PerEntryTtl {
 /// for the index and moka's own bookkeeping.
 fn weight(key: &Arc<str>, e: &Arc<MemEntry>) -> u32 {
     let tags: usize = e.tags.iter().map(|t| t.len() * 2 + 48).sum();
-    let n = key.len() * 3 + e.value.len() + tags + e.path.len() * 2 + e.query.as_ref().map_or(0, |q| q.len()) + 160;
+    let n = key.len() * 3
+        + e.value.len()
+        + tags
+        + e.path.len() * 2
+        + e.query.as_ref().map_or(0, |q| q.len())
+        + 160;
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
@@ -166,14 +180,14 @@ impl MemoryStore {
 
     /// Removes `key` only if it still holds the write `generation`.
     fn remove_if_generation(&self, key: &Arc<str>, generation: u64) -> bool {
-        let result = self
-            .inner
-            .cache
-            .entry(key.clone())
-            .and_compute_with(|current| match current {
-                Some(e) if e.value().generation == generation => Op::Remove,
-                _ => Op::Nop,
-            });
+        let result =
+            self.inner
+                .cache
+                .entry(key.clone())
+                .and_compute_with(|current| match current {
+                    Some(e) if e.value().generation == generation => Op::Remove,
+                    _ => Op::Nop,
+                });
         matches!(result, moka::ops::compute::CompResult::Removed(_))
     }
 
@@ -230,7 +244,9 @@ impl MemoryStore {
         };
         let mut removed = 0;
         for (key, generation) in members {
-            let Some(e) = self.inner.cache.get(&key) else { continue };
+            let Some(e) = self.inner.cache.get(&key) else {
+                continue;
+            };
             if e.generation == generation
                 && pattern.matches(&e.path, e.query.as_deref())
                 && self.remove_if_generation(&key, generation)
@@ -258,7 +274,12 @@ impl Store for MemoryStore {
         Box::pin(async move { Ok(v) })
     }
 
-    fn put<'a>(&'a self, key: &'a str, value: Bytes, options: PutOptions<'a>) -> StoreFuture<'a, ()> {
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        options: PutOptions<'a>,
+    ) -> StoreFuture<'a, ()> {
         self.put_sync(key, value, options);
         Box::pin(async { Ok(()) })
     }
@@ -278,7 +299,7 @@ impl Store for MemoryStore {
         Box::pin(async move { Ok(n) })
     }
 
-    fn len(&self) -> StoreFuture<'_, u64> {
+    fn keys_count(&self) -> StoreFuture<'_, u64> {
         self.inner.cache.run_pending_tasks();
         let n = self.inner.cache.entry_count();
         Box::pin(async move { Ok(n) })
@@ -307,8 +328,16 @@ mod tests {
     fn index_shrinks_as_entries_leave() {
         let s = MemoryStore::new(1 << 20);
         let tags = vec!["a".to_string(), "b".to_string()];
-        s.put_sync("k1", Bytes::from_static(b"1"), PutOptions::new(Duration::from_secs(60), "/x").tags(&tags));
-        s.put_sync("k2", Bytes::from_static(b"2"), PutOptions::new(Duration::from_secs(60), "/y").tags(&tags[..1]));
+        s.put_sync(
+            "k1",
+            Bytes::from_static(b"1"),
+            PutOptions::new(Duration::from_secs(60), "/x").tags(&tags),
+        );
+        s.put_sync(
+            "k2",
+            Bytes::from_static(b"2"),
+            PutOptions::new(Duration::from_secs(60), "/y").tags(&tags[..1]),
+        );
         assert_eq!(lock(&s.inner.index).tags.len(), 2);
         assert_eq!(s.invalidate_tags_sync(&["a".to_string()]), 2);
         s.inner.cache.run_pending_tasks();
@@ -321,8 +350,16 @@ mod tests {
     fn replacing_an_entry_keeps_the_new_index_members() {
         let s = MemoryStore::new(1 << 20);
         let tags = vec!["t".to_string()];
-        s.put_sync("k", Bytes::from_static(b"old"), PutOptions::new(Duration::from_secs(60), "/p").tags(&tags));
-        s.put_sync("k", Bytes::from_static(b"new"), PutOptions::new(Duration::from_secs(60), "/p").tags(&tags));
+        s.put_sync(
+            "k",
+            Bytes::from_static(b"old"),
+            PutOptions::new(Duration::from_secs(60), "/p").tags(&tags),
+        );
+        s.put_sync(
+            "k",
+            Bytes::from_static(b"new"),
+            PutOptions::new(Duration::from_secs(60), "/p").tags(&tags),
+        );
         s.inner.cache.run_pending_tasks();
         // The removal notice of "old" must not have removed the member of "new".
         assert_eq!(s.invalidate_tags_sync(&tags), 1);

@@ -75,7 +75,12 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>>;
 
     /// Stores `value` under `key`, replacing any entry and its tags.
-    fn put<'a>(&'a self, key: &'a str, value: Bytes, options: PutOptions<'a>) -> StoreFuture<'a, ()>;
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        options: PutOptions<'a>,
+    ) -> StoreFuture<'a, ()>;
 
     /// Removes `key`; whether it was there.
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool>;
@@ -86,8 +91,8 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Removes every entry whose path and query match `pattern`; how many.
     fn invalidate_pattern<'a>(&'a self, pattern: &'a UrlPattern) -> StoreFuture<'a, u64>;
 
-    /// Number of entries (may be approximate for remote stores).
-    fn len(&self) -> StoreFuture<'_, u64>;
+    /// Number of entries (may be approximate for remote stores), the `keys_count` of health and metrics.
+    fn keys_count(&self) -> StoreFuture<'_, u64>;
 
     /// Memory used and available.
     fn memory(&self) -> StoreFuture<'_, MemoryUsage>;
@@ -155,7 +160,11 @@ pub struct StoreHealth {
 impl StoreHealth {
     /// A health report.
     pub fn new(status: HealthStatus, backend: &'static str, detail: Option<String>) -> Self {
-        StoreHealth { status, backend, detail }
+        StoreHealth {
+            status,
+            backend,
+            detail,
+        }
     }
 }
 
@@ -183,7 +192,10 @@ pub enum StoreErrorKind {
 
 impl StoreError {
     /// An error of `kind` caused by `source`.
-    pub fn new(kind: StoreErrorKind, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    pub fn new(
+        kind: StoreErrorKind,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         StoreError {
             kind,
             source: Some(source.into()),
@@ -233,6 +245,8 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
