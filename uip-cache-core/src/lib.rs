@@ -49,20 +49,27 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod cache_control;
 pub mod compress;
 pub mod config;
 pub mod entry;
+mod handle;
 pub mod invalidate;
 pub mod key;
+pub mod lock;
 pub mod pattern;
 pub mod policy;
+pub mod record;
 pub mod request;
+pub mod rules;
 pub mod schedule;
 pub mod stats;
 pub mod store;
 
+pub use cache_control::CacheControl;
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};
+pub use handle::{CachePlan, CachedResponse, HttpCache, InvalidateError, Plan, XCache};
 pub use key::{CacheKey, KeySpec};
 pub use pattern::UrlPattern;
 pub use policy::{Policy, PolicyMatch, PolicySet};

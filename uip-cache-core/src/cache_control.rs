@@ -1,0 +1,245 @@
+//! A pure `Cache-Control` parser (RFC 9111 section 5.2).
+//!
+//! Directive names are case-insensitive; unknown directives are ignored; a
+//! directive whose argument does not parse is read in the cautious way (an
+//! unparsable `max-age` means stale, a qualified `no-cache="x"` or
+//! `private="x"` means the whole response).
+
+/// The directives of one or more `Cache-Control` header values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheControl {
+    /// `max-age=N` (seconds).
+    pub max_age: Option<u64>,
+    /// `s-maxage=N` (seconds): shared caches only.
+    pub s_maxage: Option<u64>,
+    /// `no-store`.
+    pub no_store: bool,
+    /// `no-cache`: stored responses must be revalidated before use.
+    pub no_cache: bool,
+    /// `private`: not for shared caches.
+    pub private: bool,
+    /// `public`.
+    pub public: bool,
+    /// `must-revalidate`.
+    pub must_revalidate: bool,
+    /// `proxy-revalidate`.
+    pub proxy_revalidate: bool,
+    /// `max-stale` (request): `Some(None)` for any staleness, `Some(Some(n))` for up to n seconds.
+    pub max_stale: Option<Option<u64>>,
+    /// `min-fresh=N` (request).
+    pub min_fresh: Option<u64>,
+    /// `only-if-cached` (request).
+    pub only_if_cached: bool,
+    /// `stale-while-revalidate=N` (RFC 5861).
+    pub stale_while_revalidate: Option<u64>,
+    /// `stale-if-error=N` (RFC 5861).
+    pub stale_if_error: Option<u64>,
+}
+
+impl CacheControl {
+    /// Parses every value of a `Cache-Control` header.
+    pub fn parse<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut cc = CacheControl::default();
+        for value in values {
+            let Ok(text) = std::str::from_utf8(value) else {
+                continue;
+            };
+            for directive in split_directives(text) {
+                let (name, arg) = match directive.split_once('=') {
+                    Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                    None => (directive.trim(), None),
+                };
+                let secs = || arg.map(parse_seconds);
+                match name.to_ascii_lowercase().as_str() {
+                    "max-age" => cc.max_age = Some(secs().unwrap_or(0)),
+                    "s-maxage" => cc.s_maxage = Some(secs().unwrap_or(0)),
+                    "no-store" => cc.no_store = true,
+                    "no-cache" => cc.no_cache = true,
+                    "private" => cc.private = true,
+                    "public" => cc.public = true,
+                    "must-revalidate" => cc.must_revalidate = true,
+                    "proxy-revalidate" => cc.proxy_revalidate = true,
+                    "max-stale" => cc.max_stale = Some(arg.map(parse_seconds)),
+                    "min-fresh" => cc.min_fresh = Some(secs().unwrap_or(0)),
+                    "only-if-cached" => cc.only_if_cached = true,
+                    "stale-while-revalidate" => {
+                        cc.stale_while_revalidate = Some(secs().unwrap_or(0))
+                    }
+                    "stale-if-error" => cc.stale_if_error = Some(secs().unwrap_or(0)),
+                    _ => {}
+                }
+            }
+        }
+        cc
+    }
+}
+
+/// Delta-seconds; anything unparsable is 0 (the cautious reading), and values
+/// too large saturate (RFC 9111 section 1.2.2).
+fn parse_seconds(s: &str) -> u64 {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return 0;
+    }
+    s.parse().unwrap_or(u64::MAX)
+}
+
+/// Splits at commas that are not inside a quoted string.
+fn split_directives(text: &str) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts.into_iter().map(str::trim).filter(|p| !p.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cc(s: &str) -> CacheControl {
+        CacheControl::parse([s.as_bytes()])
+    }
+
+    #[test]
+    fn table() {
+        let cases: &[(&str, CacheControl)] = &[
+            (
+                "max-age=60",
+                CacheControl {
+                    max_age: Some(60),
+                    ..Default::default()
+                },
+            ),
+            (
+                "MAX-AGE=60, Public",
+                CacheControl {
+                    max_age: Some(60),
+                    public: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "max-age=\"30\"",
+                CacheControl {
+                    max_age: Some(30),
+                    ..Default::default()
+                },
+            ),
+            (
+                "max-age=abc",
+                CacheControl {
+                    max_age: Some(0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "max-age=-1",
+                CacheControl {
+                    max_age: Some(0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "max-age=99999999999999999999999",
+                CacheControl {
+                    max_age: Some(u64::MAX),
+                    ..Default::default()
+                },
+            ),
+            (
+                "s-maxage=10, max-age=5",
+                CacheControl {
+                    s_maxage: Some(10),
+                    max_age: Some(5),
+                    ..Default::default()
+                },
+            ),
+            (
+                "no-store",
+                CacheControl {
+                    no_store: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "no-cache=\"set-cookie, x-a\"",
+                CacheControl {
+                    no_cache: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "private=\"x\", max-age=9",
+                CacheControl {
+                    private: true,
+                    max_age: Some(9),
+                    ..Default::default()
+                },
+            ),
+            (
+                "must-revalidate,proxy-revalidate",
+                CacheControl {
+                    must_revalidate: true,
+                    proxy_revalidate: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "max-stale",
+                CacheControl {
+                    max_stale: Some(None),
+                    ..Default::default()
+                },
+            ),
+            (
+                "max-stale=20",
+                CacheControl {
+                    max_stale: Some(Some(20)),
+                    ..Default::default()
+                },
+            ),
+            (
+                "min-fresh=5, only-if-cached",
+                CacheControl {
+                    min_fresh: Some(5),
+                    only_if_cached: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "stale-while-revalidate=30, stale-if-error=600",
+                CacheControl {
+                    stale_while_revalidate: Some(30),
+                    stale_if_error: Some(600),
+                    ..Default::default()
+                },
+            ),
+            ("unknown, foo=bar, , immutable", CacheControl::default()),
+            ("", CacheControl::default()),
+        ];
+        for (text, want) in cases {
+            assert_eq!(cc(text), *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn several_header_values_combine() {
+        let c = CacheControl::parse([&b"max-age=10"[..], &b"no-cache"[..]]);
+        assert_eq!(c.max_age, Some(10));
+        assert!(c.no_cache);
+        assert_eq!(
+            CacheControl::parse([&[0xff, 0xfe][..]]),
+            CacheControl::default()
+        );
+    }
+}

@@ -1,0 +1,546 @@
+//! [`HttpCache`]: the one object every adapter builds from a config. It holds
+//! the store, the compiled policies, the statistics and the coalescing table,
+//! and it makes every decision of the request path, so the Tower layer, the
+//! actix-web middleware and the server behave alike.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+use crate::cache_control::CacheControl;
+use crate::compress::{gunzip, gzip_if_worth_it, Compressed};
+use crate::config::{CacheConfig, ConfigError, ConfigProblem};
+use crate::entry::{BodyEncoding, StoredResponse};
+use crate::invalidate::plan_for_event;
+use crate::key::CacheKey;
+use crate::lock::{Lock, LockTable};
+use crate::pattern::UrlPattern;
+use crate::policy::{PolicyMatch, PolicySet};
+use crate::request::RequestView;
+use crate::rules;
+use crate::stats::{CacheStats, NoCacheReason};
+use crate::store::{MemoryStore, PutOptions, Store, StoreError};
+
+/// The status of the small entry stored under a key whose responses vary: it
+/// lists the `Vary` headers, and the variants live under keys that include them.
+const VARY_MARKER_STATUS: u16 = 0;
+
+/// The value of the `X-Cache` response header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum XCache {
+    /// Served from a fresh entry.
+    Hit,
+    /// Fetched from the origin (and stored if allowed).
+    Miss,
+    /// Served from a stale entry (stale-while-revalidate, stale-if-error, max-stale).
+    Stale,
+    /// The cache was not used.
+    Bypass,
+    /// An entry had expired; the origin was asked (revalidated or refetched).
+    Expired,
+}
+
+impl XCache {
+    /// The header value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            XCache::Hit => "HIT",
+            XCache::Miss => "MISS",
+            XCache::Stale => "STALE",
+            XCache::Bypass => "BYPASS",
+            XCache::Expired => "EXPIRED",
+        }
+    }
+}
+
+/// A response built from a stored entry, for the adapter to send.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CachedResponse {
+    /// Status (304 when the request's conditionals matched).
+    pub status: u16,
+    /// Headers, lower-case names, including `age`, `x-cache` and `content-length`.
+    pub headers: Vec<(String, Bytes)>,
+    /// Body (empty for HEAD and 304).
+    pub body: Bytes,
+}
+
+/// What to do with a request.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Plan<'c> {
+    /// Do not use the cache.
+    Bypass(NoCacheReason),
+    /// Look up, and store what the origin answers if allowed.
+    Cache(CachePlan<'c>),
+}
+
+/// A request the cache handles.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct CachePlan<'c> {
+    /// The matching policy and template parameters.
+    pub policy: PolicyMatch<'c>,
+    /// The key before response `Vary` is known.
+    pub key: CacheKey,
+    /// The request's caching directives.
+    pub request_cc: CacheControl,
+    epoch: u64,
+}
+
+/// An invalidation that could not be done.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidateError {
+    /// The event or pattern is not usable (nothing was deleted).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The store failed (some entries may remain).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The shared cache handle; cheap to clone.
+#[derive(Clone)]
+pub struct HttpCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: CacheConfig,
+    policies: PolicySet,
+    store: Arc<dyn Store>,
+    stats: CacheStats,
+    locks: LockTable,
+    epoch: AtomicU64,
+}
+
+impl HttpCache {
+    /// A cache over `store` with the config's policies.
+    pub fn new(config: &CacheConfig, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
+        let policies =
+            PolicySet::compile(config).map_err(|p| ConfigError::new(config.source_name(), p))?;
+        Ok(HttpCache {
+            inner: Arc::new(Inner {
+                config: config.clone(),
+                policies,
+                store,
+                stats: CacheStats::new(),
+                locks: LockTable::new(),
+                epoch: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// A cache with the in-memory store; a config asking for another store is
+    /// an error here (adapters with the `redis` feature build that one).
+    pub fn with_memory_store(config: &CacheConfig) -> Result<Self, ConfigError> {
+        if config.store.kind != crate::config::StoreKind::Memory {
+            return Err(ConfigError::single(
+                config.source_name(),
+                ConfigProblem::new(
+                    None,
+                    "store.type",
+                    "this build has only the memory store: enable the `redis` feature to use Redis",
+                ),
+            ));
+        }
+        Self::new(config, Arc::new(MemoryStore::from_config(config)))
+    }
+
+    /// The config.
+    pub fn config(&self) -> &CacheConfig {
+        &self.inner.config
+    }
+
+    /// The compiled policies.
+    pub fn policies(&self) -> &PolicySet {
+        &self.inner.policies
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &CacheStats {
+        &self.inner.stats
+    }
+
+    /// How long coalesced requests wait for the leader.
+    pub fn lock_timeout(&self) -> Duration {
+        self.inner.config.defaults.lock_timeout.get()
+    }
+
+    fn store_timeout(&self) -> Duration {
+        self.inner.config.store.timeout.get()
+    }
+
+    /// Decides whether the cache handles `req`.
+    pub fn plan(&self, req: &RequestView<'_>) -> Plan<'_> {
+        let Some(m) = self.inner.policies.find(req.path, req.query) else {
+            return Plan::Bypass(NoCacheReason::NoPolicy);
+        };
+        if !m.policy().allows_method(req.method) {
+            return Plan::Bypass(NoCacheReason::Method);
+        }
+        let request_cc = rules::request_cache_control(req.headers);
+        if request_cc.no_store {
+            return Plan::Bypass(NoCacheReason::RequestNoStore);
+        }
+        if m.policy().key_spec().uses_body() && req.body.is_none() {
+            return Plan::Bypass(NoCacheReason::Method);
+        }
+        let key = m.policy().key_spec().key(req, &[]);
+        Plan::Cache(CachePlan {
+            policy: m,
+            key,
+            request_cc,
+            epoch: self.inner.epoch.load(Ordering::Acquire),
+        })
+    }
+
+    /// Runs a store call with the store timeout; failures are counted, logged
+    /// and returned as `None` (fail-open).
+    async fn guarded<T>(
+        &self,
+        what: &'static str,
+        f: impl Future<Output = Result<T, StoreError>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(self.store_timeout(), f).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.inner.stats.store_error();
+                tracing::warn!(operation = what, error = %e, "cache store failed; continuing without it");
+                None
+            }
+            Err(_) => {
+                self.inner.stats.store_error();
+                tracing::warn!(operation = what, timeout = ?self.store_timeout(), "cache store timed out; continuing without it");
+                None
+            }
+        }
+    }
+
+    async fn get_entry(&self, key: &str) -> Option<StoredResponse> {
+        let bytes = self.guarded("get", self.inner.store.get(key)).await??;
+        match StoredResponse::decode(&bytes) {
+            Ok(e) => Some(e),
+            Err(err) => {
+                self.inner.stats.corrupt_entry();
+                tracing::warn!(key, error = %err, "undecodable bytes under a cache key; deleting them");
+                self.guarded("delete", self.inner.store.delete(key)).await;
+                None
+            }
+        }
+    }
+
+    /// Looks up the entry for `req`: one store round trip, two when the stored
+    /// response varies on request headers.
+    pub async fn lookup(
+        &self,
+        plan: &CachePlan<'_>,
+        req: &RequestView<'_>,
+    ) -> Option<StoredResponse> {
+        let started = Instant::now();
+        let mut entry = self.get_entry(plan.key.as_str()).await;
+        if let Some(marker) = entry.as_ref().filter(|e| e.status == VARY_MARKER_STATUS) {
+            let key = plan.policy.policy().key_spec().key(req, &marker.vary);
+            entry = self.get_entry(key.as_str()).await;
+        }
+        self.inner.stats.latency(started.elapsed());
+        entry.filter(|e| e.status != VARY_MARKER_STATUS)
+    }
+
+    /// Joins the coalescing table for the plan's key.
+    pub fn lock(&self, plan: &CachePlan<'_>) -> Lock {
+        self.inner.locks.acquire(plan.key.as_str())
+    }
+
+    /// Whether a fetch for the plan's key is under way.
+    pub fn is_fetching(&self, plan: &CachePlan<'_>) -> bool {
+        self.inner.locks.is_locked(plan.key.as_str())
+    }
+
+    /// Decides whether the origin's response may be stored, counting the reason when not.
+    pub fn admit(
+        &self,
+        plan: &CachePlan<'_>,
+        req: &RequestView<'_>,
+        resp: &rules::OriginResponse<'_>,
+    ) -> Result<StoredResponse, NoCacheReason> {
+        match rules::admit(plan.policy.policy(), req, resp) {
+            Ok(a) => Ok(a.entry),
+            Err(reason) => {
+                self.inner.stats.uncacheable(reason);
+                tracing::debug!(
+                    policy = plan.policy.policy().name(),
+                    reason = reason.as_str(),
+                    "response not stored"
+                );
+                Err(reason)
+            }
+        }
+    }
+
+    /// The largest body the plan's policy stores.
+    pub fn max_size(&self, plan: &CachePlan<'_>) -> u64 {
+        plan.policy.policy().max_size()
+    }
+
+    /// Stores `entry` with `body` (compressing it if the policy says so) unless
+    /// an invalidation ran since the plan was made. Failures are counted and
+    /// logged, never returned.
+    pub async fn store_entry(
+        &self,
+        plan: &CachePlan<'_>,
+        req: &RequestView<'_>,
+        mut entry: StoredResponse,
+        body: Bytes,
+    ) -> bool {
+        if self.inner.epoch.load(Ordering::Acquire) != plan.epoch {
+            self.inner.stats.uncacheable(NoCacheReason::Invalidated);
+            return false;
+        }
+        let policy = plan.policy.policy();
+        entry.body = body;
+        entry.compression = BodyEncoding::Identity;
+        if let Some(c) = policy.compression() {
+            if entry.header("content-encoding").is_none() {
+                if let Compressed::Gzip(z) = gzip_if_worth_it(&entry.body, c.min_size, c.level) {
+                    self.inner
+                        .stats
+                        .compressed(entry.body.len() as u64, z.len() as u64);
+                    entry.body = Bytes::from(z);
+                    entry.compression = BodyEncoding::Gzip;
+                }
+            }
+        }
+        entry.tags = plan.policy.entry_tags(req.path);
+        let ttl = entry.storage_ttl();
+        let options = PutOptions::new(ttl, req.path)
+            .tags(&entry.tags)
+            .query(req.query);
+        let key = if entry.vary.is_empty() {
+            plan.key.clone()
+        } else {
+            let mut marker = StoredResponse::new(VARY_MARKER_STATUS, Bytes::new());
+            marker.vary = entry.vary.clone();
+            marker.freshness_lifetime = ttl;
+            let Ok(bytes) = marker.encode() else {
+                return false;
+            };
+            self.guarded(
+                "put",
+                self.inner.store.put(plan.key.as_str(), bytes, options),
+            )
+            .await;
+            policy.key_spec().key(req, &entry.vary)
+        };
+        let Ok(bytes) = entry.encode() else {
+            tracing::warn!("response too large to encode as an entry");
+            return false;
+        };
+        let stored = self
+            .guarded("put", self.inner.store.put(key.as_str(), bytes, options))
+            .await
+            .is_some();
+        if stored {
+            self.inner.stats.set();
+        }
+        stored
+    }
+
+    /// Builds the response for `req` from `entry`: a 304 when the request's
+    /// conditionals match, the stored gzip for clients that accept it, the
+    /// identity body otherwise. `None` if a compressed body does not decode.
+    pub fn respond(
+        &self,
+        entry: &StoredResponse,
+        req: &RequestView<'_>,
+        x_cache: XCache,
+        now: SystemTime,
+    ) -> Option<CachedResponse> {
+        let age = entry.age(now).as_secs().to_string();
+        let mut headers: Vec<(String, Bytes)> = Vec::with_capacity(entry.headers.len() + 4);
+        if rules::not_modified(req, entry) {
+            const KEEP: [&str; 7] = [
+                "cache-control",
+                "content-location",
+                "date",
+                "etag",
+                "expires",
+                "last-modified",
+                "vary",
+            ];
+            headers.extend(
+                entry
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| KEEP.contains(&n.as_str()))
+                    .cloned(),
+            );
+            headers.push(("age".into(), Bytes::from(age)));
+            headers.push((
+                "x-cache".into(),
+                Bytes::from_static(x_cache.as_str().as_bytes()),
+            ));
+            return Some(CachedResponse {
+                status: 304,
+                headers,
+                body: Bytes::new(),
+            });
+        }
+        let body = match entry.compression {
+            BodyEncoding::Gzip if rules::accepts_gzip(req.headers) => {
+                headers.push(("content-encoding".into(), Bytes::from_static(b"gzip")));
+                entry.body.clone()
+            }
+            BodyEncoding::Gzip => {
+                match gunzip(&entry.body, entry.body.len() as u64 * 1024 + (64 << 20)) {
+                    Ok(b) => Bytes::from(b),
+                    Err(e) => {
+                        self.inner.stats.corrupt_entry();
+                        tracing::warn!(error = %e, "stored gzip body does not decompress");
+                        return None;
+                    }
+                }
+            }
+            _ => entry.body.clone(),
+        };
+        for (n, v) in &entry.headers {
+            if entry.compression == BodyEncoding::Gzip && n == "vary" {
+                continue;
+            }
+            headers.push((n.clone(), v.clone()));
+        }
+        if entry.compression == BodyEncoding::Gzip {
+            let mut vary = entry.vary.join(", ");
+            if !entry.vary.iter().any(|v| v == "accept-encoding") {
+                if !vary.is_empty() {
+                    vary.push_str(", ");
+                }
+                vary.push_str("accept-encoding");
+            }
+            headers.push(("vary".into(), Bytes::from(vary)));
+        }
+        headers.push(("content-length".into(), Bytes::from(body.len().to_string())));
+        headers.push(("age".into(), Bytes::from(age)));
+        headers.push((
+            "x-cache".into(),
+            Bytes::from_static(x_cache.as_str().as_bytes()),
+        ));
+        let body = if req.method.eq_ignore_ascii_case("HEAD") {
+            Bytes::new()
+        } else {
+            body
+        };
+        Some(CachedResponse {
+            status: entry.status,
+            headers,
+            body,
+        })
+    }
+
+    fn bump_epoch(&self) {
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Removes every entry with any of `tags`.
+    pub async fn invalidate_tags(&self, tags: &[String]) -> Result<u64, StoreError> {
+        self.bump_epoch();
+        let n = self.inner.store.invalidate_tags(tags).await?;
+        self.inner.stats.deleted(n);
+        Ok(n)
+    }
+
+    /// Removes every entry matching a URL pattern.
+    pub async fn invalidate_pattern(&self, pattern: &UrlPattern) -> Result<u64, StoreError> {
+        self.bump_epoch();
+        let n = self.inner.store.invalidate_pattern(pattern).await?;
+        self.inner.stats.deleted(n);
+        Ok(n)
+    }
+
+    /// Removes what a webhook event names (see [`crate::invalidate::plan_for_event`]).
+    pub async fn invalidate_event(
+        &self,
+        event: &str,
+        entity_id: Option<&str>,
+        entity_type: Option<&str>,
+    ) -> Result<u64, InvalidateError> {
+        let plan = plan_for_event(
+            &self.inner.config,
+            &self.inner.policies,
+            event,
+            entity_id,
+            entity_type,
+        )
+        .map_err(InvalidateError::BadRequest)?;
+        let mut n = 0;
+        if !plan.tags.is_empty() {
+            n += self.invalidate_tags(&plan.tags).await?;
+        }
+        for p in &plan.patterns {
+            n += self.invalidate_pattern(p).await?;
+        }
+        Ok(n)
+    }
+
+    /// After an unsafe request (POST, PUT, PATCH, DELETE) succeeded, removes the
+    /// entries of its target URI and of same-host `Location` /
+    /// `Content-Location` paths (RFC 9111 section 4.4). Store failures are
+    /// logged and counted.
+    pub async fn invalidate_after_unsafe(
+        &self,
+        req: &RequestView<'_>,
+        status: u16,
+        locations: &[&str],
+    ) -> u64 {
+        if !self.inner.config.defaults.invalidate_on_unsafe
+            || !rules::is_unsafe(req.method)
+            || !(200..400).contains(&status)
+        {
+            return 0;
+        }
+        let mut targets = vec![match req.query {
+            Some(q) => format!("{}?{q}", req.path),
+            None => req.path.to_owned(),
+        }];
+        targets.extend(
+            locations
+                .iter()
+                .filter(|l| l.starts_with('/'))
+                .map(|l| (*l).to_owned()),
+        );
+        self.bump_epoch();
+        let mut n = 0;
+        for t in targets {
+            let pattern = UrlPattern::exact(&t);
+            if let Some(removed) = self
+                .guarded("invalidate", self.inner.store.invalidate_pattern(&pattern))
+                .await
+            {
+                n += removed;
+            }
+        }
+        self.inner.stats.deleted(n);
+        n
+    }
+}
+
+impl fmt::Debug for HttpCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpCache")
+            .field("store", &self.inner.store)
+            .field("policies", &self.inner.policies.len())
+            .field("locks", &self.inner.locks)
+            .finish()
+    }
+}
