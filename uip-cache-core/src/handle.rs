@@ -19,7 +19,7 @@ use crate::invalidate::plan_for_event;
 use crate::key::CacheKey;
 use crate::lock::{Lock, LockTable};
 use crate::pattern::UrlPattern;
-use crate::policy::{PolicyMatch, PolicySet};
+use crate::policy::{Policy, PolicySet};
 use crate::request::RequestView;
 use crate::rules;
 use crate::stats::{CacheStats, NoCacheReason};
@@ -70,26 +70,29 @@ pub struct CachedResponse {
     pub body: Bytes,
 }
 
-/// What to do with a request.
+/// What to do with a request. Exhaustive on purpose: a new kind of plan must
+/// make every adapter handle it.
 #[derive(Debug)]
-#[non_exhaustive]
-pub enum Plan<'c> {
+pub enum Plan {
     /// Do not use the cache.
     Bypass(NoCacheReason),
     /// Look up, and store what the origin answers if allowed.
-    Cache(CachePlan<'c>),
+    Cache(CachePlan),
 }
 
-/// A request the cache handles.
-#[derive(Debug)]
+/// A request the cache handles. Owns its data, so it can move into the task
+/// that stores the response once its body has streamed.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct CachePlan<'c> {
-    /// The matching policy and template parameters.
-    pub policy: PolicyMatch<'c>,
+pub struct CachePlan {
+    policy: Option<usize>,
+    params: Vec<(String, String)>,
     /// The key before response `Vary` is known.
     pub key: CacheKey,
     /// The request's caching directives.
     pub request_cc: CacheControl,
+    /// Invalidations seen when the request arrived: a response is not stored
+    /// if one ran since.
     epoch: u64,
 }
 
@@ -183,7 +186,7 @@ impl HttpCache {
     }
 
     /// Decides whether the cache handles `req`.
-    pub fn plan(&self, req: &RequestView<'_>) -> Plan<'_> {
+    pub fn plan(&self, req: &RequestView<'_>) -> Plan {
         let Some(m) = self.inner.policies.find(req.path, req.query) else {
             return Plan::Bypass(NoCacheReason::NoPolicy);
         };
@@ -198,12 +201,19 @@ impl HttpCache {
             return Plan::Bypass(NoCacheReason::Method);
         }
         let key = m.policy().key_spec().key(req, &[]);
+        let (policy, params) = m.into_parts();
         Plan::Cache(CachePlan {
-            policy: m,
+            policy,
+            params,
             key,
             request_cc,
             epoch: self.inner.epoch.load(Ordering::Acquire),
         })
+    }
+
+    /// The policy of a plan.
+    pub fn policy(&self, plan: &CachePlan) -> &Policy {
+        self.inner.policies.get(plan.policy)
     }
 
     /// Runs a store call with the store timeout; failures are counted, logged
@@ -243,15 +253,11 @@ impl HttpCache {
 
     /// Looks up the entry for `req`: one store round trip, two when the stored
     /// response varies on request headers.
-    pub async fn lookup(
-        &self,
-        plan: &CachePlan<'_>,
-        req: &RequestView<'_>,
-    ) -> Option<StoredResponse> {
+    pub async fn lookup(&self, plan: &CachePlan, req: &RequestView<'_>) -> Option<StoredResponse> {
         let started = Instant::now();
         let mut entry = self.get_entry(plan.key.as_str()).await;
         if let Some(marker) = entry.as_ref().filter(|e| e.status == VARY_MARKER_STATUS) {
-            let key = plan.policy.policy().key_spec().key(req, &marker.vary);
+            let key = self.policy(plan).key_spec().key(req, &marker.vary);
             entry = self.get_entry(key.as_str()).await;
         }
         self.inner.stats.latency(started.elapsed());
@@ -259,28 +265,28 @@ impl HttpCache {
     }
 
     /// Joins the coalescing table for the plan's key.
-    pub fn lock(&self, plan: &CachePlan<'_>) -> Lock {
+    pub fn lock(&self, plan: &CachePlan) -> Lock {
         self.inner.locks.acquire(plan.key.as_str())
     }
 
     /// Whether a fetch for the plan's key is under way.
-    pub fn is_fetching(&self, plan: &CachePlan<'_>) -> bool {
+    pub fn is_fetching(&self, plan: &CachePlan) -> bool {
         self.inner.locks.is_locked(plan.key.as_str())
     }
 
     /// Decides whether the origin's response may be stored, counting the reason when not.
     pub fn admit(
         &self,
-        plan: &CachePlan<'_>,
+        plan: &CachePlan,
         req: &RequestView<'_>,
         resp: &rules::OriginResponse<'_>,
     ) -> Result<StoredResponse, NoCacheReason> {
-        match rules::admit(plan.policy.policy(), req, resp) {
+        match rules::admit(self.policy(plan), req, resp) {
             Ok(a) => Ok(a.entry),
             Err(reason) => {
                 self.inner.stats.uncacheable(reason);
                 tracing::debug!(
-                    policy = plan.policy.policy().name(),
+                    policy = self.policy(plan).name(),
                     reason = reason.as_str(),
                     "response not stored"
                 );
@@ -290,8 +296,8 @@ impl HttpCache {
     }
 
     /// The largest body the plan's policy stores.
-    pub fn max_size(&self, plan: &CachePlan<'_>) -> u64 {
-        plan.policy.policy().max_size()
+    pub fn max_size(&self, plan: &CachePlan) -> u64 {
+        self.policy(plan).max_size()
     }
 
     /// Stores `entry` with `body` (compressing it if the policy says so) unless
@@ -299,19 +305,14 @@ impl HttpCache {
     /// logged, never returned.
     pub async fn store_entry(
         &self,
-        plan: &CachePlan<'_>,
+        plan: &CachePlan,
         req: &RequestView<'_>,
         mut entry: StoredResponse,
         body: Bytes,
     ) -> bool {
-        if self.inner.epoch.load(Ordering::Acquire) != plan.epoch {
-            self.inner.stats.uncacheable(NoCacheReason::Invalidated);
-            return false;
-        }
-        let policy = plan.policy.policy();
         entry.body = body;
         entry.compression = BodyEncoding::Identity;
-        if let Some(c) = policy.compression() {
+        if let Some(c) = self.policy(plan).compression() {
             if entry.header("content-encoding").is_none() {
                 if let Compressed::Gzip(z) = gzip_if_worth_it(&entry.body, c.min_size, c.level) {
                     self.inner
@@ -322,7 +323,23 @@ impl HttpCache {
                 }
             }
         }
-        entry.tags = plan.policy.entry_tags(req.path);
+        self.put_entry(plan, req, entry).await
+    }
+
+    /// Stores an entry whose body is ready (as after a revalidation), under the
+    /// plan's key or, when it varies, under its variant key with a marker.
+    pub async fn put_entry(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        mut entry: StoredResponse,
+    ) -> bool {
+        if self.inner.epoch.load(Ordering::Acquire) != plan.epoch {
+            self.inner.stats.uncacheable(NoCacheReason::Invalidated);
+            return false;
+        }
+        let policy = self.policy(plan);
+        entry.tags = policy.entry_tags(&plan.params, req.path);
         let ttl = entry.storage_ttl();
         let options = PutOptions::new(ttl, req.path)
             .tags(&entry.tags)
@@ -446,6 +463,18 @@ impl HttpCache {
             headers,
             body,
         })
+    }
+
+    /// Counts a request's outcome. Bypasses are counted with their reason by
+    /// [`CacheStats::bypass`]; revalidations by [`CacheStats::revalidation`].
+    pub fn count(&self, outcome: XCache) {
+        let stats = &self.inner.stats;
+        match outcome {
+            XCache::Hit => stats.hit(),
+            XCache::Stale => stats.stale(),
+            XCache::Miss | XCache::Expired => stats.miss(),
+            XCache::Bypass => {}
+        }
     }
 
     fn bump_epoch(&self) {

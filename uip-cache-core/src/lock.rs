@@ -3,8 +3,10 @@
 //!
 //! The first request for a key becomes the leader and holds a [`LockGuard`];
 //! the others get a [`Waiter`]. Dropping the guard (entry stored, response
-//! uncacheable, client gone, panic) wakes every waiter, which then look in the
-//! store again and, if nothing is there, go to the origin themselves.
+//! uncacheable, client gone, panic) wakes every waiter. A waiter learns whether
+//! the leader stored something: if so it looks in the store again (and may
+//! lead the next fetch, for another variant); if not, it goes to the origin
+//! itself rather than queueing behind an uncacheable response.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,7 +18,7 @@ use tokio::sync::watch;
 /// The table of keys being fetched.
 #[derive(Clone, Default)]
 pub struct LockTable {
-    map: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
+    map: Arc<Mutex<HashMap<String, watch::Receiver<bool>>>>,
 }
 
 /// The outcome of [`LockTable::acquire`].
@@ -30,15 +32,27 @@ pub enum Lock {
 
 /// Held by the request that fetches a key.
 pub struct LockGuard {
-    map: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
+    map: Arc<Mutex<HashMap<String, watch::Receiver<bool>>>>,
     key: String,
     // Dropped after the key leaves the map: receivers see the channel close.
-    _tx: watch::Sender<()>,
+    tx: watch::Sender<bool>,
 }
 
 /// Held by requests waiting for another's fetch.
 pub struct Waiter {
-    rx: watch::Receiver<()>,
+    rx: watch::Receiver<bool>,
+}
+
+/// How a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitOutcome {
+    /// The leader stored an entry: look again.
+    Stored,
+    /// The leader finished without storing: fetch alone.
+    NotStored,
+    /// The leader took longer than the timeout: fetch alone.
+    TimedOut,
 }
 
 impl LockTable {
@@ -53,12 +67,12 @@ impl LockTable {
         if let Some(rx) = map.get(key) {
             return Lock::Follower(Waiter { rx: rx.clone() });
         }
-        let (tx, rx) = watch::channel(());
+        let (tx, rx) = watch::channel(false);
         map.insert(key.to_owned(), rx);
         Lock::Leader(LockGuard {
             map: self.map.clone(),
             key: key.to_owned(),
-            _tx: tx,
+            tx,
         })
     }
 
@@ -81,13 +95,24 @@ impl LockTable {
     }
 }
 
+impl LockGuard {
+    /// Tells the waiters an entry was stored (call before dropping the guard).
+    pub fn stored(&self) {
+        self.tx.send_replace(true);
+    }
+}
+
 impl Waiter {
-    /// Waits until the leader is done (true) or `timeout` passes (false).
-    pub async fn wait(mut self, timeout: Duration) -> bool {
+    /// Waits until the leader is done or `timeout` passes.
+    pub async fn wait(mut self, timeout: Duration) -> WaitOutcome {
         // `changed` fails once the sender is dropped: that is the signal.
-        tokio::time::timeout(timeout, async { while self.rx.changed().await.is_ok() {} })
-            .await
-            .is_ok()
+        let done =
+            tokio::time::timeout(timeout, async { while self.rx.changed().await.is_ok() {} }).await;
+        match done {
+            Err(_) => WaitOutcome::TimedOut,
+            Ok(()) if *self.rx.borrow() => WaitOutcome::Stored,
+            Ok(()) => WaitOutcome::NotStored,
+        }
     }
 }
 
@@ -144,13 +169,21 @@ mod tests {
             )
         });
         tokio::task::yield_now().await;
+        guard.stored();
         drop(guard);
-        assert_eq!(waiting.await.unwrap(), (true, true));
-        assert!(!t.is_locked("k"));
-        assert!(
-            matches!(t.acquire("k"), Lock::Leader(_)),
-            "a new fetch can start"
+        assert_eq!(
+            waiting.await.unwrap(),
+            (WaitOutcome::Stored, WaitOutcome::Stored)
         );
+        assert!(!t.is_locked("k"));
+        let Lock::Leader(g) = t.acquire("k") else {
+            panic!("a new fetch can start")
+        };
+        let Lock::Follower(w) = t.acquire("k") else {
+            panic!()
+        };
+        drop(g);
+        assert_eq!(w.wait(Duration::from_secs(5)).await, WaitOutcome::NotStored);
     }
 
     #[tokio::test(start_paused = true)]
@@ -160,6 +193,9 @@ mod tests {
         let Lock::Follower(w) = t.acquire("k") else {
             panic!()
         };
-        assert!(!w.wait(Duration::from_millis(50)).await);
+        assert_eq!(
+            w.wait(Duration::from_millis(50)).await,
+            WaitOutcome::TimedOut
+        );
     }
 }

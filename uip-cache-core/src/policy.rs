@@ -81,6 +81,7 @@ enum Matcher {
 #[derive(Clone, Debug)]
 pub struct PolicyMatch<'a> {
     policy: &'a Policy,
+    index: Option<usize>,
     params: Vec<(String, String)>,
 }
 
@@ -95,17 +96,20 @@ impl<'a> PolicyMatch<'a> {
         &self.params
     }
 
+    /// Where the policy is in its set (`None` for the fallback), for [`PolicySet::get`].
+    pub fn index(&self) -> Option<usize> {
+        self.index
+    }
+
+    /// Splits the match into its index and parameters, owned.
+    pub fn into_parts(self) -> (Option<usize>, Vec<(String, String)>) {
+        (self.index, self.params)
+    }
+
     /// The tags of an entry stored under this match: the policy's `tags`,
     /// `policy:<name>`, `path:<path>` and `<param>:<value>` for each template parameter.
     pub fn entry_tags(&self, path: &str) -> Vec<String> {
-        let mut tags = Vec::with_capacity(self.policy.tags.len() + 2 + self.params.len());
-        tags.extend(self.policy.tags.iter().cloned());
-        tags.push(format!("policy:{}", self.policy.name));
-        tags.push(format!("path:{path}"));
-        tags.extend(self.params.iter().map(|(k, v)| format!("{k}:{v}")));
-        tags.sort();
-        tags.dedup();
-        tags
+        self.policy.entry_tags(&self.params, path)
     }
 }
 
@@ -245,6 +249,18 @@ impl Policy {
         }
     }
 
+    /// The tags of an entry this policy stores for `path` with template `params`.
+    pub fn entry_tags(&self, params: &[(String, String)], path: &str) -> Vec<String> {
+        let mut tags = Vec::with_capacity(self.tags.len() + 2 + params.len());
+        tags.extend(self.tags.iter().cloned());
+        tags.push(format!("policy:{}", self.name));
+        tags.push(format!("path:{path}"));
+        tags.extend(params.iter().map(|(k, v)| format!("{k}:{v}")));
+        tags.sort();
+        tags.dedup();
+        tags
+    }
+
     /// The policy's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -381,15 +397,35 @@ impl PolicySet {
     pub fn find(&self, path: &str, query: Option<&str>) -> Option<PolicyMatch<'_>> {
         let query = query.filter(|q| !q.is_empty());
         let mut url = None;
-        for policy in &self.policies {
+        for (i, policy) in self.policies.iter().enumerate() {
             if let Some(params) = policy.matches(path, query, &mut url) {
-                return Some(PolicyMatch { policy, params });
+                return Some(PolicyMatch {
+                    policy,
+                    index: Some(i),
+                    params,
+                });
             }
         }
         self.fallback.as_ref().map(|policy| PolicyMatch {
             policy,
+            index: None,
             params: Vec::new(),
         })
+    }
+
+    /// The policy at `index` (`None`: the fallback) as given by [`PolicyMatch::index`].
+    ///
+    /// # Panics
+    ///
+    /// If the index does not come from this set.
+    pub fn get(&self, index: Option<usize>) -> &Policy {
+        match index {
+            Some(i) => &self.policies[i],
+            None => self
+                .fallback
+                .as_ref()
+                .expect("the fallback policy exists when matched"),
+        }
     }
 
     /// The policies, in file order (without the fallback).

@@ -84,7 +84,7 @@ pub struct RequestView<'a> {
     /// The raw query without `?`.
     pub query: Option<&'a str>,
     /// Header lookup.
-    pub headers: &'a dyn HeaderSource,
+    pub headers: &'a (dyn HeaderSource + Sync),
     /// The body, when the policy keys on it and the adapter buffered it.
     pub body: Option<&'a [u8]>,
 }
@@ -92,7 +92,7 @@ pub struct RequestView<'a> {
 impl<'a> RequestView<'a> {
     /// A request with a method, a path and headers; the rest is set by the
     /// consuming setters below.
-    pub fn new(method: &'a str, path: &'a str, headers: &'a dyn HeaderSource) -> Self {
+    pub fn new(method: &'a str, path: &'a str, headers: &'a (dyn HeaderSource + Sync)) -> Self {
         RequestView {
             method,
             scheme: None,

@@ -119,7 +119,7 @@ pub struct OriginResponse<'a> {
     /// Status code.
     pub status: u16,
     /// Header lookup.
-    pub headers: &'a dyn HeaderSource,
+    pub headers: &'a (dyn HeaderSource + Sync),
     /// Every header, in order, for storing.
     pub header_list: &'a [(String, Bytes)],
     /// When the request was sent.
@@ -132,7 +132,7 @@ impl<'a> OriginResponse<'a> {
     /// A response with its headers and timing.
     pub fn new(
         status: u16,
-        headers: &'a dyn HeaderSource,
+        headers: &'a (dyn HeaderSource + Sync),
         header_list: &'a [(String, Bytes)],
         request_time: SystemTime,
         response_time: SystemTime,

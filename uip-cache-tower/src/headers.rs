@@ -1,0 +1,58 @@
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Uri};
+use uip_cache_core::{HeaderSource, RequestView};
+
+/// Core's header lookup over an `http` 1.x header map.
+pub(crate) struct HeaderMapRef<'a>(pub(crate) &'a HeaderMap);
+
+impl HeaderSource for HeaderMapRef<'_> {
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for v in self.0.get_all(name) {
+            f(v.as_bytes());
+        }
+    }
+
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(HeaderValue::as_bytes)
+    }
+}
+
+/// Core's view of a request.
+pub(crate) fn view<'a>(
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMapRef<'a>,
+) -> RequestView<'a> {
+    let authority = uri.authority().map(|a| a.as_str()).or_else(|| {
+        headers
+            .0
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    RequestView::new(method.as_str(), uri.path(), headers)
+        .query(uri.query())
+        .scheme(uri.scheme_str())
+        .authority(authority)
+}
+
+/// The header list of a response, names lower case, for storing.
+pub(crate) fn header_list(headers: &HeaderMap) -> Vec<(String, Bytes)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))
+        .collect()
+}
+
+/// Appends stored headers to a map, skipping any that are not valid HTTP.
+pub(crate) fn extend(map: &mut HeaderMap, headers: Vec<(String, Bytes)>) {
+    map.reserve(headers.len());
+    for (n, v) in headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_maybe_shared(v),
+        ) {
+            map.append(n, v);
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! The Tower layer of uip-cache: a config-driven, RFC 9111 HTTP response cache
+//! for axum, hyper and tonic.
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use uip_cache_core::CacheConfig;
+//! use uip_cache_tower::CacheLayer;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = CacheConfig::from_yaml_str(r#"
+//! policies:
+//!   - name: entities
+//!     pattern: "/ngsi-ld/v1/entities*"
+//!     ttl: 60
+//! "#)?;
+//! let app: Router = Router::new()
+//!     .route("/ngsi-ld/v1/entities", get(|| async { "[]" }))
+//!     .layer(CacheLayer::from_config(&config)?);
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What it does, all decided by `uip-cache-core`:
+//! - fresh hits never reach the inner service; responses carry `X-Cache`
+//!   (`HIT`, `MISS`, `STALE`, `BYPASS`, `EXPIRED`) and a correct `Age`;
+//! - RFC 9111 shared-cache rules, `Vary`, conditional requests (304) and
+//!   revalidation of stale entries;
+//! - one origin request per key while concurrent requests wait;
+//! - stale-while-revalidate and stale-if-error;
+//! - bodies stream to the client while they are recorded; past `max_size`
+//!   they pass through uncached;
+//! - a store that fails or hangs costs at most its timeout, never an error.
+#![forbid(unsafe_code)]
+
+mod body;
+mod headers;
+mod layer;
+mod service;
+
+pub use body::CacheBody;
+pub use layer::{CacheLayer, CacheLayerBuilder};
+pub use service::{CacheService, ResponseFuture};
+pub use uip_cache_core::{CacheConfig, HttpCache};
