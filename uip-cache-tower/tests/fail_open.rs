@@ -1,0 +1,117 @@
+//! A store that fails or hangs never fails a request, and costs at most the
+//! store timeout. Time here is tokio's paused clock: the bounds below are
+//! exact virtual durations, not wall-clock measurements.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use uip_cache_core::store::{MemoryUsage, PutOptions, StoreError, StoreErrorKind, StoreFuture, StoreHealth};
+use uip_cache_core::{Store, UrlPattern};
+use uip_cache_tower::CacheLayer;
+
+#[derive(Debug)]
+struct BrokenStore {
+    hang: bool,
+}
+
+impl BrokenStore {
+    fn fail<'a, T: Send + 'a>(&self) -> StoreFuture<'a, T> {
+        if self.hang {
+            Box::pin(std::future::pending())
+        } else {
+            Box::pin(async { Err(StoreError::new(StoreErrorKind::Connection, "connection refused")) })
+        }
+    }
+}
+
+impl Store for BrokenStore {
+    fn get<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        self.fail()
+    }
+    fn put<'a>(&'a self, _: &'a str, _: Bytes, _: PutOptions<'a>) -> StoreFuture<'a, ()> {
+        self.fail()
+    }
+    fn delete<'a>(&'a self, _: &'a str) -> StoreFuture<'a, bool> {
+        self.fail()
+    }
+    fn invalidate_tags<'a>(&'a self, _: &'a [String]) -> StoreFuture<'a, u64> {
+        self.fail()
+    }
+    fn invalidate_pattern<'a>(&'a self, _: &'a UrlPattern) -> StoreFuture<'a, u64> {
+        self.fail()
+    }
+    fn keys_count(&self) -> StoreFuture<'_, u64> {
+        self.fail()
+    }
+    fn memory(&self) -> StoreFuture<'_, MemoryUsage> {
+        self.fail()
+    }
+    fn health(&self) -> StoreFuture<'_, StoreHealth> {
+        self.fail()
+    }
+}
+
+const CONFIG: &str = "store:\n  timeout: 100ms\npolicies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n";
+
+fn service(hang: bool, origin: &Origin) -> uip_cache_tower::CacheService<Origin> {
+    let layer = CacheLayer::builder(config(CONFIG)).store(BrokenStore { hang }).build().unwrap();
+    tower::Layer::layer(&layer, origin.clone())
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_erroring_store_is_a_miss_never_an_error() {
+    let origin = Origin::always(Reply::ok("from origin"));
+    let mut svc = service(false, &origin);
+    for _ in 0..3 {
+        let got = ok(&mut svc, get("/items")).await;
+        assert_eq!((got.status, got.x_cache(), &got.body[..]), (200, "MISS", &b"from origin"[..]));
+    }
+    // Let the background writes run (and fail) before the POST bumps the
+    // invalidation epoch, which would rightly cancel them.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(ok(&mut svc, req("POST", "/items", &[])).await.status, 200, "invalidation failures too");
+    assert_eq!(origin.calls(), 4);
+    let snap = svc.cache().stats().snapshot();
+    assert_eq!(snap.store_errors, 7, "3 lookups, 3 writes, 1 invalidation: {snap:?}");
+    assert_eq!(snap.sets, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_store_adds_at_most_its_timeout() {
+    let origin = Origin::always(Reply::ok("from origin").delay(Duration::from_millis(20)));
+    let mut svc = service(true, &origin);
+    let started = tokio::time::Instant::now();
+    let got = ok(&mut svc, get("/items")).await;
+    let took = started.elapsed();
+    assert_eq!((got.status, got.x_cache(), &got.body[..]), (200, "MISS", &b"from origin"[..]));
+    // 100ms lookup timeout + 20ms origin; the write times out in the background.
+    assert_eq!(took, Duration::from_millis(120), "{took:?}");
+
+    let started = tokio::time::Instant::now();
+    assert_eq!(ok(&mut svc, req("DELETE", "/items", &[])).await.status, 200);
+    assert_eq!(started.elapsed(), Duration::from_millis(120), "unsafe invalidation is bounded too");
+    assert!(svc.cache().stats().snapshot().store_errors >= 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn coalesced_requests_on_a_hanging_store_all_complete() {
+    let origin = Origin::always(Reply::ok("x").delay(Duration::from_millis(50)));
+    let svc = service(true, &origin);
+    let started = tokio::time::Instant::now();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let mut svc = svc.clone();
+            tokio::spawn(async move { ok(&mut svc, get("/items")).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().status, 200);
+    }
+    // Lookups time out (100ms), one leader fetches (50ms) and fails to store
+    // (100ms); nothing was stored, so the others then fetch alone (50ms).
+    assert_eq!(origin.calls(), 20);
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
+}
