@@ -16,7 +16,14 @@ use tower::{Layer, Service, ServiceExt};
 use uip_cache_core::CacheConfig;
 use uip_cache_tower::CacheLayer;
 
-fn origin() -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Clone + Send + 'static {
+fn origin() -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
+       + Send
+       + 'static {
     let body = Bytes::from(
         r#"{"id":"urn:ngsi-ld:Camera:001","type":"Camera","status":{"type":"Property","value":"on"}},"#
             .repeat(24)
@@ -27,7 +34,8 @@ fn origin() -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes
         let body = body.clone();
         async move {
             let mut r = Response::new(Full::new(body));
-            r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
             Ok::<_, Infallible>(r)
         }
     })
@@ -43,7 +51,10 @@ fn request(uri: &str) -> Request<Full<Bytes>> {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let config = CacheConfig::from_yaml_str(
         "policies:\n  - name: entities\n    pattern: \"/ngsi-ld/v1/entities*\"\n    ttl: 600\n",
     )
@@ -53,7 +64,11 @@ fn bench(c: &mut Criterion) {
     let bare = origin();
 
     rt.block_on(async {
-        let r = cached.clone().oneshot(request("/ngsi-ld/v1/entities?type=Camera")).await.unwrap();
+        let r = cached
+            .clone()
+            .oneshot(request("/ngsi-ld/v1/entities?type=Camera"))
+            .await
+            .unwrap();
         r.into_body().collect().await.unwrap();
         tokio::task::yield_now().await;
     });
@@ -62,7 +77,11 @@ fn bench(c: &mut Criterion) {
     g.bench_function("bare_service", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let r = bare.clone().oneshot(request("/ngsi-ld/v1/entities?type=Camera")).await.unwrap();
+                let r = bare
+                    .clone()
+                    .oneshot(request("/ngsi-ld/v1/entities?type=Camera"))
+                    .await
+                    .unwrap();
                 r.into_body().collect().await.unwrap().to_bytes()
             })
         })
@@ -70,7 +89,11 @@ fn bench(c: &mut Criterion) {
     g.bench_function("hit", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let r = cached.clone().oneshot(request("/ngsi-ld/v1/entities?type=Camera")).await.unwrap();
+                let r = cached
+                    .clone()
+                    .oneshot(request("/ngsi-ld/v1/entities?type=Camera"))
+                    .await
+                    .unwrap();
                 assert_eq!(r.headers()["x-cache"], "HIT");
                 r.into_body().collect().await.unwrap().to_bytes()
             })
@@ -79,7 +102,10 @@ fn bench(c: &mut Criterion) {
     let n = AtomicU64::new(0);
     g.bench_function("miss_and_store", |b| {
         b.iter(|| {
-            let uri = format!("/ngsi-ld/v1/entities?type=Camera&page={}", n.fetch_add(1, Ordering::Relaxed));
+            let uri = format!(
+                "/ngsi-ld/v1/entities?type=Camera&page={}",
+                n.fetch_add(1, Ordering::Relaxed)
+            );
             rt.block_on(async {
                 let r = cached.clone().oneshot(request(&uri)).await.unwrap();
                 let body = r.into_body().collect().await.unwrap().to_bytes();

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use uip_cache_core::store::{MemoryUsage, PutOptions, StoreError, StoreErrorKind, StoreFuture, StoreHealth};
+use uip_cache_core::store::{
+    MemoryUsage, PutOptions, StoreError, StoreErrorKind, StoreFuture, StoreHealth,
+};
 use uip_cache_core::{Store, UrlPattern};
 use uip_cache_tower::CacheLayer;
 
@@ -22,7 +24,12 @@ impl BrokenStore {
         if self.hang {
             Box::pin(std::future::pending())
         } else {
-            Box::pin(async { Err(StoreError::new(StoreErrorKind::Connection, "connection refused")) })
+            Box::pin(async {
+                Err(StoreError::new(
+                    StoreErrorKind::Connection,
+                    "connection refused",
+                ))
+            })
         }
     }
 }
@@ -54,10 +61,14 @@ impl Store for BrokenStore {
     }
 }
 
-const CONFIG: &str = "store:\n  timeout: 100ms\npolicies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n";
+const CONFIG: &str =
+    "store:\n  timeout: 100ms\npolicies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n";
 
 fn service(hang: bool, origin: &Origin) -> uip_cache_tower::CacheService<Origin> {
-    let layer = CacheLayer::builder(config(CONFIG)).store(BrokenStore { hang }).build().unwrap();
+    let layer = CacheLayer::builder(config(CONFIG))
+        .store(BrokenStore { hang })
+        .build()
+        .unwrap();
     tower::Layer::layer(&layer, origin.clone())
 }
 
@@ -67,15 +78,25 @@ async fn an_erroring_store_is_a_miss_never_an_error() {
     let mut svc = service(false, &origin);
     for _ in 0..3 {
         let got = ok(&mut svc, get("/items")).await;
-        assert_eq!((got.status, got.x_cache(), &got.body[..]), (200, "MISS", &b"from origin"[..]));
+        assert_eq!(
+            (got.status, got.x_cache(), &got.body[..]),
+            (200, "MISS", &b"from origin"[..])
+        );
     }
     // Let the background writes run (and fail) before the POST bumps the
     // invalidation epoch, which would rightly cancel them.
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(ok(&mut svc, req("POST", "/items", &[])).await.status, 200, "invalidation failures too");
+    assert_eq!(
+        ok(&mut svc, req("POST", "/items", &[])).await.status,
+        200,
+        "invalidation failures too"
+    );
     assert_eq!(origin.calls(), 4);
     let snap = svc.cache().stats().snapshot();
-    assert_eq!(snap.store_errors, 7, "3 lookups, 3 writes, 1 invalidation: {snap:?}");
+    assert_eq!(
+        snap.store_errors, 7,
+        "3 lookups, 3 writes, 1 invalidation: {snap:?}"
+    );
     assert_eq!(snap.sets, 0);
 }
 
@@ -86,13 +107,20 @@ async fn a_hanging_store_adds_at_most_its_timeout() {
     let started = tokio::time::Instant::now();
     let got = ok(&mut svc, get("/items")).await;
     let took = started.elapsed();
-    assert_eq!((got.status, got.x_cache(), &got.body[..]), (200, "MISS", &b"from origin"[..]));
+    assert_eq!(
+        (got.status, got.x_cache(), &got.body[..]),
+        (200, "MISS", &b"from origin"[..])
+    );
     // 100ms lookup timeout + 20ms origin; the write times out in the background.
     assert_eq!(took, Duration::from_millis(120), "{took:?}");
 
     let started = tokio::time::Instant::now();
     assert_eq!(ok(&mut svc, req("DELETE", "/items", &[])).await.status, 200);
-    assert_eq!(started.elapsed(), Duration::from_millis(120), "unsafe invalidation is bounded too");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(120),
+        "unsafe invalidation is bounded too"
+    );
     assert!(svc.cache().stats().snapshot().store_errors >= 2);
 }
 

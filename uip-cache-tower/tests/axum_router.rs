@@ -1,0 +1,72 @@
+//! The layer on a real axum Router, as users add it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::routing::{get, post};
+use axum::Router;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use uip_cache_core::CacheConfig;
+use uip_cache_tower::CacheLayer;
+
+#[tokio::test]
+async fn an_axum_app_caches_and_invalidates() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let config = CacheConfig::from_yaml_str(
+        "policies:\n  - name: e\n    pattern: \"/entities/{id}\"\n    ttl: 60\n",
+    )
+    .unwrap();
+    let layer = CacheLayer::from_config(&config).unwrap();
+    let cache = layer.cache().clone();
+    let app = Router::new()
+        .route(
+            "/entities/{id}",
+            get(
+                move |axum::extract::Path(id): axum::extract::Path<String>| {
+                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                    async move { format!("{id} v{n}") }
+                },
+            ),
+        )
+        .route("/entities/{id}", post(|| async { "updated" }))
+        .layer(layer);
+
+    let fetch = |app: Router, method: &'static str| async move {
+        let req = Request::builder()
+            .method(method)
+            .uri("/entities/urn:x:1")
+            .header("host", "a")
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let x = resp.headers()["x-cache"].to_str().unwrap().to_owned();
+        (x, resp.into_body().collect().await.unwrap().to_bytes())
+    };
+    assert_eq!(
+        fetch(app.clone(), "GET").await,
+        ("MISS".into(), "urn:x:1 v0".into())
+    );
+    assert_eq!(
+        fetch(app.clone(), "GET").await,
+        ("HIT".into(), "urn:x:1 v0".into())
+    );
+    // Template parameters become tags.
+    assert_eq!(
+        cache.invalidate_tags(&["id:urn:x:1".into()]).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        fetch(app.clone(), "GET").await,
+        ("MISS".into(), "urn:x:1 v1".into())
+    );
+    assert_eq!(fetch(app.clone(), "POST").await.0, "BYPASS");
+    assert_eq!(
+        fetch(app.clone(), "GET").await,
+        ("MISS".into(), "urn:x:1 v2".into())
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
