@@ -77,7 +77,3 @@ pub use request::{HeaderSource, RequestView};
 pub use stats::{CacheStats, NoCacheReason, StatsSnapshot};
 pub use store::{MemoryStore, Store};
 
-// The README's examples are compiled and run as doctests, so they cannot rot.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

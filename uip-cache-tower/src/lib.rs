@@ -42,3 +42,8 @@ pub use body::CacheBody;
 pub use layer::{CacheLayer, CacheLayerBuilder};
 pub use service::{CacheService, ResponseFuture};
 pub use uip_cache_core::{CacheConfig, HttpCache};
+
+// The README's examples are compiled and run as doctests, so they cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
