@@ -76,4 +76,3 @@ pub use policy::{Policy, PolicyMatch, PolicySet};
 pub use request::{HeaderSource, RequestView};
 pub use stats::{CacheStats, NoCacheReason, StatsSnapshot};
 pub use store::{MemoryStore, Store};
-

@@ -1,0 +1,30 @@
+//! Redis and Redis Cluster store for uip-cache.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use uip_cache_core::{CacheConfig, HttpCache};
+//! use uip_cache_redis::RedisStore;
+//!
+//! let config = CacheConfig::from_yaml_str("store:\n  type: redis\nredis:\n  host: localhost\n")?;
+//! let store = RedisStore::from_config(&config)?; // connects lazily, never blocks
+//! let cache = HttpCache::new(&config, Arc::new(store))?;
+//! # let _ = cache;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Connections: `connection: multiplexed` (the default) is one multiplexed,
+//! auto-reconnecting connection; `connection: pool` is a bb8 pool of
+//! `max_connections`; `cluster_nodes` (or `store.type: redis_cluster`) uses
+//! the async cluster client. When Redis goes away:
+//!
+//! - every call times out after `store.timeout` and becomes a miss or a
+//!   dropped write in the cache above;
+//! - after 5 failures in a row the circuit opens for 3 seconds: calls fail at
+//!   once without touching the network;
+//! - then calls go through again, and the connection reconnects by itself.
+#![forbid(unsafe_code)]
+
+mod breaker;
+mod store;
+
+pub use store::{RedisConfigError, RedisStore};

@@ -1,0 +1,718 @@
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use tokio::sync::OnceCell;
+use uip_cache_core::config::{RedisConfig, RedisConnection, StoreKind};
+use uip_cache_core::pattern::PathSelector;
+use uip_cache_core::store::{
+    HealthStatus, MemoryUsage, PutOptions, Store, StoreError, StoreErrorKind, StoreFuture,
+    StoreHealth,
+};
+use uip_cache_core::{CacheConfig, UrlPattern};
+
+use crate::breaker::Breaker;
+
+/// Entries removed per round trip during invalidation: large enough to be
+/// fast, small enough that no single command holds Redis for long.
+const BATCH: usize = 500;
+
+/// Deletes a key only if it still holds the write generation the index knew.
+const DEL_IF_GEN: &str = r"
+local v = redis.call('GETRANGE', KEYS[1], 0, 7)
+if v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+/// Drops path-index members whose entries have expired (both keys share a slot).
+const PRUNE: &str = r"
+local m = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #m > 0 then
+  redis.call('ZREM', KEYS[1], unpack(m))
+  redis.call('ZREM', KEYS[2], unpack(m))
+end
+return #m";
+
+/// A [`Store`] in Redis or Redis Cluster.
+///
+/// Layout, all under the configured key prefix (`cache:` by default):
+///
+/// - an entry is a string `<prefix><sha256>` holding an 8-byte write
+///   generation and the entry bytes, with a `PX` expiry: a hit is one `GET`;
+/// - every tag is a sorted set `<prefix>idx:tag:<tag>` and all entries are in
+///   `<prefix>idx:{paths}` (ordered by path, for prefix ranges) and
+///   `<prefix>idx:{paths}:exp` (scored by expiry, for pruning). Their members
+///   are `path \0 query \0 key \0 generation`.
+///
+/// Invalidation pops members in batches of 500 and deletes each key only if
+/// it still holds the indexed generation (a one-key script, so it works on a
+/// cluster), so its cost follows the entries removed, never the keyspace, and
+/// a rewrite with other tags is not removed by an old tag. No command spans
+/// two slots.
+///
+/// Every call has a timeout (`store.timeout`); after 5 failures in a row the
+/// circuit opens and Redis is skipped for 3 seconds, then tried again.
+/// Connections are made lazily: building the store never touches the network.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    source: Source,
+    ready: OnceCell<Ready>,
+    prefix: String,
+    op_timeout: Duration,
+    batch_timeout: Duration,
+    breaker: Breaker,
+    generation: AtomicU64,
+}
+
+enum Source {
+    Multiplexed(redis::Client, Duration, Duration),
+    Pool(redis::Client, u32, Duration),
+    Cluster(ClusterClient),
+}
+
+enum Ready {
+    Multiplexed(ConnectionManager),
+    Pool(bb8::Pool<redis::Client>),
+    Cluster(ClusterConnection),
+}
+
+enum Conn {
+    Multiplexed(ConnectionManager),
+    Pool(bb8::PooledConnection<'static, redis::Client>),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Multiplexed(c) => c.req_packed_command(cmd),
+            Conn::Pool(c) => (**c).req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        p: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Multiplexed(c) => c.req_packed_commands(p, offset, count),
+            Conn::Pool(c) => (**c).req_packed_commands(p, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(p, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Multiplexed(c) => c.get_db(),
+            Conn::Pool(c) => (**c).get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The Redis section of a config could not make a client.
+#[derive(Debug)]
+pub struct RedisConfigError(String);
+
+impl fmt::Display for RedisConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "redis config: {}", self.0)
+    }
+}
+
+impl std::error::Error for RedisConfigError {}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// Percent-encodes a URL userinfo part (passwords may hold any character).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn url_of(r: &RedisConfig) -> String {
+    if let Some(url) = &r.url {
+        return url.clone();
+    }
+    let auth = r
+        .password
+        .as_deref()
+        .map(|p| format!(":{}@", encode(p)))
+        .unwrap_or_default();
+    format!("redis://{auth}{}:{}/{}", r.host, r.port, r.db)
+}
+
+impl RedisStore {
+    /// Builds the store the config names (`store.type: redis` or
+    /// `redis_cluster`, or any config with `redis.cluster_nodes`). Never
+    /// connects: the first call does, and failures are misses.
+    pub fn from_config(config: &CacheConfig) -> Result<Self, RedisConfigError> {
+        let r = &config.redis;
+        let connect = r.socket_connect_timeout.get();
+        let response = r.socket_timeout.get();
+        let cluster = config.store.kind == StoreKind::RedisCluster || !r.cluster_nodes.is_empty();
+        let source = if cluster {
+            if r.cluster_nodes.is_empty() {
+                return Err(RedisConfigError(
+                    "a cluster needs `redis.cluster_nodes`".into(),
+                ));
+            }
+            let nodes: Vec<String> = r
+                .cluster_nodes
+                .iter()
+                .map(|n| {
+                    if n.contains("://") {
+                        n.clone()
+                    } else {
+                        format!("redis://{n}")
+                    }
+                })
+                .collect();
+            let mut b = ClusterClient::builder(nodes)
+                .connection_timeout(connect)
+                .response_timeout(response)
+                .retries(2);
+            if let Some(p) = &r.password {
+                b = b.password(p);
+            }
+            Source::Cluster(b.build().map_err(|e| RedisConfigError(e.to_string()))?)
+        } else {
+            let client =
+                redis::Client::open(url_of(r)).map_err(|e| RedisConfigError(e.to_string()))?;
+            match r.connection {
+                RedisConnection::Pool => Source::Pool(client, r.max_connections.max(1), connect),
+                _ => Source::Multiplexed(client, connect, response),
+            }
+        };
+        let op_timeout = config.store.timeout.get();
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                source,
+                ready: OnceCell::new(),
+                prefix: config.key.prefix.clone(),
+                op_timeout,
+                batch_timeout: (op_timeout * 20).max(Duration::from_secs(2)),
+                breaker: Breaker::new(5, Duration::from_secs(3)),
+                generation: AtomicU64::new(
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_nanos() as u64
+                        ^ (u64::from(std::process::id()) << 40),
+                ),
+            }),
+        })
+    }
+
+    fn is_cluster(&self) -> bool {
+        matches!(self.inner.source, Source::Cluster(_))
+    }
+
+    fn backend(&self) -> &'static str {
+        if self.is_cluster() {
+            "redis_cluster"
+        } else {
+            "redis"
+        }
+    }
+
+    async fn conn(&self) -> RedisResult<Conn> {
+        let ready = self
+            .inner
+            .ready
+            .get_or_try_init(|| async {
+                Ok::<_, RedisError>(match &self.inner.source {
+                    Source::Multiplexed(client, connect, response) => {
+                        let cfg = ConnectionManagerConfig::new()
+                            .set_connection_timeout(Some(*connect))
+                            .set_response_timeout(Some(*response))
+                            .set_number_of_retries(1);
+                        Ready::Multiplexed(ConnectionManager::new_lazy_with_config(
+                            client.clone(),
+                            cfg,
+                        )?)
+                    }
+                    Source::Pool(client, max, connect) => Ready::Pool(
+                        bb8::Pool::builder()
+                            .max_size(*max)
+                            .connection_timeout(*connect)
+                            .test_on_check_out(false)
+                            .build_unchecked(client.clone()),
+                    ),
+                    Source::Cluster(client) => Ready::Cluster(client.get_async_connection().await?),
+                })
+            })
+            .await?;
+        Ok(match ready {
+            Ready::Multiplexed(m) => Conn::Multiplexed(m.clone()),
+            Ready::Pool(p) => Conn::Pool(p.get_owned().await.map_err(|e| match e {
+                bb8::RunError::User(e) => e,
+                bb8::RunError::TimedOut => RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "timed out waiting for a pooled redis connection",
+                )),
+            })?),
+            Ready::Cluster(c) => Conn::Cluster(c.clone()),
+        })
+    }
+
+    /// Runs `f` under the breaker and a timeout, mapping errors to store errors.
+    async fn guarded<T>(
+        &self,
+        timeout: Duration,
+        f: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        if !self.inner.breaker.allows() {
+            return Err(StoreError::from_kind(StoreErrorKind::Unavailable));
+        }
+        match tokio::time::timeout(timeout, f).await {
+            Ok(Ok(v)) => {
+                self.inner.breaker.success();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                self.inner.breaker.failure();
+                let kind = if e.is_timeout() {
+                    StoreErrorKind::Timeout
+                } else if e.is_connection_refusal() || e.is_io_error() || e.is_connection_dropped()
+                {
+                    StoreErrorKind::Connection
+                } else {
+                    StoreErrorKind::Backend
+                };
+                Err(StoreError::new(kind, e))
+            }
+            Err(_) => {
+                self.inner.breaker.failure();
+                Err(StoreError::from_kind(StoreErrorKind::Timeout))
+            }
+        }
+    }
+
+    /// Runs groups of commands: one pipeline on a single server; on a cluster
+    /// each group (whose keys share a slot) is its own pipeline, all at once.
+    async fn run_groups(&self, groups: Vec<Pipeline>) -> RedisResult<Vec<Value>> {
+        let mut conn = self.conn().await?;
+        if !self.is_cluster() {
+            let mut all = redis::pipe();
+            for g in &groups {
+                for c in g.cmd_iter() {
+                    all.add_command(c.clone());
+                }
+            }
+            return all.query_async(&mut conn).await;
+        }
+        let Conn::Cluster(c) = conn else {
+            unreachable!("cluster source gives cluster connections")
+        };
+        let results = futures_util::future::join_all(groups.into_iter().map(|g| {
+            let mut c = c.clone();
+            async move { g.query_async::<Vec<Value>>(&mut c).await }
+        }))
+        .await;
+        let mut out = Vec::new();
+        for r in results {
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+
+    fn paths_key(&self) -> String {
+        format!("{}idx:{{paths}}", self.inner.prefix)
+    }
+
+    fn paths_exp_key(&self) -> String {
+        format!("{}idx:{{paths}}:exp", self.inner.prefix)
+    }
+
+    fn tag_key(&self, tag: &str) -> String {
+        format!("{}idx:tag:{tag}", self.inner.prefix)
+    }
+
+    fn prune_cmd(&self) -> Cmd {
+        let mut c = redis::cmd("EVAL");
+        c.arg(PRUNE)
+            .arg(2)
+            .arg(self.paths_key())
+            .arg(self.paths_exp_key())
+            .arg(now_ms())
+            .arg(200);
+        c
+    }
+
+    /// Deletes the entries of index members still holding their generation,
+    /// and drops the members from the path index; how many entries went.
+    async fn remove_members(&self, members: &[Vec<u8>]) -> RedisResult<u64> {
+        let mut groups = Vec::with_capacity(members.len() + 1);
+        for m in members {
+            let Some((key, generation)) = parse_member(m) else {
+                continue;
+            };
+            let mut p = redis::pipe();
+            p.cmd("EVAL")
+                .arg(DEL_IF_GEN)
+                .arg(1)
+                .arg(key)
+                .arg(&generation[..]);
+            groups.push(p);
+        }
+        let deleted = groups.len();
+        let mut index = redis::pipe();
+        index
+            .cmd("ZREM")
+            .arg(self.paths_key())
+            .arg(members)
+            .ignore();
+        index
+            .cmd("ZREM")
+            .arg(self.paths_exp_key())
+            .arg(members)
+            .ignore();
+        groups.push(index);
+        let values = self.run_groups(groups).await?;
+        Ok(values
+            .iter()
+            .take(deleted)
+            .filter(|v| matches!(v, Value::Int(1)))
+            .count() as u64)
+    }
+}
+
+/// `path \0 query \0 key \0 generation-hex` -> (key, generation bytes).
+fn parse_member(m: &[u8]) -> Option<(&[u8], [u8; 8])> {
+    let mut parts = m.splitn(4, |&b| b == 0);
+    let (_path, _query, key, generation) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let generation = u64::from_str_radix(std::str::from_utf8(generation).ok()?, 16).ok()?;
+    Some((key, generation.to_be_bytes()))
+}
+
+fn member_path_query(m: &[u8]) -> Option<(&str, Option<&str>)> {
+    let mut parts = m.splitn(3, |&b| b == 0);
+    let path = std::str::from_utf8(parts.next()?).ok()?;
+    let query = std::str::from_utf8(parts.next()?).ok()?;
+    Some((path, (!query.is_empty()).then_some(query)))
+}
+
+fn info_field(v: &Value, field: &str) -> u64 {
+    let sum_text = |text: &str| -> u64 {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .filter_map(|n| n.trim().parse::<u64>().ok())
+            .sum()
+    };
+    match v {
+        Value::BulkString(b) => sum_text(&String::from_utf8_lossy(b)),
+        Value::VerbatimString { text, .. } | Value::SimpleString(text) => sum_text(text),
+        Value::Map(m) => m.iter().map(|(_, v)| info_field(v, field)).sum(),
+        Value::Array(a) => a.iter().map(|v| info_field(v, field)).sum(),
+        _ => 0,
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("backend", &self.backend())
+            .field("prefix", &self.inner.prefix)
+            .field("timeout", &self.inner.op_timeout)
+            .field("circuit_open", &self.inner.breaker.is_open())
+            .finish()
+    }
+}
+
+impl Store for RedisStore {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        Box::pin(async move {
+            let raw: Option<Vec<u8>> = self
+                .guarded(self.inner.op_timeout, async {
+                    let mut c = self.conn().await?;
+                    redis::cmd("GET").arg(key).query_async(&mut c).await
+                })
+                .await?;
+            // Strip the write generation; shorter values are foreign bytes,
+            // handed on as they are for core to count and delete.
+            Ok(raw.map(|v| {
+                let b = Bytes::from(v);
+                if b.len() >= 8 {
+                    b.slice(8..)
+                } else {
+                    b
+                }
+            }))
+        })
+    }
+
+    fn put<'a>(&'a self, key: &'a str, value: Bytes, o: PutOptions<'a>) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
+            let ttl_ms = (o.ttl.as_millis() as u64).max(1);
+            let expires = now_ms() + ttl_ms;
+            let mut stored = Vec::with_capacity(8 + value.len());
+            stored.extend_from_slice(&generation.to_be_bytes());
+            stored.extend_from_slice(&value);
+            let mut member = Vec::with_capacity(o.path.len() + key.len() + 24);
+            member.extend_from_slice(o.path.as_bytes());
+            member.push(0);
+            member.extend_from_slice(o.query.unwrap_or("").as_bytes());
+            member.push(0);
+            member.extend_from_slice(key.as_bytes());
+            member.push(0);
+            member.extend_from_slice(format!("{generation:016x}").as_bytes());
+
+            let mut groups = Vec::with_capacity(2 + o.tags.len());
+            let mut entry = redis::pipe();
+            entry
+                .cmd("SET")
+                .arg(key)
+                .arg(stored)
+                .arg("PX")
+                .arg(ttl_ms)
+                .ignore();
+            groups.push(entry);
+            let mut paths = redis::pipe();
+            paths
+                .cmd("ZADD")
+                .arg(self.paths_key())
+                .arg(0)
+                .arg(&member)
+                .ignore();
+            paths
+                .cmd("ZADD")
+                .arg(self.paths_exp_key())
+                .arg(expires)
+                .arg(&member)
+                .ignore();
+            paths.add_command(self.prune_cmd()).ignore();
+            groups.push(paths);
+            for t in o.tags {
+                let tk = self.tag_key(t);
+                let mut p = redis::pipe();
+                p.cmd("ZADD").arg(&tk).arg(expires).arg(&member).ignore();
+                p.cmd("ZREMRANGEBYSCORE")
+                    .arg(&tk)
+                    .arg("-inf")
+                    .arg(now_ms())
+                    .ignore();
+                p.cmd("PEXPIRE").arg(&tk).arg(ttl_ms).arg("NX").ignore();
+                p.cmd("PEXPIRE").arg(&tk).arg(ttl_ms).arg("GT").ignore();
+                groups.push(p);
+            }
+            self.guarded(self.inner.op_timeout, self.run_groups(groups))
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let n: u64 = self
+                .guarded(self.inner.op_timeout, async {
+                    let mut c = self.conn().await?;
+                    redis::cmd("DEL").arg(key).query_async(&mut c).await
+                })
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let mut removed = 0;
+            for tag in tags {
+                let key = self.tag_key(tag);
+                loop {
+                    let popped: Vec<Vec<u8>> = self
+                        .guarded(self.inner.batch_timeout, async {
+                            let mut c = self.conn().await?;
+                            redis::cmd("ZPOPMIN")
+                                .arg(&key)
+                                .arg(BATCH)
+                                .query_async(&mut c)
+                                .await
+                        })
+                        .await?;
+                    // Member, score, member, score, ...
+                    let members: Vec<Vec<u8>> = popped.into_iter().step_by(2).collect();
+                    if members.is_empty() {
+                        break;
+                    }
+                    removed += self
+                        .guarded(self.inner.batch_timeout, self.remove_members(&members))
+                        .await?;
+                }
+            }
+            Ok(removed)
+        })
+    }
+
+    fn invalidate_pattern<'a>(&'a self, pattern: &'a UrlPattern) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let (mut min, max) = match pattern.selector() {
+                PathSelector::Exact(p) => {
+                    let mut min = b"[".to_vec();
+                    min.extend_from_slice(p.as_bytes());
+                    min.push(0);
+                    let mut max = min.clone();
+                    max.push(0xff);
+                    (min, max)
+                }
+                // Prefix, or any selector a newer core adds: the widest range.
+                _ => {
+                    let p = pattern.literal_prefix();
+                    let mut min = b"[".to_vec();
+                    min.extend_from_slice(p.as_bytes());
+                    let mut max = min.clone();
+                    max.push(0xff);
+                    (min, max)
+                }
+            };
+            let mut removed = 0;
+            loop {
+                let page: Vec<Vec<u8>> = self
+                    .guarded(self.inner.batch_timeout, async {
+                        let mut c = self.conn().await?;
+                        redis::cmd("ZRANGEBYLEX")
+                            .arg(self.paths_key())
+                            .arg(&min)
+                            .arg(&max)
+                            .arg("LIMIT")
+                            .arg(0)
+                            .arg(BATCH)
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await?;
+                let Some(last) = page.last() else { break };
+                let mut next = b"(".to_vec();
+                next.extend_from_slice(last);
+                let full = page.len() == BATCH;
+                let matching: Vec<Vec<u8>> = page
+                    .into_iter()
+                    .filter(|m| member_path_query(m).is_some_and(|(p, q)| pattern.matches(p, q)))
+                    .collect();
+                if !matching.is_empty() {
+                    removed += self
+                        .guarded(self.inner.batch_timeout, self.remove_members(&matching))
+                        .await?;
+                }
+                if !full {
+                    break;
+                }
+                min = next;
+            }
+            Ok(removed)
+        })
+    }
+
+    fn keys_count(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            self.guarded(self.inner.op_timeout * 5, async {
+                let mut p = redis::pipe();
+                p.add_command(self.prune_cmd()).ignore();
+                p.cmd("ZCARD").arg(self.paths_key());
+                let (n,): (u64,) = p.query_async(&mut self.conn().await?).await?;
+                Ok(n)
+            })
+            .await
+        })
+    }
+
+    fn memory(&self) -> StoreFuture<'_, MemoryUsage> {
+        Box::pin(async move {
+            self.guarded(self.inner.op_timeout * 10, async {
+                let mut c = self.conn().await?;
+                let mem: Value = redis::cmd("INFO").arg("memory").query_async(&mut c).await?;
+                let stats: Value = redis::cmd("INFO").arg("stats").query_async(&mut c).await?;
+                let max = info_field(&mem, "maxmemory");
+                Ok(MemoryUsage::new(
+                    info_field(&mem, "used_memory"),
+                    (max > 0).then_some(max),
+                    info_field(&stats, "evicted_keys"),
+                ))
+            })
+            .await
+        })
+    }
+
+    fn health(&self) -> StoreFuture<'_, StoreHealth> {
+        Box::pin(async move {
+            if self.inner.breaker.is_open() {
+                return Ok(StoreHealth::new(
+                    HealthStatus::Down,
+                    self.backend(),
+                    Some("circuit open after repeated failures".into()),
+                ));
+            }
+            let ping = self
+                .guarded(self.inner.op_timeout * 5, async {
+                    let mut c = self.conn().await?;
+                    redis::cmd("PING").query_async::<String>(&mut c).await
+                })
+                .await;
+            Ok(match ping {
+                Ok(_) if self.inner.breaker.has_failures() => StoreHealth::new(
+                    HealthStatus::Degraded,
+                    self.backend(),
+                    Some("recent failures".into()),
+                ),
+                Ok(_) => StoreHealth::new(HealthStatus::Connected, self.backend(), None),
+                Err(e) => StoreHealth::new(HealthStatus::Down, self.backend(), Some(e.to_string())),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_parse_and_passwords_are_encoded() {
+        let m = b"/e/1\x00a=1\x00cache:abc\x00000000000000002a".to_vec();
+        let (key, g) = parse_member(&m).unwrap();
+        assert_eq!(key, b"cache:abc");
+        assert_eq!(u64::from_be_bytes(g), 42);
+        assert_eq!(member_path_query(&m), Some(("/e/1", Some("a=1"))));
+        assert_eq!(member_path_query(b"/e\x00\x00k\x000"), Some(("/e", None)));
+        assert_eq!(encode("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
+        let mut r = RedisConfig::default();
+        r.password = Some("a@b".into());
+        assert_eq!(url_of(&r), "redis://:a%40b@localhost:6379/0");
+    }
+
+    #[test]
+    fn info_fields_sum_across_nodes() {
+        let one = Value::BulkString(b"# Memory\r\nused_memory:100\r\nmaxmemory:0\r\n".to_vec());
+        assert_eq!(info_field(&one, "used_memory"), 100);
+        let many = Value::Map(vec![
+            (Value::SimpleString("a".into()), one.clone()),
+            (Value::SimpleString("b".into()), one),
+        ]);
+        assert_eq!(info_field(&many, "used_memory"), 200);
+    }
+}
