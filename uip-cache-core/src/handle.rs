@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use crate::cache_control::CacheControl;
 use crate::compress::{gunzip, gzip_if_worth_it, Compressed};
-use crate::config::{CacheConfig, ConfigError, ConfigProblem};
+use crate::config::{CacheConfig, ConfigError};
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::invalidate::plan_for_event;
 use crate::key::CacheKey;
@@ -96,6 +96,17 @@ pub struct CachePlan {
     epoch: u64,
 }
 
+/// What the local leader of a key should do once instances sharing the store
+/// have been consulted.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Lead {
+    /// Fetch from the origin (the shared lease is ours, or not to be had in time).
+    Fetch,
+    /// Another instance fetched and stored it meanwhile: serve this.
+    Found(Box<StoredResponse>),
+}
+
 /// An invalidation that could not be done.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -144,13 +155,10 @@ impl HttpCache {
     /// an error here (adapters with the `redis` feature build that one).
     pub fn with_memory_store(config: &CacheConfig) -> Result<Self, ConfigError> {
         if config.store.kind != crate::config::StoreKind::Memory {
-            return Err(ConfigError::single(
+            return Err(ConfigError::at(
                 config.source_name(),
-                ConfigProblem::new(
-                    None,
-                    "store.type",
-                    "this build has only the memory store: enable the `redis` feature to use Redis",
-                ),
+                "store.type",
+                "this build has only the memory store: enable the `redis` feature of uip-cache-tower to use Redis",
             ));
         }
         Self::new(config, Arc::new(MemoryStore::from_config(config)))
@@ -267,6 +275,61 @@ impl HttpCache {
     /// Joins the coalescing table for the plan's key.
     pub fn lock(&self, plan: &CachePlan) -> Lock {
         self.inner.locks.acquire(plan.key.as_str())
+    }
+
+    /// Coalesces across instances sharing the store: takes a lease on the
+    /// plan's key (given back when `guard` drops) or, when another instance
+    /// holds it, waits for its entry to appear, bounded by `lock_timeout`.
+    /// Store failures mean "fetch" (fail-open).
+    pub async fn lead(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        guard: &mut crate::lock::LockGuard,
+    ) -> Lead {
+        static TOKENS: AtomicU64 = AtomicU64::new(1);
+        let token = TOKENS.fetch_add(1, Ordering::Relaxed)
+            ^ (SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as u64)
+                << 16;
+        let lease_key = format!("{}:lease", plan.key);
+        let ttl = self.lock_timeout();
+        let deadline = Instant::now() + ttl;
+        loop {
+            match self
+                .guarded("lease", self.inner.store.try_lease(&lease_key, token, ttl))
+                .await
+            {
+                Some(false) => {}
+                // Ours, or the store cannot say: fetch.
+                _ => {
+                    let cache = self.clone();
+                    guard.on_release(move || {
+                        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                            rt.spawn(async move {
+                                cache
+                                    .guarded(
+                                        "lease",
+                                        cache.inner.store.release_lease(&lease_key, token),
+                                    )
+                                    .await;
+                            });
+                        }
+                    });
+                    return Lead::Fetch;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(entry) = self.lookup(plan, req).await {
+                self.inner.stats.coalesced();
+                return Lead::Found(Box::new(entry));
+            }
+            if Instant::now() >= deadline {
+                return Lead::Fetch;
+            }
+        }
     }
 
     /// Whether a fetch for the plan's key is under way.

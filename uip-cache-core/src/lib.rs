@@ -69,7 +69,7 @@ pub mod store;
 pub use cache_control::CacheControl;
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};
-pub use handle::{CachePlan, CachedResponse, HttpCache, InvalidateError, Plan, XCache};
+pub use handle::{CachePlan, CachedResponse, HttpCache, InvalidateError, Lead, Plan, XCache};
 pub use key::{CacheKey, KeySpec};
 pub use pattern::UrlPattern;
 pub use policy::{Policy, PolicyMatch, PolicySet};

@@ -36,6 +36,7 @@ pub struct LockGuard {
     key: String,
     // Dropped after the key leaves the map: receivers see the channel close.
     tx: watch::Sender<bool>,
+    on_release: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// Held by requests waiting for another's fetch.
@@ -73,6 +74,7 @@ impl LockTable {
             map: self.map.clone(),
             key: key.to_owned(),
             tx,
+            on_release: None,
         })
     }
 
@@ -100,6 +102,12 @@ impl LockGuard {
     pub fn stored(&self) {
         self.tx.send_replace(true);
     }
+
+    /// Runs `f` when the guard is dropped, however the fetch ended (used to
+    /// give back a lease held in a shared store).
+    pub fn on_release(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.on_release = Some(Box::new(f));
+    }
 }
 
 impl Waiter {
@@ -118,6 +126,9 @@ impl Waiter {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        if let Some(f) = self.on_release.take() {
+            f();
+        }
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -30,6 +30,11 @@ local v = redis.call('GETRANGE', KEYS[1], 0, 7)
 if v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0";
 
+/// Gives back a lease only if it is still ours.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
 /// Drops path-index members whose entries have expired (both keys share a slot).
 const PRUNE: &str = r"
 local m = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -656,6 +661,42 @@ impl Store for RedisStore {
                 ))
             })
             .await
+        })
+    }
+
+    fn try_lease<'a>(&'a self, key: &'a str, token: u64, ttl: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let set: Option<String> = self
+                .guarded(self.inner.op_timeout, async {
+                    let mut c = self.conn().await?;
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(token)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg((ttl.as_millis() as u64).max(1))
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn release_lease<'a>(&'a self, key: &'a str, token: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.guarded(self.inner.op_timeout, async {
+                let mut c = self.conn().await?;
+                redis::cmd("EVAL")
+                    .arg(RELEASE)
+                    .arg(1)
+                    .arg(key)
+                    .arg(token)
+                    .query_async::<i64>(&mut c)
+                    .await
+            })
+            .await?;
+            Ok(())
         })
     }
 

@@ -2,16 +2,14 @@
 //! all three connection modes, failures (kill, restart, SIGSTOP), corrupt
 //! bytes, and tag invalidation across cluster slots.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use support::{RedisCluster, RedisServer};
 use uip_cache_core::store::{conformance, HealthStatus, PutOptions, Store};
 use uip_cache_core::{CacheConfig, HttpCache, Plan, RequestView};
 use uip_cache_redis::RedisStore;
+use uip_cache_testkit::{RedisCluster, RedisServer};
 
 fn store(yaml: &str) -> RedisStore {
     RedisStore::from_config(&CacheConfig::from_yaml_str(yaml).unwrap_or_else(|e| panic!("{e}")))

@@ -15,10 +15,18 @@ pub struct CacheLayer {
 }
 
 impl CacheLayer {
-    /// A layer with the config's policies and the in-memory store. A config
-    /// asking for Redis is an error here (build the store yourself and use
-    /// [`CacheLayer::builder`]). Never blocks.
+    /// A layer with the config's policies and the store it names: memory, or
+    /// with the `redis` feature Redis / Redis Cluster (connected lazily).
+    /// Without the feature a config asking for Redis is an error. Never blocks.
     pub fn from_config(config: &CacheConfig) -> Result<Self, ConfigError> {
+        #[cfg(feature = "redis")]
+        if config.store.kind != uip_cache_core::config::StoreKind::Memory {
+            let store = uip_cache_redis::RedisStore::from_config(config)
+                .map_err(|e| ConfigError::at(config.source_name(), "redis", e.to_string()))?;
+            return Ok(CacheLayer {
+                cache: HttpCache::new(config, Arc::new(store))?,
+            });
+        }
         Ok(CacheLayer {
             cache: HttpCache::with_memory_store(config)?,
         })

@@ -12,7 +12,7 @@ use tower_service::Service;
 use uip_cache_core::lock::{Lock, LockGuard, WaitOutcome};
 use uip_cache_core::rules::{self, OriginResponse, Usability};
 use uip_cache_core::{
-    CachePlan, CachedResponse, HttpCache, NoCacheReason, Plan, StoredResponse, XCache,
+    CachePlan, CachedResponse, HttpCache, Lead, NoCacheReason, Plan, StoredResponse, XCache,
 };
 
 use crate::body::{CacheBody, OnDone};
@@ -169,7 +169,16 @@ where
             return Ok(resp);
         }
         match cache.lock(&plan) {
-            Lock::Leader(g) => {
+            Lock::Leader(mut g) => {
+                // Other instances sharing the store may be fetching it too.
+                if let Lead::Found(entry) = cache.lead(&plan, &v, &mut g).await {
+                    let now = SystemTime::now();
+                    if let Some(r) = cache.respond(&entry, &v, XCache::Hit, now) {
+                        g.stored();
+                        cache.count(XCache::Hit);
+                        return Ok(from_cached(r));
+                    }
+                }
                 guard = Some(g);
                 break;
             }

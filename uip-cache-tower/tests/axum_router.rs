@@ -70,3 +70,15 @@ async fn an_axum_app_caches_and_invalidates() {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
+
+#[test]
+fn a_redis_config_without_the_feature_is_a_clear_error() {
+    let config = CacheConfig::from_yaml_str("store:\n  type: redis\n").unwrap();
+    let result = CacheLayer::from_config(&config);
+    if cfg!(feature = "redis") {
+        assert!(result.is_ok(), "built lazily, without connecting");
+    } else {
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("store.type") && err.contains("redis"), "{err}");
+    }
+}

@@ -54,6 +54,16 @@ impl ConfigError {
         Self::new(source_name, vec![problem])
     }
 
+    /// One problem at a field path, with no line (for checks made outside
+    /// loading, such as building a store the config names).
+    pub fn at(
+        source_name: impl Into<String>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::single(source_name, ConfigProblem::new(None, path, message))
+    }
+
     /// The file name (or `<string>` for configs loaded from text).
     pub fn source_name(&self) -> &str {
         &self.source_name

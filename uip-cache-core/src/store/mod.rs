@@ -99,6 +99,22 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
 
     /// Whether the store is usable.
     fn health(&self) -> StoreFuture<'_, StoreHealth>;
+
+    /// Takes a short lease on `key` for `token`, so that one of several
+    /// instances sharing this store fetches it from the origin; false when
+    /// another holder has it. Stores not shared between processes need no
+    /// lease: the default always grants it.
+    fn try_lease<'a>(&'a self, key: &'a str, token: u64, ttl: Duration) -> StoreFuture<'a, bool> {
+        let _ = (key, token, ttl);
+        Box::pin(async { Ok(true) })
+    }
+
+    /// Gives back a lease taken with `token` (a lease since taken over by
+    /// someone else is left alone).
+    fn release_lease<'a>(&'a self, key: &'a str, token: u64) -> StoreFuture<'a, ()> {
+        let _ = (key, token);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Memory figures of a store.

@@ -1,7 +1,6 @@
 //! Throwaway redis-server processes for tests: one per test on a free port,
 //! or three joined into a cluster. Killed on drop. When `redis-server` is not
 //! installed the tests are skipped locally, and fail in CI (`CI` is set).
-#![allow(dead_code, unreachable_pub)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -9,7 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -47,7 +47,9 @@ fn ping(port: u16) -> bool {
 }
 
 /// One redis-server.
+#[derive(Debug)]
 pub struct RedisServer {
+    /// Its port on 127.0.0.1.
     pub port: u16,
     child: Option<Child>,
     dir: PathBuf,
@@ -55,10 +57,12 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// Starts a server; `None` when redis-server is missing outside CI.
     pub fn start() -> Option<Self> {
         Self::start_with(&[])
     }
 
+    /// Starts a server with extra command-line options.
     pub fn start_with(extra: &[&str]) -> Option<Self> {
         if !available() {
             return None;
@@ -135,10 +139,12 @@ impl RedisServer {
         self.signal("-STOP");
     }
 
+    /// Unfreezes it.
     pub fn resume(&self) {
         self.signal("-CONT");
     }
 
+    /// Runs redis-cli against it; its standard output.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
@@ -148,6 +154,7 @@ impl RedisServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A config using this server, with `extra` appended.
     pub fn yaml(&self, extra: &str) -> String {
         format!(
             "store:\n  type: redis\n  timeout: 1s\nredis:\n  host: 127.0.0.1\n  port: {}\n{extra}",
@@ -170,11 +177,14 @@ impl Drop for RedisServer {
 }
 
 /// Three masters joined with `redis-cli --cluster create`.
+#[derive(Debug)]
 pub struct RedisCluster {
+    /// The masters.
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
+    /// Starts and joins the cluster; `None` when redis-server is missing outside CI.
     pub fn start() -> Option<Self> {
         if !available() {
             return None;
@@ -222,6 +232,7 @@ impl RedisCluster {
         Some(RedisCluster { nodes })
     }
 
+    /// A config using this cluster.
     pub fn yaml(&self) -> String {
         let nodes: Vec<String> = self
             .nodes

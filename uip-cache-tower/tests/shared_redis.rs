@@ -1,0 +1,75 @@
+//! Several cache instances sharing one Redis coalesce their misses: one
+//! instance fetches from the origin while the others wait for its entry.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use uip_cache_testkit::RedisServer;
+use uip_cache_tower::CacheLayer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_redis_make_one_origin_call() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let yaml = server.yaml("policies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n");
+    let origin = Origin::always(Reply::ok("shared").delay(Duration::from_millis(300)));
+    // Two layers built separately: two processes' worth of state, one Redis.
+    let a = tower::Layer::layer(
+        &CacheLayer::from_config(&config(&yaml)).unwrap(),
+        origin.clone(),
+    );
+    let b = tower::Layer::layer(
+        &CacheLayer::from_config(&config(&yaml)).unwrap(),
+        origin.clone(),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let mut svc = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            ok(&mut svc, get("/items?shared=1")).await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(&t.await.unwrap().body[..], b"shared");
+    }
+    assert_eq!(
+        origin.calls(),
+        1,
+        "one instance fetched, the other waited for its entry"
+    );
+    // And the entry is shared afterwards.
+    let mut b = b;
+    assert_eq!(ok(&mut b, get("/items?shared=1")).await.x_cache(), "HIT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_fetches_itself_once_its_peer_gives_back_an_uncacheable_lease() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let yaml = server.yaml("defaults:\n  lock_timeout: 500ms\npolicies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n");
+    let origin = Origin::always(
+        Reply::ok("private")
+            .header("cache-control", "no-store")
+            .delay(Duration::from_millis(100)),
+    );
+    let a = tower::Layer::layer(
+        &CacheLayer::from_config(&config(&yaml)).unwrap(),
+        origin.clone(),
+    );
+    let b = tower::Layer::layer(
+        &CacheLayer::from_config(&config(&yaml)).unwrap(),
+        origin.clone(),
+    );
+    let (mut a2, mut b2) = (a.clone(), b.clone());
+    let (ra, rb) = tokio::join!(ok(&mut a2, get("/items")), ok(&mut b2, get("/items")));
+    assert_eq!(
+        (&ra.body[..], &rb.body[..]),
+        (&b"private"[..], &b"private"[..])
+    );
+    assert_eq!(origin.calls(), 2);
+}
