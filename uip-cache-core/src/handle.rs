@@ -94,6 +94,8 @@ pub struct CachePlan {
     /// Invalidations seen when the request arrived: a response is not stored
     /// if one ran since.
     epoch: u64,
+    /// The shared store's invalidation counter when the fetch started.
+    store_epoch: Option<u64>,
 }
 
 /// What the local leader of a key should do once instances sharing the store
@@ -216,6 +218,7 @@ impl HttpCache {
             key,
             request_cc,
             epoch: self.inner.epoch.load(Ordering::Acquire),
+            store_epoch: None,
         })
     }
 
@@ -281,12 +284,16 @@ impl HttpCache {
     /// plan's key (given back when `guard` drops) or, when another instance
     /// holds it, waits for its entry to appear, bounded by `lock_timeout`.
     /// Store failures mean "fetch" (fail-open).
+    ///
+    /// It also notes the shared store's invalidation counter, so that a
+    /// response is not stored if another instance invalidated meanwhile.
     pub async fn lead(
         &self,
-        plan: &CachePlan,
+        plan: &mut CachePlan,
         req: &RequestView<'_>,
         guard: &mut crate::lock::LockGuard,
     ) -> Lead {
+        plan.store_epoch = self.guarded("epoch", self.inner.store.epoch()).await;
         static TOKENS: AtomicU64 = AtomicU64::new(1);
         let token = TOKENS.fetch_add(1, Ordering::Relaxed)
             ^ (SystemTime::now()
@@ -400,6 +407,13 @@ impl HttpCache {
         if self.inner.epoch.load(Ordering::Acquire) != plan.epoch {
             self.inner.stats.uncacheable(NoCacheReason::Invalidated);
             return false;
+        }
+        if let Some(before) = plan.store_epoch {
+            // An instance sharing the store invalidated while this was fetched.
+            if self.guarded("epoch", self.inner.store.epoch()).await != Some(before) {
+                self.inner.stats.uncacheable(NoCacheReason::Invalidated);
+                return false;
+            }
         }
         let policy = self.policy(plan);
         entry.tags = policy.entry_tags(&plan.params, req.path);

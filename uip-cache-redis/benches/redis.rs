@@ -54,7 +54,11 @@ async fn raw_throughput(conn: redis::aio::MultiplexedConnection) -> f64 {
             let mut c = conn.clone();
             tokio::spawn(async move {
                 for _ in 0..GETS_PER_TASK {
-                    let v: Option<Vec<u8>> = redis::cmd("GET").arg("bench:hit").query_async(&mut c).await.unwrap();
+                    let v: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg("bench:hit")
+                        .query_async(&mut c)
+                        .await
+                        .unwrap();
                     assert!(v.is_some());
                 }
             })
@@ -70,17 +74,35 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let Some(server) = RedisServer::start() else { return };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let multiplexed = Arc::new(RedisStore::from_config(&CacheConfig::from_yaml_str(&server.yaml("")).unwrap()).unwrap());
-        let pooled = Arc::new(
-            RedisStore::from_config(&CacheConfig::from_yaml_str(&server.yaml("  connection: pool\n  max_connections: 16\n")).unwrap())
+        let multiplexed = Arc::new(
+            RedisStore::from_config(&CacheConfig::from_yaml_str(&server.yaml("")).unwrap())
                 .unwrap(),
+        );
+        let pooled = Arc::new(
+            RedisStore::from_config(
+                &CacheConfig::from_yaml_str(
+                    &server.yaml("  connection: pool\n  max_connections: 16\n"),
+                )
+                .unwrap(),
+            )
+            .unwrap(),
         );
         let payload = Bytes::from(vec![b'x'; 2048]);
         multiplexed
-            .put("bench:hit", payload.clone(), PutOptions::new(Duration::from_secs(3600), "/bench"))
+            .put(
+                "bench:hit",
+                payload.clone(),
+                PutOptions::new(Duration::from_secs(3600), "/bench"),
+            )
             .await
             .unwrap();
         let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).unwrap();
@@ -99,8 +121,14 @@ fn main() {
         let (m, p, r) = (median(m), median(p), median(r));
         println!("GET 2 KB hit, {TASKS} tasks, median of {ROUNDS} rounds:");
         println!("  raw redis GET (multiplexed) {r:>10.0} ops/s  1.00x");
-        println!("  RedisStore multiplexed      {m:>10.0} ops/s  {:.2}x", m / r);
-        println!("  RedisStore pool (16)        {p:>10.0} ops/s  {:.2}x", p / r);
+        println!(
+            "  RedisStore multiplexed      {m:>10.0} ops/s  {:.2}x",
+            m / r
+        );
+        println!(
+            "  RedisStore pool (16)        {p:>10.0} ops/s  {:.2}x",
+            p / r
+        );
 
         // Invalidation of 100 000 tagged entries.
         let tags = vec!["bench-tag".to_string()];
@@ -113,9 +141,13 @@ fn main() {
                 tokio::spawn(async move {
                     for i in (w..100_000).step_by(8) {
                         let path = format!("/bench/{i}");
-                        s.put(&format!("cache:b{i}"), v.clone(), PutOptions::new(Duration::from_secs(3600), &path).tags(&tags))
-                            .await
-                            .unwrap();
+                        s.put(
+                            &format!("cache:b{i}"),
+                            v.clone(),
+                            PutOptions::new(Duration::from_secs(3600), &path).tags(&tags),
+                        )
+                        .await
+                        .unwrap();
                     }
                 })
             })
@@ -123,14 +155,32 @@ fn main() {
         for w in writers {
             w.await.unwrap();
         }
-        println!("wrote 100000 tagged entries in {:.2} s", started.elapsed().as_secs_f64());
+        println!(
+            "wrote 100000 tagged entries in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
         let mut c = raw.clone();
-        let _: () = redis::cmd("CONFIG").arg("SET").arg("slowlog-log-slower-than").arg(1000).query_async(&mut c).await.unwrap();
-        let _: () = redis::cmd("SLOWLOG").arg("RESET").query_async(&mut c).await.unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("slowlog-log-slower-than")
+            .arg(1000)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SLOWLOG")
+            .arg("RESET")
+            .query_async(&mut c)
+            .await
+            .unwrap();
         let started = Instant::now();
         let removed = multiplexed.invalidate_tags(&tags).await.unwrap();
         let took = started.elapsed();
-        let slow: Vec<redis::Value> = redis::cmd("SLOWLOG").arg("GET").arg(1000).query_async(&mut c).await.unwrap();
+        let slow: Vec<redis::Value> = redis::cmd("SLOWLOG")
+            .arg("GET")
+            .arg(1000)
+            .query_async(&mut c)
+            .await
+            .unwrap();
         let slowest_us = slow
             .iter()
             .filter_map(|e| match e {
@@ -142,9 +192,16 @@ fn main() {
             })
             .max();
         assert_eq!(removed, 100_000);
-        println!("invalidated {removed} tagged entries in {:.3} s", took.as_secs_f64());
+        println!(
+            "invalidated {removed} tagged entries in {:.3} s",
+            took.as_secs_f64()
+        );
         match slowest_us {
-            Some(us) => println!("slowest single redis command during it: {:.2} ms ({} over 1 ms)", us as f64 / 1000.0, slow.len()),
+            Some(us) => println!(
+                "slowest single redis command during it: {:.2} ms ({} over 1 ms)",
+                us as f64 / 1000.0,
+                slow.len()
+            ),
             None => println!("no single redis command during it took over 1 ms"),
         }
     });

@@ -218,7 +218,12 @@ impl RedisStore {
             let client =
                 redis::Client::open(url_of(r)).map_err(|e| RedisConfigError(e.to_string()))?;
             match r.connection {
-                RedisConnection::Pool => Source::Pool(client, r.max_connections.max(1), connect),
+                // A short checkout timeout: a starved pool must not hold requests.
+                RedisConnection::Pool => Source::Pool(
+                    client,
+                    r.max_connections.max(1),
+                    connect.min(Duration::from_secs(1)),
+                ),
                 _ => Source::Multiplexed(client, connect, response),
             }
         };
@@ -363,6 +368,23 @@ impl RedisStore {
         format!("{}idx:{{paths}}:exp", self.inner.prefix)
     }
 
+    fn epoch_key(&self) -> String {
+        format!("{}idx:epoch", self.inner.prefix)
+    }
+
+    /// Raises the shared invalidation counter before an invalidation starts.
+    async fn bump_epoch(&self) -> Result<(), StoreError> {
+        self.guarded(self.inner.op_timeout, async {
+            let mut c = self.conn().await?;
+            redis::cmd("INCR")
+                .arg(self.epoch_key())
+                .query_async::<u64>(&mut c)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
     fn tag_key(&self, tag: &str) -> String {
         format!("{}idx:tag:{tag}", self.inner.prefix)
     }
@@ -381,10 +403,19 @@ impl RedisStore {
     /// Deletes the entries of index members still holding their generation,
     /// and drops the members from the path index; how many entries went.
     async fn remove_members(&self, members: &[Vec<u8>]) -> RedisResult<u64> {
-        let parsed: Vec<(&[u8], [u8; 8])> = members.iter().filter_map(|m| parse_member(m)).collect();
+        let parsed: Vec<(&[u8], [u8; 8])> =
+            members.iter().filter_map(|m| parse_member(m)).collect();
         let mut index = redis::pipe();
-        index.cmd("ZREM").arg(self.paths_key()).arg(members).ignore();
-        index.cmd("ZREM").arg(self.paths_exp_key()).arg(members).ignore();
+        index
+            .cmd("ZREM")
+            .arg(self.paths_key())
+            .arg(members)
+            .ignore();
+        index
+            .cmd("ZREM")
+            .arg(self.paths_exp_key())
+            .arg(members)
+            .ignore();
         if !self.is_cluster() {
             let mut p = redis::pipe();
             let script = p.cmd("EVAL").arg(DEL_IF_GEN_BATCH).arg(parsed.len());
@@ -404,13 +435,21 @@ impl RedisStore {
         let mut groups = Vec::with_capacity(parsed.len() + 1);
         for (key, generation) in &parsed {
             let mut p = redis::pipe();
-            p.cmd("EVAL").arg(DEL_IF_GEN).arg(1).arg(*key).arg(&generation[..]);
+            p.cmd("EVAL")
+                .arg(DEL_IF_GEN)
+                .arg(1)
+                .arg(*key)
+                .arg(&generation[..]);
             groups.push(p);
         }
         let deleted = groups.len();
         groups.push(index);
         let values = self.run_groups(groups).await?;
-        Ok(values.iter().take(deleted).filter(|v| matches!(v, Value::Int(1))).count() as u64)
+        Ok(values
+            .iter()
+            .take(deleted)
+            .filter(|v| matches!(v, Value::Int(1)))
+            .count() as u64)
     }
 }
 
@@ -554,6 +593,7 @@ impl Store for RedisStore {
 
     fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
         Box::pin(async move {
+            self.bump_epoch().await?;
             let mut removed = 0;
             for tag in tags {
                 let key = self.tag_key(tag);
@@ -603,6 +643,7 @@ impl Store for RedisStore {
                     (min, max)
                 }
             };
+            self.bump_epoch().await?;
             let mut removed = 0;
             loop {
                 let page: Vec<Vec<u8>> = self
@@ -668,6 +709,21 @@ impl Store for RedisStore {
                 ))
             })
             .await
+        })
+    }
+
+    fn epoch(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let n: Option<u64> = self
+                .guarded(self.inner.op_timeout, async {
+                    let mut c = self.conn().await?;
+                    redis::cmd("GET")
+                        .arg(self.epoch_key())
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(n.unwrap_or(0))
         })
     }
 

@@ -122,7 +122,7 @@ where
         let hs = HeaderMapRef(&parts.headers);
         cache.plan(&view(&parts.method, &parts.uri, &hs))
     };
-    let plan = match plan {
+    let mut plan = match plan {
         Plan::Bypass(reason) => return bypass(cache, inner, parts, body, reason).await,
         Plan::Cache(plan) => plan,
     };
@@ -171,7 +171,7 @@ where
         match cache.lock(&plan) {
             Lock::Leader(mut g) => {
                 // Other instances sharing the store may be fetching it too.
-                if let Lead::Found(entry) = cache.lead(&plan, &v, &mut g).await {
+                if let Lead::Found(entry) = cache.lead(&mut plan, &v, &mut g).await {
                     let now = SystemTime::now();
                     if let Some(r) = cache.respond(&entry, &v, XCache::Hit, now) {
                         g.stored();

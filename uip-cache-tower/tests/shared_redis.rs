@@ -73,3 +73,42 @@ async fn an_instance_fetches_itself_once_its_peer_gives_back_an_uncacheable_leas
     );
     assert_eq!(origin.calls(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_on_another_instance_stops_a_fetch_in_flight_from_being_stored() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let yaml = server.yaml(
+        "policies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n    tags: [items]\n",
+    );
+    let origin = Origin::new(|_, n| {
+        Reply::ok(&format!("v{n}")).delay(Duration::from_millis(if n == 0 { 300 } else { 0 }))
+    });
+    let a = tower::Layer::layer(
+        &CacheLayer::from_config(&config(&yaml)).unwrap(),
+        origin.clone(),
+    );
+    let other = CacheLayer::from_config(&config(&yaml)).unwrap();
+    let mut a2 = a.clone();
+    let fetch = tokio::spawn(async move { ok(&mut a2, get("/items")).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Instance B invalidates while A's origin request is in flight.
+    other
+        .cache()
+        .invalidate_tags(&["items".into()])
+        .await
+        .unwrap();
+    assert_eq!(&fetch.await.unwrap().body[..], b"v0");
+    let mut a3 = a.clone();
+    let got = ok(&mut a3, get("/items")).await;
+    assert_eq!(
+        (got.x_cache(), &got.body[..]),
+        ("MISS", &b"v1"[..]),
+        "v0 was not stored"
+    );
+    assert_eq!(
+        a.cache().stats().snapshot().uncacheable.get("invalidated"),
+        Some(&1)
+    );
+}

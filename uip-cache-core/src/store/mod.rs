@@ -100,6 +100,13 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Whether the store is usable.
     fn health(&self) -> StoreFuture<'_, StoreHealth>;
 
+    /// A counter every invalidation raises, shared by all instances using the
+    /// store: a response fetched while it changed is not stored. Stores local
+    /// to one process return 0 (the cache's own counter covers them).
+    fn epoch(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async { Ok(0) })
+    }
+
     /// Takes a short lease on `key` for `token`, so that one of several
     /// instances sharing this store fetches it from the origin; false when
     /// another holder has it. Stores not shared between processes need no
