@@ -208,7 +208,7 @@ impl HttpCache {
             return Plan::Bypass(NoCacheReason::RequestNoStore);
         }
         if m.policy().key_spec().uses_body() && req.body.is_none() {
-            return Plan::Bypass(NoCacheReason::Method);
+            return Plan::Bypass(NoCacheReason::BodyNotBuffered);
         }
         let key = m.policy().key_spec().key(req, &[]);
         let (policy, params) = m.into_parts();

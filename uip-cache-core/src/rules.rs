@@ -162,8 +162,12 @@ fn header_str(h: &dyn HeaderSource, name: &str) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
+fn parse_date(v: &[u8]) -> Option<SystemTime> {
+    httpdate::parse_http_date(std::str::from_utf8(v).ok()?.trim()).ok()
+}
+
 fn http_date(h: &dyn HeaderSource, name: &str) -> Option<SystemTime> {
-    header_str(h, name).and_then(|s| httpdate::parse_http_date(&s).ok())
+    h.first(name).and_then(parse_date)
 }
 
 /// Decides whether a response may be stored under `policy`, and with which
@@ -362,15 +366,9 @@ pub fn not_modified(req: &RequestView<'_>, entry: &StoredResponse) -> bool {
     };
     let last = entry
         .last_modified
-        .as_ref()
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
-        .or_else(|| {
-            entry
-                .header("date")
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
-        });
+        .as_deref()
+        .and_then(parse_date)
+        .or_else(|| entry.header("date").and_then(|v| parse_date(v)));
     last.is_some_and(|last| last <= since)
 }
 

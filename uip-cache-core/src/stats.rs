@@ -39,11 +39,13 @@ pub enum NoCacheReason {
     Invalidated,
     /// The body stream failed or was cut short.
     IncompleteBody,
+    /// The policy keys on the request body, which the adapter did not buffer.
+    BodyNotBuffered,
 }
 
 impl NoCacheReason {
     /// Every reason, in counter order.
-    pub const ALL: [NoCacheReason; 14] = [
+    pub const ALL: [NoCacheReason; 15] = [
         NoCacheReason::NoPolicy,
         NoCacheReason::Method,
         NoCacheReason::RequestNoStore,
@@ -58,6 +60,7 @@ impl NoCacheReason {
         NoCacheReason::OriginError,
         NoCacheReason::Invalidated,
         NoCacheReason::IncompleteBody,
+        NoCacheReason::BodyNotBuffered,
     ];
 
     /// The snake_case name used in metrics.
@@ -77,6 +80,7 @@ impl NoCacheReason {
             NoCacheReason::OriginError => "origin_error",
             NoCacheReason::Invalidated => "invalidated",
             NoCacheReason::IncompleteBody => "incomplete_body",
+            NoCacheReason::BodyNotBuffered => "body_not_buffered",
         }
     }
 

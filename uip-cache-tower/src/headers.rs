@@ -18,22 +18,25 @@ impl HeaderSource for HeaderMapRef<'_> {
     }
 }
 
+/// The request's host: from the URI, else the `Host` header.
+pub(crate) fn authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    uri.authority().map(|a| a.as_str()).or_else(|| {
+        headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    })
+}
+
 /// Core's view of a request.
 pub(crate) fn view<'a>(
     method: &'a Method,
     uri: &'a Uri,
     headers: &'a HeaderMapRef<'a>,
 ) -> RequestView<'a> {
-    let authority = uri.authority().map(|a| a.as_str()).or_else(|| {
-        headers
-            .0
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-    });
     RequestView::new(method.as_str(), uri.path(), headers)
         .query(uri.query())
         .scheme(uri.scheme_str())
-        .authority(authority)
+        .authority(authority(uri, headers.0))
 }
 
 /// The header list of a response, names lower case, for storing.

@@ -16,7 +16,7 @@ use uip_cache_core::{
 };
 
 use crate::body::{CacheBody, OnDone};
-use crate::headers::{extend, header_list, view, HeaderMapRef};
+use crate::headers::{authority, extend, header_list, view, HeaderMapRef};
 
 const X_CACHE: &str = "x-cache";
 
@@ -381,7 +381,7 @@ where
         (
             parts.method.clone(),
             parts.uri.clone(),
-            host(&parts.headers, &parts.uri),
+            authority(&parts.uri, &parts.headers).map(str::to_owned),
         )
     });
     let resp = inner.call(Request::from_parts(parts, body)).await?;
@@ -399,16 +399,6 @@ where
             .await;
     }
     Ok(passthrough(resp, XCache::Bypass))
-}
-
-fn host(headers: &HeaderMap, uri: &Uri) -> Option<String> {
-    uri.authority().map(|a| a.as_str().to_owned()).or_else(|| {
-        headers
-            .get(http::header::HOST)?
-            .to_str()
-            .ok()
-            .map(str::to_owned)
-    })
 }
 
 /// The path (and query) of a `Location` on the same host; other hosts' URLs are

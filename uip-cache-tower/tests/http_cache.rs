@@ -664,3 +664,24 @@ async fn a_response_fetched_before_an_invalidation_is_not_stored() {
     );
     assert_eq!(origin.calls.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn body_keyed_policies_bypass_with_their_reason_when_the_body_is_not_buffered() {
+    let origin = Origin::always(Reply::ok("result"));
+    let mut svc = cached("policies:\n  - name: q\n    pattern: /sparql\n    ttl: 60\n    methods: [POST]\n    vary_by: [body]\n", &origin);
+    for _ in 0..2 {
+        assert_eq!(
+            ok(&mut svc, req("POST", "/sparql", &[])).await.x_cache(),
+            "BYPASS"
+        );
+    }
+    assert_eq!(origin.calls(), 2);
+    assert_eq!(
+        svc.cache()
+            .stats()
+            .snapshot()
+            .uncacheable
+            .get("body_not_buffered"),
+        Some(&2)
+    );
+}
