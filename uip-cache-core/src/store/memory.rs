@@ -50,6 +50,8 @@ struct Inner {
     cache: Cache<Arc<str>, Arc<MemEntry>>,
     index: Arc<Mutex<Index>>,
     generation: AtomicU64,
+    /// Invalidations that have taken index members (see `put_sync`).
+    invalidations: AtomicU64,
     evictions: Arc<AtomicU64>,
     max_bytes: u64,
 }
@@ -167,6 +169,7 @@ impl MemoryStore {
                 cache,
                 index,
                 generation: AtomicU64::new(1),
+                invalidations: AtomicU64::new(0),
                 evictions,
                 max_bytes,
             }),
@@ -205,15 +208,26 @@ impl MemoryStore {
             generation: self.inner.generation.fetch_add(1, Ordering::Relaxed),
             ttl: o.ttl,
         });
-        // Index first: an invalidation running now either sees the member and
-        // removes the entry once inserted, or runs before this write started.
-        lock(&self.inner.index).add(&key, &entry);
-        self.inner.cache.insert(key, entry);
+        let generation = entry.generation;
+        // Index first, then the cache. An invalidation that takes the index
+        // members between the two would miss the entry, so invalidations count
+        // themselves (under the index lock, as they take members); if one did
+        // meanwhile, this write withdraws itself.
+        let seen = {
+            let mut index = lock(&self.inner.index);
+            index.add(&key, &entry);
+            self.inner.invalidations.load(Ordering::Acquire)
+        };
+        self.inner.cache.insert(key.clone(), entry);
+        if self.inner.invalidations.load(Ordering::Acquire) != seen {
+            self.remove_if_generation(&key, generation);
+        }
     }
 
     fn invalidate_tags_sync(&self, tags: &[String]) -> u64 {
         let members: Vec<(Arc<str>, u64)> = {
             let mut index = lock(&self.inner.index);
+            self.inner.invalidations.fetch_add(1, Ordering::AcqRel);
             tags.iter()
                 .filter_map(|t| index.tags.remove(t))
                 .flat_map(|m| m.into_iter())
@@ -228,6 +242,7 @@ impl MemoryStore {
     fn invalidate_pattern_sync(&self, pattern: &UrlPattern) -> u64 {
         let members: Vec<(Arc<str>, u64)> = {
             let index = lock(&self.inner.index);
+            self.inner.invalidations.fetch_add(1, Ordering::AcqRel);
             match pattern.selector() {
                 PathSelector::Exact(p) => index
                     .paths
