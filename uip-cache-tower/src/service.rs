@@ -2,17 +2,15 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_LOCATION, IF_MODIFIED_SINCE, IF_NONE_MATCH, LOCATION};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::header::{CONTENT_LOCATION, LOCATION};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use tower_service::Service;
-use uip_cache_core::lock::{Lock, LockGuard, WaitOutcome};
-use uip_cache_core::rules::{self, OriginResponse, Usability};
+use uip_cache_core::rules;
 use uip_cache_core::{
-    CachePlan, CachedResponse, HttpCache, Lead, NoCacheReason, Plan, StoredResponse, XCache,
+    After, Begin, CachedResponse, FetchTicket, HttpCache, NoCacheReason, Plan, XCache,
 };
 
 use crate::body::{CacheBody, OnDone};
@@ -104,6 +102,7 @@ where
 }
 
 // ===== the request path =====
+// Every decision is core's (uip_cache_core::flow); this only translates.
 
 async fn handle<S, ReqBody, ResBody>(
     cache: HttpCache,
@@ -118,252 +117,79 @@ where
     ResBody: Body<Data = Bytes> + Send + 'static,
 {
     let (parts, body) = req.into_parts();
-    let plan = {
-        let hs = HeaderMapRef(&parts.headers);
-        cache.plan(&view(&parts.method, &parts.uri, &hs))
-    };
-    let mut plan = match plan {
-        Plan::Bypass(reason) => return bypass(cache, inner, parts, body, reason).await,
-        Plan::Cache(plan) => plan,
-    };
-
-    let mut stale = None;
-    let mut guard = None;
-    // Rounds of waiting for a leader that stored something (another variant,
-    // say); bounded so a request never waits forever.
-    let mut rounds = 0;
-    loop {
-        let now = SystemTime::now();
+    let begin = {
         let hs = HeaderMapRef(&parts.headers);
         let v = view(&parts.method, &parts.uri, &hs);
-        if let Some(entry) = cache.lookup(&plan, &v).await {
-            let usability = rules::usability(&entry, &plan.request_cc, now);
-            let outcome = match usability {
-                Usability::Fresh => Some(XCache::Hit),
-                Usability::StaleAccepted | Usability::StaleWhileRevalidate => Some(XCache::Stale),
-                _ => None,
-            };
-            if let Some(r) = outcome.and_then(|x| cache.respond(&entry, &v, x, now)) {
-                cache.count(if usability == Usability::Fresh {
-                    XCache::Hit
-                } else {
-                    XCache::Stale
-                });
-                if usability == Usability::StaleWhileRevalidate {
-                    // Refresh once in the background, with this request.
-                    if let Lock::Leader(g) = cache.lock(&plan) {
-                        let req = Request::from_parts(parts, body);
-                        spawn_refresh(cache.clone(), inner, req, plan, entry, g);
+        match cache.plan(&v) {
+            Plan::Bypass(reason) => return bypass(cache, inner, parts, body, reason).await,
+            Plan::Cache(plan) => cache.begin(plan, &v, || header_list(&parts.headers)).await,
+        }
+    };
+    match begin {
+        Begin::Respond(r) => Ok(from_cached(r)),
+        Begin::RespondAndRefresh(r, ticket) => {
+            let req = Request::from_parts(parts, body);
+            tokio::spawn(async move {
+                if let Ok(resp) = fetch(inner, req, ticket).await {
+                    // Reading the body to its end stores it.
+                    let mut body = std::pin::pin!(resp.into_body());
+                    while let Some(frame) =
+                        std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+                    {
+                        if frame.is_err() {
+                            break;
+                        }
                     }
                 }
-                return Ok(from_cached(r));
-            }
-            stale = Some(entry);
+            });
+            Ok(from_cached(r))
         }
-        if plan.request_cc.only_if_cached {
-            cache.stats().uncacheable(NoCacheReason::NoFreshness);
-            let mut resp = Response::new(CacheBody::full(Bytes::new()));
-            *resp.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-            resp.headers_mut()
-                .insert(X_CACHE, HeaderValue::from_static("MISS"));
-            return Ok(resp);
-        }
-        match cache.lock(&plan) {
-            Lock::Leader(mut g) => {
-                // Other instances sharing the store may be fetching it too.
-                if let Lead::Found(entry) = cache.lead(&mut plan, &v, &mut g).await {
-                    let now = SystemTime::now();
-                    if let Some(r) = cache.respond(&entry, &v, XCache::Hit, now) {
-                        g.stored();
-                        cache.count(XCache::Hit);
-                        return Ok(from_cached(r));
-                    }
-                }
-                guard = Some(g);
-                break;
-            }
-            Lock::Follower(w) => {
-                cache.stats().coalesced();
-                // Look again once the leader has stored; past the timeout, or
-                // if it stored nothing, go to the origin alone.
-                rounds += 1;
-                if w.wait(cache.lock_timeout()).await != WaitOutcome::Stored || rounds > 3 {
-                    break;
-                }
-            }
-        }
+        Begin::Fetch(ticket) => fetch(inner, Request::from_parts(parts, body), ticket).await,
     }
-    fetch(cache, inner, parts, body, plan, stale, guard).await
-}
-
-/// The request data the cache needs after the request went to the origin.
-struct RequestCopy {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
 }
 
 async fn fetch<S, ReqBody, ResBody>(
-    cache: HttpCache,
     mut inner: S,
-    mut parts: http::request::Parts,
-    body: ReqBody,
-    plan: CachePlan,
-    stale: Option<StoredResponse>,
-    guard: Option<LockGuard>,
+    mut req: Request<ReqBody>,
+    ticket: FetchTicket,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes> + Send + 'static,
 {
-    let outcome = if stale.is_some() {
-        XCache::Expired
-    } else {
-        XCache::Miss
-    };
-    let copy = RequestCopy {
-        method: parts.method.clone(),
-        uri: parts.uri.clone(),
-        headers: parts.headers.clone(),
-    };
-    // Ask for a full response we can store; the client's own conditionals are
-    // answered from the entry. A stale entry's validators make it a revalidation.
-    parts.headers.remove(IF_NONE_MATCH);
-    parts.headers.remove(IF_MODIFIED_SINCE);
-    if let Some(e) = &stale {
-        if let Some(v) = e
-            .etag
-            .as_ref()
-            .and_then(|v| HeaderValue::from_bytes(v).ok())
-        {
-            parts.headers.insert(IF_NONE_MATCH, v);
-        }
-        if let Some(v) = e
-            .last_modified
-            .as_ref()
-            .and_then(|v| HeaderValue::from_bytes(v).ok())
-        {
-            parts.headers.insert(IF_MODIFIED_SINCE, v);
+    let changes = ticket.origin_header_changes();
+    for name in changes.remove {
+        req.headers_mut().remove(*name);
+    }
+    for (name, value) in changes.set {
+        if let Ok(v) = HeaderValue::from_maybe_shared(value) {
+            req.headers_mut().insert(name, v);
         }
     }
-    let request_time = SystemTime::now();
-    let result = inner.call(Request::from_parts(parts, body)).await;
-    let response_time = SystemTime::now();
-    let hs = HeaderMapRef(&copy.headers);
-    let v = view(&copy.method, &copy.uri, &hs);
-
-    let serve_stale = |stale: &Option<StoredResponse>| {
-        let e = stale
-            .as_ref()
-            .filter(|e| rules::serves_on_error(e, response_time))?;
-        let r = cache.respond(e, &v, XCache::Stale, response_time)?;
-        cache.count(XCache::Stale);
-        Some(from_cached(r))
-    };
-    let resp = match result {
+    let resp = match inner.call(req).await {
         Ok(resp) => resp,
-        Err(e) => return serve_stale(&stale).ok_or(e),
+        Err(e) => return ticket.origin_failed().map(from_cached).ok_or(e),
     };
-    let status = resp.status().as_u16();
-    if status >= 500 {
-        if let Some(r) = serve_stale(&stale) {
-            return Ok(r);
+    match ticket
+        .origin_responded(resp.status().as_u16(), header_list(resp.headers()))
+        .await
+    {
+        After::Respond(r) => Ok(from_cached(r)),
+        After::Pass(x) => Ok(passthrough(resp, x)),
+        After::Record {
+            x_cache,
+            max_size,
+            finish,
+        } => {
+            let (rparts, rbody) = resp.into_parts();
+            let on_done: OnDone = Box::new(move |body| finish.done(body));
+            let mut resp =
+                Response::from_parts(rparts, CacheBody::recording(rbody, max_size, on_done));
+            resp.headers_mut()
+                .insert(X_CACHE, HeaderValue::from_static(x_cache.as_str()));
+            Ok(resp)
         }
     }
-    if let (304, Some(mut entry)) = (status, stale.clone()) {
-        let list = header_list(resp.headers());
-        let ohs = HeaderMapRef(resp.headers());
-        let origin = OriginResponse::new(304, &ohs, &list, request_time, response_time);
-        rules::freshen(&mut entry, cache.policy(&plan), &v, &origin);
-        cache.stats().revalidation();
-        if cache.put_entry(&plan, &v, entry.clone()).await {
-            if let Some(g) = &guard {
-                g.stored();
-            }
-        }
-        drop(guard);
-        if let Some(r) = cache.respond(&entry, &v, XCache::Expired, response_time) {
-            cache.count(XCache::Expired);
-            return Ok(from_cached(r));
-        }
-        return Ok(passthrough(resp, XCache::Expired));
-    }
-    cache.count(outcome);
-    if copy.method == Method::HEAD {
-        // A HEAD response has no body to store for GETs.
-        return Ok(passthrough(resp, outcome));
-    }
-    let list = header_list(resp.headers());
-    let ohs = HeaderMapRef(resp.headers());
-    let admitted = cache.admit(
-        &plan,
-        &v,
-        &OriginResponse::new(status, &ohs, &list, request_time, response_time),
-    );
-    let Ok(entry) = admitted else {
-        return Ok(passthrough(resp, outcome));
-    };
-    let max = cache.max_size(&plan);
-    let declared = resp
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max) {
-        cache.stats().uncacheable(NoCacheReason::TooLarge);
-        return Ok(passthrough(resp, outcome));
-    }
-    let on_done: OnDone = Box::new(move |body| {
-        let Ok(body) = body.map_err(|reason| cache.stats().uncacheable(reason)) else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            let hs = HeaderMapRef(&copy.headers);
-            let v = view(&copy.method, &copy.uri, &hs);
-            if cache.store_entry(&plan, &v, entry, body).await {
-                if let Some(g) = &guard {
-                    g.stored();
-                }
-            }
-            // Waiters wake once the entry is there.
-            drop(guard);
-        });
-    });
-    let (rparts, rbody) = resp.into_parts();
-    let mut resp = Response::from_parts(rparts, CacheBody::recording(rbody, max, on_done));
-    resp.headers_mut()
-        .insert(X_CACHE, HeaderValue::from_static(outcome.as_str()));
-    Ok(resp)
-}
-
-fn spawn_refresh<S, ReqBody, ResBody>(
-    cache: HttpCache,
-    inner: S,
-    req: Request<ReqBody>,
-    plan: CachePlan,
-    entry: StoredResponse,
-    guard: LockGuard,
-) where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: Body<Data = Bytes> + Send + 'static,
-{
-    tokio::spawn(async move {
-        let (parts, body) = req.into_parts();
-        if let Ok(resp) = fetch(cache, inner, parts, body, plan, Some(entry), Some(guard)).await {
-            // Reading the body to its end stores it.
-            let mut body = std::pin::pin!(resp.into_body());
-            while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-                if frame.is_err() {
-                    break;
-                }
-            }
-        }
-    });
 }
 
 async fn bypass<S, ReqBody, ResBody>(

@@ -1,0 +1,417 @@
+//! The request path as a small protocol every adapter follows, so that the
+//! Tower layer, the actix-web middleware and the server behave alike and
+//! adapters only translate types:
+//!
+//! 1. [`HttpCache::plan`]: bypass, or handle with the cache.
+//! 2. [`HttpCache::begin`]: look up, coalesce, decide. The answer is a
+//!    response to send ([`Begin::Respond`]), one to send while the adapter
+//!    refreshes the entry in the background ([`Begin::RespondAndRefresh`]),
+//!    or a [`FetchTicket`] for the origin ([`Begin::Fetch`]).
+//! 3. The adapter applies [`FetchTicket::origin_header_changes`] to the
+//!    request and calls the origin, then reports the outcome:
+//!    [`FetchTicket::origin_failed`] or [`FetchTicket::origin_responded`],
+//!    which says whether to send a stored response, pass the origin's
+//!    response through, or stream it while recording it ([`After::Record`]).
+//! 4. When a recorded body ends, the adapter calls [`Finish::done`].
+
+use std::fmt;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::entry::StoredResponse;
+use crate::handle::{CachePlan, CachedResponse, HttpCache, Lead, XCache};
+use crate::lock::{Lock, LockGuard, WaitOutcome};
+use crate::request::{HeaderSource, RequestView};
+use crate::rules::{self, OriginResponse, Usability};
+use crate::stats::NoCacheReason;
+
+/// Headers as name (lower case) and raw value, the form the flow works with.
+#[derive(Clone, Copy, Debug)]
+pub struct HeaderList<'a>(pub &'a [(String, Bytes)]);
+
+impl HeaderSource for HeaderList<'_> {
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for (n, v) in self.0 {
+            if n.eq_ignore_ascii_case(name) {
+                f(v);
+            }
+        }
+    }
+
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| &v[..])
+    }
+}
+
+/// The parts of a request the cache still needs once the request itself has
+/// gone to the origin.
+#[derive(Clone, Debug)]
+pub struct OwnedRequest {
+    method: String,
+    scheme: Option<String>,
+    authority: Option<String>,
+    path: String,
+    query: Option<String>,
+    headers: Vec<(String, Bytes)>,
+}
+
+impl OwnedRequest {
+    /// Copies a request's view, with every header (`headers`, lower-case names).
+    pub fn new(req: &RequestView<'_>, headers: Vec<(String, Bytes)>) -> Self {
+        OwnedRequest {
+            method: req.method.to_owned(),
+            scheme: req.scheme.map(str::to_owned),
+            authority: req.authority.map(str::to_owned),
+            path: req.path.to_owned(),
+            query: req.query.map(str::to_owned),
+            headers,
+        }
+    }
+
+    /// The view of this request, its headers looked up through `headers`
+    /// (made with [`OwnedRequest::header_list`]).
+    fn view<'a>(&'a self, headers: &'a HeaderList<'a>) -> RequestView<'a> {
+        RequestView::new(&self.method, &self.path, headers)
+            .query(self.query.as_deref())
+            .scheme(self.scheme.as_deref())
+            .authority(self.authority.as_deref())
+    }
+
+    fn header_list(&self) -> HeaderList<'_> {
+        HeaderList(&self.headers)
+    }
+}
+
+/// What [`HttpCache::begin`] decided.
+#[derive(Debug)]
+pub enum Begin {
+    /// Send this response; the origin is not needed.
+    Respond(CachedResponse),
+    /// Send this (stale) response, and refresh the entry in the background:
+    /// send the request to the origin as the ticket says, report the outcome
+    /// and read a recorded body to its end.
+    RespondAndRefresh(CachedResponse, FetchTicket),
+    /// Go to the origin.
+    Fetch(FetchTicket),
+}
+
+/// What to do with the origin's answer.
+#[derive(Debug)]
+pub enum After {
+    /// Send this response instead (a revalidated entry, or stale-if-error).
+    Respond(CachedResponse),
+    /// Send the origin's response as it is, with this `X-Cache`.
+    Pass(XCache),
+    /// Send the origin's response with this `X-Cache`, recording its body up
+    /// to `max_size` bytes, then call [`Finish::done`].
+    Record {
+        /// The `X-Cache` value.
+        x_cache: XCache,
+        /// Stop recording past this many bytes.
+        max_size: u64,
+        /// Stores the entry once the body is complete.
+        finish: Box<Finish>,
+    },
+}
+
+/// A fetch from the origin the cache is waiting on.
+pub struct FetchTicket {
+    cache: HttpCache,
+    plan: CachePlan,
+    request: OwnedRequest,
+    stale: Option<StoredResponse>,
+    guard: Option<LockGuard>,
+    request_time: SystemTime,
+}
+
+/// Stores a recorded response once its body has streamed.
+pub struct Finish {
+    cache: HttpCache,
+    plan: CachePlan,
+    request: OwnedRequest,
+    entry: StoredResponse,
+    guard: Option<LockGuard>,
+}
+
+/// Header changes for the origin request.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct OriginHeaders {
+    /// Remove these (the client's own validators: the cache answers them from
+    /// the entry, and needs a full response to store).
+    pub remove: &'static [&'static str],
+    /// Then set these (a stale entry's validators: a revalidation).
+    pub set: Vec<(&'static str, Bytes)>,
+}
+
+impl HttpCache {
+    /// Looks the request up and decides, coalescing concurrent misses for one
+    /// key (and, through a store lease, across instances sharing the store).
+    /// `headers` are all the request's headers, kept for after the fetch.
+    pub async fn begin(
+        &self,
+        mut plan: CachePlan,
+        req: &RequestView<'_>,
+        headers: impl FnOnce() -> Vec<(String, Bytes)>,
+    ) -> Begin {
+        let mut stale = None;
+        let mut guard = None;
+        // Rounds of waiting for a leader that stored something (another
+        // variant, say); bounded so a request never waits forever.
+        let mut rounds = 0;
+        loop {
+            let now = SystemTime::now();
+            if let Some(entry) = self.lookup(&plan, req).await {
+                let usability = rules::usability(&entry, &plan.request_cc, now);
+                let outcome = match usability {
+                    Usability::Fresh => Some(XCache::Hit),
+                    Usability::StaleAccepted | Usability::StaleWhileRevalidate => {
+                        Some(XCache::Stale)
+                    }
+                    _ => None,
+                };
+                if let Some((x, r)) =
+                    outcome.and_then(|x| Some((x, self.respond(&entry, req, x, now)?)))
+                {
+                    self.count(x);
+                    if usability == Usability::StaleWhileRevalidate {
+                        // Refresh once, in the background.
+                        if let Lock::Leader(g) = self.lock(&plan) {
+                            let ticket = self.ticket(plan, req, headers(), Some(entry), Some(g));
+                            return Begin::RespondAndRefresh(r, ticket);
+                        }
+                    }
+                    return Begin::Respond(r);
+                }
+                stale = Some(entry);
+            }
+            if plan.request_cc.only_if_cached {
+                self.stats().uncacheable(NoCacheReason::NoFreshness);
+                return Begin::Respond(CachedResponse {
+                    status: 504,
+                    headers: vec![("x-cache".into(), Bytes::from_static(b"MISS"))],
+                    body: Bytes::new(),
+                });
+            }
+            match self.lock(&plan) {
+                Lock::Leader(mut g) => {
+                    // Other instances sharing the store may be fetching it too.
+                    if let Lead::Found(entry) = self.lead(&mut plan, req, &mut g).await {
+                        if let Some(r) = self.respond(&entry, req, XCache::Hit, SystemTime::now()) {
+                            g.stored();
+                            self.count(XCache::Hit);
+                            return Begin::Respond(r);
+                        }
+                    }
+                    guard = Some(g);
+                    break;
+                }
+                Lock::Follower(w) => {
+                    self.stats().coalesced();
+                    // Look again once the leader has stored; past the timeout,
+                    // or if it stored nothing, go to the origin alone.
+                    rounds += 1;
+                    if w.wait(self.lock_timeout()).await != WaitOutcome::Stored || rounds > 3 {
+                        break;
+                    }
+                }
+            }
+        }
+        Begin::Fetch(self.ticket(plan, req, headers(), stale, guard))
+    }
+
+    fn ticket(
+        &self,
+        plan: CachePlan,
+        req: &RequestView<'_>,
+        headers: Vec<(String, Bytes)>,
+        stale: Option<StoredResponse>,
+        guard: Option<LockGuard>,
+    ) -> FetchTicket {
+        FetchTicket {
+            cache: self.clone(),
+            plan,
+            request: OwnedRequest::new(req, headers),
+            stale,
+            guard,
+            request_time: SystemTime::now(),
+        }
+    }
+}
+
+impl FetchTicket {
+    /// `MISS`, or `EXPIRED` when an expired entry is being revalidated or replaced.
+    pub fn outcome(&self) -> XCache {
+        if self.stale.is_some() {
+            XCache::Expired
+        } else {
+            XCache::Miss
+        }
+    }
+
+    /// How to change the request before it goes to the origin.
+    pub fn origin_header_changes(&self) -> OriginHeaders {
+        let mut set = Vec::new();
+        if let Some(e) = &self.stale {
+            if let Some(v) = &e.etag {
+                set.push(("if-none-match", v.clone()));
+            }
+            if let Some(v) = &e.last_modified {
+                set.push(("if-modified-since", v.clone()));
+            }
+        }
+        OriginHeaders {
+            remove: &["if-none-match", "if-modified-since"],
+            set,
+        }
+    }
+
+    /// The origin failed: a stale entry within stale-if-error answers
+    /// instead; `None` means the error goes to the client.
+    pub fn origin_failed(self) -> Option<CachedResponse> {
+        self.serve_stale(SystemTime::now())
+    }
+
+    fn serve_stale(&self, now: SystemTime) -> Option<CachedResponse> {
+        let e = self
+            .stale
+            .as_ref()
+            .filter(|e| rules::serves_on_error(e, now))?;
+        let hs = self.request.header_list();
+        let r = self
+            .cache
+            .respond(e, &self.request.view(&hs), XCache::Stale, now)?;
+        self.cache.count(XCache::Stale);
+        Some(r)
+    }
+
+    /// The origin answered `status` with `headers` (lower-case names).
+    pub async fn origin_responded(self, status: u16, headers: Vec<(String, Bytes)>) -> After {
+        let response_time = SystemTime::now();
+        let cache = self.cache.clone();
+        if status >= 500 {
+            if let Some(r) = self.serve_stale(response_time) {
+                return After::Respond(r);
+            }
+        }
+        let list = HeaderList(&headers);
+        let origin = OriginResponse::new(status, &list, &headers, self.request_time, response_time);
+        let outcome = self.outcome();
+        let FetchTicket {
+            plan,
+            request,
+            stale,
+            guard,
+            ..
+        } = self;
+
+        let hs = request.header_list();
+        let view = request.view(&hs);
+        if let (304, Some(mut entry)) = (status, stale) {
+            let respond = {
+                rules::freshen(&mut entry, cache.policy(&plan), &view, &origin);
+                cache.stats().revalidation();
+                if cache.put_entry(&plan, &view, entry.clone()).await {
+                    if let Some(g) = &guard {
+                        g.stored();
+                    }
+                }
+                cache.respond(&entry, &view, XCache::Expired, response_time)
+            };
+            drop(guard);
+            return match respond {
+                Some(r) => {
+                    cache.count(XCache::Expired);
+                    After::Respond(r)
+                }
+                None => After::Pass(XCache::Expired),
+            };
+        }
+        cache.count(outcome);
+        if request.method.eq_ignore_ascii_case("HEAD") {
+            // A HEAD response has no body to store for GETs.
+            return After::Pass(outcome);
+        }
+        let Ok(entry) = cache.admit(&plan, &view, &origin) else {
+            return After::Pass(outcome);
+        };
+        let max_size = cache.max_size(&plan);
+        let declared = list
+            .first("content-length")
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max_size) {
+            cache.stats().uncacheable(NoCacheReason::TooLarge);
+            return After::Pass(outcome);
+        }
+        After::Record {
+            x_cache: outcome,
+            max_size,
+            finish: Box::new(Finish {
+                cache,
+                plan,
+                request,
+                entry,
+                guard,
+            }),
+        }
+    }
+}
+
+impl Finish {
+    /// The recorded body ended: with all of it, or with why it cannot be
+    /// stored. The write runs in a task of its own (on the current tokio
+    /// runtime); waiting requests wake once it is done.
+    pub fn done(self: Box<Self>, body: Result<Bytes, NoCacheReason>) {
+        let body = match body {
+            Ok(b) => b,
+            Err(reason) => {
+                self.cache.stats().uncacheable(reason);
+                return;
+            }
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let Finish {
+                cache,
+                plan,
+                request,
+                entry,
+                guard,
+            } = *self;
+            let hs = request.header_list();
+            if cache
+                .store_entry(&plan, &request.view(&hs), entry, body)
+                .await
+            {
+                if let Some(g) = &guard {
+                    g.stored();
+                }
+            }
+            drop(guard);
+        });
+    }
+}
+
+impl fmt::Debug for FetchTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FetchTicket")
+            .field("key", &self.plan.key)
+            .field("revalidating", &self.stale.is_some())
+            .field("leader", &self.guard.is_some())
+            .finish()
+    }
+}
+
+impl fmt::Debug for Finish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Finish")
+            .field("key", &self.plan.key)
+            .finish()
+    }
+}
