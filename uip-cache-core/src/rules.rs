@@ -396,6 +396,25 @@ pub fn accepts_gzip(headers: &dyn HeaderSource) -> bool {
     ok
 }
 
+/// The path (and query) of a `Location` / `Content-Location` on the request's
+/// own host, for invalidation after an unsafe request; other hosts' URLs are
+/// not ours to invalidate (RFC 9111 section 4.4).
+pub fn same_host_path(location: &str, host: Option<&str>) -> Option<String> {
+    if location.starts_with('/') {
+        return Some(location.to_owned());
+    }
+    let rest = location
+        .strip_prefix("https://")
+        .or_else(|| location.strip_prefix("http://"))?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
+        Some(i) => (&rest[..i], rest[i..].to_owned()),
+        None => (rest, "/".to_owned()),
+    };
+    host.is_some_and(|h| h.eq_ignore_ascii_case(authority))
+        .then_some(path)
+}
+
 /// Whether a method is unsafe and, on success, invalidates its target (RFC 9111 section 4.4).
 pub fn is_unsafe(method: &str) -> bool {
     !["GET", "HEAD", "OPTIONS", "TRACE"]

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LOCATION, LOCATION};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use tower_service::Service;
 use uip_cache_core::rules;
@@ -215,7 +215,7 @@ where
         let locations: Vec<String> = [LOCATION, CONTENT_LOCATION]
             .iter()
             .filter_map(|h| resp.headers().get(h)?.to_str().ok())
-            .filter_map(|l| same_host_path(l, host.as_deref()))
+            .filter_map(|l| rules::same_host_path(l, host.as_deref()))
             .collect();
         let refs: Vec<&str> = locations.iter().map(String::as_str).collect();
         let empty = HeaderMap::new();
@@ -225,20 +225,6 @@ where
             .await;
     }
     Ok(passthrough(resp, XCache::Bypass))
-}
-
-/// The path (and query) of a `Location` on the same host; other hosts' URLs are
-/// not ours to invalidate (RFC 9111 section 4.4).
-fn same_host_path(location: &str, host: Option<&str>) -> Option<String> {
-    if location.starts_with('/') {
-        return Some(location.to_owned());
-    }
-    let uri: Uri = location.parse().ok()?;
-    let same = uri.authority().map(|a| a.as_str()) == host;
-    same.then(|| {
-        uri.path_and_query()
-            .map_or("/".to_owned(), |p| p.as_str().to_owned())
-    })
 }
 
 fn from_cached<B>(r: CachedResponse) -> Response<CacheBody<B>> {

@@ -254,3 +254,21 @@ fn accept_encoding() {
     assert!(!a("br, deflate"));
     assert!(!accepts_gzip(&Vec::<(String, String)>::new()));
 }
+
+#[test]
+fn locations_on_the_same_host_only() {
+    assert_eq!(same_host_path("/items/7", None), Some("/items/7".into()));
+    assert_eq!(
+        same_host_path("http://api.local/items/7?x=1", Some("api.local")),
+        Some("/items/7?x=1".into())
+    );
+    assert_eq!(
+        same_host_path("https://API.local", Some("api.local")),
+        Some("/".into())
+    );
+    assert_eq!(
+        same_host_path("http://other.host/items", Some("api.local")),
+        None
+    );
+    assert_eq!(same_host_path("items/7", Some("api.local")), None);
+}

@@ -1,0 +1,33 @@
+//! The actix-web middleware of uip-cache: the same cache as the Tower layer
+//! (same keys, policies, headers, coalescing, stale and streaming rules,
+//! fail-open), because every decision is made by `uip-cache-core`.
+//!
+//! Two differences come from actix itself: an entry within
+//! stale-while-revalidate is served stale but not refreshed in the
+//! background (an actix request cannot be answered and sent on at once), and
+//! stale-if-error covers 5xx responses but not an `Err` from the inner
+//! service.
+//!
+//! ```
+//! use actix_web::{web, App, HttpResponse};
+//! use uip_cache_actix::Cache;
+//! use uip_cache_core::CacheConfig;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = CacheConfig::from_yaml_str("policies:\n  - name: e\n    pattern: \"/entities*\"\n    ttl: 60\n")?;
+//! // Once, outside HttpServer::new; clone it into each worker's App.
+//! let cache = Cache::from_config(&config)?;
+//! let app = App::new()
+//!     .wrap(cache.clone())
+//!     .route("/entities", web::get().to(|| async { HttpResponse::Ok().body("[]") }));
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod body;
+mod middleware;
+
+pub use body::CacheBody;
+pub use middleware::{Cache, CacheMiddleware};

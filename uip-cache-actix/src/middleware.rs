@@ -1,0 +1,314 @@
+use std::fmt;
+use std::future::{ready, Ready};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_LOCATION, HOST, LOCATION,
+};
+use actix_web::http::StatusCode;
+use actix_web::{Error, HttpResponse};
+use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
+use uip_cache_core::{
+    After, Begin, CacheConfig, CachedResponse, ConfigError, FetchTicket, HeaderSource, HttpCache,
+    NoCacheReason, Plan, RequestView, Store, XCache,
+};
+
+use crate::body::CacheBody;
+
+/// uip-cache for actix-web: `App::new().wrap(Cache::from_config(&config)?)`.
+///
+/// Build it once, outside `HttpServer::new`, and clone it into each worker's
+/// `App`: every worker then shares one store, one set of statistics and one
+/// coalescing table.
+#[derive(Clone)]
+pub struct Cache {
+    cache: HttpCache,
+}
+
+impl Cache {
+    /// The middleware with the config's policies and the store it names
+    /// (memory; Redis with the `redis` feature). Never blocks.
+    pub fn from_config(config: &CacheConfig) -> Result<Self, ConfigError> {
+        #[cfg(feature = "redis")]
+        if config.store.kind != uip_cache_core::config::StoreKind::Memory {
+            let store = uip_cache_redis::RedisStore::from_config(config)
+                .map_err(|e| ConfigError::at(config.source_name(), "redis", e.to_string()))?;
+            return Ok(Cache {
+                cache: HttpCache::new(config, Arc::new(store))?,
+            });
+        }
+        Ok(Cache {
+            cache: HttpCache::with_memory_store(config)?,
+        })
+    }
+
+    /// The middleware over a store chosen in code.
+    pub fn with_store(config: &CacheConfig, store: impl Store) -> Result<Self, ConfigError> {
+        Ok(Cache {
+            cache: HttpCache::new(config, Arc::new(store))?,
+        })
+    }
+
+    /// The middleware over an existing cache handle (shared with a Tower layer or admin routes).
+    pub fn new(cache: HttpCache) -> Self {
+        Cache { cache }
+    }
+
+    /// The shared cache handle.
+    pub fn cache(&self) -> &HttpCache {
+        &self.cache
+    }
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache").field("cache", &self.cache).finish()
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for Cache
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<CacheBody<B>>;
+    type Error = Error;
+    type Transform = CacheMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(CacheMiddleware {
+            service: Rc::new(service),
+            cache: self.cache.clone(),
+        }))
+    }
+}
+
+/// The service [`Cache`] wraps around an app or scope.
+pub struct CacheMiddleware<S> {
+    service: Rc<S>,
+    cache: HttpCache,
+}
+
+impl<S> fmt::Debug for CacheMiddleware<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheMiddleware")
+            .field("cache", &self.cache)
+            .finish()
+    }
+}
+
+impl<S, B> Service<ServiceRequest> for CacheMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<CacheBody<B>>;
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        Box::pin(handle(self.cache.clone(), self.service.clone(), req))
+    }
+}
+
+// ===== translation between actix and core =====
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl HeaderSource for Headers<'_> {
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for v in self.0.get_all(name) {
+            f(v.as_bytes());
+        }
+    }
+
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(HeaderValue::as_bytes)
+    }
+}
+
+fn header_list(headers: &HeaderMap) -> Vec<(String, Bytes)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))
+        .collect()
+}
+
+fn authority(req: &ServiceRequest) -> Option<&str> {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+}
+
+fn view<'a>(req: &'a ServiceRequest, headers: &'a Headers<'a>) -> RequestView<'a> {
+    RequestView::new(req.method().as_str(), req.path(), headers)
+        .query(req.uri().query())
+        .scheme(req.uri().scheme_str())
+        .authority(authority(req))
+}
+
+fn set_x_cache<B>(res: &mut ServiceResponse<B>, x: XCache) {
+    res.headers_mut().insert(
+        HeaderName::from_static("x-cache"),
+        HeaderValue::from_static(x.as_str()),
+    );
+}
+
+fn from_cached<B>(r: CachedResponse, head: bool) -> HttpResponse<CacheBody<B>> {
+    let len = r.body.len() as u64;
+    let stored_len = r
+        .headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(len);
+    let body = if head {
+        CacheBody::head(stored_len)
+    } else {
+        CacheBody::full(r.body)
+    };
+    let mut res = HttpResponse::with_body(
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK),
+        body,
+    );
+    for (n, v) in r.headers {
+        // actix computes Content-Length from the body itself.
+        if n == CONTENT_LENGTH.as_str() {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_bytes(&v),
+        ) {
+            res.headers_mut().append(n, v);
+        }
+    }
+    res
+}
+
+// ===== the request path: core decides, this translates =====
+
+async fn handle<S, B>(
+    cache: HttpCache,
+    svc: Rc<S>,
+    req: ServiceRequest,
+) -> Result<ServiceResponse<CacheBody<B>>, Error>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    let head = req.method() == actix_web::http::Method::HEAD;
+    let begin = {
+        let hs = Headers(req.headers());
+        let v = view(&req, &hs);
+        match cache.plan(&v) {
+            Plan::Bypass(reason) => return bypass(cache, svc, req, reason).await,
+            Plan::Cache(plan) => cache.begin(plan, &v, || header_list(req.headers())).await,
+        }
+    };
+    match begin {
+        Begin::Respond(r) => Ok(req.into_response(from_cached(r, head))),
+        // An actix request cannot be answered here and also sent on in the
+        // background (the router needs the only reference to it), so the
+        // stale entry is served without a refresh; once the window ends the
+        // entry is revalidated as usual. Dropping the ticket frees the key.
+        Begin::RespondAndRefresh(r, _ticket) => Ok(req.into_response(from_cached(r, head))),
+        Begin::Fetch(ticket) => fetch(svc, req, ticket).await,
+    }
+}
+
+async fn fetch<S, B>(
+    svc: Rc<S>,
+    mut req: ServiceRequest,
+    ticket: FetchTicket,
+) -> Result<ServiceResponse<CacheBody<B>>, Error>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    let changes = ticket.origin_header_changes();
+    for name in changes.remove {
+        req.headers_mut().remove(*name);
+    }
+    for (name, value) in changes.set {
+        if let Ok(v) = HeaderValue::from_bytes(&value) {
+            req.headers_mut().insert(HeaderName::from_static(name), v);
+        }
+    }
+    // No clone of the request may be alive while the inner router matches it,
+    // so an `Err` from the inner service (rare: actix handlers fail with 5xx
+    // responses, which stale-if-error covers) goes to the client as it is.
+    let res = svc.call(req).await?;
+    match ticket
+        .origin_responded(res.status().as_u16(), header_list(res.headers()))
+        .await
+    {
+        After::Respond(r) => Ok(ServiceResponse::new(
+            res.request().clone(),
+            from_cached(r, false),
+        )),
+        After::Pass(x) => {
+            let mut res = res.map_body(|_, b| CacheBody::passthrough(b));
+            set_x_cache(&mut res, x);
+            Ok(res)
+        }
+        After::Record {
+            x_cache,
+            max_size,
+            finish,
+        } => {
+            let mut res = res.map_body(|_, b| CacheBody::recording(b, max_size, finish));
+            set_x_cache(&mut res, x_cache);
+            Ok(res)
+        }
+    }
+}
+
+async fn bypass<S, B>(
+    cache: HttpCache,
+    svc: Rc<S>,
+    req: ServiceRequest,
+    reason: NoCacheReason,
+) -> Result<ServiceResponse<CacheBody<B>>, Error>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    cache.stats().bypass(reason);
+    let target = uip_cache_core::rules::is_unsafe(req.method().as_str()).then(|| {
+        (
+            req.method().as_str().to_owned(),
+            req.path().to_owned(),
+            req.uri().query().map(str::to_owned),
+            authority(&req).map(str::to_owned),
+        )
+    });
+    let mut res = svc
+        .call(req)
+        .await?
+        .map_body(|_, b| CacheBody::passthrough(b));
+    if let Some((method, path, query, host)) = target {
+        let locations: Vec<String> = [LOCATION, CONTENT_LOCATION]
+            .iter()
+            .filter_map(|h| res.headers().get(h)?.to_str().ok())
+            .filter_map(|l| uip_cache_core::rules::same_host_path(l, host.as_deref()))
+            .collect();
+        let refs: Vec<&str> = locations.iter().map(String::as_str).collect();
+        let none: [(&str, &str); 0] = [];
+        let v = RequestView::new(&method, &path, &none).query(query.as_deref());
+        cache
+            .invalidate_after_unsafe(&v, res.status().as_u16(), &refs)
+            .await;
+    }
+    set_x_cache(&mut res, XCache::Bypass);
+    Ok(res)
+}

@@ -1,0 +1,372 @@
+//! The actix middleware's behaviour, counting origin calls, mirroring the
+//! Tower layer's tests (both adapters run core's flow).
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::header::HeaderMap;
+use actix_web::{test, web, App, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use uip_cache_actix::Cache;
+use uip_cache_core::CacheConfig;
+
+const BASIC: &str = "policies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n";
+
+#[derive(Clone)]
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    chunks: Vec<Bytes>,
+    delay: Duration,
+}
+
+fn reply(body: &str) -> Reply {
+    Reply {
+        status: 200,
+        headers: Vec::new(),
+        chunks: vec![Bytes::from(body.to_owned())],
+        delay: Duration::ZERO,
+    }
+}
+
+impl Reply {
+    fn header(mut self, n: &'static str, v: impl Into<String>) -> Self {
+        self.headers.push((n, v.into()));
+        self
+    }
+    fn status(mut self, s: u16) -> Self {
+        self.status = s;
+        self
+    }
+    fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+}
+
+type Handler = Arc<dyn Fn(&HttpRequest, usize) -> Reply + Send + Sync>;
+
+async fn app(
+    yaml: &str,
+    handler: impl Fn(&HttpRequest, usize) -> Reply + Send + Sync + 'static,
+) -> (
+    impl Service<
+        actix_http::Request,
+        Response = ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    Arc<AtomicUsize>,
+    Cache,
+) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let handler: Handler = Arc::new(handler);
+    let cache = Cache::from_config(&CacheConfig::from_yaml_str(yaml).unwrap()).unwrap();
+    let counter = calls.clone();
+    let service = test::init_service(App::new().wrap(cache.clone()).default_service(web::to(
+        move |req: HttpRequest| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let r = handler(&req, n);
+            async move {
+                if !r.delay.is_zero() {
+                    actix_rt::time::sleep(r.delay).await;
+                }
+                let mut b =
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(r.status).unwrap());
+                for (n, v) in r.headers {
+                    b.append_header((n, v));
+                }
+                let chunks = r.chunks.into_iter().map(Ok::<_, Infallible>);
+                b.streaming(futures_util::stream::iter(chunks))
+            }
+        },
+    )))
+    .await;
+    (service, calls, cache)
+}
+
+struct Got {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Got {
+    fn x_cache(&self) -> &str {
+        self.headers
+            .get("x-cache")
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+    fn header(&self, n: &str) -> Option<&str> {
+        self.headers.get(n).map(|v| v.to_str().unwrap())
+    }
+}
+
+async fn send<S, B>(svc: &S, method: &str, uri: &str, headers: &[(&str, &str)]) -> Got
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
+{
+    let mut r = test::TestRequest::default()
+        .method(method.parse().unwrap())
+        .uri(uri)
+        .insert_header(("host", "origin.test"));
+    for (n, v) in headers {
+        r = r.insert_header((*n, *v));
+    }
+    let res = test::call_service(svc, r.to_request()).await;
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = test::read_body(res).await;
+    Got {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[actix_rt::test]
+async fn hits_skip_the_origin_with_x_cache_and_age_and_head_uses_get_entries() {
+    let (svc, calls, cache) = app(BASIC, |_, _| reply("[1,2,3]").header("age", "10")).await;
+    let first = send(&svc, "GET", "/items?a=1", &[]).await;
+    assert_eq!(
+        (first.status, first.x_cache(), &first.body[..]),
+        (200, "MISS", &b"[1,2,3]"[..])
+    );
+    let second = send(&svc, "GET", "/items?a=1", &[]).await;
+    assert_eq!(
+        (second.x_cache(), &second.body[..]),
+        ("HIT", &b"[1,2,3]"[..])
+    );
+    let age: u64 = second.header("age").unwrap().parse().unwrap();
+    assert!((10..15).contains(&age), "{age}");
+    let head = send(&svc, "HEAD", "/items?a=1", &[]).await;
+    assert_eq!(head.x_cache(), "HIT");
+    assert!(head.body.is_empty());
+    assert_eq!(send(&svc, "GET", "/other", &[]).await.x_cache(), "BYPASS");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(cache.cache().stats().snapshot().hits, 2);
+}
+
+#[actix_rt::test]
+async fn set_cookie_authorization_and_no_store_are_not_stored() {
+    for (r, headers) in [
+        (reply("x").header("set-cookie", "a=b"), &[][..]),
+        (reply("x").header("cache-control", "no-store"), &[][..]),
+        (reply("x"), &[("authorization", "Bearer t")][..]),
+    ] {
+        let (svc, calls, _) = app(BASIC, move |_, _| r.clone()).await;
+        send(&svc, "GET", "/items", headers).await;
+        assert_eq!(send(&svc, "GET", "/items", headers).await.x_cache(), "MISS");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+}
+
+#[actix_rt::test]
+async fn vary_and_conditional_requests() {
+    let (svc, calls, _) = app(BASIC, |req, _| {
+        let lang = req
+            .headers()
+            .get("accept-language")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        reply(&format!("hello {lang}"))
+            .header("vary", "Accept-Language")
+            .header("etag", format!("\"{lang}\""))
+    })
+    .await;
+    send(&svc, "GET", "/items", &[("accept-language", "en")]).await;
+    send(&svc, "GET", "/items", &[("accept-language", "fr")]).await;
+    let en = send(&svc, "GET", "/items", &[("accept-language", "en")]).await;
+    assert_eq!((en.x_cache(), &en.body[..]), ("HIT", &b"hello en"[..]));
+    let nm = send(
+        &svc,
+        "GET",
+        "/items",
+        &[("accept-language", "fr"), ("if-none-match", "\"fr\"")],
+    )
+    .await;
+    assert_eq!((nm.status, nm.x_cache()), (304, "HIT"));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[actix_rt::test]
+async fn concurrent_misses_make_one_origin_call() {
+    let (svc, calls, _) = app(BASIC, |_, _| {
+        reply("cold").delay(Duration::from_millis(100))
+    })
+    .await;
+    let all =
+        futures_util::future::join_all((0..200).map(|_| send(&svc, "GET", "/items?cold=1", &[])))
+            .await;
+    assert!(all.iter().all(|g| &g.body[..] == b"cold"));
+    assert_eq!(all.iter().filter(|g| g.x_cache() == "HIT").count(), 199);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[actix_rt::test]
+async fn stale_while_revalidate_serves_stale_without_a_background_refresh() {
+    let (svc, calls, cache) = app(BASIC, |_, n| match n {
+        0 => reply("v0")
+            .header("cache-control", "max-age=60, stale-while-revalidate=600")
+            .header("age", "100"),
+        _ => reply("v1"),
+    })
+    .await;
+    send(&svc, "GET", "/items", &[]).await;
+    for _ in 0..3 {
+        let stale = send(&svc, "GET", "/items", &[]).await;
+        assert_eq!((stale.x_cache(), &stale.body[..]), ("STALE", &b"v0"[..]));
+    }
+    // actix serves stale without a background refresh (see the crate docs).
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.cache().stats().snapshot().stale_hits, 3);
+}
+
+#[actix_rt::test]
+async fn stale_if_error_serves_the_old_entry_on_5xx() {
+    let (svc, _, _) = app(BASIC, |_, n| match n {
+        0 => reply("good")
+            .header("cache-control", "max-age=60, stale-if-error=600")
+            .header("age", "100"),
+        _ => reply("down").status(503),
+    })
+    .await;
+    send(&svc, "GET", "/items", &[]).await;
+    let got = send(&svc, "GET", "/items", &[]).await;
+    assert_eq!(
+        (got.status, got.x_cache(), &got.body[..]),
+        (200, "STALE", &b"good"[..])
+    );
+}
+
+#[actix_rt::test]
+async fn bodies_past_max_size_stream_through_uncached() {
+    let chunk = Bytes::from(vec![7u8; 1024]);
+    let (svc, calls, cache) = app(&format!("{BASIC}    max_size: 1KB\n"), move |_, _| Reply {
+        chunks: vec![chunk.clone(); 10],
+        ..reply("")
+    })
+    .await;
+    for _ in 0..2 {
+        let got = send(&svc, "GET", "/items", &[]).await;
+        assert_eq!((got.x_cache(), got.body.len()), ("MISS", 10 * 1024));
+        assert!(got.body.iter().all(|&b| b == 7));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        cache
+            .cache()
+            .stats()
+            .snapshot()
+            .uncacheable
+            .get("too_large"),
+        Some(&2)
+    );
+}
+
+#[actix_rt::test]
+async fn unsafe_requests_invalidate_and_tags_work() {
+    let (svc, _, cache) = app(BASIC, |req, _| match req.method().as_str() {
+        "POST" => reply("created")
+            .status(201)
+            .header("location", "http://origin.test/items/7"),
+        _ => reply("list"),
+    })
+    .await;
+    send(&svc, "GET", "/items", &[]).await;
+    send(&svc, "GET", "/items/7", &[]).await;
+    assert_eq!(send(&svc, "GET", "/items", &[]).await.x_cache(), "HIT");
+    assert_eq!(send(&svc, "POST", "/items", &[]).await.x_cache(), "BYPASS");
+    assert_eq!(send(&svc, "GET", "/items", &[]).await.x_cache(), "MISS");
+    assert_eq!(
+        send(&svc, "GET", "/items/7", &[]).await.x_cache(),
+        "MISS",
+        "same-host Location"
+    );
+    send(&svc, "GET", "/items", &[]).await;
+    assert_eq!(
+        cache
+            .cache()
+            .invalidate_tags(&["policy:items".into()])
+            .await
+            .unwrap(),
+        2
+    );
+}
+
+#[actix_rt::test]
+async fn entries_are_stored_under_the_key_core_computes_for_every_adapter() {
+    // Same config, same request: the same key, so a Tower layer and this
+    // middleware can share one store.
+    let config = CacheConfig::from_yaml_str(BASIC).unwrap();
+    let cache = Cache::from_config(&config).unwrap();
+    let headers = [("accept", "application/json"), ("host", "origin.test")];
+    let v = uip_cache_core::RequestView::new("GET", "/items", &headers)
+        .query(Some("b=2&a=1"))
+        .authority(Some("origin.test"));
+    let uip_cache_core::Plan::Cache(plan) = cache.cache().plan(&v) else {
+        panic!()
+    };
+    let (svc, _, shared) = app(BASIC, |_, _| reply("x")).await;
+    send(
+        &svc,
+        "GET",
+        "/items?a=1&b=2",
+        &[("accept", "application/json")],
+    )
+    .await;
+    actix_rt::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        shared
+            .cache()
+            .store()
+            .get(plan.key.as_str())
+            .await
+            .unwrap()
+            .is_some(),
+        "stored under the core key"
+    );
+}
+
+/// Through real routes: the router must hold the only reference to the
+/// request while it matches (a clone kept by the middleware would panic).
+#[actix_rt::test]
+async fn works_in_front_of_routed_handlers() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let cache = Cache::from_config(&CacheConfig::from_yaml_str(BASIC).unwrap()).unwrap();
+    let svc = test::init_service(App::new().wrap(cache).route(
+        "/items/{id}",
+        web::get().to(move |id: web::Path<String>| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match n {
+                    // Stale on arrival, with a validator and a stale-if-error window.
+                    0 => HttpResponse::Ok()
+                        .insert_header(("etag", "\"v1\""))
+                        .insert_header(("age", "100"))
+                        .insert_header(("cache-control", "max-age=60, stale-if-error=600"))
+                        .body(format!("item {id}")),
+                    1 => HttpResponse::NotModified()
+                        .insert_header(("cache-control", "max-age=60"))
+                        .finish(),
+                    _ => HttpResponse::ServiceUnavailable().finish(),
+                }
+            }
+        }),
+    ))
+    .await;
+    assert_eq!(send(&svc, "GET", "/items/7", &[]).await.x_cache(), "MISS");
+    let revalidated = send(&svc, "GET", "/items/7", &[]).await;
+    assert_eq!(
+        (revalidated.x_cache(), &revalidated.body[..]),
+        ("EXPIRED", &b"item 7"[..])
+    );
+    assert_eq!(send(&svc, "GET", "/items/7", &[]).await.x_cache(), "HIT");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(send(&svc, "GET", "/items/8", &[]).await.status, 503);
+}
