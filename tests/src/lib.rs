@@ -1,0 +1,1 @@
+//! The cross-adapter behaviour suite lives in `tests/behaviour.rs`.
