@@ -5,8 +5,7 @@ use std::task::{ready, Context, Poll};
 use actix_web::body::{BodySize, MessageBody};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
-use uip_cache_core::record::BodyRecorder;
-use uip_cache_core::{Finish, NoCacheReason};
+use uip_cache_core::Recording;
 
 pin_project! {
     /// The response body of the cache middleware: a stored body, the origin's
@@ -27,8 +26,7 @@ pin_project! {
         Passthrough { #[pin] inner: B },
         Recording {
             #[pin] inner: B,
-            recorder: Option<BodyRecorder>,
-            finish: Option<Box<Finish>>,
+            recording: Recording,
         },
     }
 }
@@ -52,13 +50,9 @@ impl<B> CacheBody<B> {
         }
     }
 
-    pub(crate) fn recording(inner: B, max: u64, finish: Box<Finish>) -> Self {
+    pub(crate) fn recording(inner: B, recording: Recording) -> Self {
         CacheBody {
-            kind: Kind::Recording {
-                inner,
-                recorder: Some(BodyRecorder::new(max)),
-                finish: Some(finish),
-            },
+            kind: Kind::Recording { inner, recording },
         }
     }
 }
@@ -82,35 +76,12 @@ impl<B: MessageBody> MessageBody for CacheBody<B> {
             KindProj::Full { data } => Poll::Ready(data.take().filter(|d| !d.is_empty()).map(Ok)),
             KindProj::Head { .. } => Poll::Ready(None),
             KindProj::Passthrough { inner } => inner.poll_next(cx),
-            KindProj::Recording {
-                inner,
-                recorder,
-                finish,
-            } => {
+            KindProj::Recording { inner, recording } => {
                 let chunk = ready!(inner.poll_next(cx));
                 match &chunk {
-                    Some(Ok(data)) => {
-                        if let Some(r) = recorder.as_mut() {
-                            if !r.push(data) {
-                                // Past max_size: stop recording, keep streaming.
-                                *recorder = None;
-                                if let Some(f) = finish.take() {
-                                    f.done(Err(NoCacheReason::TooLarge));
-                                }
-                            }
-                        }
-                    }
-                    Some(Err(_)) => {
-                        *recorder = None;
-                        if let Some(f) = finish.take() {
-                            f.done(Err(NoCacheReason::IncompleteBody));
-                        }
-                    }
-                    None => {
-                        if let (Some(r), Some(f)) = (recorder.take(), finish.take()) {
-                            f.done(r.finish().ok_or(NoCacheReason::TooLarge));
-                        }
-                    }
+                    Some(Ok(data)) => recording.chunk(data),
+                    Some(Err(_)) => recording.failed(),
+                    None => recording.ended(),
                 }
                 Poll::Ready(chunk)
             }

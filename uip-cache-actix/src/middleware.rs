@@ -261,12 +261,8 @@ where
             set_x_cache(&mut res, x);
             Ok(res)
         }
-        After::Record {
-            x_cache,
-            max_size,
-            finish,
-        } => {
-            let mut res = res.map_body(|_, b| CacheBody::recording(b, max_size, finish));
+        After::Record { x_cache, recording } => {
+            let mut res = res.map_body(|_, b| CacheBody::recording(b, recording));
             set_x_cache(&mut res, x_cache);
             Ok(res)
         }

@@ -12,7 +12,8 @@
 //!    [`FetchTicket::origin_failed`] or [`FetchTicket::origin_responded`],
 //!    which says whether to send a stored response, pass the origin's
 //!    response through, or stream it while recording it ([`After::Record`]).
-//! 4. When a recorded body ends, the adapter calls [`Finish::done`].
+//! 4. While a recorded body streams, the adapter feeds it to the
+//!    [`Recording`], which stores the entry when the body ends.
 
 use std::fmt;
 use std::time::SystemTime;
@@ -22,6 +23,7 @@ use bytes::Bytes;
 use crate::entry::StoredResponse;
 use crate::handle::{CachePlan, CachedResponse, HttpCache, Lead, XCache};
 use crate::lock::{Lock, LockGuard, WaitOutcome};
+use crate::record::BodyRecorder;
 use crate::request::{HeaderSource, RequestView};
 use crate::rules::{self, OriginResponse, Usability};
 use crate::stats::NoCacheReason;
@@ -106,16 +108,71 @@ pub enum After {
     Respond(CachedResponse),
     /// Send the origin's response as it is, with this `X-Cache`.
     Pass(XCache),
-    /// Send the origin's response with this `X-Cache`, recording its body up
-    /// to `max_size` bytes, then call [`Finish::done`].
+    /// Send the origin's response with this `X-Cache`, feeding its body to
+    /// `recording` as it streams.
     Record {
         /// The `X-Cache` value.
         x_cache: XCache,
-        /// Stop recording past this many bytes.
-        max_size: u64,
-        /// Stores the entry once the body is complete.
-        finish: Box<Finish>,
+        /// Records the body and stores the entry when it ends.
+        recording: Recording,
     },
+}
+
+/// Records a response body as it streams to the client, up to the policy's
+/// `max_size`, and stores the entry when the body ends. Adapters call
+/// [`chunk`](Recording::chunk) for each data chunk and
+/// [`failed`](Recording::failed) or [`ended`](Recording::ended) once; a
+/// recording dropped before either (the client went away) stores nothing.
+pub struct Recording {
+    recorder: Option<BodyRecorder>,
+    finish: Option<Box<Finish>>,
+}
+
+impl Recording {
+    /// A chunk went to the client.
+    pub fn chunk(&mut self, data: &Bytes) {
+        if let Some(r) = self.recorder.as_mut() {
+            if !r.push(data) {
+                // Past max_size: stop recording, keep streaming.
+                self.recorder = None;
+                self.end(Err(NoCacheReason::TooLarge));
+            }
+        }
+    }
+
+    /// The body stream failed.
+    pub fn failed(&mut self) {
+        self.recorder = None;
+        self.end(Err(NoCacheReason::IncompleteBody));
+    }
+
+    /// The body ended: store what was recorded.
+    pub fn ended(&mut self) {
+        if let Some(r) = self.recorder.take() {
+            let body = r.finish().ok_or(NoCacheReason::TooLarge);
+            self.end(body);
+        }
+    }
+
+    /// Whether the outcome has been handed on (stored, or given up).
+    pub fn is_done(&self) -> bool {
+        self.finish.is_none()
+    }
+
+    fn end(&mut self, body: Result<Bytes, NoCacheReason>) {
+        if let Some(f) = self.finish.take() {
+            f.done(body);
+        }
+    }
+}
+
+impl fmt::Debug for Recording {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recording")
+            .field("recording", &self.recorder.is_some())
+            .field("done", &self.is_done())
+            .finish()
+    }
 }
 
 /// A fetch from the origin the cache is waiting on.
@@ -129,7 +186,7 @@ pub struct FetchTicket {
 }
 
 /// Stores a recorded response once its body has streamed.
-pub struct Finish {
+struct Finish {
     cache: HttpCache,
     plan: CachePlan,
     request: OwnedRequest,
@@ -349,14 +406,16 @@ impl FetchTicket {
         }
         After::Record {
             x_cache: outcome,
-            max_size,
-            finish: Box::new(Finish {
-                cache,
-                plan,
-                request,
-                entry,
-                guard,
-            }),
+            recording: Recording {
+                recorder: Some(BodyRecorder::new(max_size)),
+                finish: Some(Box::new(Finish {
+                    cache,
+                    plan,
+                    request,
+                    entry,
+                    guard,
+                })),
+            },
         }
     }
 }
@@ -365,7 +424,7 @@ impl Finish {
     /// The recorded body ended: with all of it, or with why it cannot be
     /// stored. The write runs in a task of its own (on the current tokio
     /// runtime); waiting requests wake once it is done.
-    pub fn done(self: Box<Self>, body: Result<Bytes, NoCacheReason>) {
+    fn done(self: Box<Self>, body: Result<Bytes, NoCacheReason>) {
         let body = match body {
             Ok(b) => b,
             Err(reason) => {

@@ -70,7 +70,7 @@ pub mod store;
 pub use cache_control::CacheControl;
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};
-pub use flow::{After, Begin, FetchTicket, Finish, OwnedRequest};
+pub use flow::{After, Begin, FetchTicket, OwnedRequest, Recording};
 pub use handle::{CachePlan, CachedResponse, HttpCache, InvalidateError, Lead, Plan, XCache};
 pub use key::{CacheKey, KeySpec};
 pub use pattern::UrlPattern;

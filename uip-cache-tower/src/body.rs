@@ -5,13 +5,7 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use uip_cache_core::record::BodyRecorder;
-use uip_cache_core::NoCacheReason;
-
-/// Called once when a recorded body ends: with the whole body, or why it
-/// cannot be stored (past the size limit, or the stream failed). Dropped
-/// uncalled when the client goes away first.
-pub(crate) type OnDone = Box<dyn FnOnce(Result<Bytes, NoCacheReason>) + Send>;
+use uip_cache_core::Recording;
 
 pin_project! {
     /// The response body of [`CacheService`](crate::CacheService): a stored
@@ -30,8 +24,7 @@ pin_project! {
         Passthrough { #[pin] inner: B },
         Recording {
             #[pin] inner: B,
-            recorder: Option<BodyRecorder>,
-            on_done: Option<OnDone>,
+            recording: Recording,
         },
     }
 }
@@ -51,13 +44,9 @@ impl<B> CacheBody<B> {
         }
     }
 
-    pub(crate) fn recording(inner: B, max: u64, on_done: OnDone) -> Self {
+    pub(crate) fn recording(inner: B, recording: Recording) -> Self {
         CacheBody {
-            kind: Kind::Recording {
-                inner,
-                recorder: Some(BodyRecorder::new(max)),
-                on_done: Some(on_done),
-            },
+            kind: Kind::Recording { inner, recording },
         }
     }
 }
@@ -76,35 +65,16 @@ where
         match self.project().kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             KindProj::Passthrough { inner } => inner.poll_frame(cx),
-            KindProj::Recording {
-                inner,
-                recorder,
-                on_done,
-            } => {
+            KindProj::Recording { inner, recording } => {
                 let frame = ready!(inner.poll_frame(cx));
                 match &frame {
                     Some(Ok(f)) => {
-                        if let (Some(data), Some(r)) = (f.data_ref(), recorder.as_mut()) {
-                            if !r.push(data) {
-                                // Past max_size: stop recording, keep streaming.
-                                *recorder = None;
-                                if let Some(done) = on_done.take() {
-                                    done(Err(NoCacheReason::TooLarge));
-                                }
-                            }
+                        if let Some(data) = f.data_ref() {
+                            recording.chunk(data);
                         }
                     }
-                    Some(Err(_)) => {
-                        *recorder = None;
-                        if let Some(done) = on_done.take() {
-                            done(Err(NoCacheReason::IncompleteBody));
-                        }
-                    }
-                    None => {
-                        if let (Some(r), Some(done)) = (recorder.take(), on_done.take()) {
-                            done(r.finish().ok_or(NoCacheReason::TooLarge));
-                        }
-                    }
+                    Some(Err(_)) => recording.failed(),
+                    None => recording.ended(),
                 }
                 Poll::Ready(frame)
             }
@@ -116,7 +86,7 @@ where
             Kind::Full { data } => data.is_none(),
             Kind::Passthrough { inner } => inner.is_end_stream(),
             // Reported false so the last poll, which stores the entry, happens.
-            Kind::Recording { on_done, inner, .. } => on_done.is_none() && inner.is_end_stream(),
+            Kind::Recording { recording, inner } => recording.is_done() && inner.is_end_stream(),
         }
     }
 

@@ -13,7 +13,7 @@ use uip_cache_core::{
     After, Begin, CachedResponse, FetchTicket, HttpCache, NoCacheReason, Plan, XCache,
 };
 
-use crate::body::{CacheBody, OnDone};
+use crate::body::CacheBody;
 use crate::headers::{authority, extend, header_list, view, HeaderMapRef};
 
 const X_CACHE: &str = "x-cache";
@@ -176,15 +176,8 @@ where
     {
         After::Respond(r) => Ok(from_cached(r)),
         After::Pass(x) => Ok(passthrough(resp, x)),
-        After::Record {
-            x_cache,
-            max_size,
-            finish,
-        } => {
-            let (rparts, rbody) = resp.into_parts();
-            let on_done: OnDone = Box::new(move |body| finish.done(body));
-            let mut resp =
-                Response::from_parts(rparts, CacheBody::recording(rbody, max_size, on_done));
+        After::Record { x_cache, recording } => {
+            let mut resp = resp.map(|b| CacheBody::recording(b, recording));
             resp.headers_mut()
                 .insert(X_CACHE, HeaderValue::from_static(x_cache.as_str()));
             Ok(resp)
