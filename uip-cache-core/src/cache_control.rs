@@ -5,6 +5,8 @@
 //! unparsable `max-age` means stale, a qualified `no-cache="x"` or
 //! `private="x"` means the whole response).
 
+use crate::request::HeaderSource;
+
 /// The directives of one or more `Cache-Control` header values.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -42,36 +44,48 @@ impl CacheControl {
     pub fn parse<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Self {
         let mut cc = CacheControl::default();
         for value in values {
-            let Ok(text) = std::str::from_utf8(value) else {
-                continue;
-            };
-            for directive in split_directives(text) {
-                let (name, arg) = match directive.split_once('=') {
-                    Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
-                    None => (directive.trim(), None),
-                };
-                let secs = || arg.map(parse_seconds);
-                match name.to_ascii_lowercase().as_str() {
-                    "max-age" => cc.max_age = Some(secs().unwrap_or(0)),
-                    "s-maxage" => cc.s_maxage = Some(secs().unwrap_or(0)),
-                    "no-store" => cc.no_store = true,
-                    "no-cache" => cc.no_cache = true,
-                    "private" => cc.private = true,
-                    "public" => cc.public = true,
-                    "must-revalidate" => cc.must_revalidate = true,
-                    "proxy-revalidate" => cc.proxy_revalidate = true,
-                    "max-stale" => cc.max_stale = Some(arg.map(parse_seconds)),
-                    "min-fresh" => cc.min_fresh = Some(secs().unwrap_or(0)),
-                    "only-if-cached" => cc.only_if_cached = true,
-                    "stale-while-revalidate" => {
-                        cc.stale_while_revalidate = Some(secs().unwrap_or(0))
-                    }
-                    "stale-if-error" => cc.stale_if_error = Some(secs().unwrap_or(0)),
-                    _ => {}
-                }
-            }
+            cc.merge(value);
         }
         cc
+    }
+
+    /// Parses the `Cache-Control` values of a header source as they are
+    /// visited, without copying them.
+    pub fn from_headers(headers: &dyn HeaderSource) -> Self {
+        let mut cc = CacheControl::default();
+        headers.for_each_value("cache-control", &mut |v| cc.merge(v));
+        cc
+    }
+
+    /// Adds the directives of one header value.
+    fn merge(&mut self, value: &[u8]) {
+        let Ok(text) = std::str::from_utf8(value) else {
+            return;
+        };
+        let cc = self;
+        for directive in split_directives(text) {
+            let (name, arg) = match directive.split_once('=') {
+                Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                None => (directive.trim(), None),
+            };
+            let secs = || arg.map(parse_seconds);
+            match name.to_ascii_lowercase().as_str() {
+                "max-age" => cc.max_age = Some(secs().unwrap_or(0)),
+                "s-maxage" => cc.s_maxage = Some(secs().unwrap_or(0)),
+                "no-store" => cc.no_store = true,
+                "no-cache" => cc.no_cache = true,
+                "private" => cc.private = true,
+                "public" => cc.public = true,
+                "must-revalidate" => cc.must_revalidate = true,
+                "proxy-revalidate" => cc.proxy_revalidate = true,
+                "max-stale" => cc.max_stale = Some(arg.map(parse_seconds)),
+                "min-fresh" => cc.min_fresh = Some(secs().unwrap_or(0)),
+                "only-if-cached" => cc.only_if_cached = true,
+                "stale-while-revalidate" => cc.stale_while_revalidate = Some(secs().unwrap_or(0)),
+                "stale-if-error" => cc.stale_if_error = Some(secs().unwrap_or(0)),
+                _ => {}
+            }
+        }
     }
 }
 
@@ -230,6 +244,25 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(cc(text), *want, "{text}");
         }
+    }
+
+    #[test]
+    fn from_headers_reads_every_value_like_parse() {
+        let headers = [
+            ("Cache-Control", "max-age=10, public"),
+            ("x-other", "no-store"),
+            ("cache-control", "no-cache"),
+        ];
+        let cc = CacheControl::from_headers(&headers);
+        assert_eq!(
+            cc,
+            CacheControl::parse([&b"max-age=10, public"[..], &b"no-cache"[..]])
+        );
+        assert!(cc.no_cache && cc.public && !cc.no_store);
+        assert_eq!(
+            CacheControl::from_headers(&[("a", "b")]),
+            CacheControl::default()
+        );
     }
 
     #[test]

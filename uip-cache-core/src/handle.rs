@@ -339,11 +339,6 @@ impl HttpCache {
         }
     }
 
-    /// Whether a fetch for the plan's key is under way.
-    pub fn is_fetching(&self, plan: &CachePlan) -> bool {
-        self.inner.locks.is_locked(plan.key.as_str())
-    }
-
     /// Decides whether the origin's response may be stored, counting the reason when not.
     pub fn admit(
         &self,
@@ -352,7 +347,7 @@ impl HttpCache {
         resp: &rules::OriginResponse<'_>,
     ) -> Result<StoredResponse, NoCacheReason> {
         match rules::admit(self.policy(plan), req, resp) {
-            Ok(a) => Ok(a.entry),
+            Ok(entry) => Ok(entry),
             Err(reason) => {
                 self.inner.stats.uncacheable(reason);
                 tracing::debug!(

@@ -16,10 +16,8 @@ use crate::stats::NoCacheReason;
 /// The request's caching directives: `Cache-Control`, or `Pragma: no-cache`
 /// when there is no `Cache-Control` (RFC 9111 section 5.4).
 pub fn request_cache_control(headers: &dyn HeaderSource) -> CacheControl {
-    let mut values = Vec::new();
-    headers.for_each_value("cache-control", &mut |v| values.push(v.to_vec()));
-    let mut cc = CacheControl::parse(values.iter().map(Vec::as_slice));
-    if values.is_empty() {
+    let mut cc = CacheControl::from_headers(headers);
+    if headers.first("cache-control").is_none() {
         let mut pragma_no_cache = false;
         headers.for_each_value("pragma", &mut |v| {
             pragma_no_cache |= v
@@ -104,14 +102,6 @@ const NOT_STORED: [&str; 12] = [
     "content-length",
 ];
 
-/// The metadata of a response that may be stored.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct Admission {
-    /// The entry without its body (the body is recorded while it streams).
-    pub entry: StoredResponse,
-}
-
 /// What the origin answered, as seen by the rules.
 #[derive(Clone, Copy)]
 #[non_exhaustive]
@@ -171,16 +161,14 @@ fn http_date(h: &dyn HeaderSource, name: &str) -> Option<SystemTime> {
 }
 
 /// Decides whether a response may be stored under `policy`, and with which
-/// freshness, stale windows, validators and headers.
+/// freshness, stale windows, validators and headers: the entry to store,
+/// without its body (recorded while it streams).
 pub fn admit(
     policy: &Policy,
     req: &RequestView<'_>,
     resp: &OriginResponse<'_>,
-) -> Result<Admission, NoCacheReason> {
-    let mut cc_values = Vec::new();
-    resp.headers
-        .for_each_value("cache-control", &mut |v| cc_values.push(v.to_vec()));
-    let cc = CacheControl::parse(cc_values.iter().map(Vec::as_slice));
+) -> Result<StoredResponse, NoCacheReason> {
+    let cc = CacheControl::from_headers(resp.headers);
 
     if resp.status == 206 || !policy.allows_status(resp.status) {
         return Err(NoCacheReason::Status);
@@ -296,7 +284,7 @@ pub fn admit(
         vary,
         tags: Vec::new(),
     };
-    Ok(Admission { entry })
+    Ok(entry)
 }
 
 /// Updates a stored entry with a 304's headers and freshness (RFC 9111 section 4.3.4).
@@ -326,10 +314,10 @@ pub fn freshen(
         header_list: &headers,
         ..*resp
     };
-    if let Ok(a) = admit(policy, req, &view) {
+    if let Ok(fresh) = admit(policy, req, &view) {
         let body = std::mem::take(&mut entry.body);
         let (compression, tags) = (entry.compression, std::mem::take(&mut entry.tags));
-        *entry = a.entry;
+        *entry = fresh;
         entry.body = body;
         entry.compression = compression;
         entry.tags = tags;
