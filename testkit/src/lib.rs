@@ -1,6 +1,12 @@
-//! Throwaway redis-server processes for tests: one per test on a free port,
-//! or three joined into a cluster. Killed on drop. When `redis-server` is not
-//! installed the tests are skipped locally, and fail in CI (`CI` is set).
+//! Test support shared by every crate's tests: throwaway redis-server
+//! processes (one per test on a free port, or three joined into a cluster,
+//! killed on drop; skipped locally when `redis-server` is not installed, a
+//! failure in CI where `CI` is set), what a mock origin answers ([`Reply`]),
+//! and a store that fails or hangs ([`FailingStore`]).
+
+mod origin;
+
+pub use origin::{FailingStore, Reply};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -12,45 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use uip_cache_core::store::{
-    MemoryUsage, PutOptions, StoreError, StoreErrorKind, StoreFuture, StoreHealth,
-};
-use uip_cache_core::{CacheConfig, HttpCache, Store, UrlPattern};
-use uip_cache_testkit::RedisServer;
+use uip_cache_core::{CacheConfig, HttpCache, Store};
+use uip_cache_testkit::{FailingStore, RedisServer, Reply};
 
 // ===== the origin =====
-
-#[derive(Clone)]
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    chunks: Vec<Bytes>,
-    delay: Duration,
-}
-
-fn reply(body: &str) -> Reply {
-    Reply {
-        status: 200,
-        headers: Vec::new(),
-        chunks: vec![Bytes::from(body.to_owned())],
-        delay: Duration::ZERO,
-    }
-}
-
-impl Reply {
-    fn header(mut self, n: &'static str, v: impl Into<String>) -> Self {
-        self.headers.push((n, v.into()));
-        self
-    }
-    fn status(mut self, s: u16) -> Self {
-        self.status = s;
-        self
-    }
-    fn delay(mut self, d: Duration) -> Self {
-        self.delay = d;
-        self
-    }
-}
 
 /// What the origin saw of a request.
 struct Seen {
@@ -313,48 +278,6 @@ async fn actix_send(cache: HttpCache, calls: Arc<AtomicUsize>, handler: Handler)
     })
 }
 
-/// A store that fails every call.
-#[derive(Debug)]
-struct BrokenStore;
-
-impl BrokenStore {
-    fn fail<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
-        Box::pin(async {
-            Err(StoreError::new(
-                StoreErrorKind::Connection,
-                "connection refused",
-            ))
-        })
-    }
-}
-
-impl Store for BrokenStore {
-    fn get<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<Bytes>> {
-        Self::fail()
-    }
-    fn put<'a>(&'a self, _: &'a str, _: Bytes, _: PutOptions<'a>) -> StoreFuture<'a, ()> {
-        Self::fail()
-    }
-    fn delete<'a>(&'a self, _: &'a str) -> StoreFuture<'a, bool> {
-        Self::fail()
-    }
-    fn invalidate_tags<'a>(&'a self, _: &'a [String]) -> StoreFuture<'a, u64> {
-        Self::fail()
-    }
-    fn invalidate_pattern<'a>(&'a self, _: &'a UrlPattern) -> StoreFuture<'a, u64> {
-        Self::fail()
-    }
-    fn keys_count(&self) -> StoreFuture<'_, u64> {
-        Self::fail()
-    }
-    fn memory(&self) -> StoreFuture<'_, MemoryUsage> {
-        Self::fail()
-    }
-    fn health(&self) -> StoreFuture<'_, StoreHealth> {
-        Self::fail()
-    }
-}
-
 /// Runs a case for every adapter and store.
 macro_rules! for_every_adapter_and_store {
     ($($case:ident),* $(,)?) => {$(
@@ -392,7 +315,7 @@ const ITEMS: &str =
 // ===== the cases =====
 
 async fn hit_and_miss(a: Adapter, b: Backend) {
-    let Some(h) = Harness::new(a, b, ITEMS, |_, _| reply("[1,2,3]").header("age", "10")).await
+    let Some(h) = Harness::new(a, b, ITEMS, |_, _| Reply::ok("[1,2,3]").header("age", "10")).await
     else {
         return;
     };
@@ -413,7 +336,7 @@ async fn hit_and_miss(a: Adapter, b: Backend) {
 
 async fn vary(a: Adapter, b: Backend) {
     let Some(h) = Harness::new(a, b, ITEMS, |s, _| {
-        reply(&format!(
+        Reply::ok(&format!(
             "hello {}",
             s.header("accept-language").unwrap_or("-")
         ))
@@ -444,7 +367,7 @@ async fn vary(a: Adapter, b: Backend) {
 async fn conditional_304(a: Adapter, b: Backend) {
     let Some(h) = Harness::new(a, b, ITEMS, |s, n| {
         if n == 0 {
-            reply("body")
+            Reply::ok("body")
                 .header("etag", "\"v1\"")
                 .header("cache-control", "max-age=60")
                 .header("age", "100")
@@ -454,7 +377,9 @@ async fn conditional_304(a: Adapter, b: Backend) {
                 Some("\"v1\""),
                 "revalidation sends the validator"
             );
-            reply("").status(304).header("cache-control", "max-age=60")
+            Reply::ok("")
+                .status(304)
+                .header("cache-control", "max-age=60")
         }
     })
     .await
@@ -476,7 +401,7 @@ async fn conditional_304(a: Adapter, b: Backend) {
 
 async fn coalescing(a: Adapter, b: Backend) {
     let Some(h) = Harness::new(a, b, ITEMS, |_, _| {
-        reply("cold").delay(Duration::from_millis(150))
+        Reply::ok("cold").delay(Duration::from_millis(150))
     })
     .await
     else {
@@ -495,13 +420,13 @@ async fn coalescing(a: Adapter, b: Backend) {
 async fn stale(a: Adapter, b: Backend) {
     // Stale on arrival, inside both windows.
     let Some(h) = Harness::new(a, b, ITEMS, |_, n| match n {
-        0 => reply("v0")
+        0 => Reply::ok("v0")
             .header("cache-control", "max-age=60, stale-while-revalidate=600")
             .header("age", "100"),
-        1 => reply("v1")
+        1 => Reply::ok("v1")
             .header("cache-control", "max-age=60, stale-if-error=600")
             .header("age", "100"),
-        _ => reply("down").status(503),
+        _ => Reply::ok("down").status(503),
     })
     .await
     else {
@@ -530,7 +455,7 @@ async fn size_limit(a: Adapter, b: Backend) {
     let policies = format!("{ITEMS}    max_size: 1KB\n");
     let Some(h) = Harness::new(a, b, &policies, move |_, _| Reply {
         chunks: vec![chunk.clone(); 10],
-        ..reply("")
+        ..Reply::ok("")
     })
     .await
     else {
@@ -553,8 +478,10 @@ async fn size_limit(a: Adapter, b: Backend) {
 
 async fn unsafe_method_invalidation(a: Adapter, b: Backend) {
     let Some(h) = Harness::new(a, b, ITEMS, |s, _| match s.method.as_str() {
-        "POST" => reply("created").status(201).header("location", "/items/7"),
-        _ => reply("list"),
+        "POST" => Reply::ok("created")
+            .status(201)
+            .header("location", "/items/7"),
+        _ => Reply::ok("list"),
     })
     .await
     else {
@@ -570,7 +497,7 @@ async fn unsafe_method_invalidation(a: Adapter, b: Backend) {
 
 async fn set_cookie(a: Adapter, b: Backend) {
     let Some(h) = Harness::new(a, b, ITEMS, |_, _| {
-        reply("x").header("set-cookie", "session=1")
+        Reply::ok("x").header("set-cookie", "session=1")
     })
     .await
     else {
@@ -584,7 +511,7 @@ async fn set_cookie(a: Adapter, b: Backend) {
 
 async fn authorization(a: Adapter, b: Backend) {
     let Some(h) = Harness::new(a, b, ITEMS, |s, _| {
-        let r = reply("secret");
+        let r = Reply::ok("secret");
         if s.header("x-public").is_some() {
             r.header("cache-control", "public, max-age=60")
         } else {
@@ -624,8 +551,9 @@ async fn authorization(a: Adapter, b: Backend) {
 async fn fail_open(a: Adapter, b: Backend) {
     // Memory: a store that fails every call. Redis: the real server killed.
     let store: Option<Arc<dyn Store>> =
-        (b == Backend::Memory).then(|| Arc::new(BrokenStore) as Arc<dyn Store>);
-    let Some(mut h) = Harness::with_store(a, b, ITEMS, |_, _| reply("from origin"), store).await
+        (b == Backend::Memory).then(|| Arc::new(FailingStore::erroring()) as Arc<dyn Store>);
+    let Some(mut h) =
+        Harness::with_store(a, b, ITEMS, |_, _| Reply::ok("from origin"), store).await
     else {
         return;
     };
@@ -645,7 +573,7 @@ async fn fail_open(a: Adapter, b: Backend) {
 }
 
 async fn tags(a: Adapter, b: Backend) {
-    let Some(h) = Harness::new(a, b, ITEMS, |_, n| reply(&format!("v{n}"))).await else {
+    let Some(h) = Harness::new(a, b, ITEMS, |_, n| Reply::ok(&format!("v{n}"))).await else {
         return;
     };
     h.get("/items/1").await;

@@ -12,40 +12,9 @@ use actix_web::{test, web, App, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use uip_cache_actix::Cache;
 use uip_cache_core::CacheConfig;
+use uip_cache_testkit::Reply;
 
 const BASIC: &str = "policies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n";
-
-#[derive(Clone)]
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    chunks: Vec<Bytes>,
-    delay: Duration,
-}
-
-fn reply(body: &str) -> Reply {
-    Reply {
-        status: 200,
-        headers: Vec::new(),
-        chunks: vec![Bytes::from(body.to_owned())],
-        delay: Duration::ZERO,
-    }
-}
-
-impl Reply {
-    fn header(mut self, n: &'static str, v: impl Into<String>) -> Self {
-        self.headers.push((n, v.into()));
-        self
-    }
-    fn status(mut self, s: u16) -> Self {
-        self.status = s;
-        self
-    }
-    fn delay(mut self, d: Duration) -> Self {
-        self.delay = d;
-        self
-    }
-}
 
 type Handler = Arc<dyn Fn(&HttpRequest, usize) -> Reply + Send + Sync>;
 
@@ -130,7 +99,7 @@ where
 
 #[actix_rt::test]
 async fn hits_skip_the_origin_with_x_cache_and_age_and_head_uses_get_entries() {
-    let (svc, calls, cache) = app(BASIC, |_, _| reply("[1,2,3]").header("age", "10")).await;
+    let (svc, calls, cache) = app(BASIC, |_, _| Reply::ok("[1,2,3]").header("age", "10")).await;
     let first = send(&svc, "GET", "/items?a=1", &[]).await;
     assert_eq!(
         (first.status, first.x_cache(), &first.body[..]),
@@ -154,9 +123,9 @@ async fn hits_skip_the_origin_with_x_cache_and_age_and_head_uses_get_entries() {
 #[actix_rt::test]
 async fn set_cookie_authorization_and_no_store_are_not_stored() {
     for (r, headers) in [
-        (reply("x").header("set-cookie", "a=b"), &[][..]),
-        (reply("x").header("cache-control", "no-store"), &[][..]),
-        (reply("x"), &[("authorization", "Bearer t")][..]),
+        (Reply::ok("x").header("set-cookie", "a=b"), &[][..]),
+        (Reply::ok("x").header("cache-control", "no-store"), &[][..]),
+        (Reply::ok("x"), &[("authorization", "Bearer t")][..]),
     ] {
         let (svc, calls, _) = app(BASIC, move |_, _| r.clone()).await;
         send(&svc, "GET", "/items", headers).await;
@@ -173,7 +142,7 @@ async fn vary_and_conditional_requests() {
             .get("accept-language")
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
-        reply(&format!("hello {lang}"))
+        Reply::ok(&format!("hello {lang}"))
             .header("vary", "Accept-Language")
             .header("etag", format!("\"{lang}\""))
     })
@@ -196,7 +165,7 @@ async fn vary_and_conditional_requests() {
 #[actix_rt::test]
 async fn concurrent_misses_make_one_origin_call() {
     let (svc, calls, _) = app(BASIC, |_, _| {
-        reply("cold").delay(Duration::from_millis(100))
+        Reply::ok("cold").delay(Duration::from_millis(100))
     })
     .await;
     let all =
@@ -210,10 +179,10 @@ async fn concurrent_misses_make_one_origin_call() {
 #[actix_rt::test]
 async fn stale_while_revalidate_serves_stale_without_a_background_refresh() {
     let (svc, calls, cache) = app(BASIC, |_, n| match n {
-        0 => reply("v0")
+        0 => Reply::ok("v0")
             .header("cache-control", "max-age=60, stale-while-revalidate=600")
             .header("age", "100"),
-        _ => reply("v1"),
+        _ => Reply::ok("v1"),
     })
     .await;
     send(&svc, "GET", "/items", &[]).await;
@@ -229,10 +198,10 @@ async fn stale_while_revalidate_serves_stale_without_a_background_refresh() {
 #[actix_rt::test]
 async fn stale_if_error_serves_the_old_entry_on_5xx() {
     let (svc, _, _) = app(BASIC, |_, n| match n {
-        0 => reply("good")
+        0 => Reply::ok("good")
             .header("cache-control", "max-age=60, stale-if-error=600")
             .header("age", "100"),
-        _ => reply("down").status(503),
+        _ => Reply::ok("down").status(503),
     })
     .await;
     send(&svc, "GET", "/items", &[]).await;
@@ -248,7 +217,7 @@ async fn bodies_past_max_size_stream_through_uncached() {
     let chunk = Bytes::from(vec![7u8; 1024]);
     let (svc, calls, cache) = app(&format!("{BASIC}    max_size: 1KB\n"), move |_, _| Reply {
         chunks: vec![chunk.clone(); 10],
-        ..reply("")
+        ..Reply::ok("")
     })
     .await;
     for _ in 0..2 {
@@ -271,10 +240,10 @@ async fn bodies_past_max_size_stream_through_uncached() {
 #[actix_rt::test]
 async fn unsafe_requests_invalidate_and_tags_work() {
     let (svc, _, cache) = app(BASIC, |req, _| match req.method().as_str() {
-        "POST" => reply("created")
+        "POST" => Reply::ok("created")
             .status(201)
             .header("location", "http://origin.test/items/7"),
-        _ => reply("list"),
+        _ => Reply::ok("list"),
     })
     .await;
     send(&svc, "GET", "/items", &[]).await;
@@ -311,7 +280,7 @@ async fn entries_are_stored_under_the_key_core_computes_for_every_adapter() {
     let uip_cache_core::Plan::Cache(plan) = cache.cache().plan(&v) else {
         panic!()
     };
-    let (svc, _, shared) = app(BASIC, |_, _| reply("x")).await;
+    let (svc, _, shared) = app(BASIC, |_, _| Reply::ok("x")).await;
     send(
         &svc,
         "GET",

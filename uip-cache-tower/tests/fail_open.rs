@@ -6,67 +6,20 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use uip_cache_core::store::{
-    MemoryUsage, PutOptions, StoreError, StoreErrorKind, StoreFuture, StoreHealth,
-};
-use uip_cache_core::{Store, UrlPattern};
+use uip_cache_testkit::FailingStore;
 use uip_cache_tower::CacheLayer;
-
-#[derive(Debug)]
-struct BrokenStore {
-    hang: bool,
-}
-
-impl BrokenStore {
-    fn fail<'a, T: Send + 'a>(&self) -> StoreFuture<'a, T> {
-        if self.hang {
-            Box::pin(std::future::pending())
-        } else {
-            Box::pin(async {
-                Err(StoreError::new(
-                    StoreErrorKind::Connection,
-                    "connection refused",
-                ))
-            })
-        }
-    }
-}
-
-impl Store for BrokenStore {
-    fn get<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<Bytes>> {
-        self.fail()
-    }
-    fn put<'a>(&'a self, _: &'a str, _: Bytes, _: PutOptions<'a>) -> StoreFuture<'a, ()> {
-        self.fail()
-    }
-    fn delete<'a>(&'a self, _: &'a str) -> StoreFuture<'a, bool> {
-        self.fail()
-    }
-    fn invalidate_tags<'a>(&'a self, _: &'a [String]) -> StoreFuture<'a, u64> {
-        self.fail()
-    }
-    fn invalidate_pattern<'a>(&'a self, _: &'a UrlPattern) -> StoreFuture<'a, u64> {
-        self.fail()
-    }
-    fn keys_count(&self) -> StoreFuture<'_, u64> {
-        self.fail()
-    }
-    fn memory(&self) -> StoreFuture<'_, MemoryUsage> {
-        self.fail()
-    }
-    fn health(&self) -> StoreFuture<'_, StoreHealth> {
-        self.fail()
-    }
-}
 
 const CONFIG: &str =
     "store:\n  timeout: 100ms\npolicies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n";
 
 fn service(hang: bool, origin: &Origin) -> uip_cache_tower::CacheService<Origin> {
     let layer = CacheLayer::builder(config(CONFIG))
-        .store(BrokenStore { hang })
+        .store(if hang {
+            FailingStore::hanging()
+        } else {
+            FailingStore::erroring()
+        })
         .build()
         .unwrap();
     tower::Layer::layer(&layer, origin.clone())

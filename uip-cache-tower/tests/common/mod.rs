@@ -34,49 +34,7 @@ impl Body for Chunked {
     }
 }
 
-/// What the origin answers: status, headers, body chunks.
-#[derive(Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
-    pub chunks: Vec<Bytes>,
-    pub delay: Duration,
-    pub fail: bool,
-}
-
-impl Reply {
-    pub fn ok(body: &str) -> Self {
-        Reply {
-            status: 200,
-            headers: Vec::new(),
-            chunks: vec![Bytes::from(body.to_owned())],
-            delay: Duration::ZERO,
-            fail: false,
-        }
-    }
-    pub fn status(mut self, s: u16) -> Self {
-        self.status = s;
-        self
-    }
-    pub fn header(mut self, n: &'static str, v: impl Into<String>) -> Self {
-        self.headers.push((n, v.into()));
-        self
-    }
-    pub fn delay(mut self, d: Duration) -> Self {
-        self.delay = d;
-        self
-    }
-    pub fn chunks(mut self, chunks: Vec<Bytes>) -> Self {
-        self.chunks = chunks;
-        self
-    }
-    pub fn error() -> Self {
-        Reply {
-            fail: true,
-            ..Reply::ok("")
-        }
-    }
-}
+pub use uip_cache_testkit::Reply;
 
 /// The origin's error type when a reply says `fail`.
 #[derive(Debug)]
