@@ -28,3 +28,20 @@ mod breaker;
 mod store;
 
 pub use store::{RedisConfigError, RedisStore};
+
+use std::sync::Arc;
+
+use uip_cache_core::config::StoreKind;
+use uip_cache_core::{CacheConfig, ConfigError, HttpCache};
+
+/// The cache a config describes, with the store it names: memory, Redis or
+/// Redis Cluster (connected lazily). What the adapters' `from_config` use when
+/// built with their `redis` feature.
+pub fn http_cache_from_config(config: &CacheConfig) -> Result<HttpCache, ConfigError> {
+    if config.store.kind == StoreKind::Memory {
+        return HttpCache::with_memory_store(config);
+    }
+    let store = RedisStore::from_config(config)
+        .map_err(|e| ConfigError::at(config.source_name(), "redis", e.to_string()))?;
+    HttpCache::new(config, Arc::new(store))
+}

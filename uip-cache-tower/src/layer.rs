@@ -20,16 +20,10 @@ impl CacheLayer {
     /// Without the feature a config asking for Redis is an error. Never blocks.
     pub fn from_config(config: &CacheConfig) -> Result<Self, ConfigError> {
         #[cfg(feature = "redis")]
-        if config.store.kind != uip_cache_core::config::StoreKind::Memory {
-            let store = uip_cache_redis::RedisStore::from_config(config)
-                .map_err(|e| ConfigError::at(config.source_name(), "redis", e.to_string()))?;
-            return Ok(CacheLayer {
-                cache: HttpCache::new(config, Arc::new(store))?,
-            });
-        }
-        Ok(CacheLayer {
-            cache: HttpCache::with_memory_store(config)?,
-        })
+        let cache = uip_cache_redis::http_cache_from_config(config)?;
+        #[cfg(not(feature = "redis"))]
+        let cache = HttpCache::with_memory_store(config)?;
+        Ok(CacheLayer { cache })
     }
 
     /// A builder for a layer with a store chosen in code.
