@@ -24,30 +24,10 @@ use crate::entry::StoredResponse;
 use crate::handle::{CachePlan, CachedResponse, HttpCache, Lead, XCache};
 use crate::lock::{Lock, LockGuard, WaitOutcome};
 use crate::record::BodyRecorder;
+pub use crate::request::HeaderList;
 use crate::request::{HeaderSource, RequestView};
 use crate::rules::{self, OriginResponse, Usability};
 use crate::stats::NoCacheReason;
-
-/// Headers as name (lower case) and raw value, the form the flow works with.
-#[derive(Clone, Copy, Debug)]
-pub struct HeaderList<'a>(pub &'a [(String, Bytes)]);
-
-impl HeaderSource for HeaderList<'_> {
-    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
-        for (n, v) in self.0 {
-            if n.eq_ignore_ascii_case(name) {
-                f(v);
-            }
-        }
-    }
-
-    fn first(&self, name: &str) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| &v[..])
-    }
-}
 
 /// The parts of a request the cache still needs once the request itself has
 /// gone to the origin.

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 /// Header lookup by lower-case name, implemented by each adapter over its own
 /// header map (and here over simple lists for tests and tools).
 pub trait HeaderSource {
@@ -56,6 +58,28 @@ impl<N: AsRef<str>, V: AsRef<str>> HeaderSource for Vec<(N, V)> {
 
     fn first(&self, name: &str) -> Option<&[u8]> {
         pairs_first(self.iter(), name)
+    }
+}
+
+/// Header lookup over (lower-case name, raw value) pairs, the form entries
+/// and the request flow keep headers in.
+#[derive(Clone, Copy, Debug)]
+pub struct HeaderList<'a>(pub &'a [(String, Bytes)]);
+
+impl HeaderSource for HeaderList<'_> {
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for (n, v) in self.0 {
+            if n.eq_ignore_ascii_case(name) {
+                f(v);
+            }
+        }
+    }
+
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| &v[..])
     }
 }
 

@@ -10,7 +10,7 @@ use crate::cache_control::CacheControl;
 use crate::config::TtlMode;
 use crate::entry::StoredResponse;
 use crate::policy::Policy;
-use crate::request::{HeaderSource, RequestView};
+use crate::request::{HeaderList, HeaderSource, RequestView};
 use crate::stats::NoCacheReason;
 
 /// The request's caching directives: `Cache-Control`, or `Pragma: no-cache`
@@ -303,10 +303,7 @@ pub fn freshen(
         headers.push((name.clone(), value.clone()));
     }
     // Reuse admit() for the freshness arithmetic on the merged headers.
-    let merged = headers
-        .iter()
-        .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
-        .collect::<Vec<_>>();
+    let merged = HeaderList(&headers);
     let status = entry.status;
     let view = OriginResponse {
         status,
