@@ -90,12 +90,9 @@ impl CacheControl {
 }
 
 /// Delta-seconds; anything unparsable is 0 (the cautious reading), and values
-/// too large saturate (RFC 9111 section 1.2.2).
+/// too large are clamped at 2^31 (RFC 9111 section 1.2.2).
 fn parse_seconds(s: &str) -> u64 {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return 0;
-    }
-    s.parse().unwrap_or(u64::MAX)
+    crate::date::parse_delta_seconds(s.as_bytes()).unwrap_or(0)
 }
 
 /// Splits at commas that are not inside a quoted string.
@@ -166,7 +163,7 @@ mod tests {
             (
                 "max-age=99999999999999999999999",
                 CacheControl {
-                    max_age: Some(u64::MAX),
+                    max_age: Some(crate::date::MAX_DELTA_SECONDS),
                     ..Default::default()
                 },
             ),

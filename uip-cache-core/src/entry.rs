@@ -25,6 +25,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 const MAGIC: &[u8; 4] = b"UIPC";
+/// How long, at least, an entry with validators is kept for revalidation.
+pub const REVALIDATION_GRACE: Duration = Duration::from_secs(300);
+
 /// The version [`StoredResponse::encode`] writes.
 pub const ENTRY_VERSION: u8 = 1;
 
@@ -139,7 +142,8 @@ impl StoredResponse {
 
     /// The age now (RFC 9111 section 4.2.3): initial age plus time resident.
     pub fn age(&self, now: SystemTime) -> Duration {
-        self.initial_age + now.duration_since(self.stored_at).unwrap_or_default()
+        self.initial_age
+            .saturating_add(now.duration_since(self.stored_at).unwrap_or_default())
     }
 
     /// Whether the entry is fresh at `now`.
@@ -154,14 +158,26 @@ impl StoredResponse {
 
     /// How long the store should keep it: freshness plus the longest stale
     /// window, minus the age it already had; at least one second. Entries with
-    /// validators are kept a while past that so they can be revalidated.
+    /// validators are kept a while past that so they can be revalidated: twice
+    /// their lifetime, and at least [`REVALIDATION_GRACE`] (a `max-age` of a
+    /// second or two, with `Date` at one-second resolution, would otherwise be
+    /// gone before anyone could revalidate it).
     pub fn storage_ttl(&self) -> Duration {
         let stale = self.stale_while_revalidate.max(self.stale_if_error);
-        let mut ttl = (self.freshness_lifetime + stale).saturating_sub(self.initial_age);
+        let mut ttl = self
+            .freshness_lifetime
+            .saturating_add(stale)
+            .saturating_sub(self.initial_age);
         if self.etag.is_some() || self.last_modified.is_some() {
-            ttl = ttl.max(self.freshness_lifetime.saturating_sub(self.initial_age) * 2);
+            ttl = ttl
+                .max(
+                    self.freshness_lifetime
+                        .saturating_mul(2)
+                        .saturating_sub(self.initial_age),
+                )
+                .max(REVALIDATION_GRACE);
         }
-        ttl.max(Duration::from_secs(1))
+        ttl.clamp(Duration::from_secs(1), crate::date::MAX_DELTA)
     }
 
     /// The first value of header `name` (lower case).

@@ -26,7 +26,7 @@ use crate::lock::{Lock, LockGuard, WaitOutcome};
 use crate::record::BodyRecorder;
 pub use crate::request::HeaderList;
 use crate::request::{HeaderSource, RequestView};
-use crate::rules::{self, OriginResponse, Usability};
+use crate::rules::{self, Freshened, OriginResponse, Usability};
 use crate::stats::NoCacheReason;
 
 /// The parts of a request the cache still needs once the request itself has
@@ -201,30 +201,19 @@ impl HttpCache {
         // variant, say); bounded so a request never waits forever.
         let mut rounds = 0;
         loop {
-            let now = SystemTime::now();
             if let Some(entry) = self.lookup(&plan, req).await {
-                let usability = rules::usability(&entry, &plan.request_cc, now);
-                let outcome = match usability {
-                    Usability::Fresh => Some(XCache::Hit),
-                    Usability::StaleAccepted | Usability::StaleWhileRevalidate => {
-                        Some(XCache::Stale)
-                    }
-                    _ => None,
-                };
-                if let Some((x, r)) =
-                    outcome.and_then(|x| Some((x, self.respond(&entry, req, x, now)?)))
-                {
-                    self.count(x);
-                    if usability == Usability::StaleWhileRevalidate {
+                match self.answer(&plan, req, &entry) {
+                    Some((Usability::StaleWhileRevalidate, r)) => {
                         // Refresh once, in the background.
                         if let Lock::Leader(g) = self.lock(&plan) {
                             let ticket = self.ticket(plan, req, headers(), Some(entry), Some(g));
                             return Begin::RespondAndRefresh(r, ticket);
                         }
+                        return Begin::Respond(r);
                     }
-                    return Begin::Respond(r);
+                    Some((_, r)) => return Begin::Respond(r),
+                    None => stale = Some(entry),
                 }
-                stale = Some(entry);
             }
             if plan.request_cc.only_if_cached {
                 self.stats().uncacheable(NoCacheReason::NoFreshness);
@@ -238,10 +227,14 @@ impl HttpCache {
                 Lock::Leader(mut g) => {
                     // Other instances sharing the store may be fetching it too.
                     if let Lead::Found(entry) = self.lead(&mut plan, req, &mut g).await {
-                        if let Some(r) = self.respond(&entry, req, XCache::Hit, SystemTime::now()) {
-                            g.stored();
-                            self.count(XCache::Hit);
-                            return Begin::Respond(r);
+                        // Another instance stored it: it answers only if it may
+                        // answer this request, as any entry found by lookup.
+                        match self.answer(&plan, req, &entry) {
+                            Some((Usability::Fresh | Usability::StaleAccepted, r)) => {
+                                g.stored();
+                                return Begin::Respond(r);
+                            }
+                            _ => stale = Some(*entry),
                         }
                     }
                     guard = Some(g);
@@ -259,6 +252,26 @@ impl HttpCache {
             }
         }
         Begin::Fetch(self.ticket(plan, req, headers(), stale, guard))
+    }
+
+    /// The response `entry` gives this request now, if it may answer it
+    /// without the origin (fresh, or stale where allowed), counted.
+    fn answer(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        entry: &StoredResponse,
+    ) -> Option<(Usability, CachedResponse)> {
+        let now = SystemTime::now();
+        let usability = rules::usability(entry, &plan.request_cc, now);
+        let x = match usability {
+            Usability::Fresh => XCache::Hit,
+            Usability::StaleAccepted | Usability::StaleWhileRevalidate => XCache::Stale,
+            _ => return None,
+        };
+        let r = self.respond(entry, req, x, now)?;
+        self.count(x);
+        Some((usability, r))
     }
 
     fn ticket(
@@ -317,7 +330,7 @@ impl FetchTicket {
         let e = self
             .stale
             .as_ref()
-            .filter(|e| rules::serves_on_error(e, now))?;
+            .filter(|e| rules::serves_on_error(e, &self.plan.request_cc, now))?;
         let hs = self.request.header_list();
         let r = self
             .cache
@@ -349,20 +362,32 @@ impl FetchTicket {
         let hs = request.header_list();
         let view = request.view(&hs);
         if let (304, Some(mut entry)) = (status, stale) {
-            let respond = {
-                rules::freshen(&mut entry, cache.policy(&plan), &view, &origin);
-                cache.stats().revalidation();
-                if cache.put_entry(&plan, &view, entry.clone()).await {
-                    if let Some(g) = &guard {
-                        g.stored();
+            cache.stats().revalidation();
+            match rules::freshen(&mut entry, cache.policy(&plan), &view, &origin) {
+                Freshened::Store => {
+                    if cache.put_entry(&plan, &view, entry.clone()).await {
+                        if let Some(g) = &guard {
+                            g.stored();
+                        }
                     }
                 }
-                cache.respond(&entry, &view, XCache::Expired, response_time)
-            };
+                Freshened::Remove(reason) => {
+                    cache.stats().uncacheable(reason);
+                    cache.remove_entry(&plan, &view, &entry).await;
+                }
+            }
             drop(guard);
-            return match respond {
-                Some(r) => {
+            return match cache.respond(&entry, &view, XCache::Expired, response_time) {
+                Some(mut r) => {
                     cache.count(XCache::Expired);
+                    // The 304's cookies are this client's alone: never stored,
+                    // but delivered.
+                    r.headers.extend(
+                        headers
+                            .iter()
+                            .filter(|(n, _)| rules::PER_CLIENT.contains(&n.as_str()))
+                            .cloned(),
+                    );
                     After::Respond(r)
                 }
                 None => After::Pass(XCache::Expired),

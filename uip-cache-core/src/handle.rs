@@ -446,6 +446,27 @@ impl HttpCache {
         stored
     }
 
+    /// Removes the stored `entry` of `req` (its variant, when it varies).
+    pub async fn remove_entry(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        entry: &StoredResponse,
+    ) {
+        let key = if entry.vary.is_empty() {
+            plan.key.clone()
+        } else {
+            self.policy(plan).key_spec().key(req, &entry.vary)
+        };
+        if self
+            .guarded("delete", self.inner.store.delete(key.as_str()))
+            .await
+            == Some(true)
+        {
+            self.inner.stats.deleted(1);
+        }
+    }
+
     /// Builds the response for `req` from `entry`: a 304 when the request's
     /// conditionals match, the stored gzip for clients that accept it, the
     /// identity body otherwise. `None` if a compressed body does not decode.

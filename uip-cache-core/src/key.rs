@@ -131,6 +131,11 @@ impl KeySpec {
         }
     }
 
+    /// Whether the request header `name` (lower case) is part of the key.
+    pub fn keys_header(&self, name: &str) -> bool {
+        name == "accept" || self.headers.iter().any(|h| h == name)
+    }
+
     /// Whether the body is part of the key (the adapter must buffer it).
     pub fn uses_body(&self) -> bool {
         self.body

@@ -52,6 +52,7 @@
 pub mod cache_control;
 pub mod compress;
 pub mod config;
+pub mod date;
 pub mod entry;
 pub mod flow;
 mod handle;

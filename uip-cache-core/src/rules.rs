@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::cache_control::CacheControl;
 use crate::config::TtlMode;
+use crate::date::clamp;
 use crate::entry::StoredResponse;
 use crate::policy::Policy;
 use crate::request::{HeaderList, HeaderSource, RequestView};
@@ -81,7 +82,12 @@ pub fn usability(entry: &StoredResponse, req: &CacheControl, now: SystemTime) ->
 }
 
 /// Whether `entry` may be served because the origin failed (stale-if-error).
-pub fn serves_on_error(entry: &StoredResponse, now: SystemTime) -> bool {
+/// Never when it must be revalidated before every use (`no-cache`, from the
+/// response or the request) or once stale when `must-revalidate` says so.
+pub fn serves_on_error(entry: &StoredResponse, req: &CacheControl, now: SystemTime) -> bool {
+    if entry.no_cache || req.no_cache {
+        return false;
+    }
     entry.is_fresh(now) || (!entry.must_revalidate && entry.staleness(now) < entry.stale_if_error)
 }
 
@@ -146,23 +152,68 @@ impl std::fmt::Debug for OriginResponse<'_> {
     }
 }
 
-fn header_str(h: &dyn HeaderSource, name: &str) -> Option<String> {
-    h.first(name)
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .map(|s| s.trim().to_owned())
-}
-
-fn parse_date(v: &[u8]) -> Option<SystemTime> {
-    httpdate::parse_http_date(std::str::from_utf8(v).ok()?.trim()).ok()
-}
-
 fn http_date(h: &dyn HeaderSource, name: &str) -> Option<SystemTime> {
-    h.first(name).and_then(parse_date)
+    h.first(name).and_then(crate::date::parse_http_date)
+}
+
+/// The `Age` of a response: the first member of the first `Age` header,
+/// clamped; an invalid one is ignored (RFC 9111 section 5.1).
+fn age_header(h: &dyn HeaderSource) -> Duration {
+    h.first("age")
+        .and_then(|v| {
+            let first = v.split(|&b| b == b',').next()?.trim_ascii();
+            crate::date::parse_delta_seconds(first)
+        })
+        .map(Duration::from_secs)
+        .unwrap_or_default()
+}
+
+/// Whether the response's directives and the request make it unfit for a
+/// shared cache whatever the policy says: `no-store`, `private`,
+/// `Set-Cookie`, `Authorization` without explicit permission (RFC 9111
+/// section 3.5), `Cookie` without explicit shared freshness unless the key
+/// holds the cookie. `ttl_mode: override` never overrides these.
+fn shared_storage_forbidden(
+    policy: &Policy,
+    req: &RequestView<'_>,
+    resp: &OriginResponse<'_>,
+    cc: &CacheControl,
+    vary: &[String],
+) -> Option<NoCacheReason> {
+    if cc.no_store {
+        return Some(NoCacheReason::ResponseNoStore);
+    }
+    if cc.private {
+        return Some(NoCacheReason::Private);
+    }
+    if resp.headers.first("set-cookie").is_some() {
+        return Some(NoCacheReason::SetCookie);
+    }
+    if req.headers.first("authorization").is_some()
+        && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate)
+    {
+        return Some(NoCacheReason::Authorization);
+    }
+    // A response to a request with cookies may depend on them: it is shared
+    // only when the origin says so, or when entries are keyed on the cookie.
+    if req.headers.first("cookie").is_some()
+        && !(cc.public || cc.s_maxage.is_some() || cc.max_age.is_some())
+        && !policy.key_spec().keys_header("cookie")
+        && !vary.iter().any(|v| v == "cookie")
+    {
+        return Some(NoCacheReason::Cookie);
+    }
+    None
 }
 
 /// Decides whether a response may be stored under `policy`, and with which
 /// freshness, stale windows, validators and headers: the entry to store,
 /// without its body (recorded while it streams).
+///
+/// Any final status with explicit freshness from the origin (`max-age`,
+/// `s-maxage`, `Expires`) or `public` may be stored; the policy's `statuses`
+/// say which may be stored on the policy's TTL or heuristic freshness alone
+/// (RFC 9111 sections 3 and 4.2.2).
 pub fn admit(
     policy: &Policy,
     req: &RequestView<'_>,
@@ -170,24 +221,8 @@ pub fn admit(
 ) -> Result<StoredResponse, NoCacheReason> {
     let cc = CacheControl::from_headers(resp.headers);
 
-    if resp.status == 206 || !policy.allows_status(resp.status) {
+    if resp.status == 206 || resp.status == 304 || !(200..=599).contains(&resp.status) {
         return Err(NoCacheReason::Status);
-    }
-    if cc.no_store {
-        return Err(NoCacheReason::ResponseNoStore);
-    }
-    if cc.private {
-        return Err(NoCacheReason::Private);
-    }
-    if resp.headers.first("set-cookie").is_some() {
-        return Err(NoCacheReason::SetCookie);
-    }
-    // RFC 9111 section 3.5: a shared cache stores responses to authenticated
-    // requests only when the response says it may.
-    if req.headers.first("authorization").is_some()
-        && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate)
-    {
-        return Err(NoCacheReason::Authorization);
     }
     let mut vary = Vec::new();
     let mut vary_star = false;
@@ -201,52 +236,67 @@ pub fn admit(
             }
         }
     });
+    if let Some(reason) = shared_storage_forbidden(policy, req, resp, &cc, &vary) {
+        return Err(reason);
+    }
     if vary_star {
         return Err(NoCacheReason::VaryStar);
     }
     vary.sort();
 
-    // Age when received (RFC 9111 section 4.2.3).
+    // Age when received (RFC 9111 section 4.2.3); every term is clamped, so
+    // no sum below can overflow.
     let date = http_date(resp.headers, "date");
-    let age_value = header_str(resp.headers, "age")
-        .and_then(|a| a.parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or_default();
+    let age_value = age_header(resp.headers);
     let apparent_age = date
         .and_then(|d| resp.response_time.duration_since(d).ok())
+        .map(clamp)
         .unwrap_or_default();
-    let response_delay = resp
-        .response_time
-        .duration_since(resp.request_time)
-        .unwrap_or_default();
-    let initial_age = apparent_age.max(age_value + response_delay);
+    let response_delay = clamp(
+        resp.response_time
+            .duration_since(resp.request_time)
+            .unwrap_or_default(),
+    );
+    let initial_age = clamp(apparent_age.max(age_value + response_delay));
 
-    // Freshness lifetime (RFC 9111 section 4.2.1), or the policy's TTL.
+    // Freshness lifetime from the origin (RFC 9111 section 4.2.1). An
+    // Expires that is not a date means already expired.
     let origin_lifetime = cc
         .s_maxage
         .or(cc.max_age)
         .map(Duration::from_secs)
         .or_else(|| {
-            http_date(resp.headers, "expires").map(|exp| {
-                exp.duration_since(date.unwrap_or(resp.response_time))
+            resp.headers.first("expires").map(|v| {
+                crate::date::parse_http_date(v)
+                    .and_then(|exp| exp.duration_since(date.unwrap_or(resp.response_time)).ok())
+                    .map(clamp)
                     .unwrap_or_default()
             })
-        })
-        .or_else(|| header_str(resp.headers, "expires").map(|_| Duration::ZERO));
-    let lifetime = match (policy.ttl_mode(), policy.ttl(), origin_lifetime) {
-        (TtlMode::Override, Some(ttl), _) => ttl,
-        (_, _, Some(origin)) => origin,
-        (_, Some(ttl), None) => ttl,
-        (_, None, None) => Duration::ZERO,
-    };
+        });
+    let explicit = origin_lifetime.is_some() || cc.public;
+    if !explicit && !policy.allows_status(resp.status) {
+        return Err(NoCacheReason::Status);
+    }
     let etag = resp.headers.first("etag").map(Bytes::copy_from_slice);
     let last_modified = resp
         .headers
         .first("last-modified")
         .map(Bytes::copy_from_slice);
+    let lifetime = match (policy.ttl_mode(), policy.ttl(), origin_lifetime) {
+        (TtlMode::Override, Some(ttl), _) => ttl,
+        (_, _, Some(origin)) => origin,
+        (_, Some(ttl), None) => ttl,
+        (_, None, None) if policy.allows_status(resp.status) => {
+            heuristic_lifetime(date.unwrap_or(resp.response_time), last_modified.as_deref())
+        }
+        (_, None, None) => Duration::ZERO,
+    };
+    let lifetime = clamp(lifetime);
     let has_validator = etag.is_some() || last_modified.is_some();
     let no_cache = cc.no_cache && policy.ttl_mode() != TtlMode::Override;
-    if lifetime.is_zero() && !(has_validator && (no_cache || origin_lifetime.is_some())) {
+    // A response that is stale at once is still worth keeping when it can be
+    // revalidated, or when the origin asked for revalidation on every use.
+    if lifetime.is_zero() && !has_validator {
         return Err(NoCacheReason::NoFreshness);
     }
 
@@ -265,7 +315,7 @@ pub fn admit(
         .collect();
 
     let secs = |v: Option<u64>, policy: Option<Duration>| {
-        v.map(Duration::from_secs).or(policy).unwrap_or_default()
+        clamp(v.map(Duration::from_secs).or(policy).unwrap_or_default())
     };
     let entry = StoredResponse {
         status: resp.status,
@@ -287,47 +337,88 @@ pub fn admit(
     Ok(entry)
 }
 
-/// Updates a stored entry with a 304's headers and freshness (RFC 9111 section 4.3.4).
+/// Heuristic freshness (RFC 9111 section 4.2.2): a tenth of the time since
+/// `Last-Modified`, at most a day, as most caches do.
+fn heuristic_lifetime(date: SystemTime, last_modified: Option<&[u8]>) -> Duration {
+    last_modified
+        .and_then(crate::date::parse_http_date)
+        .and_then(|lm| date.duration_since(lm).ok())
+        .map(|d| (d / 10).min(Duration::from_secs(86_400)))
+        .unwrap_or_default()
+}
+
+/// What a 304 does to the stored entry it validated.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Freshened {
+    /// Store the updated entry.
+    Store,
+    /// The 304 forbids keeping it (`no-store`, `private`, ...): remove the
+    /// entry; the updated response still answers this one request.
+    Remove(NoCacheReason),
+}
+
+/// Updates a stored entry with a 304's headers and freshness (RFC 9111
+/// section 4.3.4). Per-client headers of the 304 (`Set-Cookie`) are not
+/// merged: they go to the client that caused the revalidation only.
 pub fn freshen(
     entry: &mut StoredResponse,
     policy: &Policy,
     req: &RequestView<'_>,
     resp: &OriginResponse<'_>,
-) {
-    let mut headers = entry.headers.clone();
-    for (name, value) in resp.header_list {
-        if NOT_STORED.contains(&name.as_str()) || name == "content-encoding" {
-            continue;
-        }
-        headers.retain(|(n, _)| n != name);
-        headers.push((name.clone(), value.clone()));
-    }
-    // Reuse admit() for the freshness arithmetic on the merged headers.
+) -> Freshened {
+    let merged_in =
+        |n: &str| !(NOT_STORED.contains(&n) || PER_CLIENT.contains(&n) || n == "content-encoding");
+    let mut headers: Vec<(String, Bytes)> = entry
+        .headers
+        .iter()
+        .filter(|(n, _)| !resp.header_list.iter().any(|(u, _)| u == n && merged_in(u)))
+        .cloned()
+        .collect();
+    headers.extend(
+        resp.header_list
+            .iter()
+            .filter(|(n, _)| merged_in(n))
+            .cloned(),
+    );
+    // The merged headers carry the 304's directives (a `no-store` or
+    // `private` there forbids keeping the entry) and none of its per-client
+    // headers; admit() decides on them as on a new response.
     let merged = HeaderList(&headers);
-    let status = entry.status;
+    // Reuse admit() for the freshness arithmetic on the merged headers.
     let view = OriginResponse {
-        status,
+        status: entry.status,
         headers: &merged,
         header_list: &headers,
         ..*resp
     };
-    if let Ok(fresh) = admit(policy, req, &view) {
-        let body = std::mem::take(&mut entry.body);
-        let (compression, tags) = (entry.compression, std::mem::take(&mut entry.tags));
-        *entry = fresh;
-        entry.body = body;
-        entry.compression = compression;
-        entry.tags = tags;
-    } else {
-        entry.headers = headers;
-        entry.stored_at = resp.response_time;
+    match admit(policy, req, &view) {
+        Ok(fresh) => {
+            let body = std::mem::take(&mut entry.body);
+            let (compression, tags) = (entry.compression, std::mem::take(&mut entry.tags));
+            *entry = fresh;
+            entry.body = body;
+            entry.compression = compression;
+            entry.tags = tags;
+            Freshened::Store
+        }
+        Err(reason) => {
+            entry.headers = headers;
+            Freshened::Remove(reason)
+        }
     }
 }
 
+/// Response headers meant for one client, never stored from a 304.
+pub const PER_CLIENT: [&str; 2] = ["set-cookie", "set-cookie2"];
+
 /// Whether the request's `If-None-Match` / `If-Modified-Since` match the entry,
-/// so a 304 answers it (RFC 9110 section 13.2.2). Only GET and HEAD.
+/// so a 304 answers it (RFC 9110 section 13.2.2). Only GET and HEAD, and only
+/// from a stored 2xx (RFC 9110 section 13.2.1).
 pub fn not_modified(req: &RequestView<'_>, entry: &StoredResponse) -> bool {
-    if !(req.method.eq_ignore_ascii_case("GET") || req.method.eq_ignore_ascii_case("HEAD")) {
+    if !(req.method.eq_ignore_ascii_case("GET") || req.method.eq_ignore_ascii_case("HEAD"))
+        || !(200..300).contains(&entry.status)
+    {
         return false;
     }
     let mut inm = Vec::new();
@@ -352,33 +443,41 @@ pub fn not_modified(req: &RequestView<'_>, entry: &StoredResponse) -> bool {
     let last = entry
         .last_modified
         .as_deref()
-        .and_then(parse_date)
-        .or_else(|| entry.header("date").and_then(|v| parse_date(v)));
+        .and_then(crate::date::parse_http_date)
+        .or_else(|| {
+            entry
+                .header("date")
+                .and_then(|v| crate::date::parse_http_date(v))
+        });
     last.is_some_and(|last| last <= since)
 }
 
-/// Whether the client accepts gzip (`Accept-Encoding` lists gzip or `*` with q > 0).
+/// Whether the client accepts gzip: an explicit `gzip` (or `x-gzip`) item
+/// decides by its q-value, else `*` does (RFC 9110 section 12.5.3).
 pub fn accepts_gzip(headers: &dyn HeaderSource) -> bool {
-    let mut ok = false;
+    let (mut gzip, mut star) = (None, None);
     headers.for_each_value("accept-encoding", &mut |v| {
         for item in v.split(|&b| b == b',') {
             let mut parts = item.split(|&b| b == b';');
             let coding = parts.next().unwrap_or_default().trim_ascii();
-            let q_zero = parts.any(|p| {
+            let mut q_zero = false;
+            for p in parts {
                 let p = p.trim_ascii();
-                p.len() >= 2
-                    && p[..2].eq_ignore_ascii_case(b"q=")
-                    && std::str::from_utf8(&p[2..])
+                if p.len() >= 2 && p[..2].eq_ignore_ascii_case(b"q=") {
+                    q_zero = std::str::from_utf8(&p[2..])
                         .ok()
                         .and_then(|q| q.trim().parse::<f32>().ok())
-                        == Some(0.0)
-            });
-            if (coding.eq_ignore_ascii_case(b"gzip") || coding == b"*") && !q_zero {
-                ok = true;
+                        .is_some_and(|q| q <= 0.0);
+                }
+            }
+            if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
+                gzip = Some(gzip.unwrap_or(false) || !q_zero);
+            } else if coding == b"*" {
+                star = Some(star.unwrap_or(false) || !q_zero);
             }
         }
     });
-    ok
+    gzip.or(star).unwrap_or(false)
 }
 
 /// The path (and query) of a `Location` / `Content-Location` on the request's

@@ -41,11 +41,14 @@ pub enum NoCacheReason {
     IncompleteBody,
     /// The policy keys on the request body, which the adapter did not buffer.
     BodyNotBuffered,
+    /// The request had `Cookie`, the response gave no explicit shared
+    /// freshness, and the policy does not key on the cookie.
+    Cookie,
 }
 
 impl NoCacheReason {
     /// Every reason, in counter order.
-    pub const ALL: [NoCacheReason; 15] = [
+    pub const ALL: [NoCacheReason; 16] = [
         NoCacheReason::NoPolicy,
         NoCacheReason::Method,
         NoCacheReason::RequestNoStore,
@@ -61,6 +64,7 @@ impl NoCacheReason {
         NoCacheReason::Invalidated,
         NoCacheReason::IncompleteBody,
         NoCacheReason::BodyNotBuffered,
+        NoCacheReason::Cookie,
     ];
 
     /// The snake_case name used in metrics.
@@ -81,6 +85,7 @@ impl NoCacheReason {
             NoCacheReason::Invalidated => "invalidated",
             NoCacheReason::IncompleteBody => "incomplete_body",
             NoCacheReason::BodyNotBuffered => "body_not_buffered",
+            NoCacheReason::Cookie => "cookie",
         }
     }
 

@@ -220,3 +220,27 @@ fn secrets_stay_out_of_debug_output() {
     let dbg = format!("{c:?}");
     assert!(!dbg.contains("hunter2") && !dbg.contains("s3cret"), "{dbg}");
 }
+
+#[test]
+fn durations_that_would_overflow_are_errors_with_a_line() {
+    for ttl in [
+        "1e20",
+        "99999999999999999999",
+        "3000000000",
+        "\"99999999999d\"",
+    ] {
+        let p = only_problem(&format!(
+            "policies:\n  - name: a\n    pattern: /a\n    ttl: {ttl}\n"
+        ));
+        assert_eq!(p.line, Some(4), "{ttl}: {p:?}");
+        assert_eq!(p.path, "policies[0].ttl", "{ttl}");
+        assert!(
+            p.message.contains("too large") || p.message.contains("invalid"),
+            "{ttl}: {p:?}"
+        );
+    }
+    let p = only_problem(
+        "policies:\n  - name: a\n    pattern: /a\n    ttl: 60\n    stale_while_revalidate: 1e300\n",
+    );
+    assert_eq!(p.path, "policies[0].stale_while_revalidate");
+}

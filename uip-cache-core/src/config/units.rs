@@ -102,6 +102,18 @@ impl Seconds {
                 ))
             }
         };
+        Seconds::checked(d).map_err(|e| format!("duration `{text}` {e}"))
+    }
+
+    /// `d`, unless it is longer than any duration a cache needs (2^31
+    /// seconds, about 68 years: RFC 9111's largest delta-seconds).
+    fn checked(d: Duration) -> Result<Self, String> {
+        if d > crate::date::MAX_DELTA {
+            return Err(format!(
+                "is too large: at most {} seconds (about 68 years)",
+                crate::date::MAX_DELTA_SECONDS
+            ));
+        }
         Ok(Seconds(d))
     }
 
@@ -126,19 +138,25 @@ impl<'de> Deserialize<'de> for Seconds {
                 f.write_str("a duration such as 60 (seconds), \"30s\", \"5m\" or \"250ms\"")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
-                Ok(Seconds(Duration::from_secs(v)))
+                Seconds::checked(Duration::from_secs(v))
+                    .map_err(|e| E::custom(format!("duration {v} {e}")))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
-                u64::try_from(v)
-                    .map(|v| Seconds(Duration::from_secs(v)))
-                    .map_err(|_| E::custom("a duration cannot be negative"))
+                let v = u64::try_from(v).map_err(|_| E::custom("a duration cannot be negative"))?;
+                self.visit_u64(v)
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Seconds, E> {
-                if v.is_finite() && v >= 0.0 {
-                    Ok(Seconds(Duration::from_secs_f64(v)))
-                } else {
-                    Err(E::custom("a duration must be a non-negative number"))
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(E::custom("a duration must be a non-negative number"));
                 }
+                // Checked before converting: from_secs_f64 panics on overflow.
+                if v > crate::date::MAX_DELTA_SECONDS as f64 {
+                    return Err(E::custom(format!(
+                        "duration {v} is too large: at most {} seconds (about 68 years)",
+                        crate::date::MAX_DELTA_SECONDS
+                    )));
+                }
+                Ok(Seconds(Duration::from_secs_f64(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Seconds, E> {
                 Seconds::parse(v).map_err(E::custom)
@@ -179,6 +197,9 @@ mod tests {
             Duration::from_secs(86_400)
         );
         assert!(Seconds::parse("5 weeks").is_err());
+        assert!(Seconds::parse("99999999999d").is_err());
+        assert!(Seconds::parse("2147483648").is_ok());
+        assert!(Seconds::parse("2147483649").is_err());
         assert!(Seconds::parse("-5").is_err());
     }
 }

@@ -212,9 +212,9 @@ fn usability_follows_request_directives() {
     assert_eq!(usability(&e, &cc("max-stale"), now), Usability::Stale);
     e.must_revalidate = false;
     e.stale_if_error = Duration::from_secs(5);
-    assert!(!serves_on_error(&e, now));
+    assert!(!serves_on_error(&e, &CacheControl::default(), now));
     e.stale_if_error = Duration::from_secs(50);
-    assert!(serves_on_error(&e, now));
+    assert!(serves_on_error(&e, &CacheControl::default(), now));
 }
 
 #[test]
@@ -270,4 +270,329 @@ fn locations_on_the_same_host_only() {
         None
     );
     assert_eq!(same_host_path("items/7", Some("api.local")), None);
+}
+
+// ===== rules from the correctness review =====
+
+#[test]
+fn cookie_requests_need_explicit_shared_freshness_or_a_cookie_key() {
+    let ttl = policy("    ttl: 60\n");
+    let cookie = [("cookie", "session=alice")];
+    // A policy TTL alone does not make a cookie-dependent response shared.
+    assert_eq!(
+        admit_with(&ttl, &cookie, 200, &[]).unwrap_err(),
+        NoCacheReason::Cookie
+    );
+    let over = policy("    ttl: 60\n    ttl_mode: override\n");
+    assert_eq!(
+        admit_with(&over, &cookie, 200, &[]).unwrap_err(),
+        NoCacheReason::Cookie
+    );
+    // The origin's explicit freshness, or public, says it may be shared.
+    for cc in ["max-age=30", "s-maxage=30", "public"] {
+        assert!(
+            admit_with(&ttl, &cookie, 200, &[("cache-control", cc)]).is_ok(),
+            "{cc}"
+        );
+    }
+    // Keyed on the cookie (by the policy or the response's Vary), it is safe.
+    let keyed = policy("    ttl: 60\n    vary_by: [\"header:cookie\"]\n");
+    assert!(admit_with(&keyed, &cookie, 200, &[]).is_ok());
+    assert!(admit_with(&ttl, &cookie, 200, &[("vary", "Cookie")]).is_ok());
+    // Without a cookie nothing changes.
+    assert!(admit_with(&ttl, &[], 200, &[]).is_ok());
+}
+
+#[test]
+fn override_never_overrides_authorization_private_or_no_store() {
+    let over = policy("    ttl: 60\n    ttl_mode: override\n");
+    let auth = [("authorization", "Bearer x")];
+    assert_eq!(
+        admit_with(&over, &auth, 200, &[("cache-control", "max-age=60")]).unwrap_err(),
+        NoCacheReason::Authorization
+    );
+    assert_eq!(
+        admit_with(&over, &[], 200, &[("cache-control", "private")]).unwrap_err(),
+        NoCacheReason::Private
+    );
+    assert_eq!(
+        admit_with(&over, &[], 200, &[("cache-control", "no-store")]).unwrap_err(),
+        NoCacheReason::ResponseNoStore
+    );
+}
+
+#[test]
+fn explicit_freshness_stores_any_final_status_the_list_is_for_the_rest() {
+    let bare = policy("");
+    let ttl = policy("    ttl: 60\n");
+    for status in [200, 302, 307, 400, 403, 500, 503, 599] {
+        let e = admit_with(&bare, &[], status, &[("cache-control", "max-age=60")]).unwrap();
+        assert_eq!(e.freshness_lifetime, Duration::from_secs(60), "{status}");
+    }
+    // The policy TTL applies only to the heuristically cacheable statuses.
+    assert_eq!(
+        admit_with(&ttl, &[], 500, &[]).unwrap_err(),
+        NoCacheReason::Status
+    );
+    assert!(admit_with(&ttl, &[], 404, &[]).is_ok());
+    assert_eq!(
+        admit_with(&bare, &[], 206, &[("cache-control", "max-age=60")]).unwrap_err(),
+        NoCacheReason::Status
+    );
+}
+
+#[test]
+fn a_validator_alone_is_stored_to_be_revalidated() {
+    let bare = policy("");
+    let e = admit_with(&bare, &[], 200, &[("etag", "\"a\"")]).unwrap();
+    assert_eq!(e.freshness_lifetime, Duration::ZERO);
+    assert!(!e.is_fresh(SystemTime::now()));
+    assert!(e.storage_ttl() >= crate::entry::REVALIDATION_GRACE);
+    assert_eq!(
+        admit_with(&bare, &[], 200, &[]).unwrap_err(),
+        NoCacheReason::NoFreshness
+    );
+    // A max-age of a second keeps a validated entry long enough to revalidate.
+    let e = admit_with(
+        &bare,
+        &[],
+        200,
+        &[("cache-control", "max-age=1"), ("etag", "\"a\"")],
+    )
+    .unwrap();
+    assert!(e.storage_ttl() >= crate::entry::REVALIDATION_GRACE);
+}
+
+#[test]
+fn heuristic_freshness_from_last_modified() {
+    let bare = policy("");
+    let now = SystemTime::now();
+    let lm = httpdate::fmt_http_date(now - Duration::from_secs(1000));
+    let date = httpdate::fmt_http_date(now);
+    let e = admit_with(&bare, &[], 200, &[("last-modified", &lm), ("date", &date)]).unwrap();
+    assert!((99..=101).contains(&e.freshness_lifetime.as_secs()));
+}
+
+#[test]
+fn expires_in_every_format_and_case_and_invalid_means_stale() {
+    let bare = policy("");
+    let now = SystemTime::now();
+    let date = httpdate::fmt_http_date(now);
+    let later = httpdate::fmt_http_date(now + Duration::from_secs(120));
+    let rfc850 = {
+        // "Sunday, 06-Nov-94 08:49:37 GMT" shape with the real date.
+        let t = crate::date::parse_http_date(later.as_bytes()).unwrap();
+        let imf = httpdate::fmt_http_date(t);
+        let parts: Vec<&str> = imf.split(' ').collect();
+        let day = match parts[0] {
+            "Mon," => "Monday,",
+            "Tue," => "Tuesday,",
+            "Wed," => "Wednesday,",
+            "Thu," => "Thursday,",
+            "Fri," => "Friday,",
+            "Sat," => "Saturday,",
+            _ => "Sunday,",
+        };
+        format!(
+            "{day} {}-{}-{} {} GMT",
+            parts[1],
+            parts[2],
+            &parts[3][2..],
+            parts[4]
+        )
+    };
+    for exp in [later.clone(), later.to_ascii_uppercase(), rfc850] {
+        let e = admit_with(&bare, &[], 200, &[("expires", &exp), ("date", &date)]).unwrap();
+        assert!(
+            (119..=120).contains(&e.freshness_lifetime.as_secs()),
+            "{exp}"
+        );
+    }
+    assert_eq!(
+        admit_with(&bare, &[], 200, &[("expires", "0"), ("date", &date)]).unwrap_err(),
+        NoCacheReason::NoFreshness
+    );
+}
+
+#[test]
+fn age_lists_take_their_first_member_and_huge_values_clamp() {
+    let bare = policy("");
+    let e = admit_with(
+        &bare,
+        &[],
+        200,
+        &[("cache-control", "max-age=600"), ("age", "10, 50")],
+    )
+    .unwrap();
+    assert_eq!(e.initial_age.as_secs(), 10);
+    let e = admit_with(
+        &bare,
+        &[],
+        200,
+        &[
+            (
+                "cache-control",
+                "max-age=99999999999999999999, stale-while-revalidate=99999999999999999999",
+            ),
+            ("age", "18446744073709551615"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(e.freshness_lifetime, crate::date::MAX_DELTA);
+    assert_eq!(e.initial_age, crate::date::MAX_DELTA);
+    assert!(!e.is_fresh(SystemTime::now()));
+    assert!(e.storage_ttl() <= crate::date::MAX_DELTA);
+}
+
+#[test]
+fn no_304_from_a_stored_error_and_gzip_q0_refuses() {
+    let mut e = StoredResponse::new(404, Bytes::new());
+    e.etag = Some(Bytes::from_static(b"\"x\""));
+    let h = [("if-none-match", "\"x\"")];
+    assert!(!not_modified(&RequestView::new("GET", "/p", &h), &e));
+    e.status = 200;
+    assert!(not_modified(&RequestView::new("GET", "/p", &h), &e));
+
+    assert!(!accepts_gzip(&[("accept-encoding", "gzip;q=0")]));
+    assert!(!accepts_gzip(&[("accept-encoding", "gzip; q=0.0, *")]));
+    assert!(!accepts_gzip(&[("accept-encoding", "*;q=0")]));
+    assert!(accepts_gzip(&[("accept-encoding", "br, gzip;q=0.5")]));
+    assert!(accepts_gzip(&[("accept-encoding", "*")]));
+    assert!(!accepts_gzip(&[("accept-encoding", "identity")]));
+}
+
+#[test]
+fn stale_if_error_does_not_override_no_cache_or_must_revalidate() {
+    let now = SystemTime::now();
+    let mut e = StoredResponse::new(200, Bytes::new());
+    e.stored_at = now - Duration::from_secs(100);
+    e.freshness_lifetime = Duration::from_secs(10);
+    e.stale_if_error = Duration::from_secs(600);
+    let none = CacheControl::default();
+    assert!(serves_on_error(&e, &none, now));
+    let req_no_cache = CacheControl {
+        no_cache: true,
+        ..CacheControl::default()
+    };
+    assert!(!serves_on_error(&e, &req_no_cache, now));
+    e.no_cache = true;
+    assert!(!serves_on_error(&e, &none, now));
+    e.no_cache = false;
+    e.must_revalidate = true;
+    assert!(!serves_on_error(&e, &none, now));
+}
+
+fn origin_304<'a>(
+    list: &'a [(String, Bytes)],
+    h: &'a Vec<(String, String)>,
+    now: SystemTime,
+) -> OriginResponse<'a> {
+    OriginResponse::new(304, h, list, now, now)
+}
+
+#[test]
+fn a_304_never_puts_a_cookie_in_the_shared_entry_and_no_store_removes() {
+    let p = policy("");
+    let now = SystemTime::now();
+    let mut entry = admit_with(
+        &p,
+        &[],
+        200,
+        &[
+            ("cache-control", "max-age=1"),
+            ("etag", "\"v\""),
+            ("x-a", "1"),
+        ],
+    )
+    .unwrap();
+    let h: Vec<(String, String)> = vec![
+        ("cache-control".into(), "max-age=60".into()),
+        ("set-cookie".into(), "session=alice".into()),
+        ("x-a".into(), "2".into()),
+    ];
+    let list: Vec<(String, Bytes)> = h
+        .iter()
+        .map(|(n, v)| (n.clone(), Bytes::from(v.clone())))
+        .collect();
+    let none: [(&str, &str); 0] = [];
+    let req = RequestView::new("GET", "/p", &none);
+    assert!(matches!(
+        freshen(&mut entry, &p, &req, &origin_304(&list, &h, now)),
+        Freshened::Store
+    ));
+    assert!(entry.header("set-cookie").is_none(), "{:?}", entry.headers);
+    assert_eq!(entry.header("x-a").unwrap(), "2");
+    assert_eq!(entry.freshness_lifetime, Duration::from_secs(60));
+
+    for cc in ["no-store", "private"] {
+        let h: Vec<(String, String)> = vec![("cache-control".into(), cc.into())];
+        let list: Vec<(String, Bytes)> = vec![("cache-control".into(), Bytes::from(cc.to_owned()))];
+        let mut e = entry.clone();
+        assert!(
+            matches!(
+                freshen(&mut e, &p, &req, &origin_304(&list, &h, now)),
+                Freshened::Remove(_)
+            ),
+            "{cc}"
+        );
+    }
+}
+
+mod arbitrary_headers {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9]{0,25}",
+            "-?[0-9]{1,30}",
+            "(max-age|s-maxage|stale-while-revalidate|stale-if-error|min-fresh|max-stale)=[0-9]{0,25}",
+            "[A-Za-z]{3}, [0-9]{2} [A-Za-z]{3} [0-9]{1,5} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT",
+            "[ -~]{0,40}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn admission_freshening_usability_and_ttl_never_panic(
+            cc in value(), age in value(), expires in value(), date in value(),
+            lm in value(), req_cc in value(), ttl_override in any::<bool>(),
+            elapsed in 0u64..(1 << 40),
+        ) {
+            let p = if ttl_override {
+                policy("    ttl: 60\n    ttl_mode: override\n    stale_while_revalidate: 30\n")
+            } else {
+                policy("")
+            };
+            let headers = [
+                ("cache-control", cc.as_str()),
+                ("age", age.as_str()),
+                ("expires", expires.as_str()),
+                ("date", date.as_str()),
+                ("last-modified", lm.as_str()),
+                ("etag", "\"e\""),
+            ];
+            if let Ok(mut e) = admit_with(&p, &[("cache-control", req_cc.as_str())], 200, &headers) {
+                let _ = e.storage_ttl();
+                let later = SystemTime::now() + Duration::from_secs(elapsed);
+                let rcc = CacheControl::parse([req_cc.as_bytes()]);
+                let _ = usability(&e, &rcc, later);
+                let _ = serves_on_error(&e, &rcc, later);
+                let _ = e.staleness(later);
+                let h: Vec<(String, String)> =
+                    headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+                let list: Vec<(String, Bytes)> = headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), Bytes::from(v.to_string())))
+                    .collect();
+                let none: [(&str, &str); 0] = [];
+                let req = RequestView::new("GET", "/p", &none);
+                let _ = freshen(&mut e, &p, &req, &origin_304(&list, &h, later));
+                let _ = e.storage_ttl();
+                let _ = usability(&e, &rcc, later);
+                let bytes = e.encode().unwrap();
+                prop_assert!(StoredResponse::decode(&bytes).is_ok());
+            }
+        }
+    }
 }
