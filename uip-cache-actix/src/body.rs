@@ -1,17 +1,20 @@
 use std::fmt;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, MessageBody};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
-use uip_cache_core::Recording;
+use uip_cache_core::tee::Tap;
 
 pin_project! {
     /// The response body of the cache middleware: a stored body, the origin's
     /// body passed through, or the origin's body streamed to the client while
     /// it is recorded for the cache.
-    pub struct CacheBody<B> {
+    pub struct CacheBody<B>
+    where
+        B: MessageBody,
+    {
         #[pin]
         kind: Kind<B>,
     }
@@ -19,19 +22,23 @@ pin_project! {
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<B> {
+    enum Kind<B>
+    where
+        B: MessageBody,
+    {
         Full { data: Option<Bytes> },
         // A HEAD answer: the stored body's length, no bytes.
         Head { len: u64 },
         Passthrough { #[pin] inner: B },
-        Recording {
-            #[pin] inner: B,
-            recording: Recording,
+        // The origin body, read to its end by a pump task that records it.
+        Tapped {
+            tap: Tap<Result<Bytes, <B as MessageBody>::Error>>,
+            size: BodySize,
         },
     }
 }
 
-impl<B> CacheBody<B> {
+impl<B: MessageBody> CacheBody<B> {
     pub(crate) fn full(data: Bytes) -> Self {
         CacheBody {
             kind: Kind::Full { data: Some(data) },
@@ -50,9 +57,9 @@ impl<B> CacheBody<B> {
         }
     }
 
-    pub(crate) fn recording(inner: B, recording: Recording) -> Self {
+    pub(crate) fn tapped(tap: Tap<Result<Bytes, B::Error>>, size: BodySize) -> Self {
         CacheBody {
-            kind: Kind::Recording { inner, recording },
+            kind: Kind::Tapped { tap, size },
         }
     }
 }
@@ -64,7 +71,8 @@ impl<B: MessageBody> MessageBody for CacheBody<B> {
         match &self.kind {
             Kind::Full { data } => BodySize::Sized(data.as_ref().map_or(0, |d| d.len() as u64)),
             Kind::Head { len } => BodySize::Sized(*len),
-            Kind::Passthrough { inner } | Kind::Recording { inner, .. } => inner.size(),
+            Kind::Passthrough { inner } => inner.size(),
+            Kind::Tapped { size, .. } => *size,
         }
     }
 
@@ -76,26 +84,18 @@ impl<B: MessageBody> MessageBody for CacheBody<B> {
             KindProj::Full { data } => Poll::Ready(data.take().filter(|d| !d.is_empty()).map(Ok)),
             KindProj::Head { .. } => Poll::Ready(None),
             KindProj::Passthrough { inner } => inner.poll_next(cx),
-            KindProj::Recording { inner, recording } => {
-                let chunk = ready!(inner.poll_next(cx));
-                match &chunk {
-                    Some(Ok(data)) => recording.chunk(data),
-                    Some(Err(_)) => recording.failed(),
-                    None => recording.ended(),
-                }
-                Poll::Ready(chunk)
-            }
+            KindProj::Tapped { tap, .. } => tap.poll_next(cx),
         }
     }
 }
 
-impl<B> fmt::Debug for CacheBody<B> {
+impl<B: MessageBody> fmt::Debug for CacheBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Full { .. } => "Full",
             Kind::Head { .. } => "Head",
             Kind::Passthrough { .. } => "Passthrough",
-            Kind::Recording { .. } => "Recording",
+            Kind::Tapped { .. } => "Tapped",
         };
         f.debug_struct("CacheBody").field("kind", &kind).finish()
     }

@@ -157,7 +157,7 @@ fn set_x_cache<B>(res: &mut ServiceResponse<B>, x: XCache) {
     );
 }
 
-fn from_cached<B>(r: CachedResponse, head: bool) -> HttpResponse<CacheBody<B>> {
+fn from_cached<B: MessageBody>(r: CachedResponse, head: bool) -> HttpResponse<CacheBody<B>> {
     let len = r.body.len() as u64;
     let stored_len = r
         .headers
@@ -216,7 +216,7 @@ where
         // stale entry is served without a refresh; once the window ends the
         // entry is revalidated as usual. Dropping the ticket frees the key.
         Begin::RespondAndRefresh(r, _ticket) => Ok(req.into_response(from_cached(r, head))),
-        Begin::Fetch(ticket) => fetch(svc, req, ticket).await,
+        Begin::Fetch(ticket) => fetch(svc, req, ticket, head).await,
     }
 }
 
@@ -224,6 +224,7 @@ async fn fetch<S, B>(
     svc: Rc<S>,
     mut req: ServiceRequest,
     ticket: FetchTicket,
+    head: bool,
 ) -> Result<ServiceResponse<CacheBody<B>>, Error>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
@@ -248,7 +249,7 @@ where
     {
         After::Respond(r) => Ok(ServiceResponse::new(
             res.request().clone(),
-            from_cached(r, false),
+            from_cached(r, head),
         )),
         After::Pass(x) => {
             let mut res = res.map_body(|_, b| CacheBody::passthrough(b));
@@ -256,7 +257,33 @@ where
             Ok(res)
         }
         After::Record { x_cache, recording } => {
-            let mut res = res.map_body(|_, b| CacheBody::recording(b, recording));
+            let (mut pump, tap) = recording.tee();
+            let mut origin_body = None;
+            let mut res = res.map_body(|_, b| {
+                let size = b.size();
+                origin_body = Some(b);
+                CacheBody::tapped(tap, size)
+            });
+            if let Some(body) = origin_body {
+                // Read the origin body at the origin's pace, whatever the
+                // client does: actix never polls a `Sized(0)` body and a slow
+                // client must not hold up the requests coalesced behind this one.
+                actix_web::rt::spawn(async move {
+                    let mut body = std::pin::pin!(body);
+                    loop {
+                        match std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await {
+                            Some(Ok(chunk)) => {
+                                let data = chunk.clone();
+                                if !pump.send(Ok(chunk), Some(&data)).await {
+                                    return;
+                                }
+                            }
+                            Some(Err(e)) => return pump.failed(Err(e)),
+                            None => return pump.ended(),
+                        }
+                    }
+                });
+            }
             set_x_cache(&mut res, x_cache);
             Ok(res)
         }

@@ -105,8 +105,11 @@ pub enum After {
 /// recording dropped before either (the client went away) stores nothing.
 pub struct Recording {
     recorder: Option<BodyRecorder>,
-    finish: Option<Box<Finish>>,
+    finish: Option<OnEnd>,
 }
+
+/// What a recording does with its outcome.
+type OnEnd = Box<dyn FnOnce(Result<Bytes, NoCacheReason>) + Send>;
 
 impl Recording {
     /// A chunk went to the client.
@@ -139,10 +142,32 @@ impl Recording {
         self.finish.is_none()
     }
 
+    /// Whether chunks are still being recorded (not ended, not past `max_size`).
+    pub fn is_recording(&self) -> bool {
+        self.recorder.is_some()
+    }
+
     fn end(&mut self, body: Result<Bytes, NoCacheReason>) {
         if let Some(f) = self.finish.take() {
-            f.done(body);
+            f(body);
         }
+    }
+
+    /// A recording of at most `max` bytes whose outcome lands in the returned
+    /// slot (`Some(body)` once stored), for tests of what drives recordings.
+    #[doc(hidden)]
+    pub fn for_test(max: u64) -> (Self, std::sync::Arc<std::sync::Mutex<Option<Bytes>>>) {
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let out = slot.clone();
+        let recording = Recording {
+            recorder: Some(BodyRecorder::new(max)),
+            finish: Some(Box::new(move |body| {
+                if let (Ok(b), Ok(mut s)) = (body, out.lock()) {
+                    *s = Some(b);
+                }
+            })),
+        };
+        (recording, slot)
     }
 }
 
@@ -413,12 +438,15 @@ impl FetchTicket {
             x_cache: outcome,
             recording: Recording {
                 recorder: Some(BodyRecorder::new(max_size)),
-                finish: Some(Box::new(Finish {
-                    cache,
-                    plan,
-                    request,
-                    entry,
-                    guard,
+                finish: Some(Box::new(move |body| {
+                    Box::new(Finish {
+                        cache,
+                        plan,
+                        request,
+                        entry,
+                        guard,
+                    })
+                    .done(body)
                 })),
             },
         }

@@ -67,6 +67,7 @@ pub mod rules;
 pub mod schedule;
 pub mod stats;
 pub mod store;
+pub mod tee;
 
 pub use cache_control::CacheControl;
 pub use config::{CacheConfig, ConfigError};

@@ -5,13 +5,16 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use uip_cache_core::Recording;
+use uip_cache_core::tee::Tap;
 
 pin_project! {
     /// The response body of [`CacheService`](crate::CacheService): a stored
     /// body, the origin's body passed through, or the origin's body streamed to
     /// the client while it is recorded for the cache.
-    pub struct CacheBody<B> {
+    pub struct CacheBody<B>
+    where
+        B: Body,
+    {
         #[pin]
         kind: Kind<B>,
     }
@@ -19,17 +22,21 @@ pin_project! {
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<B> {
+    enum Kind<B>
+    where
+        B: Body,
+    {
         Full { data: Option<Bytes> },
         Passthrough { #[pin] inner: B },
-        Recording {
-            #[pin] inner: B,
-            recording: Recording,
+        // The origin body, read to its end by a pump task that records it.
+        Tapped {
+            tap: Tap<Result<Frame<Bytes>, <B as Body>::Error>>,
+            remaining: SizeHint,
         },
     }
 }
 
-impl<B> CacheBody<B> {
+impl<B: Body> CacheBody<B> {
     pub(crate) fn full(data: Bytes) -> Self {
         CacheBody {
             kind: Kind::Full {
@@ -44,9 +51,12 @@ impl<B> CacheBody<B> {
         }
     }
 
-    pub(crate) fn recording(inner: B, recording: Recording) -> Self {
+    pub(crate) fn tapped(tap: Tap<Result<Frame<Bytes>, B::Error>>, size: SizeHint) -> Self {
         CacheBody {
-            kind: Kind::Recording { inner, recording },
+            kind: Kind::Tapped {
+                tap,
+                remaining: size,
+            },
         }
     }
 }
@@ -65,16 +75,17 @@ where
         match self.project().kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             KindProj::Passthrough { inner } => inner.poll_frame(cx),
-            KindProj::Recording { inner, recording } => {
-                let frame = ready!(inner.poll_frame(cx));
-                match &frame {
-                    Some(Ok(f)) => {
-                        if let Some(data) = f.data_ref() {
-                            recording.chunk(data);
-                        }
+            KindProj::Tapped { tap, remaining } => {
+                let frame = ready!(tap.poll_next(cx));
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+                    let n = data.map_or(0, |d| d.len() as u64);
+                    let lower = remaining.lower().saturating_sub(n);
+                    let upper = remaining.upper().map(|u| u.saturating_sub(n));
+                    *remaining = SizeHint::new();
+                    remaining.set_lower(lower);
+                    if let Some(u) = upper {
+                        remaining.set_upper(u.max(lower));
                     }
-                    Some(Err(_)) => recording.failed(),
-                    None => recording.ended(),
                 }
                 Poll::Ready(frame)
             }
@@ -85,8 +96,7 @@ where
         match &self.kind {
             Kind::Full { data } => data.is_none(),
             Kind::Passthrough { inner } => inner.is_end_stream(),
-            // Reported false so the last poll, which stores the entry, happens.
-            Kind::Recording { recording, inner } => recording.is_done() && inner.is_end_stream(),
+            Kind::Tapped { tap, .. } => tap.is_end_stream(),
         }
     }
 
@@ -95,17 +105,18 @@ where
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            Kind::Passthrough { inner } | Kind::Recording { inner, .. } => inner.size_hint(),
+            Kind::Passthrough { inner } => inner.size_hint(),
+            Kind::Tapped { remaining, .. } => remaining.clone(),
         }
     }
 }
 
-impl<B> fmt::Debug for CacheBody<B> {
+impl<B: Body> fmt::Debug for CacheBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Full { .. } => "Full",
             Kind::Passthrough { .. } => "Passthrough",
-            Kind::Recording { .. } => "Recording",
+            Kind::Tapped { .. } => "Tapped",
         };
         f.debug_struct("CacheBody").field("kind", &kind).finish()
     }

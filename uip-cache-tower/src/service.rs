@@ -55,13 +55,13 @@ impl<S: fmt::Debug> fmt::Debug for CacheService<S> {
 /// the coalescing lock and the origin in a sequence that a hand-written state
 /// machine would make much harder to read, and one allocation is small next
 /// to a store round trip.
-pub struct ResponseFuture<B, E> {
+pub struct ResponseFuture<B: Body, E> {
     inner: BoxedResponse<B, E>,
 }
 
 type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<CacheBody<B>>, E>> + Send>>;
 
-impl<B, E> Future for ResponseFuture<B, E> {
+impl<B: Body, E> Future for ResponseFuture<B, E> {
     type Output = Result<Response<CacheBody<B>>, E>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -69,7 +69,7 @@ impl<B, E> Future for ResponseFuture<B, E> {
     }
 }
 
-impl<B, E> fmt::Debug for ResponseFuture<B, E> {
+impl<B: Body, E> fmt::Debug for ResponseFuture<B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
@@ -82,6 +82,7 @@ where
     S::Error: Send + 'static,
     ReqBody: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send,
 {
     type Response = Response<CacheBody<ResBody>>;
     type Error = S::Error;
@@ -115,6 +116,7 @@ where
     S::Error: Send + 'static,
     ReqBody: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send,
 {
     let (parts, body) = req.into_parts();
     let begin = {
@@ -130,17 +132,9 @@ where
         Begin::RespondAndRefresh(r, ticket) => {
             let req = Request::from_parts(parts, body);
             tokio::spawn(async move {
-                if let Ok(resp) = fetch(inner, req, ticket).await {
-                    // Reading the body to its end stores it.
-                    let mut body = std::pin::pin!(resp.into_body());
-                    while let Some(frame) =
-                        std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await
-                    {
-                        if frame.is_err() {
-                            break;
-                        }
-                    }
-                }
+                // A recorded body is read to its end by its own pump; nobody
+                // reads this response.
+                let _ = fetch(inner, req, ticket).await;
             });
             Ok(from_cached(r))
         }
@@ -156,6 +150,7 @@ async fn fetch<S, ReqBody, ResBody>(
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send,
 {
     let changes = ticket.origin_header_changes();
     for name in changes.remove {
@@ -177,10 +172,35 @@ where
         After::Respond(r) => Ok(from_cached(r)),
         After::Pass(x) => Ok(passthrough(resp, x)),
         After::Record { x_cache, recording } => {
-            let mut resp = resp.map(|b| CacheBody::recording(b, recording));
-            resp.headers_mut()
+            let (mut pump, tap) = recording.tee();
+            let (mut parts, body) = resp.into_parts();
+            let size = body.size_hint();
+            // Read the origin body at the origin's pace, whatever the client
+            // does: the entry is stored when the body ends, even if the
+            // server stops polling at the announced length or the client
+            // stalls (the requests coalesced behind this one wait for it).
+            tokio::spawn(async move {
+                let mut body = std::pin::pin!(body);
+                loop {
+                    match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+                        Some(Ok(frame)) => {
+                            let data = frame.data_ref().cloned();
+                            if !pump.send(Ok(frame), data.as_ref()).await {
+                                return;
+                            }
+                            if body.is_end_stream() {
+                                return pump.ended();
+                            }
+                        }
+                        Some(Err(e)) => return pump.failed(Err(e)),
+                        None => return pump.ended(),
+                    }
+                }
+            });
+            parts
+                .headers
                 .insert(X_CACHE, HeaderValue::from_static(x_cache.as_str()));
-            Ok(resp)
+            Ok(Response::from_parts(parts, CacheBody::tapped(tap, size)))
         }
     }
 }
@@ -194,6 +214,7 @@ async fn bypass<S, ReqBody, ResBody>(
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
 {
     cache.stats().bypass(reason);
     let target = rules::is_unsafe(parts.method.as_str()).then(|| {
@@ -220,14 +241,14 @@ where
     Ok(passthrough(resp, XCache::Bypass))
 }
 
-fn from_cached<B>(r: CachedResponse) -> Response<CacheBody<B>> {
+fn from_cached<B: Body>(r: CachedResponse) -> Response<CacheBody<B>> {
     let mut resp = Response::new(CacheBody::full(r.body));
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
     extend(resp.headers_mut(), r.headers);
     resp
 }
 
-fn passthrough<B>(resp: Response<B>, outcome: XCache) -> Response<CacheBody<B>> {
+fn passthrough<B: Body>(resp: Response<B>, outcome: XCache) -> Response<CacheBody<B>> {
     let mut resp = resp.map(CacheBody::passthrough);
     resp.headers_mut()
         .insert(X_CACHE, HeaderValue::from_static(outcome.as_str()));

@@ -1,0 +1,234 @@
+//! Reading a recorded origin body at the origin's pace, apart from the client.
+//!
+//! A server stops polling a response body once it has written the length it
+//! announced (hyper), or never polls an empty one (hyper, actix), and a slow
+//! client polls slowly. If the recording lived inside the client's body, the
+//! entry would never be stored behind a real server, and requests waiting on
+//! the coalescing lock would wait for the slowest client. So the adapter runs
+//! a small task that reads the origin body to its end and feeds each frame to
+//! a [`Pump`]: the pump records it and queues it for the client, whose body
+//! reads the [`Tap`].
+//!
+//! Memory stays bounded: while the recording is under the policy's
+//! `max_size`, queued frames share their bytes with the recording; once the
+//! recording has stopped (too large) the pump waits for the client whenever
+//! more than [`LOW_WATER`] bytes are queued, so the origin streams at the
+//! client's pace. When the client goes away the pump keeps reading only as
+//! long as it is still recording.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Notify};
+
+use crate::flow::Recording;
+
+/// Bytes queued for a client past which a pump that no longer records waits.
+pub const LOW_WATER: u64 = 64 * 1024;
+
+struct Shared {
+    /// Data bytes queued and not yet taken by the client.
+    queued: AtomicU64,
+    /// Wakes a waiting pump when the client took some or went away.
+    taken: Notify,
+}
+
+/// The origin side: feed it every frame of the origin body, then say how the
+/// body ended.
+pub struct Pump<T> {
+    recording: Recording,
+    tx: mpsc::UnboundedSender<(T, u64)>,
+    shared: Arc<Shared>,
+}
+
+/// The client side: the frames, in order, as the origin sent them.
+pub struct Tap<T> {
+    rx: mpsc::UnboundedReceiver<(T, u64)>,
+    shared: Arc<Shared>,
+}
+
+impl Recording {
+    /// Splits the recording into the pump an adapter's task feeds and the
+    /// tap the client's body reads.
+    pub fn tee<T>(self) -> (Pump<T>, Tap<T>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            queued: AtomicU64::new(0),
+            taken: Notify::new(),
+        });
+        (
+            Pump {
+                recording: self,
+                tx,
+                shared: shared.clone(),
+            },
+            Tap { rx, shared },
+        )
+    }
+}
+
+impl<T> Pump<T> {
+    /// Records `data` (the frame's data, if it has any) and queues `frame`
+    /// for the client. False when the pump should stop reading: the client
+    /// is gone and nothing is being recorded any more.
+    pub async fn send(&mut self, frame: T, data: Option<&Bytes>) -> bool {
+        let len = data.map_or(0, |d| d.len() as u64);
+        if let Some(d) = data {
+            self.recording.chunk(d);
+        }
+        if !self.tx.is_closed() {
+            self.shared.queued.fetch_add(len, Ordering::AcqRel);
+            if self.tx.send((frame, len)).is_err() {
+                self.shared.queued.fetch_sub(len, Ordering::AcqRel);
+            }
+        }
+        if self.recording.is_recording() {
+            return true;
+        }
+        // Not recording: go at the client's pace.
+        loop {
+            let taken = self.shared.taken.notified();
+            if self.tx.is_closed() {
+                return false;
+            }
+            if self.shared.queued.load(Ordering::Acquire) <= LOW_WATER {
+                return true;
+            }
+            taken.await;
+        }
+    }
+
+    /// Whether the client still reads.
+    pub fn client_connected(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// The origin body ended: store what was recorded.
+    pub fn ended(mut self) {
+        self.recording.ended();
+    }
+
+    /// The origin body failed with `frame` (passed on to the client): store
+    /// nothing.
+    pub fn failed(mut self, frame: T) {
+        self.recording.failed();
+        let _ = self.tx.send((frame, 0));
+    }
+}
+
+impl<T> Tap<T> {
+    /// The next frame; `None` once the origin body has ended (or the pump
+    /// stopped).
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some((frame, len))) => {
+                self.shared.queued.fetch_sub(len, Ordering::AcqRel);
+                self.shared.taken.notify_one();
+                Poll::Ready(Some(frame))
+            }
+            other => other.map(|_| None),
+        }
+    }
+
+    /// Whether every frame has been taken and no more will come.
+    pub fn is_end_stream(&self) -> bool {
+        self.rx.is_closed() && self.rx.is_empty()
+    }
+}
+
+impl<T> Drop for Tap<T> {
+    fn drop(&mut self) {
+        self.rx.close();
+        self.shared.taken.notify_one();
+    }
+}
+
+impl<T> fmt::Debug for Pump<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pump")
+            .field("recording", &self.recording)
+            .field("client_connected", &self.client_connected())
+            .finish()
+    }
+}
+
+impl<T> fmt::Debug for Tap<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tap")
+            .field("queued", &self.shared.queued.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Recording;
+    use std::future::poll_fn;
+
+    fn frames(n: usize, size: usize) -> Vec<Bytes> {
+        (0..n).map(|i| Bytes::from(vec![i as u8; size])).collect()
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_does_not_stop_the_recording() {
+        let (recording, stored) = Recording::for_test(1 << 20);
+        let (mut pump, tap) = recording.tee::<Bytes>();
+        for f in frames(10, 1000) {
+            assert!(pump.send(f.clone(), Some(&f)).await);
+        }
+        pump.ended();
+        assert_eq!(stored.lock().unwrap().as_ref().unwrap().len(), 10_000);
+        drop(tap);
+    }
+
+    #[tokio::test]
+    async fn the_client_gets_every_frame_in_order_and_the_end() {
+        let (recording, _stored) = Recording::for_test(1 << 20);
+        let (mut pump, mut tap) = recording.tee::<Bytes>();
+        let sent = frames(5, 10);
+        for f in &sent {
+            pump.send(f.clone(), Some(f)).await;
+        }
+        assert!(!tap.is_end_stream());
+        pump.ended();
+        let mut got = Vec::new();
+        while let Some(f) = poll_fn(|cx| tap.poll_next(cx)).await {
+            got.push(f);
+        }
+        assert_eq!(got, sent);
+        assert!(tap.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn past_max_size_the_pump_waits_for_the_client_and_stops_without_one() {
+        let (recording, stored) = Recording::for_test(1000);
+        let (mut pump, mut tap) = recording.tee::<Bytes>();
+        let big = Bytes::from(vec![0u8; 40 * 1024]);
+        // Recording stops at the first frame (too large); one frame fits
+        // under the low-water mark, the second must wait for the client.
+        assert!(pump.send(big.clone(), Some(&big)).await);
+        {
+            let second = pump.send(big.clone(), Some(&big));
+            tokio::pin!(second);
+            assert!(futures_poll(&mut second).is_none(), "waits for the client");
+            poll_fn(|cx| tap.poll_next(cx)).await.unwrap();
+            assert!(second.await);
+        }
+        assert!(stored.lock().unwrap().is_none(), "nothing stored");
+        drop(tap);
+        assert!(!pump.send(big.clone(), Some(&big)).await, "client gone");
+    }
+
+    fn futures_poll<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        match std::pin::Pin::new(f).poll(&mut cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        }
+    }
+}
