@@ -20,6 +20,9 @@ pub struct Reply {
     pub delay: Duration,
     /// The origin service fails instead of answering.
     pub fail: bool,
+    /// Send the body without a length (chunked); by default its length is
+    /// announced (`Content-Length`), as most origins do.
+    pub chunked: bool,
 }
 
 impl Reply {
@@ -31,7 +34,13 @@ impl Reply {
             chunks: vec![Bytes::from(body.to_owned())],
             delay: Duration::ZERO,
             fail: false,
+            chunked: false,
         }
+    }
+
+    /// The body's length when it is announced.
+    pub fn known_length(&self) -> Option<u64> {
+        (!self.chunked).then(|| self.chunks.iter().map(|c| c.len() as u64).sum())
     }
 
     /// An origin failure (an error from the service, not a response).
@@ -57,6 +66,12 @@ impl Reply {
     /// Sets the delay.
     pub fn delay(mut self, d: Duration) -> Self {
         self.delay = d;
+        self
+    }
+
+    /// Sends the body chunked, without a length.
+    pub fn chunked(mut self) -> Self {
+        self.chunked = true;
         self
     }
 

@@ -37,9 +37,24 @@ type Handler = Arc<dyn Fn(&Seen, usize) -> Reply + Send + Sync>;
 // ===== the harness =====
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Adapter {
+enum Kind {
     Tower,
     Actix,
+}
+
+/// How requests reach the cache: called in process, or over a real
+/// loopback connection to a real server (hyper for Tower, actix-web's
+/// `HttpServer`), which drives bodies as production does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    InProcess,
+    Socket,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Adapter {
+    kind: Kind,
+    transport: Transport,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,17 +79,48 @@ impl Got {
     fn x_cache(&self) -> &str {
         self.header("x-cache").unwrap_or("")
     }
+    fn headers_named(&self, n: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
 }
 
 type SendFn =
     Box<dyn Fn(String, String, Vec<(String, String)>) -> Pin<Box<dyn Future<Output = Got>>>>;
 
+/// Sends a GET and keeps its response without ever reading the body (a
+/// stalled client); dropping the returned value lets it go.
+type HoldFn = Box<dyn Fn(String) -> Pin<Box<dyn Future<Output = Box<dyn std::any::Any>>>>>;
+
 struct Harness {
     adapter: Adapter,
     send: SendFn,
+    hold: HoldFn,
     calls: Arc<AtomicUsize>,
     cache: HttpCache,
     redis: Option<RedisServer>,
+    _server: Option<ServerGuard>,
+}
+
+/// Stops a loopback server when the harness is dropped.
+enum ServerGuard {
+    Task(tokio::task::JoinHandle<()>),
+    Actix(actix_web::dev::ServerHandle),
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        match self {
+            ServerGuard::Task(t) => t.abort(),
+            ServerGuard::Actix(h) => {
+                let h = h.clone();
+                actix_rt::spawn(async move { h.stop(false).await });
+            }
+        }
+    }
 }
 
 impl Harness {
@@ -113,16 +159,32 @@ impl Harness {
         };
         let calls = Arc::new(AtomicUsize::new(0));
         let handler: Handler = Arc::new(handler);
-        let send = match adapter {
-            Adapter::Tower => tower_send(cache.clone(), calls.clone(), handler),
-            Adapter::Actix => actix_send(cache.clone(), calls.clone(), handler).await,
+        let ((send, hold), server) = match (adapter.kind, adapter.transport) {
+            (Kind::Tower, Transport::InProcess) => (
+                tower_in_process(cache.clone(), calls.clone(), handler),
+                None,
+            ),
+            (Kind::Tower, Transport::Socket) => {
+                let (port, guard) = tower_server(cache.clone(), calls.clone(), handler).await;
+                (socket_send(port), Some(guard))
+            }
+            (Kind::Actix, Transport::InProcess) => (
+                actix_in_process(cache.clone(), calls.clone(), handler).await,
+                None,
+            ),
+            (Kind::Actix, Transport::Socket) => {
+                let (port, guard) = actix_server(cache.clone(), calls.clone(), handler);
+                (socket_send(port), Some(guard))
+            }
         };
         Some(Harness {
             adapter,
             send,
+            hold,
             calls,
             cache,
             redis,
+            _server: server,
         })
     }
 
@@ -136,6 +198,11 @@ impl Harness {
 
     async fn get(&self, uri: &str) -> Got {
         self.send("GET", uri, &[]).await
+    }
+
+    /// A GET whose client never reads the response body.
+    async fn hold(&self, uri: &str) -> Box<dyn std::any::Any> {
+        (self.hold)(uri.into()).await
     }
 
     fn calls(&self) -> usize {
@@ -159,38 +226,111 @@ impl Harness {
     }
 }
 
-fn tower_send(cache: HttpCache, calls: Arc<AtomicUsize>, handler: Handler) -> SendFn {
-    use http_body_util::{BodyExt, Full, StreamBody};
-    use tower::ServiceExt;
+/// A body of known chunks: with an exact size when the reply announces its
+/// length (so a server writes `Content-Length`), without one when chunked.
+struct ReplyBody {
+    chunks: std::collections::VecDeque<Bytes>,
+    known: Option<u64>,
+}
 
-    let origin = tower::service_fn(move |req: http::Request<Full<Bytes>>| {
-        let seen = Seen {
-            method: req.method().to_string(),
-            headers: req
-                .headers()
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
-                .collect(),
-        };
-        let r = handler(&seen, calls.fetch_add(1, Ordering::SeqCst));
+impl http_body::Body for ReplyBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(
+            self.chunks
+                .pop_front()
+                .map(|c| Ok(http_body::Frame::data(c))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.known.is_some() && self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.known {
+            Some(_) => {
+                http_body::SizeHint::with_exact(self.chunks.iter().map(|c| c.len() as u64).sum())
+            }
+            None => http_body::SizeHint::default(),
+        }
+    }
+}
+
+fn seen_of(method: &str, headers: &http::HeaderMap) -> Seen {
+    Seen {
+        method: method.to_owned(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect(),
+    }
+}
+
+/// The Tower origin: a service answering as `handler` says.
+fn tower_origin(
+    calls: Arc<AtomicUsize>,
+    handler: Handler,
+) -> impl tower::Service<
+    http::Request<http_body_util::Full<Bytes>>,
+    Response = http::Response<ReplyBody>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
+    tower::service_fn(move |req: http::Request<http_body_util::Full<Bytes>>| {
+        let r = handler(
+            &seen_of(req.method().as_str(), req.headers()),
+            calls.fetch_add(1, Ordering::SeqCst),
+        );
         async move {
             if !r.delay.is_zero() {
                 tokio::time::sleep(r.delay).await;
             }
-            let frames = r
-                .chunks
-                .into_iter()
-                .map(|c| Ok::<_, Infallible>(http_body::Frame::data(c)));
-            let mut resp = http::Response::new(StreamBody::new(futures_util::stream::iter(frames)));
+            let known = r.known_length();
+            let mut resp = http::Response::new(ReplyBody {
+                chunks: r.chunks.into(),
+                known,
+            });
             *resp.status_mut() = http::StatusCode::from_u16(r.status).unwrap();
             for (n, v) in r.headers {
                 resp.headers_mut().append(n, v.parse().unwrap());
             }
             Ok::<_, Infallible>(resp)
         }
+    })
+}
+
+fn tower_in_process(
+    cache: HttpCache,
+    calls: Arc<AtomicUsize>,
+    handler: Handler,
+) -> (SendFn, HoldFn) {
+    use http_body_util::{BodyExt, Full};
+    use tower::ServiceExt;
+
+    let svc = tower::Layer::layer(
+        &uip_cache_tower::CacheLayer::new(cache),
+        tower_origin(calls, handler),
+    );
+    let held = svc.clone();
+    let hold: HoldFn = Box::new(move |uri| {
+        let svc = held.clone();
+        Box::pin(async move {
+            let req = http::Request::get(uri)
+                .header("host", "origin.test")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            Box::new(svc.oneshot(req).await.unwrap()) as Box<dyn std::any::Any>
+        })
     });
-    let svc = tower::Layer::layer(&uip_cache_tower::CacheLayer::new(cache), origin);
-    Box::new(move |method, uri, headers| {
+    let send: SendFn = Box::new(move |method, uri, headers| {
         let svc = svc.clone();
         Box::pin(async move {
             let mut b = http::Request::builder()
@@ -207,52 +347,134 @@ fn tower_send(cache: HttpCache, calls: Arc<AtomicUsize>, handler: Handler) -> Se
             let (parts, body) = resp.into_parts();
             Got {
                 status: parts.status.as_u16(),
-                headers: parts
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
-                    .collect(),
+                headers: header_pairs(&parts.headers),
                 body: body.collect().await.unwrap().to_bytes(),
             }
         })
-    })
+    });
+    (send, hold)
 }
 
-async fn actix_send(cache: HttpCache, calls: Arc<AtomicUsize>, handler: Handler) -> SendFn {
-    use actix_web::{test, web, App, HttpRequest, HttpResponse};
+fn header_pairs(h: &http::HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect()
+}
 
-    let app = test::init_service(
-        App::new()
-            .wrap(uip_cache_actix::Cache::new(cache))
-            .default_service(web::to(move |req: HttpRequest| {
-                let seen = Seen {
+/// The Tower layer served by hyper on a free loopback port.
+async fn tower_server(
+    cache: HttpCache,
+    calls: Arc<AtomicUsize>,
+    handler: Handler,
+) -> (u16, ServerGuard) {
+    use http_body_util::{BodyExt, Full};
+    use tower::ServiceExt;
+
+    let svc = tower::Layer::layer(
+        &uip_cache_tower::CacheLayer::new(cache),
+        tower_origin(calls, handler),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                let hyper_svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let svc = svc.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes());
+                            let req = http::Request::from_parts(
+                                parts,
+                                Full::new(body.unwrap_or_default()),
+                            );
+                            svc.oneshot(req).await
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), hyper_svc)
+                    .await;
+            });
+        }
+    });
+    (port, ServerGuard::Task(task))
+}
+
+fn actix_app(
+    cache: HttpCache,
+    calls: Arc<AtomicUsize>,
+    handler: Handler,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    use actix_web::{web, App, HttpRequest, HttpResponse};
+
+    App::new()
+        .wrap(uip_cache_actix::Cache::new(cache))
+        .default_service(web::to(move |req: HttpRequest| {
+            let r = handler(
+                &Seen {
                     method: req.method().to_string(),
                     headers: req
                         .headers()
                         .iter()
                         .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
                         .collect(),
-                };
-                let r = handler(&seen, calls.fetch_add(1, Ordering::SeqCst));
-                async move {
-                    if !r.delay.is_zero() {
-                        tokio::time::sleep(r.delay).await;
-                    }
-                    let mut b = HttpResponse::build(
-                        actix_web::http::StatusCode::from_u16(r.status).unwrap(),
-                    );
-                    for (n, v) in r.headers {
-                        b.append_header((n, v));
-                    }
-                    b.streaming(futures_util::stream::iter(
-                        r.chunks.into_iter().map(Ok::<_, Infallible>),
-                    ))
+                },
+                calls.fetch_add(1, Ordering::SeqCst),
+            );
+            async move {
+                if !r.delay.is_zero() {
+                    tokio::time::sleep(r.delay).await;
                 }
-            })),
-    )
-    .await;
-    let app = Rc::new(app);
-    Box::new(move |method, uri, headers| {
+                let mut b =
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(r.status).unwrap());
+                for (n, v) in r.headers.iter() {
+                    b.append_header((*n, v.as_str()));
+                }
+                let known = r.known_length();
+                let stream =
+                    futures_util::stream::iter(r.chunks.into_iter().map(Ok::<_, Infallible>));
+                match known {
+                    Some(len) => b.body(actix_web::body::SizedStream::new(len, stream)),
+                    None => b.streaming(stream),
+                }
+            }
+        }))
+}
+
+async fn actix_in_process(
+    cache: HttpCache,
+    calls: Arc<AtomicUsize>,
+    handler: Handler,
+) -> (SendFn, HoldFn) {
+    use actix_web::test;
+
+    let app = Rc::new(test::init_service(actix_app(cache, calls, handler)).await);
+    let held = app.clone();
+    let hold: HoldFn = Box::new(move |uri| {
+        let app = held.clone();
+        Box::pin(async move {
+            let req = test::TestRequest::get()
+                .uri(&uri)
+                .insert_header(("host", "origin.test"))
+                .to_request();
+            let res = test::call_service(&*app, req).await;
+            Box::new(res) as Box<dyn std::any::Any>
+        })
+    });
+    let send: SendFn = Box::new(move |method, uri, headers| {
         let app = app.clone();
         Box::pin(async move {
             let mut r = test::TestRequest::default()
@@ -275,35 +497,116 @@ async fn actix_send(cache: HttpCache, calls: Arc<AtomicUsize>, handler: Handler)
                 body: test::read_body(res).await,
             }
         })
-    })
+    });
+    (send, hold)
 }
 
-/// Runs a case for every adapter and store.
+/// The actix middleware in a real `HttpServer` (one worker) on a free port.
+fn actix_server(cache: HttpCache, calls: Arc<AtomicUsize>, handler: Handler) -> (u16, ServerGuard) {
+    let server = actix_web::HttpServer::new(move || {
+        actix_app(cache.clone(), calls.clone(), handler.clone())
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    (port, ServerGuard::Actix(handle))
+}
+
+/// A real HTTP/1.1 client: one connection per request.
+fn socket_send(port: u16) -> (SendFn, HoldFn) {
+    use http_body_util::{BodyExt, Full};
+    use tokio::io::AsyncWriteExt;
+
+    let hold: HoldFn = Box::new(move |uri| {
+        Box::pin(async move {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let req = format!("GET {uri} HTTP/1.1\r\nhost: origin.test\r\n\r\n");
+            stream.write_all(req.as_bytes()).await.unwrap();
+            // Never read: the server's writes fill the socket buffers and stall.
+            Box::new(stream) as Box<dyn std::any::Any>
+        })
+    });
+    let send: SendFn = Box::new(move |method, uri, headers| {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let mut b = http::Request::builder()
+                .method(method.as_str())
+                .uri(uri)
+                .header("host", "origin.test");
+            for (n, v) in headers {
+                b = b.header(n, v);
+            }
+            let resp = sender
+                .send_request(b.body(Full::new(Bytes::new())).unwrap())
+                .await
+                .unwrap();
+            let (parts, body) = resp.into_parts();
+            Got {
+                status: parts.status.as_u16(),
+                headers: header_pairs(&parts.headers),
+                body: body.collect().await.unwrap().to_bytes(),
+            }
+        })
+    });
+    (send, hold)
+}
+
+/// Runs a case for every adapter, transport and store.
 macro_rules! for_every_adapter_and_store {
     ($($case:ident),* $(,)?) => {$(
         mod $case {
-            use super::{Adapter, Backend};
+            use super::{Adapter, Backend, Kind, Transport};
+            const TOWER: Adapter = Adapter { kind: Kind::Tower, transport: Transport::InProcess };
+            const TOWER_SOCKET: Adapter = Adapter { kind: Kind::Tower, transport: Transport::Socket };
+            const ACTIX: Adapter = Adapter { kind: Kind::Actix, transport: Transport::InProcess };
+            const ACTIX_SOCKET: Adapter = Adapter { kind: Kind::Actix, transport: Transport::Socket };
             #[actix_rt::test]
-            async fn tower_memory() { super::$case(Adapter::Tower, Backend::Memory).await }
+            async fn tower_memory() { super::$case(TOWER, Backend::Memory).await }
             #[actix_rt::test]
-            async fn tower_redis() { super::$case(Adapter::Tower, Backend::Redis).await }
+            async fn tower_redis() { super::$case(TOWER, Backend::Redis).await }
             #[actix_rt::test]
-            async fn actix_memory() { super::$case(Adapter::Actix, Backend::Memory).await }
+            async fn actix_memory() { super::$case(ACTIX, Backend::Memory).await }
             #[actix_rt::test]
-            async fn actix_redis() { super::$case(Adapter::Actix, Backend::Redis).await }
+            async fn actix_redis() { super::$case(ACTIX, Backend::Redis).await }
+            #[actix_rt::test]
+            async fn tower_socket_memory() { super::$case(TOWER_SOCKET, Backend::Memory).await }
+            #[actix_rt::test]
+            async fn tower_socket_redis() { super::$case(TOWER_SOCKET, Backend::Redis).await }
+            #[actix_rt::test]
+            async fn actix_socket_memory() { super::$case(ACTIX_SOCKET, Backend::Memory).await }
+            #[actix_rt::test]
+            async fn actix_socket_redis() { super::$case(ACTIX_SOCKET, Backend::Redis).await }
         }
     )*};
 }
 
 for_every_adapter_and_store!(
     hit_and_miss,
+    framings,
     vary,
     conditional_304,
+    cookie_on_304,
     coalescing,
+    slow_leader_client,
     stale,
     size_limit,
     unsafe_method_invalidation,
     set_cookie,
+    cookie_request,
     authorization,
     fail_open,
     tags,
@@ -435,7 +738,7 @@ async fn stale(a: Adapter, b: Backend) {
     h.get("/items").await;
     let got = h.get("/items").await;
     assert_eq!((got.x_cache(), &got.body[..]), ("STALE", &b"v0"[..]));
-    if a == Adapter::Tower {
+    if a.kind == Kind::Tower {
         // Tower refreshes in the background; actix cannot (documented).
         h.sets_reach(2).await;
         // v1 is stale, within stale-if-error: the 503 is covered.
@@ -582,4 +885,162 @@ async fn tags(a: Adapter, b: Backend) {
     assert_eq!(h.cache.invalidate_tags(&["items".into()]).await.unwrap(), 2);
     let got = h.get("/items/1").await;
     assert_eq!((got.x_cache(), &got.body[..]), ("MISS", &b"v2"[..]));
+}
+
+async fn framings(a: Adapter, b: Backend) {
+    // Content-Length, chunked, and empty bodies each way: a real server stops
+    // polling at the announced length and never polls an empty body, and
+    // every one must still be stored.
+    let Some(h) = Harness::new(a, b, ITEMS, |_, _| Reply::ok("")).await else {
+        return;
+    };
+    drop(h);
+    let Some(h) = Harness::new(a, b, ITEMS, |_, n| match n % 4 {
+        0 => Reply::ok("announced length"),
+        1 => Reply::ok("sent chunked").chunked(),
+        2 => Reply::ok(""),
+        _ => Reply::ok("").chunked(),
+    })
+    .await
+    else {
+        return;
+    };
+    let cases = [
+        ("/items/length", "announced length"),
+        ("/items/chunked", "sent chunked"),
+        ("/items/empty", ""),
+        ("/items/empty-chunked", ""),
+    ];
+    for (i, (uri, body)) in cases.iter().enumerate() {
+        let miss = h.get(uri).await;
+        assert_eq!(
+            (miss.x_cache(), &miss.body[..]),
+            ("MISS", body.as_bytes()),
+            "{a:?} {uri}"
+        );
+        h.sets_reach(i as u64 + 1).await;
+        let hit = h.get(uri).await;
+        assert_eq!(
+            (hit.x_cache(), &hit.body[..]),
+            ("HIT", body.as_bytes()),
+            "{a:?}/{b:?} {uri}"
+        );
+        if a.transport == Transport::Socket {
+            assert_eq!(
+                hit.header("content-length"),
+                Some(body.len().to_string().as_str()),
+                "{a:?} {uri}"
+            );
+        }
+    }
+    assert_eq!(h.calls(), 4);
+}
+
+async fn cookie_on_304(a: Adapter, b: Backend) {
+    let Some(h) = Harness::new(a, b, ITEMS, |_, n| {
+        if n == 0 {
+            Reply::ok("shared body")
+                .header("etag", "\"v1\"")
+                .header("cache-control", "max-age=60")
+                .header("age", "100")
+        } else {
+            Reply::ok("")
+                .status(304)
+                .header("cache-control", "max-age=60")
+                .header("set-cookie", "session=alice")
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    h.get("/items").await;
+    let revalidated = h.get("/items").await;
+    assert_eq!(revalidated.x_cache(), "EXPIRED", "{a:?}/{b:?}");
+    assert_eq!(revalidated.headers_named("set-cookie"), ["session=alice"]);
+    // Another client gets the shared entry, never alice's cookie.
+    let other = h.get("/items").await;
+    assert_eq!(
+        (other.x_cache(), &other.body[..]),
+        ("HIT", &b"shared body"[..])
+    );
+    assert!(
+        other.headers_named("set-cookie").is_empty(),
+        "{:?}",
+        other.headers
+    );
+    assert_eq!(h.calls(), 2);
+}
+
+async fn cookie_request(a: Adapter, b: Backend) {
+    let Some(h) = Harness::new(a, b, ITEMS, |s, _| {
+        Reply::ok(&format!("for {}", s.header("cookie").unwrap_or("nobody")))
+    })
+    .await
+    else {
+        return;
+    };
+    // A policy TTL alone does not share a response to a request with cookies.
+    for _ in 0..2 {
+        let got = h
+            .send("GET", "/items", &[("cookie", "session=alice")])
+            .await;
+        assert_eq!(got.x_cache(), "MISS", "{a:?}/{b:?}");
+    }
+    assert_eq!(h.get("/items").await.body, "for nobody");
+    drop(h);
+    // Keyed on the cookie, each cookie gets its own entry.
+    let keyed = format!("{ITEMS}    vary_by: [\"header:cookie\"]\n");
+    let Some(h) = Harness::new(a, b, &keyed, |s, _| {
+        Reply::ok(&format!("for {}", s.header("cookie").unwrap_or("nobody")))
+    })
+    .await
+    else {
+        return;
+    };
+    for who in ["alice", "bob"] {
+        let c = format!("session={who}");
+        h.send("GET", "/items", &[("cookie", &c)]).await;
+        let got = h.send("GET", "/items", &[("cookie", &c)]).await;
+        assert_eq!(
+            (got.x_cache(), got.body.clone()),
+            ("HIT", Bytes::from(format!("for session={who}")))
+        );
+    }
+    assert_eq!(h.calls(), 2);
+}
+
+async fn slow_leader_client(a: Adapter, b: Backend) {
+    // 16 MB, larger than loopback socket buffers: a client that never reads
+    // stalls the server's writes to it.
+    let chunk = Bytes::from(vec![7u8; 256 * 1024]);
+    let policies = format!("{ITEMS}    max_size: 64MB\n");
+    let Some(h) = Harness::new(a, b, &policies, move |_, _| {
+        Reply {
+            chunks: vec![chunk.clone(); 64],
+            ..Reply::ok("")
+        }
+        .delay(Duration::from_millis(50))
+    })
+    .await
+    else {
+        return;
+    };
+    let _stalled = h.hold("/items/big").await;
+    for _ in 0..400 {
+        if h.calls() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(h.calls(), 1, "the leader reached the origin");
+    let follower = tokio::time::timeout(Duration::from_secs(20), h.get("/items/big"))
+        .await
+        .expect("a follower is not held up by the leader's stalled client");
+    assert_eq!(
+        (follower.x_cache(), follower.body.len()),
+        ("HIT", 16 << 20),
+        "{a:?}/{b:?}"
+    );
+    assert_eq!(h.calls(), 1);
 }

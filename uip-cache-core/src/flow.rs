@@ -226,6 +226,7 @@ impl HttpCache {
         // variant, say); bounded so a request never waits forever.
         let mut rounds = 0;
         loop {
+            let writes = self.writes();
             if let Some(entry) = self.lookup(&plan, req).await {
                 match self.answer(&plan, req, &entry) {
                     Some((Usability::StaleWhileRevalidate, r)) => {
@@ -249,6 +250,12 @@ impl HttpCache {
                 });
             }
             match self.lock(&plan) {
+                // A leader that finished storing this key while we looked it
+                // up has just let go of the lock: look again.
+                Lock::Leader(g) if self.writes() != writes && rounds < 3 => {
+                    drop(g);
+                    rounds += 1;
+                }
                 Lock::Leader(mut g) => {
                     // Other instances sharing the store may be fetching it too.
                     if let Lead::Found(entry) = self.lead(&mut plan, req, &mut g).await {

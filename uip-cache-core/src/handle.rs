@@ -134,6 +134,9 @@ struct Inner {
     stats: CacheStats,
     locks: LockTable,
     epoch: AtomicU64,
+    /// Entries written so far: a request that became a key's leader after a
+    /// store finished during its lookup looks again before fetching.
+    writes: AtomicU64,
 }
 
 impl HttpCache {
@@ -149,6 +152,7 @@ impl HttpCache {
                 stats: CacheStats::new(),
                 locks: LockTable::new(),
                 epoch: AtomicU64::new(0),
+                writes: AtomicU64::new(0),
             }),
         })
     }
@@ -273,6 +277,12 @@ impl HttpCache {
         }
         self.inner.stats.latency(started.elapsed());
         entry.filter(|e| e.status != VARY_MARKER_STATUS)
+    }
+
+    /// How many entries this cache has written (a cheap "did anything land
+    /// meanwhile" check).
+    pub(crate) fn writes(&self) -> u64 {
+        self.inner.writes.load(Ordering::Acquire)
     }
 
     /// Joins the coalescing table for the plan's key.
@@ -442,6 +452,7 @@ impl HttpCache {
             .is_some();
         if stored {
             self.inner.stats.set();
+            self.inner.writes.fetch_add(1, Ordering::Release);
         }
         stored
     }
