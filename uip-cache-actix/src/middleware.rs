@@ -144,9 +144,19 @@ fn authority(req: &ServiceRequest) -> Option<&str> {
 }
 
 fn view<'a>(req: &'a ServiceRequest, headers: &'a Headers<'a>) -> RequestView<'a> {
+    // The scheme of the connection as the server knows it (TLS or not), not
+    // a client-sent header.
+    let scheme = req
+        .uri()
+        .scheme_str()
+        .unwrap_or(if req.app_config().secure() {
+            "https"
+        } else {
+            "http"
+        });
     RequestView::new(req.method().as_str(), req.path(), headers)
         .query(req.uri().query())
-        .scheme(req.uri().scheme_str())
+        .scheme(Some(scheme))
         .authority(authority(req))
 }
 

@@ -1,6 +1,7 @@
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Uri};
+use http::uri::Scheme;
+use http::{Extensions, Method, Uri};
 use uip_cache_core::{HeaderSource, RequestView};
 
 /// Core's header lookup over an `http` 1.x header map.
@@ -27,16 +28,40 @@ pub(crate) fn authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a 
     })
 }
 
+/// The URI the client sent. Under axum's `Router::nest` the inner router
+/// sees the path without the nest prefix; keying on that would let one layer
+/// shared by two nested routers mix their entries, so the original URI
+/// (`axum::extract::OriginalUri`) is used when it is there.
+pub(crate) fn client_uri<'a>(uri: &'a Uri, extensions: &'a Extensions) -> &'a Uri {
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::OriginalUri(original)) = extensions.get() {
+        return original;
+    }
+    let _ = extensions;
+    uri
+}
+
+/// The scheme the client used: the URI's (absolute form), else an
+/// [`http::uri::Scheme`] request extension (set by the server or a TLS
+/// acceptor), else `http`.
+pub(crate) fn scheme<'a>(uri: &'a Uri, extensions: &'a Extensions) -> &'a str {
+    uri.scheme_str()
+        .or_else(|| extensions.get::<Scheme>().map(Scheme::as_str))
+        .unwrap_or("http")
+}
+
 /// Core's view of a request.
 pub(crate) fn view<'a>(
     method: &'a Method,
     uri: &'a Uri,
+    extensions: &'a Extensions,
     headers: &'a HeaderMapRef<'a>,
 ) -> RequestView<'a> {
-    RequestView::new(method.as_str(), uri.path(), headers)
-        .query(uri.query())
-        .scheme(uri.scheme_str())
-        .authority(authority(uri, headers.0))
+    let client = client_uri(uri, extensions);
+    RequestView::new(method.as_str(), client.path(), headers)
+        .query(client.query())
+        .scheme(Some(scheme(uri, extensions)))
+        .authority(authority(client, headers.0).or_else(|| authority(uri, headers.0)))
 }
 
 /// The header list of a response, names lower case, for storing.

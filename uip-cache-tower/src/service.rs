@@ -14,7 +14,7 @@ use uip_cache_core::{
 };
 
 use crate::body::CacheBody;
-use crate::headers::{authority, extend, header_list, view, HeaderMapRef};
+use crate::headers::{authority, client_uri, extend, header_list, view, HeaderMapRef};
 
 const X_CACHE: &str = "x-cache";
 
@@ -121,7 +121,7 @@ where
     let (parts, body) = req.into_parts();
     let begin = {
         let hs = HeaderMapRef(&parts.headers);
-        let v = view(&parts.method, &parts.uri, &hs);
+        let v = view(&parts.method, &parts.uri, &parts.extensions, &hs);
         match cache.plan(&v) {
             Plan::Bypass(reason) => return bypass(cache, inner, parts, body, reason).await,
             Plan::Cache(plan) => cache.begin(plan, &v, || header_list(&parts.headers)).await,
@@ -218,11 +218,9 @@ where
 {
     cache.stats().bypass(reason);
     let target = rules::is_unsafe(parts.method.as_str()).then(|| {
-        (
-            parts.method.clone(),
-            parts.uri.clone(),
-            authority(&parts.uri, &parts.headers).map(str::to_owned),
-        )
+        let uri = client_uri(&parts.uri, &parts.extensions).clone();
+        let host = authority(&uri, &parts.headers).map(str::to_owned);
+        (parts.method.clone(), uri, host)
     });
     let resp = inner.call(Request::from_parts(parts, body)).await?;
     if let Some((method, uri, host)) = target {
@@ -234,8 +232,13 @@ where
         let refs: Vec<&str> = locations.iter().map(String::as_str).collect();
         let empty = HeaderMap::new();
         let hs = HeaderMapRef(&empty);
+        let none = http::Extensions::new();
         cache
-            .invalidate_after_unsafe(&view(&method, &uri, &hs), resp.status().as_u16(), &refs)
+            .invalidate_after_unsafe(
+                &view(&method, &uri, &none, &hs),
+                resp.status().as_u16(),
+                &refs,
+            )
             .await;
     }
     Ok(passthrough(resp, XCache::Bypass))

@@ -82,3 +82,78 @@ fn a_redis_config_without_the_feature_is_a_clear_error() {
         assert!(err.contains("store.type") && err.contains("redis"), "{err}");
     }
 }
+
+async fn body_of(app: Router, uri: &str, scheme: Option<http::uri::Scheme>) -> (String, String) {
+    let mut req = Request::builder()
+        .uri(uri)
+        .header("host", "a")
+        .body(Body::empty())
+        .unwrap();
+    if let Some(s) = scheme {
+        req.extensions_mut().insert(s);
+    }
+    let resp = app.oneshot(req).await.unwrap();
+    let x = resp.headers()["x-cache"].to_str().unwrap().to_owned();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (x, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn nested_routers_sharing_one_layer_never_mix_entries() {
+    let config =
+        CacheConfig::from_yaml_str("defaults:\n  cache_unmatched: true\n  ttl: 60\npolicies: []\n")
+            .unwrap();
+    let layer = CacheLayer::from_config(&config).unwrap();
+    // Both inner routers see the path `/x` once nest has stripped its prefix.
+    let tenant = |name: &'static str| {
+        Router::new()
+            .route("/x", get(move || async move { name }))
+            .layer(layer.clone())
+    };
+    let app = Router::new()
+        .nest("/alice", tenant("alice's data"))
+        .nest("/bob", tenant("bob's data"));
+    assert_eq!(
+        body_of(app.clone(), "/alice/x", None).await,
+        ("MISS".into(), "alice's data".into())
+    );
+    assert_eq!(
+        body_of(app.clone(), "/bob/x", None).await,
+        ("MISS".into(), "bob's data".into())
+    );
+    assert_eq!(
+        body_of(app.clone(), "/alice/x", None).await,
+        ("HIT".into(), "alice's data".into())
+    );
+    assert_eq!(
+        body_of(app, "/bob/x", None).await,
+        ("HIT".into(), "bob's data".into())
+    );
+}
+
+#[tokio::test]
+async fn the_scheme_the_client_used_is_part_of_the_key() {
+    let config =
+        CacheConfig::from_yaml_str("defaults:\n  cache_unmatched: true\n  ttl: 60\npolicies: []\n")
+            .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = Router::new()
+        .route(
+            "/x",
+            get(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move { format!("v{n}") }
+            }),
+        )
+        .layer(CacheLayer::from_config(&config).unwrap());
+    let https = Some(http::uri::Scheme::HTTPS);
+    assert_eq!(body_of(app.clone(), "/x", None).await.0, "MISS");
+    assert_eq!(body_of(app.clone(), "/x", https.clone()).await.0, "MISS");
+    assert_eq!(
+        body_of(app.clone(), "/x", https).await,
+        ("HIT".into(), "v1".into())
+    );
+    assert_eq!(body_of(app, "/x", None).await, ("HIT".into(), "v0".into()));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
