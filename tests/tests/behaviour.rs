@@ -605,6 +605,7 @@ for_every_adapter_and_store!(
     stale,
     size_limit,
     unsafe_method_invalidation,
+    targeted_invalidation,
     set_cookie,
     cookie_request,
     authorization,
@@ -1043,4 +1044,43 @@ async fn slow_leader_client(a: Adapter, b: Backend) {
         "{a:?}/{b:?}"
     );
     assert_eq!(h.calls(), 1);
+}
+
+async fn targeted_invalidation(a: Adapter, b: Backend) {
+    let Some(h) = Harness::new(a, b, ITEMS, |s, n| match s.method.as_str() {
+        "GET" => Reply::ok(&format!("v{n}")).delay(Duration::from_millis(300)),
+        _ => Reply::ok("written"),
+    })
+    .await
+    else {
+        return;
+    };
+    let write_during = |uri: &'static str| {
+        let h = &h;
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(h.send("PUT", uri, &[]).await.status, 200);
+        }
+    };
+    // Writes to other URLs while a fetch is in flight leave it alone.
+    let (got, ()) = tokio::join!(h.get("/items/a"), write_during("/items/b"));
+    assert_eq!(got.x_cache(), "MISS");
+    let (got, ()) = tokio::join!(h.get("/items/c"), write_during("/elsewhere"));
+    assert_eq!(got.x_cache(), "MISS");
+    h.sets_reach(2).await;
+    assert_eq!(h.get("/items/a").await.x_cache(), "HIT", "{a:?}/{b:?}");
+    assert_eq!(h.get("/items/c").await.x_cache(), "HIT", "{a:?}/{b:?}");
+    // A write to the URL being fetched keeps the old response out.
+    let (got, ()) = tokio::join!(h.get("/items/d"), write_during("/items/d"));
+    assert_eq!(got.x_cache(), "MISS");
+    let again = h.get("/items/d").await;
+    assert_eq!(
+        again.x_cache(),
+        "MISS",
+        "{a:?}/{b:?}: fetched across its own write"
+    );
+    assert_eq!(
+        h.cache.stats().snapshot().uncacheable.get("invalidated"),
+        Some(&1)
+    );
 }

@@ -276,6 +276,7 @@ async fn entries_are_stored_under_the_key_core_computes_for_every_adapter() {
     let headers = [("accept", "application/json"), ("host", "origin.test")];
     let v = uip_cache_core::RequestView::new("GET", "/items", &headers)
         .query(Some("b=2&a=1"))
+        .scheme(Some("http"))
         .authority(Some("origin.test"));
     let uip_cache_core::Plan::Cache(plan) = cache.cache().plan(&v) else {
         panic!()

@@ -15,7 +15,7 @@ use crate::cache_control::CacheControl;
 use crate::compress::{gunzip, gzip_if_worth_it, Compressed};
 use crate::config::{CacheConfig, ConfigError};
 use crate::entry::{BodyEncoding, StoredResponse};
-use crate::invalidate::plan_for_event;
+use crate::invalidate::{plan_for_event, Invalidation};
 use crate::key::CacheKey;
 use crate::lock::{Lock, LockTable};
 use crate::pattern::UrlPattern;
@@ -24,6 +24,10 @@ use crate::request::RequestView;
 use crate::rules;
 use crate::stats::{CacheStats, NoCacheReason};
 use crate::store::{MemoryStore, PutOptions, Store, StoreError};
+
+/// How many of its own invalidations an instance remembers for fetches in
+/// flight; a fetch older than all of them is not stored.
+const RECENT_INVALIDATIONS: usize = 1024;
 
 /// The status of the small entry stored under a key whose responses vary: it
 /// lists the `Vary` headers, and the variants live under keys that include them.
@@ -91,8 +95,8 @@ pub struct CachePlan {
     pub key: CacheKey,
     /// The request's caching directives.
     pub request_cc: CacheControl,
-    /// Invalidations seen when the request arrived: a response is not stored
-    /// if one ran since.
+    /// This instance's invalidation sequence when the request arrived: a
+    /// response is not stored if an invalidation concerning it ran since.
     epoch: u64,
     /// The shared store's invalidation counter when the fetch started.
     store_epoch: Option<u64>,
@@ -134,6 +138,8 @@ struct Inner {
     stats: CacheStats,
     locks: LockTable,
     epoch: AtomicU64,
+    /// The last invalidations of this instance, with their sequence numbers.
+    recent: std::sync::Mutex<std::collections::VecDeque<(u64, Invalidation)>>,
     /// Entries written so far: a request that became a key's leader after a
     /// store finished during its lookup looks again before fetching.
     writes: AtomicU64,
@@ -152,6 +158,7 @@ impl HttpCache {
                 stats: CacheStats::new(),
                 locks: LockTable::new(),
                 epoch: AtomicU64::new(0),
+                recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
                 writes: AtomicU64::new(0),
             }),
         })
@@ -409,19 +416,12 @@ impl HttpCache {
         req: &RequestView<'_>,
         mut entry: StoredResponse,
     ) -> bool {
-        if self.inner.epoch.load(Ordering::Acquire) != plan.epoch {
+        let policy = self.policy(plan);
+        entry.tags = policy.entry_tags(&plan.params, req.path);
+        if self.invalidated_since(plan, req, &entry.tags).await {
             self.inner.stats.uncacheable(NoCacheReason::Invalidated);
             return false;
         }
-        if let Some(before) = plan.store_epoch {
-            // An instance sharing the store invalidated while this was fetched.
-            if self.guarded("epoch", self.inner.store.epoch()).await != Some(before) {
-                self.inner.stats.uncacheable(NoCacheReason::Invalidated);
-                return false;
-            }
-        }
-        let policy = self.policy(plan);
-        entry.tags = policy.entry_tags(&plan.params, req.path);
         let ttl = entry.storage_ttl();
         let options = PutOptions::new(ttl, req.path)
             .tags(&entry.tags)
@@ -581,13 +581,66 @@ impl HttpCache {
         }
     }
 
-    fn bump_epoch(&self) {
-        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+    /// Remembers an invalidation before it runs, here and for the instances
+    /// sharing the store, so that fetches in flight for what it removes are
+    /// not stored when they arrive.
+    async fn note(&self, what: Invalidation) {
+        self.guarded(
+            "record invalidation",
+            self.inner.store.record_invalidation(&what.to_line()),
+        )
+        .await;
+        let mut recent = self.inner.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = self.inner.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        recent.push_back((seq, what));
+        while recent.len() > RECENT_INVALIDATIONS {
+            recent.pop_front();
+        }
+    }
+
+    /// Whether an invalidation that concerns this response (its path, query
+    /// or tags) ran since the plan was made, here or on an instance sharing
+    /// the store. When the record no longer reaches back that far, assume so.
+    async fn invalidated_since(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        tags: &[String],
+    ) -> bool {
+        let concerns = |inv: &Invalidation| inv.concerns(req.path, req.query, tags);
+        if self.inner.epoch.load(Ordering::Acquire) != plan.epoch {
+            let recent = self.inner.recent.lock().unwrap_or_else(|e| e.into_inner());
+            let since: Vec<&(u64, Invalidation)> =
+                recent.iter().filter(|(seq, _)| *seq > plan.epoch).collect();
+            let complete = since.first().is_some_and(|(seq, _)| *seq == plan.epoch + 1);
+            if !complete || since.iter().any(|(_, inv)| concerns(inv)) {
+                return true;
+            }
+        }
+        let Some(before) = plan.store_epoch else {
+            return false;
+        };
+        match self.guarded("epoch", self.inner.store.epoch()).await {
+            Some(now) if now == before => false,
+            Some(_) => match self
+                .guarded(
+                    "invalidations",
+                    self.inner.store.invalidations_since(before),
+                )
+                .await
+            {
+                Some(Some(lines)) => lines
+                    .iter()
+                    .any(|l| Invalidation::from_line(l).is_none_or(|inv| concerns(&inv))),
+                _ => true,
+            },
+            None => true,
+        }
     }
 
     /// Removes every entry with any of `tags`.
     pub async fn invalidate_tags(&self, tags: &[String]) -> Result<u64, StoreError> {
-        self.bump_epoch();
+        self.note(Invalidation::Tags(tags.to_vec())).await;
         let n = self.inner.store.invalidate_tags(tags).await?;
         self.inner.stats.deleted(n);
         Ok(n)
@@ -595,7 +648,7 @@ impl HttpCache {
 
     /// Removes every entry matching a URL pattern.
     pub async fn invalidate_pattern(&self, pattern: &UrlPattern) -> Result<u64, StoreError> {
-        self.bump_epoch();
+        self.note(Invalidation::Pattern(pattern.clone())).await;
         let n = self.inner.store.invalidate_pattern(pattern).await?;
         self.inner.stats.deleted(n);
         Ok(n)
@@ -652,10 +705,10 @@ impl HttpCache {
                 .filter(|l| l.starts_with('/'))
                 .map(|l| (*l).to_owned()),
         );
-        self.bump_epoch();
         let mut n = 0;
         for t in targets {
             let pattern = UrlPattern::exact(&t);
+            self.note(Invalidation::Pattern(pattern.clone())).await;
             if let Some(removed) = self
                 .guarded("invalidate", self.inner.store.invalidate_pattern(&pattern))
                 .await

@@ -146,3 +146,83 @@ invalidation:
         assert!(err.contains("entity_id"), "{err}");
     }
 }
+
+/// What one invalidation removed, remembered for a while so that a response
+/// fetched before it and arriving after it is not stored, while responses
+/// for everything else store as usual.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// Entries whose path and query match.
+    Pattern(UrlPattern),
+    /// Entries carrying any of these tags.
+    Tags(Vec<String>),
+}
+
+impl Invalidation {
+    /// Whether an entry for `path` and `query` with `tags` is concerned.
+    pub fn concerns(&self, path: &str, query: Option<&str>, tags: &[String]) -> bool {
+        match self {
+            Invalidation::Pattern(p) => p.matches(path, query),
+            Invalidation::Tags(ts) => ts.iter().any(|t| tags.contains(t)),
+        }
+    }
+
+    /// A one-line form for logs shared through a store.
+    pub fn to_line(&self) -> String {
+        match self {
+            Invalidation::Pattern(p) => p.to_line(),
+            Invalidation::Tags(ts) => {
+                let mut line = String::from("t");
+                for t in ts {
+                    line.push('\n');
+                    line.push_str(t);
+                }
+                line
+            }
+        }
+    }
+
+    /// Reads [`Invalidation::to_line`]'s form back; `None` for anything else.
+    pub fn from_line(line: &str) -> Option<Self> {
+        match line.strip_prefix('t') {
+            Some(rest) if rest.is_empty() || rest.starts_with('\n') => Some(Invalidation::Tags(
+                rest.split('\n').skip(1).map(str::to_owned).collect(),
+            )),
+            _ => UrlPattern::from_line(line).map(Invalidation::Pattern),
+        }
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip_and_concern_only_their_targets() {
+        let cases = [
+            Invalidation::Pattern(UrlPattern::exact("/items?b=2&a=1")),
+            Invalidation::Pattern(UrlPattern::exact_path("/items")),
+            Invalidation::Pattern(UrlPattern::glob("/ngsi-ld/*?type=Camera*").unwrap()),
+            Invalidation::Tags(vec!["camera".into(), "with space".into()]),
+        ];
+        let tags = vec!["camera".to_string()];
+        let expect = [
+            ("/items", Some("a=1&b=2"), true),
+            ("/items", Some("zzz"), true),
+            ("/ngsi-ld/v1/entities", Some("type=Camera&limit=1"), true),
+            ("/anything", None, true),
+        ];
+        for (inv, (path, query, concerned)) in cases.iter().zip(expect) {
+            let back = Invalidation::from_line(&inv.to_line()).unwrap();
+            let tags_for = if matches!(inv, Invalidation::Tags(_)) {
+                &tags[..]
+            } else {
+                &[][..]
+            };
+            assert_eq!(back.concerns(path, query, tags_for), concerned, "{inv:?}");
+            assert!(!back.concerns("/other", None, &[]), "{inv:?}");
+        }
+        assert!(Invalidation::from_line("x nonsense").is_none());
+    }
+}

@@ -131,6 +131,28 @@ impl UrlPattern {
         }
     }
 
+    /// A one-line form that [`UrlPattern::from_line`] reads back (for logs
+    /// shared between instances): the kind, a space, the source.
+    pub fn to_line(&self) -> String {
+        let kind = match (&self.path, &self.query) {
+            (PathMatcher::Exact(_), QueryMatcher::Exact(_)) => 'e',
+            (PathMatcher::Exact(_), QueryMatcher::Any) => 'p',
+            _ => 'g',
+        };
+        format!("{kind} {}", self.source)
+    }
+
+    /// Reads [`UrlPattern::to_line`]'s form back.
+    pub fn from_line(line: &str) -> Option<Self> {
+        let (kind, source) = line.split_once(' ')?;
+        match kind {
+            "e" => Some(UrlPattern::exact(source)),
+            "p" => Some(UrlPattern::exact_path(source)),
+            "g" => UrlPattern::glob(source).ok(),
+            _ => None,
+        }
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.source

@@ -39,6 +39,27 @@ for i = 1, #KEYS do
 end
 return n";
 
+/// How many invalidations the shared log keeps for fetches in flight.
+const LOG_LEN: u64 = 1024;
+
+/// Raises the epoch and logs an invalidation under it, keeping the last
+/// LOG_LEN (both keys share a slot).
+const RECORD_INVALIDATION: &str = r"
+local n = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[2], n, n .. ' ' .. ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[2]) + 1))
+return n";
+
+/// The invalidations logged after epoch ARGV[1]; nil when the log no longer
+/// holds all of them.
+const INVALIDATIONS_SINCE: &str = r"
+local since = tonumber(ARGV[1])
+local now = tonumber(redis.call('GET', KEYS[1]) or '0')
+if now <= since then return {} end
+local items = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. since, '+inf')
+if #items < now - since then return false end
+return items";
+
 /// Gives back a lease only if it is still ours.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -368,21 +389,14 @@ impl RedisStore {
         format!("{}idx:{{paths}}:exp", self.inner.prefix)
     }
 
+    // The epoch and the invalidation log share a hash slot, so one script
+    // updates both on a cluster too.
     fn epoch_key(&self) -> String {
-        format!("{}idx:epoch", self.inner.prefix)
+        format!("{}idx:{{inv}}:epoch", self.inner.prefix)
     }
 
-    /// Raises the shared invalidation counter before an invalidation starts.
-    async fn bump_epoch(&self) -> Result<(), StoreError> {
-        self.guarded(self.inner.op_timeout, async {
-            let mut c = self.conn().await?;
-            redis::cmd("INCR")
-                .arg(self.epoch_key())
-                .query_async::<u64>(&mut c)
-                .await
-        })
-        .await
-        .map(drop)
+    fn log_key(&self) -> String {
+        format!("{}idx:{{inv}}:log", self.inner.prefix)
     }
 
     fn tag_key(&self, tag: &str) -> String {
@@ -593,7 +607,6 @@ impl Store for RedisStore {
 
     fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
         Box::pin(async move {
-            self.bump_epoch().await?;
             let mut removed = 0;
             for tag in tags {
                 let key = self.tag_key(tag);
@@ -643,7 +656,6 @@ impl Store for RedisStore {
                     (min, max)
                 }
             };
-            self.bump_epoch().await?;
             let mut removed = 0;
             loop {
                 let page: Vec<Vec<u8>> = self
@@ -724,6 +736,55 @@ impl Store for RedisStore {
                 })
                 .await?;
             Ok(n.unwrap_or(0))
+        })
+    }
+
+    fn record_invalidation<'a>(&'a self, line: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.guarded(self.inner.op_timeout, async {
+                let mut c = self.conn().await?;
+                redis::cmd("EVAL")
+                    .arg(RECORD_INVALIDATION)
+                    .arg(2)
+                    .arg(self.epoch_key())
+                    .arg(self.log_key())
+                    .arg(line)
+                    .arg(LOG_LEN)
+                    .query_async::<u64>(&mut c)
+                    .await
+            })
+            .await
+            .map(drop)
+        })
+    }
+
+    fn invalidations_since(&self, epoch: u64) -> StoreFuture<'_, Option<Vec<String>>> {
+        Box::pin(async move {
+            let members: Option<Vec<Vec<u8>>> = self
+                .guarded(self.inner.op_timeout, async {
+                    let mut c = self.conn().await?;
+                    redis::cmd("EVAL")
+                        .arg(INVALIDATIONS_SINCE)
+                        .arg(2)
+                        .arg(self.epoch_key())
+                        .arg(self.log_key())
+                        .arg(epoch)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            // Members are "<seq> <line>": the sequence keeps equal lines apart.
+            Ok(members.map(|ms| {
+                ms.into_iter()
+                    .map(|m| {
+                        let m = String::from_utf8_lossy(&m).into_owned();
+                        match m.split_once(' ') {
+                            Some((_, line)) => line.to_owned(),
+                            None => m,
+                        }
+                    })
+                    .collect()
+            }))
         })
     }
 

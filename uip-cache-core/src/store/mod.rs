@@ -100,11 +100,26 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Whether the store is usable.
     fn health(&self) -> StoreFuture<'_, StoreHealth>;
 
-    /// A counter every invalidation raises, shared by all instances using the
-    /// store: a response fetched while it changed is not stored. Stores local
-    /// to one process return 0 (the cache's own counter covers them).
+    /// A counter every recorded invalidation raises, shared by all instances
+    /// using the store. Stores local to one process return 0 (the cache's
+    /// own log covers them).
     fn epoch(&self) -> StoreFuture<'_, u64> {
         Box::pin(async { Ok(0) })
+    }
+
+    /// Records an invalidation (one line, see
+    /// [`Invalidation::to_line`](crate::invalidate::Invalidation::to_line))
+    /// for the other instances sharing the store, raising the epoch.
+    fn record_invalidation<'a>(&'a self, line: &'a str) -> StoreFuture<'a, ()> {
+        let _ = line;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The invalidations recorded since `epoch`, oldest first; `None` when the
+    /// store no longer holds all of them (the caller must assume the worst).
+    fn invalidations_since(&self, epoch: u64) -> StoreFuture<'_, Option<Vec<String>>> {
+        let _ = epoch;
+        Box::pin(async { Ok(Some(Vec::new())) })
     }
 
     /// Takes a short lease on `key` for `token`, so that one of several
