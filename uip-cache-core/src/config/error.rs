@@ -75,24 +75,31 @@ impl ConfigError {
     }
 }
 
+/// `line:col: field.path: message` (the file name is the caller's to add).
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+            f.write_str(": ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, p) in self.problems.iter().enumerate() {
             if i > 0 {
                 f.write_str("\n")?;
             }
-            f.write_str(&self.source_name)?;
-            if let Some(line) = p.line {
-                write!(f, ":{line}")?;
-                if let Some(col) = p.column {
-                    write!(f, ":{col}")?;
-                }
-            }
-            f.write_str(": ")?;
-            if !p.path.is_empty() {
-                write!(f, "{}: ", p.path)?;
-            }
-            f.write_str(&p.message)?;
+            let sep = if p.line.is_some() { ":" } else { ": " };
+            write!(f, "{}{sep}{p}", self.source_name)?;
         }
         Ok(())
     }

@@ -758,10 +758,58 @@ impl CacheConfig {
         config.source_name = name.to_owned();
         let problems = config.validate();
         if problems.is_empty() {
+            for w in config.warnings() {
+                tracing::warn!("{name}:{w}");
+            }
             Ok(config)
         } else {
             Err(ConfigError::new(name, problems))
         }
+    }
+
+    /// What is allowed but probably not meant, one note per policy (logged
+    /// once when the config loads). Today: a `vary_by` naming query
+    /// parameters keys only those (the seed's meaning), so requests that
+    /// differ in any other parameter share an entry.
+    pub fn warnings(&self) -> Vec<ConfigProblem> {
+        let mut notes = Vec::new();
+        for (i, p) in self.policies.iter().enumerate() {
+            let mut kept: Vec<&str> = p
+                .vary_by
+                .iter()
+                .map(|v| v.trim())
+                .filter(|v| !v.eq_ignore_ascii_case("body") && !v.starts_with("header:"))
+                .map(|v| v.strip_prefix("query:").unwrap_or(v))
+                .collect();
+            if kept.is_empty() {
+                continue;
+            }
+            kept.sort_unstable();
+            kept.dedup();
+            let pattern = p.pattern.value.as_str();
+            let mut dropped: Vec<&str> = crate::pattern::split_query(pattern)
+                .1
+                .map(|q| crate::pattern::query_pairs(q).map(|(n, _)| n).collect())
+                .unwrap_or_default();
+            dropped.retain(|n| !kept.contains(n));
+            dropped.sort_unstable();
+            dropped.dedup();
+            let also = if dropped.is_empty() {
+                String::new()
+            } else {
+                format!(", including {} named in the pattern", dropped.join(", "))
+            };
+            notes.push(ConfigProblem::new(
+                p.pattern.line,
+                format!("policies[{i}].vary_by"),
+                format!(
+                    "policy `{}` keys only the query parameters {}; requests that differ in any other parameter{also} share an entry (list them in vary_by, or leave vary_by without plain names to key every parameter)",
+                    p.name.value,
+                    kept.join(", ")
+                ),
+            ));
+        }
+        notes
     }
 
     /// Checks everything that does not need the network; returns every problem found.

@@ -244,3 +244,29 @@ fn durations_that_would_overflow_are_errors_with_a_line() {
     );
     assert_eq!(p.path, "policies[0].stale_while_revalidate");
 }
+
+#[test]
+fn plain_vary_by_names_key_only_those_parameters_and_say_so() {
+    let c = parse(
+        "policies:\n  - name: cams\n    pattern: \"/e?type=Camera*&offset=*\"\n    vary_by: [type, limit, \"header:x-tenant\"]\n  - name: all\n    pattern: /a\n    vary_by: [\"header:x-tenant\", body]\n",
+    )
+    .unwrap();
+    let notes = c.warnings();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].path, "policies[0].vary_by");
+    assert_eq!(notes[0].line, Some(3));
+    assert!(notes[0].message.contains("limit, type"), "{notes:?}");
+    assert!(notes[0].message.contains("including offset"), "{notes:?}");
+    // And the key does what the note says: offset is not keyed.
+    let set = crate::PolicySet::compile(&c).unwrap();
+    let spec = set.iter().next().unwrap().key_spec();
+    let h: [(&str, &str); 0] = [];
+    let k = |q| {
+        spec.key(
+            &crate::RequestView::new("GET", "/e", &h).query(Some(q)),
+            &[],
+        )
+    };
+    assert_eq!(k("type=Camera&offset=0"), k("type=Camera&offset=50"));
+    assert_ne!(k("type=Camera&limit=1"), k("type=Camera&limit=2"));
+}
