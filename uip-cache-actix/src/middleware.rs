@@ -160,6 +160,14 @@ fn view<'a>(req: &'a ServiceRequest, headers: &'a Headers<'a>) -> RequestView<'a
         .authority(authority(req))
 }
 
+fn hide(cache: &HttpCache, headers: &mut HeaderMap) {
+    for h in cache.hidden_response_headers() {
+        if let Ok(n) = HeaderName::from_bytes(h.as_bytes()) {
+            headers.remove(n);
+        }
+    }
+}
+
 fn set_x_cache<B>(res: &mut ServiceResponse<B>, x: XCache) {
     res.headers_mut().insert(
         HeaderName::from_static("x-cache"),
@@ -252,6 +260,7 @@ where
     // No clone of the request may be alive while the inner router matches it,
     // so an `Err` from the inner service (rare: actix handlers fail with 5xx
     // responses, which stale-if-error covers) goes to the client as it is.
+    let cache = ticket.cache().clone();
     let res = svc.call(req).await?;
     match ticket
         .origin_responded(res.status().as_u16(), header_list(res.headers()))
@@ -263,6 +272,7 @@ where
         )),
         After::Pass(x) => {
             let mut res = res.map_body(|_, b| CacheBody::passthrough(b));
+            hide(&cache, res.headers_mut());
             set_x_cache(&mut res, x);
             Ok(res)
         }
@@ -280,8 +290,13 @@ where
                 // client must not hold up the requests coalesced behind this one.
                 actix_web::rt::spawn(async move {
                     let mut body = std::pin::pin!(body);
+                    let mut abandoned = std::pin::pin!(pump.abandoned());
                     loop {
-                        match std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await {
+                        let next = tokio::select! {
+                            next = std::future::poll_fn(|cx| body.as_mut().poll_next(cx)) => next,
+                            () = &mut abandoned => return,
+                        };
+                        match next {
                             Some(Ok(chunk)) => {
                                 let data = chunk.clone();
                                 if !pump.send(Ok(chunk), Some(&data)).await {
@@ -294,6 +309,7 @@ where
                     }
                 });
             }
+            hide(&cache, res.headers_mut());
             set_x_cache(&mut res, x_cache);
             Ok(res)
         }
@@ -323,6 +339,7 @@ where
         .call(req)
         .await?
         .map_body(|_, b| CacheBody::passthrough(b));
+    hide(&cache, res.headers_mut());
     if let Some((method, path, query, host)) = target {
         let locations: Vec<String> = [LOCATION, CONTENT_LOCATION]
             .iter()

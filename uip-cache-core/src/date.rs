@@ -54,43 +54,63 @@ const MONTHS: [&[u8; 3]; 12] = [
 
 /// Parses an HTTP date in any of the three formats of RFC 9110 section 5.6.7
 /// (IMF-fixdate, RFC 850, asctime), case-insensitively, with any four-digit
-/// year. `None` when it is not a date.
+/// year. The layout is checked exactly (single spaces, the comma, colons):
+/// anything else is not a date, and an `Expires` that is not a date means
+/// "already expired".
 pub fn parse_http_date(v: &[u8]) -> Option<SystemTime> {
-    let s = v.trim_ascii();
-    let lower: Vec<u8> = s.iter().map(u8::to_ascii_lowercase).collect();
-    let words: Vec<&[u8]> = lower
-        .split(|&b| b == b' ' || b == b',')
-        .filter(|w| !w.is_empty())
-        .collect();
-    let (year, month, day, time) = match words.as_slice() {
-        // Sun, 06 Nov 1994 08:49:37 GMT
-        [_, day, mon, year, time, b"gmt"] => {
-            (number(year, 4, 4)?, month(mon)?, number(day, 1, 2)?, *time)
+    let s: Vec<u8> = v.trim_ascii().to_ascii_lowercase();
+    let at = |i: usize, c: u8| s.get(i) == Some(&c);
+    let (year, month, day, time) = if s.len() == 29 && at(3, b',') {
+        // sun, 06 nov 1994 08:49:37 gmt
+        if !(short_day(&s[..3]) && at(4, b' ') && at(7, b' ') && at(11, b' ') && at(16, b' '))
+            || &s[25..] != b" gmt"
+        {
+            return None;
         }
-        // Sunday, 06-Nov-94 08:49:37 GMT
-        [_, date, time, b"gmt"] => {
-            let mut parts = date.split(|&b| b == b'-');
-            let day = number(parts.next()?, 1, 2)?;
-            let mon = month(parts.next()?)?;
-            let yy = parts.next()?;
-            if parts.next().is_some() {
-                return None;
-            }
-            let year = match yy.len() {
-                2 => two_digit_year(number(yy, 2, 2)?),
-                _ => number(yy, 4, 4)?,
-            };
-            (year, mon, day, *time)
+        let year = number(&s[12..16], 4, 4)?;
+        (year, month(&s[8..11])?, number(&s[5..7], 2, 2)?, &s[17..25])
+    } else if let Some(comma) = s.iter().position(|&b| b == b',') {
+        // sunday, 06-nov-94 08:49:37 gmt
+        let rest = &s[comma + 1..];
+        if !long_day(&s[..comma])
+            || rest.len() != 23
+            || rest[0] != b' '
+            || rest[3] != b'-'
+            || rest[7] != b'-'
+            || rest[10] != b' '
+            || &rest[19..] != b" gmt"
+        {
+            return None;
         }
-        // Sun Nov  6 08:49:37 1994
-        [_, mon, day, time, year] => (number(year, 4, 4)?, month(mon)?, number(day, 1, 2)?, *time),
-        _ => return None,
+        let year = two_digit_year(number(&rest[8..10], 2, 2)?);
+        (
+            year,
+            month(&rest[4..7])?,
+            number(&rest[1..3], 2, 2)?,
+            &rest[11..19],
+        )
+    } else if s.len() == 24 {
+        // sun nov  6 08:49:37 1994
+        if !(short_day(&s[..3]) && at(3, b' ') && at(7, b' ') && at(10, b' ') && at(19, b' ')) {
+            return None;
+        }
+        let day = if s[8] == b' ' { &s[9..10] } else { &s[8..10] };
+        (
+            number(&s[20..24], 4, 4)?,
+            month(&s[4..7])?,
+            number(day, 1, 2)?,
+            &s[11..19],
+        )
+    } else {
+        return None;
     };
-    let mut hms = time.split(|&b| b == b':');
-    let h = number(hms.next()?, 2, 2)?;
-    let m = number(hms.next()?, 2, 2)?;
-    let sec = number(hms.next()?, 2, 2)?;
-    if hms.next().is_some() || h > 23 || m > 59 || sec > 60 || day == 0 || day > 31 {
+    if time.len() != 8 || time[2] != b':' || time[5] != b':' {
+        return None;
+    }
+    let h = number(&time[..2], 2, 2)?;
+    let m = number(&time[3..5], 2, 2)?;
+    let sec = number(&time[6..], 2, 2)?;
+    if h > 23 || m > 59 || sec > 60 || day == 0 || day > 31 {
         return None;
     }
     let days = days_from_civil(year as i64, month, day);
@@ -100,6 +120,25 @@ pub fn parse_http_date(v: &[u8]) -> Option<SystemTime> {
     } else {
         UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
     }
+}
+
+const SHORT_DAYS: [&[u8]; 7] = [b"mon", b"tue", b"wed", b"thu", b"fri", b"sat", b"sun"];
+const LONG_DAYS: [&[u8]; 7] = [
+    b"monday",
+    b"tuesday",
+    b"wednesday",
+    b"thursday",
+    b"friday",
+    b"saturday",
+    b"sunday",
+];
+
+fn short_day(w: &[u8]) -> bool {
+    SHORT_DAYS.contains(&w)
+}
+
+fn long_day(w: &[u8]) -> bool {
+    LONG_DAYS.contains(&w)
 }
 
 fn number(w: &[u8], min: usize, max: usize) -> Option<u64> {
@@ -165,9 +204,9 @@ mod tests {
             "SUN, 06 NOV 1994 08:49:37 GMT",
             "sun, 06 nov 1994 08:49:37 gmt",
             "Sunday, 06-Nov-94 08:49:37 GMT",
-            "Sunday, 06-Nov-1994 08:49:37 GMT",
+            "SUNDAY, 06-NOV-94 08:49:37 GMT",
             "Sun Nov  6 08:49:37 1994",
-            "sun nov 6 08:49:37 1994",
+            "sun nov 06 08:49:37 1994",
             "  Sun, 06 Nov 1994 08:49:37 GMT  ",
         ] {
             assert_eq!(parse_http_date(s.as_bytes()), t, "{s}");
@@ -202,6 +241,17 @@ mod tests {
             "Sun, 06 Nov 99999 08:49:37 GMT",
             "Sun, 32 Nov 1994 08:49:37 GMT",
             "Sun, 06 Nov 1994 08:49 GMT",
+            // Layouts RFC 9110 does not allow.
+            "Sun 06 Nov 1994 08:49:37 GMT",
+            "Sun, 06  Nov  1994 08:49:37 GMT",
+            "Sun, 06-Nov-1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08.49.37 GMT",
+            "Sun, 06 Nov 1994 8:49:37 GMT",
+            "Sun, 06 Nov 94 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sunday, 06-Nov-1994 08:49:37 GMT",
+            "sun nov 6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 GMT+1",
         ] {
             assert_eq!(parse_http_date(bad.as_bytes()), None, "{bad}");
         }

@@ -106,6 +106,9 @@ pub enum After {
 pub struct Recording {
     recorder: Option<BodyRecorder>,
     finish: Option<OnEnd>,
+    max_size: u64,
+    /// How long a recording nobody reads may go on (the lock timeout).
+    orphan_limit: std::time::Duration,
 }
 
 /// What a recording does with its outcome.
@@ -142,6 +145,16 @@ impl Recording {
         self.finish.is_none()
     }
 
+    /// The most bytes it records.
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
+    /// How long it may go on once no client reads the body.
+    pub fn orphan_limit(&self) -> std::time::Duration {
+        self.orphan_limit
+    }
+
     /// Whether chunks are still being recorded (not ended, not past `max_size`).
     pub fn is_recording(&self) -> bool {
         self.recorder.is_some()
@@ -161,6 +174,8 @@ impl Recording {
         let out = slot.clone();
         let recording = Recording {
             recorder: Some(BodyRecorder::new(max)),
+            max_size: max,
+            orphan_limit: std::time::Duration::from_secs(5),
             finish: Some(Box::new(move |body| {
                 if let (Ok(b), Ok(mut s)) = (body, out.lock()) {
                     *s = Some(b);
@@ -232,6 +247,7 @@ impl HttpCache {
                     Some((Usability::StaleWhileRevalidate, r)) => {
                         // Refresh once, in the background.
                         if let Lock::Leader(g) = self.lock(&plan) {
+                            self.note_store_epoch(&mut plan).await;
                             let ticket = self.ticket(plan, req, headers(), Some(entry), Some(g));
                             return Begin::RespondAndRefresh(r, ticket);
                         }
@@ -250,13 +266,20 @@ impl HttpCache {
                 });
             }
             match self.lock(&plan) {
-                // A leader that finished storing this key while we looked it
-                // up has just let go of the lock: look again.
-                Lock::Leader(g) if self.writes() != writes && rounds < 3 => {
-                    drop(g);
-                    rounds += 1;
-                }
                 Lock::Leader(mut g) => {
+                    // A leader that finished storing this key while we looked
+                    // it up has just let go of the lock: look again, holding it.
+                    if self.writes() != writes {
+                        if let Some(entry) = self.lookup(&plan, req).await {
+                            if let Some((Usability::Fresh | Usability::StaleAccepted, r)) =
+                                self.answer(&plan, req, &entry)
+                            {
+                                g.stored();
+                                return Begin::Respond(r);
+                            }
+                            stale = Some(entry);
+                        }
+                    }
                     // Other instances sharing the store may be fetching it too.
                     if let Lead::Found(entry) = self.lead(&mut plan, req, &mut g).await {
                         // Another instance stored it: it answers only if it may
@@ -282,6 +305,11 @@ impl HttpCache {
                     }
                 }
             }
+        }
+        if guard.is_none() {
+            // Not the leader (the wait timed out): still learn what instances
+            // sharing the store invalidate while this fetch runs.
+            self.note_store_epoch(&mut plan).await;
         }
         Begin::Fetch(self.ticket(plan, req, headers(), stale, guard))
     }
@@ -326,6 +354,11 @@ impl HttpCache {
 }
 
 impl FetchTicket {
+    /// The cache this fetch is for.
+    pub fn cache(&self) -> &HttpCache {
+        &self.cache
+    }
+
     /// `MISS`, or `EXPIRED` when an expired entry is being revalidated or replaced.
     pub fn outcome(&self) -> XCache {
         if self.stale.is_some() {
@@ -445,6 +478,8 @@ impl FetchTicket {
             x_cache: outcome,
             recording: Recording {
                 recorder: Some(BodyRecorder::new(max_size)),
+                max_size,
+                orphan_limit: cache.lock_timeout(),
                 finish: Some(Box::new(move |body| {
                     Box::new(Finish {
                         cache,

@@ -140,6 +140,9 @@ struct Inner {
     epoch: AtomicU64,
     /// The last invalidations of this instance, with their sequence numbers.
     recent: std::sync::Mutex<std::collections::VecDeque<(u64, Invalidation)>>,
+    /// Response headers this cache consumes and never passes on (RFC 9213
+    /// targeted fields), lower case.
+    hidden: Vec<String>,
     /// Entries written so far: a request that became a key's leader after a
     /// store finished during its lookup looks again before fetching.
     writes: AtomicU64,
@@ -159,6 +162,12 @@ impl HttpCache {
                 locks: LockTable::new(),
                 epoch: AtomicU64::new(0),
                 recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
+                hidden: config
+                    .defaults
+                    .targeted_cache_control
+                    .iter()
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .collect(),
                 writes: AtomicU64::new(0),
             }),
         })
@@ -195,6 +204,12 @@ impl HttpCache {
     /// The counters.
     pub fn stats(&self) -> &CacheStats {
         &self.inner.stats
+    }
+
+    /// Response headers the cache consumes itself (the targeted cache-control
+    /// fields of RFC 9213): adapters remove them from responses they pass on.
+    pub fn hidden_response_headers(&self) -> &[String] {
+        &self.inner.hidden
     }
 
     /// How long coalesced requests wait for the leader.
@@ -310,7 +325,7 @@ impl HttpCache {
         req: &RequestView<'_>,
         guard: &mut crate::lock::LockGuard,
     ) -> Lead {
-        plan.store_epoch = self.guarded("epoch", self.inner.store.epoch()).await;
+        self.note_store_epoch(plan).await;
         static TOKENS: AtomicU64 = AtomicU64::new(1);
         let token = TOKENS.fetch_add(1, Ordering::Relaxed)
             ^ (SystemTime::now()
@@ -354,6 +369,12 @@ impl HttpCache {
                 return Lead::Fetch;
             }
         }
+    }
+
+    /// Notes the shared store's invalidation counter before a fetch, so that
+    /// what other instances invalidate meanwhile is not stored afterwards.
+    pub(crate) async fn note_store_epoch(&self, plan: &mut CachePlan) {
+        plan.store_epoch = self.guarded("epoch", self.inner.store.epoch()).await;
     }
 
     /// Decides whether the origin's response may be stored, counting the reason when not.
@@ -446,10 +467,19 @@ impl HttpCache {
             tracing::warn!("response too large to encode as an entry");
             return false;
         };
-        let stored = self
+        let mut stored = self
             .guarded("put", self.inner.store.put(key.as_str(), bytes, options))
             .await
             .is_some();
+        // Checked again after the put: an invalidation recorded between the
+        // first check and the put is seen here, one recorded after the put
+        // deletes the entry itself.
+        if stored && self.invalidated_since(plan, req, &entry.tags).await {
+            self.guarded("delete", self.inner.store.delete(key.as_str()))
+                .await;
+            self.inner.stats.uncacheable(NoCacheReason::Invalidated);
+            stored = false;
+        }
         if stored {
             self.inner.stats.set();
             self.inner.writes.fetch_add(1, Ordering::Release);
@@ -584,18 +614,26 @@ impl HttpCache {
     /// Remembers an invalidation before it runs, here and for the instances
     /// sharing the store, so that fetches in flight for what it removes are
     /// not stored when they arrive.
-    async fn note(&self, what: Invalidation) {
+    ///
+    /// When the shared record fails, the invalidation does not run (the
+    /// caller gets the error): other instances could otherwise store what it
+    /// meant to remove.
+    async fn note(&self, what: Invalidation) -> Result<(), StoreError> {
+        let line = what.to_line();
+        {
+            let mut recent = self.inner.recent.lock().unwrap_or_else(|e| e.into_inner());
+            let seq = self.inner.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+            recent.push_back((seq, what));
+            while recent.len() > RECENT_INVALIDATIONS {
+                recent.pop_front();
+            }
+        }
         self.guarded(
             "record invalidation",
-            self.inner.store.record_invalidation(&what.to_line()),
+            self.inner.store.record_invalidation(&line),
         )
-        .await;
-        let mut recent = self.inner.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let seq = self.inner.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-        recent.push_back((seq, what));
-        while recent.len() > RECENT_INVALIDATIONS {
-            recent.pop_front();
-        }
+        .await
+        .ok_or_else(|| StoreError::from_kind(crate::store::StoreErrorKind::Unavailable))
     }
 
     /// Whether an invalidation that concerns this response (its path, query
@@ -640,7 +678,7 @@ impl HttpCache {
 
     /// Removes every entry with any of `tags`.
     pub async fn invalidate_tags(&self, tags: &[String]) -> Result<u64, StoreError> {
-        self.note(Invalidation::Tags(tags.to_vec())).await;
+        self.note(Invalidation::Tags(tags.to_vec())).await?;
         let n = self.inner.store.invalidate_tags(tags).await?;
         self.inner.stats.deleted(n);
         Ok(n)
@@ -648,7 +686,7 @@ impl HttpCache {
 
     /// Removes every entry matching a URL pattern.
     pub async fn invalidate_pattern(&self, pattern: &UrlPattern) -> Result<u64, StoreError> {
-        self.note(Invalidation::Pattern(pattern.clone())).await;
+        self.note(Invalidation::Pattern(pattern.clone())).await?;
         let n = self.inner.store.invalidate_pattern(pattern).await?;
         self.inner.stats.deleted(n);
         Ok(n)
@@ -708,7 +746,13 @@ impl HttpCache {
         let mut n = 0;
         for t in targets {
             let pattern = UrlPattern::exact(&t);
-            self.note(Invalidation::Pattern(pattern.clone())).await;
+            if self
+                .note(Invalidation::Pattern(pattern.clone()))
+                .await
+                .is_err()
+            {
+                continue;
+            }
             if let Some(removed) = self
                 .guarded("invalidate", self.inner.store.invalidate_pattern(&pattern))
                 .await

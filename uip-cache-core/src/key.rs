@@ -154,7 +154,8 @@ impl KeySpec {
         };
         field(&mut h, F_METHOD, class.as_bytes());
         if self.include_host {
-            field(&mut h, F_SCHEME, req.scheme.unwrap_or("").as_bytes());
+            // No scheme known: plain http, as the adapters key it.
+            field(&mut h, F_SCHEME, req.scheme.unwrap_or("http").as_bytes());
             field(
                 &mut h,
                 F_AUTHORITY,

@@ -37,6 +37,15 @@ use crate::pattern::{split_query, UrlPattern};
 /// (section 4.2.2) calls heuristically cacheable.
 pub const DEFAULT_STATUSES: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
 
+fn targets(config: &CacheConfig) -> Vec<String> {
+    config
+        .defaults
+        .targeted_cache_control
+        .iter()
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect()
+}
+
 /// A compiled policy.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -53,6 +62,8 @@ pub struct Policy {
     tags: Vec<String>,
     invalidate_on: Vec<String>,
     key: KeySpec,
+    /// Targeted cache-control field names (lower case), in precedence order.
+    targets: Vec<String>,
 }
 
 /// How a policy compresses stored bodies.
@@ -228,6 +239,7 @@ impl Policy {
             tags: p.tags.clone(),
             invalidate_on: p.invalidate_on.clone(),
             key: KeySpec::new(&config.key, &p.vary_by),
+            targets: targets(config),
         })
     }
 
@@ -246,6 +258,7 @@ impl Policy {
             tags: Vec::new(),
             invalidate_on: Vec::new(),
             key: KeySpec::new(&config.key, &[]),
+            targets: targets(config),
         }
     }
 
@@ -299,6 +312,12 @@ impl Policy {
     /// Whether requests with this method may be cached.
     pub fn allows_method(&self, method: &str) -> bool {
         self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+    }
+
+    /// The targeted cache-control fields this cache obeys (RFC 9213), lower
+    /// case, first present wins.
+    pub fn cache_control_targets(&self) -> &[String] {
+        &self.targets
     }
 
     /// Whether responses with this status may be stored.

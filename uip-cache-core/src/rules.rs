@@ -168,36 +168,41 @@ fn age_header(h: &dyn HeaderSource) -> Duration {
         .unwrap_or_default()
 }
 
+/// Where an entry's freshness lifetime comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lifetime {
+    /// The origin's `max-age`, `s-maxage` or `Expires`.
+    Origin,
+    /// The policy's `ttl`.
+    Policy,
+    /// A tenth of the time since `Last-Modified`.
+    Heuristic,
+}
+
 /// Whether the response's directives and the request make it unfit for a
 /// shared cache whatever the policy says: `no-store`, `private`,
 /// `Set-Cookie`, `Authorization` without explicit permission (RFC 9111
 /// section 3.5), `Cookie` without explicit shared freshness unless the key
-/// holds the cookie. `ttl_mode: override` never overrides these.
+/// holds the cookie. A policy TTL never stands in for the origin's
+/// permission: `must-revalidate` and `max-age` count only when the origin's
+/// own lifetime is the one used.
 fn shared_storage_forbidden(
     policy: &Policy,
     req: &RequestView<'_>,
-    resp: &OriginResponse<'_>,
     cc: &CacheControl,
     vary: &[String],
+    lifetime: Lifetime,
 ) -> Option<NoCacheReason> {
-    if cc.no_store {
-        return Some(NoCacheReason::ResponseNoStore);
-    }
-    if cc.private {
-        return Some(NoCacheReason::Private);
-    }
-    if resp.headers.first("set-cookie").is_some() {
-        return Some(NoCacheReason::SetCookie);
-    }
+    let origin = lifetime == Lifetime::Origin;
     if req.headers.first("authorization").is_some()
-        && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate)
+        && !(cc.public || cc.s_maxage.is_some() || (cc.must_revalidate && origin))
     {
         return Some(NoCacheReason::Authorization);
     }
     // A response to a request with cookies may depend on them: it is shared
     // only when the origin says so, or when entries are keyed on the cookie.
     if req.headers.first("cookie").is_some()
-        && !(cc.public || cc.s_maxage.is_some() || cc.max_age.is_some())
+        && !(cc.public || cc.s_maxage.is_some() || (cc.max_age.is_some_and(|a| a > 0) && origin))
         && !policy.key_spec().keys_header("cookie")
         && !vary.iter().any(|v| v == "cookie")
     {
@@ -219,7 +224,7 @@ pub fn admit(
     req: &RequestView<'_>,
     resp: &OriginResponse<'_>,
 ) -> Result<StoredResponse, NoCacheReason> {
-    let cc = CacheControl::from_headers(resp.headers);
+    let (cc, targeted) = response_cache_control(resp.headers, policy.cache_control_targets());
 
     if resp.status == 206 || resp.status == 304 || !(200..=599).contains(&resp.status) {
         return Err(NoCacheReason::Status);
@@ -236,8 +241,17 @@ pub fn admit(
             }
         }
     });
-    if let Some(reason) = shared_storage_forbidden(policy, req, resp, &cc, &vary) {
-        return Err(reason);
+    if cc.no_store {
+        return Err(NoCacheReason::ResponseNoStore);
+    }
+    if cc.private {
+        return Err(NoCacheReason::Private);
+    }
+    if resp.headers.first("set-cookie").is_some() {
+        return Err(NoCacheReason::SetCookie);
+    }
+    if is_event_stream(resp.headers) {
+        return Err(NoCacheReason::Streaming);
     }
     if vary_star {
         return Err(NoCacheReason::VaryStar);
@@ -266,31 +280,42 @@ pub fn admit(
         .or(cc.max_age)
         .map(Duration::from_secs)
         .or_else(|| {
-            resp.headers.first("expires").map(|v| {
+            // A targeted field replaces Expires as well (RFC 9213 section 2.1).
+            let expires = if targeted {
+                None
+            } else {
+                resp.headers.first("expires")
+            };
+            expires.map(|v| {
                 crate::date::parse_http_date(v)
                     .and_then(|exp| exp.duration_since(date.unwrap_or(resp.response_time)).ok())
                     .map(clamp)
                     .unwrap_or_default()
             })
         });
-    let explicit = origin_lifetime.is_some() || cc.public;
-    if !explicit && !policy.allows_status(resp.status) {
-        return Err(NoCacheReason::Status);
-    }
     let etag = resp.headers.first("etag").map(Bytes::copy_from_slice);
     let last_modified = resp
         .headers
         .first("last-modified")
         .map(Bytes::copy_from_slice);
-    let lifetime = match (policy.ttl_mode(), policy.ttl(), origin_lifetime) {
-        (TtlMode::Override, Some(ttl), _) => ttl,
-        (_, _, Some(origin)) => origin,
-        (_, Some(ttl), None) => ttl,
-        (_, None, None) if policy.allows_status(resp.status) => {
-            heuristic_lifetime(date.unwrap_or(resp.response_time), last_modified.as_deref())
-        }
-        (_, None, None) => Duration::ZERO,
+    // Any final status may be stored on the origin's explicit freshness; the
+    // policy's statuses say which may live on its TTL; heuristic freshness
+    // is for those and for `public` responses (RFC 9111 sections 3, 4.2.2).
+    let listed = policy.allows_status(resp.status);
+    let (lifetime, source) = match (policy.ttl_mode(), policy.ttl(), origin_lifetime) {
+        (TtlMode::Override, Some(ttl), _) if listed => (ttl, Lifetime::Policy),
+        (TtlMode::Override, Some(_), _) => return Err(NoCacheReason::Status),
+        (_, _, Some(origin)) => (origin, Lifetime::Origin),
+        (_, Some(ttl), None) if listed => (ttl, Lifetime::Policy),
+        (_, None, None) if listed || cc.public => (
+            heuristic_lifetime(date.unwrap_or(resp.response_time), last_modified.as_deref()),
+            Lifetime::Heuristic,
+        ),
+        _ => return Err(NoCacheReason::Status),
     };
+    if let Some(reason) = shared_storage_forbidden(policy, req, &cc, &vary, source) {
+        return Err(reason);
+    }
     let lifetime = clamp(lifetime);
     let has_validator = etag.is_some() || last_modified.is_some();
     let no_cache = cc.no_cache && policy.ttl_mode() != TtlMode::Override;
@@ -310,7 +335,11 @@ pub fn admit(
     let headers = resp
         .header_list
         .iter()
-        .filter(|(n, _)| !NOT_STORED.contains(&n.as_str()) && !connection_named.contains(n))
+        .filter(|(n, _)| {
+            !NOT_STORED.contains(&n.as_str())
+                && !connection_named.contains(n)
+                && !policy.cache_control_targets().contains(n)
+        })
         .cloned()
         .collect();
 
@@ -335,6 +364,33 @@ pub fn admit(
         tags: Vec::new(),
     };
     Ok(entry)
+}
+
+/// The response's caching directives for this cache: those of the first
+/// targeted field present (RFC 9213: `CDN-Cache-Control`, ...), which then
+/// replace `Cache-Control`, else `Cache-Control`. The flag says whether a
+/// targeted field was used.
+pub fn response_cache_control(
+    headers: &dyn HeaderSource,
+    targets: &[String],
+) -> (CacheControl, bool) {
+    for t in targets {
+        if headers.first(t).is_some() {
+            let mut values = Vec::new();
+            headers.for_each_value(t, &mut |v| values.push(v.to_vec()));
+            return (CacheControl::parse(values.iter().map(Vec::as_slice)), true);
+        }
+    }
+    (CacheControl::from_headers(headers), false)
+}
+
+/// Whether the response is a server-sent event stream (never ends, never stored).
+fn is_event_stream(headers: &dyn HeaderSource) -> bool {
+    headers.first("content-type").is_some_and(|v| {
+        v.trim_ascii_start()
+            .get(..17)
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"text/event-stream"))
+    })
 }
 
 /// Heuristic freshness (RFC 9111 section 4.2.2): a tenth of the time since
@@ -367,6 +423,14 @@ pub fn freshen(
     req: &RequestView<'_>,
     resp: &OriginResponse<'_>,
 ) -> Freshened {
+    // A 304 naming another strong validator validated another representation
+    // (RFC 9111 section 4.3.4): the stored one must not take its headers.
+    if let (Some(new), Some(old)) = (resp.headers.first("etag"), entry.etag.as_deref()) {
+        let strong = |t: &[u8]| !t.trim_ascii().starts_with(b"W/");
+        if strong(new) && strong(old) && new.trim_ascii() != old.trim_ascii() {
+            return Freshened::Remove(NoCacheReason::Invalidated);
+        }
+    }
     let merged_in =
         |n: &str| !(NOT_STORED.contains(&n) || PER_CLIENT.contains(&n) || n == "content-encoding");
     let mut headers: Vec<(String, Bytes)> = entry

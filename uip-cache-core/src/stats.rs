@@ -44,11 +44,13 @@ pub enum NoCacheReason {
     /// The request had `Cookie`, the response gave no explicit shared
     /// freshness, and the policy does not key on the cookie.
     Cookie,
+    /// A `text/event-stream` response: it does not end.
+    Streaming,
 }
 
 impl NoCacheReason {
     /// Every reason, in counter order.
-    pub const ALL: [NoCacheReason; 16] = [
+    pub const ALL: [NoCacheReason; 17] = [
         NoCacheReason::NoPolicy,
         NoCacheReason::Method,
         NoCacheReason::RequestNoStore,
@@ -65,6 +67,7 @@ impl NoCacheReason {
         NoCacheReason::IncompleteBody,
         NoCacheReason::BodyNotBuffered,
         NoCacheReason::Cookie,
+        NoCacheReason::Streaming,
     ];
 
     /// The snake_case name used in metrics.
@@ -86,6 +89,7 @@ impl NoCacheReason {
             NoCacheReason::IncompleteBody => "incomplete_body",
             NoCacheReason::BodyNotBuffered => "body_not_buffered",
             NoCacheReason::Cookie => "cookie",
+            NoCacheReason::Streaming => "streaming",
         }
     }
 

@@ -29,6 +29,10 @@ use crate::flow::Recording;
 /// Bytes queued for a client past which a pump that no longer records waits.
 pub const LOW_WATER: u64 = 64 * 1024;
 
+/// What each queued frame counts for besides its data, so that a flood of
+/// tiny or empty frames is bounded like a flood of bytes.
+const FRAME_COST: u64 = 64;
+
 struct Shared {
     /// Data bytes queued and not yet taken by the client.
     queued: AtomicU64,
@@ -42,6 +46,9 @@ pub struct Pump<T> {
     recording: Recording,
     tx: mpsc::UnboundedSender<(T, u64)>,
     shared: Arc<Shared>,
+    /// Queued bytes past which even a recording pump waits for the client.
+    cap: u64,
+    started: tokio::time::Instant,
 }
 
 /// The client side: the frames, in order, as the origin sent them.
@@ -59,11 +66,14 @@ impl Recording {
             queued: AtomicU64::new(0),
             taken: Notify::new(),
         });
+        let cap = self.max_size().saturating_add(LOW_WATER);
         (
             Pump {
                 recording: self,
                 tx,
                 shared: shared.clone(),
+                cap,
+                started: tokio::time::Instant::now(),
             },
             Tap { rx, shared },
         )
@@ -75,7 +85,7 @@ impl<T> Pump<T> {
     /// for the client. False when the pump should stop reading: the client
     /// is gone and nothing is being recorded any more.
     pub async fn send(&mut self, frame: T, data: Option<&Bytes>) -> bool {
-        let len = data.map_or(0, |d| d.len() as u64);
+        let len = data.map_or(0, |d| d.len() as u64) + FRAME_COST;
         if let Some(d) = data {
             self.recording.chunk(d);
         }
@@ -85,19 +95,38 @@ impl<T> Pump<T> {
                 self.shared.queued.fetch_sub(len, Ordering::AcqRel);
             }
         }
-        if self.recording.is_recording() {
-            return true;
-        }
-        // Not recording: go at the client's pace.
+        // While recording, the origin's pace (memory is bounded by the
+        // recording's own limit); after, the client's.
+        let limit = if self.recording.is_recording() {
+            self.cap
+        } else {
+            LOW_WATER
+        };
         loop {
             let taken = self.shared.taken.notified();
             if self.tx.is_closed() {
-                return false;
+                return self.recording.is_recording();
             }
-            if self.shared.queued.load(Ordering::Acquire) <= LOW_WATER {
+            if self.shared.queued.load(Ordering::Acquire) <= limit {
                 return true;
             }
             taken.await;
+        }
+    }
+
+    /// A future that resolves once the client has gone and the recording
+    /// has run for longer than the lock timeout: an adapter stops reading the
+    /// origin then (a stream that never ends, a trickle), dropping the
+    /// recording. Make it once per pump and race every read against it.
+    pub fn abandoned(&self) -> impl std::future::Future<Output = ()> + 'static
+    where
+        T: 'static,
+    {
+        let tx = self.tx.clone();
+        let deadline = self.started + self.recording.orphan_limit();
+        async move {
+            tx.closed().await;
+            tokio::time::sleep_until(deadline).await;
         }
     }
 
@@ -221,6 +250,53 @@ mod tests {
         assert!(stored.lock().unwrap().is_none(), "nothing stored");
         drop(tap);
         assert!(!pump.send(big.clone(), Some(&big)).await, "client gone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pump_nobody_reads_gives_up_after_the_lock_timeout() {
+        let (recording, stored) = Recording::for_test(1 << 20);
+        let (mut pump, tap) = recording.tee::<Bytes>();
+        let abandoned = pump.abandoned();
+        tokio::pin!(abandoned);
+        let b = Bytes::from_static(b"x");
+        assert!(pump.send(b.clone(), Some(&b)).await);
+        assert!(
+            futures_poll(&mut abandoned).is_none(),
+            "the client still reads"
+        );
+        drop(tap);
+        tokio::time::advance(std::time::Duration::from_secs(4)).await;
+        assert!(
+            futures_poll(&mut abandoned).is_none(),
+            "still within the limit"
+        );
+        tokio::time::advance(std::time::Duration::from_secs(2)).await;
+        assert!(futures_poll(&mut abandoned).is_some(), "past the limit");
+        drop(pump);
+        assert!(
+            stored.lock().unwrap().is_none(),
+            "an abandoned recording stores nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn empty_frames_count_so_a_flood_waits_for_the_client() {
+        let (recording, _stored) = Recording::for_test(1000);
+        let (mut pump, mut tap) = recording.tee::<Bytes>();
+        let cap = (1000 + LOW_WATER) / FRAME_COST;
+        for _ in 0..cap {
+            assert!(pump.send(Bytes::new(), Some(&Bytes::new())).await);
+        }
+        let empty = Bytes::new();
+        {
+            let more = pump.send(Bytes::new(), Some(&empty));
+            tokio::pin!(more);
+            assert!(futures_poll(&mut more).is_none(), "queue full: waits");
+            for _ in 0..100 {
+                poll_fn(|cx| tap.poll_next(cx)).await.unwrap();
+            }
+            assert!(more.await);
+        }
     }
 
     fn futures_poll<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {

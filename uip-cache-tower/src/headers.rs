@@ -41,13 +41,12 @@ pub(crate) fn client_uri<'a>(uri: &'a Uri, extensions: &'a Extensions) -> &'a Ur
     uri
 }
 
-/// The scheme the client used: the URI's (absolute form), else an
+/// The scheme the client used, as the server knows it: an
 /// [`http::uri::Scheme`] request extension (set by the server or a TLS
-/// acceptor), else `http`.
-pub(crate) fn scheme<'a>(uri: &'a Uri, extensions: &'a Extensions) -> &'a str {
-    uri.scheme_str()
-        .or_else(|| extensions.get::<Scheme>().map(Scheme::as_str))
-        .unwrap_or("http")
+/// acceptor), else `http`. The request target's own scheme is the
+/// client's word and is not trusted.
+pub(crate) fn scheme<'a>(extensions: &'a Extensions) -> &'a str {
+    extensions.get::<Scheme>().map_or("http", Scheme::as_str)
 }
 
 /// Core's view of a request.
@@ -60,7 +59,7 @@ pub(crate) fn view<'a>(
     let client = client_uri(uri, extensions);
     RequestView::new(method.as_str(), client.path(), headers)
         .query(client.query())
-        .scheme(Some(scheme(uri, extensions)))
+        .scheme(Some(scheme(extensions)))
         .authority(authority(client, headers.0).or_else(|| authority(uri, headers.0)))
 }
 

@@ -161,6 +161,7 @@ where
             req.headers_mut().insert(name, v);
         }
     }
+    let cache = ticket.cache().clone();
     let resp = match inner.call(req).await {
         Ok(resp) => resp,
         Err(e) => return ticket.origin_failed().map(from_cached).ok_or(e),
@@ -170,7 +171,7 @@ where
         .await
     {
         After::Respond(r) => Ok(from_cached(r)),
-        After::Pass(x) => Ok(passthrough(resp, x)),
+        After::Pass(x) => Ok(passthrough(&cache, resp, x)),
         After::Record { x_cache, recording } => {
             let (mut pump, tap) = recording.tee();
             let (mut parts, body) = resp.into_parts();
@@ -181,8 +182,13 @@ where
             // stalls (the requests coalesced behind this one wait for it).
             tokio::spawn(async move {
                 let mut body = std::pin::pin!(body);
+                let mut abandoned = std::pin::pin!(pump.abandoned());
                 loop {
-                    match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+                    let next = tokio::select! {
+                        next = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)) => next,
+                        () = &mut abandoned => return,
+                    };
+                    match next {
                         Some(Ok(frame)) => {
                             let data = frame.data_ref().cloned();
                             if !pump.send(Ok(frame), data.as_ref()).await {
@@ -197,6 +203,9 @@ where
                     }
                 }
             });
+            for h in cache.hidden_response_headers() {
+                parts.headers.remove(h.as_str());
+            }
             parts
                 .headers
                 .insert(X_CACHE, HeaderValue::from_static(x_cache.as_str()));
@@ -241,7 +250,7 @@ where
             )
             .await;
     }
-    Ok(passthrough(resp, XCache::Bypass))
+    Ok(passthrough(&cache, resp, XCache::Bypass))
 }
 
 fn from_cached<B: Body>(r: CachedResponse) -> Response<CacheBody<B>> {
@@ -251,8 +260,15 @@ fn from_cached<B: Body>(r: CachedResponse) -> Response<CacheBody<B>> {
     resp
 }
 
-fn passthrough<B: Body>(resp: Response<B>, outcome: XCache) -> Response<CacheBody<B>> {
+fn passthrough<B: Body>(
+    cache: &HttpCache,
+    resp: Response<B>,
+    outcome: XCache,
+) -> Response<CacheBody<B>> {
     let mut resp = resp.map(CacheBody::passthrough);
+    for h in cache.hidden_response_headers() {
+        resp.headers_mut().remove(h.as_str());
+    }
     resp.headers_mut()
         .insert(X_CACHE, HeaderValue::from_static(outcome.as_str()));
     resp

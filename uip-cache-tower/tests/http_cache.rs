@@ -608,8 +608,9 @@ async fn corrupt_bytes_under_a_key_are_a_counted_miss_and_deleted() {
     let mut svc = cached(BASIC, &origin);
     let cache = svc.cache().clone();
     let headers = [("host", "origin.test")];
-    let view =
-        uip_cache_core::RequestView::new("GET", "/items", &headers).authority(Some("origin.test"));
+    let view = uip_cache_core::RequestView::new("GET", "/items", &headers)
+        .scheme(Some("http"))
+        .authority(Some("origin.test"));
     let uip_cache_core::Plan::Cache(plan) = cache.plan(&view) else {
         panic!("cached path")
     };

@@ -110,6 +110,9 @@ pub struct CacheConfig {
     /// The admin API.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// The `uip-cache serve` reverse proxy (ignored by the library adapters).
+    #[serde(default)]
+    pub server: ServerConfig,
     /// Logging.
     #[serde(default)]
     pub logging: LoggingConfig,
@@ -430,6 +433,11 @@ pub struct DefaultsConfig {
     pub lock_timeout: Seconds,
     /// Successful POST, PUT, PATCH, DELETE invalidate their target URI (default true).
     pub invalidate_on_unsafe: bool,
+    /// Targeted cache-control fields (RFC 9213) this cache obeys, first
+    /// present wins over `Cache-Control` and `Expires`; they are not passed
+    /// on to clients (default `[CDN-Cache-Control, Surrogate-Control]`; `[]`
+    /// turns it off).
+    pub targeted_cache_control: Vec<String>,
 }
 
 impl Default for DefaultsConfig {
@@ -442,6 +450,7 @@ impl Default for DefaultsConfig {
             stale_if_error: None,
             lock_timeout: Seconds(Duration::from_secs(5)),
             invalidate_on_unsafe: true,
+            targeted_cache_control: vec!["CDN-Cache-Control".into(), "Surrogate-Control".into()],
         }
     }
 }
@@ -651,6 +660,36 @@ impl fmt::Debug for AdminConfig {
             .field("listen", &self.listen)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .finish()
+    }
+}
+
+/// The caching reverse proxy of `uip-cache serve`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Where clients connect (default `127.0.0.1:8080`; `--listen` overrides).
+    pub listen: String,
+    /// The backend, `http://host:port` (`--upstream` overrides).
+    #[serde(deserialize_with = "empty_as_none")]
+    pub upstream: Option<String>,
+    /// Time to connect to the upstream (default 5s); past it: 502.
+    pub connect_timeout: Seconds,
+    /// Time for the upstream's response headers (default 60s); past it: 504.
+    pub timeout: Seconds,
+    /// How long in-flight requests may finish after SIGINT/SIGTERM (default 10s).
+    pub shutdown_grace: Seconds,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            upstream: None,
+            connect_timeout: Seconds(Duration::from_secs(5)),
+            timeout: Seconds(Duration::from_secs(60)),
+            shutdown_grace: Seconds(Duration::from_secs(10)),
+        }
     }
 }
 
@@ -926,6 +965,25 @@ impl CacheConfig {
                     None,
                     format!("invalidation.strategies[{i}].events"),
                     "only `webhook` strategies have events",
+                ));
+            }
+        }
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(ConfigProblem::new(
+                None,
+                "server.listen",
+                format!(
+                    "`{}` is not an address such as 127.0.0.1:8080",
+                    self.server.listen
+                ),
+            ));
+        }
+        if let Some(u) = &self.server.upstream {
+            if !(u.starts_with("http://") && u.len() > "http://".len()) {
+                problems.push(ConfigProblem::new(
+                    None,
+                    "server.upstream",
+                    format!("`{u}` is not an http:// URL such as http://127.0.0.1:3000"),
                 ));
             }
         }

@@ -596,3 +596,120 @@ mod arbitrary_headers {
         }
     }
 }
+
+#[test]
+fn a_policy_ttl_never_stands_in_for_the_origins_permission_to_share() {
+    let over = policy("    ttl: 60\n    ttl_mode: override\n");
+    let ttl = policy("    ttl: 60\n");
+    let auth = [("authorization", "Bearer x")];
+    // must-revalidate permits sharing only with the origin's own lifetime.
+    let mr = [("cache-control", "max-age=0, must-revalidate")];
+    assert_eq!(
+        admit_with(&over, &auth, 200, &mr).unwrap_err(),
+        NoCacheReason::Authorization
+    );
+    assert_eq!(
+        admit_with(&ttl, &auth, 200, &[("cache-control", "must-revalidate")]).unwrap_err(),
+        NoCacheReason::Authorization
+    );
+    assert!(admit_with(
+        &ttl,
+        &auth,
+        200,
+        &[("cache-control", "max-age=60, must-revalidate")]
+    )
+    .is_ok());
+    // max-age=0 is no permission for a cookie request; nor is max-age under override.
+    let cookie = [("cookie", "s=1")];
+    assert_eq!(
+        admit_with(&ttl, &cookie, 200, &[("cache-control", "max-age=0")]).unwrap_err(),
+        NoCacheReason::Cookie
+    );
+    assert_eq!(
+        admit_with(&over, &cookie, 200, &[("cache-control", "max-age=60")]).unwrap_err(),
+        NoCacheReason::Cookie
+    );
+    // The statuses list gates the policy TTL; public alone does not open it.
+    assert_eq!(
+        admit_with(&ttl, &[], 503, &[("cache-control", "public")]).unwrap_err(),
+        NoCacheReason::Status
+    );
+    assert_eq!(
+        admit_with(&over, &[], 500, &[("expires", "0")]).unwrap_err(),
+        NoCacheReason::Status
+    );
+    // public does allow heuristic freshness for any status (RFC 9111 4.2.2).
+    let lm = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(1000));
+    let e = admit_with(
+        &policy(""),
+        &[],
+        599,
+        &[("cache-control", "public"), ("last-modified", &lm)],
+    )
+    .unwrap();
+    assert!(e.freshness_lifetime >= Duration::from_secs(99));
+}
+
+#[test]
+fn event_streams_are_never_recorded() {
+    assert_eq!(
+        admit_with(
+            &policy("    ttl: 60\n"),
+            &[],
+            200,
+            &[("content-type", "text/event-stream; charset=utf-8")]
+        )
+        .unwrap_err(),
+        NoCacheReason::Streaming
+    );
+}
+
+#[test]
+fn targeted_cache_control_wins_and_is_not_stored() {
+    let bare = policy("");
+    let both = [
+        ("cache-control", "no-store"),
+        ("cdn-cache-control", "max-age=60"),
+    ];
+    let e = admit_with(&bare, &[], 200, &both).unwrap();
+    assert_eq!(e.freshness_lifetime, Duration::from_secs(60));
+    assert!(e.header("cdn-cache-control").is_none());
+    for cdn in ["private", "no-store"] {
+        let h = [("cache-control", "max-age=60"), ("cdn-cache-control", cdn)];
+        assert!(admit_with(&bare, &[], 200, &h).is_err(), "{cdn}");
+    }
+    // The targeted field replaces Expires too.
+    let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(600));
+    assert_eq!(
+        admit_with(
+            &bare,
+            &[],
+            200,
+            &[("expires", &later), ("surrogate-control", "no-cache")]
+        )
+        .unwrap_err(),
+        NoCacheReason::NoFreshness
+    );
+}
+
+#[test]
+fn a_304_with_another_strong_etag_does_not_update_the_entry() {
+    let p = policy("");
+    let now = SystemTime::now();
+    let mut entry = admit_with(
+        &p,
+        &[],
+        200,
+        &[("cache-control", "max-age=1"), ("etag", "\"a\"")],
+    )
+    .unwrap();
+    let h: Vec<(String, String)> = vec![("etag".into(), "\"b\"".into())];
+    let list: Vec<(String, Bytes)> = vec![("etag".into(), Bytes::from_static(b"\"b\""))];
+    let none: [(&str, &str); 0] = [];
+    let req = RequestView::new("GET", "/p", &none);
+    assert!(matches!(
+        freshen(&mut entry, &p, &req, &origin_304(&list, &h, now)),
+        Freshened::Remove(_)
+    ));
+    assert_eq!(entry.etag.as_deref(), Some(&b"\"a\""[..]));
+}

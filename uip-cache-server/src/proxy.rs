@@ -1,0 +1,211 @@
+//! The upstream side of the reverse proxy: a Tower service that forwards a
+//! request to the backend over a pooled keep-alive connection and streams
+//! both bodies, as nginx's `proxy_pass` does.
+//!
+//! - hop-by-hop headers (RFC 9110 section 7.6.1, and those named by
+//!   `Connection`) are dropped both ways;
+//! - `Via` is added both ways; `X-Forwarded-For` gets the client's address
+//!   appended, `X-Forwarded-Proto` and `X-Forwarded-Host` say what the
+//!   client used; the client's `Host` goes to the backend unchanged;
+//! - a backend that cannot be reached answers 502, one that does not send
+//!   its response headers in time 504, each with a short plain body (the
+//!   cache serves a stale entry instead when stale-if-error allows).
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// The body of a proxied response: the backend's, streamed, or a short
+/// error of the proxy's own.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// Who is on the other end of a client connection; the server puts it in
+/// every request's extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientConn {
+    /// The client's address.
+    pub remote: SocketAddr,
+}
+
+const VIA: &str = "1.1 uip-cache";
+
+/// Hop-by-hop headers, never forwarded (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Forwards requests to one backend.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Incoming>,
+    base: Uri,
+    timeout: Duration,
+}
+
+impl Upstream {
+    /// A pooled client for `base` (`http://host:port`), giving up on a
+    /// connection after `connect_timeout` (502) and on response headers
+    /// after `timeout` (504).
+    pub fn new(base: Uri, connect_timeout: Duration, timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Upstream {
+            client,
+            base,
+            timeout,
+        }
+    }
+
+    fn target(&self, uri: &Uri) -> Result<Uri, http::Error> {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        Uri::builder()
+            .scheme(self.base.scheme_str().unwrap_or("http"))
+            .authority(self.base.authority().map_or("localhost", |a| a.as_str()))
+            .path_and_query(path)
+            .build()
+            .map_err(Into::into)
+    }
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("base", &self.base)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Removes hop-by-hop headers and those the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(n);
+    }
+}
+
+fn append(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.append(name, v);
+    }
+}
+
+/// A short plain-text answer of the proxy's own.
+pub fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(format!(
+        "{} {}: {message}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+impl tower::Service<Request<Incoming>> for Upstream {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.forward(req).await) })
+    }
+}
+
+impl Upstream {
+    async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        let Ok(target) = self.target(req.uri()) else {
+            return error_response(StatusCode::BAD_REQUEST, "the request target is not valid");
+        };
+        let client = req.extensions().get::<ClientConn>().copied();
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        let headers = req.headers_mut();
+        strip_hop_by_hop(headers);
+        if let Some(c) = client {
+            append(headers, "x-forwarded-for", &c.remote.ip().to_string());
+        }
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        if let Some(h) = &host {
+            if let Ok(v) = HeaderValue::from_str(h) {
+                headers.insert("x-forwarded-host", v);
+            }
+        }
+        append(headers, "via", VIA);
+        *req.uri_mut() = target;
+        *req.version_mut() = http::Version::HTTP_11;
+
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => {
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                append(&mut parts.headers, "via", VIA);
+                Response::from_parts(parts, Either::Left(body))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "upstream request failed");
+                if e.is_connect() {
+                    error_response(
+                        StatusCode::BAD_GATEWAY,
+                        "the upstream refused the connection",
+                    )
+                } else {
+                    error_response(StatusCode::BAD_GATEWAY, "the upstream connection failed")
+                }
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?self.timeout, "upstream timed out");
+                error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the upstream did not answer in time",
+                )
+            }
+        }
+    }
+}

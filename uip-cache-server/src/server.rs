@@ -1,0 +1,111 @@
+//! The accept loop: HTTP/1.1 with keep-alive, each request through the
+//! cache layer to the [`Upstream`], and a graceful shutdown that drains the
+//! requests in flight within a bound.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::{Layer, ServiceExt};
+use uip_cache_core::HttpCache;
+use uip_cache_tower::CacheLayer;
+
+use crate::proxy::{ClientConn, Upstream};
+
+/// Serves `listener` with `cache` in front of `upstream` until `shutdown`
+/// resolves, then lets the requests in flight finish for at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    cache: HttpCache,
+    upstream: Upstream,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let service = CacheLayer::new(cache).layer(upstream);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let hyper_service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ClientConn { remote });
+            let started = std::time::Instant::now();
+            let method = req.method().clone();
+            let uri = req.uri().clone();
+            let service = service.clone();
+            async move {
+                let resp = service.oneshot(req).await;
+                if let Ok(r) = &resp {
+                    tracing::debug!(
+                        %method,
+                        %uri,
+                        status = r.status().as_u16(),
+                        cache = r.headers().get("x-cache").and_then(|v| v.to_str().ok()).unwrap_or(""),
+                        micros = started.elapsed().as_micros() as u64,
+                        "request"
+                    );
+                }
+                resp
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), hyper_service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(grace = ?grace, "shutting down: finishing requests in flight");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after the shutdown grace period were cut");
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
