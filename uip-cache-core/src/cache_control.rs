@@ -89,6 +89,53 @@ impl CacheControl {
     }
 }
 
+/// Whether a targeted cache-control field (RFC 9213) is a valid Structured
+/// Field dictionary whose delta-seconds directives are integers; an invalid
+/// one is ignored as a whole (RFC 9213 section 2.1).
+///
+/// Only what cache directives can contain is checked (keys, integers,
+/// decimals, tokens, strings, booleans, parameters); written here because
+/// the rest of the Structured Fields grammar never appears in these fields.
+pub fn is_valid_targeted(text: &str) -> bool {
+    let key_ok = |k: &str| {
+        let mut b = k.bytes();
+        matches!(b.next(), Some(c) if c.is_ascii_lowercase() || c == b'*')
+            && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-.*".contains(&c))
+    };
+    let item_ok = |v: &str| {
+        let v = v.split(';').next().unwrap_or("");
+        if let Some(inner) = v.strip_prefix('"') {
+            return inner.ends_with('"');
+        }
+        if v == "?0" || v == "?1" {
+            return true;
+        }
+        let digits = v.strip_prefix('-').unwrap_or(v);
+        if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
+            return digits.bytes().filter(|&c| c == b'.').count() <= 1;
+        }
+        let mut b = v.bytes();
+        matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'*')
+            && b.all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c))
+    };
+    split_directives(text).all(|member| {
+        let member = member.split(';').next().unwrap_or("").trim();
+        match member.split_once('=') {
+            None => key_ok(member),
+            Some((k, v)) => {
+                let (k, v) = (k.trim(), v.trim());
+                let needs_integer = matches!(
+                    k,
+                    "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error"
+                );
+                key_ok(k)
+                    && item_ok(v)
+                    && (!needs_integer || (!v.is_empty() && v.bytes().all(|c| c.is_ascii_digit())))
+            }
+        }
+    })
+}
+
 /// Delta-seconds; anything unparsable is 0 (the cautious reading), and values
 /// too large are clamped at 2^31 (RFC 9111 section 1.2.2).
 fn parse_seconds(s: &str) -> u64 {
@@ -260,6 +307,29 @@ mod tests {
             CacheControl::from_headers(&[("a", "b")]),
             CacheControl::default()
         );
+    }
+
+    #[test]
+    fn targeted_fields_must_be_valid_structured_fields() {
+        for ok in [
+            "max-age=60",
+            "no-store",
+            "max-age=60, private",
+            "s-maxage=5;x=1",
+            "a=?1, b=\"s\", c=tok",
+        ] {
+            assert!(is_valid_targeted(ok), "{ok}");
+        }
+        for bad in [
+            "max-age=10000, &&&&&",
+            "max-age=\"10000\"",
+            "Max-Age=1",
+            "max-age=1.5",
+            "max-age=-1",
+            "x=\"open",
+        ] {
+            assert!(!is_valid_targeted(bad), "{bad}");
+        }
     }
 
     #[test]

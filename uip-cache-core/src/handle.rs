@@ -162,12 +162,19 @@ impl HttpCache {
                 locks: LockTable::new(),
                 epoch: AtomicU64::new(0),
                 recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
-                hidden: config
-                    .defaults
-                    .targeted_cache_control
-                    .iter()
-                    .map(|t| t.trim().to_ascii_lowercase())
-                    .collect(),
+                hidden: {
+                    let targets: Vec<String> = config
+                        .defaults
+                        .targeted_cache_control
+                        .iter()
+                        .map(|t| t.trim().to_ascii_lowercase())
+                        .collect();
+                    targets
+                        .iter()
+                        .filter(|t| rules::is_consumed(t, &targets))
+                        .cloned()
+                        .collect()
+                },
                 writes: AtomicU64::new(0),
             }),
         })
@@ -206,8 +213,8 @@ impl HttpCache {
         &self.inner.stats
     }
 
-    /// Response headers the cache consumes itself (the targeted cache-control
-    /// fields of RFC 9213): adapters remove them from responses they pass on.
+    /// Response headers the cache consumes itself (`Surrogate-Control`, when
+    /// obeyed): adapters remove them from responses they pass on.
     pub fn hidden_response_headers(&self) -> &[String] {
         &self.inner.hidden
     }

@@ -338,7 +338,7 @@ pub fn admit(
         .filter(|(n, _)| {
             !NOT_STORED.contains(&n.as_str())
                 && !connection_named.contains(n)
-                && !policy.cache_control_targets().contains(n)
+                && !is_consumed(n, policy.cache_control_targets())
         })
         .cloned()
         .collect();
@@ -378,10 +378,22 @@ pub fn response_cache_control(
         if headers.first(t).is_some() {
             let mut values = Vec::new();
             headers.for_each_value(t, &mut |v| values.push(v.to_vec()));
-            return (CacheControl::parse(values.iter().map(Vec::as_slice)), true);
+            let valid = values
+                .iter()
+                .all(|v| std::str::from_utf8(v).is_ok_and(crate::cache_control::is_valid_targeted));
+            if valid {
+                return (CacheControl::parse(values.iter().map(Vec::as_slice)), true);
+            }
         }
     }
     (CacheControl::from_headers(headers), false)
+}
+
+/// Whether a response header is for this cache alone and never passed on:
+/// `Surrogate-Control` when this cache obeys it (surrogates consume it).
+/// `CDN-Cache-Control` is passed on, for the caches further down (RFC 9213).
+pub fn is_consumed(name: &str, targets: &[String]) -> bool {
+    name == "surrogate-control" && targets.iter().any(|t| t == name)
 }
 
 /// Whether the response is a server-sent event stream (never ends, never stored).

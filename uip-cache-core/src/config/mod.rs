@@ -434,9 +434,10 @@ pub struct DefaultsConfig {
     /// Successful POST, PUT, PATCH, DELETE invalidate their target URI (default true).
     pub invalidate_on_unsafe: bool,
     /// Targeted cache-control fields (RFC 9213) this cache obeys, first
-    /// present wins over `Cache-Control` and `Expires`; they are not passed
-    /// on to clients (default `[CDN-Cache-Control, Surrogate-Control]`; `[]`
-    /// turns it off).
+    /// present (and valid) wins over `Cache-Control` and `Expires` (default
+    /// `[CDN-Cache-Control, Surrogate-Control]`; `[]` turns it off).
+    /// `Surrogate-Control` is consumed (not passed to clients);
+    /// `CDN-Cache-Control` is passed on for caches further down.
     pub targeted_cache_control: Vec<String>,
 }
 

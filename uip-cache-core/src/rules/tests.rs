@@ -673,7 +673,24 @@ fn targeted_cache_control_wins_and_is_not_stored() {
     ];
     let e = admit_with(&bare, &[], 200, &both).unwrap();
     assert_eq!(e.freshness_lifetime, Duration::from_secs(60));
-    assert!(e.header("cdn-cache-control").is_none());
+    // Passed on for caches further down; Surrogate-Control is consumed.
+    assert!(e.header("cdn-cache-control").is_some());
+    let e = admit_with(&bare, &[], 200, &[("surrogate-control", "max-age=60")]).unwrap();
+    assert!(e.header("surrogate-control").is_none());
+    // An invalid targeted field is ignored: Cache-Control decides.
+    assert_eq!(
+        admit_with(
+            &bare,
+            &[],
+            200,
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=\"60\"")
+            ]
+        )
+        .unwrap_err(),
+        NoCacheReason::ResponseNoStore
+    );
     for cdn in ["private", "no-store"] {
         let h = [("cache-control", "max-age=60"), ("cdn-cache-control", cdn)];
         assert!(admit_with(&bare, &[], 200, &h).is_err(), "{cdn}");
