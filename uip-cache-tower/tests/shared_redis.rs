@@ -112,3 +112,77 @@ async fn an_invalidation_on_another_instance_stops_a_fetch_in_flight_from_being_
         Some(&1)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrelated_invalidation_on_another_instance_leaves_a_fetch_alone() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let yaml = server.yaml(
+        "policies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n    tags: [items]\n",
+    );
+    let origin = Origin::new(|_, n| {
+        Reply::ok(&format!("v{n}")).delay(Duration::from_millis(if n == 0 { 300 } else { 0 }))
+    });
+    let a = tower::Layer::layer(
+        &CacheLayer::from_config(&config(&yaml)).unwrap(),
+        origin.clone(),
+    );
+    let other = CacheLayer::from_config(&config(&yaml)).unwrap();
+    let mut a2 = a.clone();
+    let fetch = tokio::spawn(async move { ok(&mut a2, get("/items/1")).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Instance B invalidates other things while A's fetch is in flight.
+    other
+        .cache()
+        .invalidate_tags(&["path:/items/2".into(), "cameras".into()])
+        .await
+        .unwrap();
+    other
+        .cache()
+        .invalidate_pattern(&uip_cache_core::UrlPattern::glob("/elsewhere/*").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(&fetch.await.unwrap().body[..], b"v0");
+    let mut a3 = a.clone();
+    for _ in 0..100 {
+        if a.cache().stats().snapshot().sets >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let got = ok(&mut a3, get("/items/1")).await;
+    assert_eq!((got.x_cache(), &got.body[..]), ("HIT", &b"v0"[..]));
+    assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_on_another_instance_checks_the_entry_before_a_hit() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let yaml = server.yaml("policies:\n  - name: items\n    pattern: \"/items*\"\n");
+    // Stored (it has a validator) but must be revalidated on every use.
+    let origin = Origin::new(|_, n| {
+        Reply::ok(&format!("v{n}"))
+            .header("cache-control", "no-cache")
+            .header("etag", format!("\"{n}\""))
+            .delay(Duration::from_millis(300))
+    });
+    let a = tower::Layer::layer(
+        &CacheLayer::from_config(&config(&yaml)).unwrap(),
+        origin.clone(),
+    );
+    let b = tower::Layer::layer(
+        &CacheLayer::from_config(&config(&yaml)).unwrap(),
+        origin.clone(),
+    );
+    let (mut a2, mut b2) = (a.clone(), b.clone());
+    let lead = tokio::spawn(async move { ok(&mut a2, get("/items")).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // B waits on A's lease, then finds A's entry: no-cache, so not a HIT.
+    let follower = ok(&mut b2, get("/items")).await;
+    lead.await.unwrap();
+    assert_ne!(follower.x_cache(), "HIT", "{:?}", follower.headers);
+    assert_eq!(origin.calls(), 2, "the follower went to the origin");
+}
