@@ -206,7 +206,7 @@ mod log_tests {
             Invalidation::Pattern(UrlPattern::glob("/ngsi-ld/*?type=Camera*").unwrap()),
             Invalidation::Tags(vec!["camera".into(), "with space".into()]),
         ];
-        let tags = vec!["camera".to_string()];
+        let tags = ["camera".to_string()];
         let expect = [
             ("/items", Some("a=1&b=2"), true),
             ("/items", Some("zzz"), true),

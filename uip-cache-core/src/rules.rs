@@ -201,11 +201,11 @@ fn shared_storage_forbidden(
     }
     // A response to a request with cookies may depend on them: it is shared
     // only when the origin says so, or when entries are keyed on the cookie.
-    if req.headers.first("cookie").is_some()
-        && !(cc.public || cc.s_maxage.is_some() || (cc.max_age.is_some_and(|a| a > 0) && origin))
-        && !policy.key_spec().keys_header("cookie")
-        && !vary.iter().any(|v| v == "cookie")
-    {
+    let origin_shares =
+        cc.public || cc.s_maxage.is_some() || (cc.max_age.is_some_and(|a| a > 0) && origin);
+    let keyed_on_cookie =
+        policy.key_spec().keys_header("cookie") || vary.iter().any(|v| v == "cookie");
+    if req.headers.first("cookie").is_some() && !origin_shares && !keyed_on_cookie {
         return Some(NoCacheReason::Cookie);
     }
     None

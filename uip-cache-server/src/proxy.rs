@@ -87,7 +87,6 @@ impl Upstream {
             .authority(self.base.authority().map_or("localhost", |a| a.as_str()))
             .path_and_query(path)
             .build()
-            .map_err(Into::into)
     }
 }
 

@@ -106,7 +106,7 @@ where
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             Kind::Passthrough { inner } => inner.size_hint(),
-            Kind::Tapped { remaining, .. } => remaining.clone(),
+            Kind::Tapped { remaining, .. } => *remaining,
         }
     }
 }

@@ -45,7 +45,7 @@ pub(crate) fn client_uri<'a>(uri: &'a Uri, extensions: &'a Extensions) -> &'a Ur
 /// [`http::uri::Scheme`] request extension (set by the server or a TLS
 /// acceptor), else `http`. The request target's own scheme is the
 /// client's word and is not trusted.
-pub(crate) fn scheme<'a>(extensions: &'a Extensions) -> &'a str {
+pub(crate) fn scheme(extensions: &Extensions) -> &str {
     extensions.get::<Scheme>().map_or("http", Scheme::as_str)
 }
 
