@@ -313,7 +313,7 @@ fn tower_in_process(
     calls: Arc<AtomicUsize>,
     handler: Handler,
 ) -> (SendFn, HoldFn) {
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::Full;
     use tower::ServiceExt;
 
     let svc = tower::Layer::layer(
@@ -341,19 +341,30 @@ fn tower_in_process(
             for (n, v) in headers {
                 b = b.header(n, v);
             }
-            let resp = svc
-                .oneshot(b.body(Full::new(Bytes::new())).unwrap())
-                .await
-                .unwrap();
-            let (parts, body) = resp.into_parts();
-            Got {
-                status: parts.status.as_u16(),
-                headers: header_pairs(&parts.headers),
-                body: body.collect().await.unwrap().to_bytes(),
-            }
+            got_from(
+                svc.oneshot(b.body(Full::new(Bytes::new())).unwrap())
+                    .await
+                    .unwrap(),
+            )
+            .await
         })
     });
     (send, hold)
+}
+
+/// What a client got: status, headers and the whole body.
+async fn got_from<B>(resp: http::Response<B>) -> Got
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    use http_body_util::BodyExt;
+    let (parts, body) = resp.into_parts();
+    Got {
+        status: parts.status.as_u16(),
+        headers: header_pairs(&parts.headers),
+        body: body.collect().await.unwrap().to_bytes(),
+    }
 }
 
 fn header_pairs(h: &http::HeaderMap) -> Vec<(String, String)> {
@@ -520,7 +531,7 @@ fn actix_server(cache: HttpCache, calls: Arc<AtomicUsize>, handler: Handler) -> 
 
 /// A real HTTP/1.1 client: one connection per request.
 fn socket_send(port: u16) -> (SendFn, HoldFn) {
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::Full;
     use tokio::io::AsyncWriteExt;
 
     let hold: HoldFn = Box::new(move |uri| {
@@ -551,16 +562,13 @@ fn socket_send(port: u16) -> (SendFn, HoldFn) {
             for (n, v) in headers {
                 b = b.header(n, v);
             }
-            let resp = sender
-                .send_request(b.body(Full::new(Bytes::new())).unwrap())
-                .await
-                .unwrap();
-            let (parts, body) = resp.into_parts();
-            Got {
-                status: parts.status.as_u16(),
-                headers: header_pairs(&parts.headers),
-                body: body.collect().await.unwrap().to_bytes(),
-            }
+            got_from(
+                sender
+                    .send_request(b.body(Full::new(Bytes::new())).unwrap())
+                    .await
+                    .unwrap(),
+            )
+            .await
         })
     });
     (send, hold)

@@ -277,7 +277,7 @@ where
             Ok(res)
         }
         After::Record { x_cache, recording } => {
-            let (mut pump, tap) = recording.tee();
+            let (pump, tap) = recording.tee();
             let mut origin_body = None;
             let mut res = res.map_body(|_, b| {
                 let size = b.size();
@@ -288,26 +288,12 @@ where
                 // Read the origin body at the origin's pace, whatever the
                 // client does: actix never polls a `Sized(0)` body and a slow
                 // client must not hold up the requests coalesced behind this one.
-                actix_web::rt::spawn(async move {
-                    let mut body = std::pin::pin!(body);
-                    let mut abandoned = std::pin::pin!(pump.abandoned());
-                    loop {
-                        let next = tokio::select! {
-                            next = std::future::poll_fn(|cx| body.as_mut().poll_next(cx)) => next,
-                            () = &mut abandoned => return,
-                        };
-                        match next {
-                            Some(Ok(chunk)) => {
-                                let data = chunk.clone();
-                                if !pump.send(Ok(chunk), Some(&data)).await {
-                                    return;
-                                }
-                            }
-                            Some(Err(e)) => return pump.failed(Err(e)),
-                            None => return pump.ended(),
-                        }
-                    }
-                });
+                let mut body = Box::pin(body);
+                actix_web::rt::spawn(pump.drive(
+                    move |cx| body.as_mut().poll_next(cx),
+                    |chunk| chunk.as_ref().ok().cloned(),
+                    Result::is_err,
+                ));
             }
             hide(&cache, res.headers_mut());
             set_x_cache(&mut res, x_cache);

@@ -1,5 +1,5 @@
-//! HTTP dates and delta-seconds, read the lenient way RFC 9110 and 9111 ask
-//! recipients to read them.
+//! HTTP dates and delta-seconds, read as RFC 9110 and 9111 ask recipients
+//! to read them: the three date layouts in any letter case, any year.
 //!
 //! The `httpdate` crate formats dates well but parses only what its own
 //! formatter writes (case-sensitive, 1970 to 9999): an origin's `Expires` in
@@ -110,7 +110,7 @@ pub fn parse_http_date(v: &[u8]) -> Option<SystemTime> {
     let h = number(&time[..2], 2, 2)?;
     let m = number(&time[3..5], 2, 2)?;
     let sec = number(&time[6..], 2, 2)?;
-    if h > 23 || m > 59 || sec > 60 || day == 0 || day > 31 {
+    if h > 23 || m > 59 || sec > 60 || day == 0 || day > days_in_month(year, month) {
         return None;
     }
     let days = days_from_civil(year as i64, month, day);
@@ -153,6 +153,15 @@ fn month(w: &[u8]) -> Option<u64> {
         .iter()
         .position(|m| &m[..] == w)
         .map(|i| i as u64 + 1)
+}
+
+fn days_in_month(year: u64, month: u64) -> u64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// RFC 9110: a two-digit year that would be more than 50 years in the future
@@ -240,6 +249,8 @@ mod tests {
             "Sun, 06 Nov 1994 25:49:37 GMT",
             "Sun, 06 Nov 99999 08:49:37 GMT",
             "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sat, 31 Feb 2024 08:49:37 GMT",
+            "Tue, 29 Feb 2023 08:49:37 GMT",
             "Sun, 06 Nov 1994 08:49 GMT",
             // Layouts RFC 9110 does not allow.
             "Sun 06 Nov 1994 08:49:37 GMT",

@@ -29,6 +29,9 @@ use crate::request::{HeaderSource, RequestView};
 use crate::rules::{self, Freshened, OriginResponse, Usability};
 use crate::stats::NoCacheReason;
 
+/// How long, at least, a recording goes on once no client reads it.
+const ORPHAN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The parts of a request the cache still needs once the request itself has
 /// gone to the origin.
 #[derive(Clone, Debug)]
@@ -107,7 +110,7 @@ pub struct Recording {
     recorder: Option<BodyRecorder>,
     finish: Option<OnEnd>,
     max_size: u64,
-    /// How long a recording nobody reads may go on (the lock timeout).
+    /// How long a recording may go on once nobody reads it.
     orphan_limit: std::time::Duration,
 }
 
@@ -479,7 +482,9 @@ impl FetchTicket {
             recording: Recording {
                 recorder: Some(BodyRecorder::new(max_size)),
                 max_size,
-                orphan_limit: cache.lock_timeout(),
+                // Long enough for a background refresh (no client from the
+                // start), short enough to end a stream that never does.
+                orphan_limit: cache.lock_timeout().max(ORPHAN_LIMIT),
                 finish: Some(Box::new(move |body| {
                     Box::new(Finish {
                         cache,

@@ -622,9 +622,9 @@ impl HttpCache {
     /// sharing the store, so that fetches in flight for what it removes are
     /// not stored when they arrive.
     ///
-    /// When the shared record fails, the invalidation does not run (the
-    /// caller gets the error): other instances could otherwise store what it
-    /// meant to remove.
+    /// A failed shared record is returned (after the caller has deleted
+    /// anyway): instances sharing the store may then keep a fetch that was
+    /// in flight, so webhook senders should see an error and retry.
     async fn note(&self, what: Invalidation) -> Result<(), StoreError> {
         let line = what.to_line();
         {
@@ -685,18 +685,18 @@ impl HttpCache {
 
     /// Removes every entry with any of `tags`.
     pub async fn invalidate_tags(&self, tags: &[String]) -> Result<u64, StoreError> {
-        self.note(Invalidation::Tags(tags.to_vec())).await?;
+        let noted = self.note(Invalidation::Tags(tags.to_vec())).await;
         let n = self.inner.store.invalidate_tags(tags).await?;
         self.inner.stats.deleted(n);
-        Ok(n)
+        noted.map(|()| n)
     }
 
     /// Removes every entry matching a URL pattern.
     pub async fn invalidate_pattern(&self, pattern: &UrlPattern) -> Result<u64, StoreError> {
-        self.note(Invalidation::Pattern(pattern.clone())).await?;
+        let noted = self.note(Invalidation::Pattern(pattern.clone())).await;
         let n = self.inner.store.invalidate_pattern(pattern).await?;
         self.inner.stats.deleted(n);
-        Ok(n)
+        noted.map(|()| n)
     }
 
     /// Removes what a webhook event names (see [`crate::invalidate::plan_for_event`]).
@@ -753,13 +753,9 @@ impl HttpCache {
         let mut n = 0;
         for t in targets {
             let pattern = UrlPattern::exact(&t);
-            if self
-                .note(Invalidation::Pattern(pattern.clone()))
-                .await
-                .is_err()
-            {
-                continue;
-            }
+            // Deleted even when the shared record failed (RFC 9111 4.4: the
+            // target must go); the failure is counted and logged.
+            let _ = self.note(Invalidation::Pattern(pattern.clone())).await;
             if let Some(removed) = self
                 .guarded("invalidate", self.inner.store.invalidate_pattern(&pattern))
                 .await

@@ -435,11 +435,18 @@ pub fn freshen(
     req: &RequestView<'_>,
     resp: &OriginResponse<'_>,
 ) -> Freshened {
-    // A 304 naming another strong validator validated another representation
+    // A 304 naming another validator validated another representation
     // (RFC 9111 section 4.3.4): the stored one must not take its headers.
-    if let (Some(new), Some(old)) = (resp.headers.first("etag"), entry.etag.as_deref()) {
-        let strong = |t: &[u8]| !t.trim_ascii().starts_with(b"W/");
-        if strong(new) && strong(old) && new.trim_ascii() != old.trim_ascii() {
+    if let Some(new) = resp.headers.first("etag") {
+        let opaque = |t: &[u8]| {
+            let t = t.trim_ascii();
+            t.strip_prefix(b"W/").unwrap_or(t).to_vec()
+        };
+        if entry
+            .etag
+            .as_deref()
+            .is_none_or(|old| opaque(old) != opaque(new))
+        {
             return Freshened::Remove(NoCacheReason::Invalidated);
         }
     }

@@ -48,7 +48,6 @@ pub struct Pump<T> {
     shared: Arc<Shared>,
     /// Queued bytes past which even a recording pump waits for the client.
     cap: u64,
-    started: tokio::time::Instant,
 }
 
 /// The client side: the frames, in order, as the origin sent them.
@@ -73,7 +72,6 @@ impl Recording {
                 tx,
                 shared: shared.clone(),
                 cap,
-                started: tokio::time::Instant::now(),
             },
             Tap { rx, shared },
         )
@@ -114,25 +112,57 @@ impl<T> Pump<T> {
         }
     }
 
-    /// A future that resolves once the client has gone and the recording
-    /// has run for longer than the lock timeout: an adapter stops reading the
-    /// origin then (a stream that never ends, a trickle), dropping the
-    /// recording. Make it once per pump and race every read against it.
+    /// A future that resolves once the client has been gone for the
+    /// recording's orphan limit: an adapter stops reading the origin then (a
+    /// stream that never ends, a trickle), dropping the recording. Make it
+    /// once per pump and race every read against it.
     pub fn abandoned(&self) -> impl std::future::Future<Output = ()> + 'static
     where
         T: 'static,
     {
         let tx = self.tx.clone();
-        let deadline = self.started + self.recording.orphan_limit();
+        let limit = self.recording.orphan_limit();
         async move {
             tx.closed().await;
-            tokio::time::sleep_until(deadline).await;
+            tokio::time::sleep(limit).await;
         }
     }
 
     /// Whether the client still reads.
     pub fn client_connected(&self) -> bool {
         !self.tx.is_closed()
+    }
+
+    /// Reads the origin body to its end (or until it is abandoned), feeding
+    /// every frame to the pump: the loop each adapter's task runs.
+    /// `poll_next` polls the origin body, `data` gives a frame's data and
+    /// `is_error` says whether a frame is the body's error.
+    pub async fn drive(
+        mut self,
+        mut poll_next: impl FnMut(&mut Context<'_>) -> Poll<Option<T>>,
+        data: impl Fn(&T) -> Option<Bytes>,
+        is_error: impl Fn(&T) -> bool,
+    ) where
+        T: 'static,
+    {
+        let abandoned = self.abandoned();
+        tokio::pin!(abandoned);
+        loop {
+            let next = tokio::select! {
+                next = std::future::poll_fn(&mut poll_next) => next,
+                () = &mut abandoned => return,
+            };
+            match next {
+                None => return self.ended(),
+                Some(frame) if is_error(&frame) => return self.failed(frame),
+                Some(frame) => {
+                    let d = data(&frame);
+                    if !self.send(frame, d.as_ref()).await {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// The origin body ended: store what was recorded.
@@ -253,7 +283,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_pump_nobody_reads_gives_up_after_the_lock_timeout() {
+    async fn a_pump_nobody_reads_gives_up_after_its_orphan_limit() {
         let (recording, stored) = Recording::for_test(1 << 20);
         let (mut pump, tap) = recording.tee::<Bytes>();
         let abandoned = pump.abandoned();
@@ -265,6 +295,8 @@ mod tests {
             "the client still reads"
         );
         drop(tap);
+        // The adapter's select! polls it all along: it sees the disconnect now.
+        assert!(futures_poll(&mut abandoned).is_none());
         tokio::time::advance(std::time::Duration::from_secs(4)).await;
         assert!(
             futures_poll(&mut abandoned).is_none(),

@@ -49,8 +49,11 @@ fn main() -> ExitCode {
             config,
             listen,
             upstream,
-            admin: _,
+            admin,
         } => {
+            if admin.is_some() {
+                eprintln!("uip-cache: --admin: the admin API is not built yet; serving without it");
+            }
             let config = match CacheConfig::from_file(&config) {
                 Ok(c) => c,
                 Err(e) => {

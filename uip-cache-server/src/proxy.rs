@@ -99,14 +99,17 @@ impl fmt::Debug for Upstream {
     }
 }
 
-/// Removes hop-by-hop headers and those the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes hop-by-hop headers and those the `Connection` header names
+/// (never `Host` or the body's framing, which a client could otherwise use
+/// to make the backend see another request than the cache keyed).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .filter(|n| *n != header::HOST && *n != header::CONTENT_LENGTH)
         .collect();
     for n in named {
         headers.remove(n);
@@ -114,6 +117,43 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for n in HOP_BY_HOP {
         headers.remove(n);
     }
+}
+
+/// Makes a client request unambiguous before the cache keys it: exactly one
+/// `Host`; an absolute-form target becomes origin-form with its authority as
+/// `Host` (RFC 9112 section 3.2.2); hop-by-hop headers go. The cache and the
+/// backend then see the same host and headers. `Err` is the answer to send.
+#[allow(clippy::result_large_err)]
+pub fn normalize<B>(req: &mut Request<B>) -> Result<(), Response<ProxyBody>> {
+    if req.method() == http::Method::CONNECT {
+        return Err(error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not proxied",
+        ));
+    }
+    if req.headers().get_all(header::HOST).iter().count() > 1 {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "more than one Host header",
+        ));
+    }
+    if let Some(authority) = req.uri().authority().cloned() {
+        let Ok(host) = HeaderValue::from_str(authority.as_str()) else {
+            return Err(error_response(StatusCode::BAD_REQUEST, "invalid authority"));
+        };
+        req.headers_mut().insert(header::HOST, host);
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        match Uri::builder().path_and_query(path).build() {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => return Err(error_response(StatusCode::BAD_REQUEST, "invalid target")),
+        }
+    }
+    strip_hop_by_hop(req.headers_mut());
+    Ok(())
 }
 
 fn append(headers: &mut HeaderMap, name: &'static str, value: &str) {
@@ -168,7 +208,19 @@ impl Upstream {
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
         if let Some(c) = client {
-            append(headers, "x-forwarded-for", &c.remote.ip().to_string());
+            // One line, the client's own list first, as nginx's
+            // $proxy_add_x_forwarded_for: a backend reading only the first
+            // line still sees our hop.
+            let ip = c.remote.ip().to_string();
+            let mut list: Vec<String> = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .collect();
+            list.push(ip);
+            headers.remove("x-forwarded-for");
+            append(headers, "x-forwarded-for", &list.join(", "));
         }
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
         if let Some(h) = &host {
@@ -206,5 +258,58 @@ impl Upstream {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(target: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().uri(target);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form_with_its_host() {
+        let mut r = req("http://victim.example/x?y=1", &[("host", "other.example")]);
+        normalize(&mut r).unwrap();
+        assert_eq!(r.uri().to_string(), "/x?y=1");
+        assert_eq!(r.headers()["host"], "victim.example");
+    }
+
+    #[test]
+    fn two_hosts_and_connect_are_refused() {
+        let mut r = req("/", &[("host", "a"), ("host", "b")]);
+        assert_eq!(normalize(&mut r).unwrap_err().status(), 400);
+        let mut r = Request::builder()
+            .method("CONNECT")
+            .uri("example.com:443")
+            .body(())
+            .unwrap();
+        assert_eq!(normalize(&mut r).unwrap_err().status(), 405);
+    }
+
+    #[test]
+    fn connection_named_headers_go_before_the_cache_sees_them_but_never_host() {
+        let mut r = req(
+            "/",
+            &[
+                ("host", "a"),
+                ("accept-language", "fr"),
+                ("connection", "accept-language, host, keep-alive"),
+                ("keep-alive", "5"),
+                ("te", "trailers"),
+            ],
+        );
+        normalize(&mut r).unwrap();
+        let h = r.headers();
+        assert!(h.get("accept-language").is_none());
+        assert!(h.get("connection").is_none() && h.get("keep-alive").is_none());
+        assert!(h.get("te").is_none());
+        assert_eq!(h["host"], "a");
     }
 }

@@ -8,14 +8,23 @@ use std::time::Duration;
 
 use http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::{Layer, ServiceExt};
 use uip_cache_core::HttpCache;
 use uip_cache_tower::CacheLayer;
 
-use crate::proxy::{ClientConn, Upstream};
+use crate::proxy::{normalize, ClientConn, Upstream};
+
+/// Connections served at once; more are refused until some close.
+const MAX_CONNECTIONS: usize = 16_384;
+
+/// Time a client has to send a request's headers (also the idle time
+/// between requests on a keep-alive connection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `listener` with `cache` in front of `upstream` until `shutdown`
 /// resolves, then lets the requests in flight finish for at most `grace`.
@@ -28,6 +37,7 @@ pub async fn serve(
 ) -> io::Result<()> {
     let service = CacheLayer::new(cache).layer(upstream);
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -42,15 +52,28 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            // At the limit: refuse rather than queue without bound.
+            tracing::warn!(
+                max = MAX_CONNECTIONS,
+                "connection limit reached; refusing a connection"
+            );
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let hyper_service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(ClientConn { remote });
+            let refused = normalize(&mut req).err();
             let started = std::time::Instant::now();
             let method = req.method().clone();
             let uri = req.uri().clone();
             let service = service.clone();
             async move {
+                if let Some(r) = refused {
+                    return Ok(r.map(uip_cache_tower::CacheBody::passthrough));
+                }
                 let resp = service.oneshot(req).await;
                 if let Ok(r) = &resp {
                     tracing::debug!(
@@ -67,12 +90,17 @@ pub async fn serve(
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
+            // A client that does not finish its request headers in time is
+            // dropped (hyper needs a timer for this, or the limit is off).
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(TokioIo::new(stream), hyper_service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);

@@ -45,7 +45,9 @@ impl<B: Body> CacheBody<B> {
         }
     }
 
-    pub(crate) fn passthrough(inner: B) -> Self {
+    /// A body passed through as it is (for responses a front-end answers
+    /// itself around the cache, such as a proxy refusing a request).
+    pub fn passthrough(inner: B) -> Self {
         CacheBody {
             kind: Kind::Passthrough { inner },
         }

@@ -173,36 +173,24 @@ where
         After::Respond(r) => Ok(from_cached(r)),
         After::Pass(x) => Ok(passthrough(&cache, resp, x)),
         After::Record { x_cache, recording } => {
-            let (mut pump, tap) = recording.tee();
+            let (pump, tap) = recording.tee();
             let (mut parts, body) = resp.into_parts();
             let size = body.size_hint();
             // Read the origin body at the origin's pace, whatever the client
             // does: the entry is stored when the body ends, even if the
             // server stops polling at the announced length or the client
             // stalls (the requests coalesced behind this one wait for it).
-            tokio::spawn(async move {
-                let mut body = std::pin::pin!(body);
-                let mut abandoned = std::pin::pin!(pump.abandoned());
-                loop {
-                    let next = tokio::select! {
-                        next = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)) => next,
-                        () = &mut abandoned => return,
-                    };
-                    match next {
-                        Some(Ok(frame)) => {
-                            let data = frame.data_ref().cloned();
-                            if !pump.send(Ok(frame), data.as_ref()).await {
-                                return;
-                            }
-                            if body.is_end_stream() {
-                                return pump.ended();
-                            }
-                        }
-                        Some(Err(e)) => return pump.failed(Err(e)),
-                        None => return pump.ended(),
+            let mut body = Box::pin(body);
+            tokio::spawn(pump.drive(
+                move |cx| {
+                    if body.is_end_stream() {
+                        return Poll::Ready(None);
                     }
-                }
-            });
+                    body.as_mut().poll_frame(cx)
+                },
+                |frame| frame.as_ref().ok().and_then(|f| f.data_ref().cloned()),
+                Result::is_err,
+            ));
             for h in cache.hidden_response_headers() {
                 parts.headers.remove(h.as_str());
             }

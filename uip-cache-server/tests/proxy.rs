@@ -1,0 +1,142 @@
+//! `serve` end to end on loopback: a real upstream, the proxy, a real client.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use uip_cache_core::{CacheConfig, HttpCache};
+use uip_cache_server::proxy::Upstream;
+use uip_cache_server::server::serve;
+
+type Seen = Arc<Mutex<Vec<http::HeaderMap>>>;
+
+/// An upstream answering `/slow` after 2 s and everything else at once,
+/// cacheable for a minute, recording the request headers it saw.
+async fn upstream() -> (SocketAddr, Seen, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Seen = Arc::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (s, c) = (seen.clone(), calls.clone());
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (s, c) = (s.clone(), c.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    s.lock().unwrap().push(req.headers().clone());
+                    let n = c.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if req.uri().path() == "/slow" {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                        let mut resp = Response::new(Full::new(Bytes::from(format!("v{n}"))));
+                        resp.headers_mut()
+                            .insert("cache-control", "max-age=60".parse().unwrap());
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, seen, calls)
+}
+
+async fn proxy(upstream: SocketAddr, timeout: Duration) -> SocketAddr {
+    let config =
+        CacheConfig::from_yaml_str("policies:\n  - name: all\n    pattern: \"/*\"\n").unwrap();
+    let cache = HttpCache::with_memory_store(&config).unwrap();
+    let upstream = Upstream::new(
+        format!("http://{upstream}").parse().unwrap(),
+        Duration::from_secs(1),
+        timeout,
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(
+        listener,
+        cache,
+        upstream,
+        Duration::from_secs(1),
+        std::future::pending(),
+    ));
+    addr
+}
+
+async fn get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap, Bytes) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut b = Request::get(path).header("host", "cache.test");
+    for (n, v) in headers {
+        b = b.header(*n, *v);
+    }
+    let resp = sender
+        .send_request(b.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_and_sets_forwarding_headers() {
+    let (up, seen, calls) = upstream().await;
+    let addr = proxy(up, Duration::from_secs(5)).await;
+    let (status, h, body) = get(addr, "/a", &[("x-forwarded-for", "10.9.9.9")]).await;
+    assert_eq!((status, &body[..]), (200, &b"v0"[..]));
+    assert_eq!(h["x-cache"], "MISS");
+    assert!(h["via"].to_str().unwrap().contains("uip-cache"));
+    let (_, h, body) = get(addr, "/a", &[]).await;
+    assert_eq!(
+        (h["x-cache"].to_str().unwrap(), &body[..]),
+        ("HIT", &b"v0"[..])
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let first = seen.lock().unwrap()[0].clone();
+    assert_eq!(first["x-forwarded-for"], "10.9.9.9, 127.0.0.1");
+    assert_eq!(first.get_all("x-forwarded-for").iter().count(), 1);
+    assert_eq!(first["x-forwarded-proto"], "http");
+    assert_eq!(first["x-forwarded-host"], "cache.test");
+    assert_eq!(first["host"], "cache.test");
+    assert!(first["via"].to_str().unwrap().contains("uip-cache"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
+    // A port nothing listens on.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let addr = proxy(dead, Duration::from_secs(5)).await;
+    let (status, h, body) = get(addr, "/x", &[]).await;
+    assert_eq!(status, 502, "{body:?}");
+    assert_eq!(h["cache-control"], "no-store");
+    let (up, _, _) = upstream().await;
+    let addr = proxy(up, Duration::from_millis(300)).await;
+    let (status, _, _) = get(addr, "/slow", &[]).await;
+    assert_eq!(status, 504);
+}
