@@ -621,6 +621,7 @@ for_every_adapter_and_store!(
     authorization,
     fail_open,
     tags,
+    surrogate_keys,
 );
 
 const ITEMS: &str =
@@ -1128,4 +1129,26 @@ async fn head_after_revalidation(a: Adapter, b: Backend) {
         assert_eq!(head.header("content-length"), Some("12"), "{a:?}/{b:?}");
     }
     assert_eq!(h.calls(), 2);
+}
+
+async fn surrogate_keys(a: Adapter, b: Backend) {
+    let Some(h) = Harness::new(a, b, ITEMS, |_, n| {
+        Reply::ok(&format!("v{n}")).header("surrogate-key", "item-7 list")
+    })
+    .await
+    else {
+        return;
+    };
+    let got = h.get("/items/7").await;
+    assert!(got.header("surrogate-key").is_none(), "{:?}", got.headers);
+    h.sets_reach(1).await;
+    let hit = h.get("/items/7").await;
+    assert_eq!(hit.x_cache(), "HIT");
+    assert!(hit.header("surrogate-key").is_none(), "{:?}", hit.headers);
+    // The origin's tag purges it, with no policy change.
+    assert_eq!(
+        h.cache.invalidate_tags(&["item-7".into()]).await.unwrap(),
+        1
+    );
+    assert_eq!(h.get("/items/7").await.x_cache(), "MISS", "{a:?}/{b:?}");
 }

@@ -169,11 +169,21 @@ impl HttpCache {
                         .iter()
                         .map(|t| t.trim().to_ascii_lowercase())
                         .collect();
-                    targets
+                    let mut hidden: Vec<String> = targets
                         .iter()
                         .filter(|t| rules::is_consumed(t, &targets))
                         .cloned()
-                        .collect()
+                        .collect();
+                    if !config.defaults.forward_tag_headers {
+                        hidden.extend(
+                            config
+                                .defaults
+                                .tag_headers
+                                .iter()
+                                .map(|t| t.trim().to_ascii_lowercase()),
+                        );
+                    }
+                    hidden
                 },
                 writes: AtomicU64::new(0),
             }),
@@ -213,8 +223,9 @@ impl HttpCache {
         &self.inner.stats
     }
 
-    /// Response headers the cache consumes itself (`Surrogate-Control`, when
-    /// obeyed): adapters remove them from responses they pass on.
+    /// Response headers the cache consumes itself (`Surrogate-Control` when
+    /// obeyed, the tag headers unless forwarded): adapters remove them from
+    /// responses they pass on.
     pub fn hidden_response_headers(&self) -> &[String] {
         &self.inner.hidden
     }
@@ -445,7 +456,12 @@ impl HttpCache {
         mut entry: StoredResponse,
     ) -> bool {
         let policy = self.policy(plan);
-        entry.tags = policy.entry_tags(&plan.params, req.path);
+        // The policy's tags, and those the origin gave (Surrogate-Key, ...).
+        let mut tags = policy.entry_tags(&plan.params, req.path);
+        tags.append(&mut entry.tags);
+        tags.sort();
+        tags.dedup();
+        entry.tags = tags;
         if self.invalidated_since(plan, req, &entry.tags).await {
             self.inner.stats.uncacheable(NoCacheReason::Invalidated);
             return false;

@@ -46,6 +46,15 @@ fn targets(config: &CacheConfig) -> Vec<String> {
         .collect()
 }
 
+fn tag_headers(config: &CacheConfig) -> Vec<String> {
+    config
+        .defaults
+        .tag_headers
+        .iter()
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect()
+}
+
 /// A compiled policy.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -64,6 +73,9 @@ pub struct Policy {
     key: KeySpec,
     /// Targeted cache-control field names (lower case), in precedence order.
     targets: Vec<String>,
+    /// Response headers that tag entries (lower case), and whether clients see them.
+    tag_headers: Vec<String>,
+    forward_tag_headers: bool,
 }
 
 /// How a policy compresses stored bodies.
@@ -240,6 +252,8 @@ impl Policy {
             invalidate_on: p.invalidate_on.clone(),
             key: KeySpec::new(&config.key, &p.vary_by),
             targets: targets(config),
+            tag_headers: tag_headers(config),
+            forward_tag_headers: config.defaults.forward_tag_headers,
         })
     }
 
@@ -259,6 +273,8 @@ impl Policy {
             invalidate_on: Vec::new(),
             key: KeySpec::new(&config.key, &[]),
             targets: targets(config),
+            tag_headers: tag_headers(config),
+            forward_tag_headers: config.defaults.forward_tag_headers,
         }
     }
 
@@ -318,6 +334,16 @@ impl Policy {
     /// case, first present wins.
     pub fn cache_control_targets(&self) -> &[String] {
         &self.targets
+    }
+
+    /// The response headers whose values tag entries (lower case).
+    pub fn tag_headers(&self) -> &[String] {
+        &self.tag_headers
+    }
+
+    /// Whether the tag headers are passed on to clients.
+    pub fn forwards_tag_headers(&self) -> bool {
+        self.forward_tag_headers
     }
 
     /// Whether responses with this status may be stored.

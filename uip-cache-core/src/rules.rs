@@ -339,6 +339,7 @@ pub fn admit(
             !NOT_STORED.contains(&n.as_str())
                 && !connection_named.contains(n)
                 && !is_consumed(n, policy.cache_control_targets())
+                && (policy.forwards_tag_headers() || !policy.tag_headers().contains(n))
         })
         .cloned()
         .collect();
@@ -361,9 +362,37 @@ pub fn admit(
         etag,
         last_modified,
         vary,
-        tags: Vec::new(),
+        tags: origin_tags(resp.headers, policy.tag_headers()),
     };
     Ok(entry)
+}
+
+/// At most this many tags from an origin's tag headers, each at most
+/// [`MAX_ORIGIN_TAG_LEN`] bytes: a hostile origin cannot blow up the indexes.
+pub const MAX_ORIGIN_TAGS: usize = 64;
+/// The longest tag taken from an origin's tag headers.
+pub const MAX_ORIGIN_TAG_LEN: usize = 256;
+
+/// The tags an origin gives in its tag headers (`Surrogate-Key: a b`,
+/// `Cache-Tag: a,b`): printable, bounded in number and length.
+pub fn origin_tags(headers: &dyn HeaderSource, names: &[String]) -> Vec<String> {
+    let mut tags = Vec::new();
+    for name in names {
+        headers.for_each_value(name, &mut |v| {
+            for t in v.split(|&b| b == b' ' || b == b',' || b == b'\t') {
+                if tags.len() < MAX_ORIGIN_TAGS
+                    && !t.is_empty()
+                    && t.len() <= MAX_ORIGIN_TAG_LEN
+                    && t.iter().all(|b| b.is_ascii_graphic())
+                {
+                    tags.push(String::from_utf8_lossy(t).into_owned());
+                }
+            }
+        });
+    }
+    tags.sort();
+    tags.dedup();
+    tags
 }
 
 /// The response's caching directives for this cache: those of the first

@@ -439,6 +439,13 @@ pub struct DefaultsConfig {
     /// `Surrogate-Control` is consumed (not passed to clients);
     /// `CDN-Cache-Control` is passed on for caches further down.
     pub targeted_cache_control: Vec<String>,
+    /// Response headers whose values (space or comma separated) tag the
+    /// entry, so an origin can say what it depends on and have it purged by
+    /// tag (default `[Surrogate-Key, Cache-Tag]`; `[]` turns it off).
+    pub tag_headers: Vec<String>,
+    /// Pass the tag headers on to clients (default false: they are for this
+    /// cache, and may reveal internals).
+    pub forward_tag_headers: bool,
 }
 
 impl Default for DefaultsConfig {
@@ -452,6 +459,8 @@ impl Default for DefaultsConfig {
             lock_timeout: Seconds(Duration::from_secs(5)),
             invalidate_on_unsafe: true,
             targeted_cache_control: vec!["CDN-Cache-Control".into(), "Surrogate-Control".into()],
+            tag_headers: vec!["Surrogate-Key".into(), "Cache-Tag".into()],
+            forward_tag_headers: false,
         }
     }
 }

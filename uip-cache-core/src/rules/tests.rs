@@ -730,3 +730,35 @@ fn a_304_with_another_strong_etag_does_not_update_the_entry() {
     ));
     assert_eq!(entry.etag.as_deref(), Some(&b"\"a\""[..]));
 }
+
+#[test]
+fn origin_tag_headers_tag_the_entry_bounded_and_are_not_stored() {
+    let bare = policy("");
+    let e = admit_with(
+        &bare,
+        &[],
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("surrogate-key", "item-7  list,cams"),
+            ("cache-tag", "cams, zone:north"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(e.tags, ["cams", "item-7", "list", "zone:north"]);
+    assert!(e.header("surrogate-key").is_none() && e.header("cache-tag").is_none());
+    let many: String = (0..500).map(|i| format!("t{i} ")).collect();
+    let long = "x".repeat(MAX_ORIGIN_TAG_LEN + 1);
+    let e = admit_with(
+        &bare,
+        &[],
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("surrogate-key", &format!("{long} {many}")),
+        ],
+    )
+    .unwrap();
+    assert_eq!(e.tags.len(), MAX_ORIGIN_TAGS);
+    assert!(e.tags.iter().all(|t| t.len() <= MAX_ORIGIN_TAG_LEN));
+}
