@@ -163,25 +163,14 @@ impl HttpCache {
                 epoch: AtomicU64::new(0),
                 recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
                 hidden: {
-                    let targets: Vec<String> = config
-                        .defaults
-                        .targeted_cache_control
-                        .iter()
-                        .map(|t| t.trim().to_ascii_lowercase())
-                        .collect();
+                    let targets = config.defaults.targeted_cache_control_names();
                     let mut hidden: Vec<String> = targets
                         .iter()
                         .filter(|t| rules::is_consumed(t, &targets))
                         .cloned()
                         .collect();
                     if !config.defaults.forward_tag_headers {
-                        hidden.extend(
-                            config
-                                .defaults
-                                .tag_headers
-                                .iter()
-                                .map(|t| t.trim().to_ascii_lowercase()),
-                        );
+                        hidden.extend(config.defaults.tag_header_names());
                     }
                     hidden
                 },

@@ -37,24 +37,6 @@ use crate::pattern::{split_query, UrlPattern};
 /// (section 4.2.2) calls heuristically cacheable.
 pub const DEFAULT_STATUSES: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
 
-fn targets(config: &CacheConfig) -> Vec<String> {
-    config
-        .defaults
-        .targeted_cache_control
-        .iter()
-        .map(|t| t.trim().to_ascii_lowercase())
-        .collect()
-}
-
-fn tag_headers(config: &CacheConfig) -> Vec<String> {
-    config
-        .defaults
-        .tag_headers
-        .iter()
-        .map(|t| t.trim().to_ascii_lowercase())
-        .collect()
-}
-
 /// A compiled policy.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -251,8 +233,8 @@ impl Policy {
             tags: p.tags.clone(),
             invalidate_on: p.invalidate_on.clone(),
             key: KeySpec::new(&config.key, &p.vary_by),
-            targets: targets(config),
-            tag_headers: tag_headers(config),
+            targets: config.defaults.targeted_cache_control_names(),
+            tag_headers: config.defaults.tag_header_names(),
             forward_tag_headers: config.defaults.forward_tag_headers,
         })
     }
@@ -272,8 +254,8 @@ impl Policy {
             tags: Vec::new(),
             invalidate_on: Vec::new(),
             key: KeySpec::new(&config.key, &[]),
-            targets: targets(config),
-            tag_headers: tag_headers(config),
+            targets: config.defaults.targeted_cache_control_names(),
+            tag_headers: config.defaults.tag_header_names(),
             forward_tag_headers: config.defaults.forward_tag_headers,
         }
     }

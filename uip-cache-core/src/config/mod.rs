@@ -448,6 +448,22 @@ pub struct DefaultsConfig {
     pub forward_tag_headers: bool,
 }
 
+impl DefaultsConfig {
+    /// `targeted_cache_control` as header names (trimmed, lower case).
+    pub fn targeted_cache_control_names(&self) -> Vec<String> {
+        header_names(&self.targeted_cache_control)
+    }
+
+    /// `tag_headers` as header names (trimmed, lower case).
+    pub fn tag_header_names(&self) -> Vec<String> {
+        header_names(&self.tag_headers)
+    }
+}
+
+fn header_names(list: &[String]) -> Vec<String> {
+    list.iter().map(|t| t.trim().to_ascii_lowercase()).collect()
+}
+
 impl Default for DefaultsConfig {
     fn default() -> Self {
         DefaultsConfig {
