@@ -160,15 +160,14 @@ fn view<'a>(req: &'a ServiceRequest, headers: &'a Headers<'a>) -> RequestView<'a
         .authority(authority(req))
 }
 
-fn hide(cache: &HttpCache, headers: &mut HeaderMap) {
+/// The headers of an origin response on its way out: without those the
+/// cache consumes, with `X-Cache`.
+fn outgoing<B>(cache: &HttpCache, res: &mut ServiceResponse<B>, x: XCache) {
     for h in cache.hidden_response_headers() {
         if let Ok(n) = HeaderName::from_bytes(h.as_bytes()) {
-            headers.remove(n);
+            res.headers_mut().remove(n);
         }
     }
-}
-
-fn set_x_cache<B>(res: &mut ServiceResponse<B>, x: XCache) {
     res.headers_mut().insert(
         HeaderName::from_static("x-cache"),
         HeaderValue::from_static(x.as_str()),
@@ -272,8 +271,7 @@ where
         )),
         After::Pass(x) => {
             let mut res = res.map_body(|_, b| CacheBody::passthrough(b));
-            hide(&cache, res.headers_mut());
-            set_x_cache(&mut res, x);
+            outgoing(&cache, &mut res, x);
             Ok(res)
         }
         After::Record { x_cache, recording } => {
@@ -295,8 +293,7 @@ where
                     Result::is_err,
                 ));
             }
-            hide(&cache, res.headers_mut());
-            set_x_cache(&mut res, x_cache);
+            outgoing(&cache, &mut res, x_cache);
             Ok(res)
         }
     }
@@ -325,7 +322,7 @@ where
         .call(req)
         .await?
         .map_body(|_, b| CacheBody::passthrough(b));
-    hide(&cache, res.headers_mut());
+
     if let Some((method, path, query, host)) = target {
         let locations: Vec<String> = [LOCATION, CONTENT_LOCATION]
             .iter()
@@ -339,6 +336,6 @@ where
             .invalidate_after_unsafe(&v, res.status().as_u16(), &refs)
             .await;
     }
-    set_x_cache(&mut res, XCache::Bypass);
+    outgoing(&cache, &mut res, XCache::Bypass);
     Ok(res)
 }

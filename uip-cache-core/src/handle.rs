@@ -459,9 +459,7 @@ impl HttpCache {
         let options = PutOptions::new(ttl, req.path)
             .tags(&entry.tags)
             .query(req.query);
-        let key = if entry.vary.is_empty() {
-            plan.key.clone()
-        } else {
+        if !entry.vary.is_empty() {
             let mut marker = StoredResponse::new(VARY_MARKER_STATUS, Bytes::new());
             marker.vary = entry.vary.clone();
             marker.freshness_lifetime = ttl;
@@ -473,8 +471,8 @@ impl HttpCache {
                 self.inner.store.put(plan.key.as_str(), bytes, options),
             )
             .await;
-            policy.key_spec().key(req, &entry.vary)
-        };
+        }
+        let key = self.entry_key(plan, req, &entry.vary);
         let Ok(bytes) = entry.encode() else {
             tracing::warn!("response too large to encode as an entry");
             return false;
@@ -499,6 +497,16 @@ impl HttpCache {
         stored
     }
 
+    /// The key an entry of `req` lives under: the plan's, or its variant's
+    /// when the response varies on request headers (`vary`).
+    fn entry_key(&self, plan: &CachePlan, req: &RequestView<'_>, vary: &[String]) -> CacheKey {
+        if vary.is_empty() {
+            plan.key.clone()
+        } else {
+            self.policy(plan).key_spec().key(req, vary)
+        }
+    }
+
     /// Removes the stored `entry` of `req` (its variant, when it varies).
     pub async fn remove_entry(
         &self,
@@ -506,11 +514,7 @@ impl HttpCache {
         req: &RequestView<'_>,
         entry: &StoredResponse,
     ) {
-        let key = if entry.vary.is_empty() {
-            plan.key.clone()
-        } else {
-            self.policy(plan).key_spec().key(req, &entry.vary)
-        };
+        let key = self.entry_key(plan, req, &entry.vary);
         if self
             .guarded("delete", self.inner.store.delete(key.as_str()))
             .await

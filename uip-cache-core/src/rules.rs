@@ -179,13 +179,13 @@ enum Lifetime {
     Heuristic,
 }
 
-/// Whether the response's directives and the request make it unfit for a
-/// shared cache whatever the policy says: `no-store`, `private`,
-/// `Set-Cookie`, `Authorization` without explicit permission (RFC 9111
+/// Whether the request makes the response unfit to share whatever the
+/// policy says: `Authorization` without explicit permission (RFC 9111
 /// section 3.5), `Cookie` without explicit shared freshness unless the key
 /// holds the cookie. A policy TTL never stands in for the origin's
 /// permission: `must-revalidate` and `max-age` count only when the origin's
-/// own lifetime is the one used.
+/// own lifetime is the one used. (`no-store`, `private` and `Set-Cookie`
+/// are refused by [`admit`] before any lifetime is chosen.)
 fn shared_storage_forbidden(
     policy: &Policy,
     req: &RequestView<'_>,
@@ -216,9 +216,9 @@ fn shared_storage_forbidden(
 /// without its body (recorded while it streams).
 ///
 /// Any final status with explicit freshness from the origin (`max-age`,
-/// `s-maxage`, `Expires`) or `public` may be stored; the policy's `statuses`
-/// say which may be stored on the policy's TTL or heuristic freshness alone
-/// (RFC 9111 sections 3 and 4.2.2).
+/// `s-maxage`, `Expires`) may be stored on it; the policy's `statuses` say
+/// which may be stored on the policy's TTL, and heuristic freshness is for
+/// those and for `public` responses (RFC 9111 sections 3 and 4.2.2).
 pub fn admit(
     policy: &Policy,
     req: &RequestView<'_>,

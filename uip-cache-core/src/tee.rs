@@ -128,11 +128,6 @@ impl<T> Pump<T> {
         }
     }
 
-    /// Whether the client still reads.
-    pub fn client_connected(&self) -> bool {
-        !self.tx.is_closed()
-    }
-
     /// Reads the origin body to its end (or until it is abandoned), feeding
     /// every frame to the pump: the loop each adapter's task runs.
     /// `poll_next` polls the origin body, `data` gives a frame's data and
@@ -209,7 +204,7 @@ impl<T> fmt::Debug for Pump<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pump")
             .field("recording", &self.recording)
-            .field("client_connected", &self.client_connected())
+            .field("client_connected", &!self.tx.is_closed())
             .finish()
     }
 }

@@ -191,12 +191,7 @@ where
                 |frame| frame.as_ref().ok().and_then(|f| f.data_ref().cloned()),
                 Result::is_err,
             ));
-            for h in cache.hidden_response_headers() {
-                parts.headers.remove(h.as_str());
-            }
-            parts
-                .headers
-                .insert(X_CACHE, HeaderValue::from_static(x_cache.as_str()));
+            outgoing(&cache, &mut parts.headers, x_cache);
             Ok(Response::from_parts(parts, CacheBody::tapped(tap, size)))
         }
     }
@@ -254,10 +249,15 @@ fn passthrough<B: Body>(
     outcome: XCache,
 ) -> Response<CacheBody<B>> {
     let mut resp = resp.map(CacheBody::passthrough);
-    for h in cache.hidden_response_headers() {
-        resp.headers_mut().remove(h.as_str());
-    }
-    resp.headers_mut()
-        .insert(X_CACHE, HeaderValue::from_static(outcome.as_str()));
+    outgoing(cache, resp.headers_mut(), outcome);
     resp
+}
+
+/// The headers of an origin response on its way out: without those the
+/// cache consumes, with `X-Cache`.
+fn outgoing(cache: &HttpCache, headers: &mut HeaderMap, outcome: XCache) {
+    for h in cache.hidden_response_headers() {
+        headers.remove(h.as_str());
+    }
+    headers.insert(X_CACHE, HeaderValue::from_static(outcome.as_str()));
 }
