@@ -994,15 +994,17 @@ impl CacheConfig {
                 ));
             }
         }
-        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
-            problems.push(ConfigProblem::new(
-                None,
-                "server.listen",
-                format!(
-                    "`{}` is not an address such as 127.0.0.1:8080",
-                    self.server.listen
-                ),
-            ));
+        for (path, value, example) in [
+            ("server.listen", &self.server.listen, "127.0.0.1:8080"),
+            ("admin.listen", &self.admin.listen, "127.0.0.1:9092"),
+        ] {
+            if value.parse::<std::net::SocketAddr>().is_err() {
+                problems.push(ConfigProblem::new(
+                    None,
+                    path,
+                    format!("`{value}` is not an address such as {example}"),
+                ));
+            }
         }
         if let Some(u) = &self.server.upstream {
             if !(u.starts_with("http://") && u.len() > "http://".len()) {
@@ -1013,16 +1015,7 @@ impl CacheConfig {
                 ));
             }
         }
-        if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
-            problems.push(ConfigProblem::new(
-                None,
-                "admin.listen",
-                format!(
-                    "`{}` is not an address such as 127.0.0.1:9092",
-                    self.admin.listen
-                ),
-            ));
-        }
+
         if !["error", "warn", "info", "debug", "trace"]
             .contains(&self.logging.level.to_ascii_lowercase().as_str())
         {
