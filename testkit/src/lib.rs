@@ -4,6 +4,7 @@
 //! failure in CI where `CI` is set), what a mock origin answers ([`Reply`]),
 //! and a store that fails or hangs ([`FailingStore`]).
 
+pub mod exposition;
 mod origin;
 
 pub use origin::{FailingStore, Reply};

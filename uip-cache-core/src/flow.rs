@@ -333,7 +333,7 @@ impl HttpCache {
             _ => return None,
         };
         let r = self.respond(entry, req, x, now)?;
-        self.count(x);
+        self.count(plan, x);
         Some((usability, r))
     }
 
@@ -403,7 +403,7 @@ impl FetchTicket {
         let r = self
             .cache
             .respond(e, &self.request.view(&hs), XCache::Stale, now)?;
-        self.cache.count(XCache::Stale);
+        self.cache.count(&self.plan, XCache::Stale);
         Some(r)
     }
 
@@ -447,7 +447,7 @@ impl FetchTicket {
             drop(guard);
             return match cache.respond(&entry, &view, XCache::Expired, response_time) {
                 Some(mut r) => {
-                    cache.count(XCache::Expired);
+                    cache.count(&plan, XCache::Expired);
                     // The 304's cookies are this client's alone: never stored,
                     // but delivered.
                     r.headers.extend(
@@ -461,7 +461,7 @@ impl FetchTicket {
                 None => After::Pass(XCache::Expired),
             };
         }
-        cache.count(outcome);
+        cache.count(&plan, outcome);
         if request.method.eq_ignore_ascii_case("HEAD") {
             // A HEAD response has no body to store for GETs.
             return After::Pass(outcome);

@@ -15,15 +15,17 @@ use crate::cache_control::CacheControl;
 use crate::compress::{gunzip, gzip_if_worth_it, Compressed};
 use crate::config::{CacheConfig, ConfigError};
 use crate::entry::{BodyEncoding, StoredResponse};
-use crate::invalidate::{plan_for_event, Invalidation};
+use crate::invalidate::{plan_for_event, Invalidation, InvalidationPlan};
 use crate::key::CacheKey;
 use crate::lock::{Lock, LockTable};
 use crate::pattern::UrlPattern;
 use crate::policy::{Policy, PolicySet};
 use crate::request::RequestView;
 use crate::rules;
-use crate::stats::{CacheStats, NoCacheReason};
-use crate::store::{MemoryStore, PutOptions, Store, StoreError};
+use crate::stats::{CacheStats, InvalidationKind, NoCacheReason};
+use crate::store::{
+    HealthStatus, MemoryStore, MemoryUsage, PutOptions, Store, StoreError, StoreHealth,
+};
 
 /// How many of its own invalidations an instance remembers for fetches in
 /// flight; a fetch older than all of them is not stored.
@@ -156,9 +158,9 @@ impl HttpCache {
         Ok(HttpCache {
             inner: Arc::new(Inner {
                 config: config.clone(),
+                stats: CacheStats::with_policies(policies.len()),
                 policies,
                 store,
-                stats: CacheStats::new(),
                 locks: LockTable::new(),
                 epoch: AtomicU64::new(0),
                 recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
@@ -229,19 +231,26 @@ impl HttpCache {
     }
 
     /// Decides whether the cache handles `req`.
+    /// A request a policy matched but that bypasses the cache is counted for
+    /// that policy here; the adapter counts the bypass and its reason with
+    /// [`CacheStats::bypass`].
     pub fn plan(&self, req: &RequestView<'_>) -> Plan {
         let Some(m) = self.inner.policies.find(req.path, req.query) else {
             return Plan::Bypass(NoCacheReason::NoPolicy);
         };
-        if !m.policy().allows_method(req.method) {
-            return Plan::Bypass(NoCacheReason::Method);
-        }
         let request_cc = rules::request_cache_control(req.headers);
-        if request_cc.no_store {
-            return Plan::Bypass(NoCacheReason::RequestNoStore);
-        }
-        if m.policy().key_spec().uses_body() && req.body.is_none() {
-            return Plan::Bypass(NoCacheReason::BodyNotBuffered);
+        let reason = if !m.policy().allows_method(req.method) {
+            Some(NoCacheReason::Method)
+        } else if request_cc.no_store {
+            Some(NoCacheReason::RequestNoStore)
+        } else if m.policy().key_spec().uses_body() && req.body.is_none() {
+            Some(NoCacheReason::BodyNotBuffered)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.inner.stats.policy_bypass(m.index());
+            return Plan::Bypass(reason);
         }
         let key = m.policy().key_spec().key(req, &[]);
         let (policy, params) = m.into_parts();
@@ -267,7 +276,10 @@ impl HttpCache {
         what: &'static str,
         f: impl Future<Output = Result<T, StoreError>>,
     ) -> Option<T> {
-        match tokio::time::timeout(self.store_timeout(), f).await {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.store_timeout(), f).await;
+        self.inner.stats.store_op(started.elapsed());
+        match result {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
                 self.inner.stats.store_error();
@@ -280,6 +292,30 @@ impl HttpCache {
                 None
             }
         }
+    }
+
+    /// The store's health, within the store timeout (a store that does not
+    /// answer in time is reported down).
+    pub async fn store_health(&self) -> StoreHealth {
+        match self.guarded("health", self.inner.store.health()).await {
+            Some(h) => h,
+            None => StoreHealth::new(
+                HealthStatus::Down,
+                "unknown",
+                Some("the store did not answer its health check in time".into()),
+            ),
+        }
+    }
+
+    /// The store's entry count, within the store timeout.
+    pub async fn store_keys_count(&self) -> Option<u64> {
+        self.guarded("keys count", self.inner.store.keys_count())
+            .await
+    }
+
+    /// The store's memory figures, within the store timeout.
+    pub async fn store_memory(&self) -> Option<MemoryUsage> {
+        self.guarded("memory", self.inner.store.memory()).await
     }
 
     async fn get_entry(&self, key: &str) -> Option<StoredResponse> {
@@ -617,13 +653,13 @@ impl HttpCache {
 
     /// Counts a request's outcome. Bypasses are counted with their reason by
     /// [`CacheStats::bypass`]; revalidations by [`CacheStats::revalidation`].
-    pub fn count(&self, outcome: XCache) {
+    pub fn count(&self, plan: &CachePlan, outcome: XCache) {
         let stats = &self.inner.stats;
         match outcome {
-            XCache::Hit => stats.hit(),
-            XCache::Stale => stats.stale(),
-            XCache::Miss | XCache::Expired => stats.miss(),
-            XCache::Bypass => {}
+            XCache::Hit => stats.policy_hit(plan.policy),
+            XCache::Stale => stats.policy_stale(plan.policy),
+            XCache::Miss | XCache::Expired => stats.policy_miss(plan.policy),
+            XCache::Bypass => stats.policy_bypass(plan.policy),
         }
     }
 
@@ -708,13 +744,15 @@ impl HttpCache {
         noted.map(|()| n)
     }
 
-    /// Removes what a webhook event names (see [`crate::invalidate::plan_for_event`]).
+    /// Removes what a webhook event names (see
+    /// [`crate::invalidate::plan_for_event`]); what it named and how many
+    /// entries went.
     pub async fn invalidate_event(
         &self,
         event: &str,
         entity_id: Option<&str>,
         entity_type: Option<&str>,
-    ) -> Result<u64, InvalidateError> {
+    ) -> Result<(InvalidationPlan, u64), InvalidateError> {
         let plan = plan_for_event(
             &self.inner.config,
             &self.inner.policies,
@@ -730,7 +768,7 @@ impl HttpCache {
         for p in &plan.patterns {
             n += self.invalidate_pattern(p).await?;
         }
-        Ok(n)
+        Ok((plan, n))
     }
 
     /// After an unsafe request (POST, PUT, PATCH, DELETE) succeeded, removes the
@@ -749,6 +787,7 @@ impl HttpCache {
         {
             return 0;
         }
+        self.inner.stats.invalidation(InvalidationKind::Unsafe);
         let mut targets = vec![match req.query {
             Some(q) => format!("{}?{q}", req.path),
             None => req.path.to_owned(),

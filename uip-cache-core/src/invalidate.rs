@@ -45,6 +45,15 @@ pub fn plan_for_event(
     let mut plan = InvalidationPlan::default();
     let id = entity_id.unwrap_or("");
     let ty = entity_type.unwrap_or("");
+    // A value with a wildcard would widen the configured pattern into one
+    // the operator never wrote (`{entity_id}` = `*` purges every entity).
+    for (field, value) in [("entity_id", id), ("entity_type", ty)] {
+        if value.contains('*') || value.chars().any(char::is_control) {
+            return Err(format!(
+                "field `{field}` must not contain `*` or control characters"
+            ));
+        }
+    }
     for strategy in &config.invalidation.strategies {
         if strategy.kind != StrategyKind::Webhook || !strategy.enabled {
             continue;
@@ -144,6 +153,14 @@ invalidation:
     fn a_missing_placeholder_value_is_an_error_not_a_wider_pattern() {
         let err = plan("entity_update", None, Some("Camera")).unwrap_err();
         assert!(err.contains("entity_id"), "{err}");
+    }
+
+    #[test]
+    fn a_wildcard_in_an_event_value_is_refused_not_widened() {
+        let err = plan("entity_update", Some("*"), Some("Camera")).unwrap_err();
+        assert!(err.contains("entity_id"), "{err}");
+        let err = plan("entity_update", Some("urn:x"), Some("Cam*")).unwrap_err();
+        assert!(err.contains("entity_type"), "{err}");
     }
 }
 

@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod admin;
 pub mod cache_control;
 pub mod compress;
 pub mod config;
@@ -68,6 +69,7 @@ pub mod schedule;
 pub mod stats;
 pub mod store;
 pub mod tee;
+pub mod warm;
 
 pub use cache_control::CacheControl;
 pub use config::{CacheConfig, ConfigError};

@@ -118,12 +118,233 @@ pub struct CacheStats {
     compressed_bytes: AtomicU64,
     uncompressed_bytes: AtomicU64,
     uncacheable: [AtomicU64; NoCacheReason::ALL.len()],
+    /// Per policy (index in file order; one more slot for requests cached
+    /// under `defaults.cache_unmatched`).
+    policies: Box<[PolicyCounters]>,
+    store_ops: LatencyHistogram,
+    invalidations: [AtomicU64; InvalidationKind::ALL.len()],
+    unknown_events: AtomicU64,
+    warm_runs: AtomicU64,
+    warm_success: AtomicU64,
+    warm_failed: AtomicU64,
+    warm_skipped: AtomicU64,
+    store_evictions: AtomicU64,
+    store_expirations: AtomicU64,
+}
+
+/// Outcomes of the requests of one policy.
+#[derive(Debug, Default)]
+struct PolicyCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale: AtomicU64,
+    bypasses: AtomicU64,
+}
+
+/// What started an invalidation, for its counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidationKind {
+    /// `POST /cache/invalidate/tag`.
+    Tag,
+    /// `POST /cache/invalidate/url` with an exact `url`.
+    Url,
+    /// `POST /cache/invalidate/url` with a `pattern`.
+    Pattern,
+    /// A webhook event (`POST /cache/invalidate`).
+    Event,
+    /// A successful unsafe request (RFC 9111 section 4.4).
+    Unsafe,
+}
+
+impl InvalidationKind {
+    /// Every kind, in counter order.
+    pub const ALL: [InvalidationKind; 5] = [
+        InvalidationKind::Tag,
+        InvalidationKind::Url,
+        InvalidationKind::Pattern,
+        InvalidationKind::Event,
+        InvalidationKind::Unsafe,
+    ];
+
+    /// The snake_case name used in metrics and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            InvalidationKind::Tag => "tag",
+            InvalidationKind::Url => "url",
+            InvalidationKind::Pattern => "pattern",
+            InvalidationKind::Event => "event",
+            InvalidationKind::Unsafe => "unsafe",
+        }
+    }
+}
+
+/// The outcome of warming one URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WarmOutcome {
+    /// Fetched through the cache.
+    Success,
+    /// Every attempt failed.
+    Failed,
+    /// A fresh entry was already there.
+    Skipped,
+}
+
+/// Upper bounds (seconds) of the store latency buckets: 50 us to 2.5 s.
+pub const STORE_LATENCY_BUCKETS: [f64; 12] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5,
+];
+
+/// A histogram of store operation times in lock-free counters: a store call
+/// on the request path pays two relaxed additions, never a lock.
+#[derive(Debug, Default)]
+struct LatencyHistogram {
+    /// Per bucket (not cumulative), plus the overflow bucket.
+    buckets: [AtomicU64; STORE_LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyHistogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = STORE_LATENCY_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(STORE_LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_nanos
+            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    fn snapshot(&self) -> HistogramSnapshot {
+        let mut cumulative = 0u64;
+        let mut buckets = Vec::with_capacity(STORE_LATENCY_BUCKETS.len());
+        for (i, &le) in STORE_LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Relaxed);
+            buckets.push((le, cumulative));
+        }
+        let count = cumulative + self.buckets[STORE_LATENCY_BUCKETS.len()].load(Relaxed);
+        HistogramSnapshot {
+            buckets,
+            count,
+            sum_seconds: self.sum_nanos.load(Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
+/// A histogram at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct HistogramSnapshot {
+    /// (upper bound in seconds, observations at or below it), ascending.
+    pub buckets: Vec<(f64, u64)>,
+    /// Observations.
+    pub count: u64,
+    /// Sum of the observations, seconds.
+    pub sum_seconds: f64,
+}
+
+/// The outcomes of one policy at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PolicySnapshot {
+    /// Fresh entries served.
+    pub hits: u64,
+    /// Lookups that went to the origin.
+    pub misses: u64,
+    /// Stale entries served.
+    pub stale: u64,
+    /// Requests the policy matched that did not use the cache.
+    pub bypasses: u64,
 }
 
 impl CacheStats {
     /// A fresh set of zeroed counters.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Zeroed counters with per-policy counters for `policies` policies (and
+    /// one more slot for `defaults.cache_unmatched`).
+    pub fn with_policies(policies: usize) -> Self {
+        CacheStats {
+            policies: (0..=policies).map(|_| PolicyCounters::default()).collect(),
+            ..Self::default()
+        }
+    }
+
+    fn policy(&self, policy: Option<usize>) -> Option<&PolicyCounters> {
+        let last = self.policies.len().checked_sub(1)?;
+        self.policies.get(policy.unwrap_or(last))
+    }
+
+    /// A fresh entry of `policy` (None: the default policy) served.
+    pub fn policy_hit(&self, policy: Option<usize>) {
+        self.hit();
+        if let Some(p) = self.policy(policy) {
+            p.hits.fetch_add(1, Relaxed);
+        }
+    }
+    /// A lookup of `policy` that found nothing usable.
+    pub fn policy_miss(&self, policy: Option<usize>) {
+        self.miss();
+        if let Some(p) = self.policy(policy) {
+            p.misses.fetch_add(1, Relaxed);
+        }
+    }
+    /// A stale entry of `policy` served.
+    pub fn policy_stale(&self, policy: Option<usize>) {
+        self.stale();
+        if let Some(p) = self.policy(policy) {
+            p.stale.fetch_add(1, Relaxed);
+        }
+    }
+    /// A request `policy` matched that did not use the cache (the reason is
+    /// counted by [`CacheStats::bypass`]).
+    pub fn policy_bypass(&self, policy: Option<usize>) {
+        if let Some(p) = self.policy(policy) {
+            p.bypasses.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// One store operation took `d`.
+    pub fn store_op(&self, d: Duration) {
+        self.store_ops.observe(d);
+    }
+
+    /// An invalidation ran (the entries it removed are counted by
+    /// [`CacheStats::deleted`]).
+    pub fn invalidation(&self, kind: InvalidationKind) {
+        self.invalidations[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A webhook event that no strategy or policy names.
+    pub fn unknown_event(&self) {
+        self.unknown_events.fetch_add(1, Relaxed);
+    }
+
+    /// A warming run started.
+    pub fn warm_run(&self) {
+        self.warm_runs.fetch_add(1, Relaxed);
+    }
+
+    /// One URL warmed with `outcome`.
+    pub fn warmed(&self, outcome: WarmOutcome) {
+        match outcome {
+            WarmOutcome::Success => &self.warm_success,
+            WarmOutcome::Failed => &self.warm_failed,
+            WarmOutcome::Skipped => &self.warm_skipped,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    /// What the store reported at the last check of the time-based monitor:
+    /// entries evicted for capacity and entries expired, since it started.
+    pub fn store_removals(&self, evictions: u64, expirations: u64) {
+        self.store_evictions.store(evictions, Relaxed);
+        self.store_expirations.store(expirations, Relaxed);
     }
 
     /// A fresh entry served.
@@ -221,6 +442,28 @@ impl CacheStats {
                 .map(|r| (r.as_str(), self.uncacheable[r.index()].load(Relaxed)))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
+            policies: self
+                .policies
+                .iter()
+                .map(|p| PolicySnapshot {
+                    hits: p.hits.load(Relaxed),
+                    misses: p.misses.load(Relaxed),
+                    stale: p.stale.load(Relaxed),
+                    bypasses: p.bypasses.load(Relaxed),
+                })
+                .collect(),
+            store_latency: self.store_ops.snapshot(),
+            invalidations: InvalidationKind::ALL
+                .iter()
+                .map(|k| (k.as_str(), self.invalidations[*k as usize].load(Relaxed)))
+                .collect(),
+            unknown_events: self.unknown_events.load(Relaxed),
+            warm_runs: self.warm_runs.load(Relaxed),
+            warm_success: self.warm_success.load(Relaxed),
+            warm_failed: self.warm_failed.load(Relaxed),
+            warm_skipped: self.warm_skipped.load(Relaxed),
+            store_evictions: self.store_evictions.load(Relaxed),
+            store_expirations: self.store_expirations.load(Relaxed),
         }
     }
 }
@@ -270,6 +513,29 @@ pub struct StatsSnapshot {
     pub uncompressed_bytes: u64,
     /// Responses not cached, by reason.
     pub uncacheable: BTreeMap<&'static str, u64>,
+    /// Per policy, in file order, then the default policy of
+    /// `defaults.cache_unmatched` (empty for [`CacheStats::new`]).
+    #[serde(skip)]
+    pub policies: Vec<PolicySnapshot>,
+    /// Store operation times.
+    #[serde(skip)]
+    pub store_latency: HistogramSnapshot,
+    /// Invalidations run, by what started them.
+    pub invalidations: BTreeMap<&'static str, u64>,
+    /// Webhook events no strategy or policy names.
+    pub unknown_events: u64,
+    /// Warming runs started.
+    pub warm_runs: u64,
+    /// URLs warmed.
+    pub warm_success: u64,
+    /// URLs whose warming failed after every retry.
+    pub warm_failed: u64,
+    /// URLs not fetched because a fresh entry was there.
+    pub warm_skipped: u64,
+    /// Entries the store evicted for capacity, at the monitor's last check.
+    pub store_evictions: u64,
+    /// Entries the store expired, at the monitor's last check.
+    pub store_expirations: u64,
 }
 
 #[cfg(test)]

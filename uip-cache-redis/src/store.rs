@@ -718,7 +718,8 @@ impl Store for RedisStore {
                     info_field(&mem, "used_memory"),
                     (max > 0).then_some(max),
                     info_field(&stats, "evicted_keys"),
-                ))
+                )
+                .with_expirations(info_field(&stats, "expired_keys")))
             })
             .await
         })

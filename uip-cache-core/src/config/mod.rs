@@ -522,6 +522,11 @@ pub struct WarmingConfig {
     pub retries: u32,
     /// Base URL for relative warm URLs (the server uses its upstream when unset).
     pub base_url: Option<String>,
+    /// The host (`host[:port]`, or `https://host[:port]` to key as https)
+    /// a warm request is made and keyed for, as a client request to that
+    /// host would be; default: the host of `base_url`.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub host: Option<String>,
 }
 
 impl Default for WarmingConfig {
@@ -535,6 +540,7 @@ impl Default for WarmingConfig {
             timeout: Seconds(Duration::from_secs(10)),
             retries: 2,
             base_url: None,
+            host: None,
         }
     }
 }
@@ -552,6 +558,10 @@ pub struct WarmUrlConfig {
     /// A cron expression; without it the URL is warmed every `interval`.
     #[serde(default)]
     pub schedule: Option<Located<String>>,
+    /// Request headers of the warm request (name -> value), keyed as a
+    /// client's would be (`Accept`, say); none but `Host` by default.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// Warming priority: higher priorities are fetched first.
@@ -606,9 +616,14 @@ pub struct StrategyConfig {
     /// webhook: event name -> what it invalidates.
     #[serde(default)]
     pub events: Vec<EventRule>,
-    /// time_based: how often expired entries are checked for (default 60s).
+    /// time_based: how often the store's evictions and expirations are read
+    /// (default 60s).
     #[serde(default)]
     pub check_interval: Option<Seconds>,
+    /// time_based: evictions per check above which a warning is logged
+    /// (default 1000).
+    #[serde(default)]
+    pub eviction_threshold: Option<u64>,
 }
 
 impl fmt::Debug for StrategyConfig {
@@ -620,6 +635,7 @@ impl fmt::Debug for StrategyConfig {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("events", &self.events)
             .field("check_interval", &self.check_interval)
+            .field("eviction_threshold", &self.eviction_threshold)
             .finish()
     }
 }
@@ -874,7 +890,30 @@ impl CacheConfig {
                 ),
             ));
         }
+        if self.admin.enabled && self.admin_secret().is_none() {
+            let loopback = self
+                .admin
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| a.ip().is_loopback());
+            if !loopback {
+                notes.push(ConfigProblem::new(
+                    None,
+                    "admin.secret",
+                    format!("the admin API listens on {} without a secret: anyone who reaches it can purge the cache (set admin.secret)", self.admin.listen),
+                ));
+            }
+        }
         notes
+    }
+
+    /// The secret mutating admin routes require: `admin.secret`, else the
+    /// enabled webhook strategy's.
+    pub fn admin_secret(&self) -> Option<&str> {
+        self.admin
+            .secret
+            .as_deref()
+            .or_else(|| self.invalidation.webhook()?.secret.as_deref())
     }
 
     /// Checks everything that does not need the network; returns every problem found.
@@ -961,6 +1000,43 @@ impl CacheConfig {
             if let Some(s) = &u.schedule {
                 check_cron(s, &format!("warming.urls[{i}].schedule"), &mut problems);
             }
+            for name in u.headers.keys() {
+                let lower = name.to_ascii_lowercase();
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+                    || lower == "host"
+                {
+                    problems.push(ConfigProblem::new(
+                        u.url.line,
+                        format!("warming.urls[{i}].headers"),
+                        format!("`{name}` is not a header a warm request may set (Host comes from `warming.host`)"),
+                    ));
+                }
+            }
+        }
+        if let Some(h) = &self.warming.host {
+            let rest = h
+                .strip_prefix("http://")
+                .or_else(|| h.strip_prefix("https://"))
+                .unwrap_or(h);
+            if rest.is_empty() || rest.contains(['/', '?', '#', ' ', '@']) {
+                problems.push(ConfigProblem::new(
+                    None,
+                    "warming.host",
+                    format!("`{h}` must be `host[:port]`, optionally with `http://` or `https://` before it"),
+                ));
+            }
+        }
+        if let Some(b) = &self.warming.base_url {
+            if !b.starts_with("http://") {
+                problems.push(ConfigProblem::new(
+                    None,
+                    "warming.base_url",
+                    format!("`{b}` must be an http:// URL"),
+                ));
+            }
         }
         for (i, s) in self.invalidation.strategies.iter().enumerate() {
             for (j, rule) in s.events.iter().enumerate() {
@@ -984,6 +1060,15 @@ impl CacheConfig {
                             format!("`{}` uses a placeholder other than {{entity_id}} and {{entity_type}}", pat.value),
                         ));
                     }
+                }
+            }
+            if let Some(e) = &s.endpoint {
+                if !e.starts_with('/') {
+                    problems.push(ConfigProblem::new(
+                        None,
+                        format!("invalidation.strategies[{i}].endpoint"),
+                        format!("`{e}` must be a path starting with `/`"),
+                    ));
                 }
             }
             if s.kind != StrategyKind::Webhook && !s.events.is_empty() {

@@ -53,6 +53,7 @@ struct Inner {
     /// Invalidations that have taken index members (see `put_sync`).
     invalidations: AtomicU64,
     evictions: Arc<AtomicU64>,
+    expirations: Arc<AtomicU64>,
     max_bytes: u64,
 }
 
@@ -153,14 +154,18 @@ impl MemoryStore {
         let evictions = Arc::new(AtomicU64::new(0));
         let listener_index = index.clone();
         let listener_evictions = evictions.clone();
+        let expirations = Arc::new(AtomicU64::new(0));
+        let listener_expirations = expirations.clone();
         let cache = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(weight)
             .expire_after(PerEntryTtl)
             .eviction_listener(move |key: Arc<Arc<str>>, entry: Arc<MemEntry>, cause| {
-                if cause == RemovalCause::Size {
-                    listener_evictions.fetch_add(1, Ordering::Relaxed);
-                }
+                match cause {
+                    RemovalCause::Size => listener_evictions.fetch_add(1, Ordering::Relaxed),
+                    RemovalCause::Expired => listener_expirations.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
                 lock(&listener_index).remove(&key, &entry);
             })
             .build();
@@ -171,6 +176,7 @@ impl MemoryStore {
                 generation: AtomicU64::new(1),
                 invalidations: AtomicU64::new(0),
                 evictions,
+                expirations,
                 max_bytes,
             }),
         }
@@ -326,7 +332,8 @@ impl Store for MemoryStore {
             self.inner.cache.weighted_size(),
             Some(self.inner.max_bytes),
             self.inner.evictions.load(Ordering::Relaxed),
-        );
+        )
+        .with_expirations(self.inner.expirations.load(Ordering::Relaxed));
         Box::pin(async move { Ok(usage) })
     }
 

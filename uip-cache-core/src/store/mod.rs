@@ -149,6 +149,8 @@ pub struct MemoryUsage {
     pub max_memory_bytes: Option<u64>,
     /// Entries evicted for capacity since start.
     pub evictions: u64,
+    /// Entries expired since start, when the store counts them.
+    pub expirations: u64,
 }
 
 impl MemoryUsage {
@@ -158,7 +160,15 @@ impl MemoryUsage {
             used_memory_bytes: used,
             max_memory_bytes: max,
             evictions,
+            expirations: 0,
         }
+    }
+
+    /// With the count of expired entries.
+    #[must_use]
+    pub fn with_expirations(mut self, expirations: u64) -> Self {
+        self.expirations = expirations;
+        self
     }
 
     /// used / max, when there is a max.

@@ -1,0 +1,288 @@
+//! The admin API, written once: a framework-free handler from a small
+//! request value ([`AdminRequest`]) to a small response value
+//! ([`AdminResponse`]). The axum router, the actix scope and the server only
+//! translate.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /health` | per-component status; 503 when unhealthy |
+//! | `GET /cache/metrics` | the seed's JSON statistics |
+//! | `GET /metrics` | Prometheus text exposition |
+//! | `POST /cache/invalidate` | webhook event `{"event","entity_id","entity_type"}` |
+//! | `POST /cache/invalidate/tag` | `{"tag": ".."}` or `{"tags": [..]}` |
+//! | `POST /cache/invalidate/url` | `{"url": "/path?query"}` or `{"pattern": "/glob*"}` |
+//! | `POST /cache/warm` | runs warming now |
+//!
+//! Mutating routes require the configured secret (`admin.secret`, else the
+//! webhook strategy's) in `X-Webhook-Secret` or `Authorization: Bearer`,
+//! compared in constant time; without it they answer 401 and change nothing.
+//!
+//! # Example
+//!
+//! ```
+//! use uip_cache_core::admin::{Admin, AdminBody, AdminRequest};
+//! use uip_cache_core::{CacheConfig, HttpCache};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let config = CacheConfig::from_yaml_str(r#"
+//! policies:
+//!   - name: cams
+//!     pattern: "/ngsi-ld/v1/entities?type=Camera*"
+//!     ttl: 60
+//!     tags: [camera]
+//! admin:
+//!   secret: s3cret
+//! "#)?;
+//! let admin = Admin::new(HttpCache::with_memory_store(&config)?);
+//! let headers = [("x-webhook-secret", "s3cret")];
+//! let req = AdminRequest::new("POST", "/cache/invalidate/tag", &headers)
+//!     .body(AdminBody::Complete(br#"{"tag": "camera"}"#.as_slice().into()));
+//! let resp = admin.handle(req).await;
+//! assert_eq!(resp.status, 200);
+//! assert_eq!(&resp.body[..], br#"{"deleted":0,"tags":["camera"]}"#);
+//!
+//! let wrong = [("x-webhook-secret", "guess")];
+//! let req = AdminRequest::new("POST", "/cache/invalidate/tag", &wrong)
+//!     .body(AdminBody::Complete(br#"{"tag": "camera"}"#.as_slice().into()));
+//! assert_eq!(admin.handle(req).await.status, 401);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+mod background;
+mod metrics;
+mod routes;
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::handle::HttpCache;
+use crate::request::HeaderSource;
+use crate::warm::{WarmFetcher, Warmer};
+
+pub use background::StartError;
+pub use metrics::prometheus_text;
+
+/// The largest admin request body; adapters stop reading past it and pass
+/// [`AdminBody::TooLarge`] (the answer is 413).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The body of an admin request, as the adapter read it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum AdminBody {
+    /// The whole body (empty when there was none).
+    Complete(Bytes),
+    /// The body was longer than [`MAX_BODY`]; the adapter stopped reading.
+    TooLarge,
+}
+
+/// An admin request, as an adapter sees it.
+#[non_exhaustive]
+pub struct AdminRequest<'a> {
+    /// The method.
+    pub method: &'a str,
+    /// The path under the admin mount (`/health`, `/cache/invalidate`, ...).
+    pub path: &'a str,
+    /// Header lookup.
+    pub headers: &'a (dyn HeaderSource + Sync),
+    /// The body.
+    pub body: AdminBody,
+    /// Who sent it (the peer address), for the log line of an invalidation.
+    pub peer: Option<String>,
+}
+
+impl fmt::Debug for AdminRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("body", &self.body)
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+impl<'a> AdminRequest<'a> {
+    /// A request without a body.
+    pub fn new(method: &'a str, path: &'a str, headers: &'a (dyn HeaderSource + Sync)) -> Self {
+        AdminRequest {
+            method,
+            path,
+            headers,
+            body: AdminBody::Complete(Bytes::new()),
+            peer: None,
+        }
+    }
+
+    /// With a body.
+    #[must_use]
+    pub fn body(mut self, body: AdminBody) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// With the peer that sent it.
+    #[must_use]
+    pub fn peer(mut self, peer: Option<String>) -> Self {
+        self.peer = peer;
+        self
+    }
+}
+
+/// An admin response, for the adapter to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AdminResponse {
+    /// The status.
+    pub status: u16,
+    /// The `Content-Type`.
+    pub content_type: &'static str,
+    /// More headers (`Allow` of a 405, `WWW-Authenticate` of a 401).
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl AdminResponse {
+    /// A JSON response.
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        AdminResponse {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: Bytes::from(value.to_string()),
+        }
+    }
+
+    /// A JSON error: `{"error": message}`.
+    pub fn error(status: u16, message: impl Into<String>) -> Self {
+        Self::json(status, &serde_json::json!({ "error": message.into() }))
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// The admin API of one cache, with its warmer and background tasks; cheap
+/// to clone. The background tasks ([`Admin::start`]) stop when the last
+/// clone is dropped or on [`Admin::shutdown`].
+#[derive(Clone)]
+pub struct Admin {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cache: HttpCache,
+    warmer: Option<Arc<Warmer>>,
+    /// SHA-256 of the secret of mutating routes; the webhook route also
+    /// takes the webhook strategy's own.
+    admin_secret: Option<[u8; 32]>,
+    webhook_secret: Option<[u8; 32]>,
+    webhook_path: String,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admin")
+            .field("cache", &self.inner.cache)
+            .field("warmer", &self.inner.warmer)
+            .field("secret", &self.inner.admin_secret.map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+impl Admin {
+    /// The admin API of `cache`, without warming (`POST /cache/warm`
+    /// answers 503 until a fetcher is given).
+    pub fn new(cache: HttpCache) -> Self {
+        Self::build(cache, None)
+    }
+
+    /// The admin API of `cache`, warming with `fetcher`.
+    pub fn with_fetcher(cache: HttpCache, fetcher: Arc<dyn WarmFetcher>) -> Self {
+        let warmer = Arc::new(Warmer::new(cache.clone(), fetcher));
+        Self::build(cache, Some(warmer))
+    }
+
+    fn build(cache: HttpCache, warmer: Option<Arc<Warmer>>) -> Self {
+        let config = cache.config();
+        let webhook = config.invalidation.webhook();
+        let webhook_path = webhook
+            .and_then(|w| w.endpoint.clone())
+            .unwrap_or_else(|| "/cache/invalidate".to_owned());
+        Admin {
+            inner: Arc::new(Inner {
+                admin_secret: config.admin_secret().map(digest),
+                webhook_secret: webhook.and_then(|w| w.secret.as_deref()).map(digest),
+                webhook_path,
+                warmer,
+                shutdown: tokio::sync::watch::channel(false).0,
+                started: std::sync::atomic::AtomicBool::new(false),
+                cache,
+            }),
+        }
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &HttpCache {
+        &self.inner.cache
+    }
+
+    /// The warmer, when there is a fetcher.
+    pub fn warmer(&self) -> Option<&Arc<Warmer>> {
+        self.inner.warmer.as_ref()
+    }
+
+    /// Whether the request carries a secret this route accepts (or none is
+    /// configured). Both sides are hashed first, so the comparison takes the
+    /// same time whatever the secret's length or content.
+    fn authorized(&self, headers: &dyn HeaderSource, webhook: bool) -> bool {
+        let accepted: Vec<&[u8; 32]> = [
+            self.inner.admin_secret.as_ref(),
+            webhook
+                .then_some(self.inner.webhook_secret.as_ref())
+                .flatten(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if accepted.is_empty() {
+            return true;
+        }
+        let mut offered = Vec::with_capacity(2);
+        headers.for_each_value("x-webhook-secret", &mut |v| offered.push(v.to_vec()));
+        headers.for_each_value("authorization", &mut |v| {
+            if let Some(token) = v
+                .get(..7)
+                .filter(|p| p.eq_ignore_ascii_case(b"bearer "))
+                .and(v.get(7..))
+            {
+                offered.push(token.trim_ascii().to_vec());
+            }
+        });
+        let mut ok = subtle::Choice::from(0);
+        for o in offered.iter().take(4) {
+            let d: [u8; 32] = Sha256::digest(o).into();
+            for a in &accepted {
+                ok |= d.ct_eq(*a);
+            }
+        }
+        ok.into()
+    }
+}
+
+#[cfg(test)]
+mod tests;

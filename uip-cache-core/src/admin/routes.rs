@@ -1,0 +1,363 @@
+//! The routes of the admin API.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Admin, AdminBody, AdminRequest, AdminResponse};
+use crate::pattern::UrlPattern;
+use crate::stats::InvalidationKind;
+use crate::store::HealthStatus;
+
+/// What a route does, once found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Health,
+    Metrics,
+    Prometheus,
+    Webhook,
+    Tag,
+    Url,
+    Warm,
+}
+
+impl Route {
+    fn method(self) -> &'static str {
+        match self {
+            Route::Health | Route::Metrics | Route::Prometheus => "GET",
+            _ => "POST",
+        }
+    }
+}
+
+/// The webhook body (extra fields are ignored: senders add their own).
+#[derive(Deserialize)]
+struct WebhookBody {
+    event: String,
+    #[serde(default)]
+    entity_id: Option<String>,
+    #[serde(default)]
+    entity_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagBody {
+    #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UrlBody {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    pattern: Option<String>,
+}
+
+/// Parses a JSON body; a 400 naming the field otherwise.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminResponse> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(AdminResponse::error(400, "the body must be a JSON object"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = if path == "." || path.is_empty() {
+            format!("invalid JSON body: {inner}")
+        } else {
+            format!("invalid JSON body: field `{path}`: {inner}")
+        };
+        AdminResponse::error(400, msg)
+    })
+}
+
+/// The longest tag or URL accepted (the stores index tags of at most this).
+const MAX_NAME: usize = 2048;
+
+impl Admin {
+    fn route(&self, path: &str) -> Option<Route> {
+        let path = if path.len() > 1 {
+            path.trim_end_matches('/')
+        } else {
+            path
+        };
+        Some(match path {
+            "/health" => Route::Health,
+            "/cache/metrics" => Route::Metrics,
+            "/metrics" => Route::Prometheus,
+            "/cache/invalidate/tag" => Route::Tag,
+            "/cache/invalidate/url" => Route::Url,
+            "/cache/warm" => Route::Warm,
+            p if p == "/cache/invalidate" || p == self.inner.webhook_path => Route::Webhook,
+            _ => return None,
+        })
+    }
+
+    /// Answers one admin request.
+    pub async fn handle(&self, req: AdminRequest<'_>) -> AdminResponse {
+        let Some(route) = self.route(req.path) else {
+            return AdminResponse::error(404, format!("no admin route {}", req.path));
+        };
+        let method = req.method.to_ascii_uppercase();
+        let allowed = route.method();
+        if method != allowed && !(allowed == "GET" && method == "HEAD") {
+            return AdminResponse::error(405, format!("{} takes {allowed}", req.path))
+                .header("allow", allowed);
+        }
+        if allowed == "GET" {
+            return match route {
+                Route::Health => self.health().await,
+                Route::Metrics => self.metrics_json().await,
+                _ => self.prometheus().await,
+            };
+        }
+        if !self.authorized(req.headers, route == Route::Webhook) {
+            tracing::warn!(target: "uip_cache::admin", peer = req.peer.as_deref().unwrap_or("-"), path = req.path, "admin request refused: missing or wrong secret");
+            return AdminResponse::error(
+                401,
+                "missing or wrong secret (send X-Webhook-Secret or Authorization: Bearer)",
+            )
+            .header("www-authenticate", "Bearer");
+        }
+        let body = match &req.body {
+            AdminBody::Complete(b) => b.clone(),
+            AdminBody::TooLarge => {
+                return AdminResponse::error(
+                    413,
+                    format!("the body is larger than {} bytes", super::MAX_BODY),
+                )
+            }
+        };
+        let peer = req.peer.as_deref().unwrap_or("-");
+        let result = match route {
+            Route::Webhook => self.webhook(&body, peer).await,
+            Route::Tag => self.tag(&body, peer).await,
+            Route::Url => self.url(&body, peer).await,
+            _ => Ok(self.warm().await),
+        };
+        result.unwrap_or_else(|r| r)
+    }
+
+    async fn webhook(&self, body: &[u8], peer: &str) -> Result<AdminResponse, AdminResponse> {
+        let b: WebhookBody = parse(body)?;
+        if b.event.is_empty() {
+            return Err(AdminResponse::error(400, "field `event` must not be empty"));
+        }
+        let cache = &self.inner.cache;
+        let plan = crate::invalidate::plan_for_event(
+            cache.config(),
+            cache.policies(),
+            &b.event,
+            b.entity_id.as_deref(),
+            b.entity_type.as_deref(),
+        )
+        .map_err(|e| AdminResponse::error(400, e))?;
+        let patterns: Vec<&str> = plan.patterns.iter().map(UrlPattern::as_str).collect();
+        if plan.is_empty() {
+            cache.stats().unknown_event();
+            tracing::info!(target: "uip_cache::admin", peer, event = %b.event, "webhook event nobody configured: nothing invalidated");
+            return Ok(AdminResponse::json(
+                200,
+                &json!({"deleted": 0, "matched": false, "event": b.event, "patterns": [], "tags": []}),
+            ));
+        }
+        cache.stats().invalidation(InvalidationKind::Event);
+        let mut deleted = 0;
+        let mut failure = None;
+        if !plan.tags.is_empty() {
+            match cache.invalidate_tags(&plan.tags).await {
+                Ok(n) => deleted += n,
+                Err(e) => failure = Some(e),
+            }
+        }
+        for p in &plan.patterns {
+            match cache.invalidate_pattern(p).await {
+                Ok(n) => deleted += n,
+                Err(e) => failure = Some(e),
+            }
+        }
+        tracing::info!(target: "uip_cache::admin", peer, event = %b.event, entity_id = b.entity_id.as_deref().unwrap_or(""), patterns = ?patterns, tags = ?plan.tags, deleted, "webhook invalidation");
+        let body = json!({
+            "deleted": deleted,
+            "matched": true,
+            "event": b.event,
+            "patterns": patterns,
+            "tags": plan.tags,
+        });
+        Ok(match failure {
+            None => AdminResponse::json(200, &body),
+            Some(e) => store_failed(&e, deleted),
+        })
+    }
+
+    async fn tag(&self, body: &[u8], peer: &str) -> Result<AdminResponse, AdminResponse> {
+        let b: TagBody = parse(body)?;
+        let mut tags: Vec<String> = b
+            .tag
+            .into_iter()
+            .chain(b.tags.unwrap_or_default())
+            .collect();
+        if tags.is_empty() {
+            return Err(AdminResponse::error(
+                400,
+                "field `tag` (a string) or `tags` (a list of strings) is required",
+            ));
+        }
+        if let Some(bad) = tags.iter().find(|t| t.is_empty() || t.len() > MAX_NAME) {
+            return Err(AdminResponse::error(
+                400,
+                format!(
+                    "field `tags`: a tag must have 1 to {MAX_NAME} bytes, not {}",
+                    bad.len()
+                ),
+            ));
+        }
+        tags.sort();
+        tags.dedup();
+        let cache = &self.inner.cache;
+        cache.stats().invalidation(InvalidationKind::Tag);
+        let result = cache.invalidate_tags(&tags).await;
+        let deleted = *result.as_ref().unwrap_or(&0);
+        tracing::info!(target: "uip_cache::admin", peer, tags = ?tags, deleted, "tag invalidation");
+        Ok(match result {
+            Ok(n) => AdminResponse::json(200, &json!({"deleted": n, "tags": tags})),
+            Err(e) => store_failed(&e, 0),
+        })
+    }
+
+    async fn url(&self, body: &[u8], peer: &str) -> Result<AdminResponse, AdminResponse> {
+        let b: UrlBody = parse(body)?;
+        let (kind, pattern) = match (b.url, b.pattern) {
+            (Some(url), None) => (InvalidationKind::Url, UrlPattern::exact(&path_of(&url)?)),
+            (None, Some(p)) => {
+                if !p.starts_with('/') || p.len() > MAX_NAME {
+                    return Err(AdminResponse::error(
+                        400,
+                        format!("field `pattern`: `{p}` must be a path starting with `/` of at most {MAX_NAME} bytes"),
+                    ));
+                }
+                let pattern = UrlPattern::glob(&p)
+                    .map_err(|e| AdminResponse::error(400, format!("field `pattern`: {e}")))?;
+                (InvalidationKind::Pattern, pattern)
+            }
+            _ => {
+                return Err(AdminResponse::error(
+                    400,
+                    "exactly one of the fields `url` and `pattern` is required",
+                ))
+            }
+        };
+        let cache = &self.inner.cache;
+        cache.stats().invalidation(kind);
+        let result = cache.invalidate_pattern(&pattern).await;
+        let deleted = *result.as_ref().unwrap_or(&0);
+        tracing::info!(target: "uip_cache::admin", peer, kind = kind.as_str(), pattern = pattern.as_str(), deleted, "URL invalidation");
+        let field = if kind == InvalidationKind::Url {
+            "url"
+        } else {
+            "pattern"
+        };
+        Ok(match result {
+            Ok(n) => AdminResponse::json(200, &json!({"deleted": n, field: pattern.as_str()})),
+            Err(e) => store_failed(&e, 0),
+        })
+    }
+
+    async fn warm(&self) -> AdminResponse {
+        let Some(warmer) = &self.inner.warmer else {
+            return AdminResponse::error(
+                503,
+                "warming has no fetcher here (build the admin API with one, or set warming.base_url)",
+            );
+        };
+        match warmer.try_run().await {
+            Some(report) => AdminResponse::json(200, &json!(report)),
+            None => AdminResponse::error(409, "a warming run is in progress"),
+        }
+    }
+
+    async fn health(&self) -> AdminResponse {
+        let cache = &self.inner.cache;
+        let store = cache.store_health().await;
+        let keys = cache.store_keys_count().await;
+        let warming = &cache.config().warming;
+        let last = self.inner.warmer.as_ref().and_then(|w| w.last_report());
+        let warmer_status = match (&self.inner.warmer, warming.enabled) {
+            (None, _) => "no_fetcher",
+            (Some(_), false) => "disabled",
+            (Some(_), true) => match &last {
+                Some(r) if r.failed > 0 && r.failed == r.total => "failing",
+                _ => "enabled",
+            },
+        };
+        let webhook = cache.config().invalidation.webhook();
+        let status = match store.status {
+            HealthStatus::Down => "unhealthy",
+            HealthStatus::Degraded => "degraded",
+            _ if warmer_status == "failing" => "degraded",
+            _ => "healthy",
+        };
+        let body = json!({
+            "status": status,
+            "components": {
+                "store": {
+                    "status": store.status,
+                    "backend": store.backend,
+                    "detail": store.detail,
+                    "keys_count": keys,
+                },
+                "warmer": {
+                    "status": warmer_status,
+                    "urls": warming.urls.len(),
+                    "last_run": last,
+                },
+                "invalidator": {
+                    "status": "enabled",
+                    "webhook": webhook.is_some(),
+                    "webhook_endpoint": self.inner.webhook_path,
+                    "events": webhook.map(|w| w.events.iter().map(|e| e.event.value.clone()).collect::<Vec<_>>()).unwrap_or_default(),
+                },
+            },
+        });
+        AdminResponse::json(if status == "unhealthy" { 503 } else { 200 }, &body)
+    }
+}
+
+/// A path and query from `/path?query` or an absolute http(s) URL.
+fn path_of(url: &str) -> Result<String, AdminResponse> {
+    let bad = || {
+        AdminResponse::error(
+            400,
+            format!("field `url`: `{url}` must be `/path?query` or an http(s) URL"),
+        )
+    };
+    if url.len() > MAX_NAME {
+        return Err(bad());
+    }
+    if url.starts_with('/') {
+        return Ok(url.to_owned());
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(bad)?;
+    match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => Ok(rest[i..].to_owned()),
+        Some(i) => Ok(format!("/{}", &rest[i..])),
+        None => Ok("/".to_owned()),
+    }
+}
+
+/// A store failure during an invalidation: 503, so webhook senders retry.
+fn store_failed(e: &crate::store::StoreError, deleted: u64) -> AdminResponse {
+    tracing::warn!(target: "uip_cache::admin", error = %e, deleted, "invalidation failed in the store");
+    AdminResponse::json(
+        503,
+        &json!({"error": format!("the store failed: {e}"), "deleted": deleted}),
+    )
+}
