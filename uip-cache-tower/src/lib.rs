@@ -33,6 +33,9 @@
 //! - a store that fails or hangs costs at most its timeout, never an error.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 mod body;
 mod headers;
 mod layer;
