@@ -115,7 +115,7 @@ where
 
 // ===== translation between actix and core =====
 
-struct Headers<'a>(&'a HeaderMap);
+pub(crate) struct Headers<'a>(pub(crate) &'a HeaderMap);
 
 impl HeaderSource for Headers<'_> {
     fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {

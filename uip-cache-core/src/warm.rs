@@ -394,5 +394,11 @@ fn request_for(u: &WarmUrlConfig, default_host: Option<(&str, &str)>) -> WarmReq
     }
 }
 
+#[cfg(feature = "http-fetcher")]
+mod http;
+#[cfg(feature = "http-fetcher")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-fetcher")))]
+pub use http::HttpFetcher;
+
 #[cfg(test)]
 mod tests;
