@@ -4,14 +4,14 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use uip_cache_core::{CacheConfig, HttpCache};
-//! use uip_cache_server::{proxy::Upstream, server::serve};
+//! use uip_cache_server::{proxy::Upstream, server::{proxy, serve}};
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = CacheConfig::from_yaml_str("policies:\n  - name: all\n    pattern: \"/*\"\n")?;
 //! let cache = HttpCache::with_memory_store(&config)?;
 //! let upstream = Upstream::new("http://127.0.0.1:3000".parse()?, Duration::from_secs(5), Duration::from_secs(60));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! serve(listener, cache, upstream, Duration::from_secs(10), uip_cache_server::server::signal()).await?;
+//! serve(listener, proxy(cache, upstream), Duration::from_secs(10), uip_cache_server::server::signal()).await?;
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]

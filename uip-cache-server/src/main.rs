@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use uip_cache_core::config::LogFormat;
 use uip_cache_core::{CacheConfig, HttpCache, PolicySet};
 use uip_cache_server::proxy::Upstream;
-use uip_cache_server::server::{serve, signal};
+use uip_cache_server::server::{serve, serve_admin, signal};
 
 /// A config-driven HTTP response cache in front of any backend.
 #[derive(Debug, Parser)]
@@ -51,9 +51,6 @@ fn main() -> ExitCode {
             upstream,
             admin,
         } => {
-            if admin.is_some() {
-                eprintln!("uip-cache: --admin: the admin API is not built yet; serving without it");
-            }
             let config = match CacheConfig::from_file(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -72,7 +69,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(config, listen, upstream)) {
+            match runtime.block_on(run(config, listen, upstream, admin)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("uip-cache: {e}");
@@ -84,9 +81,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(
-    config: CacheConfig,
+    mut config: CacheConfig,
     listen: Option<SocketAddr>,
     upstream: Option<String>,
+    admin_listen: Option<SocketAddr>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let upstream = upstream
         .or_else(|| config.server.upstream.clone())
@@ -101,6 +99,11 @@ async fn run(
         Some(l) => l,
         None => config.server.listen.parse()?,
     };
+    // Warm requests go through this proxy to the upstream; without a
+    // warming.host or base_url they are made for the upstream's host.
+    if config.warming.host.is_none() && config.warming.base_url.is_none() {
+        config.warming.host = upstream.authority().map(|a| a.to_string());
+    }
     let cache = build_cache(&config)?;
     let server = &config.server;
     let upstream_client = Upstream::new(
@@ -108,18 +111,44 @@ async fn run(
         server.connect_timeout.get(),
         server.timeout.get(),
     );
+    let proxy = uip_cache_server::server::proxy(cache, upstream_client);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let admin_listen = match admin_listen {
+        Some(a) => Some(a),
+        None if config.admin.enabled => Some(config.admin.listen.parse()?),
+        None => None,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let when_stopped = move || {
+        let mut rx = stopped.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let admin = uip_cache_server::server::admin(&proxy);
+    let admin_task = match admin_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (admin API): {e}"))?;
+            tracing::info!(admin = %l.local_addr()?, "admin API serving");
+            Some(tokio::spawn(serve_admin(l, admin.clone(), when_stopped())))
+        }
+        None => None,
+    };
+    admin.start()?;
+    tokio::spawn(async move {
+        signal().await;
+        let _ = stop.send(true);
+    });
     tracing::info!(listen = %listener.local_addr()?, %upstream, "uip-cache serving");
-    serve(
-        listener,
-        cache,
-        upstream_client,
-        server.shutdown_grace.get(),
-        signal(),
-    )
-    .await?;
+    serve(listener, proxy, server.shutdown_grace.get(), when_stopped()).await?;
+    admin.shutdown();
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
     Ok(())
 }
 

@@ -32,6 +32,46 @@ use hyper_util::rt::TokioExecutor;
 /// error of the proxy's own.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 
+/// The body of a proxied request: the client's, streamed, or none (a warm
+/// request the proxy makes itself).
+#[derive(Debug, Default)]
+pub enum RequestBody {
+    /// The client's body.
+    Client(Incoming),
+    /// No body.
+    #[default]
+    Empty,
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Client(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Client(b) => b.is_end_stream(),
+            RequestBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            RequestBody::Client(b) => b.size_hint(),
+            RequestBody::Empty => http_body::SizeHint::with_exact(0),
+        }
+    }
+}
+
 /// Who is on the other end of a client connection; the server puts it in
 /// every request's extensions.
 #[derive(Clone, Copy, Debug)]
@@ -57,7 +97,7 @@ const HOP_BY_HOP: [&str; 8] = [
 /// Forwards requests to one backend.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, RequestBody>,
     base: Uri,
     timeout: Duration,
 }
@@ -179,7 +219,7 @@ pub fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> 
     resp
 }
 
-impl tower::Service<Request<Incoming>> for Upstream {
+impl tower::Service<Request<RequestBody>> for Upstream {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
@@ -188,14 +228,14 @@ impl tower::Service<Request<Incoming>> for Upstream {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { Ok(this.forward(req).await) })
     }
 }
 
 impl Upstream {
-    async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn forward(&self, mut req: Request<RequestBody>) -> Response<ProxyBody> {
         let Ok(target) = self.target(req.uri()) else {
             return error_response(StatusCode::BAD_REQUEST, "the request target is not valid");
         };

@@ -14,10 +14,69 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::{Layer, ServiceExt};
+use uip_cache_core::admin::Admin;
+use uip_cache_core::warm::WarmFetcher;
 use uip_cache_core::HttpCache;
-use uip_cache_tower::CacheLayer;
+use uip_cache_tower::admin::{AdminService, ServiceFetcher};
+use uip_cache_tower::{CacheLayer, CacheService};
 
-use crate::proxy::{normalize, ClientConn, Upstream};
+use crate::proxy::{normalize, ClientConn, RequestBody, Upstream};
+
+/// The proxy: the cache layer in front of the upstream.
+pub type Proxy = CacheService<Upstream>;
+
+/// The proxy service of `cache` in front of `upstream`.
+pub fn proxy(cache: HttpCache, upstream: Upstream) -> Proxy {
+    CacheLayer::new(cache).layer(upstream)
+}
+
+/// The admin API of a proxy: warm requests go through `proxy` (the cache,
+/// then the upstream) in process, keyed for `warming.host` as a client's
+/// request to that host would be.
+pub fn admin(proxy: &Proxy) -> Admin {
+    let fetcher: Arc<dyn WarmFetcher> = ServiceFetcher::<_, RequestBody>::shared(proxy.clone());
+    Admin::with_fetcher(proxy.cache().clone(), fetcher)
+}
+
+/// Serves the admin API on `listener` until `shutdown` resolves.
+pub async fn serve_admin(
+    listener: TcpListener,
+    admin: Admin,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let service = AdminService::new(admin);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = service.clone();
+        let hyper_service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(remote);
+            service.clone().oneshot(req)
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), hyper_service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    Ok(())
+}
 
 /// Connections served at once; more are refused until some close.
 const MAX_CONNECTIONS: usize = 16_384;
@@ -26,16 +85,14 @@ const MAX_CONNECTIONS: usize = 16_384;
 /// between requests on a keep-alive connection).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `listener` with `cache` in front of `upstream` until `shutdown`
+/// Serves `listener` with `service` (see [`proxy`]) until `shutdown`
 /// resolves, then lets the requests in flight finish for at most `grace`.
 pub async fn serve(
     listener: TcpListener,
-    cache: HttpCache,
-    upstream: Upstream,
+    service: Proxy,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let service = CacheLayer::new(cache).layer(upstream);
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown);
@@ -63,7 +120,8 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
-        let hyper_service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let hyper_service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let mut req = req.map(RequestBody::Client);
             req.extensions_mut().insert(ClientConn { remote });
             let refused = normalize(&mut req).err();
             let started = std::time::Instant::now();

@@ -66,8 +66,7 @@ async fn proxy(upstream: SocketAddr, timeout: Duration) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(
         listener,
-        cache,
-        upstream,
+        uip_cache_server::server::proxy(cache, upstream),
         Duration::from_secs(1),
         std::future::pending(),
     ));
@@ -79,17 +78,30 @@ async fn get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, http::HeaderMap, Bytes) {
+    send(addr, "GET", path, headers, Bytes::new()).await
+}
+
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> (u16, http::HeaderMap, Bytes) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let mut b = Request::get(path).header("host", "cache.test");
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "cache.test");
     for (n, v) in headers {
         b = b.header(*n, *v);
     }
     let resp = sender
-        .send_request(b.body(Full::new(Bytes::new())).unwrap())
+        .send_request(b.body(Full::new(body)).unwrap())
         .await
         .unwrap();
     let (parts, body) = resp.into_parts();
@@ -139,4 +151,94 @@ async fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
     let addr = proxy(up, Duration::from_millis(300)).await;
     let (status, _, _) = get(addr, "/slow", &[]).await;
     assert_eq!(status, 504);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_is_mounted_and_warms_through_the_proxy() {
+    let (up, _, calls) = upstream().await;
+    let config = CacheConfig::from_yaml_str(
+        "policies:\n  - name: all\n    pattern: \"/*\"\n    tags: [all]\nadmin:\n  secret: s\nwarming:\n  host: cache.test\n  urls: [{url: /w1}, {url: /w2}]\n",
+    )
+    .unwrap();
+    let cache = HttpCache::with_memory_store(&config).unwrap();
+    let upstream = Upstream::new(
+        format!("http://{up}").parse().unwrap(),
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    );
+    let proxy = uip_cache_server::server::proxy(cache, upstream);
+    let admin = uip_cache_server::server::admin(&proxy);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(
+        listener,
+        proxy,
+        Duration::from_secs(1),
+        std::future::pending(),
+    ));
+    let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin_listener.local_addr().unwrap();
+    tokio::spawn(uip_cache_server::server::serve_admin(
+        admin_listener,
+        admin,
+        std::future::pending(),
+    ));
+
+    let secret = [("x-webhook-secret", "s")];
+    let (s, _, body) = send(admin_addr, "POST", "/cache/warm", &secret, Bytes::new()).await;
+    assert_eq!(s, 200, "{body:?}");
+    let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(report["success"], 2, "{report}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let (_, h, _) = get(addr, "/w1", &[]).await;
+    assert_eq!(h["x-cache"], "HIT");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "the warmed entry answered");
+
+    let (s, _, _) = send(
+        admin_addr,
+        "POST",
+        "/cache/invalidate/url",
+        &[],
+        Bytes::from(r#"{"url":"/w1"}"#),
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (s, _, body) = send(
+        admin_addr,
+        "POST",
+        "/cache/invalidate/url",
+        &secret,
+        Bytes::from(r#"{"url":"/w1"}"#),
+    )
+    .await;
+    assert_eq!((s, &body[..]), (200, &br#"{"deleted":1,"url":"/w1"}"#[..]));
+    let (_, h, _) = get(addr, "/w1", &[]).await;
+    assert_eq!(h["x-cache"], "MISS");
+
+    let (s, _, body) = get(admin_addr, "/health", &[]).await;
+    assert_eq!(s, 200);
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["status"], "healthy");
+    let (s, h, body) = get(admin_addr, "/metrics", &[]).await;
+    assert_eq!(s, 200);
+    assert!(h["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let families =
+        uip_cache_testkit::exposition::parse(std::str::from_utf8(&body).unwrap()).unwrap();
+    let hits = families["uip_cache_requests_total"].samples
+        ["uip_cache_requests_total{policy=\"all\",outcome=\"hit\"}"];
+    assert_eq!(hits, 1.0);
+    let (s, _, big) = send(
+        admin_addr,
+        "POST",
+        "/cache/invalidate/tag",
+        &secret,
+        Bytes::from(vec![b' '; 70_000]),
+    )
+    .await;
+    assert_eq!(s, 413, "{big:?}");
+    let (s, _, _) = get(admin_addr, "/nope", &[]).await;
+    assert_eq!(s, 404);
 }
