@@ -20,6 +20,8 @@ use uip_cache_testkit::{FailingStore, RedisServer, Reply};
 /// What the origin saw of a request.
 struct Seen {
     method: String,
+    /// Path and query.
+    uri: String,
     headers: Vec<(String, String)>,
 }
 
@@ -263,9 +265,10 @@ impl http_body::Body for ReplyBody {
     }
 }
 
-fn seen_of(method: &str, headers: &http::HeaderMap) -> Seen {
+fn seen_of(method: &str, uri: &http::Uri, headers: &http::HeaderMap) -> Seen {
     Seen {
         method: method.to_owned(),
+        uri: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
         headers: headers
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
@@ -287,7 +290,7 @@ fn tower_origin(
        + 'static {
     tower::service_fn(move |req: http::Request<http_body_util::Full<Bytes>>| {
         let r = handler(
-            &seen_of(req.method().as_str(), req.headers()),
+            &seen_of(req.method().as_str(), req.uri(), req.headers()),
             calls.fetch_add(1, Ordering::SeqCst),
         );
         async move {
@@ -438,6 +441,7 @@ fn actix_app(
             let r = handler(
                 &Seen {
                     method: req.method().to_string(),
+                    uri: req.uri().to_string(),
                     headers: req
                         .headers()
                         .iter()
@@ -622,6 +626,7 @@ for_every_adapter_and_store!(
     fail_open,
     tags,
     surrogate_keys,
+    ngsi_ld_webhook,
 );
 
 const ITEMS: &str =
@@ -1151,4 +1156,88 @@ async fn surrogate_keys(a: Adapter, b: Backend) {
         1
     );
     assert_eq!(h.get("/items/7").await.x_cache(), "MISS", "{a:?}/{b:?}");
+}
+
+/// The seed's scenario: an NGSI-LD broker behind the cache, a webhook for
+/// an entity update; exactly that entity and its type's listings go.
+const NGSI_LD: &str = r#"policies:
+  - name: entity
+    pattern: "/ngsi-ld/v1/entities/{id}"
+    ttl: 300
+  - name: camera_entities
+    pattern: "/ngsi-ld/v1/entities?type=Camera*"
+    ttl: 60
+    tags: [camera]
+  - name: entities
+    pattern: "/ngsi-ld/v1/entities*"
+    ttl: 60
+invalidation:
+  strategies:
+    - type: webhook
+      secret: hook
+      events:
+        - event: entity_update
+          invalidate_patterns:
+            - "/ngsi-ld/v1/entities/{entity_id}"
+            - "/ngsi-ld/v1/entities?type={entity_type}*"
+"#;
+
+async fn ngsi_ld_webhook(a: Adapter, b: Backend) {
+    use uip_cache_core::admin::{Admin, AdminBody, AdminRequest};
+
+    // An NGSI-LD-like origin: entities by id, listings by type, each answer
+    // naming the call that made it.
+    let Some(h) = Harness::new(a, b, NGSI_LD, |s, n| {
+        Reply::ok(&format!("{} #{n}", s.uri)).header("content-type", "application/ld+json")
+    })
+    .await
+    else {
+        return;
+    };
+    let urls = [
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:001",
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:002",
+        "/ngsi-ld/v1/entities?type=Camera&limit=100",
+        "/ngsi-ld/v1/entities?type=Sensor&limit=100",
+    ];
+    for u in urls {
+        assert_eq!(h.get(u).await.x_cache(), "MISS", "{a:?}/{b:?}: {u}");
+    }
+    h.sets_reach(4).await;
+    for u in urls {
+        assert_eq!(h.get(u).await.x_cache(), "HIT", "{a:?}/{b:?}: {u}");
+    }
+    let admin = Admin::new(h.cache.clone());
+    let headers = [
+        ("x-webhook-secret", "hook"),
+        ("content-type", "application/json"),
+    ];
+    let webhook = |body: &'static str| {
+        AdminRequest::new("POST", "/cache/invalidate", &headers)
+            .body(AdminBody::Complete(Bytes::from_static(body.as_bytes())))
+    };
+    let resp = admin
+        .handle(webhook(
+            r#"{"event":"entity_update","entity_id":"urn:ngsi-ld:Camera:001","entity_type":"Camera"}"#,
+        ))
+        .await;
+    assert_eq!(resp.status, 200);
+    let body = String::from_utf8(resp.body.to_vec()).unwrap();
+    assert!(body.starts_with(r#"{"deleted":2,"#), "{a:?}/{b:?}: {body}");
+    let after: Vec<String> = {
+        let mut v = Vec::new();
+        for u in urls {
+            v.push(h.get(u).await.x_cache().to_owned());
+        }
+        v
+    };
+    assert_eq!(after, ["MISS", "HIT", "MISS", "HIT"], "{a:?}/{b:?}");
+    assert_eq!(h.calls(), 6);
+    // An event nobody configured: 200, nothing deleted.
+    let resp = admin
+        .handle(webhook(r#"{"event":"entity_delete","entity_id":"x"}"#))
+        .await;
+    assert_eq!(resp.status, 200);
+    assert!(String::from_utf8_lossy(&resp.body).contains(r#""matched":false"#));
+    assert_eq!(h.cache.stats().snapshot().unknown_events, 1);
 }
