@@ -1,12 +1,16 @@
 //! An axum app with uip-cache in front of a slow NGSI-LD-like handler, using
 //! the in-memory store (no Redis needed).
 //!
-//! `cargo run --example axum_memory` sends a few requests through the app in
-//! process and prints what the cache did; add `-- --serve` to keep serving on
-//! 127.0.0.1:3000 and try it with curl:
+//! `cargo run --example axum_memory` warms the cache, sends a few requests
+//! through the app in process, sends the seed's webhook to the admin API
+//! (nested under /admin) and prints what the cache did; add `-- --serve` to
+//! keep serving on 127.0.0.1:3000 and try it with curl:
 //!
 //! ```text
 //! curl -i 'http://127.0.0.1:3000/ngsi-ld/v1/entities?type=Camera'
+//! curl -s http://127.0.0.1:3000/admin/cache/metrics
+//! curl -s -X POST http://127.0.0.1:3000/admin/cache/invalidate -H 'X-Webhook-Secret: demo' \
+//!      -d '{"event":"entity_update","entity_id":"urn:ngsi-ld:Camera:001","entity_type":"Camera"}'
 //! ```
 
 use std::time::{Duration, Instant};
@@ -20,6 +24,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use uip_cache_core::CacheConfig;
+use uip_cache_tower::admin::{self, Admin};
 use uip_cache_tower::CacheLayer;
 
 const CONFIG: &str = r#"
@@ -33,6 +38,21 @@ policies:
   - name: entity_by_id
     pattern: "/ngsi-ld/v1/entities/{id}"
     ttl: 300
+warming:
+  enabled: true
+  host: broker.local
+  urls:
+    - url: "/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:002"
+      priority: high
+invalidation:
+  strategies:
+    - type: webhook
+      secret: demo
+      events:
+        - event: entity_update
+          invalidate_patterns:
+            - "/ngsi-ld/v1/entities/{entity_id}"
+            - "/ngsi-ld/v1/entities?type={entity_type}*"
 "#;
 
 /// The slow origin: 150 ms per request, as a busy context broker might be.
@@ -71,19 +91,43 @@ fn app(layer: CacheLayer) -> Router {
         .layer(layer)
 }
 
+async fn send(
+    app: &Router,
+    req: Request<Body>,
+) -> Result<(String, Vec<u8>, bool), Box<dyn std::error::Error>> {
+    let resp = app.clone().oneshot(req).await?;
+    let x_cache = resp
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let gzip = resp.headers().contains_key(header::CONTENT_ENCODING);
+    let bytes = resp.into_body().collect().await?.to_bytes().to_vec();
+    Ok((x_cache, bytes, gzip))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = CacheConfig::from_yaml_str(CONFIG)?;
     let layer = CacheLayer::from_config(&config)?;
-    let cache = layer.cache().clone();
-    let app = app(layer);
+    let app = app(layer.clone());
+    // The admin API, warming through the app (cache layer included).
+    let ops = Admin::with_fetcher(layer.cache().clone(), admin::router_fetcher(app.clone()));
+    let app = app.nest("/admin", admin::router(ops.clone()));
 
+    let report = ops.warmer().expect("a fetcher was given").run().await;
+    println!(
+        "warmed {} of {} URL(s) in {} ms",
+        report.success, report.total, report.duration_ms
+    );
     let requests = [
         ("/ngsi-ld/v1/entities?type=Camera&limit=100", None),
         ("/ngsi-ld/v1/entities?limit=100&type=Camera", None),
         ("/ngsi-ld/v1/entities?type=Camera&limit=100", Some("gzip")),
         ("/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:001", None),
         ("/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:001", None),
+        ("/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:002", None),
         ("/ngsi-ld/v1/entities?type=Sensor", None),
     ];
     for (uri, encoding) in requests {
@@ -92,35 +136,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             req = req.header(header::ACCEPT_ENCODING, e);
         }
         let started = Instant::now();
-        let resp = app.clone().oneshot(req.body(Body::empty())?).await?;
-        let x_cache = resp
-            .headers()
-            .get("x-cache")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_owned();
-        let gzip = resp.headers().contains_key(header::CONTENT_ENCODING);
-        let bytes = resp.into_body().collect().await?.to_bytes().len();
+        let (x_cache, body, gzip) = send(&app, req.body(Body::empty())?).await?;
         println!(
-            "{x_cache:<7} {:>8.2} ms {bytes:>6} bytes{}  GET {uri}",
+            "{x_cache:<7} {:>8.2} ms {:>6} bytes{}  GET {uri}",
             started.elapsed().as_secs_f64() * 1000.0,
+            body.len(),
             if gzip { " (gzip)" } else { "       " }
         );
     }
-    let removed = cache.invalidate_tags(&["camera".into()]).await?;
+    let webhook = Request::post("/admin/cache/invalidate")
+        .header("x-webhook-secret", "demo")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            r#"{"event":"entity_update","entity_id":"urn:ngsi-ld:Camera:001","entity_type":"Camera"}"#,
+        ))?;
+    let (_, body, _) = send(&app, webhook).await?;
     println!(
-        "invalidated tag `camera`: {removed} entr{}",
-        if removed == 1 { "y" } else { "ies" }
+        "POST /admin/cache/invalidate -> {}",
+        String::from_utf8_lossy(&body)
     );
-    let s = cache.stats().snapshot();
+    let (_, body, _) = send(
+        &app,
+        Request::get("/admin/cache/metrics").body(Body::empty())?,
+    )
+    .await?;
+    let metrics = String::from_utf8_lossy(&body).into_owned();
     println!(
-        "hits {}  misses {}  bypasses {}  hit_rate {:.2}  compression_ratio {:.2}",
-        s.hits, s.misses, s.bypasses, s.hit_rate, s.compression_ratio
+        "GET /admin/cache/metrics -> {}...",
+        &metrics[..metrics.len().min(160)]
     );
 
     if std::env::args().any(|a| a == "--serve") {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-        println!("serving on http://127.0.0.1:3000 (Ctrl-C to stop)");
+        println!("serving on http://127.0.0.1:3000 (admin API under /admin; Ctrl-C to stop)");
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
