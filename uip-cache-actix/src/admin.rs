@@ -44,7 +44,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, Scope};
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use uip_cache_core::admin::{AdminBody, AdminRequest, AdminResponse, MAX_BODY};
+use uip_cache_core::admin::{AdminBody, AdminRequest, AdminResponse, BODY_TIMEOUT, MAX_BODY};
 
 use crate::middleware::Headers;
 
@@ -68,15 +68,20 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Admin
     if announced.is_some_and(|n| n > MAX_BODY as u64) {
         return Ok(AdminBody::TooLarge);
     }
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| format!("could not read the body: {e}"))?;
-        if buf.len() + chunk.len() > MAX_BODY {
-            return Ok(AdminBody::TooLarge);
+    let read = async {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| format!("could not read the body: {e}"))?;
+            if buf.len() + chunk.len() > MAX_BODY {
+                return Ok(AdminBody::TooLarge);
+            }
+            buf.extend_from_slice(&chunk);
         }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(AdminBody::Complete(buf.freeze()))
+        Ok(AdminBody::Complete(buf.freeze()))
+    };
+    actix_rt::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| Err(format!("the body did not arrive within {BODY_TIMEOUT:?}")))
 }
 
 async fn handle(

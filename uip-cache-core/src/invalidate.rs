@@ -47,19 +47,28 @@ pub fn plan_for_event(
     let ty = entity_type.unwrap_or("");
     // A value with a wildcard would widen the configured pattern into one
     // the operator never wrote (`{entity_id}` = `*` purges every entity).
-    for (field, value) in [("entity_id", id), ("entity_type", ty)] {
-        if value.contains('*') || value.chars().any(char::is_control) {
-            return Err(format!(
-                "field `{field}` must not contain `*` or control characters"
-            ));
+    let check = |template: &str| {
+        for (field, placeholder, value) in [
+            ("entity_id", "{entity_id}", id),
+            ("entity_type", "{entity_type}", ty),
+        ] {
+            if template.contains(placeholder)
+                && (value.contains('*') || value.chars().any(char::is_control))
+            {
+                return Err(format!(
+                    "field `{field}` must not contain `*` or control characters"
+                ));
+            }
         }
-    }
+        Ok(())
+    };
     for strategy in &config.invalidation.strategies {
         if strategy.kind != StrategyKind::Webhook || !strategy.enabled {
             continue;
         }
         for rule in strategy.events.iter().filter(|r| r.event.value == event) {
             for pat in &rule.invalidate_patterns {
+                check(pat)?;
                 if (pat.contains("{entity_id}") && id.is_empty())
                     || (pat.contains("{entity_type}") && ty.is_empty())
                 {
@@ -72,6 +81,7 @@ pub fn plan_for_event(
                     .push(UrlPattern::glob(&substitute(pat, id, ty))?);
             }
             for tag in &rule.invalidate_tags {
+                check(tag)?;
                 plan.tags.push(substitute(tag, id, ty));
             }
         }
@@ -161,6 +171,8 @@ invalidation:
         assert!(err.contains("entity_id"), "{err}");
         let err = plan("entity_update", Some("urn:x"), Some("Cam*")).unwrap_err();
         assert!(err.contains("entity_type"), "{err}");
+        // An event nobody listens to is no error, whatever its values.
+        assert!(plan("nobody_listens", Some("*"), None).unwrap().is_empty());
     }
 }
 

@@ -82,6 +82,10 @@ enum Matcher {
     Regex(Regex),
 }
 
+/// The name metrics give the policy of `defaults.cache_unmatched` (requests
+/// no policy matched); no policy may be called so.
+pub const UNMATCHED_NAME: &str = "(unmatched)";
+
 /// A policy that matched a request, with the path-template parameters it extracted.
 #[derive(Clone, Debug)]
 pub struct PolicyMatch<'a> {

@@ -37,7 +37,7 @@ pub trait WarmFetcher: fmt::Debug + Send + Sync + 'static {
 }
 
 /// One warm request: a GET, made and keyed as a client request would be.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WarmRequest {
     /// `http` or `https`: the scheme the entry is keyed for.
@@ -48,6 +48,35 @@ pub struct WarmRequest {
     pub path_and_query: String,
     /// Headers besides `Host`, names lower case.
     pub headers: Vec<(String, String)>,
+}
+
+impl fmt::Debug for WarmRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WarmRequest")
+            .field("scheme", &self.scheme)
+            .field("host", &self.host)
+            .field("path_and_query", &self.path_and_query)
+            .field(
+                "headers",
+                &redacted(self.headers.iter().map(|(n, v)| (n, v))),
+            )
+            .finish()
+    }
+}
+
+/// Header pairs with credential values hidden, for Debug output.
+pub(crate) fn redacted<'h>(
+    headers: impl IntoIterator<Item = (&'h String, &'h String)>,
+) -> Vec<(&'h str, &'h str)> {
+    headers
+        .into_iter()
+        .map(|(n, v)| {
+            let secret = ["authorization", "proxy-authorization", "cookie"]
+                .iter()
+                .any(|s| n.eq_ignore_ascii_case(s));
+            (n.as_str(), if secret { "<redacted>" } else { v.as_str() })
+        })
+        .collect()
 }
 
 impl WarmRequest {
@@ -368,7 +397,11 @@ fn request_for(u: &WarmUrlConfig, default_host: Option<(&str, &str)>) -> WarmReq
             } else {
                 "http"
             };
-            let rest = &url[url.find(host).map_or(0, |i| i + host.len())..];
+            let after_scheme = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+                .unwrap_or(url);
+            let rest = &after_scheme[host.len()..];
             let pq = if rest.starts_with('/') {
                 rest.to_owned()
             } else {

@@ -46,6 +46,7 @@ pub async fn serve_admin(
 ) -> io::Result<()> {
     let service = AdminService::new(admin);
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -59,6 +60,14 @@ pub async fn serve_admin(
             },
             () = &mut shutdown => break,
         };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(
+                max = MAX_ADMIN_CONNECTIONS,
+                "admin connection limit reached; refusing a connection"
+            );
+            drop(stream);
+            continue;
+        };
         let service = service.clone();
         let hyper_service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(remote);
@@ -71,6 +80,7 @@ pub async fn serve_admin(
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
+            drop(permit);
         });
     }
     drop(listener);
@@ -80,6 +90,11 @@ pub async fn serve_admin(
 
 /// Connections served at once; more are refused until some close.
 const MAX_CONNECTIONS: usize = 16_384;
+
+/// Admin connections served at once (webhook senders and scrapers, not
+/// clients): more are refused, so they cannot use up the descriptors the
+/// proxy needs.
+const MAX_ADMIN_CONNECTIONS: usize = 256;
 
 /// Time a client has to send a request's headers (also the idle time
 /// between requests on a keep-alive connection).

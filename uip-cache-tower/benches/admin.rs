@@ -19,7 +19,8 @@ use uip_cache_tower::admin::{self, Admin};
 use uip_cache_tower::CacheLayer;
 
 const ENTRIES: usize = 10_000;
-const POLICIES: &str = "policies:\n  - name: all\n    pattern: \"/*\"\n    ttl: 60\n";
+const POLICIES: &str =
+    "policies:\n  - name: all\n    pattern: \"/*\"\n    ttl: 60\nadmin:\n  secret: bench\n";
 
 async fn fill(cache: &HttpCache) {
     let tags = vec!["camera".to_owned()];
@@ -55,6 +56,7 @@ fn bench_store(c: &mut Criterion, name: &str, config: &CacheConfig) {
             |()| {
                 rt.block_on(async {
                     let req = Request::post("/cache/invalidate/tag")
+                        .header("x-webhook-secret", "bench")
                         .body(Body::from(r#"{"tag":"camera"}"#))
                         .unwrap();
                     let resp = router.clone().oneshot(req).await.unwrap();

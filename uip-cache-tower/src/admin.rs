@@ -46,7 +46,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tower_service::Service;
-use uip_cache_core::admin::{AdminBody, AdminRequest, AdminResponse, MAX_BODY};
+use uip_cache_core::admin::{AdminBody, AdminRequest, AdminResponse, BODY_TIMEOUT, MAX_BODY};
 use uip_cache_core::warm::{FetchFuture, WarmFetcher, WarmRequest};
 
 use crate::headers::HeaderMapRef;
@@ -66,11 +66,22 @@ impl AdminService {
     }
 }
 
-/// The admin API as an axum router, to `.merge`, `.nest` or serve on its own
-/// port (routes are matched on the path the router sees).
+/// The admin API as an axum router, to `.nest` under a prefix or serve on
+/// its own port: every path under it is answered (a JSON 404 for unknown
+/// ones). To `.merge` it into an app at its root, use [`routes`], which
+/// leaves the app's fallback alone.
 #[cfg(feature = "axum")]
 pub fn router(admin: Admin) -> axum::Router {
-    axum::Router::new().fallback_service(AdminService::new(admin))
+    routes(admin.clone()).fallback_service(AdminService::new(admin))
+}
+
+/// The admin API's routes only (no fallback), to `.merge` into an app.
+#[cfg(feature = "axum")]
+pub fn routes(admin: Admin) -> axum::Router {
+    let service = AdminService::new(admin.clone());
+    admin.paths().into_iter().fold(axum::Router::new(), |r, p| {
+        r.route_service(p, service.clone())
+    })
 }
 
 fn to_response(r: AdminResponse) -> Response<Full<Bytes>> {
@@ -127,17 +138,26 @@ where
                 .headers
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            // Read no more than the limit, whatever the client announced.
+            // Read no more than the limit, whatever the client announced,
+            // and for no longer than the body timeout.
             let body = if announced.is_some_and(|n| n > MAX_BODY as u64) {
                 AdminBody::TooLarge
             } else {
-                match Limited::new(body, MAX_BODY).collect().await {
-                    Ok(b) => AdminBody::Complete(b.to_bytes()),
-                    Err(e) if e.is::<LengthLimitError>() => AdminBody::TooLarge,
-                    Err(e) => {
+                let read =
+                    tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect());
+                match read.await {
+                    Ok(Ok(b)) => AdminBody::Complete(b.to_bytes()),
+                    Ok(Err(e)) if e.is::<LengthLimitError>() => AdminBody::TooLarge,
+                    Ok(Err(e)) => {
                         return Ok(to_response(AdminResponse::error(
                             400,
                             format!("could not read the body: {e}"),
+                        )))
+                    }
+                    Err(_) => {
+                        return Ok(to_response(AdminResponse::error(
+                            408,
+                            format!("the body did not arrive within {BODY_TIMEOUT:?}"),
                         )))
                     }
                 }

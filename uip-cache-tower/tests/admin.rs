@@ -312,3 +312,53 @@ async fn warming_runs_on_startup_and_every_interval_until_shutdown() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 2, "nothing after shutdown");
 }
+
+#[tokio::test]
+async fn merged_routes_leave_the_app_fallback_alone() {
+    let (_, _, ops) = app();
+    let app = Router::new()
+        .route("/x", get(|| async { "x" }))
+        .fallback(|| async { (axum::http::StatusCode::IM_A_TEAPOT, "app fallback") })
+        .merge(admin::routes(ops));
+    let (s, _) = admin_call(&app, "GET", "/health", None, Body::empty()).await;
+    assert_eq!(s, 200);
+    let (s, _) = admin_call(&app, "GET", "/cache/nope", None, Body::empty()).await;
+    assert_eq!(s, 418, "the app's own fallback answers unknown paths");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cron_schedule_warms_its_urls() {
+    let config = CacheConfig::from_yaml_str(
+        "policies:\n  - name: t\n    pattern: /t\n    ttl: 1\nwarming:\n  enabled: true\n  on_startup: false\n  host: h\n  urls: [{url: /t, schedule: \"* * * * * *\"}]\n",
+    )
+    .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let layer = CacheLayer::from_config(&config).unwrap();
+    let app = Router::new()
+        .route(
+            "/t",
+            get(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { ([("cache-control", "no-store")], "t") }
+            }),
+        )
+        .layer(layer.clone());
+    let ops = Admin::with_fetcher(layer.cache().clone(), admin::router_fetcher(app));
+    ops.start().unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no start-up run");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(
+        calls.load(Ordering::SeqCst) >= 2,
+        "every second: {}",
+        calls.load(Ordering::SeqCst)
+    );
+    drop(ops);
+    let before = calls.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        before,
+        "stopped with the last Admin"
+    );
+}

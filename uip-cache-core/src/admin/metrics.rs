@@ -43,9 +43,9 @@ impl Admin {
     pub(super) async fn metrics_json(&self) -> AdminResponse {
         let cache = &self.inner.cache;
         let stats = cache.stats().snapshot();
-        let memory = cache.store_memory().await;
-        let keys = cache.store_keys_count().await;
-        let memory = memory.map(|m| {
+        let figures = self.figures().await;
+        let keys = figures.keys;
+        let memory = figures.memory.as_ref().map(|m| {
             json!({
                 "used_memory_bytes": m.used_memory_bytes,
                 "used_memory_human": human(m.used_memory_bytes),
@@ -66,17 +66,18 @@ impl Admin {
 
     pub(super) async fn prometheus(&self) -> AdminResponse {
         let cache = &self.inner.cache;
+        let figures = self.figures().await;
         let scrape = Scrape {
             stats: cache.stats().snapshot(),
             policies: cache
                 .policies()
                 .iter()
                 .map(|p| p.name().to_owned())
-                .chain(std::iter::once("(unmatched)".to_owned()))
+                .chain(std::iter::once(crate::policy::UNMATCHED_NAME.to_owned()))
                 .collect(),
-            keys: cache.store_keys_count().await,
-            memory: cache.store_memory().await,
-            health: cache.store_health().await,
+            keys: figures.keys,
+            memory: figures.memory.clone(),
+            health: figures.health.clone(),
         };
         AdminResponse {
             status: 200,
@@ -247,7 +248,20 @@ impl Collector for Scrape {
             None,
             MetricType::Histogram,
         )?;
-        m.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.buckets, None)?;
+        // The encoder sums the buckets itself: hand it each bucket's own
+        // count, the overflow bucket last.
+        let mut below = 0;
+        let mut per_bucket: Vec<(f64, u64)> = h
+            .buckets
+            .iter()
+            .map(|&(le, cumulative)| {
+                let own = cumulative.saturating_sub(below);
+                below = cumulative;
+                (le, own)
+            })
+            .collect();
+        per_bucket.push((f64::INFINITY, h.count.saturating_sub(below)));
+        m.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &per_bucket, None)?;
         let state = match self.health.status {
             HealthStatus::Connected => 0,
             HealthStatus::Degraded => 1,

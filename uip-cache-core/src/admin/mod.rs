@@ -16,6 +16,8 @@
 //! Mutating routes require the configured secret (`admin.secret`, else the
 //! webhook strategy's) in `X-Webhook-Secret` or `Authorization: Bearer`,
 //! compared in constant time; without it they answer 401 and change nothing.
+//! When no secret is configured they are open to loopback clients only (403
+//! for others, and for requests whose peer the adapter does not know).
 //!
 //! # Example
 //!
@@ -70,6 +72,10 @@ pub use metrics::prometheus_text;
 /// The largest admin request body; adapters stop reading past it and pass
 /// [`AdminBody::TooLarge`] (the answer is 413).
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// How long adapters wait for a whole admin request body before answering
+/// 408: a client trickling bytes does not hold a task for long.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The body of an admin request, as the adapter read it.
 #[derive(Clone, Debug)]
@@ -188,6 +194,31 @@ struct Inner {
     webhook_path: String,
     shutdown: tokio::sync::watch::Sender<bool>,
     started: std::sync::atomic::AtomicBool,
+    /// The store's figures of the last second, shared by the read routes so
+    /// that scrapers cannot multiply the load on the store.
+    figures: std::sync::Mutex<Option<(std::time::Instant, Arc<Figures>)>>,
+    /// When a refused request was last logged (ms since `created`).
+    last_refusal_log: std::sync::atomic::AtomicU64,
+    created: std::time::Instant,
+}
+
+/// What the read routes report of the store.
+#[derive(Debug)]
+pub(crate) struct Figures {
+    pub(crate) health: crate::store::StoreHealth,
+    pub(crate) keys: Option<u64>,
+    pub(crate) memory: Option<crate::store::MemoryUsage>,
+}
+
+/// Whether a mutating request may run.
+#[derive(Debug, PartialEq, Eq)]
+enum Access {
+    Granted,
+    /// A secret is configured and the request lacks it (401).
+    WrongSecret,
+    /// No secret is configured and the request does not come from this
+    /// host (403).
+    NoSecretRemote,
 }
 
 impl fmt::Debug for Admin {
@@ -231,6 +262,9 @@ impl Admin {
                 warmer,
                 shutdown: tokio::sync::watch::channel(false).0,
                 started: std::sync::atomic::AtomicBool::new(false),
+                figures: std::sync::Mutex::new(None),
+                last_refusal_log: std::sync::atomic::AtomicU64::new(0),
+                created: std::time::Instant::now(),
                 cache,
             }),
         }
@@ -246,10 +280,12 @@ impl Admin {
         self.inner.warmer.as_ref()
     }
 
-    /// Whether the request carries a secret this route accepts (or none is
-    /// configured). Both sides are hashed first, so the comparison takes the
-    /// same time whatever the secret's length or content.
-    fn authorized(&self, headers: &dyn HeaderSource, webhook: bool) -> bool {
+    /// Whether a mutating request may run: it carries a secret this route
+    /// accepts, or no secret is configured and it comes from a loopback
+    /// address (an unknown peer is not trusted). Both sides are hashed
+    /// first, so the comparison takes the same time whatever the secret's
+    /// length or content.
+    fn access(&self, headers: &dyn HeaderSource, peer: Option<&str>, webhook: bool) -> Access {
         let accepted: Vec<&[u8; 32]> = [
             self.inner.admin_secret.as_ref(),
             webhook
@@ -260,7 +296,14 @@ impl Admin {
         .flatten()
         .collect();
         if accepted.is_empty() {
-            return true;
+            let local = peer
+                .and_then(|p| p.parse::<std::net::SocketAddr>().ok())
+                .is_some_and(|a| a.ip().to_canonical().is_loopback());
+            return if local {
+                Access::Granted
+            } else {
+                Access::NoSecretRemote
+            };
         }
         let mut offered = Vec::with_capacity(2);
         headers.for_each_value("x-webhook-secret", &mut |v| offered.push(v.to_vec()));
@@ -280,7 +323,53 @@ impl Admin {
                 ok |= d.ct_eq(*a);
             }
         }
-        ok.into()
+        if bool::from(ok) {
+            Access::Granted
+        } else {
+            Access::WrongSecret
+        }
+    }
+
+    /// Whether a refusal may be logged now: at most one line a second, so
+    /// a client guessing secrets cannot flood the log.
+    fn may_log_refusal(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = u64::try_from(self.inner.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.inner.last_refusal_log.load(Ordering::Relaxed);
+        (last == 0 || now.saturating_sub(last) >= 1000)
+            && self
+                .inner
+                .last_refusal_log
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// The store's figures, read at most once a second.
+    pub(crate) async fn figures(&self) -> Arc<Figures> {
+        if let Some((at, f)) = &*self.inner.figures.lock().unwrap_or_else(|e| e.into_inner()) {
+            if at.elapsed() < std::time::Duration::from_secs(1) {
+                return f.clone();
+            }
+        }
+        let cache = &self.inner.cache;
+        let (health, keys, memory) = tokio::join!(
+            cache.store_health(),
+            cache.store_keys_count(),
+            cache.store_memory()
+        );
+        let f = Arc::new(Figures {
+            health,
+            keys,
+            memory,
+        });
+        *self.inner.figures.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), f.clone()));
+        f
+    }
+
+    /// Forgets the figures (entries were removed).
+    fn forget_figures(&self) {
+        *self.inner.figures.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 

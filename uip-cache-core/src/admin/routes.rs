@@ -4,7 +4,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Admin, AdminBody, AdminRequest, AdminResponse};
+use super::{Access, Admin, AdminBody, AdminRequest, AdminResponse};
 use crate::pattern::UrlPattern;
 use crate::stats::InvalidationKind;
 use crate::store::HealthStatus;
@@ -63,8 +63,8 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminResponse> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(AdminResponse::error(400, "the body must be a JSON object"));
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = if path == "." || path.is_empty() {
@@ -73,13 +73,34 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminResponse> {
             format!("invalid JSON body: field `{path}`: {inner}")
         };
         AdminResponse::error(400, msg)
-    })
+    })?;
+    de.end()
+        .map_err(|e| AdminResponse::error(400, format!("invalid JSON body: {e}")))?;
+    Ok(value)
 }
 
 /// The longest tag or URL accepted (the stores index tags of at most this).
 const MAX_NAME: usize = 2048;
 
 impl Admin {
+    /// The paths this API answers (the webhook's configured endpoint too),
+    /// for front-ends that register routes one by one.
+    pub fn paths(&self) -> Vec<&str> {
+        let mut paths = vec![
+            "/health",
+            "/cache/metrics",
+            "/metrics",
+            "/cache/invalidate",
+            "/cache/invalidate/tag",
+            "/cache/invalidate/url",
+            "/cache/warm",
+        ];
+        if !paths.contains(&self.inner.webhook_path.as_str()) {
+            paths.push(&self.inner.webhook_path);
+        }
+        paths
+    }
+
     fn route(&self, path: &str) -> Option<Route> {
         let path = if path.len() > 1 {
             path.trim_end_matches('/')
@@ -116,13 +137,27 @@ impl Admin {
                 _ => self.prometheus().await,
             };
         }
-        if !self.authorized(req.headers, route == Route::Webhook) {
-            tracing::warn!(target: "uip_cache::admin", peer = req.peer.as_deref().unwrap_or("-"), path = req.path, "admin request refused: missing or wrong secret");
-            return AdminResponse::error(
-                401,
-                "missing or wrong secret (send X-Webhook-Secret or Authorization: Bearer)",
-            )
-            .header("www-authenticate", "Bearer");
+        match self.access(req.headers, req.peer.as_deref(), route == Route::Webhook) {
+            Access::Granted => {}
+            Access::WrongSecret => {
+                if self.may_log_refusal() {
+                    tracing::warn!(target: "uip_cache::admin", peer = req.peer.as_deref().unwrap_or("-"), path = req.path, "admin request refused: missing or wrong secret");
+                }
+                return AdminResponse::error(
+                    401,
+                    "missing or wrong secret (send X-Webhook-Secret or Authorization: Bearer)",
+                )
+                .header("www-authenticate", "Bearer");
+            }
+            Access::NoSecretRemote => {
+                if self.may_log_refusal() {
+                    tracing::warn!(target: "uip_cache::admin", peer = req.peer.as_deref().unwrap_or("-"), path = req.path, "admin request refused: no secret is configured and the client is not on this host");
+                }
+                return AdminResponse::error(
+                    403,
+                    "no admin secret is configured: POST routes are open to clients on this host only (set admin.secret)",
+                );
+            }
         }
         let body = match &req.body {
             AdminBody::Complete(b) => b.clone(),
@@ -140,6 +175,7 @@ impl Admin {
             Route::Url => self.url(&body, peer).await,
             _ => Ok(self.warm().await),
         };
+        self.forget_figures();
         result.unwrap_or_else(|r| r)
     }
 
@@ -275,16 +311,20 @@ impl Admin {
                 "warming has no fetcher here (build the admin API with one, or set warming.base_url)",
             );
         };
-        match warmer.try_run().await {
-            Some(report) => AdminResponse::json(200, &json!(report)),
-            None => AdminResponse::error(409, "a warming run is in progress"),
+        // In a task of its own: a client that hangs up does not cut the
+        // run short.
+        let warmer = warmer.clone();
+        match tokio::spawn(async move { warmer.try_run().await }).await {
+            Ok(Some(report)) => AdminResponse::json(200, &json!(report)),
+            Ok(None) => AdminResponse::error(409, "a warming run is in progress"),
+            Err(e) => AdminResponse::error(500, format!("the warming run failed: {e}")),
         }
     }
 
     async fn health(&self) -> AdminResponse {
         let cache = &self.inner.cache;
-        let store = cache.store_health().await;
-        let keys = cache.store_keys_count().await;
+        let figures = self.figures().await;
+        let store = &figures.health;
         let warming = &cache.config().warming;
         let last = self.inner.warmer.as_ref().and_then(|w| w.last_report());
         let warmer_status = match (&self.inner.warmer, warming.enabled) {
@@ -302,6 +342,11 @@ impl Admin {
             _ if warmer_status == "failing" => "degraded",
             _ => "healthy",
         };
+        // Counts only: the failures (URLs, upstream errors) are in the
+        // authenticated answer of POST /cache/warm and in the log.
+        let last_run = last.map(|r| {
+            json!({"total": r.total, "success": r.success, "failed": r.failed, "skipped": r.skipped, "duration_ms": r.duration_ms})
+        });
         let body = json!({
             "status": status,
             "components": {
@@ -309,12 +354,12 @@ impl Admin {
                     "status": store.status,
                     "backend": store.backend,
                     "detail": store.detail,
-                    "keys_count": keys,
+                    "keys_count": figures.keys,
                 },
                 "warmer": {
                     "status": warmer_status,
                     "urls": warming.urls.len(),
-                    "last_run": last,
+                    "last_run": last_run,
                 },
                 "invalidator": {
                     "status": "enabled",

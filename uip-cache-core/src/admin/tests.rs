@@ -371,17 +371,41 @@ async fn tag_and_url_routes_remove_what_they_name() {
 }
 
 #[tokio::test]
-async fn without_a_secret_mutating_routes_are_open() {
+async fn without_a_secret_post_routes_are_open_to_this_host_only() {
     let admin = admin_with("policies:\n  - name: a\n    pattern: /a\n    ttl: 5\n    tags: [t]\n");
-    let (s, _) = call(
+    let headers: Vec<(String, String)> = Vec::new();
+    let send = |peer: Option<&str>| {
+        AdminRequest::new("POST", "/cache/invalidate/tag", &headers)
+            .body(AdminBody::Complete(Bytes::from_static(br#"{"tag":"t"}"#)))
+            .peer(peer.map(str::to_owned))
+    };
+    for (peer, status) in [
+        (Some("127.0.0.1:5000"), 200),
+        (Some("[::1]:5000"), 200),
+        (Some("[::ffff:127.0.0.1]:5000"), 200),
+        (Some("10.0.0.7:5000"), 403),
+        (Some("not an address"), 403),
+        (None, 403),
+    ] {
+        assert_eq!(admin.handle(send(peer)).await.status, status, "{peer:?}");
+    }
+    assert_eq!(admin.cache().stats().snapshot().invalidations["tag"], 3);
+}
+
+#[tokio::test]
+async fn trailing_bytes_after_the_json_are_400() {
+    let admin = admin_with(CONFIG);
+    seed(&admin).await;
+    let (s, b) = call(
         &admin,
         "POST",
         "/cache/invalidate/tag",
-        &[],
-        r#"{"tag":"t"}"#,
+        ADMIN,
+        r#"{"tag":"camera"}{"tag":"sensor"}"#,
     )
     .await;
-    assert_eq!(s, 200);
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(present(&admin).await.len(), 4);
 }
 
 #[tokio::test]
@@ -540,14 +564,29 @@ async fn prometheus_exposition_parses_and_has_every_family() {
         3.0
     );
     let h = &families["uip_cache_store_operation_duration_seconds"].samples;
-    assert!(
-        h["uip_cache_store_operation_duration_seconds_count"] >= 1.0,
-        "{h:?}"
-    );
+    let count = h["uip_cache_store_operation_duration_seconds_count"];
+    assert!(count >= 1.0, "{h:?}");
     assert_eq!(
         h["uip_cache_store_operation_duration_seconds_bucket{le=\"+Inf\"}"],
-        h["uip_cache_store_operation_duration_seconds_count"]
+        count
     );
+    // Cumulative in the order of their bounds, one per bound and +Inf.
+    let mut buckets: Vec<(f64, f64)> = h
+        .iter()
+        .filter_map(|(k, v)| {
+            let le = k.strip_prefix("uip_cache_store_operation_duration_seconds_bucket{le=\"")?;
+            let le = le.strip_suffix("\"}")?;
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap()
+            };
+            Some((bound, *v))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(buckets.len(), crate::stats::STORE_LATENCY_BUCKETS.len() + 1);
+    assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
 }
 
 #[tokio::test]
@@ -574,4 +613,74 @@ async fn background_tasks_stop_when_the_admin_api_is_dropped() {
         before,
         "the monitor did not stop"
     );
+}
+
+#[tokio::test]
+async fn the_monitor_reads_evictions_and_expirations_into_the_metrics() {
+    #[derive(Debug)]
+    struct Evicting(std::sync::atomic::AtomicU64);
+    impl crate::store::Store for Evicting {
+        fn get<'a>(&'a self, _: &'a str) -> crate::store::StoreFuture<'a, Option<Bytes>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn put<'a>(
+            &'a self,
+            _: &'a str,
+            _: Bytes,
+            _: PutOptions<'a>,
+        ) -> crate::store::StoreFuture<'a, ()> {
+            Box::pin(async { Ok(()) })
+        }
+        fn delete<'a>(&'a self, _: &'a str) -> crate::store::StoreFuture<'a, bool> {
+            Box::pin(async { Ok(false) })
+        }
+        fn invalidate_tags<'a>(&'a self, _: &'a [String]) -> crate::store::StoreFuture<'a, u64> {
+            Box::pin(async { Ok(0) })
+        }
+        fn invalidate_pattern<'a>(
+            &'a self,
+            _: &'a crate::UrlPattern,
+        ) -> crate::store::StoreFuture<'a, u64> {
+            Box::pin(async { Ok(0) })
+        }
+        fn keys_count(&self) -> crate::store::StoreFuture<'_, u64> {
+            Box::pin(async { Ok(0) })
+        }
+        fn memory(&self) -> crate::store::StoreFuture<'_, crate::store::MemoryUsage> {
+            // 5000 more evictions at every look.
+            let n = self.0.fetch_add(5000, std::sync::atomic::Ordering::SeqCst) + 5000;
+            Box::pin(async move {
+                Ok(crate::store::MemoryUsage::new(10, Some(100), n).with_expirations(n / 2))
+            })
+        }
+        fn health(&self) -> crate::store::StoreFuture<'_, crate::store::StoreHealth> {
+            Box::pin(async {
+                Ok(crate::store::StoreHealth::new(
+                    crate::store::HealthStatus::Connected,
+                    "test",
+                    None,
+                ))
+            })
+        }
+    }
+    let config = CacheConfig::from_yaml_str(
+        "policies:\n  - name: a\n    pattern: /a\n    ttl: 5\ninvalidation:\n  strategies:\n    - type: time_based\n      check_interval: 1\n      eviction_threshold: 100\n",
+    )
+    .unwrap();
+    let store = std::sync::Arc::new(Evicting(std::sync::atomic::AtomicU64::new(0)));
+    let admin = Admin::new(HttpCache::new(&config, store).unwrap());
+    admin.start().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let snap = admin.cache().stats().snapshot();
+    assert_eq!(
+        (snap.store_evictions, snap.store_expirations),
+        (10_000, 5_000),
+        "two checks, one a second"
+    );
+    let text = prometheus_text(&admin).await;
+    assert!(
+        text.contains("uip_cache_store_evictions_total 10000"),
+        "{text}"
+    );
+    admin.shutdown();
 }

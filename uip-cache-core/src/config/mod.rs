@@ -546,7 +546,7 @@ impl Default for WarmingConfig {
 }
 
 /// One URL to warm.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WarmUrlConfig {
@@ -562,6 +562,17 @@ pub struct WarmUrlConfig {
     /// client's would be (`Accept`, say); none but `Host` by default.
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl fmt::Debug for WarmUrlConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WarmUrlConfig")
+            .field("url", &self.url)
+            .field("priority", &self.priority)
+            .field("schedule", &self.schedule)
+            .field("headers", &crate::warm::redacted(&self.headers))
+            .finish()
+    }
 }
 
 /// Warming priority: higher priorities are fetched first.
@@ -890,6 +901,18 @@ impl CacheConfig {
                 ),
             ));
         }
+        let w = &self.warming;
+        if !w.urls.is_empty()
+            && self.key.include_host
+            && w.host.is_none()
+            && w.urls.iter().any(|u| u.url.value.starts_with('/'))
+        {
+            notes.push(ConfigProblem::new(
+                None,
+                "warming.host",
+                "warm requests are made and keyed for the host of warming.base_url (the server: of its upstream); clients that send another Host will not hit the warmed entries: set warming.host to the host clients use, or key.include_host: false",
+            ));
+        }
         if self.admin.enabled && self.admin_secret().is_none() {
             let loopback = self
                 .admin
@@ -900,7 +923,7 @@ impl CacheConfig {
                 notes.push(ConfigProblem::new(
                     None,
                     "admin.secret",
-                    format!("the admin API listens on {} without a secret: anyone who reaches it can purge the cache (set admin.secret)", self.admin.listen),
+                    format!("the admin API listens on {} without a secret: its POST routes refuse every client not on this host (set admin.secret)", self.admin.listen),
                 ));
             }
         }
@@ -924,6 +947,16 @@ impl CacheConfig {
         }
         let mut seen = std::collections::HashMap::new();
         for (i, p) in self.policies.iter().enumerate() {
+            if p.name.value == crate::policy::UNMATCHED_NAME {
+                problems.push(ConfigProblem::new(
+                    p.name.line,
+                    format!("policies[{i}].name"),
+                    format!(
+                        "`{}` is reserved: metrics use it for requests no policy matched",
+                        p.name.value
+                    ),
+                ));
+            }
             if let Some(first) = seen.insert(p.name.value.as_str(), i) {
                 problems.push(ConfigProblem::new(
                     p.name.line,
