@@ -73,6 +73,30 @@ pub struct KeySpec {
     body: bool,
 }
 
+/// What the key holds, for people: `method, scheme, host, path, query
+/// (every parameter), headers: accept`.
+impl std::fmt::Display for KeySpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("method, scheme, ")?;
+        if self.include_host {
+            f.write_str("host, ")?;
+        }
+        f.write_str("path, ")?;
+        match &self.query_params {
+            None => f.write_str("query (every parameter)")?,
+            Some(p) => write!(f, "query (only {})", p.join(", "))?,
+        }
+        write!(f, ", headers: accept")?;
+        for h in &self.headers {
+            write!(f, ", {h}")?;
+        }
+        if self.body {
+            f.write_str(", body (SHA-256)")?;
+        }
+        f.write_str(" + the response's Vary")
+    }
+}
+
 impl Default for KeySpec {
     fn default() -> Self {
         KeySpec::new(&KeyConfig::default(), &[])

@@ -16,5 +16,6 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod demo;
 pub mod proxy;
 pub mod server;

@@ -35,6 +35,19 @@ enum Command {
         #[arg(long)]
         admin: Option<SocketAddr>,
     },
+    /// A guided tour: a built-in NGSI-LD-like origin, the proxy and the admin
+    /// API on 127.0.0.1 with the memory store; then keeps serving.
+    Demo {
+        /// Proxy address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Admin API address.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        admin: SocketAddr,
+        /// Exit after the tour instead of serving.
+        #[arg(long)]
+        exit: bool,
+    },
     /// Validate a config and print its compiled policies; exit 1 with every error.
     CheckConfig {
         /// The config file (YAML).
@@ -45,6 +58,36 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::Demo {
+            listen,
+            admin,
+            exit,
+        } => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                )
+                .try_init();
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let addrs = uip_cache_server::demo::DemoAddrs { listen, admin };
+            match runtime.block_on(uip_cache_server::demo::run(addrs, exit, signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("uip-cache demo: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve {
             config,
             listen,
@@ -182,17 +225,43 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     };
     println!("{}: ok, {} policies", file.display(), policies.len());
     for (p, c) in policies.iter().zip(&config.policies) {
-        let ttl = p.ttl().map_or("origin freshness only".to_owned(), |t| {
-            format!("{}s", t.as_secs())
-        });
+        let ttl = match p.ttl() {
+            Some(t) => format!("{}s ({:?} mode)", t.as_secs(), p.ttl_mode()).to_lowercase(),
+            None => "origin freshness only".to_owned(),
+        };
+        let stale = [
+            ("stale-while-revalidate", p.stale_while_revalidate()),
+            ("stale-if-error", p.stale_if_error()),
+        ]
+        .iter()
+        .filter_map(|(n, d)| d.map(|d| format!(", {n} {}s", d.as_secs())))
+        .collect::<String>();
+        let mut tags: Vec<String> = p.tags().to_vec();
+        tags.push(format!("policy:{}", p.name()));
+        tags.push("path:<path>".to_owned());
+        // Path-template parameters become tags too.
+        let mut rest = c.pattern.value.as_str();
+        while let Some((_, after)) = rest.split_once('{') {
+            let Some((name, tail)) = after.split_once('}') else {
+                break;
+            };
+            tags.push(format!("{name}:<{name}>"));
+            rest = tail;
+        }
+        println!("  {}", p.name());
         println!(
-            "  {:<24} {:<48} ttl {:<10} key {:?} tags {:?}",
-            p.name(),
+            "    pattern  {}{}",
             c.pattern.value,
-            ttl,
-            p.key_spec(),
-            p.tags()
+            c.pattern_type
+                .map(|t| format!(" ({t:?})").to_lowercase())
+                .unwrap_or_default()
         );
+        println!("    ttl      {ttl}{stale}");
+        println!("    key      {}", p.key_spec());
+        println!("    tags     {}", tags.join(", "));
+        if !p.invalidate_on().is_empty() {
+            println!("    events   {}", p.invalidate_on().join(", "));
+        }
     }
     for w in config.warnings() {
         println!("warning: {}:{w}", file.display());

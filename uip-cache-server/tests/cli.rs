@@ -22,6 +22,45 @@ fn check_config_prints_the_compiled_policies() {
     assert!(out.contains("ok,"), "{out}");
     assert!(out.contains("camera_entities"), "{out}");
     assert!(out.contains("/ngsi-ld/v1/entities?type=Camera*"), "{out}");
+    // What the key holds, and the tags, per policy.
+    assert!(
+        out.contains("query (only limit, type), headers: accept, limit, type"),
+        "{out}"
+    );
+    assert!(out.contains("body (SHA-256)"), "{out}");
+    assert!(out.contains("id:<id>"), "{out}");
+}
+
+#[test]
+fn the_demo_tours_miss_hit_webhook_warm_and_metrics_then_exits() {
+    let (code, out, err) = uip_cache(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--exit",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    let verdicts: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains(" GET /ngsi-ld"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        verdicts,
+        ["MISS", "HIT", "MISS", "HIT", "HIT", "MISS", "MISS", "HIT"],
+        "{out}"
+    );
+    assert!(
+        out.contains("version 1\n"),
+        "a stale copy before the webhook: {out}"
+    );
+    assert!(out.contains(r#""deleted":2"#), "{out}");
+    assert!(out.contains(r#""success":2"#), "{out}");
+    assert!(out.contains("hit_rate"), "{out}");
+    assert!(!err.contains("WARN"), "{err}");
 }
 
 #[test]

@@ -902,7 +902,8 @@ impl CacheConfig {
             ));
         }
         let w = &self.warming;
-        if !w.urls.is_empty()
+        if w.enabled
+            && !w.urls.is_empty()
             && self.key.include_host
             && w.host.is_none()
             && w.urls.iter().any(|u| u.url.value.starts_with('/'))
