@@ -90,3 +90,97 @@ fn serve_without_an_upstream_is_a_clear_error() {
     assert_eq!(code, 1);
     assert!(err.contains("no upstream"), "{err}");
 }
+
+/// A one-route upstream on a free port, in a thread of its own.
+fn upstream() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncache-control: max-age=60\r\nconnection: close\r\n\r\nok",
+                );
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn serve_logs_one_json_line_per_request_at_debug() {
+    use std::io::{BufRead, Read, Write};
+    let dir = std::env::temp_dir().join(format!("uip-cache-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("json.yaml");
+    std::fs::write(
+        &config,
+        "policies:\n  - name: all\n    pattern: \"/*\"\nadmin:\n  enabled: false\nlogging:\n  level: debug\n  format: json\n",
+    )
+    .unwrap();
+    let up = upstream();
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listen.local_addr().unwrap().port();
+    drop(listen);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uip-cache"))
+        .args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            &format!("http://127.0.0.1:{up}"),
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut connected = None;
+    for _ in 0..100 {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            connected = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut s = connected.expect("the server listens");
+    write!(
+        s,
+        "GET /json-check?x=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let stdout = child.stdout.take().unwrap();
+    let mut found = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        if v["fields"]["message"] == "request" {
+            found = Some(v);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_dir_all(&dir).ok();
+    let v = found.expect("a request line");
+    assert_eq!(v["level"], "DEBUG");
+    assert_eq!(v["fields"]["method"], "GET");
+    assert_eq!(v["fields"]["uri"], "/json-check?x=1");
+    assert_eq!(v["fields"]["status"], 200);
+    assert_eq!(v["fields"]["cache"], "MISS");
+}

@@ -242,3 +242,40 @@ async fn the_admin_api_is_mounted_and_warms_through_the_proxy() {
     let (s, _, _) = get(admin_addr, "/nope", &[]).await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_requests_for_a_cold_url_reach_the_upstream_once() {
+    use tower::ServiceExt;
+    let (up, _, calls) = upstream().await;
+    let config = CacheConfig::from_yaml_str(
+        "policies:\n  - name: all\n    pattern: \"/*\"\ndefaults:\n  lock_timeout: 30s\n",
+    )
+    .unwrap();
+    let cache = HttpCache::with_memory_store(&config).unwrap();
+    let upstream = Upstream::new(
+        format!("http://{up}").parse().unwrap(),
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    );
+    let proxy = uip_cache_server::server::proxy(cache, upstream);
+    // `/slow` takes 2 s at the upstream: every request arrives while the
+    // first is in flight.
+    let all = futures_util::future::join_all((0..1000).map(|_| {
+        let req = Request::get("/slow")
+            .header("host", "cache.test")
+            .body(uip_cache_server::proxy::RequestBody::Empty)
+            .unwrap();
+        let proxy = proxy.clone();
+        async move {
+            let resp = proxy.oneshot(req).await.unwrap();
+            let x = resp.headers()["x-cache"].to_str().unwrap().to_owned();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (x, body)
+        }
+    }))
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one upstream request");
+    assert!(all.iter().all(|(_, b)| &b[..] == b"v0"));
+    assert_eq!(all.iter().filter(|(x, _)| x == "MISS").count(), 1);
+    assert_eq!(all.iter().filter(|(x, _)| x == "HIT").count(), 999);
+}

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Cache-hit throughput and latency of `uip-cache serve` (memory store, and
+# Redis) against nginx proxy_cache, in front of the same static origin, on
+# loopback, in one run:
+#
+#   bench/run.sh                   # 5 rounds of 10 s per target, size and mode
+#   ROUNDS=3 DURATION=5 bench/run.sh
+#   MODES=pinned SIZES=2048 bench/run.sh
+#
+# For each body size (2 KB, 64 KB JSON) and mode (unpinned; pinned: every
+# server on core 0 and wrk on core 1, since nginx runs one worker), the
+# targets are measured in turn, round after round, with
+# `wrk -t1 -c64 -d${DURATION}s --latency`; the table shows the medians of
+# requests/s and p99 and the ratios ours / nginx. Needs nginx, wrk,
+# redis-server (the Redis rows are skipped without it) and taskset.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+ROUNDS="${ROUNDS:-5}"
+DURATION="${DURATION:-10}"
+SIZES="${SIZES:-2048 65536}"
+MODES="${MODES:-unpinned pinned}"
+CONNECTIONS="${CONNECTIONS:-64}"
+
+for tool in nginx wrk taskset; do
+  command -v "$tool" >/dev/null || { echo "bench/run.sh needs $tool (apt-get install nginx wrk util-linux)" >&2; exit 1; }
+done
+
+work="$(mktemp -d /dev/shm/uip-cache-bench.XXXXXX)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on $1" >&2; exit 1
+}
+
+echo "== building the server (release)"
+(cd "$root" && cargo build --release -q -p uip-cache-server)
+bin="$root/target/release/uip-cache"
+
+mkdir -p "$work/www" "$work/cache"
+# nginx workers run as an unprivileged user when started as root.
+chmod 755 "$work" "$work/www"; chmod 777 "$work/cache"
+for size in $SIZES; do
+  python3 - "$work/www/body-$size.json" "$size" <<'PY'
+import sys
+path, size = sys.argv[1], int(sys.argv[2])
+item = '{"id":"urn:ngsi-ld:Camera:%03d","type":"Camera","status":{"type":"Property","value":"on"}},'
+out, i = "[", 0
+while len(out) < size - 1:
+    out += item % (i % 1000); i += 1
+out = out[: size - 1] + "]"
+open(path, "w").write(out)
+PY
+done
+
+origin_port=$(free_port); nginx_port=$(free_port); mem_port=$(free_port); redis_proxy_port=$(free_port)
+sed -e "s#@DIR@#$work#g" -e "s#@CACHE@#$work/cache#g" \
+    -e "s#@ORIGIN_PORT@#$origin_port#g" -e "s#@NGINX_PORT@#$nginx_port#g" \
+    "$here/nginx.conf.template" > "$work/nginx.conf"
+
+cat > "$work/memory.yaml" <<YAML
+store:
+  type: memory
+  max_bytes: 512MB
+policies:
+  - name: all
+    pattern: "/*"
+admin:
+  enabled: false
+logging:
+  level: warn
+YAML
+
+redis_port=""
+if command -v redis-server >/dev/null; then
+  redis_port=$(free_port)
+  cat > "$work/redis.yaml" <<YAML
+store:
+  type: redis
+redis:
+  host: 127.0.0.1
+  port: $redis_port
+policies:
+  - name: all
+    pattern: "/*"
+admin:
+  enabled: false
+logging:
+  level: warn
+YAML
+fi
+
+# start <cpu list or ""> <command...>: runs in the background, pinned when asked.
+start() {
+  local cpus="$1"; shift
+  if [ -n "$cpus" ]; then taskset -c "$cpus" "$@" & else "$@" & fi
+  pids+=("$!")
+}
+
+run_mode() {
+  local mode="$1" server_cpus="" wrk_cpus=""
+  if [ "$mode" = pinned ]; then server_cpus=0; wrk_cpus=1; fi
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+  rm -rf "$work/cache"/*
+  # One worker thread each when pinned (nginx has one worker).
+  local threads=""
+  [ "$mode" = pinned ] && threads=1
+  start "$server_cpus" nginx -c "$work/nginx.conf" -p "$work"
+  TOKIO_WORKER_THREADS="${threads:-2}" start "$server_cpus" "$bin" serve --config "$work/memory.yaml" \
+    --listen "127.0.0.1:$mem_port" --upstream "http://127.0.0.1:$origin_port"
+  local targets="nginx:$nginx_port ours-memory:$mem_port"
+  if [ -n "$redis_port" ]; then
+    start "$server_cpus" redis-server --port "$redis_port" --save "" --appendonly no --daemonize no --loglevel warning
+    wait_port "$redis_port"
+    TOKIO_WORKER_THREADS="${threads:-2}" start "$server_cpus" "$bin" serve --config "$work/redis.yaml" \
+      --listen "127.0.0.1:$redis_proxy_port" --upstream "http://127.0.0.1:$origin_port"
+    targets="$targets ours-redis:$redis_proxy_port"
+  fi
+  for t in $targets; do wait_port "${t#*:}"; done
+  for size in $SIZES; do
+    for t in $targets; do
+      # Fill the cache, and check it answers hits.
+      for _ in 1 2 3; do curl -s -o /dev/null "http://127.0.0.1:${t#*:}/body-$size.json"; done
+      local x
+      x=$(curl -s -D - -o /dev/null "http://127.0.0.1:${t#*:}/body-$size.json" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache"{print $2}')
+      [ "$x" = HIT ] || { echo "$t does not answer hits for body-$size.json (X-Cache: $x)" >&2; exit 1; }
+    done
+    for round in $(seq "$ROUNDS"); do
+      for t in $targets; do
+        local cmd=(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:${t#*:}/body-$size.json")
+        local out
+        if [ -n "$wrk_cpus" ]; then out=$(taskset -c "$wrk_cpus" "${cmd[@]}"); else out=$("${cmd[@]}"); fi
+        local rps p99 errors
+        rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
+        p99=$(awk '$1=="99%"{v=$2; if (v ~ /us$/) {sub("us","",v); v=v/1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v=v*1000}; print v}' <<<"$out")
+        errors=$(awk '/Non-2xx|Socket errors/{print}' <<<"$out")
+        [ -z "$errors" ] || echo "  $mode $size ${t%%:*} round $round: $errors" >&2
+        echo "$mode $size ${t%%:*} $rps $p99" >> "$work/results"
+        printf '  %-8s %6s B  %-12s round %s: %10s req/s  p99 %8s ms\n' "$mode" "$size" "${t%%:*}" "$round" "$rps" "$p99"
+      done
+    done
+  done
+}
+
+echo "== $(nproc) cores; wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency; $ROUNDS rounds"
+for mode in $MODES; do run_mode "$mode"; done
+
+python3 - "$work/results" <<'PY'
+import sys, statistics, collections
+rows = collections.defaultdict(lambda: ([], []))
+for line in open(sys.argv[1]):
+    mode, size, target, rps, p99 = line.split()
+    rows[(mode, int(size), target)][0].append(float(rps))
+    rows[(mode, int(size), target)][1].append(float(p99))
+print()
+print("| mode | body | target | req/s (median) | p99 ms (median) | throughput vs nginx | p99 vs nginx |")
+print("|---|---|---|---|---|---|---|")
+for (mode, size, target) in sorted(rows, key=lambda k: (k[0] != "unpinned", k[1], k[2] != "nginx", k[2])):
+    rps = statistics.median(rows[(mode, size, target)][0])
+    p99 = statistics.median(rows[(mode, size, target)][1])
+    base = rows.get((mode, size, "nginx"))
+    if base and target != "nginx":
+        r = rps / statistics.median(base[0]); l = p99 / statistics.median(base[1])
+        ratio, lat = f"{r:.2f}x", f"{l:.2f}x"
+    else:
+        ratio, lat = "1.00x", "1.00x"
+    label = f"{size // 1024} KB"
+    print(f"| {mode} | {label} | {target} | {rps:,.0f} | {p99:.2f} | {ratio} | {lat} |")
+PY
