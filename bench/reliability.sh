@@ -71,7 +71,7 @@ for rate in "" "100M"; do
     sleep 0.1
   done
   wait "$c"
-  read -r code size secs < "$work/curl.out"
+  read -r code size secs < "$work/curl.out" || true
   growth=$(( (peak - idle) / 1024 ))
   printf '  client %-9s status %s, %s bytes in %ss; RSS idle %d MB, peak %d MB, growth %d MB (%s)\n' \
     "${rate:-unlimited}" "$code" "$size" "$secs" $((idle / 1024)) $((peak / 1024)) "$growth" \
