@@ -23,6 +23,8 @@ struct Seen {
     /// Path and query.
     uri: String,
     headers: Vec<(String, String)>,
+    /// The request body the origin received.
+    body: Bytes,
 }
 
 impl Seen {
@@ -91,7 +93,7 @@ impl Got {
 }
 
 type SendFn =
-    Box<dyn Fn(String, String, Vec<(String, String)>) -> Pin<Box<dyn Future<Output = Got>>>>;
+    Box<dyn Fn(String, String, Vec<(String, String)>, Bytes) -> Pin<Box<dyn Future<Output = Got>>>>;
 
 /// Sends a GET and keeps its response without ever reading the body (a
 /// stalled client); dropping the returned value lets it go.
@@ -170,10 +172,10 @@ impl Harness {
                 let (port, guard) = tower_server(cache.clone(), calls.clone(), handler).await;
                 (socket_send(port), Some(guard))
             }
-            (Kind::Actix, Transport::InProcess) => (
-                actix_in_process(cache.clone(), calls.clone(), handler).await,
-                None,
-            ),
+            (Kind::Actix, Transport::InProcess) => {
+                let (fns, guard) = actix_in_process(cache.clone(), calls.clone(), handler).await;
+                (fns, Some(guard))
+            }
             (Kind::Actix, Transport::Socket) => {
                 let (port, guard) = actix_server(cache.clone(), calls.clone(), handler);
                 (socket_send(port), Some(guard))
@@ -191,11 +193,21 @@ impl Harness {
     }
 
     async fn send(&self, method: &str, uri: &str, headers: &[(&str, &str)]) -> Got {
+        self.send_body(method, uri, headers, Bytes::new()).await
+    }
+
+    async fn send_body(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Got {
         let headers = headers
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
-        (self.send)(method.into(), uri.into(), headers).await
+        (self.send)(method.into(), uri.into(), headers, body).await
     }
 
     async fn get(&self, uri: &str) -> Got {
@@ -265,8 +277,9 @@ impl http_body::Body for ReplyBody {
     }
 }
 
-fn seen_of(method: &str, uri: &http::Uri, headers: &http::HeaderMap) -> Seen {
+fn seen_of(method: &str, uri: &http::Uri, headers: &http::HeaderMap, body: Bytes) -> Seen {
     Seen {
+        body,
         method: method.to_owned(),
         uri: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
         headers: headers
@@ -276,39 +289,54 @@ fn seen_of(method: &str, uri: &http::Uri, headers: &http::HeaderMap) -> Seen {
     }
 }
 
-/// The Tower origin: a service answering as `handler` says.
+/// The Tower origin: a service answering as `handler` says (failing with an
+/// error when the reply says so).
 fn tower_origin(
     calls: Arc<AtomicUsize>,
     handler: Handler,
 ) -> impl tower::Service<
-    http::Request<http_body_util::Full<Bytes>>,
+    http::Request<uip_cache_tower::RequestBody<http_body_util::Full<Bytes>>>,
     Response = http::Response<ReplyBody>,
-    Error = Infallible,
+    Error = std::io::Error,
     Future = impl Send,
 > + Clone
        + Send
        + 'static {
-    tower::service_fn(move |req: http::Request<http_body_util::Full<Bytes>>| {
-        let r = handler(
-            &seen_of(req.method().as_str(), req.uri(), req.headers()),
-            calls.fetch_add(1, Ordering::SeqCst),
-        );
-        async move {
-            if !r.delay.is_zero() {
-                tokio::time::sleep(r.delay).await;
+    tower::service_fn(
+        move |req: http::Request<uip_cache_tower::RequestBody<http_body_util::Full<Bytes>>>| {
+            let calls = calls.clone();
+            let handler = handler.clone();
+            async move {
+                use http_body_util::BodyExt;
+                let (parts, body) = req.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let r = handler(
+                    &seen_of(parts.method.as_str(), &parts.uri, &parts.headers, body),
+                    calls.fetch_add(1, Ordering::SeqCst),
+                );
+                if !r.delay.is_zero() {
+                    tokio::time::sleep(r.delay).await;
+                }
+                if r.fail {
+                    return Err(std::io::Error::other("the origin failed"));
+                }
+                let known = r.known_length();
+                let mut resp = http::Response::new(ReplyBody {
+                    chunks: r.chunks.into(),
+                    known,
+                });
+                *resp.status_mut() = http::StatusCode::from_u16(r.status).unwrap();
+                for (n, v) in r.headers {
+                    resp.headers_mut().append(n, v.parse().unwrap());
+                }
+                Ok(resp)
             }
-            let known = r.known_length();
-            let mut resp = http::Response::new(ReplyBody {
-                chunks: r.chunks.into(),
-                known,
-            });
-            *resp.status_mut() = http::StatusCode::from_u16(r.status).unwrap();
-            for (n, v) in r.headers {
-                resp.headers_mut().append(n, v.parse().unwrap());
-            }
-            Ok::<_, Infallible>(resp)
-        }
-    })
+        },
+    )
 }
 
 fn tower_in_process(
@@ -334,7 +362,7 @@ fn tower_in_process(
             Box::new(svc.oneshot(req).await.unwrap()) as Box<dyn std::any::Any>
         })
     });
-    let send: SendFn = Box::new(move |method, uri, headers| {
+    let send: SendFn = Box::new(move |method, uri, headers, body| {
         let svc = svc.clone();
         Box::pin(async move {
             let mut b = http::Request::builder()
@@ -344,12 +372,7 @@ fn tower_in_process(
             for (n, v) in headers {
                 b = b.header(n, v);
             }
-            got_from(
-                svc.oneshot(b.body(Full::new(Bytes::new())).unwrap())
-                    .await
-                    .unwrap(),
-            )
-            .await
+            got_from(svc.oneshot(b.body(Full::new(body)).unwrap()).await.unwrap()).await
         })
     });
     (send, hold)
@@ -424,6 +447,7 @@ fn actix_app(
     cache: HttpCache,
     calls: Arc<AtomicUsize>,
     handler: Handler,
+    refresh_port: Option<u16>,
 ) -> actix_web::App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -433,11 +457,31 @@ fn actix_app(
         InitError = (),
     >,
 > {
+    use actix_web::dev::Service;
     use actix_web::{web, App, HttpRequest, HttpResponse};
 
+    let mut middleware = uip_cache_actix::Cache::new(cache);
+    if let Some(port) = refresh_port {
+        middleware = middleware
+            .refresh_through(&format!("http://127.0.0.1:{port}"))
+            .unwrap();
+    }
     App::new()
-        .wrap(uip_cache_actix::Cache::new(cache))
-        .default_service(web::to(move |req: HttpRequest| {
+        // A reply that fails becomes an `Err` of the service under the cache.
+        .wrap_fn(|req, srv| {
+            let fut = srv.call(req);
+            async move {
+                let res = fut.await?;
+                if res.headers().contains_key("x-test-fail") {
+                    return Err(actix_web::error::ErrorInternalServerError(
+                        "the origin failed",
+                    ));
+                }
+                Ok(res)
+            }
+        })
+        .wrap(middleware)
+        .default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
             let r = handler(
                 &Seen {
                     method: req.method().to_string(),
@@ -447,6 +491,7 @@ fn actix_app(
                         .iter()
                         .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
                         .collect(),
+                    body,
                 },
                 calls.fetch_add(1, Ordering::SeqCst),
             );
@@ -459,6 +504,9 @@ fn actix_app(
                 for (n, v) in r.headers.iter() {
                     b.append_header((*n, v.as_str()));
                 }
+                if r.fail {
+                    b.append_header(("x-test-fail", "1"));
+                }
                 let known = r.known_length();
                 let stream =
                     futures_util::stream::iter(r.chunks.into_iter().map(Ok::<_, Infallible>));
@@ -470,14 +518,17 @@ fn actix_app(
         }))
 }
 
+/// The actix app in process; its stale-while-revalidate refreshes go to a
+/// real server of the same app (same cache, origin and call count).
 async fn actix_in_process(
     cache: HttpCache,
     calls: Arc<AtomicUsize>,
     handler: Handler,
-) -> (SendFn, HoldFn) {
+) -> ((SendFn, HoldFn), ServerGuard) {
     use actix_web::test;
 
-    let app = Rc::new(test::init_service(actix_app(cache, calls, handler)).await);
+    let (port, guard) = actix_server(cache.clone(), calls.clone(), handler.clone());
+    let app = Rc::new(test::init_service(actix_app(cache, calls, handler, Some(port))).await);
     let held = app.clone();
     let hold: HoldFn = Box::new(move |uri| {
         let app = held.clone();
@@ -490,43 +541,63 @@ async fn actix_in_process(
             Box::new(res) as Box<dyn std::any::Any>
         })
     });
-    let send: SendFn = Box::new(move |method, uri, headers| {
+    let send: SendFn = Box::new(move |method, uri, headers, body| {
         let app = app.clone();
         Box::pin(async move {
             let mut r = test::TestRequest::default()
                 .method(method.parse().unwrap())
                 .uri(&uri)
-                .insert_header(("host", "origin.test"));
+                .insert_header(("host", "origin.test"))
+                .set_payload(body);
             for (n, v) in headers {
                 r = r.insert_header((n, v));
             }
-            let res = test::call_service(&*app, r.to_request()).await;
-            let status = res.status().as_u16();
-            let headers = res
-                .headers()
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
-                .collect();
+            // An error is rendered as actix's dispatcher renders it.
+            let (status, headers, body) = match test::try_call_service(&*app, r.to_request()).await
+            {
+                Ok(res) => {
+                    let status = res.status().as_u16();
+                    let headers = header_pairs_actix(res.headers());
+                    (status, headers, test::read_body(res).await)
+                }
+                Err(e) => {
+                    let res = e.error_response();
+                    let status = res.status().as_u16();
+                    let headers = header_pairs_actix(res.headers());
+                    let body = actix_web::body::to_bytes(res.into_body())
+                        .await
+                        .unwrap_or_default();
+                    (status, headers, body)
+                }
+            };
             Got {
                 status,
                 headers,
-                body: test::read_body(res).await,
+                body,
             }
         })
     });
-    (send, hold)
+    ((send, hold), guard)
 }
 
-/// The actix middleware in a real `HttpServer` (one worker) on a free port.
+fn header_pairs_actix(h: &actix_web::http::header::HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// The actix middleware in a real `HttpServer` (one worker) on a free port,
+/// refreshing stale entries through itself.
 fn actix_server(cache: HttpCache, calls: Arc<AtomicUsize>, handler: Handler) -> (u16, ServerGuard) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     let server = actix_web::HttpServer::new(move || {
-        actix_app(cache.clone(), calls.clone(), handler.clone())
+        actix_app(cache.clone(), calls.clone(), handler.clone(), Some(port))
     })
     .workers(1)
     .disable_signals()
-    .bind("127.0.0.1:0")
+    .listen(listener)
     .unwrap();
-    let port = server.addrs()[0].port();
     let server = server.run();
     let handle = server.handle();
     actix_rt::spawn(server);
@@ -549,7 +620,7 @@ fn socket_send(port: u16) -> (SendFn, HoldFn) {
             Box::new(stream) as Box<dyn std::any::Any>
         })
     });
-    let send: SendFn = Box::new(move |method, uri, headers| {
+    let send: SendFn = Box::new(move |method, uri, headers, body| {
         Box::pin(async move {
             let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
@@ -568,7 +639,7 @@ fn socket_send(port: u16) -> (SendFn, HoldFn) {
             }
             got_from(
                 sender
-                    .send_request(b.body(Full::new(Bytes::new())).unwrap())
+                    .send_request(b.body(Full::new(body)).unwrap())
                     .await
                     .unwrap(),
             )
@@ -627,6 +698,8 @@ for_every_adapter_and_store!(
     tags,
     surrogate_keys,
     ngsi_ld_webhook,
+    stale_if_error_on_failure,
+    post_queries,
 );
 
 const ITEMS: &str =
@@ -760,19 +833,119 @@ async fn stale(a: Adapter, b: Backend) {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let got = h.get("/items").await;
     assert_eq!((got.x_cache(), &got.body[..]), ("STALE", &b"v0"[..]));
-    if a.kind == Kind::Tower {
-        // Tower refreshes in the background; actix cannot (documented).
-        h.sets_reach(2).await;
-        // v1 is stale, within stale-if-error: the 503 is covered.
-        let got = h.get("/items").await;
+    // Refreshed in the background (actix: through the app's own address).
+    h.sets_reach(2).await;
+    // v1 is stale, within stale-if-error: the 503 is covered.
+    let got = h.get("/items").await;
+    assert_eq!(
+        (got.status, got.x_cache(), &got.body[..]),
+        (200, "STALE", &b"v1"[..])
+    );
+    assert_eq!(h.calls(), 3);
+}
+
+async fn stale_if_error_on_failure(a: Adapter, b: Backend) {
+    // The origin service fails outright (an `Err`, not a 5xx response).
+    let Some(h) = Harness::new(a, b, ITEMS, |_, n| match n {
+        0 => Reply::ok("v0")
+            .header("cache-control", "max-age=60, stale-if-error=600")
+            .header("age", "100"),
+        _ => Reply::error(),
+    })
+    .await
+    else {
+        return;
+    };
+    h.get("/items").await;
+    h.sets_reach(1).await;
+    let got = h.get("/items").await;
+    assert_eq!(
+        (got.status, got.x_cache(), &got.body[..]),
+        (200, "STALE", &b"v0"[..]),
+        "{a:?}/{b:?}"
+    );
+    assert_eq!(h.calls(), 2);
+}
+
+/// POST queries keyed on their body, at most 1 KB of it.
+const QUERIES: &str = "policies:\n  - name: sparql\n    pattern: \"/sparql\"\n    ttl: 60\n    methods: [GET, HEAD, POST]\n    vary_by: [body, \"header:content-type\"]\n    max_body: 1KB\n    tags: [sparql]\n";
+
+async fn post_queries(a: Adapter, b: Backend) {
+    // The origin echoes the method and the body it received.
+    let Some(h) = Harness::new(a, b, QUERIES, |s, n| {
+        Reply::ok(&format!(
+            "{} {} #{n}",
+            s.method,
+            String::from_utf8_lossy(&s.body)
+        ))
+    })
+    .await
+    else {
+        return;
+    };
+    let ct = [("content-type", "application/sparql-query")];
+    let q1 = Bytes::from_static(b"SELECT * WHERE { ?s ?p ?o } LIMIT 10");
+    let q2 = Bytes::from_static(b"SELECT * WHERE { ?s ?p ?o } LIMIT 11");
+    let post = |q: &Bytes| h.send_body("POST", "/sparql", &ct, q.clone());
+
+    let got = post(&q1).await;
+    assert_eq!(
+        (got.x_cache(), &got.body[..]),
+        ("MISS", &b"POST SELECT * WHERE { ?s ?p ?o } LIMIT 10 #0"[..]),
+        "{a:?}/{b:?}"
+    );
+    h.sets_reach(1).await;
+    let got = post(&q1).await;
+    assert_eq!(
+        (got.x_cache(), &got.body[..]),
+        ("HIT", &b"POST SELECT * WHERE { ?s ?p ?o } LIMIT 10 #0"[..])
+    );
+    assert_eq!(h.calls(), 1, "the same query twice is one origin call");
+    // One byte differs: another entry.
+    let got = post(&q2).await;
+    assert_eq!(
+        (got.x_cache(), &got.body[..]),
+        ("MISS", &b"POST SELECT * WHERE { ?s ?p ?o } LIMIT 11 #1"[..])
+    );
+    h.sets_reach(2).await;
+    assert_eq!(post(&q2).await.x_cache(), "HIT");
+    assert_eq!(post(&q1).await.x_cache(), "HIT");
+    // A GET to the same URL is not answered by a POST entry.
+    let got = h.get("/sparql").await;
+    assert_eq!((got.x_cache(), &got.body[..]), ("MISS", &b"GET  #2"[..]));
+    h.sets_reach(3).await;
+    // Over the limit: passed through intact, not cached, counted.
+    let big = Bytes::from(
+        (0..2000u32)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect::<Vec<_>>(),
+    );
+    for n in [3, 4] {
+        let got = post(&big).await;
+        let want = format!("POST {} #{n}", String::from_utf8_lossy(&big));
         assert_eq!(
-            (got.status, got.x_cache(), &got.body[..]),
-            (200, "STALE", &b"v1"[..])
+            (got.x_cache(), &got.body[..]),
+            ("BYPASS", want.as_bytes()),
+            "{a:?}/{b:?}"
         );
-        assert_eq!(h.calls(), 3);
-    } else {
-        assert_eq!(h.calls(), 1);
     }
+    assert_eq!(
+        h.cache.stats().snapshot().uncacheable.get("body_too_large"),
+        Some(&2)
+    );
+    // A cached POST query is not a write: the entries are still there.
+    assert_eq!(post(&q1).await.x_cache(), "HIT");
+    // Invalidation by tag and by URL removes POST entries too.
+    assert_eq!(
+        h.cache.invalidate_tags(&["sparql".into()]).await.unwrap(),
+        3
+    );
+    assert_eq!(post(&q1).await.x_cache(), "MISS");
+    h.sets_reach(4).await;
+    let exact = uip_cache_core::UrlPattern::exact("/sparql");
+    assert_eq!(h.cache.invalidate_pattern(&exact).await.unwrap(), 1);
+    assert_eq!(post(&q1).await.x_cache(), "MISS");
+    assert_eq!(h.calls(), 7);
 }
 
 async fn size_limit(a: Adapter, b: Backend) {

@@ -2,11 +2,13 @@
 //! (same keys, policies, headers, coalescing, stale and streaming rules,
 //! fail-open), because every decision is made by `uip-cache-core`.
 //!
-//! Two differences come from actix itself: an entry within
-//! stale-while-revalidate is served stale but not refreshed in the
-//! background (an actix request cannot be answered and sent on at once), and
-//! stale-if-error covers 5xx responses but not an `Err` from the inner
-//! service.
+//! Stale-while-revalidate refreshes run in the background as in the Tower
+//! layer, through the app's own address (`warming.base_url`, or
+//! [`Cache::refresh_through`]): an actix request cannot be answered and sent
+//! on at once, since `HttpRequest::match_info_mut` takes the only reference
+//! to it (`Rc::get_mut(..).unwrap()`), so the refresh is a request of its
+//! own. Stale-if-error covers 5xx responses and an `Err` from the inner
+//! service alike (the stale entry becomes the error's response).
 //!
 //! ```
 //! use actix_web::{web, App, HttpResponse};

@@ -18,15 +18,26 @@ use uip_cache_core::{
 };
 
 use crate::body::CacheBody;
+use uip_cache_core::warm::HttpFetcher;
 
 /// uip-cache for actix-web: `App::new().wrap(Cache::from_config(&config)?)`.
 ///
 /// Build it once, outside `HttpServer::new`, and clone it into each worker's
 /// `App`: every worker then shares one store, one set of statistics and one
 /// coalescing table.
+///
+/// Entries within stale-while-revalidate are refreshed in the background
+/// over HTTP through the app's own address (`warming.base_url`, or
+/// [`Cache::refresh_through`]): an actix request cannot be answered and also
+/// sent on to the app (`HttpRequest::match_info_mut` takes the only
+/// reference to the request with `Rc::get_mut(..).unwrap()`), so the refresh
+/// is a new request, sent with `Cache-Control: no-store` so that this
+/// middleware passes it straight to the app. Without an address the stale
+/// entry is served without a refresh until its window ends.
 #[derive(Clone)]
 pub struct Cache {
     cache: HttpCache,
+    refresher: Option<Arc<HttpFetcher>>,
 }
 
 impl Cache {
@@ -37,19 +48,33 @@ impl Cache {
         let cache = uip_cache_redis::http_cache_from_config(config)?;
         #[cfg(not(feature = "redis"))]
         let cache = HttpCache::with_memory_store(config)?;
-        Ok(Cache { cache })
+        Ok(Cache::new(cache))
     }
 
     /// The middleware over a store chosen in code.
     pub fn with_store(config: &CacheConfig, store: impl Store) -> Result<Self, ConfigError> {
-        Ok(Cache {
-            cache: HttpCache::new(config, Arc::new(store))?,
-        })
+        Ok(Cache::new(HttpCache::new(config, Arc::new(store))?))
     }
 
-    /// The middleware over an existing cache handle (shared with a Tower layer or admin routes).
+    /// The middleware over an existing cache handle (shared with a Tower
+    /// layer or admin routes); refreshes go through `warming.base_url` when
+    /// the config sets it.
     pub fn new(cache: HttpCache) -> Self {
-        Cache { cache }
+        let refresher = HttpFetcher::from_config(cache.config()).and_then(|f| match f {
+            Ok(f) => Some(Arc::new(f)),
+            Err(e) => {
+                tracing::warn!(error = %e, "warming.base_url: no background refresh");
+                None
+            }
+        });
+        Cache { cache, refresher }
+    }
+
+    /// Refreshes stale-while-revalidate entries through `base_url`
+    /// (`http://host:port` where this app listens).
+    pub fn refresh_through(mut self, base_url: &str) -> Result<Self, String> {
+        self.refresher = Some(Arc::new(HttpFetcher::new(base_url)?));
+        Ok(self)
     }
 
     /// The shared cache handle.
@@ -79,6 +104,7 @@ where
         ready(Ok(CacheMiddleware {
             service: Rc::new(service),
             cache: self.cache.clone(),
+            refresher: self.refresher.clone(),
         }))
     }
 }
@@ -87,6 +113,7 @@ where
 pub struct CacheMiddleware<S> {
     service: Rc<S>,
     cache: HttpCache,
+    refresher: Option<Arc<HttpFetcher>>,
 }
 
 impl<S> fmt::Debug for CacheMiddleware<S> {
@@ -109,7 +136,12 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        Box::pin(handle(self.cache.clone(), self.service.clone(), req))
+        Box::pin(handle(
+            self.cache.clone(),
+            self.service.clone(),
+            self.refresher.clone(),
+            req,
+        ))
     }
 }
 
@@ -206,21 +238,55 @@ fn from_cached<B: MessageBody>(r: CachedResponse, head: bool) -> HttpResponse<Ca
     res
 }
 
+/// A stale entry standing in for an inner service's error
+/// (stale-if-error): actix renders it as the response.
+#[derive(Debug)]
+struct StaleOnError(CachedResponse);
+
+impl fmt::Display for StaleOnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the origin failed; a stale entry answered (stale-if-error)")
+    }
+}
+
+impl actix_web::ResponseError for StaleOnError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::OK)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        from_cached::<actix_web::body::BoxBody>(self.0.clone(), false).map_into_boxed_body()
+    }
+}
+
 // ===== the request path: core decides, this translates =====
 
 async fn handle<S, B>(
     cache: HttpCache,
     svc: Rc<S>,
-    req: ServiceRequest,
+    refresher: Option<Arc<HttpFetcher>>,
+    mut req: ServiceRequest,
 ) -> Result<ServiceResponse<CacheBody<B>>, Error>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
 {
     let head = req.method() == actix_web::http::Method::HEAD;
+    let limit = {
+        let hs = Headers(req.headers());
+        cache.body_limit(&view(&req, &hs))
+    };
+    // Policies that key on the body: read it (up to their limit) first.
+    let buffered = match limit {
+        None => None,
+        Some(limit) => match read_payload(&mut req, limit).await {
+            Some(bytes) => Some(bytes),
+            None => return bypass(cache, svc, req, NoCacheReason::BodyTooLarge).await,
+        },
+    };
     let begin = {
         let hs = Headers(req.headers());
-        let v = view(&req, &hs);
+        let v = view(&req, &hs).body(buffered.as_deref());
         match cache.plan(&v) {
             Plan::Bypass(reason) => return bypass(cache, svc, req, reason).await,
             Plan::Cache(plan) => cache.begin(plan, &v, || header_list(req.headers())).await,
@@ -228,12 +294,63 @@ where
     };
     match begin {
         Begin::Respond(r) => Ok(req.into_response(from_cached(r, head))),
-        // An actix request cannot be answered here and also sent on in the
-        // background (the router needs the only reference to it), so the
-        // stale entry is served without a refresh; once the window ends the
-        // entry is revalidated as usual. Dropping the ticket frees the key.
-        Begin::RespondAndRefresh(r, _ticket) => Ok(req.into_response(from_cached(r, head))),
+        Begin::RespondAndRefresh(r, ticket) => {
+            // See `Cache`: the refresh is a request of its own, through the
+            // app's address; the ticket holds the key until it is stored.
+            if let Some(f) = refresher {
+                actix_web::rt::spawn(async move { f.refresh(ticket).await });
+            }
+            Ok(req.into_response(from_cached(r, head)))
+        }
         Begin::Fetch(ticket) => fetch(svc, req, ticket, head).await,
+    }
+}
+
+/// The payload stream actix takes back (`Payload::Stream`).
+type PayloadStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<Bytes, actix_web::error::PayloadError>>>,
+>;
+
+/// Reads the request body up to `limit` bytes: the bytes when it ends
+/// within them (and the request gets exactly them back as its payload);
+/// `None` when it is longer (a larger `Content-Length` is not read at all),
+/// the request's payload then being what was read followed by the rest.
+async fn read_payload(req: &mut ServiceRequest, limit: u64) -> Option<Bytes> {
+    use actix_web::HttpMessage;
+    use futures_util::StreamExt;
+
+    let announced = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return None;
+    }
+    let mut payload = req.take_payload();
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match payload.next().await {
+            None => {
+                let bytes = buf.freeze();
+                req.set_payload(actix_web::dev::Payload::from(bytes.clone()));
+                return Some(bytes);
+            }
+            Some(Ok(chunk)) => {
+                buf.extend_from_slice(&chunk);
+                if buf.len() as u64 > limit {
+                    let read = futures_util::stream::once(std::future::ready(Ok(buf.freeze())));
+                    let rest: PayloadStream = Box::pin(read.chain(payload));
+                    req.set_payload(actix_web::dev::Payload::Stream { payload: rest });
+                    return None;
+                }
+            }
+            Some(Err(e)) => {
+                let read = futures_util::stream::iter([Ok(buf.freeze()), Err(e)]);
+                let rest: PayloadStream = Box::pin(read);
+                req.set_payload(actix_web::dev::Payload::Stream { payload: rest });
+                return None;
+            }
+        }
     }
 }
 
@@ -256,11 +373,19 @@ where
             req.headers_mut().insert(HeaderName::from_static(name), v);
         }
     }
-    // No clone of the request may be alive while the inner router matches it,
-    // so an `Err` from the inner service (rare: actix handlers fail with 5xx
-    // responses, which stale-if-error covers) goes to the client as it is.
     let cache = ticket.cache().clone();
-    let res = svc.call(req).await?;
+    let res = match svc.call(req).await {
+        Ok(res) => res,
+        // The request went to the inner service (no clone of it may be alive
+        // while the router matches it), so a stale entry that stale-if-error
+        // allows goes back as the error's own response.
+        Err(e) => {
+            return Err(match ticket.origin_failed() {
+                Some(stale) => StaleOnError(stale).into(),
+                None => e,
+            })
+        }
+    };
     match ticket
         .origin_responded(res.status().as_u16(), header_list(res.headers()))
         .await

@@ -357,6 +357,24 @@ impl HttpCache {
 }
 
 impl FetchTicket {
+    /// The method of the request this fetch is for.
+    pub fn method(&self) -> &str {
+        &self.request.method
+    }
+
+    /// Its path and query, as the client sent them.
+    pub fn path_and_query(&self) -> String {
+        match &self.request.query {
+            Some(q) => format!("{}?{q}", self.request.path),
+            None => self.request.path.clone(),
+        }
+    }
+
+    /// Its headers (lower-case names), as the client sent them.
+    pub fn request_headers(&self) -> &[(String, Bytes)] {
+        &self.request.headers
+    }
+
     /// The cache this fetch is for.
     pub fn cache(&self) -> &HttpCache {
         &self.cache

@@ -230,6 +230,19 @@ impl HttpCache {
         self.inner.config.store.timeout.get()
     }
 
+    /// How many bytes of the request body the adapter must buffer before
+    /// [`plan`](HttpCache::plan): `Some` when the policy of `req` keys on the
+    /// body (`vary_by: [body]`) and caches its method. The adapter reads up
+    /// to that many bytes; when the body ends within them it passes them in
+    /// [`RequestView::body`] (and sends the origin exactly those bytes),
+    /// otherwise it bypasses with [`NoCacheReason::BodyTooLarge`] and streams
+    /// the body on untouched.
+    pub fn body_limit(&self, req: &RequestView<'_>) -> Option<u64> {
+        let m = self.inner.policies.find(req.path, req.query)?;
+        let p = m.policy();
+        (p.key_spec().uses_body() && p.allows_method(req.method)).then(|| p.max_body())
+    }
+
     /// Decides whether the cache handles `req`.
     /// A request a policy matched but that bypasses the cache is counted for
     /// that policy here; the adapter counts the bypass and its reason with
@@ -810,6 +823,18 @@ impl HttpCache {
         if !self.inner.config.defaults.invalidate_on_unsafe
             || !rules::is_unsafe(req.method)
             || !(200..400).contains(&status)
+        {
+            return 0;
+        }
+        // A POST to a policy that caches POST by its body is a query (SPARQL,
+        // GraphQL), not a write: it leaves the cached answers alone.
+        if self
+            .inner
+            .policies
+            .find(req.path, req.query)
+            .is_some_and(|m| {
+                m.policy().key_spec().uses_body() && m.policy().allows_method(req.method)
+            })
         {
             return 0;
         }

@@ -53,6 +53,8 @@ pub struct Policy {
     tags: Vec<String>,
     invalidate_on: Vec<String>,
     key: KeySpec,
+    /// The largest request body buffered to key on (policies whose key holds the body).
+    max_body: u64,
     /// Targeted cache-control field names (lower case), in precedence order.
     targets: Vec<String>,
     /// Response headers that tag entries (lower case), and whether clients see them.
@@ -183,14 +185,26 @@ impl Policy {
         };
         if let Some(bad) = methods
             .iter()
-            .find(|m: &&String| m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()))
+            .find(|m| !["GET", "HEAD", "POST"].contains(&m.as_str()))
         {
             return Err(ConfigProblem::new(
                 p.pattern.line,
                 format!("policies[{i}].methods"),
-                format!("`{bad}` is not an HTTP method"),
+                format!(
+                    "policy `{}`: `{bad}` cannot be cached; methods may be GET, HEAD and POST",
+                    p.name.value
+                ),
             ));
         }
+        let key = KeySpec::new(&config.key, &p.vary_by);
+        if methods.iter().any(|m| m == "POST") && !key.uses_body() {
+            return Err(ConfigProblem::new(
+                p.pattern.line,
+                format!("policies[{i}].methods"),
+                format!("policy `{}` caches POST, so its vary_by must contain `body` (or two different queries would share an entry)", p.name.value),
+            ));
+        }
+        let max_body = p.max_body.unwrap_or(config.defaults.max_body).bytes();
         let statuses = p
             .statuses
             .clone()
@@ -236,7 +250,8 @@ impl Policy {
             statuses,
             tags: p.tags.clone(),
             invalidate_on: p.invalidate_on.clone(),
-            key: KeySpec::new(&config.key, &p.vary_by),
+            key,
+            max_body,
             targets: config.defaults.targeted_cache_control_names(),
             tag_headers: config.defaults.tag_header_names(),
             forward_tag_headers: config.defaults.forward_tag_headers,
@@ -258,6 +273,7 @@ impl Policy {
             tags: Vec::new(),
             invalidate_on: Vec::new(),
             key: KeySpec::new(&config.key, &[]),
+            max_body: config.defaults.max_body.bytes(),
             targets: config.defaults.targeted_cache_control_names(),
             tag_headers: config.defaults.tag_header_names(),
             forward_tag_headers: config.defaults.forward_tag_headers,
@@ -294,6 +310,11 @@ impl Policy {
     /// Largest body stored, in bytes.
     pub fn max_size(&self) -> u64 {
         self.max_size
+    }
+
+    /// Largest request body buffered to key on, in bytes.
+    pub fn max_body(&self) -> u64 {
+        self.max_body
     }
 
     /// Compression settings, when compression is on.

@@ -46,11 +46,14 @@ pub enum NoCacheReason {
     Cookie,
     /// A `text/event-stream` response: it does not end.
     Streaming,
+    /// The request body the policy keys on is larger than its `max_body`
+    /// (or has no end within it): passed through unbuffered.
+    BodyTooLarge,
 }
 
 impl NoCacheReason {
     /// Every reason, in counter order.
-    pub const ALL: [NoCacheReason; 17] = [
+    pub const ALL: [NoCacheReason; 18] = [
         NoCacheReason::NoPolicy,
         NoCacheReason::Method,
         NoCacheReason::RequestNoStore,
@@ -68,6 +71,7 @@ impl NoCacheReason {
         NoCacheReason::BodyNotBuffered,
         NoCacheReason::Cookie,
         NoCacheReason::Streaming,
+        NoCacheReason::BodyTooLarge,
     ];
 
     /// The snake_case name used in metrics.
@@ -90,6 +94,7 @@ impl NoCacheReason {
             NoCacheReason::BodyNotBuffered => "body_not_buffered",
             NoCacheReason::Cookie => "cookie",
             NoCacheReason::Streaming => "streaming",
+            NoCacheReason::BodyTooLarge => "body_too_large",
         }
     }
 

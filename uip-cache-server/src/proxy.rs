@@ -72,6 +72,10 @@ impl http_body::Body for RequestBody {
     }
 }
 
+/// What the upstream receives: the client's body as the cache layer hands
+/// it on (untouched, or the exact bytes it buffered to key on).
+pub type UpstreamBody = uip_cache_tower::RequestBody<RequestBody>;
+
 /// Who is on the other end of a client connection; the server puts it in
 /// every request's extensions.
 #[derive(Clone, Copy, Debug)]
@@ -97,7 +101,7 @@ const HOP_BY_HOP: [&str; 8] = [
 /// Forwards requests to one backend.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, RequestBody>,
+    client: Client<HttpConnector, UpstreamBody>,
     base: Uri,
     timeout: Duration,
 }
@@ -219,7 +223,7 @@ pub fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> 
     resp
 }
 
-impl tower::Service<Request<RequestBody>> for Upstream {
+impl tower::Service<Request<UpstreamBody>> for Upstream {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
@@ -228,14 +232,14 @@ impl tower::Service<Request<RequestBody>> for Upstream {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+    fn call(&mut self, req: Request<UpstreamBody>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { Ok(this.forward(req).await) })
     }
 }
 
 impl Upstream {
-    async fn forward(&self, mut req: Request<RequestBody>) -> Response<ProxyBody> {
+    async fn forward(&self, mut req: Request<UpstreamBody>) -> Response<ProxyBody> {
         let Ok(target) = self.target(req.uri()) else {
             return error_response(StatusCode::BAD_REQUEST, "the request target is not valid");
         };

@@ -16,12 +16,9 @@ use tower::{Layer, Service, ServiceExt};
 use uip_cache_core::CacheConfig;
 use uip_cache_tower::CacheLayer;
 
-fn origin() -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future: Send,
-> + Clone
+fn origin<B: Send + 'static>(
+) -> impl Service<Request<B>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
+       + Clone
        + Send
        + 'static {
     let body = Bytes::from(
@@ -30,7 +27,7 @@ fn origin() -> impl Service<
             .into_bytes()[..2048]
             .to_vec(),
     );
-    tower::service_fn(move |_req: Request<Full<Bytes>>| {
+    tower::service_fn(move |_req: Request<B>| {
         let body = body.clone();
         async move {
             let mut r = Response::new(Full::new(body));
@@ -61,7 +58,7 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     let layer = CacheLayer::from_config(&config).unwrap();
     let cached = layer.layer(origin());
-    let bare = origin();
+    let bare = origin::<Full<Bytes>>();
 
     rt.block_on(async {
         let r = cached

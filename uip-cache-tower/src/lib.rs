@@ -39,10 +39,12 @@ pub mod admin;
 mod body;
 mod headers;
 mod layer;
+mod request_body;
 mod service;
 
 pub use body::CacheBody;
 pub use layer::{CacheLayer, CacheLayerBuilder};
+pub use request_body::RequestBody;
 pub use service::{CacheService, ResponseFuture};
 pub use uip_cache_core::{CacheConfig, HttpCache};
 

@@ -15,6 +15,7 @@ use uip_cache_core::{
 
 use crate::body::CacheBody;
 use crate::headers::{authority, client_uri, extend, header_list, view, HeaderMapRef};
+use crate::request_body::{read_limited, Read, RequestBody};
 
 const X_CACHE: &str = "x-cache";
 
@@ -75,12 +76,19 @@ impl<B: Body, E> fmt::Debug for ResponseFuture<B, E> {
     }
 }
 
+/// The inner service receives the request with a [`RequestBody`]: the
+/// client's body untouched, or, for policies that key on the body, exactly
+/// the bytes the cache read.
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    ReqBody: Send + 'static,
+    ReqBody: Body<Data = Bytes> + Send + 'static,
+    ReqBody::Error: Send,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Send,
 {
@@ -111,17 +119,32 @@ async fn handle<S, ReqBody, ResBody>(
     req: Request<ReqBody>,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    ReqBody: Send + 'static,
+    ReqBody: Body<Data = Bytes> + Send + 'static,
+    ReqBody::Error: Send,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Send,
 {
     let (parts, body) = req.into_parts();
+    let limit = {
+        let hs = HeaderMapRef(&parts.headers);
+        cache.body_limit(&view(&parts.method, &parts.uri, &parts.extensions, &hs))
+    };
+    // Policies that key on the body: read it (up to their limit) first.
+    let (body, buffered) = match limit {
+        None => (RequestBody::new(body), None),
+        Some(limit) => match read_limited(body, limit, &parts.headers).await {
+            Read::Whole(bytes) => (RequestBody::buffered(bytes.clone()), Some(bytes)),
+            Read::Over(body) => {
+                return bypass(cache, inner, parts, body, NoCacheReason::BodyTooLarge).await
+            }
+        },
+    };
     let begin = {
         let hs = HeaderMapRef(&parts.headers);
-        let v = view(&parts.method, &parts.uri, &parts.extensions, &hs);
+        let v = view(&parts.method, &parts.uri, &parts.extensions, &hs).body(buffered.as_deref());
         match cache.plan(&v) {
             Plan::Bypass(reason) => return bypass(cache, inner, parts, body, reason).await,
             Plan::Cache(plan) => cache.begin(plan, &v, || header_list(&parts.headers)).await,

@@ -289,6 +289,10 @@ pub struct PolicyConfig {
     /// Largest body stored (default `defaults.max_size`); larger responses pass through.
     #[serde(default)]
     pub max_size: Option<ByteSize>,
+    /// Largest request body keyed on when `vary_by` has `body` (default
+    /// `defaults.max_body`); larger request bodies bypass the cache.
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
     /// Compression of stored bodies.
     #[serde(default)]
     pub compression: Option<CompressionConfig>,
@@ -425,6 +429,9 @@ pub struct DefaultsConfig {
     pub ttl: Option<Seconds>,
     /// Default `max_size` (default 10MB).
     pub max_size: ByteSize,
+    /// Largest request body buffered and hashed into the key, for policies
+    /// whose `vary_by` has `body` (default 64KB); larger bodies bypass.
+    pub max_body: ByteSize,
     /// Default `stale_while_revalidate`.
     pub stale_while_revalidate: Option<Seconds>,
     /// Default `stale_if_error`.
@@ -470,6 +477,7 @@ impl Default for DefaultsConfig {
             cache_unmatched: false,
             ttl: None,
             max_size: ByteSize(10 << 20),
+            max_body: ByteSize(64 << 10),
             stale_while_revalidate: None,
             stale_if_error: None,
             lock_timeout: Seconds(Duration::from_secs(5)),

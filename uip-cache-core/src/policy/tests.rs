@@ -145,7 +145,7 @@ fn unmatched_requests_use_the_fallback_only_when_asked() {
 
 #[test]
 fn policy_fields_and_defaults() {
-    let s = set("defaults:\n  stale_if_error: 100\npolicies:\n  - name: a\n    pattern: /a\n    methods: [get, post]\n    statuses: [200]\n    compression: {min_size: 10}\n    stale_while_revalidate: 5\n  - name: b\n    pattern: /b\n");
+    let s = set("defaults:\n  stale_if_error: 100\npolicies:\n  - name: a\n    pattern: /a\n    methods: [get, post]\n    vary_by: [body]\n    max_body: 2KB\n    statuses: [200]\n    compression: {min_size: 10}\n    stale_while_revalidate: 5\n  - name: b\n    pattern: /b\n");
     let a = s.find("/a", None).unwrap().policy();
     assert!(a.allows_method("POST") && a.allows_method("get") && !a.allows_method("DELETE"));
     assert!(a.allows_status(200) && !a.allows_status(404));
@@ -161,6 +161,37 @@ fn policy_fields_and_defaults() {
     assert!(b.allows_status(404) && !b.allows_status(500) && !b.allows_status(206));
     assert_eq!(b.compression(), None);
     assert_eq!(b.max_size(), 10 << 20);
+    assert_eq!((a.max_body(), b.max_body()), (2048, 64 << 10));
+}
+
+#[test]
+fn methods_are_get_head_and_post_with_a_body_key() {
+    let compile = |yaml: &str| CacheConfig::from_yaml_str(yaml).map_err(|e| e.problems().to_vec());
+    for (methods, vary, needle) in [
+        ("[GET, PUT]", "[]", "`PUT` cannot be cached"),
+        ("[DELETE]", "[body]", "`DELETE` cannot be cached"),
+        ("[POST]", "[]", "vary_by must contain `body`"),
+        (
+            "[POST]",
+            "[\"header:content-type\"]",
+            "vary_by must contain `body`",
+        ),
+    ] {
+        let yaml = format!("policies:\n  - name: q\n    pattern: /q\n    methods: {methods}\n    vary_by: {vary}\n");
+        let errs = compile(&yaml).expect_err(&yaml);
+        assert!(
+            errs[0].message.contains(needle),
+            "{yaml}: {}",
+            errs[0].message
+        );
+        assert!(
+            errs[0].message.contains("policy `q`"),
+            "{}",
+            errs[0].message
+        );
+        assert_eq!(errs[0].path, "policies[0].methods");
+    }
+    assert!(compile("policies:\n  - name: q\n    pattern: /q\n    methods: [get, HEAD, post]\n    vary_by: [body]\n").is_ok());
 }
 
 #[test]

@@ -11,6 +11,26 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::{FetchFuture, WarmFetcher, WarmRequest};
+use crate::flow::{After, FetchTicket};
+
+/// Request headers never sent on (RFC 9110 section 7.6.1), and those the
+/// refresh sets itself.
+const NOT_SENT: [&str; 11] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "cache-control",
+    "pragma",
+];
+
+/// How long a background refresh may take before it is given up.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Sends warm requests over HTTP/1.1 to `base_url` (kept-alive, pooled).
 /// The request carries the warm request's `Host` (`warming.host`), not the
@@ -43,6 +63,88 @@ impl HttpFetcher {
     /// A fetcher for the config's `warming.base_url`, when it has one.
     pub fn from_config(config: &crate::CacheConfig) -> Option<Result<Self, String>> {
         config.warming.base_url.as_deref().map(Self::new)
+    }
+}
+
+impl HttpFetcher {
+    /// Runs a fetch of the cache in front of `base_url` over HTTP and
+    /// records the answer through `ticket`: the background refresh of a
+    /// stale-while-revalidate entry for front-ends that cannot send the
+    /// client's request on after answering it (actix-web).
+    ///
+    /// The request is the client's (its headers, the validators the ticket
+    /// adds), as a GET with `Cache-Control: no-store`, so the cache in front
+    /// of the app passes it straight to the app; the ticket, which holds the
+    /// key, stores the answer under the client request's own key and rules.
+    pub async fn refresh(&self, ticket: FetchTicket) {
+        let changes = ticket.origin_header_changes();
+        let mut builder = http::Request::get(format!("{}{}", self.base, ticket.path_and_query()));
+        for (name, value) in ticket.request_headers() {
+            let name = name.as_str();
+            if NOT_SENT.contains(&name)
+                || changes.remove.contains(&name)
+                || changes.set.iter().any(|(n, _)| *n == name)
+            {
+                continue;
+            }
+            builder = builder.header(name, value.as_ref());
+        }
+        for (name, value) in &changes.set {
+            builder = builder.header(*name, value.as_ref());
+        }
+        let req = match builder
+            .header("cache-control", "no-store")
+            .body(Empty::new())
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "background refresh: request not valid");
+                return;
+            }
+        };
+        let resp = match tokio::time::timeout(REFRESH_TIMEOUT, self.client.request(req)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(base = %self.base, error = %e, "background refresh failed");
+                let _ = ticket.origin_failed();
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(base = %self.base, "background refresh timed out");
+                let _ = ticket.origin_failed();
+                return;
+            }
+        };
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))
+            .collect();
+        let mut body = resp.into_body();
+        if let After::Record { mut recording, .. } = ticket.origin_responded(status, headers).await
+        {
+            loop {
+                match body.frame().await {
+                    None => {
+                        recording.ended();
+                        break;
+                    }
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            recording.chunk(data);
+                        }
+                        if !recording.is_recording() {
+                            break;
+                        }
+                    }
+                    Some(Err(_)) => {
+                        recording.failed();
+                        break;
+                    }
+                }
+            }
+        }
     }
 }
 
