@@ -700,6 +700,8 @@ for_every_adapter_and_store!(
     ngsi_ld_webhook,
     stale_if_error_on_failure,
     post_queries,
+    cache_status,
+    hit_for_miss,
 );
 
 const ITEMS: &str =
@@ -1413,4 +1415,72 @@ async fn ngsi_ld_webhook(a: Adapter, b: Backend) {
     assert_eq!(resp.status, 200);
     assert!(String::from_utf8_lossy(&resp.body).contains(r#""matched":false"#));
     assert_eq!(h.cache.stats().snapshot().unknown_events, 1);
+}
+
+async fn cache_status(a: Adapter, b: Backend) {
+    // RFC 9211: what the cache did, beside X-Cache.
+    let Some(h) = Harness::new(a, b, ITEMS, |_, n| match n {
+        0 => Reply::ok("v0").header("cache-control", "max-age=100"),
+        _ => Reply::ok("private").header("set-cookie", "s=1"),
+    })
+    .await
+    else {
+        return;
+    };
+    let got = h.get("/items/1").await;
+    assert_eq!(
+        got.header("cache-status"),
+        Some("uip-cache; fwd=uri-miss; stored"),
+        "{a:?}/{b:?}"
+    );
+    h.sets_reach(1).await;
+    let got = h.get("/items/1").await;
+    let status = got.header("cache-status").unwrap().to_owned();
+    let ttl: i64 = status
+        .strip_prefix("uip-cache; hit; ttl=")
+        .unwrap_or_else(|| panic!("{status}"))
+        .parse()
+        .unwrap();
+    assert!((95..=100).contains(&ttl), "{status}");
+    let got = h.get("/items/2").await;
+    assert_eq!(
+        got.header("cache-status"),
+        Some("uip-cache; fwd=uri-miss; detail=set_cookie")
+    );
+    let got = h.get("/elsewhere").await;
+    assert_eq!(
+        got.header("cache-status"),
+        Some("uip-cache; fwd=bypass; detail=no_policy")
+    );
+    let got = h
+        .send("GET", "/items/3", &[("cache-control", "no-store")])
+        .await;
+    assert_eq!(
+        got.header("cache-status"),
+        Some("uip-cache; fwd=request; detail=request_no_store")
+    );
+}
+
+async fn hit_for_miss(a: Adapter, b: Backend) {
+    // A key whose response cannot be stored: later requests go straight to
+    // the origin instead of queueing behind one fetch.
+    let Some(h) = Harness::new(a, b, ITEMS, |_, _| {
+        Reply::ok("mine")
+            .header("cache-control", "no-store")
+            .delay(Duration::from_millis(50))
+    })
+    .await
+    else {
+        return;
+    };
+    assert_eq!(h.get("/items/u").await.x_cache(), "MISS");
+    let before = h.cache.stats().snapshot().coalesced;
+    let all = futures_util::future::join_all((0..10).map(|_| h.get("/items/u"))).await;
+    assert!(all
+        .iter()
+        .all(|g| g.x_cache() == "MISS" && &g.body[..] == b"mine"));
+    let snap = h.cache.stats().snapshot();
+    assert_eq!(snap.coalesced, before, "{a:?}/{b:?}: nobody queued");
+    assert_eq!(snap.hit_for_miss, 10);
+    assert_eq!(h.calls(), 11);
 }

@@ -1,6 +1,7 @@
 //! The hit path through the actix middleware with the memory store and a
 //! 2 KB body, next to the same app without the middleware (compare with
-//! `cargo bench -p uip-cache-tower --bench service`).
+//! `cargo bench -p uip-cache-tower --bench service`); and the hit path of a
+//! POST query with a 2 KB request body (buffer, hash, lookup).
 
 // criterion_group! generates an undocumented pub fn.
 #![allow(missing_docs)]
@@ -27,7 +28,7 @@ fn request() -> actix_http::Request {
 fn bench(c: &mut Criterion) {
     let rt = actix_rt::System::new();
     let config = CacheConfig::from_yaml_str(
-        "policies:\n  - name: entities\n    pattern: \"/ngsi-ld/v1/entities*\"\n    ttl: 600\n",
+        "policies:\n  - name: entities\n    pattern: \"/ngsi-ld/v1/entities*\"\n    ttl: 600\n  - name: query\n    pattern: /ngsi-ld/v1/entityOperations/query\n    ttl: 600\n    methods: [POST]\n    vary_by: [body]\n",
     )
     .unwrap();
     let b = body();
@@ -41,18 +42,41 @@ fn bench(c: &mut Criterion) {
             }
         }),
     )));
+    let post_body = b.clone();
     let cached = rt.block_on(test::init_service(
-        App::new().wrap(Cache::from_config(&config).unwrap()).route(
-            "/ngsi-ld/v1/entities",
-            web::get().to(move || {
-                let b = b.clone();
-                async move { HttpResponse::Ok().content_type("application/json").body(b) }
-            }),
-        ),
+        App::new()
+            .wrap(Cache::from_config(&config).unwrap())
+            .route(
+                "/ngsi-ld/v1/entities",
+                web::get().to({
+                    let b = b.clone();
+                    move || {
+                        let b = b.clone();
+                        async move { HttpResponse::Ok().content_type("application/json").body(b) }
+                    }
+                }),
+            )
+            .route(
+                "/ngsi-ld/v1/entityOperations/query",
+                web::post().to(move || {
+                    let b = b.clone();
+                    async move { HttpResponse::Ok().content_type("application/json").body(b) }
+                }),
+            ),
     ));
+    let query = move || {
+        test::TestRequest::post()
+            .uri("/ngsi-ld/v1/entityOperations/query")
+            .insert_header(("host", "broker.local"))
+            .insert_header(("content-type", "application/json"))
+            .set_payload(post_body.clone())
+            .to_request()
+    };
     rt.block_on(async {
-        let res = test::call_service(&cached, request()).await;
-        test::read_body(res).await;
+        for req in [request(), query()] {
+            let res = test::call_service(&cached, req).await;
+            test::read_body(res).await;
+        }
         actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
     });
 
@@ -66,6 +90,15 @@ fn bench(c: &mut Criterion) {
         bn.iter(|| {
             rt.block_on(async {
                 let res = test::call_service(&cached, request()).await;
+                assert_eq!(res.headers().get("x-cache").unwrap(), "HIT");
+                test::read_body(res).await
+            })
+        })
+    });
+    g.bench_function("post_query_hit_2k_body", |bn| {
+        bn.iter(|| {
+            rt.block_on(async {
+                let res = test::call_service(&cached, query()).await;
                 assert_eq!(res.headers().get("x-cache").unwrap(), "HIT");
                 test::read_body(res).await
             })

@@ -13,8 +13,8 @@ use actix_web::{Error, HttpResponse};
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use uip_cache_core::{
-    After, Begin, CacheConfig, CachedResponse, ConfigError, FetchTicket, HeaderSource, HttpCache,
-    NoCacheReason, Plan, RequestView, Store, XCache,
+    After, Begin, CacheConfig, CachedResponse, ConfigError, FetchTicket, Forward, HeaderSource,
+    HttpCache, NoCacheReason, Plan, RequestView, Store,
 };
 
 use crate::body::CacheBody;
@@ -193,17 +193,18 @@ fn view<'a>(req: &'a ServiceRequest, headers: &'a Headers<'a>) -> RequestView<'a
 }
 
 /// The headers of an origin response on its way out: without those the
-/// cache consumes, with `X-Cache`.
-fn outgoing<B>(cache: &HttpCache, res: &mut ServiceResponse<B>, x: XCache) {
+/// cache consumes, with `X-Cache` and `Cache-Status`.
+fn outgoing<B>(cache: &HttpCache, res: &mut ServiceResponse<B>, f: Forward) {
     for h in cache.hidden_response_headers() {
         if let Ok(n) = HeaderName::from_bytes(h.as_bytes()) {
             res.headers_mut().remove(n);
         }
     }
-    res.headers_mut().insert(
-        HeaderName::from_static("x-cache"),
-        HeaderValue::from_static(x.as_str()),
-    );
+    for (name, value) in cache.forward_headers(f) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(value) {
+            res.headers_mut().insert(HeaderName::from_static(name), v);
+        }
+    }
 }
 
 fn from_cached<B: MessageBody>(r: CachedResponse, head: bool) -> HttpResponse<CacheBody<B>> {
@@ -394,9 +395,9 @@ where
             res.request().clone(),
             from_cached(r, head),
         )),
-        After::Pass(x) => {
+        After::Pass(f) => {
             let mut res = res.map_body(|_, b| CacheBody::passthrough(b));
-            outgoing(&cache, &mut res, x);
+            outgoing(&cache, &mut res, f);
             Ok(res)
         }
         After::Record { x_cache, recording } => {
@@ -418,7 +419,7 @@ where
                     Result::is_err,
                 ));
             }
-            outgoing(&cache, &mut res, x_cache);
+            outgoing(&cache, &mut res, Forward::new(x_cache, true, None));
             Ok(res)
         }
     }
@@ -461,6 +462,6 @@ where
             .invalidate_after_unsafe(&v, res.status().as_u16(), &refs)
             .await;
     }
-    outgoing(&cache, &mut res, XCache::Bypass);
+    outgoing(&cache, &mut res, Forward::bypass(reason));
     Ok(res)
 }

@@ -21,7 +21,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use crate::entry::StoredResponse;
-use crate::handle::{CachePlan, CachedResponse, HttpCache, Lead, XCache};
+use crate::handle::{CachePlan, CachedResponse, Forward, HttpCache, Lead, XCache};
 use crate::lock::{Lock, LockGuard, WaitOutcome};
 use crate::record::BodyRecorder;
 pub use crate::request::HeaderList;
@@ -89,8 +89,9 @@ pub enum Begin {
 pub enum After {
     /// Send this response instead (a revalidated entry, or stale-if-error).
     Respond(CachedResponse),
-    /// Send the origin's response as it is, with this `X-Cache`.
-    Pass(XCache),
+    /// Send the origin's response as it is, with these cache headers
+    /// ([`HttpCache::forward_headers`]).
+    Pass(Forward),
     /// Send the origin's response with this `X-Cache`, feeding its body to
     /// `recording` as it streams.
     Record {
@@ -267,6 +268,13 @@ impl HttpCache {
                     headers: vec![("x-cache".into(), Bytes::from_static(b"MISS"))],
                     body: Bytes::new(),
                 });
+            }
+            // Hit-for-miss: this key's last response could not be stored, so
+            // waiting for another request's fetch would gain nothing.
+            if stale.is_none() && self.is_uncacheable(&plan) {
+                self.stats().hit_for_miss();
+                self.note_store_epoch(&mut plan).await;
+                return Begin::Fetch(self.ticket(plan, req, headers(), None, None));
             }
             match self.lock(&plan) {
                 Lock::Leader(mut g) => {
@@ -476,16 +484,23 @@ impl FetchTicket {
                     );
                     After::Respond(r)
                 }
-                None => After::Pass(XCache::Expired),
+                None => After::Pass(Forward::new(XCache::Expired, false, None)),
             };
         }
         cache.count(&plan, outcome);
         if request.method.eq_ignore_ascii_case("HEAD") {
             // A HEAD response has no body to store for GETs.
-            return After::Pass(outcome);
+            return After::Pass(Forward::new(outcome, false, None));
         }
-        let Ok(entry) = cache.admit(&plan, &view, &origin) else {
-            return After::Pass(outcome);
+        let entry = match cache.admit(&plan, &view, &origin) {
+            Ok(entry) => {
+                cache.forget_uncacheable(&plan);
+                entry
+            }
+            Err(reason) => {
+                cache.remember_uncacheable(&plan, reason);
+                return After::Pass(Forward::new(outcome, false, Some(reason)));
+            }
         };
         let max_size = cache.max_size(&plan);
         let declared = list
@@ -493,7 +508,8 @@ impl FetchTicket {
             .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
         if declared.is_some_and(|len| len > max_size) {
             cache.stats().uncacheable(NoCacheReason::TooLarge);
-            return After::Pass(outcome);
+            cache.remember_uncacheable(&plan, NoCacheReason::TooLarge);
+            return After::Pass(Forward::new(outcome, false, Some(NoCacheReason::TooLarge)));
         }
         After::Record {
             x_cache: outcome,

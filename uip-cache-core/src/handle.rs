@@ -64,6 +64,46 @@ impl XCache {
     }
 }
 
+/// How a response from the origin relates to the cache: what its `X-Cache`
+/// and RFC 9211 `Cache-Status` headers say ([`HttpCache::forward_headers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Forward {
+    /// `MISS`, `EXPIRED`, `BYPASS` or `STALE`.
+    pub x_cache: XCache,
+    /// Whether the cache records the response for storing.
+    pub stored: bool,
+    /// Why it is not stored, or why the cache was bypassed.
+    pub detail: Option<NoCacheReason>,
+}
+
+impl Forward {
+    /// A forwarded response.
+    pub fn new(x_cache: XCache, stored: bool, detail: Option<NoCacheReason>) -> Self {
+        Forward {
+            x_cache,
+            stored,
+            detail,
+        }
+    }
+
+    /// A request that bypassed the cache for `reason`.
+    pub fn bypass(reason: NoCacheReason) -> Self {
+        Self::new(XCache::Bypass, false, Some(reason))
+    }
+
+    /// RFC 9211's `fwd` parameter: why the request went to the origin.
+    fn fwd(&self) -> &'static str {
+        match (self.x_cache, self.detail) {
+            (XCache::Bypass, Some(NoCacheReason::Method)) => "method",
+            (XCache::Bypass, Some(NoCacheReason::RequestNoStore)) => "request",
+            (XCache::Bypass, _) => "bypass",
+            (XCache::Expired | XCache::Stale, _) => "stale",
+            _ => "uri-miss",
+        }
+    }
+}
+
 /// A response built from a stored entry, for the adapter to send.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -148,6 +188,11 @@ struct Inner {
     /// Entries written so far: a request that became a key's leader after a
     /// store finished during its lookup looks again before fetching.
     writes: AtomicU64,
+    /// `Cache-Status` name, when the header is on.
+    cache_status: Option<String>,
+    /// Keys whose last response could not be stored: their requests go to
+    /// the origin at once instead of queueing (hit-for-miss).
+    uncacheable: Option<moka::sync::Cache<String, NoCacheReason>>,
 }
 
 impl HttpCache {
@@ -177,6 +222,14 @@ impl HttpCache {
                     hidden
                 },
                 writes: AtomicU64::new(0),
+                cache_status: Some(config.defaults.cache_status.trim().to_owned())
+                    .filter(|n| !n.is_empty()),
+                uncacheable: (!config.defaults.hit_for_miss.get().is_zero()).then(|| {
+                    moka::sync::Cache::builder()
+                        .max_capacity(100_000)
+                        .time_to_live(config.defaults.hit_for_miss.get())
+                        .build()
+                }),
             }),
         })
     }
@@ -609,7 +662,22 @@ impl HttpCache {
         x_cache: XCache,
         now: SystemTime,
     ) -> Option<CachedResponse> {
-        let age = entry.age(now).as_secs().to_string();
+        let age_d = entry.age(now);
+        let age = age_d.as_secs().to_string();
+        let status = self.inner.cache_status.as_ref().map(|name| {
+            let v = match x_cache {
+                // A revalidated entry: the origin said 304.
+                XCache::Expired => format!("{name}; fwd=stale; fwd-status=304"),
+                _ => {
+                    // Remaining freshness, negative once stale (RFC 9211 2.2).
+                    let fresh =
+                        i64::try_from(entry.freshness_lifetime.as_secs()).unwrap_or(i64::MAX);
+                    let aged = i64::try_from(age_d.as_secs()).unwrap_or(i64::MAX);
+                    format!("{name}; hit; ttl={}", fresh.saturating_sub(aged))
+                }
+            };
+            ("cache-status".to_owned(), Bytes::from(v))
+        });
         let mut headers: Vec<(String, Bytes)> = Vec::with_capacity(entry.headers.len() + 4);
         if rules::not_modified(req, entry) {
             const KEEP: [&str; 7] = [
@@ -633,6 +701,7 @@ impl HttpCache {
                 "x-cache".into(),
                 Bytes::from_static(x_cache.as_str().as_bytes()),
             ));
+            headers.extend(status);
             return Some(CachedResponse {
                 status: 304,
                 headers,
@@ -678,6 +747,7 @@ impl HttpCache {
             "x-cache".into(),
             Bytes::from_static(x_cache.as_str().as_bytes()),
         ));
+        headers.extend(status);
         let body = if req.method.eq_ignore_ascii_case("HEAD") {
             Bytes::new()
         } else {
@@ -688,6 +758,61 @@ impl HttpCache {
             headers,
             body,
         })
+    }
+
+    /// The headers the cache adds to a response from the origin: `X-Cache`
+    /// and, unless turned off, RFC 9211 `Cache-Status` (`uip-cache;
+    /// fwd=uri-miss; stored`, `fwd=bypass; detail=no_policy`, ...).
+    pub fn forward_headers(&self, f: Forward) -> impl Iterator<Item = (&'static str, Bytes)> {
+        let status = self.inner.cache_status.as_ref().map(|name| {
+            let mut v = format!("{name}; fwd={}", f.fwd());
+            if f.stored {
+                v.push_str("; stored");
+            }
+            if let Some(d) = f.detail {
+                v.push_str("; detail=");
+                v.push_str(d.as_str());
+            }
+            ("cache-status", Bytes::from(v))
+        });
+        std::iter::once(("x-cache", Bytes::from_static(f.x_cache.as_str().as_bytes())))
+            .chain(status)
+    }
+
+    /// Remembers that `plan`'s key got a response that cannot be stored, so
+    /// that its next requests go to the origin at once (hit-for-miss). Only
+    /// reasons that come from the response: a request's own `Authorization`
+    /// or `Cookie`, or a transient failure, says nothing about the next one.
+    pub(crate) fn remember_uncacheable(&self, plan: &CachePlan, reason: NoCacheReason) {
+        let by_response = matches!(
+            reason,
+            NoCacheReason::ResponseNoStore
+                | NoCacheReason::Private
+                | NoCacheReason::SetCookie
+                | NoCacheReason::VaryStar
+                | NoCacheReason::TooLarge
+                | NoCacheReason::NoFreshness
+                | NoCacheReason::Status
+                | NoCacheReason::Streaming
+        );
+        if let (true, Some(u)) = (by_response, &self.inner.uncacheable) {
+            u.insert(plan.key.as_str().to_owned(), reason);
+        }
+    }
+
+    /// The key stores again: forget that it did not.
+    pub(crate) fn forget_uncacheable(&self, plan: &CachePlan) {
+        if let Some(u) = &self.inner.uncacheable {
+            u.invalidate(plan.key.as_str());
+        }
+    }
+
+    /// Whether `plan`'s key recently got a response that cannot be stored.
+    pub(crate) fn is_uncacheable(&self, plan: &CachePlan) -> bool {
+        self.inner
+            .uncacheable
+            .as_ref()
+            .is_some_and(|u| u.contains_key(plan.key.as_str()))
     }
 
     /// Counts a request's outcome. Bypasses are counted with their reason by

@@ -75,7 +75,9 @@ pub use cache_control::CacheControl;
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};
 pub use flow::{After, Begin, FetchTicket, OwnedRequest, Recording};
-pub use handle::{CachePlan, CachedResponse, HttpCache, InvalidateError, Lead, Plan, XCache};
+pub use handle::{
+    CachePlan, CachedResponse, Forward, HttpCache, InvalidateError, Lead, Plan, XCache,
+};
 pub use key::{CacheKey, KeySpec};
 pub use pattern::UrlPattern;
 pub use policy::{Policy, PolicyMatch, PolicySet};

@@ -135,6 +135,7 @@ pub struct CacheStats {
     warm_skipped: AtomicU64,
     store_evictions: AtomicU64,
     store_expirations: AtomicU64,
+    hit_for_miss: AtomicU64,
 }
 
 /// Outcomes of the requests of one policy.
@@ -377,6 +378,11 @@ impl CacheStats {
     pub fn revalidation(&self) {
         self.revalidations.fetch_add(1, Relaxed);
     }
+    /// A request that went to the origin without waiting for another's
+    /// fetch, its key's last response having been uncacheable.
+    pub fn hit_for_miss(&self) {
+        self.hit_for_miss.fetch_add(1, Relaxed);
+    }
     /// A request that waited for another's origin fetch instead of making its own.
     pub fn coalesced(&self) {
         self.coalesced.fetch_add(1, Relaxed);
@@ -469,6 +475,7 @@ impl CacheStats {
             warm_skipped: self.warm_skipped.load(Relaxed),
             store_evictions: self.store_evictions.load(Relaxed),
             store_expirations: self.store_expirations.load(Relaxed),
+            hit_for_miss: self.hit_for_miss.load(Relaxed),
         }
     }
 }
@@ -541,6 +548,9 @@ pub struct StatsSnapshot {
     pub store_evictions: u64,
     /// Entries the store expired, at the monitor's last check.
     pub store_expirations: u64,
+    /// Requests sent straight to the origin because their key's last
+    /// response could not be stored (hit-for-miss).
+    pub hit_for_miss: u64,
 }
 
 #[cfg(test)]

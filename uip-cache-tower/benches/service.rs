@@ -53,21 +53,32 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let config = CacheConfig::from_yaml_str(
-        "policies:\n  - name: entities\n    pattern: \"/ngsi-ld/v1/entities*\"\n    ttl: 600\n",
+        "policies:\n  - name: entities\n    pattern: \"/ngsi-ld/v1/entities*\"\n    ttl: 600\n  - name: query\n    pattern: /ngsi-ld/v1/entityOperations/query\n    ttl: 600\n    methods: [POST]\n    vary_by: [body]\n",
     )
     .unwrap();
     let layer = CacheLayer::from_config(&config).unwrap();
+    let query_body = Bytes::from(
+        r#"{"type":"Query","entities":[{"type":"Camera"}],"q":"status==\"on\""}"#
+            .repeat(40)
+            .into_bytes()[..2048]
+            .to_vec(),
+    );
+    let query = move || {
+        Request::post("/ngsi-ld/v1/entityOperations/query")
+            .header("host", "broker.local")
+            .header("content-type", "application/json")
+            .body(Full::new(query_body.clone()))
+            .unwrap()
+    };
     let cached = layer.layer(origin());
     let bare = origin::<Full<Bytes>>();
 
     rt.block_on(async {
-        let r = cached
-            .clone()
-            .oneshot(request("/ngsi-ld/v1/entities?type=Camera"))
-            .await
-            .unwrap();
-        r.into_body().collect().await.unwrap();
-        tokio::task::yield_now().await;
+        for req in [request("/ngsi-ld/v1/entities?type=Camera"), query()] {
+            let r = cached.clone().oneshot(req).await.unwrap();
+            r.into_body().collect().await.unwrap();
+            tokio::task::yield_now().await;
+        }
     });
 
     let mut g = c.benchmark_group("tower_2k");
@@ -91,6 +102,15 @@ fn bench(c: &mut Criterion) {
                     .oneshot(request("/ngsi-ld/v1/entities?type=Camera"))
                     .await
                     .unwrap();
+                assert_eq!(r.headers()["x-cache"], "HIT");
+                r.into_body().collect().await.unwrap().to_bytes()
+            })
+        })
+    });
+    g.bench_function("post_query_hit_2k_body", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let r = cached.clone().oneshot(query()).await.unwrap();
                 assert_eq!(r.headers()["x-cache"], "HIT");
                 r.into_body().collect().await.unwrap().to_bytes()
             })

@@ -10,14 +10,12 @@ use http_body::Body;
 use tower_service::Service;
 use uip_cache_core::rules;
 use uip_cache_core::{
-    After, Begin, CachedResponse, FetchTicket, HttpCache, NoCacheReason, Plan, XCache,
+    After, Begin, CachedResponse, FetchTicket, Forward, HttpCache, NoCacheReason, Plan,
 };
 
 use crate::body::CacheBody;
 use crate::headers::{authority, client_uri, extend, header_list, view, HeaderMapRef};
 use crate::request_body::{read_limited, Read, RequestBody};
-
-const X_CACHE: &str = "x-cache";
 
 /// The service [`CacheLayer`](crate::CacheLayer) wraps around an origin.
 ///
@@ -194,7 +192,7 @@ where
         .await
     {
         After::Respond(r) => Ok(from_cached(r)),
-        After::Pass(x) => Ok(passthrough(&cache, resp, x)),
+        After::Pass(f) => Ok(passthrough(&cache, resp, f)),
         After::Record { x_cache, recording } => {
             let (pump, tap) = recording.tee();
             let (mut parts, body) = resp.into_parts();
@@ -214,7 +212,11 @@ where
                 |frame| frame.as_ref().ok().and_then(|f| f.data_ref().cloned()),
                 Result::is_err,
             ));
-            outgoing(&cache, &mut parts.headers, x_cache);
+            outgoing(
+                &cache,
+                &mut parts.headers,
+                Forward::new(x_cache, true, None),
+            );
             Ok(Response::from_parts(parts, CacheBody::tapped(tap, size)))
         }
     }
@@ -256,7 +258,7 @@ where
             )
             .await;
     }
-    Ok(passthrough(&cache, resp, XCache::Bypass))
+    Ok(passthrough(&cache, resp, Forward::bypass(reason)))
 }
 
 fn from_cached<B: Body>(r: CachedResponse) -> Response<CacheBody<B>> {
@@ -269,18 +271,22 @@ fn from_cached<B: Body>(r: CachedResponse) -> Response<CacheBody<B>> {
 fn passthrough<B: Body>(
     cache: &HttpCache,
     resp: Response<B>,
-    outcome: XCache,
+    f: Forward,
 ) -> Response<CacheBody<B>> {
     let mut resp = resp.map(CacheBody::passthrough);
-    outgoing(cache, resp.headers_mut(), outcome);
+    outgoing(cache, resp.headers_mut(), f);
     resp
 }
 
 /// The headers of an origin response on its way out: without those the
-/// cache consumes, with `X-Cache`.
-fn outgoing(cache: &HttpCache, headers: &mut HeaderMap, outcome: XCache) {
+/// cache consumes, with `X-Cache` and `Cache-Status`.
+fn outgoing(cache: &HttpCache, headers: &mut HeaderMap, f: Forward) {
     for h in cache.hidden_response_headers() {
         headers.remove(h.as_str());
     }
-    headers.insert(X_CACHE, HeaderValue::from_static(outcome.as_str()));
+    for (name, value) in cache.forward_headers(f) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(value) {
+            headers.insert(name, v);
+        }
+    }
 }

@@ -678,7 +678,9 @@ async fn body_keyed_policies_cache_post_queries_by_their_body() {
     let post = |body: &'static str| {
         http::Request::post("/sparql")
             .header("host", "origin.test")
-            .body(http_body_util::Full::new(Bytes::from_static(body.as_bytes())))
+            .body(http_body_util::Full::new(Bytes::from_static(
+                body.as_bytes(),
+            )))
             .unwrap()
     };
     assert_eq!(ok(&mut svc, post("ASK {}")).await.x_cache(), "MISS");

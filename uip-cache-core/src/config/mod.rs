@@ -453,6 +453,14 @@ pub struct DefaultsConfig {
     /// Pass the tag headers on to clients (default false: they are for this
     /// cache, and may reveal internals).
     pub forward_tag_headers: bool,
+    /// The cache's name in RFC 9211 `Cache-Status` response headers
+    /// (default `uip-cache`; empty: no `Cache-Status`).
+    pub cache_status: String,
+    /// How long a key whose response could not be stored (`no-store`,
+    /// `private`, `Set-Cookie`, too large, ...) sends its requests straight
+    /// to the origin instead of queueing them behind one fetch (hit-for-miss;
+    /// default 10s, 0 turns it off).
+    pub hit_for_miss: Seconds,
 }
 
 impl DefaultsConfig {
@@ -478,6 +486,8 @@ impl Default for DefaultsConfig {
             ttl: None,
             max_size: ByteSize(10 << 20),
             max_body: ByteSize(64 << 10),
+            cache_status: "uip-cache".into(),
+            hit_for_miss: Seconds(Duration::from_secs(10)),
             stale_while_revalidate: None,
             stale_if_error: None,
             lock_timeout: Seconds(Duration::from_secs(5)),
@@ -1012,6 +1022,18 @@ impl CacheConfig {
                 None,
                 "store.memory.max_bytes",
                 "set either `store.max_bytes` or `store.memory.max_bytes`, not both",
+            ));
+        }
+        let name = self.defaults.cache_status.trim();
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~:/".contains(c);
+        if !name.is_empty()
+            && !(name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '*')
+                && name.chars().all(token))
+        {
+            problems.push(ConfigProblem::new(
+                None,
+                "defaults.cache_status",
+                format!("`{name}` is not a structured-field token (letters, digits and !#$%&'*+-.^_`|~:/, starting with a letter)"),
             ));
         }
         if self.store.timeout.get().is_zero() {

@@ -184,6 +184,14 @@ fn validation_reports_every_problem_with_lines() {
 }
 
 #[test]
+fn the_cache_status_name_is_a_token() {
+    let p = only_problem("defaults:\n  cache_status: \"my cache\"\n");
+    assert_eq!(p.path, "defaults.cache_status");
+    assert!(parse("defaults:\n  cache_status: edge-1\n").is_ok());
+    assert!(parse("defaults:\n  cache_status: \"\"\n").is_ok());
+}
+
+#[test]
 fn cross_field_rules() {
     let p = only_problem("store:\n  type: redis_cluster\n");
     assert_eq!(p.path, "store.type");
