@@ -18,6 +18,7 @@ use uip_cache_core::{
 };
 
 use crate::body::CacheBody;
+use uip_cache_core::refresh::REFRESH_HEADER;
 use uip_cache_core::warm::HttpFetcher;
 
 /// uip-cache for actix-web: `App::new().wrap(Cache::from_config(&config)?)`.
@@ -242,7 +243,7 @@ fn from_cached<B: MessageBody>(r: CachedResponse, head: bool) -> HttpResponse<Ca
 /// A stale entry standing in for an inner service's error
 /// (stale-if-error): actix renders it as the response.
 #[derive(Debug)]
-struct StaleOnError(CachedResponse);
+struct StaleOnError(CachedResponse, bool);
 
 impl fmt::Display for StaleOnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -256,7 +257,7 @@ impl actix_web::ResponseError for StaleOnError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        from_cached::<actix_web::body::BoxBody>(self.0.clone(), false).map_into_boxed_body()
+        from_cached::<actix_web::body::BoxBody>(self.0.clone(), self.1).map_into_boxed_body()
     }
 }
 
@@ -273,6 +274,40 @@ where
     B: MessageBody + 'static,
 {
     let head = req.method() == actix_web::http::Method::HEAD;
+    // A refresh this middleware sent itself (see `Cache`): fetched and
+    // recorded here, under the client's key and scheme, before any outer
+    // middleware touches the answer. The marker never reaches the app, and
+    // one that does not hold this cache's token is only dropped.
+    if let Some(marker) = req.headers_mut().remove(REFRESH_HEADER).next() {
+        if let Some(scheme) = cache.refresh_token().check(marker.as_bytes()) {
+            let scheme = scheme.to_owned();
+            let limit = {
+                let hs = Headers(req.headers());
+                cache.body_limit(&view(&req, &hs))
+            };
+            let buffered = match limit {
+                Some(limit) => read_payload(&mut req, limit).await,
+                None => None,
+            };
+            let plan = {
+                let hs = Headers(req.headers());
+                let v = view(&req, &hs)
+                    .scheme(Some(&scheme))
+                    .body(buffered.as_deref());
+                match cache.plan(&v) {
+                    Plan::Cache(plan) => Ok(cache
+                        .begin_refresh(plan, &v, header_list(req.headers()))
+                        .await),
+                    Plan::Bypass(reason) => Err(reason),
+                }
+            };
+            // Never the normal path: a refresh must not start another.
+            return match plan {
+                Ok(ticket) => fetch(svc, req, ticket, head).await,
+                Err(reason) => bypass(cache, svc, req, reason).await,
+            };
+        }
+    }
     let limit = {
         let hs = Headers(req.headers());
         cache.body_limit(&view(&req, &hs))
@@ -299,7 +334,10 @@ where
             // See `Cache`: the refresh is a request of its own, through the
             // app's address; the ticket holds the key until it is stored.
             if let Some(f) = refresher {
-                actix_web::rt::spawn(async move { f.refresh(ticket).await });
+                actix_web::rt::spawn(async move {
+                    let token = ticket.cache().refresh_token().clone();
+                    f.refresh(ticket, &token).await
+                });
             }
             Ok(req.into_response(from_cached(r, head)))
         }
@@ -329,8 +367,16 @@ async fn read_payload(req: &mut ServiceRequest, limit: u64) -> Option<Bytes> {
     }
     let mut payload = req.take_payload();
     let mut buf = bytes::BytesMut::new();
+    // A client trickling its body gets this long; then it goes on unbuffered.
+    let deadline = tokio::time::Instant::now() + uip_cache_core::BODY_READ_TIMEOUT;
     loop {
-        match payload.next().await {
+        let Ok(next) = tokio::time::timeout_at(deadline, payload.next()).await else {
+            let read = futures_util::stream::once(std::future::ready(Ok(buf.freeze())));
+            let rest: PayloadStream = Box::pin(read.chain(payload));
+            req.set_payload(actix_web::dev::Payload::Stream { payload: rest });
+            return None;
+        };
+        match next {
             None => {
                 let bytes = buf.freeze();
                 req.set_payload(actix_web::dev::Payload::from(bytes.clone()));
@@ -380,12 +426,18 @@ where
         // The request went to the inner service (no clone of it may be alive
         // while the router matches it), so a stale entry that stale-if-error
         // allows goes back as the error's own response.
-        Err(e) => {
+        // Only a server error: a 401 or 429 of an inner middleware (auth,
+        // rate limits) is an answer, not a failure to cover.
+        Err(e) if e.as_response_error().status_code().is_server_error() => {
             return Err(match ticket.origin_failed() {
-                Some(stale) => StaleOnError(stale).into(),
+                Some(stale) => {
+                    tracing::warn!(error = %e, "the app failed; a stale entry answered (stale-if-error)");
+                    StaleOnError(stale, head).into()
+                }
                 None => e,
             })
         }
+        Err(e) => return Err(e),
     };
     match ticket
         .origin_responded(res.status().as_u16(), header_list(res.headers()))

@@ -340,3 +340,26 @@ async fn works_in_front_of_routed_handlers() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(send(&svc, "GET", "/items/8", &[]).await.status, 503);
 }
+
+#[actix_web::test]
+async fn a_forged_refresh_marker_is_dropped_before_the_app() {
+    let (svc, calls, _) = app(BASIC, |req, _| {
+        assert!(
+            req.headers().get("x-uip-cache-refresh").is_none(),
+            "the marker reached the app"
+        );
+        Reply::ok("fine")
+    })
+    .await;
+    let req = test::TestRequest::get()
+        .uri("/items/1")
+        .insert_header((
+            "x-uip-cache-refresh",
+            "0123456789abcdef0123456789abcdef https",
+        ))
+        .to_request();
+    let res = test::call_service(&svc, req).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers().get("x-cache").unwrap(), "MISS");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

@@ -42,6 +42,9 @@ pub struct OwnedRequest {
     path: String,
     query: Option<String>,
     headers: Vec<(String, Bytes)>,
+    /// The body the key holds (policies with `vary_by: [body]`), so that a
+    /// variant key (response `Vary`) holds it too.
+    body: Option<Bytes>,
 }
 
 impl OwnedRequest {
@@ -54,6 +57,7 @@ impl OwnedRequest {
             path: req.path.to_owned(),
             query: req.query.map(str::to_owned),
             headers,
+            body: req.body.map(Bytes::copy_from_slice),
         }
     }
 
@@ -64,6 +68,7 @@ impl OwnedRequest {
             .query(self.query.as_deref())
             .scheme(self.scheme.as_deref())
             .authority(self.authority.as_deref())
+            .body(self.body.as_deref())
     }
 
     fn header_list(&self) -> HeaderList<'_> {
@@ -364,7 +369,34 @@ impl HttpCache {
     }
 }
 
+impl HttpCache {
+    /// A fetch that refreshes `req`'s entry for another task holding the
+    /// key (a stale-while-revalidate refresh sent back through the app by
+    /// a front-end that cannot send the client's request on itself): it
+    /// neither waits for nor takes the key, and revalidates the stored
+    /// entry when there is one.
+    pub async fn begin_refresh(
+        &self,
+        mut plan: CachePlan,
+        req: &RequestView<'_>,
+        headers: Vec<(String, Bytes)>,
+    ) -> FetchTicket {
+        let stale = self.lookup(&plan, req).await;
+        self.note_store_epoch(&mut plan).await;
+        self.ticket(plan, req, headers, stale, None)
+    }
+}
+
 impl FetchTicket {
+    /// Lets go of the key as if this fetch had stored it: another request
+    /// did the fetch and the store (see [`HttpCache::begin_refresh`]), so
+    /// the requests waiting for the key look it up again.
+    pub fn stored_elsewhere(self) {
+        if let Some(g) = &self.guard {
+            g.stored();
+        }
+    }
+
     /// The method of the request this fetch is for.
     pub fn method(&self) -> &str {
         &self.request.method
@@ -376,6 +408,16 @@ impl FetchTicket {
             Some(q) => format!("{}?{q}", self.request.path),
             None => self.request.path.clone(),
         }
+    }
+
+    /// The host the client addressed (the key's authority), when known.
+    pub fn authority(&self) -> Option<&str> {
+        self.request.authority.as_deref()
+    }
+
+    /// The scheme the key holds (`http` or `https`), when known.
+    pub fn scheme(&self) -> Option<&str> {
+        self.request.scheme.as_deref()
     }
 
     /// Its headers (lower-case names), as the client sent them.

@@ -193,6 +193,8 @@ struct Inner {
     /// Keys whose last response could not be stored: their requests go to
     /// the origin at once instead of queueing (hit-for-miss).
     uncacheable: Option<moka::sync::Cache<String, NoCacheReason>>,
+    /// Marks the refreshes this cache sends back through the app.
+    refresh_token: crate::refresh::RefreshToken,
 }
 
 impl HttpCache {
@@ -224,6 +226,7 @@ impl HttpCache {
                 writes: AtomicU64::new(0),
                 cache_status: Some(config.defaults.cache_status.trim().to_owned())
                     .filter(|n| !n.is_empty()),
+                refresh_token: crate::refresh::RefreshToken::new(),
                 uncacheable: (!config.defaults.hit_for_miss.get().is_zero()).then(|| {
                     moka::sync::Cache::builder()
                         .max_capacity(100_000)
@@ -260,6 +263,12 @@ impl HttpCache {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// The token that marks this cache's stale-while-revalidate refreshes
+    /// sent back through the app ([`HttpCache::begin_refresh`]).
+    pub fn refresh_token(&self) -> &crate::refresh::RefreshToken {
+        &self.inner.refresh_token
     }
 
     /// The counters.

@@ -141,6 +141,11 @@ impl KeySpec {
                 headers.push(v.to_ascii_lowercase());
             }
         }
+        if body {
+            // The same bytes mean another query under another type or
+            // encoding (SPARQL form vs query, GraphQL JSON vs text).
+            headers.extend(["content-type".to_owned(), "content-encoding".to_owned()]);
+        }
         params.sort();
         params.dedup();
         headers.retain(|h| h != "accept");
@@ -171,7 +176,7 @@ impl KeySpec {
         let mut h = Sha256::new();
         h.update(KEY_VERSION);
         let method = req.method;
-        let class = if method.eq_ignore_ascii_case("HEAD") || method.eq_ignore_ascii_case("GET") {
+        let class = if method == "HEAD" || method == "GET" {
             "GET"
         } else {
             method

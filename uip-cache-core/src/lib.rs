@@ -63,6 +63,7 @@ pub mod lock;
 pub mod pattern;
 pub mod policy;
 pub mod record;
+pub mod refresh;
 pub mod request;
 pub mod rules;
 pub mod schedule;
@@ -79,6 +80,10 @@ pub use handle::{
     CachePlan, CachedResponse, Forward, HttpCache, InvalidateError, Lead, Plan, XCache,
 };
 pub use key::{CacheKey, KeySpec};
+
+/// How long adapters wait for a request body they buffer to key on
+/// (`vary_by: [body]`) before passing it on unbuffered.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub use pattern::UrlPattern;
 pub use policy::{Policy, PolicyMatch, PolicySet};
 pub use request::{HeaderSource, RequestView};

@@ -334,7 +334,9 @@ impl Policy {
 
     /// Whether requests with this method may be cached.
     pub fn allows_method(&self, method: &str) -> bool {
-        self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+        // Case-sensitive (RFC 9110 section 9.1): a `get` is not a GET, and
+        // must not be answered from, or stored under, a GET's entry.
+        self.methods.iter().any(|m| m == method)
     }
 
     /// The targeted cache-control fields this cache obeys (RFC 9213), lower

@@ -613,9 +613,9 @@ pub fn same_host_path(location: &str, host: Option<&str>) -> Option<String> {
 
 /// Whether a method is unsafe and, on success, invalidates its target (RFC 9111 section 4.4).
 pub fn is_unsafe(method: &str) -> bool {
-    !["GET", "HEAD", "OPTIONS", "TRACE"]
-        .iter()
-        .any(|m| m.eq_ignore_ascii_case(method))
+    // Method names are case-sensitive (RFC 9110 section 9.1): `get` is not
+    // GET, and a method of unknown safety counts as unsafe.
+    !["GET", "HEAD", "OPTIONS", "TRACE"].contains(&method)
 }
 
 #[cfg(test)]

@@ -128,9 +128,20 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Client { body } => body.size_hint(),
-            Inner::Read { prefix, rest, .. } => {
+            Inner::Read {
+                prefix,
+                rest,
+                error,
+            } => {
                 let prefix = prefix.as_ref().map_or(0, |p| p.len() as u64);
                 match rest {
+                    // A body that failed has no known length: announcing the
+                    // part read would send the origin a complete, shorter request.
+                    None if error.is_some() => {
+                        let mut h = SizeHint::new();
+                        h.set_lower(prefix);
+                        h
+                    }
                     None => SizeHint::with_exact(prefix),
                     Some(r) => {
                         let h = r.size_hint();
@@ -169,8 +180,18 @@ where
     }
     let mut body = Box::pin(body);
     let mut buf = BytesMut::new();
+    // A client trickling its body gets this long to finish it; then it goes
+    // on unbuffered (the origin's own timeouts apply).
+    let deadline = tokio::time::Instant::now() + uip_cache_core::BODY_READ_TIMEOUT;
     loop {
-        match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let next = tokio::time::timeout_at(
+            deadline,
+            std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)),
+        );
+        let Ok(frame) = next.await else {
+            return Read::Over(RequestBody::read(Some(buf.freeze()), None, Some(body)));
+        };
+        match frame {
             None => return Read::Whole(buf.freeze()),
             Some(Ok(f)) => {
                 if let Ok(data) = f.into_data() {

@@ -1026,10 +1026,9 @@ impl CacheConfig {
         }
         let name = self.defaults.cache_status.trim();
         let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~:/".contains(c);
-        if !name.is_empty()
-            && !(name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '*')
-                && name.chars().all(token))
-        {
+        let is_token = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '*')
+            && name.chars().all(token);
+        if !name.is_empty() && !is_token {
             problems.push(ConfigProblem::new(
                 None,
                 "defaults.cache_status",

@@ -147,7 +147,9 @@ fn unmatched_requests_use_the_fallback_only_when_asked() {
 fn policy_fields_and_defaults() {
     let s = set("defaults:\n  stale_if_error: 100\npolicies:\n  - name: a\n    pattern: /a\n    methods: [get, post]\n    vary_by: [body]\n    max_body: 2KB\n    statuses: [200]\n    compression: {min_size: 10}\n    stale_while_revalidate: 5\n  - name: b\n    pattern: /b\n");
     let a = s.find("/a", None).unwrap().policy();
-    assert!(a.allows_method("POST") && a.allows_method("get") && !a.allows_method("DELETE"));
+    assert!(a.allows_method("POST") && a.allows_method("GET") && !a.allows_method("DELETE"));
+    // Request methods are case-sensitive: `get` is not GET.
+    assert!(!a.allows_method("get"));
     assert!(a.allows_status(200) && !a.allows_status(404));
     assert_eq!(a.compression().map(|c| c.min_size), Some(10));
     assert_eq!(a.stale_while_revalidate(), Some(Duration::from_secs(5)));

@@ -11,7 +11,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::{FetchFuture, WarmFetcher, WarmRequest};
-use crate::flow::{After, FetchTicket};
+use crate::flow::FetchTicket;
+use crate::refresh::RefreshToken;
 
 /// Request headers never sent on (RFC 9110 section 7.6.1), and those the
 /// refresh sets itself.
@@ -66,34 +67,35 @@ impl HttpFetcher {
     }
 }
 
+use crate::refresh::REFRESH_HEADER;
+
 impl HttpFetcher {
-    /// Runs a fetch of the cache in front of `base_url` over HTTP and
-    /// records the answer through `ticket`: the background refresh of a
-    /// stale-while-revalidate entry for front-ends that cannot send the
-    /// client's request on after answering it (actix-web).
-    ///
-    /// The request is the client's (its headers, the validators the ticket
-    /// adds), as a GET with `Cache-Control: no-store`, so the cache in front
-    /// of the app passes it straight to the app; the ticket, which holds the
-    /// key, stores the answer under the client request's own key and rules.
-    pub async fn refresh(&self, ticket: FetchTicket) {
-        let changes = ticket.origin_header_changes();
+    /// A stale-while-revalidate refresh for front-ends that cannot send the
+    /// client's request on after answering it (actix-web): sends the
+    /// client's GET (its headers, its host) to `base_url` marked with
+    /// `token`, which the cache in front of the app recognises and records
+    /// as a fetch of the client's key, with the client's scheme (see
+    /// [`HttpCache::begin_refresh`](crate::HttpCache::begin_refresh)).
+    /// `ticket` holds the key meanwhile and lets it go once the answer has
+    /// been read. Only GETs are refreshed: a POST query's body is not kept.
+    pub async fn refresh(&self, ticket: FetchTicket, token: &RefreshToken) {
+        if ticket.method() != "GET" {
+            return;
+        }
         let mut builder = http::Request::get(format!("{}{}", self.base, ticket.path_and_query()));
         for (name, value) in ticket.request_headers() {
             let name = name.as_str();
-            if NOT_SENT.contains(&name)
-                || changes.remove.contains(&name)
-                || changes.set.iter().any(|(n, _)| *n == name)
-            {
+            if NOT_SENT.contains(&name) || name == "host" || name == REFRESH_HEADER {
                 continue;
             }
             builder = builder.header(name, value.as_ref());
         }
-        for (name, value) in &changes.set {
-            builder = builder.header(*name, value.as_ref());
+        if let Some(host) = ticket.authority() {
+            builder = builder.header("host", host);
         }
+        let scheme = ticket.scheme().unwrap_or("http");
         let req = match builder
-            .header("cache-control", "no-store")
+            .header(REFRESH_HEADER, token.header_value(scheme))
             .body(Empty::new())
         {
             Ok(r) => r,
@@ -102,48 +104,21 @@ impl HttpFetcher {
                 return;
             }
         };
-        let resp = match tokio::time::timeout(REFRESH_TIMEOUT, self.client.request(req)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                tracing::warn!(base = %self.base, error = %e, "background refresh failed");
-                let _ = ticket.origin_failed();
-                return;
+        let client = &self.client;
+        let run = async move {
+            let resp = client.request(req).await?;
+            let mut body = resp.into_body();
+            while let Some(frame) = body.frame().await {
+                frame?;
             }
-            Err(_) => {
-                tracing::warn!(base = %self.base, "background refresh timed out");
-                let _ = ticket.origin_failed();
-                return;
-            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
         };
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))
-            .collect();
-        let mut body = resp.into_body();
-        if let After::Record { mut recording, .. } = ticket.origin_responded(status, headers).await
-        {
-            loop {
-                match body.frame().await {
-                    None => {
-                        recording.ended();
-                        break;
-                    }
-                    Some(Ok(frame)) => {
-                        if let Some(data) = frame.data_ref() {
-                            recording.chunk(data);
-                        }
-                        if !recording.is_recording() {
-                            break;
-                        }
-                    }
-                    Some(Err(_)) => {
-                        recording.failed();
-                        break;
-                    }
-                }
+        match tokio::time::timeout(REFRESH_TIMEOUT, run).await {
+            Ok(Ok(())) => ticket.stored_elsewhere(),
+            Ok(Err(e)) => {
+                tracing::warn!(base = %self.base, error = %e, "background refresh failed")
             }
+            Err(_) => tracing::warn!(base = %self.base, "background refresh timed out"),
         }
     }
 }
