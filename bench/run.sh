@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Cache-hit throughput and latency of `uip-cache serve` (memory store, and
-# Redis) against nginx proxy_cache, in front of the same static origin, on
+# Cache-hit throughput and latency of `uip-cache serve` (memory store, Redis,
+# and tiered: L1 + Redis) against nginx proxy_cache, in front of the same static origin, on
 # loopback, in one run:
 #
 #   bench/run.sh                   # 5 rounds of 10 s per target, size and mode
@@ -64,7 +64,7 @@ open(path, "w").write(out)
 PY
 done
 
-origin_port=$(free_port); nginx_port=$(free_port); mem_port=$(free_port); redis_proxy_port=$(free_port)
+origin_port=$(free_port); nginx_port=$(free_port); mem_port=$(free_port); redis_proxy_port=$(free_port); tiered_proxy_port=$(free_port)
 sed -e "s#@DIR@#$work#g" -e "s#@CACHE@#$work/cache#g" \
     -e "s#@ORIGIN_PORT@#$origin_port#g" -e "s#@NGINX_PORT@#$nginx_port#g" \
     "$here/nginx.conf.template" > "$work/nginx.conf"
@@ -85,9 +85,10 @@ YAML
 redis_port=""
 if command -v redis-server >/dev/null; then
   redis_port=$(free_port)
-  cat > "$work/redis.yaml" <<YAML
+  for kind in redis tiered; do
+    cat > "$work/$kind.yaml" <<YAML
 store:
-  type: redis
+  type: $kind
 redis:
   host: 127.0.0.1
   port: $redis_port
@@ -99,6 +100,7 @@ admin:
 logging:
   level: warn
 YAML
+  done
 fi
 
 # start <cpu list or ""> <command...>: runs in the background, pinned when asked.
@@ -127,7 +129,9 @@ run_mode() {
     wait_port "$redis_port"
     TOKIO_WORKER_THREADS="${threads:-2}" start "$server_cpus" "$bin" serve --config "$work/redis.yaml" \
       --listen "127.0.0.1:$redis_proxy_port" --upstream "http://127.0.0.1:$origin_port"
-    targets="$targets ours-redis:$redis_proxy_port"
+    TOKIO_WORKER_THREADS="${threads:-2}" start "$server_cpus" "$bin" serve --config "$work/tiered.yaml" \
+      --listen "127.0.0.1:$tiered_proxy_port" --upstream "http://127.0.0.1:$origin_port"
+    targets="$targets ours-redis:$redis_proxy_port ours-tiered:$tiered_proxy_port"
   fi
   for t in $targets; do wait_port "${t#*:}"; done
   for size in $SIZES; do

@@ -26,8 +26,10 @@
 
 mod breaker;
 mod store;
+mod tiered;
 
 pub use store::{RedisConfigError, RedisStore};
+pub use tiered::TieredStore;
 
 use std::sync::Arc;
 
@@ -41,7 +43,13 @@ pub fn http_cache_from_config(config: &CacheConfig) -> Result<HttpCache, ConfigE
     if config.store.kind == StoreKind::Memory {
         return HttpCache::with_memory_store(config);
     }
-    let store = RedisStore::from_config(config)
-        .map_err(|e| ConfigError::at(config.source_name(), "redis", e.to_string()))?;
+    let err = |e: RedisConfigError| ConfigError::at(config.source_name(), "redis", e.to_string());
+    if config.store.kind == StoreKind::Tiered {
+        return HttpCache::new(
+            config,
+            Arc::new(TieredStore::from_config(config).map_err(err)?),
+        );
+    }
+    let store = RedisStore::from_config(config).map_err(err)?;
     HttpCache::new(config, Arc::new(store))
 }

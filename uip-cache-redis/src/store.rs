@@ -101,6 +101,9 @@ pub struct RedisStore {
 
 struct Inner {
     source: Source,
+    /// Where a pub/sub connection goes (a cluster's first node: PUBLISH
+    /// reaches every node of a cluster).
+    pubsub_url: String,
     ready: OnceCell<Ready>,
     prefix: String,
     op_timeout: Duration,
@@ -210,6 +213,14 @@ impl RedisStore {
         let connect = r.socket_connect_timeout.get();
         let response = r.socket_timeout.get();
         let cluster = config.store.kind == StoreKind::RedisCluster || !r.cluster_nodes.is_empty();
+        let pubsub_url = match r.cluster_nodes.first() {
+            Some(n) if n.contains("://") => n.clone(),
+            Some(n) => match &r.password {
+                Some(p) => format!("redis://:{}@{n}", encode(p)),
+                None => format!("redis://{n}"),
+            },
+            None => url_of(r),
+        };
         let source = if cluster {
             if r.cluster_nodes.is_empty() {
                 return Err(RedisConfigError(
@@ -252,6 +263,7 @@ impl RedisStore {
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 source,
+                pubsub_url,
                 ready: OnceCell::new(),
                 prefix: config.key.prefix.clone(),
                 op_timeout,
@@ -266,6 +278,30 @@ impl RedisStore {
                 ),
             }),
         })
+    }
+
+    /// Publishes `message` on `channel` (every node of a cluster sees it).
+    pub(crate) async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
+        self.guarded(self.inner.op_timeout, async {
+            let mut c = self.conn().await?;
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(message)
+                .query_async::<i64>(&mut c)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// A client for a pub/sub connection.
+    pub(crate) fn pubsub_client(&self) -> RedisResult<redis::Client> {
+        redis::Client::open(self.inner.pubsub_url.as_str())
+    }
+
+    /// The key prefix (channels are named after it).
+    pub(crate) fn prefix(&self) -> &str {
+        &self.inner.prefix
     }
 
     fn is_cluster(&self) -> bool {

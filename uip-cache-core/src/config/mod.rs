@@ -138,6 +138,30 @@ pub struct StoreConfig {
     /// the request goes on without the cache (default 100ms).
     #[serde(default = "default_store_timeout")]
     pub timeout: Seconds,
+    /// The in-process tier of `type: tiered`.
+    #[serde(default)]
+    pub l1: L1Config,
+}
+
+/// The in-process tier of a tiered store.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct L1Config {
+    /// Capacity in bytes of keys and entries (default 64MB).
+    pub max_bytes: ByteSize,
+    /// Longest time an entry stays in L1 (default 30s): the staleness bound
+    /// should an invalidation message be lost.
+    pub max_ttl: Seconds,
+}
+
+impl Default for L1Config {
+    fn default() -> Self {
+        L1Config {
+            max_bytes: ByteSize(64 << 20),
+            max_ttl: Seconds(Duration::from_secs(30)),
+        }
+    }
 }
 
 impl Default for StoreConfig {
@@ -147,6 +171,7 @@ impl Default for StoreConfig {
             max_bytes: None,
             memory: None,
             timeout: default_store_timeout(),
+            l1: L1Config::default(),
         }
     }
 }
@@ -189,6 +214,9 @@ pub enum StoreKind {
     Redis,
     /// A Redis Cluster.
     RedisCluster,
+    /// An in-process L1 in front of Redis or Redis Cluster (L2), kept
+    /// coherent by invalidations published on a Redis channel.
+    Tiered,
 }
 
 /// Redis connection settings (the seed's section, plus `url`, `cluster_nodes`, `connection`).

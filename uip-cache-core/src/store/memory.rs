@@ -182,6 +182,12 @@ impl MemoryStore {
         }
     }
 
+    /// Drops every entry (a tiered store's L1 after it may have missed
+    /// invalidations).
+    pub fn clear(&self) {
+        self.inner.cache.invalidate_all();
+    }
+
     /// A store sized by `store.max_bytes` of the config.
     pub fn from_config(config: &crate::CacheConfig) -> Self {
         Self::new(config.store.memory_max_bytes())
