@@ -18,7 +18,7 @@ use uip_cache_core::{
 };
 
 use crate::body::CacheBody;
-use uip_cache_core::refresh::REFRESH_HEADER;
+use uip_cache_core::refresh::{REFRESHED_HEADER, REFRESH_HEADER};
 use uip_cache_core::warm::HttpFetcher;
 
 /// uip-cache for actix-web: `App::new().wrap(Cache::from_config(&config)?)`.
@@ -303,7 +303,13 @@ where
             };
             // Never the normal path: a refresh must not start another.
             return match plan {
-                Ok(ticket) => fetch(svc, req, ticket, head).await,
+                Ok(ticket) => fetch(svc, req, ticket, head).await.map(|mut res| {
+                    res.headers_mut().insert(
+                        HeaderName::from_static(REFRESHED_HEADER),
+                        HeaderValue::from_static("1"),
+                    );
+                    res
+                }),
                 Err(reason) => bypass(cache, svc, req, reason).await,
             };
         }

@@ -540,7 +540,7 @@ impl FetchTicket {
                 entry
             }
             Err(reason) => {
-                cache.remember_uncacheable(&plan, reason);
+                cache.remember_uncacheable(&plan, &view, reason);
                 return After::Pass(Forward::new(outcome, false, Some(reason)));
             }
         };
@@ -550,7 +550,7 @@ impl FetchTicket {
             .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
         if declared.is_some_and(|len| len > max_size) {
             cache.stats().uncacheable(NoCacheReason::TooLarge);
-            cache.remember_uncacheable(&plan, NoCacheReason::TooLarge);
+            cache.remember_uncacheable(&plan, &view, NoCacheReason::TooLarge);
             return After::Pass(Forward::new(outcome, false, Some(NoCacheReason::TooLarge)));
         }
         After::Record {

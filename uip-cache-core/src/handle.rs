@@ -792,7 +792,18 @@ impl HttpCache {
     /// that its next requests go to the origin at once (hit-for-miss). Only
     /// reasons that come from the response: a request's own `Authorization`
     /// or `Cookie`, or a transient failure, says nothing about the next one.
-    pub(crate) fn remember_uncacheable(&self, plan: &CachePlan, reason: NoCacheReason) {
+    ///
+    /// Not for a request with `Authorization`, `Cookie` or `Range` (its
+    /// answer may be personal or partial), and not for a status (an origin
+    /// error passes). A mark is not renewed while it lasts, so a key that
+    /// keeps failing to store is queued again at least once a period. The
+    /// table holds keys (a prefix and a SHA-256), at most 100 000.
+    pub(crate) fn remember_uncacheable(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        reason: NoCacheReason,
+    ) {
         let by_response = matches!(
             reason,
             NoCacheReason::ResponseNoStore
@@ -801,11 +812,13 @@ impl HttpCache {
                 | NoCacheReason::VaryStar
                 | NoCacheReason::TooLarge
                 | NoCacheReason::NoFreshness
-                | NoCacheReason::Status
                 | NoCacheReason::Streaming
         );
-        if let (true, Some(u)) = (by_response, &self.inner.uncacheable) {
-            u.insert(plan.key.as_str().to_owned(), reason);
+        let personal = ["authorization", "cookie", "range"]
+            .iter()
+            .any(|h| req.headers.first(h).is_some());
+        if let (true, false, Some(u)) = (by_response, personal, &self.inner.uncacheable) {
+            u.entry(plan.key.as_str().to_owned()).or_insert(reason);
         }
     }
 

@@ -5,6 +5,19 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// The header the cache answers a refresh it recorded with, so the sender
+/// knows the entry was stored (and not answered by another process).
+pub const REFRESHED_HEADER: &str = "x-uip-cache-refreshed";
+
+/// `N` random bytes from the operating system, in hex.
+pub fn random_hex<const N: usize>() -> String {
+    let mut bytes = [0u8; N];
+    // Without an OS random source there is nothing better to do than fail
+    // loudly at start-up.
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The header that marks a refresh request (value: `<token> <scheme>`): the
 /// cache in front of the app records it as a fetch of the client's key.
 pub const REFRESH_HEADER: &str = "x-uip-cache-refresh";
@@ -24,21 +37,9 @@ impl std::fmt::Debug for RefreshToken {
 }
 
 impl RefreshToken {
-    /// A new token: 128 bits from the keys of two std hashers, which the
-    /// standard library seeds from the operating system's random source (no
-    /// random number crate is needed for this).
+    /// A new token: 128 bits from the operating system's random source.
     pub fn new() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        let part = || {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos()),
-            );
-            h.finish()
-        };
-        let token = format!("{:016x}{:016x}", part(), part());
+        let token = random_hex::<16>();
         let digest = Sha256::digest(token.as_bytes()).into();
         RefreshToken { token, digest }
     }

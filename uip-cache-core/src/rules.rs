@@ -93,7 +93,7 @@ pub fn serves_on_error(entry: &StoredResponse, req: &CacheControl, now: SystemTi
 
 /// Headers that describe one connection, never stored or forwarded from a cache
 /// (RFC 9110 section 7.6.1), plus the ones the cache computes itself.
-const NOT_STORED: [&str; 12] = [
+const NOT_STORED: [&str; 13] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -105,6 +105,7 @@ const NOT_STORED: [&str; 12] = [
     "upgrade",
     "age",
     "x-cache",
+    "cache-status",
     "content-length",
 ];
 

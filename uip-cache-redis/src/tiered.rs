@@ -9,21 +9,24 @@
 //!   killed), L1 is not used at all: every read goes to L2, so nothing is
 //!   served that an invalidation missed meanwhile; when the subscription is
 //!   back, L1 starts empty. The subscriber reconnects by itself.
-//! - A tag invalidation drops the tagged L1 entries; a URL pattern, which an
-//!   L1 filled from L2 cannot match (the query is not in the entry), drops
-//!   all of L1.
+//! - A tag invalidation drops the tagged L1 entries; an exact URL (an unsafe
+//!   request's target) drops the L1 entries of its path; a wider pattern,
+//!   which an L1 filled from L2 cannot match (the query is not in the
+//!   entry), drops all of L1.
+//! - A read from L2 that an invalidation overtook does not stay in L1.
 //! - When Redis is down the store fails open as the Redis store does.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use uip_cache_core::invalidate::Invalidation;
+use uip_cache_core::pattern::PathSelector;
 use uip_cache_core::store::{
-    MemoryStore, MemoryUsage, PutOptions, Store, StoreFuture, StoreHealth,
+    MemoryStore, MemoryUsage, PutOptions, Store, StoreError, StoreFuture, StoreHealth,
 };
 use uip_cache_core::{CacheConfig, StoredResponse, UrlPattern};
 
@@ -46,6 +49,53 @@ struct Inner {
     started: AtomicBool,
     /// Who this instance is on the channel: its own messages are skipped.
     id: String,
+    /// Raised by every invalidation applied to L1 (local, received, a
+    /// clear): a read from L2 that started before one does not stay in L1.
+    generation: AtomicU64,
+}
+
+impl Inner {
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Drops what an invalidation concerns from L1.
+    async fn drop_from_l1(&self, what: &Invalidation) {
+        self.bump();
+        match what {
+            Invalidation::Tags(tags) => {
+                let _ = self.l1.invalidate_tags(tags).await;
+            }
+            // L1 entries filled from L2 know their path (a `path:` tag) but
+            // not their query: an exact URL drops every entry of its path; a
+            // wider pattern (or anything else) drops all of L1.
+            Invalidation::Pattern(p) => match p.selector() {
+                PathSelector::Exact(path) => {
+                    // Entries put here are indexed by path and query;
+                    // those filled from L2 by their `path:` tag.
+                    let _ = self.l1.invalidate_pattern(p).await;
+                    let _ = self.l1.invalidate_tags(&[format!("path:{path}")]).await;
+                }
+                _ => self.l1.clear(),
+            },
+            _ => self.l1.clear(),
+        }
+        self.bump();
+    }
+}
+
+/// Marks the subscription down however the subscriber task ends (a
+/// cancelled runtime included), so L1 is not used without it.
+struct SubscriberGuard(Weak<Inner>);
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.subscribed.store(false, Ordering::Release);
+            inner.started.store(false, Ordering::Release);
+            inner.bump();
+        }
+    }
 }
 
 impl fmt::Debug for TieredStore {
@@ -61,13 +111,9 @@ impl fmt::Debug for TieredStore {
 /// or `key <key>` for one deleted key.
 const KEY_PREFIX: &str = "key ";
 
-/// 64 random bits (the std hasher's keys come from the operating system's
-/// random source) naming this instance on the channel.
+/// 64 random bits naming this instance on the channel.
 fn instance_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    format!("{:016x}", h.finish())
+    uip_cache_core::refresh::random_hex::<8>()
 }
 
 impl TieredStore {
@@ -85,6 +131,7 @@ impl TieredStore {
                 subscribed: AtomicBool::new(false),
                 started: AtomicBool::new(false),
                 id: instance_id(),
+                generation: AtomicU64::new(0),
             }),
         })
     }
@@ -108,11 +155,40 @@ impl TieredStore {
         rt.spawn(subscribe(Arc::downgrade(&self.inner)));
     }
 
-    async fn publish(&self, message: &str) {
+    /// Tells the other instances; a failure is returned (a webhook sender
+    /// should retry), the other instances keeping their copy at most
+    /// `max_ttl` meanwhile.
+    async fn publish(&self, message: &str) -> Result<(), StoreError> {
         let message = format!("{} {message}", self.inner.id);
-        if let Err(e) = self.inner.l2.publish(&self.inner.channel, &message).await {
-            // The other instances keep their L1 copy at most `max_ttl`.
-            tracing::warn!(error = %e, "tiered store: could not publish an invalidation");
+        self.inner
+            .l2
+            .publish(&self.inner.channel, &message)
+            .await
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "tiered store: could not publish an invalidation");
+            })
+    }
+
+    /// Runs an invalidation: L1, L2, L1 again (reads during the L2 work
+    /// may have refilled it), then the other instances, whatever L2 said.
+    async fn invalidate<T>(
+        &self,
+        what: Invalidation,
+        l2: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.inner.drop_from_l1(&what).await;
+        let result = l2.await;
+        self.inner.drop_from_l1(&what).await;
+        let published = self.publish(&what.to_line()).await;
+        let value = result?;
+        published.map(|()| value)
+    }
+
+    /// Puts into L1 unless an invalidation ran since `generation` was read.
+    async fn fill_l1(&self, key: &str, value: Bytes, options: PutOptions<'_>, generation: u64) {
+        let _ = self.inner.l1.put(key, value, options).await;
+        if self.inner.generation.load(Ordering::Acquire) != generation || !self.is_subscribed() {
+            let _ = self.inner.l1.delete(key).await;
         }
     }
 }
@@ -120,6 +196,7 @@ impl TieredStore {
 /// The subscriber: applies every message to L1; on a lost connection, stops
 /// using L1 and reconnects with a growing pause (at most 5 s).
 async fn subscribe(weak: Weak<Inner>) {
+    let _guard = SubscriberGuard(weak.clone());
     let mut pause = Duration::from_millis(100);
     loop {
         let Some(inner) = weak.upgrade() else { return };
@@ -133,11 +210,12 @@ async fn subscribe(weak: Weak<Inner>) {
         };
         match tokio::time::timeout(Duration::from_secs(5), connected).await {
             Ok(Ok(mut pubsub)) => {
-                pause = Duration::from_millis(100);
+                let up = std::time::Instant::now();
                 {
                     let Some(inner) = weak.upgrade() else { return };
                     // Whatever was published while we were away is lost:
                     // start from an empty L1.
+                    inner.bump();
                     inner.l1.clear();
                     inner.subscribed.store(true, Ordering::Release);
                 }
@@ -149,6 +227,10 @@ async fn subscribe(weak: Weak<Inner>) {
                     };
                     apply(&inner, &text).await;
                 }
+                // Back to a short pause only after a subscription that held.
+                if up.elapsed() > Duration::from_secs(10) {
+                    pause = Duration::from_millis(100);
+                }
             }
             Ok(Err(e)) => tracing::debug!(error = %e, "tiered store: subscription failed"),
             Err(_) => tracing::debug!("tiered store: subscription timed out"),
@@ -156,6 +238,7 @@ async fn subscribe(weak: Weak<Inner>) {
         {
             let Some(inner) = weak.upgrade() else { return };
             inner.subscribed.store(false, Ordering::Release);
+            inner.bump();
         }
         tracing::warn!(
             retry_in = ?pause,
@@ -176,15 +259,17 @@ async fn apply(inner: &Inner, message: &str) {
         return;
     }
     if let Some(key) = message.strip_prefix(KEY_PREFIX) {
+        inner.bump();
         let _ = inner.l1.delete(key).await;
         return;
     }
     match Invalidation::from_line(message) {
-        Some(Invalidation::Tags(tags)) => {
-            let _ = inner.l1.invalidate_tags(&tags).await;
+        Some(what) => inner.drop_from_l1(&what).await,
+        // Anything not understood: drop all of L1.
+        None => {
+            inner.bump();
+            inner.l1.clear();
         }
-        // Patterns, and anything not understood: drop all of L1.
-        _ => inner.l1.clear(),
     }
 }
 
@@ -198,10 +283,11 @@ impl Store for TieredStore {
                     return Ok(Some(v));
                 }
             }
+            let generation = self.inner.generation.load(Ordering::Acquire);
             let value = self.inner.l2.get(key).await?;
             if let (true, Some(v)) = (l1, &value) {
-                // Fill L1 with the entry's own tags (for tag invalidations)
-                // and lifetime, at most `max_ttl`.
+                // Fill L1 with the entry's own tags (for tag invalidations),
+                // for what is left of its storage time, at most `max_ttl`.
                 if let Ok(entry) = StoredResponse::decode(v) {
                     let path = entry
                         .tags
@@ -209,9 +295,14 @@ impl Store for TieredStore {
                         .find_map(|t| t.strip_prefix("path:"))
                         .unwrap_or("/")
                         .to_owned();
-                    let ttl = entry.storage_ttl().min(self.inner.max_ttl);
-                    let options = PutOptions::new(ttl, &path).tags(&entry.tags);
-                    let _ = self.inner.l1.put(key, v.clone(), options).await;
+                    let left = entry
+                        .storage_ttl()
+                        .saturating_sub(entry.age(std::time::SystemTime::now()));
+                    let ttl = left.min(self.inner.max_ttl);
+                    if !ttl.is_zero() {
+                        let options = PutOptions::new(ttl, &path).tags(&entry.tags);
+                        self.fill_l1(key, v.clone(), options, generation).await;
+                    }
                 }
             }
             Ok(value)
@@ -228,12 +319,13 @@ impl Store for TieredStore {
             self.ensure_subscriber();
             let mut l1_options = options;
             l1_options.ttl = l1_options.ttl.min(self.inner.max_ttl);
+            let generation = self.inner.generation.load(Ordering::Acquire);
             self.inner.l2.put(key, value.clone(), options).await?;
             // No message: a new entry replaces one that was stale or
             // invalidated (and that invalidation was published), and an
             // older copy elsewhere is still a valid one for its own lifetime.
             if self.is_subscribed() {
-                self.inner.l1.put(key, value, l1_options).await?;
+                self.fill_l1(key, value, l1_options, generation).await;
             }
             Ok(())
         })
@@ -241,31 +333,29 @@ impl Store for TieredStore {
 
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
+            self.inner.bump();
             let _ = self.inner.l1.delete(key).await;
-            let removed = self.inner.l2.delete(key).await?;
-            self.publish(&format!("{KEY_PREFIX}{key}")).await;
-            Ok(removed)
+            let removed = self.inner.l2.delete(key).await;
+            self.inner.bump();
+            let _ = self.inner.l1.delete(key).await;
+            let published = self.publish(&format!("{KEY_PREFIX}{key}")).await;
+            let removed = removed?;
+            published.map(|()| removed)
         })
     }
 
     fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
-        Box::pin(async move {
-            let _ = self.inner.l1.invalidate_tags(tags).await;
-            let n = self.inner.l2.invalidate_tags(tags).await?;
-            self.publish(&Invalidation::Tags(tags.to_vec()).to_line())
-                .await;
-            Ok(n)
-        })
+        Box::pin(self.invalidate(
+            Invalidation::Tags(tags.to_vec()),
+            self.inner.l2.invalidate_tags(tags),
+        ))
     }
 
     fn invalidate_pattern<'a>(&'a self, pattern: &'a UrlPattern) -> StoreFuture<'a, u64> {
-        Box::pin(async move {
-            self.inner.l1.clear();
-            let n = self.inner.l2.invalidate_pattern(pattern).await?;
-            self.publish(&Invalidation::Pattern(pattern.clone()).to_line())
-                .await;
-            Ok(n)
-        })
+        Box::pin(self.invalidate(
+            Invalidation::Pattern(pattern.clone()),
+            self.inner.l2.invalidate_pattern(pattern),
+        ))
     }
 
     fn keys_count(&self) -> StoreFuture<'_, u64> {

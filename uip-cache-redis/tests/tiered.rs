@@ -158,3 +158,32 @@ async fn without_the_subscription_l1_is_not_used_and_it_comes_back() {
     a.put("k", entry("v2", &["t"]), options).await.unwrap();
     assert_eq!(body(&b, "k").await.as_deref(), Some(&b"v2"[..]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_exact_url_purge_drops_only_that_path_from_the_other_l1s() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let yaml = server.yaml("");
+    let (a, b) = (tiered(&yaml), tiered(&yaml));
+    subscribed(&a).await;
+    subscribed(&b).await;
+    for (key, path) in [("ka", "/a"), ("kb", "/b")] {
+        let tags = vec![format!("path:{path}")];
+        let options = PutOptions::new(Duration::from_secs(60), path).tags(&tags);
+        a.put(key, entry(key, &[&tags[0]]), options).await.unwrap();
+        assert!(body(&b, key).await.is_some());
+    }
+    // What an unsafe request to /a does: an exact URL purge.
+    let exact = uip_cache_core::UrlPattern::exact("/a");
+    assert_eq!(a.invalidate_pattern(&exact).await.unwrap(), 1);
+    until("B dropped /a", async || {
+        b.get("ka").await.unwrap().is_none()
+    })
+    .await;
+    // /b is still in B's L1: served with Redis frozen.
+    server.pause();
+    let got = tokio::time::timeout(Duration::from_millis(50), body(&b, "kb")).await;
+    server.resume();
+    assert_eq!(got.expect("still an L1 hit").as_deref(), Some(&b"kb"[..]));
+}

@@ -67,7 +67,7 @@ impl HttpFetcher {
     }
 }
 
-use crate::refresh::REFRESH_HEADER;
+use crate::refresh::{REFRESHED_HEADER, REFRESH_HEADER};
 
 impl HttpFetcher {
     /// A stale-while-revalidate refresh for front-ends that cannot send the
@@ -107,14 +107,20 @@ impl HttpFetcher {
         let client = &self.client;
         let run = async move {
             let resp = client.request(req).await?;
+            // Only a cache that recognised the marker says so.
+            let recorded = resp.headers().contains_key(REFRESHED_HEADER);
             let mut body = resp.into_body();
             while let Some(frame) = body.frame().await {
                 frame?;
             }
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(recorded)
         };
         match tokio::time::timeout(REFRESH_TIMEOUT, run).await {
-            Ok(Ok(())) => ticket.stored_elsewhere(),
+            Ok(Ok(true)) => ticket.stored_elsewhere(),
+            Ok(Ok(false)) => tracing::warn!(
+                base = %self.base,
+                "background refresh answered by a process that is not this cache: point warming.base_url at this process"
+            ),
             Ok(Err(e)) => {
                 tracing::warn!(base = %self.base, error = %e, "background refresh failed")
             }
