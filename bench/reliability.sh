@@ -14,35 +14,14 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-work="$(mktemp -d /dev/shm/uip-cache-rel.XXXXXX)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2; exit 1
-}
+. "$here/common.sh" rel
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 
-(cd "$root" && cargo build --release -q -p uip-cache-server)
-bin="$root/target/release/uip-cache"
-mkdir -p "$work/www" "$work/cache"
-# nginx workers run as an unprivileged user when started as root.
-chmod 755 "$work" "$work/www"; chmod 777 "$work/cache"
+build_server
+origin_port=$(free_port); nginx_port=$(free_port); mem_port=$(free_port); redis_port=$(free_port); rproxy_port=$(free_port)
+nginx_conf "$origin_port" "$nginx_port"
 truncate -s 1G "$work/www/big.bin"
 head -c 2048 /dev/zero | tr '\0' 'x' > "$work/www/small.json"
-origin_port=$(free_port); nginx_port=$(free_port); mem_port=$(free_port); redis_port=$(free_port); rproxy_port=$(free_port)
-sed -e "s#@DIR@#$work#g" -e "s#@CACHE@#$work/cache#g" \
-    -e "s#@ORIGIN_PORT@#$origin_port#g" -e "s#@NGINX_PORT@#$nginx_port#g" \
-    "$here/nginx.conf.template" > "$work/nginx.conf"
 nginx -c "$work/nginx.conf" -p "$work" & pids+=("$!")
 cat > "$work/memory.yaml" <<YAML
 policies:

@@ -26,31 +26,12 @@ for tool in nginx wrk taskset; do
   command -v "$tool" >/dev/null || { echo "bench/run.sh needs $tool (apt-get install nginx wrk util-linux)" >&2; exit 1; }
 done
 
-work="$(mktemp -d /dev/shm/uip-cache-bench.XXXXXX)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2; exit 1
-}
+. "$here/common.sh" bench
 
 echo "== building the server (release)"
-(cd "$root" && cargo build --release -q -p uip-cache-server)
-bin="$root/target/release/uip-cache"
-
-mkdir -p "$work/www" "$work/cache"
-# nginx workers run as an unprivileged user when started as root.
-chmod 755 "$work" "$work/www"; chmod 777 "$work/cache"
+build_server
+origin_port=$(free_port); nginx_port=$(free_port); mem_port=$(free_port); redis_proxy_port=$(free_port); tiered_proxy_port=$(free_port)
+nginx_conf "$origin_port" "$nginx_port"
 for size in $SIZES; do
   python3 - "$work/www/body-$size.json" "$size" <<'PY'
 import sys
@@ -63,11 +44,6 @@ out = out[: size - 1] + "]"
 open(path, "w").write(out)
 PY
 done
-
-origin_port=$(free_port); nginx_port=$(free_port); mem_port=$(free_port); redis_proxy_port=$(free_port); tiered_proxy_port=$(free_port)
-sed -e "s#@DIR@#$work#g" -e "s#@CACHE@#$work/cache#g" \
-    -e "s#@ORIGIN_PORT@#$origin_port#g" -e "s#@NGINX_PORT@#$nginx_port#g" \
-    "$here/nginx.conf.template" > "$work/nginx.conf"
 
 cat > "$work/memory.yaml" <<YAML
 store:
