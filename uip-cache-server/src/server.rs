@@ -22,6 +22,18 @@ use uip_cache_tower::{CacheLayer, CacheService};
 
 use crate::proxy::{normalize, ClientConn, RequestBody, Upstream};
 
+/// Connections served at once; more are refused until some close.
+const MAX_CONNECTIONS: usize = 16_384;
+
+/// Admin connections served at once (webhook senders and scrapers, not
+/// clients): more are refused, so they cannot use up the descriptors the
+/// proxy needs.
+const MAX_ADMIN_CONNECTIONS: usize = 256;
+
+/// Time a client has to send a request's headers (also the idle time
+/// between requests on a keep-alive connection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The proxy: the cache layer in front of the upstream.
 pub type Proxy = CacheService<Upstream>;
 
@@ -45,60 +57,22 @@ pub async fn serve_admin(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let service = AdminService::new(admin);
-    let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(
-                max = MAX_ADMIN_CONNECTIONS,
-                "admin connection limit reached; refusing a connection"
-            );
-            drop(stream);
-            continue;
-        };
-        let service = service.clone();
-        let hyper_service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(remote);
-            service.clone().oneshot(req)
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), hyper_service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
-    Ok(())
+    accept_loop(
+        listener,
+        MAX_ADMIN_CONNECTIONS,
+        "admin",
+        Duration::from_secs(5),
+        shutdown,
+        move |remote| {
+            let service = service.clone();
+            hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(remote);
+                service.clone().oneshot(req)
+            })
+        },
+    )
+    .await
 }
-
-/// Connections served at once; more are refused until some close.
-const MAX_CONNECTIONS: usize = 16_384;
-
-/// Admin connections served at once (webhook senders and scrapers, not
-/// clients): more are refused, so they cannot use up the descriptors the
-/// proxy needs.
-const MAX_ADMIN_CONNECTIONS: usize = 256;
-
-/// Time a client has to send a request's headers (also the idle time
-/// between requests on a keep-alive connection).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `listener` with `service` (see [`proxy`]) until `shutdown`
 /// resolves, then lets the requests in flight finish for at most `grace`.
@@ -108,34 +82,9 @@ pub async fn serve(
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            // At the limit: refuse rather than queue without bound.
-            tracing::warn!(
-                max = MAX_CONNECTIONS,
-                "connection limit reached; refusing a connection"
-            );
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    accept_loop(listener, MAX_CONNECTIONS, "proxy", grace, shutdown, move |remote| {
         let service = service.clone();
-        let hyper_service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        hyper::service::service_fn(move |req: Request<Incoming>| {
             let mut req = req.map(RequestBody::Client);
             req.extensions_mut().insert(ClientConn { remote });
             let refused = normalize(&mut req).err();
@@ -160,29 +109,82 @@ pub async fn serve(
                 }
                 resp
             }
-        });
+        })
+    })
+    .await
+}
+
+/// The accept loop both listeners share: HTTP/1.1 with keep-alive, at most
+/// `max` connections (more are refused, not queued), a bound on the time
+/// to send request headers, and on `shutdown` a drain of at most `grace`.
+async fn accept_loop<S, B>(
+    listener: TcpListener,
+    max: usize,
+    what: &'static str,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+    make: impl Fn(std::net::SocketAddr) -> S,
+) -> io::Result<()>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = http::Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(max));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, go on.
+                    tracing::warn!(listener = what, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            // At the limit: refuse rather than queue without bound.
+            tracing::warn!(
+                listener = what,
+                max,
+                "connection limit reached; refusing a connection"
+            );
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
         let conn = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
             // A client that does not finish its request headers in time is
             // dropped (hyper needs a timer for this, or the limit is off).
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), hyper_service);
+            .serve_connection(TokioIo::new(stream), make(remote));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+                tracing::debug!(listener = what, error = %e, "connection ended with an error");
             }
             drop(permit);
         });
     }
     drop(listener);
-    tracing::info!(grace = ?grace, "shutting down: finishing requests in flight");
+    tracing::info!(listener = what, grace = ?grace, "shutting down: finishing requests in flight");
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("requests still in flight after the shutdown grace period were cut");
+        tracing::warn!(
+            listener = what,
+            "requests still in flight after the shutdown grace period were cut"
+        );
     }
     Ok(())
 }

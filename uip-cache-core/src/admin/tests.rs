@@ -121,6 +121,69 @@ async fn call(
 }
 
 const ADMIN: &[(&str, &str)] = &[("x-webhook-secret", "admin")];
+
+/// A store that holds nothing and reports a health, and `step` more
+/// evictions (half as many expirations) at every look at its memory.
+#[derive(Debug)]
+struct Stub {
+    health: crate::store::HealthStatus,
+    step: u64,
+    evictions: std::sync::atomic::AtomicU64,
+}
+
+impl Stub {
+    fn new(health: crate::store::HealthStatus, step: u64) -> Self {
+        Stub {
+            health,
+            step,
+            evictions: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl crate::store::Store for Stub {
+    fn get<'a>(&'a self, _: &'a str) -> crate::store::StoreFuture<'a, Option<Bytes>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn put<'a>(
+        &'a self,
+        _: &'a str,
+        _: Bytes,
+        _: PutOptions<'a>,
+    ) -> crate::store::StoreFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn delete<'a>(&'a self, _: &'a str) -> crate::store::StoreFuture<'a, bool> {
+        Box::pin(async { Ok(false) })
+    }
+    fn invalidate_tags<'a>(&'a self, _: &'a [String]) -> crate::store::StoreFuture<'a, u64> {
+        Box::pin(async { Ok(0) })
+    }
+    fn invalidate_pattern<'a>(
+        &'a self,
+        _: &'a crate::UrlPattern,
+    ) -> crate::store::StoreFuture<'a, u64> {
+        Box::pin(async { Ok(0) })
+    }
+    fn keys_count(&self) -> crate::store::StoreFuture<'_, u64> {
+        Box::pin(async { Ok(0) })
+    }
+    fn memory(&self) -> crate::store::StoreFuture<'_, crate::store::MemoryUsage> {
+        let n = self
+            .evictions
+            .fetch_add(self.step, std::sync::atomic::Ordering::SeqCst)
+            + self.step;
+        Box::pin(async move {
+            Ok(crate::store::MemoryUsage::new(10, Some(100), n).with_expirations(n / 2))
+        })
+    }
+    fn health(&self) -> crate::store::StoreFuture<'_, crate::store::StoreHealth> {
+        let detail =
+            (self.health == crate::store::HealthStatus::Down).then(|| "circuit open".to_owned());
+        let health = crate::store::StoreHealth::new(self.health, "test", detail);
+        Box::pin(async move { Ok(health) })
+    }
+}
 const HOOK: &[(&str, &str)] = &[("x-webhook-secret", "hook")];
 
 #[tokio::test]
@@ -442,50 +505,9 @@ async fn health_and_metrics_report_the_store() {
 
 #[tokio::test]
 async fn a_store_that_is_down_makes_health_503() {
-    #[derive(Debug)]
-    struct Down;
-    impl crate::store::Store for Down {
-        fn get<'a>(&'a self, _: &'a str) -> crate::store::StoreFuture<'a, Option<Bytes>> {
-            Box::pin(async { Ok(None) })
-        }
-        fn put<'a>(
-            &'a self,
-            _: &'a str,
-            _: Bytes,
-            _: PutOptions<'a>,
-        ) -> crate::store::StoreFuture<'a, ()> {
-            Box::pin(async { Ok(()) })
-        }
-        fn delete<'a>(&'a self, _: &'a str) -> crate::store::StoreFuture<'a, bool> {
-            Box::pin(async { Ok(false) })
-        }
-        fn invalidate_tags<'a>(&'a self, _: &'a [String]) -> crate::store::StoreFuture<'a, u64> {
-            Box::pin(async { Ok(0) })
-        }
-        fn invalidate_pattern<'a>(
-            &'a self,
-            _: &'a crate::UrlPattern,
-        ) -> crate::store::StoreFuture<'a, u64> {
-            Box::pin(async { Ok(0) })
-        }
-        fn keys_count(&self) -> crate::store::StoreFuture<'_, u64> {
-            Box::pin(async { Ok(0) })
-        }
-        fn memory(&self) -> crate::store::StoreFuture<'_, crate::store::MemoryUsage> {
-            Box::pin(async { Ok(crate::store::MemoryUsage::default()) })
-        }
-        fn health(&self) -> crate::store::StoreFuture<'_, crate::store::StoreHealth> {
-            Box::pin(async {
-                Ok(crate::store::StoreHealth::new(
-                    crate::store::HealthStatus::Down,
-                    "test",
-                    Some("circuit open".into()),
-                ))
-            })
-        }
-    }
     let config = CacheConfig::from_yaml_str(CONFIG).unwrap();
-    let admin = Admin::new(HttpCache::new(&config, std::sync::Arc::new(Down)).unwrap());
+    let store = Stub::new(crate::store::HealthStatus::Down, 0);
+    let admin = Admin::new(HttpCache::new(&config, std::sync::Arc::new(store)).unwrap());
     let (s, h) = call(&admin, "GET", "/health", &[], "").await;
     assert_eq!((s, &h["status"]), (503, &serde_json::json!("unhealthy")));
     assert_eq!(h["components"]["store"]["detail"], "circuit open");
@@ -617,57 +639,12 @@ async fn background_tasks_stop_when_the_admin_api_is_dropped() {
 
 #[tokio::test]
 async fn the_monitor_reads_evictions_and_expirations_into_the_metrics() {
-    #[derive(Debug)]
-    struct Evicting(std::sync::atomic::AtomicU64);
-    impl crate::store::Store for Evicting {
-        fn get<'a>(&'a self, _: &'a str) -> crate::store::StoreFuture<'a, Option<Bytes>> {
-            Box::pin(async { Ok(None) })
-        }
-        fn put<'a>(
-            &'a self,
-            _: &'a str,
-            _: Bytes,
-            _: PutOptions<'a>,
-        ) -> crate::store::StoreFuture<'a, ()> {
-            Box::pin(async { Ok(()) })
-        }
-        fn delete<'a>(&'a self, _: &'a str) -> crate::store::StoreFuture<'a, bool> {
-            Box::pin(async { Ok(false) })
-        }
-        fn invalidate_tags<'a>(&'a self, _: &'a [String]) -> crate::store::StoreFuture<'a, u64> {
-            Box::pin(async { Ok(0) })
-        }
-        fn invalidate_pattern<'a>(
-            &'a self,
-            _: &'a crate::UrlPattern,
-        ) -> crate::store::StoreFuture<'a, u64> {
-            Box::pin(async { Ok(0) })
-        }
-        fn keys_count(&self) -> crate::store::StoreFuture<'_, u64> {
-            Box::pin(async { Ok(0) })
-        }
-        fn memory(&self) -> crate::store::StoreFuture<'_, crate::store::MemoryUsage> {
-            // 5000 more evictions at every look.
-            let n = self.0.fetch_add(5000, std::sync::atomic::Ordering::SeqCst) + 5000;
-            Box::pin(async move {
-                Ok(crate::store::MemoryUsage::new(10, Some(100), n).with_expirations(n / 2))
-            })
-        }
-        fn health(&self) -> crate::store::StoreFuture<'_, crate::store::StoreHealth> {
-            Box::pin(async {
-                Ok(crate::store::StoreHealth::new(
-                    crate::store::HealthStatus::Connected,
-                    "test",
-                    None,
-                ))
-            })
-        }
-    }
     let config = CacheConfig::from_yaml_str(
         "policies:\n  - name: a\n    pattern: /a\n    ttl: 5\ninvalidation:\n  strategies:\n    - type: time_based\n      check_interval: 1\n      eviction_threshold: 100\n",
     )
     .unwrap();
-    let store = std::sync::Arc::new(Evicting(std::sync::atomic::AtomicU64::new(0)));
+    // 5000 more evictions at every look.
+    let store = std::sync::Arc::new(Stub::new(crate::store::HealthStatus::Connected, 5000));
     let admin = Admin::new(HttpCache::new(&config, store).unwrap());
     admin.start().unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
