@@ -367,7 +367,22 @@ impl Store for TieredStore {
     }
 
     fn health(&self) -> StoreFuture<'_, StoreHealth> {
-        self.inner.l2.health()
+        Box::pin(async move {
+            let health = self.inner.l2.health().await?;
+            // Redis answers but invalidations do not arrive: L1 is off, so
+            // every read costs a round trip. Worth an operator's look.
+            let channel_down = self.inner.started.load(Ordering::Acquire) && !self.is_subscribed();
+            Ok(match (health.status, channel_down) {
+                (uip_cache_core::store::HealthStatus::Connected, true) => StoreHealth::new(
+                    uip_cache_core::store::HealthStatus::Degraded,
+                    health.backend,
+                    Some(
+                        "the invalidation channel is down: L1 is not used until it is back".into(),
+                    ),
+                ),
+                _ => health,
+            })
+        })
     }
 
     fn epoch(&self) -> StoreFuture<'_, u64> {

@@ -146,6 +146,12 @@ async fn without_the_subscription_l1_is_not_used_and_it_comes_back() {
     // Cut every subscriber's connection: B stops using L1 at once.
     server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     until("B noticed", async || !b.is_subscribed()).await;
+    let health = b.health().await.unwrap();
+    assert_eq!(
+        health.status,
+        uip_cache_core::store::HealthStatus::Degraded,
+        "{health:?}"
+    );
     // A purge B cannot hear about: B must not serve its L1 copy.
     assert_eq!(a.invalidate_tags(&tags).await.unwrap(), 1);
     assert!(
@@ -154,6 +160,10 @@ async fn without_the_subscription_l1_is_not_used_and_it_comes_back() {
     );
     // B resubscribes by itself and uses L1 again.
     until("B resubscribed", async || b.is_subscribed()).await;
+    assert_eq!(
+        b.health().await.unwrap().status,
+        uip_cache_core::store::HealthStatus::Connected
+    );
     let options = PutOptions::new(Duration::from_secs(60), "/t").tags(&tags);
     a.put("k", entry("v2", &["t"]), options).await.unwrap();
     assert_eq!(body(&b, "k").await.as_deref(), Some(&b"v2"[..]));
