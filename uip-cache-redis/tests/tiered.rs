@@ -147,9 +147,9 @@ async fn without_the_subscription_l1_is_not_used_and_it_comes_back() {
     server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     until("B noticed", async || !b.is_subscribed()).await;
     let health = b.health().await.unwrap();
-    assert_eq!(
-        health.status,
-        uip_cache_core::store::HealthStatus::Degraded,
+    // Degraded while the channel is down (unless B already got it back).
+    assert!(
+        health.status == uip_cache_core::store::HealthStatus::Degraded || b.is_subscribed(),
         "{health:?}"
     );
     // A purge B cannot hear about: B must not serve its L1 copy.
