@@ -63,8 +63,9 @@ wait_port() {
 # The two layouts: npm's (server/, cli.mjs) and the current one (test-engine/).
 engine="$suite"
 [ -d "$suite/test-engine" ] && engine="$suite/test-engine"
+# `exec`: the background job is node itself, so the cleanup's kill reaches it.
 (cd "$suite" && npm_package_config_protocol=http npm_package_config_port="$origin_port" \
-  npm_package_config_pidfile="$work/origin.pid" node "$engine/server/server.mjs" >"$work/origin.log" 2>&1) &
+  npm_package_config_pidfile="$work/origin.pid" exec node "$engine/server/server.mjs" >"$work/origin.log" 2>&1) &
 pids+=($!)
 wait_port "$origin_port"
 
