@@ -703,6 +703,7 @@ for_every_adapter_and_store!(
     cache_status,
     hit_for_miss,
     post_queries_vary_and_stale,
+    soft_purge,
 );
 
 const ITEMS: &str =
@@ -1538,4 +1539,41 @@ async fn post_queries_vary_and_stale(a: Adapter, b: Backend) {
         )
         .await;
     assert_eq!(other.x_cache(), "MISS");
+}
+
+async fn soft_purge(a: Adapter, b: Backend) {
+    // A soft purge marks the entry stale: the next request gets the old
+    // answer at once while one refresh runs. Redis cannot rewrite entries
+    // in place, so there the purge is hard (and says so).
+    let Some(h) = Harness::new(a, b, ITEMS, |_, n| {
+        Reply::ok(&format!("v{n}")).header("cache-control", "max-age=600")
+    })
+    .await
+    else {
+        return;
+    };
+    assert_eq!(h.get("/items/s").await.x_cache(), "MISS");
+    h.sets_reach(1).await;
+    let (n, soft) = h
+        .cache
+        .soft_invalidate_tags(&["items".into()])
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(soft, b == Backend::Memory, "{a:?}/{b:?}");
+    let got = h.get("/items/s").await;
+    if soft {
+        assert_eq!(
+            (got.x_cache(), &got.body[..]),
+            ("STALE", &b"v0"[..]),
+            "{a:?}/{b:?}"
+        );
+        // The refresh stores v1; the entry is fresh again.
+        h.sets_reach(2).await;
+        let got = h.get("/items/s").await;
+        assert_eq!((got.x_cache(), &got.body[..]), ("HIT", &b"v1"[..]));
+    } else {
+        assert_eq!((got.x_cache(), &got.body[..]), ("MISS", &b"v1"[..]));
+    }
+    assert_eq!(h.calls(), 2);
 }

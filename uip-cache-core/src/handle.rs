@@ -930,6 +930,54 @@ impl HttpCache {
         noted.map(|()| n)
     }
 
+    /// The rewrite of a soft purge: stale from now, servable stale (while
+    /// one request revalidates) for its own stale-while-revalidate window or
+    /// `defaults.soft_purge_grace`, whichever is longer.
+    fn soft_rewrite(&self) -> impl Fn(&Bytes) -> Option<(Bytes, Duration)> + Send + Sync + 'static {
+        let grace = self.inner.config.defaults.soft_purge_grace.get();
+        move |bytes: &Bytes| {
+            let mut e = StoredResponse::decode(bytes).ok()?;
+            let now = SystemTime::now();
+            e.freshness_lifetime = e.freshness_lifetime.min(e.age(now));
+            e.stale_while_revalidate = e.stale_while_revalidate.max(grace);
+            let ttl = e.storage_ttl();
+            Some((e.encode().ok()?, ttl))
+        }
+    }
+
+    /// Soft purge by tags: the entries are marked stale, not removed (see
+    /// `defaults.soft_purge_grace`). Stores that cannot rewrite entries in
+    /// place (Redis) remove them; the flag says which happened.
+    pub async fn soft_invalidate_tags(&self, tags: &[String]) -> Result<(u64, bool), StoreError> {
+        let rewrite = self.soft_rewrite();
+        match self
+            .inner
+            .store
+            .soft_invalidate_tags(tags, &rewrite)
+            .await?
+        {
+            Some(n) => Ok((n, true)),
+            None => Ok((self.invalidate_tags(tags).await?, false)),
+        }
+    }
+
+    /// Soft purge by URL pattern (see [`HttpCache::soft_invalidate_tags`]).
+    pub async fn soft_invalidate_pattern(
+        &self,
+        pattern: &UrlPattern,
+    ) -> Result<(u64, bool), StoreError> {
+        let rewrite = self.soft_rewrite();
+        match self
+            .inner
+            .store
+            .soft_invalidate_pattern(pattern, &rewrite)
+            .await?
+        {
+            Some(n) => Ok((n, true)),
+            None => Ok((self.invalidate_pattern(pattern).await?, false)),
+        }
+    }
+
     /// Removes what a webhook event names (see
     /// [`crate::invalidate::plan_for_event`]); what it named and how many
     /// entries went.

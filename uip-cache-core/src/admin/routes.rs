@@ -38,6 +38,8 @@ struct WebhookBody {
     entity_id: Option<String>,
     #[serde(default)]
     entity_type: Option<String>,
+    #[serde(default)]
+    soft: bool,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +49,8 @@ struct TagBody {
     tag: Option<String>,
     #[serde(default)]
     tags: Option<Vec<String>>,
+    #[serde(default)]
+    soft: bool,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +60,8 @@ struct UrlBody {
     url: Option<String>,
     #[serde(default)]
     pattern: Option<String>,
+    #[serde(default)]
+    soft: bool,
 }
 
 /// Parses a JSON body; a 400 naming the field otherwise.
@@ -204,27 +210,31 @@ impl Admin {
         }
         cache.stats().invalidation(InvalidationKind::Event);
         let mut deleted = 0;
+        let mut soft = b.soft;
         let mut failure = None;
         if !plan.tags.is_empty() {
-            match cache.invalidate_tags(&plan.tags).await {
-                Ok(n) => deleted += n,
+            match purge_tags(cache, &plan.tags, b.soft).await {
+                Ok((n, s)) => (deleted, soft) = (deleted + n, soft && s),
                 Err(e) => failure = Some(e),
             }
         }
         for p in &plan.patterns {
-            match cache.invalidate_pattern(p).await {
-                Ok(n) => deleted += n,
+            match purge_pattern(cache, p, b.soft).await {
+                Ok((n, s)) => (deleted, soft) = (deleted + n, soft && s),
                 Err(e) => failure = Some(e),
             }
         }
         tracing::info!(target: "uip_cache::admin", peer, event = %b.event, entity_id = b.entity_id.as_deref().unwrap_or(""), patterns = ?patterns, tags = ?plan.tags, deleted, "webhook invalidation");
-        let body = json!({
+        let mut body = json!({
             "deleted": deleted,
             "matched": true,
             "event": b.event,
             "patterns": patterns,
             "tags": plan.tags,
         });
+        if b.soft {
+            body["soft"] = json!(soft);
+        }
         Ok(match failure {
             None => AdminResponse::json(200, &body),
             Some(e) => store_failed(&e, deleted),
@@ -257,11 +267,17 @@ impl Admin {
         tags.dedup();
         let cache = &self.inner.cache;
         cache.stats().invalidation(InvalidationKind::Tag);
-        let result = cache.invalidate_tags(&tags).await;
-        let deleted = *result.as_ref().unwrap_or(&0);
-        tracing::info!(target: "uip_cache::admin", peer, tags = ?tags, deleted, "tag invalidation");
+        let result = purge_tags(cache, &tags, b.soft).await;
+        let deleted = result.as_ref().map_or(0, |(n, _)| *n);
+        tracing::info!(target: "uip_cache::admin", peer, tags = ?tags, deleted, soft = b.soft, "tag invalidation");
         Ok(match result {
-            Ok(n) => AdminResponse::json(200, &json!({"deleted": n, "tags": tags})),
+            Ok((n, soft)) => {
+                let mut body = json!({"deleted": n, "tags": tags});
+                if b.soft {
+                    body["soft"] = json!(soft);
+                }
+                AdminResponse::json(200, &body)
+            }
             Err(e) => store_failed(&e, 0),
         })
     }
@@ -290,16 +306,22 @@ impl Admin {
         };
         let cache = &self.inner.cache;
         cache.stats().invalidation(kind);
-        let result = cache.invalidate_pattern(&pattern).await;
-        let deleted = *result.as_ref().unwrap_or(&0);
-        tracing::info!(target: "uip_cache::admin", peer, kind = kind.as_str(), pattern = pattern.as_str(), deleted, "URL invalidation");
+        let result = purge_pattern(cache, &pattern, b.soft).await;
+        let deleted = result.as_ref().map_or(0, |(n, _)| *n);
+        tracing::info!(target: "uip_cache::admin", peer, kind = kind.as_str(), pattern = pattern.as_str(), deleted, soft = b.soft, "URL invalidation");
         let field = if kind == InvalidationKind::Url {
             "url"
         } else {
             "pattern"
         };
         Ok(match result {
-            Ok(n) => AdminResponse::json(200, &json!({"deleted": n, field: pattern.as_str()})),
+            Ok((n, soft)) => {
+                let mut body = json!({"deleted": n, field: pattern.as_str()});
+                if b.soft {
+                    body["soft"] = json!(soft);
+                }
+                AdminResponse::json(200, &body)
+            }
             Err(e) => store_failed(&e, 0),
         })
     }
@@ -370,6 +392,33 @@ impl Admin {
             },
         });
         AdminResponse::json(if status == "unhealthy" { 503 } else { 200 }, &body)
+    }
+}
+
+/// Purges by tags, softly when asked (and the store can): how many, and
+/// whether it was soft.
+async fn purge_tags(
+    cache: &crate::HttpCache,
+    tags: &[String],
+    soft: bool,
+) -> Result<(u64, bool), crate::store::StoreError> {
+    if soft {
+        cache.soft_invalidate_tags(tags).await
+    } else {
+        cache.invalidate_tags(tags).await.map(|n| (n, false))
+    }
+}
+
+/// Purges by URL pattern, softly when asked (and the store can).
+async fn purge_pattern(
+    cache: &crate::HttpCache,
+    pattern: &UrlPattern,
+    soft: bool,
+) -> Result<(u64, bool), crate::store::StoreError> {
+    if soft {
+        cache.soft_invalidate_pattern(pattern).await
+    } else {
+        cache.invalidate_pattern(pattern).await.map(|n| (n, false))
     }
 }
 

@@ -336,7 +336,7 @@ async fn bad_bodies_are_400_naming_the_field_and_change_nothing() {
         ("/cache/invalidate/tag", r#"{"tags":"camera"}"#, "tags"),
         (
             "/cache/invalidate/tag",
-            r#"{"tag":"camera","soft":true}"#,
+            r#"{"tag":"camera","soft":"yes"}"#,
             "soft",
         ),
         ("/cache/invalidate/url", r#"{}"#, "url"),
@@ -660,4 +660,53 @@ async fn the_monitor_reads_evictions_and_expirations_into_the_metrics() {
         "{text}"
     );
     admin.shutdown();
+}
+
+#[tokio::test]
+async fn a_soft_purge_marks_entries_stale_instead_of_removing_them() {
+    let admin = admin_with(CONFIG);
+    let store = admin.cache().store().clone();
+    let tags = vec!["camera".to_owned(), "path:/cams".to_owned()];
+    for key in ["s1", "s2"] {
+        let mut e = crate::StoredResponse::new(200, Bytes::from_static(b"old"));
+        e.freshness_lifetime = Duration::from_secs(60);
+        e.tags = tags.clone();
+        let opts = PutOptions::new(e.storage_ttl(), "/cams").tags(&tags);
+        store.put(key, e.encode().unwrap(), opts).await.unwrap();
+    }
+    let (s, b) = call(
+        &admin,
+        "POST",
+        "/cache/invalidate/tag",
+        ADMIN,
+        r#"{"tag":"camera","soft":true}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, &b["deleted"], &b["soft"]),
+        (200, &serde_json::json!(2), &serde_json::json!(true)),
+        "{b}"
+    );
+    let now = std::time::SystemTime::now();
+    for key in ["s1", "s2"] {
+        let bytes = store.get(key).await.unwrap().expect("still stored");
+        let e = crate::StoredResponse::decode(&bytes).unwrap();
+        assert!(!e.is_fresh(now), "stale now");
+        assert!(
+            e.stale_while_revalidate >= Duration::from_secs(30),
+            "servable stale"
+        );
+        assert_eq!(&e.body[..], b"old");
+        assert_eq!(e.tags, tags, "still tagged");
+    }
+    // A hard purge still removes them, tags intact after the rewrite.
+    let (_, b) = call(
+        &admin,
+        "POST",
+        "/cache/invalidate/tag",
+        ADMIN,
+        r#"{"tag":"camera"}"#,
+    )
+    .await;
+    assert_eq!(b["deleted"], 2);
 }

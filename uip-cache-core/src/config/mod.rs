@@ -489,6 +489,10 @@ pub struct DefaultsConfig {
     /// to the origin instead of queueing them behind one fetch (hit-for-miss;
     /// default 10s, 0 turns it off).
     pub hit_for_miss: Seconds,
+    /// How long a soft-purged entry may still be served stale while one
+    /// request revalidates it, when its own stale-while-revalidate is
+    /// shorter (default 30s).
+    pub soft_purge_grace: Seconds,
 }
 
 impl DefaultsConfig {
@@ -516,6 +520,7 @@ impl Default for DefaultsConfig {
             max_body: ByteSize(64 << 10),
             cache_status: "uip-cache".into(),
             hit_for_miss: Seconds(Duration::from_secs(10)),
+            soft_purge_grace: Seconds(Duration::from_secs(30)),
             stale_while_revalidate: None,
             stale_if_error: None,
             lock_timeout: Seconds(Duration::from_secs(5)),

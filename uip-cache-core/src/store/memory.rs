@@ -251,6 +251,62 @@ impl MemoryStore {
             .count() as u64
     }
 
+    /// Rewrites the given entries in place (a soft purge), keeping their
+    /// tags, path and query.
+    fn rewrite_sync(
+        &self,
+        members: Vec<(Arc<str>, u64)>,
+        pattern: Option<&UrlPattern>,
+        rewrite: &super::Rewrite<'_>,
+    ) -> u64 {
+        let mut n = 0;
+        for (key, generation) in members {
+            let Some(e) = self.inner.cache.get(&key) else {
+                continue;
+            };
+            if e.generation != generation
+                || pattern.is_some_and(|p| !p.matches(&e.path, e.query.as_deref()))
+            {
+                continue;
+            }
+            let Some((value, ttl)) = rewrite(&e.value) else {
+                continue;
+            };
+            let tags = e.tags.to_vec();
+            let options = PutOptions::new(ttl, &e.path)
+                .tags(&tags)
+                .query(e.query.as_deref());
+            self.put_sync(&key, value, options);
+            n += 1;
+        }
+        n
+    }
+
+    fn members_of_tags(&self, tags: &[String]) -> Vec<(Arc<str>, u64)> {
+        let index = lock(&self.inner.index);
+        tags.iter()
+            .filter_map(|t| index.tags.get(t))
+            .flat_map(|m| m.iter().map(|(k, g)| (k.clone(), *g)))
+            .collect()
+    }
+
+    fn members_of_pattern(&self, pattern: &UrlPattern) -> Vec<(Arc<str>, u64)> {
+        let index = lock(&self.inner.index);
+        match pattern.selector() {
+            PathSelector::Exact(p) => index
+                .paths
+                .get(p)
+                .map(|m| m.iter().map(|(k, g)| (k.clone(), *g)).collect())
+                .unwrap_or_default(),
+            PathSelector::Prefix(prefix) => index
+                .paths
+                .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+                .take_while(|(p, _)| p.starts_with(prefix))
+                .flat_map(|(_, m)| m.iter().map(|(k, g)| (k.clone(), *g)))
+                .collect(),
+        }
+    }
+
     fn invalidate_pattern_sync(&self, pattern: &UrlPattern) -> u64 {
         let members: Vec<(Arc<str>, u64)> = {
             let index = lock(&self.inner.index);
@@ -324,6 +380,24 @@ impl Store for MemoryStore {
     fn invalidate_pattern<'a>(&'a self, pattern: &'a UrlPattern) -> StoreFuture<'a, u64> {
         let n = self.invalidate_pattern_sync(pattern);
         Box::pin(async move { Ok(n) })
+    }
+
+    fn soft_invalidate_tags<'a>(
+        &'a self,
+        tags: &'a [String],
+        rewrite: &'a super::Rewrite<'a>,
+    ) -> StoreFuture<'a, Option<u64>> {
+        let n = self.rewrite_sync(self.members_of_tags(tags), None, rewrite);
+        Box::pin(async move { Ok(Some(n)) })
+    }
+
+    fn soft_invalidate_pattern<'a>(
+        &'a self,
+        pattern: &'a UrlPattern,
+        rewrite: &'a super::Rewrite<'a>,
+    ) -> StoreFuture<'a, Option<u64>> {
+        let n = self.rewrite_sync(self.members_of_pattern(pattern), Some(pattern), rewrite);
+        Box::pin(async move { Ok(Some(n)) })
     }
 
     fn keys_count(&self) -> StoreFuture<'_, u64> {

@@ -64,6 +64,10 @@ impl<'a> PutOptions<'a> {
     }
 }
 
+/// Rewrites one stored entry for a soft purge: its new bytes and how long to
+/// keep them, or `None` to leave it as it is.
+pub type Rewrite<'a> = dyn Fn(&Bytes) -> Option<(Bytes, Duration)> + Send + Sync + 'a;
+
 /// A place to keep cache entries.
 ///
 /// Implementations must make tag and URL-pattern invalidation cost time
@@ -90,6 +94,29 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
 
     /// Removes every entry whose path and query match `pattern`; how many.
     fn invalidate_pattern<'a>(&'a self, pattern: &'a UrlPattern) -> StoreFuture<'a, u64>;
+
+    /// Soft purge: rewrites (instead of removing) every entry carrying any of
+    /// `tags`; how many were rewritten, or `None` when the store cannot (the
+    /// caller removes them instead).
+    fn soft_invalidate_tags<'a>(
+        &'a self,
+        tags: &'a [String],
+        rewrite: &'a Rewrite<'a>,
+    ) -> StoreFuture<'a, Option<u64>> {
+        let _ = (tags, rewrite);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Soft purge of the entries matching `pattern` (see
+    /// [`Store::soft_invalidate_tags`]).
+    fn soft_invalidate_pattern<'a>(
+        &'a self,
+        pattern: &'a UrlPattern,
+        rewrite: &'a Rewrite<'a>,
+    ) -> StoreFuture<'a, Option<u64>> {
+        let _ = (pattern, rewrite);
+        Box::pin(async { Ok(None) })
+    }
 
     /// Number of entries (may be approximate for remote stores), the `keys_count` of health and metrics.
     fn keys_count(&self) -> StoreFuture<'_, u64>;
