@@ -76,6 +76,24 @@ struct Index {
 }
 
 impl Index {
+    /// The keys (and write generations) indexed under the paths `pattern`
+    /// selects; its query constraint is left to the caller.
+    fn path_members(&self, pattern: &UrlPattern) -> Vec<(Arc<str>, u64)> {
+        match pattern.selector() {
+            PathSelector::Exact(p) => self
+                .paths
+                .get(p)
+                .map(|m| m.iter().map(|(k, g)| (k.clone(), *g)).collect())
+                .unwrap_or_default(),
+            PathSelector::Prefix(prefix) => self
+                .paths
+                .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+                .take_while(|(p, _)| p.starts_with(prefix))
+                .flat_map(|(_, m)| m.iter().map(|(k, g)| (k.clone(), *g)))
+                .collect(),
+        }
+    }
+
     fn add(&mut self, key: &Arc<str>, e: &MemEntry) {
         for t in e.tags.iter() {
             self.tags
@@ -291,39 +309,14 @@ impl MemoryStore {
     }
 
     fn members_of_pattern(&self, pattern: &UrlPattern) -> Vec<(Arc<str>, u64)> {
-        let index = lock(&self.inner.index);
-        match pattern.selector() {
-            PathSelector::Exact(p) => index
-                .paths
-                .get(p)
-                .map(|m| m.iter().map(|(k, g)| (k.clone(), *g)).collect())
-                .unwrap_or_default(),
-            PathSelector::Prefix(prefix) => index
-                .paths
-                .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-                .take_while(|(p, _)| p.starts_with(prefix))
-                .flat_map(|(_, m)| m.iter().map(|(k, g)| (k.clone(), *g)))
-                .collect(),
-        }
+        lock(&self.inner.index).path_members(pattern)
     }
 
     fn invalidate_pattern_sync(&self, pattern: &UrlPattern) -> u64 {
         let members: Vec<(Arc<str>, u64)> = {
             let index = lock(&self.inner.index);
             self.inner.invalidations.fetch_add(1, Ordering::AcqRel);
-            match pattern.selector() {
-                PathSelector::Exact(p) => index
-                    .paths
-                    .get(p)
-                    .map(|m| m.iter().map(|(k, g)| (k.clone(), *g)).collect())
-                    .unwrap_or_default(),
-                PathSelector::Prefix(prefix) => index
-                    .paths
-                    .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-                    .take_while(|(p, _)| p.starts_with(prefix))
-                    .flat_map(|(_, m)| m.iter().map(|(k, g)| (k.clone(), *g)))
-                    .collect(),
-            }
+            index.path_members(pattern)
         };
         let mut removed = 0;
         for (key, generation) in members {
