@@ -46,7 +46,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod admin;
@@ -71,6 +71,7 @@ pub mod stats;
 pub mod store;
 pub mod tee;
 pub mod warm;
+pub mod zerocopy;
 
 pub use cache_control::CacheControl;
 pub use config::{CacheConfig, ConfigError};

@@ -17,5 +17,6 @@
 #![forbid(unsafe_code)]
 
 pub mod demo;
+pub mod io;
 pub mod proxy;
 pub mod server;

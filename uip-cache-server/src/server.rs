@@ -1,4 +1,4 @@
-//! The accept loop: HTTP/1.1 with keep-alive, each request through the
+//! The accept loop: HTTP/1.1 with keep-alive or HTTP/2 with prior knowledge (h2c), each request through the
 //! cache layer to the [`Upstream`], and a graceful shutdown that drains the
 //! requests in flight within a bound.
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -20,6 +20,7 @@ use uip_cache_core::HttpCache;
 use uip_cache_tower::admin::{AdminService, ServiceFetcher};
 use uip_cache_tower::{CacheLayer, CacheService};
 
+use crate::io::ClientStream;
 use crate::proxy::{normalize, ClientConn, RequestBody, Upstream};
 
 /// Connections served at once; more are refused until some close.
@@ -33,6 +34,10 @@ const MAX_ADMIN_CONNECTIONS: usize = 256;
 /// Time a client has to send a request's headers (also the idle time
 /// between requests on a keep-alive connection).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often an idle HTTP/2 connection is pinged, and how long the answer
+/// may take.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The proxy: the cache layer in front of the upstream.
 pub type Proxy = CacheService<Upstream>;
@@ -76,12 +81,16 @@ pub async fn serve_admin(
 
 /// Serves `listener` with `service` (see [`proxy`]) until `shutdown`
 /// resolves, then lets the requests in flight finish for at most `grace`.
+///
+/// Large entries stored from then on are kept in sealed memory and sent
+/// without copying (see [`crate::io`]).
 pub async fn serve(
     listener: TcpListener,
     service: Proxy,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    crate::io::enable();
     accept_loop(listener, MAX_CONNECTIONS, "proxy", grace, shutdown, move |remote| {
         let service = service.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -114,7 +123,8 @@ pub async fn serve(
     .await
 }
 
-/// The accept loop both listeners share: HTTP/1.1 with keep-alive, at most
+/// The accept loop both listeners share: HTTP/1.1 with keep-alive, or
+/// HTTP/2 when the client opens with its preface (h2c), at most
 /// `max` connections (more are refused, not queued), a bound on the time
 /// to send request headers, and on `shutdown` a drain of at most `grace`.
 async fn accept_loop<S, B>(
@@ -160,19 +170,42 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
-            // A client that does not finish its request headers in time is
-            // dropped (hyper needs a timer for this, or the limit is off).
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), make(remote));
-        let conn = graceful.watch(conn);
+        let service = make(remote);
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let _permit = permit;
+            // The version is read in the connection's own task, in the time
+            // a client has for its request headers.
+            let (h2, io) =
+                match tokio::time::timeout(HEADER_READ_TIMEOUT, ClientStream::detect(stream)).await
+                {
+                    Ok(Ok(detected)) => detected,
+                    _ => return,
+                };
+            let io = TokioIo::new(io);
+            let result = if h2 {
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    // Dead peers are found by pings, not left to hold a
+                    // connection slot.
+                    .keep_alive_interval(H2_PING_INTERVAL)
+                    .keep_alive_timeout(H2_PING_INTERVAL)
+                    .serve_connection(io, service);
+                watcher.watch(conn).await
+            } else {
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    // A client that does not finish its request headers in
+                    // time is dropped (hyper needs a timer for this, or the
+                    // limit is off).
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(io, service);
+                watcher.watch(conn).await
+            };
+            if let Err(e) = result {
                 tracing::debug!(listener = what, error = %e, "connection ended with an error");
             }
-            drop(permit);
         });
     }
     drop(listener);

@@ -38,7 +38,11 @@ async fn upstream() -> (SocketAddr, Seen, Arc<AtomicUsize>) {
                         if req.uri().path() == "/slow" {
                             tokio::time::sleep(Duration::from_secs(2)).await;
                         }
-                        let mut resp = Response::new(Full::new(Bytes::from(format!("v{n}"))));
+                        let body = match req.uri().path().strip_prefix("/big/") {
+                            Some(seed) => Bytes::from(big_body(seed)),
+                            None => Bytes::from(format!("v{n}")),
+                        };
+                        let mut resp = Response::new(Full::new(body));
                         resp.headers_mut()
                             .insert("cache-control", "max-age=60".parse().unwrap());
                         Ok::<_, Infallible>(resp)
@@ -51,6 +55,14 @@ async fn upstream() -> (SocketAddr, Seen, Arc<AtomicUsize>) {
         }
     });
     (addr, seen, calls)
+}
+
+/// 300 000 bytes that differ at every position between seeds.
+fn big_body(seed: &str) -> Vec<u8> {
+    let s: u32 = seed.bytes().map(u32::from).sum();
+    (0..300_000u32)
+        .map(|i| (i.wrapping_mul(31).wrapping_add(s * 7) % 251) as u8)
+        .collect()
 }
 
 async fn proxy(upstream: SocketAddr, timeout: Duration) -> SocketAddr {
@@ -278,4 +290,144 @@ async fn a_thousand_concurrent_requests_for_a_cold_url_reach_the_upstream_once()
     assert!(all.iter().all(|(_, b)| &b[..] == b"v0"));
     assert_eq!(all.iter().filter(|(x, _)| x == "MISS").count(), 1);
     assert_eq!(all.iter().filter(|(x, _)| x == "HIT").count(), 999);
+}
+
+/// Sends `requests` (raw HTTP/1.1) on one connection whose receive buffer
+/// is small, reading slowly, and splits what comes back into responses:
+/// (head, body) each.
+async fn pipelined_slow_read(addr: SocketAddr, requests: &[&str]) -> Vec<(String, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    for r in requests {
+        stream.write_all(r.as_bytes()).await.unwrap();
+    }
+    let mut raw = Vec::new();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1000];
+    while out.len() < requests.len() {
+        // Parse whatever complete responses are there.
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8(raw[..end].to_vec()).unwrap();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
+            let is_head = requests[out.len()].starts_with("HEAD");
+            let body_len = if is_head { 0 } else { len };
+            if raw.len() >= end + 4 + body_len {
+                let body = raw[end + 4..end + 4 + body_len].to_vec();
+                raw.drain(..end + 4 + body_len);
+                out.push((head, body));
+                continue;
+            }
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed early");
+        raw.extend_from_slice(&buf[..n]);
+        if raw.len() % 50_000 < 1000 {
+            // A slow reader: let the server's socket fill up now and then.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    assert!(raw.is_empty(), "nothing after the last response");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_hits_go_out_intact_from_sealed_memory_to_slow_and_pipelining_clients() {
+    let (up, _, calls) = upstream().await;
+    let addr = proxy(up, Duration::from_secs(5)).await;
+    let (a, b) = (big_body("a"), big_body("b"));
+    let (_, h, body) = get(addr, "/big/a", &[]).await;
+    assert_eq!(
+        (h["x-cache"].to_str().unwrap(), body.len()),
+        ("MISS", a.len())
+    );
+    assert!(body[..] == a[..]);
+    get(addr, "/big/b", &[]).await;
+    let before = uip_cache_core::zerocopy::sent_bytes();
+    let (_, h, body) = get(addr, "/big/a", &[]).await;
+    assert_eq!(h["x-cache"], "HIT");
+    assert!(
+        body[..] == a[..],
+        "the hit is byte for byte the origin's body"
+    );
+    if cfg!(target_os = "linux") {
+        assert!(
+            uip_cache_core::zerocopy::sent_bytes() - before >= a.len() as u64,
+            "the hit body was sent from sealed memory"
+        );
+    }
+    // Hits of two entries interleaved on one slow connection, with a HEAD
+    // between them: every response is whole, in order, and its own.
+    let req = |m: &str, p: &str| format!("{m} {p} HTTP/1.1\r\nhost: cache.test\r\n\r\n");
+    let (ga, gb, ha) = (
+        req("GET", "/big/a"),
+        req("GET", "/big/b"),
+        req("HEAD", "/big/a"),
+    );
+    let responses = pipelined_slow_read(addr, &[&ga, &gb, &ha, &gb, &ga]).await;
+    let expect: [&[u8]; 5] = [&a, &b, &[], &b, &a];
+    for (i, ((head, body), want)) in responses.iter().zip(expect).enumerate() {
+        assert!(head.contains("x-cache: HIT"), "response {i}: {head}");
+        assert!(
+            head.contains("content-length: 300000"),
+            "response {i}: {head}"
+        );
+        assert!(body[..] == want[..], "response {i} has the wrong body");
+    }
+    // Many clients at once, two entries: nobody gets the other's bytes.
+    let all = futures_util::future::join_all((0..40).map(|i| {
+        let path = if i % 2 == 0 { "/big/a" } else { "/big/b" };
+        async move { (path, get(addr, path, &[]).await.2) }
+    }))
+    .await;
+    for (path, body) in all {
+        let want = if path == "/big/a" { &a } else { &b };
+        assert!(body[..] == want[..], "{path} came back wrong");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "every other request was a hit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_clients_get_the_same_cache_as_http1_clients() {
+    let (up, _, calls) = upstream().await;
+    let addr = proxy(up, Duration::from_secs(5)).await;
+    let (_, h, _) = get(addr, "/h2", &[]).await;
+    assert_eq!(h["x-cache"], "MISS");
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    // Two streams on one connection, the large one from sealed memory.
+    for (path, want) in [("/h2", b"v0".to_vec()), ("/big/h2", big_body("h2"))] {
+        for round in 0..2 {
+            let req = Request::get(format!("http://cache.test{path}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let resp = sender.send_request(req).await.unwrap();
+            assert_eq!(resp.version(), http::Version::HTTP_2);
+            let x = resp.headers()["x-cache"].to_str().unwrap().to_owned();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert!(body[..] == want[..], "{path} round {round}");
+            let expect = if path == "/big/h2" && round == 0 {
+                "MISS"
+            } else {
+                "HIT"
+            };
+            assert_eq!(x, expect, "{path} round {round}");
+        }
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

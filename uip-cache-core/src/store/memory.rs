@@ -231,7 +231,9 @@ impl MemoryStore {
     fn put_sync(&self, key: &str, value: Bytes, o: PutOptions<'_>) {
         let key: Arc<str> = Arc::from(key);
         let entry = Arc::new(MemEntry {
-            value,
+            // Large values go to sealed memory when the server sends hits
+            // with sendfile (a no-op otherwise).
+            value: crate::zerocopy::seal(value),
             tags: o.tags.into(),
             path: o.path.into(),
             query: o.query.map(Into::into),

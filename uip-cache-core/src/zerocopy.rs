@@ -1,0 +1,421 @@
+//! Large entries in sealed memory files, so a server can send cache hits
+//! with `sendfile(2)` instead of copying them into the socket.
+//!
+//! A hit of a large body is a copy from the cache's memory into the
+//! socket: at 64 KB bodies that copy was the largest single cost of the
+//! server (nginx sends its cache files with `sendfile` and has none). With
+//! [`enable`] on, a store value of at least `min_len` bytes given to
+//! [`seal`] is written once into a memory file (`memfd_create`), sealed
+//! against any further write, shrink or grow, and mapped read-only. The
+//! returned [`Bytes`] reads that mapping like any other, and [`find`] tells a
+//! writer which file and offset a slice of it comes from, so the kernel can
+//! hand the file's pages to the socket.
+//!
+//! Why this cannot leak one response into another: the kernel may still hold
+//! a file's pages for a slow client after the entry is evicted, but the file
+//! can never change (the seals are checked by the kernel, and the seal list
+//! itself is sealed), and its pages are freed only when nothing holds them.
+//! Memory that is reused is never memory that was handed to a socket.
+//!
+//! Off until [`enable`] is called (the `uip-cache` server calls it); each
+//! sealed value holds one file descriptor, so `enable` raises the soft
+//! descriptor limit to the hard one and uses at most a quarter of it. When
+//! that budget is used up, or anything fails, values stay ordinary memory.
+//! On systems other than Linux every function here is a no-op.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use uip_cache_core::zerocopy;
+//!
+//! zerocopy::enable(16 * 1024);
+//! let value = zerocopy::seal(Bytes::from(vec![7u8; 100_000]));
+//! assert_eq!(&value[..], &[7u8; 100_000][..]);
+//! # #[cfg(target_os = "linux")]
+//! assert_eq!(zerocopy::find(&value[10..20]).unwrap().offset(), 10);
+//! ```
+
+use bytes::Bytes;
+
+#[cfg(target_os = "linux")]
+pub use linux::*;
+
+#[cfg(not(target_os = "linux"))]
+pub use other::*;
+
+/// Bytes sent from sealed memory so far (all sockets, all threads).
+pub fn sent_bytes() -> u64 {
+    SENT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[cfg(not(target_os = "linux"))]
+mod other {
+    use super::Bytes;
+
+    /// Does nothing on this system; the number of values that may be sealed
+    /// (0).
+    pub fn enable(_min_len: usize) -> usize {
+        0
+    }
+
+    /// Returns `value` as it is on this system.
+    pub fn seal(value: Bytes) -> Bytes {
+        value
+    }
+
+    /// Number of values sealed now (0 on this system).
+    pub fn sealed_count() -> usize {
+        0
+    }
+
+    /// Never a sealed slice on this system.
+    pub fn find(_slice: &[u8]) -> Option<Sealed> {
+        None
+    }
+
+    /// A slice of sealed memory (never made on this system).
+    #[derive(Debug)]
+    pub struct Sealed(());
+
+    impl Sealed {
+        /// Where the slice starts in its file.
+        pub fn offset(&self) -> usize {
+            0
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+mod linux {
+    //! The one place of the workspace with `unsafe`: system calls and a
+    //! slice over a read-only mapping. Each block says why it is sound.
+
+    use std::collections::BTreeMap;
+    use std::fs::File;
+    use std::io::{self, Write};
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, RwLock, Weak};
+
+    use super::{Bytes, SENT};
+
+    /// Smallest value sealed; `usize::MAX` while off.
+    static MIN_LEN: AtomicUsize = AtomicUsize::new(usize::MAX);
+    /// How many values may be sealed at once (one descriptor each).
+    static MAX_REGIONS: AtomicUsize = AtomicUsize::new(0);
+    /// How many are.
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+    /// Live mappings by start address: their length and the region.
+    type Registry = BTreeMap<usize, (usize, Weak<Region>)>;
+    static REGISTRY: RwLock<Registry> = RwLock::new(BTreeMap::new());
+
+    fn registry_read() -> std::sync::RwLockReadGuard<'static, Registry> {
+        REGISTRY.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn registry_write() -> std::sync::RwLockWriteGuard<'static, Registry> {
+        REGISTRY.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Turns sealing on for values of at least `min_len` bytes (at least 1);
+    /// the number of values that may be sealed at once.
+    pub fn enable(min_len: usize) -> usize {
+        let limit = raise_descriptor_limit();
+        let max = usize::try_from(limit / 4).unwrap_or(usize::MAX);
+        MAX_REGIONS.store(max, Ordering::Relaxed);
+        MIN_LEN.store(min_len.max(1), Ordering::Relaxed);
+        max
+    }
+
+    /// Raises the soft limit on open descriptors to the hard one; the limit
+    /// in force.
+    fn raise_descriptor_limit() -> u64 {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is a valid, writable rlimit for the call to fill.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: `raised` is a valid rlimit read by the call.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    }
+
+    /// One sealed, mapped memory file.
+    #[derive(Debug)]
+    struct Region {
+        ptr: usize,
+        len: usize,
+        fd: OwnedFd,
+    }
+
+    impl Drop for Region {
+        fn drop(&mut self) {
+            // Unregister before unmapping, so the address is never found
+            // once it may be mapped again.
+            registry_write().remove(&self.ptr);
+            // SAFETY: `ptr..ptr+len` is the mapping made in `map`, unmapped
+            // only here, and no slice of it outlives the region (every
+            // `Bytes` over it holds an `Arc` of the region).
+            unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+            LIVE.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The owner of a sealed `Bytes`.
+    struct Mapped(Arc<Region>);
+
+    impl AsRef<[u8]> for Mapped {
+        fn as_ref(&self) -> &[u8] {
+            // SAFETY: the region maps `len` readable bytes at `ptr` for as
+            // long as it lives (it does while `self` does); the file is
+            // sealed against writes and the mapping is private, so the
+            // bytes never change under the slice.
+            unsafe { std::slice::from_raw_parts(self.0.ptr as *const u8, self.0.len) }
+        }
+    }
+
+    /// Writes `value` into a new sealed memory file and maps it read-only.
+    fn map(value: &[u8]) -> io::Result<Region> {
+        // SAFETY: a NUL-terminated name and flags; returns a new descriptor
+        // or -1.
+        let raw = unsafe {
+            libc::memfd_create(
+                c"uip-cache-entry".as_ptr(),
+                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` was just returned to us and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut file = File::from(fd);
+        file.write_all(value)?;
+        let fd = OwnedFd::from(file);
+        let seals =
+            libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+        // SAFETY: F_ADD_SEALS on a descriptor we own takes an int argument.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh read-only private mapping of `value.len()` (> 0)
+        // bytes of a file that long; the kernel picks the address.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                value.len(),
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Region {
+            ptr: ptr as usize,
+            len: value.len(),
+            fd,
+        })
+    }
+
+    /// `value` in sealed memory when sealing is on, it is at least the
+    /// minimum length and the descriptor budget allows; otherwise `value`.
+    /// The bytes are the same either way.
+    pub fn seal(value: Bytes) -> Bytes {
+        if value.len() < MIN_LEN.load(Ordering::Relaxed) || find(&value).is_some() {
+            return value;
+        }
+        let max = MAX_REGIONS.load(Ordering::Relaxed);
+        if LIVE
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return value;
+        }
+        match map(&value) {
+            Ok(region) => {
+                let region = Arc::new(region);
+                registry_write().insert(region.ptr, (region.len, Arc::downgrade(&region)));
+                Bytes::from_owner(Mapped(region))
+            }
+            Err(e) => {
+                LIVE.fetch_sub(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "could not seal an entry; keeping it in ordinary memory");
+                value
+            }
+        }
+    }
+
+    /// Number of values sealed now.
+    pub fn sealed_count() -> usize {
+        LIVE.load(Ordering::Relaxed)
+    }
+
+    /// Where `slice` lies in sealed memory, if it does entirely.
+    pub fn find(slice: &[u8]) -> Option<Sealed> {
+        if slice.is_empty() {
+            return None;
+        }
+        let at = slice.as_ptr() as usize;
+        let registry = registry_read();
+        let (&start, (len, region)) = registry.range(..=at).next_back()?;
+        if at.checked_add(slice.len())? > start + len {
+            return None;
+        }
+        Some(Sealed {
+            region: region.upgrade()?,
+            offset: at - start,
+        })
+    }
+
+    /// A slice of sealed memory: its file and where it starts there.
+    #[derive(Debug)]
+    pub struct Sealed {
+        region: Arc<Region>,
+        offset: usize,
+    }
+
+    impl Sealed {
+        /// Where the slice starts in its file.
+        pub fn offset(&self) -> usize {
+            self.offset
+        }
+
+        /// Sends up to `len` bytes of the file from the slice's start to
+        /// `socket` with `sendfile(2)`; how many were sent. A non-blocking
+        /// socket that is full gives `WouldBlock`.
+        pub fn send(&self, socket: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+            let len = len.min(self.region.len.saturating_sub(self.offset));
+            let mut offset = libc::off_t::try_from(self.offset)
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            // SAFETY: both descriptors are open for the call (the region is
+            // held by `self`, the socket is borrowed), `offset` is a valid
+            // off_t to update, and `len` stays within the file.
+            let n = unsafe {
+                libc::sendfile(
+                    socket.as_raw_fd(),
+                    self.region.fd.as_fd().as_raw_fd(),
+                    &mut offset,
+                    len,
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = n as usize;
+            SENT.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            Ok(n)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn on() {
+            enable(1024);
+        }
+
+        #[test]
+        fn small_values_stay_ordinary_and_large_ones_are_sealed_and_equal() {
+            on();
+            let small = seal(Bytes::from(vec![1u8; 100]));
+            assert!(find(&small).is_none());
+            let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+            let sealed = seal(Bytes::from(data.clone()));
+            assert_eq!(&sealed[..], &data[..]);
+            let found = find(&sealed[5000..6000]).expect("sealed");
+            assert_eq!(found.offset(), 5000);
+            // Sealing twice does not copy again.
+            let again = seal(sealed.clone());
+            assert_eq!(again.as_ptr(), sealed.as_ptr());
+        }
+
+        #[test]
+        fn the_file_refuses_writes_and_the_region_goes_with_its_last_bytes() {
+            on();
+            let sealed = seal(Bytes::from(vec![9u8; 50_000]));
+            let found = find(&sealed).expect("sealed");
+            let fd = found.region.fd.try_clone().unwrap();
+            let mut file = File::from(fd);
+            assert_eq!(
+                file.write(b"x").unwrap_err().raw_os_error(),
+                Some(libc::EPERM),
+                "a sealed file takes no write"
+            );
+            let start = sealed.as_ptr() as usize;
+            drop(found);
+            let tail = sealed.slice(40_000..);
+            drop(sealed);
+            assert!(find(&tail).is_some(), "a slice keeps the region");
+            drop(tail);
+            assert!(
+                !registry_read().contains_key(&start),
+                "unregistered on drop"
+            );
+        }
+
+        #[test]
+        fn sendfile_sends_the_slice_exactly() {
+            on();
+            let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 256) as u8).collect();
+            let sealed = seal(Bytes::from(data.clone()));
+            let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut &b, &mut out).unwrap();
+                out
+            });
+            let part = &sealed[1234..80_000];
+            let found = find(part).unwrap();
+            let mut sent = 0;
+            while sent < part.len() {
+                let s = Sealed {
+                    region: found.region.clone(),
+                    offset: found.offset + sent,
+                };
+                sent += s.send(a.as_fd(), part.len() - sent).unwrap();
+            }
+            drop(a);
+            assert_eq!(reader.join().unwrap(), &data[1234..80_000]);
+        }
+
+        proptest! {
+            #[test]
+            fn find_gives_the_offset_of_any_sub_slice(len in 2000usize..40_000, a in 0usize..40_000, b in 0usize..40_000) {
+                on();
+                let sealed = seal(Bytes::from(vec![3u8; len]));
+                let (a, b) = (a % len, b % len);
+                let (lo, hi) = (a.min(b), a.max(b));
+                let found = find(&sealed[lo..hi]);
+                if lo == hi {
+                    prop_assert!(found.is_none());
+                } else {
+                    prop_assert_eq!(found.unwrap().offset(), lo);
+                }
+                // A slice running past the mapping is never reported.
+                let outside = [0u8; 4];
+                prop_assert!(find(&outside).is_none());
+            }
+        }
+    }
+}

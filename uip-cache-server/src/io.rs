@@ -1,0 +1,186 @@
+//! A client connection's socket: which HTTP version it speaks, and cached
+//! bodies in sealed memory leave with `sendfile(2)`, everything else as on
+//! a plain socket.
+//!
+//! hyper hands a response's head and body to the socket as slices
+//! (vectored writes). When a body slice lies in sealed memory
+//! ([`uip_cache_core::zerocopy`]), the head goes first as a plain write
+//! and the body is sent from its memory file, so the kernel takes the
+//! pages instead of copying them. (Holding the head back with `MSG_MORE`
+//! to share a segment with the body halved throughput on loopback, so it
+//! is not done.) Partial writes are reported as such, as
+//! any socket does; hyper sends the rest.
+
+use std::io::{self, IoSlice};
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
+use uip_cache_core::zerocopy;
+
+/// Values at least this long are sealed when [`enable`] is on, and only
+/// slices at least this long are looked up: below it the copy costs less
+/// than the extra system call.
+pub const ZERO_COPY_MIN: usize = 16 * 1024;
+
+/// Turns on sealed memory for large entries, so hits through a
+/// [`ClientStream`] are sent without copying (Linux; a no-op elsewhere).
+pub fn enable() {
+    let budget = zerocopy::enable(ZERO_COPY_MIN);
+    tracing::debug!(budget, "large entries are sent from sealed memory");
+}
+
+/// What an HTTP/2 client sends first (RFC 9113, section 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A client's TCP connection (see the module docs).
+#[derive(Debug)]
+pub struct ClientStream {
+    inner: TcpStream,
+    /// Bytes read to tell the version, given back first.
+    prefix: Bytes,
+}
+
+impl ClientStream {
+    /// Wraps an accepted connection.
+    pub fn new(inner: TcpStream) -> Self {
+        ClientStream {
+            inner,
+            prefix: Bytes::new(),
+        }
+    }
+
+    /// Reads the connection's first bytes to tell HTTP/2 with prior
+    /// knowledge (h2c) from HTTP/1: whether it is HTTP/2, and the stream,
+    /// which gives the bytes read back first. The caller bounds the time
+    /// this takes.
+    pub async fn detect(inner: TcpStream) -> io::Result<(bool, Self)> {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        let mut n = 0;
+        let h2 = loop {
+            inner.readable().await?;
+            let m = match inner.try_read(&mut buf[n..]) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            };
+            n += m;
+            if m == 0 || buf[..n] != H2_PREFACE[..n] {
+                break false;
+            }
+            if n == H2_PREFACE.len() {
+                break true;
+            }
+        };
+        Ok((
+            h2,
+            ClientStream {
+                inner,
+                prefix: Bytes::copy_from_slice(&buf[..n]),
+            },
+        ))
+    }
+
+    /// Runs the non-blocking `op` when the socket is writable, until it
+    /// does not answer `WouldBlock`.
+    fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut() -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.inner.poll_write_ready(cx))?;
+            match self.inner.try_io(Interest::WRITABLE, &mut op) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+}
+
+fn sealed(buf: &[u8]) -> Option<zerocopy::Sealed> {
+    if buf.len() < ZERO_COPY_MIN {
+        return None;
+    }
+    zerocopy::find(buf)
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match sealed(buf) {
+            Some(body) => {
+                let socket = self.inner.as_fd();
+                self.poll_send(cx, || body.send(socket, buf.len()))
+            }
+            None => Pin::new(&mut self.inner).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let Some((i, body)) = bufs
+            .iter()
+            .enumerate()
+            .find_map(|(i, b)| sealed(b).map(|s| (i, s)))
+        else {
+            return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        };
+        let head = &bufs[..i];
+        let head_len: usize = head.iter().map(|b| b.len()).sum();
+        let body_len = bufs[i].len();
+        let socket = self.inner.as_fd();
+        self.poll_send(cx, || {
+            let mut sent = 0;
+            if head_len > 0 {
+                sent = self.inner.try_write_vectored(head)?;
+                if sent < head_len {
+                    return Ok(sent);
+                }
+            }
+            match body.send(socket, body_len) {
+                Ok(n) => Ok(sent + n),
+                // The head went: report it; the error (or the full
+                // socket) shows again on the next write.
+                Err(_) if sent > 0 => Ok(sent),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
