@@ -868,6 +868,12 @@ async fn stale_if_error_on_failure(a: Adapter, b: Backend) {
         (200, "STALE", &b"v0"[..]),
         "{a:?}/{b:?}"
     );
+    let status = got.header("cache-status").unwrap();
+    assert!(
+        status.starts_with("uip-cache; fwd=stale; ttl=-")
+            && status.ends_with("; detail=origin-unreachable"),
+        "{a:?}/{b:?}: {status}"
+    );
     assert_eq!(h.calls(), 2);
 }
 
@@ -1421,8 +1427,16 @@ async fn ngsi_ld_webhook(a: Adapter, b: Backend) {
 
 async fn cache_status(a: Adapter, b: Backend) {
     // RFC 9211: what the cache did, beside X-Cache.
-    let Some(h) = Harness::new(a, b, ITEMS, |_, n| match n {
-        0 => Reply::ok("v0").header("cache-control", "max-age=100"),
+    let Some(h) = Harness::new(a, b, ITEMS, |s, n| match (s.uri.as_str(), n) {
+        // Behind another cache, which says what it did.
+        ("/items/cdn", _) => Reply::ok("cdn")
+            .header("cache-control", "max-age=100")
+            .header("cache-status", "origin-cache; hit; ttl=40"),
+        ("/items/sie", _) if s.header("x-fail").is_some() => Reply::ok("down").status(503),
+        ("/items/sie", _) => Reply::ok("sie")
+            .header("cache-control", "max-age=1, stale-if-error=600")
+            .header("age", "5"),
+        (_, 0) => Reply::ok("v0").header("cache-control", "max-age=100"),
         _ => Reply::ok("private").header("set-cookie", "s=1"),
     })
     .await
@@ -1460,6 +1474,42 @@ async fn cache_status(a: Adapter, b: Backend) {
     assert_eq!(
         got.header("cache-status"),
         Some("uip-cache; fwd=request; detail=request_no_store")
+    );
+    // The upstream cache's member stays, ours comes after it; a hit is
+    // ours alone (the upstream's member described another request).
+    let got = h.get("/items/cdn").await;
+    assert_eq!(
+        got.header("cache-status"),
+        Some("origin-cache; hit; ttl=40, uip-cache; fwd=uri-miss; stored"),
+        "{a:?}/{b:?}"
+    );
+    h.sets_reach(2).await;
+    let got = h.get("/items/cdn").await;
+    assert!(
+        got.header("cache-status")
+            .unwrap()
+            .starts_with("uip-cache; hit; ttl="),
+        "{:?}",
+        got.header("cache-status")
+    );
+    // Stale served because the origin failed: forwarded, and what came back.
+    h.get("/items/sie").await;
+    h.sets_reach(3).await;
+    let got = h.send("GET", "/items/sie", &[("x-fail", "1")]).await;
+    assert_eq!((got.status, got.x_cache()), (200, "STALE"), "{a:?}/{b:?}");
+    let status = got.header("cache-status").unwrap().to_owned();
+    assert!(
+        status.starts_with("uip-cache; fwd=stale; fwd-status=503; ttl=-"),
+        "{status}"
+    );
+    // only-if-cached with nothing stored: the cache's own 504 says why.
+    let got = h
+        .send("GET", "/items/none", &[("cache-control", "only-if-cached")])
+        .await;
+    assert_eq!(got.status, 504);
+    assert_eq!(
+        got.header("cache-status"),
+        Some("uip-cache; detail=only-if-cached")
     );
 }
 
@@ -1543,8 +1593,8 @@ async fn post_queries_vary_and_stale(a: Adapter, b: Backend) {
 
 async fn soft_purge(a: Adapter, b: Backend) {
     // A soft purge marks the entry stale: the next request gets the old
-    // answer at once while one refresh runs. Redis cannot rewrite entries
-    // in place, so there the purge is hard (and says so).
+    // answer at once while one refresh runs; by tag and by URL pattern, in
+    // memory and in Redis.
     let Some(h) = Harness::new(a, b, ITEMS, |_, n| {
         Reply::ok(&format!("v{n}")).header("cache-control", "max-age=600")
     })
@@ -1559,21 +1609,32 @@ async fn soft_purge(a: Adapter, b: Backend) {
         .soft_invalidate_tags(&["items".into()])
         .await
         .unwrap();
-    assert_eq!(n, 1);
-    assert_eq!(soft, b == Backend::Memory, "{a:?}/{b:?}");
+    assert_eq!((n, soft), (1, true), "{a:?}/{b:?}");
     let got = h.get("/items/s").await;
-    if soft {
-        assert_eq!(
-            (got.x_cache(), &got.body[..]),
-            ("STALE", &b"v0"[..]),
-            "{a:?}/{b:?}"
-        );
-        // The refresh stores v1; the entry is fresh again.
-        h.sets_reach(2).await;
-        let got = h.get("/items/s").await;
-        assert_eq!((got.x_cache(), &got.body[..]), ("HIT", &b"v1"[..]));
-    } else {
-        assert_eq!((got.x_cache(), &got.body[..]), ("MISS", &b"v1"[..]));
-    }
-    assert_eq!(h.calls(), 2);
+    assert_eq!(
+        (got.x_cache(), &got.body[..]),
+        ("STALE", &b"v0"[..]),
+        "{a:?}/{b:?}"
+    );
+    // The refresh stores v1; the entry is fresh again.
+    h.sets_reach(2).await;
+    let got = h.get("/items/s").await;
+    assert_eq!((got.x_cache(), &got.body[..]), ("HIT", &b"v1"[..]));
+    // By URL pattern: the same.
+    let pattern = uip_cache_core::UrlPattern::glob("/items/*").unwrap();
+    let (n, soft) = h.cache.soft_invalidate_pattern(&pattern).await.unwrap();
+    assert_eq!((n, soft), (1, true), "{a:?}/{b:?}");
+    let got = h.get("/items/s").await;
+    assert_eq!((got.x_cache(), &got.body[..]), ("STALE", &b"v1"[..]));
+    h.sets_reach(3).await;
+    assert_eq!(h.get("/items/s").await.x_cache(), "HIT");
+    // A soft-purged entry is still indexed: a hard purge removes it.
+    h.cache
+        .soft_invalidate_tags(&["items".into()])
+        .await
+        .unwrap();
+    assert_eq!(h.cache.invalidate_tags(&["items".into()]).await.unwrap(), 1);
+    let got = h.get("/items/s").await;
+    assert_eq!((got.x_cache(), &got.body[..]), ("MISS", &b"v3"[..]));
+    assert_eq!(h.calls(), 4);
 }

@@ -201,7 +201,11 @@ fn outgoing<B>(cache: &HttpCache, res: &mut ServiceResponse<B>, f: Forward) {
             res.headers_mut().remove(n);
         }
     }
-    for (name, value) in cache.forward_headers(f) {
+    let upstream: Vec<HeaderValue> = res.headers().get_all("cache-status").cloned().collect();
+    let ours: Vec<_> = cache
+        .forward_headers(f, upstream.iter().map(HeaderValue::as_bytes))
+        .collect();
+    for (name, value) in ours {
         if let Ok(v) = HeaderValue::from_maybe_shared(value) {
             res.headers_mut().insert(HeaderName::from_static(name), v);
         }

@@ -21,7 +21,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use crate::entry::StoredResponse;
-use crate::handle::{CachePlan, CachedResponse, Forward, HttpCache, Lead, XCache};
+use crate::handle::{CachePlan, CachedResponse, Forward, HttpCache, Lead, OriginFailure, XCache};
 use crate::lock::{Lock, LockGuard, WaitOutcome};
 use crate::record::BodyRecorder;
 pub use crate::request::HeaderList;
@@ -268,9 +268,11 @@ impl HttpCache {
             }
             if plan.request_cc.only_if_cached {
                 self.stats().uncacheable(NoCacheReason::NoFreshness);
+                let mut headers = vec![("x-cache".into(), Bytes::from_static(b"MISS"))];
+                headers.extend(self.own_status("only-if-cached"));
                 return Begin::Respond(CachedResponse {
                     status: 504,
-                    headers: vec![("x-cache".into(), Bytes::from_static(b"MISS"))],
+                    headers,
                     body: Bytes::new(),
                 });
             }
@@ -459,18 +461,22 @@ impl FetchTicket {
     /// The origin failed: a stale entry within stale-if-error answers
     /// instead; `None` means the error goes to the client.
     pub fn origin_failed(self) -> Option<CachedResponse> {
-        self.serve_stale(SystemTime::now())
+        self.serve_stale(SystemTime::now(), OriginFailure::Unreachable)
     }
 
-    fn serve_stale(&self, now: SystemTime) -> Option<CachedResponse> {
+    fn serve_stale(&self, now: SystemTime, failed: OriginFailure) -> Option<CachedResponse> {
         let e = self
             .stale
             .as_ref()
             .filter(|e| rules::serves_on_error(e, &self.plan.request_cc, now))?;
         let hs = self.request.header_list();
-        let r = self
-            .cache
-            .respond(e, &self.request.view(&hs), XCache::Stale, now)?;
+        let r = self.cache.respond_after(
+            e,
+            &self.request.view(&hs),
+            XCache::Stale,
+            now,
+            Some(failed),
+        )?;
         self.cache.count(&self.plan, XCache::Stale);
         Some(r)
     }
@@ -480,7 +486,7 @@ impl FetchTicket {
         let response_time = SystemTime::now();
         let cache = self.cache.clone();
         if status >= 500 {
-            if let Some(r) = self.serve_stale(response_time) {
+            if let Some(r) = self.serve_stale(response_time, OriginFailure::Status(status)) {
                 return After::Respond(r);
             }
         }

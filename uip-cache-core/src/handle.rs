@@ -104,6 +104,15 @@ impl Forward {
     }
 }
 
+/// How the origin failed when a stale entry answers in its place.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum OriginFailure {
+    /// It answered with this server error.
+    Status(u16),
+    /// No answer: refused, reset or timed out.
+    Unreachable,
+}
+
 /// A response built from a stored entry, for the adapter to send.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -671,19 +680,36 @@ impl HttpCache {
         x_cache: XCache,
         now: SystemTime,
     ) -> Option<CachedResponse> {
+        self.respond_after(entry, req, x_cache, now, None)
+    }
+
+    /// [`HttpCache::respond`], for a stale entry standing in for an origin
+    /// that `failed` (stale-if-error): `Cache-Status` says the request was
+    /// forwarded and what came back.
+    pub(crate) fn respond_after(
+        &self,
+        entry: &StoredResponse,
+        req: &RequestView<'_>,
+        x_cache: XCache,
+        now: SystemTime,
+        failed: Option<OriginFailure>,
+    ) -> Option<CachedResponse> {
         let age_d = entry.age(now);
         let age = age_d.as_secs().to_string();
         let status = self.inner.cache_status.as_ref().map(|name| {
-            let v = match x_cache {
+            // Remaining freshness, negative once stale (RFC 9211 2.2).
+            let fresh = i64::try_from(entry.freshness_lifetime.as_secs()).unwrap_or(i64::MAX);
+            let ttl = fresh.saturating_sub(i64::try_from(age_d.as_secs()).unwrap_or(i64::MAX));
+            let v = match (x_cache, failed) {
                 // A revalidated entry: the origin said 304.
-                XCache::Expired => format!("{name}; fwd=stale; fwd-status=304"),
-                _ => {
-                    // Remaining freshness, negative once stale (RFC 9211 2.2).
-                    let fresh =
-                        i64::try_from(entry.freshness_lifetime.as_secs()).unwrap_or(i64::MAX);
-                    let aged = i64::try_from(age_d.as_secs()).unwrap_or(i64::MAX);
-                    format!("{name}; hit; ttl={}", fresh.saturating_sub(aged))
+                (XCache::Expired, _) => format!("{name}; fwd=stale; fwd-status=304"),
+                (_, Some(OriginFailure::Status(s))) => {
+                    format!("{name}; fwd=stale; fwd-status={s}; ttl={ttl}")
                 }
+                (_, Some(OriginFailure::Unreachable)) => {
+                    format!("{name}; fwd=stale; ttl={ttl}; detail=origin-unreachable")
+                }
+                _ => format!("{name}; hit; ttl={ttl}"),
             };
             ("cache-status".to_owned(), Bytes::from(v))
         });
@@ -769,12 +795,32 @@ impl HttpCache {
         })
     }
 
-    /// The headers the cache adds to a response from the origin: `X-Cache`
-    /// and, unless turned off, RFC 9211 `Cache-Status` (`uip-cache;
-    /// fwd=uri-miss; stored`, `fwd=bypass; detail=no_policy`, ...).
-    pub fn forward_headers(&self, f: Forward) -> impl Iterator<Item = (&'static str, Bytes)> {
+    /// The headers the cache adds to a response from the origin, each to
+    /// be set (replacing the origin's): `X-Cache` and, unless turned off,
+    /// RFC 9211 `Cache-Status` (`uip-cache; fwd=uri-miss; stored`,
+    /// `fwd=bypass; detail=no_policy`, ...). `upstream` are the response's
+    /// own `Cache-Status` values, from caches nearer the origin: ours is
+    /// added after them, as RFC 9211 asks.
+    pub fn forward_headers<'u>(
+        &self,
+        f: Forward,
+        upstream: impl IntoIterator<Item = &'u [u8]>,
+    ) -> impl Iterator<Item = (&'static str, Bytes)> {
         let status = self.inner.cache_status.as_ref().map(|name| {
-            let mut v = format!("{name}; fwd={}", f.fwd());
+            let mut v = String::new();
+            for u in upstream {
+                // Values that are not text are dropped, not passed on.
+                if let Some(u) = std::str::from_utf8(u).ok().map(str::trim) {
+                    if !u.is_empty() && u.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+                    {
+                        v.push_str(u);
+                        v.push_str(", ");
+                    }
+                }
+            }
+            v.push_str(name);
+            v.push_str("; fwd=");
+            v.push_str(f.fwd());
             if f.stored {
                 v.push_str("; stored");
             }
@@ -786,6 +832,17 @@ impl HttpCache {
         });
         std::iter::once(("x-cache", Bytes::from_static(f.x_cache.as_str().as_bytes())))
             .chain(status)
+    }
+
+    /// The `Cache-Status` of a response the cache makes up itself (the 504
+    /// to `only-if-cached`): `detail` says why.
+    pub(crate) fn own_status(&self, detail: &str) -> Option<(String, Bytes)> {
+        self.inner.cache_status.as_ref().map(|name| {
+            (
+                "cache-status".to_owned(),
+                Bytes::from(format!("{name}; detail={detail}")),
+            )
+        })
     }
 
     /// Remembers that `plan`'s key got a response that cannot be stored, so
@@ -946,17 +1003,21 @@ impl HttpCache {
     }
 
     /// Soft purge by tags: the entries are marked stale, not removed (see
-    /// `defaults.soft_purge_grace`). Stores that cannot rewrite entries in
-    /// place (Redis) remove them; the flag says which happened.
+    /// `defaults.soft_purge_grace`). A store that cannot rewrite entries
+    /// removes them; the flag says which happened (every store of this
+    /// workspace rewrites).
     pub async fn soft_invalidate_tags(&self, tags: &[String]) -> Result<(u64, bool), StoreError> {
         let rewrite = self.soft_rewrite();
+        // A fetch in flight may carry the old answer: it must not store it
+        // as fresh over the purge, as for a hard purge.
+        let noted = self.note(Invalidation::Tags(tags.to_vec())).await;
         match self
             .inner
             .store
             .soft_invalidate_tags(tags, &rewrite)
             .await?
         {
-            Some(n) => Ok((n, true)),
+            Some(n) => noted.map(|()| (n, true)),
             None => Ok((self.invalidate_tags(tags).await?, false)),
         }
     }
@@ -967,13 +1028,14 @@ impl HttpCache {
         pattern: &UrlPattern,
     ) -> Result<(u64, bool), StoreError> {
         let rewrite = self.soft_rewrite();
+        let noted = self.note(Invalidation::Pattern(pattern.clone())).await;
         match self
             .inner
             .store
             .soft_invalidate_pattern(pattern, &rewrite)
             .await?
         {
-            Some(n) => Ok((n, true)),
+            Some(n) => noted.map(|()| (n, true)),
             None => Ok((self.invalidate_pattern(pattern).await?, false)),
         }
     }

@@ -26,7 +26,7 @@ use futures_util::StreamExt;
 use uip_cache_core::invalidate::Invalidation;
 use uip_cache_core::pattern::PathSelector;
 use uip_cache_core::store::{
-    MemoryStore, MemoryUsage, PutOptions, Store, StoreError, StoreFuture, StoreHealth,
+    MemoryStore, MemoryUsage, PutOptions, Rewrite, Store, StoreError, StoreFuture, StoreHealth,
 };
 use uip_cache_core::{CacheConfig, StoredResponse, UrlPattern};
 
@@ -355,6 +355,31 @@ impl Store for TieredStore {
         Box::pin(self.invalidate(
             Invalidation::Pattern(pattern.clone()),
             self.inner.l2.invalidate_pattern(pattern),
+        ))
+    }
+
+    /// Soft in Redis; the L1 copies are dropped (hard), here and on every
+    /// instance, so the next read finds the rewritten entry in Redis.
+    fn soft_invalidate_tags<'a>(
+        &'a self,
+        tags: &'a [String],
+        rewrite: &'a Rewrite<'a>,
+    ) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(self.invalidate(
+            Invalidation::Tags(tags.to_vec()),
+            self.inner.l2.soft_invalidate_tags(tags, rewrite),
+        ))
+    }
+
+    /// See [`TieredStore::soft_invalidate_tags`].
+    fn soft_invalidate_pattern<'a>(
+        &'a self,
+        pattern: &'a UrlPattern,
+        rewrite: &'a Rewrite<'a>,
+    ) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(self.invalidate(
+            Invalidation::Pattern(pattern.clone()),
+            self.inner.l2.soft_invalidate_pattern(pattern, rewrite),
         ))
     }
 

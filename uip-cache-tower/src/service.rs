@@ -284,7 +284,11 @@ fn outgoing(cache: &HttpCache, headers: &mut HeaderMap, f: Forward) {
     for h in cache.hidden_response_headers() {
         headers.remove(h.as_str());
     }
-    for (name, value) in cache.forward_headers(f) {
+    let upstream: Vec<HeaderValue> = headers.get_all("cache-status").iter().cloned().collect();
+    let ours: Vec<_> = cache
+        .forward_headers(f, upstream.iter().map(HeaderValue::as_bytes))
+        .collect();
+    for (name, value) in ours {
         if let Ok(v) = HeaderValue::from_maybe_shared(value) {
             headers.insert(name, v);
         }

@@ -11,33 +11,17 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use tokio::sync::OnceCell;
 use uip_cache_core::config::{RedisConfig, RedisConnection, StoreKind};
-use uip_cache_core::pattern::PathSelector;
 use uip_cache_core::store::{
-    HealthStatus, MemoryUsage, PutOptions, Store, StoreError, StoreErrorKind, StoreFuture,
+    HealthStatus, MemoryUsage, PutOptions, Rewrite, Store, StoreError, StoreErrorKind, StoreFuture,
     StoreHealth,
 };
 use uip_cache_core::{CacheConfig, UrlPattern};
 
 use crate::breaker::Breaker;
 
-/// Entries removed per round trip during invalidation: large enough to be
-/// fast, small enough that no single command holds Redis for long.
-const BATCH: usize = 500;
-
-/// Deletes a key only if it still holds the write generation the index knew.
-const DEL_IF_GEN: &str = r"
-local v = redis.call('GETRANGE', KEYS[1], 0, 7)
-if v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0";
-
-/// The same for a whole batch, on a single server (keys may span slots
-/// there). 500 keys run in about a millisecond.
-const DEL_IF_GEN_BATCH: &str = r"
-local n = 0
-for i = 1, #KEYS do
-  if redis.call('GETRANGE', KEYS[i], 0, 7) == ARGV[i] then n = n + redis.call('DEL', KEYS[i]) end
-end
-return n";
+mod purge;
+#[cfg(test)]
+use purge::{member_path_query, parse_member};
 
 /// How many invalidations the shared log keeps for fetches in flight.
 const LOG_LEN: u64 = 1024;
@@ -449,74 +433,6 @@ impl RedisStore {
             .arg(200);
         c
     }
-
-    /// Deletes the entries of index members still holding their generation,
-    /// and drops the members from the path index; how many entries went.
-    async fn remove_members(&self, members: &[Vec<u8>]) -> RedisResult<u64> {
-        let parsed: Vec<(&[u8], [u8; 8])> =
-            members.iter().filter_map(|m| parse_member(m)).collect();
-        let mut index = redis::pipe();
-        index
-            .cmd("ZREM")
-            .arg(self.paths_key())
-            .arg(members)
-            .ignore();
-        index
-            .cmd("ZREM")
-            .arg(self.paths_exp_key())
-            .arg(members)
-            .ignore();
-        if !self.is_cluster() {
-            let mut p = redis::pipe();
-            let script = p.cmd("EVAL").arg(DEL_IF_GEN_BATCH).arg(parsed.len());
-            for (key, _) in &parsed {
-                script.arg(*key);
-            }
-            for (_, generation) in &parsed {
-                script.arg(&generation[..]);
-            }
-            let values = self.run_groups(vec![p, index]).await?;
-            return Ok(match values.first() {
-                Some(Value::Int(n)) => *n as u64,
-                _ => 0,
-            });
-        }
-        // On a cluster every key may live on another node: one call per key.
-        let mut groups = Vec::with_capacity(parsed.len() + 1);
-        for (key, generation) in &parsed {
-            let mut p = redis::pipe();
-            p.cmd("EVAL")
-                .arg(DEL_IF_GEN)
-                .arg(1)
-                .arg(*key)
-                .arg(&generation[..]);
-            groups.push(p);
-        }
-        let deleted = groups.len();
-        groups.push(index);
-        let values = self.run_groups(groups).await?;
-        Ok(values
-            .iter()
-            .take(deleted)
-            .filter(|v| matches!(v, Value::Int(1)))
-            .count() as u64)
-    }
-}
-
-/// `path \0 query \0 key \0 generation-hex` -> (key, generation bytes).
-fn parse_member(m: &[u8]) -> Option<(&[u8], [u8; 8])> {
-    let mut parts = m.splitn(4, |&b| b == 0);
-    let (_path, _query, key, generation) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let generation = u64::from_str_radix(std::str::from_utf8(generation).ok()?, 16).ok()?;
-    Some((key, generation.to_be_bytes()))
-}
-
-fn member_path_query(m: &[u8]) -> Option<(&str, Option<&str>)> {
-    let mut parts = m.splitn(3, |&b| b == 0);
-    let path = std::str::from_utf8(parts.next()?).ok()?;
-    let query = std::str::from_utf8(parts.next()?).ok()?;
-    Some((path, (!query.is_empty()).then_some(query)))
 }
 
 fn info_field(v: &Value, field: &str) -> u64 {
@@ -642,92 +558,27 @@ impl Store for RedisStore {
     }
 
     fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
-        Box::pin(async move {
-            let mut removed = 0;
-            for tag in tags {
-                let key = self.tag_key(tag);
-                loop {
-                    let popped: Vec<Vec<u8>> = self
-                        .guarded(self.inner.batch_timeout, async {
-                            let mut c = self.conn().await?;
-                            redis::cmd("ZPOPMIN")
-                                .arg(&key)
-                                .arg(BATCH)
-                                .query_async(&mut c)
-                                .await
-                        })
-                        .await?;
-                    // Member, score, member, score, ...
-                    let members: Vec<Vec<u8>> = popped.into_iter().step_by(2).collect();
-                    if members.is_empty() {
-                        break;
-                    }
-                    removed += self
-                        .guarded(self.inner.batch_timeout, self.remove_members(&members))
-                        .await?;
-                }
-            }
-            Ok(removed)
-        })
+        Box::pin(self.purge_tags(tags))
     }
 
     fn invalidate_pattern<'a>(&'a self, pattern: &'a UrlPattern) -> StoreFuture<'a, u64> {
-        Box::pin(async move {
-            let (mut min, max) = match pattern.selector() {
-                PathSelector::Exact(p) => {
-                    let mut min = b"[".to_vec();
-                    min.extend_from_slice(p.as_bytes());
-                    min.push(0);
-                    let mut max = min.clone();
-                    max.push(0xff);
-                    (min, max)
-                }
-                // Prefix, or any selector a newer core adds: the widest range.
-                _ => {
-                    let p = pattern.literal_prefix();
-                    let mut min = b"[".to_vec();
-                    min.extend_from_slice(p.as_bytes());
-                    let mut max = min.clone();
-                    max.push(0xff);
-                    (min, max)
-                }
-            };
-            let mut removed = 0;
-            loop {
-                let page: Vec<Vec<u8>> = self
-                    .guarded(self.inner.batch_timeout, async {
-                        let mut c = self.conn().await?;
-                        redis::cmd("ZRANGEBYLEX")
-                            .arg(self.paths_key())
-                            .arg(&min)
-                            .arg(&max)
-                            .arg("LIMIT")
-                            .arg(0)
-                            .arg(BATCH)
-                            .query_async(&mut c)
-                            .await
-                    })
-                    .await?;
-                let Some(last) = page.last() else { break };
-                let mut next = b"(".to_vec();
-                next.extend_from_slice(last);
-                let full = page.len() == BATCH;
-                let matching: Vec<Vec<u8>> = page
-                    .into_iter()
-                    .filter(|m| member_path_query(m).is_some_and(|(p, q)| pattern.matches(p, q)))
-                    .collect();
-                if !matching.is_empty() {
-                    removed += self
-                        .guarded(self.inner.batch_timeout, self.remove_members(&matching))
-                        .await?;
-                }
-                if !full {
-                    break;
-                }
-                min = next;
-            }
-            Ok(removed)
-        })
+        Box::pin(self.purge_pattern(pattern))
+    }
+
+    fn soft_invalidate_tags<'a>(
+        &'a self,
+        tags: &'a [String],
+        rewrite: &'a Rewrite<'a>,
+    ) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(async move { self.soft_purge_tags(tags, rewrite).await.map(Some) })
+    }
+
+    fn soft_invalidate_pattern<'a>(
+        &'a self,
+        pattern: &'a UrlPattern,
+        rewrite: &'a Rewrite<'a>,
+    ) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(async move { self.soft_purge_pattern(pattern, rewrite).await.map(Some) })
     }
 
     fn keys_count(&self) -> StoreFuture<'_, u64> {

@@ -1,0 +1,341 @@
+//! Invalidation in Redis: hard purges (delete) and soft purges (rewrite as
+//! stale) of the entries a tag or a URL pattern selects through the
+//! indexes, in batches, each entry touched only while it still holds the
+//! write generation its index member names (a newer write is left alone).
+
+use bytes::Bytes;
+use redis::{RedisResult, Value};
+use uip_cache_core::pattern::PathSelector;
+use uip_cache_core::store::{Rewrite, StoreError};
+use uip_cache_core::UrlPattern;
+
+use super::{now_ms, RedisStore};
+
+/// Entries removed per round trip during invalidation: large enough to be
+/// fast, small enough that no single command holds Redis for long.
+const BATCH: usize = 500;
+
+/// Entries rewritten per round trip by a soft purge: each is read and
+/// written whole, so fewer at once than for deletes.
+const SOFT_BATCH: usize = 100;
+
+/// Deletes a key only if it still holds the write generation the index knew.
+const DEL_IF_GEN: &str = r"
+local v = redis.call('GETRANGE', KEYS[1], 0, 7)
+if v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+/// The same for a whole batch, on a single server (keys may span slots
+/// there). 500 keys run in about a millisecond.
+const DEL_IF_GEN_BATCH: &str = r"
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('GETRANGE', KEYS[i], 0, 7) == ARGV[i] then n = n + redis.call('DEL', KEYS[i]) end
+end
+return n";
+
+/// Soft purge of one key: writes the rewritten entry (ARGV[2]) under the
+/// same generation (ARGV[1]) if the key still holds it, for ARGV[3] ms at
+/// most and never longer than it had left, so the indexes, whose scores
+/// say when the entry expires, stay right.
+const REWRITE_IF_GEN: &str = r"
+if redis.call('GETRANGE', KEYS[1], 0, 7) ~= ARGV[1] then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 0 end
+local want = tonumber(ARGV[3])
+if want < ttl then ttl = want end
+redis.call('SET', KEYS[1], ARGV[1] .. ARGV[2], 'PX', ttl)
+return 1";
+
+/// `path \0 query \0 key \0 generation-hex` -> (key, generation bytes).
+pub(super) fn parse_member(m: &[u8]) -> Option<(&[u8], [u8; 8])> {
+    let mut parts = m.splitn(4, |&b| b == 0);
+    let (_path, _query, key, generation) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let generation = u64::from_str_radix(std::str::from_utf8(generation).ok()?, 16).ok()?;
+    Some((key, generation.to_be_bytes()))
+}
+
+pub(super) fn member_path_query(m: &[u8]) -> Option<(&str, Option<&str>)> {
+    let mut parts = m.splitn(3, |&b| b == 0);
+    let path = std::str::from_utf8(parts.next()?).ok()?;
+    let query = std::str::from_utf8(parts.next()?).ok()?;
+    Some((path, (!query.is_empty()).then_some(query)))
+}
+
+/// The lexicographic range of path-index members a pattern can match.
+fn pattern_range(pattern: &UrlPattern) -> (Vec<u8>, Vec<u8>) {
+    let mut min = b"[".to_vec();
+    match pattern.selector() {
+        PathSelector::Exact(p) => {
+            min.extend_from_slice(p.as_bytes());
+            min.push(0);
+        }
+        // Prefix, or any selector a newer core adds: the widest range.
+        _ => min.extend_from_slice(pattern.literal_prefix().as_bytes()),
+    }
+    let mut max = min.clone();
+    max.push(0xff);
+    (min, max)
+}
+
+/// One group of commands per key on a cluster (keys live on other nodes);
+/// on a single server `run_groups` sends them all as one pipeline anyway.
+fn per_key(n: usize, mut add: impl FnMut(&mut redis::Pipeline, usize)) -> Vec<redis::Pipeline> {
+    (0..n)
+        .map(|i| {
+            let mut p = redis::pipe();
+            add(&mut p, i);
+            p
+        })
+        .collect()
+}
+
+impl RedisStore {
+    /// Deletes the entries of index members still holding their generation,
+    /// and drops the members from the path index; how many entries went.
+    async fn remove_members(&self, members: &[Vec<u8>]) -> RedisResult<u64> {
+        let parsed: Vec<(&[u8], [u8; 8])> =
+            members.iter().filter_map(|m| parse_member(m)).collect();
+        let mut index = redis::pipe();
+        index
+            .cmd("ZREM")
+            .arg(self.paths_key())
+            .arg(members)
+            .ignore();
+        index
+            .cmd("ZREM")
+            .arg(self.paths_exp_key())
+            .arg(members)
+            .ignore();
+        if !self.is_cluster() {
+            let mut p = redis::pipe();
+            let script = p.cmd("EVAL").arg(DEL_IF_GEN_BATCH).arg(parsed.len());
+            for (key, _) in &parsed {
+                script.arg(*key);
+            }
+            for (_, generation) in &parsed {
+                script.arg(&generation[..]);
+            }
+            let values = self.run_groups(vec![p, index]).await?;
+            return Ok(match values.first() {
+                Some(Value::Int(n)) => *n as u64,
+                _ => 0,
+            });
+        }
+        let mut groups = per_key(parsed.len(), |p, i| {
+            let (key, generation) = &parsed[i];
+            p.cmd("EVAL")
+                .arg(DEL_IF_GEN)
+                .arg(1)
+                .arg(*key)
+                .arg(&generation[..]);
+        });
+        let deleted = groups.len();
+        groups.push(index);
+        let values = self.run_groups(groups).await?;
+        Ok(values
+            .iter()
+            .take(deleted)
+            .filter(|v| matches!(v, Value::Int(1)))
+            .count() as u64)
+    }
+
+    /// Soft purge of index members: every entry still holding its
+    /// generation is replaced by what `rewrite` makes of it (the members
+    /// stay, the entry is still indexed); how many were.
+    async fn rewrite_members(
+        &self,
+        members: &[Vec<u8>],
+        rewrite: &Rewrite<'_>,
+    ) -> RedisResult<u64> {
+        let parsed: Vec<(&[u8], [u8; 8])> =
+            members.iter().filter_map(|m| parse_member(m)).collect();
+        let reads = per_key(parsed.len(), |p, i| {
+            p.cmd("GET").arg(parsed[i].0);
+        });
+        let values = self.run_groups(reads).await?;
+        let mut rewritten = Vec::new();
+        for ((key, generation), value) in parsed.iter().zip(values) {
+            let Value::BulkString(stored) = value else {
+                continue;
+            };
+            if stored.len() < 8 || stored[..8] != generation[..] {
+                continue;
+            }
+            let entry = Bytes::from(stored).slice(8..);
+            if let Some((new, ttl)) = rewrite(&entry) {
+                rewritten.push((*key, generation, new, (ttl.as_millis() as u64).max(1)));
+            }
+        }
+        let writes = per_key(rewritten.len(), |p, i| {
+            let (key, generation, new, ttl_ms) = &rewritten[i];
+            p.cmd("EVAL")
+                .arg(REWRITE_IF_GEN)
+                .arg(1)
+                .arg(*key)
+                .arg(&generation[..])
+                .arg(&new[..])
+                .arg(*ttl_ms);
+        });
+        let values = self.run_groups(writes).await?;
+        Ok(values.iter().filter(|v| matches!(v, Value::Int(1))).count() as u64)
+    }
+
+    /// Removes every entry carrying any of `tags` (the tag sets go too).
+    pub(super) async fn purge_tags(&self, tags: &[String]) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for tag in tags {
+            let key = self.tag_key(tag);
+            loop {
+                let popped: Vec<Vec<u8>> = self
+                    .guarded(self.inner.batch_timeout, async {
+                        let mut c = self.conn().await?;
+                        redis::cmd("ZPOPMIN")
+                            .arg(&key)
+                            .arg(BATCH)
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await?;
+                // Member, score, member, score, ...
+                let members: Vec<Vec<u8>> = popped.into_iter().step_by(2).collect();
+                if members.is_empty() {
+                    break;
+                }
+                removed += self
+                    .guarded(self.inner.batch_timeout, self.remove_members(&members))
+                    .await?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Soft purge of every live entry carrying any of `tags`; the tag sets
+    /// stay, so a later hard purge still finds the entries.
+    pub(super) async fn soft_purge_tags(
+        &self,
+        tags: &[String],
+        rewrite: &Rewrite<'_>,
+    ) -> Result<u64, StoreError> {
+        let mut rewritten = 0;
+        for tag in tags {
+            let key = self.tag_key(tag);
+            let now = now_ms();
+            let mut offset = 0;
+            loop {
+                let page: Vec<Vec<u8>> = self
+                    .guarded(self.inner.batch_timeout, async {
+                        let mut c = self.conn().await?;
+                        redis::cmd("ZRANGEBYSCORE")
+                            .arg(&key)
+                            .arg(now)
+                            .arg("+inf")
+                            .arg("LIMIT")
+                            .arg(offset)
+                            .arg(SOFT_BATCH)
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await?;
+                if page.is_empty() {
+                    break;
+                }
+                offset += page.len();
+                rewritten += self
+                    .guarded(
+                        self.inner.batch_timeout,
+                        self.rewrite_members(&page, rewrite),
+                    )
+                    .await?;
+                if page.len() < SOFT_BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(rewritten)
+    }
+
+    /// One page of the path index from `min` up to `max`: the members
+    /// matching `pattern`, and where the next page starts, if there is one.
+    async fn pattern_page(
+        &self,
+        pattern: &UrlPattern,
+        min: &[u8],
+        max: &[u8],
+        size: usize,
+    ) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>), StoreError> {
+        let page: Vec<Vec<u8>> = self
+            .guarded(self.inner.batch_timeout, async {
+                let mut c = self.conn().await?;
+                redis::cmd("ZRANGEBYLEX")
+                    .arg(self.paths_key())
+                    .arg(min)
+                    .arg(max)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(size)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let next = match page.last() {
+            Some(last) if page.len() == size => {
+                let mut next = b"(".to_vec();
+                next.extend_from_slice(last);
+                Some(next)
+            }
+            _ => None,
+        };
+        let matching = page
+            .into_iter()
+            .filter(|m| member_path_query(m).is_some_and(|(p, q)| pattern.matches(p, q)))
+            .collect();
+        Ok((matching, next))
+    }
+
+    /// Removes every entry whose path and query match `pattern`.
+    pub(super) async fn purge_pattern(&self, pattern: &UrlPattern) -> Result<u64, StoreError> {
+        let (mut min, max) = pattern_range(pattern);
+        let mut removed = 0;
+        loop {
+            let (matching, next) = self.pattern_page(pattern, &min, &max, BATCH).await?;
+            if !matching.is_empty() {
+                removed += self
+                    .guarded(self.inner.batch_timeout, self.remove_members(&matching))
+                    .await?;
+            }
+            match next {
+                // Removed members leave the index, so the next page starts
+                // after the last member seen either way.
+                Some(n) => min = n,
+                None => return Ok(removed),
+            }
+        }
+    }
+
+    /// Soft purge of every entry whose path and query match `pattern`.
+    pub(super) async fn soft_purge_pattern(
+        &self,
+        pattern: &UrlPattern,
+        rewrite: &Rewrite<'_>,
+    ) -> Result<u64, StoreError> {
+        let (mut min, max) = pattern_range(pattern);
+        let mut rewritten = 0;
+        loop {
+            let (matching, next) = self.pattern_page(pattern, &min, &max, SOFT_BATCH).await?;
+            if !matching.is_empty() {
+                rewritten += self
+                    .guarded(
+                        self.inner.batch_timeout,
+                        self.rewrite_members(&matching, rewrite),
+                    )
+                    .await?;
+            }
+            match next {
+                Some(n) => min = n,
+                None => return Ok(rewritten),
+            }
+        }
+    }
+}
