@@ -6,6 +6,7 @@
 #   bench/run.sh                   # 5 rounds of 10 s per target, size and mode
 #   ROUNDS=3 DURATION=5 bench/run.sh
 #   MODES=pinned SIZES=2048 bench/run.sh
+#   WORKERS=2 MODES=unpinned bench/run.sh   # ours with two threads
 #
 # For each body size (2 KB, 64 KB JSON) and mode (unpinned; pinned: every
 # server on core 0 and wrk on core 1, since nginx runs one worker), the
@@ -94,18 +95,20 @@ run_mode() {
   pids=()
   rm -rf "$work/cache"/*
   # One worker thread each when pinned (nginx has one worker).
-  local threads=""
+  # One worker thread, as nginx has one worker process (WORKERS=2 unpinned
+  # shows ours with a thread per core, competing with wrk for the cores).
+  local threads="${WORKERS:-1}"
   [ "$mode" = pinned ] && threads=1
   start "$server_cpus" nginx -c "$work/nginx.conf" -p "$work"
-  TOKIO_WORKER_THREADS="${threads:-2}" start "$server_cpus" "$bin" serve --config "$work/memory.yaml" \
+  TOKIO_WORKER_THREADS="$threads" start "$server_cpus" "$bin" serve --config "$work/memory.yaml" \
     --listen "127.0.0.1:$mem_port" --upstream "http://127.0.0.1:$origin_port"
   local targets="nginx:$nginx_port ours-memory:$mem_port"
   if [ -n "$redis_port" ]; then
     start "$server_cpus" redis-server --port "$redis_port" --save "" --appendonly no --daemonize no --loglevel warning
     wait_port "$redis_port"
-    TOKIO_WORKER_THREADS="${threads:-2}" start "$server_cpus" "$bin" serve --config "$work/redis.yaml" \
+    TOKIO_WORKER_THREADS="$threads" start "$server_cpus" "$bin" serve --config "$work/redis.yaml" \
       --listen "127.0.0.1:$redis_proxy_port" --upstream "http://127.0.0.1:$origin_port"
-    TOKIO_WORKER_THREADS="${threads:-2}" start "$server_cpus" "$bin" serve --config "$work/tiered.yaml" \
+    TOKIO_WORKER_THREADS="$threads" start "$server_cpus" "$bin" serve --config "$work/tiered.yaml" \
       --listen "127.0.0.1:$tiered_proxy_port" --upstream "http://127.0.0.1:$origin_port"
     targets="$targets ours-redis:$redis_proxy_port ours-tiered:$tiered_proxy_port"
   fi

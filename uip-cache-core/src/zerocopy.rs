@@ -20,7 +20,9 @@
 //! Off until [`enable`] is called (the `uip-cache` server calls it); each
 //! sealed value holds one file descriptor, so `enable` raises the soft
 //! descriptor limit to the hard one and uses at most a quarter of it. When
-//! that budget is used up, or anything fails, values stay ordinary memory.
+//! that budget (or a quarter of the kernel's limit on memory mappings,
+//! since each value is one) is used up, or anything fails, values stay
+//! ordinary memory.
 //! On systems other than Linux every function here is a no-op.
 //!
 //! ```
@@ -124,7 +126,14 @@ mod linux {
     /// the number of values that may be sealed at once.
     pub fn enable(min_len: usize) -> usize {
         let limit = raise_descriptor_limit();
-        let max = usize::try_from(limit / 4).unwrap_or(usize::MAX);
+        // Each value is also a mapping of its own: past the kernel's limit
+        // on mappings every allocation of the process would fail, so a
+        // quarter of that limit too.
+        let maps = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(65_530);
+        let max = usize::try_from((limit / 4).min(maps / 4)).unwrap_or(usize::MAX);
         MAX_REGIONS.store(max, Ordering::Relaxed);
         MIN_LEN.store(min_len.max(1), Ordering::Relaxed);
         max

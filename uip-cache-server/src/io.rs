@@ -23,8 +23,10 @@ use uip_cache_core::zerocopy;
 
 /// Values at least this long are sealed when [`enable`] is on, and only
 /// slices at least this long are looked up: below it the copy costs less
-/// than the extra system call.
-pub const ZERO_COPY_MIN: usize = 16 * 1024;
+/// than the extra system call. Above HTTP/2's default frame size (16 KB),
+/// so HTTP/2 DATA frames are copied rather than sent as a small write and a
+/// `sendfile` each.
+pub const ZERO_COPY_MIN: usize = 32 * 1024;
 
 /// Turns on sealed memory for large entries, so hits through a
 /// [`ClientStream`] are sent without copying (Linux; a no-op elsewhere).

@@ -196,6 +196,22 @@ pub fn normalize<B>(req: &mut Request<B>) -> Result<(), Response<ProxyBody>> {
             Err(_) => return Err(error_response(StatusCode::BAD_REQUEST, "invalid target")),
         }
     }
+    // HTTP/2 clients may split cookies over several fields; an HTTP/1
+    // backend gets them as one (RFC 9113 section 8.2.3).
+    if req.headers().get_all(header::COOKIE).iter().count() > 1 {
+        let joined: Vec<&[u8]> = req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        match HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+            Ok(v) => {
+                req.headers_mut().insert(header::COOKIE, v);
+            }
+            Err(_) => return Err(error_response(StatusCode::BAD_REQUEST, "invalid cookie")),
+        }
+    }
     strip_hop_by_hop(req.headers_mut());
     Ok(())
 }
@@ -355,5 +371,16 @@ mod tests {
         assert!(h.get("connection").is_none() && h.get("keep-alive").is_none());
         assert!(h.get("te").is_none());
         assert_eq!(h["host"], "a");
+    }
+
+    #[test]
+    fn split_cookies_are_joined_into_one_field() {
+        let mut r = req(
+            "/",
+            &[("host", "a"), ("cookie", "a=1"), ("cookie", "session=x")],
+        );
+        normalize(&mut r).unwrap();
+        let all: Vec<_> = r.headers().get_all("cookie").iter().collect();
+        assert_eq!(all, ["a=1; session=x"]);
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -39,6 +39,18 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// may take.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 
+/// Requests at once on one HTTP/2 connection (hyper's default is 200; each
+/// can be a miss holding an upstream connection).
+const H2_MAX_STREAMS: u32 = 64;
+
+/// Request body bytes a client may send on an HTTP/2 stream, and on the
+/// whole connection, before the proxy reads them.
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 256 * 1024;
+
+/// Response bytes buffered per HTTP/2 stream for a slow reader.
+const H2_SEND_BUFFER: usize = 64 * 1024;
+
 /// The proxy: the cache layer in front of the upstream.
 pub type Proxy = CacheService<Upstream>;
 
@@ -66,6 +78,7 @@ pub async fn serve_admin(
         listener,
         MAX_ADMIN_CONNECTIONS,
         "admin",
+        Versions::Http1,
         Duration::from_secs(5),
         shutdown,
         move |remote| {
@@ -91,7 +104,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     crate::io::enable();
-    accept_loop(listener, MAX_CONNECTIONS, "proxy", grace, shutdown, move |remote| {
+    let versions = Versions::Http1AndH2c;
+    accept_loop(listener, MAX_CONNECTIONS, "proxy", versions, grace, shutdown, move |remote| {
         let service = service.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let mut req = req.map(RequestBody::Client);
@@ -123,28 +137,42 @@ pub async fn serve(
     .await
 }
 
-/// The accept loop both listeners share: HTTP/1.1 with keep-alive, or
-/// HTTP/2 when the client opens with its preface (h2c), at most
+/// Whether a listener offers HTTP/2 with prior knowledge next to HTTP/1.1.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Versions {
+    Http1,
+    Http1AndH2c,
+}
+
+/// The accept loop both listeners share: HTTP/1.1 with keep-alive (and
+/// HTTP/2 when offered and the client opens with its preface), at most
 /// `max` connections (more are refused, not queued), a bound on the time
-/// to send request headers, and on `shutdown` a drain of at most `grace`.
+/// to send request headers (HTTP/1) or between requests (HTTP/2), and on
+/// `shutdown` a drain of at most `grace`.
 async fn accept_loop<S, B>(
     listener: TcpListener,
     max: usize,
     what: &'static str,
+    versions: Versions,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
     make: impl Fn(std::net::SocketAddr) -> S,
 ) -> io::Result<()>
 where
-    S: hyper::service::Service<Request<Incoming>, Response = http::Response<B>> + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = http::Response<B>>
+        + Send
+        + Sync
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let graceful = GracefulShutdown::new();
+    // Every connection holds a permit until it ends; the drain waits for
+    // all of them back.
     let connections = Arc::new(Semaphore::new(max));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -171,37 +199,24 @@ where
         };
         let _ = stream.set_nodelay(true);
         let service = make(remote);
-        let watcher = graceful.watcher();
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            // The version is read in the connection's own task, in the time
-            // a client has for its request headers.
-            let (h2, io) =
-                match tokio::time::timeout(HEADER_READ_TIMEOUT, ClientStream::detect(stream)).await
-                {
-                    Ok(Ok(detected)) => detected,
-                    _ => return,
-                };
-            let io = TokioIo::new(io);
-            let result = if h2 {
-                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    // Dead peers are found by pings, not left to hold a
-                    // connection slot.
-                    .keep_alive_interval(H2_PING_INTERVAL)
-                    .keep_alive_timeout(H2_PING_INTERVAL)
-                    .serve_connection(io, service);
-                watcher.watch(conn).await
-            } else {
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
-                    // A client that does not finish its request headers in
-                    // time is dropped (hyper needs a timer for this, or the
-                    // limit is off).
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(io, service);
-                watcher.watch(conn).await
+            let result = match versions {
+                Versions::Http1 => serve_http1(ClientStream::new(stream), service, stopped).await,
+                Versions::Http1AndH2c => {
+                    // The version is read in the connection's own task, in
+                    // the time a client has for its request headers.
+                    let detected = tokio::select! {
+                        d = tokio::time::timeout(HEADER_READ_TIMEOUT, ClientStream::detect(stream)) => d,
+                        _ = stopped.changed() => return,
+                    };
+                    match detected {
+                        Ok(Ok((true, io))) => serve_h2(io, service, stopped).await,
+                        Ok(Ok((false, io))) => serve_http1(io, service, stopped).await,
+                        _ => return,
+                    }
+                }
             };
             if let Err(e) = result {
                 tracing::debug!(listener = what, error = %e, "connection ended with an error");
@@ -210,7 +225,9 @@ where
     }
     drop(listener);
     tracing::info!(listener = what, grace = ?grace, "shutting down: finishing requests in flight");
-    if tokio::time::timeout(grace, graceful.shutdown())
+    let _ = stop.send(true);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(grace, connections.acquire_many(all))
         .await
         .is_err()
     {
@@ -220,6 +237,107 @@ where
         );
     }
     Ok(())
+}
+
+/// Serves one HTTP/1.1 connection until it ends; on `stopped`, finishes
+/// the request in flight and closes.
+async fn serve_http1<S, B>(
+    io: ClientStream,
+    service: S,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = http::Response<B>> + 'static,
+    S::Future: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        // A client that does not finish its request headers in time (or
+        // stays idle that long between requests) is dropped; hyper needs a
+        // timer for this, or the limit is off.
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service);
+    drive(conn, |c| c.graceful_shutdown(), stopped, None).await
+}
+
+/// Serves one HTTP/2 connection until it ends. Streams per connection and
+/// buffered bytes per stream are bounded; a connection that starts no
+/// request for [`HEADER_READ_TIMEOUT`] is sent a GOAWAY (its streams in
+/// flight finish), as an idle HTTP/1 connection is closed.
+async fn serve_h2<S, B>(
+    io: ClientStream,
+    service: S,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = http::Response<B>>
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let last_request = Arc::new(AtomicU64::new(0));
+    let started = std::time::Instant::now();
+    let seen = last_request.clone();
+    let service = Arc::new(service);
+    let tracked = hyper::service::service_fn(move |req| {
+        seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        service.call(req)
+    });
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_send_buf_size(H2_SEND_BUFFER)
+        // Dead peers are found by pings.
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_INTERVAL)
+        .serve_connection(TokioIo::new(io), tracked);
+    let idle = move || {
+        let last = Duration::from_millis(last_request.load(Ordering::Relaxed));
+        started.elapsed().saturating_sub(last) >= HEADER_READ_TIMEOUT
+    };
+    drive(conn, |c| c.graceful_shutdown(), stopped, Some(&idle)).await
+}
+
+/// Runs a connection to its end, asking it to finish (`drain`) when the
+/// server stops or, if `idle` is given, once it says so.
+async fn drive<C, E>(
+    conn: C,
+    drain: impl Fn(std::pin::Pin<&mut C>),
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    idle: Option<&(dyn Fn() -> bool + Sync)>,
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut draining = false;
+    let mut check = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => return result,
+            _ = stopped.changed(), if !draining => {
+                draining = true;
+                drain(conn.as_mut());
+            }
+            _ = check.tick(), if !draining && idle.is_some() => {
+                if idle.is_some_and(|idle| idle()) {
+                    draining = true;
+                    drain(conn.as_mut());
+                }
+            }
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -783,6 +783,9 @@ pub struct ServerConfig {
     pub timeout: Seconds,
     /// How long in-flight requests may finish after SIGINT/SIGTERM (default 10s).
     pub shutdown_grace: Seconds,
+    /// Threads serving requests (at most 255); 0, the default, is one per
+    /// core. 1 matches nginx's `worker_processes 1`.
+    pub workers: u8,
 }
 
 impl Default for ServerConfig {
@@ -793,6 +796,7 @@ impl Default for ServerConfig {
             connect_timeout: Seconds(Duration::from_secs(5)),
             timeout: Seconds(Duration::from_secs(60)),
             shutdown_grace: Seconds(Duration::from_secs(10)),
+            workers: 0,
         }
     }
 }
