@@ -104,6 +104,22 @@ impl Forward {
     }
 }
 
+/// Whether every quoted string in a structured-field value is closed, so
+/// that a member appended after it is not read as part of a string.
+fn closed_quotes(v: &str) -> bool {
+    let mut quoted = false;
+    let mut escaped = false;
+    for b in v.bytes() {
+        match (quoted, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (_, _, b'"') => quoted = !quoted,
+            _ => {}
+        }
+    }
+    !quoted
+}
+
 /// How the origin failed when a stale entry answers in its place.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum OriginFailure {
@@ -811,7 +827,10 @@ impl HttpCache {
             for u in upstream {
                 // Values that are not text are dropped, not passed on.
                 if let Some(u) = std::str::from_utf8(u).ok().map(str::trim) {
-                    if !u.is_empty() && u.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+                    if !u.is_empty()
+                        && u.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+                        && closed_quotes(u)
+                        && !u.ends_with(',')
                     {
                         v.push_str(u);
                         v.push_str(", ");
@@ -1131,5 +1150,34 @@ impl fmt::Debug for HttpCache {
             .field("policies", &self.inner.policies.len())
             .field("locks", &self.inner.locks)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closed_quotes;
+    use proptest::prelude::*;
+
+    fn quote(s: &str) -> String {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+
+    #[test]
+    fn upstream_members_with_open_strings_are_recognised() {
+        assert!(closed_quotes("cdn; hit; ttl=40"));
+        assert!(closed_quotes(r#"cdn; detail="a, \"b\"""#));
+        assert!(!closed_quotes(r#"cdn; detail="x"#));
+        assert!(!closed_quotes(r#"cdn; detail="x\""#));
+    }
+
+    proptest! {
+        #[test]
+        fn a_quoted_string_is_closed_and_one_more_quote_opens_it(s in "[ -~]{0,40}") {
+            let q = quote(&s);
+            let closed = format!("a; detail={q}");
+            let open = format!("a; detail={q}; b=\"");
+            prop_assert!(closed_quotes(&closed));
+            prop_assert!(!closed_quotes(&open));
+        }
     }
 }

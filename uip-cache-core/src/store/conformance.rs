@@ -47,6 +47,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     tags(&*store).await;
     tags_replaced_on_overwrite(&*store).await;
     patterns(&*store).await;
+    soft_purge(&*store).await;
     keys_count_counts_entries(&*store).await;
     health_and_memory(&*store).await;
     concurrent_use(store.clone()).await;
@@ -242,6 +243,107 @@ pub async fn tags(store: &dyn Store) {
     );
     assert_eq!(store.get(&k2).await.expect("get"), None, "tags: k2 removed");
     assert_eq!(store.get(&k3).await.expect("get"), None, "tags: k3 removed");
+}
+
+/// A soft purge rewrites the entries a tag or pattern selects, leaves the
+/// others and those the rewrite declines, and keeps them indexed (a hard
+/// purge still finds them). Skipped by stores without soft purge.
+pub async fn soft_purge(store: &dyn Store) {
+    let n = ns("soft");
+    let (t, other) = (format!("{n}:t"), format!("{n}:o"));
+    let (k1, k2, k3) = (format!("{n}:1"), format!("{n}:2"), format!("{n}:3"));
+    let (p1, p2, p3) = (
+        format!("/{n}/s/1"),
+        format!("/{n}/s/2"),
+        format!("/{n}/o/3"),
+    );
+    for (k, p, tag, v) in [
+        (&k1, &p1, &t, "v1"),
+        (&k2, &p2, &t, "v2"),
+        (&k3, &p3, &other, "v3"),
+    ] {
+        let tags = vec![tag.clone()];
+        store
+            .put(k, Bytes::from(v), PutOptions::new(MINUTE, p).tags(&tags))
+            .await
+            .expect("put");
+    }
+    let soft = |b: &Bytes| Some((Bytes::from([&b"soft:"[..], &b[..]].concat()), MINUTE));
+    let Some(rewritten) = store
+        .soft_invalidate_tags(std::slice::from_ref(&t), &soft)
+        .await
+        .expect("soft purge")
+    else {
+        return;
+    };
+    assert_eq!(rewritten, 2, "soft: tag");
+    // A tag whose only entry is gone (its index member may outlive it).
+    let (gone, gone_tag) = (format!("{n}:gone"), vec![format!("{n}:g")]);
+    store
+        .put(
+            &gone,
+            Bytes::from("g"),
+            PutOptions::new(MINUTE, &p1).tags(&gone_tag),
+        )
+        .await
+        .expect("put");
+    store.delete(&gone).await.expect("delete");
+    assert_eq!(
+        store
+            .soft_invalidate_tags(&gone_tag, &soft)
+            .await
+            .expect("soft purge of nothing"),
+        Some(0),
+        "soft: a tag of deleted entries"
+    );
+    let get = |k: &String| {
+        let k = k.clone();
+        async move { store.get(&k).await.expect("get") }
+    };
+    assert_eq!(get(&k1).await.as_deref(), Some(&b"soft:v1"[..]), "soft: k1");
+    assert_eq!(get(&k2).await.as_deref(), Some(&b"soft:v2"[..]), "soft: k2");
+    assert_eq!(
+        get(&k3).await.as_deref(),
+        Some(&b"v3"[..]),
+        "soft: k3 untouched"
+    );
+    let declined = |_: &Bytes| None;
+    assert_eq!(
+        store
+            .soft_invalidate_tags(std::slice::from_ref(&t), &declined)
+            .await
+            .expect("soft purge"),
+        Some(0),
+        "soft: declined"
+    );
+    assert_eq!(
+        get(&k1).await.as_deref(),
+        Some(&b"soft:v1"[..]),
+        "soft: k1 kept"
+    );
+    let pattern = UrlPattern::glob(&format!("/{n}/o/*")).expect("pattern");
+    assert_eq!(
+        store
+            .soft_invalidate_pattern(&pattern, &soft)
+            .await
+            .expect("soft purge"),
+        Some(1),
+        "soft: pattern"
+    );
+    assert_eq!(get(&k3).await.as_deref(), Some(&b"soft:v3"[..]), "soft: k3");
+    assert_eq!(
+        store.invalidate_tags(&[t]).await.expect("purge"),
+        2,
+        "soft: still tagged"
+    );
+    assert_eq!(
+        store.invalidate_pattern(&pattern).await.expect("purge"),
+        1,
+        "soft: still indexed"
+    );
+    for k in [&k1, &k2, &k3] {
+        assert_eq!(get(k).await, None, "soft: {k} removed");
+    }
 }
 
 /// Rewriting an entry replaces its tags.

@@ -376,6 +376,10 @@ impl RedisStore {
     /// Runs groups of commands: one pipeline on a single server; on a cluster
     /// each group (whose keys share a slot) is its own pipeline, all at once.
     async fn run_groups(&self, groups: Vec<Pipeline>) -> RedisResult<Vec<Value>> {
+        if groups.iter().all(|g| g.cmd_iter().next().is_none()) {
+            // Redis refuses an empty pipeline; nothing to do is no error.
+            return Ok(Vec::new());
+        }
         let mut conn = self.conn().await?;
         if !self.is_cluster() {
             let mut all = redis::pipe();

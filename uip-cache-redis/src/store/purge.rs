@@ -221,36 +221,42 @@ impl RedisStore {
         let mut rewritten = 0;
         for tag in tags {
             let key = self.tag_key(tag);
-            let now = now_ms();
-            let mut offset = 0;
+            let now = now_ms() as f64;
+            // ZSCAN returns every member present for the whole scan, however
+            // the set changes meanwhile (puts prune it, purges pop it);
+            // paging by rank would skip members.
+            let mut cursor: u64 = 0;
             loop {
-                let page: Vec<Vec<u8>> = self
+                let (next, page): (u64, Vec<(Vec<u8>, f64)>) = self
                     .guarded(self.inner.batch_timeout, async {
                         let mut c = self.conn().await?;
-                        redis::cmd("ZRANGEBYSCORE")
+                        redis::cmd("ZSCAN")
                             .arg(&key)
-                            .arg(now)
-                            .arg("+inf")
-                            .arg("LIMIT")
-                            .arg(offset)
+                            .arg(cursor)
+                            .arg("COUNT")
                             .arg(SOFT_BATCH)
                             .query_async(&mut c)
                             .await
                     })
                     .await?;
-                if page.is_empty() {
+                // Scores are expiry times: expired members are left alone.
+                let live: Vec<Vec<u8>> = page
+                    .into_iter()
+                    .filter(|(_, expires)| *expires >= now)
+                    .map(|(m, _)| m)
+                    .collect();
+                if !live.is_empty() {
+                    rewritten += self
+                        .guarded(
+                            self.inner.batch_timeout,
+                            self.rewrite_members(&live, rewrite),
+                        )
+                        .await?;
+                }
+                if next == 0 {
                     break;
                 }
-                offset += page.len();
-                rewritten += self
-                    .guarded(
-                        self.inner.batch_timeout,
-                        self.rewrite_members(&page, rewrite),
-                    )
-                    .await?;
-                if page.len() < SOFT_BATCH {
-                    break;
-                }
+                cursor = next;
             }
         }
         Ok(rewritten)
