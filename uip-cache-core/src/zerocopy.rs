@@ -66,11 +66,6 @@ mod other {
         value
     }
 
-    /// Number of values sealed now (0 on this system).
-    pub fn sealed_count() -> usize {
-        0
-    }
-
     /// Never a sealed slice on this system.
     pub fn find(_slice: &[u8]) -> Option<Sealed> {
         None
@@ -271,11 +266,6 @@ mod linux {
                 value
             }
         }
-    }
-
-    /// Number of values sealed now.
-    pub fn sealed_count() -> usize {
-        LIVE.load(Ordering::Relaxed)
     }
 
     /// Where `slice` lies in sealed memory, if it does entirely.

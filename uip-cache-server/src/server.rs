@@ -137,6 +137,39 @@ pub async fn serve(
     .await
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a listener serves a connection with, on either HTTP version: a
+/// service whose futures may move between threads (HTTP/2 spawns them).
+trait ConnService<B>:
+    hyper::service::Service<
+        Request<Incoming>,
+        Response = http::Response<B>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B> ConnService<B> for S where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = http::Response<B>,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+        > + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The response body such a service gives.
+trait ConnBody: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+
+impl<B> ConnBody for B where B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+
 /// Whether a listener offers HTTP/2 with prior knowledge next to HTTP/1.1.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Versions {
@@ -159,15 +192,8 @@ async fn accept_loop<S, B>(
     make: impl Fn(std::net::SocketAddr) -> S,
 ) -> io::Result<()>
 where
-    S: hyper::service::Service<Request<Incoming>, Response = http::Response<B>>
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: ConnService<B>,
+    B: ConnBody,
 {
     // Every connection holds a permit until it ends; the drain waits for
     // all of them back.
@@ -247,11 +273,8 @@ async fn serve_http1<S, B>(
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), hyper::Error>
 where
-    S: hyper::service::Service<Request<Incoming>, Response = http::Response<B>> + 'static,
-    S::Future: 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: ConnService<B>,
+    B: ConnBody,
 {
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
@@ -274,15 +297,8 @@ async fn serve_h2<S, B>(
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), hyper::Error>
 where
-    S: hyper::service::Service<Request<Incoming>, Response = http::Response<B>>
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: ConnService<B>,
+    B: ConnBody,
 {
     let last_request = Arc::new(AtomicU64::new(0));
     let started = std::time::Instant::now();
