@@ -173,3 +173,141 @@ async fn memory_and_health_figures() {
     assert_eq!(m.max_memory_bytes, Some(64 << 20));
     assert_eq!(s.health().await.unwrap().status, HealthStatus::Connected);
 }
+
+/// How many times redis-server ran `command` (from INFO commandstats).
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let info = server.cli(&["info", "commandstats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_copies_are_checked_against_redis_on_every_hit() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    // Two instances sharing Redis: `a` writes, `b` reads through its copies.
+    let a = store(&server.yaml(""));
+    let b = store(&server.yaml(""));
+    let tags = vec!["t".to_string()];
+    let opts = PutOptions::new(Duration::from_secs(60), "/big").tags(&tags);
+    let first = Bytes::from(vec![b'1'; 64 * 1024]);
+    a.put("big", first.clone(), opts).await.unwrap();
+
+    assert_eq!(b.get("big").await.unwrap(), Some(first.clone()));
+    let (gets, ranges) = (calls(&server, "get"), calls(&server, "getrange"));
+    assert_eq!(b.get("big").await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        (calls(&server, "get"), calls(&server, "getrange")),
+        (gets, ranges + 1),
+        "a hit on a copy reads the 16-byte header, not the entry"
+    );
+
+    // Another instance's write, of the same length, is seen at once.
+    let second = Bytes::from(vec![b'2'; 64 * 1024]);
+    a.put("big", second.clone(), opts).await.unwrap();
+    assert_eq!(b.get("big").await.unwrap(), Some(second.clone()));
+
+    // A soft purge keeps the generation but not the version.
+    let rewrite = |e: &Bytes| Some((Bytes::from(vec![b'3'; e.len()]), Duration::from_secs(30)));
+    assert_eq!(
+        a.soft_invalidate_tags(&tags, &rewrite).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        b.get("big").await.unwrap(),
+        Some(Bytes::from(vec![b'3'; 64 * 1024]))
+    );
+
+    // Gone from Redis is gone: deleted elsewhere, or Redis down.
+    a.delete("big").await.unwrap();
+    assert_eq!(b.get("big").await.unwrap(), None);
+    a.put("big", second.clone(), opts).await.unwrap();
+    assert_eq!(b.get("big").await.unwrap(), Some(second.clone()));
+    server.kill();
+    assert!(
+        b.get("big").await.is_err(),
+        "a copy is never served without Redis confirming it"
+    );
+
+    // Small entries are always read whole; `local_copies: 0` turns copies off.
+    server.restart();
+    let off = store(&server.yaml("  local_copies: 0\n"));
+    let mut back = false;
+    for _ in 0..100 {
+        if off.put("big", first.clone(), opts).await.is_ok() {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "redis restarted");
+    off.put("small", Bytes::from_static(b"s"), opts)
+        .await
+        .unwrap();
+    let ranges = calls(&server, "getrange");
+    for _ in 0..3 {
+        assert_eq!(off.get("big").await.unwrap(), Some(first.clone()));
+        assert_eq!(off.get("small").await.unwrap().as_deref(), Some(&b"s"[..]));
+    }
+    assert_eq!(calls(&server, "getrange"), ranges);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_get_their_own_replies() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let s = Arc::new(store(&server.yaml("")));
+    let opts = PutOptions::new(Duration::from_secs(60), "/k");
+    // Small and large (read through local copies after the first read)
+    // entries, missing keys and a key of the wrong type, read at once: the
+    // reads share pipelines, and each must get its own reply.
+    for i in 0..200u32 {
+        let len = if i % 3 == 0 {
+            20_000 + i as usize
+        } else {
+            10 + i as usize
+        };
+        s.put(
+            &format!("k{i}"),
+            Bytes::from(vec![(i % 251) as u8; len]),
+            opts,
+        )
+        .await
+        .unwrap();
+    }
+    server.cli(&["hset", "wrong-type", "f", "v"]);
+    for _round in 0..3 {
+        let reads = (0..260u32).map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let key = match i {
+                    200..=229 => format!("missing{i}"),
+                    230.. => "wrong-type".to_string(),
+                    _ => format!("k{i}"),
+                };
+                (i, s.get(&key).await)
+            })
+        });
+        for r in futures_util::future::join_all(reads).await {
+            let (i, got) = r.unwrap();
+            match i {
+                200..=229 => assert_eq!(got.unwrap(), None),
+                230.. => assert!(got.is_err(), "a wrong-type key fails alone"),
+                _ => {
+                    let v = got.unwrap().unwrap_or_else(|| panic!("k{i} is there"));
+                    let len = if i % 3 == 0 {
+                        20_000 + i as usize
+                    } else {
+                        10 + i as usize
+                    };
+                    assert_eq!(v.len(), len, "k{i}");
+                    assert!(v.iter().all(|&b| b == (i % 251) as u8), "k{i}'s own bytes");
+                }
+            }
+        }
+    }
+}

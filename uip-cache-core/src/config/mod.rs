@@ -248,6 +248,12 @@ pub struct RedisConfig {
     pub cluster_nodes: Vec<String>,
     /// `multiplexed` (default) or `pool`.
     pub connection: RedisConnection,
+    /// Memory for local copies of large entries (16 KB and more) read from
+    /// Redis (default 64MB; 0 turns them off). A hit on a copy still asks
+    /// Redis, for the entry's 16-byte header only, and serves the copy only
+    /// if that header is the one it was read with, so a copy is never staler
+    /// than Redis. Unused by `type: tiered`, whose L1 already holds entries.
+    pub local_copies: ByteSize,
 }
 
 impl Default for RedisConfig {
@@ -264,6 +270,7 @@ impl Default for RedisConfig {
             url: None,
             cluster_nodes: Vec::new(),
             connection: RedisConnection::default(),
+            local_copies: ByteSize(64 << 20),
         }
     }
 }
@@ -283,6 +290,7 @@ impl fmt::Debug for RedisConfig {
             .field("url", &self.url.as_ref().map(|_| "<redacted>"))
             .field("cluster_nodes", &self.cluster_nodes)
             .field("connection", &self.connection)
+            .field("local_copies", &self.local_copies)
             .finish()
     }
 }

@@ -19,7 +19,11 @@ use uip_cache_core::{CacheConfig, UrlPattern};
 
 use crate::breaker::Breaker;
 
+mod batch;
+mod copies;
 mod purge;
+use batch::Batch;
+use copies::{LocalCopies, HEADER};
 #[cfg(test)]
 use purge::{member_path_query, parse_member};
 
@@ -63,7 +67,10 @@ return #m";
 /// Layout, all under the configured key prefix (`cache:` by default):
 ///
 /// - an entry is a string `<prefix><sha256>` holding an 8-byte write
-///   generation and the entry bytes, with a `PX` expiry: a hit is one `GET`;
+///   generation, an 8-byte write version and the entry bytes, with a `PX`
+///   expiry: a hit is one `GET`, or for an entry of 16 KB or more held in
+///   a local copy (`redis.local_copies`), one 16-byte `GETRANGE` that
+///   checks the copy is still the stored value;
 /// - every tag is a sorted set `<prefix>idx:tag:<tag>` and all entries are in
 ///   `<prefix>idx:{paths}` (ordered by path, for prefix ranges) and
 ///   `<prefix>idx:{paths}:exp` (scored by expiry, for pruning). Their members
@@ -94,6 +101,8 @@ struct Inner {
     batch_timeout: Duration,
     breaker: Breaker,
     generation: AtomicU64,
+    copies: Option<LocalCopies>,
+    batch: Batch,
 }
 
 enum Source {
@@ -260,6 +269,13 @@ impl RedisStore {
                         .as_nanos() as u64
                         ^ (u64::from(std::process::id()) << 40),
                 ),
+                // A tiered store's L1 already holds entries here.
+                copies: if config.store.kind == StoreKind::Tiered {
+                    None
+                } else {
+                    LocalCopies::new(r.local_copies.bytes())
+                },
+                batch: Batch::default(),
             }),
         })
     }
@@ -355,7 +371,17 @@ impl RedisStore {
                 Ok(v)
             }
             Ok(Err(e)) => {
-                self.inner.breaker.failure();
+                // A refusal of one command (a key of another type, say) is
+                // an answer: Redis is up, and the circuit stays as it is.
+                let refused = matches!(
+                    e.kind(),
+                    redis::ErrorKind::UnexpectedReturnType
+                        | redis::ErrorKind::Extension
+                        | redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
+                );
+                if !refused {
+                    self.inner.breaker.failure();
+                }
                 let kind = if e.is_timeout() {
                     StoreErrorKind::Timeout
                 } else if e.is_connection_refusal() || e.is_io_error() || e.is_connection_dropped()
@@ -439,6 +465,19 @@ impl RedisStore {
     }
 }
 
+/// A string reply's bytes; `None` for nil.
+fn bytes_of(v: Value) -> RedisResult<Option<Vec<u8>>> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::BulkString(b) => Ok(Some(b)),
+        Value::SimpleString(s) => Ok(Some(s.into_bytes())),
+        _ => Err(RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "not a string reply",
+        ))),
+    }
+}
+
 fn info_field(v: &Value, field: &str) -> u64 {
     let sum_text = |text: &str| -> u64 {
         text.lines()
@@ -469,20 +508,40 @@ impl fmt::Debug for RedisStore {
 impl Store for RedisStore {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
         Box::pin(async move {
-            let raw: Option<Vec<u8>> = self
+            let local = self.inner.copies.as_ref();
+            if let Some((header, entry)) = local.and_then(|c| c.get(key)) {
+                let mut range = redis::cmd("GETRANGE");
+                range.arg(key).arg(0).arg(HEADER - 1);
+                let now = self
+                    .guarded(self.inner.op_timeout, async {
+                        bytes_of(self.read(range).await?)
+                    })
+                    .await?
+                    .unwrap_or_default();
+                if now[..] == header[..] {
+                    return Ok(Some(entry));
+                }
+                local.inspect(|c| c.forget(key));
+                if now.is_empty() {
+                    return Ok(None);
+                }
+            }
+            let mut get = redis::cmd("GET");
+            get.arg(key);
+            let raw = self
                 .guarded(self.inner.op_timeout, async {
-                    let mut c = self.conn().await?;
-                    redis::cmd("GET").arg(key).query_async(&mut c).await
+                    bytes_of(self.read(get).await?)
                 })
                 .await?;
-            // Strip the write generation; shorter values are foreign bytes,
-            // handed on as they are for core to count and delete.
+            // Strip the header; shorter values are foreign bytes, handed on
+            // as they are for core to count and delete.
             Ok(raw.map(|v| {
-                let b = Bytes::from(v);
-                if b.len() >= 8 {
-                    b.slice(8..)
-                } else {
-                    b
+                let stored = Bytes::from(v);
+                match copies::split(&stored) {
+                    Some((header, entry)) => local
+                        .and_then(|c| c.keep(key, header, entry.clone()))
+                        .unwrap_or(entry),
+                    None => stored,
                 }
             }))
         })
@@ -493,8 +552,9 @@ impl Store for RedisStore {
             let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
             let ttl_ms = (o.ttl.as_millis() as u64).max(1);
             let expires = now_ms() + ttl_ms;
-            let mut stored = Vec::with_capacity(8 + value.len());
-            stored.extend_from_slice(&generation.to_be_bytes());
+            let header = copies::header(generation);
+            let mut stored = Vec::with_capacity(HEADER + value.len());
+            stored.extend_from_slice(&header);
             stored.extend_from_slice(&value);
             let mut member = Vec::with_capacity(o.path.len() + key.len() + 24);
             member.extend_from_slice(o.path.as_bytes());
@@ -543,14 +603,23 @@ impl Store for RedisStore {
                 p.cmd("PEXPIRE").arg(&tk).arg(ttl_ms).arg("GT").ignore();
                 groups.push(p);
             }
+            if let Some(c) = &self.inner.copies {
+                c.forget(key);
+            }
             self.guarded(self.inner.op_timeout, self.run_groups(groups))
                 .await?;
+            if let Some(c) = &self.inner.copies {
+                c.keep(key, header, value);
+            }
             Ok(())
         })
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
+            if let Some(c) = &self.inner.copies {
+                c.forget(key);
+            }
             let n: u64 = self
                 .guarded(self.inner.op_timeout, async {
                     let mut c = self.conn().await?;

@@ -9,7 +9,7 @@ use uip_cache_core::pattern::PathSelector;
 use uip_cache_core::store::{Rewrite, StoreError};
 use uip_cache_core::UrlPattern;
 
-use super::{now_ms, RedisStore};
+use super::{copies, now_ms, RedisStore};
 
 /// Entries removed per round trip during invalidation: large enough to be
 /// fast, small enough that no single command holds Redis for long.
@@ -34,8 +34,9 @@ for i = 1, #KEYS do
 end
 return n";
 
-/// Soft purge of one key: writes the rewritten entry (ARGV[2]) under the
-/// same generation (ARGV[1]) if the key still holds it, for ARGV[3] ms at
+/// Soft purge of one key: writes the rewritten entry (ARGV[2], after a
+/// fresh write version) under the same generation (ARGV[1]) if the key
+/// still holds it, for ARGV[3] ms at
 /// most and never longer than it had left, so the indexes, whose scores
 /// say when the entry expires, stay right.
 const REWRITE_IF_GEN: &str = r"
@@ -160,12 +161,16 @@ impl RedisStore {
             let Value::BulkString(stored) = value else {
                 continue;
             };
-            if stored.len() < 8 || stored[..8] != generation[..] {
+            let Some((header, entry)) = copies::split(&Bytes::from(stored)) else {
+                continue;
+            };
+            if header[..8] != generation[..] {
                 continue;
             }
-            let entry = Bytes::from(stored).slice(8..);
             if let Some((new, ttl)) = rewrite(&entry) {
-                rewritten.push((*key, generation, new, (ttl.as_millis() as u64).max(1)));
+                // A new version, so local copies of the old entry go stale.
+                let versioned = [&copies::fresh_version()[..], &new[..]].concat();
+                rewritten.push((*key, generation, versioned, (ttl.as_millis() as u64).max(1)));
             }
         }
         let writes = per_key(rewritten.len(), |p, i| {
