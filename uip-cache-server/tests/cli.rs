@@ -184,3 +184,104 @@ fn serve_logs_one_json_line_per_request_at_debug() {
     assert_eq!(v["fields"]["status"], 200);
     assert_eq!(v["fields"]["cache"], "MISS");
 }
+
+/// A plain HTTP/1.1 exchange on a fresh connection: (status line, headers, body).
+fn http(port: u16, request: &str) -> (String, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (
+        status.to_owned(),
+        headers.to_ascii_lowercase(),
+        body.to_owned(),
+    )
+}
+
+/// What the image runs: the Dockerfile's CMD with its config, and the
+/// environment compose.yaml gives it, here with Redis on a free port and
+/// the listeners on loopback (no container engine needed).
+#[test]
+fn the_image_command_and_config_serve_from_redis() {
+    let Some(redis) = uip_cache_testkit::RedisServer::start() else {
+        return;
+    };
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("COPY config/docker.yaml /etc/uip-cache/cache.yaml"),
+        "the image carries config/docker.yaml"
+    );
+    let cmd = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .expect("a CMD line");
+    let args: Vec<String> = cmd
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(',')
+        .map(|a| a.trim().trim_matches('"').to_owned())
+        .collect();
+    let free = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (proxy, admin) = (free(), free());
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| match a.as_str() {
+            "/etc/uip-cache/cache.yaml" => format!("{root}/config/docker.yaml"),
+            "0.0.0.0:8080" => format!("127.0.0.1:{proxy}"),
+            "0.0.0.0:9092" => format!("127.0.0.1:{admin}"),
+            _ => a,
+        })
+        .collect();
+    assert_eq!(args[0], "serve", "{args:?}");
+    let up = upstream();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uip-cache"))
+        .args(&args)
+        .env("UPSTREAM", format!("http://127.0.0.1:{up}"))
+        .env("ADMIN_SECRET", "s3cret")
+        .env("REDIS_HOST", "127.0.0.1")
+        .env("REDIS_PORT", redis.port.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut listening = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok() {
+            listening = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let get = "GET /things HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let first = http(proxy, get);
+    let second = http(proxy, get);
+    let health = http(
+        admin,
+        "GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    let unauthorized = http(
+        admin,
+        "POST /cache/invalidate/tag HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"tag\":\"x\"}",
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listening, "the admin API listens");
+    assert!(first.0.contains("200"), "{first:?}");
+    assert!(first.1.contains("x-cache: miss"), "{first:?}");
+    assert!(second.1.contains("x-cache: hit"), "{second:?}");
+    assert_eq!(second.2, "ok");
+    assert!(
+        redis.cli(&["dbsize"]).trim().parse::<u64>().unwrap() > 0,
+        "the entry is in Redis"
+    );
+    assert!(health.0.contains("200"), "{health:?}");
+    assert!(health.2.contains("redis"), "{health:?}");
+    assert!(unauthorized.0.contains("401"), "{unauthorized:?}");
+}
