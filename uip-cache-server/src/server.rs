@@ -288,9 +288,9 @@ where
 }
 
 /// Serves one HTTP/2 connection until it ends. Streams per connection and
-/// buffered bytes per stream are bounded; a connection that starts no
-/// request for [`HEADER_READ_TIMEOUT`] is sent a GOAWAY (its streams in
-/// flight finish), as an idle HTTP/1 connection is closed.
+/// buffered bytes per stream are bounded; a connection with no stream in
+/// flight for [`HEADER_READ_TIMEOUT`] is sent a GOAWAY, as an idle HTTP/1
+/// connection is closed (a long download is not idle).
 async fn serve_h2<S, B>(
     io: ClientStream,
     service: S,
@@ -300,13 +300,20 @@ where
     S: ConnService<B>,
     B: ConnBody,
 {
-    let last_request = Arc::new(AtomicU64::new(0));
-    let started = std::time::Instant::now();
-    let seen = last_request.clone();
+    let activity = Arc::new(Activity::default());
+    let seen = activity.clone();
     let service = Arc::new(service);
     let tracked = hyper::service::service_fn(move |req| {
-        seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        service.call(req)
+        // The stream counts as in flight until its response body is dropped.
+        let stream = Stream::start(&seen);
+        let response = service.call(req);
+        async move {
+            let response = response.await?;
+            Ok::<_, S::Error>(response.map(move |body| Tracked {
+                body: Box::pin(body),
+                _stream: stream,
+            }))
+        }
     });
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -318,11 +325,88 @@ where
         .keep_alive_interval(H2_PING_INTERVAL)
         .keep_alive_timeout(H2_PING_INTERVAL)
         .serve_connection(TokioIo::new(io), tracked);
-    let idle = move || {
-        let last = Duration::from_millis(last_request.load(Ordering::Relaxed));
-        started.elapsed().saturating_sub(last) >= HEADER_READ_TIMEOUT
-    };
+    let idle = move || activity.idle_for() >= HEADER_READ_TIMEOUT;
     drive(conn, |c| c.graceful_shutdown(), stopped, Some(&idle)).await
+}
+
+/// The streams of an HTTP/2 connection in flight, and when the last one
+/// started or ended.
+struct Activity {
+    started: std::time::Instant,
+    in_flight: AtomicU64,
+    last_ms: AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            started: std::time::Instant::now(),
+            in_flight: AtomicU64::new(0),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// How long no stream has been in flight (zero while one is).
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// One stream in flight; ends when dropped.
+struct Stream(Arc<Activity>);
+
+impl Stream {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.touch();
+        Stream(activity.clone())
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// A response body that keeps its stream counted as in flight until it is
+/// dropped (boxed: the body need not be `Unpin`, and the crate has no
+/// unsafe pin projection).
+struct Tracked<B> {
+    body: std::pin::Pin<Box<B>>,
+    _stream: Stream,
+}
+
+impl<B: http_body::Body> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        self.get_mut().body.as_mut().poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Runs a connection to its end, asking it to finish (`drain`) when the
@@ -338,7 +422,8 @@ where
 {
     let mut conn = std::pin::pin!(conn);
     let mut draining = false;
-    let mut check = tokio::time::interval(Duration::from_secs(5));
+    // Only connections with an idle rule need the timer.
+    let mut check = idle.map(|_| tokio::time::interval(Duration::from_secs(5)));
     loop {
         tokio::select! {
             result = conn.as_mut() => return result,
@@ -346,13 +431,21 @@ where
                 draining = true;
                 drain(conn.as_mut());
             }
-            _ = check.tick(), if !draining && idle.is_some() => {
+            () = tick(&mut check), if !draining => {
                 if idle.is_some_and(|idle| idle()) {
                     draining = true;
                     drain(conn.as_mut());
                 }
             }
         }
+    }
+}
+
+/// The next tick of `check`; never without one.
+async fn tick(check: &mut Option<tokio::time::Interval>) {
+    match check {
+        Some(c) => drop(c.tick().await),
+        None => std::future::pending().await,
     }
 }
 
@@ -377,5 +470,25 @@ pub async fn signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_in_flight_keeps_an_http2_connection_busy() {
+        let activity = Arc::new(Activity::default());
+        let stream = Stream::start(&activity);
+        let second = Stream::start(&activity);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(activity.idle_for(), Duration::ZERO, "a long download");
+        drop(stream);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(activity.idle_for(), Duration::ZERO, "one stream left");
+        drop(second);
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(activity.idle_for() >= Duration::from_millis(30));
     }
 }

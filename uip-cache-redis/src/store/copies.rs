@@ -11,7 +11,7 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,19 +53,39 @@ pub(super) fn header(generation: u64) -> Header {
 /// Copies by storage key, bounded by bytes.
 pub(super) struct LocalCopies {
     cache: Cache<String, (Header, Bytes)>,
+    max_bytes: u64,
+    /// Bytes of the copies not yet removed. The cache applies its bound
+    /// (fifteen sixteenths of `max_bytes`) after a batch of writes, so on
+    /// its own it may hold more for a moment; a copy takes at most the
+    /// sixteenth left, and one that would take this past `max_bytes` waits
+    /// for the cache to apply its bound first, or is not kept.
+    held: Arc<AtomicU64>,
+}
+
+/// What a copy counts against the bound: key, header and entry, the entry
+/// rounded up to whole pages as sealed memory takes them.
+fn weight(key: &str, entry: &Bytes) -> u64 {
+    (key.len() + HEADER) as u64 + (entry.len() as u64).next_multiple_of(4096)
 }
 
 impl LocalCopies {
     /// Copies within `max_bytes`; `None` when that is 0.
     pub(super) fn new(max_bytes: u64) -> Option<Self> {
+        let held = Arc::new(AtomicU64::new(0));
+        let released = held.clone();
         (max_bytes > 0).then(|| LocalCopies {
             cache: Cache::builder()
-                .max_capacity(max_bytes)
+                .max_capacity(max_bytes - max_bytes / 16)
                 .weigher(|k: &String, (_, v): &(Header, Bytes)| {
-                    u32::try_from(k.len() + HEADER + v.len()).unwrap_or(u32::MAX)
+                    u32::try_from(weight(k, v)).unwrap_or(u32::MAX)
                 })
                 .time_to_idle(IDLE)
+                .eviction_listener(move |k, (_, v): (Header, Bytes), _| {
+                    released.fetch_sub(weight(&k, &v), Ordering::Relaxed);
+                })
                 .build(),
+            max_bytes,
+            held,
         })
     }
 
@@ -78,7 +98,18 @@ impl LocalCopies {
     /// back the kept bytes (in sealed memory when the process allows it,
     /// so a server can send them without copying).
     pub(super) fn keep(&self, key: &str, header: Header, entry: Bytes) -> Option<Bytes> {
-        if entry.len() < MIN_LEN {
+        // One copy takes at most a sixteenth of the room, so a few huge
+        // entries cannot keep pushing every other copy out.
+        let w = weight(key, &entry);
+        if entry.len() < MIN_LEN || w > self.max_bytes / 16 {
+            return None;
+        }
+        if self.held.load(Ordering::Relaxed) + w > self.max_bytes {
+            // Let the cache apply its bound (and report what it dropped).
+            self.cache.run_pending_tasks();
+        }
+        if self.held.fetch_add(w, Ordering::Relaxed) + w > self.max_bytes {
+            self.held.fetch_sub(w, Ordering::Relaxed);
             return None;
         }
         let entry = zerocopy::seal(entry);
@@ -116,7 +147,7 @@ mod tests {
 
     #[test]
     fn only_large_entries_are_kept_and_the_bound_holds() {
-        let copies = LocalCopies::new(256 * 1024).unwrap();
+        let copies = LocalCopies::new(1 << 20).unwrap();
         assert!(LocalCopies::new(0).is_none());
         let h = header(1);
         assert!(copies.keep("small", h, Bytes::from(vec![1; 100])).is_none());
@@ -126,10 +157,26 @@ mod tests {
         assert_eq!(copies.get("big"), Some((h, big.clone())));
         copies.forget("big");
         assert!(copies.get("big").is_none());
-        for i in 0..64 {
+        assert!(
+            copies
+                .keep("huge", h, Bytes::from(vec![3; 100_000]))
+                .is_none(),
+            "more than a sixteenth of the room"
+        );
+        for i in 0..256 {
             copies.keep(&format!("k{i}"), h, big.clone());
+            assert!(
+                copies.held.load(Ordering::Relaxed) <= 1 << 20,
+                "at every moment"
+            );
         }
         copies.cache.run_pending_tasks();
-        assert!(copies.cache.weighted_size() <= 256 * 1024);
+        assert!(copies.cache.weighted_size() <= 1 << 20);
+        assert_eq!(
+            copies.held.load(Ordering::Relaxed),
+            copies.cache.weighted_size()
+        );
+        // Full, it still takes new copies in place of old ones.
+        assert!(copies.keep("late", h, big.clone()).is_some());
     }
 }

@@ -373,12 +373,8 @@ impl RedisStore {
             Ok(Err(e)) => {
                 // A refusal of one command (a key of another type, say) is
                 // an answer: Redis is up, and the circuit stays as it is.
-                let refused = matches!(
-                    e.kind(),
-                    redis::ErrorKind::UnexpectedReturnType
-                        | redis::ErrorKind::Extension
-                        | redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
-                );
+                let refused = e.code() == Some("WRONGTYPE")
+                    || e.kind() == redis::ErrorKind::UnexpectedReturnType;
                 if !refused {
                     self.inner.breaker.failure();
                 }
