@@ -106,6 +106,9 @@ pub struct Upstream {
     timeout: Duration,
 }
 
+/// Idle upstream connections kept for reuse, at most.
+const UPSTREAM_IDLE: usize = 256;
+
 impl Upstream {
     /// A pooled client for `base` (`http://host:port`), giving up on a
     /// connection after `connect_timeout` (502) and on response headers
@@ -114,8 +117,12 @@ impl Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
+        // Connections in use follow the requests in flight (the listener
+        // bounds those); idle ones are kept at most 90 s, and at most
+        // UPSTREAM_IDLE of them, so a burst does not leave sockets behind.
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(UPSTREAM_IDLE)
             .build(connector);
         Upstream {
             client,
