@@ -129,9 +129,7 @@ fn serve_logs_one_json_line_per_request_at_debug() {
     )
     .unwrap();
     let up = upstream();
-    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listen.local_addr().unwrap().port();
-    drop(listen);
+    let port = uip_cache_testkit::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_uip-cache"))
         .args([
             "serve",
@@ -146,15 +144,7 @@ fn serve_logs_one_json_line_per_request_at_debug() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut connected = None;
-    for _ in 0..100 {
-        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            connected = Some(s);
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let mut s = connected.expect("the server listens");
+    let mut s = connect_when_listening(port).expect("the server listens");
     write!(
         s,
         "GET /json-check?x=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
@@ -183,6 +173,18 @@ fn serve_logs_one_json_line_per_request_at_debug() {
     assert_eq!(v["fields"]["uri"], "/json-check?x=1");
     assert_eq!(v["fields"]["status"], 200);
     assert_eq!(v["fields"]["cache"], "MISS");
+}
+
+/// A connection to a server just started on `port`, once it listens
+/// (within 5 s).
+fn connect_when_listening(port: u16) -> Option<std::net::TcpStream> {
+    for _ in 0..100 {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            return Some(s);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
 }
 
 /// A plain HTTP/1.1 exchange on a fresh connection: (status line, headers, body).
@@ -226,11 +228,10 @@ fn the_image_command_and_config_serve_from_redis() {
         .split(',')
         .map(|a| a.trim().trim_matches('"').to_owned())
         .collect();
-    let free = || {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let (proxy, admin) = (free(), free());
+    let (proxy, admin) = (
+        uip_cache_testkit::free_port(),
+        uip_cache_testkit::free_port(),
+    );
     let args: Vec<String> = args
         .into_iter()
         .map(|a| match a.as_str() {
@@ -251,14 +252,7 @@ fn the_image_command_and_config_serve_from_redis() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut listening = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok() {
-            listening = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let listening = connect_when_listening(admin).is_some();
     let get = "GET /things HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     let first = http(proxy, get);
     let second = http(proxy, get);

@@ -28,8 +28,19 @@ pub(super) struct Batch {
 }
 
 impl Batch {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<(Cmd, Waiter)>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a read; whether it is the first of a new batch.
+    fn push(&self, cmd: Cmd, waiter: Waiter) -> bool {
+        let mut q = self.queue();
+        q.push((cmd, waiter));
+        q.len() == 1
+    }
+
     fn take(&self) -> Vec<(Cmd, Waiter)> {
-        mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner))
+        mem::take(&mut *self.queue())
     }
 }
 
@@ -61,17 +72,7 @@ impl RedisStore {
             return cmd.query_async(&mut self.conn().await?).await;
         }
         let (tx, rx) = oneshot::channel();
-        let first = {
-            let mut q = self
-                .inner
-                .batch
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            q.push((cmd, tx));
-            q.len() == 1
-        };
-        if first {
+        if self.inner.batch.push(cmd, tx) {
             let mut flush = Flush {
                 store: self.clone(),
                 taken: false,

@@ -282,16 +282,12 @@ impl RedisStore {
 
     /// Publishes `message` on `channel` (every node of a cluster sees it).
     pub(crate) async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
-        self.guarded(self.inner.op_timeout, async {
-            let mut c = self.conn().await?;
-            redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(message)
-                .query_async::<i64>(&mut c)
-                .await
-                .map(|_| ())
-        })
+        self.query::<i64>(
+            self.inner.op_timeout,
+            redis::cmd("PUBLISH").arg(channel).arg(message),
+        )
         .await
+        .map(drop)
     }
 
     /// A client for a pub/sub connection.
@@ -393,6 +389,18 @@ impl RedisStore {
                 Err(StoreError::from_kind(StoreErrorKind::Timeout))
             }
         }
+    }
+
+    /// Runs one command under the breaker and `timeout`.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        timeout: Duration,
+        cmd: &Cmd,
+    ) -> Result<T, StoreError> {
+        self.guarded(timeout, async {
+            cmd.query_async(&mut self.conn().await?).await
+        })
+        .await
     }
 
     /// Runs groups of commands: one pipeline on a single server; on a cluster
@@ -617,10 +625,7 @@ impl Store for RedisStore {
                 c.forget(key);
             }
             let n: u64 = self
-                .guarded(self.inner.op_timeout, async {
-                    let mut c = self.conn().await?;
-                    redis::cmd("DEL").arg(key).query_async(&mut c).await
-                })
+                .query(self.inner.op_timeout, redis::cmd("DEL").arg(key))
                 .await?;
             Ok(n > 0)
         })
@@ -684,13 +689,10 @@ impl Store for RedisStore {
     fn epoch(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let n: Option<u64> = self
-                .guarded(self.inner.op_timeout, async {
-                    let mut c = self.conn().await?;
-                    redis::cmd("GET")
-                        .arg(self.epoch_key())
-                        .query_async(&mut c)
-                        .await
-                })
+                .query(
+                    self.inner.op_timeout,
+                    redis::cmd("GET").arg(self.epoch_key()),
+                )
                 .await?;
             Ok(n.unwrap_or(0))
         })
@@ -698,18 +700,16 @@ impl Store for RedisStore {
 
     fn record_invalidation<'a>(&'a self, line: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            self.guarded(self.inner.op_timeout, async {
-                let mut c = self.conn().await?;
+            self.query::<u64>(
+                self.inner.op_timeout,
                 redis::cmd("EVAL")
                     .arg(RECORD_INVALIDATION)
                     .arg(2)
                     .arg(self.epoch_key())
                     .arg(self.log_key())
                     .arg(line)
-                    .arg(LOG_LEN)
-                    .query_async::<u64>(&mut c)
-                    .await
-            })
+                    .arg(LOG_LEN),
+            )
             .await
             .map(drop)
         })
@@ -718,17 +718,15 @@ impl Store for RedisStore {
     fn invalidations_since(&self, epoch: u64) -> StoreFuture<'_, Option<Vec<String>>> {
         Box::pin(async move {
             let members: Option<Vec<Vec<u8>>> = self
-                .guarded(self.inner.op_timeout, async {
-                    let mut c = self.conn().await?;
+                .query(
+                    self.inner.op_timeout,
                     redis::cmd("EVAL")
                         .arg(INVALIDATIONS_SINCE)
                         .arg(2)
                         .arg(self.epoch_key())
                         .arg(self.log_key())
-                        .arg(epoch)
-                        .query_async(&mut c)
-                        .await
-                })
+                        .arg(epoch),
+                )
                 .await?;
             // Members are "<seq> <line>": the sequence keeps equal lines apart.
             Ok(members.map(|ms| {
@@ -748,17 +746,15 @@ impl Store for RedisStore {
     fn try_lease<'a>(&'a self, key: &'a str, token: u64, ttl: Duration) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let set: Option<String> = self
-                .guarded(self.inner.op_timeout, async {
-                    let mut c = self.conn().await?;
+                .query(
+                    self.inner.op_timeout,
                     redis::cmd("SET")
                         .arg(key)
                         .arg(token)
                         .arg("NX")
                         .arg("PX")
-                        .arg((ttl.as_millis() as u64).max(1))
-                        .query_async(&mut c)
-                        .await
-                })
+                        .arg((ttl.as_millis() as u64).max(1)),
+                )
                 .await?;
             Ok(set.is_some())
         })
@@ -766,16 +762,10 @@ impl Store for RedisStore {
 
     fn release_lease<'a>(&'a self, key: &'a str, token: u64) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            self.guarded(self.inner.op_timeout, async {
-                let mut c = self.conn().await?;
-                redis::cmd("EVAL")
-                    .arg(RELEASE)
-                    .arg(1)
-                    .arg(key)
-                    .arg(token)
-                    .query_async::<i64>(&mut c)
-                    .await
-            })
+            self.query::<i64>(
+                self.inner.op_timeout,
+                redis::cmd("EVAL").arg(RELEASE).arg(1).arg(key).arg(token),
+            )
             .await?;
             Ok(())
         })
@@ -791,10 +781,7 @@ impl Store for RedisStore {
                 ));
             }
             let ping = self
-                .guarded(self.inner.op_timeout * 5, async {
-                    let mut c = self.conn().await?;
-                    redis::cmd("PING").query_async::<String>(&mut c).await
-                })
+                .query::<String>(self.inner.op_timeout * 5, &redis::cmd("PING"))
                 .await;
             Ok(match ping {
                 Ok(_) if self.inner.breaker.has_failures() => StoreHealth::new(

@@ -194,14 +194,10 @@ impl RedisStore {
             let key = self.tag_key(tag);
             loop {
                 let popped: Vec<Vec<u8>> = self
-                    .guarded(self.inner.batch_timeout, async {
-                        let mut c = self.conn().await?;
-                        redis::cmd("ZPOPMIN")
-                            .arg(&key)
-                            .arg(BATCH)
-                            .query_async(&mut c)
-                            .await
-                    })
+                    .query(
+                        self.inner.batch_timeout,
+                        redis::cmd("ZPOPMIN").arg(&key).arg(BATCH),
+                    )
                     .await?;
                 // Member, score, member, score, ...
                 let members: Vec<Vec<u8>> = popped.into_iter().step_by(2).collect();
@@ -233,16 +229,14 @@ impl RedisStore {
             let mut cursor: u64 = 0;
             loop {
                 let (next, page): (u64, Vec<(Vec<u8>, f64)>) = self
-                    .guarded(self.inner.batch_timeout, async {
-                        let mut c = self.conn().await?;
+                    .query(
+                        self.inner.batch_timeout,
                         redis::cmd("ZSCAN")
                             .arg(&key)
                             .arg(cursor)
                             .arg("COUNT")
-                            .arg(SOFT_BATCH)
-                            .query_async(&mut c)
-                            .await
-                    })
+                            .arg(SOFT_BATCH),
+                    )
                     .await?;
                 // Scores are expiry times: expired members are left alone.
                 let live: Vec<Vec<u8>> = page
@@ -277,18 +271,16 @@ impl RedisStore {
         size: usize,
     ) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>), StoreError> {
         let page: Vec<Vec<u8>> = self
-            .guarded(self.inner.batch_timeout, async {
-                let mut c = self.conn().await?;
+            .query(
+                self.inner.batch_timeout,
                 redis::cmd("ZRANGEBYLEX")
                     .arg(self.paths_key())
                     .arg(min)
                     .arg(max)
                     .arg("LIMIT")
                     .arg(0)
-                    .arg(size)
-                    .query_async(&mut c)
-                    .await
-            })
+                    .arg(size),
+            )
             .await?;
         let next = match page.last() {
             Some(last) if page.len() == size => {
@@ -305,24 +297,42 @@ impl RedisStore {
         Ok((matching, next))
     }
 
-    /// Removes every entry whose path and query match `pattern`.
-    pub(super) async fn purge_pattern(&self, pattern: &UrlPattern) -> Result<u64, StoreError> {
+    /// Runs `act` on the members matching `pattern`, a page of up to
+    /// `size` at a time; the sum of what it counts.
+    async fn each_pattern_page<F, Fut>(
+        &self,
+        pattern: &UrlPattern,
+        size: usize,
+        mut act: F,
+    ) -> Result<u64, StoreError>
+    where
+        F: FnMut(Vec<Vec<u8>>) -> Fut,
+        Fut: std::future::Future<Output = Result<u64, StoreError>>,
+    {
         let (mut min, max) = pattern_range(pattern);
-        let mut removed = 0;
+        let mut counted = 0;
         loop {
-            let (matching, next) = self.pattern_page(pattern, &min, &max, BATCH).await?;
+            let (matching, next) = self.pattern_page(pattern, &min, &max, size).await?;
             if !matching.is_empty() {
-                removed += self
-                    .guarded(self.inner.batch_timeout, self.remove_members(&matching))
-                    .await?;
+                counted += act(matching).await?;
             }
             match next {
-                // Removed members leave the index, so the next page starts
-                // after the last member seen either way.
+                // A hard purge takes members out of the index, a soft one
+                // leaves them: the next page starts after the last member
+                // seen either way.
                 Some(n) => min = n,
-                None => return Ok(removed),
+                None => return Ok(counted),
             }
         }
+    }
+
+    /// Removes every entry whose path and query match `pattern`.
+    pub(super) async fn purge_pattern(&self, pattern: &UrlPattern) -> Result<u64, StoreError> {
+        self.each_pattern_page(pattern, BATCH, |members| async move {
+            self.guarded(self.inner.batch_timeout, self.remove_members(&members))
+                .await
+        })
+        .await
     }
 
     /// Soft purge of every entry whose path and query match `pattern`.
@@ -331,22 +341,13 @@ impl RedisStore {
         pattern: &UrlPattern,
         rewrite: &Rewrite<'_>,
     ) -> Result<u64, StoreError> {
-        let (mut min, max) = pattern_range(pattern);
-        let mut rewritten = 0;
-        loop {
-            let (matching, next) = self.pattern_page(pattern, &min, &max, SOFT_BATCH).await?;
-            if !matching.is_empty() {
-                rewritten += self
-                    .guarded(
-                        self.inner.batch_timeout,
-                        self.rewrite_members(&matching, rewrite),
-                    )
-                    .await?;
-            }
-            match next {
-                Some(n) => min = n,
-                None => return Ok(rewritten),
-            }
-        }
+        self.each_pattern_page(pattern, SOFT_BATCH, |members| async move {
+            self.guarded(
+                self.inner.batch_timeout,
+                self.rewrite_members(&members, rewrite),
+            )
+            .await
+        })
+        .await
     }
 }
