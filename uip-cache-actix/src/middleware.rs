@@ -12,6 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::{Error, HttpResponse};
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
+use uip_cache_core::{field_name, FieldName};
 use uip_cache_core::{
     After, Begin, CacheConfig, CachedResponse, ConfigError, FetchTicket, Forward, HeaderSource,
     HttpCache, NoCacheReason, Plan, RequestView, Store,
@@ -162,10 +163,10 @@ impl HeaderSource for Headers<'_> {
     }
 }
 
-fn header_list(headers: &HeaderMap) -> Vec<(String, Bytes)> {
+fn header_list(headers: &HeaderMap) -> Vec<(FieldName, Bytes)> {
     headers
         .iter()
-        .map(|(n, v)| (n.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))
+        .map(|(n, v)| (field_name(n.as_str()), Bytes::copy_from_slice(v.as_bytes())))
         .collect()
 }
 

@@ -22,6 +22,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::field::FieldName;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 const MAGIC: &[u8; 4] = b"UIPC";
@@ -53,7 +54,7 @@ pub struct StoredResponse {
     /// Status code.
     pub status: u16,
     /// End-to-end headers as received (hop-by-hop headers removed), names in lower case.
-    pub headers: Vec<(String, Bytes)>,
+    pub headers: Vec<(FieldName, Bytes)>,
     /// The body, encoded as `compression` says.
     pub body: Bytes,
     /// How `body` is encoded.
@@ -264,7 +265,7 @@ impl StoredResponse {
         let mut headers = Vec::with_capacity(n.min(256));
         for _ in 0..n {
             let name_len = r.u16()? as usize;
-            let name = r.string(name_len)?;
+            let name = r.text(name_len, crate::field::field_name)?;
             let value_len = r.u32()? as usize;
             let value = r.take(value_len)?;
             headers.push((name, value));
@@ -372,9 +373,16 @@ impl Reader {
         self.need(n)?;
         Ok(self.buf.split_to(n))
     }
+    /// The next `n` bytes as text, made by `f` from a borrow.
+    fn text<T>(&mut self, n: usize, f: impl FnOnce(&str) -> T) -> Result<T, EntryError> {
+        self.need(n)?;
+        let text = std::str::from_utf8(&self.buf[..n]).map_err(|_| EntryError::InvalidUtf8)?;
+        let t = f(text);
+        self.buf.advance(n);
+        Ok(t)
+    }
     fn string(&mut self, n: usize) -> Result<String, EntryError> {
-        let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| EntryError::InvalidUtf8)
+        self.text(n, str::to_owned)
     }
     fn opt(&mut self) -> Result<Option<Bytes>, EntryError> {
         match self.u32()? {
@@ -503,7 +511,7 @@ mod tests {
                 status,
                 body: Bytes::from(body),
                 tags,
-                headers: headers.into_iter().map(|(n, v)| (n, Bytes::from(v))).collect(),
+                headers: headers.into_iter().map(|(n, v)| (n.into(), Bytes::from(v))).collect(),
                 freshness_lifetime: Duration::from_millis(fresh),
                 compression: if gzip { BodyEncoding::Gzip } else { BodyEncoding::Identity },
                 ..StoredResponse::default()

@@ -18,6 +18,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
+use crate::field::FieldName;
 use bytes::Bytes;
 
 use crate::entry::StoredResponse;
@@ -41,7 +42,7 @@ pub struct OwnedRequest {
     authority: Option<String>,
     path: String,
     query: Option<String>,
-    headers: Vec<(String, Bytes)>,
+    headers: Vec<(FieldName, Bytes)>,
     /// The body the key holds (policies with `vary_by: [body]`), so that a
     /// variant key (response `Vary`) holds it too.
     body: Option<Bytes>,
@@ -49,7 +50,7 @@ pub struct OwnedRequest {
 
 impl OwnedRequest {
     /// Copies a request's view, with every header (`headers`, lower-case names).
-    pub fn new(req: &RequestView<'_>, headers: Vec<(String, Bytes)>) -> Self {
+    pub fn new(req: &RequestView<'_>, headers: Vec<(FieldName, Bytes)>) -> Self {
         OwnedRequest {
             method: req.method.to_owned(),
             scheme: req.scheme.map(str::to_owned),
@@ -204,6 +205,17 @@ impl fmt::Debug for Recording {
     }
 }
 
+/// What a looked-up entry gives a request.
+enum Found {
+    /// A response, fresh or stale where allowed.
+    Answer(CachedResponse),
+    /// A stale-while-revalidate response, and this request refreshes the
+    /// entry (it holds the key).
+    Refresh(CachedResponse, StoredResponse, LockGuard),
+    /// No entry, or one that may not answer (kept for revalidation).
+    Unusable(Option<StoredResponse>),
+}
+
 /// A fetch from the origin the cache is waiting on.
 pub struct FetchTicket {
     cache: HttpCache,
@@ -240,9 +252,30 @@ impl HttpCache {
     /// `headers` are all the request's headers, kept for after the fetch.
     pub async fn begin(
         &self,
+        plan: CachePlan,
+        req: &RequestView<'_>,
+        headers: impl FnOnce() -> Vec<(FieldName, Bytes)>,
+    ) -> Begin {
+        // A hit ends here. Everything after it (the coalescing lock, the
+        // lease, the waits) is boxed: its future is several kilobytes that
+        // a hit would otherwise carry and copy for nothing.
+        let writes = self.writes();
+        let entry = self.lookup(&plan, req).await;
+        match self.found(&plan, req, entry) {
+            Found::Answer(r) => Begin::Respond(r),
+            found => Box::pin(self.begin_slow(plan, req, headers, writes, found)).await,
+        }
+    }
+
+    /// [`HttpCache::begin`] past a lookup that gave no answer: `writes`
+    /// as it was before that lookup.
+    async fn begin_slow(
+        &self,
         mut plan: CachePlan,
         req: &RequestView<'_>,
-        headers: impl FnOnce() -> Vec<(String, Bytes)>,
+        headers: impl FnOnce() -> Vec<(FieldName, Bytes)>,
+        mut writes: u64,
+        mut found: Found,
     ) -> Begin {
         let mut stale = None;
         let mut guard = None;
@@ -250,21 +283,16 @@ impl HttpCache {
         // variant, say); bounded so a request never waits forever.
         let mut rounds = 0;
         loop {
-            let writes = self.writes();
-            if let Some(entry) = self.lookup(&plan, req).await {
-                match self.answer(&plan, req, &entry) {
-                    Some((Usability::StaleWhileRevalidate, r)) => {
-                        // Refresh once, in the background.
-                        if let Lock::Leader(g) = self.lock(&plan) {
-                            self.note_store_epoch(&mut plan).await;
-                            let ticket = self.ticket(plan, req, headers(), Some(entry), Some(g));
-                            return Begin::RespondAndRefresh(r, ticket);
-                        }
-                        return Begin::Respond(r);
-                    }
-                    Some((_, r)) => return Begin::Respond(r),
-                    None => stale = Some(entry),
+            match found {
+                Found::Answer(r) => return Begin::Respond(r),
+                Found::Refresh(r, entry, g) => {
+                    // Refresh once, in the background.
+                    self.note_store_epoch(&mut plan).await;
+                    let ticket = self.ticket(plan, req, headers(), Some(entry), Some(g));
+                    return Begin::RespondAndRefresh(r, ticket);
                 }
+                Found::Unusable(Some(entry)) => stale = Some(entry),
+                Found::Unusable(None) => {}
             }
             if plan.request_cc.only_if_cached {
                 self.stats().uncacheable(NoCacheReason::NoFreshness);
@@ -321,6 +349,9 @@ impl HttpCache {
                     if w.wait(self.lock_timeout()).await != WaitOutcome::Stored || rounds > 3 {
                         break;
                     }
+                    writes = self.writes();
+                    let entry = self.lookup(&plan, req).await;
+                    found = self.found(&plan, req, entry);
                 }
             }
         }
@@ -330,6 +361,26 @@ impl HttpCache {
             self.note_store_epoch(&mut plan).await;
         }
         Begin::Fetch(self.ticket(plan, req, headers(), stale, guard))
+    }
+
+    /// What a looked-up entry gives this request, counted when it answers.
+    fn found(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        entry: Option<StoredResponse>,
+    ) -> Found {
+        let Some(entry) = entry else {
+            return Found::Unusable(None);
+        };
+        match self.answer(plan, req, &entry) {
+            Some((Usability::StaleWhileRevalidate, r)) => match self.lock(plan) {
+                Lock::Leader(g) => Found::Refresh(r, entry, g),
+                Lock::Follower(_) => Found::Answer(r),
+            },
+            Some((_, r)) => Found::Answer(r),
+            None => Found::Unusable(Some(entry)),
+        }
     }
 
     /// The response `entry` gives this request now, if it may answer it
@@ -356,7 +407,7 @@ impl HttpCache {
         &self,
         plan: CachePlan,
         req: &RequestView<'_>,
-        headers: Vec<(String, Bytes)>,
+        headers: Vec<(FieldName, Bytes)>,
         stale: Option<StoredResponse>,
         guard: Option<LockGuard>,
     ) -> FetchTicket {
@@ -381,7 +432,7 @@ impl HttpCache {
         &self,
         mut plan: CachePlan,
         req: &RequestView<'_>,
-        headers: Vec<(String, Bytes)>,
+        headers: Vec<(FieldName, Bytes)>,
     ) -> FetchTicket {
         let stale = self.lookup(&plan, req).await;
         self.note_store_epoch(&mut plan).await;
@@ -423,7 +474,7 @@ impl FetchTicket {
     }
 
     /// Its headers (lower-case names), as the client sent them.
-    pub fn request_headers(&self) -> &[(String, Bytes)] {
+    pub fn request_headers(&self) -> &[(FieldName, Bytes)] {
         &self.request.headers
     }
 
@@ -482,7 +533,7 @@ impl FetchTicket {
     }
 
     /// The origin answered `status` with `headers` (lower-case names).
-    pub async fn origin_responded(self, status: u16, headers: Vec<(String, Bytes)>) -> After {
+    pub async fn origin_responded(self, status: u16, headers: Vec<(FieldName, Bytes)>) -> After {
         let response_time = SystemTime::now();
         let cache = self.cache.clone();
         if status >= 500 {
@@ -527,7 +578,7 @@ impl FetchTicket {
                     r.headers.extend(
                         headers
                             .iter()
-                            .filter(|(n, _)| rules::PER_CLIENT.contains(&n.as_str()))
+                            .filter(|(n, _)| rules::PER_CLIENT.contains(&&**n))
                             .cloned(),
                     );
                     After::Respond(r)

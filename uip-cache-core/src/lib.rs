@@ -55,6 +55,7 @@ pub mod compress;
 pub mod config;
 pub mod date;
 pub mod entry;
+pub mod field;
 pub mod flow;
 mod handle;
 pub mod invalidate;
@@ -76,6 +77,7 @@ pub mod zerocopy;
 pub use cache_control::CacheControl;
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};
+pub use field::{field_name, FieldName};
 pub use flow::{After, Begin, FetchTicket, OwnedRequest, Recording};
 pub use handle::{
     CachePlan, CachedResponse, Forward, HttpCache, InvalidateError, Lead, Plan, XCache,

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::field::FieldName;
 use bytes::Bytes;
 
 /// Header lookup by lower-case name, implemented by each adapter over its own
@@ -64,7 +65,7 @@ impl<N: AsRef<str>, V: AsRef<str>> HeaderSource for Vec<(N, V)> {
 /// Header lookup over (lower-case name, raw value) pairs, the form entries
 /// and the request flow keep headers in.
 #[derive(Clone, Copy, Debug)]
-pub struct HeaderList<'a>(pub &'a [(String, Bytes)]);
+pub struct HeaderList<'a>(pub &'a [(FieldName, Bytes)]);
 
 impl HeaderSource for HeaderList<'_> {
     fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::field::FieldName;
 use bytes::Bytes;
 
 use crate::cache_control::CacheControl;
@@ -118,7 +119,7 @@ pub struct OriginResponse<'a> {
     /// Header lookup.
     pub headers: &'a (dyn HeaderSource + Sync),
     /// Every header, in order, for storing.
-    pub header_list: &'a [(String, Bytes)],
+    pub header_list: &'a [(FieldName, Bytes)],
     /// When the request was sent.
     pub request_time: SystemTime,
     /// When the response arrived.
@@ -130,7 +131,7 @@ impl<'a> OriginResponse<'a> {
     pub fn new(
         status: u16,
         headers: &'a (dyn HeaderSource + Sync),
-        header_list: &'a [(String, Bytes)],
+        header_list: &'a [(FieldName, Bytes)],
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> Self {
@@ -337,10 +338,10 @@ pub fn admit(
         .header_list
         .iter()
         .filter(|(n, _)| {
-            !NOT_STORED.contains(&n.as_str())
-                && !connection_named.contains(n)
+            !NOT_STORED.contains(&&**n)
+                && !connection_named.iter().any(|c| c == n)
                 && !is_consumed(n, policy.cache_control_targets())
-                && (policy.forwards_tag_headers() || !policy.tag_headers().contains(n))
+                && (policy.forwards_tag_headers() || !policy.tag_headers().iter().any(|t| t == n))
         })
         .cloned()
         .collect();
@@ -482,7 +483,7 @@ pub fn freshen(
     }
     let merged_in =
         |n: &str| !(NOT_STORED.contains(&n) || PER_CLIENT.contains(&n) || n == "content-encoding");
-    let mut headers: Vec<(String, Bytes)> = entry
+    let mut headers: Vec<(FieldName, Bytes)> = entry
         .headers
         .iter()
         .filter(|(n, _)| !resp.header_list.iter().any(|(u, _)| u == n && merged_in(u)))

@@ -274,6 +274,14 @@ async fn apply(inner: &Inner, message: &str) {
 }
 
 impl Store for TieredStore {
+    /// An L1 hit, while L1 is trusted (subscribed to invalidations).
+    fn get_now(&self, key: &str) -> Option<Bytes> {
+        if !self.is_subscribed() {
+            return None;
+        }
+        self.inner.l1.get_now(key)
+    }
+
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
         Box::pin(async move {
             self.ensure_subscriber();

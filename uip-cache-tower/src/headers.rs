@@ -2,7 +2,9 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::Scheme;
 use http::{Extensions, Method, Uri};
-use uip_cache_core::{HeaderSource, RequestView};
+use std::borrow::Cow;
+
+use uip_cache_core::{field_name, FieldName, HeaderSource, RequestView};
 
 /// Core's header lookup over an `http` 1.x header map.
 pub(crate) struct HeaderMapRef<'a>(pub(crate) &'a HeaderMap);
@@ -64,21 +66,24 @@ pub(crate) fn view<'a>(
 }
 
 /// The header list of a response, names lower case, for storing.
-pub(crate) fn header_list(headers: &HeaderMap) -> Vec<(String, Bytes)> {
+pub(crate) fn header_list(headers: &HeaderMap) -> Vec<(FieldName, Bytes)> {
     headers
         .iter()
-        .map(|(n, v)| (n.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))
+        .map(|(n, v)| (field_name(n.as_str()), Bytes::copy_from_slice(v.as_bytes())))
         .collect()
 }
 
 /// Appends stored headers to a map, skipping any that are not valid HTTP.
-pub(crate) fn extend(map: &mut HeaderMap, headers: Vec<(String, Bytes)>) {
+pub(crate) fn extend(map: &mut HeaderMap, headers: Vec<(FieldName, Bytes)>) {
     map.reserve(headers.len());
     for (n, v) in headers {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(n.as_bytes()),
-            HeaderValue::from_maybe_shared(v),
-        ) {
+        let name = match n {
+            // Core's static names are literals of its own, all valid
+            // lower-case tokens: taken as they are, never copied.
+            Cow::Borrowed(s) => Ok(HeaderName::from_static(s)),
+            Cow::Owned(s) => HeaderName::from_bytes(s.as_bytes()),
+        };
+        if let (Ok(n), Ok(v)) = (name, HeaderValue::from_maybe_shared(v)) {
             map.append(n, v);
         }
     }

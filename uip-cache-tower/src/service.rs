@@ -50,21 +50,34 @@ impl<S: fmt::Debug> fmt::Debug for CacheService<S> {
     }
 }
 
-/// The future of [`CacheService`]. Boxed: the request path awaits the store,
-/// the coalescing lock and the origin in a sequence that a hand-written state
-/// machine would make much harder to read, and one allocation is small next
-/// to a store round trip.
+/// The future of [`CacheService`]: ready at once for a hit the store had
+/// at hand ([`HttpCache::answer_now`]), otherwise boxed. Boxed because the
+/// request path awaits the store, the coalescing lock and the origin in a
+/// sequence that a hand-written state machine would make much harder to
+/// read, and one allocation is small next to a store round trip.
 pub struct ResponseFuture<B: Body, E> {
-    inner: BoxedResponse<B, E>,
+    inner: State<B, E>,
+}
+
+enum State<B: Body, E> {
+    Ready(Option<Response<CacheBody<B>>>),
+    Boxed(BoxedResponse<B, E>),
 }
 
 type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<CacheBody<B>>, E>> + Send>>;
 
+// The response waiting in `Ready` is only ever moved out, never pinned, and
+// the box is its own pin: nothing here needs to stay put.
+impl<B: Body, E> Unpin for ResponseFuture<B, E> {}
+
 impl<B: Body, E> Future for ResponseFuture<B, E> {
     type Output = Result<Response<CacheBody<B>>, E>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().inner {
+            State::Ready(r) => Poll::Ready(Ok(r.take().expect("polled after completion"))),
+            State::Boxed(f) => f.as_mut().poll(cx),
+        }
     }
 }
 
@@ -99,22 +112,63 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let (parts, body) = req.into_parts();
+        let start = {
+            let hs = HeaderMapRef(&parts.headers);
+            let v = view(&parts.method, &parts.uri, &parts.extensions, &hs);
+            match self.cache.body_limit(&v) {
+                // Policies that key on the body read it first.
+                Some(limit) => Start::ReadBody(limit),
+                None => match self.cache.plan(&v) {
+                    Plan::Cache(plan) => match self.cache.answer_now(&plan, &v) {
+                        // A hit the store had at hand: answered here, the
+                        // origin service untouched (it stays ready).
+                        Some(r) => {
+                            return ResponseFuture {
+                                inner: State::Ready(Some(from_cached(r))),
+                            }
+                        }
+                        None => Start::Plan(Plan::Cache(plan)),
+                    },
+                    bypass => Start::Plan(bypass),
+                },
+            }
+        };
         // Call the instance that was polled ready; keep a fresh clone.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture {
-            inner: Box::pin(handle(self.cache.clone(), inner, req)),
+            inner: State::Boxed(Box::pin(handle(
+                self.cache.clone(),
+                inner,
+                parts,
+                body,
+                start,
+            ))),
         }
     }
 }
 
+/// Where the request path starts once [`CacheService::call`] has looked.
+enum Start {
+    /// Read the body up to this many bytes, then plan.
+    ReadBody(u64),
+    /// The plan, made without the body.
+    Plan(Plan),
+}
+
 // ===== the request path =====
 // Every decision is core's (uip_cache_core::flow); this only translates.
+// The paths that call the origin are boxed where they start: their futures
+// (the origin's among them) are large, and a hit should not carry, and copy
+// into its own box, room for a request it never sends.
 
 async fn handle<S, ReqBody, ResBody>(
     cache: HttpCache,
     inner: S,
-    req: Request<ReqBody>,
+    parts: http::request::Parts,
+    body: ReqBody,
+    start: Start,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
     S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Send + 'static,
@@ -125,26 +179,23 @@ where
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Send,
 {
-    let (parts, body) = req.into_parts();
-    let limit = {
-        let hs = HeaderMapRef(&parts.headers);
-        cache.body_limit(&view(&parts.method, &parts.uri, &parts.extensions, &hs))
-    };
-    // Policies that key on the body: read it (up to their limit) first.
-    let (body, buffered) = match limit {
-        None => (RequestBody::new(body), None),
-        Some(limit) => match read_limited(body, limit, &parts.headers).await {
-            Read::Whole(bytes) => (RequestBody::buffered(bytes.clone()), Some(bytes)),
+    let (body, buffered, plan) = match start {
+        Start::Plan(plan) => (RequestBody::new(body), None, Some(plan)),
+        Start::ReadBody(limit) => match Box::pin(read_limited(body, limit, &parts.headers)).await {
+            Read::Whole(bytes) => (RequestBody::buffered(bytes.clone()), Some(bytes), None),
             Read::Over(body) => {
-                return bypass(cache, inner, parts, body, NoCacheReason::BodyTooLarge).await
+                let reason = NoCacheReason::BodyTooLarge;
+                return Box::pin(bypass(cache, inner, parts, body, reason)).await;
             }
         },
     };
     let begin = {
         let hs = HeaderMapRef(&parts.headers);
         let v = view(&parts.method, &parts.uri, &parts.extensions, &hs).body(buffered.as_deref());
-        match cache.plan(&v) {
-            Plan::Bypass(reason) => return bypass(cache, inner, parts, body, reason).await,
+        match plan.unwrap_or_else(|| cache.plan(&v)) {
+            Plan::Bypass(reason) => {
+                return Box::pin(bypass(cache, inner, parts, body, reason)).await
+            }
             Plan::Cache(plan) => cache.begin(plan, &v, || header_list(&parts.headers)).await,
         }
     };
@@ -159,7 +210,9 @@ where
             });
             Ok(from_cached(r))
         }
-        Begin::Fetch(ticket) => fetch(inner, Request::from_parts(parts, body), ticket).await,
+        Begin::Fetch(ticket) => {
+            Box::pin(fetch(inner, Request::from_parts(parts, body), ticket)).await
+        }
     }
 }
 

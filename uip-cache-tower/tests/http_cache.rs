@@ -48,6 +48,32 @@ async fn fresh_hits_skip_the_origin_with_x_cache_and_age() {
 }
 
 #[tokio::test]
+async fn a_hit_in_memory_is_answered_at_once_and_counted_once() {
+    let origin = Origin::always(Reply::ok("[1]").header("cache-control", "max-age=60"));
+    let mut svc = cached(BASIC, &origin);
+    ok(&mut svc, get("/items")).await;
+    sets_reach(svc.cache(), 1).await;
+    // The memory store has the entry at hand: the response future is ready
+    // on its first poll, without the origin service.
+    let fut = tower::Service::call(&mut svc, get("/items"));
+    let resp = futures_util::FutureExt::now_or_never(fut)
+        .expect("a hit in memory needs no waiting")
+        .expect("the hit succeeds");
+    assert_eq!(resp.headers()["x-cache"], "HIT");
+    assert_eq!(resp.headers()["content-length"], "3");
+    // A request that must revalidate takes the usual path to the origin.
+    let again = ok(
+        &mut svc,
+        req("GET", "/items", &[("cache-control", "no-cache")]),
+    )
+    .await;
+    assert_eq!(again.x_cache(), "EXPIRED");
+    assert_eq!(origin.calls(), 2);
+    let s = svc.cache().stats().snapshot();
+    assert_eq!((s.hits, s.misses), (1, 2), "each request counted once");
+}
+
+#[tokio::test]
 async fn head_is_served_from_the_get_entry() {
     let origin = Origin::always(Reply::ok("hello world"));
     let mut svc = cached(BASIC, &origin);

@@ -26,9 +26,9 @@ fn admit_with(
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect();
-    let list: Vec<(String, Bytes)> = headers
+    let list: Vec<(FieldName, Bytes)> = headers
         .iter()
-        .map(|(n, v)| (n.to_string(), Bytes::from(v.to_string())))
+        .map(|(n, v)| (n.to_string().into(), Bytes::from(v.to_string())))
         .collect();
     let now = SystemTime::now();
     admit(
@@ -184,7 +184,7 @@ fn hop_by_hop_and_connection_named_headers_are_not_stored() {
         ],
     )
     .unwrap();
-    let names: Vec<_> = e.headers.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<_> = e.headers.iter().map(|(n, _)| &**n).collect();
     assert_eq!(names, ["content-type"]);
 }
 
@@ -483,7 +483,7 @@ fn stale_if_error_does_not_override_no_cache_or_must_revalidate() {
 }
 
 fn origin_304<'a>(
-    list: &'a [(String, Bytes)],
+    list: &'a [(FieldName, Bytes)],
     h: &'a Vec<(String, String)>,
     now: SystemTime,
 ) -> OriginResponse<'a> {
@@ -510,9 +510,9 @@ fn a_304_never_puts_a_cookie_in_the_shared_entry_and_no_store_removes() {
         ("set-cookie".into(), "session=alice".into()),
         ("x-a".into(), "2".into()),
     ];
-    let list: Vec<(String, Bytes)> = h
+    let list: Vec<(FieldName, Bytes)> = h
         .iter()
-        .map(|(n, v)| (n.clone(), Bytes::from(v.clone())))
+        .map(|(n, v)| (n.clone().into(), Bytes::from(v.clone())))
         .collect();
     let none: [(&str, &str); 0] = [];
     let req = RequestView::new("GET", "/p", &none);
@@ -526,7 +526,8 @@ fn a_304_never_puts_a_cookie_in_the_shared_entry_and_no_store_removes() {
 
     for cc in ["no-store", "private"] {
         let h: Vec<(String, String)> = vec![("cache-control".into(), cc.into())];
-        let list: Vec<(String, Bytes)> = vec![("cache-control".into(), Bytes::from(cc.to_owned()))];
+        let list: Vec<(FieldName, Bytes)> =
+            vec![("cache-control".into(), Bytes::from(cc.to_owned()))];
         let mut e = entry.clone();
         assert!(
             matches!(
@@ -581,9 +582,9 @@ mod arbitrary_headers {
                 let _ = e.staleness(later);
                 let h: Vec<(String, String)> =
                     headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-                let list: Vec<(String, Bytes)> = headers
+                let list: Vec<(FieldName, Bytes)> = headers
                     .iter()
-                    .map(|(n, v)| (n.to_string(), Bytes::from(v.to_string())))
+                    .map(|(n, v)| (n.to_string().into(), Bytes::from(v.to_string())))
                     .collect();
                 let none: [(&str, &str); 0] = [];
                 let req = RequestView::new("GET", "/p", &none);
@@ -721,7 +722,7 @@ fn a_304_with_another_strong_etag_does_not_update_the_entry() {
     )
     .unwrap();
     let h: Vec<(String, String)> = vec![("etag".into(), "\"b\"".into())];
-    let list: Vec<(String, Bytes)> = vec![("etag".into(), Bytes::from_static(b"\"b\""))];
+    let list: Vec<(FieldName, Bytes)> = vec![("etag".into(), Bytes::from_static(b"\"b\""))];
     let none: [(&str, &str); 0] = [];
     let req = RequestView::new("GET", "/p", &none);
     assert!(matches!(

@@ -352,6 +352,10 @@ impl Store for MemoryStore {
         Box::pin(async move { Ok(v) })
     }
 
+    fn get_now(&self, key: &str) -> Option<Bytes> {
+        self.get_sync(key)
+    }
+
     fn put<'a>(
         &'a self,
         key: &'a str,

@@ -78,6 +78,15 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// The bytes under `key`, if any and not expired.
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>>;
 
+    /// The bytes under `key` when the store has them at hand without
+    /// waiting (a memory store, a tiered store's first level); `None` means
+    /// only [`Store::get`] can tell. Front-ends answer hits found this way
+    /// without a future of their own. The default has nothing at hand.
+    fn get_now(&self, key: &str) -> Option<Bytes> {
+        let _ = key;
+        None
+    }
+
     /// Stores `value` under `key`, replacing any entry and its tags.
     fn put<'a>(
         &'a self,

@@ -84,7 +84,7 @@ impl HttpFetcher {
         }
         let mut builder = http::Request::get(format!("{}{}", self.base, ticket.path_and_query()));
         for (name, value) in ticket.request_headers() {
-            let name = name.as_str();
+            let name = &**name;
             if NOT_SENT.contains(&name) || name == "host" || name == REFRESH_HEADER {
                 continue;
             }
