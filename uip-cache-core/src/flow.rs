@@ -263,7 +263,12 @@ impl HttpCache {
         let entry = self.lookup(&plan, req).await;
         match self.found(&plan, req, entry) {
             Found::Answer(r) => Begin::Respond(r),
-            found => Box::pin(self.begin_slow(plan, req, headers, writes, found)).await,
+            found => {
+                // Boxed in a statement of its own, or the future's room
+                // would stay reserved here (see the Tower service).
+                let slow = Box::pin(self.begin_slow(plan, req, headers, writes, found));
+                slow.await
+            }
         }
     }
 

@@ -452,7 +452,9 @@ impl HttpCache {
             Err(err) => {
                 self.inner.stats.corrupt_entry();
                 tracing::warn!(key, error = %err, "undecodable bytes under a cache key; deleting them");
-                self.guarded("delete", self.inner.store.delete(key)).await;
+                // Rare: boxed, so lookups do not carry room for it.
+                let delete = Box::pin(self.guarded("delete", self.inner.store.delete(key)));
+                delete.await;
                 None
             }
         }
@@ -462,11 +464,19 @@ impl HttpCache {
     /// response varies on request headers.
     pub async fn lookup(&self, plan: &CachePlan, req: &RequestView<'_>) -> Option<StoredResponse> {
         let started = Instant::now();
-        let mut entry = self.get_entry(plan.key.as_str()).await;
-        if let Some(marker) = entry.as_ref().filter(|e| e.status == VARY_MARKER_STATUS) {
-            let key = self.policy(plan).key_spec().key(req, &marker.vary);
-            entry = self.get_entry(key.as_str()).await;
-        }
+        // One await in a loop rather than two: a future holds room for
+        // each await's store call.
+        let mut variant = None;
+        let entry = loop {
+            let key = variant.as_ref().unwrap_or(&plan.key);
+            let entry = self.get_entry(key.as_str()).await;
+            match entry {
+                Some(marker) if marker.status == VARY_MARKER_STATUS && variant.is_none() => {
+                    variant = Some(self.policy(plan).key_spec().key(req, &marker.vary));
+                }
+                entry => break entry,
+            }
+        };
         self.inner.stats.latency(started.elapsed());
         entry.filter(|e| e.status != VARY_MARKER_STATUS)
     }

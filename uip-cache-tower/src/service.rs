@@ -161,7 +161,9 @@ enum Start {
 // Every decision is core's (uip_cache_core::flow); this only translates.
 // The paths that call the origin are boxed where they start: their futures
 // (the origin's among them) are large, and a hit should not carry, and copy
-// into its own box, room for a request it never sends.
+// into its own box, room for a request it never sends. Each box is made in
+// a statement of its own: a temporary in an `.await` statement keeps its
+// room in the enclosing future even once moved into the box.
 
 async fn handle<S, ReqBody, ResBody>(
     cache: HttpCache,
@@ -181,20 +183,25 @@ where
 {
     let (body, buffered, plan) = match start {
         Start::Plan(plan) => (RequestBody::new(body), None, Some(plan)),
-        Start::ReadBody(limit) => match Box::pin(read_limited(body, limit, &parts.headers)).await {
-            Read::Whole(bytes) => (RequestBody::buffered(bytes.clone()), Some(bytes), None),
-            Read::Over(body) => {
-                let reason = NoCacheReason::BodyTooLarge;
-                return Box::pin(bypass(cache, inner, parts, body, reason)).await;
+        Start::ReadBody(limit) => {
+            let read = Box::pin(read_limited(body, limit, &parts.headers));
+            match read.await {
+                Read::Whole(bytes) => (RequestBody::buffered(bytes.clone()), Some(bytes), None),
+                Read::Over(body) => {
+                    let reason = NoCacheReason::BodyTooLarge;
+                    let pass = Box::pin(bypass(cache, inner, parts, body, reason));
+                    return pass.await;
+                }
             }
-        },
+        }
     };
     let begin = {
         let hs = HeaderMapRef(&parts.headers);
         let v = view(&parts.method, &parts.uri, &parts.extensions, &hs).body(buffered.as_deref());
         match plan.unwrap_or_else(|| cache.plan(&v)) {
             Plan::Bypass(reason) => {
-                return Box::pin(bypass(cache, inner, parts, body, reason)).await
+                let pass = Box::pin(bypass(cache, inner, parts, body, reason));
+                return pass.await;
             }
             Plan::Cache(plan) => cache.begin(plan, &v, || header_list(&parts.headers)).await,
         }
@@ -202,18 +209,30 @@ where
     match begin {
         Begin::Respond(r) => Ok(from_cached(r)),
         Begin::RespondAndRefresh(r, ticket) => {
-            let req = Request::from_parts(parts, body);
-            tokio::spawn(async move {
-                // A recorded body is read to its end by its own pump; nobody
-                // reads this response.
-                let _ = fetch(inner, req, ticket).await;
-            });
+            refresh_behind(inner, Request::from_parts(parts, body), ticket);
             Ok(from_cached(r))
         }
         Begin::Fetch(ticket) => {
-            Box::pin(fetch(inner, Request::from_parts(parts, body), ticket)).await
+            let fetch = Box::pin(fetch(inner, Request::from_parts(parts, body), ticket));
+            fetch.await
         }
     }
+}
+
+/// Sends the request of a stale-while-revalidate refresh in the background.
+fn refresh_behind<S, ReqBody, ResBody>(inner: S, req: Request<ReqBody>, ticket: FetchTicket)
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send,
+{
+    tokio::spawn(async move {
+        // A recorded body is read to its end by its own pump; nobody
+        // reads this response.
+        let _ = fetch(inner, req, ticket).await;
+    });
 }
 
 async fn fetch<S, ReqBody, ResBody>(
