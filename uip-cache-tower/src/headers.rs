@@ -73,18 +73,48 @@ pub(crate) fn header_list(headers: &HeaderMap) -> Vec<(FieldName, Bytes)> {
         .collect()
 }
 
+/// Whether `s` is a non-empty run of `a-z`, `0-9` and `-`: a name
+/// `HeaderName::from_static` takes.
+fn is_lower_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// Appends stored headers to a map, skipping any that are not valid HTTP.
 pub(crate) fn extend(map: &mut HeaderMap, headers: Vec<(FieldName, Bytes)>) {
     map.reserve(headers.len());
     for (n, v) in headers {
         let name = match n {
-            // Core's static names are literals of its own, all valid
-            // lower-case tokens: taken as they are, never copied.
-            Cow::Borrowed(s) => Ok(HeaderName::from_static(s)),
-            Cow::Owned(s) => HeaderName::from_bytes(s.as_bytes()),
+            // Static names (core's literals) are taken as they are, never
+            // copied; `from_static` panics on anything but a lower-case
+            // token, so that is checked first.
+            Cow::Borrowed(s) if is_lower_token(s) => Ok(HeaderName::from_static(s)),
+            n => HeaderName::from_bytes(n.as_bytes()),
         };
         if let (Ok(n), Ok(v)) = (name, HeaderValue::from_maybe_shared(v)) {
             map.append(n, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A static name of any shape neither panics nor gets past the
+        /// checks a name from stored bytes gets.
+        #[test]
+        fn any_static_name_is_taken_as_http_would(name in "[ -~]{0,12}|[a-z-]{1,12}") {
+            let name: &'static str = Box::leak(name.into_boxed_str());
+            let mut map = HeaderMap::new();
+            extend(&mut map, vec![(Cow::Borrowed(name), Bytes::from_static(b"v"))]);
+            match HeaderName::from_bytes(name.as_bytes()) {
+                Ok(n) => prop_assert_eq!(map.get(n).map(|v| v.as_bytes()), Some(&b"v"[..])),
+                Err(_) => prop_assert!(map.is_empty()),
+            }
         }
     }
 }
