@@ -491,14 +491,16 @@ impl HttpCache {
     pub fn answer_now(&self, plan: &CachePlan, req: &RequestView<'_>) -> Option<CachedResponse> {
         let started = Instant::now();
         let mut entry = self.entry_now(plan.key.as_str())?;
-        let mut gets = [started.elapsed(), Duration::ZERO];
+        let mut looked = Instant::now();
+        let mut gets = [looked - started, Duration::ZERO];
         if entry.status == VARY_MARKER_STATUS {
             let key = self.policy(plan).key_spec().key(req, &entry.vary);
             let second = Instant::now();
             entry = self
                 .entry_now(key.as_str())
                 .filter(|e| e.status != VARY_MARKER_STATUS)?;
-            gets[1] = second.elapsed();
+            looked = Instant::now();
+            gets[1] = looked - second;
         }
         let now = SystemTime::now();
         let x = match rules::usability(&entry, &plan.request_cc, now) {
@@ -510,7 +512,7 @@ impl HttpCache {
         for d in gets.into_iter().filter(|d| !d.is_zero()) {
             self.inner.stats.store_op(d);
         }
-        self.inner.stats.latency(started.elapsed());
+        self.inner.stats.latency(looked - started);
         self.count(plan, x);
         Some(r)
     }

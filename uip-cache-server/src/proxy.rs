@@ -16,6 +16,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -98,9 +99,13 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-/// Forwards requests to one backend.
+/// Forwards requests to one backend. Cloned for every request (the
+/// service stack is), so it is one shared allocation: a clone is one
+/// counter, not the client's many.
 #[derive(Clone)]
-pub struct Upstream {
+pub struct Upstream(Arc<UpstreamInner>);
+
+struct UpstreamInner {
     client: Client<HttpConnector, UpstreamBody>,
     base: Uri,
     timeout: Duration,
@@ -124,18 +129,18 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(UPSTREAM_IDLE)
             .build(connector);
-        Upstream {
+        Upstream(Arc::new(UpstreamInner {
             client,
             base,
             timeout,
-        }
+        }))
     }
 
     fn target(&self, uri: &Uri) -> Result<Uri, http::Error> {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         Uri::builder()
-            .scheme(self.base.scheme_str().unwrap_or("http"))
-            .authority(self.base.authority().map_or("localhost", |a| a.as_str()))
+            .scheme(self.0.base.scheme_str().unwrap_or("http"))
+            .authority(self.0.base.authority().map_or("localhost", |a| a.as_str()))
             .path_and_query(path)
             .build()
     }
@@ -144,8 +149,8 @@ impl Upstream {
 impl fmt::Debug for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Upstream")
-            .field("base", &self.base)
-            .field("timeout", &self.timeout)
+            .field("base", &self.0.base)
+            .field("timeout", &self.0.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -304,7 +309,7 @@ impl Upstream {
         *req.uri_mut() = target;
         *req.version_mut() = http::Version::HTTP_11;
 
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        match tokio::time::timeout(self.0.timeout, self.0.client.request(req)).await {
             Ok(Ok(resp)) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
@@ -323,7 +328,7 @@ impl Upstream {
                 }
             }
             Err(_) => {
-                tracing::warn!(timeout = ?self.timeout, "upstream timed out");
+                tracing::warn!(timeout = ?self.0.timeout, "upstream timed out");
                 error_response(
                     StatusCode::GATEWAY_TIMEOUT,
                     "the upstream did not answer in time",

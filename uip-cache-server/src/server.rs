@@ -111,16 +111,16 @@ pub async fn serve(
             let mut req = req.map(RequestBody::Client);
             req.extensions_mut().insert(ClientConn { remote });
             let refused = normalize(&mut req).err();
-            let started = std::time::Instant::now();
-            let method = req.method().clone();
-            let uri = req.uri().clone();
+            // What the request's log line needs, only when it is written.
+            let logged = tracing::enabled!(tracing::Level::DEBUG)
+                .then(|| (std::time::Instant::now(), req.method().clone(), req.uri().clone()));
             let service = service.clone();
             async move {
                 if let Some(r) = refused {
                     return Ok(r.map(uip_cache_tower::CacheBody::passthrough));
                 }
                 let resp = service.oneshot(req).await;
-                if let Ok(r) = &resp {
+                if let (Some((started, method, uri)), Ok(r)) = (logged, &resp) {
                     tracing::debug!(
                         %method,
                         %uri,
