@@ -10,7 +10,8 @@
 #
 # For each body size (2 KB, 64 KB JSON) and mode (unpinned; pinned: every
 # server on core 0 and wrk on core 1, since nginx runs one worker), the
-# targets are measured in turn, round after round, with
+# targets are measured in turn (each round starting one target later),
+# round after round, with
 # `wrk -t1 -c64 -d${DURATION}s --latency`; the table shows the medians of
 # requests/s and p99 and the ratios ours / nginx. Needs nginx, wrk,
 # redis-server (the Redis rows are skipped without it) and taskset.
@@ -121,8 +122,13 @@ run_mode() {
       x=$(curl -s -D - -o /dev/null "http://127.0.0.1:${t#*:}/body-$size.json" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache"{print $2}')
       [ "$x" = HIT ] || { echo "$t does not answer hits for body-$size.json (X-Cache: $x)" >&2; exit 1; }
     done
+    # Each round starts one target later, so that no target always runs
+    # right after the same other one (whose connections the kernel is
+    # still tearing down, say).
+    local list=($targets)
     for round in $(seq "$ROUNDS"); do
-      for t in $targets; do
+      for i in "${!list[@]}"; do
+        local t=${list[$(( (i + round - 1) % ${#list[@]} ))]}
         local cmd=(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:${t#*:}/body-$size.json")
         local out
         if [ -n "$wrk_cpus" ]; then out=$(taskset -c "$wrk_cpus" "${cmd[@]}"); else out=$("${cmd[@]}"); fi

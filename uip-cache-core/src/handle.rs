@@ -486,21 +486,27 @@ impl HttpCache {
     /// is fresh, or stale where the request accepts it, counted as
     /// [`HttpCache::begin`] counts it. `None` leaves the request to
     /// `begin`, with nothing counted: no entry at hand, one that needs the
-    /// origin or a refresh, or one that does not decode (which `begin`
+    /// origin or a refresh, a gzip-stored one for a client without gzip
+    /// (decompressed there), or one that does not decode (which `begin`
     /// deletes). The hit path of stores in memory, without a future.
     pub fn answer_now(&self, plan: &CachePlan, req: &RequestView<'_>) -> Option<CachedResponse> {
         let started = Instant::now();
-        let mut entry = self.entry_now(plan.key.as_str())?;
-        let mut looked = Instant::now();
-        let mut gets = [looked - started, Duration::ZERO];
+        let (mut entry, first) = self.entry_now(plan.key.as_str(), started)?;
+        let mut second = None;
         if entry.status == VARY_MARKER_STATUS {
             let key = self.policy(plan).key_spec().key(req, &entry.vary);
-            let second = Instant::now();
-            entry = self
-                .entry_now(key.as_str())
-                .filter(|e| e.status != VARY_MARKER_STATUS)?;
-            looked = Instant::now();
-            gets[1] = looked - second;
+            let (variant, took) = self.entry_now(key.as_str(), Instant::now())?;
+            if variant.status == VARY_MARKER_STATUS {
+                return None;
+            }
+            (entry, second) = (variant, Some(took));
+        }
+        let looked = started.elapsed();
+        // A gzip-stored body for a client that does not take gzip is
+        // decompressed, and a corrupt one counted, on the usual path only:
+        // not here, where the Tower service's `call` runs.
+        if entry.compression == BodyEncoding::Gzip && !rules::accepts_gzip(req.headers) {
+            return None;
         }
         let now = SystemTime::now();
         let x = match rules::usability(&entry, &plan.request_cc, now) {
@@ -509,17 +515,20 @@ impl HttpCache {
             _ => return None,
         };
         let r = self.respond(&entry, req, x, now)?;
-        for d in gets.into_iter().filter(|d| !d.is_zero()) {
+        for d in std::iter::once(first).chain(second) {
             self.inner.stats.store_op(d);
         }
-        self.inner.stats.latency(looked - started);
+        self.inner.stats.latency(looked);
         self.count(plan, x);
         Some(r)
     }
 
-    /// The decoded entry under `key`, when the store has it at hand.
-    fn entry_now(&self, key: &str) -> Option<StoredResponse> {
-        StoredResponse::decode(&self.inner.store.get_now(key)?).ok()
+    /// The decoded entry under `key` when the store has it at hand, and
+    /// how long the store took from `started`.
+    fn entry_now(&self, key: &str, started: Instant) -> Option<(StoredResponse, Duration)> {
+        let bytes = self.inner.store.get_now(key)?;
+        let took = started.elapsed();
+        Some((StoredResponse::decode(&bytes).ok()?, took))
     }
 
     /// How many entries this cache has written (a cheap "did anything land

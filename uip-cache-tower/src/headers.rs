@@ -73,10 +73,10 @@ pub(crate) fn header_list(headers: &HeaderMap) -> Vec<(FieldName, Bytes)> {
         .collect()
 }
 
-/// Whether `s` is a non-empty run of `a-z`, `0-9` and `-`: a name
-/// `HeaderName::from_static` takes.
+/// Whether `s` is a non-empty run of `a-z`, `0-9` and `-` of HTTP's
+/// length: a name `HeaderName::from_static` takes.
 fn is_lower_token(s: &str) -> bool {
-    !s.is_empty()
+    (1..=usize::from(u16::MAX)).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
