@@ -15,7 +15,7 @@ use futures_util::future::LocalBoxFuture;
 use uip_cache_core::{field_name, FieldName};
 use uip_cache_core::{
     After, Begin, CacheConfig, CachedResponse, ConfigError, FetchTicket, Forward, HeaderSource,
-    HttpCache, NoCacheReason, Plan, RequestView, Store,
+    HttpCache, NoCacheReason, Plan, RequestView, Start, Store,
 };
 
 use crate::body::CacheBody;
@@ -286,20 +286,20 @@ where
     if let Some(marker) = req.headers_mut().remove(REFRESH_HEADER).next() {
         if let Some(scheme) = cache.refresh_token().check(marker.as_bytes()) {
             let scheme = scheme.to_owned();
-            let limit = {
+            let start = {
                 let hs = Headers(req.headers());
-                cache.body_limit(&view(&req, &hs))
+                cache.start(&view(&req, &hs).scheme(Some(&scheme)))
             };
-            let buffered = match limit {
-                Some(limit) => read_payload(&mut req, limit).await,
-                None => None,
+            let (buffered, plan) = match start {
+                Start::Plan(plan) => (None, Some(plan)),
+                Start::ReadBody(limit) => (read_payload(&mut req, limit).await, None),
             };
             let plan = {
                 let hs = Headers(req.headers());
                 let v = view(&req, &hs)
                     .scheme(Some(&scheme))
                     .body(buffered.as_deref());
-                match cache.plan(&v) {
+                match plan.unwrap_or_else(|| cache.plan(&v)) {
                     Plan::Cache(plan) => Ok(cache
                         .begin_refresh(plan, &v, header_list(req.headers()))
                         .await),
@@ -319,22 +319,23 @@ where
             };
         }
     }
-    let limit = {
+    let start = {
         let hs = Headers(req.headers());
-        cache.body_limit(&view(&req, &hs))
+        cache.start(&view(&req, &hs))
     };
-    // Policies that key on the body: read it (up to their limit) first.
-    let buffered = match limit {
-        None => None,
-        Some(limit) => match read_payload(&mut req, limit).await {
-            Some(bytes) => Some(bytes),
+    // Policies that key on the body: read it (up to their limit) first,
+    // then plan with it.
+    let (buffered, plan) = match start {
+        Start::Plan(plan) => (None, Some(plan)),
+        Start::ReadBody(limit) => match read_payload(&mut req, limit).await {
+            Some(bytes) => (Some(bytes), None),
             None => return bypass(cache, svc, req, NoCacheReason::BodyTooLarge).await,
         },
     };
     let begin = {
         let hs = Headers(req.headers());
         let v = view(&req, &hs).body(buffered.as_deref());
-        match cache.plan(&v) {
+        match plan.unwrap_or_else(|| cache.plan(&v)) {
             Plan::Bypass(reason) => return bypass(cache, svc, req, reason).await,
             Plan::Cache(plan) => cache.begin(plan, &v, || header_list(req.headers())).await,
         }

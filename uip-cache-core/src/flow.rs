@@ -398,6 +398,19 @@ impl HttpCache {
     ) -> Option<(Usability, CachedResponse)> {
         let now = SystemTime::now();
         let usability = rules::usability(entry, &plan.request_cc, now);
+        Some((usability, self.answer_as(plan, req, entry, usability, now)?))
+    }
+
+    /// The response `entry` gives this request when its `usability` at
+    /// `now` lets it answer without the origin, counted.
+    pub(crate) fn answer_as(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        entry: &StoredResponse,
+        usability: Usability,
+        now: SystemTime,
+    ) -> Option<CachedResponse> {
         let x = match usability {
             Usability::Fresh => XCache::Hit,
             Usability::StaleAccepted | Usability::StaleWhileRevalidate => XCache::Stale,
@@ -405,7 +418,7 @@ impl HttpCache {
         };
         let r = self.respond(entry, req, x, now)?;
         self.count(plan, x);
-        Some((usability, r))
+        Some(r)
     }
 
     fn ticket(

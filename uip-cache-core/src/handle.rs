@@ -20,9 +20,9 @@ use crate::invalidate::{plan_for_event, Invalidation, InvalidationPlan};
 use crate::key::CacheKey;
 use crate::lock::{Lock, LockTable};
 use crate::pattern::UrlPattern;
-use crate::policy::{Policy, PolicySet};
+use crate::policy::{Policy, PolicyMatch, PolicySet};
 use crate::request::RequestView;
-use crate::rules;
+use crate::rules::{self, Usability};
 use crate::stats::{CacheStats, InvalidationKind, NoCacheReason};
 use crate::store::{
     HealthStatus, MemoryStore, MemoryUsage, PutOptions, Store, StoreError, StoreHealth,
@@ -140,6 +140,19 @@ pub struct CachedResponse {
     pub headers: Vec<(FieldName, Bytes)>,
     /// Body (empty for HEAD and 304).
     pub body: Bytes,
+}
+
+/// Where an adapter starts with a request ([`HttpCache::start`]).
+#[derive(Debug)]
+pub enum Start {
+    /// The policy keys on the body (`vary_by: [body]`) and caches this
+    /// method: read up to this many bytes first. When the body ends within
+    /// them, pass them in [`RequestView::body`] to [`HttpCache::plan`] (and
+    /// send the origin exactly those bytes); otherwise bypass with
+    /// [`NoCacheReason::BodyTooLarge`] and stream the body on untouched.
+    ReadBody(u64),
+    /// The plan; the body is not part of the key.
+    Plan(Plan),
 }
 
 /// What to do with a request. Exhaustive on purpose: a new kind of plan must
@@ -318,17 +331,19 @@ impl HttpCache {
         self.inner.config.store.timeout.get()
     }
 
-    /// How many bytes of the request body the adapter must buffer before
-    /// [`plan`](HttpCache::plan): `Some` when the policy of `req` keys on the
-    /// body (`vary_by: [body]`) and caches its method. The adapter reads up
-    /// to that many bytes; when the body ends within them it passes them in
-    /// [`RequestView::body`] (and sends the origin exactly those bytes),
-    /// otherwise it bypasses with [`NoCacheReason::BodyTooLarge`] and streams
-    /// the body on untouched.
-    pub fn body_limit(&self, req: &RequestView<'_>) -> Option<u64> {
-        let m = self.inner.policies.find(req.path, req.query)?;
+    /// Where an adapter starts with a request whose body it has not read:
+    /// its [`Plan`], or first the body to read, with one policy match for
+    /// both questions.
+    pub fn start(&self, req: &RequestView<'_>) -> Start {
+        let Some(m) = self.inner.policies.find(req.path, req.query) else {
+            return Start::Plan(Plan::Bypass(NoCacheReason::NoPolicy));
+        };
         let p = m.policy();
-        (p.key_spec().uses_body() && p.allows_method(req.method)).then(|| p.max_body())
+        if p.key_spec().uses_body() && p.allows_method(req.method) {
+            Start::ReadBody(p.max_body())
+        } else {
+            Start::Plan(self.plan_matched(m, req))
+        }
     }
 
     /// Decides whether the cache handles `req`.
@@ -336,9 +351,14 @@ impl HttpCache {
     /// that policy here; the adapter counts the bypass and its reason with
     /// [`CacheStats::bypass`].
     pub fn plan(&self, req: &RequestView<'_>) -> Plan {
-        let Some(m) = self.inner.policies.find(req.path, req.query) else {
-            return Plan::Bypass(NoCacheReason::NoPolicy);
-        };
+        match self.inner.policies.find(req.path, req.query) {
+            Some(m) => self.plan_matched(m, req),
+            None => Plan::Bypass(NoCacheReason::NoPolicy),
+        }
+    }
+
+    /// [`HttpCache::plan`] once the policy is found.
+    fn plan_matched(&self, m: PolicyMatch<'_>, req: &RequestView<'_>) -> Plan {
         let request_cc = rules::request_cache_control(req.headers);
         let reason = if !m.policy().allows_method(req.method) {
             Some(NoCacheReason::Method)
@@ -472,7 +492,7 @@ impl HttpCache {
             let entry = self.get_entry(key.as_str()).await;
             match entry {
                 Some(marker) if marker.status == VARY_MARKER_STATUS && variant.is_none() => {
-                    variant = Some(self.policy(plan).key_spec().key(req, &marker.vary));
+                    variant = Some(self.entry_key(plan, req, &marker.vary));
                 }
                 entry => break entry,
             }
@@ -494,7 +514,7 @@ impl HttpCache {
         let (mut entry, first) = self.entry_now(plan.key.as_str(), started)?;
         let mut second = None;
         if entry.status == VARY_MARKER_STATUS {
-            let key = self.policy(plan).key_spec().key(req, &entry.vary);
+            let key = self.entry_key(plan, req, &entry.vary);
             let (variant, took) = self.entry_now(key.as_str(), Instant::now())?;
             if variant.status == VARY_MARKER_STATUS {
                 return None;
@@ -509,17 +529,16 @@ impl HttpCache {
             return None;
         }
         let now = SystemTime::now();
-        let x = match rules::usability(&entry, &plan.request_cc, now) {
-            rules::Usability::Fresh => XCache::Hit,
-            rules::Usability::StaleAccepted => XCache::Stale,
-            _ => return None,
-        };
-        let r = self.respond(&entry, req, x, now)?;
+        // Stale-while-revalidate needs a refresh, which `begin` starts.
+        let usability = rules::usability(&entry, &plan.request_cc, now);
+        if !matches!(usability, Usability::Fresh | Usability::StaleAccepted) {
+            return None;
+        }
+        let r = self.answer_as(plan, req, &entry, usability, now)?;
         for d in std::iter::once(first).chain(second) {
             self.inner.stats.store_op(d);
         }
         self.inner.stats.latency(looked);
-        self.count(plan, x);
         Some(r)
     }
 

@@ -10,7 +10,7 @@ use http_body::Body;
 use tower_service::Service;
 use uip_cache_core::rules;
 use uip_cache_core::{
-    After, Begin, CachedResponse, FetchTicket, Forward, HttpCache, NoCacheReason, Plan,
+    After, Begin, CachedResponse, FetchTicket, Forward, HttpCache, NoCacheReason, Plan, Start,
 };
 
 use crate::body::CacheBody;
@@ -116,22 +116,18 @@ where
         let start = {
             let hs = HeaderMapRef(&parts.headers);
             let v = view(&parts.method, &parts.uri, &parts.extensions, &hs);
-            match self.cache.body_limit(&v) {
-                // Policies that key on the body read it first.
-                Some(limit) => Start::ReadBody(limit),
-                None => match self.cache.plan(&v) {
-                    Plan::Cache(plan) => match self.cache.answer_now(&plan, &v) {
-                        // A hit the store had at hand: answered here, the
-                        // origin service untouched (it stays ready).
-                        Some(r) => {
-                            return ResponseFuture {
-                                inner: State::Ready(Some(from_cached(r))),
-                            }
+            match self.cache.start(&v) {
+                Start::Plan(Plan::Cache(plan)) => match self.cache.answer_now(&plan, &v) {
+                    // A hit the store had at hand: answered here, the
+                    // origin service untouched (it stays ready).
+                    Some(r) => {
+                        return ResponseFuture {
+                            inner: State::Ready(Some(from_cached(r))),
                         }
-                        None => Start::Plan(Plan::Cache(plan)),
-                    },
-                    bypass => Start::Plan(bypass),
+                    }
+                    None => Start::Plan(Plan::Cache(plan)),
                 },
+                start => start,
             }
         };
         // Call the instance that was polled ready; keep a fresh clone.
@@ -147,14 +143,6 @@ where
             ))),
         }
     }
-}
-
-/// Where the request path starts once [`CacheService::call`] has looked.
-enum Start {
-    /// Read the body up to this many bytes, then plan.
-    ReadBody(u64),
-    /// The plan, made without the body.
-    Plan(Plan),
 }
 
 // ===== the request path =====
