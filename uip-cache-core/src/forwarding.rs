@@ -469,12 +469,20 @@ fn forwarded(headers: &dyn HeaderSource) -> Option<(Option<&str>, Option<&'stati
         for (e, element) in v.split(',').enumerate() {
             let (mut host, mut proto) = (0, 0);
             for pair in element.split(';') {
-                let name = pair.split_once('=').map(|(n, _)| n.trim());
-                match name {
-                    Some(n) if n.eq_ignore_ascii_case("host") => host += 1,
-                    Some(n) if n.eq_ignore_ascii_case("proto") => proto += 1,
-                    _ => {}
-                }
+                let Some((n, v)) = pair.split_once('=') else {
+                    continue;
+                };
+                let n = n.trim();
+                let counted = if n.eq_ignore_ascii_case("host") {
+                    &mut host
+                } else if n.eq_ignore_ascii_case("proto") {
+                    &mut proto
+                } else {
+                    continue;
+                };
+                *counted += 1;
+                // actix-web keeps the blanks after `=`, axum-extra does not.
+                certain &= !v.starts_with([' ', '\t']);
             }
             let first_element = line == 0 && e == 0;
             if host + proto > 0 && (!first_element || host > 1 || proto > 1) {
