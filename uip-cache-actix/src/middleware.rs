@@ -242,6 +242,15 @@ fn view<'a>(
         .origin(origin)
 }
 
+/// The view of a refresh this middleware sent: the client's scheme, and
+/// the key holding what a trusted proxy had sent (its headers are still
+/// there only if one did).
+fn refreshed<'a>(v: RequestView<'a>, scheme: &'a str) -> RequestView<'a> {
+    let mut v = v.scheme(Some(scheme));
+    v.via_trusted_proxy = true;
+    v
+}
+
 /// The headers of an origin response on its way out: without those the
 /// cache consumes, with `X-Cache` and `Cache-Status`.
 fn outgoing<B>(cache: &HttpCache, res: &mut ServiceResponse<B>, f: Forward) {
@@ -327,17 +336,19 @@ where
     B: MessageBody + 'static,
 {
     let head = req.method() == actix_web::http::Method::HEAD;
-    guard(&cache, &mut req);
     // A refresh this middleware sent itself (see `Cache`): fetched and
     // recorded here, under the client's key and scheme, before any outer
     // middleware touches the answer. The marker never reaches the app, and
     // one that does not hold this cache's token is only dropped.
+    // Its headers are those the client's request had once `guard` was done
+    // with it, so they are not filtered again: the app sees what it saw,
+    // and the key holds whatever a trusted proxy had sent.
     if let Some(marker) = req.headers_mut().remove(REFRESH_HEADER).next() {
         if let Some(scheme) = cache.refresh_token().check(marker.as_bytes()) {
             let scheme = scheme.to_owned();
             let start = {
                 let hs = Headers(req.headers());
-                cache.start(&view(&cache, &req, &hs).scheme(Some(&scheme)))
+                cache.start(&refreshed(view(&cache, &req, &hs), &scheme))
             };
             let (buffered, plan) = match start {
                 Start::Plan(plan) => (None, Some(plan)),
@@ -345,9 +356,7 @@ where
             };
             let plan = {
                 let hs = Headers(req.headers());
-                let v = view(&cache, &req, &hs)
-                    .scheme(Some(&scheme))
-                    .body(buffered.as_deref());
+                let v = refreshed(view(&cache, &req, &hs), &scheme).body(buffered.as_deref());
                 match plan.unwrap_or_else(|| cache.plan(&v)) {
                     Plan::Cache(plan) => Ok(cache
                         .begin_refresh(plan, &v, header_list(req.headers()))
@@ -368,6 +377,7 @@ where
             };
         }
     }
+    guard(&cache, &mut req);
     let start = {
         let hs = Headers(req.headers());
         cache.start(&view(&cache, &req, &hs))

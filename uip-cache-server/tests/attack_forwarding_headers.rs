@@ -252,3 +252,28 @@ async fn a_trusted_proxy_is_believed_and_what_it_says_is_keyed() {
     assert_eq!(x_cache, "HIT");
     assert!(!body.contains("/p/shop"), "{body}");
 }
+
+#[test]
+fn check_config_names_a_bad_trusted_proxy_with_file_line_and_field() {
+    let dir = std::env::temp_dir().join(format!("uip-cache-trusted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("proxies.yaml");
+    let run = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_uip-cache"))
+            .args(["check-config", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run("server:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - 10.0.0.1/8\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("proxies.yaml:4"), "{err}");
+    assert!(err.contains("server.trusted_proxies[1]"), "{err}");
+    let (code, err) = run("server:\n  trusted_proxies: [10.0.0.0/8, \"::1/128\", 127.0.0.1]\n");
+    assert_eq!(code, Some(0), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
