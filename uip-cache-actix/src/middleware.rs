@@ -4,7 +4,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::dev::{
+    forward_ready, ConnectionInfo, Service, ServiceRequest, ServiceResponse, Transform,
+};
 use actix_web::http::header::{
     HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_LOCATION, HOST, LOCATION,
 };
@@ -14,8 +16,8 @@ use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use uip_cache_core::{field_name, FieldName};
 use uip_cache_core::{
-    After, Begin, CacheConfig, CachedResponse, ConfigError, FetchTicket, Forward, HeaderSource,
-    HttpCache, NoCacheReason, Plan, RequestView, Start, Store,
+    After, Begin, CacheConfig, CachedResponse, ConfigError, Connection, FetchTicket, Forward,
+    HeaderSource, HttpCache, NoCacheReason, Plan, RequestView, Start, Store,
 };
 
 use crate::body::CacheBody;
@@ -36,6 +38,12 @@ use uip_cache_core::warm::HttpFetcher;
 /// is a new request, sent with `Cache-Control: no-store` so that this
 /// middleware passes it straight to the app. Without an address the stale
 /// entry is served without a refresh until its window ends.
+///
+/// `Forwarded`, `X-Forwarded-*`, `X-Original-URL` and the other forwarding
+/// headers (see [`uip_cache_core::forwarding`]) are removed before the app
+/// sees a request, unless its peer is in the config's
+/// `server.trusted_proxies`; the key holds the scheme and host the app's
+/// `ConnectionInfo` then reads. Behind a proxy, list it there.
 #[derive(Clone)]
 pub struct Cache {
     cache: HttpCache,
@@ -177,21 +185,70 @@ fn authority(req: &ServiceRequest) -> Option<&str> {
         .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
 }
 
-fn view<'a>(req: &'a ServiceRequest, headers: &'a Headers<'a>) -> RequestView<'a> {
-    // The scheme of the connection as the server knows it (TLS or not), not
-    // a client-sent header.
-    let scheme = req
-        .uri()
-        .scheme_str()
-        .unwrap_or(if req.app_config().secure() {
-            "https"
-        } else {
-            "http"
-        });
+/// The facts of the connection as the server knows them: the peer, and
+/// TLS from the listener (`AppConfig::secure`), never the scheme of the
+/// client's absolute-form target.
+fn connection(req: &ServiceRequest) -> Connection {
+    Connection::new(req.peer_addr(), req.app_config().secure())
+}
+
+/// Makes the request the app sees agree with its key, before anything
+/// reads it:
+/// - an absolute-form target (or HTTP/2's `:scheme` and `:authority`)
+///   becomes origin-form with its authority as `Host` (RFC 9112 section
+///   3.2.2): `ConnectionInfo` would take the scheme from the target and the
+///   host from `Host`;
+/// - the forwarding headers core says to remove go: all of them from a peer
+///   not in `server.trusted_proxies` (`ConnectionInfo` reads `Forwarded` and
+///   `X-Forwarded-*` before `Host`, while the key holds `Host`).
+fn guard(cache: &HttpCache, req: &mut ServiceRequest) {
+    use actix_web::HttpMessage;
+
+    let mut changed = false;
+    if let Some(authority) = req.uri().authority() {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let uri = actix_web::http::Uri::builder().path_and_query(pq).build();
+        if let (Ok(host), Ok(uri)) = (HeaderValue::from_str(authority.as_str()), uri) {
+            req.headers_mut().insert(HOST, host);
+            req.head_mut().uri = uri;
+            changed = true;
+        }
+    }
+    let strip = cache
+        .client_origin(&connection(req), None, &Headers(req.headers()))
+        .strip();
+    if req.headers().keys().any(|n| strip.contains(n.as_str())) {
+        for name in strip.names() {
+            req.headers_mut().remove(name);
+        }
+        changed = true;
+    }
+    if changed {
+        // An outer middleware may have read the connection info already;
+        // the app reads it again from what is left.
+        req.extensions_mut().remove::<ConnectionInfo>();
+    }
+}
+
+fn view<'a>(
+    cache: &HttpCache,
+    req: &'a ServiceRequest,
+    headers: &'a Headers<'a>,
+) -> RequestView<'a> {
+    let target = req.uri().authority().map(|a| a.as_str());
+    let origin = cache.client_origin(&connection(req), target, headers);
     RequestView::new(req.method().as_str(), req.path(), headers)
         .query(req.uri().query())
-        .scheme(Some(scheme))
-        .authority(authority(req))
+        .origin(origin)
+}
+
+/// The view of a refresh this middleware sent: the client's scheme, and
+/// the key holding what a trusted proxy had sent (its headers are still
+/// there only if one did).
+fn refreshed<'a>(v: RequestView<'a>, scheme: &'a str) -> RequestView<'a> {
+    let mut v = v.scheme(Some(scheme));
+    v.via_trusted_proxy = true;
+    v
 }
 
 /// The headers of an origin response on its way out: without those the
@@ -283,12 +340,15 @@ where
     // recorded here, under the client's key and scheme, before any outer
     // middleware touches the answer. The marker never reaches the app, and
     // one that does not hold this cache's token is only dropped.
+    // Its headers are those the client's request had once `guard` was done
+    // with it, so they are not filtered again: the app sees what it saw,
+    // and the key holds whatever a trusted proxy had sent.
     if let Some(marker) = req.headers_mut().remove(REFRESH_HEADER).next() {
         if let Some(scheme) = cache.refresh_token().check(marker.as_bytes()) {
             let scheme = scheme.to_owned();
             let start = {
                 let hs = Headers(req.headers());
-                cache.start(&view(&req, &hs).scheme(Some(&scheme)))
+                cache.start(&refreshed(view(&cache, &req, &hs), &scheme))
             };
             let (buffered, plan) = match start {
                 Start::Plan(plan) => (None, Some(plan)),
@@ -296,9 +356,7 @@ where
             };
             let plan = {
                 let hs = Headers(req.headers());
-                let v = view(&req, &hs)
-                    .scheme(Some(&scheme))
-                    .body(buffered.as_deref());
+                let v = refreshed(view(&cache, &req, &hs), &scheme).body(buffered.as_deref());
                 match plan.unwrap_or_else(|| cache.plan(&v)) {
                     Plan::Cache(plan) => Ok(cache
                         .begin_refresh(plan, &v, header_list(req.headers()))
@@ -319,9 +377,10 @@ where
             };
         }
     }
+    guard(&cache, &mut req);
     let start = {
         let hs = Headers(req.headers());
-        cache.start(&view(&req, &hs))
+        cache.start(&view(&cache, &req, &hs))
     };
     // Policies that key on the body: read it (up to their limit) first,
     // then plan with it.
@@ -334,7 +393,7 @@ where
     };
     let begin = {
         let hs = Headers(req.headers());
-        let v = view(&req, &hs).body(buffered.as_deref());
+        let v = view(&cache, &req, &hs).body(buffered.as_deref());
         match plan.unwrap_or_else(|| cache.plan(&v)) {
             Plan::Bypass(reason) => return bypass(cache, svc, req, reason).await,
             Plan::Cache(plan) => cache.begin(plan, &v, || header_list(req.headers())).await,

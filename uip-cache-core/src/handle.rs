@@ -16,6 +16,7 @@ use crate::cache_control::CacheControl;
 use crate::compress::{gunzip, gzip_if_worth_it, Compressed};
 use crate::config::{CacheConfig, ConfigError};
 use crate::entry::{BodyEncoding, StoredResponse};
+use crate::forwarding::{ClientOrigin, Connection, TrustedProxies};
 use crate::invalidate::{plan_for_event, Invalidation, InvalidationPlan};
 use crate::key::CacheKey;
 use crate::lock::{Lock, LockTable};
@@ -234,6 +235,8 @@ struct Inner {
     uncacheable: Option<moka::sync::Cache<String, NoCacheReason>>,
     /// Marks the refreshes this cache sends back through the app.
     refresh_token: crate::refresh::RefreshToken,
+    /// `server.trusted_proxies`, parsed.
+    trusted: TrustedProxies,
 }
 
 impl HttpCache {
@@ -241,6 +244,17 @@ impl HttpCache {
     pub fn new(config: &CacheConfig, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
         let policies =
             PolicySet::compile(config).map_err(|p| ConfigError::new(config.source_name(), p))?;
+        let trusted = TrustedProxies::parse(&config.server.trusted_proxies).map_err(|(i, e)| {
+            let at = config.server.trusted_proxies[i].line;
+            ConfigError::single(
+                config.source_name(),
+                crate::config::ConfigProblem::new(
+                    at,
+                    format!("server.trusted_proxies[{i}]"),
+                    e.to_string(),
+                ),
+            )
+        })?;
         Ok(HttpCache {
             inner: Arc::new(Inner {
                 config: config.clone(),
@@ -266,6 +280,7 @@ impl HttpCache {
                 cache_status: Some(config.defaults.cache_status.trim().to_owned())
                     .filter(|n| !n.is_empty()),
                 refresh_token: crate::refresh::RefreshToken::new(),
+                trusted,
                 uncacheable: (!config.defaults.hit_for_miss.get().is_zero()).then(|| {
                     moka::sync::Cache::builder()
                         .max_capacity(100_000)
@@ -308,6 +323,26 @@ impl HttpCache {
     /// sent back through the app ([`HttpCache::begin_refresh`]).
     pub fn refresh_token(&self) -> &crate::refresh::RefreshToken {
         &self.inner.refresh_token
+    }
+
+    /// The peers whose forwarding headers are believed
+    /// (`server.trusted_proxies`).
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.inner.trusted
+    }
+
+    /// The scheme and host a request's key holds and the forwarding headers
+    /// an adapter removes before the application sees it, from the facts
+    /// of its connection: see [`TrustedProxies::client_origin`].
+    pub fn client_origin<'h>(
+        &self,
+        conn: &Connection,
+        target_authority: Option<&'h str>,
+        headers: &'h dyn crate::request::HeaderSource,
+    ) -> ClientOrigin<'h> {
+        self.inner
+            .trusted
+            .client_origin(conn, target_authority, headers)
     }
 
     /// The counters.

@@ -6,7 +6,9 @@
 //! method class (GET and HEAD share entries), scheme and host (unless
 //! `key.include_host: false`), path, query (every parameter sorted by name, or
 //! only the `vary_by` ones), `Accept`, the `vary_by` headers and the stored
-//! response's `Vary` headers, and a SHA-256 of the body when `vary_by` has `body`.
+//! response's `Vary` headers, a SHA-256 of the body when `vary_by` has `body`,
+//! and, from a trusted proxy, the forwarding headers it sent that change what
+//! an application builds (see [`crate::forwarding`]).
 //!
 //! ```
 //! use uip_cache_core::{KeySpec, RequestView};
@@ -117,6 +119,7 @@ const F_HEADER_NAME: u8 = 9;
 const F_HEADER_VALUE: u8 = 10;
 const F_BODY: u8 = 11;
 const F_NO_BODY: u8 = 12;
+const F_FORWARDED: u8 = 13;
 
 impl KeySpec {
     /// Builds the spec from the `key` section and a policy's `vary_by`.
@@ -223,6 +226,18 @@ impl KeySpec {
         names.sort_unstable();
         for name in names {
             header(&mut h, req, name);
+        }
+        // What a trusted proxy says besides scheme and host (a path prefix,
+        // a port, the URL before a rewrite) changes the links an
+        // application builds; requests from anyone else never carry it
+        // (adapters remove it), so their keys are as before.
+        if req.via_trusted_proxy {
+            for name in crate::forwarding::keyed_from_trusted() {
+                if req.headers.first(name).is_some() {
+                    field(&mut h, F_FORWARDED, b"");
+                    header(&mut h, req, name);
+                }
+            }
         }
 
         if self.body {

@@ -57,6 +57,7 @@ pub mod date;
 pub mod entry;
 pub mod field;
 pub mod flow;
+pub mod forwarding;
 mod handle;
 pub mod invalidate;
 pub mod key;
@@ -79,6 +80,7 @@ pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};
 pub use field::{field_name, FieldName};
 pub use flow::{After, Begin, FetchTicket, OwnedRequest, Recording};
+pub use forwarding::{ClientOrigin, Connection, TrustedProxies};
 pub use handle::{
     CachePlan, CachedResponse, Forward, HttpCache, InvalidateError, Lead, Plan, Start, XCache,
 };

@@ -112,6 +112,10 @@ pub struct RequestView<'a> {
     pub headers: &'a (dyn HeaderSource + Sync),
     /// The body, when the policy keys on it and the adapter buffered it.
     pub body: Option<&'a [u8]>,
+    /// Whether the request came through a trusted proxy, whose forwarding
+    /// headers reach the application: the key then also holds those that
+    /// change what it builds ([`crate::forwarding::keyed_from_trusted`]).
+    pub via_trusted_proxy: bool,
 }
 
 impl<'a> RequestView<'a> {
@@ -126,7 +130,19 @@ impl<'a> RequestView<'a> {
             query: None,
             headers,
             body: None,
+            via_trusted_proxy: false,
         }
+    }
+
+    /// Sets scheme, authority and whether a trusted proxy sent the request,
+    /// as core decided them from the connection
+    /// ([`crate::HttpCache::client_origin`]).
+    #[must_use]
+    pub fn origin(mut self, origin: crate::forwarding::ClientOrigin<'a>) -> Self {
+        self.scheme = Some(origin.scheme);
+        self.authority = origin.host;
+        self.via_trusted_proxy = origin.trusted;
+        self
     }
 
     /// Sets the raw query (without `?`); an empty query is the same as none.
@@ -167,6 +183,7 @@ impl fmt::Debug for RequestView<'_> {
             .field("path", &self.path)
             .field("query", &self.query)
             .field("body_len", &self.body.map(<[u8]>::len))
+            .field("via_trusted_proxy", &self.via_trusted_proxy)
             .finish_non_exhaustive()
     }
 }

@@ -4,9 +4,13 @@
 //!
 //! - hop-by-hop headers (RFC 9110 section 7.6.1, and those named by
 //!   `Connection`) are dropped both ways;
-//! - `Via` is added both ways; `X-Forwarded-For` gets the client's address
-//!   appended, `X-Forwarded-Proto` and `X-Forwarded-Host` say what the
-//!   client used; the client's `Host` goes to the backend unchanged;
+//! - `Via` is added both ways; the forwarding headers are the proxy's own:
+//!   the cache layer in front has removed those of clients outside
+//!   `server.trusted_proxies` (see [`uip_cache_core::forwarding`]), and this
+//!   sets `X-Forwarded-For` (the peer appended to what a trusted proxy sent,
+//!   as nginx's `$proxy_add_x_forwarded_for`), `X-Forwarded-Proto`,
+//!   `X-Forwarded-Host` and `Forwarded` (RFC 7239) where a trusted proxy
+//!   did not; the client's `Host` goes to the backend unchanged;
 //! - a backend that cannot be reached answers 502, one that does not send
 //!   its response headers in time 504, each with a short plain body (the
 //!   cache serves a stale entry instead when stale-if-error allows).
@@ -14,7 +18,6 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -28,6 +31,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use uip_cache_core::Connection;
 
 /// The body of a proxied response: the backend's, streamed, or a short
 /// error of the proxy's own.
@@ -77,15 +81,9 @@ impl http_body::Body for RequestBody {
 /// it on (untouched, or the exact bytes it buffered to key on).
 pub type UpstreamBody = uip_cache_tower::RequestBody<RequestBody>;
 
-/// Who is on the other end of a client connection; the server puts it in
-/// every request's extensions.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientConn {
-    /// The client's address.
-    pub remote: SocketAddr,
-}
-
 const VIA: &str = "1.1 uip-cache";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 
 /// Hop-by-hop headers, never forwarded (RFC 9110 section 7.6.1).
 static HOP_BY_HOP: [HeaderName; 8] = [
@@ -276,7 +274,7 @@ impl Upstream {
         let Ok(target) = self.target(req.uri()) else {
             return error_response(StatusCode::BAD_REQUEST, "the request target is not valid");
         };
-        let client = req.extensions().get::<ClientConn>().copied();
+        let client = req.extensions().get::<Connection>().copied();
         let host = req
             .headers()
             .get(header::HOST)
@@ -284,11 +282,53 @@ impl Upstream {
             .map(str::to_owned);
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
-        if let Some(c) = client {
-            // One line, the client's own list first, as nginx's
+        // Only a trusted proxy's forwarding headers are still here (the
+        // cache layer removed everyone else's): they are passed on, and
+        // ours are added where it sent none.
+        let scheme = if client.is_some_and(|c| c.tls) {
+            "https"
+        } else {
+            "http"
+        };
+        let proxied = ["forwarded", X_FORWARDED_HOST, X_FORWARDED_PROTO]
+            .iter()
+            .any(|n| headers.contains_key(*n));
+        if let Some(peer) = client.and_then(|c| c.peer) {
+            let node = match peer.ip().to_canonical() {
+                std::net::IpAddr::V4(v4) => v4.to_string(),
+                std::net::IpAddr::V6(v6) => format!("\"[{v6}]\""),
+            };
+            let forwarded: Vec<String> = headers
+                .get_all(header::FORWARDED)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .collect();
+            headers.remove(header::FORWARDED);
+            let ours = if !forwarded.is_empty() {
+                // Our hop after the trusted proxy's elements, with no
+                // host= or proto= a reader could take for the client's.
+                Some(format!("{}, for={node}", forwarded.join(", ")))
+            } else if proxied {
+                // A trusted proxy speaking X-Forwarded-* only: a Forwarded
+                // of ours would hide its word from readers that look at
+                // Forwarded first.
+                None
+            } else {
+                Some(match host.as_deref().filter(|h| !h.contains(['"', '\\'])) {
+                    Some(h) => format!("for={node};host=\"{h}\";proto={scheme}"),
+                    None => format!("for={node};proto={scheme}"),
+                })
+            };
+            if let Some(ours) = ours {
+                append(headers, "forwarded", &ours);
+            }
+        }
+        if let Some(c) = client.and_then(|c| c.peer) {
+            // One line, a trusted proxy's list first, as nginx's
             // $proxy_add_x_forwarded_for: a backend reading only the first
             // line still sees our hop.
-            let ip = c.remote.ip().to_string();
+            let ip = c.ip().to_canonical().to_string();
             let mut list: Vec<String> = headers
                 .get_all("x-forwarded-for")
                 .iter()
@@ -299,10 +339,12 @@ impl Upstream {
             headers.remove("x-forwarded-for");
             append(headers, "x-forwarded-for", &list.join(", "));
         }
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        if let Some(h) = &host {
-            if let Ok(v) = HeaderValue::from_str(h) {
-                headers.insert("x-forwarded-host", v);
+        if !headers.contains_key(X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
+        }
+        if let Some(h) = host.filter(|_| !headers.contains_key(X_FORWARDED_HOST)) {
+            if let Ok(v) = HeaderValue::from_str(&h) {
+                headers.insert(X_FORWARDED_HOST, v);
             }
         }
         append(headers, "via", VIA);

@@ -21,7 +21,7 @@ use uip_cache_tower::admin::{AdminService, ServiceFetcher};
 use uip_cache_tower::{CacheLayer, CacheService};
 
 use crate::io::ClientStream;
-use crate::proxy::{normalize, ClientConn, RequestBody, Upstream};
+use crate::proxy::{normalize, RequestBody, Upstream};
 
 /// Connections served at once; more are refused until some close.
 const MAX_CONNECTIONS: usize = 16_384;
@@ -109,7 +109,9 @@ pub async fn serve(
         let service = service.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let mut req = req.map(RequestBody::Client);
-            req.extensions_mut().insert(ClientConn { remote });
+            // TLS is not served here yet.
+            req.extensions_mut()
+                .insert(uip_cache_core::Connection::new(Some(remote), false));
             let refused = normalize(&mut req).err();
             // What the request's log line needs, only when it is written.
             let logged = tracing::enabled!(tracing::Level::DEBUG)

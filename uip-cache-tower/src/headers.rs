@@ -4,7 +4,7 @@ use http::uri::Scheme;
 use http::{Extensions, Method, Uri};
 use std::borrow::Cow;
 
-use uip_cache_core::{field_name, FieldName, HeaderSource, RequestView};
+use uip_cache_core::{field_name, Connection, FieldName, HeaderSource, HttpCache, RequestView};
 
 /// Core's header lookup over an `http` 1.x header map.
 pub(crate) struct HeaderMapRef<'a>(pub(crate) &'a HeaderMap);
@@ -43,26 +43,71 @@ pub(crate) fn client_uri<'a>(uri: &'a Uri, extensions: &'a Extensions) -> &'a Ur
     uri
 }
 
-/// The scheme the client used, as the server knows it: an
-/// [`http::uri::Scheme`] request extension (set by the server or a TLS
-/// acceptor), else `http`. The request target's own scheme is the
-/// client's word and is not trusted.
-pub(crate) fn scheme(extensions: &Extensions) -> &str {
-    extensions.get::<Scheme>().map_or("http", Scheme::as_str)
+/// The facts of the connection a request came on: a
+/// [`Connection`] extension (the server's, or one a front end inserts),
+/// else axum's `ConnectInfo<SocketAddr>` for the peer and an
+/// [`http::uri::Scheme`] extension (a TLS acceptor's) for TLS. Never the
+/// request target's scheme, which is the client's word. A peer not known is
+/// not trusted.
+pub(crate) fn connection(extensions: &Extensions) -> Connection {
+    if let Some(c) = extensions.get::<Connection>() {
+        return *c;
+    }
+    let tls = extensions.get::<Scheme>() == Some(&Scheme::HTTPS);
+    #[cfg(feature = "axum")]
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    #[cfg(not(feature = "axum"))]
+    let peer = None;
+    Connection::new(peer, tls)
 }
 
-/// Core's view of a request.
+/// Makes the request the inner service sees agree with its key, before
+/// anything reads it:
+/// - an absolute-form target (or HTTP/2's `:scheme` and `:authority`)
+///   becomes origin-form with its authority as `Host` (RFC 9112 section
+///   3.2.2), so that no extractor reads a scheme or host the client wrote
+///   into the target;
+/// - the forwarding headers core says to remove go: all of them from a peer
+///   not in `server.trusted_proxies` (axum-extra's `Host` and `Scheme` read
+///   `Forwarded` and `X-Forwarded-*` first, while the key holds `Host`).
+pub(crate) fn guard(cache: &HttpCache, parts: &mut http::request::Parts) {
+    if let Some(authority) = parts.uri.authority() {
+        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            if let Ok(uri) = Uri::builder().path_and_query(path).build() {
+                parts.headers.insert(http::header::HOST, host);
+                parts.uri = uri;
+            }
+        }
+    }
+    let conn = connection(&parts.extensions);
+    let strip = cache
+        .client_origin(&conn, None, &HeaderMapRef(&parts.headers))
+        .strip();
+    if parts.headers.keys().any(|n| strip.contains(n.as_str())) {
+        for name in strip.names() {
+            parts.headers.remove(name);
+        }
+    }
+}
+
+/// Core's view of a request, with the scheme and host core decides from
+/// the connection.
 pub(crate) fn view<'a>(
+    cache: &HttpCache,
     method: &'a Method,
     uri: &'a Uri,
     extensions: &'a Extensions,
     headers: &'a HeaderMapRef<'a>,
 ) -> RequestView<'a> {
     let client = client_uri(uri, extensions);
+    let target = client.authority().or(uri.authority()).map(|a| a.as_str());
+    let origin = cache.client_origin(&connection(extensions), target, headers);
     RequestView::new(method.as_str(), client.path(), headers)
         .query(client.query())
-        .scheme(Some(scheme(extensions)))
-        .authority(authority(client, headers.0).or_else(|| authority(uri, headers.0)))
+        .origin(origin)
 }
 
 /// The header list of a response, names lower case, for storing.

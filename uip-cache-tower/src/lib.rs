@@ -30,7 +30,13 @@
 //! - stale-while-revalidate and stale-if-error;
 //! - bodies stream to the client while they are recorded; past `max_size`
 //!   they pass through uncached;
-//! - a store that fails or hangs costs at most its timeout, never an error.
+//! - a store that fails or hangs costs at most its timeout, never an error;
+//! - `Forwarded`, `X-Forwarded-*`, `X-Original-URL` and the other
+//!   forwarding headers are removed before the inner service sees a request
+//!   unless its peer (axum's `ConnectInfo<SocketAddr>`, or a
+//!   [`uip_cache_core::Connection`] extension) is in the config's
+//!   `server.trusted_proxies`, so the scheme and host in the key are the
+//!   ones extractors such as axum-extra's `Host` read.
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "admin")]

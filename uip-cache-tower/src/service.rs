@@ -14,7 +14,7 @@ use uip_cache_core::{
 };
 
 use crate::body::CacheBody;
-use crate::headers::{authority, client_uri, extend, header_list, view, HeaderMapRef};
+use crate::headers::{authority, client_uri, extend, guard, header_list, view, HeaderMapRef};
 use crate::request_body::{read_limited, Read, RequestBody};
 
 /// The service [`CacheLayer`](crate::CacheLayer) wraps around an origin.
@@ -112,10 +112,17 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        guard(&self.cache, &mut parts);
         let start = {
             let hs = HeaderMapRef(&parts.headers);
-            let v = view(&parts.method, &parts.uri, &parts.extensions, &hs);
+            let v = view(
+                &self.cache,
+                &parts.method,
+                &parts.uri,
+                &parts.extensions,
+                &hs,
+            );
             match self.cache.start(&v) {
                 Start::Plan(Plan::Cache(plan)) => match self.cache.answer_now(&plan, &v) {
                     // A hit the store had at hand: answered here, the
@@ -185,7 +192,8 @@ where
     };
     let begin = {
         let hs = HeaderMapRef(&parts.headers);
-        let v = view(&parts.method, &parts.uri, &parts.extensions, &hs).body(buffered.as_deref());
+        let v = view(&cache, &parts.method, &parts.uri, &parts.extensions, &hs)
+            .body(buffered.as_deref());
         match plan.unwrap_or_else(|| cache.plan(&v)) {
             Plan::Bypass(reason) => {
                 let pass = Box::pin(bypass(cache, inner, parts, body, reason));
@@ -312,7 +320,7 @@ where
         let none = http::Extensions::new();
         cache
             .invalidate_after_unsafe(
-                &view(&method, &uri, &none, &hs),
+                &view(&cache, &method, &uri, &none, &hs),
                 resp.status().as_u16(),
                 &refs,
             )

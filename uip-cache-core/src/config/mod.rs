@@ -61,6 +61,12 @@ impl<T> Deref for Located<T> {
     }
 }
 
+impl AsRef<str> for Located<String> {
+    fn as_ref(&self) -> &str {
+        &self.value
+    }
+}
+
 impl<T> From<T> for Located<T> {
     fn from(value: T) -> Self {
         Located::new(value)
@@ -110,7 +116,8 @@ pub struct CacheConfig {
     /// The admin API.
     #[serde(default)]
     pub admin: AdminConfig,
-    /// The `uip-cache serve` reverse proxy (ignored by the library adapters).
+    /// The `uip-cache serve` reverse proxy (the library adapters read only
+    /// its `trusted_proxies`).
     #[serde(default)]
     pub server: ServerConfig,
     /// Logging.
@@ -794,6 +801,12 @@ pub struct ServerConfig {
     /// Threads serving requests (at most 255); 0, the default, is one per
     /// core. 1 matches nginx's `worker_processes 1`.
     pub workers: u8,
+    /// Peers whose forwarding headers (`Forwarded`, `X-Forwarded-*`,
+    /// `X-Original-URL`, ...) are believed: networks such as `10.0.0.0/8`
+    /// or `::1/128`, or plain addresses. Default: none; from any other peer
+    /// those headers are removed before the application sees the request.
+    /// The library adapters read it too.
+    pub trusted_proxies: Vec<Located<String>>,
 }
 
 impl Default for ServerConfig {
@@ -805,6 +818,7 @@ impl Default for ServerConfig {
             timeout: Seconds(Duration::from_secs(60)),
             shutdown_grace: Seconds(Duration::from_secs(10)),
             workers: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -1196,6 +1210,15 @@ impl CacheConfig {
                     None,
                     path,
                     format!("`{value}` is not an address such as {example}"),
+                ));
+            }
+        }
+        for (i, p) in self.server.trusted_proxies.iter().enumerate() {
+            if let Err(e) = p.value.trim().parse::<crate::forwarding::Cidr>() {
+                problems.push(ConfigProblem::new(
+                    p.line,
+                    format!("server.trusted_proxies[{i}]"),
+                    e.to_string(),
                 ));
             }
         }

@@ -278,3 +278,22 @@ fn plain_vary_by_names_key_only_those_parameters_and_say_so() {
     assert_eq!(k("type=Camera&offset=0"), k("type=Camera&offset=50"));
     assert_ne!(k("type=Camera&limit=1"), k("type=Camera&limit=2"));
 }
+
+#[test]
+fn trusted_proxies_are_networks_and_a_bad_one_names_its_line() {
+    let config =
+        parse("server:\n  trusted_proxies: [10.0.0.0/8, \"::1/128\", 192.168.1.7]\n").unwrap();
+    let list = crate::TrustedProxies::parse(&config.server.trusted_proxies).unwrap();
+    assert_eq!(list.networks().len(), 3);
+    assert!(parse("policies: []\n")
+        .unwrap()
+        .server
+        .trusted_proxies
+        .is_empty());
+    let p = only_problem("server:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - 10.0.0.0/33\n");
+    assert_eq!(p.line, Some(4), "{p:?}");
+    assert_eq!(p.path, "server.trusted_proxies[1]");
+    assert!(p.message.contains("at most 32"), "{p:?}");
+    let err = parse("server:\n  trusted_proxies: [proxy.internal]\n").unwrap_err();
+    assert!(err.to_string().starts_with("cache.yaml:2"), "{err}");
+}

@@ -220,3 +220,34 @@ proptest! {
         prop_assert_eq!(k(&kept, &ignored1) == k(&kept2, &ignored1), kept == kept2);
     }
 }
+
+#[test]
+fn a_trusted_proxys_prefix_and_port_are_keyed_and_nobody_elses_change_the_key() {
+    let spec = KeySpec::default();
+    let key = |headers: &[(&str, &str)], trusted: bool| {
+        let headers = headers.to_vec();
+        let mut v = RequestView::new("GET", "/e", &headers)
+            .authority(Some("h"))
+            .scheme(Some("http"));
+        v.via_trusted_proxy = trusted;
+        spec.key(&v, &[])
+    };
+    let plain = key(&[], false);
+    assert_eq!(key(&[], true), plain, "nothing forwarded: the same entry");
+    let a = key(&[("x-forwarded-prefix", "/a")], true);
+    let b = key(&[("x-forwarded-prefix", "/b")], true);
+    let port = key(&[("x-forwarded-port", "8443")], true);
+    let url = key(&[("x-original-url", "/other")], true);
+    assert!(a != b && a != plain && port != plain && url != plain && a != port);
+    // Per-client addresses never split entries.
+    assert_eq!(
+        key(
+            &[("x-forwarded-for", "1.2.3.4"), ("x-real-ip", "1.2.3.4")],
+            true
+        ),
+        plain
+    );
+    // A request no trusted proxy sent is keyed as before (adapters removed
+    // its forwarding headers anyway).
+    assert_eq!(key(&[("x-forwarded-prefix", "/a")], false), plain);
+}
