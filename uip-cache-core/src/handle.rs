@@ -624,7 +624,9 @@ impl HttpCache {
         // gzip, a `no-transform` request or response) is decompressed, and
         // a corrupt one counted, on the usual path only: not here, where
         // the Tower service's `call` runs.
-        if entry.compression == BodyEncoding::Gzip && !sends_gzip(&entry, req) {
+        if entry.compression == BodyEncoding::Gzip
+            && !(varies_by_encoding(&entry) && takes_cache_gzip(req))
+        {
             return None;
         }
         let now = SystemTime::now();
@@ -929,7 +931,7 @@ impl HttpCache {
         // for clients that take it, unless the response or the request
         // forbids transformation; the origin's identity bytes otherwise.
         let varies = varies_by_encoding(entry);
-        let gzip = sends_gzip(entry, req);
+        let gzip = varies && takes_cache_gzip(req);
         let mut headers: Vec<(FieldName, Bytes)> = Vec::with_capacity(entry.headers.len() + 5);
         let etag = match gzip {
             true => entry.etag.as_deref().and_then(compress::gzip_etag),
@@ -1361,20 +1363,19 @@ fn varies_by_encoding(entry: &StoredResponse) -> bool {
     entry.compression == BodyEncoding::Gzip && !compress::forbids_transform(&entry.headers)
 }
 
-/// Whether `req` gets the gzip body the cache made of `entry` as it is: the
-/// client takes gzip, and neither the response nor the request
-/// (`Cache-Control: no-transform`, RFC 9111 section 5.2.1.6) asks for the
-/// content untransformed. The others get the origin's identity bytes.
-fn sends_gzip(entry: &StoredResponse, req: &RequestView<'_>) -> bool {
-    varies_by_encoding(entry)
-        && rules::accepts_gzip(req.headers)
-        && !rules::request_cache_control(req.headers).no_transform
+/// Whether `req` takes a gzip body the cache made, when the entry allows
+/// one ([`varies_by_encoding`]): the client accepts gzip and does not ask
+/// for the content untransformed (`Cache-Control: no-transform`, RFC 9111
+/// section 5.2.1.6). The others get the origin's identity bytes.
+fn takes_cache_gzip(req: &RequestView<'_>) -> bool {
+    rules::accepts_gzip(req.headers) && !rules::request_cache_control(req.headers).no_transform
 }
 
 /// Appends the entry's headers that `keep` selects, as the representation
 /// sent says: for the cache's gzip (`gzip`), its own validator
-/// ([`compress::gzip_etag`]) and no `Accept-Ranges` (ranges of the origin's
-/// bytes are not ranges of these); when the representation depends on
+/// ([`compress::gzip_etag`]), and neither `Accept-Ranges` nor digests
+/// (they are about the origin's bytes, not these; a 304 may have merged
+/// one in after the body was compressed); when the representation depends on
 /// `Accept-Encoding` (`varies`), a `Vary` that names it, merged with the
 /// origin's.
 fn representation_headers(
@@ -1390,7 +1391,8 @@ fn representation_headers(
         }
         match &**n {
             "vary" if varies => {}
-            "accept-ranges" if gzip => {}
+            "accept-ranges" | "content-digest" | "repr-digest" | "digest" | "content-md5"
+                if gzip => {}
             "etag" if gzip => out.extend(compress::gzip_etag(v).map(|t| (n.clone(), t))),
             _ => out.push((n.clone(), v.clone())),
         }

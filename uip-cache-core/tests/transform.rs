@@ -32,6 +32,9 @@ fn json(n: usize) -> Bytes {
     Bytes::from(unit.iter().copied().cycle().take(n).collect::<Vec<u8>>())
 }
 
+/// What the origin answers: status, headers, body.
+type Origin<'a> = (u16, &'a [(&'a str, &'a str)], Bytes);
+
 /// What the request gets: the cached answer, or the origin's (`origin`
 /// answers with status, headers and body, recorded as an adapter would).
 async fn request(
@@ -39,7 +42,7 @@ async fn request(
     method: &str,
     path: &str,
     req_headers: &[(&str, &str)],
-    origin: Option<(u16, &[(&str, &str)], Bytes)>,
+    origin: Option<Origin<'_>>,
 ) -> Got {
     let hs = req_headers.to_vec();
     let req = RequestView::new(method, path, &hs);
@@ -204,7 +207,9 @@ async fn each_representation_has_its_validator_and_vary_and_conditionals_follow_
     assert_eq!(plain.body.collect().unwrap(), body);
 
     // If-None-Match is answered for the representation the request gets.
-    let cases: &[(&[(&str, &str)], u16, Option<&str>)] = &[
+    // (request headers, status, ETag of the answer)
+    type Case<'a> = (&'a [(&'a str, &'a str)], u16, Option<&'a str>);
+    let cases: &[Case<'_>] = &[
         (
             &[GZIP, ("if-none-match", "W/\"v1-gzip\"")],
             304,

@@ -267,7 +267,8 @@ fn the_gzip_the_cache_made_has_its_own_validator_and_conditionals_follow_it() {
 
     let listed = format!("\"x\", {gz_tag}");
     // (request headers, status, ETag of the answer)
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (vec![GZIP, ("if-none-match", gz_tag)], 304, gz_tag),
         (vec![("if-none-match", plain_tag)], 304, plain_tag),
         (vec![("if-none-match", gz_tag)], 200, plain_tag),
