@@ -6,6 +6,7 @@ use actix_web::body::{BodySize, MessageBody};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
 use uip_cache_core::tee::Tap;
+use uip_cache_core::CachedBody;
 
 pin_project! {
     /// The response body of the cache middleware: a stored body, the origin's
@@ -27,6 +28,8 @@ pin_project! {
         B: MessageBody,
     {
         Full { data: Option<Bytes> },
+        // A stored body decompressed as it is read.
+        Cached { body: CachedBody },
         // A HEAD answer: the stored body's length, no bytes.
         Head { len: u64 },
         Passthrough { #[pin] inner: B },
@@ -42,6 +45,16 @@ impl<B: MessageBody> CacheBody<B> {
     pub(crate) fn full(data: Bytes) -> Self {
         CacheBody {
             kind: Kind::Full { data: Some(data) },
+        }
+    }
+
+    /// A body from the cache: one buffer, or read chunk by chunk.
+    pub(crate) fn cached(body: CachedBody) -> Self {
+        match body.into_bytes() {
+            Ok(data) => Self::full(data),
+            Err(body) => CacheBody {
+                kind: Kind::Cached { body },
+            },
         }
     }
 
@@ -70,6 +83,7 @@ impl<B: MessageBody> MessageBody for CacheBody<B> {
     fn size(&self) -> BodySize {
         match &self.kind {
             Kind::Full { data } => BodySize::Sized(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Cached { body } => BodySize::Sized(body.len()),
             Kind::Head { len } => BodySize::Sized(*len),
             Kind::Passthrough { inner } => inner.size(),
             Kind::Tapped { size, .. } => *size,
@@ -82,6 +96,7 @@ impl<B: MessageBody> MessageBody for CacheBody<B> {
     ) -> Poll<Option<Result<Bytes, B::Error>>> {
         match self.project().kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().filter(|d| !d.is_empty()).map(Ok)),
+            KindProj::Cached { body } => Poll::Ready(body.next_chunk().map(Ok)),
             KindProj::Head { .. } => Poll::Ready(None),
             KindProj::Passthrough { inner } => inner.poll_next(cx),
             KindProj::Tapped { tap, .. } => tap.poll_next(cx),
@@ -93,6 +108,7 @@ impl<B: MessageBody> fmt::Debug for CacheBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Full { .. } => "Full",
+            Kind::Cached { .. } => "Cached",
             Kind::Head { .. } => "Head",
             Kind::Passthrough { .. } => "Passthrough",
             Kind::Tapped { .. } => "Tapped",

@@ -271,7 +271,7 @@ fn outgoing<B>(cache: &HttpCache, res: &mut ServiceResponse<B>, f: Forward) {
 }
 
 fn from_cached<B: MessageBody>(r: CachedResponse, head: bool) -> HttpResponse<CacheBody<B>> {
-    let len = r.body.len() as u64;
+    let len = r.body.len();
     let stored_len = r
         .headers
         .iter()
@@ -281,7 +281,7 @@ fn from_cached<B: MessageBody>(r: CachedResponse, head: bool) -> HttpResponse<Ca
     let body = if head {
         CacheBody::head(stored_len)
     } else {
-        CacheBody::full(r.body)
+        CacheBody::cached(r.body)
     };
     let mut res = HttpResponse::with_body(
         StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK),
@@ -303,9 +303,18 @@ fn from_cached<B: MessageBody>(r: CachedResponse, head: bool) -> HttpResponse<Ca
 }
 
 /// A stale entry standing in for an inner service's error
-/// (stale-if-error): actix renders it as the response.
+/// (stale-if-error): actix renders it as the response. Rendered once: its
+/// body may be read as it is sent (a large gzip entry decompressed for a
+/// client without gzip), so it is taken, not copied.
 #[derive(Debug)]
-struct StaleOnError(CachedResponse, bool);
+struct StaleOnError(std::sync::Mutex<Option<CachedResponse>>, StatusCode, bool);
+
+impl StaleOnError {
+    fn new(r: CachedResponse, head: bool) -> Self {
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+        StaleOnError(std::sync::Mutex::new(Some(r)), status, head)
+    }
+}
 
 impl fmt::Display for StaleOnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -315,11 +324,16 @@ impl fmt::Display for StaleOnError {
 
 impl actix_web::ResponseError for StaleOnError {
     fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::OK)
+        self.1
     }
 
     fn error_response(&self) -> HttpResponse {
-        from_cached::<actix_web::body::BoxBody>(self.0.clone(), self.1).map_into_boxed_body()
+        let taken = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match taken {
+            Some(r) => from_cached::<actix_web::body::BoxBody>(r, self.2).map_into_boxed_body(),
+            // Rendered before: the origin's failure, without the entry.
+            None => HttpResponse::new(StatusCode::BAD_GATEWAY),
+        }
     }
 }
 
@@ -503,7 +517,7 @@ where
             return Err(match ticket.origin_failed() {
                 Some(stale) => {
                     tracing::warn!(error = %e, "the app failed; a stale entry answered (stale-if-error)");
-                    StaleOnError(stale, head).into()
+                    StaleOnError::new(stale, head).into()
                 }
                 None => e,
             })

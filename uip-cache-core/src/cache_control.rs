@@ -37,6 +37,9 @@ pub struct CacheControl {
     pub stale_while_revalidate: Option<u64>,
     /// `stale-if-error=N` (RFC 5861).
     pub stale_if_error: Option<u64>,
+    /// `no-transform`: intermediaries must not change the content
+    /// (RFC 9110 section 7.7), so the cache does not compress it.
+    pub no_transform: bool,
 }
 
 impl CacheControl {
@@ -83,6 +86,7 @@ impl CacheControl {
                 "only-if-cached" => cc.only_if_cached = true,
                 "stale-while-revalidate" => cc.stale_while_revalidate = Some(secs().unwrap_or(0)),
                 "stale-if-error" => cc.stale_if_error = Some(secs().unwrap_or(0)),
+                "no-transform" => cc.no_transform = true,
                 _ => {}
             }
         }

@@ -1,13 +1,39 @@
-//! gzip compression of stored bodies.
+//! gzip compression of stored bodies, and the rules for when the cache may
+//! make a gzip representation of its own.
 //!
 //! Whether a body is compressed is recorded in the entry
 //! ([`StoredResponse::compression`](crate::StoredResponse)), never guessed from
-//! magic bytes: a body that is itself gzip data round-trips untouched.
+//! magic bytes: a body that is itself gzip data round-trips untouched. The
+//! cache never decompresses a body the origin encoded (`Content-Encoding`
+//! from the origin is passed on as it is), only the gzip bodies it made.
+//!
+//! A gzip body the cache made is a representation of its own (RFC 9110
+//! section 8.8.3): it gets its own validator ([`gzip_etag`]), every response
+//! from such an entry says `Vary: Accept-Encoding`, and a response that
+//! forbids transformation ([`forbids_transform`]) is never compressed.
+//!
+//! Work on large bodies stays off the async workers: bodies above
+//! [`INLINE_LIMIT`] are compressed on the blocking pool ([`gzip_off_runtime`])
+//! and decompressed chunk by chunk as they are sent ([`GunzipChunks`]).
 
 use std::io::{Read, Write};
+use std::sync::OnceLock;
 
+use bytes::{Buf, Bytes, BytesMut};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
+
+use crate::cache_control::CacheControl;
+use crate::field::FieldName;
+
+/// Bodies up to this many bytes are compressed, or decompressed at once, on
+/// the task that needs them (well under a millisecond); larger ones are
+/// compressed on the blocking pool and decompressed in chunks of this size.
+pub const INLINE_LIMIT: usize = 64 * 1024;
+
+/// The largest body the cache compresses: the gzip trailer records the
+/// length modulo 2^32, and the cache reads the identity length from it.
+const MAX_GZIP_INPUT: u64 = u32::MAX as u64;
 
 /// A body compressed only if it was worth it.
 #[derive(Debug)]
@@ -19,10 +45,10 @@ pub enum Compressed {
     NotWorthIt,
 }
 
-/// gzips `body` when it is at least `min_size` bytes and the result is at most
-/// 90% of its size.
+/// gzips `body` when it is at least `min_size` bytes (and under 4 GiB) and
+/// the result is at most 90% of its size.
 pub fn gzip_if_worth_it(body: &[u8], min_size: u64, level: u32) -> Compressed {
-    if (body.len() as u64) < min_size || body.is_empty() {
+    if (body.len() as u64) < min_size || body.is_empty() || body.len() as u64 >= MAX_GZIP_INPUT {
         return Compressed::NotWorthIt;
     }
     let mut enc = GzEncoder::new(
@@ -39,6 +65,26 @@ pub fn gzip_if_worth_it(body: &[u8], min_size: u64, level: u32) -> Compressed {
     }
 }
 
+/// [`gzip_if_worth_it`] without holding up the async worker it is called
+/// on: a body above [`INLINE_LIMIT`] is compressed on tokio's blocking pool,
+/// at most as many at once as there are CPUs (the others wait their turn
+/// without holding a thread). Must run inside a tokio runtime.
+pub async fn gzip_off_runtime(body: Bytes, min_size: u64, level: u32) -> Compressed {
+    if body.len() <= INLINE_LIMIT || (body.len() as u64) < min_size {
+        return gzip_if_worth_it(&body, min_size, level);
+    }
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let Ok(_slot) = slots.acquire().await else {
+        return Compressed::NotWorthIt;
+    };
+    tokio::task::spawn_blocking(move || gzip_if_worth_it(&body, min_size, level))
+        .await
+        .unwrap_or(Compressed::NotWorthIt)
+}
+
 /// gunzips `data`, refusing to produce more than `limit` bytes (a corrupt or
 /// hostile entry cannot make us allocate without bound).
 pub fn gunzip(data: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
@@ -53,6 +99,174 @@ pub fn gunzip(data: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
         ));
     }
     Ok(out)
+}
+
+/// The content of a gzip body the cache made, all of it (as long as its
+/// trailer says, no longer), decompressed on tokio's blocking pool when it
+/// is larger than [`INLINE_LIMIT`]; `None` when it does not decompress.
+/// Must run inside a tokio runtime.
+pub async fn gunzip_off_runtime(data: Bytes) -> Option<Bytes> {
+    let len = gzip_content_length(&data)?;
+    let run = move || {
+        gunzip(&data, len)
+            .ok()
+            .filter(|b| b.len() as u64 == len)
+            .map(Bytes::from)
+    };
+    if len <= INLINE_LIMIT as u64 {
+        return run();
+    }
+    tokio::task::spawn_blocking(run).await.ok().flatten()
+}
+
+/// The length of the content of a gzip body the cache made, from its
+/// trailer (ISIZE: the length modulo 2^32, exact for the bodies under 4 GiB
+/// the cache compresses); `None` when `data` is too short to be gzip.
+pub fn gzip_content_length(data: &[u8]) -> Option<u64> {
+    if data.len() < 18 || data[..2] != [0x1f, 0x8b] {
+        return None;
+    }
+    let t = &data[data.len() - 4..];
+    Some(u64::from(u32::from_le_bytes([t[0], t[1], t[2], t[3]])))
+}
+
+/// A stored gzip body decompressed chunk by chunk, as a client reads it:
+/// at most [`INLINE_LIMIT`] bytes of work per chunk, and never more output
+/// than the trailer announced (the `Content-Length` already sent).
+pub struct GunzipChunks {
+    decoder: GzDecoder<bytes::buf::Reader<Bytes>>,
+    remaining: u64,
+    failed: bool,
+}
+
+impl GunzipChunks {
+    /// A decoder for a gzip body the cache stored; `None` when it has no
+    /// gzip trailer.
+    pub fn new(data: Bytes) -> Option<Self> {
+        let remaining = gzip_content_length(&data)?;
+        Some(GunzipChunks {
+            decoder: GzDecoder::new(data.reader()),
+            remaining,
+            failed: false,
+        })
+    }
+
+    /// How many bytes are still to come.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Whether the data turned out corrupt (it ended early, decoded to more
+    /// than announced, or failed its checksum).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// The next chunk; `None` at the end, or once the data turns out
+    /// corrupt ([`failed`](GunzipChunks::failed) then says so: the response
+    /// ends short of its announced length, so the client sees it broken,
+    /// never complete with wrong bytes).
+    pub fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.failed {
+            return None;
+        }
+        if self.remaining == 0 {
+            // Past the announced length there must be nothing but the
+            // trailer, which the decoder checks (CRC and length) here.
+            let mut probe = [0u8; 1];
+            if !matches!(self.decoder.read(&mut probe), Ok(0)) {
+                self.failed = true;
+            }
+            return None;
+        }
+        let want = (self.remaining as usize).min(INLINE_LIMIT);
+        let mut buf = BytesMut::zeroed(want);
+        let mut filled = 0;
+        while filled < want {
+            match self.decoder.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if filled < want {
+            self.failed = true;
+            return None;
+        }
+        self.remaining -= want as u64;
+        buf.truncate(filled);
+        Some(buf.freeze())
+    }
+}
+
+impl std::fmt::Debug for GunzipChunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GunzipChunks")
+            .field("remaining", &self.remaining)
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+/// Whether a response forbids intermediaries to transform its content
+/// (RFC 9110 section 7.7): `no-transform` in `Cache-Control` or in any
+/// targeted cache-control field (`CDN-Cache-Control`, `Surrogate-Control`,
+/// any `*-Cache-Control`), whichever of them this cache obeys. Reading
+/// every one of them is the cautious side: a directive meant for another
+/// cache only costs a compression.
+pub fn forbids_transform(headers: &[(FieldName, Bytes)]) -> bool {
+    headers.iter().any(|(n, v)| {
+        let n: &str = n;
+        (n == "cache-control" || n == "surrogate-control" || n.ends_with("-cache-control"))
+            && CacheControl::parse([&v[..]]).no_transform
+    })
+}
+
+/// Whether the cache may store a gzip representation of its own of a
+/// response with `headers`: not when the origin forbade transformation,
+/// encoded the content itself (any `Content-Encoding`, even `identity`),
+/// sent part of a representation (`Content-Range`), or declared a digest of
+/// the bytes it sent (`Content-Digest`, `Repr-Digest`, `Digest`,
+/// `Content-MD5`), which a compressed body would no longer match.
+pub fn may_compress(headers: &[(FieldName, Bytes)]) -> bool {
+    const FORBIDDING: [&str; 6] = [
+        "content-encoding",
+        "content-range",
+        "content-digest",
+        "repr-digest",
+        "digest",
+        "content-md5",
+    ];
+    !headers.iter().any(|(n, _)| FORBIDDING.contains(&&**n)) && !forbids_transform(headers)
+}
+
+/// The validator of the gzip representation the cache made of a response
+/// whose entity-tag is `etag`: weak, with `-gzip` added to the opaque tag
+/// (`"abc"` and `W/"abc"` both give `W/"abc-gzip"`).
+///
+/// Distinct, so that an `If-None-Match` naming one representation never
+/// validates the other; weak, because the cache promises the same content,
+/// not the same bytes: a later compression of the same origin body (another
+/// `level`, another library) may differ byte for byte, so the tag must
+/// never satisfy a strong comparison (`If-Match`, `If-Range`). `None` when
+/// `etag` is not a valid entity-tag: the gzip representation then has none.
+pub fn gzip_etag(etag: &[u8]) -> Option<Bytes> {
+    let t = etag.trim_ascii();
+    let t = t.strip_prefix(b"W/").unwrap_or(t);
+    let opaque = t.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    // etagc = %x21 / %x23-7E / obs-text
+    if !opaque
+        .iter()
+        .all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
+    {
+        return None;
+    }
+    let mut v = Vec::with_capacity(opaque.len() + 9);
+    v.extend_from_slice(b"W/\"");
+    v.extend_from_slice(opaque);
+    v.extend_from_slice(b"-gzip\"");
+    Some(Bytes::from(v))
 }
 
 #[cfg(test)]
@@ -89,6 +303,118 @@ mod tests {
             .collect();
         assert!(matches!(
             gzip_if_worth_it(&noise, 0, 6),
+            Compressed::NotWorthIt
+        ));
+    }
+
+    fn h(list: &[(&str, &str)]) -> Vec<(FieldName, Bytes)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string().into(), Bytes::from(v.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn no_transform_and_encoded_partial_or_digested_bodies_are_not_compressed() {
+        assert!(may_compress(&h(&[("cache-control", "max-age=60")])));
+        for refused in [
+            ("cache-control", "max-age=60, no-transform"),
+            ("cache-control", "No-Transform"),
+            ("cdn-cache-control", "max-age=60, no-transform"),
+            ("surrogate-control", "no-transform"),
+            ("content-encoding", "br"),
+            ("content-encoding", "identity"),
+            ("content-range", "bytes 0-9/100"),
+            ("content-digest", "sha-256=:x:"),
+            ("repr-digest", "sha-256=:x:"),
+            ("digest", "SHA-256=x"),
+            ("content-md5", "x"),
+        ] {
+            assert!(
+                !may_compress(&h(&[("cache-control", "max-age=60"), refused])),
+                "{refused:?}"
+            );
+        }
+        // A second Cache-Control line counts too.
+        assert!(forbids_transform(&h(&[
+            ("cache-control", "max-age=60"),
+            ("cache-control", "no-transform")
+        ])));
+        // Inside a quoted string it is not a directive; reading it as one
+        // would only be cautious, but the parser does not.
+        assert!(!forbids_transform(&h(&[(
+            "cache-control",
+            r#"max-age=60, x="no-transform""#
+        )])));
+    }
+
+    #[test]
+    fn a_cache_made_gzip_gets_a_weak_distinct_validator() {
+        let t = |e: &str| gzip_etag(e.as_bytes()).map(|b| String::from_utf8(b.to_vec()).unwrap());
+        assert_eq!(t(r#""abc""#).as_deref(), Some(r#"W/"abc-gzip""#));
+        assert_eq!(t(r#"W/"abc""#).as_deref(), Some(r#"W/"abc-gzip""#));
+        assert_eq!(t(r#" "" "#).as_deref(), Some(r#"W/"-gzip""#));
+        assert_eq!(t("abc"), None, "not an entity-tag");
+        assert_eq!(t(r#""a"b""#), None, "a quote inside");
+        assert_eq!(t(r#""a b""#), None, "a space inside");
+    }
+
+    /// Bytes that compress to a few percent, `n` of them.
+    fn text(n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|i| b"abcdefghij{}[]:,\"\n"[(i * 7 + i / 13) % 16])
+            .collect()
+    }
+
+    #[test]
+    fn large_bodies_decompress_in_bounded_chunks_to_the_announced_length() {
+        let body = text(3 * INLINE_LIMIT + 123);
+        let Compressed::Gzip(z) = gzip_if_worth_it(&body, 0, 6) else {
+            panic!("compressible")
+        };
+        let z = Bytes::from(z);
+        assert_eq!(gzip_content_length(&z), Some(body.len() as u64));
+        let mut chunks = GunzipChunks::new(z.clone()).unwrap();
+        let mut out = Vec::new();
+        while let Some(c) = chunks.next_chunk() {
+            assert!(c.len() <= INLINE_LIMIT);
+            out.extend_from_slice(&c);
+            assert_eq!(chunks.remaining(), (body.len() - out.len()) as u64);
+        }
+        assert!(!chunks.failed());
+        assert_eq!(out, body);
+
+        // Corrupt data ends short and says so; it never yields more than
+        // announced.
+        let mut bad = z.to_vec();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
+        let mut chunks = GunzipChunks::new(Bytes::from(bad)).unwrap();
+        let mut n = 0;
+        while let Some(c) = chunks.next_chunk() {
+            n += c.len();
+        }
+        assert!(chunks.failed());
+        assert!(n <= body.len());
+        // A trailer announcing less than the data holds.
+        let mut short = z.to_vec();
+        let l = short.len();
+        short[l - 4..].copy_from_slice(&10u32.to_le_bytes());
+        let mut chunks = GunzipChunks::new(Bytes::from(short)).unwrap();
+        assert_eq!(chunks.next_chunk().map(|c| c.len()), Some(10));
+        assert_eq!(chunks.next_chunk(), None);
+        assert!(chunks.failed());
+        assert!(GunzipChunks::new(Bytes::from_static(b"not gzip")).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_bodies_are_compressed_and_decompressed_off_the_workers() {
+        let body = Bytes::from(text(4 * INLINE_LIMIT));
+        let Compressed::Gzip(z) = gzip_off_runtime(body.clone(), 0, 6).await else {
+            panic!("compressible")
+        };
+        assert_eq!(gunzip_off_runtime(Bytes::from(z)).await, Some(body));
+        assert!(matches!(
+            gzip_off_runtime(Bytes::from_static(b"tiny"), 1024, 6).await,
             Compressed::NotWorthIt
         ));
     }

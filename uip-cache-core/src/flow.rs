@@ -21,8 +21,11 @@ use std::time::SystemTime;
 use crate::field::FieldName;
 use bytes::Bytes;
 
-use crate::entry::StoredResponse;
-use crate::handle::{CachePlan, CachedResponse, Forward, HttpCache, Lead, OriginFailure, XCache};
+use crate::compress;
+use crate::entry::{BodyEncoding, StoredResponse};
+use crate::handle::{
+    CachePlan, CachedBody, CachedResponse, Forward, HttpCache, Lead, OriginFailure, XCache,
+};
 use crate::lock::{Lock, LockGuard, WaitOutcome};
 use crate::record::BodyRecorder;
 pub use crate::request::HeaderList;
@@ -232,6 +235,8 @@ struct Finish {
     plan: CachePlan,
     request: OwnedRequest,
     entry: StoredResponse,
+    /// Whether the cache may compress the body (no `no-transform`).
+    transform: bool,
     guard: Option<LockGuard>,
 }
 
@@ -306,7 +311,7 @@ impl HttpCache {
                 return Begin::Respond(CachedResponse {
                     status: 504,
                     headers,
-                    body: Bytes::new(),
+                    body: CachedBody::empty(),
                 });
             }
             // Hit-for-miss: this key's last response could not be stored, so
@@ -576,6 +581,17 @@ impl FetchTicket {
             cache.stats().revalidation();
             match rules::freshen(&mut entry, cache.policy(&plan), &view, &origin) {
                 Freshened::Store => {
+                    // The origin now forbids transformation: keep its
+                    // bytes, not the gzip the cache made of them.
+                    if entry.compression == BodyEncoding::Gzip
+                        && (compress::forbids_transform(&headers)
+                            || compress::forbids_transform(&entry.headers))
+                    {
+                        if let Some(body) = compress::gunzip_off_runtime(entry.body.clone()).await {
+                            entry.body = body;
+                            entry.compression = BodyEncoding::Identity;
+                        }
+                    }
                     if cache.put_entry(&plan, &view, entry.clone()).await {
                         if let Some(g) = &guard {
                             g.stored();
@@ -619,6 +635,9 @@ impl FetchTicket {
                 return After::Pass(Forward::new(outcome, false, Some(reason)));
             }
         };
+        // Read here, from all the origin's headers: the entry does not keep
+        // those the cache consumes (`Surrogate-Control`).
+        let transform = !compress::forbids_transform(&headers);
         let max_size = cache.max_size(&plan);
         let declared = list
             .first("content-length")
@@ -642,6 +661,7 @@ impl FetchTicket {
                         plan,
                         request,
                         entry,
+                        transform,
                         guard,
                     })
                     .done(body)
@@ -672,11 +692,12 @@ impl Finish {
                 plan,
                 request,
                 entry,
+                transform,
                 guard,
             } = *self;
             let hs = request.header_list();
             if cache
-                .store_entry(&plan, &request.view(&hs), entry, body)
+                .store_body(&plan, &request.view(&hs), entry, body, transform)
                 .await
             {
                 if let Some(g) = &guard {

@@ -13,7 +13,7 @@ use crate::field::FieldName;
 use bytes::Bytes;
 
 use crate::cache_control::CacheControl;
-use crate::compress::{gunzip, gzip_if_worth_it, Compressed};
+use crate::compress::{self, gunzip, Compressed};
 use crate::config::{CacheConfig, ConfigError};
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::forwarding::{ClientOrigin, Connection, TrustedProxies};
@@ -132,7 +132,7 @@ pub(crate) enum OriginFailure {
 }
 
 /// A response built from a stored entry, for the adapter to send.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub struct CachedResponse {
     /// Status (304 when the request's conditionals matched).
@@ -140,7 +140,105 @@ pub struct CachedResponse {
     /// Headers, lower-case names, including `age`, `x-cache` and `content-length`.
     pub headers: Vec<(FieldName, Bytes)>,
     /// Body (empty for HEAD and 304).
-    pub body: Bytes,
+    pub body: CachedBody,
+}
+
+/// The body of a [`CachedResponse`]: stored bytes, or a large gzip body the
+/// cache stored, decompressed chunk by chunk as it is read for a client
+/// that does not take gzip (so that no worker stalls, and no request holds
+/// the whole decompressed body, however large it is).
+///
+/// Adapters send [`into_bytes`](CachedBody::into_bytes) when it is one
+/// buffer already, and otherwise read [`next_chunk`](CachedBody::next_chunk)
+/// as the client reads; [`len`](CachedBody::len) is its `Content-Length`.
+#[derive(Debug)]
+pub struct CachedBody {
+    kind: BodyKind,
+}
+
+#[derive(Debug)]
+enum BodyKind {
+    Full(Bytes),
+    Gunzip {
+        chunks: Box<crate::compress::GunzipChunks>,
+        /// Counts a body that turns out corrupt part-way.
+        cache: HttpCache,
+    },
+}
+
+impl CachedBody {
+    /// No bytes.
+    pub fn empty() -> Self {
+        Bytes::new().into()
+    }
+
+    /// How many bytes are still to come (all of them before the first
+    /// chunk: the `Content-Length`).
+    pub fn len(&self) -> u64 {
+        match &self.kind {
+            BodyKind::Full(b) => b.len() as u64,
+            BodyKind::Gunzip { chunks, .. } => chunks.remaining(),
+        }
+    }
+
+    /// Whether no bytes are to come.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body as one buffer, when it is one; otherwise itself, to be read
+    /// chunk by chunk.
+    pub fn into_bytes(self) -> Result<Bytes, CachedBody> {
+        match self.kind {
+            BodyKind::Full(b) => Ok(b),
+            kind => Err(CachedBody { kind }),
+        }
+    }
+
+    /// The next chunk, `None` at the end. A stored body that turns out
+    /// corrupt part-way ends here, short of [`len`](CachedBody::len): the
+    /// response was announced with its length, so the client sees it
+    /// broken rather than complete with wrong bytes (the corrupt entry is
+    /// counted and logged).
+    pub fn next_chunk(&mut self) -> Option<Bytes> {
+        match &mut self.kind {
+            BodyKind::Full(b) => Some(std::mem::take(b)).filter(|b| !b.is_empty()),
+            BodyKind::Gunzip { chunks, cache } => {
+                let chunk = chunks.next_chunk();
+                if chunk.is_none() && chunks.failed() {
+                    cache.inner.stats.corrupt_entry();
+                    tracing::warn!("stored gzip body does not decompress; response cut short");
+                }
+                chunk
+            }
+        }
+    }
+
+    /// All of the body at once (reading whatever is left of it); `None`
+    /// when a stored gzip body turns out corrupt.
+    pub fn collect(self) -> Option<Bytes> {
+        let mut body = match self.into_bytes() {
+            Ok(b) => return Some(b),
+            Err(body) => body,
+        };
+        let mut all = bytes::BytesMut::with_capacity(usize::try_from(body.len()).ok()?);
+        while let Some(chunk) = body.next_chunk() {
+            all.extend_from_slice(&chunk);
+        }
+        (!body.failed()).then(|| all.freeze())
+    }
+
+    fn failed(&self) -> bool {
+        matches!(&self.kind, BodyKind::Gunzip { chunks, .. } if chunks.failed())
+    }
+}
+
+impl From<Bytes> for CachedBody {
+    fn from(b: Bytes) -> Self {
+        CachedBody {
+            kind: BodyKind::Full(b),
+        }
+    }
 }
 
 /// Where an adapter starts with a request ([`HttpCache::start`]).
@@ -541,7 +639,7 @@ impl HttpCache {
     /// is fresh, or stale where the request accepts it, counted as
     /// [`HttpCache::begin`] counts it. `None` leaves the request to
     /// `begin`, with nothing counted: no entry at hand, one that needs the
-    /// origin or a refresh, a gzip-stored one for a client without gzip
+    /// origin or a refresh, a gzip-stored one that goes out decompressed
     /// (decompressed there), or one that does not decode (which `begin`
     /// deletes). The hit path of stores in memory, without a future.
     pub fn answer_now(&self, plan: &CachePlan, req: &RequestView<'_>) -> Option<CachedResponse> {
@@ -557,10 +655,13 @@ impl HttpCache {
             (entry, second) = (variant, Some(took));
         }
         let looked = started.elapsed();
-        // A gzip-stored body for a client that does not take gzip is
-        // decompressed, and a corrupt one counted, on the usual path only:
-        // not here, where the Tower service's `call` runs.
-        if entry.compression == BodyEncoding::Gzip && !rules::accepts_gzip(req.headers) {
+        // A gzip-stored body that goes out decompressed (a client without
+        // gzip, a `no-transform` request or response) is decompressed, and
+        // a corrupt one counted, on the usual path only: not here, where
+        // the Tower service's `call` runs.
+        if entry.compression == BodyEncoding::Gzip
+            && !(varies_by_encoding(&entry) && takes_cache_gzip(req))
+        {
             return None;
         }
         let now = SystemTime::now();
@@ -687,21 +788,38 @@ impl HttpCache {
         self.policy(plan).max_size()
     }
 
-    /// Stores `entry` with `body` (compressing it if the policy says so) unless
-    /// an invalidation ran since the plan was made. Failures are counted and
+    /// Stores `entry` with `body` (compressing it if the policy says so and
+    /// the response allows it, see [`compress::may_compress`]) unless an
+    /// invalidation ran since the plan was made. Failures are counted and
     /// logged, never returned.
     pub async fn store_entry(
         &self,
         plan: &CachePlan,
         req: &RequestView<'_>,
+        entry: StoredResponse,
+        body: Bytes,
+    ) -> bool {
+        self.store_body(plan, req, entry, body, true).await
+    }
+
+    /// [`HttpCache::store_entry`]; `transform` is false when headers the
+    /// entry does not keep (a consumed `Surrogate-Control`) forbade
+    /// transformation.
+    pub(crate) async fn store_body(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
         mut entry: StoredResponse,
         body: Bytes,
+        transform: bool,
     ) -> bool {
         entry.body = body;
         entry.compression = BodyEncoding::Identity;
         if let Some(c) = self.policy(plan).compression() {
-            if entry.header("content-encoding").is_none() {
-                if let Compressed::Gzip(z) = gzip_if_worth_it(&entry.body, c.min_size, c.level) {
+            if transform && compress::may_compress(&entry.headers) {
+                // Large bodies are compressed off the async workers.
+                let z = compress::gzip_off_runtime(entry.body.clone(), c.min_size, c.level).await;
+                if let Compressed::Gzip(z) = z {
                     self.inner
                         .stats
                         .compressed(entry.body.len() as u64, z.len() as u64);
@@ -844,8 +962,17 @@ impl HttpCache {
             };
             ("cache-status".into(), Bytes::from(v))
         });
-        let mut headers: Vec<(FieldName, Bytes)> = Vec::with_capacity(entry.headers.len() + 4);
-        if rules::not_modified(req, entry) {
+        // The representation this request gets: the gzip the cache made
+        // for clients that take it, unless the response or the request
+        // forbids transformation; the origin's identity bytes otherwise.
+        let varies = varies_by_encoding(entry);
+        let gzip = varies && takes_cache_gzip(req);
+        let mut headers: Vec<(FieldName, Bytes)> = Vec::with_capacity(entry.headers.len() + 5);
+        let etag = match gzip {
+            true => entry.etag.as_deref().and_then(compress::gzip_etag),
+            false => entry.etag.clone(),
+        };
+        if rules::not_modified_as(req, entry, etag.as_deref()) {
             const KEEP: [&str; 7] = [
                 "cache-control",
                 "content-location",
@@ -855,13 +982,7 @@ impl HttpCache {
                 "last-modified",
                 "vary",
             ];
-            headers.extend(
-                entry
-                    .headers
-                    .iter()
-                    .filter(|(n, _)| KEEP.contains(&&**n))
-                    .cloned(),
-            );
+            representation_headers(entry, gzip, varies, |n| KEEP.contains(&n), &mut headers);
             headers.push(("age".into(), Bytes::from(age)));
             headers.push((
                 "x-cache".into(),
@@ -871,59 +992,69 @@ impl HttpCache {
             return Some(CachedResponse {
                 status: 304,
                 headers,
-                body: Bytes::new(),
+                body: CachedBody::empty(),
             });
         }
-        let body = match entry.compression {
-            BodyEncoding::Gzip if rules::accepts_gzip(req.headers) => {
+        let head = req.method.eq_ignore_ascii_case("HEAD");
+        let (body, len) = if entry.compression == BodyEncoding::Gzip && !gzip {
+            // HEAD needs only the length, which the gzip trailer gives.
+            let decoded = match head {
+                true => {
+                    compress::gzip_content_length(&entry.body).map(|n| (CachedBody::empty(), n))
+                }
+                false => self.gunzipped(entry).map(|b| {
+                    let n = b.len();
+                    (b, n)
+                }),
+            };
+            let Some(decoded) = decoded else {
+                self.inner.stats.corrupt_entry();
+                tracing::warn!("stored gzip body does not decompress");
+                return None;
+            };
+            decoded
+        } else {
+            if gzip {
                 headers.push(("content-encoding".into(), Bytes::from_static(b"gzip")));
-                entry.body.clone()
             }
-            BodyEncoding::Gzip => {
-                match gunzip(&entry.body, entry.body.len() as u64 * 1024 + (64 << 20)) {
-                    Ok(b) => Bytes::from(b),
-                    Err(e) => {
-                        self.inner.stats.corrupt_entry();
-                        tracing::warn!(error = %e, "stored gzip body does not decompress");
-                        return None;
-                    }
-                }
-            }
-            _ => entry.body.clone(),
+            (
+                CachedBody::from(entry.body.clone()),
+                entry.body.len() as u64,
+            )
         };
-        for (n, v) in &entry.headers {
-            if entry.compression == BodyEncoding::Gzip && n == "vary" {
-                continue;
-            }
-            headers.push((n.clone(), v.clone()));
-        }
-        if entry.compression == BodyEncoding::Gzip {
-            let mut vary = entry.vary.join(", ");
-            if !entry.vary.iter().any(|v| v == "accept-encoding") {
-                if !vary.is_empty() {
-                    vary.push_str(", ");
-                }
-                vary.push_str("accept-encoding");
-            }
-            headers.push(("vary".into(), Bytes::from(vary)));
-        }
-        headers.push(("content-length".into(), Bytes::from(body.len().to_string())));
+        representation_headers(entry, gzip, varies, |_| true, &mut headers);
+        headers.push(("content-length".into(), Bytes::from(len.to_string())));
         headers.push(("age".into(), Bytes::from(age)));
         headers.push((
             "x-cache".into(),
             Bytes::from_static(x_cache.as_str().as_bytes()),
         ));
         headers.extend(status);
-        let body = if req.method.eq_ignore_ascii_case("HEAD") {
-            Bytes::new()
-        } else {
-            body
-        };
+        let body = if head { CachedBody::empty() } else { body };
         Some(CachedResponse {
             status: entry.status,
             headers,
             body,
         })
+    }
+
+    /// The identity body of a gzip entry the cache stored, as long as the
+    /// gzip trailer says: decompressed at once when small, otherwise as it
+    /// is read (see [`CachedBody`]). `None` when it is not gzip or does
+    /// not decompress.
+    fn gunzipped(&self, entry: &StoredResponse) -> Option<CachedBody> {
+        let len = compress::gzip_content_length(&entry.body)?;
+        if len > compress::INLINE_LIMIT as u64 {
+            let chunks = compress::GunzipChunks::new(entry.body.clone())?;
+            return Some(CachedBody {
+                kind: BodyKind::Gunzip {
+                    chunks: Box::new(chunks),
+                    cache: self.clone(),
+                },
+            });
+        }
+        let body = gunzip(&entry.body, len).ok()?;
+        (body.len() as u64 == len).then(|| Bytes::from(body).into())
     }
 
     /// The headers the cache adds to a response from the origin, each to
@@ -1255,6 +1386,61 @@ impl HttpCache {
         }
         self.inner.stats.deleted(n);
         n
+    }
+}
+
+/// Whether the representation an entry gives depends on `Accept-Encoding`:
+/// it holds a gzip body the cache made, which goes out as it is or
+/// decompressed. An entry whose headers forbid transformation (the origin
+/// said `no-transform` in a 304 after the body was compressed, or an entry
+/// written before the cache honoured it) goes out decompressed to everyone.
+fn varies_by_encoding(entry: &StoredResponse) -> bool {
+    entry.compression == BodyEncoding::Gzip && !compress::forbids_transform(&entry.headers)
+}
+
+/// Whether `req` takes a gzip body the cache made, when the entry allows
+/// one ([`varies_by_encoding`]): the client accepts gzip and does not ask
+/// for the content untransformed (`Cache-Control: no-transform`, RFC 9111
+/// section 5.2.1.6). The others get the origin's identity bytes.
+fn takes_cache_gzip(req: &RequestView<'_>) -> bool {
+    rules::accepts_gzip(req.headers) && !rules::request_cache_control(req.headers).no_transform
+}
+
+/// Appends the entry's headers that `keep` selects, as the representation
+/// sent says: for the cache's gzip (`gzip`), its own validator
+/// ([`compress::gzip_etag`]), and neither `Accept-Ranges` nor digests
+/// (they are about the origin's bytes, not these; a 304 may have merged
+/// one in after the body was compressed); when the representation depends on
+/// `Accept-Encoding` (`varies`), a `Vary` that names it, merged with the
+/// origin's.
+fn representation_headers(
+    entry: &StoredResponse,
+    gzip: bool,
+    varies: bool,
+    keep: impl Fn(&str) -> bool,
+    out: &mut Vec<(FieldName, Bytes)>,
+) {
+    for (n, v) in &entry.headers {
+        if !keep(n) {
+            continue;
+        }
+        match &**n {
+            "vary" if varies => {}
+            "accept-ranges" | "content-digest" | "repr-digest" | "digest" | "content-md5"
+                if gzip => {}
+            "etag" if gzip => out.extend(compress::gzip_etag(v).map(|t| (n.clone(), t))),
+            _ => out.push((n.clone(), v.clone())),
+        }
+    }
+    if varies {
+        let mut vary = entry.vary.join(", ");
+        if !entry.vary.iter().any(|v| v == "accept-encoding") {
+            if !vary.is_empty() {
+                vary.push_str(", ");
+            }
+            vary.push_str("accept-encoding");
+        }
+        out.push(("vary".into(), Bytes::from(vary)));
     }
 }
 

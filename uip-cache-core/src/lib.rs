@@ -82,7 +82,8 @@ pub use field::{field_name, FieldName};
 pub use flow::{After, Begin, FetchTicket, OwnedRequest, Recording};
 pub use forwarding::{ClientOrigin, Connection, TrustedProxies};
 pub use handle::{
-    CachePlan, CachedResponse, Forward, HttpCache, InvalidateError, Lead, Plan, Start, XCache,
+    CachePlan, CachedBody, CachedResponse, Forward, HttpCache, InvalidateError, Lead, Plan, Start,
+    XCache,
 };
 pub use key::{CacheKey, KeySpec};
 

@@ -530,6 +530,14 @@ pub const PER_CLIENT: [&str; 2] = ["set-cookie", "set-cookie2"];
 /// so a 304 answers it (RFC 9110 section 13.2.2). Only GET and HEAD, and only
 /// from a stored 2xx (RFC 9110 section 13.2.1).
 pub fn not_modified(req: &RequestView<'_>, entry: &StoredResponse) -> bool {
+    not_modified_as(req, entry, entry.etag.as_deref())
+}
+
+/// [`not_modified`] for the representation of `entry` whose validator is
+/// `etag`: a gzip body the cache made has its own
+/// ([`crate::compress::gzip_etag`]), and `If-None-Match` is compared with
+/// the validator of the representation the request would get.
+pub fn not_modified_as(req: &RequestView<'_>, entry: &StoredResponse, etag: Option<&[u8]>) -> bool {
     if !(req.method.eq_ignore_ascii_case("GET") || req.method.eq_ignore_ascii_case("HEAD"))
         || !(200..300).contains(&entry.status)
     {
@@ -539,7 +547,7 @@ pub fn not_modified(req: &RequestView<'_>, entry: &StoredResponse) -> bool {
     req.headers
         .for_each_value("if-none-match", &mut |v| inm.push(v.to_vec()));
     if !inm.is_empty() {
-        let Some(etag) = &entry.etag else {
+        let Some(etag) = etag else {
             return false;
         };
         let weak = |t: &[u8]| t.strip_prefix(b"W/").unwrap_or(t).to_vec();

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use uip_cache_core::tee::Tap;
+use uip_cache_core::CachedBody;
 
 pin_project! {
     /// The response body of [`CacheService`](crate::CacheService): a stored
@@ -27,6 +28,8 @@ pin_project! {
         B: Body,
     {
         Full { data: Option<Bytes> },
+        // A stored body decompressed as it is read.
+        Cached { body: CachedBody },
         Passthrough { #[pin] inner: B },
         // The origin body, read to its end by a pump task that records it.
         Tapped {
@@ -41,6 +44,16 @@ impl<B: Body> CacheBody<B> {
         CacheBody {
             kind: Kind::Full {
                 data: (!data.is_empty()).then_some(data),
+            },
+        }
+    }
+
+    /// A body from the cache: one buffer, or read chunk by chunk.
+    pub(crate) fn cached(body: CachedBody) -> Self {
+        match body.into_bytes() {
+            Ok(data) => Self::full(data),
+            Err(body) => CacheBody {
+                kind: Kind::Cached { body },
             },
         }
     }
@@ -76,6 +89,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Cached { body } => Poll::Ready(body.next_chunk().map(|d| Ok(Frame::data(d)))),
             KindProj::Passthrough { inner } => inner.poll_frame(cx),
             KindProj::Tapped { tap, remaining } => {
                 let frame = ready!(tap.poll_next(cx));
@@ -97,6 +111,7 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full { data } => data.is_none(),
+            Kind::Cached { body } => body.is_empty(),
             Kind::Passthrough { inner } => inner.is_end_stream(),
             Kind::Tapped { tap, .. } => tap.is_end_stream(),
         }
@@ -107,6 +122,7 @@ where
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+            Kind::Cached { body } => SizeHint::with_exact(body.len()),
             Kind::Passthrough { inner } => inner.size_hint(),
             Kind::Tapped { remaining, .. } => *remaining,
         }
@@ -117,6 +133,7 @@ impl<B: Body> fmt::Debug for CacheBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Full { .. } => "Full",
+            Kind::Cached { .. } => "Cached",
             Kind::Passthrough { .. } => "Passthrough",
             Kind::Tapped { .. } => "Tapped",
         };

@@ -330,7 +330,7 @@ where
 }
 
 fn from_cached<B: Body>(r: CachedResponse) -> Response<CacheBody<B>> {
-    let mut resp = Response::new(CacheBody::full(r.body));
+    let mut resp = Response::new(CacheBody::cached(r.body));
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
     extend(resp.headers_mut(), r.headers);
     resp
