@@ -455,17 +455,48 @@ pub enum Freshened {
     /// The 304 forbids keeping it (`no-store`, `private`, ...): remove the
     /// entry; the updated response still answers this one request.
     Remove(NoCacheReason),
+    /// The 304 answered a request carrying credentials the key does not hold
+    /// (`Cookie`, `Authorization`) and is not fit to share: it describes this
+    /// client's answer, not the shared entry, which is left as it is (neither
+    /// updated nor removed). The updated response answers this one request.
+    Keep(NoCacheReason),
+}
+
+/// Whether `req` carries credentials (`Cookie`, `Authorization`) that the
+/// entry's key does not hold: the origin's answer to it may be this client's
+/// alone, so it must not change an entry other clients share.
+fn unkeyed_credentials(policy: &Policy, req: &RequestView<'_>, vary: &[String]) -> bool {
+    ["cookie", "authorization"].iter().any(|&h| {
+        req.headers.first(h).is_some()
+            && !policy.key_spec().keys_header(h)
+            && !vary.iter().any(|v| v == h)
+    })
 }
 
 /// Updates a stored entry with a 304's headers and freshness (RFC 9111
 /// section 4.3.4). Per-client headers of the 304 (`Set-Cookie`) are not
-/// merged: they go to the client that caused the revalidation only.
+/// merged: they go to the client that caused the revalidation only, and
+/// neither block the update nor remove the entry.
+///
+/// Only the response decides to remove a shared entry: a 304 unfit to share
+/// because of this request's unkeyed credentials (or one naming another
+/// validator, which for such a request may be this client's representation)
+/// leaves it alone ([`Freshened::Keep`]), else any client could evict
+/// entries by revalidating them with a cookie.
 pub fn freshen(
     entry: &mut StoredResponse,
     policy: &Policy,
     req: &RequestView<'_>,
     resp: &OriginResponse<'_>,
 ) -> Freshened {
+    let per_client = unkeyed_credentials(policy, req, &entry.vary);
+    let unfit = |reason| {
+        if per_client {
+            Freshened::Keep(reason)
+        } else {
+            Freshened::Remove(reason)
+        }
+    };
     // A 304 naming another validator validated another representation
     // (RFC 9111 section 4.3.4): the stored one must not take its headers.
     if let Some(new) = resp.headers.first("etag") {
@@ -478,7 +509,7 @@ pub fn freshen(
             .as_deref()
             .is_none_or(|old| opaque(old) != opaque(new))
         {
-            return Freshened::Remove(NoCacheReason::Invalidated);
+            return unfit(NoCacheReason::Invalidated);
         }
     }
     let merged_in =
@@ -518,7 +549,7 @@ pub fn freshen(
         }
         Err(reason) => {
             entry.headers = headers;
-            Freshened::Remove(reason)
+            unfit(reason)
         }
     }
 }

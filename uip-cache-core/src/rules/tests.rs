@@ -763,3 +763,65 @@ fn origin_tag_headers_tag_the_entry_bounded_and_are_not_stored() {
     assert_eq!(e.tags.len(), MAX_ORIGIN_TAGS);
     assert!(e.tags.iter().all(|t| t.len() <= MAX_ORIGIN_TAG_LEN));
 }
+
+/// A 304 for a request carrying credentials the key does not hold is this
+/// client's answer: whatever it says, the shared entry is neither updated
+/// nor removed. Without credentials, the response alone decides.
+#[test]
+fn a_304_to_a_request_with_unkeyed_credentials_leaves_the_shared_entry_alone() {
+    let ttl = policy("    ttl: 60\n");
+    let keyed = policy("    ttl: 60\n    vary_by: [\"header:cookie\"]\n");
+    let now = SystemTime::now();
+    // Lives on the policy TTL: no freshness of its own.
+    let stored = admit_with(&ttl, &[], 200, &[("etag", "\"v\"")]).unwrap();
+    let respond = |p: &Policy, req_h: &[(&str, &str)], resp_h: &[(&str, &str)]| {
+        let h: Vec<(String, String)> = resp_h
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let list: Vec<(FieldName, Bytes)> = resp_h
+            .iter()
+            .map(|(n, v)| (n.to_string().into(), Bytes::from(v.to_string())))
+            .collect();
+        let req_h = req_h.to_vec();
+        let req = RequestView::new("GET", "/p", &req_h);
+        let mut e = stored.clone();
+        let out = freshen(&mut e, p, &req, &origin_304(&list, &h, now));
+        (out, e)
+    };
+    let cookie = [("cookie", "session=mallory")];
+    let auth = [("authorization", "Bearer mallory")];
+    for creds in [&cookie[..], &auth[..]] {
+        for resp in [
+            &[("etag", "\"v\"")][..],
+            &[("etag", "\"v\""), ("cache-control", "private")][..],
+            &[("etag", "\"v\""), ("cache-control", "no-store")][..],
+            &[("etag", "\"other\"")][..],
+        ] {
+            let (out, _) = respond(&ttl, creds, resp);
+            assert!(matches!(out, Freshened::Keep(_)), "{creds:?} {resp:?}: {out:?}");
+        }
+        // The origin's own permission to share makes the 304 fit to update.
+        let (out, e) = respond(&ttl, creds, &[("cache-control", "public, max-age=30")]);
+        assert!(matches!(out, Freshened::Store), "{creds:?}: {out:?}");
+        assert_eq!(e.freshness_lifetime, Duration::from_secs(30));
+    }
+    // A key holding the cookie makes the entry this cookie's: the response decides.
+    let stored_keyed = admit_with(&keyed, &cookie, 200, &[("etag", "\"v\"")]).unwrap();
+    let h = vec![("cache-control".to_string(), "private".to_string())];
+    let list: Vec<(FieldName, Bytes)> = vec![("cache-control".into(), Bytes::from("private"))];
+    let req_h = cookie.to_vec();
+    let req = RequestView::new("GET", "/p", &req_h);
+    let mut e = stored_keyed.clone();
+    assert!(matches!(
+        freshen(&mut e, &keyed, &req, &origin_304(&list, &h, now)),
+        Freshened::Remove(NoCacheReason::Private)
+    ));
+    // Without credentials, the response decides; a Set-Cookie on the 304 is
+    // this client's state: neither stored nor a reason to remove.
+    let (out, _) = respond(&ttl, &[], &[("cache-control", "no-store")]);
+    assert!(matches!(out, Freshened::Remove(NoCacheReason::ResponseNoStore)));
+    let (out, e) = respond(&ttl, &[], &[("set-cookie", "session=new")]);
+    assert!(matches!(out, Freshened::Store), "{out:?}");
+    assert!(e.header("set-cookie").is_none());
+}
