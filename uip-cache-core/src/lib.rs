@@ -80,7 +80,8 @@ pub use entry::{BodyEncoding, EntryError, StoredResponse};
 pub use field::{field_name, FieldName};
 pub use flow::{After, Begin, FetchTicket, OwnedRequest, Recording};
 pub use handle::{
-    CachePlan, CachedResponse, Forward, HttpCache, InvalidateError, Lead, Plan, Start, XCache,
+    CachePlan, CachedResponse, Forward, HttpCache, InvalidateError, Lead, Plan, Start,
+    UnsafeRequest, XCache,
 };
 pub use key::{CacheKey, KeySpec};
 

@@ -255,21 +255,44 @@ fn accept_encoding() {
 }
 
 #[test]
-fn locations_on_the_same_host_only() {
-    assert_eq!(same_host_path("/items/7", None), Some("/items/7".into()));
+fn locations_on_the_same_origin_only() {
+    let t = |l: &str, a: Option<&str>| same_origin_target(l, Some("http"), a, "/items/7");
+    assert_eq!(t("/items/7", None), Some("/items/7".into()));
     assert_eq!(
-        same_host_path("http://api.local/items/7?x=1", Some("api.local")),
+        t("http://api.local/items/7?x=1", Some("api.local")),
         Some("/items/7?x=1".into())
     );
+    assert_eq!(t("HTTP://API.local", Some("api.local")), Some("/".into()));
     assert_eq!(
-        same_host_path("https://API.local", Some("api.local")),
-        Some("/".into())
+        t("http://api.local:80/a", Some("api.local")),
+        Some("/a".into())
     );
     assert_eq!(
-        same_host_path("http://other.host/items", Some("api.local")),
-        None
+        t("http://u@api.local/a#f", Some("api.local")),
+        Some("/a".into())
     );
-    assert_eq!(same_host_path("items/7", Some("api.local")), None);
+    assert_eq!(t("http://api.local:8080/a", Some("api.local")), None);
+    assert_eq!(t("http://api.local/a", Some("api.local:8080")), None);
+    assert_eq!(
+        t("http://api.local:8080/a", Some("API.local:8080")),
+        Some("/a".into())
+    );
+    // Another host, another scheme, or no authority to compare with: not ours.
+    assert_eq!(t("http://other.host/items", Some("api.local")), None);
+    assert_eq!(t("//other.host/items", Some("api.local")), None);
+    assert_eq!(t("https://api.local/items", Some("api.local")), None);
+    assert_eq!(t("http://api.local/items", None), None);
+    assert_eq!(t("http:items", Some("api.local")), None);
+    assert_eq!(t("mailto:a@api.local", Some("api.local")), None);
+    assert_eq!(t("", Some("api.local")), None);
+    assert_eq!(t("#frag", Some("api.local")), None);
+    // Relative references resolve against the target.
+    assert_eq!(t("8", None), Some("/items/8".into()));
+    assert_eq!(t("./8?a=1", None), Some("/items/8?a=1".into()));
+    assert_eq!(t("../../../x", None), Some("/x".into()));
+    assert_eq!(t("?page=2", None), Some("/items/7?page=2".into()));
+    assert_eq!(t("/a/b/../c/./d/..", None), Some("/a/c/".into()));
+    assert_eq!(t("//api.local", Some("api.local")), Some("/".into()));
 }
 
 // ===== rules from the correctness review =====
@@ -799,7 +822,10 @@ fn a_304_to_a_request_with_unkeyed_credentials_leaves_the_shared_entry_alone() {
             &[("etag", "\"other\"")][..],
         ] {
             let (out, _) = respond(&ttl, creds, resp);
-            assert!(matches!(out, Freshened::Keep(_)), "{creds:?} {resp:?}: {out:?}");
+            assert!(
+                matches!(out, Freshened::Keep(_)),
+                "{creds:?} {resp:?}: {out:?}"
+            );
         }
         // The origin's own permission to share makes the 304 fit to update.
         let (out, e) = respond(&ttl, creds, &[("cache-control", "public, max-age=30")]);
@@ -820,7 +846,10 @@ fn a_304_to_a_request_with_unkeyed_credentials_leaves_the_shared_entry_alone() {
     // Without credentials, the response decides; a Set-Cookie on the 304 is
     // this client's state: neither stored nor a reason to remove.
     let (out, _) = respond(&ttl, &[], &[("cache-control", "no-store")]);
-    assert!(matches!(out, Freshened::Remove(NoCacheReason::ResponseNoStore)));
+    assert!(matches!(
+        out,
+        Freshened::Remove(NoCacheReason::ResponseNoStore)
+    ));
     let (out, e) = respond(&ttl, &[], &[("set-cookie", "session=new")]);
     assert!(matches!(out, Freshened::Store), "{out:?}");
     assert!(e.header("set-cookie").is_none());
