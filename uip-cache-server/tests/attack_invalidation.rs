@@ -18,6 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use uip_cache_core::{CacheConfig, HttpCache};
 use uip_cache_server::proxy::Upstream;
 use uip_cache_server::server::serve;
@@ -26,20 +27,33 @@ use uip_cache_server::server::serve;
 /// answer a numbered body with a strong `ETag` and no freshness of their own
 /// (they live on the policy TTL), or a 304 when `If-None-Match` names it, as
 /// a framework does for a logged-in user (`Cache-Control: private`).
-async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+///
+/// Reads of `/gate/...` say they arrived and wait for a permit of `release`.
+async fn upstream() -> (SocketAddr, Arc<AtomicUsize>, Gate) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let reads = Arc::new(AtomicUsize::new(0));
     let counter = reads.clone();
+    let (arrived_tx, arrived) = tokio::sync::mpsc::unbounded_channel();
+    let release = Arc::new(Semaphore::new(0));
+    let gate = (arrived_tx, release.clone());
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let counter = counter.clone();
+            let gate = gate.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let counter = counter.clone();
+                    let (arrived, release) = gate.clone();
                     async move {
                         let mut resp = Response::new(Full::new(Bytes::new()));
+                        if req.method() == http::Method::GET
+                            && req.uri().path().starts_with("/gate/")
+                        {
+                            let _ = arrived.send(());
+                            release.acquire().await.unwrap().forget();
+                        }
                         if req.method() == http::Method::POST {
                             resp.headers_mut()
                                 .insert("location", "http://victim.example/x/7".parse().unwrap());
@@ -70,7 +84,13 @@ async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
             });
         }
     });
-    (addr, reads)
+    (addr, reads, Gate { arrived, release })
+}
+
+/// Holds reads of `/gate/...` at the upstream until the test lets them go.
+struct Gate {
+    arrived: tokio::sync::mpsc::UnboundedReceiver<()>,
+    release: Arc<Semaphore>,
 }
 
 /// The server in front of `upstream` with a catch-all `ttl: 60` policy.
@@ -146,7 +166,7 @@ async fn sets_reach(cache: &HttpCache, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_another_host_or_a_location_naming_one_purges_nothing_of_it() {
-    let (up, _) = upstream().await;
+    let (up, _, _) = upstream().await;
     let (addr, cache) = proxy(up).await;
     let x_cache = |host: &'static str, path: &'static str| async move {
         send(addr, "GET", host, path, &[]).await.1
@@ -184,7 +204,7 @@ async fn a_write_on_another_host_or_a_location_naming_one_purges_nothing_of_it()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revalidation_with_a_clients_cookie_leaves_the_shared_entry_alone() {
-    let (up, reads) = upstream().await;
+    let (up, reads, _) = upstream().await;
     let (addr, cache) = proxy(up).await;
     let (status, x_cache, body) = send(addr, "GET", "site.example", "/y", &[]).await;
     assert_eq!(
@@ -214,4 +234,50 @@ async fn a_revalidation_with_a_clients_cookie_leaves_the_shared_entry_alone() {
         "the shared entry outlives a client's revalidation"
     );
     assert_eq!(reads.load(Ordering::SeqCst), 1, "one full fetch in all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_another_host_does_not_fence_a_fetch_in_flight() {
+    let (up, _, mut gate) = upstream().await;
+    let (addr, cache) = proxy(up).await;
+
+    // attacker.example writes /gate/a while victim.example's read of it is
+    // at the upstream: the read is stored all the same.
+    let read = tokio::spawn(send(addr, "GET", "victim.example", "/gate/a", &[]));
+    gate.arrived.recv().await.unwrap();
+    assert_eq!(
+        send(addr, "POST", "attacker.example", "/gate/a", &[])
+            .await
+            .0,
+        200
+    );
+    gate.release.add_permits(1);
+    assert_eq!(read.await.unwrap().1, "MISS");
+    sets_reach(&cache, 1).await;
+    assert_eq!(
+        send(addr, "GET", "victim.example", "/gate/a", &[]).await.1,
+        "HIT"
+    );
+
+    // victim.example's own write keeps the read in flight out.
+    let read = tokio::spawn(send(addr, "GET", "victim.example", "/gate/b", &[]));
+    gate.arrived.recv().await.unwrap();
+    assert_eq!(
+        send(addr, "POST", "victim.example", "/gate/b", &[]).await.0,
+        200
+    );
+    gate.release.add_permits(1);
+    assert_eq!(read.await.unwrap().1, "MISS");
+    for _ in 0..400 {
+        if cache.stats().snapshot().uncacheable.get("invalidated") == Some(&1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        cache.stats().snapshot().uncacheable.get("invalidated"),
+        Some(&1),
+        "the read that crossed its own host's write is not stored"
+    );
+    assert_eq!(cache.stats().snapshot().sets, 1);
 }
