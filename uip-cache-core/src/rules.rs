@@ -627,10 +627,17 @@ pub fn accepts_gzip(headers: &dyn HeaderSource) -> bool {
 
 /// The path and query (`/path?query`) a `Location` / `Content-Location`
 /// value names, resolved against the request's target (RFC 3986 section 5),
-/// when it is on the target's origin: the same scheme, host and port (RFC
-/// 9111 section 4.4 forbids invalidating a URI of another origin). `None` for
-/// another origin, for an absolute URI when the target's authority is
-/// unknown, and for an empty reference (the target itself, invalidated anyway).
+/// when it is on the target's host and port: RFC 9111 section 4.4 forbids
+/// invalidating a URI of another origin. `None` for another host or port, for
+/// a scheme other than `http` and `https`, for an absolute URI when the
+/// target's authority is unknown, and for an empty reference (the target
+/// itself, invalidated anyway).
+///
+/// The scheme is not compared: the purge does not tell schemes apart (see
+/// [`KeySpec::target_tag`](crate::KeySpec::target_tag)), and behind a proxy
+/// that ends TLS the origin writes `https` URLs for requests the cache sees
+/// over `http`. Default ports count as absent (`:80` for `http`, `:443` for
+/// `https`, each for its own scheme).
 ///
 /// ```
 /// use uip_cache_core::rules::same_origin_target;
@@ -641,7 +648,7 @@ pub fn accepts_gzip(headers: &dyn HeaderSource) -> bool {
 /// assert_eq!(t("../lists/1").as_deref(), Some("/lists/1"));
 /// assert_eq!(t("https://victim.example/items/7"), None);
 /// assert_eq!(t("//victim.example/items/7"), None);
-/// assert_eq!(t("http://api.example/items/7"), None);
+/// assert_eq!(t("https://api.example:8443/items/7"), None);
 /// ```
 pub fn same_origin_target(
     location: &str,
@@ -665,14 +672,16 @@ pub fn same_origin_target(
         }
         _ => (None, location),
     };
-    if loc_scheme.is_some_and(|s| !s.eq_ignore_ascii_case(scheme)) {
+    if loc_scheme
+        .is_some_and(|s| !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https"))
+    {
         return None;
     }
     let reference = match rest.strip_prefix("//") {
         Some(after) => {
             let end = after.find(['/', '?']).unwrap_or(after.len());
             let ours = authority.map(|a| origin_authority(a, scheme))?;
-            if origin_authority(&after[..end], scheme) != ours {
+            if origin_authority(&after[..end], loc_scheme.unwrap_or(scheme)) != ours {
                 return None;
             }
             match &after[end..] {

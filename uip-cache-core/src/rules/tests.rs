@@ -277,10 +277,21 @@ fn locations_on_the_same_origin_only() {
         t("http://api.local:8080/a", Some("API.local:8080")),
         Some("/a".into())
     );
-    // Another host, another scheme, or no authority to compare with: not ours.
+    // The scheme is not compared (the purge does not tell schemes apart);
+    // each side's default port is its own scheme's.
+    assert_eq!(
+        t("https://api.local/items", Some("api.local")),
+        Some("/items".into())
+    );
+    assert_eq!(
+        t("https://api.local:443/i", Some("api.local:80")),
+        Some("/i".into())
+    );
+    assert_eq!(t("https://api.local:80/i", Some("api.local")), None);
+    // Another host or port, or no authority to compare with: not ours.
     assert_eq!(t("http://other.host/items", Some("api.local")), None);
     assert_eq!(t("//other.host/items", Some("api.local")), None);
-    assert_eq!(t("https://api.local/items", Some("api.local")), None);
+    assert_eq!(t("https://other.host/items", Some("api.local")), None);
     assert_eq!(t("http://api.local/items", None), None);
     assert_eq!(t("http:items", Some("api.local")), None);
     assert_eq!(t("mailto:a@api.local", Some("api.local")), None);
