@@ -573,30 +573,23 @@ where
     B: MessageBody + 'static,
 {
     cache.stats().bypass(reason);
-    let target = uip_cache_core::rules::is_unsafe(req.method().as_str()).then(|| {
-        (
-            req.method().as_str().to_owned(),
-            req.path().to_owned(),
-            req.uri().query().map(str::to_owned),
-            authority(&req).map(str::to_owned),
-        )
-    });
+    // Noted from the same view as the key (scheme, host), before the
+    // request goes: core decides what its success invalidates.
+    let target = uip_cache_core::rules::is_unsafe(req.method().as_str())
+        .then(|| cache.unsafe_request(&view(&req, &Headers(req.headers()))))
+        .flatten();
     let mut res = svc
         .call(req)
         .await?
         .map_body(|_, b| CacheBody::passthrough(b));
 
-    if let Some((method, path, query, host)) = target {
-        let locations: Vec<String> = [LOCATION, CONTENT_LOCATION]
+    if let Some(target) = target {
+        let locations: Vec<&str> = [LOCATION, CONTENT_LOCATION]
             .iter()
             .filter_map(|h| res.headers().get(h)?.to_str().ok())
-            .filter_map(|l| uip_cache_core::rules::same_host_path(l, host.as_deref()))
             .collect();
-        let refs: Vec<&str> = locations.iter().map(String::as_str).collect();
-        let none: [(&str, &str); 0] = [];
-        let v = RequestView::new(&method, &path, &none).query(query.as_deref());
         cache
-            .invalidate_after_unsafe(&v, res.status().as_u16(), &refs)
+            .invalidate_after_unsafe(&target, res.status().as_u16(), &locations)
             .await;
     }
     outgoing(&cache, &mut res, Forward::bypass(reason));

@@ -602,6 +602,8 @@ impl FetchTicket {
                     cache.stats().uncacheable(reason);
                     cache.remove_entry(&plan, &view, &entry).await;
                 }
+                // This client's answer only: the shared entry stays as it was.
+                Freshened::Keep(reason) => cache.stats().uncacheable(reason),
             }
             drop(guard);
             return match cache.respond(&entry, &view, XCache::Expired, response_time) {

@@ -842,6 +842,8 @@ impl HttpCache {
         let policy = self.policy(plan);
         // The policy's tags, and those the origin gave (Surrogate-Key, ...).
         let mut tags = policy.entry_tags(&plan.params, req.path);
+        // The tag unsafe requests to this URL on this host remove.
+        tags.push(policy.key_spec().target_tag(req));
         tags.append(&mut entry.tags);
         tags.sort();
         tags.dedup();
@@ -1332,24 +1334,17 @@ impl HttpCache {
         Ok((plan, n))
     }
 
-    /// After an unsafe request (POST, PUT, PATCH, DELETE) succeeded, removes the
-    /// entries of its target URI and of same-host `Location` /
-    /// `Content-Location` paths (RFC 9111 section 4.4). Store failures are
-    /// logged and counted.
-    pub async fn invalidate_after_unsafe(
-        &self,
-        req: &RequestView<'_>,
-        status: u16,
-        locations: &[&str],
-    ) -> u64 {
-        if !self.inner.config.defaults.invalidate_on_unsafe
-            || !rules::is_unsafe(req.method)
-            || !(200..400).contains(&status)
-        {
-            return 0;
+    /// What an unsafe request (POST, PUT, PATCH, DELETE, ...) will
+    /// invalidate if it succeeds, noted from its view before it goes to the
+    /// origin (the view holds the scheme and host the key holds); `None` when
+    /// it invalidates nothing: a safe method, `invalidate_on_unsafe: false`,
+    /// or a POST to a policy that caches POST by its body (a query, such as
+    /// SPARQL or GraphQL, not a write). Pass it to
+    /// [`HttpCache::invalidate_after_unsafe`] with the origin's answer.
+    pub fn unsafe_request(&self, req: &RequestView<'_>) -> Option<UnsafeRequest> {
+        if !self.inner.config.defaults.invalidate_on_unsafe || !rules::is_unsafe(req.method) {
+            return None;
         }
-        // A POST to a policy that caches POST by its body is a query (SPARQL,
-        // GraphQL), not a write: it leaves the cached answers alone.
         if self
             .inner
             .policies
@@ -1358,35 +1353,95 @@ impl HttpCache {
                 m.policy().key_spec().uses_body() && m.policy().allows_method(req.method)
             })
         {
+            return None;
+        }
+        Some(UnsafeRequest {
+            scheme: req.scheme.map(str::to_owned),
+            authority: req.authority.map(str::to_owned),
+            path: req.path.to_owned(),
+            query: req.query.map(str::to_owned),
+        })
+    }
+
+    /// After an unsafe request succeeded (2xx, 3xx), removes the entries of
+    /// its target URI and of the `Location` / `Content-Location` values
+    /// (`locations`, as the origin sent them) on the target's origin (RFC 9111
+    /// section 4.4), and returns how many went.
+    ///
+    /// Only the request's own host is touched when keys hold the host
+    /// (`key.include_host`, the default): the entries are found by their
+    /// [`KeySpec::target_tag`](crate::KeySpec::target_tag), so a write on
+    /// `attacker.example` never removes `victim.example`'s entries, and a
+    /// `Location` naming another origin is ignored. Fetches in flight for
+    /// these entries are not stored when they arrive. Store failures are
+    /// logged and counted.
+    pub async fn invalidate_after_unsafe(
+        &self,
+        req: &UnsafeRequest,
+        status: u16,
+        locations: &[&str],
+    ) -> u64 {
+        if !(200..400).contains(&status) {
             return 0;
         }
+        let tags = self.unsafe_targets(req, locations);
         self.inner.stats.invalidation(InvalidationKind::Unsafe);
-        let mut targets = vec![match req.query {
-            Some(q) => format!("{}?{q}", req.path),
-            None => req.path.to_owned(),
-        }];
-        targets.extend(
-            locations
-                .iter()
-                .filter(|l| l.starts_with('/'))
-                .map(|l| (*l).to_owned()),
-        );
-        let mut n = 0;
-        for t in targets {
-            let pattern = UrlPattern::exact(&t);
-            // Deleted even when the shared record failed (RFC 9111 4.4: the
-            // target must go); the failure is counted and logged.
-            let _ = self.note(Invalidation::Pattern(pattern.clone())).await;
-            if let Some(removed) = self
-                .guarded("invalidate", self.inner.store.invalidate_pattern(&pattern))
-                .await
-            {
-                n += removed;
-            }
+        if tags.is_empty() {
+            return 0;
         }
+        // Deleted even when the shared record failed (RFC 9111 4.4: the
+        // target must go); the failure is counted and logged.
+        let _ = self.note(Invalidation::Tags(tags.clone())).await;
+        let n = self
+            .guarded("invalidate", self.inner.store.invalidate_tags(&tags))
+            .await
+            .unwrap_or(0);
         self.inner.stats.deleted(n);
         n
     }
+
+    /// The target tags an unsafe request's success removes: its own target's
+    /// and those of the same-origin locations, each under the policy its
+    /// URL falls in (no policy: nothing of it is cached).
+    fn unsafe_targets(&self, req: &UnsafeRequest, locations: &[&str]) -> Vec<String> {
+        let none: [(&str, &str); 0] = [];
+        let tag = |path: &str, query: Option<&str>| {
+            let m = self.inner.policies.find(path, query)?;
+            let view = RequestView::new("GET", path, &none)
+                .query(query)
+                .authority(req.authority.as_deref());
+            Some(m.policy().key_spec().target_tag(&view))
+        };
+        let mut tags: Vec<String> = tag(&req.path, req.query.as_deref()).into_iter().collect();
+        for l in locations {
+            let Some(url) = rules::same_origin_target(
+                l,
+                req.scheme.as_deref(),
+                req.authority.as_deref(),
+                &req.path,
+            ) else {
+                continue;
+            };
+            let (path, query) = match url.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (url.as_str(), None),
+            };
+            tags.extend(tag(path, query));
+        }
+        tags.sort();
+        tags.dedup();
+        tags
+    }
+}
+
+/// An unsafe request on its way to the origin, as
+/// [`HttpCache::unsafe_request`] noted it: its scheme, host, path and query.
+#[derive(Clone, Debug)]
+pub struct UnsafeRequest {
+    scheme: Option<String>,
+    authority: Option<String>,
+    path: String,
+    query: Option<String>,
 }
 
 /// Whether the representation an entry gives depends on `Accept-Encoding`:

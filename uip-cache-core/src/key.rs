@@ -195,25 +195,7 @@ impl KeySpec {
             );
         }
         field(&mut h, F_PATH, req.path.as_bytes());
-
-        // Query: (name, value) pairs sorted by name; a stable sort keeps the
-        // order of repeated names, which APIs may give meaning to.
-        let mut pairs: Vec<(&str, Option<&str>)> = req
-            .query
-            .map(|q| query_pairs(q).collect())
-            .unwrap_or_default();
-        if let Some(only) = &self.query_params {
-            pairs.retain(|(n, _)| only.binary_search_by(|o| o.as_str().cmp(n)).is_ok());
-        }
-        pairs.sort_by(|a, b| a.0.cmp(b.0));
-        field(&mut h, F_QUERY, &(pairs.len() as u64).to_le_bytes());
-        for (n, v) in pairs {
-            field(&mut h, F_PARAM_NAME, n.as_bytes());
-            match v {
-                Some(v) => field(&mut h, F_PARAM_VALUE, v.as_bytes()),
-                None => field(&mut h, F_PARAM_NO_VALUE, b""),
-            }
-        }
+        self.hash_query(&mut h, req.query);
 
         header(&mut h, req, "accept");
         let mut names: Vec<&str> = self.headers.iter().map(String::as_str).collect();
@@ -250,13 +232,83 @@ impl KeySpec {
         let digest = h.finalize();
         let mut key = String::with_capacity(self.prefix.len() + 64);
         key.push_str(&self.prefix);
-        // Hex by hand: a table lookup per byte, no intermediate allocation.
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for b in digest {
-            key.push(HEX[(b >> 4) as usize] as char);
-            key.push(HEX[(b & 0xf) as usize] as char);
-        }
+        push_hex(&mut key, &digest);
         CacheKey(key)
+    }
+
+    /// The tag every entry stored for this host (when keys hold the host),
+    /// path and keyed query carries, whatever its method, headers and
+    /// `Vary`: `target:` and 32 hex digits of a SHA-256. Invalidation of a
+    /// target URI after an unsafe request removes this tag, so it reaches
+    /// the entries of that URI on that host and no other host's: the purge
+    /// is as narrow as the key, on every store, through its tag index.
+    ///
+    /// The scheme is left out (a write over `http` also removes what was
+    /// cached over `https` for the same host); `authority` is compared as
+    /// the key compares it (ASCII case-insensitively).
+    ///
+    /// ```
+    /// use uip_cache_core::{KeySpec, RequestView};
+    ///
+    /// let spec = KeySpec::default();
+    /// let h: [(&str, &str); 0] = [];
+    /// let a = RequestView::new("GET", "/x", &h).authority(Some("victim.example"));
+    /// let b = RequestView::new("POST", "/x", &h).authority(Some("VICTIM.example"));
+    /// let c = RequestView::new("POST", "/x", &h).authority(Some("attacker.example"));
+    /// assert_eq!(spec.target_tag(&a), spec.target_tag(&b));
+    /// assert_ne!(spec.target_tag(&a), spec.target_tag(&c));
+    /// assert!(spec.target_tag(&a).starts_with("target:"));
+    /// ```
+    pub fn target_tag(&self, req: &RequestView<'_>) -> String {
+        let mut h = Sha256::new();
+        h.update(TARGET_VERSION);
+        if self.include_host {
+            field(
+                &mut h,
+                F_AUTHORITY,
+                req.authority.unwrap_or("").to_ascii_lowercase().as_bytes(),
+            );
+        }
+        field(&mut h, F_PATH, req.path.as_bytes());
+        self.hash_query(&mut h, req.query);
+        let digest = h.finalize();
+        let mut tag = String::with_capacity(TARGET_TAG_PREFIX.len() + 32);
+        tag.push_str(TARGET_TAG_PREFIX);
+        push_hex(&mut tag, &digest[..16]);
+        tag
+    }
+
+    /// The keyed query: (name, value) pairs sorted by name; a stable sort
+    /// keeps the order of repeated names, which APIs may give meaning to.
+    fn hash_query(&self, h: &mut Sha256, query: Option<&str>) {
+        let mut pairs: Vec<(&str, Option<&str>)> =
+            query.map(|q| query_pairs(q).collect()).unwrap_or_default();
+        if let Some(only) = &self.query_params {
+            pairs.retain(|(n, _)| only.binary_search_by(|o| o.as_str().cmp(n)).is_ok());
+        }
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        field(h, F_QUERY, &(pairs.len() as u64).to_le_bytes());
+        for (n, v) in pairs {
+            field(h, F_PARAM_NAME, n.as_bytes());
+            match v {
+                Some(v) => field(h, F_PARAM_VALUE, v.as_bytes()),
+                None => field(h, F_PARAM_NO_VALUE, b""),
+            }
+        }
+    }
+}
+
+/// What [`KeySpec::target_tag`]s start with.
+pub const TARGET_TAG_PREFIX: &str = "target:";
+
+const TARGET_VERSION: &[u8] = b"uip-cache target v1";
+
+/// Hex by hand: a table lookup per byte, no intermediate allocation.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 0xf) as usize] as char);
     }
 }
 

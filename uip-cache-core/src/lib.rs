@@ -83,7 +83,7 @@ pub use flow::{After, Begin, FetchTicket, OwnedRequest, Recording};
 pub use forwarding::{ClientOrigin, Connection, TrustedProxies};
 pub use handle::{
     CachePlan, CachedBody, CachedResponse, Forward, HttpCache, InvalidateError, Lead, Plan, Start,
-    XCache,
+    UnsafeRequest, XCache,
 };
 pub use key::{CacheKey, KeySpec};
 

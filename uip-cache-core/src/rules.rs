@@ -455,17 +455,48 @@ pub enum Freshened {
     /// The 304 forbids keeping it (`no-store`, `private`, ...): remove the
     /// entry; the updated response still answers this one request.
     Remove(NoCacheReason),
+    /// The 304 answered a request carrying credentials the key does not hold
+    /// (`Cookie`, `Authorization`) and is not fit to share: it describes this
+    /// client's answer, not the shared entry, which is left as it is (neither
+    /// updated nor removed). The updated response answers this one request.
+    Keep(NoCacheReason),
+}
+
+/// Whether `req` carries credentials (`Cookie`, `Authorization`) that the
+/// entry's key does not hold: the origin's answer to it may be this client's
+/// alone, so it must not change an entry other clients share.
+fn unkeyed_credentials(policy: &Policy, req: &RequestView<'_>, vary: &[String]) -> bool {
+    ["cookie", "authorization"].iter().any(|&h| {
+        req.headers.first(h).is_some()
+            && !policy.key_spec().keys_header(h)
+            && !vary.iter().any(|v| v == h)
+    })
 }
 
 /// Updates a stored entry with a 304's headers and freshness (RFC 9111
 /// section 4.3.4). Per-client headers of the 304 (`Set-Cookie`) are not
-/// merged: they go to the client that caused the revalidation only.
+/// merged: they go to the client that caused the revalidation only, and
+/// neither block the update nor remove the entry.
+///
+/// Only the response decides to remove a shared entry: a 304 unfit to share
+/// because of this request's unkeyed credentials (or one naming another
+/// validator, which for such a request may be this client's representation)
+/// leaves it alone ([`Freshened::Keep`]), else any client could evict
+/// entries by revalidating them with a cookie.
 pub fn freshen(
     entry: &mut StoredResponse,
     policy: &Policy,
     req: &RequestView<'_>,
     resp: &OriginResponse<'_>,
 ) -> Freshened {
+    let per_client = unkeyed_credentials(policy, req, &entry.vary);
+    let unfit = |reason| {
+        if per_client {
+            Freshened::Keep(reason)
+        } else {
+            Freshened::Remove(reason)
+        }
+    };
     // A 304 naming another validator validated another representation
     // (RFC 9111 section 4.3.4): the stored one must not take its headers.
     if let Some(new) = resp.headers.first("etag") {
@@ -478,7 +509,7 @@ pub fn freshen(
             .as_deref()
             .is_none_or(|old| opaque(old) != opaque(new))
         {
-            return Freshened::Remove(NoCacheReason::Invalidated);
+            return unfit(NoCacheReason::Invalidated);
         }
     }
     let merged_in =
@@ -518,7 +549,7 @@ pub fn freshen(
         }
         Err(reason) => {
             entry.headers = headers;
-            Freshened::Remove(reason)
+            unfit(reason)
         }
     }
 }
@@ -602,23 +633,136 @@ pub fn accepts_gzip(headers: &dyn HeaderSource) -> bool {
     gzip.or(star).unwrap_or(false)
 }
 
-/// The path (and query) of a `Location` / `Content-Location` on the request's
-/// own host, for invalidation after an unsafe request; other hosts' URLs are
-/// not ours to invalidate (RFC 9111 section 4.4).
-pub fn same_host_path(location: &str, host: Option<&str>) -> Option<String> {
-    if location.starts_with('/') {
-        return Some(location.to_owned());
+/// The path and query (`/path?query`) a `Location` / `Content-Location`
+/// value names, resolved against the request's target (RFC 3986 section 5),
+/// when it is on the target's host and port: RFC 9111 section 4.4 forbids
+/// invalidating a URI of another origin. `None` for another host or port, for
+/// a scheme other than `http` and `https`, for an absolute URI when the
+/// target's authority is unknown, and for an empty reference (the target
+/// itself, invalidated anyway).
+///
+/// The scheme is not compared: the purge does not tell schemes apart (see
+/// [`KeySpec::target_tag`](crate::KeySpec::target_tag)), and behind a proxy
+/// that ends TLS the origin writes `https` URLs for requests the cache sees
+/// over `http`. Default ports count as absent (`:80` for `http`, `:443` for
+/// `https`, each for its own scheme).
+///
+/// ```
+/// use uip_cache_core::rules::same_origin_target;
+///
+/// let t = |l| same_origin_target(l, Some("https"), Some("api.example"), "/items/7");
+/// assert_eq!(t("/items/8?x=1").as_deref(), Some("/items/8?x=1"));
+/// assert_eq!(t("https://API.example:443/a").as_deref(), Some("/a"));
+/// assert_eq!(t("../lists/1").as_deref(), Some("/lists/1"));
+/// assert_eq!(t("https://victim.example/items/7"), None);
+/// assert_eq!(t("//victim.example/items/7"), None);
+/// assert_eq!(t("https://api.example:8443/items/7"), None);
+/// ```
+pub fn same_origin_target(
+    location: &str,
+    scheme: Option<&str>,
+    authority: Option<&str>,
+    target_path: &str,
+) -> Option<String> {
+    let scheme = scheme.unwrap_or("http");
+    let location = location.trim();
+    let location = location.split_once('#').map_or(location, |(l, _)| l);
+    if location.is_empty() {
+        return None;
     }
-    let rest = location
-        .strip_prefix("https://")
-        .or_else(|| location.strip_prefix("http://"))?;
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
-        Some(i) => (&rest[..i], rest[i..].to_owned()),
-        None => (rest, "/".to_owned()),
+    let (loc_scheme, rest) = match location.split_once(':') {
+        Some((s, rest))
+            if s.starts_with(|c: char| c.is_ascii_alphabetic())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            (Some(s), rest)
+        }
+        _ => (None, location),
     };
-    host.is_some_and(|h| h.eq_ignore_ascii_case(authority))
-        .then_some(path)
+    if loc_scheme
+        .is_some_and(|s| !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https"))
+    {
+        return None;
+    }
+    let reference = match rest.strip_prefix("//") {
+        Some(after) => {
+            let end = after.find(['/', '?']).unwrap_or(after.len());
+            let ours = authority.map(|a| origin_authority(a, scheme))?;
+            if origin_authority(&after[..end], loc_scheme.unwrap_or(scheme)) != ours {
+                return None;
+            }
+            match &after[end..] {
+                "" => "/",
+                r => r,
+            }
+        }
+        // `http:path` without `//` names no authority: not one we can compare.
+        None if loc_scheme.is_some() => return None,
+        None => rest,
+    };
+    let (path, query) = match reference.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (reference, None),
+    };
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else if path.is_empty() {
+        // `?q`: the target's path with another query.
+        target_path.to_owned()
+    } else {
+        // A relative path: merged with the target's directory.
+        let dir = &target_path[..target_path.rfind('/').map_or(0, |i| i + 1)];
+        format!("{}{path}", if dir.is_empty() { "/" } else { dir })
+    };
+    let mut out = remove_dot_segments(&path);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Some(out)
+}
+
+/// An authority as an origin compares it: without user information, lower
+/// case, without the scheme's default port.
+fn origin_authority(authority: &str, scheme: &str) -> String {
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host.to_ascii_lowercase();
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        ":443"
+    } else {
+        ":80"
+    };
+    match host.strip_suffix(default) {
+        Some(h) => h.to_owned(),
+        None => host.strip_suffix(':').map_or(host.clone(), str::to_owned),
+    }
+}
+
+/// RFC 3986 section 5.2.4, for an absolute path.
+fn remove_dot_segments(path: &str) -> String {
+    if !path.split('/').any(|s| s == "." || s == "..") {
+        return path.to_owned();
+    }
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *seg {
+            "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => {
+                out.push(s);
+                continue;
+            }
+        }
+        if last {
+            out.push("");
+        }
+    }
+    format!("/{}", out.join("/"))
 }
 
 /// Whether a method is unsafe and, on success, invalidates its target (RFC 9111 section 4.4).

@@ -21,15 +21,6 @@ impl HeaderSource for HeaderMapRef<'_> {
     }
 }
 
-/// The request's host: from the URI, else the `Host` header.
-pub(crate) fn authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
-    uri.authority().map(|a| a.as_str()).or_else(|| {
-        headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-    })
-}
-
 /// The URI the client sent. Under axum's `Router::nest` the inner router
 /// sees the path without the nest prefix; keying on that would let one layer
 /// shared by two nested routers mix their entries, so the original URI

@@ -14,7 +14,7 @@ use uip_cache_core::{
 };
 
 use crate::body::CacheBody;
-use crate::headers::{authority, client_uri, extend, guard, header_list, view, HeaderMapRef};
+use crate::headers::{extend, guard, header_list, view, HeaderMapRef};
 use crate::request_body::{read_limited, Read, RequestBody};
 
 /// The service [`CacheLayer`](crate::CacheLayer) wraps around an origin.
@@ -302,28 +302,22 @@ where
     ResBody: Body,
 {
     cache.stats().bypass(reason);
-    let target = rules::is_unsafe(parts.method.as_str()).then(|| {
-        let uri = client_uri(&parts.uri, &parts.extensions).clone();
-        let host = authority(&uri, &parts.headers).map(str::to_owned);
-        (parts.method.clone(), uri, host)
-    });
+    // Noted from the same view as the key (scheme, host), before the
+    // request goes: core decides what its success invalidates.
+    let target = rules::is_unsafe(parts.method.as_str())
+        .then(|| {
+            let hs = HeaderMapRef(&parts.headers);
+            cache.unsafe_request(&view(&cache, &parts.method, &parts.uri, &parts.extensions, &hs))
+        })
+        .flatten();
     let resp = inner.call(Request::from_parts(parts, body)).await?;
-    if let Some((method, uri, host)) = target {
-        let locations: Vec<String> = [LOCATION, CONTENT_LOCATION]
+    if let Some(target) = target {
+        let locations: Vec<&str> = [LOCATION, CONTENT_LOCATION]
             .iter()
             .filter_map(|h| resp.headers().get(h)?.to_str().ok())
-            .filter_map(|l| rules::same_host_path(l, host.as_deref()))
             .collect();
-        let refs: Vec<&str> = locations.iter().map(String::as_str).collect();
-        let empty = HeaderMap::new();
-        let hs = HeaderMapRef(&empty);
-        let none = http::Extensions::new();
         cache
-            .invalidate_after_unsafe(
-                &view(&cache, &method, &uri, &none, &hs),
-                resp.status().as_u16(),
-                &refs,
-            )
+            .invalidate_after_unsafe(&target, resp.status().as_u16(), &locations)
             .await;
     }
     Ok(passthrough(&cache, resp, Forward::bypass(reason)))

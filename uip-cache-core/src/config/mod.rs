@@ -481,7 +481,9 @@ pub struct DefaultsConfig {
     pub stale_if_error: Option<Seconds>,
     /// How long requests for a key being fetched wait before going to the origin themselves (default 5s).
     pub lock_timeout: Seconds,
-    /// Successful POST, PUT, PATCH, DELETE invalidate their target URI (default true).
+    /// Successful POST, PUT, PATCH, DELETE invalidate their target URI and
+    /// the same-origin `Location` / `Content-Location`, on the request's own
+    /// host when keys hold the host (default true).
     pub invalidate_on_unsafe: bool,
     /// Targeted cache-control fields (RFC 9213) this cache obeys, first
     /// present (and valid) wins over `Cache-Control` and `Expires` (default

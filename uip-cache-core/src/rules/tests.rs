@@ -255,21 +255,55 @@ fn accept_encoding() {
 }
 
 #[test]
-fn locations_on_the_same_host_only() {
-    assert_eq!(same_host_path("/items/7", None), Some("/items/7".into()));
+fn locations_on_the_same_origin_only() {
+    let t = |l: &str, a: Option<&str>| same_origin_target(l, Some("http"), a, "/items/7");
+    assert_eq!(t("/items/7", None), Some("/items/7".into()));
     assert_eq!(
-        same_host_path("http://api.local/items/7?x=1", Some("api.local")),
+        t("http://api.local/items/7?x=1", Some("api.local")),
         Some("/items/7?x=1".into())
     );
+    assert_eq!(t("HTTP://API.local", Some("api.local")), Some("/".into()));
     assert_eq!(
-        same_host_path("https://API.local", Some("api.local")),
-        Some("/".into())
+        t("http://api.local:80/a", Some("api.local")),
+        Some("/a".into())
     );
     assert_eq!(
-        same_host_path("http://other.host/items", Some("api.local")),
-        None
+        t("http://u@api.local/a#f", Some("api.local")),
+        Some("/a".into())
     );
-    assert_eq!(same_host_path("items/7", Some("api.local")), None);
+    assert_eq!(t("http://api.local:8080/a", Some("api.local")), None);
+    assert_eq!(t("http://api.local/a", Some("api.local:8080")), None);
+    assert_eq!(
+        t("http://api.local:8080/a", Some("API.local:8080")),
+        Some("/a".into())
+    );
+    // The scheme is not compared (the purge does not tell schemes apart);
+    // each side's default port is its own scheme's.
+    assert_eq!(
+        t("https://api.local/items", Some("api.local")),
+        Some("/items".into())
+    );
+    assert_eq!(
+        t("https://api.local:443/i", Some("api.local:80")),
+        Some("/i".into())
+    );
+    assert_eq!(t("https://api.local:80/i", Some("api.local")), None);
+    // Another host or port, or no authority to compare with: not ours.
+    assert_eq!(t("http://other.host/items", Some("api.local")), None);
+    assert_eq!(t("//other.host/items", Some("api.local")), None);
+    assert_eq!(t("https://other.host/items", Some("api.local")), None);
+    assert_eq!(t("http://api.local/items", None), None);
+    assert_eq!(t("http:items", Some("api.local")), None);
+    assert_eq!(t("mailto:a@api.local", Some("api.local")), None);
+    assert_eq!(t("", Some("api.local")), None);
+    assert_eq!(t("#frag", Some("api.local")), None);
+    // Relative references resolve against the target.
+    assert_eq!(t("8", None), Some("/items/8".into()));
+    assert_eq!(t("./8?a=1", None), Some("/items/8?a=1".into()));
+    assert_eq!(t("../../../x", None), Some("/x".into()));
+    assert_eq!(t("?page=2", None), Some("/items/7?page=2".into()));
+    assert_eq!(t("/a/b/../c/./d/..", None), Some("/a/c/".into()));
+    assert_eq!(t("//api.local", Some("api.local")), Some("/".into()));
 }
 
 // ===== rules from the correctness review =====
@@ -762,4 +796,72 @@ fn origin_tag_headers_tag_the_entry_bounded_and_are_not_stored() {
     .unwrap();
     assert_eq!(e.tags.len(), MAX_ORIGIN_TAGS);
     assert!(e.tags.iter().all(|t| t.len() <= MAX_ORIGIN_TAG_LEN));
+}
+
+/// A 304 for a request carrying credentials the key does not hold is this
+/// client's answer: whatever it says, the shared entry is neither updated
+/// nor removed. Without credentials, the response alone decides.
+#[test]
+fn a_304_to_a_request_with_unkeyed_credentials_leaves_the_shared_entry_alone() {
+    let ttl = policy("    ttl: 60\n");
+    let keyed = policy("    ttl: 60\n    vary_by: [\"header:cookie\"]\n");
+    let now = SystemTime::now();
+    // Lives on the policy TTL: no freshness of its own.
+    let stored = admit_with(&ttl, &[], 200, &[("etag", "\"v\"")]).unwrap();
+    let respond = |p: &Policy, req_h: &[(&str, &str)], resp_h: &[(&str, &str)]| {
+        let h: Vec<(String, String)> = resp_h
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let list: Vec<(FieldName, Bytes)> = resp_h
+            .iter()
+            .map(|(n, v)| (n.to_string().into(), Bytes::from(v.to_string())))
+            .collect();
+        let req_h = req_h.to_vec();
+        let req = RequestView::new("GET", "/p", &req_h);
+        let mut e = stored.clone();
+        let out = freshen(&mut e, p, &req, &origin_304(&list, &h, now));
+        (out, e)
+    };
+    let cookie = [("cookie", "session=mallory")];
+    let auth = [("authorization", "Bearer mallory")];
+    for creds in [&cookie[..], &auth[..]] {
+        for resp in [
+            &[("etag", "\"v\"")][..],
+            &[("etag", "\"v\""), ("cache-control", "private")][..],
+            &[("etag", "\"v\""), ("cache-control", "no-store")][..],
+            &[("etag", "\"other\"")][..],
+        ] {
+            let (out, _) = respond(&ttl, creds, resp);
+            assert!(
+                matches!(out, Freshened::Keep(_)),
+                "{creds:?} {resp:?}: {out:?}"
+            );
+        }
+        // The origin's own permission to share makes the 304 fit to update.
+        let (out, e) = respond(&ttl, creds, &[("cache-control", "public, max-age=30")]);
+        assert!(matches!(out, Freshened::Store), "{creds:?}: {out:?}");
+        assert_eq!(e.freshness_lifetime, Duration::from_secs(30));
+    }
+    // A key holding the cookie makes the entry this cookie's: the response decides.
+    let stored_keyed = admit_with(&keyed, &cookie, 200, &[("etag", "\"v\"")]).unwrap();
+    let h = vec![("cache-control".to_string(), "private".to_string())];
+    let list: Vec<(FieldName, Bytes)> = vec![("cache-control".into(), Bytes::from("private"))];
+    let req_h = cookie.to_vec();
+    let req = RequestView::new("GET", "/p", &req_h);
+    let mut e = stored_keyed.clone();
+    assert!(matches!(
+        freshen(&mut e, &keyed, &req, &origin_304(&list, &h, now)),
+        Freshened::Remove(NoCacheReason::Private)
+    ));
+    // Without credentials, the response decides; a Set-Cookie on the 304 is
+    // this client's state: neither stored nor a reason to remove.
+    let (out, _) = respond(&ttl, &[], &[("cache-control", "no-store")]);
+    assert!(matches!(
+        out,
+        Freshened::Remove(NoCacheReason::ResponseNoStore)
+    ));
+    let (out, e) = respond(&ttl, &[], &[("set-cookie", "session=new")]);
+    assert!(matches!(out, Freshened::Store), "{out:?}");
+    assert!(e.header("set-cookie").is_none());
 }

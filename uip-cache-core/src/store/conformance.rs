@@ -19,7 +19,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::{HealthStatus, PutOptions, Store};
+use crate::key::KeySpec;
 use crate::pattern::UrlPattern;
+use crate::request::RequestView;
 
 /// A unique namespace for one check.
 fn ns(check: &str) -> String {
@@ -47,6 +49,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     tags(&*store).await;
     tags_replaced_on_overwrite(&*store).await;
     patterns(&*store).await;
+    unsafe_purge_is_host_scoped(&*store).await;
     soft_purge(&*store).await;
     keys_count_counts_entries(&*store).await;
     health_and_memory(&*store).await;
@@ -445,6 +448,88 @@ pub async fn patterns(store: &dyn Store) {
         "patterns: no match"
     );
     assert!(present("other").await, "patterns: unrelated path kept");
+}
+
+/// The purge after an unsafe request (RFC 9111 section 4.4) removes the
+/// entries of its target URI on its own host only: a `POST /x` on
+/// `attacker.example` leaves `victim.example`'s `/x`, while one on
+/// `victim.example` removes every entry of that URL there (each variant),
+/// and no other URL's. Entries are tagged as the cache tags them (the
+/// host-less `path:` tag, and the [`KeySpec::target_tag`] the purge removes),
+/// and read once before the purge, so that a tiered store has them in its
+/// first level too.
+pub async fn unsafe_purge_is_host_scoped(store: &dyn Store) {
+    let n = ns("unsafe-purge");
+    let path = format!("/{n}/x");
+    let spec = KeySpec::default();
+    let none: [(&str, &str); 0] = [];
+    let target = |host: &str, query: Option<&str>| {
+        spec.target_tag(
+            &RequestView::new("GET", &path, &none)
+                .query(query)
+                .authority(Some(host)),
+        )
+    };
+    let entries = [
+        ("victim", "victim.example", None),
+        ("victim-variant", "victim.example", None),
+        ("victim-query", "victim.example", Some("page=2")),
+        ("attacker", "attacker.example", None),
+    ];
+    for (id, host, query) in entries {
+        let tags = vec![format!("path:{path}"), target(host, query)];
+        let k = format!("{n}:{id}");
+        store
+            .put(
+                &k,
+                Bytes::from_static(b"v"),
+                PutOptions::new(MINUTE, &path).tags(&tags).query(query),
+            )
+            .await
+            .expect("put");
+        assert!(store.get(&k).await.expect("get").is_some(), "put {id}");
+    }
+    let present = |id: &str| {
+        let k = format!("{n}:{id}");
+        async move { store.get(&k).await.expect("get").is_some() }
+    };
+
+    // POST /x on attacker.example: its own entry only.
+    assert_eq!(
+        store
+            .invalidate_tags(&[target("Attacker.Example", None)])
+            .await
+            .expect("invalidate"),
+        1,
+        "unsafe purge: the attacker's host"
+    );
+    assert!(
+        !present("attacker").await,
+        "unsafe purge: attacker's entry removed"
+    );
+    for id in ["victim", "victim-variant", "victim-query"] {
+        assert!(
+            present(id).await,
+            "unsafe purge: {id} kept after another host's write"
+        );
+    }
+    // POST /x on victim.example: both variants of /x, not /x?page=2.
+    assert_eq!(
+        store
+            .invalidate_tags(&[target("victim.example", None)])
+            .await
+            .expect("invalidate"),
+        2,
+        "unsafe purge: the victim's host"
+    );
+    assert!(
+        !present("victim").await && !present("victim-variant").await,
+        "unsafe purge: every variant of the target removed"
+    );
+    assert!(
+        present("victim-query").await,
+        "unsafe purge: another query kept"
+    );
 }
 
 /// `len` grows by the number of new entries.
