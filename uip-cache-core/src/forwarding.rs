@@ -76,8 +76,9 @@ pub const FORWARDING_HEADERS: [&str; 24] = [
 const FORWARDED: usize = 0;
 const X_FORWARDED_HOST: usize = 1;
 const X_FORWARDED_PROTO: usize = 2;
-/// The first of the headers that name the client's address: from there to
-/// the index below they vary per client and are never keyed.
+// Indices of the headers that name the client's address
+// (`X-Forwarded-For`, then `X-Real-IP` to `X-Cluster-Client-IP`): they vary
+// per client, so they are never keyed.
 const ADDRESSES: std::ops::Range<usize> = 3..4;
 const MORE_ADDRESSES: std::ops::Range<usize> = 12..16;
 

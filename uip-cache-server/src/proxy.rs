@@ -31,7 +31,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use uip_cache_core::Connection;
+use uip_cache_core::{Connection, TrustedProxies};
 
 /// The body of a proxied response: the backend's, streamed, or a short
 /// error of the proxy's own.
@@ -269,27 +269,50 @@ impl tower::Service<Request<UpstreamBody>> for Upstream {
     }
 }
 
+/// Core's header lookup over the request on its way to the backend.
+struct Fields<'a>(&'a HeaderMap);
+
+impl uip_cache_core::HeaderSource for Fields<'_> {
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for v in self.0.get_all(name) {
+            f(v.as_bytes());
+        }
+    }
+
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(HeaderValue::as_bytes)
+    }
+}
+
+/// The scheme and host the cache keyed a request on, read again from what
+/// is left of it: the cache layer removed every forwarding header it did
+/// not believe, so whatever is here is believed.
+fn keyed_origin(headers: &HeaderMap, tls: bool) -> (&'static str, Option<String>) {
+    static EVERYONE: std::sync::LazyLock<TrustedProxies> = std::sync::LazyLock::new(|| {
+        ["0.0.0.0/0", "::/0"]
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect()
+    });
+    let anyone = Connection::new(Some(std::net::SocketAddr::from(([0, 0, 0, 0], 0))), tls);
+    let fields = Fields(headers);
+    let o = EVERYONE.client_origin(&anyone, None, &fields);
+    (o.scheme, o.host.map(str::to_owned))
+}
+
 impl Upstream {
     async fn forward(&self, mut req: Request<UpstreamBody>) -> Response<ProxyBody> {
         let Ok(target) = self.target(req.uri()) else {
             return error_response(StatusCode::BAD_REQUEST, "the request target is not valid");
         };
         let client = req.extensions().get::<Connection>().copied();
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned);
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
         // Only a trusted proxy's forwarding headers are still here (the
         // cache layer removed everyone else's): they are passed on, and
-        // ours are added where it sent none.
-        let scheme = if client.is_some_and(|c| c.tls) {
-            "https"
-        } else {
-            "http"
-        };
+        // ours are added where it sent none, naming the scheme and host
+        // the cache keyed on.
+        let (scheme, host) = keyed_origin(headers, client.is_some_and(|c| c.tls));
         let proxied = ["forwarded", X_FORWARDED_HOST, X_FORWARDED_PROTO]
             .iter()
             .any(|n| headers.contains_key(*n));

@@ -231,6 +231,8 @@ async fn a_trusted_proxy_is_believed_and_what_it_says_is_keyed() {
     let f = [("forwarded", "for=203.0.113.7;host=c.example;proto=https")];
     let (x_cache, body) = get(addr, "/shop", &f).await;
     assert_eq!(x_cache, "MISS");
+    // The X-Forwarded-* the proxy adds name what it keyed on.
+    assert!(body.starts_with("link: https://c.example:/shop"), "{body}");
     assert!(
         body.contains("forwarded: for=203.0.113.7;host=c.example;proto=https, for=127.0.0.1"),
         "{body}"

@@ -213,7 +213,12 @@ fn a_trusted_peer_is_believed_as_frameworks_read_it() {
 fn trusted_headers_frameworks_would_read_differently_are_removed() {
     let t = trusted(&["10.0.0.0/8"]);
     let p = from("10.0.0.1");
-    let cases: [(&[(&str, &str)], &str, &str); 9] = [
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        &'static str,
+    );
+    let cases: [Case; 9] = [
         (&[("forwarded", "host= evil")], "forwarded", "in"),
         // actix-web finds host= in a later element, axum-extra does not.
         (
