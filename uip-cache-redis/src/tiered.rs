@@ -282,8 +282,7 @@ async fn subscribe(weak: Weak<Inner>) {
                 let pinger = async {
                     loop {
                         tokio::time::sleep(ping_every).await;
-                        match tokio::time::timeout(ping_every, sink.ping::<redis::Value>()).await
-                        {
+                        match tokio::time::timeout(ping_every, sink.ping::<redis::Value>()).await {
                             Ok(Ok(_)) => {}
                             Ok(Err(e)) => return format!("ping failed: {e}"),
                             Err(_) => return format!("no answer to a ping within {ping_every:?}"),

@@ -104,7 +104,9 @@ impl Eviction {
                 }
             }
             None if was == UNSAFE => {
-                tracing::warn!("redis eviction policy is safe for purges again: the store is back in use");
+                tracing::warn!(
+                    "redis eviction policy is safe for purges again: the store is back in use"
+                );
             }
             None => {}
         }

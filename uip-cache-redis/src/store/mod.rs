@@ -307,7 +307,6 @@ impl RedisStore {
         .map(drop)
     }
 
-
     /// A client for a pub/sub connection.
     pub(crate) fn pubsub_client(&self) -> RedisResult<redis::Client> {
         redis::Client::open(self.inner.pubsub_url.as_str())
@@ -960,7 +959,8 @@ impl Store for RedisStore {
     fn health(&self) -> StoreFuture<'_, StoreHealth> {
         Box::pin(async move {
             // The eviction policy is read again at every health check.
-            let checked = tokio::time::timeout(self.inner.op_timeout * 5, self.check_eviction()).await;
+            let checked =
+                tokio::time::timeout(self.inner.op_timeout * 5, self.check_eviction()).await;
             if let Ok(Ok(Some(reason))) = checked {
                 return Ok(StoreHealth::new(
                     HealthStatus::Down,
