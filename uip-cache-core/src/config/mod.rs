@@ -139,11 +139,12 @@ pub struct StoreConfig {
     #[serde(default = "default_store_timeout")]
     pub timeout: Seconds,
     /// How long one purge (by tag, URL, pattern, webhook event, or after an
-    /// unsafe request) may work in the store, all its pages and its
-    /// messages to other instances together (default 10s). A purge is not
-    /// cut by `timeout`: it pages through Redis for as long as this allows,
-    /// and one that stops part-way is reported as an error (the admin API
-    /// answers 503 with what was done, so webhook senders retry).
+    /// unsafe request) may page through the store (default 10s); its
+    /// record in the shared invalidation log and its messages to other
+    /// instances get as long each. A purge is not cut by `timeout`, and one
+    /// that stops part-way is reported as an error (the admin API answers
+    /// 503 with what was done, so webhook senders retry; running it again
+    /// finishes the work).
     #[serde(default = "default_purge_timeout")]
     pub purge_timeout: Seconds,
     /// The in-process tier of `type: tiered`.
