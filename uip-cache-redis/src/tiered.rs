@@ -208,9 +208,9 @@ impl TieredStore {
             }
         }
         let result = l2.await;
-        rest.store = None;
         self.inner.drop_from_l1(&rest.what).await;
         let published = self.publish(&line).await;
+        rest.store = None;
         let value = result?;
         published.map(|()| value)
     }

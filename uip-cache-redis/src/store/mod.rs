@@ -958,22 +958,28 @@ impl Store for RedisStore {
 
     fn health(&self) -> StoreFuture<'_, StoreHealth> {
         Box::pin(async move {
-            // The eviction policy is read again at every health check.
-            let checked =
-                tokio::time::timeout(self.inner.op_timeout * 5, self.check_eviction()).await;
-            if let Ok(Ok(Some(reason))) = checked {
-                return Ok(StoreHealth::new(
-                    HealthStatus::Down,
-                    self.backend(),
-                    Some(reason),
-                ));
-            }
             if self.inner.breaker.is_open() {
                 return Ok(StoreHealth::new(
                     HealthStatus::Down,
                     self.backend(),
                     Some("circuit open after repeated failures".into()),
                 ));
+            }
+            // The eviction policy is read again at every health check.
+            let down = |detail: String| {
+                Ok(StoreHealth::new(
+                    HealthStatus::Down,
+                    self.backend(),
+                    Some(detail),
+                ))
+            };
+            match tokio::time::timeout(self.inner.op_timeout * 5, self.check_eviction()).await {
+                Ok(Ok(None)) => {}
+                Ok(Ok(Some(reason))) => return down(reason),
+                Ok(Err(e)) => {
+                    return down(StoreError::new(StoreErrorKind::Connection, e).to_string())
+                }
+                Err(_) => return down(StoreError::from_kind(StoreErrorKind::Timeout).to_string()),
             }
             let ping = self
                 .query::<String>(self.inner.op_timeout * 5, &redis::cmd("PING"))
