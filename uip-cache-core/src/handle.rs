@@ -1032,12 +1032,14 @@ impl HttpCache {
             }
         }
         // Part of the purge: bounded by its deadline, not the request path's.
+        let started = Instant::now();
         let recorded = tokio::time::timeout(
             self.purge_timeout(),
             self.inner.store.record_invalidation(&line),
         )
         .await
         .unwrap_or_else(|_| Err(StoreError::from_kind(crate::store::StoreErrorKind::Timeout)));
+        self.inner.stats.store_op(started.elapsed());
         recorded.inspect_err(|e| {
             self.inner.stats.store_error();
             tracing::warn!(error = %e, "the shared invalidation record failed: instances sharing the store may store a fetch that was in flight");
