@@ -2,11 +2,14 @@
 //! processes (one per test on a free port, or three joined into a cluster,
 //! killed on drop; skipped locally when `redis-server` is not installed, a
 //! failure in CI where `CI` is set), what a mock origin answers ([`Reply`]),
-//! and a store that fails or hangs ([`FailingStore`]).
+//! a store that fails or hangs ([`FailingStore`]), and a TCP proxy that can
+//! freeze a connection without closing it ([`FreezableProxy`]).
 
 pub mod exposition;
+mod freeze;
 mod origin;
 
+pub use freeze::FreezableProxy;
 pub use origin::{FailingStore, Reply};
 
 use std::io::{Read, Write};

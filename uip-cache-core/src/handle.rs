@@ -280,6 +280,9 @@ pub struct CachePlan {
     epoch: u64,
     /// The shared store's invalidation counter when the fetch started.
     store_epoch: Option<u64>,
+    /// Reading that counter failed: what other instances invalidate
+    /// meanwhile cannot be known, so the response is not stored.
+    store_epoch_unknown: bool,
 }
 
 /// What the local leader of a key should do once instances sharing the store
@@ -464,6 +467,10 @@ impl HttpCache {
         self.inner.config.store.timeout.get()
     }
 
+    fn purge_timeout(&self) -> Duration {
+        self.inner.config.store.purge_timeout.get()
+    }
+
     /// Where an adapter starts with a request whose body it has not read:
     /// its [`Plan`], or first the body to read, with one policy match for
     /// both questions.
@@ -515,6 +522,7 @@ impl HttpCache {
             request_cc,
             epoch: self.inner.epoch.load(Ordering::Acquire),
             store_epoch: None,
+            store_epoch_unknown: false,
         })
     }
 
@@ -760,6 +768,7 @@ impl HttpCache {
     /// what other instances invalidate meanwhile is not stored afterwards.
     pub(crate) async fn note_store_epoch(&self, plan: &mut CachePlan) {
         plan.store_epoch = self.guarded("epoch", self.inner.store.epoch()).await;
+        plan.store_epoch_unknown = plan.store_epoch.is_none();
     }
 
     /// Decides whether the origin's response may be stored, counting the reason when not.
@@ -1190,12 +1199,19 @@ impl HttpCache {
                 recent.pop_front();
             }
         }
-        self.guarded(
-            "record invalidation",
+        // Part of the purge: bounded by its deadline, not the request path's.
+        let started = Instant::now();
+        let recorded = tokio::time::timeout(
+            self.purge_timeout(),
             self.inner.store.record_invalidation(&line),
         )
         .await
-        .ok_or_else(|| StoreError::from_kind(crate::store::StoreErrorKind::Unavailable))
+        .unwrap_or_else(|_| Err(StoreError::from_kind(crate::store::StoreErrorKind::Timeout)));
+        self.inner.stats.store_op(started.elapsed());
+        recorded.inspect_err(|e| {
+            self.inner.stats.store_error();
+            tracing::warn!(error = %e, "the shared invalidation record failed: instances sharing the store may store a fetch that was in flight");
+        })
     }
 
     /// Whether an invalidation that concerns this response (its path, query
@@ -1216,6 +1232,9 @@ impl HttpCache {
             if !complete || since.iter().any(|(_, inv)| concerns(inv)) {
                 return true;
             }
+        }
+        if plan.store_epoch_unknown {
+            return true;
         }
         let Some(before) = plan.store_epoch else {
             return false;
@@ -1238,20 +1257,65 @@ impl HttpCache {
         }
     }
 
-    /// Removes every entry with any of `tags`.
+    /// Removes every entry with any of `tags`. A purge cut short (see
+    /// `store.purge_timeout`) or whose shared record failed is an error
+    /// that says how many entries went ([`StoreError::partial`]).
     pub async fn invalidate_tags(&self, tags: &[String]) -> Result<u64, StoreError> {
         let noted = self.note(Invalidation::Tags(tags.to_vec())).await;
-        let n = self.inner.store.invalidate_tags(tags).await?;
-        self.inner.stats.deleted(n);
-        noted.map(|()| n)
+        let n = self.counted(self.inner.store.invalidate_tags(tags).await)?;
+        noted.map(|()| n).map_err(|e| e.with_partial(n))
     }
 
-    /// Removes every entry matching a URL pattern.
+    /// Removes every entry matching a URL pattern (see
+    /// [`HttpCache::invalidate_tags`] for errors).
     pub async fn invalidate_pattern(&self, pattern: &UrlPattern) -> Result<u64, StoreError> {
         let noted = self.note(Invalidation::Pattern(pattern.clone())).await;
-        let n = self.inner.store.invalidate_pattern(pattern).await?;
+        let n = self.counted(self.inner.store.invalidate_pattern(pattern).await)?;
+        noted.map(|()| n).map_err(|e| e.with_partial(n))
+    }
+
+    /// Counts the entries a purge removed, those of one cut short included.
+    fn counted(&self, purged: Result<u64, StoreError>) -> Result<u64, StoreError> {
+        let n = match &purged {
+            Ok(n) => *n,
+            Err(e) => e.partial().unwrap_or(0),
+        };
         self.inner.stats.deleted(n);
-        noted.map(|()| n)
+        purged
+    }
+
+    /// The purge of one unsafe request's target, in a task of its own
+    /// bounded by `store.purge_timeout`: neither a slow store nor the
+    /// response going out cuts it part-way. The response waits for it at
+    /// most `store.timeout`; how many entries went, when it was done by
+    /// then. Store failures are counted and logged.
+    async fn purge_unsafe_targets(&self, tags: Vec<String>) -> u64 {
+        let cache = self.clone();
+        let purge = async move {
+            // Deleted even when the shared record failed (RFC 9111 4.4: the
+            // target must go); the failure is counted and logged.
+            let _ = cache.note(Invalidation::Tags(tags.clone())).await;
+            let purged = tokio::time::timeout(
+                cache.purge_timeout(),
+                cache.inner.store.invalidate_tags(&tags),
+            )
+            .await
+            .unwrap_or_else(|_| Err(StoreError::from_kind(crate::store::StoreErrorKind::Timeout)));
+            let purged = cache.counted(purged);
+            purged.unwrap_or_else(|e| {
+                cache.inner.stats.store_error();
+                tracing::warn!(error = %e, tags = ?tags, "the purge after an unsafe request failed");
+                e.partial().unwrap_or(0)
+            })
+        };
+        let task = match tokio::runtime::Handle::try_current() {
+            Ok(rt) => rt.spawn(purge),
+            Err(_) => return purge.await,
+        };
+        match tokio::time::timeout(self.store_timeout(), task).await {
+            Ok(Ok(n)) => n,
+            _ => 0,
+        }
     }
 
     /// The rewrite of a soft purge: stale from now, servable stale (while
@@ -1284,7 +1348,7 @@ impl HttpCache {
             .soft_invalidate_tags(tags, &rewrite)
             .await?
         {
-            Some(n) => noted.map(|()| (n, true)),
+            Some(n) => noted.map(|()| (n, true)).map_err(|e| e.with_partial(n)),
             None => Ok((self.invalidate_tags(tags).await?, false)),
         }
     }
@@ -1302,7 +1366,7 @@ impl HttpCache {
             .soft_invalidate_pattern(pattern, &rewrite)
             .await?
         {
-            Some(n) => noted.map(|()| (n, true)),
+            Some(n) => noted.map(|()| (n, true)).map_err(|e| e.with_partial(n)),
             None => Ok((self.invalidate_pattern(pattern).await?, false)),
         }
     }
@@ -1324,12 +1388,19 @@ impl HttpCache {
             entity_type,
         )
         .map_err(InvalidateError::BadRequest)?;
+        // An error says how many entries went in all, earlier steps included.
+        let after = |n: u64| {
+            move |e: StoreError| {
+                let done = n + e.partial().unwrap_or(0);
+                e.with_partial(done)
+            }
+        };
         let mut n = 0;
         if !plan.tags.is_empty() {
-            n += self.invalidate_tags(&plan.tags).await?;
+            n += self.invalidate_tags(&plan.tags).await.map_err(after(n))?;
         }
         for p in &plan.patterns {
-            n += self.invalidate_pattern(p).await?;
+            n += self.invalidate_pattern(p).await.map_err(after(n))?;
         }
         Ok((plan, n))
     }
@@ -1389,14 +1460,7 @@ impl HttpCache {
         if tags.is_empty() {
             return 0;
         }
-        // Deleted even when the shared record failed (RFC 9111 4.4: the
-        // target must go); the failure is counted and logged.
-        let _ = self.note(Invalidation::Tags(tags.clone())).await;
-        let n = self
-            .guarded("invalidate", self.inner.store.invalidate_tags(&tags))
-            .await
-            .unwrap_or(0);
-        self.inner.stats.deleted(n);
+        self.purge_unsafe_targets(tags).await
         n
     }
 

@@ -22,6 +22,19 @@
 //! - after 5 failures in a row the circuit opens for 3 seconds: calls fail at
 //!   once without touching the network;
 //! - then calls go through again, and the connection reconnects by itself.
+//!
+//! Purges (by tag, URL, pattern, event, after an unsafe request) are not
+//! request-path calls: each pages through Redis for up to
+//! `store.purge_timeout` (default 10s), is tried while the circuit is open
+//! and never opens it; one cut short is an error that says how many entries
+//! it removed, and running it again finishes the work. Reads of the shared
+//! invalidation log never open the circuit either, and the log is bounded
+//! per line and per second, so no client can make those reads slow.
+//!
+//! Redis must not evict the indexes purges go through: run it with a
+//! `volatile-*` `maxmemory-policy` (entries carry a TTL, indexes none) or
+//! `noeviction`. Under `allkeys-*` (with `maxmemory` set) the store refuses
+//! to work, every call a miss, and its health is down, saying why.
 #![forbid(unsafe_code)]
 
 mod breaker;

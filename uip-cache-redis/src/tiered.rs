@@ -9,6 +9,16 @@
 //!   killed), L1 is not used at all: every read goes to L2, so nothing is
 //!   served that an invalidation missed meanwhile; when the subscription is
 //!   back, L1 starts empty. The subscriber reconnects by itself.
+//! - The subscription is pinged every `store.l1.ping_interval`: a
+//!   connection that died without a word (a NAT or firewall forgetting an
+//!   idle flow) counts as down the moment a ping goes unanswered for that
+//!   long, so L1 serves at most two intervals' worth of invalidations it
+//!   may have missed.
+//! - An invalidation is published before the L2 purge starts (so other
+//!   instances stop serving their copies at once) and again after it (they
+//!   may have refilled L1 from entries L2 still held), whatever L2 said
+//!   and even if the caller stops waiting: the rest of the work then goes
+//!   on in a task of its own.
 //! - A tag invalidation drops the tagged L1 entries; an exact URL (an unsafe
 //!   request's target) drops the L1 entries of its path; a wider pattern,
 //!   which an L1 filled from L2 cannot match (the query is not in the
@@ -42,6 +52,8 @@ struct Inner {
     l1: MemoryStore,
     l2: RedisStore,
     max_ttl: Duration,
+    /// How often the subscription is pinged, and how long a ping may take.
+    ping_every: Duration,
     channel: String,
     /// Whether invalidation messages are arriving: L1 is used only then.
     subscribed: AtomicBool,
@@ -127,6 +139,7 @@ impl TieredStore {
                 l1: MemoryStore::new(config.store.l1.max_bytes.bytes()),
                 l2,
                 max_ttl: config.store.l1.max_ttl.get(),
+                ping_every: config.store.l1.ping_interval.get(),
                 channel,
                 subscribed: AtomicBool::new(false),
                 started: AtomicBool::new(false),
@@ -169,17 +182,35 @@ impl TieredStore {
             })
     }
 
-    /// Runs an invalidation: L1, L2, L1 again (reads during the L2 work
-    /// may have refilled it), then the other instances, whatever L2 said.
+    /// Runs an invalidation: L1; the other instances told, in a task of
+    /// its own so that L2 need not wait for it; L2; L1 again (reads during
+    /// the L2 work may have refilled it); the other instances told again,
+    /// whatever L2 said. Should the caller stop waiting before the end, the
+    /// last two steps run in a task of their own.
     async fn invalidate<T>(
         &self,
         what: Invalidation,
         l2: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        let line = what.to_line();
         self.inner.drop_from_l1(&what).await;
+        let mut rest = Unfinished {
+            store: Some(self.clone()),
+            what,
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let (store, line) = (self.clone(), line.clone());
+                rt.spawn(async move { store.publish(&line).await });
+            }
+            Err(_) => {
+                let _ = self.publish(&line).await;
+            }
+        }
         let result = l2.await;
-        self.inner.drop_from_l1(&what).await;
-        let published = self.publish(&what.to_line()).await;
+        self.inner.drop_from_l1(&rest.what).await;
+        let published = self.publish(&line).await;
+        rest.store = None;
         let value = result?;
         published.map(|()| value)
     }
@@ -193,8 +224,33 @@ impl TieredStore {
     }
 }
 
-/// The subscriber: applies every message to L1; on a lost connection, stops
-/// using L1 and reconnects with a growing pause (at most 5 s).
+/// The end of an invalidation whose caller may stop waiting: dropped before
+/// it is done, it drops L1 again and tells the other instances from a task
+/// of its own.
+struct Unfinished {
+    store: Option<TieredStore>,
+    what: Invalidation,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let what = self.what.clone();
+        rt.spawn(async move {
+            store.inner.drop_from_l1(&what).await;
+            let _ = store.publish(&what.to_line()).await;
+        });
+    }
+}
+
+/// The subscriber: applies every message to L1 and pings the connection;
+/// on a lost connection or a late ping, stops using L1 and reconnects with
+/// a growing pause (at most 5 s).
 async fn subscribe(weak: Weak<Inner>) {
     let _guard = SubscriberGuard(weak.clone());
     let mut pause = Duration::from_millis(100);
@@ -209,23 +265,42 @@ async fn subscribe(weak: Weak<Inner>) {
             Ok::<_, redis::RedisError>(pubsub)
         };
         match tokio::time::timeout(Duration::from_secs(5), connected).await {
-            Ok(Ok(mut pubsub)) => {
+            Ok(Ok(pubsub)) => {
                 let up = std::time::Instant::now();
-                {
+                let ping_every = {
                     let Some(inner) = weak.upgrade() else { return };
                     // Whatever was published while we were away is lost:
                     // start from an empty L1.
                     inner.bump();
                     inner.l1.clear();
                     inner.subscribed.store(true, Ordering::Release);
-                }
-                let mut messages = pubsub.on_message();
-                while let Some(msg) = messages.next().await {
-                    let Some(inner) = weak.upgrade() else { return };
-                    let Ok(text) = msg.get_payload::<String>() else {
-                        continue;
-                    };
-                    apply(&inner, &text).await;
+                    inner.ping_every
+                };
+                let (mut sink, mut messages) = pubsub.split();
+                // A connection that died silently delivers nothing and
+                // reports nothing: only an unanswered ping tells.
+                let pinger = async {
+                    loop {
+                        tokio::time::sleep(ping_every).await;
+                        match tokio::time::timeout(ping_every, sink.ping::<redis::Value>()).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => return format!("ping failed: {e}"),
+                            Err(_) => return format!("no answer to a ping within {ping_every:?}"),
+                        }
+                    }
+                };
+                let reader = async {
+                    while let Some(msg) = messages.next().await {
+                        let Some(inner) = weak.upgrade() else { return };
+                        let Ok(text) = msg.get_payload::<String>() else {
+                            continue;
+                        };
+                        apply(&inner, &text).await;
+                    }
+                };
+                tokio::select! {
+                    why = pinger => tracing::warn!(reason = %why, "tiered store: invalidation channel silent"),
+                    () = reader => {}
                 }
                 // Back to a short pause only after a subscription that held.
                 if up.elapsed() > Duration::from_secs(10) {

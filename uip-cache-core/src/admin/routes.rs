@@ -215,13 +215,19 @@ impl Admin {
         if !plan.tags.is_empty() {
             match purge_tags(cache, &plan.tags, b.soft).await {
                 Ok((n, s)) => (deleted, soft) = (deleted + n, soft && s),
-                Err(e) => failure = Some(e),
+                Err(e) => {
+                    deleted += e.partial().unwrap_or(0);
+                    failure = Some(e);
+                }
             }
         }
         for p in &plan.patterns {
             match purge_pattern(cache, p, b.soft).await {
                 Ok((n, s)) => (deleted, soft) = (deleted + n, soft && s),
-                Err(e) => failure = Some(e),
+                Err(e) => {
+                    deleted += e.partial().unwrap_or(0);
+                    failure = Some(e);
+                }
             }
         }
         tracing::info!(target: "uip_cache::admin", peer, event = %b.event, entity_id = b.entity_id.as_deref().unwrap_or(""), patterns = ?patterns, tags = ?plan.tags, deleted, "webhook invalidation");
@@ -237,7 +243,7 @@ impl Admin {
         }
         Ok(match failure {
             None => AdminResponse::json(200, &body),
-            Some(e) => store_failed(&e, deleted),
+            Some(e) => store_failed(&e, deleted, body),
         })
     }
 
@@ -268,7 +274,7 @@ impl Admin {
         let cache = &self.inner.cache;
         cache.stats().invalidation(InvalidationKind::Tag);
         let result = purge_tags(cache, &tags, b.soft).await;
-        let deleted = result.as_ref().map_or(0, |(n, _)| *n);
+        let deleted = done(&result);
         tracing::info!(target: "uip_cache::admin", peer, tags = ?tags, deleted, soft = b.soft, "tag invalidation");
         Ok(match result {
             Ok((n, soft)) => {
@@ -278,7 +284,7 @@ impl Admin {
                 }
                 AdminResponse::json(200, &body)
             }
-            Err(e) => store_failed(&e, 0),
+            Err(e) => store_failed(&e, deleted, json!({"tags": tags})),
         })
     }
 
@@ -307,7 +313,7 @@ impl Admin {
         let cache = &self.inner.cache;
         cache.stats().invalidation(kind);
         let result = purge_pattern(cache, &pattern, b.soft).await;
-        let deleted = result.as_ref().map_or(0, |(n, _)| *n);
+        let deleted = done(&result);
         tracing::info!(target: "uip_cache::admin", peer, kind = kind.as_str(), pattern = pattern.as_str(), deleted, soft = b.soft, "URL invalidation");
         let field = if kind == InvalidationKind::Url {
             "url"
@@ -322,7 +328,7 @@ impl Admin {
                 }
                 AdminResponse::json(200, &body)
             }
-            Err(e) => store_failed(&e, 0),
+            Err(e) => store_failed(&e, deleted, json!({field: pattern.as_str()})),
         })
     }
 
@@ -447,11 +453,28 @@ fn path_of(url: &str) -> Result<String, AdminResponse> {
     }
 }
 
+/// How many entries a purge removed, one that failed part-way included.
+fn done(result: &Result<(u64, bool), crate::store::StoreError>) -> u64 {
+    match result {
+        Ok((n, _)) => *n,
+        Err(e) => e.partial().unwrap_or(0),
+    }
+}
+
 /// A store failure during an invalidation: 503, so webhook senders retry.
-fn store_failed(e: &crate::store::StoreError, deleted: u64) -> AdminResponse {
+/// The body is `what` (the request's fields) with the error, the entries
+/// removed before it (`deleted`) and `"complete": false`: running the
+/// same invalidation again finishes the work.
+fn store_failed(
+    e: &crate::store::StoreError,
+    deleted: u64,
+    mut what: serde_json::Value,
+) -> AdminResponse {
     tracing::warn!(target: "uip_cache::admin", error = %e, deleted, "invalidation failed in the store");
-    AdminResponse::json(
-        503,
-        &json!({"error": format!("the store failed: {e}"), "deleted": deleted}),
-    )
+    what["error"] = json!(format!(
+        "the store failed: {e}; {deleted} entries were removed before it did: send the request again"
+    ));
+    what["deleted"] = json!(deleted);
+    what["complete"] = json!(false);
+    AdminResponse::json(503, &what)
 }

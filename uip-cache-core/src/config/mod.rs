@@ -145,6 +145,15 @@ pub struct StoreConfig {
     /// the request goes on without the cache (default 100ms).
     #[serde(default = "default_store_timeout")]
     pub timeout: Seconds,
+    /// How long one purge (by tag, URL, pattern, webhook event, or after an
+    /// unsafe request) may page through the store (default 10s); its
+    /// record in the shared invalidation log and its messages to other
+    /// instances get as long each. A purge is not cut by `timeout`, and one
+    /// that stops part-way is reported as an error (the admin API answers
+    /// 503 with what was done, so webhook senders retry; running it again
+    /// finishes the work).
+    #[serde(default = "default_purge_timeout")]
+    pub purge_timeout: Seconds,
     /// The in-process tier of `type: tiered`.
     #[serde(default)]
     pub l1: L1Config,
@@ -160,6 +169,11 @@ pub struct L1Config {
     /// Longest time an entry stays in L1 (default 30s): the staleness bound
     /// should an invalidation message be lost.
     pub max_ttl: Seconds,
+    /// How often the invalidation channel is pinged (default 1s). L1 is
+    /// not used from the moment a ping goes unanswered for this long (a
+    /// connection a NAT or firewall dropped silently delivers nothing,
+    /// without an error), until the channel is back, with L1 empty.
+    pub ping_interval: Seconds,
 }
 
 impl Default for L1Config {
@@ -167,6 +181,7 @@ impl Default for L1Config {
         L1Config {
             max_bytes: ByteSize(64 << 20),
             max_ttl: Seconds(Duration::from_secs(30)),
+            ping_interval: Seconds(Duration::from_secs(1)),
         }
     }
 }
@@ -178,6 +193,7 @@ impl Default for StoreConfig {
             max_bytes: None,
             memory: None,
             timeout: default_store_timeout(),
+            purge_timeout: default_purge_timeout(),
             l1: L1Config::default(),
         }
     }
@@ -197,6 +213,10 @@ pub const DEFAULT_MEMORY_MAX_BYTES: u64 = 256 << 20;
 
 fn default_store_timeout() -> Seconds {
     Seconds(Duration::from_millis(100))
+}
+
+fn default_purge_timeout() -> Seconds {
+    Seconds(Duration::from_secs(10))
 }
 
 /// `store.memory`.
@@ -1096,12 +1116,14 @@ impl CacheConfig {
                 format!("`{name}` is not a structured-field token (letters, digits and !#$%&'*+-.^_`|~:/, starting with a letter)"),
             ));
         }
-        if self.store.timeout.get().is_zero() {
-            problems.push(ConfigProblem::new(
-                None,
-                "store.timeout",
-                "must be greater than zero",
-            ));
+        for (field, value) in [
+            ("store.timeout", self.store.timeout),
+            ("store.purge_timeout", self.store.purge_timeout),
+            ("store.l1.ping_interval", self.store.l1.ping_interval),
+        ] {
+            if value.get().is_zero() {
+                problems.push(ConfigProblem::new(None, field, "must be greater than zero"));
+            }
         }
         if self.warming.max_concurrent == 0 {
             problems.push(ConfigProblem::new(

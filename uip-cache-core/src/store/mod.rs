@@ -99,6 +99,10 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool>;
 
     /// Removes every entry carrying any of `tags`; how many were removed.
+    /// A store that pages through its entries bounds the whole purge by
+    /// `store.purge_timeout` and, when it stops part-way, fails with the
+    /// count of what it removed ([`StoreError::with_partial`]); running the
+    /// purge again must finish the work.
     fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64>;
 
     /// Removes every entry whose path and query match `pattern`; how many.
@@ -145,7 +149,11 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
 
     /// Records an invalidation (one line, see
     /// [`Invalidation::to_line`](crate::invalidate::Invalidation::to_line))
-    /// for the other instances sharing the store, raising the epoch.
+    /// for the other instances sharing the store, raising the epoch. A
+    /// store may bound what it keeps: it may record a wider invalidation
+    /// (one concerning at least what `line` concerns), or none at all so
+    /// long as [`Store::invalidations_since`] then answers `None` for the
+    /// epochs before it, never a narrower one.
     fn record_invalidation<'a>(&'a self, line: &'a str) -> StoreFuture<'a, ()> {
         let _ = line;
         Box::pin(async { Ok(()) })
@@ -258,6 +266,7 @@ impl StoreHealth {
 pub struct StoreError {
     kind: StoreErrorKind,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    partial: Option<u64>,
 }
 
 /// The kinds of [`StoreError`].
@@ -283,12 +292,32 @@ impl StoreError {
         StoreError {
             kind,
             source: Some(source.into()),
+            partial: None,
         }
     }
 
     /// An error of `kind` with no further cause.
     pub const fn from_kind(kind: StoreErrorKind) -> Self {
-        StoreError { kind, source: None }
+        StoreError {
+            kind,
+            source: None,
+            partial: None,
+        }
+    }
+
+    /// The same error, saying that the failed invalidation had already
+    /// removed (or, for a soft purge, rewritten) `done` entries when it
+    /// stopped: a purge that fails part-way reports what it did.
+    #[must_use]
+    pub fn with_partial(mut self, done: u64) -> Self {
+        self.partial = Some(done);
+        self
+    }
+
+    /// How many entries a failed invalidation had already removed or
+    /// rewritten, when it says (see [`StoreError::with_partial`]).
+    pub fn partial(&self) -> Option<u64> {
+        self.partial
     }
 
     /// The kind.

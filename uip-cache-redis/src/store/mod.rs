@@ -21,37 +21,33 @@ use crate::breaker::Breaker;
 
 mod batch;
 mod copies;
+mod eviction;
+mod log;
 mod purge;
 use batch::Batch;
 use copies::{LocalCopies, HEADER};
+use eviction::{Eviction, Verdict};
 #[cfg(test)]
 use purge::{member_path_query, parse_member};
-
-/// How many invalidations the shared log keeps for fetches in flight.
-const LOG_LEN: u64 = 1024;
-
-/// Raises the epoch and logs an invalidation under it, keeping the last
-/// LOG_LEN (both keys share a slot).
-const RECORD_INVALIDATION: &str = r"
-local n = redis.call('INCR', KEYS[1])
-redis.call('ZADD', KEYS[2], n, n .. ' ' .. ARGV[1])
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[2]) + 1))
-return n";
-
-/// The invalidations logged after epoch ARGV[1]; nil when the log no longer
-/// holds all of them.
-const INVALIDATIONS_SINCE: &str = r"
-local since = tonumber(ARGV[1])
-local now = tonumber(redis.call('GET', KEYS[1]) or '0')
-if now <= since then return {} end
-local items = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. since, '+inf')
-if #items < now - since then return false end
-return items";
 
 /// Gives back a lease only if it is still ours.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0";
+
+/// Forgets the tags ARGV[2..] whose latest expiry (their score) is not
+/// after ARGV[1]: their sets have just been emptied of expired members.
+const FORGET_TAGS: &str = r"
+local n = 0
+for i = 2, #ARGV do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) <= tonumber(ARGV[1]) then n = n + redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return n";
+
+/// How often, at most, an instance empties the sets of tags whose entries
+/// have all expired.
+const TAG_PRUNE_EVERY_MS: u64 = 10_000;
 
 /// Drops path-index members whose entries have expired (both keys share a slot).
 const PRUNE: &str = r"
@@ -74,7 +70,15 @@ return #m";
 /// - every tag is a sorted set `<prefix>idx:tag:<tag>` and all entries are in
 ///   `<prefix>idx:{paths}` (ordered by path, for prefix ranges) and
 ///   `<prefix>idx:{paths}:exp` (scored by expiry, for pruning). Their members
-///   are `path \0 query \0 key \0 generation`.
+///   are `path \0 query \0 key \0 generation`. `<prefix>idx:{paths}:tags`
+///   scores every tag by the latest expiry of its entries, so that the sets
+///   of tags whose entries have all expired are emptied (and so deleted).
+/// - Entries carry a TTL; index keys carry none, so that a `volatile-*`
+///   eviction policy evicts entries, never an index a purge needs. Under an
+///   `allkeys-*` policy (with `maxmemory` set) an index could go before its
+///   entries, and purges would miss them: the store refuses to work there
+///   (every call fails at once, a miss for the cache; health is down and
+///   says why).
 ///
 /// Invalidation pops members in batches of 500 and deletes each key only if
 /// it still holds the indexed generation (a one-key script, so it works on a
@@ -84,6 +88,12 @@ return #m";
 ///
 /// Every call has a timeout (`store.timeout`); after 5 failures in a row the
 /// circuit opens and Redis is skipped for 3 seconds, then tried again.
+/// Purges are not request-path calls: one runs, page after page, for up to
+/// `store.purge_timeout` (its log record and backplane messages included),
+/// is tried even while the circuit is open, and never counts toward opening
+/// it; one cut short fails with the number of entries it removed
+/// ([`StoreError::partial`]). Reads of the shared invalidation log do not
+/// count toward opening the circuit either (see the `log` module).
 /// Connections are made lazily: building the store never touches the network.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -98,8 +108,11 @@ struct Inner {
     ready: OnceCell<Ready>,
     prefix: String,
     op_timeout: Duration,
-    batch_timeout: Duration,
+    purge_timeout: Duration,
     breaker: Breaker,
+    eviction: Eviction,
+    /// When this instance last emptied the sets of expired tags.
+    tag_pruned_ms: AtomicU64,
     generation: AtomicU64,
     copies: Option<LocalCopies>,
     batch: Batch,
@@ -260,8 +273,10 @@ impl RedisStore {
                 ready: OnceCell::new(),
                 prefix: config.key.prefix.clone(),
                 op_timeout,
-                batch_timeout: (op_timeout * 20).max(Duration::from_secs(2)),
+                purge_timeout: config.store.purge_timeout.get(),
                 breaker: Breaker::new(5, Duration::from_secs(3)),
+                eviction: Eviction::default(),
+                tag_pruned_ms: AtomicU64::new(0),
                 generation: AtomicU64::new(
                     SystemTime::now()
                         .duration_since(UNIX_EPOCH)
@@ -280,12 +295,14 @@ impl RedisStore {
         })
     }
 
-    /// Publishes `message` on `channel` (every node of a cluster sees it).
+    /// Publishes `message` on `channel` (every node of a cluster sees it),
+    /// as part of a purge: tried even while the circuit is open, for up to
+    /// `store.purge_timeout`.
     pub(crate) async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
-        self.query::<i64>(
-            self.inner.op_timeout,
-            redis::cmd("PUBLISH").arg(channel).arg(message),
-        )
+        let publish = redis::cmd("PUBLISH").arg(channel).arg(message).clone();
+        self.call(Call::Purge, self.inner.purge_timeout, async {
+            publish.query_async::<i64>(&mut self.conn().await?).await
+        })
         .await
         .map(drop)
     }
@@ -352,26 +369,76 @@ impl RedisStore {
         })
     }
 
+    /// Reads the eviction policy when it is not known yet (or, while it is
+    /// refused, every few seconds); the refusal, if the store must refuse.
+    async fn eviction_refusal(&self) -> RedisResult<Option<String>> {
+        match self.inner.eviction.verdict(now_ms()) {
+            Verdict::Go => return Ok(None),
+            Verdict::Refuse(reason) => return Ok(Some(reason)),
+            Verdict::Check => {}
+        }
+        let _one = self.inner.eviction.lock().lock().await;
+        if !self.inner.eviction.needs_check(now_ms()) {
+            return Ok(self.inner.eviction.refusal());
+        }
+        self.check_eviction().await
+    }
+
+    /// Reads the eviction policy now; the refusal, if the store must refuse.
+    async fn check_eviction(&self) -> RedisResult<Option<String>> {
+        let info: Value = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok(self.inner.eviction.record(&info, now_ms()))
+    }
+
     /// Runs `f` under the breaker and a timeout, mapping errors to store errors.
     async fn guarded<T>(
         &self,
         timeout: Duration,
         f: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        if !self.inner.breaker.allows() {
+        self.call(Call::Request, timeout, f).await
+    }
+
+    /// Runs `f` within `timeout`, the circuit breaker taking part as `call`
+    /// says, once the eviction policy is known to be safe.
+    async fn call<T>(
+        &self,
+        call: Call,
+        timeout: Duration,
+        f: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        if call != Call::Purge && !self.inner.breaker.allows() {
             return Err(StoreError::from_kind(StoreErrorKind::Unavailable));
         }
-        match tokio::time::timeout(timeout, f).await {
-            Ok(Ok(v)) => {
-                self.inner.breaker.success();
+        if timeout.is_zero() {
+            return Err(StoreError::from_kind(StoreErrorKind::Timeout));
+        }
+        let counted = call == Call::Request;
+        let checked = async {
+            match self.eviction_refusal().await? {
+                Some(reason) => Ok(Err(reason)),
+                None => f.await.map(Ok),
+            }
+        };
+        match tokio::time::timeout(timeout, checked).await {
+            Ok(Ok(Ok(v))) => {
+                if counted {
+                    self.inner.breaker.success();
+                }
                 Ok(v)
             }
+            Ok(Ok(Err(reason))) => Err(StoreError::new(StoreErrorKind::Backend, reason)),
             Ok(Err(e)) => {
-                // A refusal of one command (a key of another type, say) is
-                // an answer: Redis is up, and the circuit stays as it is.
+                // A refusal of one command (a key of another type, a write
+                // while Redis is full) is an answer: Redis is up, and the
+                // circuit stays as it is.
                 let refused = e.code() == Some("WRONGTYPE")
+                    || e.code() == Some("OOM")
                     || e.kind() == redis::ErrorKind::UnexpectedReturnType;
-                if !refused {
+                if !refused && counted {
                     self.inner.breaker.failure();
                 }
                 let kind = if e.is_timeout() {
@@ -385,7 +452,9 @@ impl RedisStore {
                 Err(StoreError::new(kind, e))
             }
             Err(_) => {
-                self.inner.breaker.failure();
+                if counted {
+                    self.inner.breaker.failure();
+                }
                 Err(StoreError::from_kind(StoreErrorKind::Timeout))
             }
         }
@@ -457,6 +526,89 @@ impl RedisStore {
         format!("{}idx:tag:{tag}", self.inner.prefix)
     }
 
+    /// Every tag, scored by the latest expiry of its entries.
+    fn tags_key(&self) -> String {
+        format!("{}idx:{{paths}}:tags", self.inner.prefix)
+    }
+
+    /// The rate counter of the invalidation log (same slot as the log).
+    fn log_rate_key(&self) -> String {
+        format!("{}idx:{{inv}}:rate", self.inner.prefix)
+    }
+
+    /// Starts emptying the sets of tags whose entries have all expired
+    /// (tag sets carry no TTL, see the type's docs), at most every
+    /// TAG_PRUNE_EVERY_MS per instance, in a task of its own.
+    fn maybe_prune_tags(&self) {
+        let now = now_ms();
+        let last = self.inner.tag_pruned_ms.load(Ordering::Relaxed);
+        if now < last + TAG_PRUNE_EVERY_MS
+            || self
+                .inner
+                .tag_pruned_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.clone();
+        rt.spawn(async move {
+            if let Err(e) = store.prune_tags(now).await {
+                tracing::debug!(error = %e, "redis store: pruning expired tags failed");
+            }
+        });
+    }
+
+    /// Empties the sets of up to 100 tags whose entries expired by `now`.
+    async fn prune_tags(&self, now: u64) -> Result<(), StoreError> {
+        let timeout = self.inner.op_timeout * 10;
+        let tags: Vec<String> = self
+            .call(Call::Purge, timeout, async {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.tags_key())
+                    .arg("-inf")
+                    .arg(now)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(100)
+                    .query_async(&mut self.conn().await?)
+                    .await
+            })
+            .await?;
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let groups = tags
+            .iter()
+            .map(|t| {
+                let mut p = redis::pipe();
+                p.cmd("ZREMRANGEBYSCORE")
+                    .arg(self.tag_key(t))
+                    .arg("-inf")
+                    .arg(now)
+                    .ignore();
+                p
+            })
+            .collect();
+        self.call(Call::Purge, timeout, self.run_groups(groups))
+            .await?;
+        let mut forget = redis::cmd("EVAL");
+        forget
+            .arg(FORGET_TAGS)
+            .arg(1)
+            .arg(self.tags_key())
+            .arg(now)
+            .arg(&tags);
+        self.call(Call::Purge, timeout, async {
+            forget.query_async::<i64>(&mut self.conn().await?).await
+        })
+        .await
+        .map(drop)
+    }
+
     fn prune_cmd(&self) -> Cmd {
         let mut c = redis::cmd("EVAL");
         c.arg(PRUNE)
@@ -480,6 +632,20 @@ fn bytes_of(v: Value) -> RedisResult<Option<Vec<u8>>> {
             "not a string reply",
         ))),
     }
+}
+
+/// How a call takes part in the circuit breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Call {
+    /// The request path: skipped while the circuit is open; its failures
+    /// and successes count.
+    Request,
+    /// A read of the shared invalidation log: skipped while the circuit is
+    /// open (its caller then does not store), never counted.
+    Log,
+    /// A purge, its log record, its backplane messages: tried even while
+    /// the circuit is open, never counted.
+    Purge,
 }
 
 fn info_field(v: &Value, field: &str) -> u64 {
@@ -593,7 +759,17 @@ impl Store for RedisStore {
                 .arg(&member)
                 .ignore();
             paths.add_command(self.prune_cmd()).ignore();
+            if !o.tags.is_empty() {
+                let tags = paths.cmd("ZADD").arg(self.tags_key()).arg("GT");
+                for t in o.tags {
+                    tags.arg(expires).arg(t);
+                }
+                tags.ignore();
+            }
             groups.push(paths);
+            // No TTL on a tag's set (an eviction policy may then evict
+            // entries only): expired members go on writes, and the whole
+            // set once all its entries expired (maybe_prune_tags).
             for t in o.tags {
                 let tk = self.tag_key(t);
                 let mut p = redis::pipe();
@@ -603,8 +779,6 @@ impl Store for RedisStore {
                     .arg("-inf")
                     .arg(now_ms())
                     .ignore();
-                p.cmd("PEXPIRE").arg(&tk).arg(ttl_ms).arg("NX").ignore();
-                p.cmd("PEXPIRE").arg(&tk).arg(ttl_ms).arg("GT").ignore();
                 groups.push(p);
             }
             if let Some(c) = &self.inner.copies {
@@ -614,6 +788,9 @@ impl Store for RedisStore {
                 .await?;
             if let Some(c) = &self.inner.copies {
                 c.keep(key, header, value);
+            }
+            if !o.tags.is_empty() {
+                self.maybe_prune_tags();
             }
             Ok(())
         })
@@ -688,28 +865,34 @@ impl Store for RedisStore {
 
     fn epoch(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move {
+            let mut get = redis::cmd("GET");
+            get.arg(self.epoch_key());
             let n: Option<u64> = self
-                .query(
-                    self.inner.op_timeout,
-                    redis::cmd("GET").arg(self.epoch_key()),
-                )
+                .call(Call::Log, self.inner.op_timeout, async {
+                    get.query_async(&mut self.conn().await?).await
+                })
                 .await?;
             Ok(n.unwrap_or(0))
         })
     }
 
+    /// Part of a purge (see the type's docs); a line longer than the log
+    /// holds is recorded as a wider invalidation (see the `log` module).
     fn record_invalidation<'a>(&'a self, line: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            self.query::<u64>(
-                self.inner.op_timeout,
-                redis::cmd("EVAL")
-                    .arg(RECORD_INVALIDATION)
-                    .arg(2)
-                    .arg(self.epoch_key())
-                    .arg(self.log_key())
-                    .arg(line)
-                    .arg(LOG_LEN),
-            )
+            let mut record = redis::cmd("EVAL");
+            record
+                .arg(log::RECORD)
+                .arg(3)
+                .arg(self.epoch_key())
+                .arg(self.log_key())
+                .arg(self.log_rate_key())
+                .arg(log::bounded(line).as_ref())
+                .arg(log::LEN)
+                .arg(log::RATE_MAX);
+            self.call(Call::Purge, self.inner.purge_timeout, async {
+                record.query_async::<u64>(&mut self.conn().await?).await
+            })
             .await
             .map(drop)
         })
@@ -717,16 +900,18 @@ impl Store for RedisStore {
 
     fn invalidations_since(&self, epoch: u64) -> StoreFuture<'_, Option<Vec<String>>> {
         Box::pin(async move {
+            let mut since = redis::cmd("EVAL");
+            since
+                .arg(log::SINCE)
+                .arg(2)
+                .arg(self.epoch_key())
+                .arg(self.log_key())
+                .arg(epoch)
+                .arg(log::READ_MAX);
             let members: Option<Vec<Vec<u8>>> = self
-                .query(
-                    self.inner.op_timeout,
-                    redis::cmd("EVAL")
-                        .arg(INVALIDATIONS_SINCE)
-                        .arg(2)
-                        .arg(self.epoch_key())
-                        .arg(self.log_key())
-                        .arg(epoch),
-                )
+                .call(Call::Log, self.inner.op_timeout, async {
+                    since.query_async(&mut self.conn().await?).await
+                })
                 .await?;
             // Members are "<seq> <line>": the sequence keeps equal lines apart.
             Ok(members.map(|ms| {
@@ -779,6 +964,22 @@ impl Store for RedisStore {
                     self.backend(),
                     Some("circuit open after repeated failures".into()),
                 ));
+            }
+            // The eviction policy is read again at every health check.
+            let down = |detail: String| {
+                Ok(StoreHealth::new(
+                    HealthStatus::Down,
+                    self.backend(),
+                    Some(detail),
+                ))
+            };
+            match tokio::time::timeout(self.inner.op_timeout * 5, self.check_eviction()).await {
+                Ok(Ok(None)) => {}
+                Ok(Ok(Some(reason))) => return down(reason),
+                Ok(Err(e)) => {
+                    return down(StoreError::new(StoreErrorKind::Connection, e).to_string())
+                }
+                Err(_) => return down(StoreError::from_kind(StoreErrorKind::Timeout).to_string()),
             }
             let ping = self
                 .query::<String>(self.inner.op_timeout * 5, &redis::cmd("PING"))

@@ -2,14 +2,23 @@
 //! stale) of the entries a tag or a URL pattern selects through the
 //! indexes, in batches, each entry touched only while it still holds the
 //! write generation its index member names (a newer write is left alone).
+//!
+//! A purge runs until its deadline (`store.purge_timeout` from its start),
+//! not the request path's `store.timeout`; one that stops part-way fails
+//! with the count of what it did, and leaves the indexes so that running it
+//! again finishes the work (members leave a tag's set only after their
+//! entries are gone).
+
+use std::future::Future;
 
 use bytes::Bytes;
-use redis::{RedisResult, Value};
+use redis::{Cmd, RedisResult, Value};
+use tokio::time::Instant;
 use uip_cache_core::pattern::PathSelector;
 use uip_cache_core::store::{Rewrite, StoreError};
 use uip_cache_core::UrlPattern;
 
-use super::{copies, now_ms, RedisStore};
+use super::{copies, now_ms, Call, RedisStore};
 
 /// Entries removed per round trip during invalidation: large enough to be
 /// fast, small enough that no single command holds Redis for long.
@@ -93,6 +102,33 @@ fn per_key(n: usize, mut add: impl FnMut(&mut redis::Pipeline, usize)) -> Vec<re
 }
 
 impl RedisStore {
+    /// When a purge starting now must be done.
+    fn purge_deadline(&self) -> Instant {
+        Instant::now() + self.inner.purge_timeout
+    }
+
+    /// Runs one step of a purge with what is left until `deadline`.
+    async fn step<T>(
+        &self,
+        deadline: Instant,
+        f: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.call(Call::Purge, left, f).await
+    }
+
+    /// Runs one command of a purge with what is left until `deadline`.
+    async fn step_cmd<T: redis::FromRedisValue>(
+        &self,
+        deadline: Instant,
+        cmd: &Cmd,
+    ) -> Result<T, StoreError> {
+        self.step(deadline, async {
+            cmd.query_async(&mut self.conn().await?).await
+        })
+        .await
+    }
+
     /// Deletes the entries of index members still holding their generation,
     /// and drops the members from the path index; how many entries went.
     async fn remove_members(&self, members: &[Vec<u8>]) -> RedisResult<u64> {
@@ -189,24 +225,31 @@ impl RedisStore {
 
     /// Removes every entry carrying any of `tags` (the tag sets go too).
     pub(super) async fn purge_tags(&self, tags: &[String]) -> Result<u64, StoreError> {
+        let deadline = self.purge_deadline();
         let mut removed = 0;
         for tag in tags {
             let key = self.tag_key(tag);
             loop {
-                let popped: Vec<Vec<u8>> = self
-                    .query(
-                        self.inner.batch_timeout,
-                        redis::cmd("ZPOPMIN").arg(&key).arg(BATCH),
-                    )
-                    .await?;
-                // Member, score, member, score, ...
-                let members: Vec<Vec<u8>> = popped.into_iter().step_by(2).collect();
+                let mut range = redis::cmd("ZRANGE");
+                range.arg(&key).arg(0).arg(BATCH - 1);
+                let members: Vec<Vec<u8>> = self
+                    .step_cmd(deadline, &range)
+                    .await
+                    .map_err(|e| e.with_partial(removed))?;
                 if members.is_empty() {
                     break;
                 }
                 removed += self
-                    .guarded(self.inner.batch_timeout, self.remove_members(&members))
-                    .await?;
+                    .step(deadline, self.remove_members(&members))
+                    .await
+                    .map_err(|e| e.with_partial(removed))?;
+                // Only now: a purge cut before this point finds the same
+                // members again when it is run again.
+                let mut forget = redis::cmd("ZREM");
+                forget.arg(&key).arg(&members);
+                self.step_cmd::<u64>(deadline, &forget)
+                    .await
+                    .map_err(|e| e.with_partial(removed))?;
             }
         }
         Ok(removed)
@@ -219,6 +262,7 @@ impl RedisStore {
         tags: &[String],
         rewrite: &Rewrite<'_>,
     ) -> Result<u64, StoreError> {
+        let deadline = self.purge_deadline();
         let mut rewritten = 0;
         for tag in tags {
             let key = self.tag_key(tag);
@@ -228,16 +272,12 @@ impl RedisStore {
             // paging by rank would skip members.
             let mut cursor: u64 = 0;
             loop {
+                let mut scan = redis::cmd("ZSCAN");
+                scan.arg(&key).arg(cursor).arg("COUNT").arg(SOFT_BATCH);
                 let (next, page): (u64, Vec<(Vec<u8>, f64)>) = self
-                    .query(
-                        self.inner.batch_timeout,
-                        redis::cmd("ZSCAN")
-                            .arg(&key)
-                            .arg(cursor)
-                            .arg("COUNT")
-                            .arg(SOFT_BATCH),
-                    )
-                    .await?;
+                    .step_cmd(deadline, &scan)
+                    .await
+                    .map_err(|e| e.with_partial(rewritten))?;
                 // Scores are expiry times: expired members are left alone.
                 let live: Vec<Vec<u8>> = page
                     .into_iter()
@@ -246,11 +286,9 @@ impl RedisStore {
                     .collect();
                 if !live.is_empty() {
                     rewritten += self
-                        .guarded(
-                            self.inner.batch_timeout,
-                            self.rewrite_members(&live, rewrite),
-                        )
-                        .await?;
+                        .step(deadline, self.rewrite_members(&live, rewrite))
+                        .await
+                        .map_err(|e| e.with_partial(rewritten))?;
                 }
                 if next == 0 {
                     break;
@@ -265,23 +303,21 @@ impl RedisStore {
     /// matching `pattern`, and where the next page starts, if there is one.
     async fn pattern_page(
         &self,
+        deadline: Instant,
         pattern: &UrlPattern,
         min: &[u8],
         max: &[u8],
         size: usize,
     ) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>), StoreError> {
-        let page: Vec<Vec<u8>> = self
-            .query(
-                self.inner.batch_timeout,
-                redis::cmd("ZRANGEBYLEX")
-                    .arg(self.paths_key())
-                    .arg(min)
-                    .arg(max)
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(size),
-            )
-            .await?;
+        let mut range = redis::cmd("ZRANGEBYLEX");
+        range
+            .arg(self.paths_key())
+            .arg(min)
+            .arg(max)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(size);
+        let page: Vec<Vec<u8>> = self.step_cmd(deadline, &range).await?;
         let next = match page.last() {
             Some(last) if page.len() == size => {
                 let mut next = b"(".to_vec();
@@ -298,7 +334,8 @@ impl RedisStore {
     }
 
     /// Runs `act` on the members matching `pattern`, a page of up to
-    /// `size` at a time; the sum of what it counts.
+    /// `size` at a time, until the purge deadline; the sum of what it
+    /// counts (an error says how much that was when it stopped).
     async fn each_pattern_page<F, Fut>(
         &self,
         pattern: &UrlPattern,
@@ -306,15 +343,21 @@ impl RedisStore {
         mut act: F,
     ) -> Result<u64, StoreError>
     where
-        F: FnMut(Vec<Vec<u8>>) -> Fut,
-        Fut: std::future::Future<Output = Result<u64, StoreError>>,
+        F: FnMut(Instant, Vec<Vec<u8>>) -> Fut,
+        Fut: Future<Output = Result<u64, StoreError>>,
     {
+        let deadline = self.purge_deadline();
         let (mut min, max) = pattern_range(pattern);
         let mut counted = 0;
         loop {
-            let (matching, next) = self.pattern_page(pattern, &min, &max, size).await?;
+            let (matching, next) = self
+                .pattern_page(deadline, pattern, &min, &max, size)
+                .await
+                .map_err(|e| e.with_partial(counted))?;
             if !matching.is_empty() {
-                counted += act(matching).await?;
+                counted += act(deadline, matching)
+                    .await
+                    .map_err(|e| e.with_partial(counted))?;
             }
             match next {
                 // A hard purge takes members out of the index, a soft one
@@ -328,9 +371,8 @@ impl RedisStore {
 
     /// Removes every entry whose path and query match `pattern`.
     pub(super) async fn purge_pattern(&self, pattern: &UrlPattern) -> Result<u64, StoreError> {
-        self.each_pattern_page(pattern, BATCH, |members| async move {
-            self.guarded(self.inner.batch_timeout, self.remove_members(&members))
-                .await
+        self.each_pattern_page(pattern, BATCH, |deadline, members| async move {
+            self.step(deadline, self.remove_members(&members)).await
         })
         .await
     }
@@ -341,12 +383,9 @@ impl RedisStore {
         pattern: &UrlPattern,
         rewrite: &Rewrite<'_>,
     ) -> Result<u64, StoreError> {
-        self.each_pattern_page(pattern, SOFT_BATCH, |members| async move {
-            self.guarded(
-                self.inner.batch_timeout,
-                self.rewrite_members(&members, rewrite),
-            )
-            .await
+        self.each_pattern_page(pattern, SOFT_BATCH, |deadline, members| async move {
+            self.step(deadline, self.rewrite_members(&members, rewrite))
+                .await
         })
         .await
     }

@@ -1,0 +1,76 @@
+//! Fences against other instances' invalidations that a slow store cannot
+//! bend: when the shared invalidation counter cannot be read as a fetch
+//! starts, what other instances invalidate meanwhile cannot be known, so
+//! the response is not stored (it used to be, unfenced).
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use uip_cache_core::store::{
+    MemoryStore, MemoryUsage, PutOptions, Store, StoreError, StoreErrorKind, StoreFuture,
+    StoreHealth,
+};
+use uip_cache_core::UrlPattern;
+use uip_cache_tower::CacheLayer;
+
+/// A memory store shared "with other instances" whose invalidation counter
+/// cannot be read (a log read that timed out).
+#[derive(Debug)]
+struct EpochUnreadable(MemoryStore);
+
+impl Store for EpochUnreadable {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        self.0.get(key)
+    }
+    fn put<'a>(&'a self, key: &'a str, v: Bytes, o: PutOptions<'a>) -> StoreFuture<'a, ()> {
+        self.0.put(key, v, o)
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        self.0.delete(key)
+    }
+    fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
+        self.0.invalidate_tags(tags)
+    }
+    fn invalidate_pattern<'a>(&'a self, p: &'a UrlPattern) -> StoreFuture<'a, u64> {
+        self.0.invalidate_pattern(p)
+    }
+    fn keys_count(&self) -> StoreFuture<'_, u64> {
+        self.0.keys_count()
+    }
+    fn memory(&self) -> StoreFuture<'_, MemoryUsage> {
+        self.0.memory()
+    }
+    fn health(&self) -> StoreFuture<'_, StoreHealth> {
+        self.0.health()
+    }
+    fn epoch(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async { Err(StoreError::from_kind(StoreErrorKind::Timeout)) })
+    }
+}
+
+#[tokio::test]
+async fn a_fetch_whose_invalidation_counter_was_unreadable_is_not_stored() {
+    let yaml = "policies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n";
+    let layer = CacheLayer::builder(config(yaml))
+        .store(EpochUnreadable(MemoryStore::new(1 << 20)))
+        .build()
+        .unwrap();
+    let origin = Origin::always(Reply::ok("v"));
+    let mut svc = tower::Layer::layer(&layer, origin.clone());
+    assert_eq!(ok(&mut svc, get("/items")).await.x_cache(), "MISS");
+    let cache = svc.cache().clone();
+    for _ in 0..400 {
+        let s = cache.stats().snapshot();
+        if s.uncacheable.get("invalidated").copied().unwrap_or(0) > 0 || s.sets > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let s = cache.stats().snapshot();
+    assert_eq!(s.sets, 0, "{s:?}");
+    assert_eq!(s.uncacheable.get("invalidated"), Some(&1), "{s:?}");
+    assert_eq!(ok(&mut svc, get("/items")).await.x_cache(), "MISS");
+}
