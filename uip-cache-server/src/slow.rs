@@ -203,9 +203,10 @@ impl Inflight {
         self.bytes.fetch_sub(n, Ordering::Relaxed);
     }
 
-    /// Past the limit: chooses the connections that went longest without
-    /// their socket taking a byte, until what they owe covers the excess,
-    /// and tells them to close. One caller at a time; the others go on.
+    /// Past the limit: chooses the connections whose socket has refused
+    /// writes the longest (then those that went longest without taking a
+    /// byte), until what they owe covers the excess, and tells them to
+    /// close. One caller at a time; the others go on.
     fn shed(&self) {
         if self.excess() == 0 {
             return;
@@ -217,15 +218,15 @@ impl Inflight {
         if excess == 0 {
             return;
         }
-        let mut stalled: Vec<(u64, Arc<Watch>)> = reg
+        let mut stalled: Vec<((bool, u64), Arc<Watch>)> = reg
             .conns
             .iter()
             .filter_map(Weak::upgrade)
             .filter(|w| !w.doomed.load(Ordering::Relaxed) && w.owed.load(Ordering::Relaxed) > 0)
-            .map(|w| (w.wrote.load(Ordering::Relaxed), w))
+            .map(|w| (w.stalled_since(), w))
             .collect();
         drop(reg);
-        stalled.sort_unstable_by_key(|(wrote, _)| *wrote);
+        stalled.sort_unstable_by_key(|(since, _)| *since);
         let mut closed = 0usize;
         for (_, w) in &stalled {
             if excess == 0 {
@@ -324,6 +325,16 @@ impl Watch {
         if freed > 0 {
             self.released_total.fetch_add(freed, Ordering::Relaxed);
             self.inflight.sub(freed);
+        }
+    }
+
+    /// How long the connection has been stalled, as a sort key: a blocked
+    /// write first, by when it blocked; then when the socket last took
+    /// bytes.
+    fn stalled_since(&self) -> (bool, u64) {
+        match self.blocked.load(Ordering::Relaxed) {
+            0 => (true, self.wrote.load(Ordering::Relaxed)),
+            since => (false, since),
         }
     }
 
@@ -802,9 +813,10 @@ mod tests {
         let oldest = inflight.watch();
         let newer = inflight.watch();
         let active = inflight.watch();
-        oldest.wrote.store(10, Ordering::Relaxed);
-        newer.wrote.store(20, Ordering::Relaxed);
-        active.wrote.store(u64::MAX / 4, Ordering::Relaxed);
+        oldest.blocked.store(10, Ordering::Relaxed);
+        newer.blocked.store(20, Ordering::Relaxed);
+        // Took nothing for longer, but is not refusing writes.
+        active.wrote.store(1, Ordering::Relaxed);
         active.handed(400);
         newer.handed(400);
         assert!(!newer.doomed.load(Ordering::Relaxed));
