@@ -135,11 +135,17 @@ pub async fn serve_with(
                 )
             });
             let service = service.clone();
+            let watch = watch.clone();
             async move {
                 if let Some(r) = refused {
                     return Ok(r.map(uip_cache_tower::CacheBody::passthrough));
                 }
                 let resp = service.oneshot(req).await;
+                // A miss being stored queues what a slow client has not
+                // taken: counted against max_inflight_bytes.
+                if let Some(queue) = resp.as_ref().ok().and_then(|r| r.body().queue()) {
+                    watch.hold(queue);
+                }
                 if let (Some((started, method, uri)), Ok(r)) = (logged, &resp) {
                     tracing::debug!(
                         %method,

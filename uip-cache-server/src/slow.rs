@@ -38,6 +38,13 @@
 //! client finishes or `send_timeout` cuts it. Response heads and HTTP/2
 //! framing are not counted; kernel socket buffers are not either (a reset
 //! frees them at once).
+//!
+//! A miss that is being stored reads the origin at the origin's pace, not
+//! the client's, and queues what the client has not taken yet (up to the
+//! policy's `max_size`, see [`uip_cache_core::tee`]): those queued bytes
+//! count as well. They are summed when the connection looks at its watch
+//! (every [`ClientLimits::send_timeout`] / 4, at most 5 s), so a burst of
+//! them can pass the bound for that long.
 
 use std::fmt;
 use std::pin::Pin;
@@ -50,6 +57,7 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use uip_cache_core::config::ServerConfig;
+use uip_cache_core::tee::QueueGauge;
 
 /// Time a client has to send a request's headers once it started sending
 /// them (or from its connection's opening, for the first request).
@@ -168,6 +176,8 @@ impl Inflight {
             idle_since: AtomicU64::new(now),
             read_since: AtomicU64::new(0),
             waits: Mutex::new(Vec::new()),
+            queues: Mutex::new(Vec::new()),
+            queued: AtomicU64::new(0),
             doomed: AtomicBool::new(false),
             doomed_owed: AtomicU64::new(0),
             kill: tokio::sync::Notify::new(),
@@ -222,7 +232,7 @@ impl Inflight {
             .conns
             .iter()
             .filter_map(Weak::upgrade)
-            .filter(|w| !w.doomed.load(Ordering::Relaxed) && w.owed.load(Ordering::Relaxed) > 0)
+            .filter(|w| !w.doomed.load(Ordering::Relaxed) && w.holds() > 0)
             .map(|w| (w.stalled_since(), w))
             .collect();
         drop(reg);
@@ -279,6 +289,10 @@ pub(crate) struct Watch {
     /// Bodies waiting on the client (an HTTP/2 response body its stream
     /// does not take, a request body the client does not send): since when.
     waits: Mutex<Vec<Arc<AtomicU64>>>,
+    /// Misses being stored: what their bodies have queued for the client,
+    /// and the sum counted in the listener's bytes at the last look.
+    queues: Mutex<Vec<QueueGauge>>,
+    queued: AtomicU64,
     doomed: AtomicBool,
     doomed_owed: AtomicU64,
     kill: tokio::sync::Notify,
@@ -366,6 +380,41 @@ impl Watch {
         self.inflight.add(n);
     }
 
+    /// What the connection holds for its client: bytes owed and queued.
+    fn holds(&self) -> u64 {
+        self.owed
+            .load(Ordering::Relaxed)
+            .saturating_add(self.queued.load(Ordering::Relaxed))
+    }
+
+    /// A response body that queues what its client has not taken (see
+    /// the module docs), counted from the next look on.
+    pub(crate) fn hold(&self, queue: QueueGauge) {
+        self.queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(queue);
+    }
+
+    /// Counts what the connection's queues hold now in the listener's
+    /// bytes (which may choose connections to close).
+    fn count_queues(&self) {
+        let now: u64 = {
+            let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+            if queues.is_empty() && self.queued.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            queues.retain(|q| !q.is_gone());
+            queues.iter().map(QueueGauge::bytes).sum()
+        };
+        let before = self.queued.swap(now, Ordering::Relaxed);
+        if now > before {
+            self.inflight.add(now - before);
+        } else {
+            self.inflight.sub(before - now);
+        }
+    }
+
     /// A request begins; it ends when the guard is dropped.
     pub(crate) fn request(self: &Arc<Self>) -> Exchange {
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -388,7 +437,7 @@ impl Watch {
         if self.doomed.swap(true, Ordering::Relaxed) {
             return 0;
         }
-        let owed = self.owed.load(Ordering::Relaxed);
+        let owed = self.holds();
         self.doomed_owed.store(owed, Ordering::Relaxed);
         self.inflight.doomed.fetch_add(owed, Ordering::Relaxed);
         self.kill.notify_one();
@@ -418,6 +467,7 @@ impl Watch {
         http2: bool,
         drain: &mut DrainMark,
     ) -> Verdict {
+        self.count_queues();
         let send = ms(limits.send_timeout);
         let blocked = self.blocked.load(Ordering::Relaxed);
         if blocked != 0 && now.saturating_sub(blocked) >= send {
@@ -472,9 +522,9 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let owed = *self.owed.get_mut();
-        if owed > 0 {
-            self.inflight.sub(owed);
+        let held = self.owed.get_mut().saturating_add(*self.queued.get_mut());
+        if held > 0 {
+            self.inflight.sub(held);
         }
         let doomed = *self.doomed_owed.get_mut();
         if doomed > 0 {

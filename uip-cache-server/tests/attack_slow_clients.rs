@@ -139,6 +139,24 @@ async fn closed_within(stream: &TcpStream, deadline: Duration) -> bool {
     }
 }
 
+/// How many of `streams` the server closed, once at least `want` are
+/// (or the deadline has passed).
+async fn closed_count(streams: &[TcpStream], want: usize) -> usize {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let mut n = 0;
+        for s in streams {
+            if closed_within(s, Duration::ZERO).await {
+                n += 1;
+            }
+        }
+        if n >= want || Instant::now() >= end {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Whether the server ended `stream` (EOF or an error) within `deadline`,
 /// reading whatever it sent before.
 async fn ended_within(stream: &mut TcpStream, deadline: Duration) -> bool {
@@ -302,19 +320,7 @@ async fn past_max_inflight_bytes_stalled_clients_are_closed_while_others_are_ser
     for _ in 0..8 {
         stalled.push(stalled_get(addr, "/big/m").await);
     }
-    let end = Instant::now() + DEADLINE;
-    let closed = loop {
-        let mut n = 0;
-        for s in &stalled {
-            if closed_within(s, Duration::ZERO).await {
-                n += 1;
-            }
-        }
-        if n >= stalled.len() / 2 || Instant::now() >= end {
-            break n;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let closed = closed_count(&stalled, stalled.len() / 2).await;
     assert!(
         closed >= stalled.len() / 2,
         "{closed} of {} stalled clients closed past max_inflight_bytes",
@@ -328,4 +334,28 @@ async fn past_max_inflight_bytes_stalled_clients_are_closed_while_others_are_ser
         get(addr, "/small").await,
         (200, Bytes::from_static(b"small"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misses_read_ahead_for_stalled_clients_count_against_max_inflight_bytes() {
+    let up = upstream().await;
+    // What the connections owe their sockets stays under the bound here;
+    // what the misses being stored read ahead of their clients does not.
+    let addr = proxy_with(
+        up,
+        "  send_timeout: 10m\n  idle_timeout: 10m\n  max_inflight_bytes: 8MB\n",
+    )
+    .await;
+    let mut stalled = Vec::new();
+    for i in 0..4 {
+        stalled.push(stalled_get(addr, &format!("/big/miss{i}")).await);
+    }
+    let closed = closed_count(&stalled, stalled.len() / 2).await;
+    assert!(
+        closed >= stalled.len() / 2,
+        "{closed} of {} stalled clients on misses closed past max_inflight_bytes",
+        stalled.len()
+    );
+    let (status, body) = get(addr, "/big/served").await;
+    assert_eq!((status, body.len()), (200, BIG));
 }
