@@ -17,7 +17,7 @@
 //! long as it is still recording.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -36,6 +36,8 @@ const FRAME_COST: u64 = 64;
 struct Shared {
     /// Data bytes queued and not yet taken by the client.
     queued: AtomicU64,
+    /// The client's side is gone (and its queue with it).
+    tap_gone: AtomicBool,
     /// Wakes a waiting pump when the client took some or went away.
     taken: Notify,
 }
@@ -63,6 +65,7 @@ impl Recording {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             queued: AtomicU64::new(0),
+            tap_gone: AtomicBool::new(false),
             taken: Notify::new(),
         });
         let cap = self.max_size().saturating_add(LOW_WATER);
@@ -191,10 +194,43 @@ impl<T> Tap<T> {
     pub fn is_end_stream(&self) -> bool {
         self.rx.is_closed() && self.rx.is_empty()
     }
+
+    /// A handle on what this tap holds for its client, readable from
+    /// elsewhere (a server bounding the bytes held for slow clients).
+    pub fn gauge(&self) -> QueueGauge {
+        QueueGauge(self.shared.clone())
+    }
+}
+
+/// What a [`Tap`] holds for its client, read from outside its body.
+#[derive(Clone)]
+pub struct QueueGauge(Arc<Shared>);
+
+impl QueueGauge {
+    /// Bytes queued for the client and not taken yet (each frame also
+    /// counts a small fixed cost); 0 once the tap is gone.
+    pub fn bytes(&self) -> u64 {
+        if self.0.tap_gone.load(Ordering::Acquire) {
+            return 0;
+        }
+        self.0.queued.load(Ordering::Acquire)
+    }
+
+    /// Whether the tap is gone: its queue is freed, the gauge can go.
+    pub fn is_gone(&self) -> bool {
+        self.0.tap_gone.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Debug for QueueGauge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("QueueGauge").field(&self.bytes()).finish()
+    }
 }
 
 impl<T> Drop for Tap<T> {
     fn drop(&mut self) {
+        self.shared.tap_gone.store(true, Ordering::Release);
         self.rx.close();
         self.shared.taken.notify_one();
     }
@@ -225,6 +261,22 @@ mod tests {
 
     fn frames(n: usize, size: usize) -> Vec<Bytes> {
         (0..n).map(|i| Bytes::from(vec![i as u8; size])).collect()
+    }
+
+    #[tokio::test]
+    async fn the_gauge_shows_what_the_tap_holds_until_it_is_gone() {
+        let (recording, _stored) = Recording::for_test(1 << 20);
+        let (mut pump, mut tap) = recording.tee::<Bytes>();
+        let gauge = tap.gauge();
+        for f in frames(3, 1000) {
+            assert!(pump.send(f.clone(), Some(&f)).await);
+        }
+        assert_eq!(gauge.bytes(), 3 * (1000 + FRAME_COST));
+        let _ = poll_fn(|cx| tap.poll_next(cx)).await;
+        assert_eq!(gauge.bytes(), 2 * (1000 + FRAME_COST));
+        drop(tap);
+        assert!(gauge.is_gone());
+        assert_eq!(gauge.bytes(), 0);
     }
 
     #[tokio::test]

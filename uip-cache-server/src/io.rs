@@ -10,16 +10,24 @@
 //! to share a segment with the body halved throughput on loopback, so it
 //! is not done.) Partial writes are reported as such, as
 //! any socket does; hyper sends the rest.
+//!
+//! Every read and write, on either path, is reported to the connection's
+//! watch ([`crate::slow`]): bytes the socket took, writes it could not
+//! take, the first bytes of a request. A connection closed for a slow
+//! client is closed with a reset, which drops what its socket still holds.
 
 use std::io::{self, IoSlice};
 use std::os::fd::AsFd;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use uip_cache_core::zerocopy;
+
+use crate::slow::Watch;
 
 /// Values at least this long are sealed when [`enable`] is on, and only
 /// slices at least this long are looked up: below it the copy costs less
@@ -44,6 +52,7 @@ pub struct ClientStream {
     inner: TcpStream,
     /// Bytes read to tell the version, given back first.
     prefix: Bytes,
+    watch: Option<Arc<Watch>>,
 }
 
 impl ClientStream {
@@ -52,7 +61,27 @@ impl ClientStream {
         ClientStream {
             inner,
             prefix: Bytes::new(),
+            watch: None,
         }
+    }
+
+    /// Reports reads and writes to `watch` from now on (the bytes read to
+    /// tell the version count as read now).
+    pub(crate) fn watched(mut self, watch: Arc<Watch>) -> Self {
+        watch.read(self.prefix.len());
+        self.watch = Some(watch);
+        self
+    }
+
+    fn written(&self, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Some(w) = &self.watch {
+            match &r {
+                Poll::Ready(Ok(n)) => w.wrote(*n),
+                Poll::Pending => w.blocked(),
+                Poll::Ready(Err(_)) => {}
+            }
+        }
+        r
     }
 
     /// Reads the connection's first bytes to tell HTTP/2 with prior
@@ -82,6 +111,7 @@ impl ClientStream {
             ClientStream {
                 inner,
                 prefix: Bytes::copy_from_slice(&buf[..n]),
+                watch: None,
             },
         ))
     }
@@ -121,7 +151,12 @@ impl AsyncRead for ClientStream {
             buf.put_slice(&self.prefix.split_to(n));
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let (Some(w), Poll::Ready(Ok(()))) = (&self.watch, &r) {
+            w.read(buf.filled().len() - before);
+        }
+        r
     }
 }
 
@@ -131,13 +166,14 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match sealed(buf) {
+        let r = match sealed(buf) {
             Some(body) => {
                 let socket = self.inner.as_fd();
                 self.poll_send(cx, || body.send(socket, buf.len()))
             }
             None => Pin::new(&mut self.inner).poll_write(cx, buf),
-        }
+        };
+        self.written(r)
     }
 
     fn poll_write_vectored(
@@ -150,13 +186,14 @@ impl AsyncWrite for ClientStream {
             .enumerate()
             .find_map(|(i, b)| sealed(b).map(|s| (i, s)))
         else {
-            return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+            let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+            return self.written(r);
         };
         let head = &bufs[..i];
         let head_len: usize = head.iter().map(|b| b.len()).sum();
         let body_len = bufs[i].len();
         let socket = self.inner.as_fd();
-        self.poll_send(cx, || {
+        let r = self.poll_send(cx, || {
             let mut sent = 0;
             if head_len > 0 {
                 sent = self.inner.try_write_vectored(head)?;
@@ -171,7 +208,8 @@ impl AsyncWrite for ClientStream {
                 Err(_) if sent > 0 => Ok(sent),
                 Err(e) => Err(e),
             }
-        })
+        });
+        self.written(r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -184,5 +222,15 @@ impl AsyncWrite for ClientStream {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl Drop for ClientStream {
+    fn drop(&mut self) {
+        // A slow client's connection ends with a reset: the kernel drops
+        // the bytes still queued for it instead of trying to deliver them.
+        if self.watch.as_ref().is_some_and(|w| w.resets()) {
+            let _ = self.inner.set_zero_linger();
+        }
     }
 }

@@ -20,3 +20,4 @@ pub mod demo;
 pub mod io;
 pub mod proxy;
 pub mod server;
+pub mod slow;

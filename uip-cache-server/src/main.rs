@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use uip_cache_core::config::LogFormat;
 use uip_cache_core::{CacheConfig, HttpCache, PolicySet};
 use uip_cache_server::proxy::Upstream;
-use uip_cache_server::server::{serve, serve_admin, signal};
+use uip_cache_server::server::{serve_admin, serve_with, signal};
+use uip_cache_server::slow::ClientLimits;
 
 /// A config-driven HTTP response cache in front of any backend.
 #[derive(Debug, Parser)]
@@ -188,7 +189,14 @@ async fn run(
         let _ = stop.send(true);
     });
     tracing::info!(listen = %listener.local_addr()?, %upstream, "uip-cache serving");
-    serve(listener, proxy, server.shutdown_grace.get(), when_stopped()).await?;
+    serve_with(
+        listener,
+        proxy,
+        ClientLimits::from_config(server),
+        server.shutdown_grace.get(),
+        when_stopped(),
+    )
+    .await?;
     admin.shutdown();
     if let Some(t) = admin_task {
         let _ = t.await;

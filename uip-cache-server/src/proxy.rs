@@ -43,6 +43,9 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 pub enum RequestBody {
     /// The client's body.
     Client(Incoming),
+    /// The client's body, with the time it keeps the proxy waiting bounded
+    /// by `server.send_timeout` (what the server passes on).
+    Watched(crate::slow::ClientBody),
     /// No body.
     #[default]
     Empty,
@@ -58,6 +61,7 @@ impl http_body::Body for RequestBody {
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             RequestBody::Client(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Watched(b) => Pin::new(b).poll_frame(cx),
             RequestBody::Empty => Poll::Ready(None),
         }
     }
@@ -65,6 +69,7 @@ impl http_body::Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Client(b) => b.is_end_stream(),
+            RequestBody::Watched(b) => b.is_end_stream(),
             RequestBody::Empty => true,
         }
     }
@@ -72,6 +77,7 @@ impl http_body::Body for RequestBody {
     fn size_hint(&self) -> http_body::SizeHint {
         match self {
             RequestBody::Client(b) => b.size_hint(),
+            RequestBody::Watched(b) => b.size_hint(),
             RequestBody::Empty => http_body::SizeHint::with_exact(0),
         }
     }

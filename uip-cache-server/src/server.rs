@@ -9,7 +9,6 @@ use std::time::Duration;
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -22,6 +21,10 @@ use uip_cache_tower::{CacheLayer, CacheService};
 
 use crate::io::ClientStream;
 use crate::proxy::{normalize, RequestBody, Upstream};
+use crate::slow::{
+    now_ms, ClientBody, ClientLimits, DrainMark, Inflight, Sent, Verdict, Watch,
+    HEADER_READ_TIMEOUT,
+};
 
 /// Connections served at once; more are refused until some close.
 const MAX_CONNECTIONS: usize = 16_384;
@@ -30,10 +33,6 @@ const MAX_CONNECTIONS: usize = 16_384;
 /// clients): more are refused, so they cannot use up the descriptors the
 /// proxy needs.
 const MAX_ADMIN_CONNECTIONS: usize = 256;
-
-/// Time a client has to send a request's headers (also the idle time
-/// between requests on a keep-alive connection).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often an idle HTTP/2 connection is pinged, and how long the answer
 /// may take.
@@ -79,9 +78,10 @@ pub async fn serve_admin(
         MAX_ADMIN_CONNECTIONS,
         "admin",
         Versions::Http1,
+        ClientLimits::default(),
         Duration::from_secs(5),
         shutdown,
-        move |remote| {
+        move |remote, _| {
             let service = service.clone();
             hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(remote);
@@ -93,7 +93,8 @@ pub async fn serve_admin(
 }
 
 /// Serves `listener` with `service` (see [`proxy`]) until `shutdown`
-/// resolves, then lets the requests in flight finish for at most `grace`.
+/// resolves, then lets the requests in flight finish for at most `grace`;
+/// slow and idle clients get the default [`ClientLimits`].
 ///
 /// Large entries stored from then on are kept in sealed memory and sent
 /// without copying (see [`crate::io`]).
@@ -103,25 +104,50 @@ pub async fn serve(
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    serve_with(listener, service, ClientLimits::default(), grace, shutdown).await
+}
+
+/// [`serve`], with `limits` for slow and idle clients (the config's
+/// `server.send_timeout`, `server.idle_timeout` and
+/// `server.max_inflight_bytes`; see [`crate::slow`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    service: Proxy,
+    limits: ClientLimits,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     crate::io::enable();
     let versions = Versions::Http1AndH2c;
-    accept_loop(listener, MAX_CONNECTIONS, "proxy", versions, grace, shutdown, move |remote| {
+    let make = move |remote, watch: &Arc<Watch>| {
         let service = service.clone();
+        let watch = watch.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
-            let mut req = req.map(RequestBody::Client);
+            let mut req = req.map(|b| RequestBody::Watched(ClientBody::new(b, &watch)));
             // TLS is not served here yet.
             req.extensions_mut()
                 .insert(uip_cache_core::Connection::new(Some(remote), false));
             let refused = normalize(&mut req).err();
             // What the request's log line needs, only when it is written.
-            let logged = tracing::enabled!(tracing::Level::DEBUG)
-                .then(|| (std::time::Instant::now(), req.method().clone(), req.uri().clone()));
+            let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+                (
+                    std::time::Instant::now(),
+                    req.method().clone(),
+                    req.uri().clone(),
+                )
+            });
             let service = service.clone();
+            let watch = watch.clone();
             async move {
                 if let Some(r) = refused {
                     return Ok(r.map(uip_cache_tower::CacheBody::passthrough));
                 }
                 let resp = service.oneshot(req).await;
+                // A miss being stored queues what a slow client has not
+                // taken: counted against max_inflight_bytes.
+                if let Some(queue) = resp.as_ref().ok().and_then(|r| r.body().queue()) {
+                    watch.hold(queue);
+                }
                 if let (Some((started, method, uri)), Ok(r)) = (logged, &resp) {
                     tracing::debug!(
                         %method,
@@ -135,7 +161,17 @@ pub async fn serve(
                 resp
             }
         })
-    })
+    };
+    accept_loop(
+        listener,
+        MAX_CONNECTIONS,
+        "proxy",
+        versions,
+        limits,
+        grace,
+        shutdown,
+        make,
+    )
     .await
 }
 
@@ -168,9 +204,15 @@ impl<S, B> ConnService<B> for S where
 }
 
 /// The response body such a service gives.
-trait ConnBody: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+trait ConnBody:
+    http_body::Body<Data: bytes::Buf + Send, Error: Into<BoxError>> + Send + 'static
+{
+}
 
-impl<B> ConnBody for B where B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+impl<B> ConnBody for B where
+    B: http_body::Body<Data: bytes::Buf + Send, Error: Into<BoxError>> + Send + 'static
+{
+}
 
 /// Whether a listener offers HTTP/2 with prior knowledge next to HTTP/1.1.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -181,17 +223,18 @@ enum Versions {
 
 /// The accept loop both listeners share: HTTP/1.1 with keep-alive (and
 /// HTTP/2 when offered and the client opens with its preface), at most
-/// `max` connections (more are refused, not queued), a bound on the time
-/// to send request headers (HTTP/1) or between requests (HTTP/2), and on
-/// `shutdown` a drain of at most `grace`.
+/// `max` connections (more are refused, not queued), `limits` on slow and
+/// idle clients, and on `shutdown` a drain of at most `grace`.
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop<S, B>(
     listener: TcpListener,
     max: usize,
     what: &'static str,
     versions: Versions,
+    limits: ClientLimits,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
-    make: impl Fn(std::net::SocketAddr) -> S,
+    make: impl Fn(std::net::SocketAddr, &Arc<Watch>) -> S,
 ) -> io::Result<()>
 where
     S: ConnService<B>,
@@ -200,6 +243,7 @@ where
     // Every connection holds a permit until it ends; the drain waits for
     // all of them back.
     let connections = Arc::new(Semaphore::new(max));
+    let inflight = Inflight::new(limits.max_inflight_bytes);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -226,12 +270,18 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = make(remote);
+        let watch = inflight.watch();
+        let service = make(remote, &watch);
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let conn = Conn {
+                watch,
+                limits,
+                stopped: stopped.clone(),
+            };
             let result = match versions {
-                Versions::Http1 => serve_http1(ClientStream::new(stream), service, stopped).await,
+                Versions::Http1 => serve_http1(ClientStream::new(stream), service, conn).await,
                 Versions::Http1AndH2c => {
                     // The version is read in the connection's own task, in
                     // the time a client has for its request headers.
@@ -240,8 +290,8 @@ where
                         _ = stopped.changed() => return,
                     };
                     match detected {
-                        Ok(Ok((true, io))) => serve_h2(io, service, stopped).await,
-                        Ok(Ok((false, io))) => serve_http1(io, service, stopped).await,
+                        Ok(Ok((true, io))) => serve_h2(io, service, conn).await,
+                        Ok(Ok((false, io))) => serve_http1(io, service, conn).await,
                         _ => return,
                     }
                 }
@@ -267,57 +317,74 @@ where
     Ok(())
 }
 
-/// Serves one HTTP/1.1 connection until it ends; on `stopped`, finishes
-/// the request in flight and closes.
-async fn serve_http1<S, B>(
-    io: ClientStream,
-    service: S,
+/// What a connection's task needs besides its socket and service.
+struct Conn {
+    watch: Arc<Watch>,
+    limits: ClientLimits,
     stopped: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), hyper::Error>
+}
+
+/// `service`, with each request counted in progress on `watch` until its
+/// response body ends, and the body handed on in watched pieces.
+fn watched<S, B>(
+    service: S,
+    watch: Arc<Watch>,
+    http2: bool,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = http::Response<Sent<B>>,
+    Error = S::Error,
+    Future: Send + 'static,
+> + Send
+       + Sync
+       + 'static
 where
     S: ConnService<B>,
     B: ConnBody,
 {
-    let conn = hyper::server::conn::http1::Builder::new()
+    let service = Arc::new(service);
+    hyper::service::service_fn(move |req| {
+        let exchange = watch.request();
+        let response = service.call(req);
+        async move {
+            let response = response.await?;
+            Ok(response.map(move |body| Sent::new(body, exchange, http2)))
+        }
+    })
+}
+
+/// Serves one HTTP/1.1 connection until it ends; on `stopped`, finishes
+/// the request in flight and closes.
+async fn serve_http1<S, B>(io: ClientStream, service: S, conn: Conn) -> Result<(), hyper::Error>
+where
+    S: ConnService<B>,
+    B: ConnBody,
+{
+    let io = io.watched(conn.watch.clone());
+    let service = watched(service, conn.watch.clone(), false);
+    let http = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
-        // A client that does not finish its request headers in time (or
-        // stays idle that long between requests) is dropped; hyper needs a
-        // timer for this, or the limit is off.
+        // The watch closes idle connections and unfinished headers; hyper's
+        // own header timer (which counts the idle time before a request) is
+        // only a backstop past both. hyper needs a timer for it.
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(conn.limits.idle_timeout + HEADER_READ_TIMEOUT)
         .serve_connection(TokioIo::new(io), service);
-    drive(conn, |c| c.graceful_shutdown(), stopped, None).await
+    drive(http, |c| c.graceful_shutdown(), conn, false).await
 }
 
 /// Serves one HTTP/2 connection until it ends. Streams per connection and
 /// buffered bytes per stream are bounded; a connection with no stream in
-/// flight for [`HEADER_READ_TIMEOUT`] is sent a GOAWAY, as an idle HTTP/1
+/// flight for `idle_timeout` is sent a GOAWAY, as an idle HTTP/1
 /// connection is closed (a long download is not idle).
-async fn serve_h2<S, B>(
-    io: ClientStream,
-    service: S,
-    stopped: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), hyper::Error>
+async fn serve_h2<S, B>(io: ClientStream, service: S, conn: Conn) -> Result<(), hyper::Error>
 where
     S: ConnService<B>,
     B: ConnBody,
 {
-    let activity = Arc::new(Activity::default());
-    let seen = activity.clone();
-    let service = Arc::new(service);
-    let tracked = hyper::service::service_fn(move |req| {
-        // The stream counts as in flight until its response body is dropped.
-        let stream = Stream::start(&seen);
-        let response = service.call(req);
-        async move {
-            let response = response.await?;
-            Ok::<_, S::Error>(response.map(move |body| Tracked {
-                body: Box::pin(body),
-                _stream: stream,
-            }))
-        }
-    });
-    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+    let io = io.watched(conn.watch.clone());
+    let service = watched(service, conn.watch.clone(), true);
+    let http = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(H2_MAX_STREAMS)
         .initial_stream_window_size(H2_STREAM_WINDOW)
@@ -326,129 +393,67 @@ where
         // Dead peers are found by pings.
         .keep_alive_interval(H2_PING_INTERVAL)
         .keep_alive_timeout(H2_PING_INTERVAL)
-        .serve_connection(TokioIo::new(io), tracked);
-    let idle = move || activity.idle_for() >= HEADER_READ_TIMEOUT;
-    drive(conn, |c| c.graceful_shutdown(), stopped, Some(&idle)).await
+        .serve_connection(TokioIo::new(io), service);
+    drive(http, |c| c.graceful_shutdown(), conn, true).await
 }
 
-/// The streams of an HTTP/2 connection in flight, and when the last one
-/// started or ended.
-struct Activity {
-    started: std::time::Instant,
-    in_flight: AtomicU64,
-    last_ms: AtomicU64,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Activity {
-            started: std::time::Instant::now(),
-            in_flight: AtomicU64::new(0),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Activity {
-    fn touch(&self) {
-        let now = self.started.elapsed().as_millis() as u64;
-        self.last_ms.store(now, Ordering::Relaxed);
-    }
-
-    /// How long no stream has been in flight (zero while one is).
-    fn idle_for(&self) -> Duration {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Duration::ZERO;
-        }
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        self.started.elapsed().saturating_sub(last)
-    }
-}
-
-/// One stream in flight; ends when dropped.
-struct Stream(Arc<Activity>);
-
-impl Stream {
-    fn start(activity: &Arc<Activity>) -> Self {
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity.touch();
-        Stream(activity.clone())
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.touch();
-    }
-}
-
-/// A response body that keeps its stream counted as in flight until it is
-/// dropped (boxed: the body need not be `Unpin`, and the crate has no
-/// unsafe pin projection).
-struct Tracked<B> {
-    body: std::pin::Pin<Box<B>>,
-    _stream: Stream,
-}
-
-impl<B: http_body::Body> http_body::Body for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
-        self.get_mut().body.as_mut().poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// Runs a connection to its end, asking it to finish (`drain`) when the
-/// server stops or, if `idle` is given, once it says so.
+/// Runs a connection to its end. It is asked to finish (`drain`) when the
+/// server stops or when its watch finds it idle (and reset if it has not
+/// finished `send_timeout` after that); it is reset at once when the watch
+/// finds it stalled or the in-flight bound chose it (see [`crate::slow`]).
 async fn drive<C, E>(
-    conn: C,
+    http: C,
     drain: impl Fn(std::pin::Pin<&mut C>),
-    mut stopped: tokio::sync::watch::Receiver<bool>,
-    idle: Option<&(dyn Fn() -> bool + Sync)>,
+    conn: Conn,
+    http2: bool,
 ) -> Result<(), E>
 where
     C: Future<Output = Result<(), E>>,
 {
-    let mut conn = std::pin::pin!(conn);
-    let mut draining = false;
-    // Only connections with an idle rule need the timer.
-    let mut check = idle.map(|_| tokio::time::interval(Duration::from_secs(5)));
-    loop {
+    let Conn {
+        watch,
+        limits,
+        mut stopped,
+    } = conn;
+    let mut http = std::pin::pin!(http);
+    let mut stopping = false;
+    let mut idle_drain: Option<u64> = None;
+    let mut mark = DrainMark::default();
+    let tick = limits.tick();
+    let mut check = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let doomed = watch.doomed();
+    let mut doomed = std::pin::pin!(doomed);
+    let why = loop {
         tokio::select! {
-            result = conn.as_mut() => return result,
-            _ = stopped.changed(), if !draining => {
-                draining = true;
-                drain(conn.as_mut());
+            result = http.as_mut() => return result,
+            _ = stopped.changed(), if !stopping => {
+                stopping = true;
+                if idle_drain.is_none() {
+                    drain(http.as_mut());
+                }
             }
-            () = tick(&mut check), if !draining => {
-                if idle.is_some_and(|idle| idle()) {
-                    draining = true;
-                    drain(conn.as_mut());
+            () = &mut doomed => break "past server.max_inflight_bytes, this connection stalled longest",
+            _ = check.tick() => {
+                let now = now_ms();
+                match watch.check(&limits, now, http2, &mut mark) {
+                    Verdict::Stalled(why) => break why,
+                    Verdict::Idle if idle_drain.is_none() && !stopping => {
+                        idle_drain = Some(now);
+                        drain(http.as_mut());
+                    }
+                    _ => {}
+                }
+                let send = u64::try_from(limits.send_timeout.as_millis()).unwrap_or(u64::MAX);
+                if idle_drain.is_some_and(|since| now.saturating_sub(since) >= send) {
+                    break "an idle connection did not close within send_timeout";
                 }
             }
         }
-    }
-}
-
-/// The next tick of `check`; never without one.
-async fn tick(check: &mut Option<tokio::time::Interval>) {
-    match check {
-        Some(c) => drop(c.tick().await),
-        None => std::future::pending().await,
-    }
+    };
+    tracing::debug!(reason = why, "closing a slow client's connection");
+    watch.reset();
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -472,25 +477,5 @@ pub async fn signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_stream_in_flight_keeps_an_http2_connection_busy() {
-        let activity = Arc::new(Activity::default());
-        let stream = Stream::start(&activity);
-        let second = Stream::start(&activity);
-        std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(activity.idle_for(), Duration::ZERO, "a long download");
-        drop(stream);
-        std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(activity.idle_for(), Duration::ZERO, "one stream left");
-        drop(second);
-        std::thread::sleep(Duration::from_millis(30));
-        assert!(activity.idle_for() >= Duration::from_millis(30));
     }
 }

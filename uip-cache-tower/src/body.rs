@@ -5,7 +5,7 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use uip_cache_core::tee::Tap;
+use uip_cache_core::tee::{QueueGauge, Tap};
 use uip_cache_core::CachedBody;
 
 pin_project! {
@@ -72,6 +72,18 @@ impl<B: Body> CacheBody<B> {
                 tap,
                 remaining: size,
             },
+        }
+    }
+
+    /// For an origin body streamed while it is recorded: a handle on the
+    /// bytes read from the origin and queued for this client, which a
+    /// slow client makes grow up to the policy's `max_size` (a server
+    /// counts them against what it holds for slow clients). `None` for
+    /// other bodies.
+    pub fn queue(&self) -> Option<QueueGauge> {
+        match &self.kind {
+            Kind::Tapped { tap, .. } => Some(tap.gauge()),
+            _ => None,
         }
     }
 }

@@ -829,6 +829,22 @@ pub struct ServerConfig {
     /// those headers are removed before the application sees the request.
     /// The library adapters read it too.
     pub trusted_proxies: Vec<Located<String>>,
+    /// How long a response may make no progress towards its client before
+    /// the connection is closed (default 60s, as nginx's `send_timeout`):
+    /// a write the client does not read, an HTTP/2 stream its flow control
+    /// holds, or a request body the client stops sending.
+    #[serde(deserialize_with = "nonzero_duration")]
+    pub send_timeout: Seconds,
+    /// How long a keep-alive connection may stay without a request in
+    /// progress before it is closed (default 75s, as nginx's
+    /// `keepalive_timeout`; HTTP/2 connections get a GOAWAY).
+    #[serde(deserialize_with = "nonzero_duration")]
+    pub idle_timeout: Seconds,
+    /// Response bytes all connections together may hold for clients that
+    /// have not taken them yet (default 256MB); past it, the connections
+    /// that went longest without taking any are closed first.
+    #[serde(deserialize_with = "nonzero_size")]
+    pub max_inflight_bytes: ByteSize,
 }
 
 impl Default for ServerConfig {
@@ -841,6 +857,9 @@ impl Default for ServerConfig {
             shutdown_grace: Seconds(Duration::from_secs(10)),
             workers: 0,
             trusted_proxies: Vec::new(),
+            send_timeout: Seconds(Duration::from_secs(60)),
+            idle_timeout: Seconds(Duration::from_secs(75)),
+            max_inflight_bytes: ByteSize(256 << 20),
         }
     }
 }
@@ -883,6 +902,22 @@ fn yes() -> bool {
 
 fn empty_as_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
+}
+
+fn nonzero_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Seconds, D::Error> {
+    let v = Seconds::deserialize(d)?;
+    if v.get().is_zero() {
+        return Err(serde::de::Error::custom("must be greater than zero"));
+    }
+    Ok(v)
+}
+
+fn nonzero_size<'de, D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+    let v = ByteSize::deserialize(d)?;
+    if v.bytes() == 0 {
+        return Err(serde::de::Error::custom("must be greater than zero"));
+    }
+    Ok(v)
 }
 
 fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Seconds>, D::Error> {

@@ -211,6 +211,32 @@ fn cross_field_rules() {
 }
 
 #[test]
+fn slow_client_limits_have_defaults_units_and_are_never_zero() {
+    let c = parse("policies: []\n").unwrap();
+    assert_eq!(c.server.send_timeout.get(), Duration::from_secs(60));
+    assert_eq!(c.server.idle_timeout.get(), Duration::from_secs(75));
+    assert_eq!(c.server.max_inflight_bytes, ByteSize(256 << 20));
+    let c =
+        parse("server:\n  send_timeout: 1500ms\n  idle_timeout: 2m\n  max_inflight_bytes: 64MB\n")
+            .unwrap();
+    assert_eq!(c.server.send_timeout.get(), Duration::from_millis(1500));
+    assert_eq!(c.server.idle_timeout.get(), Duration::from_secs(120));
+    assert_eq!(c.server.max_inflight_bytes, ByteSize(64 << 20));
+    for (text, path) in [
+        ("server:\n  send_timeout: 0\n", "server.send_timeout"),
+        ("server:\n  idle_timeout: 0s\n", "server.idle_timeout"),
+        (
+            "server:\n  max_inflight_bytes: 0MB\n",
+            "server.max_inflight_bytes",
+        ),
+    ] {
+        let p = only_problem(text);
+        assert_eq!((p.line, p.path.as_str()), (Some(2), path), "{p:?}");
+        assert!(p.message.contains("greater than zero"), "{p:?}");
+    }
+}
+
+#[test]
 fn env_errors_name_the_line_and_missing_files_the_file() {
     let p = only_problem("a: 1\nredis:\n  host: ${UNCLOSED\n");
     assert_eq!(p.line, Some(3));
