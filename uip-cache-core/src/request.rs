@@ -112,6 +112,11 @@ pub struct RequestView<'a> {
     pub headers: &'a (dyn HeaderSource + Sync),
     /// The body, when the policy keys on it and the adapter buffered it.
     pub body: Option<&'a [u8]>,
+    /// Whether the request has a body, as far as the adapter knows without
+    /// reading it (an HTTP/2 request need not announce its length). Core
+    /// also looks at `Content-Length` and `Transfer-Encoding`; a GET or
+    /// HEAD with a body the key does not hold bypasses the cache.
+    pub has_body: bool,
 }
 
 impl<'a> RequestView<'a> {
@@ -126,6 +131,7 @@ impl<'a> RequestView<'a> {
             query: None,
             headers,
             body: None,
+            has_body: false,
         }
     }
 
@@ -156,6 +162,13 @@ impl<'a> RequestView<'a> {
         self.body = body;
         self
     }
+
+    /// Says whether the request has a body (see [`RequestView::has_body`]).
+    #[must_use]
+    pub fn has_body(mut self, has_body: bool) -> Self {
+        self.has_body = has_body;
+        self
+    }
 }
 
 impl fmt::Debug for RequestView<'_> {
@@ -167,6 +180,7 @@ impl fmt::Debug for RequestView<'_> {
             .field("path", &self.path)
             .field("query", &self.query)
             .field("body_len", &self.body.map(<[u8]>::len))
+            .field("has_body", &self.has_body)
             .finish_non_exhaustive()
     }
 }
