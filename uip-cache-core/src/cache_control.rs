@@ -281,7 +281,10 @@ pub fn is_valid_targeted(text: &str) -> bool {
             && b.all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c))
     };
     split_outside_quotes(text, b',').all(|member| {
-        let member = split_outside_quotes(member, b';').next().unwrap_or("").trim();
+        let member = split_outside_quotes(member, b';')
+            .next()
+            .unwrap_or("")
+            .trim();
         match member.split_once('=') {
             None => key_ok(member),
             // No white space around `=` (RFC 8941 section 3.2).

@@ -265,10 +265,7 @@ impl Policy {
             methods,
             statuses,
             heuristic_statuses,
-            negative_ttl: p
-                .negative_ttl
-                .unwrap_or(config.defaults.negative_ttl)
-                .get(),
+            negative_ttl: p.negative_ttl.unwrap_or(config.defaults.negative_ttl).get(),
             tags: p.tags.clone(),
             invalidate_on: p.invalidate_on.clone(),
             key,

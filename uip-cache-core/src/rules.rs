@@ -477,8 +477,11 @@ fn is_complete_200(resp: &OriginResponse<'_>) -> bool {
 /// Request headers with which frameworks let a client say the method is
 /// another one (Express's method-override, Symfony, ASP.NET Core, Go's
 /// gorilla/handlers, OData, IBM): the origin may answer a GET as a DELETE.
-pub const METHOD_OVERRIDE_HEADERS: [&str; 3] =
-    ["x-http-method-override", "x-http-method", "x-method-override"];
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Whether the request says its method is another one: a method-override
 /// header, or a `_method` query parameter (Rails, Laravel, Symfony, Spring

@@ -165,7 +165,10 @@ fn policy_fields_and_defaults() {
     assert!(b.allows_status(301) && !b.allows_status(404) && !b.allows_status(405));
     assert!(!b.allows_status(500) && !b.allows_status(206));
     assert!(b.allows_heuristic(404) && b.allows_heuristic(501) && !b.allows_heuristic(500));
-    assert!(a.allows_heuristic(200) && !a.allows_heuristic(404), "a's own list");
+    assert!(
+        a.allows_heuristic(200) && !a.allows_heuristic(404),
+        "a's own list"
+    );
     assert_eq!(b.negative_ttl(), Duration::from_secs(10));
     assert_eq!(b.compression(), None);
     assert_eq!(b.max_size(), 10 << 20);

@@ -849,7 +849,11 @@ fn answers_to_ranges_and_preconditions_are_stored_only_when_complete_200s() {
             if status == 200 {
                 assert!(got.is_ok(), "{req:?}");
             } else {
-                assert_eq!(got.unwrap_err(), NoCacheReason::RangeOrPrecondition, "{req:?} {status}");
+                assert_eq!(
+                    got.unwrap_err(),
+                    NoCacheReason::RangeOrPrecondition,
+                    "{req:?} {status}"
+                );
             }
         }
         // A 200 that says it is a part is not complete.
@@ -866,8 +870,13 @@ fn answers_to_ranges_and_preconditions_are_stored_only_when_complete_200s() {
 fn a_tricky_or_unreadable_cache_control_never_lets_private_through() {
     let ttl = policy("    ttl: 60\n");
     assert_eq!(
-        admit_with(&ttl, &[], 200, &[("cache-control", r#"max-age=60, x="a\"b", private"#)])
-            .unwrap_err(),
+        admit_with(
+            &ttl,
+            &[],
+            200,
+            &[("cache-control", r#"max-age=60, x="a\"b", private"#)]
+        )
+        .unwrap_err(),
         NoCacheReason::Private
     );
     for bad in [
@@ -888,7 +897,10 @@ fn a_tricky_or_unreadable_cache_control_never_lets_private_through() {
             &ttl,
             &[],
             200,
-            &[("cdn-cache-control", "max-age=60, &&, private"), ("cache-control", "max-age=60")]
+            &[
+                ("cdn-cache-control", "max-age=60, &&, private"),
+                ("cache-control", "max-age=60")
+            ]
         )
         .unwrap_err(),
         NoCacheReason::Private
@@ -898,7 +910,10 @@ fn a_tricky_or_unreadable_cache_control_never_lets_private_through() {
             &ttl,
             &[],
             200,
-            &[("cdn-cache-control", "max-age =60"), ("cache-control", "max-age=60")]
+            &[
+                ("cdn-cache-control", "max-age =60"),
+                ("cache-control", "max-age=60")
+            ]
         )
         .unwrap_err(),
         NoCacheReason::UnparsableCacheControl
@@ -909,7 +924,10 @@ fn a_tricky_or_unreadable_cache_control_never_lets_private_through() {
             &ttl,
             &[],
             200,
-            &[("cdn-cache-control", r#"x="a\"b", private"#), ("cache-control", "max-age=60")]
+            &[
+                ("cdn-cache-control", r#"x="a\"b", private"#),
+                ("cache-control", "max-age=60")
+            ]
         )
         .unwrap_err(),
         NoCacheReason::Private
@@ -927,21 +945,37 @@ fn method_overrides_and_request_bodies_are_seen() {
     assert!(has_method_override(&RequestView::new("GET", "/p", &h)));
     for name in ["X-HTTP-Method", "x-method-override"] {
         let h = [(name, "PUT")];
-        assert!(has_method_override(&RequestView::new("GET", "/p", &h)), "{name}");
+        assert!(
+            has_method_override(&RequestView::new("GET", "/p", &h)),
+            "{name}"
+        );
     }
     let none: [(&str, &str); 0] = [];
-    for q in ["_method=DELETE", "a=1&_METHOD=put", "%5Fmethod=DELETE", "a&_method"] {
+    for q in [
+        "_method=DELETE",
+        "a=1&_METHOD=put",
+        "%5Fmethod=DELETE",
+        "a&_method",
+    ] {
         let v = RequestView::new("GET", "/p", &none).query(Some(q));
         assert!(has_method_override(&v), "{q}");
     }
-    for q in ["method=x", "a_method=x", "_methods=x", "x=_method", "%5Fmethod%"] {
+    for q in [
+        "method=x",
+        "a_method=x",
+        "_methods=x",
+        "x=_method",
+        "%5Fmethod%",
+    ] {
         let v = RequestView::new("GET", "/p", &none).query(Some(q));
         assert!(!has_method_override(&v), "{q}");
     }
     assert!(!has_method_override(&RequestView::new("GET", "/p", &none)));
 
     assert!(!carries_body(&RequestView::new("GET", "/p", &none)));
-    assert!(carries_body(&RequestView::new("GET", "/p", &none).has_body(true)));
+    assert!(carries_body(
+        &RequestView::new("GET", "/p", &none).has_body(true)
+    ));
     for (n, v, body) in [
         ("content-length", "0", false),
         ("content-length", "00", false),
@@ -951,6 +985,10 @@ fn method_overrides_and_request_bodies_are_seen() {
         ("transfer-encoding", "chunked", true),
     ] {
         let h = [(n, v)];
-        assert_eq!(carries_body(&RequestView::new("GET", "/p", &h)), body, "{n}: {v}");
+        assert_eq!(
+            carries_body(&RequestView::new("GET", "/p", &h)),
+            body,
+            "{n}: {v}"
+        );
     }
 }
