@@ -153,7 +153,7 @@ async fn tower_layer() {
         },
     );
     let svc = tower::Layer::layer(&uip_cache_tower::CacheLayer::new(cache()), origin_svc);
-    let send = |Req(method, path, headers, body): Req<'_>| {
+    let send = move |Req(method, path, headers, body): Req<'_>| {
         // No Content-Length: the body alone says it is there, as over HTTP/2.
         let mut b = http::Request::builder()
             .method(method)
@@ -206,7 +206,8 @@ async fn actix_middleware() {
             })),
     )
     .await;
-    let send = |Req(method, path, headers, body): Req<'_>| {
+    let app = &app;
+    let send = move |Req(method, path, headers, body): Req<'_>| {
         let mut r = test::TestRequest::default()
             .method(method.parse().unwrap())
             .uri(path)
@@ -218,7 +219,6 @@ async fn actix_middleware() {
             r = r.insert_header((*n, *v));
         }
         let req = r.to_request();
-        let app = &app;
         async move {
             let resp = test::call_service(app, req).await;
             let h = |n: &str| {

@@ -163,7 +163,7 @@ impl<'a> RequestView<'a> {
         self
     }
 
-    /// Says whether the request has a body (see [`RequestView::has_body`]).
+    /// Says whether the request has a body (the `has_body` field).
     #[must_use]
     pub fn has_body(mut self, has_body: bool) -> Self {
         self.has_body = has_body;

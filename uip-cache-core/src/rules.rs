@@ -523,7 +523,7 @@ fn percent_decoded_eq(raw: &str, name: &str) -> bool {
 }
 
 /// Whether the request carries a body: the adapter says so
-/// ([`RequestView::has_body`]), or `Transfer-Encoding` or a
+/// (the `has_body` field of [`RequestView`]), or `Transfer-Encoding` or a
 /// `Content-Length` other than 0 does (one that does not parse counts).
 pub fn carries_body(req: &RequestView<'_>) -> bool {
     if req.has_body || req.headers.first("transfer-encoding").is_some() {
