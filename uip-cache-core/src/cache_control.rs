@@ -592,6 +592,9 @@ mod tests {
         use proptest::collection::vec;
         use proptest::prelude::*;
 
+        /// A directive's name and argument, owned.
+        type Owned = (Vec<u8>, Option<Vec<u8>>);
+
         fn token() -> impl Strategy<Value = String> {
             "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}"
         }
@@ -684,10 +687,10 @@ mod tests {
                         }
                     }
                 }
-                let parsed: Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, Unparsable> = Directives::new(&value)
+                let parsed: Result<Vec<Owned>, Unparsable> = Directives::new(&value)
                     .map(|d| d.map(|d| (d.name.to_vec(), d.arg.map(|a| a.into_owned()))))
                     .collect();
-                let want: Vec<(Vec<u8>, Option<Vec<u8>>)> = list
+                let want: Vec<Owned> = list
                     .iter()
                     .map(|(n, a)| (n.as_bytes().to_vec(), a.as_ref().map(|(a, _)| a.clone())))
                     .collect();
