@@ -97,8 +97,13 @@ impl Forward {
     /// RFC 9211's `fwd` parameter: why the request went to the origin.
     fn fwd(&self) -> &'static str {
         match (self.x_cache, self.detail) {
-            (XCache::Bypass, Some(NoCacheReason::Method)) => "method",
-            (XCache::Bypass, Some(NoCacheReason::RequestNoStore)) => "request",
+            (XCache::Bypass, Some(NoCacheReason::Method | NoCacheReason::MethodOverride)) => {
+                "method"
+            }
+            (
+                XCache::Bypass,
+                Some(NoCacheReason::RequestNoStore | NoCacheReason::UnparsableCacheControl),
+            ) => "request",
             (XCache::Bypass, _) => "bypass",
             (XCache::Expired | XCache::Stale, _) => "stale",
             _ => "uri-miss",
@@ -500,12 +505,21 @@ impl HttpCache {
     /// [`HttpCache::plan`] once the policy is found.
     fn plan_matched(&self, m: PolicyMatch<'_>, req: &RequestView<'_>) -> Plan {
         let request_cc = rules::request_cache_control(req.headers);
+        let keys_body = m.policy().key_spec().uses_body();
         let reason = if !m.policy().allows_method(req.method) {
             Some(NoCacheReason::Method)
+        } else if request_cc.unparsable {
+            // What the client asked of caches is not known: it gets the
+            // origin's answer, and the cache is left alone.
+            Some(NoCacheReason::UnparsableCacheControl)
         } else if request_cc.no_store {
             Some(NoCacheReason::RequestNoStore)
-        } else if m.policy().key_spec().uses_body() && req.body.is_none() {
+        } else if rules::has_method_override(req) {
+            Some(NoCacheReason::MethodOverride)
+        } else if keys_body && req.body.is_none() {
             Some(NoCacheReason::BodyNotBuffered)
+        } else if !keys_body && rules::carries_body(req) {
+            Some(NoCacheReason::RequestBody)
         } else {
             None
         };

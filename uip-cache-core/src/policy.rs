@@ -33,9 +33,18 @@ use crate::config::{CacheConfig, ConfigProblem, PatternType, PolicyConfig, TtlMo
 use crate::key::KeySpec;
 use crate::pattern::{split_query, UrlPattern};
 
-/// Statuses stored when a policy does not list its own: those RFC 9111
-/// (section 4.2.2) calls heuristically cacheable.
-pub const DEFAULT_STATUSES: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
+/// Statuses a policy `ttl` gives freshness to when the policy does not list
+/// its own: the non-error ones RFC 9111 (section 4.2.2) calls heuristically
+/// cacheable. An error never lives on a policy TTL unless the policy lists
+/// it: one request (a method override, a bad `Range`) must not make an
+/// error everyone's answer.
+pub const DEFAULT_STATUSES: [u16; 6] = [200, 203, 204, 300, 301, 308];
+
+/// Statuses that may get heuristic freshness when a policy does not list its
+/// own: those RFC 9111 (section 4.2.2) calls heuristically cacheable, but
+/// 206 (partial content is never stored). Errors among them are fresh for
+/// at most the policy's `negative_ttl`.
+pub const HEURISTIC_STATUSES: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
 
 /// A compiled policy.
 #[derive(Clone, Debug)]
@@ -50,6 +59,9 @@ pub struct Policy {
     stale_if_error: Option<Duration>,
     methods: Vec<String>,
     statuses: Vec<u16>,
+    /// Statuses that may get heuristic freshness.
+    heuristic_statuses: Vec<u16>,
+    negative_ttl: Duration,
     tags: Vec<String>,
     invalidate_on: Vec<String>,
     key: KeySpec,
@@ -209,6 +221,10 @@ impl Policy {
             .statuses
             .clone()
             .unwrap_or_else(|| DEFAULT_STATUSES.to_vec());
+        let heuristic_statuses = match &p.statuses {
+            Some(listed) => listed.clone(),
+            None => HEURISTIC_STATUSES.to_vec(),
+        };
         if let Some(bad) = statuses.iter().find(|s| !(100..=599).contains(*s)) {
             return Err(ConfigProblem::new(
                 p.pattern.line,
@@ -248,6 +264,8 @@ impl Policy {
                 .map(|s| s.get()),
             methods,
             statuses,
+            heuristic_statuses,
+            negative_ttl: p.negative_ttl.unwrap_or(config.defaults.negative_ttl).get(),
             tags: p.tags.clone(),
             invalidate_on: p.invalidate_on.clone(),
             key,
@@ -270,6 +288,8 @@ impl Policy {
             stale_if_error: config.defaults.stale_if_error.map(|s| s.get()),
             methods: vec!["GET".into(), "HEAD".into()],
             statuses: DEFAULT_STATUSES.to_vec(),
+            heuristic_statuses: HEURISTIC_STATUSES.to_vec(),
+            negative_ttl: config.defaults.negative_ttl.get(),
             tags: Vec::new(),
             invalidate_on: Vec::new(),
             key: KeySpec::new(&config.key, &[]),
@@ -355,9 +375,22 @@ impl Policy {
         self.forward_tag_headers
     }
 
-    /// Whether responses with this status may be stored.
+    /// Whether the policy's `ttl` gives freshness to responses with this
+    /// status (its `statuses`, by default [`DEFAULT_STATUSES`]). Any status
+    /// may still be stored on the origin's explicit freshness.
     pub fn allows_status(&self, status: u16) -> bool {
         self.statuses.contains(&status)
+    }
+
+    /// Whether responses with this status may get heuristic freshness (its
+    /// `statuses`, by default [`HEURISTIC_STATUSES`]).
+    pub fn allows_heuristic(&self, status: u16) -> bool {
+        self.heuristic_statuses.contains(&status)
+    }
+
+    /// The longest an error status (400 and above) stays fresh.
+    pub fn negative_ttl(&self) -> Duration {
+        self.negative_ttl
     }
 
     /// The policy's own tags.

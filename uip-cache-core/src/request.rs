@@ -116,6 +116,11 @@ pub struct RequestView<'a> {
     /// headers reach the application: the key then also holds those that
     /// change what it builds ([`crate::forwarding::keyed_from_trusted`]).
     pub via_trusted_proxy: bool,
+    /// Whether the request has a body, as far as the adapter knows without
+    /// reading it (an HTTP/2 request need not announce its length). Core
+    /// also looks at `Content-Length` and `Transfer-Encoding`; a GET or
+    /// HEAD with a body the key does not hold bypasses the cache.
+    pub has_body: bool,
 }
 
 impl<'a> RequestView<'a> {
@@ -131,6 +136,7 @@ impl<'a> RequestView<'a> {
             headers,
             body: None,
             via_trusted_proxy: false,
+            has_body: false,
         }
     }
 
@@ -172,6 +178,13 @@ impl<'a> RequestView<'a> {
         self.body = body;
         self
     }
+
+    /// Says whether the request has a body (the `has_body` field).
+    #[must_use]
+    pub fn has_body(mut self, has_body: bool) -> Self {
+        self.has_body = has_body;
+        self
+    }
 }
 
 impl fmt::Debug for RequestView<'_> {
@@ -184,6 +197,7 @@ impl fmt::Debug for RequestView<'_> {
             .field("query", &self.query)
             .field("body_len", &self.body.map(<[u8]>::len))
             .field("via_trusted_proxy", &self.via_trusted_proxy)
+            .field("has_body", &self.has_body)
             .finish_non_exhaustive()
     }
 }

@@ -219,8 +219,16 @@ fn shared_storage_forbidden(
 ///
 /// Any final status with explicit freshness from the origin (`max-age`,
 /// `s-maxage`, `Expires`) may be stored on it; the policy's `statuses` say
-/// which may be stored on the policy's TTL, and heuristic freshness is for
-/// those and for `public` responses (RFC 9111 sections 3 and 4.2.2).
+/// which may be stored on the policy's TTL (by default no error status),
+/// and heuristic freshness is for the heuristically cacheable statuses and
+/// `public` responses (RFC 9111 sections 3 and 4.2.2). An error status (400
+/// and above) is fresh for at most the policy's `negative_ttl`, whatever
+/// gave it freshness.
+///
+/// The answer to a request with `Range`, `If-Match`,
+/// `If-Unmodified-Since` or `If-Range` is stored only when it is a complete
+/// 200: a 416 or 412 is that request's answer, not the plain key's.
+/// A `Cache-Control` that cannot be read with certainty is `no-store`.
 pub fn admit(
     policy: &Policy,
     req: &RequestView<'_>,
@@ -230,6 +238,9 @@ pub fn admit(
 
     if resp.status == 206 || resp.status == 304 || !(200..=599).contains(&resp.status) {
         return Err(NoCacheReason::Status);
+    }
+    if has_range_or_precondition(req.headers) && !is_complete_200(resp) {
+        return Err(NoCacheReason::RangeOrPrecondition);
     }
     let mut vary = Vec::new();
     let mut vary_star = false;
@@ -243,13 +254,16 @@ pub fn admit(
             }
         }
     });
+    if cc.unparsable {
+        return Err(NoCacheReason::UnparsableCacheControl);
+    }
     if cc.no_store {
         return Err(NoCacheReason::ResponseNoStore);
     }
     if cc.private {
         return Err(NoCacheReason::Private);
     }
-    if resp.headers.first("set-cookie").is_some() {
+    if PER_CLIENT.iter().any(|h| resp.headers.first(h).is_some()) {
         return Err(NoCacheReason::SetCookie);
     }
     if is_event_stream(resp.headers) {
@@ -302,18 +316,26 @@ pub fn admit(
         .map(Bytes::copy_from_slice);
     // Any final status may be stored on the origin's explicit freshness; the
     // policy's statuses say which may live on its TTL; heuristic freshness
-    // is for those and for `public` responses (RFC 9111 sections 3, 4.2.2).
+    // is for the heuristically cacheable statuses and for `public`
+    // responses (RFC 9111 sections 3, 4.2.2).
     let listed = policy.allows_status(resp.status);
     let (lifetime, source) = match (policy.ttl_mode(), policy.ttl(), origin_lifetime) {
         (TtlMode::Override, Some(ttl), _) if listed => (ttl, Lifetime::Policy),
         (TtlMode::Override, Some(_), _) => return Err(NoCacheReason::Status),
         (_, _, Some(origin)) => (origin, Lifetime::Origin),
         (_, Some(ttl), None) if listed => (ttl, Lifetime::Policy),
-        (_, None, None) if listed || cc.public => (
+        (_, None, None) if policy.allows_heuristic(resp.status) || cc.public => (
             heuristic_lifetime(date.unwrap_or(resp.response_time), last_modified.as_deref()),
             Lifetime::Heuristic,
         ),
         _ => return Err(NoCacheReason::Status),
+    };
+    // An error is one request's bad luck (or an attacker's doing) as often
+    // as the resource's state: never everyone's answer for long.
+    let lifetime = if resp.status >= 400 {
+        lifetime.min(policy.negative_ttl())
+    } else {
+        lifetime
     };
     if let Some(reason) = shared_storage_forbidden(policy, req, &cc, &vary, source) {
         return Err(reason);
@@ -400,11 +422,17 @@ pub fn origin_tags(headers: &dyn HeaderSource, names: &[String]) -> Vec<String> 
 /// The response's caching directives for this cache: those of the first
 /// targeted field present (RFC 9213: `CDN-Cache-Control`, ...), which then
 /// replace `Cache-Control`, else `Cache-Control`. The flag says whether a
-/// targeted field was used.
+/// targeted field was used. A targeted field that is not a valid
+/// Structured Field is ignored (RFC 9213 section 2.1), except that a
+/// `private` or `no-store` in it, or its not being readable as
+/// `Cache-Control` at all, still holds: the cautious reading.
 pub fn response_cache_control(
     headers: &dyn HeaderSource,
     targets: &[String],
 ) -> (CacheControl, bool) {
+    // What an invalid targeted field says that restricts sharing; it is
+    // otherwise ignored, as RFC 9213 section 2.1 asks.
+    let mut restrictions = CacheControl::default();
     for t in targets {
         if headers.first(t).is_some() {
             let mut values = Vec::new();
@@ -412,12 +440,103 @@ pub fn response_cache_control(
             let valid = values
                 .iter()
                 .all(|v| std::str::from_utf8(v).is_ok_and(crate::cache_control::is_valid_targeted));
+            let cc = CacheControl::parse(values.iter().map(Vec::as_slice));
             if valid {
-                return (CacheControl::parse(values.iter().map(Vec::as_slice)), true);
+                return (cc, true);
             }
+            // The cautious reading: a `private` or `no-store` in it, or
+            // one it may hide (what cannot be read), still holds.
+            restrictions.no_store |= cc.no_store;
+            restrictions.private |= cc.private;
+            restrictions.unparsable |= cc.unparsable;
         }
     }
-    (CacheControl::from_headers(headers), false)
+    let mut cc = CacheControl::from_headers(headers);
+    cc.no_store |= restrictions.no_store;
+    cc.private |= restrictions.private;
+    cc.unparsable |= restrictions.unparsable;
+    (cc, false)
+}
+
+/// Whether the request asks for part of the representation (`Range`,
+/// `If-Range`) or sets a precondition the origin evaluates (`If-Match`,
+/// `If-Unmodified-Since`): its answer may be for it alone (206, 416, 412).
+/// `If-None-Match` and `If-Modified-Since` are not here: the cache removes
+/// them from what it sends the origin and answers them itself.
+pub fn has_range_or_precondition(headers: &dyn HeaderSource) -> bool {
+    ["range", "if-range", "if-match", "if-unmodified-since"]
+        .iter()
+        .any(|h| headers.first(h).is_some())
+}
+
+/// A 200 that does not claim to be a part (`Content-Range`).
+fn is_complete_200(resp: &OriginResponse<'_>) -> bool {
+    resp.status == 200 && resp.headers.first("content-range").is_none()
+}
+
+/// Request headers with which frameworks let a client say the method is
+/// another one (Express's method-override, Symfony, ASP.NET Core, Go's
+/// gorilla/handlers, OData, IBM): the origin may answer a GET as a DELETE.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Whether the request says its method is another one: a method-override
+/// header, or a `_method` query parameter (Rails, Laravel, Symfony, Spring
+/// and Rack read it; some for GET too). Such a request bypasses the cache:
+/// the answer is not the GET's.
+pub fn has_method_override(req: &RequestView<'_>) -> bool {
+    METHOD_OVERRIDE_HEADERS
+        .iter()
+        .any(|h| req.headers.first(h).is_some())
+        || req.query.is_some_and(|q| {
+            q.split('&').any(|pair| {
+                let name = pair.split('=').next().unwrap_or("");
+                percent_decoded_eq(name, "_method")
+            })
+        })
+}
+
+/// Whether `raw`, percent-decoded, is `name` (ASCII, any case).
+fn percent_decoded_eq(raw: &str, name: &str) -> bool {
+    let mut raw = raw.bytes();
+    let mut want = name.bytes();
+    loop {
+        let got = match raw.next() {
+            Some(b'%') => {
+                let hex = |b: Option<u8>| (b? as char).to_digit(16);
+                match (hex(raw.next()), hex(raw.next())) {
+                    (Some(h), Some(l)) => (h * 16 + l) as u8,
+                    _ => return false,
+                }
+            }
+            Some(b'+') => b' ',
+            Some(b) => b,
+            None => return want.next().is_none(),
+        };
+        if !want.next().is_some_and(|w| w.eq_ignore_ascii_case(&got)) {
+            return false;
+        }
+    }
+}
+
+/// Whether the request carries a body: the adapter says so
+/// (the `has_body` field of [`RequestView`]), or `Transfer-Encoding` or a
+/// `Content-Length` other than 0 does (one that does not parse counts).
+pub fn carries_body(req: &RequestView<'_>) -> bool {
+    if req.has_body || req.headers.first("transfer-encoding").is_some() {
+        return true;
+    }
+    let mut body = false;
+    req.headers.for_each_value("content-length", &mut |v| {
+        body |= v.split(|&b| b == b',').any(|n| {
+            let n = n.trim_ascii();
+            n.is_empty() || !n.iter().all(|&d| d == b'0')
+        });
+    });
+    body
 }
 
 /// Whether a response header is for this cache alone and never passed on:

@@ -49,11 +49,24 @@ pub enum NoCacheReason {
     /// The request body the policy keys on is larger than its `max_body`
     /// (or has no end within it): passed through unbuffered.
     BodyTooLarge,
+    /// A `Cache-Control` (or targeted field) that does not follow the
+    /// grammar: a response is not stored, a request bypasses the cache.
+    UnparsableCacheControl,
+    /// The request carries a method-override header (`X-HTTP-Method-Override`
+    /// and the like): the origin may treat it as another method.
+    MethodOverride,
+    /// A GET or HEAD with a body the key does not hold (the policy does not
+    /// key on the body): another body would get this one's answer.
+    RequestBody,
+    /// The request had `Range`, `If-Match`, `If-Unmodified-Since` or
+    /// `If-Range` and the answer is not a complete 200: it is this
+    /// request's alone, never the plain key's.
+    RangeOrPrecondition,
 }
 
 impl NoCacheReason {
     /// Every reason, in counter order.
-    pub const ALL: [NoCacheReason; 18] = [
+    pub const ALL: [NoCacheReason; 22] = [
         NoCacheReason::NoPolicy,
         NoCacheReason::Method,
         NoCacheReason::RequestNoStore,
@@ -72,6 +85,10 @@ impl NoCacheReason {
         NoCacheReason::Cookie,
         NoCacheReason::Streaming,
         NoCacheReason::BodyTooLarge,
+        NoCacheReason::UnparsableCacheControl,
+        NoCacheReason::MethodOverride,
+        NoCacheReason::RequestBody,
+        NoCacheReason::RangeOrPrecondition,
     ];
 
     /// The snake_case name used in metrics.
@@ -95,6 +112,10 @@ impl NoCacheReason {
             NoCacheReason::Cookie => "cookie",
             NoCacheReason::Streaming => "streaming",
             NoCacheReason::BodyTooLarge => "body_too_large",
+            NoCacheReason::UnparsableCacheControl => "unparsable_cache_control",
+            NoCacheReason::MethodOverride => "method_override",
+            NoCacheReason::RequestBody => "request_body",
+            NoCacheReason::RangeOrPrecondition => "range_or_precondition",
         }
     }
 

@@ -116,13 +116,10 @@ where
         guard(&self.cache, &mut parts);
         let start = {
             let hs = HeaderMapRef(&parts.headers);
-            let v = view(
-                &self.cache,
-                &parts.method,
-                &parts.uri,
-                &parts.extensions,
-                &hs,
-            );
+            // A body the key does not hold makes a GET or HEAD bypass; an
+            // HTTP/2 request need not announce one in its headers.
+            let has_body = !body.is_end_stream() && body.size_hint().exact() != Some(0);
+            let v = view(&self.cache, &parts.method, &parts.uri, &parts.extensions, &hs).has_body(has_body);
             match self.cache.start(&v) {
                 Start::Plan(Plan::Cache(plan)) => match self.cache.answer_now(&plan, &v) {
                     // A hit the store had at hand: answered here, the

@@ -385,9 +385,19 @@ pub struct PolicyConfig {
     /// Methods cached (default GET and HEAD).
     #[serde(default)]
     pub methods: Option<Vec<String>>,
-    /// Statuses stored (default: those RFC 9111 lets a cache store heuristically).
+    /// Statuses the policy `ttl` gives freshness to (and, without a `ttl`,
+    /// heuristic freshness). Default: 200, 203, 204, 300, 301, 308 for the
+    /// `ttl`; for heuristic freshness those and 404, 405, 410, 414, 501
+    /// (RFC 9111 section 4.2.2). Any status may still be stored on the
+    /// origin's explicit freshness (`max-age`, `s-maxage`, `Expires`).
     #[serde(default)]
     pub statuses: Option<Vec<u16>>,
+    /// The longest an error status (400 and above) stays fresh, whatever
+    /// gave it freshness: the origin, `ttl` (for statuses listed in
+    /// `statuses`) or heuristics (default `defaults.negative_ttl`; 0: error
+    /// responses are never served without asking the origin).
+    #[serde(default)]
+    pub negative_ttl: Option<Seconds>,
 }
 
 /// How a policy pattern is read.
@@ -499,6 +509,10 @@ pub struct DefaultsConfig {
     pub stale_while_revalidate: Option<Seconds>,
     /// Default `stale_if_error`.
     pub stale_if_error: Option<Seconds>,
+    /// Default `negative_ttl`: the longest an error status (400 and above)
+    /// stays fresh (default 10s), so that one request cannot make an error
+    /// everyone's answer for long.
+    pub negative_ttl: Seconds,
     /// How long requests for a key being fetched wait before going to the origin themselves (default 5s).
     pub lock_timeout: Seconds,
     /// Successful POST, PUT, PATCH, DELETE invalidate their target URI and
@@ -560,6 +574,7 @@ impl Default for DefaultsConfig {
             soft_purge_grace: Seconds(Duration::from_secs(30)),
             stale_while_revalidate: None,
             stale_if_error: None,
+            negative_ttl: Seconds(Duration::from_secs(10)),
             lock_timeout: Seconds(Duration::from_secs(5)),
             invalidate_on_unsafe: true,
             targeted_cache_control: vec!["CDN-Cache-Control".into(), "Surrogate-Control".into()],

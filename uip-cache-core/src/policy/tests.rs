@@ -160,7 +160,16 @@ fn policy_fields_and_defaults() {
     );
     let b = s.find("/b", None).unwrap().policy();
     assert!(b.allows_method("HEAD") && !b.allows_method("POST"));
-    assert!(b.allows_status(404) && !b.allows_status(500) && !b.allows_status(206));
+    // A policy TTL gives no error freshness by default; heuristics may,
+    // for the statuses RFC 9111 lists.
+    assert!(b.allows_status(301) && !b.allows_status(404) && !b.allows_status(405));
+    assert!(!b.allows_status(500) && !b.allows_status(206));
+    assert!(b.allows_heuristic(404) && b.allows_heuristic(501) && !b.allows_heuristic(500));
+    assert!(
+        a.allows_heuristic(200) && !a.allows_heuristic(404),
+        "a's own list"
+    );
+    assert_eq!(b.negative_ttl(), Duration::from_secs(10));
     assert_eq!(b.compression(), None);
     assert_eq!(b.max_size(), 10 << 20);
     assert_eq!((a.max_body(), b.max_body()), (2048, 64 << 10));
@@ -211,4 +220,13 @@ fn bad_patterns_are_errors_naming_the_policy() {
         assert_eq!(err.problems()[0].path, "policies[0].pattern", "{err}");
         assert_eq!(err.problems()[0].line, Some(3), "{err}");
     }
+}
+
+#[test]
+fn negative_ttl_from_the_policy_or_defaults() {
+    let s = set("defaults:\n  negative_ttl: 3s\npolicies:\n  - name: a\n    pattern: /a\n    negative_ttl: 0\n  - name: b\n    pattern: /b\n");
+    let a = s.find("/a", None).unwrap().policy();
+    let b = s.find("/b", None).unwrap().policy();
+    assert_eq!(a.negative_ttl(), Duration::ZERO);
+    assert_eq!(b.negative_ttl(), Duration::from_secs(3));
 }

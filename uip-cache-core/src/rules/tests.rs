@@ -361,14 +361,22 @@ fn explicit_freshness_stores_any_final_status_the_list_is_for_the_rest() {
     let ttl = policy("    ttl: 60\n");
     for status in [200, 302, 307, 400, 403, 500, 503, 599] {
         let e = admit_with(&bare, &[], status, &[("cache-control", "max-age=60")]).unwrap();
+        // Errors for at most negative_ttl (10s by default).
+        let want = if status >= 400 { 10 } else { 60 };
+        assert_eq!(e.freshness_lifetime, Duration::from_secs(want), "{status}");
+    }
+    // The policy TTL applies only to DEFAULT_STATUSES: no error.
+    for status in [500, 404, 405, 410, 414, 501, 302] {
+        assert_eq!(
+            admit_with(&ttl, &[], status, &[]).unwrap_err(),
+            NoCacheReason::Status,
+            "{status}"
+        );
+    }
+    for status in [200, 203, 204, 300, 301, 308] {
+        let e = admit_with(&ttl, &[], status, &[]).unwrap();
         assert_eq!(e.freshness_lifetime, Duration::from_secs(60), "{status}");
     }
-    // The policy TTL applies only to the heuristically cacheable statuses.
-    assert_eq!(
-        admit_with(&ttl, &[], 500, &[]).unwrap_err(),
-        NoCacheReason::Status
-    );
-    assert!(admit_with(&ttl, &[], 404, &[]).is_ok());
     assert_eq!(
         admit_with(&bare, &[], 206, &[("cache-control", "max-age=60")]).unwrap_err(),
         NoCacheReason::Status
@@ -673,8 +681,17 @@ fn a_policy_ttl_never_stands_in_for_the_origins_permission_to_share() {
         admit_with(&over, &[], 500, &[("expires", "0")]).unwrap_err(),
         NoCacheReason::Status
     );
-    // public does allow heuristic freshness for any status (RFC 9111 4.2.2).
+    // public does allow heuristic freshness for any status (RFC 9111 4.2.2),
+    // an error's for at most negative_ttl.
     let lm = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(1000));
+    let e = admit_with(
+        &policy(""),
+        &[],
+        299,
+        &[("cache-control", "public"), ("last-modified", &lm)],
+    )
+    .unwrap();
+    assert!(e.freshness_lifetime >= Duration::from_secs(99));
     let e = admit_with(
         &policy(""),
         &[],
@@ -682,7 +699,7 @@ fn a_policy_ttl_never_stands_in_for_the_origins_permission_to_share() {
         &[("cache-control", "public"), ("last-modified", &lm)],
     )
     .unwrap();
-    assert!(e.freshness_lifetime >= Duration::from_secs(99));
+    assert_eq!(e.freshness_lifetime, Duration::from_secs(10));
 }
 
 #[test]
@@ -864,4 +881,214 @@ fn a_304_to_a_request_with_unkeyed_credentials_leaves_the_shared_entry_alone() {
     let (out, e) = respond(&ttl, &[], &[("set-cookie", "session=new")]);
     assert!(matches!(out, Freshened::Store), "{out:?}");
     assert!(e.header("set-cookie").is_none());
+// ===== one request must not make an error everyone's answer (CPDoS) =====
+
+#[test]
+fn an_error_lives_on_a_policy_ttl_only_when_listed_and_then_for_negative_ttl() {
+    // The origin's 405 to `X-HTTP-Method-Override: DELETE`, no freshness.
+    let ttl = policy("    ttl: 60\n");
+    assert_eq!(
+        admit_with(&ttl, &[], 405, &[]).unwrap_err(),
+        NoCacheReason::Status
+    );
+    let over = policy("    ttl: 60\n    ttl_mode: override\n");
+    assert_eq!(
+        admit_with(&over, &[], 405, &[("cache-control", "max-age=600")]).unwrap_err(),
+        NoCacheReason::Status
+    );
+    // Listed: on the TTL, for at most negative_ttl.
+    let listed = policy("    ttl: 60\n    statuses: [200, 404]\n    negative_ttl: 5s\n");
+    let e = admit_with(&listed, &[], 404, &[]).unwrap();
+    assert_eq!(e.freshness_lifetime, Duration::from_secs(5));
+    assert_eq!(
+        admit_with(&listed, &[], 200, &[])
+            .unwrap()
+            .freshness_lifetime,
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        admit_with(&listed, &[], 405, &[]).unwrap_err(),
+        NoCacheReason::Status
+    );
+    // The origin's own freshness on an error: capped too.
+    let e = admit_with(&ttl, &[], 405, &[("cache-control", "max-age=3600")]).unwrap();
+    assert_eq!(e.freshness_lifetime, Duration::from_secs(10));
+    let e = admit_with(&ttl, &[], 404, &[("cache-control", "max-age=3")]).unwrap();
+    assert_eq!(e.freshness_lifetime, Duration::from_secs(3));
+    // Heuristic freshness (no ttl): the RFC's list, errors capped.
+    let lm = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(86_400));
+    for status in [404, 405, 410, 414, 501] {
+        let e = admit_with(&policy(""), &[], status, &[("last-modified", &lm)]).unwrap();
+        assert_eq!(e.freshness_lifetime, Duration::from_secs(10), "{status}");
+    }
+    // negative_ttl 0: an error is never fresh; without a validator, not kept.
+    let never = policy("    negative_ttl: 0\n");
+    assert_eq!(
+        admit_with(&never, &[], 404, &[("cache-control", "max-age=60")]).unwrap_err(),
+        NoCacheReason::NoFreshness
+    );
+}
+
+#[test]
+fn answers_to_ranges_and_preconditions_are_stored_only_when_complete_200s() {
+    let ttl = policy("    ttl: 60\n");
+    let cc = ("cache-control", "max-age=60");
+    for req in [
+        ("range", "bytes=999999-"),
+        ("if-range", "\"x\""),
+        ("if-match", "\"nope\""),
+        ("if-unmodified-since", "Sun, 06 Nov 1994 08:49:37 GMT"),
+    ] {
+        for status in [416, 412, 200, 404] {
+            let headers: &[(&str, &str)] = if status == 416 {
+                &[cc, ("content-range", "bytes */10")]
+            } else {
+                &[cc]
+            };
+            let got = admit_with(&ttl, &[req], status, headers);
+            if status == 200 {
+                assert!(got.is_ok(), "{req:?}");
+            } else {
+                assert_eq!(
+                    got.unwrap_err(),
+                    NoCacheReason::RangeOrPrecondition,
+                    "{req:?} {status}"
+                );
+            }
+        }
+        // A 200 that says it is a part is not complete.
+        assert_eq!(
+            admit_with(&ttl, &[req], 200, &[cc, ("content-range", "bytes 0-1/10")]).unwrap_err(),
+            NoCacheReason::RangeOrPrecondition
+        );
+    }
+    // Without them, a 412 with max-age is a plain (capped) error entry.
+    assert!(admit_with(&ttl, &[], 412, &[cc]).is_ok());
+}
+
+#[test]
+fn a_tricky_or_unreadable_cache_control_never_lets_private_through() {
+    let ttl = policy("    ttl: 60\n");
+    assert_eq!(
+        admit_with(
+            &ttl,
+            &[],
+            200,
+            &[("cache-control", r#"max-age=60, x="a\"b", private"#)]
+        )
+        .unwrap_err(),
+        NoCacheReason::Private
+    );
+    for bad in [
+        r#"max-age=60, x="open, private"#,
+        "max-age=60; private",
+        "max-age=60, pri vate",
+    ] {
+        assert_eq!(
+            admit_with(&ttl, &[], 200, &[("cache-control", bad)]).unwrap_err(),
+            NoCacheReason::UnparsableCacheControl,
+            "{bad}"
+        );
+    }
+    // A targeted field that is not a valid Structured Field is ignored,
+    // but what it says against sharing still holds.
+    assert_eq!(
+        admit_with(
+            &ttl,
+            &[],
+            200,
+            &[
+                ("cdn-cache-control", "max-age=60, &&, private"),
+                ("cache-control", "max-age=60")
+            ]
+        )
+        .unwrap_err(),
+        NoCacheReason::Private
+    );
+    assert_eq!(
+        admit_with(
+            &ttl,
+            &[],
+            200,
+            &[
+                ("cdn-cache-control", "max-age =60"),
+                ("cache-control", "max-age=60")
+            ]
+        )
+        .unwrap_err(),
+        NoCacheReason::UnparsableCacheControl
+    );
+    // A valid targeted field with a quoted-pair still shows its private.
+    assert_eq!(
+        admit_with(
+            &ttl,
+            &[],
+            200,
+            &[
+                ("cdn-cache-control", r#"x="a\"b", private"#),
+                ("cache-control", "max-age=60")
+            ]
+        )
+        .unwrap_err(),
+        NoCacheReason::Private
+    );
+    // Set-Cookie2 is a Set-Cookie.
+    assert_eq!(
+        admit_with(&ttl, &[], 200, &[("set-cookie2", "a=b; Version=1")]).unwrap_err(),
+        NoCacheReason::SetCookie
+    );
+}
+
+#[test]
+fn method_overrides_and_request_bodies_are_seen() {
+    let h = [("x-http-method-override", "DELETE")];
+    assert!(has_method_override(&RequestView::new("GET", "/p", &h)));
+    for name in ["X-HTTP-Method", "x-method-override"] {
+        let h = [(name, "PUT")];
+        assert!(
+            has_method_override(&RequestView::new("GET", "/p", &h)),
+            "{name}"
+        );
+    }
+    let none: [(&str, &str); 0] = [];
+    for q in [
+        "_method=DELETE",
+        "a=1&_METHOD=put",
+        "%5Fmethod=DELETE",
+        "a&_method",
+    ] {
+        let v = RequestView::new("GET", "/p", &none).query(Some(q));
+        assert!(has_method_override(&v), "{q}");
+    }
+    for q in [
+        "method=x",
+        "a_method=x",
+        "_methods=x",
+        "x=_method",
+        "%5Fmethod%",
+    ] {
+        let v = RequestView::new("GET", "/p", &none).query(Some(q));
+        assert!(!has_method_override(&v), "{q}");
+    }
+    assert!(!has_method_override(&RequestView::new("GET", "/p", &none)));
+
+    assert!(!carries_body(&RequestView::new("GET", "/p", &none)));
+    assert!(carries_body(
+        &RequestView::new("GET", "/p", &none).has_body(true)
+    ));
+    for (n, v, body) in [
+        ("content-length", "0", false),
+        ("content-length", "00", false),
+        ("content-length", "12", true),
+        ("content-length", "x", true),
+        ("content-length", "", true),
+        ("transfer-encoding", "chunked", true),
+    ] {
+        let h = [(n, v)];
+        assert_eq!(
+            carries_body(&RequestView::new("GET", "/p", &h)),
+            body,
+            "{n}: {v}"
+        );
+    }
 }
