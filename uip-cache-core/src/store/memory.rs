@@ -173,9 +173,10 @@ const INDEX_MEMBER: usize = 64;
 /// table's first allocation), besides its name: charged to every entry, as
 /// if no other entry shared its tags and path.
 const INDEX_SET: usize = 256;
-/// A value in sealed memory: its region, registry node and `Bytes` owner,
-/// besides its pages.
-const SEALED_PER_VALUE: usize = 256;
+/// A value in sealed memory besides its pages: its region, registry node
+/// and `Bytes` owner, and what the kernel keeps for the file and its
+/// mapping (charged to the process's cgroup too).
+const SEALED_PER_VALUE: usize = 1024;
 const PAGE: usize = 4096;
 
 /// Bytes an entry really costs, as allocated: its value (an exact heap
@@ -193,7 +194,7 @@ fn weight(key: &str, value: &Bytes, sealed: bool, o: &PutOptions<'_>) -> u32 {
     let n = value
         + heap(2 * std::mem::size_of::<usize>() + key.len())
         + heap(2 * std::mem::size_of::<usize>() + std::mem::size_of::<MemEntry>())
-        + heap(o.tags.len() * std::mem::size_of::<String>())
+        + heap(std::mem::size_of_val(o.tags))
         // The entry's own copies of its tags and path, and the index's.
         + 2 * names
         + o.query.map_or(0, |q| heap(q.len()))
