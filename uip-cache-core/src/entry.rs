@@ -186,20 +186,33 @@ impl StoredResponse {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
-    /// Encodes the entry.
-    pub fn encode(&self) -> Result<Bytes, EntryError> {
-        let headers_len: usize = self
-            .headers
+    /// How many bytes [`encode`](Self::encode) writes.
+    fn encoded_len(&self) -> usize {
+        let fixed = MAGIC.len() + 1 + 1 + 2 + 5 * 8;
+        let validators: usize = [&self.etag, &self.last_modified]
             .iter()
-            .map(|(n, v)| 6 + n.len() + v.len())
+            .map(|v| 4 + v.as_ref().map_or(0, |v| v.len()))
             .sum();
-        let strings_len: usize = self
+        let strings: usize = self
             .vary
             .iter()
             .chain(&self.tags)
             .map(|s| 2 + s.len())
             .sum();
-        let mut out = BytesMut::with_capacity(64 + headers_len + strings_len + self.body.len());
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| 2 + n.len() + 4 + v.len())
+            .sum();
+        fixed + validators + 2 + 2 + strings + 2 + headers + 8 + self.body.len()
+    }
+
+    /// Encodes the entry into one allocation of exactly its length (a
+    /// store keeps these bytes as they are, so spare capacity would be
+    /// memory held for nothing).
+    pub fn encode(&self) -> Result<Bytes, EntryError> {
+        let len = self.encoded_len();
+        let mut out = BytesMut::with_capacity(len);
         out.put_slice(MAGIC);
         out.put_u8(ENTRY_VERSION);
         let mut flags = 0;
@@ -236,6 +249,8 @@ impl StoredResponse {
         }
         out.put_u64_le(self.body.len() as u64);
         out.put_slice(&self.body);
+        debug_assert_eq!(out.len(), len, "encoded_len matches encode");
+        debug_assert_eq!(out.capacity(), len, "encoding never grew its buffer");
         Ok(out.freeze())
     }
 
@@ -437,6 +452,7 @@ mod tests {
     fn round_trips_including_gzip_looking_bodies() {
         let e = sample();
         let bytes = e.encode().unwrap();
+        assert_eq!(bytes.len(), e.encoded_len());
         let d = StoredResponse::decode(&bytes).unwrap();
         assert_eq!(d, e);
         assert_eq!(d.compression, BodyEncoding::Identity);
@@ -506,6 +522,9 @@ mod tests {
             headers in proptest::collection::vec(("[a-z-]{1,12}", proptest::collection::vec(any::<u8>(), 0..20)), 0..6),
             fresh in 0u64..1_000_000,
             gzip in any::<bool>(),
+            etag in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+            last_modified in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+            vary in proptest::collection::vec("[a-z-]{0,12}", 0..3),
         ) {
             let e = StoredResponse {
                 status,
@@ -514,9 +533,14 @@ mod tests {
                 headers: headers.into_iter().map(|(n, v)| (n.into(), Bytes::from(v))).collect(),
                 freshness_lifetime: Duration::from_millis(fresh),
                 compression: if gzip { BodyEncoding::Gzip } else { BodyEncoding::Identity },
+                etag: etag.map(Bytes::from),
+                last_modified: last_modified.map(Bytes::from),
+                vary,
                 ..StoredResponse::default()
             };
-            prop_assert_eq!(StoredResponse::decode(&e.encode().unwrap()).unwrap(), e);
+            let bytes = e.encode().unwrap();
+            prop_assert_eq!(bytes.len(), e.encoded_len());
+            prop_assert_eq!(StoredResponse::decode(&bytes).unwrap(), e);
         }
     }
 }

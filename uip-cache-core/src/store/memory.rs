@@ -55,6 +55,9 @@ struct Inner {
     evictions: Arc<AtomicU64>,
     expirations: Arc<AtomicU64>,
     max_bytes: u64,
+    /// Bytes written since the cache last applied its pending writes (see
+    /// `settle`).
+    unsettled: AtomicU64,
 }
 
 struct MemEntry {
@@ -64,6 +67,8 @@ struct MemEntry {
     query: Option<Box<str>>,
     generation: u64,
     ttl: Duration,
+    /// What the entry costs (see [`weight`]), reckoned once when written.
+    weight: u32,
 }
 
 /// key -> generation of the write that indexed it.
@@ -146,16 +151,55 @@ impl Expiry<Arc<str>, Arc<MemEntry>> for PerEntryTtl {
     }
 }
 
-/// Bytes an entry is charged for: key, value, tags, path and a fixed overhead
-/// for the index and moka's own bookkeeping.
-fn weight(key: &Arc<str>, e: &Arc<MemEntry>) -> u32 {
-    let tags: usize = e.tags.iter().map(|t| t.len() * 2 + 48).sum();
-    let n = key.len() * 3
-        + e.value.len()
-        + tags
-        + e.path.len() * 2
-        + e.query.as_ref().map_or(0, |q| q.len())
-        + 160;
+/// The bytes glibc's malloc takes for a request of `n` (none for 0): the
+/// request plus an 8-byte chunk header, rounded up to 16, at least 32.
+fn heap(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        ((n + 8).div_ceil(16) * 16).max(32)
+    }
+}
+
+/// moka's own bookkeeping per entry (its hash table bucket and slot, the
+/// entry's info, access- and write-order queue nodes, timer wheel node, the
+/// key's hash record and `Arc` of the key), measured by
+/// `tests/memory_bound.rs` at about 400 bytes, with room to spare.
+const MOKA_PER_ENTRY: usize = 512;
+/// One member of a tag's or path's set in the index (an `Arc<str>` and a
+/// generation, 24 bytes, in a hash table at most 7/8 full that doubles).
+const INDEX_MEMBER: usize = 64;
+/// A tag or path set of its own (its slot in the index map, the members
+/// table's first allocation), besides its name: charged to every entry, as
+/// if no other entry shared its tags and path.
+const INDEX_SET: usize = 256;
+/// A value in sealed memory besides its pages: its region, registry node
+/// and `Bytes` owner, and what the kernel keeps for the file and its
+/// mapping (charged to the process's cgroup too).
+const SEALED_PER_VALUE: usize = 1024;
+const PAGE: usize = 4096;
+
+/// Bytes an entry really costs, as allocated: its value (an exact heap
+/// allocation and the shared header its first clone makes, or whole pages
+/// of sealed memory), key, the entry with its tags, path and query, its
+/// index members and sets, and moka's bookkeeping. `tests/memory_bound.rs`
+/// checks that this is never less than what a full store holds.
+fn weight(key: &str, value: &Bytes, sealed: bool, o: &PutOptions<'_>) -> u32 {
+    let value = if sealed {
+        value.len().div_ceil(PAGE) * PAGE + SEALED_PER_VALUE
+    } else {
+        heap(value.len()) + heap(3 * std::mem::size_of::<usize>())
+    };
+    let names: usize = o.tags.iter().map(|t| heap(t.len())).sum::<usize>() + heap(o.path.len());
+    let n = value
+        + heap(2 * std::mem::size_of::<usize>() + key.len())
+        + heap(2 * std::mem::size_of::<usize>() + std::mem::size_of::<MemEntry>())
+        + heap(std::mem::size_of_val(o.tags))
+        // The entry's own copies of its tags and path, and the index's.
+        + 2 * names
+        + o.query.map_or(0, |q| heap(q.len()))
+        + (o.tags.len() + 1) * (INDEX_MEMBER + INDEX_SET)
+        + MOKA_PER_ENTRY;
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
@@ -176,7 +220,7 @@ impl MemoryStore {
         let listener_expirations = expirations.clone();
         let cache = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(weight)
+            .weigher(|_: &Arc<str>, e: &Arc<MemEntry>| e.weight)
             .expire_after(PerEntryTtl)
             .eviction_listener(move |key: Arc<Arc<str>>, entry: Arc<MemEntry>, cause| {
                 match cause {
@@ -196,6 +240,7 @@ impl MemoryStore {
                 evictions,
                 expirations,
                 max_bytes,
+                unsettled: AtomicU64::new(0),
             }),
         }
     }
@@ -228,31 +273,97 @@ impl MemoryStore {
         self.inner.cache.get(key).map(|e| e.value.clone())
     }
 
-    fn put_sync(&self, key: &str, value: Bytes, o: PutOptions<'_>) {
-        let key: Arc<str> = Arc::from(key);
-        let entry = Arc::new(MemEntry {
-            // Large values go to sealed memory when the server sends hits
-            // with sendfile (a no-op otherwise).
-            value: crate::zerocopy::seal(value),
+    /// A new entry of `value` under `key`, with the next write generation.
+    fn entry(&self, key: &str, value: Bytes, o: &PutOptions<'_>) -> Arc<MemEntry> {
+        // Large values go to sealed memory when the server sends hits
+        // with sendfile (a no-op otherwise); others are copied into an
+        // allocation of their own length, so that a value sliced from a
+        // larger buffer (a read buffer, a reply from another store) does
+        // not keep the whole buffer.
+        let value = crate::zerocopy::seal(value);
+        let sealed = crate::zerocopy::find(&value).is_some();
+        let value = if sealed {
+            value
+        } else {
+            Bytes::copy_from_slice(&value)
+        };
+        Arc::new(MemEntry {
+            weight: weight(key, &value, sealed, o),
+            value,
             tags: o.tags.into(),
             path: o.path.into(),
             query: o.query.map(Into::into),
             generation: self.inner.generation.fetch_add(1, Ordering::Relaxed),
             ttl: o.ttl,
-        });
+        })
+    }
+
+    fn put_sync(&self, key: &str, value: Bytes, o: PutOptions<'_>) {
+        let entry = self.entry(key, value, &o);
+        self.write(Arc::from(key), entry, None);
+    }
+
+    /// Writes `entry` under `key`: whatever is there, or with `over`, only
+    /// if the entry there is still the write of that generation (checked
+    /// and replaced in one step). Whether it was written.
+    fn write(&self, key: Arc<str>, entry: Arc<MemEntry>, over: Option<u64>) -> bool {
         let generation = entry.generation;
+        let weight = u64::from(entry.weight);
         // Index first, then the cache. An invalidation that takes the index
         // members between the two would miss the entry, so invalidations count
         // themselves (under the index lock, as they take members); if one did
         // meanwhile, this write withdraws itself.
-        let seen = {
+        let index_it = || {
             let mut index = lock(&self.inner.index);
             index.add(&key, &entry);
             self.inner.invalidations.load(Ordering::Acquire)
         };
-        self.inner.cache.insert(key.clone(), entry);
+        let seen = match over {
+            None => {
+                let seen = index_it();
+                self.inner.cache.insert(key.clone(), entry.clone());
+                seen
+            }
+            Some(old) => {
+                // Indexed only once it is sure to be written (a key has
+                // one member per set, which would be the current entry's):
+                // within the step, so under the key's lock. Nothing holds
+                // the index lock while calling into the cache, so this
+                // order cannot deadlock.
+                let mut seen = None;
+                let new = entry.clone();
+                self.inner
+                    .cache
+                    .entry(key.clone())
+                    .and_compute_with(|current| match current {
+                        Some(e) if e.value().generation == old => {
+                            seen = Some(index_it());
+                            Op::Put(new)
+                        }
+                        _ => Op::Nop,
+                    });
+                let Some(seen) = seen else { return false };
+                seen
+            }
+        };
         if self.inner.invalidations.load(Ordering::Acquire) != seen {
             self.remove_if_generation(&key, generation);
+        }
+        self.settle(weight);
+        true
+    }
+
+    /// Counts `weight` more bytes written, and once they reach 1/64 of
+    /// the capacity has the cache apply its pending writes (and evict) now.
+    /// moka counts a write only when it applies it, which it does every 64
+    /// writes or so when nobody else is at it, but up to 384 may wait: 24 MB
+    /// of 64 KB entries held beyond `max_bytes` unseen.
+    fn settle(&self, weight: u64) {
+        let every = (self.inner.max_bytes / 64).max(1);
+        let before = self.inner.unsettled.fetch_add(weight, Ordering::Relaxed);
+        if before < every && before + weight >= every {
+            self.inner.cache.run_pending_tasks();
+            self.inner.unsettled.store(0, Ordering::Relaxed);
         }
     }
 
@@ -296,8 +407,12 @@ impl MemoryStore {
             let options = PutOptions::new(ttl, &e.path)
                 .tags(&tags)
                 .query(e.query.as_deref());
-            self.put_sync(&key, value, options);
-            n += 1;
+            // Only over the entry read: a write since then is newer than
+            // the purge and stays.
+            let entry = self.entry(&key, value, &options);
+            if self.write(key, entry, Some(generation)) {
+                n += 1;
+            }
         }
         n
     }
@@ -465,5 +580,61 @@ mod tests {
         // The removal notice of "old" must not have removed the member of "new".
         assert_eq!(s.invalidate_tags_sync(&tags), 1);
         assert_eq!(s.get_sync("k"), None);
+    }
+
+    #[test]
+    fn a_soft_purge_leaves_an_entry_written_after_it_read_alone() {
+        let s = MemoryStore::new(1 << 20);
+        let tags = vec!["t".to_string()];
+        let options = || PutOptions::new(Duration::from_secs(60), "/p").tags(&tags);
+        s.put_sync("k", Bytes::from_static(b"old"), options());
+        // The rewrite runs after the purge read the entry and before it
+        // writes: a put then is the race, made every time.
+        let rewrite = |old: &Bytes| {
+            assert_eq!(old, &Bytes::from_static(b"old"));
+            s.put_sync("k", Bytes::from_static(b"new"), options());
+            Some((Bytes::from_static(b"old, purged"), Duration::from_secs(60)))
+        };
+        assert_eq!(s.rewrite_sync(s.members_of_tags(&tags), None, &rewrite), 0);
+        assert_eq!(s.get_sync("k"), Some(Bytes::from_static(b"new")));
+        s.inner.cache.run_pending_tasks();
+        // The purge's index members went with its write; the new entry's stay.
+        let index = lock(&s.inner.index);
+        let generation = s.inner.cache.get("k").unwrap().generation;
+        assert_eq!(index.tags["t"].values().collect::<Vec<_>>(), [&generation]);
+        assert_eq!(
+            index.paths["/p"].values().collect::<Vec<_>>(),
+            [&generation]
+        );
+    }
+
+    #[test]
+    fn a_soft_purge_rewrites_the_entry_it_read() {
+        let s = MemoryStore::new(1 << 20);
+        let tags = vec!["t".to_string()];
+        let options = PutOptions::new(Duration::from_secs(60), "/p").tags(&tags);
+        s.put_sync("k", Bytes::from_static(b"old"), options);
+        let rewrite = |_: &Bytes| Some((Bytes::from_static(b"purged"), Duration::from_secs(60)));
+        assert_eq!(s.rewrite_sync(s.members_of_tags(&tags), None, &rewrite), 1);
+        assert_eq!(s.get_sync("k"), Some(Bytes::from_static(b"purged")));
+        assert_eq!(s.invalidate_tags_sync(&tags), 1);
+    }
+
+    #[test]
+    fn values_are_kept_in_allocations_of_their_own_length() {
+        let s = MemoryStore::new(1 << 20);
+        let buffer = Bytes::from(vec![5u8; 64 * 1024]);
+        s.put_sync(
+            "k",
+            buffer.slice(10..20),
+            PutOptions::new(Duration::from_secs(60), "/p"),
+        );
+        let e = s.inner.cache.get("k").unwrap();
+        assert_eq!(&e.value[..], &[5u8; 10]);
+        // A copy, not a slice keeping the 64 KB buffer, and charged as such.
+        let at = e.value.as_ptr() as usize;
+        let start = buffer.as_ptr() as usize;
+        assert!(!(start..start + buffer.len()).contains(&at));
+        assert!(e.weight < 4096, "{}", e.weight);
     }
 }
