@@ -1475,7 +1475,6 @@ impl HttpCache {
             return 0;
         }
         self.purge_unsafe_targets(tags).await
-        n
     }
 
     /// The target tags an unsafe request's success removes: its own target's
