@@ -178,13 +178,6 @@ fn header_list(headers: &HeaderMap) -> Vec<(FieldName, Bytes)> {
         .collect()
 }
 
-fn authority(req: &ServiceRequest) -> Option<&str> {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
-}
-
 /// The facts of the connection as the server knows them: the peer, and
 /// TLS from the listener (`AppConfig::secure`), never the scheme of the
 /// client's absolute-form target.

@@ -881,6 +881,8 @@ fn a_304_to_a_request_with_unkeyed_credentials_leaves_the_shared_entry_alone() {
     let (out, e) = respond(&ttl, &[], &[("set-cookie", "session=new")]);
     assert!(matches!(out, Freshened::Store), "{out:?}");
     assert!(e.header("set-cookie").is_none());
+}
+
 // ===== one request must not make an error everyone's answer (CPDoS) =====
 
 #[test]
