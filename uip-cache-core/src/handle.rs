@@ -261,6 +261,9 @@ pub enum Start {
 
 /// What to do with a request. Exhaustive on purpose: a new kind of plan must
 /// make every adapter handle it.
+// A plan is made once per request and moved, never stored in bulk; boxing
+// the cache variant would cost an allocation on every hit.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Plan {
     /// Do not use the cache.

@@ -119,7 +119,14 @@ where
             // A body the key does not hold makes a GET or HEAD bypass; an
             // HTTP/2 request need not announce one in its headers.
             let has_body = !body.is_end_stream() && body.size_hint().exact() != Some(0);
-            let v = view(&self.cache, &parts.method, &parts.uri, &parts.extensions, &hs).has_body(has_body);
+            let v = view(
+                &self.cache,
+                &parts.method,
+                &parts.uri,
+                &parts.extensions,
+                &hs,
+            )
+            .has_body(has_body);
             match self.cache.start(&v) {
                 Start::Plan(Plan::Cache(plan)) => match self.cache.answer_now(&plan, &v) {
                     // A hit the store had at hand: answered here, the
@@ -304,7 +311,13 @@ where
     let target = rules::is_unsafe(parts.method.as_str())
         .then(|| {
             let hs = HeaderMapRef(&parts.headers);
-            cache.unsafe_request(&view(&cache, &parts.method, &parts.uri, &parts.extensions, &hs))
+            cache.unsafe_request(&view(
+                &cache,
+                &parts.method,
+                &parts.uri,
+                &parts.extensions,
+                &hs,
+            ))
         })
         .flatten();
     let resp = inner.call(Request::from_parts(parts, body)).await?;
