@@ -368,6 +368,15 @@ pub fn admit(
         .cloned()
         .collect();
 
+    // The stale windows of an error are capped like its freshness, or an
+    // error one request caused would stay servable (stale) for everyone.
+    let error_cap = |d: Duration| {
+        if resp.status >= 400 {
+            d.min(policy.negative_ttl())
+        } else {
+            d
+        }
+    };
     let secs = |v: Option<u64>, policy: Option<Duration>| {
         clamp(v.map(Duration::from_secs).or(policy).unwrap_or_default())
     };
@@ -379,8 +388,11 @@ pub fn admit(
         stored_at: resp.response_time,
         initial_age,
         freshness_lifetime: lifetime,
-        stale_while_revalidate: secs(cc.stale_while_revalidate, policy.stale_while_revalidate()),
-        stale_if_error: secs(cc.stale_if_error, policy.stale_if_error()),
+        stale_while_revalidate: error_cap(secs(
+            cc.stale_while_revalidate,
+            policy.stale_while_revalidate(),
+        )),
+        stale_if_error: error_cap(secs(cc.stale_if_error, policy.stale_if_error())),
         must_revalidate: cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some(),
         no_cache,
         etag,

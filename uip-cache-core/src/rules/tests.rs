@@ -1094,3 +1094,20 @@ fn method_overrides_and_request_bodies_are_seen() {
         );
     }
 }
+
+#[test]
+fn the_stale_windows_of_an_error_are_capped_at_negative_ttl() {
+    let p = policy("    ttl: 60\n    stale_while_revalidate: 300\n    stale_if_error: 600\n");
+    let cc = (
+        "cache-control",
+        "max-age=3600, stale-while-revalidate=900, stale-if-error=900",
+    );
+    let e = admit_with(&p, &[], 404, &[cc]).unwrap();
+    assert_eq!(e.freshness_lifetime, Duration::from_secs(10));
+    assert_eq!(e.stale_while_revalidate, Duration::from_secs(10));
+    assert_eq!(e.stale_if_error, Duration::from_secs(10));
+    // A 200 keeps its windows.
+    let e = admit_with(&p, &[], 200, &[cc]).unwrap();
+    assert_eq!(e.stale_while_revalidate, Duration::from_secs(900));
+    assert_eq!(e.stale_if_error, Duration::from_secs(900));
+}
