@@ -346,7 +346,14 @@ struct Inner {
     refresh_token: crate::refresh::RefreshToken,
     /// `server.trusted_proxies`, parsed.
     trusted: TrustedProxies,
+    /// Purges after unsafe requests that may run in tasks of their own at
+    /// once; past it the request waits for its purge (back-pressure on the
+    /// writer, not tasks without bound while the store is slow).
+    unsafe_purges: Arc<tokio::sync::Semaphore>,
 }
+
+/// Purges after unsafe requests running in tasks of their own, at most.
+const UNSAFE_PURGES_IN_TASKS: usize = 256;
 
 impl HttpCache {
     /// A cache over `store` with the config's policies.
@@ -390,6 +397,7 @@ impl HttpCache {
                     .filter(|n| !n.is_empty()),
                 refresh_token: crate::refresh::RefreshToken::new(),
                 trusted,
+                unsafe_purges: Arc::new(tokio::sync::Semaphore::new(UNSAFE_PURGES_IN_TASKS)),
                 uncacheable: (!config.defaults.hit_for_miss.get().is_zero()).then(|| {
                     moka::sync::Cache::builder()
                         .max_capacity(100_000)
@@ -1325,10 +1333,18 @@ impl HttpCache {
                 e.partial().unwrap_or(0)
             })
         };
-        let task = match tokio::runtime::Handle::try_current() {
-            Ok(rt) => rt.spawn(purge),
-            Err(_) => return purge.await,
+        let permit = self.inner.unsafe_purges.clone().try_acquire_owned();
+        let (rt, permit) = match (tokio::runtime::Handle::try_current(), permit) {
+            (Ok(rt), Ok(permit)) => (rt, permit),
+            // No runtime, or too many purges in tasks already: this request
+            // waits for its own purge.
+            _ => return purge.await,
         };
+        let task = rt.spawn(async move {
+            let n = purge.await;
+            drop(permit);
+            n
+        });
         match tokio::time::timeout(self.store_timeout(), task).await {
             Ok(Ok(n)) => n,
             _ => 0,
