@@ -406,6 +406,19 @@ where
             Plan::Cache(plan) => cache.begin(plan, &v, || header_list(req.headers())).await,
         }
     };
+    // A GET or HEAD the cache handles has no body in its key. Over HTTP/1
+    // one that announces a body bypasses (core reads Content-Length and
+    // Transfer-Encoding), but actix gives every HTTP/2 request a payload
+    // whether or not DATA frames follow; so the app gets no body here, and
+    // the answer it gives is the one the key stands for.
+    if buffered.is_none()
+        && matches!(
+            *req.method(),
+            actix_web::http::Method::GET | actix_web::http::Method::HEAD
+        )
+    {
+        drop(actix_web::HttpMessage::take_payload(&mut req));
+    }
     match begin {
         Begin::Respond(r) => Ok(req.into_response(from_cached(r, head))),
         Begin::RespondAndRefresh(r, ticket) => {
