@@ -85,7 +85,7 @@ return #m";
 ///   eviction policy evicts entries, never an index a purge needs. Under an
 ///   `allkeys-*` policy (with `maxmemory` set) an index could go before its
 ///   entries, and purges would miss them: the store refuses to work there
-///   (every call fails at once, a miss for the cache; health is down and
+///   (every call fails at once, a miss for the cache; health is degraded and
 ///   says why).
 ///
 /// Invalidation pops members in batches of 500 and deletes each key only if
@@ -1003,7 +1003,10 @@ impl Store for RedisStore {
                     Some("circuit open after repeated failures".into()),
                 ));
             }
-            // The eviction policy is read again at every health check.
+            // The eviction policy is read again at every health check. A
+            // policy that may evict indexes is degraded, not down: the store
+            // is not used (requests go to the origin) but the instance can
+            // serve, so a readiness probe on /health keeps it in rotation.
             let down = |detail: String| {
                 Ok(StoreHealth::new(
                     HealthStatus::Down,
@@ -1013,7 +1016,13 @@ impl Store for RedisStore {
             };
             match tokio::time::timeout(self.inner.op_timeout * 5, self.check_eviction()).await {
                 Ok(Ok(None)) => {}
-                Ok(Ok(Some(reason))) => return down(reason),
+                Ok(Ok(Some(reason))) => {
+                    return Ok(StoreHealth::new(
+                        HealthStatus::Degraded,
+                        self.backend(),
+                        Some(reason),
+                    ))
+                }
                 Ok(Err(e)) => {
                     return down(StoreError::new(StoreErrorKind::Connection, e).to_string())
                 }
