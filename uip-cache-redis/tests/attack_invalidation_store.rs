@@ -486,7 +486,7 @@ async fn unique_tags_are_pruned_as_fast_as_they_are_written(
     let live = 2 * NEW as u64 + 3;
     until(
         "the expired tags are pruned",
-        Duration::from_secs(5),
+        Duration::from_secs(10),
         async || dbsize() <= live + 20 && tags_card().is_none_or(|c| c <= NEW as u64 + 20),
     )
     .await;

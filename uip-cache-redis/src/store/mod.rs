@@ -52,7 +52,7 @@ const TAG_PRUNE_PER_TAG: u64 = 2;
 const TAG_PRUNE_PER_PUT: u64 = 8;
 
 /// The most expired tags one pruning round empties.
-const TAG_PRUNE_ROUND: u64 = 1_000;
+const TAG_PRUNE_ROUND: u64 = 500;
 
 /// Drops path-index members whose entries have expired (both keys share a slot).
 const PRUNE: &str = r"
@@ -590,7 +590,8 @@ impl RedisStore {
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "redis store: pruning expired tags failed");
-                        // Later writes pay again; the debt of this one is dropped.
+                        // Kept for the task the next write starts.
+                        store.inner.tag_prune_debt.fetch_add(debt, Ordering::AcqRel);
                         store.inner.tag_pruning.store(false, Ordering::Release);
                         return;
                     }
