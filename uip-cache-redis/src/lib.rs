@@ -34,7 +34,7 @@
 //! Redis must not evict the indexes purges go through: run it with a
 //! `volatile-*` `maxmemory-policy` (entries carry a TTL, indexes none) or
 //! `noeviction`. Under `allkeys-*` (with `maxmemory` set) the store refuses
-//! to work, every call a miss, and its health is down, saying why.
+//! to work, every call a miss, and its health is degraded, saying why.
 #![forbid(unsafe_code)]
 
 mod breaker;

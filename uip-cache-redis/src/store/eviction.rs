@@ -14,8 +14,9 @@
 //! - `allkeys-lru`, `allkeys-lfu`, `allkeys-random`: any key may go, index
 //!   keys included: purges can silently miss entries. The store refuses to
 //!   work under them (while `maxmemory` is set): every call fails at once,
-//!   which the cache treats as a miss, and health is down, naming the
-//!   policy and the fix.
+//!   which the cache treats as a miss, and health is degraded (not down:
+//!   the instance still serves, from the origin), naming the policy and
+//!   the fix.
 //!
 //! The policy is read (`INFO memory`, allowed where `CONFIG` is not) when
 //! the store first talks to Redis and at every health check; while refused,

@@ -1,6 +1,6 @@
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,9 +45,14 @@ for i = 2, #ARGV do
 end
 return n";
 
-/// How often, at most, an instance empties the sets of tags whose entries
-/// have all expired.
-const TAG_PRUNE_EVERY_MS: u64 = 10_000;
+/// How many expired tags a write with tags pays for pruning, per tag it
+/// carries and once: more than it can create, so that unique tags (one per
+/// URL with `target:` tags) never pile up faster than they are pruned.
+const TAG_PRUNE_PER_TAG: u64 = 2;
+const TAG_PRUNE_PER_PUT: u64 = 8;
+
+/// The most expired tags one pruning round empties.
+const TAG_PRUNE_ROUND: u64 = 500;
 
 /// Drops path-index members whose entries have expired (both keys share a slot).
 const PRUNE: &str = r"
@@ -72,12 +77,15 @@ return #m";
 ///   `<prefix>idx:{paths}:exp` (scored by expiry, for pruning). Their members
 ///   are `path \0 query \0 key \0 generation`. `<prefix>idx:{paths}:tags`
 ///   scores every tag by the latest expiry of its entries, so that the sets
-///   of tags whose entries have all expired are emptied (and so deleted).
+///   of tags whose entries have all expired are emptied (and so deleted),
+///   in proportion to writes: every write with tags pays for pruning more
+///   expired tags than it can create, so unique tags (one per URL) cannot
+///   grow Redis without bound.
 /// - Entries carry a TTL; index keys carry none, so that a `volatile-*`
 ///   eviction policy evicts entries, never an index a purge needs. Under an
 ///   `allkeys-*` policy (with `maxmemory` set) an index could go before its
 ///   entries, and purges would miss them: the store refuses to work there
-///   (every call fails at once, a miss for the cache; health is down and
+///   (every call fails at once, a miss for the cache; health is degraded and
 ///   says why).
 ///
 /// Invalidation pops members in batches of 500 and deletes each key only if
@@ -111,8 +119,11 @@ struct Inner {
     purge_timeout: Duration,
     breaker: Breaker,
     eviction: Eviction,
-    /// When this instance last emptied the sets of expired tags.
-    tag_pruned_ms: AtomicU64,
+    /// How many expired tags the writes since the last pruning round paid
+    /// for (see TAG_PRUNE_PER_TAG).
+    tag_prune_debt: AtomicU64,
+    /// Whether a pruning task runs (one at a time per instance).
+    tag_pruning: AtomicBool,
     generation: AtomicU64,
     copies: Option<LocalCopies>,
     batch: Batch,
@@ -276,7 +287,8 @@ impl RedisStore {
                 purge_timeout: config.store.purge_timeout.get(),
                 breaker: Breaker::new(5, Duration::from_secs(3)),
                 eviction: Eviction::default(),
-                tag_pruned_ms: AtomicU64::new(0),
+                tag_prune_debt: AtomicU64::new(0),
+                tag_pruning: AtomicBool::new(false),
                 generation: AtomicU64::new(
                     SystemTime::now()
                         .duration_since(UNIX_EPOCH)
@@ -536,34 +548,61 @@ impl RedisStore {
         format!("{}idx:{{inv}}:rate", self.inner.prefix)
     }
 
-    /// Starts emptying the sets of tags whose entries have all expired
-    /// (tag sets carry no TTL, see the type's docs), at most every
-    /// TAG_PRUNE_EVERY_MS per instance, in a task of its own.
-    fn maybe_prune_tags(&self) {
-        let now = now_ms();
-        let last = self.inner.tag_pruned_ms.load(Ordering::Relaxed);
-        if now < last + TAG_PRUNE_EVERY_MS
-            || self
-                .inner
-                .tag_pruned_ms
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
+    /// Pays for pruning after a write of `tags` tags: the sets of tags whose
+    /// entries have all expired are emptied (tag sets carry no TTL, see the
+    /// type's docs) in proportion to writes, by one task at a time per
+    /// instance that runs while writes keep paying. A tag set and the tags
+    /// index are in different slots on a cluster, hence a task rather than
+    /// the write's own pipeline.
+    fn prune_tags_after_write(&self, tags: usize) {
+        let paid = TAG_PRUNE_PER_TAG * tags as u64 + TAG_PRUNE_PER_PUT;
+        self.inner.tag_prune_debt.fetch_add(paid, Ordering::AcqRel);
+        if self.inner.tag_pruning.swap(true, Ordering::AcqRel) {
+            return; // the running task takes this debt too
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.inner.tag_pruning.store(false, Ordering::Release);
             return;
         };
         let store = self.clone();
         rt.spawn(async move {
-            if let Err(e) = store.prune_tags(now).await {
-                tracing::debug!(error = %e, "redis store: pruning expired tags failed");
+            loop {
+                let debt = store.inner.tag_prune_debt.swap(0, Ordering::AcqRel);
+                if debt == 0 {
+                    store.inner.tag_pruning.store(false, Ordering::Release);
+                    // A write may have paid between the swap and the store.
+                    if store.inner.tag_prune_debt.load(Ordering::Acquire) == 0
+                        || store.inner.tag_pruning.swap(true, Ordering::AcqRel)
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                match store.prune_tags(now_ms(), debt.min(TAG_PRUNE_ROUND)).await {
+                    // Fewer expired tags than paid for: nothing is left over.
+                    Ok(n) if n < debt.min(TAG_PRUNE_ROUND) => {}
+                    // Unpaid rest of a large debt: carried to the next round.
+                    Ok(_) => {
+                        store
+                            .inner
+                            .tag_prune_debt
+                            .fetch_add(debt.saturating_sub(TAG_PRUNE_ROUND), Ordering::AcqRel);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "redis store: pruning expired tags failed");
+                        // Kept for the task the next write starts.
+                        store.inner.tag_prune_debt.fetch_add(debt, Ordering::AcqRel);
+                        store.inner.tag_pruning.store(false, Ordering::Release);
+                        return;
+                    }
+                }
             }
         });
     }
 
-    /// Empties the sets of up to 100 tags whose entries expired by `now`.
-    async fn prune_tags(&self, now: u64) -> Result<(), StoreError> {
+    /// Empties the sets of up to `limit` tags whose entries expired by
+    /// `now`; how many expired tags it found.
+    async fn prune_tags(&self, now: u64, limit: u64) -> Result<u64, StoreError> {
         let timeout = self.inner.op_timeout * 10;
         let tags: Vec<String> = self
             .call(Call::Purge, timeout, async {
@@ -573,13 +612,13 @@ impl RedisStore {
                     .arg(now)
                     .arg("LIMIT")
                     .arg(0)
-                    .arg(100)
+                    .arg(limit)
                     .query_async(&mut self.conn().await?)
                     .await
             })
             .await?;
         if tags.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let groups = tags
             .iter()
@@ -605,8 +644,8 @@ impl RedisStore {
         self.call(Call::Purge, timeout, async {
             forget.query_async::<i64>(&mut self.conn().await?).await
         })
-        .await
-        .map(drop)
+        .await?;
+        Ok(tags.len() as u64)
     }
 
     fn prune_cmd(&self) -> Cmd {
@@ -769,7 +808,7 @@ impl Store for RedisStore {
             groups.push(paths);
             // No TTL on a tag's set (an eviction policy may then evict
             // entries only): expired members go on writes, and the whole
-            // set once all its entries expired (maybe_prune_tags).
+            // set once all its entries expired (prune_tags_after_write).
             for t in o.tags {
                 let tk = self.tag_key(t);
                 let mut p = redis::pipe();
@@ -790,7 +829,7 @@ impl Store for RedisStore {
                 c.keep(key, header, value);
             }
             if !o.tags.is_empty() {
-                self.maybe_prune_tags();
+                self.prune_tags_after_write(o.tags.len());
             }
             Ok(())
         })
@@ -965,7 +1004,10 @@ impl Store for RedisStore {
                     Some("circuit open after repeated failures".into()),
                 ));
             }
-            // The eviction policy is read again at every health check.
+            // The eviction policy is read again at every health check. A
+            // policy that may evict indexes is degraded, not down: the store
+            // is not used (requests go to the origin) but the instance can
+            // serve, so a readiness probe on /health keeps it in rotation.
             let down = |detail: String| {
                 Ok(StoreHealth::new(
                     HealthStatus::Down,
@@ -975,7 +1017,13 @@ impl Store for RedisStore {
             };
             match tokio::time::timeout(self.inner.op_timeout * 5, self.check_eviction()).await {
                 Ok(Ok(None)) => {}
-                Ok(Ok(Some(reason))) => return down(reason),
+                Ok(Ok(Some(reason))) => {
+                    return Ok(StoreHealth::new(
+                        HealthStatus::Degraded,
+                        self.backend(),
+                        Some(reason),
+                    ))
+                }
                 Ok(Err(e)) => {
                     return down(StoreError::new(StoreErrorKind::Connection, e).to_string())
                 }
