@@ -1094,3 +1094,29 @@ fn method_overrides_and_request_bodies_are_seen() {
         );
     }
 }
+
+#[test]
+fn method_override_headers_spelt_with_underscores_are_seen() {
+    // CGI, WSGI and Rack servers read `X_HTTP_Method_Override` as
+    // `X-HTTP-Method-Override` (both are HTTP_X_HTTP_METHOD_OVERRIDE).
+    for name in [
+        "X_HTTP_Method_Override",
+        "x-http_method-override",
+        "X_HTTP_METHOD",
+        "x_method-override",
+        "X-Method_Override",
+    ] {
+        let h = [(name, "DELETE")];
+        assert!(
+            has_method_override(&RequestView::new("GET", "/p", &h)),
+            "{name}"
+        );
+    }
+    for name in ["x-http-method-overrides", "x_http_method_", "xhttp-method"] {
+        let h = [(name, "DELETE")];
+        assert!(
+            !has_method_override(&RequestView::new("GET", "/p", &h)),
+            "{name}"
+        );
+    }
+}
