@@ -211,7 +211,14 @@ fn guard(cache: &HttpCache, req: &mut ServiceRequest) {
         .client_origin(&connection(req), None, &Headers(req.headers()))
         .strip();
     if req.headers().keys().any(|n| strip.contains(n.as_str())) {
-        for name in strip.names() {
+        // Every spelling of the names (`X_Forwarded_Host` too).
+        let names: Vec<_> = req
+            .headers()
+            .keys()
+            .filter(|n| strip.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for name in names {
             req.headers_mut().remove(name);
         }
         changed = true;

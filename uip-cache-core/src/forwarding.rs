@@ -45,7 +45,13 @@ use crate::request::HeaderSource;
 /// before a proxy rewrote it (lower case). A proxy sets them; from a client
 /// outside `server.trusted_proxies` every one of them is removed before the
 /// application sees the request.
-pub const FORWARDING_HEADERS: [&str; 24] = [
+///
+/// Names are compared ASCII case-insensitively with `_` taken as `-`
+/// ([`same_field_name`]): CGI, WSGI and Rack servers (Puma before 6.4.3,
+/// gunicorn before 22, uWSGI, ...) fold both into one variable
+/// (`HTTP_X_FORWARDED_HOST`), so `X_Forwarded_Host` is `X-Forwarded-Host`
+/// to the application behind them.
+pub const FORWARDING_HEADERS: [&str; 26] = [
     "forwarded",
     "x-forwarded-host",
     "x-forwarded-proto",
@@ -70,7 +76,32 @@ pub const FORWARDING_HEADERS: [&str; 24] = [
     "x-url-scheme",
     "front-end-https",
     "x-proxy-url",
+    // Tornado's `xheaders` and ingress-nginx read it as the scheme.
+    "x-scheme",
+    // CGI's SCRIPT_NAME as a header: the path prefix of Rack, WSGI and
+    // uWSGI applications behind some proxies.
+    "script-name",
 ];
+
+/// Whether header names `a` and `b` are one to an application: equal
+/// ASCII case-insensitively, with `_` and `-` the same (CGI, WSGI and Rack
+/// servers fold both into `HTTP_...` variables).
+pub fn same_field_name(a: &str, b: &str) -> bool {
+    let fold = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+/// Whether `name` is one of [`FORWARDING_HEADERS`] spelt with a `_`: never
+/// a proxy's (nginx drops such names by default), so removed from everyone.
+fn underscore_variant(name: &str) -> bool {
+    name.contains('_') && FORWARDING_HEADERS.iter().any(|n| same_field_name(n, name))
+}
 
 // Indices into FORWARDING_HEADERS of the three read for scheme and host.
 const FORWARDED: usize = 0;
@@ -273,9 +304,12 @@ impl TrustedProxies {
     /// actix-web's `ConnectionInfo` and axum-extra's `Host`/`Scheme` read
     /// them. A header they would read differently (a `host=` outside the
     /// first element, a list in `X-Forwarded-Host`, a scheme that is not
-    /// `http` or `https`, bytes that are not visible ASCII) is not believed
-    /// and is listed for removal, so the application falls back to what the
-    /// key holds.
+    /// `http` or `https`, more than one field line of `X-Forwarded-Host` or
+    /// `X-Forwarded-Proto`, which Rails reads the last of, bytes that are
+    /// not visible ASCII) is not believed and is listed for removal, so the
+    /// application falls back to what the key holds. So is an
+    /// `X-Forwarded-Host` or `-Proto` that disagrees with the `Forwarded`
+    /// the key holds, and from every peer a listed name spelt with `_`.
     pub fn client_origin<'h>(
         &self,
         conn: &Connection,
@@ -298,19 +332,26 @@ impl TrustedProxies {
             Some((h, p)) => (host, scheme) = (h, p),
             None => strip.0 |= 1 << FORWARDED,
         }
-        if host.is_none() {
-            match single(headers, "x-forwarded-host") {
-                Single::Absent => {}
-                Single::Value(v) if !v.is_empty() && !v.contains(',') => host = Some(v),
-                _ => strip.0 |= 1 << X_FORWARDED_HOST,
-            }
+        // X-Forwarded-Host and -Proto are read even when Forwarded named a
+        // host or scheme: frameworks that read only them (Rails, Django,
+        // Express) must find the same, or none.
+        match single(headers, "x-forwarded-host") {
+            Single::Absent => {}
+            Single::Value(v) if !v.is_empty() && !v.contains(',') => match host {
+                None => host = Some(v),
+                Some(h) if h.eq_ignore_ascii_case(v) => {}
+                Some(_) => strip.0 |= 1 << X_FORWARDED_HOST,
+            },
+            _ => strip.0 |= 1 << X_FORWARDED_HOST,
         }
-        if scheme.is_none() {
-            match single(headers, "x-forwarded-proto") {
-                Single::Absent => {}
-                Single::Value(v) if scheme_of(v).is_some() => scheme = scheme_of(v),
-                _ => strip.0 |= 1 << X_FORWARDED_PROTO,
-            }
+        match single(headers, "x-forwarded-proto") {
+            Single::Absent => {}
+            Single::Value(v) if scheme_of(v).is_some() => match scheme {
+                None => scheme = scheme_of(v),
+                Some(s) if Some(s) == scheme_of(v) => {}
+                Some(_) => strip.0 |= 1 << X_FORWARDED_PROTO,
+            },
+            _ => strip.0 |= 1 << X_FORWARDED_PROTO,
         }
         ClientOrigin {
             scheme: scheme.unwrap_or(own_scheme),
@@ -375,19 +416,19 @@ impl Strip {
         self.0 == 0
     }
 
-    /// Whether header `name` (lower case) is to be removed. Cheap for the
-    /// names of an ordinary request, so that adapters can look for one
-    /// before removing anything.
+    /// Whether header `name` is to be removed: one of the set's names, any
+    /// case, `_` taken as `-`; and, even from an empty set, any of
+    /// [`FORWARDING_HEADERS`] spelt with `_`, which no proxy sends. Cheap
+    /// for the names of an ordinary request, so that adapters can look for
+    /// one before removing anything; they remove every name of the request
+    /// it holds (the spellings [`Strip::names`] lists are not all of them).
     pub fn contains(&self, name: &str) -> bool {
-        if self.0 == 0 {
-            return false;
-        }
         // Every name in the list starts with one of these.
         let first = name.as_bytes().first().copied().unwrap_or(0);
-        if !matches!(first, b'x' | b'f' | b't') {
+        if !matches!(first.to_ascii_lowercase(), b'x' | b'f' | b't' | b's') {
             return false;
         }
-        self.names().any(|n| n == name)
+        self.names().any(|n| same_field_name(n, name)) || underscore_variant(name)
     }
 
     /// The names to remove, lower case.
@@ -432,10 +473,14 @@ enum Single<'h> {
     Unreadable,
 }
 
-/// The first field line of `name` (both frameworks read only that one).
+/// The one field line of `name`: actix-web and axum-extra read the first,
+/// Rails the last, so more than one is unreadable.
 fn single<'h>(headers: &'h dyn HeaderSource, name: &str) -> Single<'h> {
+    let mut lines = 0usize;
+    headers.for_each_value(name, &mut |_| lines += 1);
     match headers.first(name) {
         None => Single::Absent,
+        Some(_) if lines > 1 => Single::Unreadable,
         Some(v) => text(v).map_or(Single::Unreadable, |v| Single::Value(v.trim())),
     }
 }

@@ -495,12 +495,35 @@ pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
+/// Every spelling of [`METHOD_OVERRIDE_HEADERS`] with any of its `-` as `_`
+/// (lower case: header lookups ignore case).
+static METHOD_OVERRIDE_SPELLINGS: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| {
+        let mut all = Vec::new();
+        for name in METHOD_OVERRIDE_HEADERS {
+            let dashes: Vec<usize> = name.match_indices('-').map(|(i, _)| i).collect();
+            for mask in 0..1u32 << dashes.len() {
+                let mut b = name.as_bytes().to_vec();
+                for (k, &i) in dashes.iter().enumerate() {
+                    if mask & (1 << k) != 0 {
+                        b[i] = b'_';
+                    }
+                }
+                all.push(String::from_utf8(b).unwrap_or_default());
+            }
+        }
+        all
+    });
+
 /// Whether the request says its method is another one: a method-override
 /// header, or a `_method` query parameter (Rails, Laravel, Symfony, Spring
 /// and Rack read it; some for GET too). Such a request bypasses the cache:
 /// the answer is not the GET's.
+///
+/// The headers are matched with `_` taken as `-` (`X_HTTP_Method_Override`):
+/// CGI, WSGI and Rack servers fold both into one `HTTP_...` variable.
 pub fn has_method_override(req: &RequestView<'_>) -> bool {
-    METHOD_OVERRIDE_HEADERS
+    METHOD_OVERRIDE_SPELLINGS
         .iter()
         .any(|h| req.headers.first(h).is_some())
         || req.query.is_some_and(|q| {

@@ -8,9 +8,10 @@
 //!   the cache layer in front has removed those of clients outside
 //!   `server.trusted_proxies` (see [`uip_cache_core::forwarding`]), and this
 //!   sets `X-Forwarded-For` (the peer appended to what a trusted proxy sent,
-//!   as nginx's `$proxy_add_x_forwarded_for`), `X-Forwarded-Proto`,
-//!   `X-Forwarded-Host` and `Forwarded` (RFC 7239) where a trusted proxy
-//!   did not; the client's `Host` goes to the backend unchanged;
+//!   as nginx's `$proxy_add_x_forwarded_for`), `X-Forwarded-Proto` and
+//!   `X-Forwarded-Host` to the scheme and host the cache keyed on, and
+//!   `Forwarded` (RFC 7239) where a trusted proxy did not send it; the
+//!   client's `Host` goes to the backend unchanged;
 //! - a backend that cannot be reached answers 502, one that does not send
 //!   its response headers in time 504, each with a short plain body (the
 //!   cache serves a stale entry instead when stale-if-error allows).
@@ -368,12 +369,16 @@ impl Upstream {
             headers.remove("x-forwarded-for");
             append(headers, "x-forwarded-for", &list.join(", "));
         }
-        if !headers.contains_key(X_FORWARDED_PROTO) {
-            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
-        }
-        if let Some(h) = host.filter(|_| !headers.contains_key(X_FORWARDED_HOST)) {
-            if let Ok(v) = HeaderValue::from_str(&h) {
+        // X-Forwarded-Proto and -Host name what the key holds, whatever a
+        // trusted proxy sent (one line each: Rails reads the last, others
+        // the first), so that no framework links to another host.
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
+        match host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+            Some(v) => {
                 headers.insert(X_FORWARDED_HOST, v);
+            }
+            None => {
+                headers.remove(X_FORWARDED_HOST);
             }
         }
         append(headers, "via", VIA);

@@ -78,7 +78,14 @@ pub(crate) fn guard(cache: &HttpCache, parts: &mut http::request::Parts) {
         .client_origin(&conn, None, &HeaderMapRef(&parts.headers))
         .strip();
     if parts.headers.keys().any(|n| strip.contains(n.as_str())) {
-        for name in strip.names() {
+        // Every spelling of the names (`X_Forwarded_Host` too).
+        let names: Vec<http::HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|n| strip.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for name in names {
             parts.headers.remove(name);
         }
     }

@@ -293,3 +293,108 @@ fn strip_sets_answer_cheaply_and_list_what_they_hold() {
         assert!(!keyed.contains(&per_client), "{per_client}");
     }
 }
+
+/// `name` with every letter's case and every `-` chosen by `bits`.
+fn spelt(name: &str, bits: u64) -> String {
+    name.bytes()
+        .enumerate()
+        .map(|(i, b)| {
+            let on = bits >> (i % 64) & 1 == 1;
+            match b {
+                b'-' if on => '_',
+                b if on => b.to_ascii_uppercase() as char,
+                b => b as char,
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    // CGI, WSGI and Rack servers fold `_` into `-` (HTTP_X_FORWARDED_HOST):
+    // every spelling of a listed name is removed from an untrusted peer,
+    // and one with `_` from a trusted peer too.
+    #[test]
+    fn every_case_and_underscore_spelling_of_a_listed_name_is_removed(
+        i in 0..FORWARDING_HEADERS.len(),
+        bits in any::<u64>(),
+    ) {
+        let name = spelt(FORWARDING_HEADERS[i], bits);
+        prop_assert!(Strip::ALL.contains(&name), "{name}");
+        let t = trusted(&["10.0.0.0/8"]);
+        let h = [("host", "in"), (name.as_str(), "evil.example")];
+        let o = t.client_origin(&from("203.0.113.1"), None, &h);
+        prop_assert!(o.strip().contains(&name), "{name}");
+        let o = t.client_origin(&from("10.0.0.1"), None, &h);
+        if name.contains('_') {
+            prop_assert!(o.strip().contains(&name), "{name}");
+        }
+        prop_assert_eq!(Strip::NONE.contains(&name), name.contains('_'), "{}", name);
+    }
+
+    #[test]
+    fn other_names_are_kept(name in "[a-zA-Z_-]{1,24}") {
+        let listed = FORWARDING_HEADERS.iter().any(|n| same_field_name(n, &name));
+        prop_assert_eq!(Strip::ALL.contains(&name), listed);
+    }
+}
+
+#[test]
+fn underscore_spellings_are_not_believed_from_a_trusted_peer() {
+    let t = trusted(&["10.0.0.0/8"]);
+    let h = [("host", "in"), ("x_forwarded_host", "evil.example")];
+    let o = t.client_origin(&from("10.0.0.1"), None, &h);
+    assert_eq!(o.host, Some("in"));
+    assert!(o.strip().contains("X_Forwarded_Host"));
+    assert!(!Strip::ALL.contains("x-forwarded-hosts"));
+    assert!(Strip::ALL.contains("x-scheme") && Strip::ALL.contains("Script_Name"));
+}
+
+#[test]
+fn more_than_one_x_forwarded_host_or_proto_line_is_removed() {
+    let t = trusted(&["10.0.0.0/8"]);
+    let p = from("10.0.0.1");
+    // actix-web and axum-extra read the first line, Rails the last.
+    let h = [
+        ("host", "in"),
+        ("x-forwarded-host", "victim.example"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-proto", "http"),
+    ];
+    let o = t.client_origin(&p, None, &h);
+    assert_eq!((o.scheme, o.host), ("http", Some("in")));
+    assert!(o.strip().contains("x-forwarded-host"));
+    assert!(o.strip().contains("x-forwarded-proto"));
+}
+
+#[test]
+fn x_forwarded_host_and_proto_must_agree_with_forwarded() {
+    let t = trusted(&["10.0.0.0/8"]);
+    let p = from("10.0.0.1");
+    let h = [
+        ("host", "in"),
+        ("forwarded", "host=a.example;proto=https"),
+        ("x-forwarded-host", "b.example"),
+        ("x-forwarded-proto", "http"),
+    ];
+    let o = t.client_origin(&p, None, &h);
+    assert_eq!((o.scheme, o.host), ("https", Some("a.example")));
+    let removed: Vec<_> = o.strip().names().collect();
+    assert_eq!(removed, ["x-forwarded-host", "x-forwarded-proto"]);
+    // Agreeing, they stay; an unreadable one goes even beside Forwarded.
+    let h = [
+        ("host", "in"),
+        ("forwarded", "host=a.example;proto=https"),
+        ("x-forwarded-host", "A.example"),
+        ("x-forwarded-proto", "HTTPS"),
+    ];
+    assert!(t.client_origin(&p, None, &h).strip().is_empty());
+    let h = [
+        ("host", "in"),
+        ("forwarded", "host=a.example"),
+        ("x-forwarded-host", "a.example, b.example"),
+    ];
+    let o = t.client_origin(&p, None, &h);
+    assert_eq!(o.host, Some("a.example"));
+    assert!(o.strip().contains("x-forwarded-host"));
+}

@@ -1111,3 +1111,29 @@ fn the_stale_windows_of_an_error_are_capped_at_negative_ttl() {
     assert_eq!(e.stale_while_revalidate, Duration::from_secs(900));
     assert_eq!(e.stale_if_error, Duration::from_secs(900));
 }
+
+#[test]
+fn method_override_headers_spelt_with_underscores_are_seen() {
+    // CGI, WSGI and Rack servers read `X_HTTP_Method_Override` as
+    // `X-HTTP-Method-Override` (both are HTTP_X_HTTP_METHOD_OVERRIDE).
+    for name in [
+        "X_HTTP_Method_Override",
+        "x-http_method-override",
+        "X_HTTP_METHOD",
+        "x_method-override",
+        "X-Method_Override",
+    ] {
+        let h = [(name, "DELETE")];
+        assert!(
+            has_method_override(&RequestView::new("GET", "/p", &h)),
+            "{name}"
+        );
+    }
+    for name in ["x-http-method-overrides", "x_http_method_", "xhttp-method"] {
+        let h = [(name, "DELETE")];
+        assert!(
+            !has_method_override(&RequestView::new("GET", "/p", &h)),
+            "{name}"
+        );
+    }
+}
