@@ -40,7 +40,15 @@ async fn origin() -> (SocketAddr, Seen) {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     s.lock().unwrap().push(req.headers().clone());
                     let h = req.headers();
-                    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    // Like CGI, WSGI and Rack: `X_Forwarded_Host` reads as
+                    // `X-Forwarded-Host`; the first line of a name wins.
+                    let same = |a: &str, b: &str| a.replace('_', "-").eq_ignore_ascii_case(b);
+                    let get = |n: &str| {
+                        h.iter()
+                            .find(|(k, _)| same(k.as_str(), n))
+                            .and_then(|(_, v)| v.to_str().ok())
+                            .unwrap_or("")
+                    };
                     let host = [get("x-forwarded-host"), get("host")]
                         .into_iter()
                         .find(|v| !v.is_empty())
@@ -53,7 +61,7 @@ async fn origin() -> (SocketAddr, Seen) {
                         req.uri().path(),
                     );
                     for name in FORWARDING_HEADERS {
-                        for v in h.get_all(name) {
+                        for (_, v) in h.iter().filter(|(k, _)| same(k.as_str(), name)) {
                             body.push_str(&format!("{name}: {}\n", v.to_str().unwrap_or("?")));
                         }
                     }
@@ -111,8 +119,13 @@ async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (String,
     (x_cache, String::from_utf8(body.to_vec()).unwrap())
 }
 
-/// One forged header each; every value is marked `evil` or `6666`.
-const ATTACKS: [(&str, &str); 14] = [
+/// One forged header each; every value is marked `evil` or `6666`. The
+/// underscore spellings are the same header to a CGI-like origin.
+const ATTACKS: [(&str, &str); 18] = [
+    ("x_forwarded_host", "evil.example"),
+    ("X_Forwarded_Prefix", "/evil"),
+    ("x-forwarded_port", "6666"),
+    ("x_original_url", "/evil"),
     ("forwarded", "host=evil.example;proto=https"),
     ("x-forwarded-host", "evil.example"),
     ("x-forwarded-prefix", "/evil"),
@@ -253,6 +266,50 @@ async fn a_trusted_proxy_is_believed_and_what_it_says_is_keyed() {
     let (x_cache, body) = get(addr, "/shop", &a).await;
     assert_eq!(x_cache, "HIT");
     assert!(!body.contains("/p/shop"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_that_contradicts_itself_is_not_believed_on_the_host() {
+    let (up, seen) = origin().await;
+    let addr = proxy(up, "server:\n  trusted_proxies: [127.0.0.1/32]\n").await;
+    // Two X-Forwarded-Host lines (one a client added before the trusted
+    // proxy appended its own), or Forwarded and X-Forwarded-Host naming
+    // different hosts: the origin might read either, so neither is keyed
+    // and neither reaches it.
+    let cases: [&[(&str, &str)]; 3] = [
+        &[
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-host", "a.example"),
+        ],
+        &[
+            ("forwarded", "host=a.example"),
+            ("x-forwarded-host", "evil.example"),
+        ],
+        &[
+            ("x-forwarded-host", "a.example"),
+            ("x_forwarded_host", "evil.example"),
+        ],
+    ];
+    for (i, headers) in cases.iter().enumerate() {
+        let path = format!("/two/{i}");
+        let (_, attacked) = get(addr, &path, headers).await;
+        assert!(
+            !poisoned(&attacked),
+            "case {i}: the origin saw it:\n{attacked}"
+        );
+        let (x_cache, clean) = get(addr, &path, &[("x-forwarded-host", "a.example")]).await;
+        assert!(
+            !poisoned(&clean),
+            "case {i} ({x_cache}): poisoned:\n{clean}"
+        );
+    }
+    for h in seen.lock().unwrap().iter() {
+        let hosts: Vec<_> = h
+            .iter()
+            .filter(|(k, _)| k.as_str().replace('_', "-") == "x-forwarded-host")
+            .collect();
+        assert!(hosts.len() <= 1, "{hosts:?}");
+    }
 }
 
 #[test]
