@@ -27,8 +27,13 @@ fn forwarded<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     })
 }
 
+/// A header as a CGI-like app reads it: `X_Forwarded_Host` is
+/// `X-Forwarded-Host`.
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name)?.to_str().ok()
+    let (_, v) = headers
+        .iter()
+        .find(|(k, _)| k.as_str().replace('_', "-") == name)?;
+    v.to_str().ok()
 }
 
 /// An app building absolute links as axum-extra's extractors read them.
@@ -86,7 +91,9 @@ async fn get(
 #[tokio::test]
 async fn forwarding_headers_from_a_client_cannot_poison_the_app_behind_the_layer() {
     let app = app("");
-    let attacks: [&[(&str, &str)]; 5] = [
+    let attacks: [&[(&str, &str)]; 7] = [
+        &[("x_forwarded_host", "evil.example")],
+        &[("X_Forwarded_Prefix", "/evil")],
         &[("forwarded", "host=evil.example;proto=https")],
         &[("x-forwarded-host", "evil.example")],
         &[("x-forwarded-proto", "https")],
