@@ -40,7 +40,9 @@ fi
 
 echo "== building uip-cache"
 (cd "$root" && cargo build -q -p uip-cache-server)
-bin="$root/target/debug/uip-cache"
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
+bin="$target_dir/debug/uip-cache"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 origin_port=$(free_port)
