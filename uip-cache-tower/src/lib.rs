@@ -58,3 +58,8 @@ pub use uip_cache_core::{CacheConfig, HttpCache};
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+// So are those of the pages under docs/.
+#[doc = include_str!("../../docs/core.md")]
+#[cfg(doctest)]
+pub struct CoreDocDoctests;
