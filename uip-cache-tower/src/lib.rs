@@ -38,6 +38,7 @@
 //!   `server.trusted_proxies`, so the scheme and host in the key are the
 //!   ones extractors such as axum-extra's `Host` read.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
