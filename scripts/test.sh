@@ -11,8 +11,15 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo"; else SUDO="none"; fi
   if [ "$SUDO" != none ] && command -v apt-get >/dev/null 2>&1; then
     echo "== redis-server is missing: installing Debian's redis-server package for the Redis tests"
-    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null \
-      || echo "== could not install redis-server: the Redis tests will be reported as skipped"
+    if $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null; then
+      if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+        echo "== installed redis-server ($(command -v redis-server))"
+      else
+        echo "== redis-server was installed but is not on PATH: the Redis tests will be reported as skipped"
+      fi
+    else
+      echo "== could not install redis-server: the Redis tests will be reported as skipped"
+    fi
   else
     echo "== redis-server is not installed and cannot be installed here: the Redis tests will be reported as skipped"
   fi

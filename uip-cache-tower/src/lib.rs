@@ -38,6 +38,7 @@
 //!   `server.trusted_proxies`, so the scheme and host in the key are the
 //!   ones extractors such as axum-extra's `Host` read.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
@@ -58,3 +59,8 @@ pub use uip_cache_core::{CacheConfig, HttpCache};
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+// So are those of the pages under docs/.
+#[doc = include_str!("../../docs/core.md")]
+#[cfg(doctest)]
+pub struct CoreDocDoctests;
