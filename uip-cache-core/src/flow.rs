@@ -26,11 +26,11 @@ use crate::entry::{BodyEncoding, StoredResponse};
 use crate::handle::{
     CachePlan, CachedBody, CachedResponse, Forward, HttpCache, Lead, OriginFailure, XCache,
 };
+use crate::http::admission::{self as rules, Freshened, OriginResponse, Usability};
 use crate::lock::{Lock, LockGuard, WaitOutcome};
 use crate::record::BodyRecorder;
 pub use crate::request::HeaderList;
 use crate::request::{HeaderSource, RequestView};
-use crate::rules::{self, Freshened, OriginResponse, Usability};
 use crate::stats::NoCacheReason;
 
 /// How long, at least, a recording goes on once no client reads it.

@@ -12,18 +12,18 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::field::FieldName;
 use bytes::Bytes;
 
-use crate::cache_control::CacheControl;
 use crate::compress::{self, gunzip, Compressed};
 use crate::config::{CacheConfig, ConfigError};
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::forwarding::{ClientOrigin, Connection, TrustedProxies};
+use crate::http::admission::{self as rules, Usability};
+use crate::http::cache_control::CacheControl;
 use crate::invalidate::{plan_for_event, Invalidation, InvalidationPlan};
 use crate::key::CacheKey;
 use crate::lock::{Lock, LockTable};
 use crate::pattern::UrlPattern;
 use crate::policy::{Policy, PolicyMatch, PolicySet};
 use crate::request::RequestView;
-use crate::rules::{self, Usability};
 use crate::stats::{CacheStats, InvalidationKind, NoCacheReason};
 use crate::store::{
     HealthStatus, MemoryStore, MemoryUsage, PutOptions, Store, StoreError, StoreHealth,

@@ -50,15 +50,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod admin;
-pub mod cache_control;
 pub mod compress;
 pub mod config;
-pub mod date;
 pub mod entry;
 pub mod field;
 pub mod flow;
 pub mod forwarding;
 mod handle;
+pub mod http;
 pub mod invalidate;
 pub mod key;
 pub mod lock;
@@ -67,7 +66,6 @@ pub mod policy;
 pub mod record;
 pub mod refresh;
 pub mod request;
-pub mod rules;
 pub mod schedule;
 pub mod stats;
 pub mod store;
@@ -75,7 +73,6 @@ pub mod tee;
 pub mod warm;
 pub mod zerocopy;
 
-pub use cache_control::CacheControl;
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};
 pub use field::{field_name, FieldName};
@@ -85,6 +82,7 @@ pub use handle::{
     CachePlan, CachedBody, CachedResponse, Forward, HttpCache, InvalidateError, Lead, Plan, Start,
     UnsafeRequest, XCache,
 };
+pub use http::cache_control::CacheControl;
 pub use key::{CacheKey, KeySpec};
 
 /// How long adapters wait for a request body they buffer to key on

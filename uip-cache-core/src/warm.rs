@@ -20,8 +20,8 @@ use serde::Serialize;
 
 use crate::config::{WarmPriority, WarmUrlConfig};
 use crate::handle::{HttpCache, Plan};
+use crate::http::admission::{self as rules, Usability};
 use crate::request::RequestView;
-use crate::rules::{self, Usability};
 use crate::stats::WarmOutcome;
 
 /// A boxed future of a warm fetch.

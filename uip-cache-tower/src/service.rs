@@ -8,7 +8,7 @@ use http::header::{CONTENT_LOCATION, LOCATION};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use tower_service::Service;
-use uip_cache_core::rules;
+use uip_cache_core::http::admission as rules;
 use uip_cache_core::{
     After, Begin, CachedResponse, FetchTicket, Forward, HttpCache, NoCacheReason, Plan, Start,
 };

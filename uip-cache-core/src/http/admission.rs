@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime};
 use crate::field::FieldName;
 use bytes::Bytes;
 
-use crate::cache_control::CacheControl;
+use super::cache_control::CacheControl;
+use super::date::clamp;
 use crate::config::TtlMode;
-use crate::date::clamp;
 use crate::entry::StoredResponse;
 use crate::policy::Policy;
 use crate::request::{HeaderList, HeaderSource, RequestView};
@@ -155,7 +155,7 @@ impl std::fmt::Debug for OriginResponse<'_> {
 }
 
 fn http_date(h: &dyn HeaderSource, name: &str) -> Option<SystemTime> {
-    h.first(name).and_then(crate::date::parse_http_date)
+    h.first(name).and_then(super::date::parse_http_date)
 }
 
 /// The `Age` of a response: the first member of the first `Age` header,
@@ -164,7 +164,7 @@ fn age_header(h: &dyn HeaderSource) -> Duration {
     h.first("age")
         .and_then(|v| {
             let first = v.split(|&b| b == b',').next()?.trim_ascii();
-            crate::date::parse_delta_seconds(first)
+            super::date::parse_delta_seconds(first)
         })
         .map(Duration::from_secs)
         .unwrap_or_default()
@@ -303,7 +303,7 @@ pub fn admit(
                 resp.headers.first("expires")
             };
             expires.map(|v| {
-                crate::date::parse_http_date(v)
+                super::date::parse_http_date(v)
                     .and_then(|exp| exp.duration_since(date.unwrap_or(resp.response_time)).ok())
                     .map(clamp)
                     .unwrap_or_default()
@@ -451,7 +451,7 @@ pub fn response_cache_control(
             headers.for_each_value(t, &mut |v| values.push(v.to_vec()));
             let valid = values
                 .iter()
-                .all(|v| std::str::from_utf8(v).is_ok_and(crate::cache_control::is_valid_targeted));
+                .all(|v| std::str::from_utf8(v).is_ok_and(super::cache_control::is_valid_targeted));
             let cc = CacheControl::parse(values.iter().map(Vec::as_slice));
             if valid {
                 return (cc, true);
@@ -594,7 +594,7 @@ fn is_event_stream(headers: &dyn HeaderSource) -> bool {
 /// `Last-Modified`, at most a day, as most caches do.
 fn heuristic_lifetime(date: SystemTime, last_modified: Option<&[u8]>) -> Duration {
     last_modified
-        .and_then(crate::date::parse_http_date)
+        .and_then(super::date::parse_http_date)
         .and_then(|lm| date.duration_since(lm).ok())
         .map(|d| (d / 10).min(Duration::from_secs(86_400)))
         .unwrap_or_default()
@@ -750,11 +750,11 @@ pub fn not_modified_as(req: &RequestView<'_>, entry: &StoredResponse, etag: Opti
     let last = entry
         .last_modified
         .as_deref()
-        .and_then(crate::date::parse_http_date)
+        .and_then(super::date::parse_http_date)
         .or_else(|| {
             entry
                 .header("date")
-                .and_then(|v| crate::date::parse_http_date(v))
+                .and_then(|v| super::date::parse_http_date(v))
         });
     last.is_some_and(|last| last <= since)
 }
@@ -802,7 +802,7 @@ pub fn accepts_gzip(headers: &dyn HeaderSource) -> bool {
 /// `https`, each for its own scheme).
 ///
 /// ```
-/// use uip_cache_core::rules::same_origin_target;
+/// use uip_cache_core::http::admission::same_origin_target;
 ///
 /// let t = |l| same_origin_target(l, Some("https"), Some("api.example"), "/items/7");
 /// assert_eq!(t("/items/8?x=1").as_deref(), Some("/items/8?x=1"));

@@ -309,7 +309,7 @@ pub fn is_valid_targeted(text: &str) -> bool {
 /// Delta-seconds; anything unparsable is 0 (the cautious reading), and values
 /// too large are clamped at 2^31 (RFC 9111 section 1.2.2).
 fn parse_seconds(s: &[u8]) -> u64 {
-    crate::date::parse_delta_seconds(s).unwrap_or(0)
+    super::date::parse_delta_seconds(s).unwrap_or(0)
 }
 
 /// Splits at `sep` outside quoted strings (a `\\` inside one quotes the
@@ -405,7 +405,7 @@ mod tests {
             (
                 "max-age=99999999999999999999999",
                 CacheControl {
-                    max_age: Some(crate::date::MAX_DELTA_SECONDS),
+                    max_age: Some(crate::http::date::MAX_DELTA_SECONDS),
                     ..Default::default()
                 },
             ),

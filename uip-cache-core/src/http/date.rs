@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::time::{Duration, UNIX_EPOCH};
-//! use uip_cache_core::date::parse_http_date;
+//! use uip_cache_core::http::date::parse_http_date;
 //!
 //! let t = UNIX_EPOCH + Duration::from_secs(784111777);
 //! assert_eq!(parse_http_date(b"Sun, 06 Nov 1994 08:49:37 GMT"), Some(t));

@@ -423,7 +423,7 @@ fn expires_in_every_format_and_case_and_invalid_means_stale() {
     let later = httpdate::fmt_http_date(now + Duration::from_secs(120));
     let rfc850 = {
         // "Sunday, 06-Nov-94 08:49:37 GMT" shape with the real date.
-        let t = crate::date::parse_http_date(later.as_bytes()).unwrap();
+        let t = crate::http::date::parse_http_date(later.as_bytes()).unwrap();
         let imf = httpdate::fmt_http_date(t);
         let parts: Vec<&str> = imf.split(' ').collect();
         let day = match parts[0] {
@@ -480,10 +480,10 @@ fn age_lists_take_their_first_member_and_huge_values_clamp() {
         ],
     )
     .unwrap();
-    assert_eq!(e.freshness_lifetime, crate::date::MAX_DELTA);
-    assert_eq!(e.initial_age, crate::date::MAX_DELTA);
+    assert_eq!(e.freshness_lifetime, crate::http::date::MAX_DELTA);
+    assert_eq!(e.initial_age, crate::http::date::MAX_DELTA);
     assert!(!e.is_fresh(SystemTime::now()));
-    assert!(e.storage_ttl() <= crate::date::MAX_DELTA);
+    assert!(e.storage_ttl() <= crate::http::date::MAX_DELTA);
 }
 
 #[test]
