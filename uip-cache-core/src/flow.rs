@@ -23,10 +23,11 @@ use bytes::Bytes;
 
 use crate::compress;
 use crate::entry::{BodyEncoding, StoredResponse};
-use crate::handle::{
-    CachePlan, CachedBody, CachedResponse, Forward, HttpCache, Lead, OriginFailure, XCache,
-};
-use crate::http::admission::{self as rules, Freshened, OriginResponse, Usability};
+use crate::handle::{CachePlan, CachedBody, CachedResponse, HttpCache, Lead};
+use crate::http::admission::{OriginResponse, PER_CLIENT};
+use crate::http::cache_status::{Forward, OriginFailure, XCache};
+use crate::http::conditional::{freshen, Freshened};
+use crate::http::freshness::{self, Usability};
 use crate::lock::{Lock, LockGuard, WaitOutcome};
 use crate::record::BodyRecorder;
 pub use crate::request::HeaderList;
@@ -402,7 +403,7 @@ impl HttpCache {
         entry: &StoredResponse,
     ) -> Option<(Usability, CachedResponse)> {
         let now = SystemTime::now();
-        let usability = rules::usability(entry, &plan.request_cc, now);
+        let usability = freshness::usability(entry, &plan.request_cc, now);
         Some((usability, self.answer_as(plan, req, entry, usability, now)?))
     }
 
@@ -542,7 +543,7 @@ impl FetchTicket {
         let e = self
             .stale
             .as_ref()
-            .filter(|e| rules::serves_on_error(e, &self.plan.request_cc, now))?;
+            .filter(|e| freshness::serves_on_error(e, &self.plan.request_cc, now))?;
         let hs = self.request.header_list();
         let r = self.cache.respond_after(
             e,
@@ -579,7 +580,7 @@ impl FetchTicket {
         let view = request.view(&hs);
         if let (304, Some(mut entry)) = (status, stale) {
             cache.stats().revalidation();
-            match rules::freshen(&mut entry, cache.policy(&plan), &view, &origin) {
+            match freshen(&mut entry, cache.policy(&plan), &view, &origin) {
                 Freshened::Store => {
                     // The origin now forbids transformation: keep its
                     // bytes, not the gzip the cache made of them.
@@ -614,7 +615,7 @@ impl FetchTicket {
                     r.headers.extend(
                         headers
                             .iter()
-                            .filter(|(n, _)| rules::PER_CLIENT.contains(&&**n))
+                            .filter(|(n, _)| PER_CLIENT.contains(&&**n))
                             .cloned(),
                     );
                     After::Respond(r)

@@ -16,8 +16,11 @@ use crate::compress::{self, gunzip, Compressed};
 use crate::config::{CacheConfig, ConfigError};
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::forwarding::{ClientOrigin, Connection, TrustedProxies};
-use crate::http::admission::{self as rules, Usability};
-use crate::http::cache_control::CacheControl;
+use crate::http::cache_control::{request_cache_control, CacheControl};
+use crate::http::cache_status::{self, Forward, OriginFailure, XCache};
+use crate::http::encoding::{representation_headers, takes_cache_gzip, varies_by_encoding};
+use crate::http::freshness::{self, Usability};
+use crate::http::{admission, conditional, request, target};
 use crate::invalidate::{plan_for_event, Invalidation, InvalidationPlan};
 use crate::key::CacheKey;
 use crate::lock::{Lock, LockTable};
@@ -36,105 +39,6 @@ const RECENT_INVALIDATIONS: usize = 1024;
 /// The status of the small entry stored under a key whose responses vary: it
 /// lists the `Vary` headers, and the variants live under keys that include them.
 const VARY_MARKER_STATUS: u16 = 0;
-
-/// The value of the `X-Cache` response header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum XCache {
-    /// Served from a fresh entry.
-    Hit,
-    /// Fetched from the origin (and stored if allowed).
-    Miss,
-    /// Served from a stale entry (stale-while-revalidate, stale-if-error, max-stale).
-    Stale,
-    /// The cache was not used.
-    Bypass,
-    /// An entry had expired; the origin was asked (revalidated or refetched).
-    Expired,
-}
-
-impl XCache {
-    /// The header value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            XCache::Hit => "HIT",
-            XCache::Miss => "MISS",
-            XCache::Stale => "STALE",
-            XCache::Bypass => "BYPASS",
-            XCache::Expired => "EXPIRED",
-        }
-    }
-}
-
-/// How a response from the origin relates to the cache: what its `X-Cache`
-/// and RFC 9211 `Cache-Status` headers say ([`HttpCache::forward_headers`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Forward {
-    /// `MISS`, `EXPIRED`, `BYPASS` or `STALE`.
-    pub x_cache: XCache,
-    /// Whether the cache records the response for storing.
-    pub stored: bool,
-    /// Why it is not stored, or why the cache was bypassed.
-    pub detail: Option<NoCacheReason>,
-}
-
-impl Forward {
-    /// A forwarded response.
-    pub fn new(x_cache: XCache, stored: bool, detail: Option<NoCacheReason>) -> Self {
-        Forward {
-            x_cache,
-            stored,
-            detail,
-        }
-    }
-
-    /// A request that bypassed the cache for `reason`.
-    pub fn bypass(reason: NoCacheReason) -> Self {
-        Self::new(XCache::Bypass, false, Some(reason))
-    }
-
-    /// RFC 9211's `fwd` parameter: why the request went to the origin.
-    fn fwd(&self) -> &'static str {
-        match (self.x_cache, self.detail) {
-            (XCache::Bypass, Some(NoCacheReason::Method | NoCacheReason::MethodOverride)) => {
-                "method"
-            }
-            (
-                XCache::Bypass,
-                Some(NoCacheReason::RequestNoStore | NoCacheReason::UnparsableCacheControl),
-            ) => "request",
-            (XCache::Bypass, _) => "bypass",
-            (XCache::Expired | XCache::Stale, _) => "stale",
-            _ => "uri-miss",
-        }
-    }
-}
-
-/// Whether every quoted string in a structured-field value is closed, so
-/// that a member appended after it is not read as part of a string.
-fn closed_quotes(v: &str) -> bool {
-    let mut quoted = false;
-    let mut escaped = false;
-    for b in v.bytes() {
-        match (quoted, escaped, b) {
-            (true, true, _) => escaped = false,
-            (true, false, b'\\') => escaped = true,
-            (_, _, b'"') => quoted = !quoted,
-            _ => {}
-        }
-    }
-    !quoted
-}
-
-/// How the origin failed when a stale entry answers in its place.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum OriginFailure {
-    /// It answered with this server error.
-    Status(u16),
-    /// No answer: refused, reset or timed out.
-    Unreachable,
-}
 
 /// A response built from a stored entry, for the adapter to send.
 #[derive(Debug)]
@@ -384,7 +288,7 @@ impl HttpCache {
                     let targets = config.defaults.targeted_cache_control_names();
                     let mut hidden: Vec<String> = targets
                         .iter()
-                        .filter(|t| rules::is_consumed(t, &targets))
+                        .filter(|t| crate::http::cache_control::is_consumed(t, &targets))
                         .cloned()
                         .collect();
                     if !config.defaults.forward_tag_headers {
@@ -515,7 +419,7 @@ impl HttpCache {
 
     /// [`HttpCache::plan`] once the policy is found.
     fn plan_matched(&self, m: PolicyMatch<'_>, req: &RequestView<'_>) -> Plan {
-        let request_cc = rules::request_cache_control(req.headers);
+        let request_cc = request_cache_control(req.headers);
         let keys_body = m.policy().key_spec().uses_body();
         let reason = if !m.policy().allows_method(req.method) {
             Some(NoCacheReason::Method)
@@ -525,11 +429,11 @@ impl HttpCache {
             Some(NoCacheReason::UnparsableCacheControl)
         } else if request_cc.no_store {
             Some(NoCacheReason::RequestNoStore)
-        } else if rules::has_method_override(req) {
+        } else if request::has_method_override(req) {
             Some(NoCacheReason::MethodOverride)
         } else if keys_body && req.body.is_none() {
             Some(NoCacheReason::BodyNotBuffered)
-        } else if !keys_body && rules::carries_body(req) {
+        } else if !keys_body && request::carries_body(req) {
             Some(NoCacheReason::RequestBody)
         } else {
             None
@@ -699,7 +603,7 @@ impl HttpCache {
         }
         let now = SystemTime::now();
         // Stale-while-revalidate needs a refresh, which `begin` starts.
-        let usability = rules::usability(&entry, &plan.request_cc, now);
+        let usability = freshness::usability(&entry, &plan.request_cc, now);
         if !matches!(usability, Usability::Fresh | Usability::StaleAccepted) {
             return None;
         }
@@ -801,9 +705,9 @@ impl HttpCache {
         &self,
         plan: &CachePlan,
         req: &RequestView<'_>,
-        resp: &rules::OriginResponse<'_>,
+        resp: &admission::OriginResponse<'_>,
     ) -> Result<StoredResponse, NoCacheReason> {
-        match rules::admit(self.policy(plan), req, resp) {
+        match admission::admit(self.policy(plan), req, resp) {
             Ok(entry) => Ok(entry),
             Err(reason) => {
                 self.inner.stats.uncacheable(reason);
@@ -985,17 +889,7 @@ impl HttpCache {
             // Remaining freshness, negative once stale (RFC 9211 2.2).
             let fresh = i64::try_from(entry.freshness_lifetime.as_secs()).unwrap_or(i64::MAX);
             let ttl = fresh.saturating_sub(i64::try_from(age_d.as_secs()).unwrap_or(i64::MAX));
-            let v = match (x_cache, failed) {
-                // A revalidated entry: the origin said 304.
-                (XCache::Expired, _) => format!("{name}; fwd=stale; fwd-status=304"),
-                (_, Some(OriginFailure::Status(s))) => {
-                    format!("{name}; fwd=stale; fwd-status={s}; ttl={ttl}")
-                }
-                (_, Some(OriginFailure::Unreachable)) => {
-                    format!("{name}; fwd=stale; ttl={ttl}; detail=origin-unreachable")
-                }
-                _ => format!("{name}; hit; ttl={ttl}"),
-            };
+            let v = cache_status::served(name, x_cache, failed, ttl);
             ("cache-status".into(), Bytes::from(v))
         });
         // The representation this request gets: the gzip the cache made
@@ -1008,7 +902,7 @@ impl HttpCache {
             true => entry.etag.as_deref().and_then(compress::gzip_etag),
             false => entry.etag.clone(),
         };
-        if rules::not_modified_as(req, entry, etag.as_deref()) {
+        if conditional::not_modified_as(req, entry, etag.as_deref()) {
             const KEEP: [&str; 7] = [
                 "cache-control",
                 "content-location",
@@ -1105,30 +999,7 @@ impl HttpCache {
         upstream: impl IntoIterator<Item = &'u [u8]>,
     ) -> impl Iterator<Item = (&'static str, Bytes)> {
         let status = self.inner.cache_status.as_ref().map(|name| {
-            let mut v = String::new();
-            for u in upstream {
-                // Values that are not text are dropped, not passed on.
-                if let Some(u) = std::str::from_utf8(u).ok().map(str::trim) {
-                    if !u.is_empty()
-                        && u.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
-                        && closed_quotes(u)
-                        && !u.ends_with(',')
-                    {
-                        v.push_str(u);
-                        v.push_str(", ");
-                    }
-                }
-            }
-            v.push_str(name);
-            v.push_str("; fwd=");
-            v.push_str(f.fwd());
-            if f.stored {
-                v.push_str("; stored");
-            }
-            if let Some(d) = f.detail {
-                v.push_str("; detail=");
-                v.push_str(d.as_str());
-            }
+            let v = cache_status::forwarded(name, f, upstream);
             ("cache-status", Bytes::from(v))
         });
         std::iter::once(("x-cache", Bytes::from_static(f.x_cache.as_str().as_bytes())))
@@ -1141,7 +1012,7 @@ impl HttpCache {
         self.inner.cache_status.as_ref().map(|name| {
             (
                 "cache-status".into(),
-                Bytes::from(format!("{name}; detail={detail}")),
+                Bytes::from(cache_status::own(name, detail)),
             )
         })
     }
@@ -1446,7 +1317,7 @@ impl HttpCache {
     /// SPARQL or GraphQL, not a write). Pass it to
     /// [`HttpCache::invalidate_after_unsafe`] with the origin's answer.
     pub fn unsafe_request(&self, req: &RequestView<'_>) -> Option<UnsafeRequest> {
-        if !self.inner.config.defaults.invalidate_on_unsafe || !rules::is_unsafe(req.method) {
+        if !self.inner.config.defaults.invalidate_on_unsafe || !request::is_unsafe(req.method) {
             return None;
         }
         if self
@@ -1510,7 +1381,7 @@ impl HttpCache {
         };
         let mut tags: Vec<String> = tag(&req.path, req.query.as_deref()).into_iter().collect();
         for l in locations {
-            let Some(url) = rules::same_origin_target(
+            let Some(url) = target::same_origin_target(
                 l,
                 req.scheme.as_deref(),
                 req.authority.as_deref(),
@@ -1540,61 +1411,6 @@ pub struct UnsafeRequest {
     query: Option<String>,
 }
 
-/// Whether the representation an entry gives depends on `Accept-Encoding`:
-/// it holds a gzip body the cache made, which goes out as it is or
-/// decompressed. An entry whose headers forbid transformation (the origin
-/// said `no-transform` in a 304 after the body was compressed, or an entry
-/// written before the cache honoured it) goes out decompressed to everyone.
-fn varies_by_encoding(entry: &StoredResponse) -> bool {
-    entry.compression == BodyEncoding::Gzip && !compress::forbids_transform(&entry.headers)
-}
-
-/// Whether `req` takes a gzip body the cache made, when the entry allows
-/// one ([`varies_by_encoding`]): the client accepts gzip and does not ask
-/// for the content untransformed (`Cache-Control: no-transform`, RFC 9111
-/// section 5.2.1.6). The others get the origin's identity bytes.
-fn takes_cache_gzip(req: &RequestView<'_>) -> bool {
-    rules::accepts_gzip(req.headers) && !rules::request_cache_control(req.headers).no_transform
-}
-
-/// Appends the entry's headers that `keep` selects, as the representation
-/// sent says: for the cache's gzip (`gzip`), its own validator
-/// ([`compress::gzip_etag`]), and neither `Accept-Ranges` nor digests
-/// (they are about the origin's bytes, not these; a 304 may have merged
-/// one in after the body was compressed); when the representation depends on
-/// `Accept-Encoding` (`varies`), a `Vary` that names it, merged with the
-/// origin's.
-fn representation_headers(
-    entry: &StoredResponse,
-    gzip: bool,
-    varies: bool,
-    keep: impl Fn(&str) -> bool,
-    out: &mut Vec<(FieldName, Bytes)>,
-) {
-    for (n, v) in &entry.headers {
-        if !keep(n) {
-            continue;
-        }
-        match &**n {
-            "vary" if varies => {}
-            "accept-ranges" | "content-digest" | "repr-digest" | "digest" | "content-md5"
-                if gzip => {}
-            "etag" if gzip => out.extend(compress::gzip_etag(v).map(|t| (n.clone(), t))),
-            _ => out.push((n.clone(), v.clone())),
-        }
-    }
-    if varies {
-        let mut vary = entry.vary.join(", ");
-        if !entry.vary.iter().any(|v| v == "accept-encoding") {
-            if !vary.is_empty() {
-                vary.push_str(", ");
-            }
-            vary.push_str("accept-encoding");
-        }
-        out.push(("vary".into(), Bytes::from(vary)));
-    }
-}
-
 impl fmt::Debug for HttpCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpCache")
@@ -1602,34 +1418,5 @@ impl fmt::Debug for HttpCache {
             .field("policies", &self.inner.policies.len())
             .field("locks", &self.inner.locks)
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::closed_quotes;
-    use proptest::prelude::*;
-
-    fn quote(s: &str) -> String {
-        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-    }
-
-    #[test]
-    fn upstream_members_with_open_strings_are_recognised() {
-        assert!(closed_quotes("cdn; hit; ttl=40"));
-        assert!(closed_quotes(r#"cdn; detail="a, \"b\"""#));
-        assert!(!closed_quotes(r#"cdn; detail="x"#));
-        assert!(!closed_quotes(r#"cdn; detail="x\""#));
-    }
-
-    proptest! {
-        #[test]
-        fn a_quoted_string_is_closed_and_one_more_quote_opens_it(s in "[ -~]{0,40}") {
-            let q = quote(&s);
-            let closed = format!("a; detail={q}");
-            let open = format!("a; detail={q}; b=\"");
-            prop_assert!(closed_quotes(&closed));
-            prop_assert!(!closed_quotes(&open));
-        }
     }
 }

@@ -79,10 +79,11 @@ pub use field::{field_name, FieldName};
 pub use flow::{After, Begin, FetchTicket, OwnedRequest, Recording};
 pub use forwarding::{ClientOrigin, Connection, TrustedProxies};
 pub use handle::{
-    CachePlan, CachedBody, CachedResponse, Forward, HttpCache, InvalidateError, Lead, Plan, Start,
-    UnsafeRequest, XCache,
+    CachePlan, CachedBody, CachedResponse, HttpCache, InvalidateError, Lead, Plan, Start,
+    UnsafeRequest,
 };
 pub use http::cache_control::CacheControl;
+pub use http::cache_status::{Forward, XCache};
 pub use key::{CacheKey, KeySpec};
 
 /// How long adapters wait for a request body they buffer to key on

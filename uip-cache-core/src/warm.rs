@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::config::{WarmPriority, WarmUrlConfig};
 use crate::handle::{HttpCache, Plan};
-use crate::http::admission::{self as rules, Usability};
+use crate::http::freshness::{self, Usability};
 use crate::request::RequestView;
 use crate::stats::WarmOutcome;
 
@@ -286,7 +286,7 @@ impl Warmer {
                 reason.as_str()
             )),
             Plan::Cache(plan) => Ok(self.cache.lookup(&plan, &view).await.is_some_and(|e| {
-                rules::usability(&e, &plan.request_cc, SystemTime::now()) == Usability::Fresh
+                freshness::usability(&e, &plan.request_cc, SystemTime::now()) == Usability::Fresh
             })),
         }
     }

@@ -19,6 +19,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::request::HeaderSource;
+
 /// The largest delta-seconds a cache needs to represent (RFC 9111 section
 /// 1.2.2): larger values, in `max-age`, `Age` or a config, count as this.
 pub const MAX_DELTA_SECONDS: u64 = 1 << 31;
@@ -46,6 +48,11 @@ pub fn parse_delta_seconds(s: &[u8]) -> Option<u64> {
 /// Clamps a duration to [`MAX_DELTA`].
 pub fn clamp(d: Duration) -> Duration {
     d.min(MAX_DELTA)
+}
+
+/// The date in the first `name` header, if it is one.
+pub(crate) fn http_date(h: &dyn HeaderSource, name: &str) -> Option<SystemTime> {
+    h.first(name).and_then(parse_http_date)
 }
 
 const MONTHS: [&[u8; 3]; 12] = [
