@@ -50,13 +50,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod admin;
+mod cache;
 pub mod compress;
 pub mod config;
 pub mod entry;
 pub mod field;
-pub mod flow;
 pub mod forwarding;
-mod handle;
 pub mod http;
 pub mod invalidate;
 pub mod key;
@@ -73,15 +72,15 @@ pub mod tee;
 pub mod warm;
 pub mod zerocopy;
 
-pub use config::{CacheConfig, ConfigError};
-pub use entry::{BodyEncoding, EntryError, StoredResponse};
-pub use field::{field_name, FieldName};
-pub use flow::{After, Begin, FetchTicket, OwnedRequest, Recording};
-pub use forwarding::{ClientOrigin, Connection, TrustedProxies};
-pub use handle::{
+pub use cache::flow::{After, Begin, FetchTicket, OriginHeaders, OwnedRequest, Recording};
+pub use cache::{
     CachePlan, CachedBody, CachedResponse, HttpCache, InvalidateError, Lead, Plan, Start,
     UnsafeRequest,
 };
+pub use config::{CacheConfig, ConfigError};
+pub use entry::{BodyEncoding, EntryError, StoredResponse};
+pub use field::{field_name, FieldName};
+pub use forwarding::{ClientOrigin, Connection, TrustedProxies};
 pub use http::cache_control::CacheControl;
 pub use http::cache_status::{Forward, XCache};
 pub use key::{CacheKey, KeySpec};

@@ -19,10 +19,10 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::config::{WarmPriority, WarmUrlConfig};
-use crate::handle::{HttpCache, Plan};
 use crate::http::freshness::{self, Usability};
 use crate::request::RequestView;
 use crate::stats::WarmOutcome;
+use crate::{HttpCache, Plan};
 
 /// A boxed future of a warm fetch.
 pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<u16, String>> + Send + 'a>>;

@@ -157,7 +157,7 @@ where
 }
 
 // ===== the request path =====
-// Every decision is core's (uip_cache_core::flow); this only translates.
+// Every decision is core's (uip_cache_core::HttpCache); this only translates.
 // The paths that call the origin are boxed where they start: their futures
 // (the origin's among them) are large, and a hit should not carry, and copy
 // into its own box, room for a request it never sends. Each box is made in

@@ -21,17 +21,16 @@ use std::time::SystemTime;
 use crate::field::FieldName;
 use bytes::Bytes;
 
+use super::{CachePlan, CachedBody, CachedResponse, HttpCache, Lead};
 use crate::compress;
 use crate::entry::{BodyEncoding, StoredResponse};
-use crate::handle::{CachePlan, CachedBody, CachedResponse, HttpCache, Lead};
 use crate::http::admission::{OriginResponse, PER_CLIENT};
 use crate::http::cache_status::{Forward, OriginFailure, XCache};
 use crate::http::conditional::{freshen, Freshened};
 use crate::http::freshness::{self, Usability};
 use crate::lock::{Lock, LockGuard, WaitOutcome};
 use crate::record::BodyRecorder;
-pub use crate::request::HeaderList;
-use crate::request::{HeaderSource, RequestView};
+use crate::request::{HeaderList, HeaderSource, RequestView};
 use crate::stats::NoCacheReason;
 
 /// How long, at least, a recording goes on once no client reads it.

@@ -28,6 +28,8 @@ use crate::pattern::UrlPattern;
 use crate::policy::{Policy, PolicyMatch, PolicySet};
 use crate::request::RequestView;
 use crate::stats::{CacheStats, InvalidationKind, NoCacheReason};
+pub(crate) mod flow;
+
 use crate::store::{
     HealthStatus, MemoryStore, MemoryUsage, PutOptions, Store, StoreError, StoreHealth,
 };
