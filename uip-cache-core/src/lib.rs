@@ -72,10 +72,9 @@ pub mod tee;
 pub mod warm;
 pub mod zerocopy;
 
-pub use cache::flow::{After, Begin, FetchTicket, OriginHeaders, OwnedRequest, Recording};
 pub use cache::{
-    CachePlan, CachedBody, CachedResponse, HttpCache, InvalidateError, Lead, Plan, Start,
-    UnsafeRequest,
+    After, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache, InvalidateError,
+    Lead, OriginHeaders, OwnedRequest, Plan, Recording, Start, UnsafeRequest,
 };
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};
