@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::stored::Stored;
 use super::{CachePlan, CachedResponse, HttpCache};
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::http::encoding::{takes_cache_gzip, varies_by_encoding};
@@ -10,15 +11,11 @@ use crate::http::freshness::{self, Usability};
 use crate::key::CacheKey;
 use crate::request::RequestView;
 
-/// The status of the small entry stored under a key whose responses vary: it
-/// lists the `Vary` headers, and the variants live under keys that include them.
-pub(super) const VARY_MARKER_STATUS: u16 = 0;
-
 impl HttpCache {
-    async fn get_entry(&self, key: &str) -> Option<StoredResponse> {
+    async fn get_stored(&self, key: &str) -> Option<Stored> {
         let bytes = self.guarded("get", self.inner.store.get(key)).await??;
-        match StoredResponse::decode(&bytes) {
-            Ok(e) => Some(e),
+        match Stored::decode(&bytes) {
+            Ok(stored) => Some(stored),
             Err(err) => {
                 self.inner.stats.corrupt_entry();
                 tracing::warn!(key, error = %err, "undecodable bytes under a cache key; deleting them");
@@ -37,18 +34,22 @@ impl HttpCache {
         // One await in a loop rather than two: a future holds room for
         // each await's store call.
         let mut variant = None;
-        let entry = loop {
+        let stored = loop {
             let key = variant.as_ref().unwrap_or(&plan.key);
-            let entry = self.get_entry(key.as_str()).await;
-            match entry {
-                Some(marker) if marker.status == VARY_MARKER_STATUS && variant.is_none() => {
-                    variant = Some(self.entry_key(plan, req, &marker.vary));
+            let stored = self.get_stored(key.as_str()).await;
+            match stored {
+                Some(Stored::Vary(vary)) if variant.is_none() => {
+                    variant = Some(self.entry_key(plan, req, &vary));
                 }
-                entry => break entry,
+                stored => break stored,
             }
         };
         self.inner.stats.latency(started.elapsed());
-        entry.filter(|e| e.status != VARY_MARKER_STATUS)
+        match stored {
+            Some(Stored::Entry(entry)) => Some(entry),
+            // A marker under a variant's key is no answer.
+            _ => None,
+        }
     }
 
     /// Answers `req` from an entry the store has at hand
@@ -61,16 +62,21 @@ impl HttpCache {
     /// deletes). The hit path of stores in memory, without a future.
     pub fn answer_now(&self, plan: &CachePlan, req: &RequestView<'_>) -> Option<CachedResponse> {
         let started = Instant::now();
-        let (mut entry, first) = self.entry_now(plan.key.as_str(), started)?;
+        let (stored, first) = self.entry_now(plan.key.as_str(), started)?;
         let mut second = None;
-        if entry.status == VARY_MARKER_STATUS {
-            let key = self.entry_key(plan, req, &entry.vary);
-            let (variant, took) = self.entry_now(key.as_str(), Instant::now())?;
-            if variant.status == VARY_MARKER_STATUS {
-                return None;
+        let entry = match stored {
+            Stored::Entry(entry) => entry,
+            Stored::Vary(vary) => {
+                let key = self.entry_key(plan, req, &vary);
+                let (Stored::Entry(variant), took) =
+                    self.entry_now(key.as_str(), Instant::now())?
+                else {
+                    return None;
+                };
+                second = Some(took);
+                variant
             }
-            (entry, second) = (variant, Some(took));
-        }
+        };
         let looked = started.elapsed();
         // A gzip-stored body that goes out decompressed (a client without
         // gzip, a `no-transform` request or response) is decompressed, and
@@ -95,12 +101,12 @@ impl HttpCache {
         Some(r)
     }
 
-    /// The decoded entry under `key` when the store has it at hand, and
-    /// how long the store took from `started`.
-    fn entry_now(&self, key: &str, started: Instant) -> Option<(StoredResponse, Duration)> {
+    /// What the store has at hand under `key`, decoded, and how long the
+    /// store took from `started`.
+    fn entry_now(&self, key: &str, started: Instant) -> Option<(Stored, Duration)> {
         let bytes = self.inner.store.get_now(key)?;
         let took = started.elapsed();
-        Some((StoredResponse::decode(&bytes).ok()?, took))
+        Some((Stored::decode(&bytes).ok()?, took))
     }
 
     /// How many entries this cache has written (a cheap "did anything land

@@ -4,7 +4,8 @@
 //! actix-web middleware and the server behave alike.
 //!
 //! One concern a file: construction ([`build`]), planning ([`plan`]), the
-//! fail-open store guard and admin probes ([`guard`]), lookup ([`lookup`]),
+//! fail-open store guard and admin probes ([`guard`]), lookup ([`lookup`];
+//! what a key holds, an entry or a `Vary` marker, in [`stored`]),
 //! the request protocol ([`begin`], [`fetch`], [`recording`]), coalescing
 //! across instances ([`lease`]), admission and compression on store
 //! ([`write`]), responses, 304s and Cache-Status ([`respond`], [`body`]), the
@@ -38,6 +39,7 @@ mod plan;
 mod purge;
 mod recording;
 mod respond;
+mod stored;
 mod unsafe_request;
 mod write;
 

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::lookup::VARY_MARKER_STATUS;
+use super::stored::Stored;
 use super::{CachePlan, HttpCache};
 use crate::compress::{self, Compressed};
 use crate::entry::{BodyEncoding, StoredResponse};
@@ -110,10 +110,7 @@ impl HttpCache {
             .tags(&entry.tags)
             .query(req.query);
         if !entry.vary.is_empty() {
-            let mut marker = StoredResponse::new(VARY_MARKER_STATUS, Bytes::new());
-            marker.vary = entry.vary.clone();
-            marker.freshness_lifetime = ttl;
-            let Ok(bytes) = marker.encode() else {
+            let Ok(bytes) = Stored::encode_vary(&entry.vary, ttl) else {
                 return false;
             };
             self.guarded(
