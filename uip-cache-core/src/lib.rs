@@ -73,8 +73,8 @@ pub mod warm;
 pub mod zerocopy;
 
 pub use cache::{
-    After, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache, InvalidateError,
-    Lead, OriginHeaders, OwnedRequest, Plan, Recording, Start, UnsafeRequest,
+    After, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache, HttpCacheBuilder,
+    InvalidateError, Lead, OriginHeaders, OwnedRequest, Plan, Recording, Start, UnsafeRequest,
 };
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};

@@ -45,6 +45,7 @@ mod write;
 
 pub use begin::Begin;
 pub use body::CachedBody;
+pub use build::HttpCacheBuilder;
 pub use fetch::{After, FetchTicket, OriginHeaders, OwnedRequest};
 pub use lease::Lead;
 pub use plan::{CachePlan, Plan, Start};
@@ -71,6 +72,46 @@ pub use unsafe_request::UnsafeRequest;
 ///    response through, or stream it while recording it ([`After::Record`]).
 /// 4. While a recorded body streams, the adapter feeds it to the
 ///    [`Recording`], which stores the entry when the body ends.
+///
+/// A cache is built with [`HttpCache::builder`] (see [`HttpCacheBuilder`]);
+/// the purge API ([`HttpCache::invalidate_tags`] and its kin) and the admin
+/// side's probes ([`HttpCache::store_health`]) work on the same handle.
+///
+/// # Example
+///
+/// One request through the protocol, as an adapter drives it:
+///
+/// ```
+/// use bytes::Bytes;
+/// use uip_cache_core::{After, Begin, CacheConfig, HttpCache, Plan, RequestView};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let config = CacheConfig::from_yaml_str("policies:\n  - name: items\n    pattern: /items\n    ttl: 60\n")?;
+/// let cache = HttpCache::builder(&config).build()?;
+///
+/// let headers = [("host", "api.example")];
+/// let req = RequestView::new("GET", "/items", &headers).authority(Some("api.example"));
+/// let Plan::Cache(plan) = cache.plan(&req) else {
+///     unreachable!("the policy matches")
+/// };
+/// let Begin::Fetch(ticket) = cache.begin(plan, &req, Vec::new).await else {
+///     unreachable!("nothing is stored yet")
+/// };
+/// // The adapter applies `ticket.origin_header_changes()` and asks the origin.
+/// let body = Bytes::from_static(b"[]");
+/// let origin_headers = vec![("content-length".into(), Bytes::from_static(b"2"))];
+/// match ticket.origin_responded(200, origin_headers).await {
+///     After::Record { mut recording, .. } => {
+///         // As the body streams to the client:
+///         recording.chunk(&body);
+///         // Stores the entry, in a task of its own.
+///         recording.ended();
+///     }
+///     other => unreachable!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct HttpCache {
     inner: Arc<Inner>,
