@@ -74,7 +74,7 @@ pub mod zerocopy;
 
 pub use cache::{
     After, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache, HttpCacheBuilder,
-    InvalidateError, Lead, OriginHeaders, OwnedRequest, Plan, Recording, Start, UnsafeRequest,
+    InvalidateError, OriginHeaders, OwnedRequest, Plan, Recording, Start, UnsafeRequest,
 };
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};

@@ -6,7 +6,8 @@ use std::time::SystemTime;
 use crate::field::FieldName;
 use bytes::Bytes;
 
-use super::{CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache, Lead};
+use super::lease::Lead;
+use super::{CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache};
 use crate::entry::StoredResponse;
 use crate::http::cache_status::XCache;
 use crate::http::freshness::{self, Usability};

@@ -6,7 +6,7 @@ use super::HttpCache;
 use crate::compress::{self, gunzip};
 use crate::entry::StoredResponse;
 
-/// The body of a [`CachedResponse`]: stored bytes, or a large gzip body the
+/// The body of a [`CachedResponse`](crate::CachedResponse): stored bytes, or a large gzip body the
 /// cache stored, decompressed chunk by chunk as it is read for a client
 /// that does not take gzip (so that no worker stalls, and no request holds
 /// the whole decompressed body, however large it is).

@@ -12,8 +12,7 @@ use crate::request::RequestView;
 /// What the local leader of a key should do once instances sharing the store
 /// have been consulted.
 #[derive(Debug)]
-#[non_exhaustive]
-pub enum Lead {
+pub(crate) enum Lead {
     /// Fetch from the origin (the shared lease is ours, or not to be had in time).
     Fetch,
     /// Another instance fetched and stored it meanwhile: serve this.
@@ -22,7 +21,7 @@ pub enum Lead {
 
 impl HttpCache {
     /// Joins the coalescing table for the plan's key.
-    pub fn lock(&self, plan: &CachePlan) -> Lock {
+    pub(crate) fn lock(&self, plan: &CachePlan) -> Lock {
         self.inner.locks.acquire(plan.key.as_str())
     }
 
@@ -33,7 +32,7 @@ impl HttpCache {
     ///
     /// It also notes the shared store's invalidation counter, so that a
     /// response is not stored if another instance invalidated meanwhile.
-    pub async fn lead(
+    pub(crate) async fn lead(
         &self,
         plan: &mut CachePlan,
         req: &RequestView<'_>,

@@ -29,6 +29,10 @@ impl HttpCache {
 
     /// Looks up the entry for `req`: one store round trip, two when the stored
     /// response varies on request headers.
+    ///
+    /// Not part of the adapters' protocol ([`HttpCache::begin`] looks up):
+    /// public for tests that check what a store holds.
+    #[doc(hidden)]
     pub async fn lookup(&self, plan: &CachePlan, req: &RequestView<'_>) -> Option<StoredResponse> {
         let started = Instant::now();
         // One await in a loop rather than two: a future holds room for

@@ -47,7 +47,6 @@ pub use begin::Begin;
 pub use body::CachedBody;
 pub use build::HttpCacheBuilder;
 pub use fetch::{After, FetchTicket, OriginHeaders, OwnedRequest};
-pub use lease::Lead;
 pub use plan::{CachePlan, Plan, Start};
 pub use purge::InvalidateError;
 pub use recording::Recording;

@@ -76,7 +76,7 @@ impl HttpCache {
     /// Decides whether the cache handles `req`.
     /// A request a policy matched but that bypasses the cache is counted for
     /// that policy here; the adapter counts the bypass and its reason with
-    /// [`CacheStats::bypass`].
+    /// [`CacheStats::bypass`](crate::CacheStats::bypass).
     pub fn plan(&self, req: &RequestView<'_>) -> Plan {
         match self.inner.policies.find(req.path, req.query) {
             Some(m) => self.plan_matched(m, req),
@@ -123,7 +123,7 @@ impl HttpCache {
     }
 
     /// The policy of a plan.
-    pub fn policy(&self, plan: &CachePlan) -> &Policy {
+    pub(crate) fn policy(&self, plan: &CachePlan) -> &Policy {
         self.inner.policies.get(plan.policy)
     }
 }

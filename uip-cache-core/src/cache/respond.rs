@@ -30,7 +30,7 @@ impl HttpCache {
     /// Builds the response for `req` from `entry`: a 304 when the request's
     /// conditionals match, the stored gzip for clients that accept it, the
     /// identity body otherwise. `None` if a compressed body does not decode.
-    pub fn respond(
+    pub(crate) fn respond(
         &self,
         entry: &StoredResponse,
         req: &RequestView<'_>,
@@ -168,7 +168,7 @@ impl HttpCache {
 
     /// Counts a request's outcome. Bypasses are counted with their reason by
     /// [`CacheStats::bypass`]; revalidations by [`CacheStats::revalidation`].
-    pub fn count(&self, plan: &CachePlan, outcome: XCache) {
+    pub(crate) fn count(&self, plan: &CachePlan, outcome: XCache) {
         let stats = &self.inner.stats;
         match outcome {
             XCache::Hit => stats.policy_hit(plan.policy),

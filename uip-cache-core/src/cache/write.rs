@@ -16,7 +16,7 @@ use crate::store::PutOptions;
 
 impl HttpCache {
     /// Decides whether the origin's response may be stored, counting the reason when not.
-    pub fn admit(
+    pub(crate) fn admit(
         &self,
         plan: &CachePlan,
         req: &RequestView<'_>,
@@ -37,25 +37,14 @@ impl HttpCache {
     }
 
     /// The largest body the plan's policy stores.
-    pub fn max_size(&self, plan: &CachePlan) -> u64 {
+    pub(crate) fn max_size(&self, plan: &CachePlan) -> u64 {
         self.policy(plan).max_size()
     }
 
     /// Stores `entry` with `body` (compressing it if the policy says so and
     /// the response allows it, see [`compress::may_compress`]) unless an
     /// invalidation ran since the plan was made. Failures are counted and
-    /// logged, never returned.
-    pub async fn store_entry(
-        &self,
-        plan: &CachePlan,
-        req: &RequestView<'_>,
-        entry: StoredResponse,
-        body: Bytes,
-    ) -> bool {
-        self.store_body(plan, req, entry, body, true).await
-    }
-
-    /// [`HttpCache::store_entry`]; `transform` is false when headers the
+    /// logged, never returned. `transform` is false when headers the
     /// entry does not keep (a consumed `Surrogate-Control`) forbade
     /// transformation.
     pub(crate) async fn store_body(
@@ -86,7 +75,7 @@ impl HttpCache {
 
     /// Stores an entry whose body is ready (as after a revalidation), under the
     /// plan's key or, when it varies, under its variant key with a marker.
-    pub async fn put_entry(
+    pub(crate) async fn put_entry(
         &self,
         plan: &CachePlan,
         req: &RequestView<'_>,
@@ -145,7 +134,7 @@ impl HttpCache {
     }
 
     /// Removes the stored `entry` of `req` (its variant, when it varies).
-    pub async fn remove_entry(
+    pub(crate) async fn remove_entry(
         &self,
         plan: &CachePlan,
         req: &RequestView<'_>,
