@@ -375,52 +375,6 @@ fn origin_tag_headers_tag_the_entry_bounded_and_are_not_stored() {
 // ===== one request must not make an error everyone's answer (CPDoS) =====
 
 #[test]
-fn an_error_lives_on_a_policy_ttl_only_when_listed_and_then_for_negative_ttl() {
-    // The origin's 405 to `X-HTTP-Method-Override: DELETE`, no freshness.
-    let ttl = policy("    ttl: 60\n");
-    assert_eq!(
-        admit_with(&ttl, &[], 405, &[]).unwrap_err(),
-        NoCacheReason::Status
-    );
-    let over = policy("    ttl: 60\n    ttl_mode: override\n");
-    assert_eq!(
-        admit_with(&over, &[], 405, &[("cache-control", "max-age=600")]).unwrap_err(),
-        NoCacheReason::Status
-    );
-    // Listed: on the TTL, for at most negative_ttl.
-    let listed = policy("    ttl: 60\n    statuses: [200, 404]\n    negative_ttl: 5s\n");
-    let e = admit_with(&listed, &[], 404, &[]).unwrap();
-    assert_eq!(e.freshness_lifetime, Duration::from_secs(5));
-    assert_eq!(
-        admit_with(&listed, &[], 200, &[])
-            .unwrap()
-            .freshness_lifetime,
-        Duration::from_secs(60)
-    );
-    assert_eq!(
-        admit_with(&listed, &[], 405, &[]).unwrap_err(),
-        NoCacheReason::Status
-    );
-    // The origin's own freshness on an error: capped too.
-    let e = admit_with(&ttl, &[], 405, &[("cache-control", "max-age=3600")]).unwrap();
-    assert_eq!(e.freshness_lifetime, Duration::from_secs(10));
-    let e = admit_with(&ttl, &[], 404, &[("cache-control", "max-age=3")]).unwrap();
-    assert_eq!(e.freshness_lifetime, Duration::from_secs(3));
-    // Heuristic freshness (no ttl): the RFC's list, errors capped.
-    let lm = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(86_400));
-    for status in [404, 405, 410, 414, 501] {
-        let e = admit_with(&policy(""), &[], status, &[("last-modified", &lm)]).unwrap();
-        assert_eq!(e.freshness_lifetime, Duration::from_secs(10), "{status}");
-    }
-    // negative_ttl 0: an error is never fresh; without a validator, not kept.
-    let never = policy("    negative_ttl: 0\n");
-    assert_eq!(
-        admit_with(&never, &[], 404, &[("cache-control", "max-age=60")]).unwrap_err(),
-        NoCacheReason::NoFreshness
-    );
-}
-
-#[test]
 fn answers_to_ranges_and_preconditions_are_stored_only_when_complete_200s() {
     let ttl = policy("    ttl: 60\n");
     let cc = ("cache-control", "max-age=60");
@@ -528,21 +482,4 @@ fn a_tricky_or_unreadable_cache_control_never_lets_private_through() {
         admit_with(&ttl, &[], 200, &[("set-cookie2", "a=b; Version=1")]).unwrap_err(),
         NoCacheReason::SetCookie
     );
-}
-
-#[test]
-fn the_stale_windows_of_an_error_are_capped_at_negative_ttl() {
-    let p = policy("    ttl: 60\n    stale_while_revalidate: 300\n    stale_if_error: 600\n");
-    let cc = (
-        "cache-control",
-        "max-age=3600, stale-while-revalidate=900, stale-if-error=900",
-    );
-    let e = admit_with(&p, &[], 404, &[cc]).unwrap();
-    assert_eq!(e.freshness_lifetime, Duration::from_secs(10));
-    assert_eq!(e.stale_while_revalidate, Duration::from_secs(10));
-    assert_eq!(e.stale_if_error, Duration::from_secs(10));
-    // A 200 keeps its windows.
-    let e = admit_with(&p, &[], 200, &[cc]).unwrap();
-    assert_eq!(e.stale_while_revalidate, Duration::from_secs(900));
-    assert_eq!(e.stale_if_error, Duration::from_secs(900));
 }
