@@ -4,7 +4,9 @@
 //!
 //! Adapters (the Tower layer, the actix-web middleware, the server) translate
 //! their requests into a [`RequestView`] and leave every decision to this
-//! crate, so they behave alike.
+//! crate, so they behave alike: to an [`HttpCache`] (built with
+//! [`HttpCache::builder`]), which applies the HTTP rules of [`http`], pure
+//! functions of requests, responses and entries.
 //!
 //! # Example
 //!
