@@ -588,7 +588,7 @@ where
     cache.stats().bypass(reason);
     // Noted from the same view as the key (scheme, host), before the
     // request goes: core decides what its success invalidates.
-    let target = uip_cache_core::rules::is_unsafe(req.method().as_str())
+    let target = uip_cache_core::http::request::is_unsafe(req.method().as_str())
         .then(|| cache.unsafe_request(&view(&cache, &req, &Headers(req.headers()))))
         .flatten();
     let mut res = svc

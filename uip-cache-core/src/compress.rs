@@ -23,8 +23,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 
-use crate::cache_control::CacheControl;
 use crate::field::FieldName;
+use crate::http::cache_control::CacheControl;
 
 /// Bodies up to this many bytes are compressed, or decompressed at once, on
 /// the task that needs them (well under a millisecond); larger ones are

@@ -178,7 +178,7 @@ impl StoredResponse {
                 )
                 .max(REVALIDATION_GRACE);
         }
-        ttl.clamp(Duration::from_secs(1), crate::date::MAX_DELTA)
+        ttl.clamp(Duration::from_secs(1), crate::http::date::MAX_DELTA)
     }
 
     /// The first value of header `name` (lower case).

@@ -4,7 +4,9 @@
 //!
 //! Adapters (the Tower layer, the actix-web middleware, the server) translate
 //! their requests into a [`RequestView`] and leave every decision to this
-//! crate, so they behave alike.
+//! crate, so they behave alike: to an [`HttpCache`] (built with
+//! [`HttpCache::builder`]), which applies the HTTP rules of [`http`], pure
+//! functions of requests, responses and entries.
 //!
 //! # Example
 //!
@@ -50,15 +52,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod admin;
-pub mod cache_control;
+mod cache;
 pub mod compress;
 pub mod config;
-pub mod date;
 pub mod entry;
 pub mod field;
-pub mod flow;
 pub mod forwarding;
-mod handle;
+pub mod http;
 pub mod invalidate;
 pub mod key;
 pub mod lock;
@@ -67,7 +67,6 @@ pub mod policy;
 pub mod record;
 pub mod refresh;
 pub mod request;
-pub mod rules;
 pub mod schedule;
 pub mod stats;
 pub mod store;
@@ -75,16 +74,16 @@ pub mod tee;
 pub mod warm;
 pub mod zerocopy;
 
-pub use cache_control::CacheControl;
+pub use cache::{
+    After, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache, HttpCacheBuilder,
+    InvalidateError, OriginHeaders, OwnedRequest, Plan, Recording, Start, UnsafeRequest,
+};
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};
 pub use field::{field_name, FieldName};
-pub use flow::{After, Begin, FetchTicket, OwnedRequest, Recording};
 pub use forwarding::{ClientOrigin, Connection, TrustedProxies};
-pub use handle::{
-    CachePlan, CachedBody, CachedResponse, Forward, HttpCache, InvalidateError, Lead, Plan, Start,
-    UnsafeRequest, XCache,
-};
+pub use http::cache_control::CacheControl;
+pub use http::cache_status::{Forward, XCache};
 pub use key::{CacheKey, KeySpec};
 
 /// How long adapters wait for a request body they buffer to key on

@@ -24,7 +24,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 
-use crate::flow::Recording;
+use crate::Recording;
 
 /// Bytes queued for a client past which a pump that no longer records waits.
 pub const LOW_WATER: u64 = 64 * 1024;
@@ -256,7 +256,7 @@ impl<T> fmt::Debug for Tap<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::Recording;
+    use crate::Recording;
     use std::future::poll_fn;
 
     fn frames(n: usize, size: usize) -> Vec<Bytes> {

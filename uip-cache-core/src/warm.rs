@@ -19,10 +19,10 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::config::{WarmPriority, WarmUrlConfig};
-use crate::handle::{HttpCache, Plan};
+use crate::http::freshness::{self, Usability};
 use crate::request::RequestView;
-use crate::rules::{self, Usability};
 use crate::stats::WarmOutcome;
+use crate::{HttpCache, Plan};
 
 /// A boxed future of a warm fetch.
 pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<u16, String>> + Send + 'a>>;
@@ -286,7 +286,7 @@ impl Warmer {
                 reason.as_str()
             )),
             Plan::Cache(plan) => Ok(self.cache.lookup(&plan, &view).await.is_some_and(|e| {
-                rules::usability(&e, &plan.request_cc, SystemTime::now()) == Usability::Fresh
+                freshness::usability(&e, &plan.request_cc, SystemTime::now()) == Usability::Fresh
             })),
         }
     }

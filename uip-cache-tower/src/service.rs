@@ -8,7 +8,7 @@ use http::header::{CONTENT_LOCATION, LOCATION};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use tower_service::Service;
-use uip_cache_core::rules;
+use uip_cache_core::http::request::is_unsafe;
 use uip_cache_core::{
     After, Begin, CachedResponse, FetchTicket, Forward, HttpCache, NoCacheReason, Plan, Start,
 };
@@ -157,7 +157,7 @@ where
 }
 
 // ===== the request path =====
-// Every decision is core's (uip_cache_core::flow); this only translates.
+// Every decision is core's (uip_cache_core::HttpCache); this only translates.
 // The paths that call the origin are boxed where they start: their futures
 // (the origin's among them) are large, and a hit should not carry, and copy
 // into its own box, room for a request it never sends. Each box is made in
@@ -308,7 +308,7 @@ where
     cache.stats().bypass(reason);
     // Noted from the same view as the key (scheme, host), before the
     // request goes: core decides what its success invalidates.
-    let target = rules::is_unsafe(parts.method.as_str())
+    let target = is_unsafe(parts.method.as_str())
         .then(|| {
             let hs = HeaderMapRef(&parts.headers);
             cache.unsafe_request(&view(

@@ -62,9 +62,9 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::handle::HttpCache;
 use crate::request::HeaderSource;
 use crate::warm::{WarmFetcher, Warmer};
+use crate::HttpCache;
 
 pub use background::StartError;
 pub use metrics::prometheus_text;

@@ -108,10 +108,10 @@ impl Seconds {
     /// `d`, unless it is longer than any duration a cache needs (2^31
     /// seconds, about 68 years: RFC 9111's largest delta-seconds).
     fn checked(d: Duration) -> Result<Self, String> {
-        if d > crate::date::MAX_DELTA {
+        if d > crate::http::date::MAX_DELTA {
             return Err(format!(
                 "is too large: at most {} seconds (about 68 years)",
-                crate::date::MAX_DELTA_SECONDS
+                crate::http::date::MAX_DELTA_SECONDS
             ));
         }
         Ok(Seconds(d))
@@ -150,10 +150,10 @@ impl<'de> Deserialize<'de> for Seconds {
                     return Err(E::custom("a duration must be a non-negative number"));
                 }
                 // Checked before converting: from_secs_f64 panics on overflow.
-                if v > crate::date::MAX_DELTA_SECONDS as f64 {
+                if v > crate::http::date::MAX_DELTA_SECONDS as f64 {
                     return Err(E::custom(format!(
                         "duration {v} is too large: at most {} seconds (about 68 years)",
-                        crate::date::MAX_DELTA_SECONDS
+                        crate::http::date::MAX_DELTA_SECONDS
                     )));
                 }
                 Ok(Seconds(Duration::from_secs_f64(v)))

@@ -11,8 +11,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::{FetchFuture, WarmFetcher, WarmRequest};
-use crate::flow::FetchTicket;
 use crate::refresh::RefreshToken;
+use crate::FetchTicket;
 
 /// Request headers never sent on (RFC 9110 section 7.6.1), and those the
 /// refresh sets itself.

@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::time::{Duration, UNIX_EPOCH};
-//! use uip_cache_core::date::parse_http_date;
+//! use uip_cache_core::http::date::parse_http_date;
 //!
 //! let t = UNIX_EPOCH + Duration::from_secs(784111777);
 //! assert_eq!(parse_http_date(b"Sun, 06 Nov 1994 08:49:37 GMT"), Some(t));
@@ -18,6 +18,8 @@
 //! ```
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::request::HeaderSource;
 
 /// The largest delta-seconds a cache needs to represent (RFC 9111 section
 /// 1.2.2): larger values, in `max-age`, `Age` or a config, count as this.
@@ -46,6 +48,11 @@ pub fn parse_delta_seconds(s: &[u8]) -> Option<u64> {
 /// Clamps a duration to [`MAX_DELTA`].
 pub fn clamp(d: Duration) -> Duration {
     d.min(MAX_DELTA)
+}
+
+/// The date in the first `name` header, if it is one.
+pub(crate) fn http_date(h: &dyn HeaderSource, name: &str) -> Option<SystemTime> {
+    h.first(name).and_then(parse_http_date)
 }
 
 const MONTHS: [&[u8; 3]; 12] = [

@@ -1,0 +1,57 @@
+//! Hit-for-miss: keys whose last response could not be stored go to the
+//! origin at once instead of queueing behind one another.
+
+use super::{CachePlan, HttpCache};
+use crate::request::RequestView;
+use crate::stats::NoCacheReason;
+
+impl HttpCache {
+    /// Remembers that `plan`'s key got a response that cannot be stored, so
+    /// that its next requests go to the origin at once (hit-for-miss). Only
+    /// reasons that come from the response: a request's own `Authorization`
+    /// or `Cookie`, or a transient failure, says nothing about the next one.
+    ///
+    /// Not for a request with `Authorization`, `Cookie` or `Range` (its
+    /// answer may be personal or partial), and not for a status (an origin
+    /// error passes). A mark is not renewed while it lasts, so a key that
+    /// keeps failing to store is queued again at least once a period. The
+    /// table holds keys (a prefix and a SHA-256), at most 100 000.
+    pub(crate) fn remember_uncacheable(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        reason: NoCacheReason,
+    ) {
+        let by_response = matches!(
+            reason,
+            NoCacheReason::ResponseNoStore
+                | NoCacheReason::Private
+                | NoCacheReason::SetCookie
+                | NoCacheReason::VaryStar
+                | NoCacheReason::TooLarge
+                | NoCacheReason::NoFreshness
+                | NoCacheReason::Streaming
+        );
+        let personal = ["authorization", "cookie", "range"]
+            .iter()
+            .any(|h| req.headers.first(h).is_some());
+        if let (true, false, Some(u)) = (by_response, personal, &self.inner.uncacheable) {
+            u.entry(plan.key.as_str().to_owned()).or_insert(reason);
+        }
+    }
+
+    /// The key stores again: forget that it did not.
+    pub(crate) fn forget_uncacheable(&self, plan: &CachePlan) {
+        if let Some(u) = &self.inner.uncacheable {
+            u.invalidate(plan.key.as_str());
+        }
+    }
+
+    /// Whether `plan`'s key recently got a response that cannot be stored.
+    pub(crate) fn is_uncacheable(&self, plan: &CachePlan) -> bool {
+        self.inner
+            .uncacheable
+            .as_ref()
+            .is_some_and(|u| u.contains_key(plan.key.as_str()))
+    }
+}

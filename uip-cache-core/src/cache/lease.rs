@@ -1,0 +1,93 @@
+//! Coalescing: one fetch per key in this instance (the lock table), and
+//! across instances sharing the store (a lease in the store).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{CachePlan, HttpCache};
+use crate::entry::StoredResponse;
+use crate::lock::{Lock, LockGuard};
+use crate::request::RequestView;
+
+/// What the local leader of a key should do once instances sharing the store
+/// have been consulted.
+#[derive(Debug)]
+pub(crate) enum Lead {
+    /// Fetch from the origin (the shared lease is ours, or not to be had in time).
+    Fetch,
+    /// Another instance fetched and stored it meanwhile: serve this.
+    Found(Box<StoredResponse>),
+}
+
+impl HttpCache {
+    /// Joins the coalescing table for the plan's key.
+    pub(crate) fn lock(&self, plan: &CachePlan) -> Lock {
+        self.inner.locks.acquire(plan.key.as_str())
+    }
+
+    /// Coalesces across instances sharing the store: takes a lease on the
+    /// plan's key (given back when `guard` drops) or, when another instance
+    /// holds it, waits for its entry to appear, bounded by `lock_timeout`.
+    /// Store failures mean "fetch" (fail-open).
+    ///
+    /// It also notes the shared store's invalidation counter, so that a
+    /// response is not stored if another instance invalidated meanwhile.
+    pub(crate) async fn lead(
+        &self,
+        plan: &mut CachePlan,
+        req: &RequestView<'_>,
+        guard: &mut LockGuard,
+    ) -> Lead {
+        self.note_store_epoch(plan).await;
+        static TOKENS: AtomicU64 = AtomicU64::new(1);
+        let token = TOKENS.fetch_add(1, Ordering::Relaxed)
+            ^ (SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as u64)
+                << 16;
+        let lease_key = format!("{}:lease", plan.key);
+        let ttl = self.lock_timeout();
+        let deadline = Instant::now() + ttl;
+        loop {
+            match self
+                .guarded("lease", self.inner.store.try_lease(&lease_key, token, ttl))
+                .await
+            {
+                Some(false) => {}
+                // Ours, or the store cannot say: fetch.
+                _ => {
+                    let cache = self.clone();
+                    guard.on_release(move || {
+                        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                            rt.spawn(async move {
+                                cache
+                                    .guarded(
+                                        "lease",
+                                        cache.inner.store.release_lease(&lease_key, token),
+                                    )
+                                    .await;
+                            });
+                        }
+                    });
+                    return Lead::Fetch;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(entry) = self.lookup(plan, req).await {
+                self.inner.stats.coalesced();
+                return Lead::Found(Box::new(entry));
+            }
+            if Instant::now() >= deadline {
+                return Lead::Fetch;
+            }
+        }
+    }
+
+    /// Notes the shared store's invalidation counter before a fetch, so that
+    /// what other instances invalidate meanwhile is not stored afterwards.
+    pub(crate) async fn note_store_epoch(&self, plan: &mut CachePlan) {
+        plan.store_epoch = self.guarded("epoch", self.inner.store.epoch()).await;
+        plan.store_epoch_unknown = plan.store_epoch.is_none();
+    }
+}

@@ -1,0 +1,136 @@
+//! Lookup: the entry a request's key (or its variant's) holds.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::stored::Stored;
+use super::{CachePlan, CachedResponse, HttpCache};
+use crate::entry::{BodyEncoding, StoredResponse};
+use crate::http::encoding::{takes_cache_gzip, varies_by_encoding};
+use crate::http::freshness::{self, Usability};
+use crate::key::CacheKey;
+use crate::request::RequestView;
+
+impl HttpCache {
+    async fn get_stored(&self, key: &str) -> Option<Stored> {
+        let bytes = self.guarded("get", self.inner.store.get(key)).await??;
+        match Stored::decode(&bytes) {
+            Ok(stored) => Some(stored),
+            Err(err) => {
+                self.inner.stats.corrupt_entry();
+                tracing::warn!(key, error = %err, "undecodable bytes under a cache key; deleting them");
+                // Rare: boxed, so lookups do not carry room for it.
+                let delete = Box::pin(self.guarded("delete", self.inner.store.delete(key)));
+                delete.await;
+                None
+            }
+        }
+    }
+
+    /// Looks up the entry for `req`: one store round trip, two when the stored
+    /// response varies on request headers.
+    ///
+    /// Not part of the adapters' protocol ([`HttpCache::begin`] looks up):
+    /// public for tests that check what a store holds.
+    #[doc(hidden)]
+    pub async fn lookup(&self, plan: &CachePlan, req: &RequestView<'_>) -> Option<StoredResponse> {
+        let started = Instant::now();
+        // One await in a loop rather than two: a future holds room for
+        // each await's store call.
+        let mut variant = None;
+        let stored = loop {
+            let key = variant.as_ref().unwrap_or(&plan.key);
+            let stored = self.get_stored(key.as_str()).await;
+            match stored {
+                Some(Stored::Vary(vary)) if variant.is_none() => {
+                    variant = Some(self.entry_key(plan, req, &vary));
+                }
+                stored => break stored,
+            }
+        };
+        self.inner.stats.latency(started.elapsed());
+        match stored {
+            Some(Stored::Entry(entry)) => Some(entry),
+            // A marker under a variant's key is no answer.
+            _ => None,
+        }
+    }
+
+    /// Answers `req` from an entry the store has at hand
+    /// ([`Store::get_now`](crate::store::Store::get_now)) when that entry
+    /// is fresh, or stale where the request accepts it, counted as
+    /// [`HttpCache::begin`] counts it. `None` leaves the request to
+    /// `begin`, with nothing counted: no entry at hand, one that needs the
+    /// origin or a refresh, a gzip-stored one that goes out decompressed
+    /// (decompressed there), or one that does not decode (which `begin`
+    /// deletes). The hit path of stores in memory, without a future.
+    pub fn answer_now(&self, plan: &CachePlan, req: &RequestView<'_>) -> Option<CachedResponse> {
+        let started = Instant::now();
+        let (stored, first) = self.entry_now(plan.key.as_str(), started)?;
+        let mut second = None;
+        let entry = match stored {
+            Stored::Entry(entry) => entry,
+            Stored::Vary(vary) => {
+                let key = self.entry_key(plan, req, &vary);
+                let (Stored::Entry(variant), took) =
+                    self.entry_now(key.as_str(), Instant::now())?
+                else {
+                    return None;
+                };
+                second = Some(took);
+                variant
+            }
+        };
+        let looked = started.elapsed();
+        // A gzip-stored body that goes out decompressed (a client without
+        // gzip, a `no-transform` request or response) is decompressed, and
+        // a corrupt one counted, on the usual path only: not here, where
+        // the Tower service's `call` runs.
+        if entry.compression == BodyEncoding::Gzip
+            && !(varies_by_encoding(&entry) && takes_cache_gzip(req))
+        {
+            return None;
+        }
+        let now = SystemTime::now();
+        // Stale-while-revalidate needs a refresh, which `begin` starts.
+        let usability = freshness::usability(&entry, &plan.request_cc, now);
+        if !matches!(usability, Usability::Fresh | Usability::StaleAccepted) {
+            return None;
+        }
+        let r = self.answer_as(plan, req, &entry, usability, now)?;
+        for d in std::iter::once(first).chain(second) {
+            self.inner.stats.store_op(d);
+        }
+        self.inner.stats.latency(looked);
+        Some(r)
+    }
+
+    /// What the store has at hand under `key`, decoded, and how long the
+    /// store took from `started`.
+    fn entry_now(&self, key: &str, started: Instant) -> Option<(Stored, Duration)> {
+        let bytes = self.inner.store.get_now(key)?;
+        let took = started.elapsed();
+        Some((Stored::decode(&bytes).ok()?, took))
+    }
+
+    /// How many entries this cache has written (a cheap "did anything land
+    /// meanwhile" check).
+    pub(crate) fn writes(&self) -> u64 {
+        self.inner.writes.load(Ordering::Acquire)
+    }
+
+    /// The key an entry of `req` lives under: the plan's, or its variant's
+    /// when the response varies on request headers (`vary`).
+    pub(super) fn entry_key(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        vary: &[String],
+    ) -> CacheKey {
+        if vary.is_empty() {
+            plan.key.clone()
+        } else {
+            self.policy(plan).key_spec().key(req, vary)
+        }
+    }
+}

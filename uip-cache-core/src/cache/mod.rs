@@ -1,0 +1,225 @@
+//! [`HttpCache`]: the one object every adapter builds from a config. It holds
+//! the store, the compiled policies, the statistics and the coalescing table,
+//! and it makes every decision of the request path, so the Tower layer, the
+//! actix-web middleware and the server behave alike.
+//!
+//! One concern a file: construction ([`build`]), planning ([`plan`]), the
+//! fail-open store guard and admin probes ([`guard`]), lookup ([`lookup`];
+//! what a key holds, an entry or a `Vary` marker, in [`stored`]),
+//! the request protocol ([`begin`], [`fetch`], [`recording`]), coalescing
+//! across instances ([`lease`]), admission and compression on store
+//! ([`write`]), responses, 304s and Cache-Status ([`respond`], [`body`]), the
+//! invalidation fence ([`fence`]), hit-for-miss ([`hit_for_miss`]), purges
+//! ([`purge`]) and the invalidation after unsafe requests
+//! ([`unsafe_request`]).
+
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::CacheConfig;
+use crate::forwarding::{ClientOrigin, Connection, TrustedProxies};
+use crate::invalidate::Invalidation;
+use crate::lock::LockTable;
+use crate::policy::PolicySet;
+use crate::stats::{CacheStats, NoCacheReason};
+use crate::store::Store;
+
+mod begin;
+mod body;
+mod build;
+mod fence;
+mod fetch;
+mod guard;
+mod hit_for_miss;
+mod lease;
+mod lookup;
+mod plan;
+mod purge;
+mod recording;
+mod respond;
+mod stored;
+mod unsafe_request;
+mod write;
+
+pub use begin::Begin;
+pub use body::CachedBody;
+pub use build::HttpCacheBuilder;
+pub use fetch::{After, FetchTicket, OriginHeaders, OwnedRequest};
+pub use plan::{CachePlan, Plan, Start};
+pub use purge::InvalidateError;
+pub use recording::Recording;
+pub use respond::CachedResponse;
+pub use unsafe_request::UnsafeRequest;
+
+/// The shared cache handle; cheap to clone.
+///
+/// The request path as a small protocol every adapter follows, so that the
+/// Tower layer, the actix-web middleware and the server behave alike and
+/// adapters only translate types:
+///
+/// 1. [`HttpCache::plan`]: bypass, or handle with the cache.
+/// 2. [`HttpCache::begin`]: look up, coalesce, decide. The answer is a
+///    response to send ([`Begin::Respond`]), one to send while the adapter
+///    refreshes the entry in the background ([`Begin::RespondAndRefresh`]),
+///    or a [`FetchTicket`] for the origin ([`Begin::Fetch`]).
+/// 3. The adapter applies [`FetchTicket::origin_header_changes`] to the
+///    request and calls the origin, then reports the outcome:
+///    [`FetchTicket::origin_failed`] or [`FetchTicket::origin_responded`],
+///    which says whether to send a stored response, pass the origin's
+///    response through, or stream it while recording it ([`After::Record`]).
+/// 4. While a recorded body streams, the adapter feeds it to the
+///    [`Recording`], which stores the entry when the body ends.
+///
+/// A cache is built with [`HttpCache::builder`] (see [`HttpCacheBuilder`]);
+/// the purge API ([`HttpCache::invalidate_tags`] and its kin) and the admin
+/// side's probes ([`HttpCache::store_health`]) work on the same handle.
+///
+/// # Example
+///
+/// One request through the protocol, as an adapter drives it:
+///
+/// ```
+/// use bytes::Bytes;
+/// use uip_cache_core::{After, Begin, CacheConfig, HttpCache, Plan, RequestView};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let config = CacheConfig::from_yaml_str("policies:\n  - name: items\n    pattern: /items\n    ttl: 60\n")?;
+/// let cache = HttpCache::builder(&config).build()?;
+///
+/// let headers = [("host", "api.example")];
+/// let req = RequestView::new("GET", "/items", &headers).authority(Some("api.example"));
+/// let Plan::Cache(plan) = cache.plan(&req) else {
+///     unreachable!("the policy matches")
+/// };
+/// let Begin::Fetch(ticket) = cache.begin(plan, &req, Vec::new).await else {
+///     unreachable!("nothing is stored yet")
+/// };
+/// // The adapter applies `ticket.origin_header_changes()` and asks the origin.
+/// let body = Bytes::from_static(b"[]");
+/// let origin_headers = vec![("content-length".into(), Bytes::from_static(b"2"))];
+/// match ticket.origin_responded(200, origin_headers).await {
+///     After::Record { mut recording, .. } => {
+///         // As the body streams to the client:
+///         recording.chunk(&body);
+///         // Stores the entry, in a task of its own.
+///         recording.ended();
+///     }
+///     other => unreachable!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct HttpCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: CacheConfig,
+    policies: PolicySet,
+    store: Arc<dyn Store>,
+    stats: CacheStats,
+    locks: LockTable,
+    epoch: AtomicU64,
+    /// The last invalidations of this instance, with their sequence numbers.
+    recent: std::sync::Mutex<std::collections::VecDeque<(u64, Invalidation)>>,
+    /// Response headers this cache consumes and never passes on (RFC 9213
+    /// targeted fields), lower case.
+    hidden: Vec<String>,
+    /// Entries written so far: a request that became a key's leader after a
+    /// store finished during its lookup looks again before fetching.
+    writes: AtomicU64,
+    /// `Cache-Status` name, when the header is on.
+    cache_status: Option<String>,
+    /// Keys whose last response could not be stored: their requests go to
+    /// the origin at once instead of queueing (hit-for-miss).
+    uncacheable: Option<moka::sync::Cache<String, NoCacheReason>>,
+    /// Marks the refreshes this cache sends back through the app.
+    refresh_token: crate::refresh::RefreshToken,
+    /// `server.trusted_proxies`, parsed.
+    trusted: TrustedProxies,
+    /// Purges after unsafe requests that may run in tasks of their own at
+    /// once; past it the request waits for its purge (back-pressure on the
+    /// writer, not tasks without bound while the store is slow).
+    unsafe_purges: Arc<tokio::sync::Semaphore>,
+}
+
+impl HttpCache {
+    /// The config.
+    pub fn config(&self) -> &CacheConfig {
+        &self.inner.config
+    }
+
+    /// The compiled policies.
+    pub fn policies(&self) -> &PolicySet {
+        &self.inner.policies
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The token that marks this cache's stale-while-revalidate refreshes
+    /// sent back through the app ([`HttpCache::begin_refresh`]).
+    pub fn refresh_token(&self) -> &crate::refresh::RefreshToken {
+        &self.inner.refresh_token
+    }
+
+    /// The peers whose forwarding headers are believed
+    /// (`server.trusted_proxies`).
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.inner.trusted
+    }
+
+    /// The scheme and host a request's key holds and the forwarding headers
+    /// an adapter removes before the application sees it, from the facts
+    /// of its connection: see [`TrustedProxies::client_origin`].
+    pub fn client_origin<'h>(
+        &self,
+        conn: &Connection,
+        target_authority: Option<&'h str>,
+        headers: &'h dyn crate::request::HeaderSource,
+    ) -> ClientOrigin<'h> {
+        self.inner
+            .trusted
+            .client_origin(conn, target_authority, headers)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &CacheStats {
+        &self.inner.stats
+    }
+
+    /// Response headers the cache consumes itself (`Surrogate-Control` when
+    /// obeyed, the tag headers unless forwarded): adapters remove them from
+    /// responses they pass on.
+    pub fn hidden_response_headers(&self) -> &[String] {
+        &self.inner.hidden
+    }
+
+    /// How long coalesced requests wait for the leader.
+    pub fn lock_timeout(&self) -> Duration {
+        self.inner.config.defaults.lock_timeout.get()
+    }
+
+    fn store_timeout(&self) -> Duration {
+        self.inner.config.store.timeout.get()
+    }
+
+    fn purge_timeout(&self) -> Duration {
+        self.inner.config.store.purge_timeout.get()
+    }
+}
+
+impl fmt::Debug for HttpCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpCache")
+            .field("store", &self.inner.store)
+            .field("policies", &self.inner.policies.len())
+            .field("locks", &self.inner.locks)
+            .finish()
+    }
+}

@@ -1,0 +1,129 @@
+//! Planning: whether the cache handles a request, and its key.
+
+use std::sync::atomic::Ordering;
+
+use super::HttpCache;
+use crate::http::cache_control::{request_cache_control, CacheControl};
+use crate::http::request;
+use crate::key::CacheKey;
+use crate::policy::{Policy, PolicyMatch};
+use crate::request::RequestView;
+use crate::stats::NoCacheReason;
+
+/// Where an adapter starts with a request ([`HttpCache::start`]).
+#[derive(Debug)]
+pub enum Start {
+    /// The policy keys on the body (`vary_by: [body]`) and caches this
+    /// method: read up to this many bytes first. When the body ends within
+    /// them, pass them in [`RequestView::body`] to [`HttpCache::plan`] (and
+    /// send the origin exactly those bytes); otherwise bypass with
+    /// [`NoCacheReason::BodyTooLarge`] and stream the body on untouched.
+    ReadBody(u64),
+    /// The plan; the body is not part of the key.
+    Plan(Plan),
+}
+
+/// What to do with a request. Exhaustive on purpose: a new kind of plan must
+/// make every adapter handle it.
+// A plan is made once per request and moved, never stored in bulk; boxing
+// the cache variant would cost an allocation on every hit.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Plan {
+    /// Do not use the cache.
+    Bypass(NoCacheReason),
+    /// Look up, and store what the origin answers if allowed.
+    Cache(CachePlan),
+}
+
+/// A request the cache handles. Owns its data, so it can move into the task
+/// that stores the response once its body has streamed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CachePlan {
+    pub(super) policy: Option<usize>,
+    pub(super) params: Vec<(String, String)>,
+    /// The key before response `Vary` is known.
+    pub key: CacheKey,
+    /// The request's caching directives.
+    pub request_cc: CacheControl,
+    /// This instance's invalidation sequence when the request arrived: a
+    /// response is not stored if an invalidation concerning it ran since.
+    pub(super) epoch: u64,
+    /// The shared store's invalidation counter when the fetch started.
+    pub(super) store_epoch: Option<u64>,
+    /// Reading that counter failed: what other instances invalidate
+    /// meanwhile cannot be known, so the response is not stored.
+    pub(super) store_epoch_unknown: bool,
+}
+
+impl HttpCache {
+    /// Where an adapter starts with a request whose body it has not read:
+    /// its [`Plan`], or first the body to read, with one policy match for
+    /// both questions.
+    pub fn start(&self, req: &RequestView<'_>) -> Start {
+        let Some(m) = self.inner.policies.find(req.path, req.query) else {
+            return Start::Plan(Plan::Bypass(NoCacheReason::NoPolicy));
+        };
+        let p = m.policy();
+        if p.key_spec().uses_body() && p.allows_method(req.method) {
+            Start::ReadBody(p.max_body())
+        } else {
+            Start::Plan(self.plan_matched(m, req))
+        }
+    }
+
+    /// Decides whether the cache handles `req`.
+    /// A request a policy matched but that bypasses the cache is counted for
+    /// that policy here; the adapter counts the bypass and its reason with
+    /// [`CacheStats::bypass`](crate::CacheStats::bypass).
+    pub fn plan(&self, req: &RequestView<'_>) -> Plan {
+        match self.inner.policies.find(req.path, req.query) {
+            Some(m) => self.plan_matched(m, req),
+            None => Plan::Bypass(NoCacheReason::NoPolicy),
+        }
+    }
+
+    /// [`HttpCache::plan`] once the policy is found.
+    fn plan_matched(&self, m: PolicyMatch<'_>, req: &RequestView<'_>) -> Plan {
+        let request_cc = request_cache_control(req.headers);
+        let keys_body = m.policy().key_spec().uses_body();
+        let reason = if !m.policy().allows_method(req.method) {
+            Some(NoCacheReason::Method)
+        } else if request_cc.unparsable {
+            // What the client asked of caches is not known: it gets the
+            // origin's answer, and the cache is left alone.
+            Some(NoCacheReason::UnparsableCacheControl)
+        } else if request_cc.no_store {
+            Some(NoCacheReason::RequestNoStore)
+        } else if request::has_method_override(req) {
+            Some(NoCacheReason::MethodOverride)
+        } else if keys_body && req.body.is_none() {
+            Some(NoCacheReason::BodyNotBuffered)
+        } else if !keys_body && request::carries_body(req) {
+            Some(NoCacheReason::RequestBody)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.inner.stats.policy_bypass(m.index());
+            return Plan::Bypass(reason);
+        }
+        let key = m.policy().key_spec().key(req, &[]);
+        let (policy, params) = m.into_parts();
+        Plan::Cache(CachePlan {
+            policy,
+            params,
+            key,
+            request_cc,
+            epoch: self.inner.epoch.load(Ordering::Acquire),
+            store_epoch: None,
+            store_epoch_unknown: false,
+        })
+    }
+
+    /// The policy of a plan.
+    pub(crate) fn policy(&self, plan: &CachePlan) -> &Policy {
+        self.inner.policies.get(plan.policy)
+    }
+}

@@ -1,0 +1,180 @@
+//! Responses from stored entries (304s included) and the headers the cache
+//! adds to responses: `X-Cache` and `Cache-Status`; counting outcomes.
+
+use std::time::SystemTime;
+
+use crate::field::FieldName;
+use bytes::Bytes;
+
+use super::{CachePlan, CachedBody, HttpCache};
+use crate::compress;
+use crate::entry::{BodyEncoding, StoredResponse};
+use crate::http::cache_status::{self, Forward, OriginFailure, XCache};
+use crate::http::conditional;
+use crate::http::encoding::{representation_headers, takes_cache_gzip, varies_by_encoding};
+use crate::request::RequestView;
+
+/// A response built from a stored entry, for the adapter to send.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct CachedResponse {
+    /// Status (304 when the request's conditionals matched).
+    pub status: u16,
+    /// Headers, lower-case names, including `age`, `x-cache` and `content-length`.
+    pub headers: Vec<(FieldName, Bytes)>,
+    /// Body (empty for HEAD and 304).
+    pub body: CachedBody,
+}
+
+impl HttpCache {
+    /// Builds the response for `req` from `entry`: a 304 when the request's
+    /// conditionals match, the stored gzip for clients that accept it, the
+    /// identity body otherwise. `None` if a compressed body does not decode.
+    pub(crate) fn respond(
+        &self,
+        entry: &StoredResponse,
+        req: &RequestView<'_>,
+        x_cache: XCache,
+        now: SystemTime,
+    ) -> Option<CachedResponse> {
+        self.respond_after(entry, req, x_cache, now, None)
+    }
+
+    /// [`HttpCache::respond`], for a stale entry standing in for an origin
+    /// that `failed` (stale-if-error): `Cache-Status` says the request was
+    /// forwarded and what came back.
+    pub(crate) fn respond_after(
+        &self,
+        entry: &StoredResponse,
+        req: &RequestView<'_>,
+        x_cache: XCache,
+        now: SystemTime,
+        failed: Option<OriginFailure>,
+    ) -> Option<CachedResponse> {
+        let age_d = entry.age(now);
+        let age = age_d.as_secs().to_string();
+        let status = self.inner.cache_status.as_ref().map(|name| {
+            // Remaining freshness, negative once stale (RFC 9211 2.2).
+            let fresh = i64::try_from(entry.freshness_lifetime.as_secs()).unwrap_or(i64::MAX);
+            let ttl = fresh.saturating_sub(i64::try_from(age_d.as_secs()).unwrap_or(i64::MAX));
+            let v = cache_status::served(name, x_cache, failed, ttl);
+            ("cache-status".into(), Bytes::from(v))
+        });
+        // The representation this request gets: the gzip the cache made
+        // for clients that take it, unless the response or the request
+        // forbids transformation; the origin's identity bytes otherwise.
+        let varies = varies_by_encoding(entry);
+        let gzip = varies && takes_cache_gzip(req);
+        let mut headers: Vec<(FieldName, Bytes)> = Vec::with_capacity(entry.headers.len() + 5);
+        let etag = match gzip {
+            true => entry.etag.as_deref().and_then(compress::gzip_etag),
+            false => entry.etag.clone(),
+        };
+        if conditional::not_modified_as(req, entry, etag.as_deref()) {
+            const KEEP: [&str; 7] = [
+                "cache-control",
+                "content-location",
+                "date",
+                "etag",
+                "expires",
+                "last-modified",
+                "vary",
+            ];
+            representation_headers(entry, gzip, varies, |n| KEEP.contains(&n), &mut headers);
+            headers.push(("age".into(), Bytes::from(age)));
+            headers.push((
+                "x-cache".into(),
+                Bytes::from_static(x_cache.as_str().as_bytes()),
+            ));
+            headers.extend(status);
+            return Some(CachedResponse {
+                status: 304,
+                headers,
+                body: CachedBody::empty(),
+            });
+        }
+        let head = req.method.eq_ignore_ascii_case("HEAD");
+        let (body, len) = if entry.compression == BodyEncoding::Gzip && !gzip {
+            // HEAD needs only the length, which the gzip trailer gives.
+            let decoded = match head {
+                true => {
+                    compress::gzip_content_length(&entry.body).map(|n| (CachedBody::empty(), n))
+                }
+                false => self.gunzipped(entry).map(|b| {
+                    let n = b.len();
+                    (b, n)
+                }),
+            };
+            let Some(decoded) = decoded else {
+                self.inner.stats.corrupt_entry();
+                tracing::warn!("stored gzip body does not decompress");
+                return None;
+            };
+            decoded
+        } else {
+            if gzip {
+                headers.push(("content-encoding".into(), Bytes::from_static(b"gzip")));
+            }
+            (
+                CachedBody::from(entry.body.clone()),
+                entry.body.len() as u64,
+            )
+        };
+        representation_headers(entry, gzip, varies, |_| true, &mut headers);
+        headers.push(("content-length".into(), Bytes::from(len.to_string())));
+        headers.push(("age".into(), Bytes::from(age)));
+        headers.push((
+            "x-cache".into(),
+            Bytes::from_static(x_cache.as_str().as_bytes()),
+        ));
+        headers.extend(status);
+        let body = if head { CachedBody::empty() } else { body };
+        Some(CachedResponse {
+            status: entry.status,
+            headers,
+            body,
+        })
+    }
+
+    /// The headers the cache adds to a response from the origin, each to
+    /// be set (replacing the origin's): `X-Cache` and, unless turned off,
+    /// RFC 9211 `Cache-Status` (`uip-cache; fwd=uri-miss; stored`,
+    /// `fwd=bypass; detail=no_policy`, ...). `upstream` are the response's
+    /// own `Cache-Status` values, from caches nearer the origin: ours is
+    /// added after them, as RFC 9211 asks.
+    pub fn forward_headers<'u>(
+        &self,
+        f: Forward,
+        upstream: impl IntoIterator<Item = &'u [u8]>,
+    ) -> impl Iterator<Item = (&'static str, Bytes)> {
+        let status = self.inner.cache_status.as_ref().map(|name| {
+            let v = cache_status::forwarded(name, f, upstream);
+            ("cache-status", Bytes::from(v))
+        });
+        std::iter::once(("x-cache", Bytes::from_static(f.x_cache.as_str().as_bytes())))
+            .chain(status)
+    }
+
+    /// The `Cache-Status` of a response the cache makes up itself (the 504
+    /// to `only-if-cached`): `detail` says why.
+    pub(crate) fn own_status(&self, detail: &str) -> Option<(FieldName, Bytes)> {
+        self.inner.cache_status.as_ref().map(|name| {
+            (
+                "cache-status".into(),
+                Bytes::from(cache_status::own(name, detail)),
+            )
+        })
+    }
+
+    /// Counts a request's outcome. Bypasses are counted with their reason by
+    /// [`CacheStats::bypass`]; revalidations by [`CacheStats::revalidation`].
+    pub(crate) fn count(&self, plan: &CachePlan, outcome: XCache) {
+        let stats = &self.inner.stats;
+        match outcome {
+            XCache::Hit => stats.policy_hit(plan.policy),
+            XCache::Stale => stats.policy_stale(plan.policy),
+            XCache::Miss | XCache::Expired => stats.policy_miss(plan.policy),
+            XCache::Bypass => stats.policy_bypass(plan.policy),
+        }
+    }
+}

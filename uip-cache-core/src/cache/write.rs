@@ -1,0 +1,152 @@
+//! Writing: admission of the origin's response, compression, and the
+//! store, under the plan's key or its variant's with a `Vary` marker.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::stored::Stored;
+use super::{CachePlan, HttpCache};
+use crate::compress::{self, Compressed};
+use crate::entry::{BodyEncoding, StoredResponse};
+use crate::http::admission::{self, OriginResponse};
+use crate::request::RequestView;
+use crate::stats::NoCacheReason;
+use crate::store::PutOptions;
+
+impl HttpCache {
+    /// Decides whether the origin's response may be stored, counting the reason when not.
+    pub(crate) fn admit(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        resp: &OriginResponse<'_>,
+    ) -> Result<StoredResponse, NoCacheReason> {
+        match admission::admit(self.policy(plan), req, resp) {
+            Ok(entry) => Ok(entry),
+            Err(reason) => {
+                self.inner.stats.uncacheable(reason);
+                tracing::debug!(
+                    policy = self.policy(plan).name(),
+                    reason = reason.as_str(),
+                    "response not stored"
+                );
+                Err(reason)
+            }
+        }
+    }
+
+    /// The largest body the plan's policy stores.
+    pub(crate) fn max_size(&self, plan: &CachePlan) -> u64 {
+        self.policy(plan).max_size()
+    }
+
+    /// Stores `entry` with `body` (compressing it if the policy says so and
+    /// the response allows it, see [`compress::may_compress`]) unless an
+    /// invalidation ran since the plan was made. Failures are counted and
+    /// logged, never returned. `transform` is false when headers the
+    /// entry does not keep (a consumed `Surrogate-Control`) forbade
+    /// transformation.
+    pub(crate) async fn store_body(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        mut entry: StoredResponse,
+        body: Bytes,
+        transform: bool,
+    ) -> bool {
+        entry.body = body;
+        entry.compression = BodyEncoding::Identity;
+        if let Some(c) = self.policy(plan).compression() {
+            if transform && compress::may_compress(&entry.headers) {
+                // Large bodies are compressed off the async workers.
+                let z = compress::gzip_off_runtime(entry.body.clone(), c.min_size, c.level).await;
+                if let Compressed::Gzip(z) = z {
+                    self.inner
+                        .stats
+                        .compressed(entry.body.len() as u64, z.len() as u64);
+                    entry.body = Bytes::from(z);
+                    entry.compression = BodyEncoding::Gzip;
+                }
+            }
+        }
+        self.put_entry(plan, req, entry).await
+    }
+
+    /// Stores an entry whose body is ready (as after a revalidation), under the
+    /// plan's key or, when it varies, under its variant key with a marker.
+    pub(crate) async fn put_entry(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        mut entry: StoredResponse,
+    ) -> bool {
+        let policy = self.policy(plan);
+        // The policy's tags, and those the origin gave (Surrogate-Key, ...).
+        let mut tags = policy.entry_tags(&plan.params, req.path);
+        // The tag unsafe requests to this URL on this host remove.
+        tags.push(policy.key_spec().target_tag(req));
+        tags.append(&mut entry.tags);
+        tags.sort();
+        tags.dedup();
+        entry.tags = tags;
+        if self.invalidated_since(plan, req, &entry.tags).await {
+            self.inner.stats.uncacheable(NoCacheReason::Invalidated);
+            return false;
+        }
+        let ttl = entry.storage_ttl();
+        let options = PutOptions::new(ttl, req.path)
+            .tags(&entry.tags)
+            .query(req.query);
+        if !entry.vary.is_empty() {
+            let Ok(bytes) = Stored::encode_vary(&entry.vary, ttl) else {
+                return false;
+            };
+            self.guarded(
+                "put",
+                self.inner.store.put(plan.key.as_str(), bytes, options),
+            )
+            .await;
+        }
+        let key = self.entry_key(plan, req, &entry.vary);
+        let Ok(bytes) = entry.encode() else {
+            tracing::warn!("response too large to encode as an entry");
+            return false;
+        };
+        let mut stored = self
+            .guarded("put", self.inner.store.put(key.as_str(), bytes, options))
+            .await
+            .is_some();
+        // Checked again after the put: an invalidation recorded between the
+        // first check and the put is seen here, one recorded after the put
+        // deletes the entry itself.
+        if stored && self.invalidated_since(plan, req, &entry.tags).await {
+            self.guarded("delete", self.inner.store.delete(key.as_str()))
+                .await;
+            self.inner.stats.uncacheable(NoCacheReason::Invalidated);
+            stored = false;
+        }
+        if stored {
+            self.inner.stats.set();
+            self.inner.writes.fetch_add(1, Ordering::Release);
+        }
+        stored
+    }
+
+    /// Removes the stored `entry` of `req` (its variant, when it varies).
+    pub(crate) async fn remove_entry(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        entry: &StoredResponse,
+    ) {
+        let key = self.entry_key(plan, req, &entry.vary);
+        if self
+            .guarded("delete", self.inner.store.delete(key.as_str()))
+            .await
+            == Some(true)
+        {
+            self.inner.stats.deleted(1);
+        }
+    }
+}
