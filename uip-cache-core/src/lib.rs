@@ -49,6 +49,7 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod adapter;
 pub mod admin;
 pub mod cache_control;
 pub mod compress;
@@ -75,6 +76,7 @@ pub mod tee;
 pub mod warm;
 pub mod zerocopy;
 
+pub use adapter::{BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, Refresh};
 pub use cache_control::CacheControl;
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};
