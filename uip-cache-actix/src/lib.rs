@@ -33,6 +33,7 @@
 pub mod admin;
 mod body;
 mod middleware;
+mod translate;
 
 pub use body::CacheBody;
 pub use middleware::{Cache, CacheMiddleware};
