@@ -34,7 +34,8 @@ pub struct BodyReader {
 /// What [`BodyReader::read`] gave. Anything but [`BodyRead::Whole`] makes
 /// the request bypass the cache
 /// ([`NoCacheReason::BodyTooLarge`](crate::NoCacheReason::BodyTooLarge))
-/// with its body sent on as the client sent it.
+/// with its body sent on as the client sent it. Exhaustive on purpose: a
+/// new outcome must make every adapter handle it.
 #[derive(Debug)]
 pub enum BodyRead<E> {
     /// The whole body, within the limit: key on it, and send the origin
