@@ -4,7 +4,8 @@
 //!
 //! Adapters (the Tower layer, the actix-web middleware, the server) translate
 //! their requests into a [`RequestView`] and leave every decision to this
-//! crate, so they behave alike.
+//! crate, so they behave alike: [`adapter`] lists what they are handed to
+//! translate back.
 //!
 //! # Example
 //!
