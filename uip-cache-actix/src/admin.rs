@@ -46,7 +46,7 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use uip_cache_core::admin::{AdminBody, AdminRequest, AdminResponse, BODY_TIMEOUT, MAX_BODY};
 
-use crate::middleware::Headers;
+use crate::translate::Headers;
 
 pub use uip_cache_core::admin::Admin;
 pub use uip_cache_core::warm::HttpFetcher;

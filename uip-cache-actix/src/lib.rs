@@ -34,6 +34,7 @@
 pub mod admin;
 mod body;
 mod middleware;
+mod translate;
 
 pub use body::CacheBody;
 pub use middleware::{Cache, CacheMiddleware};

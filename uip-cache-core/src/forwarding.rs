@@ -41,6 +41,9 @@ use std::str::FromStr;
 
 use crate::request::HeaderSource;
 
+mod upstream;
+pub use upstream::upstream_edits;
+
 /// The request headers that say where a request came from or what it was
 /// before a proxy rewrote it (lower case). A proxy sets them; from a client
 /// outside `server.trusted_proxies` every one of them is removed before the

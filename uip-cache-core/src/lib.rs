@@ -6,7 +6,8 @@
 //! their requests into a [`RequestView`] and leave every decision to this
 //! crate, so they behave alike: to an [`HttpCache`] (built with
 //! [`HttpCache::builder`]), which applies the HTTP rules of [`http`], pure
-//! functions of requests, responses and entries.
+//! functions of requests, responses and entries; [`adapter`] lists what
+//! they are handed to translate back.
 //!
 //! # Example
 //!
@@ -51,6 +52,7 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod adapter;
 pub mod admin;
 mod cache;
 pub mod compress;
@@ -78,6 +80,7 @@ pub use cache::{
     After, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache, HttpCacheBuilder,
     InvalidateError, OriginHeaders, OwnedRequest, Plan, Recording, Start, UnsafeRequest,
 };
+pub use adapter::{BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, Refresh};
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};
 pub use field::{field_name, FieldName};

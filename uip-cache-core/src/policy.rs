@@ -92,6 +92,8 @@ enum Matcher {
         prefix: String,
         router: matchit::Router<()>,
         query: Option<UrlPattern>,
+        /// The parameter names, in template order.
+        params: Vec<String>,
     },
     Regex(Regex),
 }
@@ -177,6 +179,7 @@ impl Policy {
                     prefix: path[..path.find('{').unwrap_or(path.len())].to_owned(),
                     router,
                     query,
+                    params: template_params(path),
                 }
             }
             PatternType::Regex => Matcher::Regex(
@@ -302,13 +305,34 @@ impl Policy {
 
     /// The tags of an entry this policy stores for `path` with template `params`.
     pub fn entry_tags(&self, params: &[(String, String)], path: &str) -> Vec<String> {
+        let mut tags = self.tags_in_order(params, path);
+        tags.sort();
+        tags.dedup();
+        tags
+    }
+
+    /// The tags of the entries this policy stores, as
+    /// [`Policy::entry_tags`] makes them but with `<path>` and `<param>`
+    /// standing in for the values, in the order they are made: the
+    /// policy's `tags`, `policy:<name>`, `path:<path>`, then
+    /// `<param>:<param>` for each path-template parameter.
+    pub fn tag_templates(&self) -> Vec<String> {
+        let params: Vec<(String, String)> = match &self.matcher {
+            Matcher::Template { params, .. } => params
+                .iter()
+                .map(|p| (p.clone(), format!("<{p}>")))
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.tags_in_order(&params, "<path>")
+    }
+
+    fn tags_in_order(&self, params: &[(String, String)], path: &str) -> Vec<String> {
         let mut tags = Vec::with_capacity(self.tags.len() + 2 + params.len());
         tags.extend(self.tags.iter().cloned());
         tags.push(format!("policy:{}", self.name));
         tags.push(format!("path:{path}"));
         tags.extend(params.iter().map(|(k, v)| format!("{k}:{v}")));
-        tags.sort();
-        tags.dedup();
         tags
     }
 
@@ -423,6 +447,7 @@ impl Policy {
                 prefix,
                 router,
                 query: q,
+                ..
             } => {
                 if !path.starts_with(prefix.as_str())
                     || !q.as_ref().is_none_or(|q| q.matches_query(query))
@@ -446,6 +471,26 @@ impl Policy {
             }
         }
     }
+}
+
+/// The parameter names of a path template that compiled, in order:
+/// `{id}` and `{*rest}` name `id` and `rest`; `{{` and `}}` are braces.
+fn template_params(path: &str) -> Vec<String> {
+    let b = path.as_bytes();
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'{' | b'}' if b.get(i + 1) == Some(&b[i]) => i += 2,
+            b'{' => {
+                let end = path[i + 1..].find('}').map_or(b.len(), |e| i + 1 + e);
+                names.push(path[i + 1..end].trim_start_matches('*').to_owned());
+                i = end + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    names
 }
 
 /// The compiled policies of a config, in file order, plus the fallback used when

@@ -245,18 +245,6 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         .iter()
         .filter_map(|(n, d)| d.map(|d| format!(", {n} {}s", d.as_secs())))
         .collect::<String>();
-        let mut tags: Vec<String> = p.tags().to_vec();
-        tags.push(format!("policy:{}", p.name()));
-        tags.push("path:<path>".to_owned());
-        // Path-template parameters become tags too.
-        let mut rest = c.pattern.value.as_str();
-        while let Some((_, after)) = rest.split_once('{') {
-            let Some((name, tail)) = after.split_once('}') else {
-                break;
-            };
-            tags.push(format!("{name}:<{name}>"));
-            rest = tail;
-        }
         println!("  {}", p.name());
         println!(
             "    pattern  {}{}",
@@ -267,7 +255,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         );
         println!("    ttl      {ttl}{stale}");
         println!("    key      {}", p.key_spec());
-        println!("    tags     {}", tags.join(", "));
+        println!("    tags     {}", p.tag_templates().join(", "));
         if !p.invalidate_on().is_empty() {
             println!("    events   {}", p.invalidate_on().join(", "));
         }

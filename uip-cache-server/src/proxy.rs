@@ -6,12 +6,12 @@
 //!   `Connection`) are dropped both ways;
 //! - `Via` is added both ways; the forwarding headers are the proxy's own:
 //!   the cache layer in front has removed those of clients outside
-//!   `server.trusted_proxies` (see [`uip_cache_core::forwarding`]), and this
-//!   sets `X-Forwarded-For` (the peer appended to what a trusted proxy sent,
-//!   as nginx's `$proxy_add_x_forwarded_for`), `X-Forwarded-Proto` and
-//!   `X-Forwarded-Host` to the scheme and host the cache keyed on, and
-//!   `Forwarded` (RFC 7239) where a trusted proxy did not send it; the
-//!   client's `Host` goes to the backend unchanged;
+//!   `server.trusted_proxies` (see [`uip_cache_core::forwarding`]), and
+//!   core's [`upstream_edits`] set `X-Forwarded-For` (the peer appended to
+//!   what a trusted proxy sent, as nginx's `$proxy_add_x_forwarded_for`),
+//!   `X-Forwarded-Proto` and `X-Forwarded-Host` to the scheme and host the
+//!   cache keyed on, and `Forwarded` (RFC 7239) where a trusted proxy did
+//!   not send it; the client's `Host` goes to the backend unchanged;
 //! - a backend that cannot be reached answers 502, one that does not send
 //!   its response headers in time 504, each with a short plain body (the
 //!   cache serves a stale entry instead when stale-if-error allows).
@@ -32,7 +32,8 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use uip_cache_core::{Connection, TrustedProxies};
+use uip_cache_core::forwarding::upstream_edits;
+use uip_cache_core::{Connection, HeaderEdit, HeaderEdits};
 
 /// The body of a proxied response: the backend's, streamed, or a short
 /// error of the proxy's own.
@@ -89,8 +90,6 @@ impl http_body::Body for RequestBody {
 pub type UpstreamBody = uip_cache_tower::RequestBody<RequestBody>;
 
 const VIA: &str = "1.1 uip-cache";
-const X_FORWARDED_HOST: &str = "x-forwarded-host";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 
 /// Hop-by-hop headers, never forwarded (RFC 9110 section 7.6.1).
 static HOP_BY_HOP: [HeaderName; 8] = [
@@ -291,20 +290,18 @@ impl uip_cache_core::HeaderSource for Fields<'_> {
     }
 }
 
-/// The scheme and host the cache keyed a request on, read again from what
-/// is left of it: the cache layer removed every forwarding header it did
-/// not believe, so whatever is here is believed.
-fn keyed_origin(headers: &HeaderMap, tls: bool) -> (&'static str, Option<String>) {
-    static EVERYONE: std::sync::LazyLock<TrustedProxies> = std::sync::LazyLock::new(|| {
-        ["0.0.0.0/0", "::/0"]
-            .iter()
-            .filter_map(|c| c.parse().ok())
-            .collect()
-    });
-    let anyone = Connection::new(Some(std::net::SocketAddr::from(([0, 0, 0, 0], 0))), tls);
-    let fields = Fields(headers);
-    let o = EVERYONE.client_origin(&anyone, None, &fields);
-    (o.scheme, o.host.map(str::to_owned))
+/// Applies core's header edits to a map.
+fn apply(headers: &mut HeaderMap, edits: HeaderEdits<'_>) {
+    for edit in edits {
+        match edit {
+            HeaderEdit::Remove(name) => drop(headers.remove(name)),
+            HeaderEdit::Set(name, value) => {
+                if let Ok(v) = HeaderValue::from_maybe_shared(value) {
+                    headers.insert(name, v);
+                }
+            }
+        }
+    }
 }
 
 impl Upstream {
@@ -316,71 +313,10 @@ impl Upstream {
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
         // Only a trusted proxy's forwarding headers are still here (the
-        // cache layer removed everyone else's): they are passed on, and
-        // ours are added where it sent none, naming the scheme and host
-        // the cache keyed on.
-        let (scheme, host) = keyed_origin(headers, client.is_some_and(|c| c.tls));
-        let proxied = ["forwarded", X_FORWARDED_HOST, X_FORWARDED_PROTO]
-            .iter()
-            .any(|n| headers.contains_key(*n));
-        if let Some(peer) = client.and_then(|c| c.peer) {
-            let node = match peer.ip().to_canonical() {
-                std::net::IpAddr::V4(v4) => v4.to_string(),
-                std::net::IpAddr::V6(v6) => format!("\"[{v6}]\""),
-            };
-            let forwarded: Vec<String> = headers
-                .get_all(header::FORWARDED)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(str::to_owned)
-                .collect();
-            headers.remove(header::FORWARDED);
-            let ours = if !forwarded.is_empty() {
-                // Our hop after the trusted proxy's elements, with no
-                // host= or proto= a reader could take for the client's.
-                Some(format!("{}, for={node}", forwarded.join(", ")))
-            } else if proxied {
-                // A trusted proxy speaking X-Forwarded-* only: a Forwarded
-                // of ours would hide its word from readers that look at
-                // Forwarded first.
-                None
-            } else {
-                Some(match host.as_deref().filter(|h| !h.contains(['"', '\\'])) {
-                    Some(h) => format!("for={node};host=\"{h}\";proto={scheme}"),
-                    None => format!("for={node};proto={scheme}"),
-                })
-            };
-            if let Some(ours) = ours {
-                append(headers, "forwarded", &ours);
-            }
-        }
-        if let Some(c) = client.and_then(|c| c.peer) {
-            // One line, a trusted proxy's list first, as nginx's
-            // $proxy_add_x_forwarded_for: a backend reading only the first
-            // line still sees our hop.
-            let ip = c.ip().to_canonical().to_string();
-            let mut list: Vec<String> = headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(str::to_owned)
-                .collect();
-            list.push(ip);
-            headers.remove("x-forwarded-for");
-            append(headers, "x-forwarded-for", &list.join(", "));
-        }
-        // X-Forwarded-Proto and -Host name what the key holds, whatever a
-        // trusted proxy sent (one line each: Rails reads the last, others
-        // the first), so that no framework links to another host.
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
-        match host.and_then(|h| HeaderValue::from_str(&h).ok()) {
-            Some(v) => {
-                headers.insert(X_FORWARDED_HOST, v);
-            }
-            None => {
-                headers.remove(X_FORWARDED_HOST);
-            }
-        }
+        // cache layer removed everyone else's): core says how they go on,
+        // with ours naming the scheme and host the cache keyed on.
+        let edits = upstream_edits(client, &Fields(headers));
+        apply(headers, edits);
         append(headers, "via", VIA);
         *req.uri_mut() = target;
         *req.version_mut() = http::Version::HTTP_11;

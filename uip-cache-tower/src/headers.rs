@@ -4,7 +4,10 @@ use http::uri::Scheme;
 use http::{Extensions, Method, Uri};
 use std::borrow::Cow;
 
-use uip_cache_core::{field_name, Connection, FieldName, HeaderSource, HttpCache, RequestView};
+use uip_cache_core::{
+    field_name, Connection, FieldName, HeaderEdit, HeaderEdits, HeaderSource, HttpCache,
+    RequestView,
+};
 
 /// Core's header lookup over an `http` 1.x header map.
 pub(crate) struct HeaderMapRef<'a>(pub(crate) &'a HeaderMap);
@@ -114,6 +117,20 @@ pub(crate) fn header_list(headers: &HeaderMap) -> Vec<(FieldName, Bytes)> {
         .iter()
         .map(|(n, v)| (field_name(n.as_str()), Bytes::copy_from_slice(v.as_bytes())))
         .collect()
+}
+
+/// Applies core's header edits to a map.
+pub(crate) fn apply(map: &mut HeaderMap, edits: HeaderEdits<'_>) {
+    for edit in edits {
+        match edit {
+            HeaderEdit::Remove(name) => drop(map.remove(name)),
+            HeaderEdit::Set(name, value) => {
+                if let Ok(v) = HeaderValue::from_maybe_shared(value) {
+                    map.insert(name, v);
+                }
+            }
+        }
+    }
 }
 
 /// Whether `s` is a non-empty run of `a-z`, `0-9` and `-` of HTTP's

@@ -7,10 +7,13 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use uip_cache_core::{BodyRead, BodyReader};
+
+use crate::headers::HeaderMapRef;
 
 pin_project! {
     /// The body of a request on its way to the inner service.
@@ -166,46 +169,26 @@ pub(crate) enum Read<B: Body> {
     Over(RequestBody<B>),
 }
 
-/// Reads `body` up to `limit` bytes. A body announcing a longer
-/// `Content-Length` is not read at all. Trailers, if any, are not kept.
+/// Reads `body` up to `limit` bytes, as core's [`BodyReader`] decides: a
+/// body announcing a longer `Content-Length` is not read at all. Trailers,
+/// if any, are not kept.
 pub(crate) async fn read_limited<B>(body: B, limit: u64, headers: &HeaderMap) -> Read<B>
 where
     B: Body<Data = Bytes>,
 {
-    let announced = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit) {
+    let Some(reader) = BodyReader::new(limit, &HeaderMapRef(headers)) else {
         return Read::Over(RequestBody::new(body));
-    }
+    };
     let mut body = Box::pin(body);
-    let mut buf = BytesMut::new();
-    // A client trickling its body gets this long to finish it; then it goes
-    // on unbuffered (the origin's own timeouts apply).
-    let deadline = tokio::time::Instant::now() + uip_cache_core::BODY_READ_TIMEOUT;
-    loop {
-        let next = tokio::time::timeout_at(
-            deadline,
-            std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)),
-        );
-        let Ok(frame) = next.await else {
-            return Read::Over(RequestBody::read(Some(buf.freeze()), None, Some(body)));
-        };
-        match frame {
-            None => return Read::Whole(buf.freeze()),
-            Some(Ok(f)) => {
-                if let Ok(data) = f.into_data() {
-                    buf.extend_from_slice(&data);
-                    if buf.len() as u64 > limit {
-                        // Over: what was read, then the rest of the stream.
-                        return Read::Over(RequestBody::read(Some(buf.freeze()), None, Some(body)));
-                    }
-                }
-            }
-            Some(Err(e)) => {
-                return Read::Over(RequestBody::read(Some(buf.freeze()), Some(e), None));
-            }
-        }
+    let read = reader.read(|cx| {
+        let frame = std::task::ready!(body.as_mut().poll_frame(cx));
+        Poll::Ready(frame.map(|f| f.map(|f| f.into_data().unwrap_or_default())))
+    });
+    match read.await {
+        BodyRead::Whole(bytes) => Read::Whole(bytes),
+        // What was read, then the rest of the stream, or the error.
+        BodyRead::Partial(read) => Read::Over(RequestBody::read(Some(read), None, Some(body))),
+        BodyRead::Failed(read, e) => Read::Over(RequestBody::read(Some(read), Some(e), None)),
     }
 }
 

@@ -4,17 +4,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LOCATION, LOCATION};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body::Body;
 use tower_service::Service;
-use uip_cache_core::http::request::is_unsafe;
 use uip_cache_core::{
-    After, Begin, CachedResponse, FetchTicket, Forward, HttpCache, NoCacheReason, Plan, Start,
+    After, Begin, BypassTicket, CachedResponse, FetchTicket, Forward, HttpCache, NoCacheReason,
+    Plan, Start,
 };
 
 use crate::body::CacheBody;
-use crate::headers::{extend, guard, header_list, view, HeaderMapRef};
+use crate::headers::{apply, extend, guard, header_list, view, HeaderMapRef};
 use crate::request_body::{read_limited, Read, RequestBody};
 
 /// The service [`CacheLayer`](crate::CacheLayer) wraps around an origin.
@@ -187,8 +186,13 @@ where
             match read.await {
                 Read::Whole(bytes) => (RequestBody::buffered(bytes.clone()), Some(bytes), None),
                 Read::Over(body) => {
-                    let reason = NoCacheReason::BodyTooLarge;
-                    let pass = Box::pin(bypass(cache, inner, parts, body, reason));
+                    let ticket = {
+                        let hs = HeaderMapRef(&parts.headers);
+                        let v = view(&cache, &parts.method, &parts.uri, &parts.extensions, &hs);
+                        cache.bypass(&v, NoCacheReason::BodyTooLarge)
+                    };
+                    let req = Request::from_parts(parts, body);
+                    let pass = Box::pin(bypass(inner, req, ticket));
                     return pass.await;
                 }
             }
@@ -200,7 +204,9 @@ where
             .body(buffered.as_deref());
         match plan.unwrap_or_else(|| cache.plan(&v)) {
             Plan::Bypass(reason) => {
-                let pass = Box::pin(bypass(cache, inner, parts, body, reason));
+                let ticket = cache.bypass(&v, reason);
+                let req = Request::from_parts(parts, body);
+                let pass = Box::pin(bypass(inner, req, ticket));
                 return pass.await;
             }
             Plan::Cache(plan) => cache.begin(plan, &v, || header_list(&parts.headers)).await,
@@ -245,15 +251,7 @@ where
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Send,
 {
-    let changes = ticket.origin_header_changes();
-    for name in changes.remove {
-        req.headers_mut().remove(*name);
-    }
-    for (name, value) in changes.set {
-        if let Ok(v) = HeaderValue::from_maybe_shared(value) {
-            req.headers_mut().insert(name, v);
-        }
-    }
+    apply(req.headers_mut(), ticket.origin_header_changes().into());
     let cache = ticket.cache().clone();
     let resp = match inner.call(req).await {
         Ok(resp) => resp,
@@ -284,53 +282,31 @@ where
                 |frame| frame.as_ref().ok().and_then(|f| f.data_ref().cloned()),
                 Result::is_err,
             ));
-            outgoing(
-                &cache,
-                &mut parts.headers,
-                Forward::new(x_cache, true, None),
-            );
+            let edits =
+                cache.response_edits(Forward::recorded(x_cache), &HeaderMapRef(&parts.headers));
+            apply(&mut parts.headers, edits);
             Ok(Response::from_parts(parts, CacheBody::tapped(tap, size)))
         }
     }
 }
 
 async fn bypass<S, ReqBody, ResBody>(
-    cache: HttpCache,
     mut inner: S,
-    parts: http::request::Parts,
-    body: ReqBody,
-    reason: NoCacheReason,
+    req: Request<ReqBody>,
+    ticket: BypassTicket,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body,
 {
-    cache.stats().bypass(reason);
-    // Noted from the same view as the key (scheme, host), before the
-    // request goes: core decides what its success invalidates.
-    let target = is_unsafe(parts.method.as_str())
-        .then(|| {
-            let hs = HeaderMapRef(&parts.headers);
-            cache.unsafe_request(&view(
-                &cache,
-                &parts.method,
-                &parts.uri,
-                &parts.extensions,
-                &hs,
-            ))
-        })
-        .flatten();
-    let resp = inner.call(Request::from_parts(parts, body)).await?;
-    if let Some(target) = target {
-        let locations: Vec<&str> = [LOCATION, CONTENT_LOCATION]
-            .iter()
-            .filter_map(|h| resp.headers().get(h)?.to_str().ok())
-            .collect();
-        cache
-            .invalidate_after_unsafe(&target, resp.status().as_u16(), &locations)
-            .await;
-    }
-    Ok(passthrough(&cache, resp, Forward::bypass(reason)))
+    let resp = inner.call(req).await?;
+    let status = resp.status().as_u16();
+    let edits = ticket
+        .origin_responded(status, &HeaderMapRef(resp.headers()))
+        .await;
+    let mut resp = resp.map(CacheBody::passthrough);
+    apply(resp.headers_mut(), edits);
+    Ok(resp)
 }
 
 fn from_cached<B: Body>(r: CachedResponse) -> Response<CacheBody<B>> {
@@ -346,23 +322,7 @@ fn passthrough<B: Body>(
     f: Forward,
 ) -> Response<CacheBody<B>> {
     let mut resp = resp.map(CacheBody::passthrough);
-    outgoing(cache, resp.headers_mut(), f);
+    let edits = cache.response_edits(f, &HeaderMapRef(resp.headers()));
+    apply(resp.headers_mut(), edits);
     resp
-}
-
-/// The headers of an origin response on its way out: without those the
-/// cache consumes, with `X-Cache` and `Cache-Status`.
-fn outgoing(cache: &HttpCache, headers: &mut HeaderMap, f: Forward) {
-    for h in cache.hidden_response_headers() {
-        headers.remove(h.as_str());
-    }
-    let upstream: Vec<HeaderValue> = headers.get_all("cache-status").iter().cloned().collect();
-    let ours: Vec<_> = cache
-        .forward_headers(f, upstream.iter().map(HeaderValue::as_bytes))
-        .collect();
-    for (name, value) in ours {
-        if let Ok(v) = HeaderValue::from_maybe_shared(value) {
-            headers.insert(name, v);
-        }
-    }
 }

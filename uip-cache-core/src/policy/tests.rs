@@ -230,3 +230,39 @@ fn negative_ttl_from_the_policy_or_defaults() {
     assert_eq!(a.negative_ttl(), Duration::ZERO);
     assert_eq!(b.negative_ttl(), Duration::from_secs(3));
 }
+
+#[test]
+fn tag_templates_name_the_parameters_matching_extracts() {
+    let s = set(concat!(
+        "policies:\n",
+        "  - name: t\n    pattern: \"/orgs/{org}/files/{*rest}?format=json\"\n    pattern_type: path_template\n    tags: [files]\n",
+        "  - name: braces\n    pattern: \"/lit/{{x}}/{id}\"\n    pattern_type: path_template\n",
+        "  - name: r\n    pattern: \"^/a{2}$\"\n    pattern_type: regex\n",
+    ));
+    let t = s.iter().next().unwrap();
+    assert_eq!(
+        t.tag_templates(),
+        [
+            "files",
+            "policy:t",
+            "path:<path>",
+            "org:<org>",
+            "rest:<rest>"
+        ]
+    );
+    let m = s.find("/orgs/acme/files/a/b", Some("format=json")).unwrap();
+    let names: Vec<&str> = m.params().iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["org", "rest"]);
+    let braces = s.iter().nth(1).unwrap();
+    assert_eq!(
+        braces.tag_templates(),
+        ["policy:braces", "path:<path>", "id:<id>"]
+    );
+    let m = s.find("/lit/{x}/7", None).unwrap();
+    assert_eq!(m.params(), &[("id".into(), "7".into())]);
+    // A regex's braces are quantifiers, not parameters.
+    assert_eq!(
+        s.iter().nth(2).unwrap().tag_templates(),
+        ["policy:r", "path:<path>"]
+    );
+}

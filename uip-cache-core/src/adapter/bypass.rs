@@ -1,0 +1,76 @@
+//! A request that goes to the origin without the cache.
+
+use std::fmt;
+
+use super::{text, HeaderEdits};
+use crate::{Forward, HttpCache, UnsafeRequest};
+use crate::request::{HeaderSource, RequestView};
+use crate::stats::NoCacheReason;
+
+/// A request the cache does not handle, on its way to the origin: made by
+/// [`HttpCache::bypass`], which counts it, and kept until the origin
+/// answers, when [`BypassTicket::origin_responded`] runs what the answer
+/// invalidates and says how to change its headers.
+#[must_use = "the origin's answer goes through `origin_responded`"]
+pub struct BypassTicket {
+    cache: HttpCache,
+    reason: NoCacheReason,
+    /// What an unsafe method's success invalidates, noted from the view
+    /// the key would have had (scheme, host) before the request goes.
+    target: Option<UnsafeRequest>,
+}
+
+impl HttpCache {
+    /// Sends `req` past the cache for `reason`: counts the bypass, notes
+    /// what the request invalidates if it is an unsafe one that succeeds
+    /// ([`HttpCache::unsafe_request`]), and gives the ticket to hand the
+    /// origin's answer to.
+    pub fn bypass(&self, req: &RequestView<'_>, reason: NoCacheReason) -> BypassTicket {
+        self.stats().bypass(reason);
+        BypassTicket {
+            cache: self.clone(),
+            reason,
+            target: self.unsafe_request(req),
+        }
+    }
+}
+
+impl BypassTicket {
+    /// Why the request bypasses the cache.
+    pub fn reason(&self) -> NoCacheReason {
+        self.reason
+    }
+
+    /// The origin answered with `status` and `headers`: removes what an
+    /// unsafe request's success invalidates (its target, and the
+    /// same-origin `Location` and `Content-Location`, see
+    /// [`HttpCache::invalidate_after_unsafe`]), then gives the changes to
+    /// the response's headers ([`HttpCache::response_edits`]). Not called
+    /// when the origin could not be reached: nothing is invalidated then.
+    pub async fn origin_responded(
+        &self,
+        status: u16,
+        headers: &(dyn HeaderSource + Sync),
+    ) -> HeaderEdits<'_> {
+        if let Some(target) = &self.target {
+            let locations: Vec<&str> = ["location", "content-location"]
+                .iter()
+                .filter_map(|n| text(headers.first(n)?))
+                .collect();
+            self.cache
+                .invalidate_after_unsafe(target, status, &locations)
+                .await;
+        }
+        self.cache
+            .response_edits(Forward::bypass(self.reason), headers)
+    }
+}
+
+impl fmt::Debug for BypassTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BypassTicket")
+            .field("reason", &self.reason)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
