@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 fn parse(text: &str) -> Result<CacheConfig, ConfigError> {
     CacheConfig::parse(text, "cache.yaml", |v| match v {
