@@ -5,6 +5,8 @@ use std::fmt;
 use serde::Deserialize;
 
 use super::de::empty_as_none;
+use super::server::check_listen;
+use super::ConfigProblem;
 
 /// The admin API.
 #[derive(Clone, Deserialize)]
@@ -19,6 +21,32 @@ pub struct AdminConfig {
     /// strategy's secret is used when this is unset.
     #[serde(deserialize_with = "empty_as_none")]
     pub secret: Option<String>,
+}
+
+impl AdminConfig {
+    /// The section's own checks: `listen` is an address.
+    pub(super) fn check(&self, problems: &mut Vec<ConfigProblem>) {
+        check_listen("admin.listen", &self.listen, "127.0.0.1:9092", problems);
+    }
+
+    /// What is allowed but probably not meant: POST routes without a
+    /// secret (`secret`, the effective one: this section's or the
+    /// webhook's) on an address other hosts reach.
+    pub(super) fn warnings(&self, secret: Option<&str>, notes: &mut Vec<ConfigProblem>) {
+        if self.enabled && secret.is_none() {
+            let loopback = self
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| a.ip().is_loopback());
+            if !loopback {
+                notes.push(ConfigProblem::new(
+                    None,
+                    "admin.secret",
+                    format!("the admin API listens on {} without a secret: its POST routes refuse every client not on this host (set admin.secret)", self.listen),
+                ));
+            }
+        }
+    }
 }
 
 impl Default for AdminConfig {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::de::positive_duration;
-use super::{ByteSize, Seconds};
+use super::{ByteSize, ConfigProblem, Seconds};
 
 /// Settings for whatever a policy does not set.
 #[derive(Clone, Debug, Deserialize)]
@@ -72,6 +72,21 @@ impl DefaultsConfig {
     /// `tag_headers` as header names (trimmed, lower case).
     pub fn tag_header_names(&self) -> Vec<String> {
         header_names(&self.tag_headers)
+    }
+
+    /// The section's own checks: `cache_status` is a structured-field token.
+    pub(super) fn check(&self, problems: &mut Vec<ConfigProblem>) {
+        let name = self.cache_status.trim();
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~:/".contains(c);
+        let is_token = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '*')
+            && name.chars().all(token);
+        if !name.is_empty() && !is_token {
+            problems.push(ConfigProblem::new(
+                None,
+                "defaults.cache_status",
+                format!("`{name}` is not a structured-field token (letters, digits and !#$%&'*+-.^_`|~:/, starting with a letter)"),
+            ));
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use super::de::{empty_as_none, yes};
-use super::{Located, Seconds};
+use super::{ConfigProblem, Located, Seconds};
 
 /// Invalidation strategies.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -22,6 +22,43 @@ impl InvalidationConfig {
         self.strategies
             .iter()
             .find(|s| s.enabled && s.kind == StrategyKind::Webhook)
+    }
+
+    /// The section's own checks: paths start with `/`, and only webhook
+    /// strategies have events. Which placeholders a pattern may use is
+    /// checked where they are filled in.
+    pub(super) fn check(&self, problems: &mut Vec<ConfigProblem>) {
+        for (i, s) in self.strategies.iter().enumerate() {
+            for (j, rule) in s.events.iter().enumerate() {
+                for (k, pat) in rule.invalidate_patterns.iter().enumerate() {
+                    if !pat.starts_with('/') {
+                        problems.push(ConfigProblem::new(
+                            pat.line,
+                            format!(
+                                "invalidation.strategies[{i}].events[{j}].invalidate_patterns[{k}]"
+                            ),
+                            format!("`{}` must start with `/`", pat.value),
+                        ));
+                    }
+                }
+            }
+            if let Some(e) = &s.endpoint {
+                if !e.starts_with('/') {
+                    problems.push(ConfigProblem::new(
+                        None,
+                        format!("invalidation.strategies[{i}].endpoint"),
+                        format!("`{e}` must be a path starting with `/`"),
+                    ));
+                }
+            }
+            if s.kind != StrategyKind::Webhook && !s.events.is_empty() {
+                problems.push(ConfigProblem::new(
+                    None,
+                    format!("invalidation.strategies[{i}].events"),
+                    "only `webhook` strategies have events",
+                ));
+            }
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use super::ConfigProblem;
+
 /// Logging.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -11,6 +13,24 @@ pub struct LoggingConfig {
     pub level: String,
     /// `text` (default) or `json`.
     pub format: LogFormat,
+}
+
+impl LoggingConfig {
+    /// The section's own checks: `level` is one of the five.
+    pub(super) fn check(&self, problems: &mut Vec<ConfigProblem>) {
+        if !["error", "warn", "info", "debug", "trace"]
+            .contains(&self.level.to_ascii_lowercase().as_str())
+        {
+            problems.push(ConfigProblem::new(
+                None,
+                "logging.level",
+                format!(
+                    "`{}` is not one of error, warn, info, debug, trace",
+                    self.level
+                ),
+            ));
+        }
+    }
 }
 
 impl Default for LoggingConfig {

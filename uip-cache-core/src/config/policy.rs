@@ -1,9 +1,11 @@
 //! `policies`: one entry per kind of URL cached.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 
 use super::de::positive_duration;
-use super::{ByteSize, Located, Seconds};
+use super::{ByteSize, ConfigProblem, Located, Seconds};
 
 /// One caching policy.
 #[derive(Clone, Debug, Deserialize)]
@@ -159,4 +161,32 @@ pub struct PolicyWarmingConfig {
     pub enabled: bool,
     /// A cron expression (5 or 6 fields).
     pub schedule: Option<Located<String>>,
+}
+
+/// What the list of policies can tell of itself: names are unique, gzip
+/// levels in range. Patterns, methods, statuses and sizes are checked
+/// where the policies are compiled.
+pub(super) fn check_policies(policies: &[PolicyConfig], problems: &mut Vec<ConfigProblem>) {
+    let mut seen = HashMap::new();
+    for (i, p) in policies.iter().enumerate() {
+        if let Some(first) = seen.insert(p.name.value.as_str(), i) {
+            problems.push(ConfigProblem::new(
+                p.name.line,
+                format!("policies[{i}].name"),
+                format!(
+                    "duplicate policy name `{}` (also policies[{first}])",
+                    p.name.value
+                ),
+            ));
+        }
+        if let Some(c) = &p.compression {
+            if !(1..=9).contains(&c.level) {
+                problems.push(ConfigProblem::new(
+                    p.pattern.line,
+                    format!("policies[{i}].compression.level"),
+                    format!("gzip level must be 1 to 9, not {}", c.level),
+                ));
+            }
+        }
+    }
 }

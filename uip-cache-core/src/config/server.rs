@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::de::{empty_as_none, nonzero_duration, nonzero_size};
-use super::{ByteSize, Located, Seconds};
+use super::{ByteSize, ConfigProblem, Located, Seconds};
 
 /// The caching reverse proxy of `uip-cache serve`.
 #[derive(Clone, Debug, Deserialize)]
@@ -50,6 +50,27 @@ pub struct ServerConfig {
     pub max_inflight_bytes: ByteSize,
 }
 
+impl ServerConfig {
+    /// The section's own check of `listen`: it is an address.
+    pub(super) fn check_listen(&self, problems: &mut Vec<ConfigProblem>) {
+        check_listen("server.listen", &self.listen, "127.0.0.1:8080", problems);
+    }
+
+    /// The section's own check of `upstream`: it is an http:// URL.
+    /// (`trusted_proxies` are checked where they are parsed.)
+    pub(super) fn check_upstream(&self, problems: &mut Vec<ConfigProblem>) {
+        if let Some(u) = &self.upstream {
+            if !(u.starts_with("http://") && u.len() > "http://".len()) {
+                problems.push(ConfigProblem::new(
+                    None,
+                    "server.upstream",
+                    format!("`{u}` is not an http:// URL such as http://127.0.0.1:3000"),
+                ));
+            }
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -64,5 +85,21 @@ impl Default for ServerConfig {
             idle_timeout: Seconds(Duration::from_secs(75)),
             max_inflight_bytes: ByteSize(256 << 20),
         }
+    }
+}
+
+/// A `listen` address (of the server or the admin API) is `ip:port`.
+pub(super) fn check_listen(
+    path: &str,
+    value: &str,
+    example: &str,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    if value.parse::<std::net::SocketAddr>().is_err() {
+        problems.push(ConfigProblem::new(
+            None,
+            path,
+            format!("`{value}` is not an address such as {example}"),
+        ));
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ByteSize, Seconds};
+use super::{ByteSize, ConfigProblem, RedisConfig, Seconds};
 
 /// Which store holds the entries.
 #[derive(Clone, Debug, Deserialize)]
@@ -84,6 +84,42 @@ impl StoreConfig {
         self.max_bytes
             .or_else(|| self.memory.as_ref().and_then(|m| m.max_bytes))
             .map_or(DEFAULT_MEMORY_MAX_BYTES, ByteSize::bytes)
+    }
+
+    /// The section's own checks of what holds the entries: a cluster has
+    /// `redis.cluster_nodes`, the memory capacity is set once.
+    pub(super) fn check_kind_and_size(
+        &self,
+        redis: &RedisConfig,
+        problems: &mut Vec<ConfigProblem>,
+    ) {
+        if self.kind == StoreKind::RedisCluster && redis.cluster_nodes.is_empty() {
+            problems.push(ConfigProblem::new(
+                None,
+                "store.type",
+                "`redis_cluster` needs `redis.cluster_nodes` (a list of host:port)",
+            ));
+        }
+        if self.max_bytes.is_some() && self.memory.as_ref().is_some_and(|m| m.max_bytes.is_some()) {
+            problems.push(ConfigProblem::new(
+                None,
+                "store.memory.max_bytes",
+                "set either `store.max_bytes` or `store.memory.max_bytes`, not both",
+            ));
+        }
+    }
+
+    /// The section's own checks of its timeouts: none is zero.
+    pub(super) fn check_timeouts(&self, problems: &mut Vec<ConfigProblem>) {
+        for (field, value) in [
+            ("store.timeout", self.timeout),
+            ("store.purge_timeout", self.purge_timeout),
+            ("store.l1.ping_interval", self.l1.ping_interval),
+        ] {
+            if value.get().is_zero() {
+                problems.push(ConfigProblem::new(None, field, "must be greater than zero"));
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::de::empty_as_none;
-use super::{Located, Seconds};
+use super::{ConfigProblem, KeyConfig, Located, Seconds};
 
 /// Cache warming.
 #[derive(Clone, Debug, Deserialize)]
@@ -34,6 +34,87 @@ pub struct WarmingConfig {
     /// host would be; default: the host of `base_url`.
     #[serde(deserialize_with = "empty_as_none")]
     pub host: Option<String>,
+}
+
+impl WarmingConfig {
+    /// The section's own checks: URLs, the headers a warm request may set,
+    /// `host` and `base_url`. Cron schedules are checked where they are
+    /// parsed.
+    pub(super) fn check(&self, problems: &mut Vec<ConfigProblem>) {
+        if self.max_concurrent == 0 {
+            problems.push(ConfigProblem::new(
+                None,
+                "warming.max_concurrent",
+                "must be at least 1",
+            ));
+        }
+        for (i, u) in self.urls.iter().enumerate() {
+            let path = format!("warming.urls[{i}].url");
+            let url = u.url.value.as_str();
+            if !(url.starts_with('/') || url.starts_with("http://") || url.starts_with("https://"))
+            {
+                problems.push(ConfigProblem::new(
+                    u.url.line,
+                    path,
+                    format!("`{url}` must be a path starting with `/` or an http(s) URL"),
+                ));
+            }
+            for name in u.headers.keys() {
+                let lower = name.to_ascii_lowercase();
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+                    || lower == "host"
+                {
+                    problems.push(ConfigProblem::new(
+                        u.url.line,
+                        format!("warming.urls[{i}].headers"),
+                        format!("`{name}` is not a header a warm request may set (Host comes from `warming.host`)"),
+                    ));
+                }
+            }
+        }
+        if let Some(h) = &self.host {
+            let rest = h
+                .strip_prefix("http://")
+                .or_else(|| h.strip_prefix("https://"))
+                .unwrap_or(h);
+            if rest.is_empty() || rest.contains(['/', '?', '#', ' ', '@']) {
+                problems.push(ConfigProblem::new(
+                    None,
+                    "warming.host",
+                    format!("`{h}` must be `host[:port]`, optionally with `http://` or `https://` before it"),
+                ));
+            }
+        }
+        if let Some(b) = &self.base_url {
+            if !b.starts_with("http://") {
+                problems.push(ConfigProblem::new(
+                    None,
+                    "warming.base_url",
+                    format!("`{b}` must be an http:// URL"),
+                ));
+            }
+        }
+    }
+
+    /// What is allowed but probably not meant: relative URLs warmed for a
+    /// host clients may not use, when keys hold the host.
+    pub(super) fn warnings(&self, key: &KeyConfig, notes: &mut Vec<ConfigProblem>) {
+        if self.enabled
+            && !self.urls.is_empty()
+            && key.include_host
+            && self.host.is_none()
+            && self.urls.iter().any(|u| u.url.value.starts_with('/'))
+        {
+            notes.push(ConfigProblem::new(
+                None,
+                "warming.host",
+                "warm requests are made and keyed for the host of warming.base_url (the server: of its upstream); clients that send another Host will not hit the warmed entries: set warming.host to the host clients use, or key.include_host: false",
+            ));
+        }
+    }
 }
 
 impl Default for WarmingConfig {
@@ -77,7 +158,7 @@ impl fmt::Debug for WarmUrlConfig {
             .field("url", &self.url)
             .field("priority", &self.priority)
             .field("schedule", &self.schedule)
-            .field("headers", &crate::warm::redacted(&self.headers))
+            .field("headers", &redacted(&self.headers))
             .finish()
     }
 }
@@ -94,4 +175,19 @@ pub enum WarmPriority {
     Medium,
     /// Last.
     Low,
+}
+
+/// Header pairs with credential values hidden, for Debug output.
+pub(crate) fn redacted<'h>(
+    headers: impl IntoIterator<Item = (&'h String, &'h String)>,
+) -> Vec<(&'h str, &'h str)> {
+    headers
+        .into_iter()
+        .map(|(n, v)| {
+            let secret = ["authorization", "proxy-authorization", "cookie"]
+                .iter()
+                .any(|s| n.eq_ignore_ascii_case(s));
+            (n.as_str(), if secret { "<redacted>" } else { v.as_str() })
+        })
+        .collect()
 }
