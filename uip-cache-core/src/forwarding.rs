@@ -39,7 +39,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
-use crate::request::HeaderSource;
+use crate::request::{HeaderSource, RequestView};
 
 mod upstream;
 pub use upstream::upstream_edits;
@@ -402,6 +402,21 @@ impl ClientOrigin<'_> {
     /// The headers to remove before the application sees the request.
     pub fn strip(&self) -> Strip {
         self.strip
+    }
+}
+
+// Written here, beside what it reads, so that `request` needs nothing of
+// this module.
+impl<'a> RequestView<'a> {
+    /// Sets scheme, authority and whether a trusted proxy sent the request,
+    /// as core decided them from the connection
+    /// ([`crate::HttpCache::client_origin`]).
+    #[must_use]
+    pub fn origin(mut self, origin: ClientOrigin<'a>) -> Self {
+        self.scheme = Some(origin.scheme);
+        self.authority = origin.host;
+        self.via_trusted_proxy = origin.trusted;
+        self
     }
 }
 

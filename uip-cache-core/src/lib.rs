@@ -73,6 +73,7 @@ pub mod schedule;
 pub mod stats;
 pub mod store;
 pub mod tee;
+mod validate;
 pub mod warm;
 pub mod zerocopy;
 

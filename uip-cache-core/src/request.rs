@@ -140,17 +140,6 @@ impl<'a> RequestView<'a> {
         }
     }
 
-    /// Sets scheme, authority and whether a trusted proxy sent the request,
-    /// as core decided them from the connection
-    /// ([`crate::HttpCache::client_origin`]).
-    #[must_use]
-    pub fn origin(mut self, origin: crate::forwarding::ClientOrigin<'a>) -> Self {
-        self.scheme = Some(origin.scheme);
-        self.authority = origin.host;
-        self.via_trusted_proxy = origin.trusted;
-        self
-    }
-
     /// Sets the raw query (without `?`); an empty query is the same as none.
     #[must_use]
     pub fn query(mut self, query: Option<&'a str>) -> Self {

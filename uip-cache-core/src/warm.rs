@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::config::{WarmPriority, WarmUrlConfig};
+use crate::config::{redacted, WarmPriority, WarmUrlConfig};
 use crate::http::freshness::{self, Usability};
 use crate::request::RequestView;
 use crate::stats::WarmOutcome;
@@ -62,21 +62,6 @@ impl fmt::Debug for WarmRequest {
             )
             .finish()
     }
-}
-
-/// Header pairs with credential values hidden, for Debug output.
-pub(crate) fn redacted<'h>(
-    headers: impl IntoIterator<Item = (&'h String, &'h String)>,
-) -> Vec<(&'h str, &'h str)> {
-    headers
-        .into_iter()
-        .map(|(n, v)| {
-            let secret = ["authorization", "proxy-authorization", "cookie"]
-                .iter()
-                .any(|s| n.eq_ignore_ascii_case(s));
-            (n.as_str(), if secret { "<redacted>" } else { v.as_str() })
-        })
-        .collect()
 }
 
 impl WarmRequest {

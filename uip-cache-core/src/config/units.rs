@@ -9,6 +9,12 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+/// The longest duration a config may give: 2^31 seconds, about 68 years.
+/// It is RFC 9111's largest delta-seconds, to which the cache clamps every
+/// age and lifetime; config keeps its own copy so that it depends on no
+/// other module (a test checks that the two agree).
+pub(crate) const MAX_SECONDS: u64 = 1 << 31;
+
 /// A size in bytes, written as a number of bytes or with a unit: `512`, `"64KB"`,
 /// `"5MB"`, `"1GB"` (KB, MB and GB are multiples of 1024, as in nginx; `KiB`,
 /// `MiB`, `GiB` mean the same).
@@ -108,10 +114,9 @@ impl Seconds {
     /// `d`, unless it is longer than any duration a cache needs (2^31
     /// seconds, about 68 years: RFC 9111's largest delta-seconds).
     fn checked(d: Duration) -> Result<Self, String> {
-        if d > crate::http::date::MAX_DELTA {
+        if d > Duration::from_secs(MAX_SECONDS) {
             return Err(format!(
-                "is too large: at most {} seconds (about 68 years)",
-                crate::http::date::MAX_DELTA_SECONDS
+                "is too large: at most {MAX_SECONDS} seconds (about 68 years)"
             ));
         }
         Ok(Seconds(d))
@@ -150,10 +155,9 @@ impl<'de> Deserialize<'de> for Seconds {
                     return Err(E::custom("a duration must be a non-negative number"));
                 }
                 // Checked before converting: from_secs_f64 panics on overflow.
-                if v > crate::http::date::MAX_DELTA_SECONDS as f64 {
+                if v > MAX_SECONDS as f64 {
                     return Err(E::custom(format!(
-                        "duration {v} is too large: at most {} seconds (about 68 years)",
-                        crate::http::date::MAX_DELTA_SECONDS
+                        "duration {v} is too large: at most {MAX_SECONDS} seconds (about 68 years)"
                     )));
                 }
                 Ok(Seconds(Duration::from_secs_f64(v)))

@@ -1,4 +1,7 @@
+use std::time::Duration;
+
 use super::*;
+use crate::config::{ByteSize, Seconds, StoreKind, StrategyKind, WarmPriority};
 
 fn parse(text: &str) -> Result<CacheConfig, ConfigError> {
     CacheConfig::parse(text, "cache.yaml", |v| match v {
@@ -322,4 +325,13 @@ fn trusted_proxies_are_networks_and_a_bad_one_names_its_line() {
     assert!(p.message.contains("at most 32"), "{p:?}");
     let err = parse("server:\n  trusted_proxies: [proxy.internal]\n").unwrap_err();
     assert!(err.to_string().starts_with("cache.yaml:2"), "{err}");
+}
+
+#[test]
+fn config_and_date_agree_on_the_longest_duration() {
+    assert_eq!(config::MAX_SECONDS, crate::http::date::MAX_DELTA_SECONDS);
+    assert_eq!(
+        Duration::from_secs(config::MAX_SECONDS),
+        crate::http::date::MAX_DELTA
+    );
 }
