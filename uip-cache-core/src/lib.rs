@@ -77,11 +77,11 @@ mod validate;
 pub mod warm;
 pub mod zerocopy;
 
+pub use adapter::{BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, Refresh};
 pub use cache::{
     After, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache, HttpCacheBuilder,
     InvalidateError, OriginHeaders, OwnedRequest, Plan, Recording, Start, UnsafeRequest,
 };
-pub use adapter::{BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, Refresh};
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};
 pub use field::{field_name, FieldName};
