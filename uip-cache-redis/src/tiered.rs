@@ -36,7 +36,8 @@ use futures_util::StreamExt;
 use uip_cache_core::invalidate::Invalidation;
 use uip_cache_core::pattern::PathSelector;
 use uip_cache_core::store::{
-    MemoryStore, MemoryUsage, PutOptions, Rewrite, Store, StoreError, StoreFuture, StoreHealth,
+    Coordination, HealthStatus, MemoryStore, MemoryUsage, PutOptions, Rewrite, Storage, StoreError,
+    StoreFuture, StoreHealth, StoreStatus,
 };
 use uip_cache_core::{CacheConfig, StoredResponse, UrlPattern};
 
@@ -348,7 +349,7 @@ async fn apply(inner: &Inner, message: &str) {
     }
 }
 
-impl Store for TieredStore {
+impl Storage for TieredStore {
     /// An L1 hit, while L1 is trusted (subscribed to invalidations).
     fn get_now(&self, key: &str) -> Option<Bytes> {
         if !self.is_subscribed() {
@@ -465,7 +466,9 @@ impl Store for TieredStore {
             self.inner.l2.soft_invalidate_pattern(pattern, rewrite),
         ))
     }
+}
 
+impl StoreStatus for TieredStore {
     fn keys_count(&self) -> StoreFuture<'_, u64> {
         self.inner.l2.keys_count()
     }
@@ -481,8 +484,8 @@ impl Store for TieredStore {
             // every read costs a round trip. Worth an operator's look.
             let channel_down = self.inner.started.load(Ordering::Acquire) && !self.is_subscribed();
             Ok(match (health.status, channel_down) {
-                (uip_cache_core::store::HealthStatus::Connected, true) => StoreHealth::new(
-                    uip_cache_core::store::HealthStatus::Degraded,
+                (HealthStatus::Connected, true) => StoreHealth::new(
+                    HealthStatus::Degraded,
                     health.backend,
                     Some(
                         "the invalidation channel is down: L1 is not used until it is back".into(),
@@ -492,7 +495,10 @@ impl Store for TieredStore {
             })
         })
     }
+}
 
+/// Redis's: the instances share it.
+impl Coordination for TieredStore {
     fn epoch(&self) -> StoreFuture<'_, u64> {
         self.inner.l2.epoch()
     }

@@ -12,8 +12,8 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use tokio::sync::OnceCell;
 use uip_cache_core::config::{RedisConfig, RedisConnection, StoreKind};
 use uip_cache_core::store::{
-    HealthStatus, MemoryUsage, PutOptions, Rewrite, Store, StoreError, StoreErrorKind, StoreFuture,
-    StoreHealth,
+    Coordination, HealthStatus, MemoryUsage, PutOptions, Rewrite, Storage, StoreError,
+    StoreErrorKind, StoreFuture, StoreHealth, StoreStatus,
 };
 use uip_cache_core::{CacheConfig, UrlPattern};
 
@@ -63,7 +63,7 @@ if #m > 0 then
 end
 return #m";
 
-/// A [`Store`] in Redis or Redis Cluster.
+/// A [`Store`](uip_cache_core::Store) in Redis or Redis Cluster.
 ///
 /// Layout, all under the configured key prefix (`cache:` by default):
 ///
@@ -714,7 +714,7 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-impl Store for RedisStore {
+impl Storage for RedisStore {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
         Box::pin(async move {
             let local = self.inner.copies.as_ref();
@@ -870,7 +870,9 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, Option<u64>> {
         Box::pin(async move { self.soft_purge_pattern(pattern, rewrite).await.map(Some) })
     }
+}
 
+impl StoreStatus for RedisStore {
     fn keys_count(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             self.guarded(self.inner.op_timeout * 5, async {
@@ -902,6 +904,57 @@ impl Store for RedisStore {
         })
     }
 
+    fn health(&self) -> StoreFuture<'_, StoreHealth> {
+        Box::pin(async move {
+            if self.inner.breaker.is_open() {
+                return Ok(StoreHealth::new(
+                    HealthStatus::Down,
+                    self.backend(),
+                    Some("circuit open after repeated failures".into()),
+                ));
+            }
+            // The eviction policy is read again at every health check. A
+            // policy that may evict indexes is degraded, not down: the store
+            // is not used (requests go to the origin) but the instance can
+            // serve, so a readiness probe on /health keeps it in rotation.
+            let down = |detail: String| {
+                Ok(StoreHealth::new(
+                    HealthStatus::Down,
+                    self.backend(),
+                    Some(detail),
+                ))
+            };
+            match tokio::time::timeout(self.inner.op_timeout * 5, self.check_eviction()).await {
+                Ok(Ok(None)) => {}
+                Ok(Ok(Some(reason))) => {
+                    return Ok(StoreHealth::new(
+                        HealthStatus::Degraded,
+                        self.backend(),
+                        Some(reason),
+                    ))
+                }
+                Ok(Err(e)) => {
+                    return down(StoreError::new(StoreErrorKind::Connection, e).to_string())
+                }
+                Err(_) => return down(StoreError::from_kind(StoreErrorKind::Timeout).to_string()),
+            }
+            let ping = self
+                .query::<String>(self.inner.op_timeout * 5, &redis::cmd("PING"))
+                .await;
+            Ok(match ping {
+                Ok(_) if self.inner.breaker.has_failures() => StoreHealth::new(
+                    HealthStatus::Degraded,
+                    self.backend(),
+                    Some("recent failures".into()),
+                ),
+                Ok(_) => StoreHealth::new(HealthStatus::Connected, self.backend(), None),
+                Err(e) => StoreHealth::new(HealthStatus::Down, self.backend(), Some(e.to_string())),
+            })
+        })
+    }
+}
+
+impl Coordination for RedisStore {
     fn epoch(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let mut get = redis::cmd("GET");
@@ -992,55 +1045,6 @@ impl Store for RedisStore {
             )
             .await?;
             Ok(())
-        })
-    }
-
-    fn health(&self) -> StoreFuture<'_, StoreHealth> {
-        Box::pin(async move {
-            if self.inner.breaker.is_open() {
-                return Ok(StoreHealth::new(
-                    HealthStatus::Down,
-                    self.backend(),
-                    Some("circuit open after repeated failures".into()),
-                ));
-            }
-            // The eviction policy is read again at every health check. A
-            // policy that may evict indexes is degraded, not down: the store
-            // is not used (requests go to the origin) but the instance can
-            // serve, so a readiness probe on /health keeps it in rotation.
-            let down = |detail: String| {
-                Ok(StoreHealth::new(
-                    HealthStatus::Down,
-                    self.backend(),
-                    Some(detail),
-                ))
-            };
-            match tokio::time::timeout(self.inner.op_timeout * 5, self.check_eviction()).await {
-                Ok(Ok(None)) => {}
-                Ok(Ok(Some(reason))) => {
-                    return Ok(StoreHealth::new(
-                        HealthStatus::Degraded,
-                        self.backend(),
-                        Some(reason),
-                    ))
-                }
-                Ok(Err(e)) => {
-                    return down(StoreError::new(StoreErrorKind::Connection, e).to_string())
-                }
-                Err(_) => return down(StoreError::from_kind(StoreErrorKind::Timeout).to_string()),
-            }
-            let ping = self
-                .query::<String>(self.inner.op_timeout * 5, &redis::cmd("PING"))
-                .await;
-            Ok(match ping {
-                Ok(_) if self.inner.breaker.has_failures() => StoreHealth::new(
-                    HealthStatus::Degraded,
-                    self.backend(),
-                    Some("recent failures".into()),
-                ),
-                Ok(_) => StoreHealth::new(HealthStatus::Connected, self.backend(), None),
-                Err(e) => StoreHealth::new(HealthStatus::Down, self.backend(), Some(e.to_string())),
-            })
         })
     }
 }
