@@ -134,7 +134,7 @@ impl TieredStore {
     /// the first call does (and starts the subscriber).
     pub fn from_config(config: &CacheConfig) -> Result<Self, RedisConfigError> {
         let l2 = RedisStore::from_config(config)?;
-        let channel = format!("{}invalidations", l2.prefix());
+        let channel = l2.invalidation_channel();
         Ok(TieredStore {
             inner: Arc::new(Inner {
                 l1: MemoryStore::new(config.store.l1.max_bytes.bytes()),
