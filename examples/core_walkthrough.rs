@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use uip_cache_core::store::{PutOptions, Store};
+use uip_cache_core::store::{PutOptions, Storage};
 use uip_cache_core::{
     CacheConfig, CacheStats, MemoryStore, PolicySet, RequestView, StoredResponse,
 };

@@ -2,9 +2,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use uip_cache_core::store::{
-    MemoryUsage, PutOptions, StoreError, StoreErrorKind, StoreFuture, StoreHealth,
+    Coordination, MemoryUsage, PutOptions, Storage, StoreError, StoreErrorKind, StoreFuture,
+    StoreHealth, StoreStatus,
 };
-use uip_cache_core::{Store, UrlPattern};
+use uip_cache_core::UrlPattern;
 
 /// What a mock origin answers: status, headers, body chunks (sent one frame
 /// each, without a length), a delay, or a failure of the service itself.
@@ -113,7 +114,7 @@ impl FailingStore {
     }
 }
 
-impl Store for FailingStore {
+impl Storage for FailingStore {
     fn get<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<Bytes>> {
         self.fail()
     }
@@ -129,6 +130,12 @@ impl Store for FailingStore {
     fn invalidate_pattern<'a>(&'a self, _: &'a UrlPattern) -> StoreFuture<'a, u64> {
         self.fail()
     }
+}
+
+/// The defaults: the log and leases never fail (the cache's own cover it).
+impl Coordination for FailingStore {}
+
+impl StoreStatus for FailingStore {
     fn keys_count(&self) -> StoreFuture<'_, u64> {
         self.fail()
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use uip_cache_core::compress::{gunzip, gzip_if_worth_it, Compressed};
-use uip_cache_core::store::{MemoryStore, PutOptions, Store};
+use uip_cache_core::store::{MemoryStore, PutOptions, Storage};
 use uip_cache_core::{CacheConfig, KeySpec, PolicySet, RequestView, StoredResponse, UrlPattern};
 
 fn json_body(len: usize) -> Bytes {

@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use std::time::SystemTime;
-//! use uip_cache_core::store::{MemoryStore, PutOptions, Store};
+//! use uip_cache_core::store::{MemoryStore, PutOptions, Storage};
 //! use uip_cache_core::{CacheConfig, PolicySet, RequestView, StoredResponse};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use uip_cache_core::store::{MemoryStore, PutOptions, Store};
+use uip_cache_core::store::{MemoryStore, PutOptions, Storage, StoreStatus};
 use uip_cache_core::StoredResponse;
 
 /// Bytes held, as the allocator charges them.

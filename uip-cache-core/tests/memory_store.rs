@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use uip_cache_core::store::{conformance, MemoryStore, PutOptions, Store};
+use uip_cache_core::store::{conformance, MemoryStore, PutOptions, Storage, StoreStatus};
 use uip_cache_core::UrlPattern;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use uip_cache_core::store::{PutOptions, Store};
+use uip_cache_core::store::{PutOptions, Storage};
 use uip_cache_core::CacheConfig;
 use uip_cache_redis::RedisStore;
 use uip_cache_testkit::RedisServer;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use uip_cache_core::store::{PutOptions, Store};
+use uip_cache_core::store::{PutOptions, Storage, Store};
 use uip_cache_core::{CacheConfig, StoredResponse};
 use uip_cache_redis::{RedisStore, TieredStore};
 use uip_cache_testkit::RedisServer;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use uip_cache_core::invalidate::Invalidation;
-use uip_cache_core::store::{HealthStatus, PutOptions, Store};
+use uip_cache_core::store::{Coordination, HealthStatus, PutOptions, Storage, Store, StoreStatus};
 use uip_cache_core::{CacheConfig, StoredResponse, UrlPattern};
 use uip_cache_redis::{RedisStore, TieredStore};
 use uip_cache_testkit::{FreezableProxy, RedisCluster, RedisServer};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use uip_cache_core::store::{conformance, HealthStatus, PutOptions, Store};
+use uip_cache_core::store::{conformance, HealthStatus, PutOptions, Storage, StoreStatus};
 use uip_cache_core::{CacheConfig, HttpCache, Plan, RequestView};
 use uip_cache_redis::RedisStore;
 use uip_cache_testkit::{RedisCluster, RedisServer};

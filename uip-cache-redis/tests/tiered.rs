@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use uip_cache_core::store::{conformance, PutOptions, Store};
+use uip_cache_core::store::{conformance, PutOptions, Storage, StoreStatus};
 use uip_cache_core::{CacheConfig, StoredResponse};
 use uip_cache_redis::TieredStore;
 use uip_cache_testkit::{RedisCluster, RedisServer};

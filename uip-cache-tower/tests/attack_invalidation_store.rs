@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use uip_cache_core::store::{
-    MemoryStore, MemoryUsage, PutOptions, Store, StoreError, StoreErrorKind, StoreFuture,
-    StoreHealth,
+    Coordination, MemoryStore, MemoryUsage, PutOptions, Storage, StoreError, StoreErrorKind,
+    StoreFuture, StoreHealth, StoreStatus,
 };
 use uip_cache_core::UrlPattern;
 use uip_cache_tower::CacheLayer;
@@ -21,7 +21,7 @@ use uip_cache_tower::CacheLayer;
 #[derive(Debug)]
 struct EpochUnreadable(MemoryStore);
 
-impl Store for EpochUnreadable {
+impl Storage for EpochUnreadable {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
         self.0.get(key)
     }
@@ -37,6 +37,9 @@ impl Store for EpochUnreadable {
     fn invalidate_pattern<'a>(&'a self, p: &'a UrlPattern) -> StoreFuture<'a, u64> {
         self.0.invalidate_pattern(p)
     }
+}
+
+impl StoreStatus for EpochUnreadable {
     fn keys_count(&self) -> StoreFuture<'_, u64> {
         self.0.keys_count()
     }
@@ -46,6 +49,9 @@ impl Store for EpochUnreadable {
     fn health(&self) -> StoreFuture<'_, StoreHealth> {
         self.0.health()
     }
+}
+
+impl Coordination for EpochUnreadable {
     fn epoch(&self) -> StoreFuture<'_, u64> {
         Box::pin(async { Err(StoreError::from_kind(StoreErrorKind::Timeout)) })
     }

@@ -141,7 +141,7 @@ impl Stub {
     }
 }
 
-impl crate::store::Store for Stub {
+impl crate::store::Storage for Stub {
     fn get<'a>(&'a self, _: &'a str) -> crate::store::StoreFuture<'a, Option<Bytes>> {
         Box::pin(async { Ok(None) })
     }
@@ -165,6 +165,11 @@ impl crate::store::Store for Stub {
     ) -> crate::store::StoreFuture<'a, u64> {
         Box::pin(async { Ok(0) })
     }
+}
+
+impl crate::store::Coordination for Stub {}
+
+impl crate::store::StoreStatus for Stub {
     fn keys_count(&self) -> crate::store::StoreFuture<'_, u64> {
         Box::pin(async { Ok(0) })
     }

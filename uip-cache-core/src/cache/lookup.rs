@@ -57,7 +57,7 @@ impl HttpCache {
     }
 
     /// Answers `req` from an entry the store has at hand
-    /// ([`Store::get_now`](crate::store::Store::get_now)) when that entry
+    /// ([`Storage::get_now`](crate::store::Storage::get_now)) when that entry
     /// is fresh, or stale where the request accepts it, counted as
     /// [`HttpCache::begin`] counts it. `None` leaves the request to
     /// `begin`, with nothing counted: no entry at hand, one that needs the

@@ -1,7 +1,9 @@
 //! A behaviour suite every [`Store`] must pass.
 //!
 //! Store crates call [`run_all`] on their store from a multi-threaded tokio
-//! test. Every check works in its own key, tag and path namespace, so the
+//! test. Each check asks for the traits it exercises: most check
+//! [`Storage`]; [`keys_count_counts_entries`] and [`health_and_memory`]
+//! check [`StoreStatus`]. Every check works in its own key, tag and path namespace, so the
 //! suite can share a store (or a Redis database) with other tests.
 //!
 //! ```no_run
@@ -18,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::{HealthStatus, PutOptions, Store};
+use super::{HealthStatus, PutOptions, Storage, Store, StoreStatus};
 use crate::key::KeySpec;
 use crate::pattern::UrlPattern;
 use crate::request::RequestView;
@@ -57,7 +59,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
 }
 
 /// An unknown key is a miss, not an error.
-pub async fn get_missing(store: &dyn Store) {
+pub async fn get_missing(store: &(impl Storage + ?Sized)) {
     let k = ns("missing");
     assert_eq!(
         store.get(&k).await.expect("get of a missing key"),
@@ -67,7 +69,7 @@ pub async fn get_missing(store: &dyn Store) {
 }
 
 /// Binary and empty values come back byte for byte.
-pub async fn put_then_get(store: &dyn Store) {
+pub async fn put_then_get(store: &(impl Storage + ?Sized)) {
     let k = ns("put");
     let value = Bytes::from((0..=255u8).cycle().take(70_000).collect::<Vec<u8>>());
     store
@@ -92,7 +94,7 @@ pub async fn put_then_get(store: &dyn Store) {
 }
 
 /// A second put replaces the first.
-pub async fn overwrite(store: &dyn Store) {
+pub async fn overwrite(store: &(impl Storage + ?Sized)) {
     let k = ns("overwrite");
     store
         .put(
@@ -118,7 +120,7 @@ pub async fn overwrite(store: &dyn Store) {
 }
 
 /// Delete removes and reports whether the key was there.
-pub async fn delete(store: &dyn Store) {
+pub async fn delete(store: &(impl Storage + ?Sized)) {
     let k = ns("delete");
     store
         .put(&k, Bytes::from_static(b"x"), PutOptions::new(MINUTE, "/d"))
@@ -140,7 +142,7 @@ pub async fn delete(store: &dyn Store) {
 }
 
 /// Entries expire after their TTL; a rewrite gets its own TTL.
-pub async fn ttl_expiry(store: &dyn Store) {
+pub async fn ttl_expiry(store: &(impl Storage + ?Sized)) {
     let short = Duration::from_millis(300);
     let k = ns("ttl");
     let renewed = ns("ttl-renewed");
@@ -182,7 +184,7 @@ pub async fn ttl_expiry(store: &dyn Store) {
 }
 
 /// Tag invalidation removes exactly the entries carrying any of the tags.
-pub async fn tags(store: &dyn Store) {
+pub async fn tags(store: &(impl Storage + ?Sized)) {
     let n = ns("tags");
     let (a, b, c) = (format!("{n}:a"), format!("{n}:b"), format!("{n}:c"));
     let (k1, k2, k3) = (format!("{n}:1"), format!("{n}:2"), format!("{n}:3"));
@@ -251,7 +253,7 @@ pub async fn tags(store: &dyn Store) {
 /// A soft purge rewrites the entries a tag or pattern selects, leaves the
 /// others and those the rewrite declines, and keeps them indexed (a hard
 /// purge still finds them). Skipped by stores without soft purge.
-pub async fn soft_purge(store: &dyn Store) {
+pub async fn soft_purge(store: &(impl Storage + ?Sized)) {
     let n = ns("soft");
     let (t, other) = (format!("{n}:t"), format!("{n}:o"));
     let (k1, k2, k3) = (format!("{n}:1"), format!("{n}:2"), format!("{n}:3"));
@@ -350,7 +352,7 @@ pub async fn soft_purge(store: &dyn Store) {
 }
 
 /// Rewriting an entry replaces its tags.
-pub async fn tags_replaced_on_overwrite(store: &dyn Store) {
+pub async fn tags_replaced_on_overwrite(store: &(impl Storage + ?Sized)) {
     let n = ns("retag");
     let k = format!("{n}:k");
     let (x, y) = (vec![format!("{n}:x")], vec![format!("{n}:y")]);
@@ -388,7 +390,7 @@ pub async fn tags_replaced_on_overwrite(store: &dyn Store) {
 
 /// URL-pattern invalidation: globs over paths, query constraints in any order,
 /// exact URLs.
-pub async fn patterns(store: &dyn Store) {
+pub async fn patterns(store: &(impl Storage + ?Sized)) {
     let n = ns("patterns");
     let base = format!("/{n}/ngsi-ld/v1/entities");
     let entries = [
@@ -458,7 +460,7 @@ pub async fn patterns(store: &dyn Store) {
 /// host-less `path:` tag, and the [`KeySpec::target_tag`] the purge removes),
 /// and read once before the purge, so that a tiered store has them in its
 /// first level too.
-pub async fn unsafe_purge_is_host_scoped(store: &dyn Store) {
+pub async fn unsafe_purge_is_host_scoped(store: &(impl Storage + ?Sized)) {
     let n = ns("unsafe-purge");
     let path = format!("/{n}/x");
     let spec = KeySpec::default();
@@ -533,7 +535,7 @@ pub async fn unsafe_purge_is_host_scoped(store: &dyn Store) {
 }
 
 /// `len` grows by the number of new entries.
-pub async fn keys_count_counts_entries(store: &dyn Store) {
+pub async fn keys_count_counts_entries(store: &(impl Storage + StoreStatus + ?Sized)) {
     let n = ns("len");
     let before = store.keys_count().await.expect("len");
     for i in 0..5 {
@@ -554,7 +556,7 @@ pub async fn keys_count_counts_entries(store: &dyn Store) {
 }
 
 /// Health says connected and memory figures are readable.
-pub async fn health_and_memory(store: &dyn Store) {
+pub async fn health_and_memory(store: &(impl StoreStatus + ?Sized)) {
     let h = store.health().await.expect("health");
     assert_eq!(h.status, HealthStatus::Connected, "health: {h:?}");
     let m = store.memory().await.expect("memory");

@@ -11,7 +11,10 @@ use moka::ops::compute::Op;
 use moka::sync::Cache;
 use moka::Expiry;
 
-use super::{HealthStatus, MemoryUsage, PutOptions, Store, StoreFuture, StoreHealth};
+use super::{
+    Coordination, HealthStatus, MemoryUsage, PutOptions, Rewrite, Storage, StoreFuture,
+    StoreHealth, StoreStatus,
+};
 use crate::pattern::{PathSelector, UrlPattern};
 
 /// The in-process store: a [moka] cache weighted by bytes, with per-entry
@@ -26,7 +29,7 @@ use crate::pattern::{PathSelector, UrlPattern};
 /// ```
 /// use std::time::Duration;
 /// use bytes::Bytes;
-/// use uip_cache_core::store::{MemoryStore, PutOptions, Store};
+/// use uip_cache_core::store::{MemoryStore, PutOptions, Storage};
 ///
 /// # tokio_test_block_on(async {
 /// let store = MemoryStore::new(64 << 20);
@@ -461,7 +464,7 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
+impl Storage for MemoryStore {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
         let v = self.get_sync(key);
         Box::pin(async move { Ok(v) })
@@ -499,7 +502,7 @@ impl Store for MemoryStore {
     fn soft_invalidate_tags<'a>(
         &'a self,
         tags: &'a [String],
-        rewrite: &'a super::Rewrite<'a>,
+        rewrite: &'a Rewrite<'a>,
     ) -> StoreFuture<'a, Option<u64>> {
         let n = self.rewrite_sync(self.members_of_tags(tags), None, rewrite);
         Box::pin(async move { Ok(Some(n)) })
@@ -508,12 +511,17 @@ impl Store for MemoryStore {
     fn soft_invalidate_pattern<'a>(
         &'a self,
         pattern: &'a UrlPattern,
-        rewrite: &'a super::Rewrite<'a>,
+        rewrite: &'a Rewrite<'a>,
     ) -> StoreFuture<'a, Option<u64>> {
         let n = self.rewrite_sync(self.members_of_pattern(pattern), Some(pattern), rewrite);
         Box::pin(async move { Ok(Some(n)) })
     }
+}
 
+/// One process alone: the cache's own log and locks cover it.
+impl Coordination for MemoryStore {}
+
+impl StoreStatus for MemoryStore {
     fn keys_count(&self) -> StoreFuture<'_, u64> {
         self.inner.cache.run_pending_tasks();
         let n = self.inner.cache.entry_count();

@@ -17,7 +17,7 @@ use std::sync::{Mutex, PoisonError};
 use redis::{Cmd, RedisError, RedisResult, Value};
 use tokio::sync::oneshot;
 
-use super::{RedisStore, Source};
+use super::RedisStore;
 
 type Waiter = oneshot::Sender<RedisResult<Value>>;
 
@@ -66,7 +66,7 @@ impl RedisStore {
     /// pass of the runtime (on one multiplexed connection; a pool or a
     /// cluster runs it alone).
     pub(super) async fn read(&self, cmd: Cmd) -> RedisResult<Value> {
-        let batched = matches!(self.inner.source, Source::Multiplexed(..))
+        let batched = self.inner.connections.is_multiplexed()
             && tokio::runtime::Handle::try_current().is_ok();
         if !batched {
             return cmd.query_async(&mut self.conn().await?).await;

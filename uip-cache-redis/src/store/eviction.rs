@@ -27,7 +27,9 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use redis::Value;
+use redis::{RedisResult, Value};
+
+use super::{now_ms, RedisStore};
 
 // 0: not read yet.
 const SAFE: u8 = 1;
@@ -112,6 +114,32 @@ impl Eviction {
             None => {}
         }
         refusal
+    }
+}
+
+impl RedisStore {
+    /// Reads the eviction policy when it is not known yet (or, while it is
+    /// refused, every few seconds); the refusal, if the store must refuse.
+    pub(super) async fn eviction_refusal(&self) -> RedisResult<Option<String>> {
+        match self.inner.eviction.verdict(now_ms()) {
+            Verdict::Go => return Ok(None),
+            Verdict::Refuse(reason) => return Ok(Some(reason)),
+            Verdict::Check => {}
+        }
+        let _one = self.inner.eviction.lock().lock().await;
+        if !self.inner.eviction.needs_check(now_ms()) {
+            return Ok(self.inner.eviction.refusal());
+        }
+        self.check_eviction().await
+    }
+
+    /// Reads the eviction policy now; the refusal, if the store must refuse.
+    pub(super) async fn check_eviction(&self) -> RedisResult<Option<String>> {
+        let info: Value = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok(self.inner.eviction.record(&info, now_ms()))
     }
 }
 

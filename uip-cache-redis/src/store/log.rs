@@ -15,6 +15,9 @@
 //!
 //! Reads of the log never count toward opening the circuit: a slow read is
 //! an unknown answer (the response is not stored), not an outage.
+//!
+//! The scripts `scripts::RECORD` and `scripts::SINCE` write and read it,
+//! under the keys `Keys::epoch`, `Keys::log` and `Keys::log_rate`.
 
 use std::borrow::Cow;
 
@@ -33,38 +36,6 @@ pub(super) const RATE_MAX: u64 = 1000;
 
 /// The most lines one read returns.
 pub(super) const READ_MAX: u64 = 256;
-
-/// Raises the epoch and logs an invalidation under it, keeping the last
-/// ARGV[2]; past ARGV[3] lines in the current second (Redis's clock), the
-/// line is left out and the gap tells readers the log is incomplete. The
-/// three keys share a slot.
-pub(super) const RECORD: &str = r"
-local n = redis.call('INCR', KEYS[1])
-local sec = redis.call('TIME')[1]
-local count = 1
-local rate = redis.call('GET', KEYS[3])
-if rate then
-  local s, c = string.match(rate, '^(%d+) (%d+)$')
-  if s == sec then count = tonumber(c) + 1 end
-end
-redis.call('SET', KEYS[3], sec .. ' ' .. count)
-if count <= tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[2], n, n .. ' ' .. ARGV[1])
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[2]) + 1))
-end
-return n";
-
-/// The invalidations logged after epoch ARGV[1]; nil when the log no longer
-/// holds all of them (trimmed, or left out past the rate), or when there
-/// are more than ARGV[2].
-pub(super) const SINCE: &str = r"
-local since = tonumber(ARGV[1])
-local now = tonumber(redis.call('GET', KEYS[1]) or '0')
-if now <= since then return {} end
-if now - since > tonumber(ARGV[2]) then return false end
-local items = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. since, '+inf')
-if #items < now - since then return false end
-return items";
 
 /// A line that concerns every entry.
 const EVERYTHING: &str = "g *";

@@ -14,11 +14,12 @@ use std::future::Future;
 use bytes::Bytes;
 use redis::{Cmd, RedisResult, Value};
 use tokio::time::Instant;
-use uip_cache_core::pattern::PathSelector;
 use uip_cache_core::store::{Rewrite, StoreError};
 use uip_cache_core::UrlPattern;
 
-use super::{copies, now_ms, Call, RedisStore};
+use super::call::Call;
+use super::keys::{member_path_query, parse_member, pattern_range};
+use super::{copies, now_ms, scripts, RedisStore};
 
 /// Entries removed per round trip during invalidation: large enough to be
 /// fast, small enough that no single command holds Redis for long.
@@ -27,67 +28,6 @@ const BATCH: usize = 500;
 /// Entries rewritten per round trip by a soft purge: each is read and
 /// written whole, so fewer at once than for deletes.
 const SOFT_BATCH: usize = 100;
-
-/// Deletes a key only if it still holds the write generation the index knew.
-const DEL_IF_GEN: &str = r"
-local v = redis.call('GETRANGE', KEYS[1], 0, 7)
-if v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0";
-
-/// The same for a whole batch, on a single server (keys may span slots
-/// there). 500 keys run in about a millisecond.
-const DEL_IF_GEN_BATCH: &str = r"
-local n = 0
-for i = 1, #KEYS do
-  if redis.call('GETRANGE', KEYS[i], 0, 7) == ARGV[i] then n = n + redis.call('DEL', KEYS[i]) end
-end
-return n";
-
-/// Soft purge of one key: writes the rewritten entry (ARGV[2], after a
-/// fresh write version) under the same generation (ARGV[1]) if the key
-/// still holds it, for ARGV[3] ms at
-/// most and never longer than it had left, so the indexes, whose scores
-/// say when the entry expires, stay right.
-const REWRITE_IF_GEN: &str = r"
-if redis.call('GETRANGE', KEYS[1], 0, 7) ~= ARGV[1] then return 0 end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl <= 0 then return 0 end
-local want = tonumber(ARGV[3])
-if want < ttl then ttl = want end
-redis.call('SET', KEYS[1], ARGV[1] .. ARGV[2], 'PX', ttl)
-return 1";
-
-/// `path \0 query \0 key \0 generation-hex` -> (key, generation bytes).
-pub(super) fn parse_member(m: &[u8]) -> Option<(&[u8], [u8; 8])> {
-    let mut parts = m.splitn(4, |&b| b == 0);
-    let (_path, _query, key, generation) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let generation = u64::from_str_radix(std::str::from_utf8(generation).ok()?, 16).ok()?;
-    Some((key, generation.to_be_bytes()))
-}
-
-pub(super) fn member_path_query(m: &[u8]) -> Option<(&str, Option<&str>)> {
-    let mut parts = m.splitn(3, |&b| b == 0);
-    let path = std::str::from_utf8(parts.next()?).ok()?;
-    let query = std::str::from_utf8(parts.next()?).ok()?;
-    Some((path, (!query.is_empty()).then_some(query)))
-}
-
-/// The lexicographic range of path-index members a pattern can match.
-fn pattern_range(pattern: &UrlPattern) -> (Vec<u8>, Vec<u8>) {
-    let mut min = b"[".to_vec();
-    match pattern.selector() {
-        PathSelector::Exact(p) => {
-            min.extend_from_slice(p.as_bytes());
-            min.push(0);
-        }
-        // Prefix, or any selector a newer core adds: the widest range.
-        _ => min.extend_from_slice(pattern.literal_prefix().as_bytes()),
-    }
-    let mut max = min.clone();
-    max.push(0xff);
-    (min, max)
-}
 
 /// One group of commands per key on a cluster (keys live on other nodes);
 /// on a single server `run_groups` sends them all as one pipeline anyway.
@@ -137,17 +77,20 @@ impl RedisStore {
         let mut index = redis::pipe();
         index
             .cmd("ZREM")
-            .arg(self.paths_key())
+            .arg(self.inner.keys.paths())
             .arg(members)
             .ignore();
         index
             .cmd("ZREM")
-            .arg(self.paths_exp_key())
+            .arg(self.inner.keys.paths_exp())
             .arg(members)
             .ignore();
         if !self.is_cluster() {
             let mut p = redis::pipe();
-            let script = p.cmd("EVAL").arg(DEL_IF_GEN_BATCH).arg(parsed.len());
+            let script = p
+                .cmd("EVAL")
+                .arg(scripts::DEL_IF_GEN_BATCH)
+                .arg(parsed.len());
             for (key, _) in &parsed {
                 script.arg(*key);
             }
@@ -163,7 +106,7 @@ impl RedisStore {
         let mut groups = per_key(parsed.len(), |p, i| {
             let (key, generation) = &parsed[i];
             p.cmd("EVAL")
-                .arg(DEL_IF_GEN)
+                .arg(scripts::DEL_IF_GEN)
                 .arg(1)
                 .arg(*key)
                 .arg(&generation[..]);
@@ -212,7 +155,7 @@ impl RedisStore {
         let writes = per_key(rewritten.len(), |p, i| {
             let (key, generation, new, ttl_ms) = &rewritten[i];
             p.cmd("EVAL")
-                .arg(REWRITE_IF_GEN)
+                .arg(scripts::REWRITE_IF_GEN)
                 .arg(1)
                 .arg(*key)
                 .arg(&generation[..])
@@ -228,7 +171,7 @@ impl RedisStore {
         let deadline = self.purge_deadline();
         let mut removed = 0;
         for tag in tags {
-            let key = self.tag_key(tag);
+            let key = self.inner.keys.tag(tag);
             loop {
                 let mut range = redis::cmd("ZRANGE");
                 range.arg(&key).arg(0).arg(BATCH - 1);
@@ -265,7 +208,7 @@ impl RedisStore {
         let deadline = self.purge_deadline();
         let mut rewritten = 0;
         for tag in tags {
-            let key = self.tag_key(tag);
+            let key = self.inner.keys.tag(tag);
             let now = now_ms() as f64;
             // ZSCAN returns every member present for the whole scan, however
             // the set changes meanwhile (puts prune it, purges pop it);
@@ -311,7 +254,7 @@ impl RedisStore {
     ) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>), StoreError> {
         let mut range = redis::cmd("ZRANGEBYLEX");
         range
-            .arg(self.paths_key())
+            .arg(self.inner.keys.paths())
             .arg(min)
             .arg(max)
             .arg("LIMIT")

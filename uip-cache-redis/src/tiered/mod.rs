@@ -28,19 +28,23 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use uip_cache_core::invalidate::Invalidation;
 use uip_cache_core::pattern::PathSelector;
 use uip_cache_core::store::{
-    MemoryStore, MemoryUsage, PutOptions, Rewrite, Store, StoreError, StoreFuture, StoreHealth,
+    Coordination, HealthStatus, MemoryStore, MemoryUsage, PutOptions, Rewrite, Storage, StoreError,
+    StoreFuture, StoreHealth, StoreStatus,
 };
 use uip_cache_core::{CacheConfig, StoredResponse, UrlPattern};
 
 use crate::store::{RedisConfigError, RedisStore};
+
+mod backplane;
+
+use backplane::{instance_id, KEY_PREFIX};
 
 /// The L1 + Redis store. Cheap to clone.
 #[derive(Clone)]
@@ -96,20 +100,6 @@ impl Inner {
     }
 }
 
-/// Marks the subscription down however the subscriber task ends (a
-/// cancelled runtime included), so L1 is not used without it.
-struct SubscriberGuard(Weak<Inner>);
-
-impl Drop for SubscriberGuard {
-    fn drop(&mut self) {
-        if let Some(inner) = self.0.upgrade() {
-            inner.subscribed.store(false, Ordering::Release);
-            inner.started.store(false, Ordering::Release);
-            inner.bump();
-        }
-    }
-}
-
 impl fmt::Debug for TieredStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TieredStore")
@@ -119,21 +109,12 @@ impl fmt::Debug for TieredStore {
     }
 }
 
-/// A message on the backplane, after the sender's id: an invalidation line,
-/// or `key <key>` for one deleted key.
-const KEY_PREFIX: &str = "key ";
-
-/// 64 random bits naming this instance on the channel.
-fn instance_id() -> String {
-    uip_cache_core::refresh::random_hex::<8>()
-}
-
 impl TieredStore {
     /// The store a `store.type: tiered` config describes. Never connects:
     /// the first call does (and starts the subscriber).
     pub fn from_config(config: &CacheConfig) -> Result<Self, RedisConfigError> {
         let l2 = RedisStore::from_config(config)?;
-        let channel = format!("{}invalidations", l2.prefix());
+        let channel = l2.invalidation_channel();
         Ok(TieredStore {
             inner: Arc::new(Inner {
                 l1: MemoryStore::new(config.store.l1.max_bytes.bytes()),
@@ -152,34 +133,6 @@ impl TieredStore {
     /// Whether L1 is in use (the subscription is up).
     pub fn is_subscribed(&self) -> bool {
         self.inner.subscribed.load(Ordering::Acquire)
-    }
-
-    /// Starts the subscriber once, when called inside a Tokio runtime.
-    fn ensure_subscriber(&self) {
-        if self.inner.started.load(Ordering::Relaxed) {
-            return;
-        }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if self.inner.started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        rt.spawn(subscribe(Arc::downgrade(&self.inner)));
-    }
-
-    /// Tells the other instances; a failure is returned (a webhook sender
-    /// should retry), the other instances keeping their copy at most
-    /// `max_ttl` meanwhile.
-    async fn publish(&self, message: &str) -> Result<(), StoreError> {
-        let message = format!("{} {message}", self.inner.id);
-        self.inner
-            .l2
-            .publish(&self.inner.channel, &message)
-            .await
-            .inspect_err(|e| {
-                tracing::warn!(error = %e, "tiered store: could not publish an invalidation");
-            })
     }
 
     /// Runs an invalidation: L1; the other instances told, in a task of
@@ -248,107 +201,7 @@ impl Drop for Unfinished {
     }
 }
 
-/// The subscriber: applies every message to L1 and pings the connection;
-/// on a lost connection or a late ping, stops using L1 and reconnects with
-/// a growing pause (at most 5 s).
-async fn subscribe(weak: Weak<Inner>) {
-    let _guard = SubscriberGuard(weak.clone());
-    let mut pause = Duration::from_millis(100);
-    loop {
-        let Some(inner) = weak.upgrade() else { return };
-        let client = inner.l2.pubsub_client();
-        let channel = inner.channel.clone();
-        drop(inner);
-        let connected = async {
-            let mut pubsub = client?.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match tokio::time::timeout(Duration::from_secs(5), connected).await {
-            Ok(Ok(pubsub)) => {
-                let up = std::time::Instant::now();
-                let ping_every = {
-                    let Some(inner) = weak.upgrade() else { return };
-                    // Whatever was published while we were away is lost:
-                    // start from an empty L1.
-                    inner.bump();
-                    inner.l1.clear();
-                    inner.subscribed.store(true, Ordering::Release);
-                    inner.ping_every
-                };
-                let (mut sink, mut messages) = pubsub.split();
-                // A connection that died silently delivers nothing and
-                // reports nothing: only an unanswered ping tells.
-                let pinger = async {
-                    loop {
-                        tokio::time::sleep(ping_every).await;
-                        match tokio::time::timeout(ping_every, sink.ping::<redis::Value>()).await {
-                            Ok(Ok(_)) => {}
-                            Ok(Err(e)) => return format!("ping failed: {e}"),
-                            Err(_) => return format!("no answer to a ping within {ping_every:?}"),
-                        }
-                    }
-                };
-                let reader = async {
-                    while let Some(msg) = messages.next().await {
-                        let Some(inner) = weak.upgrade() else { return };
-                        let Ok(text) = msg.get_payload::<String>() else {
-                            continue;
-                        };
-                        apply(&inner, &text).await;
-                    }
-                };
-                tokio::select! {
-                    why = pinger => tracing::warn!(reason = %why, "tiered store: invalidation channel silent"),
-                    () = reader => {}
-                }
-                // Back to a short pause only after a subscription that held.
-                if up.elapsed() > Duration::from_secs(10) {
-                    pause = Duration::from_millis(100);
-                }
-            }
-            Ok(Err(e)) => tracing::debug!(error = %e, "tiered store: subscription failed"),
-            Err(_) => tracing::debug!("tiered store: subscription timed out"),
-        }
-        {
-            let Some(inner) = weak.upgrade() else { return };
-            inner.subscribed.store(false, Ordering::Release);
-            inner.bump();
-        }
-        tracing::warn!(
-            retry_in = ?pause,
-            "tiered store: invalidation channel lost; L1 unused until it is back"
-        );
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// Drops from L1 what a backplane message concerns (another instance's;
-/// this one has applied its own already).
-async fn apply(inner: &Inner, message: &str) {
-    let Some((sender, message)) = message.split_once(' ') else {
-        return;
-    };
-    if sender == inner.id {
-        return;
-    }
-    if let Some(key) = message.strip_prefix(KEY_PREFIX) {
-        inner.bump();
-        let _ = inner.l1.delete(key).await;
-        return;
-    }
-    match Invalidation::from_line(message) {
-        Some(what) => inner.drop_from_l1(&what).await,
-        // Anything not understood: drop all of L1.
-        None => {
-            inner.bump();
-            inner.l1.clear();
-        }
-    }
-}
-
-impl Store for TieredStore {
+impl Storage for TieredStore {
     /// An L1 hit, while L1 is trusted (subscribed to invalidations).
     fn get_now(&self, key: &str) -> Option<Bytes> {
         if !self.is_subscribed() {
@@ -465,7 +318,9 @@ impl Store for TieredStore {
             self.inner.l2.soft_invalidate_pattern(pattern, rewrite),
         ))
     }
+}
 
+impl StoreStatus for TieredStore {
     fn keys_count(&self) -> StoreFuture<'_, u64> {
         self.inner.l2.keys_count()
     }
@@ -481,8 +336,8 @@ impl Store for TieredStore {
             // every read costs a round trip. Worth an operator's look.
             let channel_down = self.inner.started.load(Ordering::Acquire) && !self.is_subscribed();
             Ok(match (health.status, channel_down) {
-                (uip_cache_core::store::HealthStatus::Connected, true) => StoreHealth::new(
-                    uip_cache_core::store::HealthStatus::Degraded,
+                (HealthStatus::Connected, true) => StoreHealth::new(
+                    HealthStatus::Degraded,
                     health.backend,
                     Some(
                         "the invalidation channel is down: L1 is not used until it is back".into(),
@@ -492,7 +347,10 @@ impl Store for TieredStore {
             })
         })
     }
+}
 
+/// Redis's: the instances share it.
+impl Coordination for TieredStore {
     fn epoch(&self) -> StoreFuture<'_, u64> {
         self.inner.l2.epoch()
     }

@@ -1,0 +1,118 @@
+//! Keeping entries: [`Storage`] and what a write carries.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::StoreFuture;
+use crate::pattern::UrlPattern;
+
+/// What is stored with an entry besides its bytes.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct PutOptions<'a> {
+    /// How long the store keeps the entry.
+    pub ttl: Duration,
+    /// Tags the entry can be invalidated by.
+    pub tags: &'a [String],
+    /// The request's path, indexed for URL-pattern invalidation.
+    pub path: &'a str,
+    /// The request's raw query, matched against pattern query constraints.
+    pub query: Option<&'a str>,
+}
+
+impl<'a> PutOptions<'a> {
+    /// Options for an entry at `path` kept for `ttl`, without tags or query.
+    pub fn new(ttl: Duration, path: &'a str) -> Self {
+        PutOptions {
+            ttl,
+            tags: &[],
+            path,
+            query: None,
+        }
+    }
+
+    /// Sets the tags.
+    #[must_use]
+    pub fn tags(mut self, tags: &'a [String]) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    /// Sets the raw query.
+    #[must_use]
+    pub fn query(mut self, query: Option<&'a str>) -> Self {
+        self.query = query;
+        self
+    }
+}
+
+/// Rewrites one stored entry for a soft purge: its new bytes and how long to
+/// keep them, or `None` to leave it as it is.
+pub type Rewrite<'a> = dyn Fn(&Bytes) -> Option<(Bytes, Duration)> + Send + Sync + 'a;
+
+/// Where entries are kept: reads, writes, deletes and purges.
+///
+/// Implementations must make tag and URL-pattern invalidation cost time
+/// proportional to the entries they look at under the tag or under the
+/// pattern's literal path prefix, never to the size of the whole store.
+/// `core`'s `conformance` feature has a suite every implementation should pass.
+pub trait Storage: fmt::Debug + Send + Sync + 'static {
+    /// The bytes under `key`, if any and not expired.
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>>;
+
+    /// The bytes under `key` when the store has them at hand without
+    /// waiting (a memory store, a tiered store's first level); `None` means
+    /// only [`Storage::get`] can tell. Front-ends answer hits found this way
+    /// without a future of their own. The default has nothing at hand.
+    fn get_now(&self, key: &str) -> Option<Bytes> {
+        let _ = key;
+        None
+    }
+
+    /// Stores `value` under `key`, replacing any entry and its tags.
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        options: PutOptions<'a>,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Removes `key`; whether it was there.
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Removes every entry carrying any of `tags`; how many were removed.
+    /// A store that pages through its entries bounds the whole purge by
+    /// `store.purge_timeout` and, when it stops part-way, fails with the
+    /// count of what it removed
+    /// ([`StoreError::with_partial`](super::StoreError::with_partial));
+    /// running the purge again must finish the work.
+    fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64>;
+
+    /// Removes every entry whose path and query match `pattern`; how many.
+    fn invalidate_pattern<'a>(&'a self, pattern: &'a UrlPattern) -> StoreFuture<'a, u64>;
+
+    /// Soft purge: rewrites (instead of removing) every entry carrying any of
+    /// `tags`; how many were rewritten, or `None` when the store cannot (the
+    /// caller removes them instead).
+    fn soft_invalidate_tags<'a>(
+        &'a self,
+        tags: &'a [String],
+        rewrite: &'a Rewrite<'a>,
+    ) -> StoreFuture<'a, Option<u64>> {
+        let _ = (tags, rewrite);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Soft purge of the entries matching `pattern` (see
+    /// [`Storage::soft_invalidate_tags`]).
+    fn soft_invalidate_pattern<'a>(
+        &'a self,
+        pattern: &'a UrlPattern,
+        rewrite: &'a Rewrite<'a>,
+    ) -> StoreFuture<'a, Option<u64>> {
+        let _ = (pattern, rewrite);
+        Box::pin(async { Ok(None) })
+    }
+}
