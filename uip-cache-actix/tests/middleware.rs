@@ -1,13 +1,14 @@
-//! The actix middleware's behaviour, counting origin calls, mirroring the
-//! Tower layer's tests (both adapters run core's flow).
+//! The actix middleware where it differs from the Tower layer: no
+//! background refresh unless told where to send it, absolute `Location`s of
+//! its own host, routed handlers, its refresh marker. What both adapters do
+//! alike is in the behaviour suite (`tests/tests/behaviour/`), which runs
+//! every case through both.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{test, web, App, HttpResponse};
-use bytes::Bytes;
 use uip_cache_actix::Cache;
 use uip_cache_core::CacheConfig;
 use uip_cache_testkit::actix::send;
@@ -36,43 +37,6 @@ async fn app(
 }
 
 #[actix_rt::test]
-async fn hits_skip_the_origin_with_x_cache_and_age_and_head_uses_get_entries() {
-    let (svc, origin, cache) = app(BASIC, |_, _| Reply::ok("[1,2,3]").header("age", "10")).await;
-    let first = send(&svc, "GET", "/items?a=1", &[]).await;
-    assert_eq!(
-        (first.status, first.x_cache(), &first.body[..]),
-        (200, "MISS", &b"[1,2,3]"[..])
-    );
-    let second = send(&svc, "GET", "/items?a=1", &[]).await;
-    assert_eq!(
-        (second.x_cache(), &second.body[..]),
-        ("HIT", &b"[1,2,3]"[..])
-    );
-    let age: u64 = second.header("age").unwrap().parse().unwrap();
-    assert!((10..15).contains(&age), "{age}");
-    let head = send(&svc, "HEAD", "/items?a=1", &[]).await;
-    assert_eq!(head.x_cache(), "HIT");
-    assert!(head.body.is_empty());
-    assert_eq!(send(&svc, "GET", "/other", &[]).await.x_cache(), "BYPASS");
-    assert_eq!(origin.calls(), 2);
-    assert_eq!(cache.cache().stats().snapshot().hits, 2);
-}
-
-#[actix_rt::test]
-async fn set_cookie_authorization_and_no_store_are_not_stored() {
-    for (r, headers) in [
-        (Reply::ok("x").header("set-cookie", "a=b"), &[][..]),
-        (Reply::ok("x").header("cache-control", "no-store"), &[][..]),
-        (Reply::ok("x"), &[("authorization", "Bearer t")][..]),
-    ] {
-        let (svc, origin, _) = app(BASIC, move |_, _| r.clone()).await;
-        send(&svc, "GET", "/items", headers).await;
-        assert_eq!(send(&svc, "GET", "/items", headers).await.x_cache(), "MISS");
-        assert_eq!(origin.calls(), 2);
-    }
-}
-
-#[actix_rt::test]
 async fn vary_and_conditional_requests() {
     let (svc, origin, _) = app(BASIC, |s, _| {
         let lang = s.header("accept-language").unwrap_or_default();
@@ -97,20 +61,6 @@ async fn vary_and_conditional_requests() {
 }
 
 #[actix_rt::test]
-async fn concurrent_misses_make_one_origin_call() {
-    let (svc, origin, _) = app(BASIC, |_, _| {
-        Reply::ok("cold").delay(Duration::from_millis(100))
-    })
-    .await;
-    let all =
-        futures_util::future::join_all((0..200).map(|_| send(&svc, "GET", "/items?cold=1", &[])))
-            .await;
-    assert!(all.iter().all(|g| &g.body[..] == b"cold"));
-    assert_eq!(all.iter().filter(|g| g.x_cache() == "HIT").count(), 199);
-    assert_eq!(origin.calls(), 1);
-}
-
-#[actix_rt::test]
 async fn stale_while_revalidate_serves_stale_without_a_background_refresh() {
     let (svc, origin, cache) = app(BASIC, |_, n| match n {
         0 => Reply::ok("v0")
@@ -127,48 +77,6 @@ async fn stale_while_revalidate_serves_stale_without_a_background_refresh() {
     // actix serves stale without a background refresh (see the crate docs).
     assert_eq!(origin.calls(), 1);
     assert_eq!(cache.cache().stats().snapshot().stale_hits, 3);
-}
-
-#[actix_rt::test]
-async fn stale_if_error_serves_the_old_entry_on_5xx() {
-    let (svc, _, _) = app(BASIC, |_, n| match n {
-        0 => Reply::ok("good")
-            .header("cache-control", "max-age=60, stale-if-error=600")
-            .header("age", "100"),
-        _ => Reply::ok("down").status(503),
-    })
-    .await;
-    send(&svc, "GET", "/items", &[]).await;
-    let got = send(&svc, "GET", "/items", &[]).await;
-    assert_eq!(
-        (got.status, got.x_cache(), &got.body[..]),
-        (200, "STALE", &b"good"[..])
-    );
-}
-
-#[actix_rt::test]
-async fn bodies_past_max_size_stream_through_uncached() {
-    let chunk = Bytes::from(vec![7u8; 1024]);
-    let (svc, origin, cache) = app(&format!("{BASIC}    max_size: 1KB\n"), move |_, _| Reply {
-        chunks: vec![chunk.clone(); 10],
-        ..Reply::ok("")
-    })
-    .await;
-    for _ in 0..2 {
-        let got = send(&svc, "GET", "/items", &[]).await;
-        assert_eq!((got.x_cache(), got.body.len()), ("MISS", 10 * 1024));
-        assert!(got.body.iter().all(|&b| b == 7));
-    }
-    assert_eq!(origin.calls(), 2);
-    assert_eq!(
-        cache
-            .cache()
-            .stats()
-            .snapshot()
-            .uncacheable
-            .get("too_large"),
-        Some(&2)
-    );
 }
 
 #[actix_rt::test]

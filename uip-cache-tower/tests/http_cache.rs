@@ -241,32 +241,6 @@ async fn ttl_modes() {
 }
 
 #[tokio::test]
-async fn vary_keeps_variants_apart() {
-    let origin = Origin::new(|s, _| {
-        let lang = s.header("accept-language").unwrap_or_default();
-        Reply::ok(&format!("hello in {lang}")).header("vary", "Accept-Language")
-    })
-    .chunked();
-    let mut svc = cached(BASIC, &origin);
-    let en = [("accept-language", "en")];
-    let fr = [("accept-language", "fr")];
-    assert_eq!(
-        ok(&mut svc, req("GET", "/items", &en)).await.x_cache(),
-        "MISS"
-    );
-    let got = ok(&mut svc, req("GET", "/items", &fr)).await;
-    assert_eq!(
-        (got.x_cache(), &got.body[..]),
-        ("MISS", &b"hello in fr"[..])
-    );
-    let got = ok(&mut svc, req("GET", "/items", &en)).await;
-    assert_eq!((got.x_cache(), &got.body[..]), ("HIT", &b"hello in en"[..]));
-    let got = ok(&mut svc, req("GET", "/items", &fr)).await;
-    assert_eq!((got.x_cache(), &got.body[..]), ("HIT", &b"hello in fr"[..]));
-    assert_eq!(origin.calls(), 2);
-}
-
-#[tokio::test]
 async fn hop_by_hop_headers_are_not_replayed() {
     let origin = Origin::always(
         Reply::ok("x")

@@ -61,15 +61,24 @@ async fn framings(a: Adapter, b: Backend) {
 async fn size_limit(a: Adapter, b: Backend) {
     let chunk = Bytes::from((0..1024u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
     let policies = format!("{ITEMS}    max_size: 1KB\n");
-    let Some(h) = Harness::new(a, b, &policies, move |_, _| Reply {
-        chunks: vec![chunk.clone(); 10],
-        ..Reply::ok("")
+    // Twice with an announced length past the limit, then twice chunked,
+    // passing the limit midway.
+    let Some(h) = Harness::new(a, b, &policies, move |_, n| {
+        let r = Reply {
+            chunks: vec![chunk.clone(); 10],
+            ..Reply::ok("")
+        };
+        if n < 2 {
+            r
+        } else {
+            r.chunked()
+        }
     })
     .await
     else {
         return;
     };
-    for _ in 0..2 {
+    for _ in 0..4 {
         let got = h.get("/items").await;
         assert_eq!((got.x_cache(), got.body.len()), ("MISS", 10 * 1024));
         assert!(got
@@ -77,9 +86,10 @@ async fn size_limit(a: Adapter, b: Backend) {
             .chunks(1024)
             .all(|c| c.iter().enumerate().all(|(i, &x)| x == (i % 251) as u8)));
     }
-    assert_eq!(h.calls(), 2);
+    assert_eq!(h.calls(), 4);
     assert_eq!(
         h.cache.stats().snapshot().uncacheable.get("too_large"),
-        Some(&2)
+        Some(&4),
+        "{a:?}/{b:?}"
     );
 }

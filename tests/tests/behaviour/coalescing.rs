@@ -12,21 +12,29 @@ use crate::ITEMS;
 for_every_adapter_and_store!(coalescing, slow_leader_client, hit_for_miss,);
 
 async fn coalescing(a: Adapter, b: Backend) {
-    let Some(h) = Harness::new(a, b, ITEMS, |_, _| {
-        Reply::ok("cold").delay(Duration::from_millis(150))
+    // A burst on a body of announced length, then one on a chunked body.
+    let Some(h) = Harness::new(a, b, ITEMS, |s, _| {
+        let r = Reply::ok("cold").delay(Duration::from_millis(150));
+        if s.uri.ends_with("chunked") {
+            r.chunked()
+        } else {
+            r
+        }
     })
     .await
     else {
         return;
     };
-    let all = futures_util::future::join_all((0..100).map(|_| h.get("/items?cold=1"))).await;
-    assert!(all.iter().all(|g| &g.body[..] == b"cold"));
-    assert_eq!(
-        all.iter().filter(|g| g.x_cache() == "HIT").count(),
-        99,
-        "{a:?}/{b:?}"
-    );
-    assert_eq!(h.calls(), 1);
+    for uri in ["/items?cold=1", "/items?cold=chunked"] {
+        let all = futures_util::future::join_all((0..100).map(|_| h.get(uri))).await;
+        assert!(all.iter().all(|g| &g.body[..] == b"cold"), "{uri}");
+        assert_eq!(
+            all.iter().filter(|g| g.x_cache() == "HIT").count(),
+            99,
+            "{a:?}/{b:?} {uri}"
+        );
+    }
+    assert_eq!(h.calls(), 2);
 }
 
 async fn slow_leader_client(a: Adapter, b: Backend) {

@@ -32,6 +32,7 @@ async fn hit_and_miss(a: Adapter, b: Backend) {
     assert_eq!((head.x_cache(), head.body.len()), ("HIT", 0));
     assert_eq!(h.get("/elsewhere").await.x_cache(), "BYPASS");
     assert_eq!(h.calls(), 2);
+    assert_eq!(h.cache.stats().snapshot().hits, 2, "{a:?}/{b:?}");
 }
 
 async fn conditional_304(a: Adapter, b: Backend) {
