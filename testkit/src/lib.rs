@@ -1,22 +1,74 @@
-//! Test support shared by every crate's tests: throwaway redis-server
-//! processes (one per test on a free port, or three joined into a cluster,
-//! killed on drop; skipped locally when `redis-server` is not installed, a
-//! failure in CI where `CI` is set), what a mock origin answers ([`Reply`]),
-//! a store that fails or hangs ([`FailingStore`]), and a TCP proxy that can
-//! freeze a connection without closing it ([`FreezableProxy`]).
+//! Test support shared by every crate's tests.
+//!
+//! - A mock origin that counts its calls ([`Origin`]): what it answers
+//!   ([`Reply`]) and what it saw ([`Seen`]).
+//! - One response type, whichever adapter or transport answered ([`Got`]),
+//!   and one way to drive each: [`tower`] (the layer in process), [`actix`]
+//!   (the middleware in process), [`client`] (any server over a real
+//!   loopback connection), and [`harness`], which runs one case through
+//!   every adapter and transport with every store (features `tower`,
+//!   `actix`, `client`, `harness`).
+//! - Waiting for work the cache finishes in the background, by
+//!   notification: [`wait_for_sets`], [`wait_until`].
+//! - Throwaway redis-server processes (one per test on a free port, or
+//!   three joined into a cluster, killed on drop; skipped locally when
+//!   `redis-server` is not installed, a failure in CI where `CI` is set).
+//! - A store that fails or hangs ([`FailingStore`]), and a TCP proxy that
+//!   can freeze a connection without closing it ([`FreezableProxy`]).
 
+#[cfg(feature = "actix")]
+pub mod actix;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod exposition;
 mod freeze;
+mod got;
+#[cfg(feature = "harness")]
+pub mod harness;
 mod origin;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use freeze::FreezableProxy;
-pub use origin::{FailingStore, Reply};
+pub use got::Got;
+#[cfg(feature = "harness")]
+pub use harness::{Adapter, Backend, Harness};
+pub use origin::{FailingStore, Origin, OriginDown, Reply, Seen};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use uip_cache_core::{HttpCache, StatsSnapshot};
+
+/// Waits (at most 10 s, then panics naming `what` and showing the counters)
+/// until `ready` holds for `cache`'s counters. Woken by every update of a
+/// counter ([`uip_cache_core::CacheStats::wait_until`]), it never polls.
+pub async fn wait_until(
+    cache: &HttpCache,
+    what: &str,
+    ready: impl FnMut(&StatsSnapshot) -> bool,
+) -> StatsSnapshot {
+    let waited =
+        tokio::time::timeout(Duration::from_secs(10), cache.stats().wait_until(ready)).await;
+    match waited {
+        Ok(snapshot) => snapshot,
+        Err(_) => panic!(
+            "timed out waiting until {what}: {:?}",
+            cache.stats().snapshot()
+        ),
+    }
+}
+
+/// Waits (at most 10 s, then panics) until `cache` has written `n` entries:
+/// an adapter answers a miss before its entry is stored (the write runs once
+/// the body has passed).
+pub async fn wait_for_sets(cache: &HttpCache, n: u64) -> StatsSnapshot {
+    let what = format!("{n} entries are written");
+    wait_until(cache, &what, |s| s.sets >= n).await
+}
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {

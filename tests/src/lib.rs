@@ -1,1 +1,1 @@
-//! The cross-adapter behaviour suite lives in `tests/behaviour.rs`.
+//! The cross-adapter behaviour suite lives in `tests/behaviour/`, one file per theme.

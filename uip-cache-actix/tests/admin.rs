@@ -90,18 +90,10 @@ async fn every_route_answers_through_the_scope() {
             .unwrap()
             .to_owned()
     };
-    // Stored once the body was recorded (in the background).
-    let until_hit = || async {
-        for _ in 0..100 {
-            if get_item().await == "HIT" {
-                return;
-            }
-            actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("never stored");
-    };
     assert_eq!(get_item().await, "MISS");
-    until_hit().await;
+    // Stored once the body was recorded (in the background).
+    uip_cache_testkit::wait_for_sets(cache.cache(), 1).await;
+    assert_eq!(get_item().await, "HIT");
 
     let (s, h) = call(&app, "GET", "/admin/health", None, "").await;
     assert_eq!((s, &h["status"]), (200, &Value::from("healthy")));
@@ -165,7 +157,8 @@ async fn every_route_answers_through_the_scope() {
     let (s, b) = call(&app, "POST", "/admin/cache/invalidate", Some("hook"), purge).await;
     assert_eq!((s, &b["deleted"]), (200, &Value::from(1)), "{b}");
     assert_eq!(get_item().await, "MISS");
-    until_hit().await;
+    uip_cache_testkit::wait_for_sets(cache.cache(), 2).await;
+    assert_eq!(get_item().await, "HIT");
     let (s, b) = call(
         &app,
         "POST",

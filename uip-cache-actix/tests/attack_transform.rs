@@ -2,14 +2,12 @@
 //! `no-transform` body is compressed, and the gzip the cache made has its
 //! own validator, with conditionals and `Vary` following the representation.
 
-use std::convert::Infallible;
-
 use actix_web::dev::{Service, ServiceResponse};
-use actix_web::http::header::HeaderMap;
-use actix_web::{test, web, App, HttpResponse};
-use bytes::Bytes;
+use actix_web::test;
 use uip_cache_actix::Cache;
 use uip_cache_core::CacheConfig;
+use uip_cache_testkit::actix::send;
+use uip_cache_testkit::{actix, wait_for_sets, Got, Origin, Reply};
 
 const GZIP_ON: &str = "policies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n    compression: {min_size: 256}\n";
 const GZIP: (&str, &str) = ("accept-encoding", "gzip, br");
@@ -19,85 +17,46 @@ fn json(n: usize) -> String {
     unit.chars().cycle().take(n).collect()
 }
 
-/// An app behind the cache answering `body` with `headers`.
+/// An app behind the cache streaming `body` with `headers`.
 async fn app(
     body: String,
     headers: &'static [(&'static str, &'static str)],
-) -> impl Service<
-    actix_http::Request,
-    Response = ServiceResponse<impl actix_web::body::MessageBody>,
-    Error = actix_web::Error,
-> {
+) -> (
+    impl Service<
+        actix_http::Request,
+        Response = ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    Cache,
+) {
     let cache = Cache::from_config(&CacheConfig::from_yaml_str(GZIP_ON).unwrap()).unwrap();
-    test::init_service(App::new().wrap(cache).default_service(web::to(move || {
-        let body = body.clone();
-        async move {
-            let mut b = HttpResponse::Ok();
-            for (n, v) in headers {
-                b.append_header((*n, *v));
-            }
-            b.streaming(futures_util::stream::once(async move {
-                Ok::<_, Infallible>(Bytes::from(body))
-            }))
-        }
-    })))
-    .await
-}
-
-struct Got {
-    status: u16,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Got {
-    fn header(&self, n: &str) -> Option<&str> {
-        self.headers.get(n).map(|v| v.to_str().unwrap())
-    }
-}
-
-async fn send<S, B>(svc: &S, headers: &[(&str, &str)]) -> Got
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: actix_web::body::MessageBody,
-{
-    let mut r = test::TestRequest::get()
-        .uri("/items")
-        .insert_header(("host", "origin.test"));
+    let mut reply = Reply::ok(&body);
     for (n, v) in headers {
-        r = r.insert_header((*n, *v));
+        reply = reply.header(n, *v);
     }
-    let res = test::call_service(svc, r.to_request()).await;
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let body = test::read_body(res).await;
-    Got {
-        status,
-        headers,
-        body,
-    }
+    let origin = Origin::always(reply).chunked();
+    let svc = test::init_service(actix::app(cache.clone(), origin)).await;
+    (svc, cache)
 }
 
-/// Asks until the cache answers (the store runs once the body has passed).
-async fn hit<S, B>(svc: &S, headers: &[(&str, &str)]) -> Got
+/// A miss, then, once its entry is stored (after the body has passed), the
+/// cache's answer.
+async fn hit<S, B>(svc: &S, cache: &Cache, headers: &[(&str, &str)]) -> Got
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: actix_web::body::MessageBody,
 {
-    for _ in 0..400 {
-        let got = send(svc, headers).await;
-        if got.header("x-cache") == Some("HIT") {
-            return got;
-        }
-        actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    panic!("never a hit");
+    send(svc, "GET", "/items", headers).await;
+    wait_for_sets(cache.cache(), 1).await;
+    let got = send(svc, "GET", "/items", headers).await;
+    assert_eq!(got.x_cache(), "HIT", "{got:?}");
+    got
 }
 
 #[actix_rt::test]
 async fn a_no_transform_response_is_never_compressed() {
     let body = json(8192);
-    let svc = app(
+    let (svc, cache) = app(
         body.clone(),
         &[
             ("content-type", "application/json"),
@@ -105,7 +64,7 @@ async fn a_no_transform_response_is_never_compressed() {
         ],
     )
     .await;
-    let got = hit(&svc, &[GZIP]).await;
+    let got = hit(&svc, &cache, &[GZIP]).await;
     assert_eq!(got.header("content-encoding"), None);
     assert_eq!(got.body, body.as_bytes());
 }
@@ -113,22 +72,28 @@ async fn a_no_transform_response_is_never_compressed() {
 #[actix_rt::test]
 async fn the_cache_made_gzip_has_its_own_validator_and_conditionals_follow_it() {
     let body = json(8192);
-    let svc = app(
+    let (svc, cache) = app(
         body.clone(),
         &[("content-type", "application/json"), ("etag", "\"v1\"")],
     )
     .await;
-    let gz = hit(&svc, &[GZIP]).await;
+    let gz = hit(&svc, &cache, &[GZIP]).await;
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     assert_eq!(gz.header("etag"), Some("W/\"v1-gzip\""));
-    let plain = send(&svc, &[]).await;
+    let plain = send(&svc, "GET", "/items", &[]).await;
     assert_eq!(plain.header("etag"), Some("\"v1\""));
     assert_eq!(plain.body, body.as_bytes());
-    let gz_304 = send(&svc, &[GZIP, ("if-none-match", "W/\"v1-gzip\"")]).await;
+    let gz_304 = send(
+        &svc,
+        "GET",
+        "/items",
+        &[GZIP, ("if-none-match", "W/\"v1-gzip\"")],
+    )
+    .await;
     assert_eq!(gz_304.status, 304);
     assert_eq!(gz_304.header("etag"), Some("W/\"v1-gzip\""));
     assert_eq!(gz_304.header("vary"), Some("accept-encoding"));
-    let not_for_identity = send(&svc, &[("if-none-match", "W/\"v1-gzip\"")]).await;
+    let not_for_identity = send(&svc, "GET", "/items", &[("if-none-match", "W/\"v1-gzip\"")]).await;
     assert_eq!(not_for_identity.status, 200);
     assert_eq!(not_for_identity.body, body.as_bytes());
 }

@@ -1,10 +1,13 @@
-//! Lock-free counters of what the cache did, and the seed-compatible snapshot.
+//! Lock-free counters of what the cache did, the seed-compatible snapshot,
+//! and a way to wait until the counters reach a state (for tests of work the
+//! cache finishes in the background, such as storing a response).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::Notify;
 
 /// Why a response was not served from or stored in the cache. Counted per
 /// reason and logged, so "why is my hit rate low" has an answer.
@@ -124,8 +127,9 @@ impl NoCacheReason {
     }
 }
 
-/// The counters. Cheap to update from many threads (relaxed atomics); read
-/// with [`CacheStats::snapshot`].
+/// The counters. Cheap to update from many threads (one atomic addition
+/// each, no lock); read with [`CacheStats::snapshot`], or wait for a state
+/// with [`CacheStats::wait_until`] and [`CacheStats::wait_for_sets`].
 #[derive(Debug, Default)]
 pub struct CacheStats {
     hits: AtomicU64,
@@ -157,6 +161,43 @@ pub struct CacheStats {
     store_evictions: AtomicU64,
     store_expirations: AtomicU64,
     hit_for_miss: AtomicU64,
+    changes: Changes,
+}
+
+/// Wakes the tasks in [`CacheStats::wait_until`] after a counter changed.
+///
+/// An update pays one more atomic load while nobody waits: the counters are
+/// added to in sequentially consistent order and `waiting` is read the same
+/// way, so either the updater sees a waiter (and wakes it) or the waiter,
+/// which registers before it reads the counters, sees the update.
+#[derive(Debug, Default)]
+struct Changes {
+    waiting: AtomicUsize,
+    notify: Notify,
+}
+
+impl Changes {
+    fn changed(&self) {
+        if self.waiting.load(SeqCst) > 0 {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+/// Counts a waiter of [`Changes`] while it lives (a cancelled wait included).
+struct Waiting<'a>(&'a Changes);
+
+impl<'a> Waiting<'a> {
+    fn enter(changes: &'a Changes) -> Self {
+        changes.waiting.fetch_add(1, SeqCst);
+        Waiting(changes)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, SeqCst);
+    }
 }
 
 /// Outcomes of the requests of one policy.
@@ -240,9 +281,9 @@ impl LatencyHistogram {
             .iter()
             .position(|&b| secs <= b)
             .unwrap_or(STORE_LATENCY_BUCKETS.len());
-        self.buckets[i].fetch_add(1, Relaxed);
+        self.buckets[i].fetch_add(1, SeqCst);
         self.sum_nanos
-            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), SeqCst);
     }
 
     fn snapshot(&self) -> HistogramSnapshot {
@@ -311,50 +352,58 @@ impl CacheStats {
     pub fn policy_hit(&self, policy: Option<usize>) {
         self.hit();
         if let Some(p) = self.policy(policy) {
-            p.hits.fetch_add(1, Relaxed);
+            p.hits.fetch_add(1, SeqCst);
         }
+        self.changes.changed();
     }
     /// A lookup of `policy` that found nothing usable.
     pub fn policy_miss(&self, policy: Option<usize>) {
         self.miss();
         if let Some(p) = self.policy(policy) {
-            p.misses.fetch_add(1, Relaxed);
+            p.misses.fetch_add(1, SeqCst);
         }
+        self.changes.changed();
     }
     /// A stale entry of `policy` served.
     pub fn policy_stale(&self, policy: Option<usize>) {
         self.stale();
         if let Some(p) = self.policy(policy) {
-            p.stale.fetch_add(1, Relaxed);
+            p.stale.fetch_add(1, SeqCst);
         }
+        self.changes.changed();
     }
     /// A request `policy` matched that did not use the cache (the reason is
     /// counted by [`CacheStats::bypass`]).
     pub fn policy_bypass(&self, policy: Option<usize>) {
         if let Some(p) = self.policy(policy) {
-            p.bypasses.fetch_add(1, Relaxed);
+            p.bypasses.fetch_add(1, SeqCst);
         }
+        self.changes.changed();
     }
 
     /// One store operation took `d`.
     pub fn store_op(&self, d: Duration) {
         self.store_ops.observe(d);
+        self.changes.changed();
     }
 
     /// An invalidation ran (the entries it removed are counted by
     /// [`CacheStats::deleted`]).
     pub fn invalidation(&self, kind: InvalidationKind) {
-        self.invalidations[kind as usize].fetch_add(1, Relaxed);
+        self.invalidations[kind as usize].fetch_add(1, SeqCst);
+        self.changes.changed();
     }
 
     /// A webhook event that no strategy or policy names.
     pub fn unknown_event(&self) {
-        self.unknown_events.fetch_add(1, Relaxed);
+        self.unknown_events.fetch_add(1, SeqCst);
+        self.changes.changed();
     }
 
     /// A warming run started.
     pub fn warm_run(&self) {
-        self.warm_runs.fetch_add(1, Relaxed);
+        self.warm_runs.fetch_add(1, SeqCst);
+        self.changes.changed();
     }
 
     /// One URL warmed with `outcome`.
@@ -364,80 +413,175 @@ impl CacheStats {
             WarmOutcome::Failed => &self.warm_failed,
             WarmOutcome::Skipped => &self.warm_skipped,
         }
-        .fetch_add(1, Relaxed);
+        .fetch_add(1, SeqCst);
+        self.changes.changed();
     }
 
     /// What the store reported at the last check of the time-based monitor:
     /// entries evicted for capacity and entries expired, since it started.
     pub fn store_removals(&self, evictions: u64, expirations: u64) {
-        self.store_evictions.store(evictions, Relaxed);
-        self.store_expirations.store(expirations, Relaxed);
+        self.store_evictions.store(evictions, SeqCst);
+        self.store_expirations.store(expirations, SeqCst);
+        self.changes.changed();
     }
 
     /// A fresh entry served.
     pub fn hit(&self) {
-        self.hits.fetch_add(1, Relaxed);
+        self.hits.fetch_add(1, SeqCst);
+        self.changes.changed();
     }
     /// A lookup that found nothing usable.
     pub fn miss(&self) {
-        self.misses.fetch_add(1, Relaxed);
+        self.misses.fetch_add(1, SeqCst);
+        self.changes.changed();
     }
     /// A stale entry served (stale-while-revalidate or stale-if-error).
     pub fn stale(&self) {
-        self.stale.fetch_add(1, Relaxed);
+        self.stale.fetch_add(1, SeqCst);
+        self.changes.changed();
     }
     /// A request that did not use the cache, and why.
     pub fn bypass(&self, reason: NoCacheReason) {
-        self.bypasses.fetch_add(1, Relaxed);
+        self.bypasses.fetch_add(1, SeqCst);
         self.uncacheable(reason);
     }
     /// A response that could not be stored, and why.
     pub fn uncacheable(&self, reason: NoCacheReason) {
-        self.uncacheable[reason.index()].fetch_add(1, Relaxed);
+        self.uncacheable[reason.index()].fetch_add(1, SeqCst);
+        self.changes.changed();
     }
     /// A stale entry revalidated with the origin.
     pub fn revalidation(&self) {
-        self.revalidations.fetch_add(1, Relaxed);
+        self.revalidations.fetch_add(1, SeqCst);
+        self.changes.changed();
     }
     /// A request that went to the origin without waiting for another's
     /// fetch, its key's last response having been uncacheable.
     pub fn hit_for_miss(&self) {
-        self.hit_for_miss.fetch_add(1, Relaxed);
+        self.hit_for_miss.fetch_add(1, SeqCst);
+        self.changes.changed();
     }
     /// A request that waited for another's origin fetch instead of making its own.
     pub fn coalesced(&self) {
-        self.coalesced.fetch_add(1, Relaxed);
+        self.coalesced.fetch_add(1, SeqCst);
+        self.changes.changed();
     }
     /// An entry written.
     pub fn set(&self) {
-        self.sets.fetch_add(1, Relaxed);
+        self.sets.fetch_add(1, SeqCst);
+        self.changes.changed();
     }
     /// Entries deleted.
     pub fn deleted(&self, n: u64) {
-        self.deletes.fetch_add(n, Relaxed);
+        self.deletes.fetch_add(n, SeqCst);
+        self.changes.changed();
     }
     /// Entries evicted for capacity.
     pub fn evicted(&self, n: u64) {
-        self.evictions.fetch_add(n, Relaxed);
+        self.evictions.fetch_add(n, SeqCst);
+        self.changes.changed();
     }
     /// A store operation that failed or timed out.
     pub fn store_error(&self) {
-        self.store_errors.fetch_add(1, Relaxed);
+        self.store_errors.fetch_add(1, SeqCst);
+        self.changes.changed();
     }
     /// Bytes under a key that did not decode.
     pub fn corrupt_entry(&self) {
-        self.corrupt_entries.fetch_add(1, Relaxed);
+        self.corrupt_entries.fetch_add(1, SeqCst);
+        self.changes.changed();
     }
     /// Time spent in one cache lookup.
     pub fn latency(&self, d: Duration) {
         self.latency_micros
-            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Relaxed);
-        self.latency_samples.fetch_add(1, Relaxed);
+            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), SeqCst);
+        self.latency_samples.fetch_add(1, SeqCst);
+        self.changes.changed();
     }
     /// A body compressed from `uncompressed` to `compressed` bytes.
     pub fn compressed(&self, uncompressed: u64, compressed: u64) {
-        self.uncompressed_bytes.fetch_add(uncompressed, Relaxed);
-        self.compressed_bytes.fetch_add(compressed, Relaxed);
+        self.uncompressed_bytes.fetch_add(uncompressed, SeqCst);
+        self.compressed_bytes.fetch_add(compressed, SeqCst);
+        self.changes.changed();
+    }
+
+    /// Waits until `ready` holds for the counters, and returns the snapshot
+    /// it held for. `ready` is asked at once and again after every update of
+    /// a counter; nothing polls or sleeps.
+    ///
+    /// For tests of work the cache finishes in the background (storing a
+    /// response once its body has passed, a revalidation, a purge after an
+    /// unsafe request). The wait has no bound of its own: put it under
+    /// `tokio::time::timeout`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use uip_cache_core::{CacheStats, NoCacheReason};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let stats = Arc::new(CacheStats::new());
+    /// let background = stats.clone();
+    /// tokio::spawn(async move {
+    ///     background.uncacheable(NoCacheReason::Invalidated);
+    /// });
+    /// let snap = tokio::time::timeout(
+    ///     Duration::from_secs(5),
+    ///     stats.wait_until(|s| s.uncacheable.contains_key("invalidated")),
+    /// )
+    /// .await
+    /// .expect("the response was refused within 5 s");
+    /// assert_eq!(snap.uncacheable["invalidated"], 1);
+    /// # }
+    /// ```
+    pub async fn wait_until(&self, mut ready: impl FnMut(&StatsSnapshot) -> bool) -> StatsSnapshot {
+        let _waiting = Waiting::enter(&self.changes);
+        loop {
+            // Registered before the counters are read: an update after the
+            // read wakes it.
+            let changed = self.changes.notify.notified();
+            fence(SeqCst);
+            let snap = self.snapshot();
+            if ready(&snap) {
+                return snap;
+            }
+            changed.await;
+        }
+    }
+
+    /// Waits until at least `n` entries have been written since the
+    /// counters started ([`StatsSnapshot::sets`]), and returns the snapshot
+    /// that showed it. An adapter answers before the entry is in the store
+    /// (it is written once the body has passed); this is how a test knows the
+    /// next request can be a hit. See [`CacheStats::wait_until`] for any
+    /// other state.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uip_cache_core::{CacheConfig, HttpCache};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let config = CacheConfig::from_yaml_str(
+    ///     "policies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n",
+    /// )
+    /// .unwrap();
+    /// let cache = HttpCache::with_memory_store(&config).unwrap();
+    /// // ... a request through an adapter misses and its response streams on ...
+    /// # cache.stats().set();
+    /// tokio::time::timeout(Duration::from_secs(5), cache.stats().wait_for_sets(1))
+    ///     .await
+    ///     .expect("the response was stored within 5 s");
+    /// // ... the same request now is a hit.
+    /// # }
+    /// ```
+    pub async fn wait_for_sets(&self, n: u64) -> StatsSnapshot {
+        self.wait_until(|s| s.sets >= n).await
     }
 
     /// A consistent-enough copy of the counters with the derived rates.
@@ -626,6 +770,40 @@ mod tests {
             assert!(json.get(field).is_some(), "missing {field}");
         }
         assert_eq!(json["hits"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_wait_that_is_already_satisfied_returns_at_once() {
+        let s = CacheStats::new();
+        s.set();
+        let snap = futures_util::FutureExt::now_or_never(s.wait_for_sets(1))
+            .expect("no waiting when the count is there");
+        assert_eq!(snap.sets, 1);
+        assert_eq!(s.changes.waiting.load(SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn waiters_see_every_update_made_on_other_threads() {
+        let s = std::sync::Arc::new(CacheStats::new());
+        for round in 1..=200u64 {
+            let writer = s.clone();
+            let t = std::thread::spawn(move || writer.set());
+            let waited = tokio::time::timeout(Duration::from_secs(10), s.wait_for_sets(round));
+            assert!(waited.await.is_ok(), "round {round}: the set was missed");
+            t.join().unwrap();
+        }
+        let other = s.clone();
+        std::thread::spawn(move || other.store_error());
+        let snap = s.wait_until(|snap| snap.store_errors == 1).await;
+        assert_eq!((snap.sets, snap.store_errors), (200, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_given_up_leaves_nothing_behind() {
+        let s = CacheStats::new();
+        let gave_up = tokio::time::timeout(Duration::from_secs(1), s.wait_for_sets(1)).await;
+        assert!(gave_up.is_err());
+        assert_eq!(s.changes.waiting.load(SeqCst), 0);
     }
 
     #[test]

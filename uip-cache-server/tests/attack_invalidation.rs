@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 use uip_cache_core::{CacheConfig, HttpCache};
 use uip_cache_server::proxy::Upstream;
 use uip_cache_server::server::serve;
+use uip_cache_testkit::{client, wait_for_sets, wait_until, Got};
 
 /// The upstream: writes answer 200 with a `Location` on victim.example; reads
 /// answer a numbered body with a strong `ETag` and no freshness of their own
@@ -115,53 +116,17 @@ async fn proxy(upstream: SocketAddr) -> (SocketAddr, HttpCache) {
     (addr, cache)
 }
 
-/// One request on a fresh connection: status, `X-Cache`, body.
+/// One request from `host` on a fresh connection.
 async fn send(
     addr: SocketAddr,
     method: &str,
     host: &str,
     path: &str,
     headers: &[(&str, &str)],
-) -> (u16, String, Bytes) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", host);
-    for (n, v) in headers {
-        b = b.header(*n, *v);
-    }
-    let resp = sender
-        .send_request(b.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = resp.into_parts();
-    let x_cache = parts
-        .headers
-        .get("x-cache")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (
-        parts.status.as_u16(),
-        x_cache,
-        body.collect().await.unwrap().to_bytes(),
-    )
-}
-
-/// Waits (bounded) until the cache has written `n` entries: stores run in a
-/// task of their own once the body has streamed.
-async fn sets_reach(cache: &HttpCache, n: u64) {
-    for _ in 0..400 {
-        if cache.stats().snapshot().sets >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("the cache did not store {n} entries");
+) -> Got {
+    let mut all = vec![("host", host)];
+    all.extend_from_slice(headers);
+    client::send(addr, method, path, &all).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,7 +134,10 @@ async fn a_write_on_another_host_or_a_location_naming_one_purges_nothing_of_it()
     let (up, _, _) = upstream().await;
     let (addr, cache) = proxy(up).await;
     let x_cache = |host: &'static str, path: &'static str| async move {
-        send(addr, "GET", host, path, &[]).await.1
+        send(addr, "GET", host, path, &[])
+            .await
+            .x_cache()
+            .to_owned()
     };
     let mut sets = 0;
     for (host, path) in [
@@ -179,13 +147,15 @@ async fn a_write_on_another_host_or_a_location_naming_one_purges_nothing_of_it()
     ] {
         assert_eq!(x_cache(host, path).await, "MISS", "{host}{path}");
         sets += 1;
-        sets_reach(&cache, sets).await;
+        wait_for_sets(&cache, sets).await;
     }
     assert_eq!(x_cache("victim.example", "/x").await, "HIT");
 
     // POST /x on attacker.example (200, Location: http://victim.example/x/7):
     // the attacker's own /x goes, nothing of victim.example's.
-    let (status, _, _) = send(addr, "POST", "attacker.example", "/x", &[]).await;
+    let status = send(addr, "POST", "attacker.example", "/x", &[])
+        .await
+        .status;
     assert_eq!(status, 200);
     assert_eq!(x_cache("victim.example", "/x").await, "HIT");
     assert_eq!(
@@ -196,7 +166,7 @@ async fn a_write_on_another_host_or_a_location_naming_one_purges_nothing_of_it()
     assert_eq!(x_cache("attacker.example", "/x").await, "MISS");
 
     // The same write on victim.example purges its target and its Location.
-    let (status, _, _) = send(addr, "POST", "victim.example", "/x", &[]).await;
+    let status = send(addr, "POST", "victim.example", "/x", &[]).await.status;
     assert_eq!(status, 200);
     assert_eq!(x_cache("victim.example", "/x").await, "MISS");
     assert_eq!(x_cache("victim.example", "/x/7").await, "MISS");
@@ -206,18 +176,21 @@ async fn a_write_on_another_host_or_a_location_naming_one_purges_nothing_of_it()
 async fn a_revalidation_with_a_clients_cookie_leaves_the_shared_entry_alone() {
     let (up, reads, _) = upstream().await;
     let (addr, cache) = proxy(up).await;
-    let (status, x_cache, body) = send(addr, "GET", "site.example", "/y", &[]).await;
+    let got = send(addr, "GET", "site.example", "/y", &[]).await;
     assert_eq!(
-        (status, x_cache.as_str(), &body[..]),
+        (got.status, got.x_cache(), &got.body[..]),
         (200, "MISS", &b"v0"[..])
     );
-    sets_reach(&cache, 1).await;
-    assert_eq!(send(addr, "GET", "site.example", "/y", &[]).await.1, "HIT");
+    wait_for_sets(&cache, 1).await;
+    assert_eq!(
+        send(addr, "GET", "site.example", "/y", &[]).await.x_cache(),
+        "HIT"
+    );
 
     // Cookie + no-cache: the cache revalidates, the origin answers this
     // client with a private 304 and a cookie of its own. The client gets
     // the body; the shared entry stays.
-    let (status, _, body) = send(
+    let got = send(
         addr,
         "GET",
         "site.example",
@@ -225,11 +198,11 @@ async fn a_revalidation_with_a_clients_cookie_leaves_the_shared_entry_alone() {
         &[("cookie", "session=mallory"), ("cache-control", "no-cache")],
     )
     .await;
-    assert_eq!((status, &body[..]), (200, &b"v0"[..]));
+    assert_eq!((got.status, &got.body[..]), (200, &b"v0"[..]));
 
-    let (status, x_cache, body) = send(addr, "GET", "site.example", "/y", &[]).await;
+    let got = send(addr, "GET", "site.example", "/y", &[]).await;
     assert_eq!(
-        (status, x_cache.as_str(), &body[..]),
+        (got.status, got.x_cache(), &got.body[..]),
         (200, "HIT", &b"v0"[..]),
         "the shared entry outlives a client's revalidation"
     );
@@ -248,14 +221,16 @@ async fn a_write_on_another_host_does_not_fence_a_fetch_in_flight() {
     assert_eq!(
         send(addr, "POST", "attacker.example", "/gate/a", &[])
             .await
-            .0,
+            .status,
         200
     );
     gate.release.add_permits(1);
-    assert_eq!(read.await.unwrap().1, "MISS");
-    sets_reach(&cache, 1).await;
+    assert_eq!(read.await.unwrap().x_cache(), "MISS");
+    wait_for_sets(&cache, 1).await;
     assert_eq!(
-        send(addr, "GET", "victim.example", "/gate/a", &[]).await.1,
+        send(addr, "GET", "victim.example", "/gate/a", &[])
+            .await
+            .x_cache(),
         "HIT"
     );
 
@@ -263,21 +238,21 @@ async fn a_write_on_another_host_does_not_fence_a_fetch_in_flight() {
     let read = tokio::spawn(send(addr, "GET", "victim.example", "/gate/b", &[]));
     gate.arrived.recv().await.unwrap();
     assert_eq!(
-        send(addr, "POST", "victim.example", "/gate/b", &[]).await.0,
+        send(addr, "POST", "victim.example", "/gate/b", &[])
+            .await
+            .status,
         200
     );
     gate.release.add_permits(1);
-    assert_eq!(read.await.unwrap().1, "MISS");
-    for _ in 0..400 {
-        if cache.stats().snapshot().uncacheable.get("invalidated") == Some(&1) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert_eq!(read.await.unwrap().x_cache(), "MISS");
+    let snap = wait_until(&cache, "the read is refused", |s| {
+        s.uncacheable.contains_key("invalidated")
+    })
+    .await;
     assert_eq!(
-        cache.stats().snapshot().uncacheable.get("invalidated"),
+        snap.uncacheable.get("invalidated"),
         Some(&1),
         "the read that crossed its own host's write is not stored"
     );
-    assert_eq!(cache.stats().snapshot().sets, 1);
+    assert_eq!(snap.sets, 1);
 }

@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use uip_cache_core::CacheConfig;
 use uip_cache_server::proxy::Upstream;
-use uip_cache_testkit::RedisServer;
+use uip_cache_testkit::{client, RedisServer};
 
 /// An origin answering `v<n>` (cacheable for a minute) to reads and 200 to
 /// writes, counting what it answered.
@@ -90,28 +90,11 @@ async fn serve(redis_port: u16, store: &str) -> (SocketAddr, SocketAddr) {
     addrs
 }
 
+/// One request from `cache.test` with a JSON body: status, `X-Cache`, body.
 async fn send(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String, String) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "cache.test")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let x_cache = resp
-        .headers()
-        .get("x-cache")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, x_cache, String::from_utf8_lossy(&body).into_owned())
+    let headers = [("host", "cache.test"), ("content-type", "application/json")];
+    let got = client::send_body(addr, method, path, &headers, Bytes::from(body.to_owned())).await;
+    (got.status, got.x_cache().to_owned(), got.text())
 }
 
 /// Caches `/p/0` .. `/p/<n-1>` (tagged `t`).

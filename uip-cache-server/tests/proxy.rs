@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use uip_cache_core::{CacheConfig, HttpCache};
 use uip_cache_server::proxy::Upstream;
 use uip_cache_server::server::serve;
+use uip_cache_testkit::{client, Got};
 
 type Seen = Arc<Mutex<Vec<http::HeaderMap>>>;
 
@@ -85,58 +86,34 @@ async fn proxy(upstream: SocketAddr, timeout: Duration) -> SocketAddr {
     addr
 }
 
-async fn get(
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, http::HeaderMap, Bytes) {
+/// A GET from `cache.test` on a fresh connection.
+async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Got {
     send(addr, "GET", path, headers, Bytes::new()).await
 }
 
+/// A request from `cache.test` on a fresh connection.
 async fn send(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: Bytes,
-) -> (u16, http::HeaderMap, Bytes) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "cache.test");
-    for (n, v) in headers {
-        b = b.header(*n, *v);
-    }
-    let resp = sender
-        .send_request(b.body(Full::new(body)).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = resp.into_parts();
-    (
-        parts.status.as_u16(),
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
-    )
+) -> Got {
+    let mut all = vec![("host", "cache.test")];
+    all.extend_from_slice(headers);
+    client::send_body(addr, method, path, &all, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caches_and_sets_forwarding_headers() {
     let (up, seen, calls) = upstream().await;
     let addr = proxy(up, Duration::from_secs(5)).await;
-    let (status, h, body) = get(addr, "/a", &[("x-forwarded-for", "10.9.9.9")]).await;
-    assert_eq!((status, &body[..]), (200, &b"v0"[..]));
-    assert_eq!(h["x-cache"], "MISS");
-    assert!(h["via"].to_str().unwrap().contains("uip-cache"));
-    let (_, h, body) = get(addr, "/a", &[]).await;
-    assert_eq!(
-        (h["x-cache"].to_str().unwrap(), &body[..]),
-        ("HIT", &b"v0"[..])
-    );
+    let got = get(addr, "/a", &[("x-forwarded-for", "10.9.9.9")]).await;
+    assert_eq!((got.status, &got.body[..]), (200, &b"v0"[..]));
+    assert_eq!(got.x_cache(), "MISS");
+    assert!(got.header("via").unwrap().contains("uip-cache"));
+    let got = get(addr, "/a", &[]).await;
+    assert_eq!((got.x_cache(), &got.body[..]), ("HIT", &b"v0"[..]));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let first = seen.lock().unwrap()[0].clone();
     // The client's own X-Forwarded-For is not believed (no trusted proxies).
@@ -157,13 +134,12 @@ async fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
         .local_addr()
         .unwrap();
     let addr = proxy(dead, Duration::from_secs(5)).await;
-    let (status, h, body) = get(addr, "/x", &[]).await;
-    assert_eq!(status, 502, "{body:?}");
-    assert_eq!(h["cache-control"], "no-store");
+    let got = get(addr, "/x", &[]).await;
+    assert_eq!(got.status, 502, "{:?}", got.body);
+    assert_eq!(got.header("cache-control"), Some("no-store"));
     let (up, _, _) = upstream().await;
     let addr = proxy(up, Duration::from_millis(300)).await;
-    let (status, _, _) = get(addr, "/slow", &[]).await;
-    assert_eq!(status, 504);
+    assert_eq!(get(addr, "/slow", &[]).await.status, 504);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,16 +174,15 @@ async fn the_admin_api_is_mounted_and_warms_through_the_proxy() {
     ));
 
     let secret = [("x-webhook-secret", "s")];
-    let (s, _, body) = send(admin_addr, "POST", "/cache/warm", &secret, Bytes::new()).await;
-    assert_eq!(s, 200, "{body:?}");
-    let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let got = send(admin_addr, "POST", "/cache/warm", &secret, Bytes::new()).await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    let report: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
     assert_eq!(report["success"], 2, "{report}");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    let (_, h, _) = get(addr, "/w1", &[]).await;
-    assert_eq!(h["x-cache"], "HIT");
+    assert_eq!(get(addr, "/w1", &[]).await.x_cache(), "HIT");
     assert_eq!(calls.load(Ordering::SeqCst), 2, "the warmed entry answered");
 
-    let (s, _, _) = send(
+    let got = send(
         admin_addr,
         "POST",
         "/cache/invalidate/url",
@@ -215,8 +190,8 @@ async fn the_admin_api_is_mounted_and_warms_through_the_proxy() {
         Bytes::from(r#"{"url":"/w1"}"#),
     )
     .await;
-    assert_eq!(s, 401);
-    let (s, _, body) = send(
+    assert_eq!(got.status, 401);
+    let got = send(
         admin_addr,
         "POST",
         "/cache/invalidate/url",
@@ -224,26 +199,28 @@ async fn the_admin_api_is_mounted_and_warms_through_the_proxy() {
         Bytes::from(r#"{"url":"/w1"}"#),
     )
     .await;
-    assert_eq!((s, &body[..]), (200, &br#"{"deleted":1,"url":"/w1"}"#[..]));
-    let (_, h, _) = get(addr, "/w1", &[]).await;
-    assert_eq!(h["x-cache"], "MISS");
+    assert_eq!(
+        (got.status, &got.body[..]),
+        (200, &br#"{"deleted":1,"url":"/w1"}"#[..])
+    );
+    assert_eq!(get(addr, "/w1", &[]).await.x_cache(), "MISS");
 
-    let (s, _, body) = get(admin_addr, "/health", &[]).await;
-    assert_eq!(s, 200);
-    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let got = get(admin_addr, "/health", &[]).await;
+    assert_eq!(got.status, 200);
+    let health: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
     assert_eq!(health["status"], "healthy");
-    let (s, h, body) = get(admin_addr, "/metrics", &[]).await;
-    assert_eq!(s, 200);
-    assert!(h["content-type"]
-        .to_str()
+    let got = get(admin_addr, "/metrics", &[]).await;
+    assert_eq!(got.status, 200);
+    assert!(got
+        .header("content-type")
         .unwrap()
         .starts_with("text/plain"));
     let families =
-        uip_cache_testkit::exposition::parse(std::str::from_utf8(&body).unwrap()).unwrap();
+        uip_cache_testkit::exposition::parse(std::str::from_utf8(&got.body).unwrap()).unwrap();
     let hits = families["uip_cache_requests_total"].samples
         ["uip_cache_requests_total{policy=\"all\",outcome=\"hit\"}"];
     assert_eq!(hits, 1.0);
-    let (s, _, big) = send(
+    let big = send(
         admin_addr,
         "POST",
         "/cache/invalidate/tag",
@@ -251,9 +228,8 @@ async fn the_admin_api_is_mounted_and_warms_through_the_proxy() {
         Bytes::from(vec![b' '; 70_000]),
     )
     .await;
-    assert_eq!(s, 413, "{big:?}");
-    let (s, _, _) = get(admin_addr, "/nope", &[]).await;
-    assert_eq!(s, 404);
+    assert_eq!(big.status, 413, "{:?}", big.body);
+    assert_eq!(get(admin_addr, "/nope", &[]).await.status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,18 +318,15 @@ async fn large_hits_go_out_intact_from_sealed_memory_to_slow_and_pipelining_clie
     let (up, _, calls) = upstream().await;
     let addr = proxy(up, Duration::from_secs(5)).await;
     let (a, b) = (big_body("a"), big_body("b"));
-    let (_, h, body) = get(addr, "/big/a", &[]).await;
-    assert_eq!(
-        (h["x-cache"].to_str().unwrap(), body.len()),
-        ("MISS", a.len())
-    );
-    assert!(body[..] == a[..]);
+    let got = get(addr, "/big/a", &[]).await;
+    assert_eq!((got.x_cache(), got.body.len()), ("MISS", a.len()));
+    assert!(got.body[..] == a[..]);
     get(addr, "/big/b", &[]).await;
     let before = uip_cache_core::zerocopy::sent_bytes();
-    let (_, h, body) = get(addr, "/big/a", &[]).await;
-    assert_eq!(h["x-cache"], "HIT");
+    let got = get(addr, "/big/a", &[]).await;
+    assert_eq!(got.x_cache(), "HIT");
     assert!(
-        body[..] == a[..],
+        got.body[..] == a[..],
         "the hit is byte for byte the origin's body"
     );
     if cfg!(target_os = "linux") {
@@ -383,7 +356,7 @@ async fn large_hits_go_out_intact_from_sealed_memory_to_slow_and_pipelining_clie
     // Many clients at once, two entries: nobody gets the other's bytes.
     let all = futures_util::future::join_all((0..40).map(|i| {
         let path = if i % 2 == 0 { "/big/a" } else { "/big/b" };
-        async move { (path, get(addr, path, &[]).await.2) }
+        async move { (path, get(addr, path, &[]).await.body) }
     }))
     .await;
     for (path, body) in all {
@@ -401,8 +374,7 @@ async fn large_hits_go_out_intact_from_sealed_memory_to_slow_and_pipelining_clie
 async fn h2c_clients_get_the_same_cache_as_http1_clients() {
     let (up, _, calls) = upstream().await;
     let addr = proxy(up, Duration::from_secs(5)).await;
-    let (_, h, _) = get(addr, "/h2", &[]).await;
-    assert_eq!(h["x-cache"], "MISS");
+    assert_eq!(get(addr, "/h2", &[]).await.x_cache(), "MISS");
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),

@@ -1,24 +1,17 @@
 //! Invalidation an attacker cannot bend, through the Tower layer: a write on
 //! one host never purges another host's entries (RFC 9111 section 4.4).
 
-mod common;
-
 use bytes::Bytes;
-use common::*;
 use http::Request;
 use http_body_util::Full;
-use uip_cache_testkit::Reply;
+use uip_cache_testkit::tower::{cached, ok, req};
+use uip_cache_testkit::{wait_for_sets, Origin, Reply};
 use uip_cache_tower::CacheService;
 
 const BASIC: &str = "policies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n";
 
 fn on(host: &str, method: &str, uri: &str) -> Request<Full<Bytes>> {
-    Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("host", host)
-        .body(Full::new(Bytes::new()))
-        .unwrap()
+    req(method, uri, &[("host", host)])
 }
 
 async fn x_cache(svc: &mut CacheService<Origin>, host: &str, uri: &str) -> String {
@@ -28,13 +21,14 @@ async fn x_cache(svc: &mut CacheService<Origin>, host: &str, uri: &str) -> Strin
 #[tokio::test]
 async fn a_write_on_one_host_never_purges_another_hosts_entries() {
     // Every write answers with a Location on victim.example.
-    let origin = Origin::new(|r, _| match r.method().as_str() {
+    let origin = Origin::new(|s, _| match s.method.as_str() {
         "POST" => Reply::ok("created")
             .status(201)
             .header("location", "http://victim.example/items/7")
             .header("content-location", "//victim.example/items/8"),
         _ => Reply::ok("list"),
-    });
+    })
+    .chunked();
     let mut svc = cached(BASIC, &origin);
     let mut sets = 0;
     for (host, uri) in [
@@ -45,7 +39,7 @@ async fn a_write_on_one_host_never_purges_another_hosts_entries() {
     ] {
         assert_eq!(ok(&mut svc, on(host, "GET", uri)).await.x_cache(), "MISS");
         sets += 1;
-        sets_reach(svc.cache(), sets).await;
+        wait_for_sets(svc.cache(), sets).await;
     }
     // The attacker's write purges its own host's /items, and neither the
     // victim's /items nor the victim's URLs its Location names.

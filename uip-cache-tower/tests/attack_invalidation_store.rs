@@ -3,17 +3,14 @@
 //! starts, what other instances invalidate meanwhile cannot be known, so
 //! the response is not stored (it used to be, unfenced).
 
-mod common;
-
-use std::time::Duration;
-
 use bytes::Bytes;
-use common::*;
 use uip_cache_core::store::{
     Coordination, MemoryStore, MemoryUsage, PutOptions, Storage, StoreError, StoreErrorKind,
     StoreFuture, StoreHealth, StoreStatus,
 };
 use uip_cache_core::UrlPattern;
+use uip_cache_testkit::tower::{config, get, ok};
+use uip_cache_testkit::{wait_until, Origin, Reply};
 use uip_cache_tower::CacheLayer;
 
 /// A memory store shared "with other instances" whose invalidation counter
@@ -64,18 +61,14 @@ async fn a_fetch_whose_invalidation_counter_was_unreadable_is_not_stored() {
         .store(EpochUnreadable(MemoryStore::new(1 << 20)))
         .build()
         .unwrap();
-    let origin = Origin::always(Reply::ok("v"));
+    let origin = Origin::always(Reply::ok("v")).chunked();
     let mut svc = tower::Layer::layer(&layer, origin.clone());
     assert_eq!(ok(&mut svc, get("/items")).await.x_cache(), "MISS");
     let cache = svc.cache().clone();
-    for _ in 0..400 {
-        let s = cache.stats().snapshot();
-        if s.uncacheable.get("invalidated").copied().unwrap_or(0) > 0 || s.sets > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let s = cache.stats().snapshot();
+    let s = wait_until(&cache, "the response is stored or refused", |s| {
+        s.uncacheable.contains_key("invalidated") || s.sets > 0
+    })
+    .await;
     assert_eq!(s.sets, 0, "{s:?}");
     assert_eq!(s.uncacheable.get("invalidated"), Some(&1), "{s:?}");
     assert_eq!(ok(&mut svc, get("/items")).await.x_cache(), "MISS");

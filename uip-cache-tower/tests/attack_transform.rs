@@ -3,9 +3,8 @@
 //! validator, conditionals and `Vary` follow the representation, and a large
 //! gzip entry is decompressed as a client without gzip reads it.
 
-mod common;
-
-use common::*;
+use uip_cache_testkit::tower::{cached, get, ok, req};
+use uip_cache_testkit::{wait_for_sets, Origin, Reply};
 
 const GZIP_ON: &str = "policies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n    max_size: 16MB\n    compression: {min_size: 256}\n";
 const GZIP: (&str, &str) = ("accept-encoding", "gzip, br");
@@ -22,10 +21,11 @@ async fn a_no_transform_response_is_never_compressed() {
         Reply::ok(&body)
             .header("content-type", "application/json")
             .header("cache-control", "max-age=60, no-transform"),
-    );
+    )
+    .chunked();
     let mut svc = cached(GZIP_ON, &origin);
     ok(&mut svc, req("GET", "/items", &[GZIP])).await;
-    sets_reach(svc.cache(), 1).await;
+    wait_for_sets(svc.cache(), 1).await;
     let hit = ok(&mut svc, req("GET", "/items", &[GZIP])).await;
     assert_eq!(hit.x_cache(), "HIT");
     assert_eq!(hit.header("content-encoding"), None);
@@ -40,10 +40,11 @@ async fn the_cache_made_gzip_has_its_own_validator_and_conditionals_follow_it() 
         Reply::ok(&body)
             .header("content-type", "application/json")
             .header("etag", "\"v1\""),
-    );
+    )
+    .chunked();
     let mut svc = cached(GZIP_ON, &origin);
     ok(&mut svc, req("GET", "/items", &[GZIP])).await;
-    sets_reach(svc.cache(), 1).await;
+    wait_for_sets(svc.cache(), 1).await;
     let gz = ok(&mut svc, req("GET", "/items", &[GZIP])).await;
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     assert_eq!(gz.header("etag"), Some("W/\"v1-gzip\""));
@@ -72,10 +73,11 @@ async fn the_cache_made_gzip_has_its_own_validator_and_conditionals_follow_it() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_gzip_entry_is_decompressed_as_it_is_read() {
     let body = json(5 << 20);
-    let origin = Origin::always(Reply::ok(&body).header("content-type", "application/json"));
+    let origin =
+        Origin::always(Reply::ok(&body).header("content-type", "application/json")).chunked();
     let mut svc = cached(GZIP_ON, &origin);
     ok(&mut svc, req("GET", "/items", &[GZIP])).await;
-    sets_reach(svc.cache(), 1).await;
+    wait_for_sets(svc.cache(), 1).await;
     let plain = ok(&mut svc, get("/items")).await;
     assert_eq!(plain.x_cache(), "HIT");
     assert_eq!(plain.header("content-length"), Some("5242880"));

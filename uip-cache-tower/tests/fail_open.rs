@@ -2,12 +2,10 @@
 //! store timeout. Time here is tokio's paused clock: the bounds below are
 //! exact virtual durations, not wall-clock measurements.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
-use uip_cache_testkit::FailingStore;
+use uip_cache_testkit::tower::{config, get, ok, req};
+use uip_cache_testkit::{wait_until, FailingStore, Origin, Reply};
 use uip_cache_tower::CacheLayer;
 
 const CONFIG: &str =
@@ -27,7 +25,7 @@ fn service(hang: bool, origin: &Origin) -> uip_cache_tower::CacheService<Origin>
 
 #[tokio::test(start_paused = true)]
 async fn an_erroring_store_is_a_miss_never_an_error() {
-    let origin = Origin::always(Reply::ok("from origin"));
+    let origin = Origin::always(Reply::ok("from origin")).chunked();
     let mut svc = service(false, &origin);
     for _ in 0..3 {
         let got = ok(&mut svc, get("/items")).await;
@@ -38,7 +36,10 @@ async fn an_erroring_store_is_a_miss_never_an_error() {
     }
     // Let the background writes run (and fail) before the POST bumps the
     // invalidation epoch, which would rightly cancel them.
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    wait_until(svc.cache(), "3 lookups and 3 writes failed", |s| {
+        s.store_errors >= 6
+    })
+    .await;
     assert_eq!(
         ok(&mut svc, req("POST", "/items", &[])).await.status,
         200,
@@ -55,7 +56,8 @@ async fn an_erroring_store_is_a_miss_never_an_error() {
 
 #[tokio::test(start_paused = true)]
 async fn a_hanging_store_adds_at_most_its_timeout() {
-    let origin = Origin::always(Reply::ok("from origin").delay(Duration::from_millis(20)));
+    let origin =
+        Origin::always(Reply::ok("from origin").delay(Duration::from_millis(20))).chunked();
     let mut svc = service(true, &origin);
     let started = tokio::time::Instant::now();
     let got = ok(&mut svc, get("/items")).await;
@@ -79,7 +81,7 @@ async fn a_hanging_store_adds_at_most_its_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn coalesced_requests_on_a_hanging_store_all_complete() {
-    let origin = Origin::always(Reply::ok("x").delay(Duration::from_millis(50)));
+    let origin = Origin::always(Reply::ok("x").delay(Duration::from_millis(50))).chunked();
     let svc = service(true, &origin);
     let started = tokio::time::Instant::now();
     let tasks: Vec<_> = (0..20)

@@ -2,12 +2,10 @@
 //! instance fetches from the origin while the others wait for its entry.
 #![cfg(feature = "redis")]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
-use uip_cache_testkit::RedisServer;
+use uip_cache_testkit::tower::{config, get, ok};
+use uip_cache_testkit::{wait_for_sets, Origin, RedisServer, Reply};
 use uip_cache_tower::CacheLayer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -16,7 +14,7 @@ async fn two_instances_on_one_redis_make_one_origin_call() {
         return;
     };
     let yaml = server.yaml("policies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n");
-    let origin = Origin::always(Reply::ok("shared").delay(Duration::from_millis(300)));
+    let origin = Origin::always(Reply::ok("shared").delay(Duration::from_millis(300))).chunked();
     // Two layers built separately: two processes' worth of state, one Redis.
     let a = tower::Layer::layer(
         &CacheLayer::from_config(&config(&yaml)).unwrap(),
@@ -56,7 +54,8 @@ async fn an_instance_fetches_itself_once_its_peer_gives_back_an_uncacheable_leas
         Reply::ok("private")
             .header("cache-control", "no-store")
             .delay(Duration::from_millis(100)),
-    );
+    )
+    .chunked();
     let a = tower::Layer::layer(
         &CacheLayer::from_config(&config(&yaml)).unwrap(),
         origin.clone(),
@@ -84,7 +83,8 @@ async fn an_invalidation_on_another_instance_stops_a_fetch_in_flight_from_being_
     );
     let origin = Origin::new(|_, n| {
         Reply::ok(&format!("v{n}")).delay(Duration::from_millis(if n == 0 { 300 } else { 0 }))
-    });
+    })
+    .chunked();
     let a = tower::Layer::layer(
         &CacheLayer::from_config(&config(&yaml)).unwrap(),
         origin.clone(),
@@ -92,7 +92,7 @@ async fn an_invalidation_on_another_instance_stops_a_fetch_in_flight_from_being_
     let other = CacheLayer::from_config(&config(&yaml)).unwrap();
     let mut a2 = a.clone();
     let fetch = tokio::spawn(async move { ok(&mut a2, get("/items")).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    origin.wait_for_calls(1).await;
     // Instance B invalidates while A's origin request is in flight.
     other
         .cache()
@@ -123,7 +123,8 @@ async fn an_unrelated_invalidation_on_another_instance_leaves_a_fetch_alone() {
     );
     let origin = Origin::new(|_, n| {
         Reply::ok(&format!("v{n}")).delay(Duration::from_millis(if n == 0 { 300 } else { 0 }))
-    });
+    })
+    .chunked();
     let a = tower::Layer::layer(
         &CacheLayer::from_config(&config(&yaml)).unwrap(),
         origin.clone(),
@@ -131,7 +132,7 @@ async fn an_unrelated_invalidation_on_another_instance_leaves_a_fetch_alone() {
     let other = CacheLayer::from_config(&config(&yaml)).unwrap();
     let mut a2 = a.clone();
     let fetch = tokio::spawn(async move { ok(&mut a2, get("/items/1")).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    origin.wait_for_calls(1).await;
     // Instance B invalidates other things while A's fetch is in flight.
     other
         .cache()
@@ -145,12 +146,7 @@ async fn an_unrelated_invalidation_on_another_instance_leaves_a_fetch_alone() {
         .unwrap();
     assert_eq!(&fetch.await.unwrap().body[..], b"v0");
     let mut a3 = a.clone();
-    for _ in 0..100 {
-        if a.cache().stats().snapshot().sets >= 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_sets(a.cache(), 1).await;
     let got = ok(&mut a3, get("/items/1")).await;
     assert_eq!((got.x_cache(), &got.body[..]), ("HIT", &b"v0"[..]));
     assert_eq!(origin.calls(), 1);
@@ -168,7 +164,8 @@ async fn a_follower_on_another_instance_checks_the_entry_before_a_hit() {
             .header("cache-control", "no-cache")
             .header("etag", format!("\"{n}\""))
             .delay(Duration::from_millis(300))
-    });
+    })
+    .chunked();
     let a = tower::Layer::layer(
         &CacheLayer::from_config(&config(&yaml)).unwrap(),
         origin.clone(),
@@ -179,7 +176,7 @@ async fn a_follower_on_another_instance_checks_the_entry_before_a_hit() {
     );
     let (mut a2, mut b2) = (a.clone(), b.clone());
     let lead = tokio::spawn(async move { ok(&mut a2, get("/items")).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    origin.wait_for_calls(1).await;
     // B waits on A's lease, then finds A's entry: no-cache, so not a HIT.
     let follower = ok(&mut b2, get("/items")).await;
     lead.await.unwrap();

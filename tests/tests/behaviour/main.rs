@@ -1,0 +1,49 @@
+//! One behaviour suite for every adapter and store: each case is written
+//! once and runs eight times, through the Tower layer and the actix
+//! middleware, each called in process and over a real socket, each with the
+//! memory store and with a real Redis. A fix in one adapter that the other
+//! lacks shows up here as a failing case.
+//!
+//! The cases are grouped by theme, one file each; the harness that drives
+//! them is `uip_cache_testkit::harness`. Without redis-server (outside CI)
+//! the Redis variants return at once and are recorded as skipped.
+
+/// Runs each case for every adapter, transport and store.
+macro_rules! for_every_adapter_and_store {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            use uip_cache_testkit::harness::{
+                Backend, ACTIX, ACTIX_SOCKET, TOWER, TOWER_SOCKET,
+            };
+            #[actix_rt::test]
+            async fn tower_memory() { super::$case(TOWER, Backend::Memory).await }
+            #[actix_rt::test]
+            async fn tower_redis() { super::$case(TOWER, Backend::Redis).await }
+            #[actix_rt::test]
+            async fn actix_memory() { super::$case(ACTIX, Backend::Memory).await }
+            #[actix_rt::test]
+            async fn actix_redis() { super::$case(ACTIX, Backend::Redis).await }
+            #[actix_rt::test]
+            async fn tower_socket_memory() { super::$case(TOWER_SOCKET, Backend::Memory).await }
+            #[actix_rt::test]
+            async fn tower_socket_redis() { super::$case(TOWER_SOCKET, Backend::Redis).await }
+            #[actix_rt::test]
+            async fn actix_socket_memory() { super::$case(ACTIX_SOCKET, Backend::Memory).await }
+            #[actix_rt::test]
+            async fn actix_socket_redis() { super::$case(ACTIX_SOCKET, Backend::Redis).await }
+        }
+    )*};
+}
+
+mod bodies;
+mod coalescing;
+mod errors;
+mod freshness;
+mod invalidation;
+mod privacy;
+mod queries;
+mod vary;
+
+/// The policy most cases use: `/items*` for a minute, tagged `items`.
+const ITEMS: &str =
+    "policies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n    tags: [items]\n";
