@@ -3,9 +3,9 @@
 use std::fmt;
 
 use super::{text, HeaderEdits};
-use crate::{Forward, HttpCache, UnsafeRequest};
 use crate::request::{HeaderSource, RequestView};
 use crate::stats::NoCacheReason;
+use crate::{Forward, HttpCache, UnsafeRequest};
 
 /// A request the cache does not handle, on its way to the origin: made by
 /// [`HttpCache::bypass`], which counts it, and kept until the origin

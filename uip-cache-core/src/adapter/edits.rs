@@ -2,9 +2,9 @@
 
 use bytes::Bytes;
 
+use crate::request::HeaderSource;
 use crate::OriginHeaders;
 use crate::{Forward, HttpCache, XCache};
-use crate::request::HeaderSource;
 
 /// One change to a header map.
 ///
