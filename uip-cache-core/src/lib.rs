@@ -55,6 +55,7 @@
 pub mod adapter;
 pub mod admin;
 mod cache;
+pub mod clock;
 pub mod compress;
 pub mod config;
 pub mod entry;
@@ -73,14 +74,18 @@ pub mod schedule;
 pub mod stats;
 pub mod store;
 pub mod tee;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 pub mod warm;
 pub mod zerocopy;
 
+pub use adapter::{BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, Refresh};
 pub use cache::{
     After, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache, HttpCacheBuilder,
     InvalidateError, OriginHeaders, OwnedRequest, Plan, Recording, Start, UnsafeRequest,
 };
-pub use adapter::{BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, Refresh};
+pub use clock::Clock;
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};
 pub use field::{field_name, FieldName};
