@@ -34,6 +34,9 @@
 pub mod admin;
 mod body;
 mod middleware;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 mod translate;
 
 pub use body::CacheBody;

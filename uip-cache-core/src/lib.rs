@@ -55,6 +55,7 @@
 pub mod adapter;
 pub mod admin;
 mod cache;
+pub mod clock;
 pub mod compress;
 pub mod config;
 pub mod entry;
@@ -74,6 +75,9 @@ pub mod stats;
 pub mod store;
 pub mod tee;
 mod validate;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 pub mod warm;
 pub mod zerocopy;
 
@@ -82,6 +86,7 @@ pub use cache::{
     After, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache, HttpCacheBuilder,
     InvalidateError, OriginHeaders, OwnedRequest, Plan, Recording, Start, UnsafeRequest,
 };
+pub use clock::Clock;
 pub use config::{CacheConfig, ConfigError};
 pub use entry::{BodyEncoding, EntryError, StoredResponse};
 pub use field::{field_name, FieldName};

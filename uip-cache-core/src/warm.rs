@@ -13,7 +13,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -271,7 +271,8 @@ impl Warmer {
                 reason.as_str()
             )),
             Plan::Cache(plan) => Ok(self.cache.lookup(&plan, &view).await.is_some_and(|e| {
-                freshness::usability(&e, &plan.request_cc, SystemTime::now()) == Usability::Fresh
+                freshness::usability(&e, &plan.request_cc, self.cache.clock().now())
+                    == Usability::Fresh
             })),
         }
     }

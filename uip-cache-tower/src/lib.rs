@@ -48,6 +48,9 @@ mod headers;
 mod layer;
 mod request_body;
 mod service;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 
 pub use body::CacheBody;
 pub use layer::{CacheLayer, CacheLayerBuilder};

@@ -1,8 +1,6 @@
 //! The start of the request protocol: look up, coalesce, decide
 //! ([`HttpCache::begin`]).
 
-use std::time::SystemTime;
-
 use crate::field::FieldName;
 use bytes::Bytes;
 
@@ -189,7 +187,7 @@ impl HttpCache {
         req: &RequestView<'_>,
         entry: &StoredResponse,
     ) -> Option<(Usability, CachedResponse)> {
-        let now = SystemTime::now();
+        let now = self.inner.clock.now();
         let usability = freshness::usability(entry, &plan.request_cc, now);
         Some((usability, self.answer_as(plan, req, entry, usability, now)?))
     }
@@ -202,7 +200,7 @@ impl HttpCache {
         req: &RequestView<'_>,
         entry: &StoredResponse,
         usability: Usability,
-        now: SystemTime,
+        now: std::time::SystemTime,
     ) -> Option<CachedResponse> {
         let x = match usability {
             Usability::Fresh => XCache::Hit,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::unsafe_request::UNSAFE_PURGES_IN_TASKS;
 use super::{HttpCache, Inner};
+use crate::clock::Clock;
 use crate::config::{CacheConfig, ConfigError};
 use crate::forwarding::TrustedProxies;
 use crate::http::cache_control::is_consumed;
@@ -14,7 +15,8 @@ use crate::stats::CacheStats;
 use crate::store::{MemoryStore, Store};
 
 /// Builds an [`HttpCache`]: [`HttpCache::builder`], then the store its
-/// entries live in, then [`build`](HttpCacheBuilder::build).
+/// entries live in and the clock it reads, then
+/// [`build`](HttpCacheBuilder::build).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -38,6 +40,7 @@ use crate::store::{MemoryStore, Store};
 pub struct HttpCacheBuilder<'a> {
     config: &'a CacheConfig,
     store: Option<Arc<dyn Store>>,
+    clock: Clock,
 }
 
 impl HttpCache {
@@ -46,6 +49,7 @@ impl HttpCache {
         HttpCacheBuilder {
             config,
             store: None,
+            clock: Clock::system(),
         }
     }
 
@@ -71,6 +75,18 @@ impl HttpCacheBuilder<'_> {
     /// which must then ask for the memory store.
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// The clock the cache reads whenever time decides what it does: ages,
+    /// freshness and stale windows, hit-for-miss windows, how long a request
+    /// waits for another instance's lease (see [`crate::clock`] for what
+    /// stays on the runtime's timers, and for the store's own expiry).
+    ///
+    /// Default: the system clock. Tests give a `MockClock` (feature
+    /// `test-util`, [`crate::clock`]) and advance it instead of sleeping.
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
         self
     }
 
@@ -136,12 +152,15 @@ impl HttpCacheBuilder<'_> {
                 refresh_token: crate::refresh::RefreshToken::new(),
                 trusted,
                 unsafe_purges: Arc::new(tokio::sync::Semaphore::new(UNSAFE_PURGES_IN_TASKS)),
+                // The table's own expiry, in real time, only frees room: a
+                // mark ends when the clock passes the end it holds.
                 uncacheable: (!config.defaults.hit_for_miss.get().is_zero()).then(|| {
                     moka::sync::Cache::builder()
                         .max_capacity(100_000)
                         .time_to_live(config.defaults.hit_for_miss.get())
                         .build()
                 }),
+                clock: self.clock,
             }),
         })
     }

@@ -117,7 +117,7 @@ impl HttpCache {
             request: OwnedRequest::new(req, headers),
             stale,
             guard,
-            request_time: SystemTime::now(),
+            request_time: self.inner.clock.now(),
         }
     }
 }
@@ -194,7 +194,7 @@ impl FetchTicket {
     /// The origin failed: a stale entry within stale-if-error answers
     /// instead; `None` means the error goes to the client.
     pub fn origin_failed(self) -> Option<CachedResponse> {
-        self.serve_stale(SystemTime::now(), OriginFailure::Unreachable)
+        self.serve_stale(self.cache.inner.clock.now(), OriginFailure::Unreachable)
     }
 
     fn serve_stale(&self, now: SystemTime, failed: OriginFailure) -> Option<CachedResponse> {
@@ -216,7 +216,7 @@ impl FetchTicket {
 
     /// The origin answered `status` with `headers` (lower-case names).
     pub async fn origin_responded(self, status: u16, headers: Vec<(FieldName, Bytes)>) -> After {
-        let response_time = SystemTime::now();
+        let response_time = self.cache.inner.clock.now();
         let cache = self.cache.clone();
         if status >= 500 {
             if let Some(r) = self.serve_stale(response_time, OriginFailure::Status(status)) {

@@ -1,6 +1,8 @@
 //! Hit-for-miss: keys whose last response could not be stored go to the
 //! origin at once instead of queueing behind one another.
 
+use moka::ops::compute::Op;
+
 use super::{CachePlan, HttpCache};
 use crate::request::RequestView;
 use crate::stats::NoCacheReason;
@@ -15,7 +17,8 @@ impl HttpCache {
     /// answer may be personal or partial), and not for a status (an origin
     /// error passes). A mark is not renewed while it lasts, so a key that
     /// keeps failing to store is queued again at least once a period. The
-    /// table holds keys (a prefix and a SHA-256), at most 100 000.
+    /// table holds keys (a prefix and a SHA-256), at most 100 000; a mark
+    /// lasts `defaults.hit_for_miss` on the cache's clock.
     pub(crate) fn remember_uncacheable(
         &self,
         plan: &CachePlan,
@@ -36,7 +39,15 @@ impl HttpCache {
             .iter()
             .any(|h| req.headers.first(h).is_some());
         if let (true, false, Some(u)) = (by_response, personal, &self.inner.uncacheable) {
-            u.entry(plan.key.as_str().to_owned()).or_insert(reason);
+            let now = self.inner.clock.instant();
+            let until = now + self.inner.config.defaults.hit_for_miss.get();
+            // A mark the clock has passed may still be in the table (its
+            // expiry is in real time): it is replaced, a live one is kept.
+            u.entry(plan.key.as_str().to_owned())
+                .and_compute_with(|old| match old {
+                    Some(old) if now < old.value().1 => Op::Nop,
+                    _ => Op::Put((reason, until)),
+                });
         }
     }
 
@@ -49,9 +60,10 @@ impl HttpCache {
 
     /// Whether `plan`'s key recently got a response that cannot be stored.
     pub(crate) fn is_uncacheable(&self, plan: &CachePlan) -> bool {
-        self.inner
-            .uncacheable
-            .as_ref()
-            .is_some_and(|u| u.contains_key(plan.key.as_str()))
+        let Some(u) = &self.inner.uncacheable else {
+            return false;
+        };
+        u.get(plan.key.as_str())
+            .is_some_and(|(_, until)| self.inner.clock.instant() < until)
     }
 }

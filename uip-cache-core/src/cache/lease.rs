@@ -2,7 +2,7 @@
 //! across instances sharing the store (a lease in the store).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use super::{CachePlan, HttpCache};
 use crate::entry::StoredResponse;
@@ -48,7 +48,9 @@ impl HttpCache {
                 << 16;
         let lease_key = format!("{}:lease", plan.key);
         let ttl = self.lock_timeout();
-        let deadline = Instant::now() + ttl;
+        // On the cache's clock; the store's lease itself expires in real
+        // time, which ends the wait too.
+        let deadline = self.inner.clock.instant() + ttl;
         loop {
             match self
                 .guarded("lease", self.inner.store.try_lease(&lease_key, token, ttl))
@@ -78,7 +80,7 @@ impl HttpCache {
                 self.inner.stats.coalesced();
                 return Lead::Found(Box::new(entry));
             }
-            if Instant::now() >= deadline {
+            if self.inner.clock.instant() >= deadline {
                 return Lead::Fetch;
             }
         }

@@ -1,7 +1,7 @@
 //! Lookup: the entry a request's key (or its variant's) holds.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::stored::Stored;
 use super::{CachePlan, CachedResponse, HttpCache};
@@ -91,7 +91,7 @@ impl HttpCache {
         {
             return None;
         }
-        let now = SystemTime::now();
+        let now = self.inner.clock.now();
         // Stale-while-revalidate needs a refresh, which `begin` starts.
         let usability = freshness::usability(&entry, &plan.request_cc, now);
         if !matches!(usability, Usability::Fresh | Usability::StaleAccepted) {

@@ -18,6 +18,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::config::CacheConfig;
 use crate::forwarding::{ClientOrigin, Connection, TrustedProxies};
 use crate::invalidate::Invalidation;
@@ -133,9 +134,12 @@ struct Inner {
     writes: AtomicU64,
     /// `Cache-Status` name, when the header is on.
     cache_status: Option<String>,
-    /// Keys whose last response could not be stored: their requests go to
-    /// the origin at once instead of queueing (hit-for-miss).
-    uncacheable: Option<moka::sync::Cache<String, NoCacheReason>>,
+    /// Keys whose last response could not be stored, with the end of their
+    /// window on the clock: their requests go to the origin at once instead
+    /// of queueing (hit-for-miss).
+    uncacheable: Option<moka::sync::Cache<String, (NoCacheReason, std::time::Instant)>>,
+    /// Where the cache reads the time its decisions depend on.
+    clock: Clock,
     /// Marks the refreshes this cache sends back through the app.
     refresh_token: crate::refresh::RefreshToken,
     /// `server.trusted_proxies`, parsed.
@@ -188,6 +192,11 @@ impl HttpCache {
             .client_origin(conn, target_authority, headers)
     }
 
+    /// The clock the cache decides by ([`HttpCacheBuilder::clock`]).
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
     /// The counters.
     pub fn stats(&self) -> &CacheStats {
         &self.inner.stats
@@ -220,6 +229,7 @@ impl fmt::Debug for HttpCache {
             .field("store", &self.inner.store)
             .field("policies", &self.inner.policies.len())
             .field("locks", &self.inner.locks)
+            .field("clock", &self.inner.clock)
             .finish()
     }
 }

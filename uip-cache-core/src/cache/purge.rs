@@ -1,7 +1,7 @@
 //! The purge API: by tags, by URL pattern, soft (marked stale), and by
 //! webhook event.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -56,9 +56,10 @@ impl HttpCache {
     /// `defaults.soft_purge_grace`, whichever is longer.
     fn soft_rewrite(&self) -> impl Fn(&Bytes) -> Option<(Bytes, Duration)> + Send + Sync + 'static {
         let grace = self.inner.config.defaults.soft_purge_grace.get();
+        let clock = self.inner.clock.clone();
         move |bytes: &Bytes| {
             let mut e = StoredResponse::decode(bytes).ok()?;
-            let now = SystemTime::now();
+            let now = clock.now();
             e.freshness_lifetime = e.freshness_lifetime.min(e.age(now));
             e.stale_while_revalidate = e.stale_while_revalidate.max(grace);
             let ttl = e.storage_ttl();

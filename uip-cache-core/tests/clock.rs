@@ -1,0 +1,140 @@
+//! Time-dependent decisions of the cache read its clock: a mock clock moved
+//! on by the test stands in for waiting (feature `test-util`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use uip_cache_core::clock::MockClock;
+use uip_cache_core::store::{
+    MemoryStore, MemoryUsage, PutOptions, Rewrite, Store, StoreFuture, StoreHealth,
+};
+use uip_cache_core::{Begin, CacheConfig, HttpCache, Plan, RequestView, StoredResponse};
+
+/// A memory store shared with another instance that holds every lease;
+/// counts the leases asked for.
+#[derive(Debug)]
+struct LeasesHeldElsewhere(MemoryStore, AtomicU64);
+
+impl Store for LeasesHeldElsewhere {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        self.0.get(key)
+    }
+    fn put<'a>(&'a self, key: &'a str, value: Bytes, o: PutOptions<'a>) -> StoreFuture<'a, ()> {
+        self.0.put(key, value, o)
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        self.0.delete(key)
+    }
+    fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
+        self.0.invalidate_tags(tags)
+    }
+    fn invalidate_pattern<'a>(
+        &'a self,
+        pattern: &'a uip_cache_core::UrlPattern,
+    ) -> StoreFuture<'a, u64> {
+        self.0.invalidate_pattern(pattern)
+    }
+    fn soft_invalidate_tags<'a>(
+        &'a self,
+        tags: &'a [String],
+        rewrite: &'a Rewrite<'a>,
+    ) -> StoreFuture<'a, Option<u64>> {
+        self.0.soft_invalidate_tags(tags, rewrite)
+    }
+    fn keys_count(&self) -> StoreFuture<'_, u64> {
+        self.0.keys_count()
+    }
+    fn memory(&self) -> StoreFuture<'_, MemoryUsage> {
+        self.0.memory()
+    }
+    fn health(&self) -> StoreFuture<'_, StoreHealth> {
+        self.0.health()
+    }
+    fn try_lease<'a>(&'a self, _: &'a str, _: u64, _: Duration) -> StoreFuture<'a, bool> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Ok(false) })
+    }
+}
+
+const ITEMS: &str =
+    "policies:\n  - name: items\n    pattern: /items\n    ttl: 60\n    tags: [items]\n";
+
+#[tokio::test]
+async fn the_wait_for_another_instances_lease_ends_when_the_clock_passes_lock_timeout() {
+    let config =
+        CacheConfig::from_yaml_str(&format!("defaults:\n  lock_timeout: 60s\n{ITEMS}")).unwrap();
+    let clock = MockClock::new();
+    let store = Arc::new(LeasesHeldElsewhere(
+        MemoryStore::from_config(&config),
+        AtomicU64::new(0),
+    ));
+    let cache = HttpCache::builder(&config)
+        .store(store.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let waiting = tokio::spawn({
+        let cache = cache.clone();
+        async move {
+            let headers = [("host", "api.example")];
+            let req = RequestView::new("GET", "/items", &headers).authority(Some("api.example"));
+            let Plan::Cache(plan) = cache.plan(&req) else {
+                unreachable!("the policy matches")
+            };
+            matches!(cache.begin(plan, &req, Vec::new).await, Begin::Fetch(_))
+        }
+    });
+    // The other instance neither stores the entry nor lets go of its lease:
+    // without the clock this request would wait a minute.
+    while store.1.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished());
+    clock.advance(Duration::from_secs(61));
+    let fetched = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the wait ends once the clock passes lock_timeout")
+        .unwrap();
+    assert!(fetched, "then the request goes to the origin itself");
+}
+
+#[tokio::test]
+async fn a_soft_purge_makes_entries_stale_from_the_clocks_now() {
+    let config = CacheConfig::from_yaml_str(ITEMS).unwrap();
+    let clock = MockClock::new();
+    let cache = HttpCache::builder(&config)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let headers = [("host", "api.example")];
+    let req = RequestView::new("GET", "/items", &headers).authority(Some("api.example"));
+    let Plan::Cache(plan) = cache.plan(&req) else {
+        unreachable!("the policy matches")
+    };
+    let mut entry = StoredResponse::new(200, Bytes::from_static(b"[]"));
+    entry.stored_at = clock.now();
+    entry.freshness_lifetime = Duration::from_secs(60);
+    entry.tags = vec!["items".to_owned()];
+    let opts = PutOptions::new(entry.storage_ttl(), "/items").tags(&entry.tags);
+    cache
+        .store()
+        .put(plan.key.as_str(), entry.encode().unwrap(), opts)
+        .await
+        .unwrap();
+
+    clock.advance(Duration::from_secs(25));
+    let (n, soft) = cache
+        .soft_invalidate_tags(&["items".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!((n, soft), (1, true));
+    let purged = cache.lookup(&plan, &req).await.expect("kept, marked stale");
+    assert_eq!(
+        purged.freshness_lifetime,
+        Duration::from_secs(25),
+        "fresh until the clock's now, its age then"
+    );
+    assert!(!purged.is_fresh(clock.now()));
+}
