@@ -74,10 +74,10 @@ pub mod schedule;
 pub mod stats;
 pub mod store;
 pub mod tee;
-mod validate;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
+mod validate;
 pub mod warm;
 pub mod zerocopy;
 

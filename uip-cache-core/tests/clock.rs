@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use uip_cache_core::clock::MockClock;
 use uip_cache_core::store::{
-    MemoryStore, MemoryUsage, PutOptions, Rewrite, Store, StoreFuture, StoreHealth,
+    Coordination, MemoryStore, MemoryUsage, PutOptions, Rewrite, Storage, StoreFuture, StoreHealth,
+    StoreStatus,
 };
 use uip_cache_core::{Begin, CacheConfig, HttpCache, Plan, RequestView, StoredResponse};
 
@@ -17,7 +18,7 @@ use uip_cache_core::{Begin, CacheConfig, HttpCache, Plan, RequestView, StoredRes
 #[derive(Debug)]
 struct LeasesHeldElsewhere(MemoryStore, AtomicU64);
 
-impl Store for LeasesHeldElsewhere {
+impl Storage for LeasesHeldElsewhere {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
         self.0.get(key)
     }
@@ -43,6 +44,9 @@ impl Store for LeasesHeldElsewhere {
     ) -> StoreFuture<'a, Option<u64>> {
         self.0.soft_invalidate_tags(tags, rewrite)
     }
+}
+
+impl StoreStatus for LeasesHeldElsewhere {
     fn keys_count(&self) -> StoreFuture<'_, u64> {
         self.0.keys_count()
     }
@@ -52,6 +56,9 @@ impl Store for LeasesHeldElsewhere {
     fn health(&self) -> StoreFuture<'_, StoreHealth> {
         self.0.health()
     }
+}
+
+impl Coordination for LeasesHeldElsewhere {
     fn try_lease<'a>(&'a self, _: &'a str, _: u64, _: Duration) -> StoreFuture<'a, bool> {
         self.1.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Ok(false) })
