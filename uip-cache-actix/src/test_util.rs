@@ -37,7 +37,9 @@
 //! .await;
 //!
 //! let get = || test::TestRequest::get().uri("/items").insert_header(("host", "api.example")).to_request();
-//! let x_cache = |resp: &actix_web::dev::ServiceResponse| resp.headers().get("x-cache").unwrap().to_str().unwrap().to_owned();
+//! fn x_cache<B>(resp: &actix_web::dev::ServiceResponse<B>) -> String {
+//!     resp.headers().get("x-cache").unwrap().to_str().unwrap().to_owned()
+//! }
 //!
 //! let resp = test::call_service(&app, get()).await;
 //! assert_eq!(x_cache(&resp), "MISS");
