@@ -35,6 +35,7 @@ macro_rules! for_every_adapter_and_store {
     )*};
 }
 
+mod attack_cpdos;
 mod bodies;
 mod coalescing;
 mod errors;

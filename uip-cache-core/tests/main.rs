@@ -1,0 +1,9 @@
+//! The integration tests of this crate, in one test binary: each module
+//! is one theme. One binary links once, where a binary per file linked
+//! the whole dependency tree 5 times.
+
+mod clock;
+mod cpdos_plan;
+mod memory_store;
+mod transform;
+mod unsafe_purge_bound;

@@ -1,0 +1,12 @@
+//! The integration tests of this crate, in one test binary: each module
+//! is one theme. One binary links once, where a binary per file linked
+//! the whole dependency tree 8 times.
+
+mod attack_cpdos;
+mod attack_forwarding_headers;
+mod attack_invalidation;
+mod attack_invalidation_store;
+mod attack_slow_clients;
+mod attack_transform;
+mod cli;
+mod proxy;
