@@ -23,8 +23,9 @@ wait_port() {
 
 # The release server, built once.
 build_server() {
+  if [ -n "${UIP_CACHE_BIN:-}" ]; then bin="$UIP_CACHE_BIN"; return; fi
   (cd "$root" && cargo build --release -q -p uip-cache-server)
-  bin="$root/target/release/uip-cache"
+  bin="${CARGO_TARGET_DIR:-$root/target}/release/uip-cache"
 }
 
 # nginx.conf for origin port $1 and proxy_cache port $2, in $work.

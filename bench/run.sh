@@ -7,6 +7,8 @@
 #   ROUNDS=3 DURATION=5 bench/run.sh
 #   MODES=pinned SIZES=2048 bench/run.sh
 #   WORKERS=2 MODES=unpinned bench/run.sh   # ours with two threads
+#   UIP_CACHE_BIN=new/uip-cache BASELINE_BIN=old/uip-cache bench/run.sh
+#                                  # two builds of ours in one run (memory store)
 #
 # For each body size (2 KB, 64 KB JSON) and mode (unpinned; pinned: every
 # server on core 0 and wrk on core 1, since nginx runs one worker), the
@@ -32,7 +34,7 @@ done
 
 echo "== building the server (release)"
 build_server
-origin_port=$(free_port); nginx_port=$(free_port); mem_port=$(free_port); redis_proxy_port=$(free_port); tiered_proxy_port=$(free_port)
+origin_port=$(free_port); nginx_port=$(free_port); mem_port=$(free_port); base_port=$(free_port); redis_proxy_port=$(free_port); tiered_proxy_port=$(free_port)
 nginx_conf "$origin_port" "$nginx_port"
 for size in $SIZES; do
   python3 - "$work/www/body-$size.json" "$size" <<'PY'
@@ -104,6 +106,11 @@ run_mode() {
   TOKIO_WORKER_THREADS="$threads" start "$server_cpus" "$bin" serve --config "$work/memory.yaml" \
     --listen "127.0.0.1:$mem_port" --upstream "http://127.0.0.1:$origin_port"
   local targets="nginx:$nginx_port ours-memory:$mem_port"
+  if [ -n "${BASELINE_BIN:-}" ]; then
+    TOKIO_WORKER_THREADS="$threads" start "$server_cpus" "$BASELINE_BIN" serve --config "$work/memory.yaml" \
+      --listen "127.0.0.1:$base_port" --upstream "http://127.0.0.1:$origin_port"
+    targets="$targets baseline-memory:$base_port"
+  fi
   if [ -n "$redis_port" ]; then
     start "$server_cpus" redis-server --port "$redis_port" --save "" --appendonly no --daemonize no --loglevel warning
     wait_port "$redis_port"
