@@ -1,41 +1,75 @@
 #!/usr/bin/env bash
-# Runs the public HTTP cache test suite (npm package http-cache-tests)
-# against `uip-cache serve` in origin-respecting mode and prints the
-# required / optimal / check counts.
+# Runs the public HTTP cache test suite against `uip-cache serve` in
+# origin-respecting mode and prints the required / optimal / check counts.
 #
-#   conformance/run.sh                 # summary table
+#   conformance/run.sh                   # summary table
 #   conformance/run.sh --min-required N  # exit 1 when fewer required tests pass
-#   conformance/run.sh --failures      # also list what fails, with the reason
-#   conformance/run.sh --suite DIR     # another copy of the suite (a checkout of
-#                                      # the current version), instead of npm's
+#   conformance/run.sh --failures        # also list what fails, with the reason
+#   conformance/run.sh --snapshot        # npm's older snapshot (0.4.5) instead
+#   conformance/run.sh --suite DIR       # another copy of the suite
 #
-# Installs the suite into conformance/.suite (once), starts its origin and
-# the proxy on free loopback ports, and stops both when done.
+# The suite is the one cache-tests.fyi publishes (cache-tests at b55b8bd,
+# BSD-3-Clause, shipped here as cache-tests-b55b8bd.tar.gz with its licence
+# and the published results of the other caches). It is unpacked into
+# conformance/.suite and its npm dependencies installed there, once. When
+# they cannot be installed, npm's 0.4.5 snapshot is the fallback, said so,
+# and checked against --min-required-snapshot instead. The script starts the
+# suite's origin and the proxy on free loopback ports and stops both when done.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 min_required=0
+min_snapshot=0
 extra=()
 suite=""
+snapshot=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --min-required) min_required="$2"; shift 2 ;;
+    --min-required-snapshot) min_snapshot="$2"; shift 2 ;;
     --failures) extra+=(--failures); shift ;;
+    --snapshot) snapshot=1; shift ;;
     --suite) suite="$(cd "$2" && pwd)"; shift 2 ;;
-    *) echo "usage: $0 [--min-required N] [--failures] [--suite DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--min-required N] [--min-required-snapshot N] [--failures] [--snapshot] [--suite DIR]" >&2; exit 2 ;;
   esac
 done
 
-# npm has one version of the suite, 0.4.5 (an older snapshot than the one
-# cache-tests.fyi shows); it is what CI can install.
-suite_version="0.4.5"
-if [ -z "$suite" ]; then
+revision="b55b8bd"
+install_snapshot() {
   suite="$here/.suite/node_modules/http-cache-tests"
+  if [ ! -f "$suite/package.json" ]; then
+    echo "== installing npm's snapshot http-cache-tests@0.4.5"
+    mkdir -p "$here/.suite"
+    (cd "$here/.suite" && npm install --no-audit --no-fund --silent "http-cache-tests@0.4.5" >/dev/null)
+  fi
+  snapshot=1
+  min_required="$min_snapshot"
+}
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ -z "$suite" ] && [ -z "$snapshot" ] && [ "$node_major" -lt 20 ]; then
+  echo "== Node.js $node_major is older than the suite needs (20): falling back to npm's 0.4.5 snapshot"
+  snapshot=1
 fi
-if [ ! -f "$suite/package.json" ]; then
-  echo "== installing http-cache-tests@$suite_version"
-  mkdir -p "$here/.suite"
-  (cd "$here/.suite" && npm install --no-audit --no-fund --silent "http-cache-tests@$suite_version" >/dev/null)
+if [ -z "$suite" ] && [ -n "$snapshot" ]; then
+  install_snapshot
+elif [ -z "$suite" ]; then
+  suite="$here/.suite/cache-tests-$revision"
+  if [ ! -f "$suite/node_modules/.installed" ]; then
+    echo "== unpacking cache-tests $revision and installing its npm dependencies"
+    rm -rf "$suite" && mkdir -p "$suite"
+    tar xzf "$here/cache-tests-$revision.tar.gz" -C "$suite" --strip-components=1
+    if (cd "$suite" && npm install --omit=dev --no-audit --no-fund --silent >/dev/null 2>&1); then
+      touch "$suite/node_modules/.installed"
+    else
+      echo "== could not install the suite's npm dependencies: falling back to npm's 0.4.5 snapshot"
+      install_snapshot
+    fi
+  fi
+fi
+if [ -n "$snapshot" ]; then
+  echo "== suite: npm's snapshot http-cache-tests 0.4.5"
+else
+  echo "== suite: $suite"
 fi
 
 echo "== building uip-cache"
