@@ -14,6 +14,7 @@ use crate::entry::{BodyEncoding, StoredResponse};
 use crate::http::admission::{OriginResponse, PER_CLIENT};
 use crate::http::cache_status::{Forward, OriginFailure, XCache};
 use crate::http::conditional::{freshen, Freshened};
+use crate::http::encoding::forbids_transform;
 use crate::http::freshness;
 use crate::lock::LockGuard;
 use crate::request::{HeaderList, HeaderSource, RequestView};
@@ -243,8 +244,7 @@ impl FetchTicket {
                     // The origin now forbids transformation: keep its
                     // bytes, not the gzip the cache made of them.
                     if entry.compression == BodyEncoding::Gzip
-                        && (compress::forbids_transform(&headers)
-                            || compress::forbids_transform(&entry.headers))
+                        && (forbids_transform(&headers) || forbids_transform(&entry.headers))
                     {
                         if let Some(body) = compress::gunzip_off_runtime(entry.body.clone()).await {
                             entry.body = body;
@@ -298,7 +298,7 @@ impl FetchTicket {
         };
         // Read here, from all the origin's headers: the entry does not keep
         // those the cache consumes (`Surrogate-Control`).
-        let transform = !compress::forbids_transform(&headers);
+        let transform = !forbids_transform(&headers);
         let max_size = cache.max_size(&plan);
         let declared = list
             .first("content-length")

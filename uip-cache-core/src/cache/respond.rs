@@ -11,7 +11,9 @@ use crate::compress;
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::http::cache_status::{self, Forward, OriginFailure, XCache};
 use crate::http::conditional;
-use crate::http::encoding::{representation_headers, takes_cache_gzip, varies_by_encoding};
+use crate::http::encoding::{
+    gzip_etag, representation_headers, takes_cache_gzip, varies_by_encoding,
+};
 use crate::request::RequestView;
 
 /// A response built from a stored entry, for the adapter to send.
@@ -67,7 +69,7 @@ impl HttpCache {
         let gzip = varies && takes_cache_gzip(req);
         let mut headers: Vec<(FieldName, Bytes)> = Vec::with_capacity(entry.headers.len() + 5);
         let etag = match gzip {
-            true => entry.etag.as_deref().and_then(compress::gzip_etag),
+            true => entry.etag.as_deref().and_then(gzip_etag),
             false => entry.etag.clone(),
         };
         if conditional::not_modified_as(req, entry, etag.as_deref()) {
