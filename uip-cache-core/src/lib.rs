@@ -71,13 +71,13 @@ pub mod record;
 pub mod refresh;
 pub mod request;
 pub mod schedule;
+pub mod settings;
 pub mod stats;
 pub mod store;
 pub mod tee;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
-mod validate;
 pub mod warm;
 pub mod zerocopy;
 
@@ -101,5 +101,6 @@ pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub use pattern::UrlPattern;
 pub use policy::{Policy, PolicyMatch, PolicySet};
 pub use request::{HeaderSource, RequestView};
+pub use settings::Settings;
 pub use stats::{CacheStats, NoCacheReason, StatsSnapshot};
 pub use store::{MemoryStore, Store};

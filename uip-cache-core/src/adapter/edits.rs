@@ -32,13 +32,15 @@ impl Forward {
 impl HttpCache {
     /// How to change the headers of an origin response before it goes to
     /// the client: remove those the cache consumes
-    /// ([`HttpCache::hidden_response_headers`]), then set `X-Cache` and
-    /// `Cache-Status` ([`HttpCache::forward_headers`], after the
-    /// response's own `Cache-Status` values, read from `headers`).
+    /// ([`Settings::hidden_response_headers`](crate::Settings::hidden_response_headers)),
+    /// then set `X-Cache` and `Cache-Status` ([`HttpCache::forward_headers`],
+    /// after the response's own `Cache-Status` values, read from
+    /// `headers`). By the settings the cache runs on now.
     pub fn response_edits(&self, f: Forward, headers: &dyn HeaderSource) -> HeaderEdits<'_> {
-        let hidden = self.hidden_response_headers();
+        let settings = self.settings();
+        let hidden = settings.hidden_response_headers();
         let mut edits = HeaderEdits::with_capacity(hidden.len() + 2);
-        for name in hidden {
+        for &name in hidden {
             edits.remove(name);
         }
         // The upstream values left once the hidden headers are gone.
@@ -49,7 +51,9 @@ impl HttpCache {
         {
             headers.for_each_value("cache-status", &mut |v| upstream.push(v.to_vec()));
         }
-        for (name, value) in self.forward_headers(f, upstream.iter().map(Vec::as_slice)) {
+        let forward =
+            crate::cache::forward_headers(&settings, f, upstream.iter().map(Vec::as_slice));
+        for (name, value) in forward {
             edits.set(name, value);
         }
         edits

@@ -205,6 +205,7 @@ impl FetchTicket {
             .filter(|e| freshness::serves_on_error(e, &self.plan.request_cc, now))?;
         let hs = self.request.header_list();
         let r = self.cache.respond_after(
+            &self.plan.settings,
             e,
             &self.request.view(&hs),
             XCache::Stale,
@@ -265,7 +266,13 @@ impl FetchTicket {
                 Freshened::Keep(reason) => cache.stats().uncacheable(reason),
             }
             drop(guard);
-            return match cache.respond(&entry, &view, XCache::Expired, response_time) {
+            return match cache.respond(
+                &plan.settings,
+                &entry,
+                &view,
+                XCache::Expired,
+                response_time,
+            ) {
                 Some(mut r) => {
                     cache.count(&plan, XCache::Expired);
                     // The 304's cookies are this client's alone: never stored,
