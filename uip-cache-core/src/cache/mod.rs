@@ -180,7 +180,8 @@ impl HttpCache {
 
     /// The scheme and host a request's key holds and the forwarding headers
     /// an adapter removes before the application sees it, from the facts
-    /// of its connection: see [`TrustedProxies::client_origin`].
+    /// of its connection, by the settings the cache runs on now: see
+    /// [`TrustedProxies::client_origin`](crate::forwarding::TrustedProxies::client_origin).
     pub fn client_origin<'h>(
         &self,
         conn: &Connection,

@@ -13,6 +13,9 @@ use crate::settings::Settings;
 use crate::stats::NoCacheReason;
 
 /// Where an adapter starts with a request ([`HttpCache::start`]).
+// Made once per request and matched at once, as a plan is: boxing the plan
+// would cost an allocation on every request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Start {
     /// The policy keys on the body (`vary_by: [body]`) and caches this
