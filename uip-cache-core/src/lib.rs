@@ -1,5 +1,6 @@
-//! The framework-free core of uip-cache: config, keys, policies, stored
-//! entries, compression, statistics, and the [`Store`] trait with the in-memory
+//! The framework-free core of uip-cache: config, [`Settings`] (a config
+//! compiled into what the cache runs on), keys, policies, stored entries,
+//! compression, statistics, and the [`Store`] trait with the in-memory
 //! [`MemoryStore`].
 //!
 //! Adapters (the Tower layer, the actix-web middleware, the server) translate
