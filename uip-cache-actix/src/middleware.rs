@@ -66,7 +66,7 @@ impl Cache {
     /// layer or admin routes); refreshes go through `warming.base_url` when
     /// the config sets it.
     pub fn new(cache: HttpCache) -> Self {
-        let refresher = HttpFetcher::from_config(cache.config()).and_then(|f| match f {
+        let refresher = HttpFetcher::from_config(&cache.config()).and_then(|f| match f {
             Ok(f) => Some(Arc::new(f)),
             Err(e) => {
                 tracing::warn!(error = %e, "warming.base_url: no background refresh");

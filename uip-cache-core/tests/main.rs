@@ -5,5 +5,6 @@
 mod clock;
 mod cpdos_plan;
 mod memory_store;
+mod settings;
 mod transform;
 mod unsafe_purge_bound;

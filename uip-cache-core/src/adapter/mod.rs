@@ -60,9 +60,9 @@ mod refresh;
 #[cfg(test)]
 mod tests;
 
+pub use crate::field::{HeaderEdit, HeaderEdits};
 pub use body::{BodyRead, BodyReader};
 pub use bypass::BypassTicket;
-pub use edits::{HeaderEdit, HeaderEdits};
 pub use refresh::Refresh;
 
 /// A header value as frameworks read it (`to_str` in `http`): visible

@@ -14,6 +14,7 @@ use crate::entry::{BodyEncoding, StoredResponse};
 use crate::http::admission::{OriginResponse, PER_CLIENT};
 use crate::http::cache_status::{Forward, OriginFailure, XCache};
 use crate::http::conditional::{freshen, Freshened};
+use crate::http::encoding::forbids_transform;
 use crate::http::freshness;
 use crate::lock::LockGuard;
 use crate::request::{HeaderList, HeaderSource, RequestView};
@@ -204,6 +205,7 @@ impl FetchTicket {
             .filter(|e| freshness::serves_on_error(e, &self.plan.request_cc, now))?;
         let hs = self.request.header_list();
         let r = self.cache.respond_after(
+            &self.plan.settings,
             e,
             &self.request.view(&hs),
             XCache::Stale,
@@ -243,8 +245,7 @@ impl FetchTicket {
                     // The origin now forbids transformation: keep its
                     // bytes, not the gzip the cache made of them.
                     if entry.compression == BodyEncoding::Gzip
-                        && (compress::forbids_transform(&headers)
-                            || compress::forbids_transform(&entry.headers))
+                        && (forbids_transform(&headers) || forbids_transform(&entry.headers))
                     {
                         if let Some(body) = compress::gunzip_off_runtime(entry.body.clone()).await {
                             entry.body = body;
@@ -265,7 +266,13 @@ impl FetchTicket {
                 Freshened::Keep(reason) => cache.stats().uncacheable(reason),
             }
             drop(guard);
-            return match cache.respond(&entry, &view, XCache::Expired, response_time) {
+            return match cache.respond(
+                &plan.settings,
+                &entry,
+                &view,
+                XCache::Expired,
+                response_time,
+            ) {
                 Some(mut r) => {
                     cache.count(&plan, XCache::Expired);
                     // The 304's cookies are this client's alone: never stored,
@@ -298,7 +305,7 @@ impl FetchTicket {
         };
         // Read here, from all the origin's headers: the entry does not keep
         // those the cache consumes (`Surrogate-Control`).
-        let transform = !compress::forbids_transform(&headers);
+        let transform = !forbids_transform(&headers);
         let max_size = cache.max_size(&plan);
         let declared = list
             .first("content-length")

@@ -38,9 +38,11 @@ impl HttpCache {
         let personal = ["authorization", "cookie", "range"]
             .iter()
             .any(|h| req.headers.first(h).is_some());
-        if let (true, false, Some(u)) = (by_response, personal, &self.inner.uncacheable) {
+        let table = self.inner.uncacheable.load();
+        let window = plan.settings.hit_for_miss();
+        if let (true, false, Some(u), false) = (by_response, personal, &*table, window.is_zero()) {
             let now = self.inner.clock.instant();
-            let until = now + self.inner.config.defaults.hit_for_miss.get();
+            let until = now + window;
             // A mark the clock has passed may still be in the table (its
             // expiry is in real time): it is replaced, a live one is kept.
             u.entry(plan.key.as_str().to_owned())
@@ -53,14 +55,15 @@ impl HttpCache {
 
     /// The key stores again: forget that it did not.
     pub(crate) fn forget_uncacheable(&self, plan: &CachePlan) {
-        if let Some(u) = &self.inner.uncacheable {
+        if let Some(u) = &*self.inner.uncacheable.load() {
             u.invalidate(plan.key.as_str());
         }
     }
 
     /// Whether `plan`'s key recently got a response that cannot be stored.
     pub(crate) fn is_uncacheable(&self, plan: &CachePlan) -> bool {
-        let Some(u) = &self.inner.uncacheable else {
+        let table = self.inner.uncacheable.load();
+        let Some(u) = &*table else {
             return false;
         };
         u.get(plan.key.as_str())

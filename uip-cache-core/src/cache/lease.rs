@@ -47,7 +47,7 @@ impl HttpCache {
                 .as_nanos() as u64)
                 << 16;
         let lease_key = format!("{}:lease", plan.key);
-        let ttl = self.lock_timeout();
+        let ttl = plan.settings.lock_timeout();
         // On the cache's clock; the store's lease itself expires in real
         // time, which ends the wait too.
         let deadline = self.inner.clock.instant() + ttl;

@@ -39,7 +39,7 @@ impl Recording {
             max_size,
             // Long enough for a background refresh (no client from the
             // start), short enough to end a stream that never does.
-            orphan_limit: finish.cache.lock_timeout().max(ORPHAN_LIMIT),
+            orphan_limit: finish.plan.settings.lock_timeout().max(ORPHAN_LIMIT),
             finish: Some(Box::new(move |body| Box::new(finish).done(body))),
         }
     }

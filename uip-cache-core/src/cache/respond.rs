@@ -11,8 +11,11 @@ use crate::compress;
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::http::cache_status::{self, Forward, OriginFailure, XCache};
 use crate::http::conditional;
-use crate::http::encoding::{representation_headers, takes_cache_gzip, varies_by_encoding};
+use crate::http::encoding::{
+    gzip_etag, representation_headers, takes_cache_gzip, varies_by_encoding,
+};
 use crate::request::RequestView;
+use crate::settings::Settings;
 
 /// A response built from a stored entry, for the adapter to send.
 #[derive(Debug)]
@@ -29,15 +32,17 @@ pub struct CachedResponse {
 impl HttpCache {
     /// Builds the response for `req` from `entry`: a 304 when the request's
     /// conditionals match, the stored gzip for clients that accept it, the
-    /// identity body otherwise. `None` if a compressed body does not decode.
+    /// identity body otherwise; with the headers `settings` name. `None` if
+    /// a compressed body does not decode.
     pub(crate) fn respond(
         &self,
+        settings: &Settings,
         entry: &StoredResponse,
         req: &RequestView<'_>,
         x_cache: XCache,
         now: SystemTime,
     ) -> Option<CachedResponse> {
-        self.respond_after(entry, req, x_cache, now, None)
+        self.respond_after(settings, entry, req, x_cache, now, None)
     }
 
     /// [`HttpCache::respond`], for a stale entry standing in for an origin
@@ -45,6 +50,7 @@ impl HttpCache {
     /// forwarded and what came back.
     pub(crate) fn respond_after(
         &self,
+        settings: &Settings,
         entry: &StoredResponse,
         req: &RequestView<'_>,
         x_cache: XCache,
@@ -53,7 +59,7 @@ impl HttpCache {
     ) -> Option<CachedResponse> {
         let age_d = entry.age(now);
         let age = age_d.as_secs().to_string();
-        let status = self.inner.cache_status.as_ref().map(|name| {
+        let status = settings.cache_status_name().map(|name| {
             // Remaining freshness, negative once stale (RFC 9211 2.2).
             let fresh = i64::try_from(entry.freshness_lifetime.as_secs()).unwrap_or(i64::MAX);
             let ttl = fresh.saturating_sub(i64::try_from(age_d.as_secs()).unwrap_or(i64::MAX));
@@ -67,7 +73,7 @@ impl HttpCache {
         let gzip = varies && takes_cache_gzip(req);
         let mut headers: Vec<(FieldName, Bytes)> = Vec::with_capacity(entry.headers.len() + 5);
         let etag = match gzip {
-            true => entry.etag.as_deref().and_then(compress::gzip_etag),
+            true => entry.etag.as_deref().and_then(gzip_etag),
             false => entry.etag.clone(),
         };
         if conditional::not_modified_as(req, entry, etag.as_deref()) {
@@ -141,24 +147,24 @@ impl HttpCache {
     /// RFC 9211 `Cache-Status` (`uip-cache; fwd=uri-miss; stored`,
     /// `fwd=bypass; detail=no_policy`, ...). `upstream` are the response's
     /// own `Cache-Status` values, from caches nearer the origin: ours is
-    /// added after them, as RFC 9211 asks.
+    /// added after them, as RFC 9211 asks. By the settings the cache runs
+    /// on now.
     pub fn forward_headers<'u>(
         &self,
         f: Forward,
         upstream: impl IntoIterator<Item = &'u [u8]>,
     ) -> impl Iterator<Item = (&'static str, Bytes)> {
-        let status = self.inner.cache_status.as_ref().map(|name| {
-            let v = cache_status::forwarded(name, f, upstream);
-            ("cache-status", Bytes::from(v))
-        });
-        std::iter::once(("x-cache", Bytes::from_static(f.x_cache.as_str().as_bytes())))
-            .chain(status)
+        forward_headers(&self.inner.settings.load(), f, upstream)
     }
 
     /// The `Cache-Status` of a response the cache makes up itself (the 504
     /// to `only-if-cached`): `detail` says why.
-    pub(crate) fn own_status(&self, detail: &str) -> Option<(FieldName, Bytes)> {
-        self.inner.cache_status.as_ref().map(|name| {
+    pub(crate) fn own_status(
+        &self,
+        settings: &Settings,
+        detail: &str,
+    ) -> Option<(FieldName, Bytes)> {
+        settings.cache_status_name().map(|name| {
             (
                 "cache-status".into(),
                 Bytes::from(cache_status::own(name, detail)),
@@ -177,4 +183,17 @@ impl HttpCache {
             XCache::Bypass => stats.policy_bypass(plan.policy),
         }
     }
+}
+
+/// [`HttpCache::forward_headers`] by `settings`.
+pub(crate) fn forward_headers<'u>(
+    settings: &Settings,
+    f: Forward,
+    upstream: impl IntoIterator<Item = &'u [u8]>,
+) -> impl Iterator<Item = (&'static str, Bytes)> {
+    let status = settings.cache_status_name().map(|name| {
+        let v = cache_status::forwarded(name, f, upstream);
+        ("cache-status", Bytes::from(v))
+    });
+    std::iter::once(("x-cache", Bytes::from_static(f.x_cache.as_str().as_bytes()))).chain(status)
 }
