@@ -207,7 +207,7 @@ impl CacheStats {
         self.coalesced.fetch_add(1, SeqCst);
         self.changes.changed();
     }
-    /// An entry written.
+    /// An entry written (counted once its fetch has let go of the key).
     pub fn set(&self) {
         self.sets.fetch_add(1, SeqCst);
         self.changes.changed();

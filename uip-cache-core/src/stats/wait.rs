@@ -96,8 +96,10 @@ impl CacheStats {
     /// counters started ([`StatsSnapshot::sets`]), and returns the snapshot
     /// that showed it. An adapter answers before the entry is in the store
     /// (it is written once the body has passed); this is how a test knows the
-    /// next request can be a hit. See [`CacheStats::wait_until`] for any
-    /// other state.
+    /// next request can be a hit. The cache counts a write once the fetch
+    /// that made it has let go of its key, here and in a shared store, so
+    /// the next stale hit of that key starts a refresh. See
+    /// [`CacheStats::wait_until`] for any other state.
     ///
     /// # Example
     ///
