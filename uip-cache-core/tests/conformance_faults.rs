@@ -35,7 +35,7 @@ enum Fault {
     ReleaseByAnyone,
     /// Leases never expire.
     LeaseNeverExpires,
-    /// A lease is checked and taken in two steps: racing holders both get it.
+    /// A lease is checked and taken in two steps: racing holders all get it.
     LeaseRace,
 }
 
@@ -47,6 +47,9 @@ struct Double {
     entries: MemoryStore,
     log: Mutex<(u64, Vec<(u64, String)>)>,
     leases: Mutex<HashMap<String, (u64, Instant)>>,
+    /// With [`Fault::LeaseRace`], the holders the race check sends (16)
+    /// meet here between checking and taking.
+    racers: tokio::sync::Barrier,
 }
 
 impl Double {
@@ -56,6 +59,7 @@ impl Double {
             entries: MemoryStore::new(16 << 20),
             log: Mutex::default(),
             leases: Mutex::default(),
+            racers: tokio::sync::Barrier::new(16),
         })
     }
 
@@ -148,7 +152,7 @@ impl Coordination for Double {
         Box::pin(async move {
             if self.fault == Fault::LeaseRace {
                 let free = !self.leases.lock().unwrap().contains_key(key);
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                self.racers.wait().await;
                 if free {
                     self.leases
                         .lock()
@@ -170,14 +174,15 @@ impl Coordination for Double {
     }
 }
 
-/// Whether `check` panics (fails) on `store`.
+/// Whether `check` panics (fails) on `store`; it must end within 30 s.
 async fn fails<S, F, Fut>(store: Arc<S>, check: F) -> bool
 where
     S: Send + Sync + 'static + ?Sized,
     F: FnOnce(Arc<S>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    match tokio::spawn(check(store)).await {
+    let ran = tokio::time::timeout(Duration::from_secs(30), tokio::spawn(check(store)));
+    match ran.await.expect("the check ended within 30 s") {
         Ok(()) => false,
         Err(e) => e.is_panic(),
     }
