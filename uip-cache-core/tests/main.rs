@@ -3,6 +3,7 @@
 //! the whole dependency tree 5 times.
 
 mod clock;
+mod conformance_faults;
 mod cpdos_plan;
 mod memory_store;
 mod settings;

@@ -227,6 +227,6 @@ impl HttpCache {
     ) -> FetchTicket {
         let stale = self.lookup(&plan, req).await;
         self.note_store_epoch(&mut plan).await;
-        self.ticket(plan, req, headers, stale, None)
+        self.ticket(plan, req, headers, stale, None).for_holder()
     }
 }

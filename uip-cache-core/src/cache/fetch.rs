@@ -16,7 +16,7 @@ use crate::http::cache_status::{Forward, OriginFailure, XCache};
 use crate::http::conditional::{freshen, Freshened};
 use crate::http::encoding::forbids_transform;
 use crate::http::freshness;
-use crate::lock::LockGuard;
+use crate::lock::{LockGuard, Waiter};
 use crate::request::{HeaderList, HeaderSource, RequestView};
 use crate::stats::NoCacheReason;
 
@@ -89,6 +89,8 @@ pub struct FetchTicket {
     request: OwnedRequest,
     stale: Option<StoredResponse>,
     guard: Option<LockGuard>,
+    /// The task holding the key when this fetch refreshes for it.
+    holder: Option<Waiter>,
     request_time: SystemTime,
 }
 
@@ -118,12 +120,21 @@ impl HttpCache {
             request: OwnedRequest::new(req, headers),
             stale,
             guard,
+            holder: None,
             request_time: self.inner.clock.now(),
         }
     }
 }
 
 impl FetchTicket {
+    /// Marks this fetch as made for the task holding its key (a refresh
+    /// sent back through the app): its write is counted once that task has
+    /// let go of the key.
+    pub(super) fn for_holder(mut self) -> Self {
+        self.holder = self.cache.inner.locks.follow(self.plan.key.as_str());
+        self
+    }
+
     /// Lets go of the key as if this fetch had stored it: another request
     /// did the fetch and the store (see [`HttpCache::begin_refresh`]), so
     /// the requests waiting for the key look it up again.
@@ -233,6 +244,7 @@ impl FetchTicket {
             request,
             stale,
             guard,
+            holder,
             ..
         } = self;
 
@@ -240,6 +252,7 @@ impl FetchTicket {
         let view = request.view(&hs);
         if let (304, Some(mut entry)) = (status, stale) {
             cache.stats().revalidation();
+            let mut stored = false;
             match freshen(&mut entry, cache.policy(&plan), &view, &origin) {
                 Freshened::Store => {
                     // The origin now forbids transformation: keep its
@@ -252,7 +265,8 @@ impl FetchTicket {
                             entry.compression = BodyEncoding::Identity;
                         }
                     }
-                    if cache.put_entry(&plan, &view, entry.clone()).await {
+                    stored = cache.put_entry(&plan, &view, entry.clone()).await;
+                    if stored {
                         if let Some(g) = &guard {
                             g.stored();
                         }
@@ -265,6 +279,7 @@ impl FetchTicket {
                 // This client's answer only: the shared entry stays as it was.
                 Freshened::Keep(reason) => cache.stats().uncacheable(reason),
             }
+<<<<<<< HEAD
             drop(guard);
             return match cache.respond(
                 &plan.settings,
@@ -273,6 +288,20 @@ impl FetchTicket {
                 XCache::Expired,
                 response_time,
             ) {
+=======
+            match (holder, tokio::runtime::Handle::try_current()) {
+                // The holder lets go once it has read this answer: the
+                // write is counted after that, in the background.
+                (Some(holder), Ok(rt)) => {
+                    let cache = cache.clone();
+                    rt.spawn(
+                        async move { cache.release_and_count(guard, Some(holder), stored).await },
+                    );
+                }
+                _ => cache.release_and_count(guard, None, stored).await,
+            }
+            return match cache.respond(&entry, &view, XCache::Expired, response_time) {
+>>>>>>> r20-split
                 Some(mut r) => {
                     cache.count(&plan, XCache::Expired);
                     // The 304's cookies are this client's alone: never stored,
@@ -326,6 +355,7 @@ impl FetchTicket {
                     entry,
                     transform,
                     guard,
+                    holder,
                 },
             ),
         }

@@ -128,7 +128,8 @@ impl HttpCache {
             stored = false;
         }
         if stored {
-            self.inner.stats.set();
+            // Counted in `stats` by the caller, once it has let go of the
+            // key (`release_and_count`).
             self.inner.writes.fetch_add(1, Ordering::Release);
         }
         stored
