@@ -67,6 +67,8 @@ pub struct Policy {
     key: KeySpec,
     /// The largest request body buffered to key on (policies whose key holds the body).
     max_body: u64,
+    /// Representations larger than this are not fetched whole for a `Range`.
+    range_passthrough_above: u64,
     /// Targeted cache-control field names (lower case), in precedence order.
     targets: Vec<String>,
     /// Response headers that tag entries (lower case), and whether clients see them.
@@ -273,6 +275,10 @@ impl Policy {
             invalidate_on: p.invalidate_on.clone(),
             key,
             max_body,
+            range_passthrough_above: p
+                .range_passthrough_above
+                .or(config.defaults.range_passthrough_above)
+                .map_or(max_size, |b| b.bytes()),
             targets: config.defaults.targeted_cache_control_names(),
             tag_headers: config.defaults.tag_header_names(),
             forward_tag_headers: config.defaults.forward_tag_headers,
@@ -297,6 +303,10 @@ impl Policy {
             invalidate_on: Vec::new(),
             key: KeySpec::new(&config.key, &[]),
             max_body: config.defaults.max_body.bytes(),
+            range_passthrough_above: config
+                .defaults
+                .range_passthrough_above
+                .map_or(config.defaults.max_size.bytes(), |b| b.bytes()),
             targets: config.defaults.targeted_cache_control_names(),
             tag_headers: config.defaults.tag_header_names(),
             forward_tag_headers: config.defaults.forward_tag_headers,
@@ -359,6 +369,13 @@ impl Policy {
     /// Largest request body buffered to key on, in bytes.
     pub fn max_body(&self) -> u64 {
         self.max_body
+    }
+
+    /// The size past which a `Range` request that misses is sent to the
+    /// origin with its `Range` (its 206 passes through uncached) instead of
+    /// fetching the whole representation.
+    pub fn range_passthrough_above(&self) -> u64 {
+        self.range_passthrough_above
     }
 
     /// Compression settings, when compression is on.

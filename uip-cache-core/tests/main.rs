@@ -5,5 +5,6 @@
 mod clock;
 mod cpdos_plan;
 mod memory_store;
+mod ranges;
 mod transform;
 mod unsafe_purge_bound;

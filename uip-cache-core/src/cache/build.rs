@@ -160,6 +160,12 @@ impl HttpCacheBuilder<'_> {
                         .time_to_live(config.defaults.hit_for_miss.get())
                         .build()
                 }),
+                large: (!config.defaults.hit_for_miss.get().is_zero()).then(|| {
+                    moka::sync::Cache::builder()
+                        .max_capacity(100_000)
+                        .time_to_live(config.defaults.hit_for_miss.get())
+                        .build()
+                }),
                 clock: self.clock,
             }),
         })

@@ -35,7 +35,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use super::date::parse_http_date;
-use crate::request::HeaderSource;
+use crate::request::{HeaderSource, RequestView};
 
 /// The most ranges one request may ask for. A `Range` with more is ignored
 /// and the whole representation answers (200).
@@ -243,6 +243,34 @@ pub fn requested(headers: &dyn HeaderSource, len: u64) -> Ranges {
     }
 }
 
+/// What `req` gets of a complete representation of `len` bytes with
+/// validators `v`: its ranges ([`requested`]) when it is a GET or a HEAD
+/// whose `If-Range` holds ([`if_range_holds`]) and that sets no
+/// precondition the origin evaluates (`If-Match`, `If-Unmodified-Since`);
+/// otherwise [`Ranges::Whole`].
+///
+/// RFC 9110 section 14.2 defines range handling for GET only; a HEAD is
+/// answered with the head of the GET's answer, 206 included, as origin
+/// servers commonly do.
+pub fn for_request(req: &RequestView<'_>, len: u64, v: &Validators<'_>) -> Ranges {
+    let method = req.method;
+    if !(method == "GET" || method == "HEAD")
+        || range_field(req.headers).is_none()
+        || req.headers.first("if-match").is_some()
+        || req.headers.first("if-unmodified-since").is_some()
+        || !if_range_holds(req.headers, v)
+    {
+        return Ranges::Whole;
+    }
+    requested(req.headers, len)
+}
+
+/// Whether the request has a `Range` field at all (the cache then fetches
+/// a whole response to answer it: see [`for_request`]).
+pub fn has_range(headers: &dyn HeaderSource) -> bool {
+    headers.first("range").is_some()
+}
+
 /// The request's one `Range` value; `None` without one, or with several
 /// (a singleton field sent twice is not read).
 fn range_field(headers: &dyn HeaderSource) -> Option<&[u8]> {
@@ -259,6 +287,37 @@ pub fn content_range(r: ByteRange, len: u64) -> String {
 /// `Content-Range` of a 416: `bytes */len`.
 pub fn unsatisfied_range(len: u64) -> String {
     format!("bytes */{len}")
+}
+
+/// The complete length a `Content-Range` states (`bytes 0-9/100`,
+/// `bytes */100`); `None` when it does not state one (`/*`) or does not
+/// parse.
+pub fn complete_length(content_range: &[u8]) -> Option<u64> {
+    let v = content_range.trim_ascii();
+    let rest = v
+        .get(..6)?
+        .eq_ignore_ascii_case(b"bytes ")
+        .then(|| &v[6..])?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    let len = &rest[slash + 1..];
+    (len.len() <= 19).then_some(())?;
+    number(len)
+}
+
+/// The first byte each `first-last` and `first-` range of a `Range` value
+/// asks for (none for suffix ranges); empty when the value is ignored.
+pub fn first_positions(value: &[u8]) -> Vec<u64> {
+    parse(value)
+        .map(|specs| {
+            specs
+                .iter()
+                .filter_map(|s| match s {
+                    RangeSpec::From { first, .. } => Some(*first),
+                    RangeSpec::Suffix(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The validators of a representation, as `If-Range` compares them.
@@ -498,6 +557,16 @@ impl RangeSlicer {
         let b = self.queue.pop_front()?;
         self.remaining = self.remaining.saturating_sub(b.len() as u64);
         Some(b)
+    }
+
+    /// The whole body, when it is one piece cut already (one range of one
+    /// chunk pushed).
+    pub fn take_whole(&mut self) -> Option<Bytes> {
+        if self.is_complete() && self.queue.len() == 1 {
+            self.pop()
+        } else {
+            None
+        }
     }
 
     /// Whether every range has been cut from the input: the rest of the

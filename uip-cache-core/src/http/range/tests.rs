@@ -128,6 +128,18 @@ fn content_ranges() {
 }
 
 #[test]
+fn complete_lengths_and_first_positions() {
+    assert_eq!(complete_length(b"bytes 0-9/100"), Some(100));
+    assert_eq!(complete_length(b"Bytes */7"), Some(7));
+    assert_eq!(complete_length(b"bytes 0-9/*"), None);
+    assert_eq!(complete_length(b"bytes 0-9/99999999999999999999"), None);
+    assert_eq!(complete_length(b"items 0-9/100"), None);
+    assert_eq!(complete_length(b"byte"), None);
+    assert_eq!(first_positions(b"bytes=5-9, -3, 100-"), [5, 100]);
+    assert!(first_positions(b"bytes=9-5").is_empty());
+}
+
+#[test]
 fn if_range_by_entity_tag_is_a_strong_comparison() {
     fn v(etag: &[u8]) -> Validators<'_> {
         Validators {
