@@ -342,8 +342,10 @@ impl FetchTicket {
             .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
         let reply = match range {
             RangeFetch::Whole => {
-                // The complete length: announced, or known to the adapter.
-                let len = declared.or(if head { None } else { body_length });
+                // The complete length: announced, or known to the adapter
+                // (an application's answer to a HEAD may hold the body
+                // its server leaves out; an empty one says nothing).
+                let len = declared.or(body_length.filter(|&n| !head || n > 0));
                 if let (200, Some(len)) = (status, len) {
                     cache.note_length(&plan, len);
                 }
