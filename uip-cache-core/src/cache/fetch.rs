@@ -94,7 +94,7 @@ pub enum After {
         /// (`None`: the response is not stored).
         recording: Option<Recording>,
         /// The client's part.
-        reply: RangeReply,
+        reply: Box<RangeReply>,
     },
 }
 
@@ -349,7 +349,7 @@ impl FetchTicket {
                 if let (200, Some(len)) = (status, len) {
                     cache.note_length(&plan, len);
                 }
-                part_of_whole(status, &list, len, &view)
+                part_of_whole(status, &list, len, &view).map(Box::new)
             }
             RangeFetch::Pass => {
                 // The origin says how large the representation is now.
@@ -360,7 +360,7 @@ impl FetchTicket {
             }
             RangeFetch::None => None,
         };
-        let pass = |forward: Forward, reply: Option<RangeReply>| match reply {
+        let pass = |forward: Forward, reply: Option<Box<RangeReply>>| match reply {
             Some(reply) => After::Part {
                 forward,
                 recording: None,
