@@ -82,7 +82,9 @@ pub mod test_util;
 pub mod warm;
 pub mod zerocopy;
 
-pub use adapter::{BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, Refresh};
+pub use adapter::{
+    BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, RangeReply, Refresh,
+};
 pub use cache::{
     After, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache, HttpCacheBuilder,
     InvalidateError, OriginHeaders, OwnedRequest, Plan, Recording, Start, UnsafeRequest,

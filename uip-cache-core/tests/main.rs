@@ -6,6 +6,7 @@ mod clock;
 mod conformance_faults;
 mod cpdos_plan;
 mod memory_store;
+mod ranges;
 mod settings;
 mod transform;
 mod unsafe_purge_bound;

@@ -39,6 +39,7 @@ mod guard;
 mod hit_for_miss;
 mod lease;
 mod lookup;
+mod partial;
 mod plan;
 mod purge;
 mod recording;
@@ -147,6 +148,10 @@ struct Inner {
     /// window on the clock: their requests go to the origin at once instead
     /// of queueing (hit-for-miss). None while `defaults.hit_for_miss` is 0.
     uncacheable: ArcSwapOption<Uncacheable>,
+    /// Keys whose representation was found larger than their policy's
+    /// `range_passthrough_above`, with the end of their window: their
+    /// `Range` requests that miss go to the origin with the `Range`.
+    large: Option<moka::sync::Cache<String, std::time::Instant>>,
     /// Where the cache reads the time its decisions depend on.
     clock: Clock,
     /// Marks the refreshes this cache sends back through the app.

@@ -6,7 +6,9 @@ use std::time::SystemTime;
 use crate::field::FieldName;
 use bytes::Bytes;
 
+use super::partial;
 use super::{CachePlan, CachedBody, HttpCache};
+use crate::adapter::RangeReply;
 use crate::compress;
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::http::cache_status::{self, Forward, OriginFailure, XCache};
@@ -14,6 +16,7 @@ use crate::http::conditional;
 use crate::http::encoding::{
     gzip_etag, representation_headers, takes_cache_gzip, varies_by_encoding,
 };
+use crate::http::range::{self, Validators};
 use crate::request::RequestView;
 use crate::settings::Settings;
 
@@ -21,7 +24,8 @@ use crate::settings::Settings;
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct CachedResponse {
-    /// Status (304 when the request's conditionals matched).
+    /// Status (304 when the request's conditionals matched, 206 or 416
+    /// when it asked for a range).
     pub status: u16,
     /// Headers, lower-case names, including `age`, `x-cache` and `content-length`.
     pub headers: Vec<(FieldName, Bytes)>,
@@ -32,8 +36,9 @@ pub struct CachedResponse {
 impl HttpCache {
     /// Builds the response for `req` from `entry`: a 304 when the request's
     /// conditionals match, the stored gzip for clients that accept it, the
-    /// identity body otherwise; with the headers `settings` name. `None` if
-    /// a compressed body does not decode.
+    /// identity body otherwise; of a complete 200, the ranges the request
+    /// asks for (206, 416); with the headers `settings` name. `None` if a
+    /// compressed body does not decode.
     pub(crate) fn respond(
         &self,
         settings: &Settings,
@@ -100,7 +105,25 @@ impl HttpCache {
             });
         }
         let head = req.method.eq_ignore_ascii_case("HEAD");
-        let (body, len) = if entry.compression == BodyEncoding::Gzip && !gzip {
+        let decoded = entry.compression == BodyEncoding::Gzip && !gzip;
+        // A range of the representation this request gets: of the gzip
+        // for a client that takes it, of the identity bytes otherwise.
+        let part = self.stored_part(entry, req, gzip, decoded, etag.as_deref());
+        if let Some(p) = part.as_ref().filter(|p| p.status == 416) {
+            headers.extend(p.headers.iter().map(|(n, v)| ((*n).into(), v.clone())));
+            headers.push(("age".into(), Bytes::from(age)));
+            headers.push((
+                "x-cache".into(),
+                Bytes::from_static(x_cache.as_str().as_bytes()),
+            ));
+            headers.extend(status);
+            return Some(CachedResponse {
+                status: 416,
+                headers,
+                body: CachedBody::empty(),
+            });
+        }
+        let (body, len) = if decoded {
             // HEAD needs only the length, which the gzip trailer gives.
             let decoded = match head {
                 true => {
@@ -126,8 +149,27 @@ impl HttpCache {
                 entry.body.len() as u64,
             )
         };
-        representation_headers(entry, gzip, varies, |_| true, &mut headers);
-        headers.push(("content-length".into(), Bytes::from(len.to_string())));
+        // A complete 200 says the cache answers ranges of it, whatever the
+        // origin said of its own.
+        let complete = entry.status == 200;
+        let (code, body) = match part {
+            Some(p) => {
+                let replaced = |n: &str| !p.headers.iter().any(|(h, _)| *h == n);
+                representation_headers(entry, gzip, varies, replaced, &mut headers);
+                headers.extend(p.headers.into_iter().map(|(n, v)| (n.into(), v)));
+                let body = if head { body } else { body.sliced(p.slicer) };
+                (206, body)
+            }
+            None => {
+                let keep = |n: &str| !(complete && n == "accept-ranges");
+                representation_headers(entry, gzip, varies, keep, &mut headers);
+                headers.push(("content-length".into(), Bytes::from(len.to_string())));
+                if complete {
+                    headers.push(("accept-ranges".into(), Bytes::from_static(b"bytes")));
+                }
+                (entry.status, body)
+            }
+        };
         headers.push(("age".into(), Bytes::from(age)));
         headers.push((
             "x-cache".into(),
@@ -136,10 +178,46 @@ impl HttpCache {
         headers.extend(status);
         let body = if head { CachedBody::empty() } else { body };
         Some(CachedResponse {
-            status: entry.status,
+            status: code,
             headers,
             body,
         })
+    }
+
+    /// The 206 or 416 that `entry` gives `req` when it asks for a range of
+    /// the representation it gets (the cache's gzip when `gzip`, the
+    /// identity bytes decompressed when `decoded`, else the stored bytes),
+    /// whose validator is `etag`; `None` when the whole answers.
+    fn stored_part(
+        &self,
+        entry: &StoredResponse,
+        req: &RequestView<'_>,
+        gzip: bool,
+        decoded: bool,
+        etag: Option<&[u8]>,
+    ) -> Option<RangeReply> {
+        if entry.status != 200
+            || !range::has_range(req.headers)
+            || entry.header("content-range").is_some()
+        {
+            return None;
+        }
+        let len = match decoded {
+            // The length the gzip trailer gives; a corrupt body is found,
+            // and counted, when it is read.
+            true => compress::gzip_content_length(&entry.body)?,
+            false => entry.body.len() as u64,
+        };
+        let validators = Validators {
+            etag,
+            last_modified: entry.last_modified.as_deref(),
+            date: entry.header("date").map(|d| &d[..]),
+            // The cache's gzip of a response may differ, byte for byte,
+            // from its gzip of the same response stored again.
+            dates_strong: !gzip,
+        };
+        let ranges = range::for_request(req, len, &validators);
+        partial::part(ranges, len, entry.header("content-type").map(|t| &t[..]))
     }
 
     /// The headers the cache adds to a response from the origin, each to

@@ -148,6 +148,10 @@ impl Policy {
             invalidate_on: p.invalidate_on.clone(),
             key,
             max_body,
+            range_passthrough_above: p
+                .range_passthrough_above
+                .or(config.defaults.range_passthrough_above)
+                .map_or(max_size, |b| b.bytes()),
             targets: config.defaults.targeted_cache_control_names(),
             tag_headers: config.defaults.tag_header_names(),
             forward_tag_headers: config.defaults.forward_tag_headers,
@@ -172,6 +176,10 @@ impl Policy {
             invalidate_on: Vec::new(),
             key: KeySpec::new(&config.key, &[]),
             max_body: config.defaults.max_body.bytes(),
+            range_passthrough_above: config
+                .defaults
+                .range_passthrough_above
+                .map_or(config.defaults.max_size.bytes(), |b| b.bytes()),
             targets: config.defaults.targeted_cache_control_names(),
             tag_headers: config.defaults.tag_header_names(),
             forward_tag_headers: config.defaults.forward_tag_headers,

@@ -76,6 +76,8 @@ pub struct Policy {
     key: KeySpec,
     /// The largest request body buffered to key on (policies whose key holds the body).
     max_body: u64,
+    /// Representations larger than this are not fetched whole for a `Range`.
+    range_passthrough_above: u64,
     /// Targeted cache-control field names (lower case), in precedence order.
     targets: Vec<String>,
     /// Response headers that tag entries (lower case), and whether clients see them.
@@ -154,6 +156,13 @@ impl Policy {
     /// Largest request body buffered to key on, in bytes.
     pub fn max_body(&self) -> u64 {
         self.max_body
+    }
+
+    /// The size past which a `Range` request that misses is sent to the
+    /// origin with its `Range` (its 206 passes through uncached) instead of
+    /// fetching the whole representation.
+    pub fn range_passthrough_above(&self) -> u64 {
+        self.range_passthrough_above
     }
 
     /// Compression settings, when compression is on.
