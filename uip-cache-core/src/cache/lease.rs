@@ -26,8 +26,9 @@ impl HttpCache {
     }
 
     /// Coalesces across instances sharing the store: takes a lease on the
-    /// plan's key (given back when `guard` is released or dropped) or, when another instance
-    /// holds it, waits for its entry to appear, bounded by `lock_timeout`.
+    /// plan's key (given back when `guard` is released or dropped) or,
+    /// when another instance holds it, waits for its entry to appear,
+    /// bounded by `lock_timeout`.
     /// Store failures mean "fetch" (fail-open).
     ///
     /// It also notes the shared store's invalidation counter, so that a
@@ -95,12 +96,13 @@ impl HttpCache {
         if let Some(g) = guard {
             g.release().await;
         }
+        if !stored {
+            return;
+        }
         if let Some(w) = holder {
             w.wait(self.lock_timeout()).await;
         }
-        if stored {
-            self.inner.stats.set();
-        }
+        self.inner.stats.set();
     }
 
     /// Notes the shared store's invalidation counter before a fetch, so that
