@@ -10,3 +10,7 @@ mod attack_slow_clients;
 mod attack_transform;
 mod cli;
 mod proxy;
+mod tls;
+mod tls_cli;
+mod tls_support;
+mod tls_upstream;

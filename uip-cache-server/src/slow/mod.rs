@@ -93,6 +93,9 @@ pub struct ClientLimits {
     /// Response bytes the connections of one listener may owe their clients
     /// together (default 256 MB).
     pub max_inflight_bytes: u64,
+    /// Time from a TLS connection's opening to the end of its handshake
+    /// (default [`crate::tls::HANDSHAKE_TIMEOUT`]).
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ClientLimits {
@@ -108,6 +111,7 @@ impl ClientLimits {
             send_timeout: server.send_timeout.get(),
             idle_timeout: server.idle_timeout.get(),
             max_inflight_bytes: server.max_inflight_bytes.bytes(),
+            handshake_timeout: crate::tls::HANDSHAKE_TIMEOUT,
         }
     }
 

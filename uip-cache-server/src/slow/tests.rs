@@ -12,6 +12,7 @@ fn limits() -> ClientLimits {
         send_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(20),
         max_inflight_bytes: 1000,
+        handshake_timeout: Duration::from_secs(10),
     }
 }
 
