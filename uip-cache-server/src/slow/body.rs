@@ -126,7 +126,8 @@ fn to_bytes<D: Buf>(mut data: D) -> Bytes {
 
 /// A client's request body, with the time it keeps the proxy waiting
 /// watched: a client that stops sending its body for
-/// [`ClientLimits::send_timeout`] has its connection closed.
+/// [`ClientLimits::send_timeout`](super::ClientLimits::send_timeout) has its
+/// connection closed.
 pub struct ClientBody {
     body: Incoming,
     wait: Wait,
