@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use uip_cache_core::config::LogFormat;
 use uip_cache_core::{CacheConfig, HttpCache, PolicySet};
 use uip_cache_server::proxy::Upstream;
-use uip_cache_server::server::{serve_admin, serve_redirecting, serve_tls, serve_with, signal};
+use uip_cache_server::server::{serve_admin, serve_edge, signal};
 use uip_cache_server::slow::ClientLimits;
 use uip_cache_server::tls::client::client_config;
 use uip_cache_server::tls::{Certificates, WATCH_INTERVAL};
@@ -221,49 +221,33 @@ async fn run(
         let _ = stop.send(true);
     });
     let limits = ClientLimits::from_config(server);
-    let grace = server.shutdown_grace.get();
-    let https_port = match &tls_listener {
-        Some(l) if server.redirect_http => Some(l.local_addr()?.port()),
+    if let Some(l) = &listener {
+        tracing::info!(listen = %l.local_addr()?, %upstream, "uip-cache serving");
+    }
+    let tls = match (tls_listener, &certificates) {
+        (Some(l), Some(certificates)) => {
+            tracing::info!(listen = %l.local_addr()?, %upstream, names = ?certificates.names(), "uip-cache serving TLS");
+            tokio::spawn(
+                certificates
+                    .clone()
+                    .watch_files(WATCH_INTERVAL, when_stopped()),
+            );
+            #[cfg(unix)]
+            tokio::spawn(reload_on_hangup(certificates.clone(), when_stopped()));
+            Some((l, certificates.clone()))
+        }
         _ => None,
     };
-    let plain = async {
-        let Some(listener) = listener else {
-            return Ok(());
-        };
-        tracing::info!(listen = %listener.local_addr()?, %upstream, "uip-cache serving");
-        match https_port {
-            Some(port) => {
-                serve_redirecting(listener, proxy.clone(), port, limits, grace, when_stopped())
-                    .await
-            }
-            None => serve_with(listener, proxy.clone(), limits, grace, when_stopped()).await,
-        }
-    };
-    let tls = async {
-        let (Some(listener), Some(certificates)) = (tls_listener, &certificates) else {
-            return Ok(());
-        };
-        tracing::info!(listen = %listener.local_addr()?, %upstream, names = ?certificates.names(), "uip-cache serving TLS");
-        tokio::spawn(
-            certificates
-                .clone()
-                .watch_files(WATCH_INTERVAL, when_stopped()),
-        );
-        #[cfg(unix)]
-        tokio::spawn(reload_on_hangup(certificates.clone(), when_stopped()));
-        serve_tls(
-            listener,
-            proxy.clone(),
-            certificates,
-            limits,
-            grace,
-            when_stopped(),
-        )
-        .await
-    };
-    let (plain, tls): (std::io::Result<()>, std::io::Result<()>) = tokio::join!(plain, tls);
-    plain?;
-    tls?;
+    serve_edge(
+        listener,
+        tls,
+        server.redirect_http,
+        proxy,
+        limits,
+        server.shutdown_grace.get(),
+        when_stopped(),
+    )
+    .await?;
     admin.shutdown();
     if let Some(t) = admin_task {
         let _ = t.await;

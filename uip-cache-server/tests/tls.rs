@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use uip_cache_core::{CacheConfig, HttpCache};
 use uip_cache_server::proxy::Upstream;
-use uip_cache_server::server::{proxy, serve_redirecting, serve_tls, serve_with};
+use uip_cache_server::server::{proxy, serve_edge};
 use uip_cache_server::slow::ClientLimits;
 use uip_cache_server::tls::{CertificateFiles, Certificates};
 
@@ -43,21 +43,20 @@ async fn site(certificates: Certificates, redirect: bool, limits: Option<ClientL
     let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let tls = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (plain_addr, tls_addr) = (plain.local_addr().unwrap(), tls.local_addr().unwrap());
-    let never = std::future::pending::<()>;
-    let p = proxy.clone();
-    if redirect {
-        let port = tls_addr.port();
-        tokio::spawn(async move {
-            serve_redirecting(plain, p, port, limits, Duration::from_secs(1), never()).await
-        });
-    } else {
-        tokio::spawn(
-            async move { serve_with(plain, p, limits, Duration::from_secs(1), never()).await },
-        );
-    }
-    let c = certificates.clone();
+    // Both listeners as `uip-cache serve` runs them: one service, one
+    // in-flight bound.
+    let tls_listener = Some((tls, certificates.clone()));
     tokio::spawn(async move {
-        serve_tls(tls, proxy, &c, limits, Duration::from_secs(1), never()).await
+        serve_edge(
+            Some(plain),
+            tls_listener,
+            redirect,
+            proxy,
+            limits,
+            Duration::from_secs(1),
+            std::future::pending(),
+        )
+        .await
     });
     Site {
         plain: plain_addr,

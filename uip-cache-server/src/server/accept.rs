@@ -35,6 +35,9 @@ pub(super) struct Listener {
     pub(super) what: &'static str,
     pub(super) protocol: Protocol,
     pub(super) limits: ClientLimits,
+    /// The bytes owed to clients, shared by the listeners of one server
+    /// (`server.max_inflight_bytes` bounds them together).
+    pub(super) inflight: Arc<Inflight>,
     /// How long the requests in flight may finish once it stops.
     pub(super) grace: Duration,
 }
@@ -57,12 +60,12 @@ where
         what,
         protocol,
         limits,
+        inflight,
         grace,
     } = config;
     // Every connection holds a permit until it ends; the drain waits for
     // all of them back.
     let connections = Arc::new(Semaphore::new(max));
-    let inflight = Inflight::new(limits.max_inflight_bytes);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

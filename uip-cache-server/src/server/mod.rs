@@ -29,7 +29,7 @@ use uip_cache_tower::admin::{AdminService, ServiceFetcher};
 use uip_cache_tower::{CacheBody, CacheLayer, CacheService};
 
 use crate::proxy::{normalize, RequestBody, Upstream};
-use crate::slow::{ClientBody, ClientLimits, Watch};
+use crate::slow::{ClientBody, ClientLimits, Inflight, Watch};
 use crate::tls::Certificates;
 use accept::{accept_loop, Listener, Protocol};
 
@@ -70,6 +70,7 @@ pub async fn serve_admin(
         what: "admin",
         protocol: Protocol::Http1,
         limits: ClientLimits::default(),
+        inflight: Inflight::new(ClientLimits::default().max_inflight_bytes),
         grace: Duration::from_secs(5),
     };
     accept_loop(listener, config, shutdown, move |remote, _| {
@@ -107,7 +108,8 @@ pub async fn serve_with(
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    serve_plain(listener, service, None, limits, grace, shutdown).await
+    let inflight = Inflight::new(limits.max_inflight_bytes);
+    serve_plain(listener, service, None, limits, inflight, grace, shutdown).await
 }
 
 /// [`serve_with`] for `server.redirect_http`: a request gets a `308` to
@@ -122,7 +124,17 @@ pub async fn serve_redirecting(
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    serve_plain(listener, service, Some(https_port), limits, grace, shutdown).await
+    let inflight = Inflight::new(limits.max_inflight_bytes);
+    serve_plain(
+        listener,
+        service,
+        Some(https_port),
+        limits,
+        inflight,
+        grace,
+        shutdown,
+    )
+    .await
 }
 
 async fn serve_plain(
@@ -130,6 +142,7 @@ async fn serve_plain(
     service: Proxy,
     redirect: Option<u16>,
     limits: ClientLimits,
+    inflight: Arc<Inflight>,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
@@ -139,6 +152,7 @@ async fn serve_plain(
         what: "proxy",
         protocol: Protocol::Http1AndH2c,
         limits,
+        inflight,
         grace,
     };
     accept_loop(listener, config, shutdown, move |remote, watch| {
@@ -160,6 +174,28 @@ pub async fn serve_tls(
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let inflight = Inflight::new(limits.max_inflight_bytes);
+    serve_tls_with(
+        listener,
+        service,
+        certificates,
+        limits,
+        inflight,
+        grace,
+        shutdown,
+    )
+    .await
+}
+
+async fn serve_tls_with(
+    listener: TcpListener,
+    service: Proxy,
+    certificates: &Certificates,
+    limits: ClientLimits,
+    inflight: Arc<Inflight>,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     crate::io::enable();
     let acceptor = tokio_rustls::TlsAcceptor::from(certificates.server_config());
     let config = Listener {
@@ -167,12 +203,69 @@ pub async fn serve_tls(
         what: "proxy-tls",
         protocol: Protocol::Tls(acceptor),
         limits,
+        inflight,
         grace,
     };
     accept_loop(listener, config, shutdown, move |remote, watch| {
         connection_service(&service, remote, watch, true, None)
     })
     .await
+}
+
+/// The proxy's listeners of a `server` section together: `plain` (HTTP/1.1
+/// and h2c; with `redirect_http`, a 308 to the TLS listener's port) and
+/// `tls` with its certificates, one service and cache, and one
+/// `limits.max_inflight_bytes` bound for both (each listener has its own
+/// connection limit). Runs until `shutdown` resolves, then drains both
+/// within `grace`.
+pub async fn serve_edge(
+    plain: Option<TcpListener>,
+    tls: Option<(TcpListener, Certificates)>,
+    redirect_http: bool,
+    service: Proxy,
+    limits: ClientLimits,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let inflight = Inflight::new(limits.max_inflight_bytes);
+    let https_port = match &tls {
+        Some((l, _)) if redirect_http => Some(l.local_addr()?.port()),
+        _ => None,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let when_stopped = || {
+        let mut rx = stopped.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let plain = async {
+        match plain {
+            Some(l) => {
+                let (s, i) = (service.clone(), inflight.clone());
+                serve_plain(l, s, https_port, limits, i, grace, when_stopped()).await
+            }
+            None => Ok(()),
+        }
+    };
+    let tls = async {
+        match tls {
+            Some((l, certificates)) => {
+                let (s, i) = (service.clone(), inflight.clone());
+                serve_tls_with(l, s, &certificates, limits, i, grace, when_stopped()).await
+            }
+            None => Ok(()),
+        }
+    };
+    let mut both = std::pin::pin!(async { tokio::join!(plain, tls) });
+    let (plain, tls) = tokio::select! {
+        done = &mut both => done,
+        () = shutdown => {
+            let _ = stop.send(true);
+            both.await
+        }
+    };
+    plain.and(tls)
 }
 
 /// The service of one proxy connection from `remote`: each request's body
