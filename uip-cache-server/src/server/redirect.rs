@@ -121,4 +121,24 @@ mod tests {
             400
         );
     }
+
+    proptest::proptest! {
+        /// Whatever the Host, the Location is an https URL for exactly
+        /// that host on the TLS port, with the request's path, or none.
+        #[test]
+        fn a_location_names_the_host_it_was_given_or_nothing(
+            host in "[a-zA-Z0-9.:@\\[\\]/?#%_ -]{0,40}",
+            port in 1u16..,
+        ) {
+            let r = req("/p?q=1");
+            if let Some(v) = location(&host, port, &r) {
+                let url: http::Uri = v.to_str().unwrap().parse().unwrap();
+                proptest::prop_assert_eq!(url.scheme_str(), Some("https"));
+                let given: Authority = host.parse().unwrap();
+                proptest::prop_assert_eq!(url.host(), Some(given.host()));
+                proptest::prop_assert_eq!(url.port_u16().unwrap_or(443), port);
+                proptest::prop_assert_eq!(url.path_and_query().unwrap().as_str(), "/p?q=1");
+            }
+        }
+    }
 }

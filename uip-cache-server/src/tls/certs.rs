@@ -201,3 +201,45 @@ impl CertSet {
         &self.names
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(exact: &[(&str, usize)], wildcard: &[(&str, usize)]) -> CertSet {
+        CertSet {
+            certs: Vec::new(),
+            exact: exact.iter().map(|(n, i)| (n.to_string(), *i)).collect(),
+            wildcard: wildcard.iter().map(|(n, i)| (n.to_string(), *i)).collect(),
+            names: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn exact_names_win_over_wildcards_which_cover_one_label() {
+        let s = set(&[("a.test", 0), ("x.b.test", 2)], &[("b.test", 1)]);
+        assert_eq!(s.find("a.test"), Some(0));
+        assert_eq!(s.find("A.Test."), Some(0));
+        assert_eq!(s.find("y.b.test"), Some(1));
+        assert_eq!(s.find("x.b.test"), Some(2));
+        assert_eq!(s.find("b.test"), None);
+        assert_eq!(s.find("z.y.b.test"), None);
+        assert_eq!(s.find(""), None);
+        assert_eq!(s.find("."), None);
+    }
+
+    proptest::proptest! {
+        /// Any name a client sends is looked up without a panic, and a
+        /// wildcard answers only for names one label under it.
+        #[test]
+        fn any_server_name_is_looked_up_safely(name in "\\PC{0,300}") {
+            let s = set(&[("a.test", 0)], &[("b.test", 1)]);
+            if s.find(&name) == Some(1) {
+                let lower = name.trim_end_matches('.').to_ascii_lowercase();
+                let (label, parent) = lower.split_once('.').unwrap();
+                proptest::prop_assert_eq!(parent, "b.test");
+                proptest::prop_assert!(!label.contains('.'));
+            }
+        }
+    }
+}
