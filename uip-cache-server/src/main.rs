@@ -226,14 +226,27 @@ async fn run(
     }
     let tls = match (tls_listener, &certificates) {
         (Some(l), Some(certificates)) => {
+            // Handled from here on (before the log line says the server is
+            // up): SIGHUP's default would end the process.
+            #[cfg(unix)]
+            let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+            #[cfg(unix)]
+            match hangups {
+                Ok(h) => drop(tokio::spawn(reload_on_hangup(
+                    h,
+                    certificates.clone(),
+                    when_stopped(),
+                ))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "SIGHUP cannot be handled here: certificates reload when their files change")
+                }
+            }
             tracing::info!(listen = %l.local_addr()?, %upstream, names = ?certificates.names(), "uip-cache serving TLS");
             tokio::spawn(
                 certificates
                     .clone()
                     .watch_files(WATCH_INTERVAL, when_stopped()),
             );
-            #[cfg(unix)]
-            tokio::spawn(reload_on_hangup(certificates.clone(), when_stopped()));
             Some((l, certificates.clone()))
         }
         _ => None,
@@ -257,14 +270,11 @@ async fn run(
 
 /// Reads the certificates again on each SIGHUP, until `stop` resolves.
 #[cfg(unix)]
-async fn reload_on_hangup(certificates: Certificates, stop: impl std::future::Future<Output = ()>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!(
-            "SIGHUP cannot be handled here: certificates reload only when their files change"
-        );
-        return;
-    };
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    certificates: Certificates,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let mut stop = std::pin::pin!(stop);
     loop {
         tokio::select! {
