@@ -22,3 +22,4 @@ pub mod io;
 pub mod proxy;
 pub mod server;
 pub mod slow;
+pub mod tls;

@@ -11,3 +11,7 @@ mod attack_transform;
 mod cli;
 mod proxy;
 mod ranges;
+mod tls;
+mod tls_cli;
+mod tls_support;
+mod tls_upstream;

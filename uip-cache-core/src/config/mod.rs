@@ -57,7 +57,7 @@ pub use policy::{
     TtlMode,
 };
 pub use redis::{RedisConfig, RedisConnection};
-pub use server::ServerConfig;
+pub use server::{CertificateConfig, ServerConfig, TlsConfig, UpstreamTlsConfig};
 pub use store::{L1Config, MemoryStoreConfig, StoreConfig, StoreKind, DEFAULT_MEMORY_MAX_BYTES};
 pub use units::{ByteSize, Seconds};
 pub use warm::{WarmPriority, WarmUrlConfig, WarmingConfig};
