@@ -344,7 +344,13 @@ impl FetchTicket {
                 }
                 _ => cache.release_and_count(guard, None, stored).await,
             }
-            return match cache.respond(&plan.settings, &entry, &view, XCache::Expired, response_time) {
+            return match cache.respond(
+                &plan.settings,
+                &entry,
+                &view,
+                XCache::Expired,
+                response_time,
+            ) {
                 Some(mut r) => {
                     cache.count(&plan, XCache::Expired);
                     // The 304's cookies are this client's alone: never stored,
