@@ -151,7 +151,7 @@ struct Inner {
     /// Keys whose representation was found larger than their policy's
     /// `range_passthrough_above`, with the end of their window: their
     /// `Range` requests that miss go to the origin with the `Range`.
-    large: Option<moka::sync::Cache<String, std::time::Instant>>,
+    large: moka::sync::Cache<String, std::time::Instant>,
     /// Where the cache reads the time its decisions depend on.
     clock: Clock,
     /// Marks the refreshes this cache sends back through the app.
