@@ -9,7 +9,8 @@
 //! what a key holds, an entry or a `Vary` marker, in [`stored`]),
 //! the request protocol ([`begin`], [`fetch`], [`recording`]), coalescing
 //! across instances ([`lease`]), admission and compression on store
-//! ([`write`]), responses, 304s and Cache-Status ([`respond`], [`body`]), the
+//! ([`write`]), responses, 304s and Cache-Status ([`respond`], [`body`]),
+//! ranges of complete 200s ([`partial`]), the
 //! invalidation fence ([`fence`]), hit-for-miss ([`hit_for_miss`]), purges
 //! ([`purge`]) and the invalidation after unsafe requests
 //! ([`unsafe_request`]).
