@@ -142,7 +142,6 @@ impl HttpCacheBuilder<'_> {
             Source::Config(config) => Arc::new(Settings::compile(config)?),
             Source::Settings(settings) => settings,
         };
-        let hit_for_miss = settings.hit_for_miss();
         Ok(HttpCache {
             inner: Arc::new(Inner {
                 stats: CacheStats::with_policies(settings.policies().len()),
@@ -158,14 +157,10 @@ impl HttpCacheBuilder<'_> {
                 writes: AtomicU64::new(0),
                 refresh_token: crate::refresh::RefreshToken::new(),
                 unsafe_purges: Arc::new(tokio::sync::Semaphore::new(UNSAFE_PURGES_IN_TASKS)),
-                // Sized by the hit-for-miss window the cache starts with; a
-                // mark ends when the clock passes the end it holds.
-                large: (!hit_for_miss.is_zero()).then(|| {
-                    moka::sync::Cache::builder()
-                        .max_capacity(100_000)
-                        .time_to_live(hit_for_miss)
-                        .build()
-                }),
+                // Bounded by its capacity; a mark ends when the clock passes
+                // the end it holds (the hit-for-miss window of the settings
+                // it was made under), so reloads need nothing here.
+                large: moka::sync::Cache::builder().max_capacity(100_000).build(),
                 clock: self.clock,
             }),
         })

@@ -77,12 +77,13 @@ impl HttpCache {
     /// policy's `range_passthrough_above` (for `defaults.hit_for_miss`, as
     /// a mark of hit-for-miss lasts).
     pub(crate) fn note_length(&self, plan: &CachePlan, len: u64) {
-        let Some(large) = &self.inner.large else {
-            return;
-        };
-        if len > self.policy(plan).range_passthrough_above() {
-            let until = self.inner.clock.instant() + plan.settings.hit_for_miss();
-            large.insert(plan.key.as_str().to_owned(), until);
+        let large = &self.inner.large;
+        let window = plan.settings.hit_for_miss();
+        if len > self.policy(plan).range_passthrough_above() && !window.is_zero() {
+            large.insert(
+                plan.key.as_str().to_owned(),
+                self.inner.clock.instant() + window,
+            );
         } else {
             large.invalidate(plan.key.as_str());
         }
@@ -102,10 +103,9 @@ impl HttpCache {
         {
             return true;
         }
-        self.inner.large.as_ref().is_some_and(|large| {
-            large
-                .get(plan.key.as_str())
-                .is_some_and(|until| self.inner.clock.instant() < until)
-        })
+        self.inner
+            .large
+            .get(plan.key.as_str())
+            .is_some_and(|until| self.inner.clock.instant() < until)
     }
 }

@@ -9,7 +9,8 @@
 //! what a key holds, an entry or a `Vary` marker, in [`stored`]),
 //! the request protocol ([`begin`], [`fetch`], [`recording`]), coalescing
 //! across instances ([`lease`]), admission and compression on store
-//! ([`write`]), responses, 304s and Cache-Status ([`respond`], [`body`]), the
+//! ([`write`]), responses, 304s and Cache-Status ([`respond`], [`body`]),
+//! ranges of complete 200s ([`partial`]), the
 //! invalidation fence ([`fence`]), hit-for-miss ([`hit_for_miss`]), purges
 //! ([`purge`]) and the invalidation after unsafe requests
 //! ([`unsafe_request`]).
@@ -151,7 +152,7 @@ struct Inner {
     /// Keys whose representation was found larger than their policy's
     /// `range_passthrough_above`, with the end of their window: their
     /// `Range` requests that miss go to the origin with the `Range`.
-    large: Option<moka::sync::Cache<String, std::time::Instant>>,
+    large: moka::sync::Cache<String, std::time::Instant>,
     /// Where the cache reads the time its decisions depend on.
     clock: Clock,
     /// Marks the refreshes this cache sends back through the app.

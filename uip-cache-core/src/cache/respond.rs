@@ -149,9 +149,9 @@ impl HttpCache {
                 entry.body.len() as u64,
             )
         };
-        // A complete 200 says the cache answers ranges of it, whatever the
-        // origin said of its own.
-        let complete = entry.status == 200;
+        // A complete 200 says the cache answers ranges of it (of a GET),
+        // whatever the origin said of its own.
+        let complete = entry.status == 200 && (head || req.method == "GET");
         let (code, body) = match part {
             Some(p) => {
                 let replaced = |n: &str| !p.headers.iter().any(|(h, _)| *h == n);
