@@ -9,8 +9,7 @@ use bytes::Bytes;
 
 use super::partial;
 use super::recording::Finish;
-use super::{CachePlan, CachedResponse, HttpCache, Recording};
-use crate::adapter::RangeReply;
+use super::{CachePlan, CachedResponse, HttpCache, RangeReply, Recording};
 use crate::compress;
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::http::admission::{OriginResponse, PER_CLIENT};
@@ -344,7 +343,13 @@ impl FetchTicket {
                 }
                 _ => cache.release_and_count(guard, None, stored).await,
             }
-            return match cache.respond(&plan.settings, &entry, &view, XCache::Expired, response_time) {
+            return match cache.respond(
+                &plan.settings,
+                &entry,
+                &view,
+                XCache::Expired,
+                response_time,
+            ) {
                 Some(mut r) => {
                     cache.count(&plan, XCache::Expired);
                     // The 304's cookies are this client's alone: never stored,
