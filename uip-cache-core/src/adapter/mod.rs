@@ -58,15 +58,14 @@
 mod body;
 mod bypass;
 mod edits;
-mod range;
 mod refresh;
 #[cfg(test)]
 mod tests;
 
+pub use crate::cache::RangeReply;
 pub use crate::field::{HeaderEdit, HeaderEdits};
 pub use body::{BodyRead, BodyReader};
 pub use bypass::BypassTicket;
-pub use range::RangeReply;
 pub use refresh::Refresh;
 
 /// A header value as frameworks read it (`to_str` in `http`): visible

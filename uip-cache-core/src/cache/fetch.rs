@@ -9,8 +9,7 @@ use bytes::Bytes;
 
 use super::partial;
 use super::recording::Finish;
-use super::{CachePlan, CachedResponse, HttpCache, Recording};
-use crate::adapter::RangeReply;
+use super::{CachePlan, CachedResponse, HttpCache, RangeReply, Recording};
 use crate::compress;
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::http::admission::{OriginResponse, PER_CLIENT};

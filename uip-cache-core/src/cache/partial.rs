@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use crate::adapter::RangeReply;
+use super::RangeReply;
 use crate::http::range::{self, Multipart, RangeSlicer, Ranges};
 
 /// The partial answer `ranges` of a representation of `len` bytes whose

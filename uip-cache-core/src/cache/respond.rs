@@ -7,8 +7,8 @@ use crate::field::FieldName;
 use bytes::Bytes;
 
 use super::partial;
+use super::RangeReply;
 use super::{CachePlan, CachedBody, HttpCache};
-use crate::adapter::RangeReply;
 use crate::compress;
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::http::cache_status::{self, Forward, OriginFailure, XCache};

@@ -287,12 +287,8 @@ fn connection_service(
         req.extensions_mut().insert(connection);
         let mut refused = normalize(&mut req).err();
         if let (None, Some(port)) = (&refused, redirect) {
-            refused = redirect::to_https(
-                &req,
-                &connection,
-                service.cache().settings().trusted_proxies(),
-                port,
-            );
+            let settings = service.cache().settings();
+            refused = redirect::to_https(&req, &connection, settings.trusted_proxies(), port);
         }
         // What the request's log line needs, only when it is written.
         let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| {

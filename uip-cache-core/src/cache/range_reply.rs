@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::HeaderEdits;
+use crate::field::HeaderEdits;
 use crate::http::range::RangeSlicer;
 
 /// This client's answer to its `Range` when the origin sent the complete
