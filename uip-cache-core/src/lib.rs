@@ -70,6 +70,7 @@ pub mod policy;
 pub mod record;
 pub mod refresh;
 pub mod request;
+pub mod route;
 pub mod schedule;
 pub mod stats;
 pub mod store;

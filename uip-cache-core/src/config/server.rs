@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::de::{empty_as_none, nonzero_duration, nonzero_size};
-use super::{ByteSize, ConfigProblem, Located, Seconds};
+use super::{ByteSize, ConfigProblem, Located, RouteConfig, Seconds};
 
 /// The caching reverse proxy of `uip-cache serve`.
 #[derive(Clone, Debug, Deserialize)]
@@ -14,9 +14,13 @@ use super::{ByteSize, ConfigProblem, Located, Seconds};
 pub struct ServerConfig {
     /// Where clients connect (default `127.0.0.1:8080`; `--listen` overrides).
     pub listen: String,
-    /// The backend, `http://host:port` (`--upstream` overrides).
+    /// The backend, `http://host:port` (`--upstream` overrides). With
+    /// `routes`, the backend of the requests no route matches.
     #[serde(deserialize_with = "empty_as_none")]
     pub upstream: Option<String>,
+    /// Which backend a request goes to, by host and path prefix: the first
+    /// route that matches, in file order (see [`RouteConfig`]).
+    pub routes: Vec<RouteConfig>,
     /// Time to connect to the upstream (default 5s); past it: 502.
     pub connect_timeout: Seconds,
     /// Time for the upstream's response headers (default 60s); past it: 504.
@@ -76,6 +80,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8080".into(),
             upstream: None,
+            routes: Vec::new(),
             connect_timeout: Seconds(Duration::from_secs(5)),
             timeout: Seconds(Duration::from_secs(60)),
             shutdown_grace: Seconds(Duration::from_secs(10)),
