@@ -20,5 +20,6 @@
 pub mod demo;
 pub mod io;
 pub mod proxy;
+pub mod routes;
 pub mod server;
 pub mod slow;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use uip_cache_core::config::LogFormat;
 use uip_cache_core::{CacheConfig, HttpCache, PolicySet};
 use uip_cache_server::proxy::Upstream;
+use uip_cache_server::routes::{default_warm_host, Routes};
 use uip_cache_server::server::{serve_admin, serve_with, signal};
 use uip_cache_server::slow::ClientLimits;
 
@@ -29,7 +30,8 @@ enum Command {
         /// Listen address (overrides server.listen).
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// The backend, http://host:port (overrides server.upstream).
+        /// The backend, http://host:port (overrides server.upstream: the
+        /// backend of the requests no route matches).
         #[arg(long)]
         upstream: Option<String>,
         /// Admin API address (overrides admin.listen).
@@ -131,32 +133,38 @@ async fn run(
     upstream: Option<String>,
     admin_listen: Option<SocketAddr>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let upstream = upstream
-        .or_else(|| config.server.upstream.clone())
-        .ok_or("no upstream: pass --upstream http://host:port or set server.upstream")?;
-    let upstream: http::Uri = upstream
-        .parse()
-        .map_err(|e| format!("--upstream `{upstream}`: {e}"))?;
-    if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
-        return Err(format!("--upstream `{upstream}`: expected http://host:port").into());
+    if let Some(upstream) = upstream {
+        let uri: http::Uri = upstream
+            .parse()
+            .map_err(|e| format!("--upstream `{upstream}`: {e}"))?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return Err(format!("--upstream `{upstream}`: expected http://host:port").into());
+        }
+        config.server.upstream = Some(upstream);
     }
     let listen = match listen {
         Some(l) => l,
         None => config.server.listen.parse()?,
     };
-    // Warm requests go through this proxy to the upstream; without a
-    // warming.host or base_url they are made for the upstream's host.
+    // Warm requests go through this proxy and its routes; without a
+    // warming.host or base_url they are made for the upstream's host (see
+    // default_warm_host).
     if config.warming.host.is_none() && config.warming.base_url.is_none() {
-        config.warming.host = upstream.authority().map(|a| a.to_string());
+        config.warming.host = default_warm_host(&config.server);
     }
+    let server = &config.server;
+    let (connect_timeout, timeout) = (server.connect_timeout.get(), server.timeout.get());
+    let routes = Routes::from_config(&config, |url| Upstream::new(url, connect_timeout, timeout))?;
     let cache = build_cache(&config)?;
     let server = &config.server;
-    let upstream_client = Upstream::new(
-        upstream.clone(),
-        server.connect_timeout.get(),
-        server.timeout.get(),
-    );
-    let proxy = uip_cache_server::server::proxy(cache, upstream_client);
+    let upstream = routes
+        .table()
+        .routes()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let proxy = uip_cache_server::server::proxy(cache, routes);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -258,6 +266,21 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         println!("    tags     {}", p.tag_templates().join(", "));
         if !p.invalidate_on().is_empty() {
             println!("    events   {}", p.invalidate_on().join(", "));
+        }
+    }
+    match uip_cache_server::routes::describe(&config) {
+        Ok(routes) if routes.is_empty() => {
+            println!("  routes: none (serve needs --upstream, server.upstream or server.routes)")
+        }
+        Ok(routes) => {
+            println!("  routes, the first that matches:");
+            for r in routes {
+                println!("    {r}");
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
         }
     }
     for w in config.warnings() {

@@ -148,6 +148,11 @@ impl Upstream {
             .path_and_query(path)
             .build()
     }
+
+    /// The backend's URL, `http://host:port`.
+    pub fn base(&self) -> &Uri {
+        &self.0.base
+    }
 }
 
 impl fmt::Debug for Upstream {
@@ -331,10 +336,14 @@ impl Upstream {
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "upstream request failed");
                 if e.is_connect() {
-                    error_response(
+                    let mut resp = error_response(
                         StatusCode::BAD_GATEWAY,
                         "the upstream refused the connection",
-                    )
+                    );
+                    // The request never reached it: another backend of the
+                    // route may take it.
+                    resp.extensions_mut().insert(crate::routes::ConnectFailed);
+                    resp
                 } else {
                     error_response(StatusCode::BAD_GATEWAY, "the upstream connection failed")
                 }

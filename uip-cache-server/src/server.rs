@@ -1,5 +1,5 @@
 //! The accept loop: HTTP/1.1 with keep-alive or HTTP/2 with prior knowledge (h2c), each request through the
-//! cache layer to the [`Upstream`], and a graceful shutdown that drains the
+//! cache layer to the [`Routes`], and a graceful shutdown that drains the
 //! requests in flight within a bound.
 
 use std::future::Future;
@@ -20,7 +20,8 @@ use uip_cache_tower::admin::{AdminService, ServiceFetcher};
 use uip_cache_tower::{CacheLayer, CacheService};
 
 use crate::io::ClientStream;
-use crate::proxy::{normalize, RequestBody, Upstream};
+use crate::proxy::{normalize, RequestBody};
+use crate::routes::Routes;
 use crate::slow::{
     now_ms, ClientBody, ClientLimits, DrainMark, Inflight, Sent, Verdict, Watch,
     HEADER_READ_TIMEOUT,
@@ -50,12 +51,13 @@ const H2_CONNECTION_WINDOW: u32 = 256 * 1024;
 /// Response bytes buffered per HTTP/2 stream for a slow reader.
 const H2_SEND_BUFFER: usize = 64 * 1024;
 
-/// The proxy: the cache layer in front of the upstream.
-pub type Proxy = CacheService<Upstream>;
+/// The proxy: the cache layer in front of the routes to the upstreams.
+pub type Proxy = CacheService<Routes>;
 
-/// The proxy service of `cache` in front of `upstream`.
-pub fn proxy(cache: HttpCache, upstream: Upstream) -> Proxy {
-    CacheLayer::new(cache).layer(upstream)
+/// The proxy service of `cache` in front of `routes` (or of one
+/// [`Upstream`](crate::proxy::Upstream) for every request).
+pub fn proxy(cache: HttpCache, routes: impl Into<Routes>) -> Proxy {
+    CacheLayer::new(cache).layer(routes.into())
 }
 
 /// The admin API of a proxy: warm requests go through `proxy` (the cache,
@@ -127,7 +129,12 @@ pub async fn serve_with(
             // TLS is not served here yet.
             req.extensions_mut()
                 .insert(uip_cache_core::Connection::new(Some(remote), false));
-            let refused = normalize(&mut req).err();
+            let refused = normalize(&mut req).err().or_else(|| {
+                service
+                    .get_ref()
+                    .route_request(service.cache(), &mut req)
+                    .err()
+            });
             // What the request's log line needs, only when it is written.
             let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| {
                 (

@@ -10,3 +10,4 @@ mod attack_slow_clients;
 mod attack_transform;
 mod cli;
 mod proxy;
+mod routes;
