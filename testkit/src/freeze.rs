@@ -4,10 +4,8 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::Duration;
 
 /// A proxy on 127.0.0.1 to another local port; stops on drop.
 #[derive(Debug)]
@@ -19,9 +17,28 @@ pub struct FreezableProxy {
 
 #[derive(Debug, Default)]
 struct State {
-    frozen: AtomicBool,
-    stopped: AtomicBool,
+    flow: Mutex<Flow>,
+    /// Told every change of `flow` (a thaw, the stop).
+    changed: Condvar,
     streams: Mutex<Vec<TcpStream>>,
+}
+
+#[derive(Debug, Default)]
+struct Flow {
+    frozen: bool,
+    stopped: bool,
+}
+
+impl State {
+    fn flow(&self) -> MutexGuard<'_, Flow> {
+        self.flow.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the flow and wakes the pumps held by it.
+    fn set(&self, change: impl FnOnce(&mut Flow)) {
+        change(&mut self.flow());
+        self.changed.notify_all();
+    }
 }
 
 impl FreezableProxy {
@@ -33,7 +50,7 @@ impl FreezableProxy {
         let s = state.clone();
         thread::spawn(move || {
             for client in listener.incoming() {
-                if s.stopped.load(Ordering::Acquire) {
+                if s.flow().stopped {
                     return;
                 }
                 let Ok(client) = client else { continue };
@@ -59,12 +76,12 @@ impl FreezableProxy {
 
     /// Stops forwarding, on every connection, without closing any.
     pub fn freeze(&self) {
-        self.state.frozen.store(true, Ordering::Release);
+        self.state.set(|f| f.frozen = true);
     }
 
     /// Forwards again (what was held goes through).
     pub fn thaw(&self) {
-        self.state.frozen.store(false, Ordering::Release);
+        self.state.set(|f| f.frozen = false);
     }
 }
 
@@ -77,12 +94,17 @@ fn pump(mut from: TcpStream, mut to: TcpStream, state: &State) {
         };
         // Held, not dropped: a frozen flow delivers nothing, and nothing
         // it carried is lost should it be thawed.
-        while state.frozen.load(Ordering::Acquire) {
-            if state.stopped.load(Ordering::Acquire) {
+        let mut flow = state.flow();
+        while flow.frozen {
+            if flow.stopped {
                 return;
             }
-            thread::sleep(Duration::from_millis(5));
+            flow = state
+                .changed
+                .wait(flow)
+                .unwrap_or_else(PoisonError::into_inner);
         }
+        drop(flow);
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
@@ -92,7 +114,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, state: &State) {
 
 impl Drop for FreezableProxy {
     fn drop(&mut self) {
-        self.state.stopped.store(true, Ordering::Release);
+        self.state.set(|f| f.stopped = true);
         for s in self
             .state
             .streams

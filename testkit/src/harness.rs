@@ -225,22 +225,13 @@ impl Harness {
     }
 
     /// Waits (at most 10 s, then panics) until the cache has written `n`
-    /// entries: an adapter answers before the entry is stored.
+    /// entries: an adapter answers before the entry is stored. A write is
+    /// counted once the fetch that made it has let go of its key (and, with
+    /// Redis, of its lease): the next stale hit of that key starts a
+    /// refresh.
     pub async fn wait_for_sets(&self, n: u64) -> StatsSnapshot {
         let what = format!("{:?}: {n} entries written", self.adapter);
         crate::wait_until(&self.cache, &what, |s| s.sets >= n).await
-    }
-
-    /// [`Harness::wait_for_sets`], then a pause for the fetch that wrote the
-    /// last entry to let go of its key (and, with Redis, of its lease), which
-    /// it does just after the write is counted, maybe on another thread. No
-    /// counter shows the release, and a stale hit while the key is still held
-    /// is served without starting a refresh: cases whose next stale hit must
-    /// refresh wait here.
-    pub async fn wait_for_sets_and_release(&self, n: u64) -> StatsSnapshot {
-        let snapshot = self.wait_for_sets(n).await;
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        snapshot
     }
 }
 

@@ -15,6 +15,8 @@
 //!   `redis-server` is not installed, a failure in CI where `CI` is set).
 //! - A store that fails or hangs ([`FailingStore`]), and a TCP proxy that
 //!   can freeze a connection without closing it ([`FreezableProxy`]).
+//! - `uip-cache serve` on ports the system picks, its addresses read from
+//!   its log ([`ServeProcess`]).
 
 #[cfg(feature = "actix")]
 pub mod actix;
@@ -26,6 +28,7 @@ mod got;
 #[cfg(feature = "harness")]
 pub mod harness;
 mod origin;
+mod serve;
 #[cfg(feature = "tower")]
 pub mod tower;
 
@@ -34,11 +37,13 @@ pub use got::Got;
 #[cfg(feature = "harness")]
 pub use harness::{Adapter, Backend, Harness};
 pub use origin::{FailingStore, Origin, OriginDown, Reply, Seen};
+pub use serve::ServeProcess;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use uip_cache_core::{HttpCache, StatsSnapshot};
@@ -70,7 +75,10 @@ pub async fn wait_for_sets(cache: &HttpCache, n: u64) -> StatsSnapshot {
     wait_until(cache, &what, |s| s.sets >= n).await
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now; another process may take it
+/// before it is bound. Where a listener can be bound here, bind port 0 and
+/// read its port instead; [`RedisServer`] tries another port when its
+/// server cannot listen, [`ServeProcess`] reads the port from the log.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -119,18 +127,6 @@ pub fn record_skip(why: &str) {
     }
 }
 
-fn ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    s.set_read_timeout(Some(Duration::from_millis(500))).ok();
-    if s.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 7];
-    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
-}
-
 /// One redis-server.
 #[derive(Debug)]
 pub struct RedisServer {
@@ -148,26 +144,37 @@ impl RedisServer {
     }
 
     /// Starts a server with extra command-line options.
+    ///
+    /// On a port that was free a moment before: should another process
+    /// take it first, the server cannot listen and exits, and another port
+    /// is tried (five in all).
     pub fn start_with(extra: &[&str]) -> Option<Self> {
         if !available() {
             return None;
         }
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("uip-cache-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut s = RedisServer {
-            port,
-            child: None,
-            dir,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        s.spawn();
-        Some(s)
+        for _ in 0..5 {
+            let port = free_port();
+            let dir =
+                std::env::temp_dir().join(format!("uip-cache-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut s = RedisServer {
+                port,
+                child: None,
+                dir,
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+            };
+            if s.spawn() {
+                return Some(s);
+            }
+        }
+        panic!("redis-server could not listen on any of five free ports");
     }
 
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+    /// Starts the process and waits until it says it accepts connections
+    /// (at most 10 s, then panics); false if it exits first (it could not
+    /// listen on the port).
+    fn spawn(&mut self) -> bool {
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -180,19 +187,33 @@ impl RedisServer {
             ])
             .args(["--dir", self.dir.to_str().unwrap()])
             .args(&self.extra)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server starts");
+        // Its log, read to the end (a full pipe would stall it); the line
+        // saying it listens is passed on.
+        let log = BufReader::new(child.stdout.take().expect("a piped stdout"));
+        let (ready, listening) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in log.lines() {
+                let Ok(line) = line else { return };
+                if line.contains("Ready to accept connections") {
+                    let _ = ready.send(());
+                }
+            }
+        });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ping(self.port) {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {} did not come up",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        match listening.recv_timeout(Duration::from_secs(10)) {
+            Ok(()) => true,
+            Err(RecvTimeoutError::Disconnected) => {
+                // Exited without listening: the port was taken.
+                self.kill();
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("redis-server on {} did not come up", self.port)
+            }
         }
     }
 
@@ -207,7 +228,11 @@ impl RedisServer {
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        assert!(
+            self.spawn(),
+            "redis-server could not listen on {} again",
+            self.port
+        );
     }
 
     fn signal(&self, sig: &str) {
@@ -336,5 +361,28 @@ impl RedisCluster {
             .iter()
             .map(|n| n.cli(&["dbsize"]).trim().parse().unwrap_or(0))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_server_that_cannot_listen_is_seen_to_exit() {
+        let Some(running) = RedisServer::start() else {
+            return;
+        };
+        // A second server on the same port: it cannot listen, and says so
+        // by exiting, which `start_with` answers with another port.
+        let mut second = RedisServer {
+            port: running.port,
+            child: None,
+            dir: running.dir.join("second"),
+            extra: Vec::new(),
+        };
+        std::fs::create_dir_all(&second.dir).unwrap();
+        assert!(!second.spawn(), "a second server on port {}", running.port);
+        assert_eq!(running.cli(&["PING"]).trim(), "PONG");
     }
 }

@@ -33,6 +33,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
 mod body;
+mod builder;
 mod middleware;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
@@ -40,4 +41,5 @@ pub mod test_util;
 mod translate;
 
 pub use body::CacheBody;
+pub use builder::CacheBuilder;
 pub use middleware::{Cache, CacheMiddleware};

@@ -3,16 +3,17 @@ use std::future::{ready, Ready};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::Error;
 use futures_util::future::LocalBoxFuture;
 use uip_cache_core::refresh::{REFRESHED_HEADER, REFRESH_HEADER};
 use uip_cache_core::warm::HttpFetcher;
 use uip_cache_core::{
     After, Begin, BypassTicket, CacheConfig, ConfigError, FetchTicket, Forward, HttpCache,
-    NoCacheReason, Plan, Start, Store,
+    NoCacheReason, Plan, Recording, Start, Store,
 };
 
 use crate::body::CacheBody;
@@ -66,7 +67,7 @@ impl Cache {
     /// layer or admin routes); refreshes go through `warming.base_url` when
     /// the config sets it.
     pub fn new(cache: HttpCache) -> Self {
-        let refresher = HttpFetcher::from_config(cache.config()).and_then(|f| match f {
+        let refresher = HttpFetcher::from_config(&cache.config()).and_then(|f| match f {
             Ok(f) => Some(Arc::new(f)),
             Err(e) => {
                 tracing::warn!(error = %e, "warming.base_url: no background refresh");
@@ -271,7 +272,7 @@ where
 async fn fetch<S, B>(
     svc: Rc<S>,
     mut req: ServiceRequest,
-    ticket: FetchTicket,
+    mut ticket: FetchTicket,
     head: bool,
 ) -> Result<ServiceResponse<CacheBody<B>>, Error>
 where
@@ -298,6 +299,10 @@ where
         }
         Err(e) => return Err(e),
     };
+    // An in-process body's size, which its headers may not say.
+    if let BodySize::Sized(n) = res.response().body().size() {
+        ticket.origin_body_length(Some(n));
+    }
     match ticket
         .origin_responded(res.status().as_u16(), header_list(res.headers()))
         .await
@@ -306,36 +311,74 @@ where
             res.request().clone(),
             from_cached(r, head),
         )),
-        After::Pass(f) => {
-            let mut res = res.map_body(|_, b| CacheBody::passthrough(b));
-            let edits = cache.response_edits(f, &Headers(res.headers()));
-            apply(res.headers_mut(), edits);
-            Ok(res)
-        }
+        After::Pass(f) => Ok(passed(&cache, res, f)),
         After::Record { x_cache, recording } => {
-            let (pump, tap) = recording.tee();
-            let mut origin_body = None;
-            let mut res = res.map_body(|_, b| {
-                let size = b.size();
-                origin_body = Some(b);
-                CacheBody::tapped(tap, size)
-            });
-            if let Some(body) = origin_body {
-                // Read the origin body at the origin's pace, whatever the
-                // client does: actix never polls a `Sized(0)` body and a slow
-                // client must not hold up the requests coalesced behind this one.
-                let mut body = Box::pin(body);
-                actix_web::rt::spawn(pump.drive(
-                    move |cx| body.as_mut().poll_next(cx),
-                    |chunk| chunk.as_ref().ok().cloned(),
-                    Result::is_err,
-                ));
-            }
-            let edits = cache.response_edits(Forward::recorded(x_cache), &Headers(res.headers()));
-            apply(res.headers_mut(), edits);
-            Ok(res)
+            Ok(recorded(&cache, res, Forward::recorded(x_cache), recording))
+        }
+        After::Part {
+            forward,
+            recording,
+            reply,
+        } => {
+            let mut res = match recording {
+                Some(recording) => recorded(&cache, res, forward, recording),
+                None => passed(&cache, res, forward),
+            };
+            let status = StatusCode::from_u16(reply.status()).unwrap_or(StatusCode::OK);
+            *res.response_mut().status_mut() = status;
+            apply(res.headers_mut(), reply.header_edits());
+            let len = reply.content_length();
+            let slicer = reply.into_body();
+            // A HEAD's length without bytes, as for a stored answer.
+            Ok(res.map_body(|_, b| match head {
+                true => CacheBody::head(len),
+                false => b.cut(slicer),
+            }))
         }
     }
+}
+
+/// The origin's response passed through, with the cache headers of `f`.
+fn passed<B: MessageBody>(
+    cache: &HttpCache,
+    res: ServiceResponse<B>,
+    f: Forward,
+) -> ServiceResponse<CacheBody<B>> {
+    let mut res = res.map_body(|_, b| CacheBody::passthrough(b));
+    let edits = cache.response_edits(f, &Headers(res.headers()));
+    apply(res.headers_mut(), edits);
+    res
+}
+
+/// The origin's response streamed to the client while `recording` records
+/// it, with the cache headers of `f`.
+fn recorded<B: MessageBody + 'static>(
+    cache: &HttpCache,
+    res: ServiceResponse<B>,
+    f: Forward,
+    recording: Recording,
+) -> ServiceResponse<CacheBody<B>> {
+    let (pump, tap) = recording.tee();
+    let mut origin_body = None;
+    let mut res = res.map_body(|_, b| {
+        let size = b.size();
+        origin_body = Some(b);
+        CacheBody::tapped(tap, size)
+    });
+    if let Some(body) = origin_body {
+        // Read the origin body at the origin's pace, whatever the client
+        // does: actix never polls a `Sized(0)` body and a slow client must
+        // not hold up the requests coalesced behind this one.
+        let mut body = Box::pin(body);
+        actix_web::rt::spawn(pump.drive(
+            move |cx| body.as_mut().poll_next(cx),
+            |chunk| chunk.as_ref().ok().cloned(),
+            Result::is_err,
+        ));
+    }
+    let edits = cache.response_edits(f, &Headers(res.headers()));
+    apply(res.headers_mut(), edits);
+    res
 }
 
 async fn bypass<S, B>(

@@ -208,7 +208,9 @@ fn raw_get(port: u16, path: &str, host: &str) -> (u16, String) {
 
 #[actix_web::test]
 async fn warming_over_http_stores_what_a_client_then_hits() {
-    let port = uip_cache_testkit::free_port();
+    // Bound before the config names it: no other process can take the port.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     let config = CacheConfig::from_yaml_str(&format!(
         "{CONFIG}warming:\n  enabled: true\n  on_startup: false\n  base_url: \"http://127.0.0.1:{port}\"\n  host: api.example\n  urls: [{{url: /items/1}}, {{url: /items/2, priority: high}}]\n"
     ))
@@ -228,7 +230,7 @@ async fn warming_over_http_stores_what_a_client_then_hits() {
         )
     })
     .workers(1)
-    .bind(("127.0.0.1", port))
+    .listen(listener)
     .unwrap()
     .run();
     let handle = server.handle();

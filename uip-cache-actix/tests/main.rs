@@ -6,5 +6,6 @@ mod admin;
 mod attack_forwarding_headers;
 mod attack_invalidation;
 mod attack_transform;
+mod clock;
 mod middleware;
 mod redis_backed;

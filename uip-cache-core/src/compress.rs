@@ -1,5 +1,4 @@
-//! gzip compression of stored bodies, and the rules for when the cache may
-//! make a gzip representation of its own.
+//! gzip compression of stored bodies.
 //!
 //! Whether a body is compressed is recorded in the entry
 //! ([`StoredResponse::compression`](crate::StoredResponse)), never guessed from
@@ -8,9 +7,10 @@
 //! from the origin is passed on as it is), only the gzip bodies it made.
 //!
 //! A gzip body the cache made is a representation of its own (RFC 9110
-//! section 8.8.3): it gets its own validator ([`gzip_etag`]), every response
-//! from such an entry says `Vary: Accept-Encoding`, and a response that
-//! forbids transformation ([`forbids_transform`]) is never compressed.
+//! section 8.8.3): it gets its own validator, every response from such an
+//! entry says `Vary: Accept-Encoding`, and a response that forbids
+//! transformation is never compressed. Those rules are HTTP's and live in
+//! [`crate::http::encoding`]; this module only compresses and decompresses.
 //!
 //! Work on large bodies stays off the async workers: bodies above
 //! [`INLINE_LIMIT`] are compressed on the blocking pool ([`gzip_off_runtime`])
@@ -22,9 +22,6 @@ use std::sync::OnceLock;
 use bytes::{Buf, Bytes, BytesMut};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
-
-use crate::field::FieldName;
-use crate::http::cache_control::CacheControl;
 
 /// Bodies up to this many bytes are compressed, or decompressed at once, on
 /// the task that needs them (well under a millisecond); larger ones are
@@ -209,66 +206,6 @@ impl std::fmt::Debug for GunzipChunks {
     }
 }
 
-/// Whether a response forbids intermediaries to transform its content
-/// (RFC 9110 section 7.7): `no-transform` in `Cache-Control` or in any
-/// targeted cache-control field (`CDN-Cache-Control`, `Surrogate-Control`,
-/// any `*-Cache-Control`), whichever of them this cache obeys. Reading
-/// every one of them is the cautious side: a directive meant for another
-/// cache only costs a compression.
-pub fn forbids_transform(headers: &[(FieldName, Bytes)]) -> bool {
-    headers.iter().any(|(n, v)| {
-        let n: &str = n;
-        (n == "cache-control" || n == "surrogate-control" || n.ends_with("-cache-control"))
-            && CacheControl::parse([&v[..]]).no_transform
-    })
-}
-
-/// Whether the cache may store a gzip representation of its own of a
-/// response with `headers`: not when the origin forbade transformation,
-/// encoded the content itself (any `Content-Encoding`, even `identity`),
-/// sent part of a representation (`Content-Range`), or declared a digest of
-/// the bytes it sent (`Content-Digest`, `Repr-Digest`, `Digest`,
-/// `Content-MD5`), which a compressed body would no longer match.
-pub fn may_compress(headers: &[(FieldName, Bytes)]) -> bool {
-    const FORBIDDING: [&str; 6] = [
-        "content-encoding",
-        "content-range",
-        "content-digest",
-        "repr-digest",
-        "digest",
-        "content-md5",
-    ];
-    !headers.iter().any(|(n, _)| FORBIDDING.contains(&&**n)) && !forbids_transform(headers)
-}
-
-/// The validator of the gzip representation the cache made of a response
-/// whose entity-tag is `etag`: weak, with `-gzip` added to the opaque tag
-/// (`"abc"` and `W/"abc"` both give `W/"abc-gzip"`).
-///
-/// Distinct, so that an `If-None-Match` naming one representation never
-/// validates the other; weak, because the cache promises the same content,
-/// not the same bytes: a later compression of the same origin body (another
-/// `level`, another library) may differ byte for byte, so the tag must
-/// never satisfy a strong comparison (`If-Match`, `If-Range`). `None` when
-/// `etag` is not a valid entity-tag: the gzip representation then has none.
-pub fn gzip_etag(etag: &[u8]) -> Option<Bytes> {
-    let t = etag.trim_ascii();
-    let t = t.strip_prefix(b"W/").unwrap_or(t);
-    let opaque = t.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-    // etagc = %x21 / %x23-7E / obs-text
-    if !opaque
-        .iter()
-        .all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
-    {
-        return None;
-    }
-    let mut v = Vec::with_capacity(opaque.len() + 9);
-    v.extend_from_slice(b"W/\"");
-    v.extend_from_slice(opaque);
-    v.extend_from_slice(b"-gzip\"");
-    Some(Bytes::from(v))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,57 +242,6 @@ mod tests {
             gzip_if_worth_it(&noise, 0, 6),
             Compressed::NotWorthIt
         ));
-    }
-
-    fn h(list: &[(&str, &str)]) -> Vec<(FieldName, Bytes)> {
-        list.iter()
-            .map(|(n, v)| (n.to_string().into(), Bytes::from(v.to_string())))
-            .collect()
-    }
-
-    #[test]
-    fn no_transform_and_encoded_partial_or_digested_bodies_are_not_compressed() {
-        assert!(may_compress(&h(&[("cache-control", "max-age=60")])));
-        for refused in [
-            ("cache-control", "max-age=60, no-transform"),
-            ("cache-control", "No-Transform"),
-            ("cdn-cache-control", "max-age=60, no-transform"),
-            ("surrogate-control", "no-transform"),
-            ("content-encoding", "br"),
-            ("content-encoding", "identity"),
-            ("content-range", "bytes 0-9/100"),
-            ("content-digest", "sha-256=:x:"),
-            ("repr-digest", "sha-256=:x:"),
-            ("digest", "SHA-256=x"),
-            ("content-md5", "x"),
-        ] {
-            assert!(
-                !may_compress(&h(&[("cache-control", "max-age=60"), refused])),
-                "{refused:?}"
-            );
-        }
-        // A second Cache-Control line counts too.
-        assert!(forbids_transform(&h(&[
-            ("cache-control", "max-age=60"),
-            ("cache-control", "no-transform")
-        ])));
-        // Inside a quoted string it is not a directive; reading it as one
-        // would only be cautious, but the parser does not.
-        assert!(!forbids_transform(&h(&[(
-            "cache-control",
-            r#"max-age=60, x="no-transform""#
-        )])));
-    }
-
-    #[test]
-    fn a_cache_made_gzip_gets_a_weak_distinct_validator() {
-        let t = |e: &str| gzip_etag(e.as_bytes()).map(|b| String::from_utf8(b.to_vec()).unwrap());
-        assert_eq!(t(r#""abc""#).as_deref(), Some(r#"W/"abc-gzip""#));
-        assert_eq!(t(r#"W/"abc""#).as_deref(), Some(r#"W/"abc-gzip""#));
-        assert_eq!(t(r#" "" "#).as_deref(), Some(r#"W/"-gzip""#));
-        assert_eq!(t("abc"), None, "not an entity-tag");
-        assert_eq!(t(r#""a"b""#), None, "a quote inside");
-        assert_eq!(t(r#""a b""#), None, "a space inside");
     }
 
     /// Bytes that compress to a few percent, `n` of them.

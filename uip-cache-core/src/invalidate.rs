@@ -28,13 +28,123 @@ impl InvalidationPlan {
     }
 }
 
-/// The plan for a webhook event: the enabled webhook rules for `event` (with
-/// placeholders substituted) and the `policy:<name>` tag of every policy whose
-/// `invalidate_on` names the event.
-///
-/// A placeholder whose value is missing from the event would widen a pattern
-/// (`/entities/{entity_id}` -> `/entities/`), so such patterns are skipped and
-/// reported as errors instead of silently matching the wrong entries.
+/// The webhook events a config acts on, compiled once (it is part of
+/// [`Settings`](crate::settings::Settings)): the rules of the enabled
+/// webhook strategies, in file order, and the events each policy's
+/// `invalidate_on` names.
+#[derive(Clone, Debug, Default)]
+pub struct EventRules {
+    rules: Vec<Rule>,
+    /// `(event, tag)`: a policy's `invalidate_on` event and its
+    /// `policy:<name>` tag.
+    policies: Vec<(String, String)>,
+}
+
+/// One event rule of an enabled webhook strategy: templates with the
+/// placeholders still in them.
+#[derive(Clone, Debug)]
+struct Rule {
+    event: String,
+    patterns: Vec<String>,
+    tags: Vec<String>,
+}
+
+impl EventRules {
+    /// The event rules of `config`, with `policies` (compiled from it).
+    pub fn compile(config: &CacheConfig, policies: &PolicySet) -> Self {
+        let rules = config
+            .invalidation
+            .strategies
+            .iter()
+            .filter(|s| s.kind == StrategyKind::Webhook && s.enabled)
+            .flat_map(|s| &s.events)
+            .map(|rule| Rule {
+                event: rule.event.value.clone(),
+                patterns: rule
+                    .invalidate_patterns
+                    .iter()
+                    .map(|p| p.value.clone())
+                    .collect(),
+                tags: rule.invalidate_tags.clone(),
+            })
+            .collect();
+        let policies = policies
+            .iter()
+            .flat_map(|p| {
+                p.invalidate_on()
+                    .iter()
+                    .map(|e| (e.clone(), format!("policy:{}", p.name())))
+            })
+            .collect();
+        EventRules { rules, policies }
+    }
+
+    /// The plan for a webhook event: the enabled webhook rules for `event`
+    /// (with placeholders substituted) and the `policy:<name>` tag of every
+    /// policy whose `invalidate_on` names the event.
+    ///
+    /// A placeholder whose value is missing from the event would widen a
+    /// pattern (`/entities/{entity_id}` -> `/entities/`), so such patterns
+    /// are skipped and reported as errors instead of silently matching the
+    /// wrong entries.
+    pub fn plan(
+        &self,
+        event: &str,
+        entity_id: Option<&str>,
+        entity_type: Option<&str>,
+    ) -> Result<InvalidationPlan, String> {
+        let mut plan = InvalidationPlan::default();
+        let id = entity_id.unwrap_or("");
+        let ty = entity_type.unwrap_or("");
+        // A value with a wildcard would widen the configured pattern into one
+        // the operator never wrote (`{entity_id}` = `*` purges every entity).
+        let check = |template: &str| {
+            for (field, placeholder, value) in [
+                ("entity_id", "{entity_id}", id),
+                ("entity_type", "{entity_type}", ty),
+            ] {
+                if template.contains(placeholder)
+                    && (value.contains('*') || value.chars().any(char::is_control))
+                {
+                    return Err(format!(
+                        "field `{field}` must not contain `*` or control characters"
+                    ));
+                }
+            }
+            Ok(())
+        };
+        for rule in self.rules.iter().filter(|r| r.event == event) {
+            for pat in &rule.patterns {
+                check(pat)?;
+                if (pat.contains("{entity_id}") && id.is_empty())
+                    || (pat.contains("{entity_type}") && ty.is_empty())
+                {
+                    return Err(format!(
+                        "event `{event}` needs entity_id and entity_type for pattern `{pat}`"
+                    ));
+                }
+                plan.patterns
+                    .push(UrlPattern::glob(&substitute(pat, id, ty))?);
+            }
+            for tag in &rule.tags {
+                check(tag)?;
+                plan.tags.push(substitute(tag, id, ty));
+            }
+        }
+        for (e, tag) in &self.policies {
+            if e == event {
+                plan.tags.push(tag.clone());
+            }
+        }
+        plan.tags.sort();
+        plan.tags.dedup();
+        Ok(plan)
+    }
+}
+
+/// The plan for a webhook event under `config` and its compiled `policies`:
+/// [`EventRules::plan`] of rules compiled for this call. A cache has them
+/// compiled already ([`crate::settings::Settings::events`]).
 pub fn plan_for_event(
     config: &CacheConfig,
     policies: &PolicySet,
@@ -42,58 +152,7 @@ pub fn plan_for_event(
     entity_id: Option<&str>,
     entity_type: Option<&str>,
 ) -> Result<InvalidationPlan, String> {
-    let mut plan = InvalidationPlan::default();
-    let id = entity_id.unwrap_or("");
-    let ty = entity_type.unwrap_or("");
-    // A value with a wildcard would widen the configured pattern into one
-    // the operator never wrote (`{entity_id}` = `*` purges every entity).
-    let check = |template: &str| {
-        for (field, placeholder, value) in [
-            ("entity_id", "{entity_id}", id),
-            ("entity_type", "{entity_type}", ty),
-        ] {
-            if template.contains(placeholder)
-                && (value.contains('*') || value.chars().any(char::is_control))
-            {
-                return Err(format!(
-                    "field `{field}` must not contain `*` or control characters"
-                ));
-            }
-        }
-        Ok(())
-    };
-    for strategy in &config.invalidation.strategies {
-        if strategy.kind != StrategyKind::Webhook || !strategy.enabled {
-            continue;
-        }
-        for rule in strategy.events.iter().filter(|r| r.event.value == event) {
-            for pat in &rule.invalidate_patterns {
-                check(pat)?;
-                if (pat.contains("{entity_id}") && id.is_empty())
-                    || (pat.contains("{entity_type}") && ty.is_empty())
-                {
-                    return Err(format!(
-                        "event `{event}` needs entity_id and entity_type for pattern `{}`",
-                        pat.value
-                    ));
-                }
-                plan.patterns
-                    .push(UrlPattern::glob(&substitute(pat, id, ty))?);
-            }
-            for tag in &rule.invalidate_tags {
-                check(tag)?;
-                plan.tags.push(substitute(tag, id, ty));
-            }
-        }
-    }
-    for p in policies.iter() {
-        if p.invalidate_on().iter().any(|e| e == event) {
-            plan.tags.push(format!("policy:{}", p.name()));
-        }
-    }
-    plan.tags.sort();
-    plan.tags.dedup();
-    Ok(plan)
+    EventRules::compile(config, policies).plan(event, entity_id, entity_type)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! The framework-free core of uip-cache: config, keys, policies, stored
-//! entries, compression, statistics, and the [`Store`] trait with the in-memory
+//! The framework-free core of uip-cache: config, [`Settings`] (a config
+//! compiled into what the cache runs on), keys, policies, stored entries,
+//! compression, statistics, and the [`Store`] trait with the in-memory
 //! [`MemoryStore`].
 //!
 //! Adapters (the Tower layer, the actix-web middleware, the server) translate
@@ -72,17 +73,19 @@ pub mod refresh;
 pub mod request;
 pub mod route;
 pub mod schedule;
+pub mod settings;
 pub mod stats;
 pub mod store;
 pub mod tee;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
-mod validate;
 pub mod warm;
 pub mod zerocopy;
 
-pub use adapter::{BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, Refresh};
+pub use adapter::{
+    BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, RangeReply, Refresh,
+};
 pub use cache::{
     After, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache, HttpCacheBuilder,
     InvalidateError, OriginHeaders, OwnedRequest, Plan, Recording, Start, UnsafeRequest,
@@ -102,5 +105,6 @@ pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub use pattern::UrlPattern;
 pub use policy::{Policy, PolicyMatch, PolicySet};
 pub use request::{HeaderSource, RequestView};
+pub use settings::Settings;
 pub use stats::{CacheStats, NoCacheReason, StatsSnapshot};
 pub use store::{MemoryStore, Store};

@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +39,8 @@ pub struct LockGuard {
     // Dropped after the key leaves the map: receivers see the channel close.
     tx: watch::Sender<bool>,
     on_release: Option<Box<dyn FnOnce() + Send>>,
+    /// Gives the key back elsewhere (a lease in a shared store).
+    give_back: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 /// Held by requests waiting for another's fetch.
@@ -75,7 +79,15 @@ impl LockTable {
             key: key.to_owned(),
             tx,
             on_release: None,
+            give_back: None,
         })
+    }
+
+    /// A wait for the fetch of `key` under way, if there is one, without
+    /// becoming the leader when there is none.
+    pub fn follow(&self, key: &str) -> Option<Waiter> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).map(|rx| Waiter { rx: rx.clone() })
     }
 
     /// Whether a fetch of `key` is under way.
@@ -103,11 +115,48 @@ impl LockGuard {
         self.tx.send_replace(true);
     }
 
-    /// Runs `f` when the guard is dropped, however the fetch ended (used to
-    /// give back a lease held in a shared store).
+    /// Runs `f` when the guard is dropped, however the fetch ended.
     pub fn on_release(&mut self, f: impl FnOnce() + Send + 'static) {
         self.on_release = Some(Box::new(f));
     }
+
+    /// Gives the key back elsewhere too once the fetch ends (a lease held
+    /// in a shared store): `give_back` runs when the guard is let go of,
+    /// awaited by [`LockGuard::release`], or spawned on the current tokio
+    /// runtime when the guard is dropped (outside one, it does not run).
+    pub fn on_release_await(&mut self, give_back: impl Future<Output = ()> + Send + 'static) {
+        self.give_back = Some(Box::pin(give_back));
+    }
+
+    /// Lets go of the key, as dropping the guard does, and returns once it
+    /// has been given back everywhere ([`LockGuard::on_release_await`]):
+    /// the waiters here are woken at once, as on drop, while the key is
+    /// given back elsewhere.
+    pub async fn release(mut self) {
+        let give_back =
+            self.give_back
+                .take()
+                .map(|g| match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => GiveBack::Running(rt.spawn(g)),
+                    Err(_) => GiveBack::Here(g),
+                });
+        drop(self);
+        match give_back {
+            Some(GiveBack::Running(task)) => {
+                let _ = task.await;
+            }
+            Some(GiveBack::Here(g)) => g.await,
+            None => {}
+        }
+    }
+}
+
+/// Where [`LockGuard::release`] gives the key back: in a task started
+/// before the key is let go of here, as on drop, or, with no runtime to
+/// start one on, after.
+enum GiveBack {
+    Running(tokio::task::JoinHandle<()>),
+    Here(Pin<Box<dyn Future<Output = ()> + Send>>),
 }
 
 impl Waiter {
@@ -128,6 +177,11 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         if let Some(f) = self.on_release.take() {
             f();
+        }
+        if let Some(g) = self.give_back.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(g);
+            }
         }
         self.map
             .lock()
@@ -195,6 +249,55 @@ mod tests {
         };
         drop(g);
         assert_eq!(w.wait(Duration::from_secs(5)).await, WaitOutcome::NotStored);
+    }
+
+    #[tokio::test]
+    async fn release_wakes_the_waiters_then_returns_once_the_key_is_given_back() {
+        let t = LockTable::new();
+        assert!(t.follow("k").is_none(), "nothing to follow");
+        let Lock::Leader(mut guard) = t.acquire("k") else {
+            panic!("first is leader")
+        };
+        let (give_back, given_back) = tokio::sync::oneshot::channel::<()>();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        guard.on_release_await(async move {
+            let _ = given_back.await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let follower = t.follow("k").expect("a fetch to follow");
+        guard.stored();
+        let release = tokio::spawn(guard.release());
+        // Waiters here wake, and the key is free here, while it is still
+        // being given back elsewhere.
+        assert_eq!(
+            follower.wait(Duration::from_secs(5)).await,
+            WaitOutcome::Stored
+        );
+        assert!(!t.is_locked("k"));
+        assert!(!done.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(!release.is_finished());
+        give_back.send(()).unwrap();
+        release.await.unwrap();
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_guard_still_gives_the_key_back() {
+        let t = LockTable::new();
+        let Lock::Leader(mut guard) = t.acquire("k") else {
+            panic!("first is leader")
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        guard.on_release_await(async move {
+            let _ = tx.send(());
+        });
+        drop(guard);
+        assert!(!t.is_locked("k"));
+        tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .expect("given back in the background")
+            .unwrap();
     }
 
     #[tokio::test(start_paused = true)]

@@ -288,7 +288,8 @@ impl Warmer {
             Ok(false) => {}
             Err(e) => return (WarmOutcome::Failed, Some(e)),
         }
-        let cfg = &self.cache.config().warming;
+        let config = self.cache.config();
+        let cfg = &config.warming;
         let timeout = cfg.timeout.get();
         let mut last = String::new();
         for attempt in 0..=cfg.retries {
@@ -334,7 +335,8 @@ fn backoff(attempt: u32, url: &str) -> Duration {
 /// Resolves the configured URLs: host and scheme, headers, schedule, in
 /// start order.
 fn resolve(cache: &HttpCache) -> Vec<Target> {
-    let config = cache.config();
+    let settings = cache.settings();
+    let config = settings.config();
     let w = &config.warming;
     let default_host = w.host.as_deref().map(scheme_and_host).or_else(|| {
         w.base_url
@@ -347,7 +349,7 @@ fn resolve(cache: &HttpCache) -> Vec<Target> {
         .iter()
         .map(|u| {
             let request = request_for(u, default_host);
-            let m = cache.policies().find(request.path(), request.query());
+            let m = settings.policies().find(request.path(), request.query());
             // A policy's schedule applies to its warm URLs that have none
             // of their own, when its `warming.enabled` is on.
             let policy_schedule = m

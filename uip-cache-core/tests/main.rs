@@ -3,7 +3,10 @@
 //! the whole dependency tree 5 times.
 
 mod clock;
+mod conformance_faults;
 mod cpdos_plan;
 mod memory_store;
+mod ranges;
+mod settings;
 mod transform;
 mod unsafe_purge_bound;

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use uip_cache_core::store::{conformance, MemoryStore, PutOptions, Storage, StoreStatus};
+use uip_cache_core::store::conformance::{self, Sharing};
+use uip_cache_core::store::{MemoryStore, PutOptions, Storage, StoreStatus};
 use uip_cache_core::UrlPattern;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_passes_the_conformance_suite() {
-    conformance::run_all(Arc::new(MemoryStore::new(64 << 20))).await;
+    conformance::run_all(Arc::new(MemoryStore::new(64 << 20)), Sharing::Local).await;
 }
 
 #[tokio::test]

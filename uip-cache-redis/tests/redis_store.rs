@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use uip_cache_core::store::{conformance, HealthStatus, PutOptions, Storage, StoreStatus};
+use uip_cache_core::store::conformance::{self, Sharing};
+use uip_cache_core::store::{HealthStatus, PutOptions, Storage, StoreStatus};
 use uip_cache_core::{CacheConfig, HttpCache, Plan, RequestView};
 use uip_cache_redis::RedisStore;
 use uip_cache_testkit::{RedisCluster, RedisServer};
@@ -21,7 +22,7 @@ async fn multiplexed_passes_the_conformance_suite() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    conformance::run_all(Arc::new(store(&server.yaml("")))).await;
+    conformance::run_all(Arc::new(store(&server.yaml(""))), Sharing::Shared).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -29,9 +30,12 @@ async fn pool_passes_the_conformance_suite() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    conformance::run_all(Arc::new(store(
-        &server.yaml("  connection: pool\n  max_connections: 8\n"),
-    )))
+    conformance::run_all(
+        Arc::new(store(
+            &server.yaml("  connection: pool\n  max_connections: 8\n"),
+        )),
+        Sharing::Shared,
+    )
     .await;
 }
 
@@ -41,7 +45,7 @@ async fn cluster_passes_the_conformance_suite_and_spreads_keys() {
         return;
     };
     let s = Arc::new(store(&cluster.yaml()));
-    conformance::run_all(s.clone()).await;
+    conformance::run_all(s.clone(), Sharing::Shared).await;
     assert!(
         cluster.dbsizes().iter().all(|&n| n > 0),
         "entries on every master: {:?}",

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use uip_cache_core::store::{conformance, PutOptions, Storage, StoreStatus};
+use uip_cache_core::store::conformance::{self, Sharing};
+use uip_cache_core::store::{PutOptions, Storage, StoreStatus};
 use uip_cache_core::{CacheConfig, StoredResponse};
 use uip_cache_redis::TieredStore;
 use uip_cache_testkit::{RedisCluster, RedisServer};
@@ -111,7 +112,7 @@ async fn tiered_passes_the_conformance_suite() {
     };
     let s = tiered(&server.yaml(""));
     subscribed(&s).await;
-    conformance::run_all(Arc::new(s)).await;
+    conformance::run_all(Arc::new(s), Sharing::Shared).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -23,3 +23,4 @@ pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod slow;
+pub mod tls;

@@ -9,8 +9,10 @@ use uip_cache_core::config::LogFormat;
 use uip_cache_core::{CacheConfig, HttpCache, PolicySet};
 use uip_cache_server::proxy::Upstream;
 use uip_cache_server::routes::{default_warm_host, Routes};
-use uip_cache_server::server::{serve_admin, serve_with, signal};
+use uip_cache_server::server::{serve_admin, serve_edge, signal};
 use uip_cache_server::slow::ClientLimits;
+use uip_cache_server::tls::client::client_config;
+use uip_cache_server::tls::{Certificates, WATCH_INTERVAL};
 
 /// A config-driven HTTP response cache in front of any backend.
 #[derive(Debug, Parser)]
@@ -27,11 +29,11 @@ enum Command {
         /// The config file (YAML).
         #[arg(long)]
         config: PathBuf,
-        /// Listen address (overrides server.listen).
+        /// Plain-HTTP listen address (overrides server.listen).
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// The backend, http://host:port (overrides server.upstream: the
-        /// backend of the requests no route matches).
+        /// The backend, http://host:port or https://host:port (overrides
+        /// server.upstream: the backend of the requests no route matches).
         #[arg(long)]
         upstream: Option<String>,
         /// Admin API address (overrides admin.listen).
@@ -97,7 +99,8 @@ fn main() -> ExitCode {
             upstream,
             admin,
         } => {
-            let config = match CacheConfig::from_file(&config) {
+            let file = config;
+            let config = match CacheConfig::from_file(&file) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
@@ -116,7 +119,12 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(config, listen, upstream, admin)) {
+            // Certificate and CA paths are read from the config's folder.
+            let base = file
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default();
+            match runtime.block_on(run(config, &base, listen, upstream, admin)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("uip-cache: {e}");
@@ -129,6 +137,7 @@ fn main() -> ExitCode {
 
 async fn run(
     mut config: CacheConfig,
+    base: &std::path::Path,
     listen: Option<SocketAddr>,
     upstream: Option<String>,
     admin_listen: Option<SocketAddr>,
@@ -137,15 +146,23 @@ async fn run(
         let uri: http::Uri = upstream
             .parse()
             .map_err(|e| format!("--upstream `{upstream}`: {e}"))?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-            return Err(format!("--upstream `{upstream}`: expected http://host:port").into());
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+            return Err(format!(
+                "--upstream `{upstream}`: expected http://host:port or https://host:port"
+            )
+            .into());
         }
         config.server.upstream = Some(upstream);
     }
     let listen = match listen {
-        Some(l) => l,
-        None => config.server.listen.parse()?,
+        Some(l) => Some(l),
+        None => config.server.plain_listen().map(str::parse).transpose()?,
     };
+    let certificates = match &config.server.tls {
+        Some(tls) => Some(Certificates::from_config(tls, base)?),
+        None => None,
+    };
+    let upstream_tls = client_config(&config.server.upstream_tls, base)?;
     // Warm requests go through this proxy and its routes; without a
     // warming.host or base_url they are made for the upstream's host (see
     // default_warm_host).
@@ -154,7 +171,11 @@ async fn run(
     }
     let server = &config.server;
     let (connect_timeout, timeout) = (server.connect_timeout.get(), server.timeout.get());
-    let routes = Routes::from_config(&config, |url| Upstream::new(url, connect_timeout, timeout))?;
+    // One client per backend URL, http:// or https:// (verified per
+    // server.upstream_tls).
+    let routes = Routes::from_config(&config, |url| {
+        Upstream::with_tls(url, connect_timeout, timeout, upstream_tls.clone())
+    })?;
     let cache = build_cache(&config)?;
     let server = &config.server;
     let upstream = routes
@@ -165,9 +186,22 @@ async fn run(
         .collect::<Vec<_>>()
         .join("; ");
     let proxy = uip_cache_server::server::proxy(cache, routes);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = match listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let tls_listener = match &server.tls {
+        Some(tls) => Some(
+            tokio::net::TcpListener::bind(&tls.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {} (server.tls.listen): {e}", tls.listen))?,
+        ),
+        None => None,
+    };
     let admin_listen = match admin_listen {
         Some(a) => Some(a),
         None if config.admin.enabled => Some(config.admin.listen.parse()?),
@@ -196,11 +230,43 @@ async fn run(
         signal().await;
         let _ = stop.send(true);
     });
-    tracing::info!(listen = %listener.local_addr()?, %upstream, "uip-cache serving");
-    serve_with(
+    let limits = ClientLimits::from_config(server);
+    if let Some(l) = &listener {
+        tracing::info!(listen = %l.local_addr()?, %upstream, "uip-cache serving");
+    }
+    let tls = match (tls_listener, &certificates) {
+        (Some(l), Some(certificates)) => {
+            // Handled from here on (before the log line says the server is
+            // up): SIGHUP's default would end the process.
+            #[cfg(unix)]
+            let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+            #[cfg(unix)]
+            match hangups {
+                Ok(h) => drop(tokio::spawn(reload_on_hangup(
+                    h,
+                    certificates.clone(),
+                    when_stopped(),
+                ))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "SIGHUP cannot be handled here: certificates reload when their files change")
+                }
+            }
+            tracing::info!(listen = %l.local_addr()?, %upstream, names = ?certificates.names(), "uip-cache serving TLS");
+            tokio::spawn(
+                certificates
+                    .clone()
+                    .watch_files(WATCH_INTERVAL, when_stopped()),
+            );
+            Some((l, certificates.clone()))
+        }
+        _ => None,
+    };
+    serve_edge(
         listener,
+        tls,
+        server.redirect_http,
         proxy,
-        ClientLimits::from_config(server),
+        limits,
         server.shutdown_grace.get(),
         when_stopped(),
     )
@@ -210,6 +276,27 @@ async fn run(
         let _ = t.await;
     }
     Ok(())
+}
+
+/// Reads the certificates again on each SIGHUP, until `stop` resolves.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    certificates: Certificates,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            got = hangups.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                let _ = certificates.reload_logged("SIGHUP");
+            }
+        }
+    }
 }
 
 fn build_cache(config: &CacheConfig) -> Result<HttpCache, uip_cache_core::ConfigError> {

@@ -13,8 +13,8 @@
 //!   Warm requests, which the admin API sends straight through the cache,
 //!   are routed here the same way.
 //! - The backends of a route take turns. One that cannot be connected to
-//!   (refused, unreachable, or no connection within
-//!   `server.connect_timeout`) is skipped for the route's `fail_timeout`,
+//!   (refused, unreachable, a TLS handshake that fails, or no connection
+//!   within `server.connect_timeout`) is skipped for the route's `fail_timeout`,
 //!   and the request goes on to the next backend when it can be sent again:
 //!   it has no body, or its body is bytes the cache read whole to key on
 //!   (POST queries under `vary_by: [body]`). A streamed body cannot be

@@ -6,7 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use uip_cache_testkit::{client, Got};
+use uip_cache_testkit::{client, Got, ServeProcess};
 
 const ETAG: &str = "\"v1\"";
 const FILE: &str = "0123456789abcdefghijklmnopqrstuvwxyz";
@@ -152,15 +152,12 @@ fn answer(req: &http::request::Parts, body: &Bytes, created: &AtomicBool) -> Res
 
 /// `uip-cache serve` in front of the origin; killed on drop.
 struct Edge {
-    child: Child,
-    addr: SocketAddr,
+    process: ServeProcess,
     dir: std::path::PathBuf,
 }
 
 impl Drop for Edge {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -175,34 +172,29 @@ async fn edge(name: &str, created: Arc<AtomicBool>) -> Edge {
         "defaults:\n  negative_ttl: 1s\nadmin:\n  enabled: false\npolicies:\n  - name: all\n    pattern: \"/*\"\n    ttl: 60\n    compression: {enabled: true, min_size: 16}\n",
     )
     .unwrap();
-    let port = uip_cache_testkit::free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_uip-cache"))
-        .args([
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--upstream",
-            &format!("http://{up}"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
+    let mut command = Command::new(env!("CARGO_BIN_EXE_uip-cache"));
+    command.args([
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &format!("http://{up}"),
+    ]);
+    // Returns once the process listens, on a port it was given by the system.
+    let process = tokio::task::spawn_blocking(move || ServeProcess::start(command))
+        .await
         .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "uip-cache serve does not listen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Edge { child, addr, dir }
+    Edge { process, dir }
 }
 
 impl Edge {
     async fn send(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Got {
         let mut all = vec![("host", "shop.test")];
         all.extend_from_slice(headers);
-        client::send_body(self.addr, "GET", path, &all, Bytes::from(body.to_owned())).await
+        let addr = self.process.addr;
+        client::send_body(addr, "GET", path, &all, Bytes::from(body.to_owned())).await
     }
 
     async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Got {
@@ -276,10 +268,9 @@ async fn an_error_lives_at_most_negative_ttl_and_never_on_the_policy_ttl() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn answers_to_ranges_and_preconditions_are_never_the_plain_keys() {
-    let edge = edge("range", Arc::default()).await;
-    let cases: [(&str, (&str, &str), u16); 3] = [
-        ("/file", ("range", "bytes=999999-"), 416),
+async fn answers_to_preconditions_are_never_the_plain_keys() {
+    let edge = edge("precondition", Arc::default()).await;
+    let cases: [(&str, (&str, &str), u16); 2] = [
         ("/doc", ("if-match", "\"nope\""), 412),
         (
             "/page",
@@ -299,6 +290,31 @@ async fn answers_to_ranges_and_preconditions_are_never_the_plain_keys() {
         );
         edge.assert_clean(path).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_never_makes_a_416_everyones_answer() {
+    let edge = edge("range", Arc::default()).await;
+    // The cache asks the origin for the whole (which would have failed the
+    // Range with a cacheable 416) and answers the 416 itself, to this
+    // request alone.
+    let attack = edge.get("/file", &[("range", "bytes=999999-")]).await;
+    assert_eq!(attack.status, 416, "{attack:?}");
+    assert_eq!(attack.header("content-range"), Some("bytes */100"));
+    // Every other client gets the whole, which the range's miss stored.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = edge.get("/file", &[]).await;
+        assert_eq!(got.status, 200, "{got:?}");
+        assert!(got.text().starts_with(FILE), "{}", got.text());
+        if got.x_cache() == "HIT" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the whole is not stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let part = edge.get("/file", &[("range", "bytes=0-9")]).await;
+    assert_eq!((part.status, part.text()), (206, FILE[..10].to_owned()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use uip_cache_testkit::ServeProcess;
 
 const CONFIG: &str = "policies:
   - name: all
@@ -105,8 +107,7 @@ fn origin() -> u16 {
 
 /// `uip-cache serve` in front of `origin`, killed on drop.
 struct Server {
-    child: Child,
-    port: u16,
+    process: ServeProcess,
     dir: std::path::PathBuf,
 }
 
@@ -119,31 +120,24 @@ impl Server {
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("cache.yaml");
         std::fs::write(&config, CONFIG).unwrap();
-        let port = uip_cache_testkit::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_uip-cache"))
-            .args([
-                "serve",
-                "--config",
-                config.to_str().unwrap(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--upstream",
-                &format!("http://127.0.0.1:{origin}"),
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the server does not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server { child, port, dir }
+        let mut command = Command::new(env!("CARGO_BIN_EXE_uip-cache"));
+        command.args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &format!("http://127.0.0.1:{origin}"),
+        ]);
+        // Returns once it listens, on a port the system gave it.
+        let process = ServeProcess::start(command);
+        Server { process, dir }
     }
 
     /// One exchange on a fresh connection.
     fn get(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut s = TcpStream::connect(self.process.addr).unwrap();
         let mut req =
             format!("{method} {path} HTTP/1.1\r\nhost: cache.test\r\nconnection: close\r\n");
         for (n, v) in headers {
@@ -188,8 +182,6 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use uip_cache_testkit::ServeProcess;
+
 fn uip_cache(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_uip-cache"))
         .args(args)
@@ -119,7 +121,7 @@ fn upstream() -> u16 {
 
 #[test]
 fn serve_logs_one_json_line_per_request_at_debug() {
-    use std::io::{BufRead, Read, Write};
+    use std::io::{Read, Write};
     let dir = std::env::temp_dir().join(format!("uip-cache-json-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("json.yaml");
@@ -129,22 +131,18 @@ fn serve_logs_one_json_line_per_request_at_debug() {
     )
     .unwrap();
     let up = upstream();
-    let port = uip_cache_testkit::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_uip-cache"))
-        .args([
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--upstream",
-            &format!("http://127.0.0.1:{up}"),
-        ])
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut s = connect_when_listening(port).expect("the server listens");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_uip-cache"));
+    command.args([
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &format!("http://127.0.0.1:{up}"),
+    ]);
+    let server = ServeProcess::start(command);
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
     write!(
         s,
         "GET /json-check?x=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
@@ -153,38 +151,24 @@ fn serve_logs_one_json_line_per_request_at_debug() {
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    let stdout = child.stdout.take().unwrap();
-    let mut found = None;
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
-        if v["fields"]["message"] == "request" {
-            found = Some(v);
-            break;
-        }
+    let json = |line: &str| -> serde_json::Value {
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))
+    };
+    for line in server.startup_lines() {
+        json(line);
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    let found = server.line(
+        |line| json(line)["fields"]["message"] == "request",
+        std::time::Duration::from_secs(10),
+    );
+    drop(server);
     std::fs::remove_dir_all(&dir).ok();
-    let v = found.expect("a request line");
+    let v = json(&found.expect("a request line"));
     assert_eq!(v["level"], "DEBUG");
     assert_eq!(v["fields"]["method"], "GET");
     assert_eq!(v["fields"]["uri"], "/json-check?x=1");
     assert_eq!(v["fields"]["status"], 200);
     assert_eq!(v["fields"]["cache"], "MISS");
-}
-
-/// A connection to a server just started on `port`, once it listens
-/// (within 5 s).
-fn connect_when_listening(port: u16) -> Option<std::net::TcpStream> {
-    for _ in 0..100 {
-        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            return Some(s);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    None
 }
 
 /// A plain HTTP/1.1 exchange on a fresh connection: (status line, headers, body).
@@ -228,31 +212,27 @@ fn the_image_command_and_config_serve_from_redis() {
         .split(',')
         .map(|a| a.trim().trim_matches('"').to_owned())
         .collect();
-    let (proxy, admin) = (
-        uip_cache_testkit::free_port(),
-        uip_cache_testkit::free_port(),
-    );
+    // Both listeners on ports the system picks, read from the log.
     let args: Vec<String> = args
         .into_iter()
         .map(|a| match a.as_str() {
             "/etc/uip-cache/cache.yaml" => format!("{root}/config/docker.yaml"),
-            "0.0.0.0:8080" => format!("127.0.0.1:{proxy}"),
-            "0.0.0.0:9092" => format!("127.0.0.1:{admin}"),
+            "0.0.0.0:8080" | "0.0.0.0:9092" => "127.0.0.1:0".to_owned(),
             _ => a,
         })
         .collect();
     assert_eq!(args[0], "serve", "{args:?}");
     let up = upstream();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_uip-cache"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_uip-cache"));
+    command
         .args(&args)
         .env("UPSTREAM", format!("http://127.0.0.1:{up}"))
         .env("ADMIN_SECRET", "s3cret")
         .env("REDIS_HOST", "127.0.0.1")
-        .env("REDIS_PORT", redis.port.to_string())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let listening = connect_when_listening(admin).is_some();
+        .env("REDIS_PORT", redis.port.to_string());
+    let server = ServeProcess::start(command);
+    let proxy = server.addr.port();
+    let admin = server.admin.expect("the admin API listens").port();
     let get = "GET /things HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     let first = http(proxy, get);
     let second = http(proxy, get);
@@ -264,9 +244,7 @@ fn the_image_command_and_config_serve_from_redis() {
         admin,
         "POST /cache/invalidate/tag HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"tag\":\"x\"}",
     );
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(listening, "the admin API listens");
+    drop(server);
     assert!(first.0.contains("200"), "{first:?}");
     assert!(first.1.contains("x-cache: miss"), "{first:?}");
     assert!(second.1.contains("x-cache: hit"), "{second:?}");

@@ -584,3 +584,69 @@ async fn background_refreshes_and_warm_requests_follow_the_routes() {
     let hit = get(addr, "b.example", "/w").await;
     assert_eq!((hit.x_cache(), hit.text()), ("HIT", "b GET /w ".into()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_to_an_https_upstream_is_answered_and_cached_on_both_listeners() {
+    use crate::tls_support::{client_config, connect, get_over, tls_backend, Ca, TempDir};
+    let (ca, dir) = (Ca::new("routes CA"), TempDir::new("routes-https"));
+    // The backend's certificate from the test CA, which server.upstream_tls
+    // trusts; the TLS listener's certificate from the same CA.
+    let (cert, key) = ca.leaf(&["localhost"]);
+    let (secure, seen) = tls_backend(&cert, &key, &[b"http/1.1"], None).await;
+    let ca_file = dir.write("ca.pem", &ca.pem());
+    let (edge_cert, edge_key) = ca.leaf(&["edge.test"]);
+    let edge_cert = dir.write("edge.pem", &edge_cert);
+    let edge_key = dir.write("edge.key", &edge_key);
+    let plain = Backend::start("plain").await;
+    let tls_port = uip_cache_testkit::free_port();
+    let config = format!(
+        "{CACHE_ALL}server:\n  upstream_tls: {{ ca: \"{}\" }}\n  tls:\n    listen: 127.0.0.1:{tls_port}\n    certificates:\n      - {{ cert: \"{}\", key: \"{}\" }}\n  routes:\n    - {{ path_prefix: \"/secure\", upstream: \"https://localhost:{}\" }}\n    - {{ upstream: \"{}\" }}\n",
+        ca_file.display(),
+        edge_cert.display(),
+        edge_key.display(),
+        secure.port(),
+        plain.url()
+    );
+    let serve = Serve::start("https-upstream", &config).await;
+
+    // The plain listener: the https:// route, verified with the test CA,
+    // then its entry; the other route still plain HTTP.
+    let got = get(serve.addr, "api.example", "/secure/a").await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.x_cache(), "MISS");
+    assert!(got.text().contains("path=/secure/a"), "{}", got.text());
+    let got = get(serve.addr, "api.example", "/secure/a").await;
+    assert_eq!((got.status, got.x_cache()), (200, "HIT"));
+    assert_eq!(seen.calls.load(Ordering::SeqCst), 1);
+    let got = get(serve.addr, "api.example", "/other").await;
+    assert_eq!((got.status, got.text()), (200, "plain GET /other ".into()));
+
+    // The TLS listener routes alike (its entries keyed under https).
+    let tls_addr = SocketAddr::from(([127, 0, 0, 1], tls_port));
+    let client = client_config(ca.roots(), None, &[b"http/1.1"]);
+    let mut answers = Vec::new();
+    for path in ["/secure/b", "/secure/b", "/other"] {
+        let mut stream = None;
+        for _ in 0..200 {
+            if let Ok(s) = connect(tls_addr, "edge.test", client.clone()).await {
+                stream = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let stream = stream.expect("the TLS listener accepts");
+        let (status, x_cache, body, _) = get_over(stream, "edge.test", path).await;
+        answers.push((status, x_cache, String::from_utf8_lossy(&body).into_owned()));
+    }
+    assert_eq!((answers[0].0, answers[0].1.as_str()), (200, "MISS"));
+    assert!(answers[0].2.contains("path=/secure/b"), "{}", answers[0].2);
+    assert_eq!((answers[1].0, answers[1].1.as_str()), (200, "HIT"));
+    assert_eq!(answers[1].2, answers[0].2);
+    assert_eq!(
+        (answers[2].0, answers[2].2.as_str()),
+        (200, "plain GET /other ")
+    );
+    assert_eq!(seen.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(plain.seen(), ["plain GET /other ", "plain GET /other "]);
+    drop(serve);
+}

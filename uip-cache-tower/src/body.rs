@@ -5,19 +5,23 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use uip_cache_core::http::range::RangeSlicer;
 use uip_cache_core::tee::{QueueGauge, Tap};
 use uip_cache_core::CachedBody;
 
 pin_project! {
     /// The response body of [`CacheService`](crate::CacheService): a stored
     /// body, the origin's body passed through, or the origin's body streamed to
-    /// the client while it is recorded for the cache.
+    /// the client while it is recorded for the cache; or the range of either
+    /// of the last two that the client asked for.
     pub struct CacheBody<B>
     where
         B: Body,
     {
         #[pin]
         kind: Kind<B>,
+        // Cuts the client's range from the origin's body.
+        part: Option<Box<RangeSlicer>>,
     }
 }
 
@@ -45,6 +49,7 @@ impl<B: Body> CacheBody<B> {
             kind: Kind::Full {
                 data: (!data.is_empty()).then_some(data),
             },
+            part: None,
         }
     }
 
@@ -54,6 +59,7 @@ impl<B: Body> CacheBody<B> {
             Ok(data) => Self::full(data),
             Err(body) => CacheBody {
                 kind: Kind::Cached { body },
+                part: None,
             },
         }
     }
@@ -63,6 +69,7 @@ impl<B: Body> CacheBody<B> {
     pub fn passthrough(inner: B) -> Self {
         CacheBody {
             kind: Kind::Passthrough { inner },
+            part: None,
         }
     }
 
@@ -72,7 +79,15 @@ impl<B: Body> CacheBody<B> {
                 tap,
                 remaining: size,
             },
+            part: None,
         }
+    }
+
+    /// Sends only what `slicer` cuts from this body (a client's range of
+    /// the origin's complete response).
+    pub(crate) fn cut(mut self, slicer: RangeSlicer) -> Self {
+        self.part = Some(Box::new(slicer));
+        self
     }
 
     /// For an origin body streamed while it is recorded: a handle on the
@@ -99,28 +114,37 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project().kind.project() {
-            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            KindProj::Cached { body } => Poll::Ready(body.next_chunk().map(|d| Ok(Frame::data(d)))),
-            KindProj::Passthrough { inner } => inner.poll_frame(cx),
-            KindProj::Tapped { tap, remaining } => {
-                let frame = ready!(tap.poll_next(cx));
-                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
-                    let n = data.map_or(0, |d| d.len() as u64);
-                    let lower = remaining.lower().saturating_sub(n);
-                    let upper = remaining.upper().map(|u| u.saturating_sub(n));
-                    *remaining = SizeHint::new();
-                    remaining.set_lower(lower);
-                    if let Some(u) = upper {
-                        remaining.set_upper(u.max(lower));
+        let this = self.project();
+        let Some(part) = this.part.as_mut() else {
+            return poll_kind(this.kind, cx);
+        };
+        let mut kind = this.kind;
+        loop {
+            if let Some(piece) = part.pop() {
+                return Poll::Ready(Some(Ok(Frame::data(piece))));
+            }
+            // The rest of the origin's body is not the client's: the
+            // body ends, and with it the reading of the origin (unless
+            // the recording still reads it).
+            if part.is_complete() {
+                return Poll::Ready(None);
+            }
+            match ready!(poll_kind(kind.as_mut(), cx)) {
+                Some(Ok(frame)) => {
+                    // Trailers describe the whole, not the part: dropped.
+                    if let Ok(data) = frame.into_data() {
+                        part.push(data);
                     }
                 }
-                Poll::Ready(frame)
+                other => return Poll::Ready(other),
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
+        if let Some(part) = &self.part {
+            return part.is_done();
+        }
         match &self.kind {
             Kind::Full { data } => data.is_none(),
             Kind::Cached { body } => body.is_empty(),
@@ -130,6 +154,9 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
+        if let Some(part) = &self.part {
+            return SizeHint::with_exact(part.len());
+        }
         match &self.kind {
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
@@ -137,6 +164,33 @@ where
             Kind::Cached { body } => SizeHint::with_exact(body.len()),
             Kind::Passthrough { inner } => inner.size_hint(),
             Kind::Tapped { remaining, .. } => *remaining,
+        }
+    }
+}
+
+/// The next frame of a body of any kind, before any range is cut from it.
+#[allow(clippy::type_complexity)]
+fn poll_kind<B: Body<Data = Bytes>>(
+    kind: Pin<&mut Kind<B>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    match kind.project() {
+        KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        KindProj::Cached { body } => Poll::Ready(body.next_chunk().map(|d| Ok(Frame::data(d)))),
+        KindProj::Passthrough { inner } => inner.poll_frame(cx),
+        KindProj::Tapped { tap, remaining } => {
+            let frame = ready!(tap.poll_next(cx));
+            if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+                let n = data.map_or(0, |d| d.len() as u64);
+                let lower = remaining.lower().saturating_sub(n);
+                let upper = remaining.upper().map(|u| u.saturating_sub(n));
+                *remaining = SizeHint::new();
+                remaining.set_lower(lower);
+                if let Some(u) = upper {
+                    remaining.set_upper(u.max(lower));
+                }
+            }
+            Poll::Ready(frame)
         }
     }
 }

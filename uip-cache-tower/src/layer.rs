@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use tower_layer::Layer;
-use uip_cache_core::{CacheConfig, ConfigError, HttpCache, Store};
+use uip_cache_core::{CacheConfig, Clock, ConfigError, HttpCache, Store};
 
 use crate::CacheService;
 
@@ -31,6 +31,7 @@ impl CacheLayer {
         CacheLayerBuilder {
             config,
             store: None,
+            clock: Clock::system(),
         }
     }
 
@@ -53,12 +54,14 @@ impl<S> Layer<S> for CacheLayer {
     }
 }
 
-/// Builds a [`CacheLayer`] with a store chosen in code.
+/// Builds a [`CacheLayer`] with a store chosen in code (and, in tests, a
+/// clock of their own).
 #[derive(Debug)]
 #[must_use]
 pub struct CacheLayerBuilder {
     config: CacheConfig,
     store: Option<Arc<dyn Store>>,
+    clock: Clock,
 }
 
 impl CacheLayerBuilder {
@@ -74,15 +77,59 @@ impl CacheLayerBuilder {
         self
     }
 
-    /// Builds the layer; fails only if the config's policies do not compile.
+    /// The clock the cache reads whenever time decides what it does (ages,
+    /// freshness, stale and hit-for-miss windows): see
+    /// [`HttpCacheBuilder::clock`](uip_cache_core::HttpCacheBuilder::clock).
+    ///
+    /// Default: the system clock. A test gives a
+    /// [`MockClock`](crate::test_util::MockClock) (feature `test-util`) and
+    /// moves it on instead of sleeping:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use axum::{body::Body, http::Request, routing::get, Router};
+    /// use tower::ServiceExt;
+    /// use uip_cache_tower::test_util::MockClock;
+    /// use uip_cache_tower::{CacheConfig, CacheLayer};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = CacheConfig::from_yaml_str("policies:\n  - name: items\n    pattern: /items\n    ttl: 60\n")?;
+    /// let clock = MockClock::new();
+    /// let layer = CacheLayer::builder(config).clock(clock.clone()).build()?;
+    /// let app = Router::new().route("/items", get(|| async { "[]" })).layer(layer);
+    ///
+    /// let x_cache = |app: Router| async move {
+    ///     let req = Request::get("/items").header("host", "api.example").body(Body::empty()).unwrap();
+    ///     let resp = app.oneshot(req).await.unwrap();
+    ///     let x = resp.headers()["x-cache"].to_str().unwrap().to_owned();
+    ///     // Read to the end: the entry is stored as the body ends.
+    ///     axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    ///     x
+    /// };
+    /// assert_eq!(x_cache(app.clone()).await, "MISS");
+    /// assert_eq!(x_cache(app.clone()).await, "HIT");
+    /// clock.advance(Duration::from_secs(61));
+    /// assert_eq!(x_cache(app).await, "EXPIRED");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
+    }
+
+    /// Builds the layer; fails only if the config does not compile into
+    /// settings (its policies, `server.trusted_proxies`, ...).
     pub fn build(self) -> Result<CacheLayer, ConfigError> {
-        let cache = match self.store {
-            Some(store) => HttpCache::new(&self.config, store)?,
-            None => HttpCache::new(
-                &self.config,
-                Arc::new(uip_cache_core::MemoryStore::from_config(&self.config)),
-            )?,
+        let store = match self.store {
+            Some(store) => store,
+            None => Arc::new(uip_cache_core::MemoryStore::from_config(&self.config)),
         };
+        let cache = HttpCache::builder(&self.config)
+            .store(store)
+            .clock(self.clock)
+            .build()?;
         Ok(CacheLayer { cache })
     }
 }

@@ -9,7 +9,7 @@ use http_body::Body;
 use tower_service::Service;
 use uip_cache_core::{
     After, Begin, BypassTicket, CachedResponse, FetchTicket, Forward, HttpCache, NoCacheReason,
-    Plan, Start,
+    Plan, Recording, Start,
 };
 
 use crate::body::CacheBody;
@@ -249,7 +249,7 @@ where
 async fn fetch<S, ReqBody, ResBody>(
     mut inner: S,
     mut req: Request<ReqBody>,
-    ticket: FetchTicket,
+    mut ticket: FetchTicket,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -262,37 +262,69 @@ where
         Ok(resp) => resp,
         Err(e) => return ticket.origin_failed().map(from_cached).ok_or(e),
     };
+    // An in-process body's size, which its headers may not say.
+    ticket.origin_body_length(resp.body().size_hint().exact());
     match ticket
         .origin_responded(resp.status().as_u16(), header_list(resp.headers()))
         .await
     {
         After::Respond(r) => Ok(from_cached(r)),
         After::Pass(f) => Ok(passthrough(&cache, resp, f)),
-        After::Record { x_cache, recording } => {
-            let (pump, tap) = recording.tee();
-            let (mut parts, body) = resp.into_parts();
-            let size = body.size_hint();
-            // Read the origin body at the origin's pace, whatever the client
-            // does: the entry is stored when the body ends, even if the
-            // server stops polling at the announced length or the client
-            // stalls (the requests coalesced behind this one wait for it).
-            let mut body = Box::pin(body);
-            tokio::spawn(pump.drive(
-                move |cx| {
-                    if body.is_end_stream() {
-                        return Poll::Ready(None);
-                    }
-                    body.as_mut().poll_frame(cx)
-                },
-                |frame| frame.as_ref().ok().and_then(|f| f.data_ref().cloned()),
-                Result::is_err,
-            ));
-            let edits =
-                cache.response_edits(Forward::recorded(x_cache), &HeaderMapRef(&parts.headers));
-            apply(&mut parts.headers, edits);
-            Ok(Response::from_parts(parts, CacheBody::tapped(tap, size)))
+        After::Record { x_cache, recording } => Ok(recorded(
+            &cache,
+            resp,
+            Forward::recorded(x_cache),
+            recording,
+        )),
+        After::Part {
+            forward,
+            recording,
+            reply,
+        } => {
+            let mut resp = match recording {
+                Some(recording) => recorded(&cache, resp, forward, recording),
+                None => passthrough(&cache, resp, forward),
+            };
+            *resp.status_mut() = StatusCode::from_u16(reply.status()).unwrap_or(StatusCode::OK);
+            apply(resp.headers_mut(), reply.header_edits());
+            Ok(resp.map(|body| body.cut(reply.into_body())))
         }
     }
+}
+
+/// The origin's response streamed to the client while `recording` records
+/// it, with the cache headers of `f`.
+fn recorded<ResBody>(
+    cache: &HttpCache,
+    resp: Response<ResBody>,
+    f: Forward,
+    recording: Recording,
+) -> Response<CacheBody<ResBody>>
+where
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send,
+{
+    let (pump, tap) = recording.tee();
+    let (mut parts, body) = resp.into_parts();
+    let size = body.size_hint();
+    // Read the origin body at the origin's pace, whatever the client
+    // does: the entry is stored when the body ends, even if the server
+    // stops polling at the announced length or the client stalls (the
+    // requests coalesced behind this one wait for it).
+    let mut body = Box::pin(body);
+    tokio::spawn(pump.drive(
+        move |cx| {
+            if body.is_end_stream() {
+                return Poll::Ready(None);
+            }
+            body.as_mut().poll_frame(cx)
+        },
+        |frame| frame.as_ref().ok().and_then(|f| f.data_ref().cloned()),
+        Result::is_err,
+    ));
+    let edits = cache.response_edits(f, &HeaderMapRef(&parts.headers));
+    apply(&mut parts.headers, edits);
+    Response::from_parts(parts, CacheBody::tapped(tap, size))
 }
 
 async fn bypass<S, ReqBody, ResBody>(

@@ -182,3 +182,29 @@ async fn a_cache_without_a_clock_reads_the_system_clock() {
     assert_eq!(get_items(&app).await.x_cache, "HIT");
     assert_eq!(origin.calls(), 1);
 }
+
+#[tokio::test]
+async fn a_layer_built_with_a_clock_reads_it() {
+    let clock = MockClock::new();
+    let config = CacheConfig::from_yaml_str(ITEMS).unwrap();
+    let layer = CacheLayer::builder(config)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert!(!layer.cache().clock().is_system());
+    let origin = CountingOrigin::new();
+    let app = Router::new()
+        .route("/items", get(|| async { "[]" }))
+        .layer(origin.clone())
+        .layer(layer);
+
+    assert_eq!(get_items(&app).await.x_cache, "MISS");
+    let hit = get_items(&app).await;
+    assert_eq!((hit.x_cache.as_str(), hit.age), ("HIT", Some(0)));
+    assert_eq!(origin.calls(), 1);
+
+    // Past the TTL on the layer's clock, with no time waited.
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(get_items(&app).await.x_cache, "EXPIRED");
+    assert_eq!(origin.calls(), 2);
+}

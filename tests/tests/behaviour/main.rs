@@ -43,6 +43,7 @@ mod freshness;
 mod invalidation;
 mod privacy;
 mod queries;
+mod ranges;
 mod vary;
 
 /// The policy most cases use: `/items*` for a minute, tagged `items`.

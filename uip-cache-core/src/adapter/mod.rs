@@ -18,6 +18,8 @@
 //!   deadline, from any source of chunks the adapter polls for it.
 //! - [`Refresh`]: a refresh the cache sent back through the application,
 //!   recognised by its marker, and the scheme and host its key holds.
+//! - [`RangeReply`]: a client's answer to its `Range`, cut from the
+//!   complete response the origin sent for the cache to store.
 //!
 //! The way of a request through an adapter, with these:
 //!
@@ -56,13 +58,15 @@
 mod body;
 mod bypass;
 mod edits;
+mod range;
 mod refresh;
 #[cfg(test)]
 mod tests;
 
+pub use crate::field::{HeaderEdit, HeaderEdits};
 pub use body::{BodyRead, BodyReader};
 pub use bypass::BypassTicket;
-pub use edits::{HeaderEdit, HeaderEdits};
+pub use range::RangeReply;
 pub use refresh::Refresh;
 
 /// A header value as frameworks read it (`to_str` in `http`): visible

@@ -23,7 +23,8 @@ fn cache(yaml: &str) -> HttpCache {
 async fn put(cache: &HttpCache, host: &str, path: &str) -> String {
     let none: [(&str, &str); 0] = [];
     let view = RequestView::new("GET", path, &none).authority(Some(host));
-    let m = cache.policies().find(path, None).unwrap();
+    let settings = cache.settings();
+    let m = settings.policies().find(path, None).unwrap();
     let tags = vec![m.policy().key_spec().target_tag(&view)];
     let key = format!("k:{host}{path}");
     let options = PutOptions::new(Duration::from_secs(60), path).tags(&tags);

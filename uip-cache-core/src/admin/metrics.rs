@@ -70,6 +70,7 @@ impl Admin {
         let scrape = Scrape {
             stats: cache.stats().snapshot(),
             policies: cache
+                .settings()
                 .policies()
                 .iter()
                 .map(|p| p.name().to_owned())

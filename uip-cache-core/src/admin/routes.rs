@@ -191,14 +191,10 @@ impl Admin {
             return Err(AdminResponse::error(400, "field `event` must not be empty"));
         }
         let cache = &self.inner.cache;
-        let plan = crate::invalidate::plan_for_event(
-            cache.config(),
-            cache.policies(),
-            &b.event,
-            b.entity_id.as_deref(),
-            b.entity_type.as_deref(),
-        )
-        .map_err(|e| AdminResponse::error(400, e))?;
+        let plan = cache
+            .settings()
+            .plan_for_event(&b.event, b.entity_id.as_deref(), b.entity_type.as_deref())
+            .map_err(|e| AdminResponse::error(400, e))?;
         let patterns: Vec<&str> = plan.patterns.iter().map(UrlPattern::as_str).collect();
         if plan.is_empty() {
             cache.stats().unknown_event();
@@ -353,7 +349,8 @@ impl Admin {
         let cache = &self.inner.cache;
         let figures = self.figures().await;
         let store = &figures.health;
-        let warming = &cache.config().warming;
+        let config = cache.config();
+        let warming = &config.warming;
         let last = self.inner.warmer.as_ref().and_then(|w| w.last_report());
         let warmer_status = match (&self.inner.warmer, warming.enabled) {
             (None, _) => "no_fetcher",
@@ -363,7 +360,7 @@ impl Admin {
                 _ => "enabled",
             },
         };
-        let webhook = cache.config().invalidation.webhook();
+        let webhook = config.invalidation.webhook();
         let status = match store.status {
             HealthStatus::Down => "unhealthy",
             HealthStatus::Degraded => "degraded",

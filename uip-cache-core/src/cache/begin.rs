@@ -93,7 +93,7 @@ impl HttpCache {
             if plan.request_cc.only_if_cached {
                 self.stats().uncacheable(NoCacheReason::NoFreshness);
                 let mut headers = vec![("x-cache".into(), Bytes::from_static(b"MISS"))];
-                headers.extend(self.own_status("only-if-cached"));
+                headers.extend(self.own_status(&plan.settings, "only-if-cached"));
                 return Begin::Respond(CachedResponse {
                     status: 504,
                     headers,
@@ -142,7 +142,9 @@ impl HttpCache {
                     // Look again once the leader has stored; past the timeout,
                     // or if it stored nothing, go to the origin alone.
                     rounds += 1;
-                    if w.wait(self.lock_timeout()).await != WaitOutcome::Stored || rounds > 3 {
+                    if w.wait(plan.settings.lock_timeout()).await != WaitOutcome::Stored
+                        || rounds > 3
+                    {
                         break;
                     }
                     writes = self.writes();
@@ -207,7 +209,7 @@ impl HttpCache {
             Usability::StaleAccepted | Usability::StaleWhileRevalidate => XCache::Stale,
             _ => return None,
         };
-        let r = self.respond(entry, req, x, now)?;
+        let r = self.respond(&plan.settings, entry, req, x, now)?;
         self.count(plan, x);
         Some(r)
     }
@@ -225,6 +227,6 @@ impl HttpCache {
     ) -> FetchTicket {
         let stale = self.lookup(&plan, req).await;
         self.note_store_epoch(&mut plan).await;
-        self.ticket(plan, req, headers, stale, None)
+        self.ticket(plan, req, headers, stale, None).for_holder()
     }
 }

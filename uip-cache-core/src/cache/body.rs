@@ -5,11 +5,14 @@ use bytes::Bytes;
 use super::HttpCache;
 use crate::compress::{self, gunzip};
 use crate::entry::StoredResponse;
+use crate::http::range::RangeSlicer;
 
 /// The body of a [`CachedResponse`](crate::CachedResponse): stored bytes, or a large gzip body the
 /// cache stored, decompressed chunk by chunk as it is read for a client
 /// that does not take gzip (so that no worker stalls, and no request holds
-/// the whole decompressed body, however large it is).
+/// the whole decompressed body, however large it is), or the parts of
+/// either that a 206 sends. Stored bytes and their ranges are slices of
+/// the entry as the store gave it: never copied.
 ///
 /// Adapters send [`into_bytes`](CachedBody::into_bytes) when it is one
 /// buffer already, and otherwise read [`next_chunk`](CachedBody::next_chunk)
@@ -27,6 +30,12 @@ enum BodyKind {
         /// Counts a body that turns out corrupt part-way.
         cache: HttpCache,
     },
+    /// The ranges of a 206 cut from `source` as it is read (a multipart
+    /// body, or a range of a body decompressed as it is read).
+    Sliced {
+        source: Option<Box<CachedBody>>,
+        slicer: Box<RangeSlicer>,
+    },
 }
 
 impl CachedBody {
@@ -41,6 +50,7 @@ impl CachedBody {
         match &self.kind {
             BodyKind::Full(b) => b.len() as u64,
             BodyKind::Gunzip { chunks, .. } => chunks.remaining(),
+            BodyKind::Sliced { slicer, .. } => slicer.len(),
         }
     }
 
@@ -74,6 +84,40 @@ impl CachedBody {
                 }
                 chunk
             }
+            BodyKind::Sliced { source, slicer } => loop {
+                if let Some(piece) = slicer.pop() {
+                    return Some(piece);
+                }
+                if slicer.is_complete() {
+                    return None;
+                }
+                // The representation ended short of the ranges (a corrupt
+                // gzip body): the body ends short too.
+                slicer.push(source.as_mut()?.next_chunk()?);
+            },
+        }
+    }
+
+    /// This body cut by `slicer` (the body of a 206): a single range of
+    /// one buffer stays one buffer, a slice of it.
+    pub(crate) fn sliced(self, mut slicer: RangeSlicer) -> Self {
+        let source = match self.kind {
+            BodyKind::Full(b) => {
+                slicer.push(b);
+                None
+            }
+            kind => Some(Box::new(CachedBody { kind })),
+        };
+        if source.is_none() {
+            if let Some(one) = slicer.take_whole() {
+                return one.into();
+            }
+        }
+        CachedBody {
+            kind: BodyKind::Sliced {
+                source,
+                slicer: Box::new(slicer),
+            },
         }
     }
 
@@ -92,7 +136,13 @@ impl CachedBody {
     }
 
     fn failed(&self) -> bool {
-        matches!(&self.kind, BodyKind::Gunzip { chunks, .. } if chunks.failed())
+        match &self.kind {
+            BodyKind::Gunzip { chunks, .. } => chunks.failed(),
+            BodyKind::Sliced { source, slicer } => {
+                !slicer.is_done() || source.as_ref().is_some_and(|s| s.failed())
+            }
+            BodyKind::Full(_) => false,
+        }
     }
 }
 

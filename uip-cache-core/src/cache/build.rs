@@ -1,21 +1,24 @@
-//! Building an [`HttpCache`] from a config and a store.
+//! Building an [`HttpCache`] from a config or compiled settings, and a
+//! store.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use super::settings::uncacheable_table;
 use super::unsafe_request::UNSAFE_PURGES_IN_TASKS;
 use super::{HttpCache, Inner};
 use crate::clock::Clock;
 use crate::config::{CacheConfig, ConfigError};
-use crate::forwarding::TrustedProxies;
-use crate::http::cache_control::is_consumed;
 use crate::lock::LockTable;
-use crate::policy::PolicySet;
+use crate::settings::Settings;
 use crate::stats::CacheStats;
 use crate::store::{MemoryStore, Store};
 
-/// Builds an [`HttpCache`]: [`HttpCache::builder`], then the store its
-/// entries live in and the clock it reads, then
+/// Builds an [`HttpCache`]: [`HttpCache::builder`] with a config (or
+/// [`HttpCache::from_settings`] with settings compiled already), then the
+/// store its entries live in and the clock it reads, then
 /// [`build`](HttpCacheBuilder::build).
 ///
 /// ```
@@ -26,7 +29,7 @@ use crate::store::{MemoryStore, Store};
 ///
 /// // The in-memory store the config describes.
 /// let cache = HttpCache::builder(&config).build()?;
-/// assert_eq!(cache.policies().len(), 1);
+/// assert_eq!(cache.settings().policies().len(), 1);
 ///
 /// // A store of one's own, here shared by two caches.
 /// let store = Arc::new(MemoryStore::from_config(&config));
@@ -38,16 +41,34 @@ use crate::store::{MemoryStore, Store};
 #[must_use = "a builder does nothing until `build` is called"]
 #[derive(Debug)]
 pub struct HttpCacheBuilder<'a> {
-    config: &'a CacheConfig,
+    source: Source<'a>,
     store: Option<Arc<dyn Store>>,
     clock: Clock,
 }
 
+/// What a builder compiles its cache's settings from.
+#[derive(Debug)]
+enum Source<'a> {
+    Config(&'a CacheConfig),
+    Settings(Arc<Settings>),
+}
+
 impl HttpCache {
-    /// A builder of a cache with `config`'s policies and settings.
+    /// A builder of a cache with `config`'s policies and settings: `build`
+    /// compiles them ([`Settings::compile`]).
     pub fn builder(config: &CacheConfig) -> HttpCacheBuilder<'_> {
         HttpCacheBuilder {
-            config,
+            source: Source::Config(config),
+            store: None,
+            clock: Clock::system(),
+        }
+    }
+
+    /// A builder of a cache running on `settings`, compiled already (and
+    /// possibly shared with other caches).
+    pub fn from_settings(settings: Arc<Settings>) -> HttpCacheBuilder<'static> {
+        HttpCacheBuilder {
+            source: Source::Settings(settings),
             store: None,
             clock: Clock::system(),
         }
@@ -94,11 +115,16 @@ impl HttpCacheBuilder<'_> {
     ///
     /// # Errors
     ///
-    /// The config's policies or `server.trusted_proxies` do not compile, or
-    /// it asks for a store other than memory (`store.type: redis`) and none
-    /// was given (adapters with the `redis` feature build that one).
+    /// The config does not compile into [`Settings`] (its policies,
+    /// `server.trusted_proxies` or another check that spans sections; a
+    /// config loaded with [`CacheConfig::from_file`] always does), or it asks
+    /// for a store other than memory (`store.type: redis`) and none was given
+    /// (adapters with the `redis` feature build that one).
     pub fn build(self) -> Result<HttpCache, ConfigError> {
-        let config = self.config;
+        let config = match &self.source {
+            Source::Config(config) => *config,
+            Source::Settings(settings) => settings.config(),
+        };
         let store = match self.store {
             Some(store) => store,
             None => {
@@ -112,52 +138,32 @@ impl HttpCacheBuilder<'_> {
                 Arc::new(MemoryStore::from_config(config))
             }
         };
-        let policies =
-            PolicySet::compile(config).map_err(|p| ConfigError::new(config.source_name(), p))?;
-        let trusted = TrustedProxies::parse(&config.server.trusted_proxies).map_err(|(i, e)| {
-            let at = config.server.trusted_proxies[i].line;
-            ConfigError::single(
-                config.source_name(),
-                crate::config::ConfigProblem::new(
-                    at,
-                    format!("server.trusted_proxies[{i}]"),
-                    e.to_string(),
-                ),
-            )
-        })?;
+        let settings = match self.source {
+            Source::Config(config) => Arc::new(Settings::compile(config)?),
+            Source::Settings(settings) => settings,
+        };
+        let hit_for_miss = settings.hit_for_miss();
         Ok(HttpCache {
             inner: Arc::new(Inner {
-                config: config.clone(),
-                stats: CacheStats::with_policies(policies.len()),
-                policies,
+                stats: CacheStats::with_policies(settings.policies().len()),
+                uncacheable: ArcSwapOption::new(
+                    uncacheable_table(settings.hit_for_miss()).map(Arc::new),
+                ),
+                settings: ArcSwap::new(settings),
+                replacing: std::sync::Mutex::new(()),
                 store,
                 locks: LockTable::new(),
                 epoch: AtomicU64::new(0),
                 recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
-                hidden: {
-                    let targets = config.defaults.targeted_cache_control_names();
-                    let mut hidden: Vec<String> = targets
-                        .iter()
-                        .filter(|t| is_consumed(t, &targets))
-                        .cloned()
-                        .collect();
-                    if !config.defaults.forward_tag_headers {
-                        hidden.extend(config.defaults.tag_header_names());
-                    }
-                    hidden
-                },
                 writes: AtomicU64::new(0),
-                cache_status: Some(config.defaults.cache_status.trim().to_owned())
-                    .filter(|n| !n.is_empty()),
                 refresh_token: crate::refresh::RefreshToken::new(),
-                trusted,
                 unsafe_purges: Arc::new(tokio::sync::Semaphore::new(UNSAFE_PURGES_IN_TASKS)),
-                // The table's own expiry, in real time, only frees room: a
+                // Sized by the hit-for-miss window the cache starts with; a
                 // mark ends when the clock passes the end it holds.
-                uncacheable: (!config.defaults.hit_for_miss.get().is_zero()).then(|| {
+                large: (!hit_for_miss.is_zero()).then(|| {
                     moka::sync::Cache::builder()
                         .max_capacity(100_000)
-                        .time_to_live(config.defaults.hit_for_miss.get())
+                        .time_to_live(hit_for_miss)
                         .build()
                 }),
                 clock: self.clock,

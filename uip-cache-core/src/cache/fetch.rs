@@ -7,15 +7,19 @@ use std::time::SystemTime;
 use crate::field::FieldName;
 use bytes::Bytes;
 
+use super::partial;
 use super::recording::Finish;
 use super::{CachePlan, CachedResponse, HttpCache, Recording};
+use crate::adapter::RangeReply;
 use crate::compress;
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::http::admission::{OriginResponse, PER_CLIENT};
 use crate::http::cache_status::{Forward, OriginFailure, XCache};
 use crate::http::conditional::{freshen, Freshened};
+use crate::http::encoding::forbids_transform;
 use crate::http::freshness;
-use crate::lock::LockGuard;
+use crate::http::range::{self, RangeSlicer, Validators};
+use crate::lock::{LockGuard, Waiter};
 use crate::request::{HeaderList, HeaderSource, RequestView};
 use crate::stats::NoCacheReason;
 
@@ -79,6 +83,32 @@ pub enum After {
         /// Records the body and stores the entry when it ends.
         recording: Recording,
     },
+    /// The client asked for a range; the cache sent the origin its request
+    /// without the `Range`, to store the whole. Send `reply`'s status,
+    /// headers and body cut from the origin's response, with the cache
+    /// headers of `forward` ([`HttpCache::response_edits`]), feeding the
+    /// whole body to `recording`, when there is one, as it streams.
+    Part {
+        /// `X-Cache` and `Cache-Status` of the response.
+        forward: Forward,
+        /// Records the whole body and stores the entry when it ends
+        /// (`None`: the response is not stored).
+        recording: Option<Recording>,
+        /// The client's part.
+        reply: Box<RangeReply>,
+    },
+}
+
+/// What a fetch does with the client's `Range`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RangeFetch {
+    /// The request has none (or is not a GET or a HEAD).
+    None,
+    /// Removed from the origin's request: the whole is fetched, stored,
+    /// and the range cut from it.
+    Whole,
+    /// Sent on: the origin's partial answer passes through, never stored.
+    Pass,
 }
 
 /// A fetch from the origin the cache is waiting on.
@@ -88,7 +118,12 @@ pub struct FetchTicket {
     request: OwnedRequest,
     stale: Option<StoredResponse>,
     guard: Option<LockGuard>,
+    /// The task holding the key when this fetch refreshes for it.
+    holder: Option<Waiter>,
     request_time: SystemTime,
+    range: RangeFetch,
+    /// The origin body's length when the adapter knows it exactly.
+    body_length: Option<u64>,
 }
 
 /// Header changes for the origin request.
@@ -111,18 +146,36 @@ impl HttpCache {
         stale: Option<StoredResponse>,
         guard: Option<LockGuard>,
     ) -> FetchTicket {
+        let range = match req.headers.first("range") {
+            Some(_) if !(req.method == "GET" || req.method == "HEAD") => RangeFetch::None,
+            // A stale entry is revalidated whole.
+            Some(r) if stale.is_none() && self.passes_range(&plan, r) => RangeFetch::Pass,
+            Some(_) => RangeFetch::Whole,
+            None => RangeFetch::None,
+        };
         FetchTicket {
             cache: self.clone(),
             plan,
             request: OwnedRequest::new(req, headers),
             stale,
             guard,
+            holder: None,
             request_time: self.inner.clock.now(),
+            range,
+            body_length: None,
         }
     }
 }
 
 impl FetchTicket {
+    /// Marks this fetch as made for the task holding its key (a refresh
+    /// sent back through the app): its write is counted once that task has
+    /// let go of the key.
+    pub(super) fn for_holder(mut self) -> Self {
+        self.holder = self.cache.inner.locks.follow(self.plan.key.as_str());
+        self
+    }
+
     /// Lets go of the key as if this fetch had stored it: another request
     /// did the fetch and the store (see [`HttpCache::begin_refresh`]), so
     /// the requests waiting for the key look it up again.
@@ -174,7 +227,17 @@ impl FetchTicket {
         }
     }
 
-    /// How to change the request before it goes to the origin.
+    /// The exact length of the origin's body, when the adapter knows it
+    /// other than by its `Content-Length` (an in-process body's exact size
+    /// hint): a range the client asked for is cut from the body by it.
+    pub fn origin_body_length(&mut self, len: Option<u64>) {
+        self.body_length = len;
+    }
+
+    /// How to change the request before it goes to the origin: the
+    /// client's validators removed (and its `Range` and `If-Range`, when
+    /// the cache fetches the whole to answer the range itself), then a
+    /// stale entry's set.
     pub fn origin_header_changes(&self) -> OriginHeaders {
         let mut set = Vec::new();
         if let Some(e) = &self.stale {
@@ -185,10 +248,11 @@ impl FetchTicket {
                 set.push(("if-modified-since", v.clone()));
             }
         }
-        OriginHeaders {
-            remove: &["if-none-match", "if-modified-since"],
-            set,
-        }
+        let remove: &'static [&'static str] = match self.range {
+            RangeFetch::Whole => &["if-none-match", "if-modified-since", "range", "if-range"],
+            RangeFetch::None | RangeFetch::Pass => &["if-none-match", "if-modified-since"],
+        };
+        OriginHeaders { remove, set }
     }
 
     /// The origin failed: a stale entry within stale-if-error answers
@@ -204,6 +268,7 @@ impl FetchTicket {
             .filter(|e| freshness::serves_on_error(e, &self.plan.request_cc, now))?;
         let hs = self.request.header_list();
         let r = self.cache.respond_after(
+            &self.plan.settings,
             e,
             &self.request.view(&hs),
             XCache::Stale,
@@ -231,6 +296,9 @@ impl FetchTicket {
             request,
             stale,
             guard,
+            holder,
+            range,
+            body_length,
             ..
         } = self;
 
@@ -238,20 +306,21 @@ impl FetchTicket {
         let view = request.view(&hs);
         if let (304, Some(mut entry)) = (status, stale) {
             cache.stats().revalidation();
+            let mut stored = false;
             match freshen(&mut entry, cache.policy(&plan), &view, &origin) {
                 Freshened::Store => {
                     // The origin now forbids transformation: keep its
                     // bytes, not the gzip the cache made of them.
                     if entry.compression == BodyEncoding::Gzip
-                        && (compress::forbids_transform(&headers)
-                            || compress::forbids_transform(&entry.headers))
+                        && (forbids_transform(&headers) || forbids_transform(&entry.headers))
                     {
                         if let Some(body) = compress::gunzip_off_runtime(entry.body.clone()).await {
                             entry.body = body;
                             entry.compression = BodyEncoding::Identity;
                         }
                     }
-                    if cache.put_entry(&plan, &view, entry.clone()).await {
+                    stored = cache.put_entry(&plan, &view, entry.clone()).await;
+                    if stored {
                         if let Some(g) = &guard {
                             g.stored();
                         }
@@ -264,8 +333,24 @@ impl FetchTicket {
                 // This client's answer only: the shared entry stays as it was.
                 Freshened::Keep(reason) => cache.stats().uncacheable(reason),
             }
-            drop(guard);
-            return match cache.respond(&entry, &view, XCache::Expired, response_time) {
+            match (holder, tokio::runtime::Handle::try_current()) {
+                // The holder lets go once it has read this answer: the
+                // write is counted after that, in the background.
+                (Some(holder), Ok(rt)) => {
+                    let cache = cache.clone();
+                    rt.spawn(
+                        async move { cache.release_and_count(guard, Some(holder), stored).await },
+                    );
+                }
+                _ => cache.release_and_count(guard, None, stored).await,
+            }
+            return match cache.respond(
+                &plan.settings,
+                &entry,
+                &view,
+                XCache::Expired,
+                response_time,
+            ) {
                 Some(mut r) => {
                     cache.count(&plan, XCache::Expired);
                     // The 304's cookies are this client's alone: never stored,
@@ -282,47 +367,115 @@ impl FetchTicket {
             };
         }
         cache.count(&plan, outcome);
-        if request.method.eq_ignore_ascii_case("HEAD") {
+        let head = request.method.eq_ignore_ascii_case("HEAD");
+        let declared = list
+            .first("content-length")
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+        let reply = match range {
+            RangeFetch::Whole => {
+                // The complete length: announced, or known to the adapter
+                // (an application's answer to a HEAD may hold the body
+                // its server leaves out; an empty one says nothing).
+                let len = declared.or(body_length.filter(|&n| !head || n > 0));
+                if let (200, Some(len)) = (status, len) {
+                    cache.note_length(&plan, len);
+                }
+                part_of_whole(status, &list, len, &view).map(Box::new)
+            }
+            RangeFetch::Pass => {
+                // The origin says how large the representation is now.
+                if let Some(len) = list.first("content-range").and_then(range::complete_length) {
+                    cache.note_length(&plan, len);
+                }
+                None
+            }
+            RangeFetch::None => None,
+        };
+        let pass = |forward: Forward, reply: Option<Box<RangeReply>>| match reply {
+            Some(reply) => After::Part {
+                forward,
+                recording: None,
+                reply,
+            },
+            None => After::Pass(forward),
+        };
+        if head {
             // A HEAD response has no body to store for GETs.
-            return After::Pass(Forward::new(outcome, false, None));
+            return pass(Forward::new(outcome, false, None), reply);
         }
+        let partial = range == RangeFetch::Pass;
         let entry = match cache.admit(&plan, &view, &origin) {
             Ok(entry) => {
                 cache.forget_uncacheable(&plan);
                 entry
             }
             Err(reason) => {
-                cache.remember_uncacheable(&plan, &view, reason);
-                return After::Pass(Forward::new(outcome, false, Some(reason)));
+                cache.remember_uncacheable(&plan, &view, reason, partial);
+                return pass(Forward::new(outcome, false, Some(reason)), reply);
             }
         };
         // Read here, from all the origin's headers: the entry does not keep
         // those the cache consumes (`Surrogate-Control`).
-        let transform = !compress::forbids_transform(&headers);
+        let transform = !forbids_transform(&headers);
         let max_size = cache.max_size(&plan);
-        let declared = list
-            .first("content-length")
-            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
         if declared.is_some_and(|len| len > max_size) {
             cache.stats().uncacheable(NoCacheReason::TooLarge);
-            cache.remember_uncacheable(&plan, &view, NoCacheReason::TooLarge);
-            return After::Pass(Forward::new(outcome, false, Some(NoCacheReason::TooLarge)));
+            cache.remember_uncacheable(&plan, &view, NoCacheReason::TooLarge, partial);
+            let f = Forward::new(outcome, false, Some(NoCacheReason::TooLarge));
+            return pass(f, reply);
         }
-        After::Record {
-            x_cache: outcome,
-            recording: Recording::storing(
-                max_size,
-                Finish {
-                    cache,
-                    plan,
-                    request,
-                    entry,
-                    transform,
-                    guard,
-                },
-            ),
+        let recording = Recording::storing(
+            max_size,
+            Finish {
+                cache,
+                plan,
+                request,
+                entry,
+                transform,
+                guard,
+                holder,
+            },
+        );
+        match reply {
+            Some(reply) => After::Part {
+                forward: Forward::recorded(outcome),
+                recording: Some(recording),
+                reply,
+            },
+            None => After::Record {
+                x_cache: outcome,
+                recording,
+            },
         }
     }
+}
+
+/// The client's part of the origin's complete answer to a request whose
+/// `Range` the cache removed: `None` when the client gets the whole (not a
+/// complete 200, a length not known in advance, an `If-Range` the new
+/// response does not satisfy, or a `Range` that is ignored).
+fn part_of_whole(
+    status: u16,
+    headers: &HeaderList<'_>,
+    len: Option<u64>,
+    req: &RequestView<'_>,
+) -> Option<RangeReply> {
+    let len = len?;
+    if status != 200 || headers.first("content-range").is_some() {
+        return None;
+    }
+    let validators = Validators {
+        etag: headers.first("etag"),
+        last_modified: headers.first("last-modified"),
+        date: headers.first("date"),
+        dates_strong: true,
+    };
+    let ranges = range::for_request(req, len, &validators);
+    let mut reply = partial::part(ranges, len, headers.first("content-type"))?;
+    if req.method.eq_ignore_ascii_case("HEAD") {
+        reply.slicer = RangeSlicer::empty();
+    }
+    Some(reply)
 }
 
 impl fmt::Debug for FetchTicket {

@@ -13,8 +13,9 @@ impl HttpCache {
     /// reasons that come from the response: a request's own `Authorization`
     /// or `Cookie`, or a transient failure, says nothing about the next one.
     ///
-    /// Not for a request with `Authorization`, `Cookie` or `Range` (its
-    /// answer may be personal or partial), and not for a status (an origin
+    /// Not for a request with `Authorization` or `Cookie` (its answer may
+    /// be personal), or one whose `Range` went to the origin (`partial`: the
+    /// answer may be a part), and not for a status (an origin
     /// error passes). A mark is not renewed while it lasts, so a key that
     /// keeps failing to store is queued again at least once a period. The
     /// table holds keys (a prefix and a SHA-256), at most 100 000; a mark
@@ -24,6 +25,7 @@ impl HttpCache {
         plan: &CachePlan,
         req: &RequestView<'_>,
         reason: NoCacheReason,
+        partial: bool,
     ) {
         let by_response = matches!(
             reason,
@@ -35,12 +37,15 @@ impl HttpCache {
                 | NoCacheReason::NoFreshness
                 | NoCacheReason::Streaming
         );
-        let personal = ["authorization", "cookie", "range"]
-            .iter()
-            .any(|h| req.headers.first(h).is_some());
-        if let (true, false, Some(u)) = (by_response, personal, &self.inner.uncacheable) {
+        let personal = partial
+            || ["authorization", "cookie"]
+                .iter()
+                .any(|h| req.headers.first(h).is_some());
+        let table = self.inner.uncacheable.load();
+        let window = plan.settings.hit_for_miss();
+        if let (true, false, Some(u), false) = (by_response, personal, &*table, window.is_zero()) {
             let now = self.inner.clock.instant();
-            let until = now + self.inner.config.defaults.hit_for_miss.get();
+            let until = now + window;
             // A mark the clock has passed may still be in the table (its
             // expiry is in real time): it is replaced, a live one is kept.
             u.entry(plan.key.as_str().to_owned())
@@ -53,17 +58,54 @@ impl HttpCache {
 
     /// The key stores again: forget that it did not.
     pub(crate) fn forget_uncacheable(&self, plan: &CachePlan) {
-        if let Some(u) = &self.inner.uncacheable {
+        if let Some(u) = &*self.inner.uncacheable.load() {
             u.invalidate(plan.key.as_str());
         }
     }
 
     /// Whether `plan`'s key recently got a response that cannot be stored.
     pub(crate) fn is_uncacheable(&self, plan: &CachePlan) -> bool {
-        let Some(u) = &self.inner.uncacheable else {
+        let table = self.inner.uncacheable.load();
+        let Some(u) = &*table else {
             return false;
         };
         u.get(plan.key.as_str())
             .is_some_and(|(_, until)| self.inner.clock.instant() < until)
+    }
+
+    /// Remembers whether `plan`'s representation is larger than its
+    /// policy's `range_passthrough_above` (for `defaults.hit_for_miss`, as
+    /// a mark of hit-for-miss lasts).
+    pub(crate) fn note_length(&self, plan: &CachePlan, len: u64) {
+        let Some(large) = &self.inner.large else {
+            return;
+        };
+        if len > self.policy(plan).range_passthrough_above() {
+            let until = self.inner.clock.instant() + plan.settings.hit_for_miss();
+            large.insert(plan.key.as_str().to_owned(), until);
+        } else {
+            large.invalidate(plan.key.as_str());
+        }
+    }
+
+    /// Whether a `Range` request for `plan`'s key that misses goes to the
+    /// origin with its `Range`, instead of fetching the whole to store:
+    /// when the policy's `range_passthrough_above` is 0, when it asks for
+    /// a first byte past that size (the representation is larger than
+    /// that), or when the representation was found larger not long ago.
+    pub(crate) fn passes_range(&self, plan: &CachePlan, range: &[u8]) -> bool {
+        let limit = self.policy(plan).range_passthrough_above();
+        if limit == 0
+            || crate::http::range::first_positions(range)
+                .iter()
+                .any(|&first| first >= limit)
+        {
+            return true;
+        }
+        self.inner.large.as_ref().is_some_and(|large| {
+            large
+                .get(plan.key.as_str())
+                .is_some_and(|until| self.inner.clock.instant() < until)
+        })
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{CachePlan, HttpCache};
 use crate::entry::StoredResponse;
-use crate::lock::{Lock, LockGuard};
+use crate::lock::{Lock, LockGuard, Waiter};
 use crate::request::RequestView;
 
 /// What the local leader of a key should do once instances sharing the store
@@ -26,8 +26,9 @@ impl HttpCache {
     }
 
     /// Coalesces across instances sharing the store: takes a lease on the
-    /// plan's key (given back when `guard` drops) or, when another instance
-    /// holds it, waits for its entry to appear, bounded by `lock_timeout`.
+    /// plan's key (given back when `guard` is released or dropped) or,
+    /// when another instance holds it, waits for its entry to appear,
+    /// bounded by `lock_timeout`.
     /// Store failures mean "fetch" (fail-open).
     ///
     /// It also notes the shared store's invalidation counter, so that a
@@ -47,7 +48,7 @@ impl HttpCache {
                 .as_nanos() as u64)
                 << 16;
         let lease_key = format!("{}:lease", plan.key);
-        let ttl = self.lock_timeout();
+        let ttl = plan.settings.lock_timeout();
         // On the cache's clock; the store's lease itself expires in real
         // time, which ends the wait too.
         let deadline = self.inner.clock.instant() + ttl;
@@ -60,17 +61,10 @@ impl HttpCache {
                 // Ours, or the store cannot say: fetch.
                 _ => {
                     let cache = self.clone();
-                    guard.on_release(move || {
-                        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                            rt.spawn(async move {
-                                cache
-                                    .guarded(
-                                        "lease",
-                                        cache.inner.store.release_lease(&lease_key, token),
-                                    )
-                                    .await;
-                            });
-                        }
+                    guard.on_release_await(async move {
+                        cache
+                            .guarded("lease", cache.inner.store.release_lease(&lease_key, token))
+                            .await;
                     });
                     return Lead::Fetch;
                 }
@@ -84,6 +78,31 @@ impl HttpCache {
                 return Lead::Fetch;
             }
         }
+    }
+
+    /// Lets go of the key after a fetch that wrote it (`stored`) or not:
+    /// here and in the store (`guard`), and, for a fetch made for another
+    /// task holding the key (`holder`, see [`HttpCache::begin_refresh`]),
+    /// once that task has let go too (bounded by `lock_timeout`). Only then
+    /// is the write counted, so that whoever waits for the count
+    /// ([`CacheStats::wait_for_sets`](crate::CacheStats::wait_for_sets))
+    /// finds the key free: the next stale hit starts its refresh.
+    pub(crate) async fn release_and_count(
+        &self,
+        guard: Option<LockGuard>,
+        holder: Option<Waiter>,
+        stored: bool,
+    ) {
+        if let Some(g) = guard {
+            g.release().await;
+        }
+        if !stored {
+            return;
+        }
+        if let Some(w) = holder {
+            w.wait(self.lock_timeout()).await;
+        }
+        self.inner.stats.set();
     }
 
     /// Notes the shared store's invalidation counter before a fetch, so that

@@ -1,6 +1,7 @@
 //! [`HttpCache`]: the one object every adapter builds from a config. It holds
-//! the store, the compiled policies, the statistics and the coalescing table,
-//! and it makes every decision of the request path, so the Tower layer, the
+//! the store, the [`Settings`] it runs on (the compiled policies, rules,
+//! header names and limits), the statistics and the coalescing table, and it
+//! makes every decision of the request path, so the Tower layer, the
 //! actix-web middleware and the server behave alike.
 //!
 //! One concern a file: construction ([`build`]), planning ([`plan`]), the
@@ -18,12 +19,14 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, ArcSwapOption};
+
 use crate::clock::Clock;
 use crate::config::CacheConfig;
-use crate::forwarding::{ClientOrigin, Connection, TrustedProxies};
+use crate::forwarding::{ClientOrigin, Connection};
 use crate::invalidate::Invalidation;
 use crate::lock::LockTable;
-use crate::policy::PolicySet;
+use crate::settings::Settings;
 use crate::stats::{CacheStats, NoCacheReason};
 use crate::store::Store;
 
@@ -36,10 +39,12 @@ mod guard;
 mod hit_for_miss;
 mod lease;
 mod lookup;
+mod partial;
 mod plan;
 mod purge;
 mod recording;
 mod respond;
+mod settings;
 mod stored;
 mod unsafe_request;
 mod write;
@@ -51,6 +56,7 @@ pub use fetch::{After, FetchTicket, OriginHeaders, OwnedRequest};
 pub use plan::{CachePlan, Plan, Start};
 pub use purge::InvalidateError;
 pub use recording::Recording;
+pub(crate) use respond::forward_headers;
 pub use respond::CachedResponse;
 pub use unsafe_request::UnsafeRequest;
 
@@ -73,9 +79,15 @@ pub use unsafe_request::UnsafeRequest;
 /// 4. While a recorded body streams, the adapter feeds it to the
 ///    [`Recording`], which stores the entry when the body ends.
 ///
-/// A cache is built with [`HttpCache::builder`] (see [`HttpCacheBuilder`]);
-/// the purge API ([`HttpCache::invalidate_tags`] and its kin) and the admin
-/// side's probes ([`HttpCache::store_health`]) work on the same handle.
+/// A cache is built with [`HttpCache::builder`] from a config, or with
+/// [`HttpCache::from_settings`] from settings compiled already (see
+/// [`HttpCacheBuilder`]); the purge API ([`HttpCache::invalidate_tags`] and
+/// its kin) and the admin side's probes ([`HttpCache::store_health`]) work on
+/// the same handle.
+///
+/// The cache runs on one [`Settings`] at a time ([`HttpCache::settings`]),
+/// which [`HttpCache::replace_settings`] swaps atomically: a request keeps
+/// the settings it began with ([`HttpCache::plan`]) to its end.
 ///
 /// # Example
 ///
@@ -118,47 +130,46 @@ pub struct HttpCache {
 }
 
 struct Inner {
-    config: CacheConfig,
-    policies: PolicySet,
+    /// What the cache runs on; a request takes it once, when planned.
+    settings: ArcSwap<Settings>,
+    /// Replacements of `settings` one at a time (with the hit-for-miss
+    /// table that goes with them).
+    replacing: std::sync::Mutex<()>,
     store: Arc<dyn Store>,
     stats: CacheStats,
     locks: LockTable,
     epoch: AtomicU64,
     /// The last invalidations of this instance, with their sequence numbers.
     recent: std::sync::Mutex<std::collections::VecDeque<(u64, Invalidation)>>,
-    /// Response headers this cache consumes and never passes on (RFC 9213
-    /// targeted fields), lower case.
-    hidden: Vec<String>,
     /// Entries written so far: a request that became a key's leader after a
     /// store finished during its lookup looks again before fetching.
     writes: AtomicU64,
-    /// `Cache-Status` name, when the header is on.
-    cache_status: Option<String>,
     /// Keys whose last response could not be stored, with the end of their
     /// window on the clock: their requests go to the origin at once instead
-    /// of queueing (hit-for-miss).
-    uncacheable: Option<moka::sync::Cache<String, (NoCacheReason, std::time::Instant)>>,
+    /// of queueing (hit-for-miss). None while `defaults.hit_for_miss` is 0.
+    uncacheable: ArcSwapOption<Uncacheable>,
+    /// Keys whose representation was found larger than their policy's
+    /// `range_passthrough_above`, with the end of their window: their
+    /// `Range` requests that miss go to the origin with the `Range`.
+    large: Option<moka::sync::Cache<String, std::time::Instant>>,
     /// Where the cache reads the time its decisions depend on.
     clock: Clock,
     /// Marks the refreshes this cache sends back through the app.
     refresh_token: crate::refresh::RefreshToken,
-    /// `server.trusted_proxies`, parsed.
-    trusted: TrustedProxies,
     /// Purges after unsafe requests that may run in tasks of their own at
     /// once; past it the request waits for its purge (back-pressure on the
     /// writer, not tasks without bound while the store is slow).
     unsafe_purges: Arc<tokio::sync::Semaphore>,
 }
 
-impl HttpCache {
-    /// The config.
-    pub fn config(&self) -> &CacheConfig {
-        &self.inner.config
-    }
+/// The hit-for-miss table: a key, and why its last response could not be
+/// stored with the end of its mark.
+type Uncacheable = moka::sync::Cache<String, (NoCacheReason, std::time::Instant)>;
 
-    /// The compiled policies.
-    pub fn policies(&self) -> &PolicySet {
-        &self.inner.policies
+impl HttpCache {
+    /// The config of the settings the cache runs on now.
+    pub fn config(&self) -> Arc<CacheConfig> {
+        self.inner.settings.load().shared_config().clone()
     }
 
     /// The store.
@@ -172,15 +183,10 @@ impl HttpCache {
         &self.inner.refresh_token
     }
 
-    /// The peers whose forwarding headers are believed
-    /// (`server.trusted_proxies`).
-    pub fn trusted_proxies(&self) -> &TrustedProxies {
-        &self.inner.trusted
-    }
-
     /// The scheme and host a request's key holds and the forwarding headers
     /// an adapter removes before the application sees it, from the facts
-    /// of its connection: see [`TrustedProxies::client_origin`].
+    /// of its connection, by the settings the cache runs on now: see
+    /// [`TrustedProxies::client_origin`](crate::forwarding::TrustedProxies::client_origin).
     pub fn client_origin<'h>(
         &self,
         conn: &Connection,
@@ -188,7 +194,9 @@ impl HttpCache {
         headers: &'h dyn crate::request::HeaderSource,
     ) -> ClientOrigin<'h> {
         self.inner
-            .trusted
+            .settings
+            .load()
+            .trusted_proxies()
             .client_origin(conn, target_authority, headers)
     }
 
@@ -202,24 +210,18 @@ impl HttpCache {
         &self.inner.stats
     }
 
-    /// Response headers the cache consumes itself (`Surrogate-Control` when
-    /// obeyed, the tag headers unless forwarded): adapters remove them from
-    /// responses they pass on.
-    pub fn hidden_response_headers(&self) -> &[String] {
-        &self.inner.hidden
-    }
-
-    /// How long coalesced requests wait for the leader.
+    /// How long coalesced requests wait for the leader, by the settings the
+    /// cache runs on now.
     pub fn lock_timeout(&self) -> Duration {
-        self.inner.config.defaults.lock_timeout.get()
+        self.inner.settings.load().lock_timeout()
     }
 
     fn store_timeout(&self) -> Duration {
-        self.inner.config.store.timeout.get()
+        self.inner.settings.load().store_timeout()
     }
 
     fn purge_timeout(&self) -> Duration {
-        self.inner.config.store.purge_timeout.get()
+        self.inner.settings.load().purge_timeout()
     }
 }
 
@@ -227,7 +229,7 @@ impl fmt::Debug for HttpCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpCache")
             .field("store", &self.inner.store)
-            .field("policies", &self.inner.policies.len())
+            .field("policies", &self.inner.settings.load().policies().len())
             .field("locks", &self.inner.locks)
             .field("clock", &self.inner.clock)
             .finish()

@@ -1,6 +1,7 @@
 //! Planning: whether the cache handles a request, and its key.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::HttpCache;
 use crate::http::cache_control::{request_cache_control, CacheControl};
@@ -8,9 +9,13 @@ use crate::http::request;
 use crate::key::CacheKey;
 use crate::policy::{Policy, PolicyMatch};
 use crate::request::RequestView;
+use crate::settings::Settings;
 use crate::stats::NoCacheReason;
 
 /// Where an adapter starts with a request ([`HttpCache::start`]).
+// Made once per request and matched at once, as a plan is: boxing the plan
+// would cost an allocation on every request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Start {
     /// The policy keys on the body (`vary_by: [body]`) and caches this
@@ -41,6 +46,9 @@ pub enum Plan {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CachePlan {
+    /// The settings the request began with, kept to its end: its policy
+    /// and everything decided after the plan come from them.
+    pub(super) settings: Arc<Settings>,
     pub(super) policy: Option<usize>,
     pub(super) params: Vec<(String, String)>,
     /// The key before response `Vary` is known.
@@ -62,14 +70,15 @@ impl HttpCache {
     /// its [`Plan`], or first the body to read, with one policy match for
     /// both questions.
     pub fn start(&self, req: &RequestView<'_>) -> Start {
-        let Some(m) = self.inner.policies.find(req.path, req.query) else {
+        let settings = self.settings();
+        let Some(m) = settings.policies().find(req.path, req.query) else {
             return Start::Plan(Plan::Bypass(NoCacheReason::NoPolicy));
         };
         let p = m.policy();
         if p.key_spec().uses_body() && p.allows_method(req.method) {
             Start::ReadBody(p.max_body())
         } else {
-            Start::Plan(self.plan_matched(m, req))
+            Start::Plan(self.plan_matched(&settings, m, req))
         }
     }
 
@@ -78,14 +87,20 @@ impl HttpCache {
     /// that policy here; the adapter counts the bypass and its reason with
     /// [`CacheStats::bypass`](crate::CacheStats::bypass).
     pub fn plan(&self, req: &RequestView<'_>) -> Plan {
-        match self.inner.policies.find(req.path, req.query) {
-            Some(m) => self.plan_matched(m, req),
+        let settings = self.settings();
+        match settings.policies().find(req.path, req.query) {
+            Some(m) => self.plan_matched(&settings, m, req),
             None => Plan::Bypass(NoCacheReason::NoPolicy),
         }
     }
 
-    /// [`HttpCache::plan`] once the policy is found.
-    fn plan_matched(&self, m: PolicyMatch<'_>, req: &RequestView<'_>) -> Plan {
+    /// [`HttpCache::plan`] once the policy is found in `settings`.
+    fn plan_matched(
+        &self,
+        settings: &Arc<Settings>,
+        m: PolicyMatch<'_>,
+        req: &RequestView<'_>,
+    ) -> Plan {
         let request_cc = request_cache_control(req.headers);
         let keys_body = m.policy().key_spec().uses_body();
         let reason = if !m.policy().allows_method(req.method) {
@@ -112,6 +127,7 @@ impl HttpCache {
         let key = m.policy().key_spec().key(req, &[]);
         let (policy, params) = m.into_parts();
         Plan::Cache(CachePlan {
+            settings: settings.clone(),
             policy,
             params,
             key,
@@ -122,8 +138,8 @@ impl HttpCache {
         })
     }
 
-    /// The policy of a plan.
-    pub(crate) fn policy(&self, plan: &CachePlan) -> &Policy {
-        self.inner.policies.get(plan.policy)
+    /// The policy of a plan, in the settings it began with.
+    pub(crate) fn policy<'p>(&self, plan: &'p CachePlan) -> &'p Policy {
+        plan.settings.policies().get(plan.policy)
     }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::HttpCache;
 use crate::entry::StoredResponse;
-use crate::invalidate::{plan_for_event, Invalidation, InvalidationPlan};
+use crate::invalidate::{Invalidation, InvalidationPlan};
 use crate::pattern::UrlPattern;
 use crate::store::StoreError;
 
@@ -55,7 +55,7 @@ impl HttpCache {
     /// one request revalidates) for its own stale-while-revalidate window or
     /// `defaults.soft_purge_grace`, whichever is longer.
     fn soft_rewrite(&self) -> impl Fn(&Bytes) -> Option<(Bytes, Duration)> + Send + Sync + 'static {
-        let grace = self.inner.config.defaults.soft_purge_grace.get();
+        let grace = self.inner.settings.load().soft_purge_grace();
         let clock = self.inner.clock.clone();
         move |bytes: &Bytes| {
             let mut e = StoredResponse::decode(bytes).ok()?;
@@ -106,22 +106,21 @@ impl HttpCache {
     }
 
     /// Removes what a webhook event names (see
-    /// [`crate::invalidate::plan_for_event`]); what it named and how many
-    /// entries went.
+    /// [`Settings::plan_for_event`](crate::Settings::plan_for_event), by
+    /// the settings the cache runs on); what it named and how many entries
+    /// went.
     pub async fn invalidate_event(
         &self,
         event: &str,
         entity_id: Option<&str>,
         entity_type: Option<&str>,
     ) -> Result<(InvalidationPlan, u64), InvalidateError> {
-        let plan = plan_for_event(
-            &self.inner.config,
-            &self.inner.policies,
-            event,
-            entity_id,
-            entity_type,
-        )
-        .map_err(InvalidateError::BadRequest)?;
+        let plan = self
+            .inner
+            .settings
+            .load()
+            .plan_for_event(event, entity_id, entity_type)
+            .map_err(InvalidateError::BadRequest)?;
         // An error says how many entries went in all, earlier steps included.
         let after = |n: u64| {
             move |e: StoreError| {

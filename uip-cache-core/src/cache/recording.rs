@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::{CachePlan, HttpCache, OwnedRequest};
 use crate::entry::StoredResponse;
-use crate::lock::LockGuard;
+use crate::lock::{LockGuard, Waiter};
 use crate::record::BodyRecorder;
 use crate::stats::NoCacheReason;
 
@@ -39,7 +39,7 @@ impl Recording {
             max_size,
             // Long enough for a background refresh (no client from the
             // start), short enough to end a stream that never does.
-            orphan_limit: finish.cache.lock_timeout().max(ORPHAN_LIMIT),
+            orphan_limit: finish.plan.settings.lock_timeout().max(ORPHAN_LIMIT),
             finish: Some(Box::new(move |body| Box::new(finish).done(body))),
         }
     }
@@ -133,6 +133,8 @@ pub(super) struct Finish {
     /// Whether the cache may compress the body (no `no-transform`).
     pub(super) transform: bool,
     pub(super) guard: Option<LockGuard>,
+    /// The task holding the key this fetch refreshes for, if any.
+    pub(super) holder: Option<Waiter>,
 }
 
 impl Finish {
@@ -158,17 +160,18 @@ impl Finish {
                 entry,
                 transform,
                 guard,
+                holder,
             } = *self;
             let hs = request.header_list();
-            if cache
+            let stored = cache
                 .store_body(&plan, &request.view(&hs), entry, body, transform)
-                .await
-            {
+                .await;
+            if stored {
                 if let Some(g) = &guard {
                     g.stored();
                 }
             }
-            drop(guard);
+            cache.release_and_count(guard, holder, stored).await;
         });
     }
 }

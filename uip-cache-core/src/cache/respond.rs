@@ -6,19 +6,26 @@ use std::time::SystemTime;
 use crate::field::FieldName;
 use bytes::Bytes;
 
+use super::partial;
 use super::{CachePlan, CachedBody, HttpCache};
+use crate::adapter::RangeReply;
 use crate::compress;
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::http::cache_status::{self, Forward, OriginFailure, XCache};
 use crate::http::conditional;
-use crate::http::encoding::{representation_headers, takes_cache_gzip, varies_by_encoding};
+use crate::http::encoding::{
+    gzip_etag, representation_headers, takes_cache_gzip, varies_by_encoding,
+};
+use crate::http::range::{self, Validators};
 use crate::request::RequestView;
+use crate::settings::Settings;
 
 /// A response built from a stored entry, for the adapter to send.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct CachedResponse {
-    /// Status (304 when the request's conditionals matched).
+    /// Status (304 when the request's conditionals matched, 206 or 416
+    /// when it asked for a range).
     pub status: u16,
     /// Headers, lower-case names, including `age`, `x-cache` and `content-length`.
     pub headers: Vec<(FieldName, Bytes)>,
@@ -29,15 +36,18 @@ pub struct CachedResponse {
 impl HttpCache {
     /// Builds the response for `req` from `entry`: a 304 when the request's
     /// conditionals match, the stored gzip for clients that accept it, the
-    /// identity body otherwise. `None` if a compressed body does not decode.
+    /// identity body otherwise; of a complete 200, the ranges the request
+    /// asks for (206, 416); with the headers `settings` name. `None` if a
+    /// compressed body does not decode.
     pub(crate) fn respond(
         &self,
+        settings: &Settings,
         entry: &StoredResponse,
         req: &RequestView<'_>,
         x_cache: XCache,
         now: SystemTime,
     ) -> Option<CachedResponse> {
-        self.respond_after(entry, req, x_cache, now, None)
+        self.respond_after(settings, entry, req, x_cache, now, None)
     }
 
     /// [`HttpCache::respond`], for a stale entry standing in for an origin
@@ -45,6 +55,7 @@ impl HttpCache {
     /// forwarded and what came back.
     pub(crate) fn respond_after(
         &self,
+        settings: &Settings,
         entry: &StoredResponse,
         req: &RequestView<'_>,
         x_cache: XCache,
@@ -53,7 +64,7 @@ impl HttpCache {
     ) -> Option<CachedResponse> {
         let age_d = entry.age(now);
         let age = age_d.as_secs().to_string();
-        let status = self.inner.cache_status.as_ref().map(|name| {
+        let status = settings.cache_status_name().map(|name| {
             // Remaining freshness, negative once stale (RFC 9211 2.2).
             let fresh = i64::try_from(entry.freshness_lifetime.as_secs()).unwrap_or(i64::MAX);
             let ttl = fresh.saturating_sub(i64::try_from(age_d.as_secs()).unwrap_or(i64::MAX));
@@ -67,7 +78,7 @@ impl HttpCache {
         let gzip = varies && takes_cache_gzip(req);
         let mut headers: Vec<(FieldName, Bytes)> = Vec::with_capacity(entry.headers.len() + 5);
         let etag = match gzip {
-            true => entry.etag.as_deref().and_then(compress::gzip_etag),
+            true => entry.etag.as_deref().and_then(gzip_etag),
             false => entry.etag.clone(),
         };
         if conditional::not_modified_as(req, entry, etag.as_deref()) {
@@ -94,7 +105,25 @@ impl HttpCache {
             });
         }
         let head = req.method.eq_ignore_ascii_case("HEAD");
-        let (body, len) = if entry.compression == BodyEncoding::Gzip && !gzip {
+        let decoded = entry.compression == BodyEncoding::Gzip && !gzip;
+        // A range of the representation this request gets: of the gzip
+        // for a client that takes it, of the identity bytes otherwise.
+        let part = self.stored_part(entry, req, gzip, decoded, etag.as_deref());
+        if let Some(p) = part.as_ref().filter(|p| p.status == 416) {
+            headers.extend(p.headers.iter().map(|(n, v)| ((*n).into(), v.clone())));
+            headers.push(("age".into(), Bytes::from(age)));
+            headers.push((
+                "x-cache".into(),
+                Bytes::from_static(x_cache.as_str().as_bytes()),
+            ));
+            headers.extend(status);
+            return Some(CachedResponse {
+                status: 416,
+                headers,
+                body: CachedBody::empty(),
+            });
+        }
+        let (body, len) = if decoded {
             // HEAD needs only the length, which the gzip trailer gives.
             let decoded = match head {
                 true => {
@@ -120,8 +149,27 @@ impl HttpCache {
                 entry.body.len() as u64,
             )
         };
-        representation_headers(entry, gzip, varies, |_| true, &mut headers);
-        headers.push(("content-length".into(), Bytes::from(len.to_string())));
+        // A complete 200 says the cache answers ranges of it, whatever the
+        // origin said of its own.
+        let complete = entry.status == 200;
+        let (code, body) = match part {
+            Some(p) => {
+                let replaced = |n: &str| !p.headers.iter().any(|(h, _)| *h == n);
+                representation_headers(entry, gzip, varies, replaced, &mut headers);
+                headers.extend(p.headers.into_iter().map(|(n, v)| (n.into(), v)));
+                let body = if head { body } else { body.sliced(p.slicer) };
+                (206, body)
+            }
+            None => {
+                let keep = |n: &str| !(complete && n == "accept-ranges");
+                representation_headers(entry, gzip, varies, keep, &mut headers);
+                headers.push(("content-length".into(), Bytes::from(len.to_string())));
+                if complete {
+                    headers.push(("accept-ranges".into(), Bytes::from_static(b"bytes")));
+                }
+                (entry.status, body)
+            }
+        };
         headers.push(("age".into(), Bytes::from(age)));
         headers.push((
             "x-cache".into(),
@@ -130,10 +178,46 @@ impl HttpCache {
         headers.extend(status);
         let body = if head { CachedBody::empty() } else { body };
         Some(CachedResponse {
-            status: entry.status,
+            status: code,
             headers,
             body,
         })
+    }
+
+    /// The 206 or 416 that `entry` gives `req` when it asks for a range of
+    /// the representation it gets (the cache's gzip when `gzip`, the
+    /// identity bytes decompressed when `decoded`, else the stored bytes),
+    /// whose validator is `etag`; `None` when the whole answers.
+    fn stored_part(
+        &self,
+        entry: &StoredResponse,
+        req: &RequestView<'_>,
+        gzip: bool,
+        decoded: bool,
+        etag: Option<&[u8]>,
+    ) -> Option<RangeReply> {
+        if entry.status != 200
+            || !range::has_range(req.headers)
+            || entry.header("content-range").is_some()
+        {
+            return None;
+        }
+        let len = match decoded {
+            // The length the gzip trailer gives; a corrupt body is found,
+            // and counted, when it is read.
+            true => compress::gzip_content_length(&entry.body)?,
+            false => entry.body.len() as u64,
+        };
+        let validators = Validators {
+            etag,
+            last_modified: entry.last_modified.as_deref(),
+            date: entry.header("date").map(|d| &d[..]),
+            // The cache's gzip of a response may differ, byte for byte,
+            // from its gzip of the same response stored again.
+            dates_strong: !gzip,
+        };
+        let ranges = range::for_request(req, len, &validators);
+        partial::part(ranges, len, entry.header("content-type").map(|t| &t[..]))
     }
 
     /// The headers the cache adds to a response from the origin, each to
@@ -141,24 +225,24 @@ impl HttpCache {
     /// RFC 9211 `Cache-Status` (`uip-cache; fwd=uri-miss; stored`,
     /// `fwd=bypass; detail=no_policy`, ...). `upstream` are the response's
     /// own `Cache-Status` values, from caches nearer the origin: ours is
-    /// added after them, as RFC 9211 asks.
+    /// added after them, as RFC 9211 asks. By the settings the cache runs
+    /// on now.
     pub fn forward_headers<'u>(
         &self,
         f: Forward,
         upstream: impl IntoIterator<Item = &'u [u8]>,
     ) -> impl Iterator<Item = (&'static str, Bytes)> {
-        let status = self.inner.cache_status.as_ref().map(|name| {
-            let v = cache_status::forwarded(name, f, upstream);
-            ("cache-status", Bytes::from(v))
-        });
-        std::iter::once(("x-cache", Bytes::from_static(f.x_cache.as_str().as_bytes())))
-            .chain(status)
+        forward_headers(&self.inner.settings.load(), f, upstream)
     }
 
     /// The `Cache-Status` of a response the cache makes up itself (the 504
     /// to `only-if-cached`): `detail` says why.
-    pub(crate) fn own_status(&self, detail: &str) -> Option<(FieldName, Bytes)> {
-        self.inner.cache_status.as_ref().map(|name| {
+    pub(crate) fn own_status(
+        &self,
+        settings: &Settings,
+        detail: &str,
+    ) -> Option<(FieldName, Bytes)> {
+        settings.cache_status_name().map(|name| {
             (
                 "cache-status".into(),
                 Bytes::from(cache_status::own(name, detail)),
@@ -177,4 +261,17 @@ impl HttpCache {
             XCache::Bypass => stats.policy_bypass(plan.policy),
         }
     }
+}
+
+/// [`HttpCache::forward_headers`] by `settings`.
+pub(crate) fn forward_headers<'u>(
+    settings: &Settings,
+    f: Forward,
+    upstream: impl IntoIterator<Item = &'u [u8]>,
+) -> impl Iterator<Item = (&'static str, Bytes)> {
+    let status = settings.cache_status_name().map(|name| {
+        let v = cache_status::forwarded(name, f, upstream);
+        ("cache-status", Bytes::from(v))
+    });
+    std::iter::once(("x-cache", Bytes::from_static(f.x_cache.as_str().as_bytes()))).chain(status)
 }

@@ -1,10 +1,13 @@
 //! Unsafe requests (POST, PUT, PATCH, DELETE, ...): what their success
 //! invalidates (RFC 9111 section 4.4), and the purge that follows.
 
+use std::sync::Arc;
+
 use super::HttpCache;
 use crate::http::{request, target};
 use crate::invalidate::Invalidation;
 use crate::request::RequestView;
+use crate::settings::Settings;
 use crate::stats::InvalidationKind;
 use crate::store::StoreError;
 
@@ -12,9 +15,11 @@ use crate::store::StoreError;
 pub(super) const UNSAFE_PURGES_IN_TASKS: usize = 256;
 
 /// An unsafe request on its way to the origin, as
-/// [`HttpCache::unsafe_request`] noted it: its scheme, host, path and query.
+/// [`HttpCache::unsafe_request`] noted it: its scheme, host, path and query,
+/// and the settings it began with.
 #[derive(Clone, Debug)]
 pub struct UnsafeRequest {
+    settings: Arc<Settings>,
     scheme: Option<String>,
     authority: Option<String>,
     path: String,
@@ -30,12 +35,15 @@ impl HttpCache {
     /// SPARQL or GraphQL, not a write). Pass it to
     /// [`HttpCache::invalidate_after_unsafe`] with the origin's answer.
     pub fn unsafe_request(&self, req: &RequestView<'_>) -> Option<UnsafeRequest> {
-        if !self.inner.config.defaults.invalidate_on_unsafe || !request::is_unsafe(req.method) {
+        if !request::is_unsafe(req.method) {
             return None;
         }
-        if self
-            .inner
-            .policies
+        let settings = self.settings();
+        if !settings.invalidate_on_unsafe() {
+            return None;
+        }
+        if settings
+            .policies()
             .find(req.path, req.query)
             .is_some_and(|m| {
                 m.policy().key_spec().uses_body() && m.policy().allows_method(req.method)
@@ -44,6 +52,7 @@ impl HttpCache {
             return None;
         }
         Some(UnsafeRequest {
+            settings,
             scheme: req.scheme.map(str::to_owned),
             authority: req.authority.map(str::to_owned),
             path: req.path.to_owned(),
@@ -86,7 +95,7 @@ impl HttpCache {
     fn unsafe_targets(&self, req: &UnsafeRequest, locations: &[&str]) -> Vec<String> {
         let none: [(&str, &str); 0] = [];
         let tag = |path: &str, query: Option<&str>| {
-            let m = self.inner.policies.find(path, query)?;
+            let m = req.settings.policies().find(path, query)?;
             let view = RequestView::new("GET", path, &none)
                 .query(query)
                 .authority(req.authority.as_deref());

@@ -10,6 +10,7 @@ use super::{CachePlan, HttpCache};
 use crate::compress::{self, Compressed};
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::http::admission::{self, OriginResponse};
+use crate::http::encoding::may_compress;
 use crate::request::RequestView;
 use crate::stats::NoCacheReason;
 use crate::store::PutOptions;
@@ -42,7 +43,7 @@ impl HttpCache {
     }
 
     /// Stores `entry` with `body` (compressing it if the policy says so and
-    /// the response allows it, see [`compress::may_compress`]) unless an
+    /// the response allows it, see [`may_compress`]) unless an
     /// invalidation ran since the plan was made. Failures are counted and
     /// logged, never returned. `transform` is false when headers the
     /// entry does not keep (a consumed `Surrogate-Control`) forbade
@@ -58,7 +59,7 @@ impl HttpCache {
         entry.body = body;
         entry.compression = BodyEncoding::Identity;
         if let Some(c) = self.policy(plan).compression() {
-            if transform && compress::may_compress(&entry.headers) {
+            if transform && may_compress(&entry.headers) {
                 // Large bodies are compressed off the async workers.
                 let z = compress::gzip_off_runtime(entry.body.clone(), c.min_size, c.level).await;
                 if let Compressed::Gzip(z) = z {
@@ -127,7 +128,8 @@ impl HttpCache {
             stored = false;
         }
         if stored {
-            self.inner.stats.set();
+            // Counted in `stats` by the caller, once it has let go of the
+            // key (`release_and_count`).
             self.inner.writes.fetch_add(1, Ordering::Release);
         }
         stored

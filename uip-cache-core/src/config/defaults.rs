@@ -22,6 +22,10 @@ pub struct DefaultsConfig {
     /// Largest request body buffered and hashed into the key, for policies
     /// whose `vary_by` has `body` (default 64KB); larger bodies bypass.
     pub max_body: ByteSize,
+    /// Default `range_passthrough_above` (default: each policy's
+    /// `max_size`): the size past which a `Range` request that misses goes
+    /// to the origin with its `Range` instead of fetching the whole.
+    pub range_passthrough_above: Option<ByteSize>,
     /// Default `stale_while_revalidate`.
     pub stale_while_revalidate: Option<Seconds>,
     /// Default `stale_if_error`.
@@ -101,6 +105,7 @@ impl Default for DefaultsConfig {
             ttl: None,
             max_size: ByteSize(10 << 20),
             max_body: ByteSize(64 << 10),
+            range_passthrough_above: None,
             cache_status: "uip-cache".into(),
             hit_for_miss: Seconds(Duration::from_secs(10)),
             soft_purge_grace: Seconds(Duration::from_secs(30)),

@@ -59,7 +59,7 @@ pub use policy::{
 };
 pub use redis::{RedisConfig, RedisConnection};
 pub use route::{RouteConfig, DEFAULT_FAIL_TIMEOUT};
-pub use server::ServerConfig;
+pub use server::{CertificateConfig, ServerConfig, TlsConfig, UpstreamTlsConfig};
 pub use store::{L1Config, MemoryStoreConfig, StoreConfig, StoreKind, DEFAULT_MEMORY_MAX_BYTES};
 pub use units::{ByteSize, Seconds};
 pub use warm::{WarmPriority, WarmUrlConfig, WarmingConfig};

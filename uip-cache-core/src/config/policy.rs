@@ -29,6 +29,13 @@ pub struct PolicyConfig {
     /// `defaults.max_body`); larger request bodies bypass the cache.
     #[serde(default)]
     pub max_body: Option<ByteSize>,
+    /// A `Range` request that misses fetches the whole response to store
+    /// it, unless the representation is known to be larger than this
+    /// (default `defaults.range_passthrough_above`, else the policy's
+    /// `max_size`): then the `Range` goes to the origin and its 206 passes
+    /// through uncached. 0: every `Range` request that misses does so.
+    #[serde(default)]
+    pub range_passthrough_above: Option<ByteSize>,
     /// Compression of stored bodies.
     #[serde(default)]
     pub compression: Option<CompressionConfig>,

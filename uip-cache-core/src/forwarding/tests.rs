@@ -1,6 +1,6 @@
 use super::*;
 use proptest::prelude::*;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 fn cidr(s: &str) -> Cidr {
     s.parse().unwrap()

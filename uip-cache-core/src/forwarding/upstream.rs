@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::LazyLock;
 
 use super::{text, Cidr, Connection, TrustedProxies};
-use crate::adapter::HeaderEdits;
+use crate::field::HeaderEdits;
 use crate::request::HeaderSource;
 
 /// Every peer: what is left of a request once the cache layer removed

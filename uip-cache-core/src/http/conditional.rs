@@ -129,7 +129,7 @@ pub fn not_modified(req: &RequestView<'_>, entry: &StoredResponse) -> bool {
 
 /// [`not_modified`] for the representation of `entry` whose validator is
 /// `etag`: a gzip body the cache made has its own
-/// ([`crate::compress::gzip_etag`]), and `If-None-Match` is compared with
+/// ([`super::encoding::gzip_etag`]), and `If-None-Match` is compared with
 /// the validator of the representation the request would get.
 pub fn not_modified_as(req: &RequestView<'_>, entry: &StoredResponse, etag: Option<&[u8]>) -> bool {
     if !(req.method.eq_ignore_ascii_case("GET") || req.method.eq_ignore_ascii_case("HEAD"))

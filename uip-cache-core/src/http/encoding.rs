@@ -1,12 +1,14 @@
 //! Content codings: whether a client takes gzip (RFC 9110 section 12.5.3),
-//! and which representation of an entry holding the cache's gzip a request
-//! gets, with the headers that describe it.
+//! when the cache may make a gzip representation of its own (RFC 9110
+//! sections 7.7 and 8.8.3) and the validator it gets, and which
+//! representation of an entry holding the cache's gzip a request gets, with
+//! the headers that describe it. The compression itself is
+//! [`crate::compress`]'s.
 
 use crate::field::FieldName;
 use bytes::Bytes;
 
-use super::cache_control::request_cache_control;
-use crate::compress;
+use super::cache_control::{request_cache_control, CacheControl};
 use crate::entry::{BodyEncoding, StoredResponse};
 use crate::request::{HeaderSource, RequestView};
 
@@ -38,13 +40,73 @@ pub fn accepts_gzip(headers: &dyn HeaderSource) -> bool {
     gzip.or(star).unwrap_or(false)
 }
 
+/// Whether a response forbids intermediaries to transform its content
+/// (RFC 9110 section 7.7): `no-transform` in `Cache-Control` or in any
+/// targeted cache-control field (`CDN-Cache-Control`, `Surrogate-Control`,
+/// any `*-Cache-Control`), whichever of them this cache obeys. Reading
+/// every one of them is the cautious side: a directive meant for another
+/// cache only costs a compression.
+pub fn forbids_transform(headers: &[(FieldName, Bytes)]) -> bool {
+    headers.iter().any(|(n, v)| {
+        let n: &str = n;
+        (n == "cache-control" || n == "surrogate-control" || n.ends_with("-cache-control"))
+            && CacheControl::parse([&v[..]]).no_transform
+    })
+}
+
+/// Whether the cache may store a gzip representation of its own of a
+/// response with `headers`: not when the origin forbade transformation,
+/// encoded the content itself (any `Content-Encoding`, even `identity`),
+/// sent part of a representation (`Content-Range`), or declared a digest of
+/// the bytes it sent (`Content-Digest`, `Repr-Digest`, `Digest`,
+/// `Content-MD5`), which a compressed body would no longer match.
+pub fn may_compress(headers: &[(FieldName, Bytes)]) -> bool {
+    const FORBIDDING: [&str; 6] = [
+        "content-encoding",
+        "content-range",
+        "content-digest",
+        "repr-digest",
+        "digest",
+        "content-md5",
+    ];
+    !headers.iter().any(|(n, _)| FORBIDDING.contains(&&**n)) && !forbids_transform(headers)
+}
+
+/// The validator of the gzip representation the cache made of a response
+/// whose entity-tag is `etag`: weak, with `-gzip` added to the opaque tag
+/// (`"abc"` and `W/"abc"` both give `W/"abc-gzip"`).
+///
+/// Distinct, so that an `If-None-Match` naming one representation never
+/// validates the other; weak, because the cache promises the same content,
+/// not the same bytes: a later compression of the same origin body (another
+/// `level`, another library) may differ byte for byte, so the tag must
+/// never satisfy a strong comparison (`If-Match`, `If-Range`). `None` when
+/// `etag` is not a valid entity-tag: the gzip representation then has none.
+pub fn gzip_etag(etag: &[u8]) -> Option<Bytes> {
+    let t = etag.trim_ascii();
+    let t = t.strip_prefix(b"W/").unwrap_or(t);
+    let opaque = t.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    // etagc = %x21 / %x23-7E / obs-text
+    if !opaque
+        .iter()
+        .all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
+    {
+        return None;
+    }
+    let mut v = Vec::with_capacity(opaque.len() + 9);
+    v.extend_from_slice(b"W/\"");
+    v.extend_from_slice(opaque);
+    v.extend_from_slice(b"-gzip\"");
+    Some(Bytes::from(v))
+}
+
 /// Whether the representation an entry gives depends on `Accept-Encoding`:
 /// it holds a gzip body the cache made, which goes out as it is or
 /// decompressed. An entry whose headers forbid transformation (the origin
 /// said `no-transform` in a 304 after the body was compressed, or an entry
 /// written before the cache honoured it) goes out decompressed to everyone.
 pub(crate) fn varies_by_encoding(entry: &StoredResponse) -> bool {
-    entry.compression == BodyEncoding::Gzip && !compress::forbids_transform(&entry.headers)
+    entry.compression == BodyEncoding::Gzip && !forbids_transform(&entry.headers)
 }
 
 /// Whether `req` takes a gzip body the cache made, when the entry allows
@@ -57,7 +119,7 @@ pub(crate) fn takes_cache_gzip(req: &RequestView<'_>) -> bool {
 
 /// Appends the entry's headers that `keep` selects, as the representation
 /// sent says: for the cache's gzip (`gzip`), its own validator
-/// ([`compress::gzip_etag`]), and neither `Accept-Ranges` nor digests
+/// ([`gzip_etag`]), and neither `Accept-Ranges` nor digests
 /// (they are about the origin's bytes, not these; a 304 may have merged
 /// one in after the body was compressed); when the representation depends on
 /// `Accept-Encoding` (`varies`), a `Vary` that names it, merged with the
@@ -77,7 +139,7 @@ pub(crate) fn representation_headers(
             "vary" if varies => {}
             "accept-ranges" | "content-digest" | "repr-digest" | "digest" | "content-md5"
                 if gzip => {}
-            "etag" if gzip => out.extend(compress::gzip_etag(v).map(|t| (n.clone(), t))),
+            "etag" if gzip => out.extend(gzip_etag(v).map(|t| (n.clone(), t))),
             _ => out.push((n.clone(), v.clone())),
         }
     }
@@ -96,6 +158,57 @@ pub(crate) fn representation_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn h(list: &[(&str, &str)]) -> Vec<(FieldName, Bytes)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string().into(), Bytes::from(v.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn no_transform_and_encoded_partial_or_digested_bodies_are_not_compressed() {
+        assert!(may_compress(&h(&[("cache-control", "max-age=60")])));
+        for refused in [
+            ("cache-control", "max-age=60, no-transform"),
+            ("cache-control", "No-Transform"),
+            ("cdn-cache-control", "max-age=60, no-transform"),
+            ("surrogate-control", "no-transform"),
+            ("content-encoding", "br"),
+            ("content-encoding", "identity"),
+            ("content-range", "bytes 0-9/100"),
+            ("content-digest", "sha-256=:x:"),
+            ("repr-digest", "sha-256=:x:"),
+            ("digest", "SHA-256=x"),
+            ("content-md5", "x"),
+        ] {
+            assert!(
+                !may_compress(&h(&[("cache-control", "max-age=60"), refused])),
+                "{refused:?}"
+            );
+        }
+        // A second Cache-Control line counts too.
+        assert!(forbids_transform(&h(&[
+            ("cache-control", "max-age=60"),
+            ("cache-control", "no-transform")
+        ])));
+        // Inside a quoted string it is not a directive; reading it as one
+        // would only be cautious, but the parser does not.
+        assert!(!forbids_transform(&h(&[(
+            "cache-control",
+            r#"max-age=60, x="no-transform""#
+        )])));
+    }
+
+    #[test]
+    fn a_cache_made_gzip_gets_a_weak_distinct_validator() {
+        let t = |e: &str| gzip_etag(e.as_bytes()).map(|b| String::from_utf8(b.to_vec()).unwrap());
+        assert_eq!(t(r#""abc""#).as_deref(), Some(r#"W/"abc-gzip""#));
+        assert_eq!(t(r#"W/"abc""#).as_deref(), Some(r#"W/"abc-gzip""#));
+        assert_eq!(t(r#" "" "#).as_deref(), Some(r#"W/"-gzip""#));
+        assert_eq!(t("abc"), None, "not an entity-tag");
+        assert_eq!(t(r#""a"b""#), None, "a quote inside");
+        assert_eq!(t(r#""a b""#), None, "a space inside");
+    }
 
     #[test]
     fn accept_encoding() {

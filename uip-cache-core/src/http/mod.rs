@@ -14,6 +14,8 @@
 //! - [`conditional`]: 304s to the client, and what the origin's 304 does to
 //!   an entry.
 //! - [`encoding`]: whether a client takes gzip.
+//! - [`range`]: `Range`, `If-Range`, `Content-Range` and the body of a
+//!   206 cut from a complete representation.
 //! - [`request`]: unsafe methods, method overrides, request bodies, ranges
 //!   and preconditions.
 //! - [`target`]: the URIs an unsafe request's success invalidates.
@@ -26,6 +28,7 @@ pub mod conditional;
 pub mod date;
 pub mod encoding;
 pub mod freshness;
+pub mod range;
 pub mod request;
 pub mod target;
 

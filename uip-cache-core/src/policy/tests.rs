@@ -1,4 +1,6 @@
 use super::*;
+use crate::config::{CacheConfig, PatternType};
+use crate::pattern::split_query;
 
 fn set(yaml: &str) -> PolicySet {
     let config = CacheConfig::from_yaml_str(yaml).unwrap_or_else(|e| panic!("{e}"));

@@ -1,16 +1,19 @@
 //! Loading a config and checking it as a whole.
 //!
 //! `config/` reads the file into sections and each section checks its own
-//! shape; it depends on nothing else in the crate. The checks here need the
-//! modules that depend on config: the policies compile into a [`PolicySet`],
-//! cron schedules parse, invalidation patterns use only the placeholders
-//! [`crate::invalidate`] fills in, trusted proxies are networks. So the
-//! loaders that validate ([`CacheConfig::from_file`],
-//! [`CacheConfig::from_yaml_str`]) are defined here too.
+//! shape; it depends on nothing else in the crate. The checks here span
+//! sections and need the modules above config: the policies compile into a
+//! [`PolicySet`], cron schedules parse, invalidation patterns use only the
+//! placeholders [`crate::invalidate`] fills in, trusted proxies are
+//! networks. They are the checks of the step from a config to
+//! [`Settings`](super::Settings), which keeps what they compile; the loaders
+//! that validate ([`CacheConfig::from_file`], [`CacheConfig::from_yaml_str`])
+//! run them too, so a config that loads is one the cache can run.
 
 use std::path::Path;
 
 use crate::config::{self, CacheConfig, ConfigError, ConfigProblem, Located};
+use crate::forwarding::{Cidr, TrustedProxies};
 use crate::policy::{PolicySet, UNMATCHED_NAME};
 
 /// Messages about loading keep the target they have always had, which log
@@ -107,18 +110,33 @@ impl CacheConfig {
 /// Checks everything that does not need the network; returns every problem
 /// found, in file order (those without a line last).
 fn problems(config: &CacheConfig) -> Vec<ConfigProblem> {
-    let mut problems = cross_module_problems(config);
+    let mut problems = cross_section(config).problems;
     problems.extend(config.shape_problems());
     problems.sort_by_key(|p| p.line.unwrap_or(u64::MAX));
     problems
 }
 
+/// What the checks that span sections compiled on the way, and the problems
+/// they found.
+pub(super) struct Checked {
+    /// The policies, when every one compiled.
+    pub(super) policies: Option<PolicySet>,
+    /// `server.trusted_proxies`, when every entry is a network.
+    pub(super) trusted: Option<TrustedProxies>,
+    /// Every problem, in the order the checks found them.
+    pub(super) problems: Vec<ConfigProblem>,
+}
+
 /// The checks that need modules other than config.
-fn cross_module_problems(config: &CacheConfig) -> Vec<ConfigProblem> {
+pub(super) fn cross_section(config: &CacheConfig) -> Checked {
     let mut problems = Vec::new();
-    if let Err(errs) = PolicySet::compile(config) {
-        problems.extend(errs);
-    }
+    let policies = match PolicySet::compile(config) {
+        Ok(set) => Some(set),
+        Err(errs) => {
+            problems.extend(errs);
+            None
+        }
+    };
     for (i, p) in config.policies.iter().enumerate() {
         if p.name.value == UNMATCHED_NAME {
             problems.push(ConfigProblem::new(
@@ -164,16 +182,26 @@ fn cross_module_problems(config: &CacheConfig) -> Vec<ConfigProblem> {
             }
         }
     }
+    let mut networks = Vec::with_capacity(config.server.trusted_proxies.len());
+    let mut all_networks = true;
     for (i, p) in config.server.trusted_proxies.iter().enumerate() {
-        if let Err(e) = p.value.trim().parse::<crate::forwarding::Cidr>() {
-            problems.push(ConfigProblem::new(
-                p.line,
-                format!("server.trusted_proxies[{i}]"),
-                e.to_string(),
-            ));
+        match p.value.trim().parse::<Cidr>() {
+            Ok(n) => networks.push(n),
+            Err(e) => {
+                all_networks = false;
+                problems.push(ConfigProblem::new(
+                    p.line,
+                    format!("server.trusted_proxies[{i}]"),
+                    e.to_string(),
+                ));
+            }
         }
     }
-    problems
+    Checked {
+        policies,
+        trusted: all_networks.then(|| networks.into_iter().collect()),
+        problems,
+    }
 }
 
 fn check_cron(schedule: &Located<String>, path: &str, problems: &mut Vec<ConfigProblem>) {

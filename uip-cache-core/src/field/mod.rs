@@ -1,4 +1,5 @@
-//! Header field names as the cache keeps them.
+//! Header field names as the cache keeps them, and the list of header
+//! changes an adapter applies ([`HeaderEdits`]).
 //!
 //! Entries, cached responses and request header lists name their fields in
 //! lower case. A hit decodes every stored field name and adds a few of its
@@ -15,6 +16,9 @@
 //! ```
 
 use std::borrow::Cow;
+
+mod edits;
+pub use edits::{HeaderEdit, HeaderEdits};
 
 /// A header field name, lower case: static for the common names.
 pub type FieldName = Cow<'static, str>;

@@ -1,0 +1,324 @@
+//! Ranges (RFC 9110 section 14): a stored complete 200 answers `Range`
+//! requests itself (206, 416, `multipart/byteranges`, `If-Range`, HEAD,
+//! gzip-stored entries), and a range request that misses is answered from
+//! the whole response, which is stored for everyone.
+
+use uip_cache_testkit::harness::{Adapter, Backend, Harness, Transport};
+use uip_cache_testkit::{Got, Reply};
+
+use crate::ITEMS;
+
+for_every_adapter_and_store!(
+    single_ranges,
+    unsatisfiable,
+    several_ranges,
+    if_range,
+    a_range_of_a_miss,
+    head,
+    gzip_entries,
+);
+
+/// What the origin serves at every path: 36 distinct bytes.
+const BODY: &str = "0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// An origin with a strong validator and a type, counting its calls and
+/// refusing to see a `Range` (the cache must ask for the whole).
+fn origin(body: &'static str) -> impl Fn(&uip_cache_testkit::Seen, usize) -> Reply {
+    move |seen, _| {
+        assert!(seen.header("range").is_none(), "the cache sent a Range on");
+        assert!(
+            seen.header("if-range").is_none(),
+            "the cache sent an If-Range on"
+        );
+        Reply::ok(body)
+            .header("etag", "\"v1\"")
+            .header("content-type", "text/plain")
+    }
+}
+
+async fn harness(a: Adapter, b: Backend, policies: &str) -> Option<Harness> {
+    Harness::new(a, b, policies, origin(BODY)).await
+}
+
+/// A GET of `uri` with `headers`.
+async fn get(h: &Harness, uri: &str, headers: &[(&str, &str)]) -> Got {
+    h.send("GET", uri, headers).await
+}
+
+/// Stores `uri` with a plain GET (a miss).
+async fn store(h: &Harness, uri: &str, sets: u64) {
+    let miss = get(h, uri, &[]).await;
+    assert_eq!((miss.status, miss.x_cache()), (200, "MISS"), "{miss:?}");
+    h.wait_for_sets(sets).await;
+}
+
+/// A 206 of one range: its status, `Content-Range`, body and (over a
+/// socket, where the framing is the server's) `Content-Length`.
+fn assert_part(a: Adapter, got: &Got, content_range: &str, body: &str) {
+    assert_eq!(got.status, 206, "{a:?} {got:?}");
+    assert_eq!(
+        got.header("content-range"),
+        Some(content_range),
+        "{a:?} {got:?}"
+    );
+    assert_eq!(got.text(), body, "{a:?}");
+    if a.transport == Transport::Socket {
+        assert_eq!(
+            got.header("content-length"),
+            Some(body.len().to_string().as_str()),
+            "{a:?}"
+        );
+    }
+}
+
+async fn single_ranges(a: Adapter, b: Backend) {
+    let Some(h) = harness(a, b, ITEMS).await else {
+        return;
+    };
+    store(&h, "/items/s", 1).await;
+    let whole = get(&h, "/items/s", &[]).await;
+    assert_eq!((whole.status, whole.x_cache()), (200, "HIT"));
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"), "{a:?}");
+    for (range, content_range, part) in [
+        ("bytes=0-4", "bytes 0-4/36", "01234"),
+        ("bytes=-3", "bytes 33-35/36", "xyz"),
+        ("bytes=30-", "bytes 30-35/36", "uvwxyz"),
+        ("bytes=10-10", "bytes 10-10/36", "a"),
+        ("bytes=34-1000", "bytes 34-35/36", "yz"),
+    ] {
+        let got = get(&h, "/items/s", &[("range", range)]).await;
+        assert_part(a, &got, content_range, part);
+        assert_eq!(got.x_cache(), "HIT", "{range}");
+        assert_eq!(got.header("etag"), Some("\"v1\""), "{range}");
+        assert_eq!(got.header("content-type"), Some("text/plain"), "{range}");
+    }
+    // Not a range the cache can read: the whole.
+    for range in ["bytes=5-1", "items=0-1", "bytes=x"] {
+        let got = get(&h, "/items/s", &[("range", range)]).await;
+        assert_eq!((got.status, got.text()), (200, BODY.into()), "{range}");
+    }
+    assert_eq!(h.calls(), 1, "{a:?}: every range from the one stored 200");
+}
+
+async fn unsatisfiable(a: Adapter, b: Backend) {
+    let Some(h) = harness(a, b, ITEMS).await else {
+        return;
+    };
+    store(&h, "/items/u", 1).await;
+    let got = get(&h, "/items/u", &[("range", "bytes=36-")]).await;
+    assert_eq!(got.status, 416, "{a:?} {got:?}");
+    assert_eq!(got.header("content-range"), Some("bytes */36"), "{a:?}");
+    assert!(got.body.is_empty());
+    // Nobody else gets the 416.
+    let whole = get(&h, "/items/u", &[]).await;
+    assert_eq!((whole.status, whole.text()), (200, BODY.into()), "{a:?}");
+    assert_eq!(h.calls(), 1);
+}
+
+/// The parts of a `multipart/byteranges` body: each part's `Content-Type`,
+/// `Content-Range` and bytes.
+fn parts(got: &Got) -> Vec<(String, String, String)> {
+    let ct = got.header("content-type").unwrap_or_default();
+    let boundary = ct
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("not multipart: {got:?}"));
+    let text = got.text();
+    let close = format!("\r\n--{boundary}--\r\n");
+    let inner = text
+        .strip_suffix(&close)
+        .unwrap_or_else(|| panic!("{text:?}"));
+    inner
+        .split(&format!("--{boundary}\r\n"))
+        .skip(1)
+        .map(|part| {
+            let part = part.strip_suffix("\r\n").unwrap_or(part);
+            let (head, data) = part.split_once("\r\n\r\n").unwrap();
+            let field = |name: &str| {
+                head.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (
+                field("Content-Type: "),
+                field("Content-Range: "),
+                data.to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn several_ranges(a: Adapter, b: Backend) {
+    let Some(h) = harness(a, b, ITEMS).await else {
+        return;
+    };
+    store(&h, "/items/m", 1).await;
+    let got = get(&h, "/items/m", &[("range", "bytes=-2, 0-1, 5-6")]).await;
+    assert_eq!((got.status, got.x_cache()), (206, "HIT"), "{a:?} {got:?}");
+    assert_eq!(got.header("content-range"), None);
+    let text_plain = || "text/plain".to_owned();
+    assert_eq!(
+        parts(&got),
+        [
+            (text_plain(), "bytes 0-1/36".into(), "01".into()),
+            (text_plain(), "bytes 5-6/36".into(), "56".into()),
+            (text_plain(), "bytes 34-35/36".into(), "yz".into()),
+        ],
+        "{a:?}"
+    );
+    if a.transport == Transport::Socket {
+        assert_eq!(
+            got.header("content-length"),
+            Some(got.body.len().to_string().as_str())
+        );
+    }
+    // Each response has its own boundary.
+    let again = get(&h, "/items/m", &[("range", "bytes=-2, 0-1, 5-6")]).await;
+    assert_ne!(again.header("content-type"), got.header("content-type"));
+    // Overlapping and adjacent ranges are joined: one part.
+    let joined = get(&h, "/items/m", &[("range", "bytes=0-3, 2-5, 6-7")]).await;
+    assert_part(a, &joined, "bytes 0-7/36", "01234567");
+    // More than 16, or more than two overlapping: the whole.
+    let many: Vec<String> = (0..17).map(|i| format!("{i}-{i}")).collect();
+    let many = format!("bytes={}", many.join(","));
+    for range in [many.as_str(), "bytes=0-9, 1-9, 2-9, 3-9"] {
+        let got = get(&h, "/items/m", &[("range", range)]).await;
+        assert_eq!(
+            (got.status, got.text()),
+            (200, BODY.into()),
+            "{a:?} {range}"
+        );
+    }
+    assert_eq!(h.calls(), 1);
+}
+
+async fn if_range(a: Adapter, b: Backend) {
+    let Some(h) = harness(a, b, ITEMS).await else {
+        return;
+    };
+    store(&h, "/items/i", 1).await;
+    let matching = get(
+        &h,
+        "/items/i",
+        &[("range", "bytes=0-2"), ("if-range", "\"v1\"")],
+    )
+    .await;
+    assert_part(a, &matching, "bytes 0-2/36", "012");
+    // Another tag, a weak one, or a date the entry cannot vouch for: the
+    // client's copy is not this one, and gets the whole.
+    for cond in ["\"v0\"", "W/\"v1\"", "Tue, 01 Jul 2025 10:00:00 GMT"] {
+        let got = get(
+            &h,
+            "/items/i",
+            &[("range", "bytes=0-2"), ("if-range", cond)],
+        )
+        .await;
+        assert_eq!((got.status, got.text()), (200, BODY.into()), "{a:?} {cond}");
+        assert_eq!(got.x_cache(), "HIT");
+    }
+    assert_eq!(h.calls(), 1);
+}
+
+async fn a_range_of_a_miss(a: Adapter, b: Backend) {
+    let Some(h) = harness(a, b, ITEMS).await else {
+        return;
+    };
+    // The origin (which refuses to see a Range) sends the whole; the client
+    // gets its part, as the bytes arrive.
+    let first = get(
+        &h,
+        "/items/r",
+        &[("range", "bytes=3-5"), ("if-range", "\"v1\"")],
+    )
+    .await;
+    assert_part(a, &first, "bytes 3-5/36", "345");
+    assert_eq!(first.x_cache(), "MISS");
+    h.wait_for_sets(1).await;
+    // The whole was stored for everyone.
+    let whole = get(&h, "/items/r", &[]).await;
+    assert_eq!((whole.status, whole.x_cache()), (200, "HIT"), "{a:?}");
+    assert_eq!(whole.text(), BODY);
+    let part = get(&h, "/items/r", &[("range", "bytes=-1")]).await;
+    assert_part(a, &part, "bytes 35-35/36", "z");
+    // An unsatisfiable range of a miss: a 416 for it, the whole stored.
+    let none = get(&h, "/items/r2", &[("range", "bytes=99-")]).await;
+    assert_eq!(
+        (none.status, none.x_cache()),
+        (416, "MISS"),
+        "{a:?} {none:?}"
+    );
+    assert_eq!(none.header("content-range"), Some("bytes */36"));
+    h.wait_for_sets(2).await;
+    let whole = get(&h, "/items/r2", &[]).await;
+    assert_eq!(
+        (whole.status, whole.x_cache(), whole.text()),
+        (200, "HIT", BODY.into())
+    );
+    assert_eq!(h.calls(), 2);
+}
+
+async fn head(a: Adapter, b: Backend) {
+    let Some(h) = harness(a, b, ITEMS).await else {
+        return;
+    };
+    store(&h, "/items/h", 1).await;
+    // From the entry, and (the origin asked for the whole's head) on a miss.
+    for (uri, x_cache) in [("/items/h", "HIT"), ("/items/h2", "MISS")] {
+        let got = h.send("HEAD", uri, &[("range", "bytes=2-5")]).await;
+        assert_eq!((got.status, got.x_cache()), (206, x_cache), "{a:?} {got:?}");
+        assert_eq!(got.header("content-range"), Some("bytes 2-5/36"));
+        assert!(got.body.is_empty());
+        // The framing is the server's: in process, actix computes it.
+        if a.transport == Transport::Socket {
+            assert_eq!(got.header("content-length"), Some("4"), "{a:?}");
+        }
+    }
+    assert_eq!(h.calls(), 2);
+}
+
+async fn gzip_entries(a: Adapter, b: Backend) {
+    let body: &'static str = BODY.repeat(20).leak();
+    let policies = format!("{ITEMS}    compression: {{enabled: true, min_size: 64}}\n");
+    let Some(h) = Harness::new(a, b, &policies, origin(body)).await else {
+        return;
+    };
+    let gzip = ("accept-encoding", "gzip");
+    let miss = get(&h, "/items/g", &[gzip]).await;
+    assert_eq!(miss.x_cache(), "MISS");
+    h.wait_for_sets(1).await;
+    let whole_gz = get(&h, "/items/g", &[gzip]).await;
+    assert_eq!(whole_gz.header("content-encoding"), Some("gzip"), "{a:?}");
+    let total = whole_gz.body.len();
+
+    // A client that takes gzip gets a range of the gzip bytes, described
+    // by the gzip's own validator.
+    let got = get(&h, "/items/g", &[gzip, ("range", "bytes=0-9")]).await;
+    assert_eq!((got.status, got.x_cache()), (206, "HIT"), "{a:?} {got:?}");
+    assert_eq!(got.body, whole_gz.body.slice(..10), "{a:?}");
+    assert_eq!(got.header("content-encoding"), Some("gzip"));
+    assert_eq!(got.header("etag"), Some("W/\"v1-gzip\""));
+    let expected = format!("bytes 0-9/{total}");
+    assert_eq!(got.header("content-range"), Some(expected.as_str()));
+    // Its weak tag never satisfies If-Range.
+    let got = get(
+        &h,
+        "/items/g",
+        &[gzip, ("range", "bytes=0-9"), ("if-range", "W/\"v1-gzip\"")],
+    )
+    .await;
+    assert_eq!((got.status, got.body.len()), (200, total), "{a:?}");
+
+    // A client that does not gets a range of the identity bytes.
+    let got = get(&h, "/items/g", &[("range", "bytes=700-")]).await;
+    assert_part(a, &got, "bytes 700-719/720", &body[700..]);
+    assert_eq!(got.header("content-encoding"), None);
+    assert_eq!(got.header("etag"), Some("\"v1\""));
+    let got = get(
+        &h,
+        "/items/g",
+        &[("range", "bytes=0-1"), ("if-range", "\"v1\"")],
+    )
+    .await;
+    assert_part(a, &got, "bytes 0-1/720", "01");
+    assert_eq!(h.calls(), 1);
+}

@@ -1,0 +1,55 @@
+//! A client's answer to its `Range`, cut from a complete response.
+
+use bytes::Bytes;
+
+use super::HeaderEdits;
+use crate::http::range::RangeSlicer;
+
+/// This client's answer to its `Range` when the origin sent the complete
+/// representation ([`After::Part`](crate::After::Part)): the cache fetched
+/// the whole to store it, and the client gets the part it asked for.
+///
+/// An adapter sends [`status`](RangeReply::status) instead of the
+/// origin's, applies [`header_edits`](RangeReply::header_edits) after the
+/// usual [`HttpCache::response_edits`](crate::HttpCache::response_edits),
+/// and sends the pieces [`into_body`](RangeReply::into_body) cuts from the
+/// origin's body: push each chunk of it, send what pops out, and stop once
+/// it [is done](RangeSlicer::is_done).
+#[derive(Debug)]
+pub struct RangeReply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(&'static str, Bytes)>,
+    pub(crate) content_length: u64,
+    pub(crate) slicer: RangeSlicer,
+}
+
+impl RangeReply {
+    /// 206 (the ranges), or 416 (none of them lies within the
+    /// representation).
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The response's `Content-Length`: of the part, or parts, for a GET;
+    /// the same for a HEAD, whose body is empty.
+    pub fn content_length(&self) -> u64 {
+        self.content_length
+    }
+
+    /// Sets `Content-Range` (or, for several ranges, the
+    /// `multipart/byteranges` `Content-Type`), `Content-Length` and
+    /// `Accept-Ranges` over the origin's.
+    pub fn header_edits(&self) -> HeaderEdits<'static> {
+        let mut edits = HeaderEdits::new();
+        for (name, value) in &self.headers {
+            edits.set(name, value.clone());
+        }
+        edits
+    }
+
+    /// The body: cuts the part (or parts) from the origin's body as it is
+    /// pushed in. Empty for a 416 and for a HEAD.
+    pub fn into_body(self) -> RangeSlicer {
+        self.slicer
+    }
+}

@@ -1,0 +1,186 @@
+//! The accept loop every listener shares, and the first moments of a
+//! connection: the connection limit, the TLS handshake or the h2c
+//! preface, then [`super::conn`].
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use super::conn::{serve_h2, serve_http1, Conn, ConnBody, ConnService};
+use crate::io::ClientStream;
+use crate::slow::{ClientLimits, Inflight, Watch, HEADER_READ_TIMEOUT};
+
+/// What a listener speaks.
+#[derive(Clone)]
+pub(super) enum Protocol {
+    /// HTTP/1.1 only (the admin API).
+    Http1,
+    /// HTTP/1.1, and HTTP/2 when the client opens with its preface (h2c).
+    Http1AndH2c,
+    /// TLS, then HTTP/2 or HTTP/1.1 as ALPN chose.
+    Tls(TlsAcceptor),
+}
+
+/// How a listener treats its connections.
+pub(super) struct Listener {
+    /// Connections served at once; more are refused, not queued.
+    pub(super) max: usize,
+    /// Its name in log lines.
+    pub(super) what: &'static str,
+    pub(super) protocol: Protocol,
+    pub(super) limits: ClientLimits,
+    /// The bytes owed to clients, shared by the listeners of one server
+    /// (`server.max_inflight_bytes` bounds them together).
+    pub(super) inflight: Arc<Inflight>,
+    /// How long the requests in flight may finish once it stops.
+    pub(super) grace: Duration,
+}
+
+/// The accept loop every listener shares: at most `max` connections,
+/// `limits` on slow and idle clients (and on TLS handshakes), and on `shutdown` a drain of at most `grace`.
+/// `make` gives the service of a connection from its peer.
+pub(super) async fn accept_loop<S, B>(
+    listener: TcpListener,
+    config: Listener,
+    shutdown: impl Future<Output = ()>,
+    make: impl Fn(std::net::SocketAddr, &Arc<Watch>) -> S,
+) -> io::Result<()>
+where
+    S: ConnService<B>,
+    B: ConnBody,
+{
+    let Listener {
+        max,
+        what,
+        protocol,
+        limits,
+        inflight,
+        grace,
+    } = config;
+    // Every connection holds a permit until it ends; the drain waits for
+    // all of them back.
+    let connections = Arc::new(Semaphore::new(max));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, go on.
+                    tracing::warn!(listener = what, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            // At the limit: refuse rather than queue without bound.
+            tracing::warn!(
+                listener = what,
+                max,
+                "connection limit reached; refusing a connection"
+            );
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let watch = inflight.watch();
+        let service = make(remote, &watch);
+        let stopped = stopped.clone();
+        let protocol = protocol.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = Conn {
+                watch,
+                limits,
+                stopped,
+            };
+            if let Err(e) = serve_connection(stream, remote, protocol, service, conn).await {
+                tracing::debug!(listener = what, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(listener = what, grace = ?grace, "shutting down: finishing requests in flight");
+    let _ = stop.send(true);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(grace, connections.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = what,
+            "requests still in flight after the shutdown grace period were cut"
+        );
+    }
+    Ok(())
+}
+
+/// Serves one accepted connection in its own task: tells its protocol,
+/// in the time a client has for that, then serves it to its end.
+async fn serve_connection<S, B>(
+    stream: TcpStream,
+    remote: SocketAddr,
+    protocol: Protocol,
+    service: S,
+    mut conn: Conn,
+) -> Result<(), hyper::Error>
+where
+    S: ConnService<B>,
+    B: ConnBody,
+{
+    let watch = conn.watch.clone();
+    match protocol {
+        Protocol::Http1 => {
+            serve_http1(ClientStream::new(stream).watched(watch), service, conn).await
+        }
+        Protocol::Http1AndH2c => {
+            // The version is read in the time a client has for its request
+            // headers.
+            let detected = tokio::select! {
+                d = tokio::time::timeout(HEADER_READ_TIMEOUT, ClientStream::detect(stream)) => d,
+                _ = conn.stopped.changed() => return Ok(()),
+            };
+            match detected {
+                Ok(Ok((true, io))) => serve_h2(io.watched(watch), service, conn).await,
+                Ok(Ok((false, io))) => serve_http1(io.watched(watch), service, conn).await,
+                _ => Ok(()),
+            }
+        }
+        Protocol::Tls(acceptor) => {
+            // The handshake's bytes count on the watch as the first
+            // request's: its headers are due HEADER_READ_TIMEOUT after
+            // the ClientHello began.
+            let io = ClientStream::new(stream).watched(watch.clone());
+            let handshake = tokio::select! {
+                h = tokio::time::timeout(conn.limits.handshake_timeout, acceptor.accept(io)) => h,
+                _ = conn.stopped.changed() => return Ok(()),
+            };
+            let tls = match handshake {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %remote, error = %e, "TLS handshake failed");
+                    return Ok(());
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %remote, timeout = ?conn.limits.handshake_timeout, "TLS handshake not finished in time: closing");
+                    watch.reset();
+                    return Ok(());
+                }
+            };
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                serve_h2(tls, service, conn).await
+            } else {
+                serve_http1(tls, service, conn).await
+            }
+        }
+    }
+}
