@@ -71,6 +71,7 @@ pub mod policy;
 pub mod record;
 pub mod refresh;
 pub mod request;
+pub mod route;
 pub mod schedule;
 pub mod settings;
 pub mod stats;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use uip_cache_core::config::LogFormat;
 use uip_cache_core::{CacheConfig, HttpCache, PolicySet};
 use uip_cache_server::proxy::Upstream;
+use uip_cache_server::routes::{default_warm_host, Routes};
 use uip_cache_server::server::{serve_admin, serve_edge, signal};
 use uip_cache_server::slow::ClientLimits;
 use uip_cache_server::tls::client::client_config;
@@ -32,7 +33,7 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
         /// The backend, http://host:port or https://host:port (overrides
-        /// server.upstream).
+        /// server.upstream: the backend of the requests no route matches).
         #[arg(long)]
         upstream: Option<String>,
         /// Admin API address (overrides admin.listen).
@@ -141,17 +142,17 @@ async fn run(
     upstream: Option<String>,
     admin_listen: Option<SocketAddr>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let upstream = upstream
-        .or_else(|| config.server.upstream.clone())
-        .ok_or("no upstream: pass --upstream http://host:port or set server.upstream")?;
-    let upstream: http::Uri = upstream
-        .parse()
-        .map_err(|e| format!("--upstream `{upstream}`: {e}"))?;
-    if !matches!(upstream.scheme_str(), Some("http" | "https")) || upstream.authority().is_none() {
-        return Err(format!(
-            "--upstream `{upstream}`: expected http://host:port or https://host:port"
-        )
-        .into());
+    if let Some(upstream) = upstream {
+        let uri: http::Uri = upstream
+            .parse()
+            .map_err(|e| format!("--upstream `{upstream}`: {e}"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+            return Err(format!(
+                "--upstream `{upstream}`: expected http://host:port or https://host:port"
+            )
+            .into());
+        }
+        config.server.upstream = Some(upstream);
     }
     let listen = match listen {
         Some(l) => Some(l),
@@ -162,20 +163,29 @@ async fn run(
         None => None,
     };
     let upstream_tls = client_config(&config.server.upstream_tls, base)?;
-    // Warm requests go through this proxy to the upstream; without a
-    // warming.host or base_url they are made for the upstream's host.
+    // Warm requests go through this proxy and its routes; without a
+    // warming.host or base_url they are made for the upstream's host (see
+    // default_warm_host).
     if config.warming.host.is_none() && config.warming.base_url.is_none() {
-        config.warming.host = upstream.authority().map(|a| a.to_string());
+        config.warming.host = default_warm_host(&config.server);
     }
+    let server = &config.server;
+    let (connect_timeout, timeout) = (server.connect_timeout.get(), server.timeout.get());
+    // One client per backend URL, http:// or https:// (verified per
+    // server.upstream_tls).
+    let routes = Routes::from_config(&config, |url| {
+        Upstream::with_tls(url, connect_timeout, timeout, upstream_tls.clone())
+    })?;
     let cache = build_cache(&config)?;
     let server = &config.server;
-    let upstream_client = Upstream::with_tls(
-        upstream.clone(),
-        server.connect_timeout.get(),
-        server.timeout.get(),
-        upstream_tls,
-    );
-    let proxy = uip_cache_server::server::proxy(cache, upstream_client);
+    let upstream = routes
+        .table()
+        .routes()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let proxy = uip_cache_server::server::proxy(cache, routes);
     let listener = match listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -343,6 +353,21 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         println!("    tags     {}", p.tag_templates().join(", "));
         if !p.invalidate_on().is_empty() {
             println!("    events   {}", p.invalidate_on().join(", "));
+        }
+    }
+    match uip_cache_server::routes::describe(&config) {
+        Ok(routes) if routes.is_empty() => {
+            println!("  routes: none (serve needs --upstream, server.upstream or server.routes)")
+        }
+        Ok(routes) => {
+            println!("  routes, the first that matches:");
+            for r in routes {
+                println!("    {r}");
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
         }
     }
     for w in config.warnings() {

@@ -163,6 +163,11 @@ impl Upstream {
             .path_and_query(path)
             .build()
     }
+
+    /// The backend's URL, `http://host:port` or `https://host:port`.
+    pub fn base(&self) -> &Uri {
+        &self.0.base
+    }
 }
 
 impl fmt::Debug for Upstream {
@@ -350,17 +355,28 @@ impl Upstream {
                         error = %why,
                         "upstream TLS handshake failed (certificate not verified or refused): answering 502"
                     );
-                    return error_response(
+                    let mut resp = error_response(
                         StatusCode::BAD_GATEWAY,
                         "the upstream's TLS connection could not be verified",
                     );
+                    // A handshake that failed while connecting: the request
+                    // never reached it, another backend of the route may
+                    // take it.
+                    if e.is_connect() {
+                        resp.extensions_mut().insert(crate::routes::ConnectFailed);
+                    }
+                    return resp;
                 }
                 tracing::warn!(error = %e, "upstream request failed");
                 if e.is_connect() {
-                    error_response(
+                    let mut resp = error_response(
                         StatusCode::BAD_GATEWAY,
                         "the upstream refused the connection",
-                    )
+                    );
+                    // The request never reached it: another backend of the
+                    // route may take it.
+                    resp.extensions_mut().insert(crate::routes::ConnectFailed);
+                    resp
                 } else {
                     error_response(StatusCode::BAD_GATEWAY, "the upstream connection failed")
                 }

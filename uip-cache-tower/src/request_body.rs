@@ -64,6 +64,20 @@ impl<B: Body> RequestBody<B> {
         Self::read(Some(bytes), None, None)
     }
 
+    /// The whole body, when it is bytes the cache read to key on and
+    /// nothing else follows: a body that can be sent again (to another
+    /// backend, when the first refused the connection).
+    pub fn buffered_bytes(&self) -> Option<&Bytes> {
+        match &self.inner {
+            Inner::Read {
+                prefix,
+                error: None,
+                rest: None,
+            } => prefix.as_ref(),
+            _ => None,
+        }
+    }
+
     fn read(prefix: Option<Bytes>, error: Option<B::Error>, rest: Option<Pin<Box<B>>>) -> Self {
         RequestBody {
             inner: Inner::Read {

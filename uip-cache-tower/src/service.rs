@@ -38,6 +38,11 @@ impl<S> CacheService<S> {
     pub fn cache(&self) -> &HttpCache {
         &self.cache
     }
+
+    /// The service it wraps.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: fmt::Debug> fmt::Debug for CacheService<S> {

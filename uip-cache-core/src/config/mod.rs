@@ -38,6 +38,7 @@ mod located;
 mod logging;
 mod policy;
 mod redis;
+pub(crate) mod route;
 mod server;
 mod store;
 mod units;
@@ -57,6 +58,7 @@ pub use policy::{
     TtlMode,
 };
 pub use redis::{RedisConfig, RedisConnection};
+pub use route::{RouteConfig, DEFAULT_FAIL_TIMEOUT};
 pub use server::{CertificateConfig, ServerConfig, TlsConfig, UpstreamTlsConfig};
 pub use store::{L1Config, MemoryStoreConfig, StoreConfig, StoreKind, DEFAULT_MEMORY_MAX_BYTES};
 pub use units::{ByteSize, Seconds};
@@ -141,6 +143,7 @@ impl CacheConfig {
         self.server.check_listen(&mut problems);
         self.admin.check(&mut problems);
         self.server.check_upstream(&mut problems);
+        route::check_routes(&self.server.routes, &self.key, &mut problems);
         self.logging.check(&mut problems);
         problems
     }
@@ -150,6 +153,11 @@ impl CacheConfig {
         let mut notes = Vec::new();
         self.warming.warnings(&self.key, &mut notes);
         self.admin.warnings(self.admin_secret(), &mut notes);
+        route::unreachable_routes(
+            &self.server.routes,
+            self.server.upstream.as_deref(),
+            &mut notes,
+        );
         notes
     }
 }

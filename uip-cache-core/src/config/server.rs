@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::de::{empty_as_none, nonzero_duration, nonzero_size};
-use super::{ByteSize, ConfigProblem, Located, Seconds};
+use super::{ByteSize, ConfigProblem, Located, RouteConfig, Seconds};
 
 /// The caching reverse proxy of `uip-cache serve`.
 #[derive(Clone, Debug, Deserialize)]
@@ -23,9 +23,14 @@ pub struct ServerConfig {
     /// TLS termination: a listener of its own, HTTP/1.1 and HTTP/2 by ALPN.
     pub tls: Option<TlsConfig>,
     /// The backend, `http://host:port` or `https://host:port`
-    /// (`--upstream` overrides).
+    /// (`--upstream` overrides). With `routes`, the backend of the requests
+    /// no route matches.
     #[serde(deserialize_with = "empty_as_none")]
     pub upstream: Option<String>,
+    /// Which backend a request goes to, by host and path prefix: the first
+    /// route that matches, in file order (see [`RouteConfig`]). Each
+    /// backend may be `http://` or `https://` (verified per `upstream_tls`).
+    pub routes: Vec<RouteConfig>,
     /// How `https://` upstreams are verified, and the client certificate
     /// sent to them.
     pub upstream_tls: UpstreamTlsConfig,
@@ -220,6 +225,7 @@ impl Default for ServerConfig {
             redirect_http: false,
             tls: None,
             upstream: None,
+            routes: Vec::new(),
             upstream_tls: UpstreamTlsConfig::default(),
             connect_timeout: Seconds(Duration::from_secs(5)),
             timeout: Seconds(Duration::from_secs(60)),

@@ -1,7 +1,7 @@
 //! The listeners: plain HTTP/1.1 with keep-alive or HTTP/2 with prior
 //! knowledge (h2c), TLS with HTTP/1.1 or HTTP/2 by ALPN, and the admin
-//! API; each proxy request through the cache layer to the [`Upstream`],
-//! and a graceful shutdown that drains the requests in flight within a
+//! API; each proxy request through the cache layer to the [`Routes`] (the
+//! backend of its route, `http://` or `https://`), and a graceful shutdown that drains the requests in flight within a
 //! bound.
 //!
 //! One [`Proxy`] (one cache) serves every listener: a TLS client's request
@@ -28,7 +28,8 @@ use uip_cache_core::{Connection, HttpCache};
 use uip_cache_tower::admin::{AdminService, ServiceFetcher};
 use uip_cache_tower::{CacheBody, CacheLayer, CacheService};
 
-use crate::proxy::{normalize, RequestBody, Upstream};
+use crate::proxy::{normalize, RequestBody};
+use crate::routes::Routes;
 use crate::slow::{ClientBody, ClientLimits, Inflight, Watch};
 use crate::tls::Certificates;
 use accept::{accept_loop, Listener, Protocol};
@@ -42,12 +43,13 @@ const MAX_CONNECTIONS: usize = 16_384;
 /// proxy needs.
 const MAX_ADMIN_CONNECTIONS: usize = 256;
 
-/// The proxy: the cache layer in front of the upstream.
-pub type Proxy = CacheService<Upstream>;
+/// The proxy: the cache layer in front of the routes to the upstreams.
+pub type Proxy = CacheService<Routes>;
 
-/// The proxy service of `cache` in front of `upstream`.
-pub fn proxy(cache: HttpCache, upstream: Upstream) -> Proxy {
-    CacheLayer::new(cache).layer(upstream)
+/// The proxy service of `cache` in front of `routes` (or of one
+/// [`Upstream`](crate::proxy::Upstream) for every request).
+pub fn proxy(cache: HttpCache, routes: impl Into<Routes>) -> Proxy {
+    CacheLayer::new(cache).layer(routes.into())
 }
 
 /// The admin API of a proxy: warm requests go through `proxy` (the cache,
@@ -289,6 +291,14 @@ fn connection_service(
         if let (None, Some(port)) = (&refused, redirect) {
             let settings = service.cache().settings();
             refused = redirect::to_https(&req, &connection, settings.trusted_proxies(), port);
+        }
+        // The route, from the host the key will hold and the path: the
+        // same on the plain and the TLS listener.
+        if refused.is_none() {
+            refused = service
+                .get_ref()
+                .route_request(service.cache(), &mut req)
+                .err();
         }
         // What the request's log line needs, only when it is written.
         let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| {

@@ -1,0 +1,313 @@
+//! Several backends: each request goes to the backend of its route
+//! (`server.routes`, then `server.upstream`; see
+//! [`uip_cache_core::route`] for what is matched), over one pooled
+//! [`Upstream`] client per backend URL.
+//!
+//! - The route is chosen once, before the cache, from the host the key
+//!   holds and the path ([`Routes::route_request`]); a request no route
+//!   takes is answered 404 by the proxy and one whose path some backend
+//!   could read with a dot segment 400, neither looked up nor forwarded.
+//!   The route travels with the request, so the fetch of a miss, the
+//!   stale-while-revalidate refresh behind a stale hit, and the requests
+//!   coalesced behind them go to the backend the key was made for.
+//!   Warm requests, which the admin API sends straight through the cache,
+//!   are routed here the same way.
+//! - The backends of a route take turns. One that cannot be connected to
+//!   (refused, unreachable, a TLS handshake that fails, or no connection
+//!   within `server.connect_timeout`) is skipped for the route's `fail_timeout`,
+//!   and the request goes on to the next backend when it can be sent again:
+//!   it has no body, or its body is bytes the cache read whole to key on
+//!   (POST queries under `vary_by: [body]`). A streamed body cannot be
+//!   sent twice: its request answers 502, and the next one avoids that
+//!   backend.
+//! - Time comes from a [`Clock`], so that tests move a mock clock past
+//!   `fail_timeout` instead of sleeping.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body::Body;
+use uip_cache_core::config::ServerConfig;
+use uip_cache_core::route::{passed_on_host, Lookup, Route, RouteTable};
+use uip_cache_core::{CacheConfig, Clock, ConfigError, Connection, HttpCache};
+
+use crate::proxy::{error_response, ProxyBody, Upstream, UpstreamBody};
+
+/// The routes of a proxy and the clients of their backends; the service
+/// the cache layer wraps (see [`crate::server::proxy`]). Cheap to clone.
+#[derive(Clone)]
+pub struct Routes {
+    table: Arc<RouteTable<Upstream>>,
+    clock: Clock,
+}
+
+/// The route chosen for a request before the cache, carried in its
+/// extensions to the service behind the cache.
+#[derive(Clone)]
+struct Routed(Arc<Route<Upstream>>);
+
+/// Marks the answer of an [`Upstream`] that could not connect to its
+/// backend (a 502 of the proxy's own): the request never reached it.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectFailed;
+
+impl Routes {
+    /// The routes of `config` (`server.routes`, then `server.upstream`),
+    /// with `client` making the client of each backend URL, once per URL.
+    /// A config that names no backend is an error saying how to name one.
+    pub fn from_config(
+        config: &CacheConfig,
+        mut client: impl FnMut(Uri) -> Upstream,
+    ) -> Result<Self, ConfigError> {
+        let mut clients: HashMap<String, Upstream> = HashMap::new();
+        let table = RouteTable::from_config(config, |url| {
+            if let Some(c) = clients.get(url) {
+                return Ok(c.clone());
+            }
+            let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
+            let c = client(uri);
+            clients.insert(url.to_owned(), c.clone());
+            Ok::<_, String>(c)
+        })?;
+        if table.is_empty() {
+            return Err(ConfigError::at(
+                config.source_name(),
+                "server.upstream",
+                "no upstream: pass --upstream http://host:port, or set server.upstream or server.routes",
+            ));
+        }
+        Ok(Routes {
+            table: Arc::new(table),
+            clock: Clock::system(),
+        })
+    }
+
+    /// The same routes, reading the time from `clock` (for
+    /// `fail_timeout`); the system clock by default.
+    #[must_use]
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The compiled routes.
+    pub fn table(&self) -> &RouteTable<Upstream> {
+        &self.table
+    }
+
+    /// Chooses the route of a client request before the cache sees it,
+    /// from the host the key will hold (decided by `cache` from the
+    /// request's [`Connection`] and `server.trusted_proxies`) and its path.
+    /// `Err` is the proxy's own answer: 404 when no route takes it, 400
+    /// when its path has a dot segment and routes compare paths.
+    #[allow(clippy::result_large_err)]
+    pub fn route_request<B>(
+        &self,
+        cache: &HttpCache,
+        req: &mut Request<B>,
+    ) -> Result<(), Response<ProxyBody>> {
+        if self.table.is_single() {
+            return Ok(());
+        }
+        let route = {
+            let conn = req
+                .extensions()
+                .get::<Connection>()
+                .copied()
+                .unwrap_or_default();
+            let headers = Fields(req.headers());
+            let target = req.uri().authority().map(|a| a.as_str());
+            let host = cache.client_origin(&conn, target, &headers).host;
+            self.lookup(host, req.uri().path())?
+        };
+        req.extensions_mut().insert(Routed(route));
+        Ok(())
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn lookup(
+        &self,
+        host: Option<&str>,
+        path: &str,
+    ) -> Result<Arc<Route<Upstream>>, Response<ProxyBody>> {
+        match self.table.find(host, path) {
+            Lookup::Route(r) => Ok(r.clone()),
+            Lookup::DotSegment => {
+                tracing::debug!(path, "refused: a dot segment in the path");
+                Err(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "the path has a `.` or `..` segment",
+                ))
+            }
+            _ => {
+                tracing::debug!(host, path, "no route");
+                Err(error_response(
+                    StatusCode::NOT_FOUND,
+                    "no route for this host and path",
+                ))
+            }
+        }
+    }
+}
+
+impl From<Upstream> for Routes {
+    /// One route to `upstream` for every request.
+    fn from(upstream: Upstream) -> Self {
+        Routes {
+            table: Arc::new(RouteTable::single(upstream.base().to_string(), upstream)),
+            clock: Clock::system(),
+        }
+    }
+}
+
+impl fmt::Debug for Routes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Routes")
+            .field("table", &self.table)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+/// Core's header lookup over a request's headers.
+struct Fields<'a>(&'a HeaderMap);
+
+impl uip_cache_core::HeaderSource for Fields<'_> {
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for v in self.0.get_all(name) {
+            f(v.as_bytes());
+        }
+    }
+
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(HeaderValue::as_bytes)
+    }
+}
+
+type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+impl tower::Service<Request<UpstreamBody>> for Routes {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<UpstreamBody>) -> ResponseFuture {
+        let route = match req.extensions_mut().remove::<Routed>() {
+            Some(Routed(route)) => route,
+            // Not routed before the cache (a warm request): the host the
+            // key held is what the cache layer left of the request.
+            None if self.table.is_single() => self.table.routes()[0].clone(),
+            None => {
+                let fields = Fields(req.headers());
+                match self.lookup(passed_on_host(&fields), req.uri().path()) {
+                    Ok(route) => route,
+                    Err(answer) => return Box::pin(std::future::ready(Ok(answer))),
+                }
+            }
+        };
+        if route.upstreams().len() == 1 {
+            let mut client = route.upstreams().client(0).clone();
+            return client.call(req);
+        }
+        let clock = self.clock.clone();
+        Box::pin(async move { Ok(send(&route, &clock, req).await) })
+    }
+}
+
+/// Sends `req` to the backends of `route` in the order of
+/// [`UpstreamSet::attempts`](uip_cache_core::route::UpstreamSet::attempts),
+/// on to the next while one cannot be connected to and the request can be
+/// sent again.
+async fn send(
+    route: &Route<Upstream>,
+    clock: &Clock,
+    req: Request<UpstreamBody>,
+) -> Response<ProxyBody> {
+    use tower::Service;
+    let set = route.upstreams();
+    let (parts, body) = req.into_parts();
+    let again = replayable(&body).map(|bytes| (parts.clone(), bytes));
+    let mut first = Some(Request::from_parts(parts, body));
+    let mut last = None;
+    for i in set.attempts(clock.instant()) {
+        let req = match (first.take(), &again) {
+            (Some(req), _) => req,
+            (None, Some((parts, bytes))) => {
+                Request::from_parts(parts.clone(), UpstreamBody::buffered(bytes.clone()))
+            }
+            (None, None) => break,
+        };
+        let Ok(mut resp) = set.client(i).clone().call(req).await;
+        if resp.extensions_mut().remove::<ConnectFailed>().is_none() {
+            set.succeeded(i);
+            return resp;
+        }
+        if set.failed(i, clock.instant()) {
+            tracing::warn!(
+                upstream = set.url(i),
+                route = %route.source(),
+                fail_timeout = ?set.fail_timeout(),
+                "upstream marked down: it could not be connected to; skipped for fail_timeout"
+            );
+        }
+        last = Some(resp);
+    }
+    last.unwrap_or_else(|| {
+        error_response(
+            StatusCode::BAD_GATEWAY,
+            "the upstream refused the connection",
+        )
+    })
+}
+
+/// The body again, when it can be sent twice: none, or bytes the cache
+/// read whole.
+fn replayable(body: &UpstreamBody) -> Option<Bytes> {
+    if body.is_end_stream() {
+        return Some(Bytes::new());
+    }
+    body.buffered_bytes().cloned()
+}
+
+/// The default of `warming.host` for the server: the host of
+/// `server.upstream` when there is one; else the first route's `host`
+/// when it names one host (the public name warmed entries must be keyed
+/// for); else the host of the first route's first backend.
+pub fn default_warm_host(server: &ServerConfig) -> Option<String> {
+    let authority = |url: &str| {
+        url.parse::<Uri>()
+            .ok()
+            .and_then(|u| u.authority().map(|a| a.to_string()))
+    };
+    if let Some(u) = &server.upstream {
+        return authority(u);
+    }
+    let first = server.routes.first()?;
+    match &first.host {
+        Some(h) if !h.value.starts_with("*.") => Some(h.value.clone()),
+        _ => first.urls().next().and_then(|u| authority(u)),
+    }
+}
+
+/// What `check-config` prints of the routes: one line each, in the order
+/// they are tried.
+pub fn describe(config: &CacheConfig) -> Result<Vec<String>, ConfigError> {
+    let table = RouteTable::from_config(config, |_| Ok::<_, Infallible>(()))?;
+    Ok(table
+        .routes()
+        .iter()
+        .map(|r| format!("{}  {r}", r.source()))
+        .collect())
+}
