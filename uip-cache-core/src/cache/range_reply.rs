@@ -41,6 +41,11 @@ impl RangeReply {
     /// `Accept-Ranges` over the origin's.
     pub fn header_edits(&self) -> HeaderEdits<'static> {
         let mut edits = HeaderEdits::new();
+        // Fields that describe the whole body are false of a part:
+        // integrity checks of clients would reject it.
+        for name in WHOLE_BODY_FIELDS {
+            edits.remove(name);
+        }
         for (name, value) in &self.headers {
             edits.set(name, value.clone());
         }
@@ -53,3 +58,7 @@ impl RangeReply {
         self.slicer
     }
 }
+
+/// Response fields that describe the whole body (its digest, its trailer
+/// fields), removed from a 206 cut from it.
+const WHOLE_BODY_FIELDS: [&str; 4] = ["content-digest", "repr-digest", "content-md5", "trailer"];

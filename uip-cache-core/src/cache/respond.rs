@@ -208,6 +208,13 @@ impl HttpCache {
             true => compress::gzip_content_length(&entry.body)?,
             false => entry.body.len() as u64,
         };
+        // A range of the identity bytes of a gzip entry decompresses up to
+        // its end: past this size a one-byte range would cost what a whole
+        // answer costs, for the price of one byte. Such clients get the
+        // whole (`Range` may be ignored, RFC 9110 14.2).
+        if decoded && len > DECODED_RANGE_LIMIT {
+            return None;
+        }
         let validators = Validators {
             etag,
             last_modified: entry.last_modified.as_deref(),
@@ -275,3 +282,7 @@ pub(crate) fn forward_headers<'u>(
     });
     std::iter::once(("x-cache", Bytes::from_static(f.x_cache.as_str().as_bytes()))).chain(status)
 }
+
+/// The largest identity length of a gzip-stored entry whose ranges are
+/// answered to clients that do not take gzip.
+const DECODED_RANGE_LIMIT: u64 = 1 << 20;
