@@ -344,12 +344,19 @@ impl Reload for ServerReload {
 
         // ===== swap =====
         if let Some((certs, files)) = serve_tls {
-            if let Err(e) = certs.replace(files) {
+            match certs.replace(files) {
+                Ok(n) => tracing::info!(
+                    certificates = n,
+                    reason = "config reload",
+                    "TLS certificates reloaded"
+                ),
                 // Read a moment ago; changed since. Nothing else is swapped.
-                return Err(vec![format!(
-                    "{}: server.tls.certificates: {e}",
-                    config.source_name()
-                )]);
+                Err(e) => {
+                    return Err(vec![format!(
+                        "{}: server.tls.certificates: {e}",
+                        config.source_name()
+                    )])
+                }
             }
         }
         let policies = settings.policies().len();
