@@ -522,4 +522,22 @@ mod tests {
         assert_ne!(fingerprint(&a), fingerprint(&c));
         assert_eq!(fingerprint(&"line: Some(x"), "\"line: Some(x\"");
     }
+
+    proptest::proptest! {
+        /// Any text: no panic, and the lines are the only difference.
+        #[test]
+        fn fingerprints_only_drop_line_numbers(text in ".{0,64}", a in 0u64..1000, b in 0u64..1000) {
+            struct Raw(String);
+            impl std::fmt::Debug for Raw {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str(&self.0)
+                }
+            }
+            let with = |n: u64| Raw(format!("{text} line: Some({n}) {text}"));
+            proptest::prop_assert_eq!(fingerprint(&with(a)), fingerprint(&with(b)));
+            let plain = Raw(text.replace("line: Some(", ""));
+            proptest::prop_assume!(!plain.0.contains("line: Some("));
+            proptest::prop_assert_eq!(fingerprint(&plain), plain.0.clone());
+        }
+    }
 }
