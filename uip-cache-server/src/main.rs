@@ -210,7 +210,11 @@ async fn run(
     // SIGHUP's default would end the process.
     #[cfg(unix)]
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(h) => drop(tokio::spawn(reload_on_hangup(h, admin.clone(), when_stopped()))),
+        Ok(h) => drop(tokio::spawn(reload_on_hangup(
+            h,
+            admin.clone(),
+            when_stopped(),
+        ))),
         Err(e) => {
             tracing::warn!(error = %e, "SIGHUP cannot be handled here: reload with POST /config/reload")
         }

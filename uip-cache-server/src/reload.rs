@@ -262,7 +262,10 @@ impl Reload for ServerReload {
                 match Certificates::load(files.clone()) {
                     Ok(c) => Some((files, c.names())),
                     Err(e) => {
-                        errors.push(format!("{}: server.tls.certificates: {e}", config.source_name()));
+                        errors.push(format!(
+                            "{}: server.tls.certificates: {e}",
+                            config.source_name()
+                        ));
                         None
                     }
                 }
@@ -279,7 +282,11 @@ impl Reload for ServerReload {
         let old = &running.config;
         let mut changed = policy_changes(old, &config);
         let live: [(&str, String, String); 10] = [
-            ("defaults", fingerprint(&old.defaults), fingerprint(&config.defaults)),
+            (
+                "defaults",
+                fingerprint(&old.defaults),
+                fingerprint(&config.defaults),
+            ),
             ("key", fingerprint(&old.key), fingerprint(&config.key)),
             (
                 "server.routes",
@@ -316,7 +323,11 @@ impl Reload for ServerReload {
                 fingerprint(&old.invalidation),
                 fingerprint(&config.invalidation),
             ),
-            ("warming", fingerprint(&old.warming), fingerprint(&config.warming)),
+            (
+                "warming",
+                fingerprint(&old.warming),
+                fingerprint(&config.warming),
+            ),
         ];
         changed.extend(
             live.into_iter()
@@ -460,37 +471,76 @@ fn restart_needed(started: &CacheConfig, new: &CacheConfig) -> Vec<String> {
             out.push(what.to_owned());
         }
     };
-    differs("server.listen", fingerprint(&a.plain_listen()), fingerprint(&b.plain_listen()));
+    differs(
+        "server.listen",
+        fingerprint(&a.plain_listen()),
+        fingerprint(&b.plain_listen()),
+    );
     differs(
         "server.tls.listen",
         fingerprint(&a.tls.as_ref().map(|t| &t.listen)),
         fingerprint(&b.tls.as_ref().map(|t| &t.listen)),
     );
-    differs("server.redirect_http", fingerprint(&a.redirect_http), fingerprint(&b.redirect_http));
-    differs("server.workers", fingerprint(&a.workers), fingerprint(&b.workers));
-    differs("server.send_timeout", fingerprint(&a.send_timeout), fingerprint(&b.send_timeout));
-    differs("server.idle_timeout", fingerprint(&a.idle_timeout), fingerprint(&b.idle_timeout));
+    differs(
+        "server.redirect_http",
+        fingerprint(&a.redirect_http),
+        fingerprint(&b.redirect_http),
+    );
+    differs(
+        "server.workers",
+        fingerprint(&a.workers),
+        fingerprint(&b.workers),
+    );
+    differs(
+        "server.send_timeout",
+        fingerprint(&a.send_timeout),
+        fingerprint(&b.send_timeout),
+    );
+    differs(
+        "server.idle_timeout",
+        fingerprint(&a.idle_timeout),
+        fingerprint(&b.idle_timeout),
+    );
     differs(
         "server.max_inflight_bytes",
         fingerprint(&a.max_inflight_bytes),
         fingerprint(&b.max_inflight_bytes),
     );
-    differs("server.shutdown_grace", fingerprint(&a.shutdown_grace), fingerprint(&b.shutdown_grace));
+    differs(
+        "server.shutdown_grace",
+        fingerprint(&a.shutdown_grace),
+        fingerprint(&b.shutdown_grace),
+    );
     let admin = |c: &CacheConfig| fingerprint(&(c.admin.enabled, &c.admin.listen));
     differs("admin.listen", admin(started), admin(new));
-    differs("store.type", fingerprint(&started.store.kind), fingerprint(&new.store.kind));
+    differs(
+        "store.type",
+        fingerprint(&started.store.kind),
+        fingerprint(&new.store.kind),
+    );
     if started.store.kind == new.store.kind {
         let mut s = new.store.clone();
         s.timeout = started.store.timeout;
         s.purge_timeout = started.store.purge_timeout;
         differs("store", fingerprint(&started.store), fingerprint(&s));
     }
-    differs("redis", fingerprint(&started.redis), fingerprint(&new.redis));
-    differs("logging", fingerprint(&started.logging), fingerprint(&new.logging));
-    let endpoint = |c: &CacheConfig| {
-        fingerprint(&c.invalidation.webhook().and_then(|w| w.endpoint.clone()))
-    };
-    differs("invalidation webhook endpoint", endpoint(started), endpoint(new));
+    differs(
+        "redis",
+        fingerprint(&started.redis),
+        fingerprint(&new.redis),
+    );
+    differs(
+        "logging",
+        fingerprint(&started.logging),
+        fingerprint(&new.logging),
+    );
+    let endpoint =
+        |c: &CacheConfig| fingerprint(&c.invalidation.webhook().and_then(|w| w.endpoint.clone()));
+    differs(
+        "invalidation webhook endpoint",
+        endpoint(started),
+        endpoint(new),
+    );
     out
 }
 

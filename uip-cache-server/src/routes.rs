@@ -158,23 +158,23 @@ fn lookup(
     host: Option<&str>,
     path: &str,
 ) -> Result<Arc<Route<Upstream>>, Response<ProxyBody>> {
-        match table.find(host, path) {
-            Lookup::Route(r) => Ok(r.clone()),
-            Lookup::DotSegment => {
-                tracing::debug!(path, "refused: a dot segment in the path");
-                Err(error_response(
-                    StatusCode::BAD_REQUEST,
-                    "the path has a `.` or `..` segment",
-                ))
-            }
-            _ => {
-                tracing::debug!(host, path, "no route");
-                Err(error_response(
-                    StatusCode::NOT_FOUND,
-                    "no route for this host and path",
-                ))
-            }
+    match table.find(host, path) {
+        Lookup::Route(r) => Ok(r.clone()),
+        Lookup::DotSegment => {
+            tracing::debug!(path, "refused: a dot segment in the path");
+            Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "the path has a `.` or `..` segment",
+            ))
         }
+        _ => {
+            tracing::debug!(host, path, "no route");
+            Err(error_response(
+                StatusCode::NOT_FOUND,
+                "no route for this host and path",
+            ))
+        }
+    }
 }
 
 impl From<Upstream> for Routes {
@@ -237,9 +237,9 @@ impl tower::Service<Request<UpstreamBody>> for Routes {
                 } else {
                     let fields = Fields(req.headers());
                     match lookup(&table, passed_on_host(&fields), req.uri().path()) {
-                    Ok(route) => route,
-                    Err(answer) => return Box::pin(std::future::ready(Ok(answer))),
-                }
+                        Ok(route) => route,
+                        Err(answer) => return Box::pin(std::future::ready(Ok(answer))),
+                    }
                 }
             }
         };

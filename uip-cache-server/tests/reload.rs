@@ -232,9 +232,8 @@ async fn a_reload_adds_a_policy_and_keeps_the_entries_and_their_counters() {
 async fn a_reload_sends_new_requests_to_the_new_upstream_of_a_route() {
     let (old, _) = Backend::start("old").await;
     let (new, _) = Backend::start("new").await;
-    let routes = |to: &str| {
-        format!("  routes:\n    - {{ path_prefix: \"/api/\", upstream: \"{to}\" }}\n")
-    };
+    let routes =
+        |to: &str| format!("  routes:\n    - {{ path_prefix: \"/api/\", upstream: \"{to}\" }}\n");
     let served = Served::start(&config(
         &policy("cached", "/api/cached*", 60),
         &old.url(),
@@ -257,7 +256,10 @@ async fn a_reload_sends_new_requests_to_the_new_upstream_of_a_route() {
     assert_eq!(served.get("/other").await.text(), "old /other");
     // Entries stay: the key does not hold the backend.
     let hit = served.get("/api/cached").await;
-    assert_eq!((hit.x_cache(), hit.text().as_str()), ("HIT", "old /api/cached"));
+    assert_eq!(
+        (hit.x_cache(), hit.text().as_str()),
+        ("HIT", "old /api/cached")
+    );
     assert_eq!(new.count("/api/cached"), 0);
 }
 
@@ -366,7 +368,10 @@ async fn sighup_reloads_the_config_without_tls() {
         .unwrap();
     let line = served
         .process
-        .line(|l| l.contains("config not reloaded"), Duration::from_secs(20))
+        .line(
+            |l| l.contains("config not reloaded"),
+            Duration::from_secs(20),
+        )
         .expect("a log line saying the reload failed");
     assert!(line.contains("reload.yaml"), "{line}");
     assert_eq!(served.get("/a/1").await.x_cache(), "HIT");
@@ -377,8 +382,10 @@ async fn a_changed_listen_address_is_reported_as_needing_a_restart() {
     let (backend, _) = Backend::start("one").await;
     let served = Served::start(&config("  []\n", &backend.url(), "")).await;
     let port = uip_cache_testkit::free_port();
-    let yaml = config(&policy("a", "/a/*", 60), &backend.url(), "")
-        .replace("  listen: 127.0.0.1:0\n  upstream", &format!("  listen: 127.0.0.1:{port}\n  upstream"));
+    let yaml = config(&policy("a", "/a/*", 60), &backend.url(), "").replace(
+        "  listen: 127.0.0.1:0\n  upstream",
+        &format!("  listen: 127.0.0.1:{port}\n  upstream"),
+    );
     let yaml = yaml + "store:\n  type: redis\n";
     served.rewrite(&yaml);
     let body = served.reload().await;
@@ -406,14 +413,16 @@ async fn a_request_in_flight_finishes_on_the_upstream_it_began_with() {
     let (new, _) = Backend::start("new").await;
     let served = Served::start(&config(&policy("slow", "/slow*", 60), &old.url(), "")).await;
     let addr = served.addr();
-    let slow = tokio::spawn(async move {
-        client::get(addr, "/slow", &[("host", "site.test")]).await
-    });
+    let slow =
+        tokio::spawn(async move { client::get(addr, "/slow", &[("host", "site.test")]).await });
     assert_eq!(arrivals.recv().await.as_deref(), Some("/slow"));
 
     served.rewrite(&config(&policy("slow", "/slow*", 1), &new.url(), ""));
     let body = served.reload().await;
-    assert!(strings(&body["changed"]).contains(&"policy changed: slow".to_owned()), "{body}");
+    assert!(
+        strings(&body["changed"]).contains(&"policy changed: slow".to_owned()),
+        "{body}"
+    );
     assert_eq!(served.get("/fast").await.text(), "new /fast");
 
     old.gate.add_permits(1);
@@ -431,7 +440,11 @@ async fn no_request_fails_while_the_config_reloads_under_load() {
     let (b, _) = Backend::start("b").await;
     let yaml = |ttl: u32, to: &str| {
         config(
-            &format!("{}{}", policy("hot", "/hot*", ttl), policy("warm", "/warm*", ttl + 1)),
+            &format!(
+                "{}{}",
+                policy("hot", "/hot*", ttl),
+                policy("warm", "/warm*", ttl + 1)
+            ),
             &a.url(),
             &format!("  routes:\n    - {{ path_prefix: \"/cold\", upstream: \"{to}\" }}\n"),
         )
@@ -442,7 +455,10 @@ async fn no_request_fails_while_the_config_reloads_under_load() {
 
     let progress = Arc::new(tokio::sync::Notify::new());
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(Vec::new())));
+    let (ok, failed) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(Mutex::new(Vec::new())),
+    );
     let mut clients = Vec::new();
     for c in 0..16 {
         let (addr, done, ok, failed) = (served.addr(), done.clone(), ok.clone(), failed.clone());
@@ -450,8 +466,9 @@ async fn no_request_fails_while_the_config_reloads_under_load() {
         clients.push(tokio::spawn(async move {
             // One keep-alive connection per client, as a load generator's.
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
             tokio::spawn(conn);
             let mut i = 0u32;
             while !done.load(Ordering::Acquire) {

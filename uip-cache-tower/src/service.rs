@@ -136,14 +136,8 @@ where
             // A body the key does not hold makes a GET or HEAD bypass; an
             // HTTP/2 request need not announce one in its headers.
             let has_body = !body.is_end_stream() && body.size_hint().exact() != Some(0);
-            let v = view(
-                &cache,
-                &parts.method,
-                &parts.uri,
-                &parts.extensions,
-                &hs,
-            )
-            .has_body(has_body);
+            let v =
+                view(&cache, &parts.method, &parts.uri, &parts.extensions, &hs).has_body(has_body);
             match cache.start(&v) {
                 Start::Plan(Plan::Cache(plan)) => match cache.answer_now(&plan, &v) {
                     // A hit the store had at hand: answered here, the
@@ -162,13 +156,7 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture {
-            inner: State::Boxed(Box::pin(handle(
-                cache,
-                inner,
-                parts,
-                body,
-                start,
-            ))),
+            inner: State::Boxed(Box::pin(handle(cache, inner, parts, body, start))),
         }
     }
 }

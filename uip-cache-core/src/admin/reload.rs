@@ -87,7 +87,10 @@ impl Admin {
     /// route does before calling it.
     pub async fn reload(&self, trigger: &str) -> AdminResponse {
         let Some(reload) = self.inner.reload.get().cloned() else {
-            return AdminResponse::error(404, "no admin route /config/reload: this front-end has no config file to read again");
+            return AdminResponse::error(
+                404,
+                "no admin route /config/reload: this front-end has no config file to read again",
+            );
         };
         // Files are read and certificates parsed: off the request threads.
         let outcome = match tokio::runtime::Handle::try_current() {

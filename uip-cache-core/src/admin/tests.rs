@@ -738,7 +738,10 @@ impl Reload for SwapTo {
 async fn the_reload_route_needs_a_reload_and_the_secret_and_counts_its_outcomes() {
     let admin = admin_with(CONFIG);
     // Without a Reload, the route is not there.
-    assert_eq!(call(&admin, "POST", "/config/reload", ADMIN, "").await.0, 404);
+    assert_eq!(
+        call(&admin, "POST", "/config/reload", ADMIN, "").await.0,
+        404
+    );
     assert!(!admin.paths().contains(&"/config/reload"));
 
     let reload = Arc::new(SwapTo {
@@ -747,8 +750,18 @@ async fn the_reload_route_needs_a_reload_and_the_secret_and_counts_its_outcomes(
     });
     admin.reload_with(reload.clone());
     assert!(admin.paths().contains(&"/config/reload"));
-    assert_eq!(call(&admin, "GET", "/config/reload", ADMIN, "").await.0, 405);
-    let (status, _) = call(&admin, "POST", "/config/reload", &[("x-webhook-secret", "hook")], "").await;
+    assert_eq!(
+        call(&admin, "GET", "/config/reload", ADMIN, "").await.0,
+        405
+    );
+    let (status, _) = call(
+        &admin,
+        "POST",
+        "/config/reload",
+        &[("x-webhook-secret", "hook")],
+        "",
+    )
+    .await;
     assert_eq!(status, 401, "the webhook's secret is not the admin's");
     assert_eq!(admin.cache().stats().snapshot().config_reloads, 0);
 
@@ -758,8 +771,14 @@ async fn the_reload_route_needs_a_reload_and_the_secret_and_counts_its_outcomes(
     assert_eq!(body["policies"], 3);
     assert_eq!(body["changed"][0], "policies");
     // The new secret applies at once; the old one no longer does.
-    assert_eq!(call(&admin, "POST", "/config/reload", ADMIN, "").await.0, 401);
-    *reload.next.lock().unwrap() = Err(vec!["a.yaml:1: x: wrong".to_owned(), "a.yaml:2: y: wrong".to_owned()]);
+    assert_eq!(
+        call(&admin, "POST", "/config/reload", ADMIN, "").await.0,
+        401
+    );
+    *reload.next.lock().unwrap() = Err(vec![
+        "a.yaml:1: x: wrong".to_owned(),
+        "a.yaml:2: y: wrong".to_owned(),
+    ]);
     let (status, body) = call(
         &admin,
         "POST",
@@ -774,6 +793,12 @@ async fn the_reload_route_needs_a_reload_and_the_secret_and_counts_its_outcomes(
     let snap = admin.cache().stats().snapshot();
     assert_eq!((snap.config_reloads, snap.config_reload_errors), (1, 1));
     let text = prometheus_text(&admin).await;
-    assert!(text.contains("uip_cache_config_reloads_total{result=\"ok\"} 1"), "{text}");
-    assert!(text.contains("uip_cache_config_reloads_total{result=\"error\"} 1"), "{text}");
+    assert!(
+        text.contains("uip_cache_config_reloads_total{result=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("uip_cache_config_reloads_total{result=\"error\"} 1"),
+        "{text}"
+    );
 }
