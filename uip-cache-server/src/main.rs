@@ -51,6 +51,9 @@ enum Command {
         /// Admin API address.
         #[arg(long, default_value = "127.0.0.1:9092")]
         admin: SocketAddr,
+        /// Proxy address over HTTPS (a certificate made at start-up).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        tls_listen: SocketAddr,
         /// Exit after the tour instead of serving.
         #[arg(long)]
         exit: bool,
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Demo {
             listen,
             admin,
+            tls_listen,
             exit,
         } => {
             let _ = tracing_subscriber::fmt()
@@ -86,7 +90,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let addrs = uip_cache_server::demo::DemoAddrs { listen, admin };
+            let addrs = uip_cache_server::demo::DemoAddrs {
+                listen,
+                admin,
+                tls: tls_listen,
+            };
             match runtime.block_on(uip_cache_server::demo::run(addrs, exit, signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -106,17 +106,27 @@ impl Admin {
                 stats.config_reload(true);
                 self.restart_schedules();
                 self.forget_figures();
-                tracing::info!(
-                    target: "uip_cache::config",
-                    trigger,
-                    policies = report.policies,
-                    routes = report.routes,
-                    changed = ?report.changed,
-                    needs_restart = ?report.needs_restart,
-                    "config reloaded"
-                );
-                for what in &report.needs_restart {
-                    tracing::warn!(target: "uip_cache::config", trigger, what = %what, "changed in the config file, but needs a restart: the running value stays");
+                // One line a reload; a warning when part of the file
+                // waits for a restart.
+                if report.needs_restart.is_empty() {
+                    tracing::info!(
+                        target: "uip_cache::config",
+                        trigger,
+                        policies = report.policies,
+                        routes = report.routes,
+                        changed = ?report.changed,
+                        "config reloaded"
+                    );
+                } else {
+                    tracing::warn!(
+                        target: "uip_cache::config",
+                        trigger,
+                        policies = report.policies,
+                        routes = report.routes,
+                        changed = ?report.changed,
+                        needs_restart = ?report.needs_restart,
+                        "config reloaded; what needs_restart lists needs a restart to apply (the running values stay)"
+                    );
                 }
                 AdminResponse::json(
                     200,
