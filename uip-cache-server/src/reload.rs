@@ -153,8 +153,8 @@ pub struct ServerReload {
 
 struct Running {
     config: CacheConfig,
-    /// The bytes of the upstream TLS files the clients were made with.
-    tls_files: Vec<Option<Vec<u8>>>,
+    /// What the upstream TLS files held when the clients were made.
+    tls_files: Vec<Option<u64>>,
     tls: Arc<rustls::ClientConfig>,
 }
 
@@ -167,13 +167,21 @@ impl fmt::Debug for ServerReload {
     }
 }
 
-/// The bytes of the files `server.upstream_tls` names (none: absent or
-/// unreadable; reading them for real reports the error).
-fn tls_files(config: &CacheConfig, base: &Path) -> Vec<Option<Vec<u8>>> {
+/// A hash of each file `server.upstream_tls` names (none: absent or
+/// unreadable; reading them for real reports the error), to tell whether
+/// one changed: a CA or a client certificate renewed in place makes new
+/// clients.
+fn tls_files(config: &CacheConfig, base: &Path) -> Vec<Option<u64>> {
+    use std::hash::{Hash, Hasher};
     let t = &config.server.upstream_tls;
     [&t.ca, &t.client_cert, &t.client_key]
         .iter()
-        .map(|p| p.as_ref().and_then(|p| std::fs::read(base.join(p)).ok()))
+        .map(|p| {
+            let bytes = std::fs::read(base.join(p.as_ref()?)).ok()?;
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            Some(h.finish())
+        })
         .collect()
 }
 
@@ -225,9 +233,10 @@ impl Reload for ServerReload {
             }
         };
         let tls_bytes = tls_files(&config, &self.base);
-        let same_clients = fingerprint(&config.server.upstream_tls)
+        let same_tls = fingerprint(&config.server.upstream_tls)
             == fingerprint(&running.config.server.upstream_tls)
-            && tls_bytes == running.tls_files
+            && tls_bytes == running.tls_files;
+        let same_clients = same_tls
             && config.server.connect_timeout == running.config.server.connect_timeout
             && config.server.timeout == running.config.server.timeout;
         let tls = if same_clients {
@@ -281,7 +290,7 @@ impl Reload for ServerReload {
         // ===== what changes, and what would need a restart =====
         let old = &running.config;
         let mut changed = policy_changes(old, &config);
-        let live: [(&str, String, String); 10] = [
+        let live: [(&str, String, String); 9] = [
             (
                 "defaults",
                 fingerprint(&old.defaults),
@@ -292,11 +301,6 @@ impl Reload for ServerReload {
                 "server.routes",
                 fingerprint(&(&old.server.routes, &old.server.upstream)),
                 fingerprint(&(&config.server.routes, &config.server.upstream)),
-            ),
-            (
-                "server.upstream_tls",
-                fingerprint(&(&old.server.upstream_tls, &running.tls_files)),
-                fingerprint(&(&config.server.upstream_tls, &tls_bytes)),
             ),
             (
                 "server.trusted_proxies",
@@ -334,6 +338,9 @@ impl Reload for ServerReload {
                 .filter(|(_, a, b)| a != b)
                 .map(|(what, _, _)| what.to_owned()),
         );
+        if !same_tls {
+            changed.push("server.upstream_tls".to_owned());
+        }
         if old.admin.secret != config.admin.secret {
             changed.push("admin.secret".to_owned());
         }
