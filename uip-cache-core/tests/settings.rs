@@ -193,3 +193,30 @@ async fn hit_for_miss_follows_the_window_of_the_settings_it_runs_on() {
         "on: the key is marked, and its next request goes to the origin at once"
     );
 }
+
+#[tokio::test]
+async fn a_mark_made_across_a_swap_lasts_the_window_of_the_table_it_goes_into() {
+    let clock = uip_cache_core::clock::MockClock::new();
+    let cache = HttpCache::from_settings(items("edge", 10))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // Planned under a 10 s window, answered after a swap to 100 s.
+    let before = plan(&cache);
+    cache.replace_settings(items("edge", 100));
+    let Begin::Fetch(ticket) = cache.begin(before, &req(), Vec::new).await else {
+        unreachable!("nothing is stored")
+    };
+    let headers = vec![
+        ("content-length".into(), Bytes::from_static(b"2")),
+        ("cache-control".into(), Bytes::from_static(b"no-store")),
+    ];
+    assert!(matches!(
+        ticket.origin_responded(200, headers).await,
+        After::Pass(_)
+    ));
+    // Past the old window, within the new one: still marked.
+    clock.advance(std::time::Duration::from_secs(50));
+    fetch(&cache, "no-store").await;
+    assert_eq!(cache.stats().snapshot().hit_for_miss, 1);
+}
