@@ -95,6 +95,11 @@ impl ServeProcess {
         }
     }
 
+    /// Its process id (to send it a signal).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What it printed until it served, the line that says so last
     /// (escape sequences removed).
     pub fn startup_lines(&self) -> &[String] {

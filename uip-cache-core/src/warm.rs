@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::config::{redacted, WarmPriority, WarmUrlConfig};
 use crate::http::freshness::{self, Usability};
 use crate::request::RequestView;
+use crate::settings::Settings;
 use crate::stats::WarmOutcome;
 use crate::{HttpCache, Plan};
 
@@ -130,7 +131,9 @@ pub(crate) struct Target {
 pub struct Warmer {
     cache: HttpCache,
     fetcher: Arc<dyn WarmFetcher>,
-    targets: Vec<Target>,
+    /// The URLs of the settings they were resolved from: resolved again
+    /// when the cache runs on other settings (a reload).
+    targets: Mutex<(Arc<Settings>, Arc<Vec<Target>>)>,
     /// One run at a time; a run asked for meanwhile waits (scheduled) or is
     /// refused (the admin route answers 409).
     running: tokio::sync::Mutex<()>,
@@ -141,7 +144,7 @@ impl fmt::Debug for Warmer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Warmer")
             .field("fetcher", &self.fetcher)
-            .field("urls", &self.targets.len())
+            .field("urls", &self.targets().len())
             .finish()
     }
 }
@@ -170,23 +173,32 @@ impl Warmer {
     /// A warmer for the cache's `warming` section, sending requests with
     /// `fetcher`.
     pub fn new(cache: HttpCache, fetcher: Arc<dyn WarmFetcher>) -> Self {
-        let targets = resolve(&cache);
+        let settings = cache.settings();
+        let targets = Arc::new(resolve(&settings));
         Warmer {
             cache,
             fetcher,
-            targets,
+            targets: Mutex::new((settings, targets)),
             running: tokio::sync::Mutex::new(()),
             last: Mutex::new(None),
         }
     }
 
-    /// The URLs, in the order they are started (priority, then file order).
-    pub fn requests(&self) -> impl Iterator<Item = &WarmRequest> {
-        self.targets.iter().map(|t| &t.request)
+    /// The URLs of the settings the cache runs on, in the order they are
+    /// started (priority, then file order).
+    pub fn requests(&self) -> Vec<WarmRequest> {
+        self.targets().iter().map(|t| t.request.clone()).collect()
     }
 
-    pub(crate) fn targets(&self) -> &[Target] {
-        &self.targets
+    /// The URLs of the settings the cache runs on now.
+    pub(crate) fn targets(&self) -> Arc<Vec<Target>> {
+        let settings = self.cache.settings();
+        let mut kept = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&kept.0, &settings) {
+            let targets = Arc::new(resolve(&settings));
+            *kept = (settings, targets);
+        }
+        kept.1.clone()
     }
 
     /// The report of the last run, if any.
@@ -196,14 +208,16 @@ impl Warmer {
 
     /// Warms every URL now, after any run in progress.
     pub async fn run(&self) -> WarmReport {
-        let all: Vec<&Target> = self.targets.iter().collect();
+        let targets = self.targets();
+        let all: Vec<&Target> = targets.iter().collect();
         self.run_targets(&all).await
     }
 
     /// Warms every URL now, unless a run is in progress (`None`).
     pub async fn try_run(&self) -> Option<WarmReport> {
         let guard = self.running.try_lock().ok()?;
-        let all: Vec<&Target> = self.targets.iter().collect();
+        let targets = self.targets();
+        let all: Vec<&Target> = targets.iter().collect();
         Some(self.run_locked(&all, guard).await)
     }
 
@@ -334,8 +348,7 @@ fn backoff(attempt: u32, url: &str) -> Duration {
 
 /// Resolves the configured URLs: host and scheme, headers, schedule, in
 /// start order.
-fn resolve(cache: &HttpCache) -> Vec<Target> {
-    let settings = cache.settings();
+fn resolve(settings: &Settings) -> Vec<Target> {
     let config = settings.config();
     let w = &config.warming;
     let default_host = w.host.as_deref().map(scheme_and_host).or_else(|| {

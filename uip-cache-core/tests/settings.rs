@@ -100,7 +100,7 @@ async fn a_request_keeps_the_settings_it_began_with_when_they_are_replaced() {
     cache.stats().wait_for_sets(1).await;
 
     let planned_before = plan(&cache);
-    let old = cache.replace_settings(items("after", 0)).unwrap();
+    let old = cache.replace_settings(items("after", 0));
     assert_eq!(old.cache_status_name(), Some("before"));
     assert_eq!(cache.settings().cache_status_name(), Some("after"));
 
@@ -110,17 +110,71 @@ async fn a_request_keeps_the_settings_it_began_with_when_they_are_replaced() {
     assert!(status.starts_with("after;"), "{status}");
 }
 
+/// The per-policy counters of a snapshot, by name.
+fn counted(cache: &HttpCache) -> Vec<(String, u64, u64)> {
+    cache
+        .stats()
+        .snapshot()
+        .policies
+        .iter()
+        .map(|p| (p.name.clone(), p.hits, p.misses))
+        .collect()
+}
+
 #[tokio::test]
-async fn settings_with_other_policies_are_given_back_unused() {
-    let cache = HttpCache::from_settings(items("edge", 0)).build().unwrap();
-    let other = settings("policies:\n  - name: things\n    pattern: /things\n    ttl: 60\n");
-    let refused = cache.replace_settings(other.clone()).unwrap_err();
-    assert!(Arc::ptr_eq(&refused, &other));
+async fn settings_with_other_policies_keep_the_counters_of_the_policies_they_keep() {
+    let cache = HttpCache::from_settings(settings(
+        "policies:\n  - name: old\n    pattern: /old\n    ttl: 60\n  - name: items\n    pattern: /items\n    ttl: 60\n",
+    ))
+    .build()
+    .unwrap();
+    fetch(&cache, "max-age=60").await;
+    cache.stats().wait_for_sets(1).await;
+    let planned_before = plan(&cache);
     assert_eq!(
-        cache.settings().policies().iter().next().unwrap().name(),
-        "items"
+        counted(&cache),
+        [
+            ("old".to_owned(), 0, 0),
+            ("items".to_owned(), 0, 1),
+            ("(unmatched)".to_owned(), 0, 0)
+        ]
     );
-    assert!(matches!(cache.plan(&req()), Plan::Cache(_)));
+
+    // `items` moves to the second place, `old` goes, `new` comes first.
+    let old = cache.replace_settings(settings(
+        "policies:\n  - name: new\n    pattern: /new\n    ttl: 60\n  - name: items\n    pattern: /items\n    ttl: 60\n  - name: last\n    pattern: /last\n    ttl: 60\n",
+    ));
+    assert_eq!(old.policies().len(), 2);
+    // A hit planned on the old list and one planned on the new: both
+    // count for `items`, by name.
+    hit_status(&cache, planned_before).await;
+    hit_status(&cache, plan(&cache)).await;
+    assert_eq!(
+        counted(&cache),
+        [
+            ("new".to_owned(), 0, 0),
+            ("items".to_owned(), 2, 1),
+            ("last".to_owned(), 0, 0),
+            ("(unmatched)".to_owned(), 0, 0)
+        ]
+    );
+    assert_eq!(cache.stats().snapshot().hits, 2);
+}
+
+#[tokio::test]
+async fn a_pinned_handle_reads_the_settings_it_was_pinned_to() {
+    let cache = HttpCache::from_settings(items("before", 0))
+        .build()
+        .unwrap();
+    let pinned = cache.pinned(cache.settings());
+    cache.replace_settings(items("after", 0));
+    assert_eq!(pinned.settings().cache_status_name(), Some("before"));
+    assert_eq!(cache.settings().cache_status_name(), Some("after"));
+    // The same cache: what one stores, the other finds.
+    fetch(&pinned, "max-age=60").await;
+    cache.stats().wait_for_sets(1).await;
+    let status = hit_status(&cache, plan(&cache)).await;
+    assert!(status.starts_with("after;"), "{status}");
 }
 
 #[tokio::test]
@@ -130,7 +184,7 @@ async fn hit_for_miss_follows_the_window_of_the_settings_it_runs_on() {
     fetch(&cache, "no-store").await;
     assert_eq!(cache.stats().snapshot().hit_for_miss, 0, "off");
 
-    cache.replace_settings(items("edge", 10)).unwrap();
+    cache.replace_settings(items("edge", 10));
     fetch(&cache, "no-store").await;
     fetch(&cache, "no-store").await;
     assert_eq!(
@@ -138,4 +192,31 @@ async fn hit_for_miss_follows_the_window_of_the_settings_it_runs_on() {
         1,
         "on: the key is marked, and its next request goes to the origin at once"
     );
+}
+
+#[tokio::test]
+async fn a_mark_made_across_a_swap_lasts_the_window_of_the_table_it_goes_into() {
+    let clock = uip_cache_core::clock::MockClock::new();
+    let cache = HttpCache::from_settings(items("edge", 10))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // Planned under a 10 s window, answered after a swap to 100 s.
+    let before = plan(&cache);
+    cache.replace_settings(items("edge", 100));
+    let Begin::Fetch(ticket) = cache.begin(before, &req(), Vec::new).await else {
+        unreachable!("nothing is stored")
+    };
+    let headers = vec![
+        ("content-length".into(), Bytes::from_static(b"2")),
+        ("cache-control".into(), Bytes::from_static(b"no-store")),
+    ];
+    assert!(matches!(
+        ticket.origin_responded(200, headers).await,
+        After::Pass(_)
+    ));
+    // Past the old window, within the new one: still marked.
+    clock.advance(std::time::Duration::from_secs(50));
+    fetch(&cache, "no-store").await;
+    assert_eq!(cache.stats().snapshot().hit_for_miss, 1);
 }

@@ -1,7 +1,8 @@
 //! `uip-cache demo`: a built-in NGSI-LD-like origin with realistic latency,
-//! the caching proxy in front of it and the admin API, all on 127.0.0.1 with
+//! the caching proxy in front of it (plain HTTP, and HTTPS with a
+//! certificate made at start-up) and the admin API, all on 127.0.0.1 with
 //! the memory store; a guided tour (miss, hit, webhook invalidation, warming,
-//! metrics) with the timing of each step, then the URLs to try.
+//! HTTPS, metrics) with the timing of each step, then the URLs to try.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,7 +19,9 @@ use tokio::net::TcpListener;
 use uip_cache_core::{CacheConfig, HttpCache};
 
 use crate::proxy::Upstream;
-use crate::server::{admin, proxy, serve, serve_admin};
+use crate::server::{admin, proxy, serve_admin, serve_edge};
+use crate::slow::ClientLimits;
+use crate::tls::{CertificateFiles, Certificates};
 
 /// The demo's config: the seed's NGSI-LD policies, webhook and warming.
 pub const CONFIG: &str = r#"
@@ -62,6 +65,61 @@ pub struct DemoAddrs {
     pub listen: SocketAddr,
     /// The admin API.
     pub admin: SocketAddr,
+    /// The proxy over HTTPS.
+    pub tls: SocketAddr,
+}
+
+/// The demo's certificate, made at start-up for `localhost`, `127.0.0.1`
+/// and `demo.local`, self-signed (ECDSA P-256), in PEM files under the
+/// system's temp folder (removed when the demo ends): the certificates
+/// the TLS listener serves, and the certificate a client trusts.
+struct DemoCertificate {
+    dir: std::path::PathBuf,
+    der: Vec<u8>,
+}
+
+impl DemoCertificate {
+    fn make() -> Result<Self, Box<dyn std::error::Error>> {
+        let key = rcgen::KeyPair::generate()?;
+        let params = rcgen::CertificateParams::new(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "demo.local".to_owned(),
+        ])?;
+        let cert = params.self_signed(&key)?;
+        let dir = std::env::temp_dir().join(format!("uip-cache-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("demo.pem"), cert.pem())?;
+        std::fs::write(dir.join("demo.key"), key.serialize_pem())?;
+        Ok(DemoCertificate {
+            dir,
+            der: cert.der().to_vec(),
+        })
+    }
+
+    fn files(&self) -> Vec<CertificateFiles> {
+        vec![CertificateFiles::new(
+            self.dir.join("demo.pem"),
+            self.dir.join("demo.key"),
+        )]
+    }
+
+    /// A TLS client that trusts this certificate only.
+    fn client(&self) -> Result<tokio_rustls::TlsConnector, Box<dyn std::error::Error>> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls::pki_types::CertificateDer::from(self.der.clone()))?;
+        let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    }
+}
+
+impl Drop for DemoCertificate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// The built-in origin: entities by id and listings by type, each entity
@@ -127,16 +185,46 @@ fn answer(req: &Request<Incoming>, version: u64) -> Response<Full<Bytes>> {
     resp
 }
 
-/// One request on a fresh connection: status, `X-Cache`, body, time taken.
+/// What one request of the tour got: status, `X-Cache`, body, time taken.
+type Sent = (u16, String, String, Duration);
+
+/// One request on a fresh connection.
 async fn send(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> Result<(u16, String, String, Duration), Box<dyn std::error::Error>> {
+) -> Result<Sent, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let stream = tokio::net::TcpStream::connect(addr).await?;
+    exchange(stream, started, method, path, headers, body).await
+}
+
+/// One GET over TLS on a fresh connection (its handshake timed too).
+async fn send_tls(
+    addr: SocketAddr,
+    tls: &tokio_rustls::TlsConnector,
+    path: &str,
+) -> Result<Sent, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost")?;
+    let stream = tls.connect(name, stream).await?;
+    exchange(stream, started, "GET", path, &[], "").await
+}
+
+async fn exchange<S>(
+    stream: S,
+    started: Instant,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Sent, Box<dyn std::error::Error>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let mut b = Request::builder()
@@ -191,13 +279,23 @@ pub async fn run(
     );
     let proxy = proxy(cache, upstream);
     let ops = admin(&proxy);
+    let certificate = DemoCertificate::make()?;
+    let certificates = Certificates::load(certificate.files())?;
+    let tls_client = certificate.client()?;
     let listener = TcpListener::bind(addrs.listen)
         .await
         .map_err(|e| format!("cannot listen on {} (pass --listen): {e}", addrs.listen))?;
+    let tls_listener = TcpListener::bind(addrs.tls)
+        .await
+        .map_err(|e| format!("cannot listen on {} (pass --tls-listen): {e}", addrs.tls))?;
     let admin_listener = TcpListener::bind(addrs.admin)
         .await
         .map_err(|e| format!("cannot listen on {} (pass --admin): {e}", addrs.admin))?;
-    let (p, a) = (listener.local_addr()?, admin_listener.local_addr()?);
+    let (p, a, t) = (
+        listener.local_addr()?,
+        admin_listener.local_addr()?,
+        tls_listener.local_addr()?,
+    );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let when_stopped = move || {
         let mut rx = stopped.clone();
@@ -205,9 +303,12 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let proxy_task = tokio::spawn(serve(
-        listener,
+    let proxy_task = tokio::spawn(serve_edge(
+        Some(listener),
+        Some((tls_listener, certificates)),
+        false,
         proxy,
+        ClientLimits::default(),
         Duration::from_secs(2),
         when_stopped(),
     ));
@@ -217,7 +318,11 @@ pub async fn run(
         "uip-cache demo: an NGSI-LD-like origin ({} ms per request) at http://{origin_addr}",
         ORIGIN_LATENCY.as_millis()
     );
-    println!("                the caching proxy at http://{p}, its admin API at http://{a}\n");
+    println!("                the caching proxy at http://{p} and https://{t}, its admin API at http://{a}");
+    println!(
+        "                (the HTTPS certificate was made at start-up: {})\n",
+        certificate.dir.join("demo.pem").display()
+    );
     let entity = "/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:001";
     let cameras = "/ngsi-ld/v1/entities?type=Camera&limit=100";
     let step = |n: u32, what: &str| println!("{n}. {what}");
@@ -292,7 +397,16 @@ pub async fn run(
     let (_, x, _, d) = send(p, "GET", sensors, &[], "").await?;
     show(&x, d, &format!("GET {sensors} (never requested before)"));
 
-    step(4, "what the cache counted");
+    step(
+        4,
+        "the same cache over HTTPS (TLS 1.3, the certificate made at start-up): keys hold the scheme",
+    );
+    for path in [entity, entity] {
+        let (_, x, _, d) = send_tls(t, &tls_client, path).await?;
+        show(&x, d, &format!("GET https://localhost:{}{path}", t.port()));
+    }
+
+    step(5, "what the cache counted");
     let (_, _, metrics, d) = send(a, "GET", "/cache/metrics", &[], "").await?;
     let v: serde_json::Value = serde_json::from_str(&metrics)?;
     let s = &v["statistics"];
@@ -323,6 +437,11 @@ pub async fn run(
         println!("\nserving; try (Ctrl-C to stop):");
         println!("  curl -i 'http://{p}{cameras}'");
         println!("  curl -i 'http://{p}/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:007'");
+        println!(
+            "  curl -i --cacert {} 'https://localhost:{}{cameras}'",
+            certificate.dir.join("demo.pem").display(),
+            t.port()
+        );
         println!("  curl -s http://{a}/cache/metrics");
         println!("  curl -s http://{a}/metrics");
         println!("  curl -s http://{a}/health");

@@ -20,6 +20,7 @@
 pub mod demo;
 pub mod io;
 pub mod proxy;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod slow;

@@ -4,11 +4,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
+use uip_cache_core::admin::Admin;
 use uip_cache_core::config::LogFormat;
 use uip_cache_core::{CacheConfig, HttpCache, PolicySet};
-use uip_cache_server::proxy::Upstream;
-use uip_cache_server::routes::{default_warm_host, Routes};
+use uip_cache_server::reload::{load, routes_of, Overrides, ServerReload};
 use uip_cache_server::server::{serve_admin, serve_edge, signal};
 use uip_cache_server::slow::ClientLimits;
 use uip_cache_server::tls::client::client_config;
@@ -49,6 +51,9 @@ enum Command {
         /// Admin API address.
         #[arg(long, default_value = "127.0.0.1:9092")]
         admin: SocketAddr,
+        /// Proxy address over HTTPS (a certificate made at start-up).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        tls_listen: SocketAddr,
         /// Exit after the tour instead of serving.
         #[arg(long)]
         exit: bool,
@@ -66,6 +71,7 @@ fn main() -> ExitCode {
         Command::Demo {
             listen,
             admin,
+            tls_listen,
             exit,
         } => {
             let _ = tracing_subscriber::fmt()
@@ -84,7 +90,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let addrs = uip_cache_server::demo::DemoAddrs { listen, admin };
+            let addrs = uip_cache_server::demo::DemoAddrs {
+                listen,
+                admin,
+                tls: tls_listen,
+            };
             match runtime.block_on(uip_cache_server::demo::run(addrs, exit, signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -100,10 +110,13 @@ fn main() -> ExitCode {
             admin,
         } => {
             let file = config;
-            let config = match CacheConfig::from_file(&file) {
+            let overrides = Overrides::new(listen, upstream, admin);
+            let config = match load(&file, &overrides) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("{e}");
+                    }
                     return ExitCode::FAILURE;
                 }
             };
@@ -124,7 +137,7 @@ fn main() -> ExitCode {
                 .parent()
                 .map(std::path::Path::to_path_buf)
                 .unwrap_or_default();
-            match runtime.block_on(run(config, &base, listen, upstream, admin)) {
+            match runtime.block_on(run(config, file, base, overrides)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("uip-cache: {e}");
@@ -136,46 +149,20 @@ fn main() -> ExitCode {
 }
 
 async fn run(
-    mut config: CacheConfig,
-    base: &std::path::Path,
-    listen: Option<SocketAddr>,
-    upstream: Option<String>,
-    admin_listen: Option<SocketAddr>,
+    config: CacheConfig,
+    file: PathBuf,
+    base: PathBuf,
+    overrides: Overrides,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    if let Some(upstream) = upstream {
-        let uri: http::Uri = upstream
-            .parse()
-            .map_err(|e| format!("--upstream `{upstream}`: {e}"))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
-            return Err(format!(
-                "--upstream `{upstream}`: expected http://host:port or https://host:port"
-            )
-            .into());
-        }
-        config.server.upstream = Some(upstream);
-    }
-    let listen = match listen {
-        Some(l) => Some(l),
-        None => config.server.plain_listen().map(str::parse).transpose()?,
-    };
+    let listen: Option<SocketAddr> = config.server.plain_listen().map(str::parse).transpose()?;
     let certificates = match &config.server.tls {
-        Some(tls) => Some(Certificates::from_config(tls, base)?),
+        Some(tls) => Some(Certificates::from_config(tls, &base)?),
         None => None,
     };
-    let upstream_tls = client_config(&config.server.upstream_tls, base)?;
-    // Warm requests go through this proxy and its routes; without a
-    // warming.host or base_url they are made for the upstream's host (see
-    // default_warm_host).
-    if config.warming.host.is_none() && config.warming.base_url.is_none() {
-        config.warming.host = default_warm_host(&config.server);
-    }
-    let server = &config.server;
-    let (connect_timeout, timeout) = (server.connect_timeout.get(), server.timeout.get());
+    let upstream_tls = client_config(&config.server.upstream_tls, &base)?;
     // One client per backend URL, http:// or https:// (verified per
     // server.upstream_tls).
-    let routes = Routes::from_config(&config, |url| {
-        Upstream::with_tls(url, connect_timeout, timeout, upstream_tls.clone())
-    })?;
+    let routes = routes_of(&config, &upstream_tls, None)?;
     let cache = build_cache(&config)?;
     let server = &config.server;
     let upstream = routes
@@ -185,7 +172,7 @@ async fn run(
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ");
-    let proxy = uip_cache_server::server::proxy(cache, routes);
+    let proxy = uip_cache_server::server::proxy(cache.clone(), routes.clone());
     let listener = match listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -202,10 +189,10 @@ async fn run(
         ),
         None => None,
     };
-    let admin_listen = match admin_listen {
-        Some(a) => Some(a),
-        None if config.admin.enabled => Some(config.admin.listen.parse()?),
-        None => None,
+    let admin_listen: Option<SocketAddr> = if config.admin.enabled {
+        Some(config.admin.listen.parse()?)
+    } else {
+        None
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let when_stopped = move || {
@@ -215,6 +202,31 @@ async fn run(
         }
     };
     let admin = uip_cache_server::server::admin(&proxy);
+    // The whole config reloads without a restart: POST /config/reload and
+    // SIGHUP (see uip_cache_server::reload).
+    admin.reload_with(Arc::new(ServerReload::new(
+        file,
+        base,
+        overrides,
+        config.clone(),
+        upstream_tls,
+        cache,
+        routes,
+        certificates.clone(),
+    )));
+    // Handled from here on (before the log line says the server is up):
+    // SIGHUP's default would end the process.
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(h) => drop(tokio::spawn(reload_on_hangup(
+            h,
+            admin.clone(),
+            when_stopped(),
+        ))),
+        Err(e) => {
+            tracing::warn!(error = %e, "SIGHUP cannot be handled here: reload with POST /config/reload")
+        }
+    }
     let admin_task = match admin_listen {
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr)
@@ -236,21 +248,6 @@ async fn run(
     }
     let tls = match (tls_listener, &certificates) {
         (Some(l), Some(certificates)) => {
-            // Handled from here on (before the log line says the server is
-            // up): SIGHUP's default would end the process.
-            #[cfg(unix)]
-            let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
-            #[cfg(unix)]
-            match hangups {
-                Ok(h) => drop(tokio::spawn(reload_on_hangup(
-                    h,
-                    certificates.clone(),
-                    when_stopped(),
-                ))),
-                Err(e) => {
-                    tracing::warn!(error = %e, "SIGHUP cannot be handled here: certificates reload when their files change")
-                }
-            }
             tracing::info!(listen = %l.local_addr()?, %upstream, names = ?certificates.names(), "uip-cache serving TLS");
             tokio::spawn(
                 certificates
@@ -278,11 +275,12 @@ async fn run(
     Ok(())
 }
 
-/// Reads the certificates again on each SIGHUP, until `stop` resolves.
+/// Reloads the whole config on each SIGHUP (the certificates with it),
+/// until `stop` resolves; the outcome is logged by the admin API.
 #[cfg(unix)]
 async fn reload_on_hangup(
     mut hangups: tokio::signal::unix::Signal,
-    certificates: Certificates,
+    admin: Admin,
     stop: impl std::future::Future<Output = ()>,
 ) {
     let mut stop = std::pin::pin!(stop);
@@ -293,7 +291,7 @@ async fn reload_on_hangup(
                 if got.is_none() {
                     return;
                 }
-                let _ = certificates.reload_logged("SIGHUP");
+                let _ = admin.reload("SIGHUP").await;
             }
         }
     }

@@ -22,6 +22,10 @@
 //!   backend.
 //! - Time comes from a [`Clock`], so that tests move a mock clock past
 //!   `fail_timeout` instead of sleeping.
+//! - A config reload swaps the whole table at once
+//!   ([`Routes::replace_with`]): a request routed before keeps the route
+//!   (and the backend clients) it was given, those that arrive after get
+//!   the new table.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -31,6 +35,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -42,10 +47,12 @@ use uip_cache_core::{CacheConfig, Clock, ConfigError, Connection, HttpCache};
 use crate::proxy::{error_response, ProxyBody, Upstream, UpstreamBody};
 
 /// The routes of a proxy and the clients of their backends; the service
-/// the cache layer wraps (see [`crate::server::proxy`]). Cheap to clone.
+/// the cache layer wraps (see [`crate::server::proxy`]). Cheap to clone:
+/// clones share the table, and a reload that replaces it
+/// ([`Routes::replace_with`]) replaces it for all of them.
 #[derive(Clone)]
 pub struct Routes {
-    table: Arc<RouteTable<Upstream>>,
+    table: Arc<ArcSwap<RouteTable<Upstream>>>,
     clock: Clock,
 }
 
@@ -85,9 +92,16 @@ impl Routes {
             ));
         }
         Ok(Routes {
-            table: Arc::new(table),
+            table: Arc::new(ArcSwap::from_pointee(table)),
             clock: Clock::system(),
         })
+    }
+
+    /// Routes every request by the table of `other` from now on (a
+    /// reloaded config's): requests routed before keep the routes they
+    /// were given.
+    pub fn replace_with(&self, other: &Routes) {
+        self.table.store(other.table.load_full());
     }
 
     /// The same routes, reading the time from `clock` (for
@@ -98,23 +112,28 @@ impl Routes {
         self
     }
 
-    /// The compiled routes.
-    pub fn table(&self) -> &RouteTable<Upstream> {
-        &self.table
+    /// The compiled routes, as they are now.
+    pub fn table(&self) -> Arc<RouteTable<Upstream>> {
+        self.table.load_full()
     }
 
     /// Chooses the route of a client request before the cache sees it,
     /// from the host the key will hold (decided by `cache` from the
     /// request's [`Connection`] and `server.trusted_proxies`) and its path.
     /// `Err` is the proxy's own answer: 404 when no route takes it, 400
-    /// when its path has a dot segment and routes compare paths.
+    /// when its path has a dot segment and routes compare paths. The
+    /// request carries its route from here on, so that it is sent by the
+    /// table it was routed by, whatever reload happens meanwhile.
     #[allow(clippy::result_large_err)]
     pub fn route_request<B>(
         &self,
         cache: &HttpCache,
         req: &mut Request<B>,
     ) -> Result<(), Response<ProxyBody>> {
-        if self.table.is_single() {
+        let table = self.table.load();
+        if table.is_single() {
+            let route = table.routes()[0].clone();
+            req.extensions_mut().insert(Routed(route));
             return Ok(());
         }
         let route = {
@@ -126,34 +145,34 @@ impl Routes {
             let headers = Fields(req.headers());
             let target = req.uri().authority().map(|a| a.as_str());
             let host = cache.client_origin(&conn, target, &headers).host;
-            self.lookup(host, req.uri().path())?
+            lookup(&table, host, req.uri().path())?
         };
         req.extensions_mut().insert(Routed(route));
         Ok(())
     }
+}
 
-    #[allow(clippy::result_large_err)]
-    fn lookup(
-        &self,
-        host: Option<&str>,
-        path: &str,
-    ) -> Result<Arc<Route<Upstream>>, Response<ProxyBody>> {
-        match self.table.find(host, path) {
-            Lookup::Route(r) => Ok(r.clone()),
-            Lookup::DotSegment => {
-                tracing::debug!(path, "refused: a dot segment in the path");
-                Err(error_response(
-                    StatusCode::BAD_REQUEST,
-                    "the path has a `.` or `..` segment",
-                ))
-            }
-            _ => {
-                tracing::debug!(host, path, "no route");
-                Err(error_response(
-                    StatusCode::NOT_FOUND,
-                    "no route for this host and path",
-                ))
-            }
+#[allow(clippy::result_large_err)]
+fn lookup(
+    table: &RouteTable<Upstream>,
+    host: Option<&str>,
+    path: &str,
+) -> Result<Arc<Route<Upstream>>, Response<ProxyBody>> {
+    match table.find(host, path) {
+        Lookup::Route(r) => Ok(r.clone()),
+        Lookup::DotSegment => {
+            tracing::debug!(path, "refused: a dot segment in the path");
+            Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "the path has a `.` or `..` segment",
+            ))
+        }
+        _ => {
+            tracing::debug!(host, path, "no route");
+            Err(error_response(
+                StatusCode::NOT_FOUND,
+                "no route for this host and path",
+            ))
         }
     }
 }
@@ -162,7 +181,10 @@ impl From<Upstream> for Routes {
     /// One route to `upstream` for every request.
     fn from(upstream: Upstream) -> Self {
         Routes {
-            table: Arc::new(RouteTable::single(upstream.base().to_string(), upstream)),
+            table: Arc::new(ArcSwap::from_pointee(RouteTable::single(
+                upstream.base().to_string(),
+                upstream,
+            ))),
             clock: Clock::system(),
         }
     }
@@ -171,7 +193,7 @@ impl From<Upstream> for Routes {
 impl fmt::Debug for Routes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Routes")
-            .field("table", &self.table)
+            .field("table", &self.table.load())
             .field("clock", &self.clock)
             .finish()
     }
@@ -208,12 +230,16 @@ impl tower::Service<Request<UpstreamBody>> for Routes {
             Some(Routed(route)) => route,
             // Not routed before the cache (a warm request): the host the
             // key held is what the cache layer left of the request.
-            None if self.table.is_single() => self.table.routes()[0].clone(),
             None => {
-                let fields = Fields(req.headers());
-                match self.lookup(passed_on_host(&fields), req.uri().path()) {
-                    Ok(route) => route,
-                    Err(answer) => return Box::pin(std::future::ready(Ok(answer))),
+                let table = self.table.load();
+                if table.is_single() {
+                    table.routes()[0].clone()
+                } else {
+                    let fields = Fields(req.headers());
+                    match lookup(&table, passed_on_host(&fields), req.uri().path()) {
+                        Ok(route) => route,
+                        Err(answer) => return Box::pin(std::future::ready(Ok(answer))),
+                    }
                 }
             }
         };

@@ -41,6 +41,8 @@ fn the_demo_tours_miss_hit_webhook_warm_and_metrics_then_exits() {
         "127.0.0.1:0",
         "--admin",
         "127.0.0.1:0",
+        "--tls-listen",
+        "127.0.0.1:0",
         "--exit",
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -59,6 +61,13 @@ fn the_demo_tours_miss_hit_webhook_warm_and_metrics_then_exits() {
         out.contains("version 1\n"),
         "a stale copy before the webhook: {out}"
     );
+    // Over HTTPS: its own key (the scheme), then a hit.
+    let https: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains(" GET https://localhost:"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(https, ["MISS", "HIT"], "{out}");
     assert!(out.contains(r#""deleted":2"#), "{out}");
     assert!(out.contains(r#""success":2"#), "{out}");
     assert!(out.contains("hit_rate"), "{out}");

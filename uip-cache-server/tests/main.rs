@@ -11,6 +11,7 @@ mod attack_transform;
 mod cli;
 mod proxy;
 mod ranges;
+mod reload;
 mod routes;
 mod tls;
 mod tls_cli;

@@ -446,7 +446,8 @@ async fn a_failed_backend_gets_no_connection_until_fail_timeout_has_passed() {
         &clock,
     )
     .await;
-    let set = proxy.get_ref().table().routes()[0].upstreams();
+    let table = proxy.get_ref().table();
+    let set = table.routes()[0].upstreams();
     // The first request tries the refusing backend first, then the other.
     let got = get(addr, "cache.test", "/1").await;
     assert_eq!(got.text(), "good GET /1 ");

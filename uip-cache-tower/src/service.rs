@@ -1,6 +1,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -9,7 +10,7 @@ use http_body::Body;
 use tower_service::Service;
 use uip_cache_core::{
     After, Begin, BypassTicket, CachedResponse, FetchTicket, Forward, HttpCache, NoCacheReason,
-    Plan, Recording, Start,
+    Plan, Recording, Settings, Start,
 };
 
 use crate::body::CacheBody;
@@ -22,6 +23,12 @@ use crate::request_body::{read_limited, Read, RequestBody};
 /// one request per key to the origin on a miss while concurrent requests for
 /// that key wait, streams the origin's body to the client while recording it,
 /// and never turns a store failure into an error.
+///
+/// Each request is handled on one [`Settings`], taken when it arrives and
+/// kept to its end whatever reload happens meanwhile: those in its
+/// extensions when a front-end put an `Arc<Settings>` there (a server
+/// that chose the request's route by them), else the settings the cache
+/// runs on.
 #[derive(Clone)]
 pub struct CacheService<S> {
     inner: S,
@@ -117,22 +124,22 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
-        guard(&self.cache, &mut parts);
+        let settings = parts
+            .extensions
+            .get::<Arc<Settings>>()
+            .cloned()
+            .unwrap_or_else(|| self.cache.settings());
+        let cache = self.cache.pinned(settings);
+        guard(&cache, &mut parts);
         let start = {
             let hs = HeaderMapRef(&parts.headers);
             // A body the key does not hold makes a GET or HEAD bypass; an
             // HTTP/2 request need not announce one in its headers.
             let has_body = !body.is_end_stream() && body.size_hint().exact() != Some(0);
-            let v = view(
-                &self.cache,
-                &parts.method,
-                &parts.uri,
-                &parts.extensions,
-                &hs,
-            )
-            .has_body(has_body);
-            match self.cache.start(&v) {
-                Start::Plan(Plan::Cache(plan)) => match self.cache.answer_now(&plan, &v) {
+            let v =
+                view(&cache, &parts.method, &parts.uri, &parts.extensions, &hs).has_body(has_body);
+            match cache.start(&v) {
+                Start::Plan(Plan::Cache(plan)) => match cache.answer_now(&plan, &v) {
                     // A hit the store had at hand: answered here, the
                     // origin service untouched (it stays ready).
                     Some(r) => {
@@ -149,13 +156,7 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture {
-            inner: State::Boxed(Box::pin(handle(
-                self.cache.clone(),
-                inner,
-                parts,
-                body,
-                start,
-            ))),
+            inner: State::Boxed(Box::pin(handle(cache, inner, parts, body, start))),
         }
     }
 }

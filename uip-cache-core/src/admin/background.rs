@@ -39,60 +39,82 @@ impl Admin {
     /// `warming.enabled` and there is a fetcher) on start-up, every
     /// `interval` and on each cron `schedule`; the time-based monitor (when a
     /// `time_based` strategy is enabled). Calling it again does nothing.
+    /// After a reload ([`Admin::reload`]) the schedules and the monitor
+    /// are started again from the new settings.
     pub fn start(&self) -> Result<(), StartError> {
         let rt = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         if self.inner.started.swap(true, Ordering::AcqRel) || *self.inner.shutdown.borrow() {
             return Ok(());
         }
         let config = self.inner.cache.config();
+        if let (Some(_), true, true) = (
+            &self.inner.warmer,
+            config.warming.enabled,
+            config.warming.on_startup,
+        ) {
+            let mut stop = self.inner.shutdown.subscribe();
+            let w = Arc::downgrade(&self.inner);
+            rt.spawn(async move {
+                let Some(warmer) = warmer_of(&w) else { return };
+                tokio::select! {
+                    _ = warmer.run() => {}
+                    _ = stop.changed() => {}
+                }
+            });
+        }
+        self.start_schedules(&rt);
+        Ok(())
+    }
+
+    /// Stops the schedules and the monitor of the settings they were
+    /// started for, and starts those of the settings the cache runs on
+    /// now (after a reload). Nothing before [`Admin::start`] or after
+    /// [`Admin::shutdown`].
+    pub(super) fn restart_schedules(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self.inner.started.load(Ordering::Acquire) || *self.inner.shutdown.borrow() {
+            return;
+        }
+        self.start_schedules(&rt);
+    }
+
+    fn start_schedules(&self, rt: &tokio::runtime::Handle) {
+        let (generation, _) = tokio::sync::watch::channel(false);
+        let subscribe = || generation.subscribe();
+        let config = self.inner.cache.config();
         let weak = Arc::downgrade(&self.inner);
         if let (Some(warmer), true) = (&self.inner.warmer, config.warming.enabled) {
             let interval = config.warming.interval.get();
-            let on_startup = config.warming.on_startup;
-            let unscheduled: Vec<usize> = (0..warmer.targets().len())
-                .filter(|&i| warmer.targets()[i].schedule.is_none())
-                .collect();
-            let mut stop = self.inner.shutdown.subscribe();
-            let w = weak.clone();
-            rt.spawn(async move {
-                if on_startup {
-                    let Some(warmer) = warmer_of(&w) else { return };
-                    tokio::select! {
-                        _ = warmer.run() => {}
-                        _ = stop.changed() => return,
+            let targets = warmer.targets();
+            if targets.iter().any(|t| t.schedule.is_none()) && !interval.is_zero() {
+                let mut stop = subscribe();
+                let w = weak.clone();
+                rt.spawn(async move {
+                    while sleep_or_stop(interval, &mut stop).await {
+                        let Some(warmer) = warmer_of(&w) else { return };
+                        let all = warmer.targets();
+                        let targets: Vec<&Target> =
+                            all.iter().filter(|t| t.schedule.is_none()).collect();
+                        tokio::select! {
+                            _ = warmer.run_targets(&targets) => {}
+                            _ = stop.changed() => return,
+                        }
                     }
-                }
-                if unscheduled.is_empty() || interval.is_zero() {
-                    return;
-                }
-                while sleep_or_stop(interval, &mut stop).await {
-                    let Some(warmer) = warmer_of(&w) else { return };
-                    let targets: Vec<&Target> =
-                        unscheduled.iter().map(|&i| &warmer.targets()[i]).collect();
-                    tokio::select! {
-                        _ = warmer.run_targets(&targets) => {}
-                        _ = stop.changed() => return,
-                    }
-                }
-            });
-            let mut schedules: Vec<&str> = warmer
-                .targets()
-                .iter()
-                .filter_map(|t| t.schedule.as_deref())
-                .collect();
+                });
+            }
+            let mut schedules: Vec<String> =
+                targets.iter().filter_map(|t| t.schedule.clone()).collect();
             schedules.sort_unstable();
             schedules.dedup();
             for expr in schedules {
-                let Ok(cron) = crate::schedule::parse_cron(expr) else {
+                let Ok(cron) = crate::schedule::parse_cron(&expr) else {
                     // Validated when the config loaded.
                     continue;
                 };
-                let members: Vec<usize> = (0..warmer.targets().len())
-                    .filter(|&i| warmer.targets()[i].schedule.as_deref() == Some(expr))
-                    .collect();
-                let mut stop = self.inner.shutdown.subscribe();
+                let mut stop = subscribe();
                 let w = weak.clone();
-                let expr = expr.to_owned();
                 rt.spawn(async move {
                     loop {
                         let now = chrono::Utc::now();
@@ -105,8 +127,11 @@ impl Admin {
                             return;
                         }
                         let Some(warmer) = warmer_of(&w) else { return };
-                        let targets: Vec<&Target> =
-                            members.iter().map(|&i| &warmer.targets()[i]).collect();
+                        let all = warmer.targets();
+                        let targets: Vec<&Target> = all
+                            .iter()
+                            .filter(|t| t.schedule.as_deref() == Some(expr.as_str()))
+                            .collect();
                         tokio::select! {
                             _ = warmer.run_targets(&targets) => {}
                             _ = stop.changed() => return,
@@ -126,7 +151,7 @@ impl Admin {
                 .map_or(Duration::from_secs(60), |d| d.get())
                 .max(Duration::from_secs(1));
             let threshold = s.eviction_threshold.unwrap_or(1000);
-            let mut stop = self.inner.shutdown.subscribe();
+            let mut stop = subscribe();
             rt.spawn(async move {
                 let mut last: Option<(u64, u64)> = None;
                 loop {
@@ -139,13 +164,36 @@ impl Admin {
                 }
             });
         }
-        Ok(())
+        // The tasks of the settings before stop.
+        let mut current = self
+            .inner
+            .schedules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(previous) = current.replace(generation) {
+            previous.send_replace(true);
+        }
+        // A shutdown meanwhile stops these too.
+        if *self.inner.shutdown.borrow() {
+            if let Some(g) = current.take() {
+                g.send_replace(true);
+            }
+        }
     }
 
     /// Stops the background tasks (a warming run in progress is dropped;
     /// entries it already stored stay).
     pub fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
+        if let Some(generation) = self
+            .inner
+            .schedules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            generation.send_replace(true);
+        }
     }
 }
 

@@ -33,7 +33,6 @@ fn human(bytes: u64) -> String {
 #[derive(Debug)]
 struct Scrape {
     stats: StatsSnapshot,
-    policies: Vec<String>,
     keys: Option<u64>,
     memory: Option<MemoryUsage>,
     health: StoreHealth,
@@ -69,13 +68,6 @@ impl Admin {
         let figures = self.figures().await;
         let scrape = Scrape {
             stats: cache.stats().snapshot(),
-            policies: cache
-                .settings()
-                .policies()
-                .iter()
-                .map(|p| p.name().to_owned())
-                .chain(std::iter::once(crate::policy::UNMATCHED_NAME.to_owned()))
-                .collect(),
             keys: figures.keys,
             memory: figures.memory.clone(),
             health: figures.health.clone(),
@@ -135,14 +127,14 @@ impl Collector for Scrape {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
         let s = &self.stats;
         let mut requests = Vec::new();
-        for (name, p) in self.policies.iter().zip(&s.policies) {
+        for p in &s.policies {
             for (outcome, v) in [
                 ("hit", p.hits),
                 ("miss", p.misses),
                 ("stale", p.stale),
                 ("bypass", p.bypasses),
             ] {
-                requests.push((vec![("policy", name.as_str()), ("outcome", outcome)], v));
+                requests.push((vec![("policy", p.name.as_str()), ("outcome", outcome)], v));
             }
         }
         labelled_counters(
@@ -231,6 +223,15 @@ impl Collector for Scrape {
             s.invalidations
                 .iter()
                 .map(|(k, v)| (vec![("kind", *k)], *v)),
+        )?;
+        labelled_counters(
+            &mut e,
+            "config_reloads",
+            "Config reloads, by result: ok (swapped in) or error (refused, nothing changed).",
+            [
+                (vec![("result", "ok")], s.config_reloads),
+                (vec![("result", "error")], s.config_reload_errors),
+            ],
         )?;
         labelled_counters(
             &mut e,

@@ -12,10 +12,14 @@
 //! | `POST /cache/invalidate/tag` | `{"tag": ".."}` or `{"tags": [..]}` |
 //! | `POST /cache/invalidate/url` | `{"url": "/path?query"}` or `{"pattern": "/glob*"}` |
 //! | `POST /cache/warm` | runs warming now |
+//! | `POST /config/reload` | reads the config file again and swaps it in (with a [`Reload`] only) |
 //!
 //! Mutating routes require the configured secret (`admin.secret`, else the
 //! webhook strategy's) in `X-Webhook-Secret` or `Authorization: Bearer`,
 //! compared in constant time; without it they answer 401 and change nothing.
+//! The secrets, the event rules and the warming schedules are those of the
+//! settings the cache runs on now: a reload that changes them applies at
+//! once (the webhook's `endpoint` path is fixed when the API is built).
 //! When no secret is configured they are open to loopback clients only (403
 //! for others, and for requests whose peer the adapter does not know).
 //!
@@ -53,6 +57,7 @@
 
 mod background;
 mod metrics;
+mod reload;
 mod routes;
 
 use std::fmt;
@@ -68,6 +73,7 @@ use crate::HttpCache;
 
 pub use background::StartError;
 pub use metrics::prometheus_text;
+pub use reload::{Reload, ReloadReport};
 
 /// The largest admin request body; adapters stop reading past it and pass
 /// [`AdminBody::TooLarge`] (the answer is 413).
@@ -187,13 +193,16 @@ pub struct Admin {
 struct Inner {
     cache: HttpCache,
     warmer: Option<Arc<Warmer>>,
-    /// SHA-256 of the secret of mutating routes; the webhook route also
-    /// takes the webhook strategy's own.
-    admin_secret: Option<[u8; 32]>,
-    webhook_secret: Option<[u8; 32]>,
+    /// The webhook route's path, as built (`invalidation` webhook
+    /// `endpoint`; routers register it once).
     webhook_path: String,
     shutdown: tokio::sync::watch::Sender<bool>,
     started: std::sync::atomic::AtomicBool,
+    /// Stops the background tasks of the settings they were started for
+    /// (sent, or dropped when a reload starts the next ones).
+    schedules: std::sync::Mutex<Option<tokio::sync::watch::Sender<bool>>>,
+    /// What `POST /config/reload` runs, when the front-end has a file.
+    reload: std::sync::OnceLock<Arc<dyn reload::Reload>>,
     /// The store's figures of the last second, shared by the read routes so
     /// that scrapers cannot multiply the load on the store.
     figures: std::sync::Mutex<Option<(std::time::Instant, Arc<Figures>)>>,
@@ -226,7 +235,7 @@ impl fmt::Debug for Admin {
         f.debug_struct("Admin")
             .field("cache", &self.inner.cache)
             .field("warmer", &self.inner.warmer)
-            .field("secret", &self.inner.admin_secret.map(|_| "<redacted>"))
+            .field("reload", &self.inner.reload.get())
             .finish()
     }
 }
@@ -256,12 +265,12 @@ impl Admin {
             .unwrap_or_else(|| "/cache/invalidate".to_owned());
         Admin {
             inner: Arc::new(Inner {
-                admin_secret: config.admin_secret().map(digest),
-                webhook_secret: webhook.and_then(|w| w.secret.as_deref()).map(digest),
                 webhook_path,
                 warmer,
                 shutdown: tokio::sync::watch::channel(false).0,
                 started: std::sync::atomic::AtomicBool::new(false),
+                schedules: std::sync::Mutex::new(None),
+                reload: std::sync::OnceLock::new(),
                 figures: std::sync::Mutex::new(None),
                 last_refusal_log: std::sync::atomic::AtomicU64::new(0),
                 created: std::time::Instant::now(),
@@ -286,10 +295,19 @@ impl Admin {
     /// first, so the comparison takes the same time whatever the secret's
     /// length or content.
     fn access(&self, headers: &dyn HeaderSource, peer: Option<&str>, webhook: bool) -> Access {
-        let accepted: Vec<&[u8; 32]> = [
-            self.inner.admin_secret.as_ref(),
+        // The secrets of the settings the cache runs on now (a reload may
+        // have changed them); SHA-256 of each.
+        let config = self.inner.cache.config();
+        let accepted: Vec<[u8; 32]> = [
+            config.admin_secret().map(digest),
             webhook
-                .then_some(self.inner.webhook_secret.as_ref())
+                .then(|| {
+                    config
+                        .invalidation
+                        .webhook()
+                        .and_then(|w| w.secret.as_deref())
+                        .map(digest)
+                })
                 .flatten(),
         ]
         .into_iter()
@@ -320,7 +338,7 @@ impl Admin {
         for o in offered.iter().take(4) {
             let d: [u8; 32] = Sha256::digest(o).into();
             for a in &accepted {
-                ok |= d.ct_eq(*a);
+                ok |= d.ct_eq(a);
             }
         }
         if bool::from(ok) {

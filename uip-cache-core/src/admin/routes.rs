@@ -19,6 +19,7 @@ enum Route {
     Tag,
     Url,
     Warm,
+    Reload,
 }
 
 impl Route {
@@ -104,6 +105,9 @@ impl Admin {
         if !paths.contains(&self.inner.webhook_path.as_str()) {
             paths.push(&self.inner.webhook_path);
         }
+        if self.can_reload() {
+            paths.push("/config/reload");
+        }
         paths
     }
 
@@ -120,6 +124,7 @@ impl Admin {
             "/cache/invalidate/tag" => Route::Tag,
             "/cache/invalidate/url" => Route::Url,
             "/cache/warm" => Route::Warm,
+            "/config/reload" if self.can_reload() => Route::Reload,
             p if p == "/cache/invalidate" || p == self.inner.webhook_path => Route::Webhook,
             _ => return None,
         })
@@ -179,6 +184,7 @@ impl Admin {
             Route::Webhook => self.webhook(&body, peer).await,
             Route::Tag => self.tag(&body, peer).await,
             Route::Url => self.url(&body, peer).await,
+            Route::Reload => Ok(self.reload("POST /config/reload").await),
             _ => Ok(self.warm().await),
         };
         self.forget_figures();

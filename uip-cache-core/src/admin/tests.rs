@@ -715,3 +715,90 @@ async fn a_soft_purge_marks_entries_stale_instead_of_removing_them() {
     .await;
     assert_eq!(b["deleted"], 2);
 }
+
+/// A reload that swaps in the settings of `next` (or fails with `errors`).
+#[derive(Debug)]
+struct SwapTo {
+    cache: HttpCache,
+    next: std::sync::Mutex<Result<String, Vec<String>>>,
+}
+
+impl Reload for SwapTo {
+    fn reload(&self) -> Result<ReloadReport, Vec<String>> {
+        let yaml = self.next.lock().unwrap().clone()?;
+        let config = CacheConfig::from_yaml_str(&yaml).map_err(|e| vec![e.to_string()])?;
+        let settings = Arc::new(crate::Settings::compile(&config).unwrap());
+        let n = settings.policies().len();
+        self.cache.replace_settings(settings);
+        Ok(ReloadReport::new(n, 0).changed(vec!["policies".to_owned()]))
+    }
+}
+
+#[tokio::test]
+async fn the_reload_route_needs_a_reload_and_the_secret_and_counts_its_outcomes() {
+    let admin = admin_with(CONFIG);
+    // Without a Reload, the route is not there.
+    assert_eq!(
+        call(&admin, "POST", "/config/reload", ADMIN, "").await.0,
+        404
+    );
+    assert!(!admin.paths().contains(&"/config/reload"));
+
+    let reload = Arc::new(SwapTo {
+        cache: admin.cache().clone(),
+        next: std::sync::Mutex::new(Ok(CONFIG.replace("secret: admin", "secret: rotated"))),
+    });
+    admin.reload_with(reload.clone());
+    assert!(admin.paths().contains(&"/config/reload"));
+    assert_eq!(
+        call(&admin, "GET", "/config/reload", ADMIN, "").await.0,
+        405
+    );
+    let (status, _) = call(
+        &admin,
+        "POST",
+        "/config/reload",
+        &[("x-webhook-secret", "hook")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 401, "the webhook's secret is not the admin's");
+    assert_eq!(admin.cache().stats().snapshot().config_reloads, 0);
+
+    let (status, body) = call(&admin, "POST", "/config/reload", ADMIN, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reloaded"], true);
+    assert_eq!(body["policies"], 3);
+    assert_eq!(body["changed"][0], "policies");
+    // The new secret applies at once; the old one no longer does.
+    assert_eq!(
+        call(&admin, "POST", "/config/reload", ADMIN, "").await.0,
+        401
+    );
+    *reload.next.lock().unwrap() = Err(vec![
+        "a.yaml:1: x: wrong".to_owned(),
+        "a.yaml:2: y: wrong".to_owned(),
+    ]);
+    let (status, body) = call(
+        &admin,
+        "POST",
+        "/config/reload",
+        &[("authorization", "Bearer rotated")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["reloaded"], false);
+    assert_eq!(body["errors"].as_array().unwrap().len(), 2);
+    let snap = admin.cache().stats().snapshot();
+    assert_eq!((snap.config_reloads, snap.config_reload_errors), (1, 1));
+    let text = prometheus_text(&admin).await;
+    assert!(
+        text.contains("uip_cache_config_reloads_total{result=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("uip_cache_config_reloads_total{result=\"error\"} 1"),
+        "{text}"
+    );
+}

@@ -144,7 +144,7 @@ impl HttpCacheBuilder<'_> {
         };
         Ok(HttpCache {
             inner: Arc::new(Inner {
-                stats: CacheStats::with_policies(settings.policies().len()),
+                stats: CacheStats::with_policies(settings.policies().iter().map(|p| p.name())),
                 uncacheable: ArcSwapOption::new(
                     uncacheable_table(settings.hit_for_miss()).map(Arc::new),
                 ),
@@ -163,6 +163,7 @@ impl HttpCacheBuilder<'_> {
                 large: moka::sync::Cache::builder().max_capacity(100_000).build(),
                 clock: self.clock,
             }),
+            pinned: None,
         })
     }
 }

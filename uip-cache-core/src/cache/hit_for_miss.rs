@@ -41,14 +41,17 @@ impl HttpCache {
             || ["authorization", "cookie"]
                 .iter()
                 .any(|h| req.headers.first(h).is_some());
+        // The window is the table's: a request planned before a reload
+        // that changed `defaults.hit_for_miss` marks the new table for the
+        // new window, not for the one it began with.
         let table = self.inner.uncacheable.load();
-        let window = plan.settings.hit_for_miss();
-        if let (true, false, Some(u), false) = (by_response, personal, &*table, window.is_zero()) {
+        if let (true, false, Some(u)) = (by_response, personal, &*table) {
             let now = self.inner.clock.instant();
-            let until = now + window;
+            let until = now + u.window;
             // A mark the clock has passed may still be in the table (its
             // expiry is in real time): it is replaced, a live one is kept.
-            u.entry(plan.key.as_str().to_owned())
+            u.marks
+                .entry(plan.key.as_str().to_owned())
                 .and_compute_with(|old| match old {
                     Some(old) if now < old.value().1 => Op::Nop,
                     _ => Op::Put((reason, until)),
@@ -59,7 +62,7 @@ impl HttpCache {
     /// The key stores again: forget that it did not.
     pub(crate) fn forget_uncacheable(&self, plan: &CachePlan) {
         if let Some(u) = &*self.inner.uncacheable.load() {
-            u.invalidate(plan.key.as_str());
+            u.marks.invalidate(plan.key.as_str());
         }
     }
 
@@ -69,7 +72,8 @@ impl HttpCache {
         let Some(u) = &*table else {
             return false;
         };
-        u.get(plan.key.as_str())
+        u.marks
+            .get(plan.key.as_str())
             .is_some_and(|(_, until)| self.inner.clock.instant() < until)
     }
 

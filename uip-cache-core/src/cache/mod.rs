@@ -130,6 +130,9 @@ pub use unsafe_request::UnsafeRequest;
 #[derive(Clone)]
 pub struct HttpCache {
     inner: Arc<Inner>,
+    /// The settings of one request, when this handle is pinned to them
+    /// ([`HttpCache::pinned`]); `None`: the settings the cache runs on.
+    pinned: Option<Arc<Settings>>,
 }
 
 struct Inner {
@@ -166,13 +169,18 @@ struct Inner {
 }
 
 /// The hit-for-miss table: a key, and why its last response could not be
-/// stored with the end of its mark.
-type Uncacheable = moka::sync::Cache<String, (NoCacheReason, std::time::Instant)>;
+/// stored with the end of its mark; with the window its marks are made for
+/// (`defaults.hit_for_miss` of the settings that made the table), so that a
+/// mark is never made with another window than its table's.
+struct Uncacheable {
+    window: Duration,
+    marks: moka::sync::Cache<String, (NoCacheReason, std::time::Instant)>,
+}
 
 impl HttpCache {
     /// The config of the settings the cache runs on now.
     pub fn config(&self) -> Arc<CacheConfig> {
-        self.inner.settings.load().shared_config().clone()
+        self.settings().shared_config().clone()
     }
 
     /// The store.
@@ -196,9 +204,7 @@ impl HttpCache {
         target_authority: Option<&'h str>,
         headers: &'h dyn crate::request::HeaderSource,
     ) -> ClientOrigin<'h> {
-        self.inner
-            .settings
-            .load()
+        self.settings()
             .trusted_proxies()
             .client_origin(conn, target_authority, headers)
     }
@@ -216,15 +222,15 @@ impl HttpCache {
     /// How long coalesced requests wait for the leader, by the settings the
     /// cache runs on now.
     pub fn lock_timeout(&self) -> Duration {
-        self.inner.settings.load().lock_timeout()
+        self.settings().lock_timeout()
     }
 
     fn store_timeout(&self) -> Duration {
-        self.inner.settings.load().store_timeout()
+        self.settings().store_timeout()
     }
 
     fn purge_timeout(&self) -> Duration {
-        self.inner.settings.load().purge_timeout()
+        self.settings().purge_timeout()
     }
 }
 

@@ -121,7 +121,8 @@ impl HttpCache {
             None
         };
         if let Some(reason) = reason {
-            self.inner.stats.policy_bypass(m.index());
+            let policy = m.index().map(|i| (i, m.policy().name()));
+            self.inner.stats.policy_bypass(policy);
             return Plan::Bypass(reason);
         }
         let key = m.policy().key_spec().key(req, &[]);

@@ -55,7 +55,7 @@ impl HttpCache {
     /// one request revalidates) for its own stale-while-revalidate window or
     /// `defaults.soft_purge_grace`, whichever is longer.
     fn soft_rewrite(&self) -> impl Fn(&Bytes) -> Option<(Bytes, Duration)> + Send + Sync + 'static {
-        let grace = self.inner.settings.load().soft_purge_grace();
+        let grace = self.settings().soft_purge_grace();
         let clock = self.inner.clock.clone();
         move |bytes: &Bytes| {
             let mut e = StoredResponse::decode(bytes).ok()?;

@@ -239,7 +239,7 @@ impl HttpCache {
         f: Forward,
         upstream: impl IntoIterator<Item = &'u [u8]>,
     ) -> impl Iterator<Item = (&'static str, Bytes)> {
-        forward_headers(&self.inner.settings.load(), f, upstream)
+        forward_headers(&self.settings(), f, upstream)
     }
 
     /// The `Cache-Status` of a response the cache makes up itself (the 504
@@ -261,11 +261,12 @@ impl HttpCache {
     /// [`CacheStats::bypass`]; revalidations by [`CacheStats::revalidation`].
     pub(crate) fn count(&self, plan: &CachePlan, outcome: XCache) {
         let stats = &self.inner.stats;
+        let policy = plan.policy.map(|i| (i, self.policy(plan).name()));
         match outcome {
-            XCache::Hit => stats.policy_hit(plan.policy),
-            XCache::Stale => stats.policy_stale(plan.policy),
-            XCache::Miss | XCache::Expired => stats.policy_miss(plan.policy),
-            XCache::Bypass => stats.policy_bypass(plan.policy),
+            XCache::Hit => stats.policy_hit(policy),
+            XCache::Stale => stats.policy_stale(policy),
+            XCache::Miss | XCache::Expired => stats.policy_miss(policy),
+            XCache::Bypass => stats.policy_bypass(policy),
         }
     }
 }

@@ -11,31 +11,41 @@ impl HttpCache {
     /// rules, header names and limits. A request takes them once, when it
     /// is planned ([`HttpCache::plan`]), and keeps them to its end.
     pub fn settings(&self) -> Arc<Settings> {
-        self.inner.settings.load_full()
+        match &self.pinned {
+            Some(settings) => settings.clone(),
+            None => self.inner.settings.load_full(),
+        }
+    }
+
+    /// A handle on the same cache (store, statistics, coalescing) that
+    /// reads `settings` instead of the settings the cache runs on: an
+    /// adapter takes the settings once when a request arrives and handles
+    /// the whole request with such a handle, so that its route, its
+    /// forwarding headers, its key and its policy all come from one
+    /// config, whatever reload happens meanwhile.
+    #[must_use]
+    pub fn pinned(&self, settings: Arc<Settings>) -> HttpCache {
+        HttpCache {
+            inner: self.inner.clone(),
+            pinned: Some(settings),
+        }
     }
 
     /// Runs the cache on `settings` from now on, and returns the settings it
     /// ran on before: a config reload compiles the new config
     /// ([`Settings::compile`]) and swaps it in at once. Requests that began
     /// before the swap end on the settings they began with; requests that
-    /// begin after it use the new ones. The store, the entries, the
-    /// statistics and the coalescing table stay.
+    /// begin after it use the new ones. The store, the entries and the
+    /// coalescing table stay.
     ///
-    /// The hit-for-miss marks stay while `defaults.hit_for_miss` is the
-    /// same; when it changes they are dropped (they were made for another
-    /// window).
-    ///
-    /// # Errors
-    ///
-    /// Settings whose policies are not the ones the cache runs on, by name
-    /// and in order, are given back unused: the per-policy statistics are
-    /// counted by a policy's place in the list, so another list would count
-    /// one policy's requests under another's name. A new list of policies
-    /// needs a new cache.
-    pub fn replace_settings(
-        &self,
-        settings: Arc<Settings>,
-    ) -> Result<Arc<Settings>, Arc<Settings>> {
+    /// The policies may differ: the per-policy statistics are kept by
+    /// name, so a policy kept across the swap keeps its counters, a removed
+    /// one is no longer reported, and a new one starts at zero. The
+    /// hit-for-miss marks stay while `defaults.hit_for_miss` is the same;
+    /// when it changes they are dropped (they were made for another
+    /// window). A handle made by [`HttpCache::pinned`] keeps reading the
+    /// settings it was pinned to.
+    pub fn replace_settings(&self, settings: Arc<Settings>) -> Arc<Settings> {
         let _one_at_a_time = self
             .inner
             .replacing
@@ -49,14 +59,16 @@ impl HttpCache {
                 .collect::<Vec<_>>()
         };
         if names(&current) != names(&settings) {
-            return Err(settings);
+            self.inner
+                .stats
+                .rename_policies(settings.policies().iter().map(|p| p.name()));
         }
         if current.hit_for_miss() != settings.hit_for_miss() {
             self.inner
                 .uncacheable
                 .store(uncacheable_table(settings.hit_for_miss()).map(Arc::new));
         }
-        Ok(self.inner.settings.swap(settings))
+        self.inner.settings.swap(settings)
     }
 }
 
@@ -64,10 +76,11 @@ impl HttpCache {
 /// The table's own expiry, in real time, only frees room: a mark ends when
 /// the clock passes the end it holds.
 pub(super) fn uncacheable_table(window: Duration) -> Option<Uncacheable> {
-    (!window.is_zero()).then(|| {
-        moka::sync::Cache::builder()
+    (!window.is_zero()).then(|| Uncacheable {
+        window,
+        marks: moka::sync::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(window)
-            .build()
+            .build(),
     })
 }

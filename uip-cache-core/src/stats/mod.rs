@@ -14,7 +14,10 @@ mod snapshot;
 mod wait;
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 pub use histogram::{HistogramSnapshot, STORE_LATENCY_BUCKETS};
 pub use reason::{InvalidationKind, NoCacheReason, WarmOutcome};
@@ -44,9 +47,9 @@ pub struct CacheStats {
     compressed_bytes: AtomicU64,
     uncompressed_bytes: AtomicU64,
     uncacheable: [AtomicU64; NoCacheReason::ALL.len()],
-    /// Per policy (index in file order; one more slot for requests cached
-    /// under `defaults.cache_unmatched`).
-    policies: Box<[PolicyCounters]>,
+    /// Per policy, by name (in the file order of the settings the cache
+    /// runs on; the requests cached under `defaults.cache_unmatched` apart).
+    policies: ArcSwap<PolicyTable>,
     store_ops: LatencyHistogram,
     invalidations: [AtomicU64; InvalidationKind::ALL.len()],
     unknown_events: AtomicU64,
@@ -57,7 +60,41 @@ pub struct CacheStats {
     store_evictions: AtomicU64,
     store_expirations: AtomicU64,
     hit_for_miss: AtomicU64,
+    config_reloads: AtomicU64,
+    config_reload_errors: AtomicU64,
     changes: Changes,
+}
+
+/// The per-policy counters, by name: a policy kept across a reload keeps
+/// its counters (they are the same `Arc`), a removed one leaves the table
+/// (a request still counting under it counts nowhere), a new one starts at
+/// zero.
+#[derive(Debug, Default)]
+struct PolicyTable {
+    /// In file order.
+    named: Vec<(Box<str>, Arc<PolicyCounters>)>,
+    /// `defaults.cache_unmatched`; `None` for [`CacheStats::new`].
+    unmatched: Option<Arc<PolicyCounters>>,
+}
+
+impl PolicyTable {
+    /// The counters of `policy` (its place in the list it was matched in,
+    /// and its name), or of the unmatched requests.
+    fn get(&self, policy: Option<(usize, &str)>) -> Option<&PolicyCounters> {
+        match policy {
+            None => self.unmatched.as_deref(),
+            Some((i, name)) => match self.named.get(i) {
+                // The same list as the request's: the usual case.
+                Some((n, c)) if &**n == name => Some(c),
+                // Matched in other settings (a reload meanwhile): by name.
+                _ => self
+                    .named
+                    .iter()
+                    .find(|(n, _)| &**n == name)
+                    .map(|(_, c)| &**c),
+            },
+        }
+    }
 }
 
 /// Outcomes of the requests of one policy.
@@ -75,50 +112,90 @@ impl CacheStats {
         Self::default()
     }
 
-    /// Zeroed counters with per-policy counters for `policies` policies (and
-    /// one more slot for `defaults.cache_unmatched`).
-    pub fn with_policies(policies: usize) -> Self {
-        CacheStats {
-            policies: (0..=policies).map(|_| PolicyCounters::default()).collect(),
-            ..Self::default()
-        }
+    /// Zeroed counters with per-policy counters for the policies named
+    /// `names`, in file order (and the requests cached under
+    /// `defaults.cache_unmatched`).
+    pub fn with_policies<'n>(names: impl IntoIterator<Item = &'n str>) -> Self {
+        let stats = Self::default();
+        stats.policies.store(Arc::new(PolicyTable {
+            named: names
+                .into_iter()
+                .map(|n| (Box::from(n), Arc::default()))
+                .collect(),
+            unmatched: Some(Arc::default()),
+        }));
+        stats
     }
 
-    fn policy(&self, policy: Option<usize>) -> Option<&PolicyCounters> {
-        let last = self.policies.len().checked_sub(1)?;
-        self.policies.get(policy.unwrap_or(last))
-    }
-
-    /// A fresh entry of `policy` (None: the default policy) served.
-    pub fn policy_hit(&self, policy: Option<usize>) {
-        self.hit();
-        if let Some(p) = self.policy(policy) {
-            p.hits.fetch_add(1, SeqCst);
-        }
+    /// Counts per policy for the policies named `names` from now on (a
+    /// reload's list, in file order): a policy whose name was counted
+    /// before keeps its counters, one no longer named is dropped with
+    /// them, a new one starts at zero.
+    pub fn rename_policies<'n>(&self, names: impl IntoIterator<Item = &'n str>) {
+        let old = self.policies.load_full();
+        let named = names
+            .into_iter()
+            .map(|name| {
+                let kept = old
+                    .named
+                    .iter()
+                    .find(|(n, _)| &**n == name)
+                    .map(|(_, c)| c.clone());
+                (Box::from(name), kept.unwrap_or_default())
+            })
+            .collect();
+        self.policies.store(Arc::new(PolicyTable {
+            named,
+            unmatched: Some(old.unmatched.clone().unwrap_or_default()),
+        }));
         self.changes.changed();
+    }
+
+    /// Adds one to the counter `which` picks of `policy`.
+    fn count_policy(
+        &self,
+        policy: Option<(usize, &str)>,
+        which: impl FnOnce(&PolicyCounters) -> &AtomicU64,
+    ) {
+        let table = self.policies.load();
+        if let Some(p) = table.get(policy) {
+            which(p).fetch_add(1, SeqCst);
+        }
+    }
+
+    /// A fresh entry of `policy` served. A policy is given as its place in
+    /// the list it was matched in and its name (`None`: the default policy
+    /// of `defaults.cache_unmatched`).
+    pub fn policy_hit(&self, policy: Option<(usize, &str)>) {
+        self.count_policy(policy, |p| &p.hits);
+        self.hit();
     }
     /// A lookup of `policy` that found nothing usable.
-    pub fn policy_miss(&self, policy: Option<usize>) {
+    pub fn policy_miss(&self, policy: Option<(usize, &str)>) {
+        self.count_policy(policy, |p| &p.misses);
         self.miss();
-        if let Some(p) = self.policy(policy) {
-            p.misses.fetch_add(1, SeqCst);
-        }
-        self.changes.changed();
     }
     /// A stale entry of `policy` served.
-    pub fn policy_stale(&self, policy: Option<usize>) {
+    pub fn policy_stale(&self, policy: Option<(usize, &str)>) {
+        self.count_policy(policy, |p| &p.stale);
         self.stale();
-        if let Some(p) = self.policy(policy) {
-            p.stale.fetch_add(1, SeqCst);
-        }
-        self.changes.changed();
     }
     /// A request `policy` matched that did not use the cache (the reason is
     /// counted by [`CacheStats::bypass`]).
-    pub fn policy_bypass(&self, policy: Option<usize>) {
-        if let Some(p) = self.policy(policy) {
-            p.bypasses.fetch_add(1, SeqCst);
+    pub fn policy_bypass(&self, policy: Option<(usize, &str)>) {
+        self.count_policy(policy, |p| &p.bypasses);
+        self.changes.changed();
+    }
+
+    /// A reload of the config: `ok` when it was swapped in, false when it
+    /// had errors and changed nothing.
+    pub fn config_reload(&self, ok: bool) {
+        if ok {
+            &self.config_reloads
+        } else {
+            &self.config_reload_errors
         }
+        .fetch_add(1, SeqCst);
         self.changes.changed();
     }
 

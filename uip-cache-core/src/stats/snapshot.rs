@@ -12,6 +12,9 @@ use super::{CacheStats, HistogramSnapshot, InvalidationKind, NoCacheReason};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct PolicySnapshot {
+    /// The policy's name ([`UNMATCHED_NAME`](crate::policy::UNMATCHED_NAME)
+    /// for `defaults.cache_unmatched`).
+    pub name: String,
     /// Fresh entries served.
     pub hits: u64,
     /// Lookups that went to the origin.
@@ -57,16 +60,27 @@ impl CacheStats {
                 .map(|r| (r.as_str(), self.uncacheable[r.index()].load(Relaxed)))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
-            policies: self
-                .policies
-                .iter()
-                .map(|p| PolicySnapshot {
+            policies: {
+                let table = self.policies.load();
+                let of = |name: &str, p: &super::PolicyCounters| PolicySnapshot {
+                    name: name.to_owned(),
                     hits: p.hits.load(Relaxed),
                     misses: p.misses.load(Relaxed),
                     stale: p.stale.load(Relaxed),
                     bypasses: p.bypasses.load(Relaxed),
-                })
-                .collect(),
+                };
+                table
+                    .named
+                    .iter()
+                    .map(|(n, p)| of(n, p))
+                    .chain(
+                        table
+                            .unmatched
+                            .iter()
+                            .map(|p| of(crate::policy::UNMATCHED_NAME, p)),
+                    )
+                    .collect()
+            },
             store_latency: self.store_ops.snapshot(),
             invalidations: InvalidationKind::ALL
                 .iter()
@@ -80,6 +94,8 @@ impl CacheStats {
             store_evictions: self.store_evictions.load(Relaxed),
             store_expirations: self.store_expirations.load(Relaxed),
             hit_for_miss: self.hit_for_miss.load(Relaxed),
+            config_reloads: self.config_reloads.load(Relaxed),
+            config_reload_errors: self.config_reload_errors.load(Relaxed),
         }
     }
 }
@@ -129,8 +145,9 @@ pub struct StatsSnapshot {
     pub uncompressed_bytes: u64,
     /// Responses not cached, by reason.
     pub uncacheable: BTreeMap<&'static str, u64>,
-    /// Per policy, in file order, then the default policy of
-    /// `defaults.cache_unmatched` (empty for [`CacheStats::new`]).
+    /// Per policy of the settings the cache runs on, in file order, then
+    /// the default policy of `defaults.cache_unmatched` (empty for
+    /// [`CacheStats::new`]).
     #[serde(skip)]
     pub policies: Vec<PolicySnapshot>,
     /// Store operation times.
@@ -155,6 +172,10 @@ pub struct StatsSnapshot {
     /// Requests sent straight to the origin because their key's last
     /// response could not be stored (hit-for-miss).
     pub hit_for_miss: u64,
+    /// Config reloads swapped in.
+    pub config_reloads: u64,
+    /// Config reloads refused for errors (nothing changed).
+    pub config_reload_errors: u64,
 }
 
 #[cfg(test)]

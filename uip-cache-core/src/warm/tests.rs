@@ -175,8 +175,8 @@ async fn a_policy_schedule_applies_to_its_urls_when_enabled() {
     )
     .unwrap();
     let w = warmer(&config, Arc::new(FakeFetcher::default()));
-    let schedules: Vec<(&str, Option<&str>)> = w
-        .targets()
+    let targets = w.targets();
+    let schedules: Vec<(&str, Option<&str>)> = targets
         .iter()
         .map(|t| (t.url.as_str(), t.schedule.as_deref()))
         .collect();

@@ -288,18 +288,21 @@ fn connection_service(
         let mut req = req.map(|b| RequestBody::Watched(ClientBody::new(b, &watch)));
         req.extensions_mut().insert(connection);
         let mut refused = normalize(&mut req).err();
+        // One config for the whole request, whatever reload happens while
+        // it runs: the redirect, the route and (through the extension) the
+        // cache layer's forwarding headers, key and policy all read these
+        // settings, and the route keeps the backends of its table.
+        let settings = service.cache().settings();
         if let (None, Some(port)) = (&refused, redirect) {
-            let settings = service.cache().settings();
             refused = redirect::to_https(&req, &connection, settings.trusted_proxies(), port);
         }
         // The route, from the host the key will hold and the path: the
         // same on the plain and the TLS listener.
         if refused.is_none() {
-            refused = service
-                .get_ref()
-                .route_request(service.cache(), &mut req)
-                .err();
+            let cache = service.cache().pinned(settings.clone());
+            refused = service.get_ref().route_request(&cache, &mut req).err();
         }
+        req.extensions_mut().insert(settings);
         // What the request's log line needs, only when it is written.
         let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| {
             (
