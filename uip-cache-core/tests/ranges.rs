@@ -493,7 +493,10 @@ async fn a_range_passed_to_the_origin_holds_up_no_request_for_the_key() {
     let Begin::Fetch(passing) = cache.begin(plan, &req, || owned(&range)).await else {
         panic!("a miss")
     };
-    assert!(format!("{passing:?}").contains("leader: false"), "{passing:?}");
+    assert!(
+        format!("{passing:?}").contains("leader: false"),
+        "{passing:?}"
+    );
     let none: [(&str, &str); 0] = [];
     let plain = RequestView::new("GET", "/big/held", &none);
     let Plan::Cache(plan) = cache.plan(&plain) else {

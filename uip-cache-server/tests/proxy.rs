@@ -455,7 +455,11 @@ async fn interim_responses_are_never_stored_and_the_final_one_is() {
     let (up, calls) = interim_upstream().await;
     let addr = proxy(up, Duration::from_secs(5)).await;
     let miss = get(addr, "/early", &[]).await;
-    assert_eq!((miss.status, &miss.body[..]), (200, &b"final"[..]), "{miss:?}");
+    assert_eq!(
+        (miss.status, &miss.body[..]),
+        (200, &b"final"[..]),
+        "{miss:?}"
+    );
     assert_eq!(miss.x_cache(), "MISS");
     let hit = get(addr, "/early", &[]).await;
     assert_eq!((hit.status, &hit.body[..]), (200, &b"final"[..]), "{hit:?}");
