@@ -65,7 +65,7 @@ async fn normal_forms(a: Adapter, b: Backend) {
         .await;
     assert_eq!(first.x_cache(), "MISS");
     h.wait_for_sets(1).await;
-    for (lang, foo) in [
+    for (lang, list) in [
         ("eN, De", "1,2"),
         (" en ,   de", " 1, 2 "),
         ("en;q=1.0, DE;Q=1", "1 ,2"),
@@ -74,16 +74,16 @@ async fn normal_forms(a: Adapter, b: Backend) {
             .send(
                 "GET",
                 "/items",
-                &[("accept-language", lang), ("x-foo", foo)],
+                &[("accept-language", lang), ("x-foo", list)],
             )
             .await;
         assert_eq!(
             (got.x_cache(), got.body.clone()),
             ("HIT", first.body.clone()),
-            "{a:?}/{b:?} {lang:?} {foo:?}"
+            "{a:?}/{b:?} {lang:?} {list:?}"
         );
     }
-    for (lang, foo) in [
+    for (lang, list) in [
         ("de, en", "1,2"),
         ("en, de;q=0.5", "1,2"),
         ("en, de", "1 2"),
@@ -92,10 +92,10 @@ async fn normal_forms(a: Adapter, b: Backend) {
             .send(
                 "GET",
                 "/items",
-                &[("accept-language", lang), ("x-foo", foo)],
+                &[("accept-language", lang), ("x-foo", list)],
             )
             .await;
-        assert_eq!(got.x_cache(), "MISS", "{a:?}/{b:?} {lang:?} {foo:?}");
+        assert_eq!(got.x_cache(), "MISS", "{a:?}/{b:?} {lang:?} {list:?}");
     }
     assert_eq!(h.calls(), 4);
 }
