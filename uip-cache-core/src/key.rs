@@ -331,19 +331,28 @@ fn header(h: &mut Sha256, req: &RequestView<'_>, name: &str) {
         });
         return;
     }
-    let mut value: Option<Vec<u8>> = None;
-    req.headers
-        .for_each_value(name, &mut |v| match value.as_mut() {
-            None => value = Some(v.to_vec()),
-            Some(c) => {
-                c.push(b',');
+    // One line (the usual case) is read in place; several are combined.
+    let mut lines = 0usize;
+    req.headers.for_each_value(name, &mut |_| lines += 1);
+    let combined: Vec<u8>;
+    let value = match lines {
+        0 => return,
+        1 => req.headers.first(name).unwrap_or_default(),
+        _ => {
+            let mut c = Vec::new();
+            let mut first = true;
+            req.headers.for_each_value(name, &mut |v| {
+                if !first {
+                    c.push(b',');
+                }
+                first = false;
                 c.extend_from_slice(v);
-            }
-        });
-    let Some(value) = value else {
-        return;
+            });
+            combined = c;
+            &combined[..]
+        }
     };
-    field(h, F_HEADER_VALUE, &normalise::normalise(name, &value));
+    field(h, F_HEADER_VALUE, &normalise::normalise(name, value));
 }
 
 mod normalise;

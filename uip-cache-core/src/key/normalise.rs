@@ -112,6 +112,10 @@ fn trim(v: &[u8]) -> &[u8] {
 /// `value` without white space around its list separators (members kept,
 /// empty ones too: the field may not be a list where they mean nothing).
 fn list_spacing(value: &[u8]) -> Cow<'_, [u8]> {
+    // Without white space there is nothing to remove.
+    if !value.iter().any(|&b| b == b' ' || b == b'\t') {
+        return Cow::Borrowed(value);
+    }
     let mut out = Vec::with_capacity(value.len());
     for (i, m) in members(value).enumerate() {
         if i > 0 {
