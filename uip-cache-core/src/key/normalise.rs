@@ -293,6 +293,20 @@ mod tests {
             prop_assert_eq!(once, twice);
         }
 
+        /// Two lists share a normal form exactly when their members do:
+        /// the white space around the commas never joins two lists that
+        /// differ, nor separates two that do not.
+        #[test]
+        fn lists_match_exactly_when_their_members_do(
+            a in proptest::collection::vec("[a-z0-9]([a-z0-9 ]{0,3}[a-z0-9])?", 0..4),
+            b in proptest::collection::vec("[a-z0-9]([a-z0-9 ]{0,3}[a-z0-9])?", 0..4),
+            sep_a in prop_oneof![Just(","), Just(", "), Just(" ,\t")],
+            sep_b in prop_oneof![Just(","), Just(", "), Just("  , ")],
+        ) {
+            let (na, nb) = (n("x-list", &a.join(sep_a)), n("x-list", &b.join(sep_b)));
+            prop_assert_eq!(na == nb, a == b);
+        }
+
         /// Two Accept-Language values of distinct language lists never
         /// share a key, whatever the spelling of their weights.
         #[test]
