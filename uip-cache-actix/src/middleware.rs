@@ -358,9 +358,21 @@ fn recorded<B: MessageBody + 'static>(
     f: Forward,
     recording: Recording,
 ) -> ServiceResponse<CacheBody<B>> {
+    let mut res = tee(res, recording);
+    let edits = cache.response_edits(f, &Headers(res.headers()));
+    apply(res.headers_mut(), edits);
+    res
+}
+
+/// The origin's response streamed to the client while `recording` records
+/// its body, its headers as they are.
+fn tee<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+    recording: Recording,
+) -> ServiceResponse<CacheBody<B>> {
     let (pump, tap) = recording.tee();
     let mut origin_body = None;
-    let mut res = res.map_body(|_, b| {
+    let res = res.map_body(|_, b| {
         let size = b.size();
         origin_body = Some(b);
         CacheBody::tapped(tap, size)
@@ -376,8 +388,6 @@ fn recorded<B: MessageBody + 'static>(
             Result::is_err,
         ));
     }
-    let edits = cache.response_edits(f, &Headers(res.headers()));
-    apply(res.headers_mut(), edits);
     res
 }
 
@@ -390,14 +400,28 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
 {
-    let mut res = svc
-        .call(req)
-        .await?
-        .map_body(|_, b| CacheBody::passthrough(b));
+    // A POST's answer may become the GET entry of its URL: its headers
+    // are needed then, and the request is gone once sent.
+    let request_headers = ticket
+        .wants_request_headers()
+        .then(|| header_list(req.headers()));
+    let res = svc.call(req).await?;
     let status = res.status().as_u16();
     let edits = ticket
         .origin_responded(status, &Headers(res.headers()))
         .await;
+    let recording = match request_headers {
+        Some(rh) => {
+            ticket
+                .record_answer(status, header_list(res.headers()), rh)
+                .await
+        }
+        None => None,
+    };
+    let mut res = match recording {
+        Some(recording) => tee(res, recording),
+        None => res.map_body(|_, b| CacheBody::passthrough(b)),
+    };
     apply(res.headers_mut(), edits);
     Ok(res)
 }

@@ -6,7 +6,9 @@
 //! method class (GET and HEAD share entries), scheme and host (unless
 //! `key.include_host: false`), path, query (every parameter sorted by name, or
 //! only the `vary_by` ones), `Accept`, the `vary_by` headers and the stored
-//! response's `Vary` headers, a SHA-256 of the body when `vary_by` has `body`,
+//! response's `Vary` headers (each in a normal form: white space around
+//! list commas and the spelling of `Accept-Language` do not make another
+//! variant, see `normalise.rs`), a SHA-256 of the body when `vary_by` has `body`,
 //! and, from a trusted proxy, the forwarding headers it sent that change what
 //! an application builds (see [`crate::forwarding`]).
 //!
@@ -318,14 +320,42 @@ fn field(h: &mut Sha256, tag: u8, bytes: &[u8]) {
     h.update(bytes);
 }
 
-/// A header's name and each of its values; a missing header (no values) and an
-/// empty one (one empty value) encode differently.
+/// A header's name and its value in normal form ([`normalise`]): its
+/// lines combined, or, for the fields keyed as sent, each line. A missing
+/// header (no value) and an empty one (one empty value) encode differently.
 fn header(h: &mut Sha256, req: &RequestView<'_>, name: &str) {
     field(h, F_HEADER_NAME, name.as_bytes());
-    req.headers.for_each_value(name, &mut |v| {
-        field(h, F_HEADER_VALUE, v.trim_ascii());
-    });
+    if normalise::as_sent(name) {
+        req.headers.for_each_value(name, &mut |v| {
+            field(h, F_HEADER_VALUE, v.trim_ascii());
+        });
+        return;
+    }
+    // One line (the usual case) is read in place; several are combined.
+    let mut lines = 0usize;
+    req.headers.for_each_value(name, &mut |_| lines += 1);
+    let combined: Vec<u8>;
+    let value = match lines {
+        0 => return,
+        1 => req.headers.first(name).unwrap_or_default(),
+        _ => {
+            let mut c = Vec::new();
+            let mut first = true;
+            req.headers.for_each_value(name, &mut |v| {
+                if !first {
+                    c.push(b',');
+                }
+                first = false;
+                c.extend_from_slice(v);
+            });
+            combined = c;
+            &combined[..]
+        }
+    };
+    field(h, F_HEADER_VALUE, &normalise::normalise(name, value));
 }
+
+mod normalise;
 
 #[cfg(test)]
 mod tests;

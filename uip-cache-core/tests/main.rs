@@ -7,6 +7,7 @@ mod conformance_faults;
 mod cpdos_plan;
 mod memory_store;
 mod ranges;
+mod revalidation;
 mod settings;
 mod transform;
 mod unsafe_purge_bound;

@@ -478,6 +478,44 @@ async fn large_representations_send_their_range_to_the_origin_uncached() {
     assert_eq!(got.status, 206);
 }
 
+/// A range the origin answers itself (`range_passthrough_above`) is never
+/// stored: its fetch takes no lock on the key, so a plain GET that comes
+/// while the origin is still answering it leads its own fetch at once
+/// instead of waiting for it as for a leader.
+#[tokio::test]
+async fn a_range_passed_to_the_origin_holds_up_no_request_for_the_key() {
+    let cache = cache();
+    let range = [("range", "bytes=2000-2009")];
+    let req = RequestView::new("GET", "/big/held", &range);
+    let Plan::Cache(plan) = cache.plan(&req) else {
+        panic!("cached")
+    };
+    let Begin::Fetch(passing) = cache.begin(plan, &req, || owned(&range)).await else {
+        panic!("a miss")
+    };
+    assert!(
+        format!("{passing:?}").contains("leader: false"),
+        "{passing:?}"
+    );
+    let none: [(&str, &str); 0] = [];
+    let plain = RequestView::new("GET", "/big/held", &none);
+    let Plan::Cache(plan) = cache.plan(&plain) else {
+        panic!("cached")
+    };
+    let begun = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        cache.begin(plan, &plain, Vec::new),
+    )
+    .await
+    .expect("the plain GET is not held up by the range's fetch");
+    let Begin::Fetch(plain) = begun else {
+        panic!("a miss")
+    };
+    assert!(format!("{plain:?}").contains("leader: true"), "{plain:?}");
+    assert_eq!(cache.stats().snapshot().coalesced, 0);
+    drop(passing);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_ranges_of_a_large_gzip_entry_get_the_whole() {
     // Past 1 MiB of identity bytes, a range of a gzip entry for a client

@@ -404,3 +404,69 @@ async fn h2c_clients_get_the_same_cache_as_http1_clients() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// An upstream on a raw socket that sends `103 Early Hints` (with a
+/// header of its own) and `102 Processing` before each final 200,
+/// cacheable for a minute; counts the requests.
+async fn interim_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                c.fetch_add(1, Ordering::SeqCst);
+                let reply = "HTTP/1.1 103 Early Hints\r\n\
+                     link: </styles.css>; rel=preload; as=style\r\n\
+                     x-my-header: interim\r\n\r\n\
+                     HTTP/1.1 102 Processing\r\n\r\n\
+                     HTTP/1.1 200 OK\r\n\
+                     cache-control: max-age=60\r\n\
+                     content-type: text/plain\r\n\
+                     content-length: 5\r\n\
+                     connection: close\r\n\r\n\
+                     final";
+                let _ = stream.write_all(reply.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, calls)
+}
+
+/// Interim (1xx) responses are never stored (RFC 9111 section 3): the
+/// final response is, and it and every hit from it carry none of the
+/// interim responses' headers. (They are not passed on to the client
+/// either: hyper's server cannot send a 1xx response.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_responses_are_never_stored_and_the_final_one_is() {
+    let (up, calls) = interim_upstream().await;
+    let addr = proxy(up, Duration::from_secs(5)).await;
+    let miss = get(addr, "/early", &[]).await;
+    assert_eq!(
+        (miss.status, &miss.body[..]),
+        (200, &b"final"[..]),
+        "{miss:?}"
+    );
+    assert_eq!(miss.x_cache(), "MISS");
+    let hit = get(addr, "/early", &[]).await;
+    assert_eq!((hit.status, &hit.body[..]), (200, &b"final"[..]), "{hit:?}");
+    assert_eq!(hit.x_cache(), "HIT");
+    for got in [&miss, &hit] {
+        assert!(got.header("x-my-header").is_none(), "{got:?}");
+        assert!(got.header("link").is_none(), "{got:?}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

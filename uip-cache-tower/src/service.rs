@@ -305,8 +305,21 @@ where
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Send,
 {
+    let mut resp = tee(resp, recording);
+    let edits = cache.response_edits(f, &HeaderMapRef(resp.headers()));
+    apply(resp.headers_mut(), edits);
+    resp
+}
+
+/// The origin's response streamed to the client while `recording` records
+/// its body, its headers as they are.
+fn tee<ResBody>(resp: Response<ResBody>, recording: Recording) -> Response<CacheBody<ResBody>>
+where
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send,
+{
     let (pump, tap) = recording.tee();
-    let (mut parts, body) = resp.into_parts();
+    let (parts, body) = resp.into_parts();
     let size = body.size_hint();
     // Read the origin body at the origin's pace, whatever the client
     // does: the entry is stored when the body ends, even if the server
@@ -323,8 +336,6 @@ where
         |frame| frame.as_ref().ok().and_then(|f| f.data_ref().cloned()),
         Result::is_err,
     ));
-    let edits = cache.response_edits(f, &HeaderMapRef(&parts.headers));
-    apply(&mut parts.headers, edits);
     Response::from_parts(parts, CacheBody::tapped(tap, size))
 }
 
@@ -335,14 +346,31 @@ async fn bypass<S, ReqBody, ResBody>(
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send,
 {
+    // A POST's answer may become the GET entry of its URL: its headers
+    // are needed then, and the request is gone once sent.
+    let request_headers = ticket
+        .wants_request_headers()
+        .then(|| header_list(req.headers()));
     let resp = inner.call(req).await?;
     let status = resp.status().as_u16();
     let edits = ticket
         .origin_responded(status, &HeaderMapRef(resp.headers()))
         .await;
-    let mut resp = resp.map(CacheBody::passthrough);
+    let recording = match request_headers {
+        Some(rh) => {
+            ticket
+                .record_answer(status, header_list(resp.headers()), rh)
+                .await
+        }
+        None => None,
+    };
+    let mut resp = match recording {
+        Some(recording) => tee(resp, recording),
+        None => resp.map(CacheBody::passthrough),
+    };
     apply(resp.headers_mut(), edits);
     Ok(resp)
 }

@@ -1,5 +1,6 @@
 //! Invalidation: unsafe requests purge their targets (and only them, even
-//! while a fetch is in flight), tags and surrogate keys, webhooks, soft purges.
+//! while a fetch is in flight), tags and surrogate keys, webhooks, soft purges;
+//! a POST answer that is its own URL's representation replaces its entry.
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ for_every_adapter_and_store!(
     surrogate_keys,
     ngsi_ld_webhook,
     soft_purge,
+    post_answer_for_its_own_url,
 );
 
 async fn unsafe_method_invalidation(a: Adapter, b: Backend) {
@@ -243,4 +245,78 @@ async fn soft_purge(a: Adapter, b: Backend) {
     let got = h.get("/items/s").await;
     assert_eq!((got.x_cache(), &got.body[..]), ("MISS", &b"v3"[..]));
     assert_eq!(h.calls(), 4);
+}
+
+/// A POST answer whose `Content-Location` is the request's own URL, with
+/// the origin's explicit freshness, is that URL's representation (RFC 9110
+/// section 9.3.3): it replaces the GET entry the POST invalidated. Never
+/// for another path or host, without explicit freshness, or when the
+/// client said `no-store`.
+async fn post_answer_for_its_own_url(a: Adapter, b: Backend) {
+    let Some(h) = Harness::new(a, b, ITEMS, |s, n| match s.method.as_str() {
+        "POST" => {
+            let r = Reply::ok(&format!("posted {n}"));
+            let q = s.uri.split_once('?').map(|(_, q)| q).unwrap_or("");
+            match q {
+                "other" => r
+                    .header("content-location", "/items/other")
+                    .header("cache-control", "max-age=60"),
+                "host" => r
+                    .header("content-location", "http://elsewhere.example/items/p?host")
+                    .header("cache-control", "max-age=60"),
+                "implicit" => r
+                    .header("content-location", "/items/p?implicit")
+                    .header("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
+                _ => r
+                    .header("content-location", s.uri.clone())
+                    .header("cache-control", "max-age=60"),
+            }
+        }
+        _ => Reply::ok(&format!("got {n}")),
+    })
+    .await
+    else {
+        return;
+    };
+    let json = [("content-type", "text/plain")];
+    assert_eq!(h.get("/items/p").await.x_cache(), "MISS");
+    h.wait_for_sets(1).await;
+    let posted = h
+        .send_body("POST", "/items/p", &json, Bytes::from_static(b"12345"))
+        .await;
+    assert_eq!(
+        (posted.status, posted.x_cache()),
+        (200, "BYPASS"),
+        "{posted:?}"
+    );
+    h.wait_for_sets(2).await;
+    let got = h.get("/items/p").await;
+    assert_eq!(
+        (got.x_cache(), got.body.clone()),
+        ("HIT", posted.body.clone()),
+        "{a:?}/{b:?} the POST's answer replaced the entry"
+    );
+    let calls = h.calls();
+    // Another path, another host, no explicit freshness, `no-store`.
+    for (uri, headers) in [
+        ("/items/p?other", &json[..]),
+        ("/items/p?host", &json[..]),
+        ("/items/p?implicit", &json[..]),
+        (
+            "/items/p?nostore",
+            &[
+                ("content-type", "text/plain"),
+                ("cache-control", "no-store"),
+            ][..],
+        ),
+    ] {
+        let posted = h
+            .send_body("POST", uri, headers, Bytes::from_static(b"x"))
+            .await;
+        assert_eq!(posted.status, 200);
+        let got = h.get(uri).await;
+        assert_eq!(got.x_cache(), "MISS", "{a:?}/{b:?} {uri}");
+    }
+    assert_eq!(h.get("/items/other").await.x_cache(), "MISS");
+    assert_eq!(h.calls(), calls + 9);
 }

@@ -2,10 +2,14 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 use super::{text, HeaderEdits};
+use crate::cache::PostTarget;
+use crate::field::FieldName;
 use crate::request::{HeaderSource, RequestView};
 use crate::stats::NoCacheReason;
-use crate::{Forward, HttpCache, UnsafeRequest};
+use crate::{Forward, HttpCache, Recording, UnsafeRequest};
 
 /// A request the cache does not handle, on its way to the origin: made by
 /// [`HttpCache::bypass`], which counts it, and kept until the origin
@@ -18,6 +22,9 @@ pub struct BypassTicket {
     /// What an unsafe method's success invalidates, noted from the view
     /// the key would have had (scheme, host) before the request goes.
     target: Option<UnsafeRequest>,
+    /// A POST whose answer may become the GET entry of its own URL
+    /// ([`BypassTicket::record_answer`]).
+    post: Option<PostTarget>,
 }
 
 impl HttpCache {
@@ -31,6 +38,7 @@ impl HttpCache {
             cache: self.clone(),
             reason,
             target: self.unsafe_request(req),
+            post: self.post_target(req),
         }
     }
 }
@@ -63,6 +71,36 @@ impl BypassTicket {
         }
         self.cache
             .response_edits(Forward::bypass(self.reason), headers)
+    }
+}
+
+impl BypassTicket {
+    /// Whether [`BypassTicket::record_answer`] may store the origin's
+    /// answer, so that the adapter keeps a copy of the request's headers
+    /// before the request goes: a POST to a URL whose GETs are cached.
+    pub fn wants_request_headers(&self) -> bool {
+        self.post.is_some()
+    }
+
+    /// After [`BypassTicket::origin_responded`], the recording that stores
+    /// a POST's answer as the GET entry of its own URL (RFC 9110 section
+    /// 9.3.3, RFC 9111 section 4.4), fed with its body as it streams to the
+    /// client as for [`After::Record`](crate::After::Record); `None` when
+    /// it is not stored. Only a 200 or 203 whose `Content-Location` is the
+    /// request's own URL (same scheme, host, path and query), with the
+    /// origin's explicit freshness, admitted as an answer to a GET with the
+    /// same headers would be. `headers` are the response's, and
+    /// `request_headers` the POST's (lower-case names).
+    pub async fn record_answer(
+        &self,
+        status: u16,
+        headers: Vec<(FieldName, Bytes)>,
+        request_headers: Vec<(FieldName, Bytes)>,
+    ) -> Option<Recording> {
+        let post = self.post.as_ref()?;
+        self.cache
+            .record_post_answer(post, status, headers, request_headers)
+            .await
     }
 }
 

@@ -107,6 +107,13 @@ impl HttpCache {
                 self.note_store_epoch(&mut plan).await;
                 return Begin::Fetch(self.ticket(plan, req, headers(), None, None));
             }
+            // A range the origin answers itself (`range_passthrough_above`):
+            // nothing to store, so nothing to coalesce, and no request for
+            // the key waits for it.
+            if stale.is_none() && self.passes_range_on(&plan, req) {
+                self.note_store_epoch(&mut plan).await;
+                return Begin::Fetch(self.ticket(plan, req, headers(), None, None));
+            }
             match self.lock(&plan) {
                 Lock::Leader(mut g) => {
                     // A leader that finished storing this key while we looked

@@ -145,13 +145,7 @@ impl HttpCache {
         stale: Option<StoredResponse>,
         guard: Option<LockGuard>,
     ) -> FetchTicket {
-        let range = match req.headers.first("range") {
-            Some(_) if !(req.method == "GET" || req.method == "HEAD") => RangeFetch::None,
-            // A stale entry is revalidated whole.
-            Some(r) if stale.is_none() && self.passes_range(&plan, r) => RangeFetch::Pass,
-            Some(_) => RangeFetch::Whole,
-            None => RangeFetch::None,
-        };
+        let range = self.range_fetch(&plan, req, stale.is_some());
         FetchTicket {
             cache: self.clone(),
             plan,
@@ -163,6 +157,24 @@ impl HttpCache {
             range,
             body_length: None,
         }
+    }
+
+    /// What a fetch for `req` does with its `Range`; with a stale entry
+    /// to revalidate (`stale`), the whole is fetched.
+    fn range_fetch(&self, plan: &CachePlan, req: &RequestView<'_>, stale: bool) -> RangeFetch {
+        match req.headers.first("range") {
+            Some(_) if !(req.method == "GET" || req.method == "HEAD") => RangeFetch::None,
+            Some(r) if !stale && self.passes_range(plan, r) => RangeFetch::Pass,
+            Some(_) => RangeFetch::Whole,
+            None => RangeFetch::None,
+        }
+    }
+
+    /// Whether a fetch for `req` without a stale entry sends its `Range`
+    /// to the origin: its answer is never stored, so it neither takes the
+    /// key nor waits for whoever holds it.
+    pub(super) fn passes_range_on(&self, plan: &CachePlan, req: &RequestView<'_>) -> bool {
+        self.range_fetch(plan, req, false) == RangeFetch::Pass
     }
 }
 
@@ -332,16 +344,16 @@ impl FetchTicket {
                 // This client's answer only: the shared entry stays as it was.
                 Freshened::Keep(reason) => cache.stats().uncacheable(reason),
             }
-            match (holder, tokio::runtime::Handle::try_current()) {
-                // The holder lets go once it has read this answer: the
-                // write is counted after that, in the background.
-                (Some(holder), Ok(rt)) => {
+            // Let go of the key (and the shared store's lease) in the
+            // background: the answer is at hand and waits for no store
+            // round trip. A holder lets go once it has read this answer:
+            // the write is counted after that.
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
                     let cache = cache.clone();
-                    rt.spawn(
-                        async move { cache.release_and_count(guard, Some(holder), stored).await },
-                    );
+                    rt.spawn(async move { cache.release_and_count(guard, holder, stored).await });
                 }
-                _ => cache.release_and_count(guard, None, stored).await,
+                Err(_) => cache.release_and_count(guard, None, stored).await,
             }
             return match cache.respond(
                 &plan.settings,

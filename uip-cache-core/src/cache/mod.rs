@@ -10,7 +10,8 @@
 //! the request protocol ([`begin`], [`fetch`], [`recording`]), coalescing
 //! across instances ([`lease`]), admission and compression on store
 //! ([`write`]), responses, 304s and Cache-Status ([`respond`], [`body`]),
-//! ranges of complete 200s ([`partial`]), the
+//! ranges of complete 200s ([`partial`]), a POST answer stored for GETs of
+//! its own URL ([`content_location`]), the
 //! invalidation fence ([`fence`]), hit-for-miss ([`hit_for_miss`]), purges
 //! ([`purge`]) and the invalidation after unsafe requests
 //! ([`unsafe_request`]).
@@ -34,6 +35,7 @@ use crate::store::Store;
 mod begin;
 mod body;
 mod build;
+mod content_location;
 mod fence;
 mod fetch;
 mod guard;
@@ -54,6 +56,7 @@ mod write;
 pub use begin::Begin;
 pub use body::CachedBody;
 pub use build::HttpCacheBuilder;
+pub(crate) use content_location::PostTarget;
 pub use fetch::{After, FetchTicket, OriginHeaders, OwnedRequest};
 pub use plan::{CachePlan, Plan, Start};
 pub use purge::InvalidateError;

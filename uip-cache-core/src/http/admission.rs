@@ -155,7 +155,14 @@ pub fn admit(
     if cc.unparsable {
         return Err(NoCacheReason::UnparsableCacheControl);
     }
-    if cc.no_store {
+    // `must-understand` (RFC 9111 section 5.2.2.3): only a cache that
+    // understands the status's caching rules may store the response, and
+    // one that does ignores the `no-store` sent for the others.
+    let understood = understands_status(resp.status);
+    if cc.must_understand && !understood {
+        return Err(NoCacheReason::Status);
+    }
+    if cc.no_store && !(cc.must_understand && understood) {
         return Err(NoCacheReason::ResponseNoStore);
     }
     if cc.private {
@@ -300,6 +307,19 @@ pub fn origin_tags(headers: &dyn HeaderSource, names: &[String]) -> Vec<String> 
     tags.sort();
     tags.dedup();
     tags
+}
+
+/// The final statuses whose caching rules (RFC 9110 section 15, RFC 9111)
+/// this cache implements, for `must-understand`: the heuristically
+/// cacheable ones it stores (206 is not stored whole, 304 only updates) and
+/// the redirects it stores on explicit freshness.
+const UNDERSTOOD_STATUSES: [u16; 14] = [
+    200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
+];
+
+/// Whether `must-understand` lets a response with `status` be stored.
+pub fn understands_status(status: u16) -> bool {
+    UNDERSTOOD_STATUSES.contains(&status)
 }
 
 /// A 200 that does not claim to be a part (`Content-Range`).

@@ -55,6 +55,10 @@ pub struct CacheControl {
     /// `no-transform`: intermediaries must not change the content
     /// (RFC 9110 section 7.7), so the cache does not compress it.
     pub no_transform: bool,
+    /// `must-understand` (RFC 9111 section 5.2.2.3): store the response
+    /// only if its status's caching rules are understood, and then ignore
+    /// `no-store` (see [`admission`](super::admission)).
+    pub must_understand: bool,
     /// A value did not follow the `Cache-Control` grammar, so what it says
     /// is not known for certain; [`no_store`](Self::no_store) is set with it.
     pub unparsable: bool,
@@ -118,6 +122,8 @@ impl CacheControl {
                 cc.stale_if_error = Some(secs().unwrap_or(0));
             } else if is("no-transform") {
                 cc.no_transform = true;
+            } else if is("must-understand") {
+                cc.must_understand = true;
             }
         }
     }
@@ -404,6 +410,11 @@ pub fn response_cache_control(
         }
     }
     let mut cc = CacheControl::from_headers(headers);
+    // A `no-store` read from an invalid targeted field is not the one a
+    // `must-understand` beside it may lift.
+    if restrictions.no_store {
+        cc.must_understand = false;
+    }
     cc.no_store |= restrictions.no_store;
     cc.private |= restrictions.private;
     cc.unparsable |= restrictions.unparsable;

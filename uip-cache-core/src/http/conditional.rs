@@ -156,12 +156,17 @@ pub fn not_modified_as(req: &RequestView<'_>, entry: &StoredResponse, etag: Opti
     let Some(since) = http_date(req.headers, "if-modified-since") else {
         return false;
     };
+    // Without `Last-Modified`, the stored response's `Date`, or else the
+    // time it was received, stands in for it (RFC 9111 section 4.3.2): a
+    // response generated after `since` may have changed since, one
+    // generated at or before it has not.
     let last = entry
         .last_modified
         .as_deref()
         .and_then(parse_http_date)
-        .or_else(|| entry.header("date").and_then(|v| parse_http_date(v)));
-    last.is_some_and(|last| last <= since)
+        .or_else(|| entry.header("date").and_then(|v| parse_http_date(v)))
+        .unwrap_or(entry.stored_at);
+    last <= since
 }
 
 #[cfg(test)]

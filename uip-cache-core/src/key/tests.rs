@@ -121,6 +121,90 @@ fn response_vary_headers_join_the_key() {
     assert_ne!(spec.key(&r(en), &vary), spec.key(&r(fr), &vary));
 }
 
+/// A selecting header matches a stored variant in its normal form (RFC
+/// 9111 section 4.1): white space around list commas, field lines combined,
+/// the case and weights of `Accept-Language`; never its order, nor the
+/// white space of a cookie.
+#[test]
+fn selecting_headers_match_in_normal_form() {
+    let spec = KeySpec::default();
+    let vary = [
+        "accept-language".to_string(),
+        "cookie".to_string(),
+        "x-foo".to_string(),
+    ];
+    let k = |h: &[(&str, &str)]| {
+        let h = h.to_vec();
+        spec.key(&RequestView::new("GET", "/e", &h), &vary)
+    };
+    let base = k(&[
+        ("accept-language", "en, de"),
+        ("x-foo", "1,2"),
+        ("cookie", "a=1"),
+    ]);
+    for same in [
+        [
+            ("accept-language", "eN, De"),
+            ("x-foo", " 1, 2 "),
+            ("cookie", "a=1"),
+        ],
+        [
+            ("accept-language", " en ,   de"),
+            ("x-foo", "1 ,2"),
+            ("cookie", " a=1 "),
+        ],
+        [
+            ("accept-language", "en;q=1.0, de"),
+            ("x-foo", "1,2"),
+            ("cookie", "a=1"),
+        ],
+    ] {
+        assert_eq!(k(&same), base, "{same:?}");
+    }
+    // Lines combined.
+    assert_eq!(
+        k(&[
+            ("accept-language", "en"),
+            ("accept-language", "de"),
+            ("x-foo", "1"),
+            ("x-foo", "2"),
+            ("cookie", "a=1")
+        ]),
+        base
+    );
+    for other in [
+        [
+            ("accept-language", "de, en"),
+            ("x-foo", "1,2"),
+            ("cookie", "a=1"),
+        ],
+        [
+            ("accept-language", "en, de;q=0.5"),
+            ("x-foo", "1,2"),
+            ("cookie", "a=1"),
+        ],
+        [
+            ("accept-language", "en, de"),
+            ("x-foo", "1 2"),
+            ("cookie", "a=1"),
+        ],
+        [
+            ("accept-language", "en, de"),
+            ("x-foo", "\"1, 2\""),
+            ("cookie", "a=1"),
+        ],
+        [
+            ("accept-language", "en, de"),
+            ("x-foo", "1,2"),
+            ("cookie", "a=1, b"),
+        ],
+    ] {
+        assert_ne!(k(&other), base, "{other:?}");
+    }
+    let c = |v: &str| k(&[("cookie", v)]);
+    assert_ne!(c("a=1, b=2"), c("a=1,b=2"), "a cookie is keyed as sent");
+}
+
 #[test]
 fn body_hash_when_asked() {
     let spec = KeySpec::new(&KeyConfig::default(), &["body".into()]);

@@ -483,3 +483,43 @@ fn a_tricky_or_unreadable_cache_control_never_lets_private_through() {
         NoCacheReason::SetCookie
     );
 }
+
+#[test]
+fn must_understand_lifts_no_store_for_the_statuses_the_cache_understands() {
+    let bare = policy("");
+    let mu = [("cache-control", "max-age=3600, no-store, must-understand")];
+    // A status whose caching rules the cache implements: stored.
+    for status in [200, 203, 204, 301, 404, 410] {
+        let e = admit_with(&bare, &[], status, &mu).unwrap_or_else(|r| panic!("{status}: {r:?}"));
+        if status < 400 {
+            assert_eq!(e.freshness_lifetime, Duration::from_secs(3600));
+        }
+    }
+    // One it does not know: never stored, with or without `no-store`.
+    for status in [299, 599, 206] {
+        assert!(admit_with(&bare, &[], status, &mu).is_err(), "{status}");
+    }
+    let alone = [("cache-control", "max-age=3600, must-understand")];
+    assert_eq!(
+        admit_with(&bare, &[], 599, &alone).unwrap_err(),
+        NoCacheReason::Status
+    );
+    // It lifts `no-store` only: `private` still holds, and so does a
+    // `no-store` in a targeted field the cache could not read.
+    let private = [(
+        "cache-control",
+        "max-age=60, no-store, private, must-understand",
+    )];
+    assert!(admit_with(&bare, &[], 200, &private).is_err());
+    let cdn = [
+        ("cache-control", "max-age=60, must-understand"),
+        ("cdn-cache-control", "no-store, max-age=\"1\""),
+    ];
+    assert_eq!(
+        admit_with(&bare, &[], 200, &cdn).unwrap_err(),
+        NoCacheReason::ResponseNoStore
+    );
+    // A value the parser cannot read stays unreadable.
+    let broken = [("cache-control", "must-understand, max-age=60, \"")];
+    assert!(admit_with(&bare, &[], 200, &broken).is_err());
+}

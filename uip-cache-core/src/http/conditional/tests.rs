@@ -192,3 +192,34 @@ fn a_304_to_a_request_with_unkeyed_credentials_leaves_the_shared_entry_alone() {
     assert!(matches!(out, Freshened::Store), "{out:?}");
     assert!(e.header("set-cookie").is_none());
 }
+
+/// Without `Last-Modified`, `If-Modified-Since` is evaluated against the
+/// stored `Date`, or else the time the response was received (RFC 9111
+/// section 4.3.2): a 304 only when the response was generated at or before
+/// the client's date.
+#[test]
+fn if_modified_since_without_last_modified_uses_date_then_the_time_received() {
+    let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+    let ims = |e: &StoredResponse, s: u64| {
+        let h = [("if-modified-since", httpdate::fmt_http_date(at(s)))];
+        not_modified(&RequestView::new("GET", "/p", &h), e)
+    };
+    let mut dated = StoredResponse::new(200, Bytes::new());
+    dated.stored_at = at(5_000_000);
+    dated.headers = vec![(
+        FieldName::from("date"),
+        Bytes::from(httpdate::fmt_http_date(at(1_000_000))),
+    )];
+    assert!(ims(&dated, 1_000_000), "generated at the client's date");
+    assert!(ims(&dated, 2_000_000), "generated before it");
+    assert!(
+        !ims(&dated, 999_999),
+        "generated after it: may have changed"
+    );
+
+    let mut undated = StoredResponse::new(200, Bytes::new());
+    undated.stored_at = at(3_000_000);
+    assert!(ims(&undated, 3_000_000));
+    assert!(ims(&undated, 4_000_000));
+    assert!(!ims(&undated, 2_999_999));
+}

@@ -1,0 +1,149 @@
+//! A POST answer that is the representation of its own target (RFC 9110
+//! sections 8.7 and 9.3.3, RFC 9111 section 4.4): stored as the GET entry
+//! of that URL when the origin says so in every way that matters.
+
+use crate::field::FieldName;
+use bytes::Bytes;
+
+use super::recording::Finish;
+use super::{HttpCache, OwnedRequest, Plan, Recording};
+use crate::http::admission::OriginResponse;
+use crate::http::cache_control::{request_cache_control, response_cache_control};
+use crate::http::encoding::forbids_transform;
+use crate::http::target;
+use crate::request::{HeaderList, HeaderSource, RequestView};
+
+/// A POST the cache bypassed, noted before it went to the origin: what
+/// its answer needs to become the GET entry of its own URL.
+#[derive(Clone, Debug)]
+pub(crate) struct PostTarget {
+    scheme: Option<String>,
+    authority: Option<String>,
+    path: String,
+    query: Option<String>,
+    via_trusted_proxy: bool,
+}
+
+/// Request headers about the POST's body, not about the GET its answer
+/// is stored for: left out of that GET's view.
+const BODY_HEADERS: [&str; 5] = [
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "content-md5",
+];
+
+impl HttpCache {
+    /// The target of a POST whose answer may be stored for GETs of its
+    /// URL: a policy caches GETs there (and not by body), and the client
+    /// did not forbid storing (`no-store`). `None` otherwise.
+    pub(crate) fn post_target(&self, req: &RequestView<'_>) -> Option<PostTarget> {
+        if !req.method.eq_ignore_ascii_case("POST") {
+            return None;
+        }
+        let cc = request_cache_control(req.headers);
+        if cc.no_store || cc.unparsable {
+            return None;
+        }
+        let settings = self.settings();
+        let m = settings.policies().find(req.path, req.query)?;
+        let p = m.policy();
+        if !p.allows_method("GET") || p.key_spec().uses_body() {
+            return None;
+        }
+        Some(PostTarget {
+            scheme: req.scheme.map(str::to_owned),
+            authority: req.authority.map(str::to_owned),
+            path: req.path.to_owned(),
+            query: req.query.map(str::to_owned),
+            via_trusted_proxy: req.via_trusted_proxy,
+        })
+    }
+
+    /// The recording that stores a POST's answer as the GET entry of its
+    /// URL, or `None` when it may not be: only a 200 or 203 whose single
+    /// `Content-Location` names the request's own URL (same scheme and
+    /// host, same path and query: never another resource, which a client
+    /// could otherwise fill through a POST), with explicit freshness from
+    /// the origin (`max-age`, `s-maxage`, `Expires`), admitted as the
+    /// answer to a GET with the POST's headers would be (`no-store`,
+    /// `private`, `Set-Cookie`, `Vary`, credentials). `request_headers`
+    /// are the POST's.
+    pub(crate) async fn record_post_answer(
+        &self,
+        post: &PostTarget,
+        status: u16,
+        headers: Vec<(FieldName, Bytes)>,
+        request_headers: Vec<(FieldName, Bytes)>,
+    ) -> Option<Recording> {
+        if status != 200 && status != 203 {
+            return None;
+        }
+        let list = HeaderList(&headers);
+        let mut locations = Vec::new();
+        list.for_each_value("content-location", &mut |v| locations.push(v.to_vec()));
+        let [location] = &locations[..] else {
+            return None;
+        };
+        let location = std::str::from_utf8(location).ok()?;
+        let resolved = target::same_origin_target(
+            location,
+            post.scheme.as_deref(),
+            post.authority.as_deref(),
+            &post.path,
+        )?;
+        let own = match &post.query {
+            Some(q) => format!("{}?{q}", post.path),
+            None => post.path.clone(),
+        };
+        if resolved != own {
+            return None;
+        }
+        let get_headers: Vec<(FieldName, Bytes)> = request_headers
+            .into_iter()
+            .filter(|(n, _)| !BODY_HEADERS.contains(&&**n))
+            .collect();
+        let hs = HeaderList(&get_headers);
+        let mut view = RequestView::new("GET", &post.path, &hs)
+            .query(post.query.as_deref())
+            .scheme(post.scheme.as_deref())
+            .authority(post.authority.as_deref());
+        view.via_trusted_proxy = post.via_trusted_proxy;
+        let Plan::Cache(mut plan) = self.plan(&view) else {
+            return None;
+        };
+        let policy = self.policy(&plan);
+        let (cc, _) = response_cache_control(&list, policy.cache_control_targets());
+        let explicit =
+            cc.max_age.is_some() || cc.s_maxage.is_some() || list.first("expires").is_some();
+        if !explicit {
+            return None;
+        }
+        let now = self.inner.clock.now();
+        let origin = OriginResponse::new(status, &list, &headers, now, now);
+        let entry = self.admit(&plan, &view, &origin).ok()?;
+        let max_size = self.max_size(&plan);
+        let declared = list
+            .first("content-length")
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max_size) {
+            return None;
+        }
+        self.note_store_epoch(&mut plan).await;
+        let transform = !forbids_transform(&headers);
+        let request = OwnedRequest::new(&view, get_headers.clone());
+        Some(Recording::storing(
+            max_size,
+            Finish {
+                cache: self.clone(),
+                plan,
+                request,
+                entry,
+                transform,
+                guard: None,
+                holder: None,
+            },
+        ))
+    }
+}
