@@ -153,7 +153,12 @@ fn open(engine: &str, dir: &Path) -> Box<dyn Engine> {
             bodies,
         )),
         "fjall-inline" | "fjall-files" => {
-            let db = fjall::Database::builder(dir.join("fjall")).open().unwrap();
+            // JOURNAL_MB caps the journal (the disk store uses 64).
+            let mut builder = fjall::Database::builder(dir.join("fjall"));
+            if let Some(mb) = std::env::var("JOURNAL_MB").ok().and_then(|v| v.parse::<u64>().ok()) {
+                builder = builder.max_journaling_size(mb << 20);
+            }
+            let db = builder.open().unwrap();
             let ks = db
                 .keyspace("entries", || {
                     let o = fjall::KeyspaceCreateOptions::default();
@@ -262,6 +267,11 @@ fn main() {
                     .collect();
                 e.put_batch(&items);
                 i += 10_000;
+            }
+            // SETTLE_S: seconds the store stays open after the writes (as
+            // a server does), for its background flushes.
+            if let Some(s) = std::env::var("SETTLE_S").ok().and_then(|v| v.parse::<u64>().ok()) {
+                std::thread::sleep(std::time::Duration::from_secs(s));
             }
             drop(e);
             println!(
