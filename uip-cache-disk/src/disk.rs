@@ -51,6 +51,7 @@ enum Space {
     Tags,
     Paths,
     Order,
+    Files,
     Meta,
 }
 
@@ -62,8 +63,10 @@ struct WriteBatch(BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>);
 
 impl WriteBatch {
     fn insert(&mut self, space: Space, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.0
-            .insert((space, key.as_ref().to_vec()), Some(value.as_ref().to_vec()));
+        self.0.insert(
+            (space, key.as_ref().to_vec()),
+            Some(value.as_ref().to_vec()),
+        );
     }
 
     fn remove(&mut self, space: Space, key: impl AsRef<[u8]>) {
@@ -78,6 +81,8 @@ pub(crate) struct Disk {
     tags: Keyspace,
     paths: Keyspace,
     order: Keyspace,
+    /// Body file number -> key: which files a record names (for the sweep).
+    files: Keyspace,
     meta: Keyspace,
     bodies: PathBuf,
     max_bytes: u64,
@@ -127,11 +132,12 @@ impl Disk {
             .max_journaling_size(64 << 20)
             .open()?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
-        let (entries, tags, paths, order, meta) = (
+        let (entries, tags, paths, order, files, meta) = (
             ks("entries")?,
             ks("tags")?,
             ks("paths")?,
             ks("order")?,
+            ks("files")?,
             ks("meta")?,
         );
         let state = match meta.get(STATE)? {
@@ -145,6 +151,7 @@ impl Disk {
             tags,
             paths,
             order,
+            files,
             meta,
             bodies,
             max_bytes,
@@ -206,6 +213,7 @@ impl Disk {
         }
         batch.remove(Space::Paths, path_member(&record.path, key));
         batch.remove(Space::Order, record.seq.to_be_bytes());
+        batch.remove(Space::Files, record.file.to_be_bytes());
         state.used = state.used.saturating_sub(charge(key.as_bytes(), record));
         state.count = state.count.saturating_sub(1);
     }
@@ -218,6 +226,7 @@ impl Disk {
         }
         batch.insert(Space::Paths, path_member(&record.path, key), key);
         batch.insert(Space::Order, record.seq.to_be_bytes(), key);
+        batch.insert(Space::Files, record.file.to_be_bytes(), key);
         state.used += charge(key.as_bytes(), record);
         state.count += 1;
         state.next = state.next.max(record.file + 1).max(record.seq + 1);
@@ -237,6 +246,7 @@ impl Disk {
                 Space::Tags => &self.tags,
                 Space::Paths => &self.paths,
                 Space::Order => &self.order,
+                Space::Files => &self.files,
                 Space::Meta => &self.meta,
             };
             match value {
@@ -544,9 +554,9 @@ impl Disk {
                 }
                 continue;
             };
-            let body = fs::read(self.body_path(record.file)).ok().filter(|b| {
-                b.len() as u64 == record.len && crc32fast::hash(b) == record.crc
-            });
+            let body = fs::read(self.body_path(record.file))
+                .ok()
+                .filter(|b| b.len() as u64 == record.len && crc32fast::hash(b) == record.crc);
             let Some(body) = body else {
                 self.unlink(&mut batch, &mut state, &key, &record);
                 gone.push(record.file);
@@ -620,14 +630,73 @@ impl Disk {
         )
     }
 
+    /// What the sweep of orphan body files needs, to run on a thread of
+    /// its own: the file index, the bodies folder, and the first number
+    /// handed out since the start (files from there on may be writes in
+    /// progress, and are left alone).
+    pub(crate) fn sweeper(&self) -> Sweeper {
+        Sweeper {
+            files: self.files.clone(),
+            bodies: self.bodies.clone(),
+            below: self.state().next,
+        }
+    }
+
     /// The body file of `key`'s entry (for tests that damage it).
     #[doc(hidden)]
     pub(crate) fn body_file(&self, key: &str) -> Option<PathBuf> {
-        self.record(key).ok().flatten().map(|r| self.body_path(r.file))
+        self.record(key)
+            .ok()
+            .flatten()
+            .map(|r| self.body_path(r.file))
     }
 }
 
 /// `d` in milliseconds, saturating.
 pub(crate) fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Removes body files no record names: left by a crash between writing a
+/// body and committing its record, or between removing a record and its
+/// file. Runs after the start, in the background, one folder at a time.
+pub(crate) struct Sweeper {
+    files: Keyspace,
+    bodies: PathBuf,
+    below: u64,
+}
+
+impl Sweeper {
+    /// Sweeps every body folder, until `stop` is set; how many files it
+    /// removed.
+    pub(crate) fn run(&self, stop: &std::sync::atomic::AtomicBool) -> u64 {
+        let mut removed = 0;
+        for i in 0..256 {
+            let Ok(dir) = fs::read_dir(self.bodies.join(format!("{i:02x}"))) else {
+                continue;
+            };
+            for entry in dir.flatten() {
+                if stop.load(Ordering::Relaxed) {
+                    return removed;
+                }
+                let name = entry.file_name();
+                let Some(file) = name
+                    .to_str()
+                    .filter(|n| n.len() == 16)
+                    .and_then(|n| u64::from_str_radix(n, 16).ok())
+                else {
+                    continue;
+                };
+                // A record removed after this check removes its file too;
+                // files numbered from `below` on may be being written.
+                if file < self.below
+                    && matches!(self.files.get(file.to_be_bytes()), Ok(None))
+                    && fs::remove_file(entry.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
 }

@@ -39,7 +39,10 @@
 //! - hot entries are also kept in process, in a
 //!   [`MemoryStore`](uip_cache_core::store::MemoryStore) of `memory_bytes`
 //!   written under the same lock as the disk, so it never holds what the
-//!   disk no longer does.
+//!   disk no longer does;
+//! - body files no record names (left by a crash between a body and its
+//!   record) are removed by a sweep that runs in the background after the
+//!   start.
 //!
 //! Failures fail open: a folder that cannot be opened (missing permission,
 //! read-only, not a folder) leaves the store running on the memory tier
@@ -54,15 +57,15 @@ mod record;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
 use uip_cache_core::store::{
-    Coordination, HealthStatus, MemoryStore, MemoryUsage, PutOptions, Rewrite, Storage,
-    StoreError, StoreErrorKind, StoreFuture, StoreHealth, StoreStatus,
+    Coordination, HealthStatus, MemoryStore, MemoryUsage, PutOptions, Rewrite, Storage, StoreError,
+    StoreErrorKind, StoreFuture, StoreHealth, StoreStatus,
 };
 use uip_cache_core::{CacheConfig, UrlPattern};
 
@@ -81,6 +84,20 @@ struct Inner {
     path: PathBuf,
     /// What failed last, until a write succeeds.
     problem: Mutex<Option<String>>,
+    /// The sweep of orphan body files, and what stops it.
+    sweep: Mutex<Option<std::thread::JoinHandle<u64>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The sweep holds the database open: it ends before the store does.
+        self.stop.store(true, Ordering::Relaxed);
+        let sweep = self.sweep.get_mut().map(Option::take);
+        if let Ok(Some(sweep)) = sweep {
+            let _ = sweep.join();
+        }
+    }
 }
 
 impl fmt::Debug for DiskStore {
@@ -120,14 +137,37 @@ impl DiskStore {
                 (None, Some(problem))
             }
         };
+        let stop = Arc::new(AtomicBool::new(false));
+        let sweep = disk.as_ref().map(|d| {
+            let sweeper = d.sweeper();
+            let stop = stop.clone();
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let removed = sweeper.run(&stop);
+                if removed > 0 {
+                    tracing::info!(path = %path.display(), removed, "disk store removed orphan body files");
+                }
+                removed
+            })
+        });
         DiskStore {
             inner: Arc::new(Inner {
                 disk,
                 memory: MemoryStore::new(memory_bytes),
                 path,
                 problem: Mutex::new(problem),
+                sweep: Mutex::new(sweep),
+                stop,
             }),
         }
+    }
+
+    /// Waits for the sweep of orphan body files that the start began;
+    /// how many it removed (for tests).
+    #[doc(hidden)]
+    pub fn wait_for_sweep(&self) -> u64 {
+        let sweep = self.inner.take_sweep();
+        sweep.and_then(|s| s.join().ok()).unwrap_or(0)
     }
 
     /// The store `store.disk` of `config` describes (see [`DiskStore::open`]).
@@ -163,6 +203,10 @@ impl DiskStore {
 }
 
 impl Inner {
+    fn take_sweep(&self) -> Option<std::thread::JoinHandle<u64>> {
+        self.sweep.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
     fn problem(&self) -> std::sync::MutexGuard<'_, Option<String>> {
         self.problem.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -334,7 +378,11 @@ impl Storage for DiskStore {
         let key = key.to_owned();
         Box::pin(blocking(move || {
             let Some(disk) = &inner.disk else {
-                return inner.memory.delete(&key).now_or_never().unwrap_or(Ok(false));
+                return inner
+                    .memory
+                    .delete(&key)
+                    .now_or_never()
+                    .unwrap_or(Ok(false));
             };
             disk.delete(&key, || inner.forget(&key))
                 .map_err(|e| inner.failed("a delete", &e))
@@ -346,7 +394,11 @@ impl Storage for DiskStore {
         let tags = tags.to_vec();
         Box::pin(blocking(move || {
             let Some(disk) = &inner.disk else {
-                return inner.memory.invalidate_tags(&tags).now_or_never().unwrap_or(Ok(0));
+                return inner
+                    .memory
+                    .invalidate_tags(&tags)
+                    .now_or_never()
+                    .unwrap_or(Ok(0));
             };
             let n = disk.invalidate_tags(&tags, None, |_| inner.forget_tags(&tags));
             inner.forget_tags(&tags);

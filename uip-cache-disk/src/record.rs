@@ -232,16 +232,18 @@ mod tests {
             proptest::option::of(".{0,20}"),
             proptest::collection::vec(".{0,12}", 0..5),
         )
-            .prop_map(|([expires_ms, seq, file, len], crc, path, query, tags)| Record {
-                expires_ms,
-                seq,
-                file,
-                len,
-                crc,
-                path,
-                query,
-                tags,
-            })
+            .prop_map(
+                |([expires_ms, seq, file, len], crc, path, query, tags)| Record {
+                    expires_ms,
+                    seq,
+                    file,
+                    len,
+                    crc,
+                    path,
+                    query,
+                    tags,
+                },
+            )
     }
 
     proptest! {

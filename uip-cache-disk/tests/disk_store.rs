@@ -68,21 +68,37 @@ async fn a_reopened_store_keeps_entries_freshness_tags_and_paths() {
     let t = tags(&["shoes"]);
     {
         let s = DiskStore::open(&dir.0, 64 << 20, 8 << 20);
-        s.put("a", Bytes::from_static(b"A"), PutOptions::new(MINUTE, "/shop/a").tags(&t))
-            .await
-            .unwrap();
-        s.put("b", Bytes::from_static(b"B"), PutOptions::new(MINUTE, "/shop/b"))
-            .await
-            .unwrap();
-        s.put("c", Bytes::from_static(b"C"), PutOptions::new(Duration::from_millis(200), "/c"))
-            .await
-            .unwrap();
+        s.put(
+            "a",
+            Bytes::from_static(b"A"),
+            PutOptions::new(MINUTE, "/shop/a").tags(&t),
+        )
+        .await
+        .unwrap();
+        s.put(
+            "b",
+            Bytes::from_static(b"B"),
+            PutOptions::new(MINUTE, "/shop/b"),
+        )
+        .await
+        .unwrap();
+        s.put(
+            "c",
+            Bytes::from_static(b"C"),
+            PutOptions::new(Duration::from_millis(200), "/c"),
+        )
+        .await
+        .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let s = DiskStore::open(&dir.0, 64 << 20, 8 << 20);
     assert_eq!(s.get("a").await.unwrap(), Some(Bytes::from_static(b"A")));
     assert_eq!(s.get("b").await.unwrap(), Some(Bytes::from_static(b"B")));
-    assert_eq!(s.get("c").await.unwrap(), None, "its freshness ran out while closed");
+    assert_eq!(
+        s.get("c").await.unwrap(),
+        None,
+        "its freshness ran out while closed"
+    );
     assert_eq!(s.invalidate_tags(&t).await.unwrap(), 1);
     assert_eq!(s.get("a").await.unwrap(), None);
     let pattern = UrlPattern::glob("/shop/*").unwrap();
@@ -98,9 +114,15 @@ async fn a_corrupt_or_cut_body_is_a_miss_counted_and_removed() {
     let dir = TempDir::new("corrupt");
     let s = DiskStore::open(&dir.0, 64 << 20, 8 << 20);
     let o = || PutOptions::new(MINUTE, "/x");
-    s.put("flip", Bytes::from(vec![7u8; 10_000]), o()).await.unwrap();
-    s.put("cut", Bytes::from(vec![8u8; 10_000]), o()).await.unwrap();
-    s.put("lost", Bytes::from(vec![9u8; 100]), o()).await.unwrap();
+    s.put("flip", Bytes::from(vec![7u8; 10_000]), o())
+        .await
+        .unwrap();
+    s.put("cut", Bytes::from(vec![8u8; 10_000]), o())
+        .await
+        .unwrap();
+    s.put("lost", Bytes::from(vec![9u8; 100]), o())
+        .await
+        .unwrap();
     let flip = s.body_file("flip").unwrap();
     let mut body = std::fs::read(&flip).unwrap();
     body[5000] ^= 1;
@@ -114,7 +136,10 @@ async fn a_corrupt_or_cut_body_is_a_miss_counted_and_removed() {
     }
     assert_eq!(s.corrupt_entries(), 3);
     assert_eq!(s.keys_count().await.unwrap(), 0);
-    assert!(!flip.exists() && !cut.exists(), "the damaged files are removed");
+    assert!(
+        !flip.exists() && !cut.exists(),
+        "the damaged files are removed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,9 +150,13 @@ async fn the_bound_holds_while_filling_three_times_over() {
     let body = Bytes::from(vec![1u8; 64 * 1024]);
     let n = 3 * max / (64 * 1024);
     for i in 0..n {
-        s.put(&format!("k{i}"), body.clone(), PutOptions::new(MINUTE, &format!("/k/{i}")))
-            .await
-            .unwrap();
+        s.put(
+            &format!("k{i}"),
+            body.clone(),
+            PutOptions::new(MINUTE, &format!("/k/{i}")),
+        )
+        .await
+        .unwrap();
         let used = s.memory().await.unwrap().used_memory_bytes;
         assert!(used <= max, "{used} > {max} after {i} writes");
     }
@@ -160,8 +189,13 @@ async fn an_entry_read_again_outlives_entries_written_after_it() {
     let o = |p: &'static str| PutOptions::new(MINUTE, p);
     s.put("hot", body.clone(), o("/hot")).await.unwrap();
     for i in 0..(3 * max / (64 * 1024)) {
-        s.put(&format!("k{i}"), body.clone(), o("/k")).await.unwrap();
-        assert!(s.get("hot").await.unwrap().is_some(), "evicted after {i} writes");
+        s.put(&format!("k{i}"), body.clone(), o("/k"))
+            .await
+            .unwrap();
+        assert!(
+            s.get("hot").await.unwrap().is_some(),
+            "evicted after {i} writes"
+        );
     }
 }
 
@@ -177,7 +211,9 @@ async fn a_folder_that_cannot_be_opened_fails_open() {
     assert_eq!(health.status, HealthStatus::Degraded);
     assert!(health.detail.unwrap().contains("cannot open"));
     // Still a store: the memory tier serves.
-    s.put("k", Bytes::from_static(b"v"), PutOptions::new(MINUTE, "/k")).await.unwrap();
+    s.put("k", Bytes::from_static(b"v"), PutOptions::new(MINUTE, "/k"))
+        .await
+        .unwrap();
     assert_eq!(s.get("k").await.unwrap(), Some(Bytes::from_static(b"v")));
 }
 
@@ -185,13 +221,23 @@ async fn a_folder_that_cannot_be_opened_fails_open() {
 async fn writes_that_fail_are_errors_and_degrade_health_until_one_succeeds() {
     let dir = TempDir::new("write-fails");
     let s = DiskStore::open(&dir.0, 64 << 20, 8 << 20);
-    s.put("old", Bytes::from_static(b"1"), PutOptions::new(MINUTE, "/k")).await.unwrap();
+    s.put(
+        "old",
+        Bytes::from_static(b"1"),
+        PutOptions::new(MINUTE, "/k"),
+    )
+    .await
+    .unwrap();
     // Every body folder replaced by a file: no body can be written.
     let bodies = dir.0.join("bodies");
     std::fs::rename(&bodies, dir.0.join("bodies-away")).unwrap();
     std::fs::write(&bodies, b"x").unwrap();
     let failed = s
-        .put("new", Bytes::from_static(b"2"), PutOptions::new(MINUTE, "/k"))
+        .put(
+            "new",
+            Bytes::from_static(b"2"),
+            PutOptions::new(MINUTE, "/k"),
+        )
         .await;
     assert!(failed.is_err());
     let health = s.health().await.unwrap();
@@ -199,7 +245,13 @@ async fn writes_that_fail_are_errors_and_degrade_health_until_one_succeeds() {
     assert_eq!(s.get("new").await.unwrap(), None);
     std::fs::remove_file(&bodies).unwrap();
     std::fs::rename(dir.0.join("bodies-away"), &bodies).unwrap();
-    s.put("new", Bytes::from_static(b"2"), PutOptions::new(MINUTE, "/k")).await.unwrap();
+    s.put(
+        "new",
+        Bytes::from_static(b"2"),
+        PutOptions::new(MINUTE, "/k"),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.health().await.unwrap().status, HealthStatus::Connected);
 }
 
@@ -209,14 +261,46 @@ async fn soft_purges_last_across_a_reopen() {
     let t = tags(&["t"]);
     {
         let s = DiskStore::open(&dir.0, 64 << 20, 8 << 20);
-        s.put("k", Bytes::from_static(b"v"), PutOptions::new(MINUTE, "/k").tags(&t))
-            .await
-            .unwrap();
+        s.put(
+            "k",
+            Bytes::from_static(b"v"),
+            PutOptions::new(MINUTE, "/k").tags(&t),
+        )
+        .await
+        .unwrap();
         let rewrite = |b: &Bytes| Some((Bytes::from([&b"soft:"[..], &b[..]].concat()), MINUTE));
         assert_eq!(s.soft_invalidate_tags(&t, &rewrite).await.unwrap(), Some(1));
-        assert_eq!(s.get("k").await.unwrap(), Some(Bytes::from_static(b"soft:v")));
+        assert_eq!(
+            s.get("k").await.unwrap(),
+            Some(Bytes::from_static(b"soft:v"))
+        );
     }
     let s = DiskStore::open(&dir.0, 64 << 20, 8 << 20);
-    assert_eq!(s.get("k").await.unwrap(), Some(Bytes::from_static(b"soft:v")));
+    assert_eq!(
+        s.get("k").await.unwrap(),
+        Some(Bytes::from_static(b"soft:v"))
+    );
     assert_eq!(s.invalidate_tags(&t).await.unwrap(), 1, "still indexed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_files_no_record_names_are_swept_after_a_start() {
+    let dir = TempDir::new("sweep");
+    let o = || PutOptions::new(MINUTE, "/s");
+    let orphan = {
+        let s = DiskStore::open(&dir.0, 64 << 20, 0);
+        for k in ["a", "b", "c"] {
+            s.put(k, Bytes::from(k), o()).await.unwrap();
+        }
+        // As a crash between removing a record and its file leaves it.
+        let file = s.body_file("b").unwrap();
+        assert!(s.delete("b").await.unwrap());
+        std::fs::write(&file, b"b").unwrap();
+        file
+    };
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    assert_eq!(s.wait_for_sweep(), 1);
+    assert!(!orphan.exists());
+    assert_eq!(s.get("a").await.unwrap(), Some(Bytes::from("a")));
+    assert_eq!(s.get("c").await.unwrap(), Some(Bytes::from("c")));
 }

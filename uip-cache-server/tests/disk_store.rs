@@ -32,6 +32,16 @@ fn origin() -> (u16, Arc<AtomicUsize>) {
                     }
                 }
                 let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+                if got.starts_with(b"GET /cut ") && n == 1 {
+                    // The first answer to /cut stops half-way and hangs.
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\ncontent-length: 200000\r\ncache-control: max-age=60\r\n\r\n{}",
+                        "x".repeat(100_000)
+                    );
+                    std::thread::sleep(std::time::Duration::from_secs(30));
+                    return;
+                }
                 let body = format!("origin answer {n}");
                 let _ = write!(
                     s,
@@ -153,11 +163,41 @@ fn entries_and_purges_outlive_a_kill_9() {
     assert!(kept.1.contains("x-cache: hit"), "{kept:?}");
     assert_eq!(kept.2, "origin answer 1");
     let purged = get(port, "/purged");
-    assert!(purged.1.contains("x-cache: miss"), "purged stays gone: {purged:?}");
+    assert!(
+        purged.1.contains("x-cache: miss"),
+        "purged stays gone: {purged:?}"
+    );
     assert_eq!(count.load(Ordering::SeqCst), before + 1);
     let health = get(server.admin.unwrap().port(), "/health");
     assert!(health.2.contains("\"disk\""), "{health:?}");
     assert!(health.2.contains("connected"), "{health:?}");
+}
+
+#[test]
+fn a_kill_9_in_the_middle_of_a_response_stores_nothing_of_it() {
+    let dir = TempDir::new("disk-mid-write");
+    let file = config(&dir.0, &dir.0.join("store"));
+    let (up, count) = origin();
+    let server = serve(&file, up);
+    let port = server.addr.port();
+    // A client that reads the first half of the response, then the
+    // process is killed while the rest is awaited.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /cut HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while got.iter().filter(|b| **b == b'x').count() < 100_000 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the half body arrives");
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(server);
+    let server = serve(&file, up);
+    let again = get(server.addr.port(), "/cut");
+    assert!(again.1.contains("x-cache: miss"), "{again:?}");
+    assert_eq!(again.2, "origin answer 2", "never the cut body");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
 }
 
 #[test]
@@ -200,5 +240,9 @@ fn check_config_wants_a_folder_for_the_disk_store() {
         .args(["check-config", good.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
