@@ -7,6 +7,7 @@
 #   ROUNDS=5 DURATION=10 bench/disk.sh
 #   ENTRIES=1000000 bench/disk.sh      # the start test with more entries
 #   DISK_DIR=/mnt/ssd/x bench/disk.sh  # where both caches live
+#   HITS=0 ENTRIES=1000000 bench/disk.sh   # the start test alone
 #
 # 1. Hits: for 2 KB, 64 KB and 1 MB bodies, nginx, ours with every hit read
 #    from disk (`memory_bytes: 0`) and ours with its memory tier, each
@@ -42,8 +43,8 @@ nginx_conf "$origin_port" "$nginx_port"
 # nginx's cache on the same disk as ours.
 mkdir -p "$disk/nginx"; chmod 777 "$disk/nginx"
 sed -i "s#proxy_cache_path $work/cache#proxy_cache_path $disk/nginx#" "$work/nginx.conf"
-for size in $SIZES; do
-  head -c "$size" /dev/urandom | base64 -w0 | head -c "$size" > "$work/www/body-$size.json"
+for size in $SIZES 2048; do
+  python3 -c 'import base64, os, sys; n = int(sys.argv[1]); sys.stdout.write(base64.b64encode(os.urandom(n))[:n].decode())' "$size" > "$work/www/body-$size.json"
 done
 chmod 644 "$work"/www/*
 
@@ -81,6 +82,7 @@ TOKIO_WORKER_THREADS=1 start 0 "$bin" serve --config "$work/tier.yaml" \
 targets="nginx:$nginx_port ours-disk:$disk_port ours-disk+memory:$tier_port"
 for t in $targets; do wait_port "${t#*:}"; done
 
+if [ "${HITS:-1}" != 0 ]; then
 echo "== hits: $(nproc) cores; one core each; wrk -t1 -c$CONNECTIONS -d${DURATION}s; $ROUNDS rounds"
 for size in $SIZES; do
   for t in $targets; do
@@ -117,6 +119,7 @@ for (size, target) in sorted(rows, key=lambda k: (k[0], k[1] != "nginx", k[1])):
     base = statistics.median(rows[(size, "nginx")][0])
     print(f"| {size // 1024} KB | {target} | {rps:,.0f} | {p99:.2f} | {rps / base:.2f}x |")
 PY
+fi
 
 echo "== start: $ENTRIES entries of 2 KB"
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

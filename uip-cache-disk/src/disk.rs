@@ -30,6 +30,11 @@ const BLOCK: u64 = 4096;
 /// the file's inode, roughly.
 const PER_ENTRY: u64 = 256;
 
+/// The longest key, path or tag an entry may have: index keys hold a
+/// key with a path or a tag, and fjall takes keys of at most 64 KiB. An
+/// entry past it is not kept (a client's long URL must not fail writes).
+const MAX_NAME: usize = 16 << 10;
+
 /// Why a disk operation failed.
 pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -197,6 +202,10 @@ impl Disk {
     }
 
     fn record(&self, key: &str) -> Result<Option<Record>, Error> {
+        // fjall refuses (panics on) keys past 64 KiB; none is stored.
+        if key.len() > MAX_NAME {
+            return Ok(None);
+        }
         match self.entries.get(key)? {
             None => Ok(None),
             // A record that does not decode is treated as no entry; the
@@ -269,6 +278,14 @@ impl Disk {
         options: &PutOptions<'_>,
         then: impl FnOnce(bool),
     ) -> Result<(), Error> {
+        if key.len() > MAX_NAME
+            || options.path.len() > MAX_NAME
+            || options.tags.iter().any(|t| t.len() > MAX_NAME)
+        {
+            // Not kept; nothing of the key can be there either.
+            then(false);
+            return Ok(());
+        }
         let file = self.write_body(value)?;
         let record = Record {
             expires_ms: now_ms().saturating_add(duration_ms(options.ttl)),
@@ -489,7 +506,7 @@ impl Disk {
     fn tag_keys(&self, tags: &[String]) -> Result<Vec<String>, Error> {
         let mut keys = Vec::new();
         let mut seen = HashSet::new();
-        for t in tags {
+        for t in tags.iter().filter(|t| t.len() <= MAX_NAME) {
             for g in self.tags.prefix(tag_prefix(t)) {
                 let key = String::from_utf8_lossy(&g.value()?).into_owned();
                 if seen.insert(key.clone()) {
@@ -509,6 +526,10 @@ impl Disk {
             // candidate is checked against the pattern).
             _ => Vec::new(),
         };
+        if prefix.len() > MAX_NAME + 1 {
+            // No stored path is that long.
+            return Ok(Vec::new());
+        }
         let mut keys = Vec::new();
         let mut seen = HashSet::new();
         for g in self.paths.prefix(prefix) {

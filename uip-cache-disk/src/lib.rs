@@ -81,6 +81,8 @@ struct Inner {
     /// `None` when the folder could not be opened: the memory tier alone.
     disk: Option<Disk>,
     memory: MemoryStore,
+    /// Whether the memory tier holds anything (`memory_bytes` > 0).
+    tiered: bool,
     path: PathBuf,
     /// What failed last, until a write succeeds.
     problem: Mutex<Option<String>>,
@@ -154,6 +156,7 @@ impl DiskStore {
             inner: Arc::new(Inner {
                 disk,
                 memory: MemoryStore::new(memory_bytes),
+                tiered: memory_bytes > 0,
                 path,
                 problem: Mutex::new(problem),
                 sweep: Mutex::new(sweep),
@@ -234,6 +237,9 @@ impl Inner {
 
     /// Writes `value` to the memory tier (its futures are ready at once).
     fn remember(&self, key: &str, value: Bytes, options: PutOptions<'_>) {
+        if !self.tiered {
+            return;
+        }
         let _ = self.memory.put(key, value, options).now_or_never();
     }
 

@@ -304,3 +304,42 @@ async fn body_files_no_record_names_are_swept_after_a_start() {
     assert_eq!(s.get("a").await.unwrap(), Some(Bytes::from("a")));
     assert_eq!(s.get("c").await.unwrap(), Some(Bytes::from("c")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_too_long_for_the_index_is_not_kept_and_fails_nothing() {
+    let dir = TempDir::new("long");
+    let s = DiskStore::open(&dir.0, 64 << 20, 1 << 20);
+    let key = "k".repeat(70_000);
+    let path = format!("/{}", "p".repeat(40_000));
+    s.put(
+        &key,
+        Bytes::from_static(b"v"),
+        PutOptions::new(MINUTE, "/p"),
+    )
+    .await
+    .unwrap();
+    s.put(
+        "k",
+        Bytes::from_static(b"v"),
+        PutOptions::new(MINUTE, &path),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.get(&key).await.unwrap(), None);
+    assert_eq!(s.get("k").await.unwrap(), None);
+    assert_eq!(s.health().await.unwrap().status, HealthStatus::Connected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_names_in_reads_deletes_and_purges_never_panic() {
+    let dir = TempDir::new("long-purge");
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    let long = "x".repeat(70_000);
+    assert_eq!(s.get(&long).await.unwrap(), None);
+    assert!(!s.delete(&long).await.unwrap());
+    assert_eq!(s.invalidate_tags(&[long.clone()]).await.unwrap(), 0);
+    for p in [format!("/{long}"), format!("/{long}*")] {
+        let pattern = UrlPattern::glob(&p).unwrap();
+        assert_eq!(s.invalidate_pattern(&pattern).await.unwrap(), 0);
+    }
+}
