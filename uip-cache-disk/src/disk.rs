@@ -127,6 +127,9 @@ impl Disk {
     /// Opens (or creates) the store in `dir`: the database (replaying its
     /// journal) and the body folders. Reads no body and lists no folder.
     pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<Disk, Error> {
+        if dir.as_os_str().is_empty() {
+            return Err("no folder given (store.disk.path)".into());
+        }
         let bodies = dir.join("bodies");
         for i in 0..256 {
             fs::create_dir_all(bodies.join(format!("{i:02x}")))?;

@@ -37,7 +37,7 @@
 //!   (least recently used, roughly, with no write for most reads and no
 //!   listing of the folder);
 //! - hot entries are also kept in process, in a
-//!   [`MemoryStore`](uip_cache_core::store::MemoryStore) of `memory_bytes`
+//!   [`MemoryStore`] of `memory_bytes`
 //!   written under the same lock as the disk, so it never holds what the
 //!   disk no longer does;
 //! - body files no record names (left by a crash between a body and its

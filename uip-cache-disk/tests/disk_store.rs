@@ -343,3 +343,12 @@ async fn long_names_in_reads_deletes_and_purges_never_panic() {
         assert_eq!(s.invalidate_pattern(&pattern).await.unwrap(), 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_without_a_folder_opens_nothing_and_says_so() {
+    let config = uip_cache_core::CacheConfig::from_yaml_str("store:\n  type: memory\n").unwrap();
+    let s = DiskStore::from_config(&config);
+    let health = s.health().await.unwrap();
+    assert_eq!(health.status, HealthStatus::Degraded);
+    assert!(health.detail.unwrap().contains("store.disk.path"));
+}
