@@ -173,6 +173,56 @@ fn entries_and_purges_outlive_a_kill_9() {
     assert!(health.2.contains("connected"), "{health:?}");
 }
 
+/// The pid of the process whose command line names `config`.
+fn pid_of(config: &Path) -> u32 {
+    let wanted = config.to_str().unwrap();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.contains(&b"serve".as_slice()) && args.contains(&wanted.as_bytes()) {
+            return pid;
+        }
+    }
+    panic!("no process serves {wanted}");
+}
+
+#[test]
+fn entries_outlive_a_graceful_stop() {
+    let dir = TempDir::new("disk-graceful");
+    let file = config(&dir.0, &dir.0.join("store"));
+    let (up, count) = origin();
+    let server = serve(&file, up);
+    let port = server.addr.port();
+    get(port, "/kept");
+    let hit = get(port, "/kept");
+    assert!(hit.1.contains("x-cache: hit"), "{hit:?}");
+    let pid = pid_of(&file);
+    let stopped = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    // Its output ends when it exits; exited and not yet reaped, it is a
+    // zombie (state Z), not killed by the drop below.
+    assert_eq!(
+        server.line(|_| false, std::time::Duration::from_secs(10)),
+        None
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let state = stat.rsplit(") ").next().unwrap().chars().next();
+    assert_eq!(state, Some('Z'), "exited on SIGTERM: {stat}");
+    drop(server);
+    let server = serve(&file, up);
+    let kept = get(server.addr.port(), "/kept");
+    assert!(kept.1.contains("x-cache: hit"), "{kept:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}
+
 #[test]
 fn a_kill_9_in_the_middle_of_a_response_stores_nothing_of_it() {
     let dir = TempDir::new("disk-mid-write");
