@@ -152,8 +152,8 @@ while :; do
   sed -i "s/^local n = .*/local n = $count/" "$work/fill.lua"
 done
 echo "  $count entries written in $(( $(date +%s) - t0 )) s"
-bytes=$(du -sb "$disk/disk" | cut -f1)
-echo "  disk: $bytes bytes, $(( bytes / count )) bytes per entry, $(( (1 << 30) * count / bytes )) entries per GB"
+bytes=$(du -s --block-size=1 "$disk/disk" | cut -f1)
+echo "  disk (blocks allocated): $bytes bytes, $(( bytes / count )) bytes per entry, $(( (1 << 30) * count / bytes )) entries per GB"
 kill -9 "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 start_ns=$(date +%s%N)
 serve_disk
