@@ -337,7 +337,12 @@ async fn long_names_in_reads_deletes_and_purges_never_panic() {
     let long = "x".repeat(70_000);
     assert_eq!(s.get(&long).await.unwrap(), None);
     assert!(!s.delete(&long).await.unwrap());
-    assert_eq!(s.invalidate_tags(std::slice::from_ref(&long)).await.unwrap(), 0);
+    assert_eq!(
+        s.invalidate_tags(std::slice::from_ref(&long))
+            .await
+            .unwrap(),
+        0
+    );
     for p in [format!("/{long}"), format!("/{long}*")] {
         let pattern = UrlPattern::glob(&p).unwrap();
         assert_eq!(s.invalidate_pattern(&pattern).await.unwrap(), 0);
