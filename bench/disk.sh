@@ -141,13 +141,13 @@ serve_disk() {
 start 1 nginx -c "$work/nginx.conf" -p "$work"
 serve_disk
 wait_port "$disk_port"
-# wrk's connections each count their own requests from 1: one connection,
-# so that the paths are distinct, for as long as ENTRIES take.
+# One wrk thread: its connections share one Lua state, so one count, and
+# every request has a path of its own.
 t0=$(date +%s)
 while :; do
   count=$(find "$disk/disk/bodies" -type f | wc -l)
   [ "$count" -ge "$ENTRIES" ] && break
-  wrk -t1 -c1 -d5s -s "$work/fill.lua" "http://127.0.0.1:$disk_port/" >/dev/null
+  wrk -t1 -c4 -d5s -s "$work/fill.lua" "http://127.0.0.1:$disk_port/" >/dev/null
   # Each wrk run starts its count again: shift the numbers.
   sed -i "s/^local n = .*/local n = $count/" "$work/fill.lua"
 done

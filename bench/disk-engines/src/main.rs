@@ -161,7 +161,11 @@ fn open(engine: &str, dir: &Path) -> Box<dyn Engine> {
             let db = builder.open().unwrap();
             let ks = db
                 .keyspace("entries", || {
-                    let o = fjall::KeyspaceCreateOptions::default();
+                    let mut o = fjall::KeyspaceCreateOptions::default();
+                    // MEMTABLE_MB: the memtable size (the disk store uses 8).
+                    if let Some(mb) = std::env::var("MEMTABLE_MB").ok().and_then(|v| v.parse::<u64>().ok()) {
+                        o = o.max_memtable_size(mb << 20);
+                    }
                     if engine == "fjall-inline" {
                         o.with_kv_separation(Some(fjall::KvSeparationOptions::default()))
                     } else {
