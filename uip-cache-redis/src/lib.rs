@@ -56,6 +56,13 @@ pub fn http_cache_from_config(config: &CacheConfig) -> Result<HttpCache, ConfigE
     if config.store.kind == StoreKind::Memory {
         return HttpCache::with_memory_store(config);
     }
+    if config.store.kind == StoreKind::Disk {
+        return Err(ConfigError::at(
+            config.source_name(),
+            "store.type",
+            "`disk` is built by `uip-cache serve`; elsewhere give a `uip_cache_disk::DiskStore` to the builder",
+        ));
+    }
     let err = |e: RedisConfigError| ConfigError::at(config.source_name(), "redis", e.to_string());
     if config.store.kind == StoreKind::Tiered {
         return HttpCache::new(

@@ -298,6 +298,14 @@ async fn reload_on_hangup(
 }
 
 fn build_cache(config: &CacheConfig) -> Result<HttpCache, uip_cache_core::ConfigError> {
+    if config.store.kind == uip_cache_core::config::StoreKind::Disk {
+        let store = uip_cache_disk::DiskStore::from_config(config);
+        return Ok(uip_cache_tower::CacheLayer::builder(config.clone())
+            .store(store)
+            .build()?
+            .cache()
+            .clone());
+    }
     Ok(uip_cache_tower::CacheLayer::from_config(config)?
         .cache()
         .clone())

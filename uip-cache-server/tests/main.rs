@@ -9,6 +9,7 @@ mod attack_invalidation_store;
 mod attack_slow_clients;
 mod attack_transform;
 mod cli;
+mod disk_store;
 mod proxy;
 mod ranges;
 mod reload;

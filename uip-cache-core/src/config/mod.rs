@@ -60,7 +60,9 @@ pub use policy::{
 pub use redis::{RedisConfig, RedisConnection};
 pub use route::{RouteConfig, DEFAULT_FAIL_TIMEOUT};
 pub use server::{CertificateConfig, ServerConfig, TlsConfig, UpstreamTlsConfig};
-pub use store::{L1Config, MemoryStoreConfig, StoreConfig, StoreKind, DEFAULT_MEMORY_MAX_BYTES};
+pub use store::{
+    DiskStoreConfig, L1Config, MemoryStoreConfig, StoreConfig, StoreKind, DEFAULT_MEMORY_MAX_BYTES,
+};
 pub use units::{ByteSize, Seconds};
 pub use warm::{WarmPriority, WarmUrlConfig, WarmingConfig};
 

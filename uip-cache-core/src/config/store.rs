@@ -11,7 +11,7 @@ use super::{ByteSize, ConfigProblem, RedisConfig, Seconds};
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct StoreConfig {
-    /// `memory` (default), `redis` or `redis_cluster`.
+    /// `memory` (default), `redis`, `redis_cluster`, `tiered` or `disk`.
     #[serde(rename = "type", default)]
     pub kind: StoreKind,
     /// Capacity of the memory store in bytes of keys and entries (default 256MB).
@@ -36,6 +36,33 @@ pub struct StoreConfig {
     /// The in-process tier of `type: tiered`.
     #[serde(default)]
     pub l1: L1Config,
+    /// Where and how much `type: disk` keeps.
+    #[serde(default)]
+    pub disk: Option<DiskStoreConfig>,
+}
+
+/// `store.disk`: the disk store's folder and sizes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct DiskStoreConfig {
+    /// The folder entries live in (created if missing); required by `type: disk`.
+    pub path: Option<String>,
+    /// Capacity on disk: bodies (by the 4 KiB blocks they take), records
+    /// and index members (default 1GB).
+    pub max_bytes: ByteSize,
+    /// Capacity of the in-process tier of hot entries (default 64MB).
+    pub memory_bytes: ByteSize,
+}
+
+impl Default for DiskStoreConfig {
+    fn default() -> Self {
+        DiskStoreConfig {
+            path: None,
+            max_bytes: ByteSize(1 << 30),
+            memory_bytes: ByteSize(64 << 20),
+        }
+    }
 }
 
 /// The in-process tier of a tiered store.
@@ -74,6 +101,7 @@ impl Default for StoreConfig {
             timeout: default_store_timeout(),
             purge_timeout: default_purge_timeout(),
             l1: L1Config::default(),
+            disk: None,
         }
     }
 }
@@ -98,6 +126,19 @@ impl StoreConfig {
                 None,
                 "store.type",
                 "`redis_cluster` needs `redis.cluster_nodes` (a list of host:port)",
+            ));
+        }
+        if self.kind == StoreKind::Disk
+            && self
+                .disk
+                .as_ref()
+                .and_then(|d| d.path.as_deref())
+                .is_none_or(str::is_empty)
+        {
+            problems.push(ConfigProblem::new(
+                None,
+                "store.type",
+                "`disk` needs `store.disk.path` (the folder entries live in)",
             ));
         }
         if self.max_bytes.is_some() && self.memory.as_ref().is_some_and(|m| m.max_bytes.is_some()) {
@@ -159,4 +200,7 @@ pub enum StoreKind {
     /// An in-process L1 in front of Redis or Redis Cluster (L2), kept
     /// coherent by invalidations published on a Redis channel.
     Tiered,
+    /// Entries on disk (`store.disk`), surviving restarts, with an
+    /// in-process tier of hot entries.
+    Disk,
 }

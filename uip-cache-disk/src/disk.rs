@@ -1,0 +1,737 @@
+//! The entries on disk: a fjall database holding each entry's record, the
+//! tag, path and eviction-order indexes and the store's state, and a folder
+//! of body files. Every change to records, indexes and state is one atomic
+//! batch, written to the journal before it answers (so a process killed
+//! right after keeps it); deletes and purges are also synced to the disk.
+//! Body files are written before the record that names them, and removed
+//! after the record that named them is gone.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use uip_cache_core::pattern::PathSelector;
+use uip_cache_core::store::{PutOptions, Rewrite};
+use uip_cache_core::UrlPattern;
+
+use crate::record::{path_member, tag_member, tag_prefix, Record, State};
+
+/// The key of the state in the `meta` keyspace.
+const STATE: &[u8] = b"state";
+/// Body files are charged by the 4 KiB blocks they take.
+const BLOCK: u64 = 4096;
+/// What an entry costs besides its body and record: its index members and
+/// the file's inode, roughly.
+const PER_ENTRY: u64 = 256;
+
+/// The longest key, path or tag an entry may have: index keys hold a
+/// key with a path or a tag, and fjall takes keys of at most 64 KiB. An
+/// entry past it is not kept (a client's long URL must not fail writes).
+const MAX_NAME: usize = 16 << 10;
+
+/// Why a disk operation failed.
+pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a read from disk found.
+pub(crate) enum Read {
+    /// The body, with the record it was read by.
+    Hit(Bytes, Record),
+    /// No such entry (or expired).
+    Miss,
+    /// The body file did not match its record (torn, cut, changed): the
+    /// entry was removed.
+    Corrupt,
+}
+
+/// The keyspaces, as a batch names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Space {
+    Entries,
+    Tags,
+    Paths,
+    Order,
+    Files,
+    Meta,
+}
+
+/// Changes to be committed together. The last change to a key wins: a
+/// fjall batch gives all its changes one sequence number, so a key removed
+/// and written again in one batch must be written once, not both.
+#[derive(Default)]
+struct WriteBatch(BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>);
+
+impl WriteBatch {
+    fn insert(&mut self, space: Space, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.0.insert(
+            (space, key.as_ref().to_vec()),
+            Some(value.as_ref().to_vec()),
+        );
+    }
+
+    fn remove(&mut self, space: Space, key: impl AsRef<[u8]>) {
+        self.0.insert((space, key.as_ref().to_vec()), None);
+    }
+}
+
+/// The disk part of a disk store.
+pub(crate) struct Disk {
+    db: Database,
+    entries: Keyspace,
+    tags: Keyspace,
+    paths: Keyspace,
+    order: Keyspace,
+    /// Body file number -> key: which files a record names (for the sweep).
+    files: Keyspace,
+    meta: Keyspace,
+    bodies: PathBuf,
+    max_bytes: u64,
+    /// The state; every batch is built and committed under this lock.
+    state: Mutex<State>,
+    /// File and order numbers handed out (at least `state.next`).
+    next: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+    pub(crate) expirations: AtomicU64,
+    pub(crate) corrupt: AtomicU64,
+}
+
+/// Milliseconds since the Unix epoch now.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What an entry under `key` with `record` is charged against `max_bytes`.
+fn charge(key: &[u8], record: &Record) -> u64 {
+    let body = record.len.div_ceil(BLOCK) * BLOCK;
+    let names: u64 = record
+        .tags
+        .iter()
+        .map(|t| (t.len() + key.len() + 4) as u64)
+        .sum::<u64>()
+        + (record.path.len() + key.len() + 1) as u64;
+    body + record.encode().len() as u64 + key.len() as u64 * 2 + names + PER_ENTRY
+}
+
+impl Disk {
+    /// Opens (or creates) the store in `dir`: the database (replaying its
+    /// journal) and the body folders. Reads no body and lists no folder.
+    pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<Disk, Error> {
+        if dir.as_os_str().is_empty() {
+            return Err("no folder given (store.disk.path)".into());
+        }
+        let bodies = dir.join("bodies");
+        for i in 0..256 {
+            fs::create_dir_all(bodies.join(format!("{i:02x}")))?;
+        }
+        let db = Database::builder(dir.join("index"))
+            // The journal is replayed on start: keep it short so that a
+            // start stays quick whatever was written before it.
+            .max_journaling_size(64 << 20)
+            // Memory: a smaller block cache, and memtables of 8 MiB
+            // (fjall's default lets each of the six keyspaces hold 64 MiB,
+            // and more while they are flushed).
+            .cache_size(16 << 20)
+            .open()?;
+        let ks = |name: &str| {
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(8 << 20)
+            })
+        };
+        let (entries, tags, paths, order, files, meta) = (
+            ks("entries")?,
+            ks("tags")?,
+            ks("paths")?,
+            ks("order")?,
+            ks("files")?,
+            ks("meta")?,
+        );
+        let state = match meta.get(STATE)? {
+            Some(b) => State::decode(&b).map_err(|_| "the store's state record is unreadable")?,
+            None => State::default(),
+        };
+        Ok(Disk {
+            next: AtomicU64::new(state.next),
+            db,
+            entries,
+            tags,
+            paths,
+            order,
+            files,
+            meta,
+            bodies,
+            max_bytes,
+            state: Mutex::new(state),
+            evictions: AtomicU64::new(0),
+            expirations: AtomicU64::new(0),
+            corrupt: AtomicU64::new(0),
+        })
+    }
+
+    /// The store's state now.
+    pub(crate) fn state(&self) -> State {
+        *lock(&self.state)
+    }
+
+    /// The capacity.
+    pub(crate) fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    fn body_path(&self, file: u64) -> PathBuf {
+        // Numbers are handed out for files and eviction order alike, so
+        // their low bits are not spread evenly: the folder is a hash's.
+        let folder = file.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
+        self.bodies
+            .join(format!("{folder:02x}"))
+            .join(format!("{file:016x}"))
+    }
+
+    /// Writes a new body file; its number.
+    fn write_body(&self, value: &[u8]) -> Result<u64, Error> {
+        let file = self.next.fetch_add(1, Ordering::Relaxed);
+        let path = self.body_path(file);
+        let written = fs::File::create(&path).and_then(|mut f| f.write_all(value));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&path);
+            return Err(e.into());
+        }
+        Ok(file)
+    }
+
+    fn remove_bodies(&self, files: &[u64]) {
+        for f in files {
+            let _ = fs::remove_file(self.body_path(*f));
+        }
+    }
+
+    fn record(&self, key: &str) -> Result<Option<Record>, Error> {
+        // fjall refuses (panics on) keys past 64 KiB; none is stored.
+        if key.len() > MAX_NAME {
+            return Ok(None);
+        }
+        match self.entries.get(key)? {
+            None => Ok(None),
+            // A record that does not decode is treated as no entry; the
+            // next write of the key replaces it.
+            Some(b) => Ok(Record::decode(&b).ok()),
+        }
+    }
+
+    /// Adds the removal of `key`'s entry `record` to `batch`.
+    fn unlink(&self, batch: &mut WriteBatch, state: &mut State, key: &str, record: &Record) {
+        batch.remove(Space::Entries, key);
+        for t in &record.tags {
+            batch.remove(Space::Tags, tag_member(t, key));
+        }
+        batch.remove(Space::Paths, path_member(&record.path, key));
+        batch.remove(Space::Order, record.seq.to_be_bytes());
+        batch.remove(Space::Files, record.file.to_be_bytes());
+        state.used = state.used.saturating_sub(charge(key.as_bytes(), record));
+        state.count = state.count.saturating_sub(1);
+    }
+
+    /// Adds the writing of `key`'s entry `record` to `batch`.
+    fn link(&self, batch: &mut WriteBatch, state: &mut State, key: &str, record: &Record) {
+        batch.insert(Space::Entries, key, record.encode());
+        for t in &record.tags {
+            batch.insert(Space::Tags, tag_member(t, key), key);
+        }
+        batch.insert(Space::Paths, path_member(&record.path, key), key);
+        batch.insert(Space::Order, record.seq.to_be_bytes(), key);
+        batch.insert(Space::Files, record.file.to_be_bytes(), key);
+        state.used += charge(key.as_bytes(), record);
+        state.count += 1;
+        state.next = state.next.max(record.file + 1).max(record.seq + 1);
+    }
+
+    fn commit(&self, mut batch: WriteBatch, state: &State, sync: bool) -> Result<(), Error> {
+        batch.insert(Space::Meta, STATE, state.encode());
+        let mode = if sync {
+            PersistMode::SyncAll
+        } else {
+            PersistMode::Buffer
+        };
+        let mut out = self.db.batch().durability(Some(mode));
+        for ((space, key), value) in batch.0 {
+            let ks = match space {
+                Space::Entries => &self.entries,
+                Space::Tags => &self.tags,
+                Space::Paths => &self.paths,
+                Space::Order => &self.order,
+                Space::Files => &self.files,
+                Space::Meta => &self.meta,
+            };
+            match value {
+                Some(v) => out.insert(ks, key, v),
+                None => out.remove(ks, key),
+            }
+        }
+        out.commit()?;
+        Ok(())
+    }
+
+    /// Stores `value` under `key`. `then` runs once it is committed, under
+    /// the store's lock, told whether the entry was kept (one larger than
+    /// the whole store is not, and the key's old entry goes): the memory
+    /// tier is written there, so that it follows the disk's order.
+    pub(crate) fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        options: &PutOptions<'_>,
+        then: impl FnOnce(bool),
+    ) -> Result<(), Error> {
+        if key.len() > MAX_NAME
+            || options.path.len() > MAX_NAME
+            || options.tags.iter().any(|t| t.len() > MAX_NAME)
+        {
+            // Not kept; nothing of the key can be there either.
+            then(false);
+            return Ok(());
+        }
+        let file = self.write_body(value)?;
+        let record = Record {
+            expires_ms: now_ms().saturating_add(duration_ms(options.ttl)),
+            seq: 0,
+            file,
+            len: value.len() as u64,
+            crc: crc32fast::hash(value),
+            path: options.path.to_owned(),
+            query: options.query.map(str::to_owned),
+            tags: options.tags.to_vec(),
+        };
+        let mut gone = Vec::new();
+        match self.put_locked(key, record, &mut gone, then) {
+            Ok(()) => {
+                self.remove_bodies(&gone);
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing was committed: only the new body goes.
+                self.remove_bodies(&[file]);
+                Err(e)
+            }
+        }
+    }
+
+    fn put_locked(
+        &self,
+        key: &str,
+        mut record: Record,
+        gone: &mut Vec<u64>,
+        then: impl FnOnce(bool),
+    ) -> Result<(), Error> {
+        let mut guard = lock(&self.state);
+        let mut state = *guard;
+        let mut batch = WriteBatch::default();
+        if let Some(old) = self.record(key)? {
+            self.unlink(&mut batch, &mut state, key, &old);
+            gone.push(old.file);
+        }
+        let kept = charge(key.as_bytes(), &record) <= self.max_bytes;
+        if kept {
+            record.seq = self.next.fetch_add(1, Ordering::Relaxed);
+            self.link(&mut batch, &mut state, key, &record);
+            self.evict(&mut batch, &mut state, key, gone)?;
+        } else {
+            gone.push(record.file);
+        }
+        self.commit(batch, &state, false)?;
+        *guard = state;
+        then(kept);
+        Ok(())
+    }
+
+    /// Adds to `batch` the removal of the oldest entries (but `keep`) until
+    /// the state is within `max_bytes`.
+    fn evict(
+        &self,
+        batch: &mut WriteBatch,
+        state: &mut State,
+        keep: &str,
+        gone: &mut Vec<u64>,
+    ) -> Result<(), Error> {
+        if state.used <= self.max_bytes {
+            return Ok(());
+        }
+        for guard in self.order.iter() {
+            if state.used <= self.max_bytes {
+                break;
+            }
+            let (seq, key) = guard.into_inner()?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            if key == keep {
+                continue;
+            }
+            match self.record(&key)? {
+                Some(r) if r.seq.to_be_bytes()[..] == seq[..] => {
+                    self.unlink(batch, state, &key, &r);
+                    gone.push(r.file);
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+                // A member left behind: drop it.
+                _ => batch.remove(Space::Order, seq),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `key`'s entry: its record, then its body, checked against the
+    /// record's length and checksum. An expired or corrupt entry is removed.
+    pub(crate) fn get(&self, key: &str) -> Result<Read, Error> {
+        // A body removed between reading its record and opening it was
+        // replaced (or purged): read the record again, a few times.
+        for _ in 0..8 {
+            if let Some(read) = self.get_once(key)? {
+                return Ok(read);
+            }
+        }
+        Ok(Read::Miss)
+    }
+
+    /// One read; `None` when the body went while it was read.
+    fn get_once(&self, key: &str) -> Result<Option<Read>, Error> {
+        let Some(record) = self.record(key)? else {
+            return Ok(Some(Read::Miss));
+        };
+        if record.expires_ms <= now_ms() {
+            if self.remove_if(key, record.file, false)? {
+                self.expirations.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(Some(Read::Miss));
+        }
+        let body = match fs::read(self.body_path(record.file)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Lost if the record still names it; else replaced or
+                // purged meanwhile.
+                return Ok(if self.remove_if(key, record.file, false)? {
+                    self.corrupt.fetch_add(1, Ordering::Relaxed);
+                    Some(Read::Corrupt)
+                } else {
+                    None
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if body.len() as u64 != record.len || crc32fast::hash(&body) != record.crc {
+            // A body cut or changed under a record that still names it is
+            // corrupt; one whose record changed meanwhile was replaced as
+            // it was read (file numbers are not reused while running).
+            if !self.remove_if(key, record.file, false)? {
+                return Ok(None);
+            }
+            self.corrupt.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(Read::Corrupt));
+        }
+        Ok(Some(Read::Hit(Bytes::from(body), record)))
+    }
+
+    /// Runs `then` under the store's lock if `key` still holds the write of
+    /// `file`, after moving it to the young end of the eviction order if it
+    /// is in the older half (least recently used, roughly, without a write
+    /// per read).
+    pub(crate) fn touch(&self, key: &str, file: u64, then: impl FnOnce()) -> Result<(), Error> {
+        let mut guard = lock(&self.state);
+        let Some(record) = self.record(key)? else {
+            return Ok(());
+        };
+        if record.file != file {
+            return Ok(());
+        }
+        let oldest = match self.order.first_key_value() {
+            Some(g) => {
+                let k = g.key()?;
+                let mut a = [0u8; 8];
+                if k.len() == 8 {
+                    a.copy_from_slice(&k);
+                }
+                u64::from_be_bytes(a)
+            }
+            None => record.seq,
+        };
+        let next = self.next.load(Ordering::Relaxed);
+        if record.seq < oldest + (next.saturating_sub(oldest)) / 2 {
+            let mut state = *guard;
+            let mut batch = WriteBatch::default();
+            self.unlink(&mut batch, &mut state, key, &record);
+            let young = Record {
+                seq: self.next.fetch_add(1, Ordering::Relaxed),
+                ..record
+            };
+            self.link(&mut batch, &mut state, key, &young);
+            self.commit(batch, &state, false)?;
+            *guard = state;
+        }
+        then();
+        Ok(())
+    }
+
+    /// Removes `key` if it still holds the write of `file`; whether it did.
+    fn remove_if(&self, key: &str, file: u64, sync: bool) -> Result<bool, Error> {
+        let mut guard = lock(&self.state);
+        let Some(record) = self.record(key)? else {
+            return Ok(false);
+        };
+        if record.file != file {
+            return Ok(false);
+        }
+        let mut state = *guard;
+        let mut batch = WriteBatch::default();
+        self.unlink(&mut batch, &mut state, key, &record);
+        self.commit(batch, &state, sync)?;
+        *guard = state;
+        drop(guard);
+        self.remove_bodies(&[record.file]);
+        Ok(true)
+    }
+
+    /// Removes `key`, synced to the disk; whether it was there. `then`
+    /// runs under the lock once it is gone.
+    pub(crate) fn delete(&self, key: &str, then: impl FnOnce()) -> Result<bool, Error> {
+        let mut guard = lock(&self.state);
+        let Some(record) = self.record(key)? else {
+            then();
+            return Ok(false);
+        };
+        let mut state = *guard;
+        let mut batch = WriteBatch::default();
+        self.unlink(&mut batch, &mut state, key, &record);
+        self.commit(batch, &state, true)?;
+        *guard = state;
+        then();
+        drop(guard);
+        self.remove_bodies(&[record.file]);
+        Ok(record.expires_ms > now_ms())
+    }
+
+    /// The keys the tag index holds under `tags`.
+    fn tag_keys(&self, tags: &[String]) -> Result<Vec<String>, Error> {
+        let mut keys = Vec::new();
+        let mut seen = HashSet::new();
+        for t in tags.iter().filter(|t| t.len() <= MAX_NAME) {
+            for g in self.tags.prefix(tag_prefix(t)) {
+                let key = String::from_utf8_lossy(&g.value()?).into_owned();
+                if seen.insert(key.clone()) {
+                    keys.push(key);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The keys the path index holds under the paths `pattern` selects.
+    fn pattern_keys(&self, pattern: &UrlPattern) -> Result<Vec<String>, Error> {
+        let prefix = match pattern.selector() {
+            PathSelector::Exact(p) => path_member(p, ""),
+            PathSelector::Prefix(p) => p.as_bytes().to_vec(),
+            // A selector this store does not know: every path (each
+            // candidate is checked against the pattern).
+            _ => Vec::new(),
+        };
+        if prefix.len() > MAX_NAME + 1 {
+            // No stored path is that long.
+            return Ok(Vec::new());
+        }
+        let mut keys = Vec::new();
+        let mut seen = HashSet::new();
+        for g in self.paths.prefix(prefix) {
+            let key = String::from_utf8_lossy(&g.value()?).into_owned();
+            if seen.insert(key.clone()) {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Removes (or with `rewrite`, rewrites) the entries under `keys` whose
+    /// record `selects`, in one batch synced to the disk; how many (expired
+    /// ones are removed and not counted). `then` runs under the lock once
+    /// the batch is written.
+    fn purge(
+        &self,
+        keys: Vec<String>,
+        selects: impl Fn(&Record) -> bool,
+        rewrite: Option<&Rewrite<'_>>,
+        then: impl FnOnce(&[String]),
+    ) -> Result<u64, Error> {
+        let mut guard = lock(&self.state);
+        let mut state = *guard;
+        let mut batch = WriteBatch::default();
+        let mut gone = Vec::new();
+        let mut written = Vec::new();
+        let mut done = Vec::new();
+        let now = now_ms();
+        for key in keys {
+            let Some(record) = self.record(&key)? else {
+                continue;
+            };
+            if !selects(&record) {
+                continue;
+            }
+            let live = record.expires_ms > now;
+            let Some(rewrite) = rewrite.filter(|_| live) else {
+                self.unlink(&mut batch, &mut state, &key, &record);
+                gone.push(record.file);
+                if live {
+                    done.push(key);
+                }
+                continue;
+            };
+            let body = fs::read(self.body_path(record.file))
+                .ok()
+                .filter(|b| b.len() as u64 == record.len && crc32fast::hash(b) == record.crc);
+            let Some(body) = body else {
+                self.unlink(&mut batch, &mut state, &key, &record);
+                gone.push(record.file);
+                self.corrupt.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let Some((value, ttl)) = rewrite(&Bytes::from(body)) else {
+                continue;
+            };
+            let file = match self.write_body(&value) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.remove_bodies(&written);
+                    return Err(e);
+                }
+            };
+            written.push(file);
+            self.unlink(&mut batch, &mut state, &key, &record);
+            gone.push(record.file);
+            let new = Record {
+                expires_ms: now.saturating_add(duration_ms(ttl)),
+                seq: self.next.fetch_add(1, Ordering::Relaxed),
+                file,
+                len: value.len() as u64,
+                crc: crc32fast::hash(&value),
+                ..record
+            };
+            self.link(&mut batch, &mut state, &key, &new);
+            done.push(key);
+        }
+        if let Err(e) = self.commit(batch, &state, true) {
+            self.remove_bodies(&written);
+            return Err(e);
+        }
+        *guard = state;
+        then(&done);
+        drop(guard);
+        self.remove_bodies(&gone);
+        Ok(done.len() as u64)
+    }
+
+    /// Removes the entries carrying any of `tags`.
+    pub(crate) fn invalidate_tags(
+        &self,
+        tags: &[String],
+        rewrite: Option<&Rewrite<'_>>,
+        then: impl FnOnce(&[String]),
+    ) -> Result<u64, Error> {
+        let keys = self.tag_keys(tags)?;
+        self.purge(
+            keys,
+            |r| r.tags.iter().any(|t| tags.contains(t)),
+            rewrite,
+            then,
+        )
+    }
+
+    /// Removes the entries whose path and query match `pattern`.
+    pub(crate) fn invalidate_pattern(
+        &self,
+        pattern: &UrlPattern,
+        rewrite: Option<&Rewrite<'_>>,
+        then: impl FnOnce(&[String]),
+    ) -> Result<u64, Error> {
+        let keys = self.pattern_keys(pattern)?;
+        self.purge(
+            keys,
+            |r| pattern.matches(&r.path, r.query.as_deref()),
+            rewrite,
+            then,
+        )
+    }
+
+    /// What the sweep of orphan body files needs, to run on a thread of
+    /// its own: the file index, the bodies folder, and the first number
+    /// handed out since the start (files from there on may be writes in
+    /// progress, and are left alone).
+    pub(crate) fn sweeper(&self) -> Sweeper {
+        Sweeper {
+            files: self.files.clone(),
+            bodies: self.bodies.clone(),
+            below: self.state().next,
+        }
+    }
+
+    /// The body file of `key`'s entry (for tests that damage it).
+    #[doc(hidden)]
+    pub(crate) fn body_file(&self, key: &str) -> Option<PathBuf> {
+        self.record(key)
+            .ok()
+            .flatten()
+            .map(|r| self.body_path(r.file))
+    }
+}
+
+/// `d` in milliseconds, saturating.
+pub(crate) fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Removes body files no record names: left by a crash between writing a
+/// body and committing its record, or between removing a record and its
+/// file. Runs after the start, in the background, one folder at a time.
+pub(crate) struct Sweeper {
+    files: Keyspace,
+    bodies: PathBuf,
+    below: u64,
+}
+
+impl Sweeper {
+    /// Sweeps every body folder, until `stop` is set; how many files it
+    /// removed.
+    pub(crate) fn run(&self, stop: &std::sync::atomic::AtomicBool) -> u64 {
+        let mut removed = 0;
+        for i in 0..256 {
+            let Ok(dir) = fs::read_dir(self.bodies.join(format!("{i:02x}"))) else {
+                continue;
+            };
+            for entry in dir.flatten() {
+                if stop.load(Ordering::Relaxed) {
+                    return removed;
+                }
+                let name = entry.file_name();
+                let Some(file) = name
+                    .to_str()
+                    .filter(|n| n.len() == 16)
+                    .and_then(|n| u64::from_str_radix(n, 16).ok())
+                else {
+                    continue;
+                };
+                // A record removed after this check removes its file too;
+                // files numbered from `below` on may be being written.
+                if file < self.below
+                    && matches!(self.files.get(file.to_be_bytes()), Ok(None))
+                    && fs::remove_file(entry.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+}

@@ -1,0 +1,498 @@
+//! Disk store for uip-cache (`store.type: disk`): entries that survive a
+//! restart and outgrow memory.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use uip_cache_core::{CacheConfig, HttpCache};
+//! use uip_cache_disk::DiskStore;
+//!
+//! let config = CacheConfig::from_yaml_str(
+//!     "store:\n  type: disk\n  disk:\n    path: /var/cache/uip-cache\n    max_bytes: 20GB\n",
+//! )?;
+//! let store = DiskStore::from_config(&config); // never fails: see below
+//! let cache = HttpCache::new(&config, Arc::new(store))?;
+//! # let _ = cache;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Each entry is a body file in `path/bodies/` and a record in a
+//! [fjall](https://docs.rs/fjall) database in `path/index/`: its expiry,
+//! its body's length and CRC-32, its tags, path and query, and its place in
+//! eviction order. The tag and path indexes purges go through and the
+//! store's own figures (bytes, entries) are there too, and every change to
+//! them is one batch, written to the journal before the call answers:
+//!
+//! - a restart, graceful or not (`kill -9`), keeps every entry whose write
+//!   had answered, with its remaining freshness (expiry is wall-clock time),
+//!   tags and path; opening replays the journal and reads no body and no
+//!   folder listing;
+//! - deletes and purges are synced to the disk (`fsync`) before they
+//!   answer: an entry purged never comes back;
+//! - a body is checked against its record's length and checksum each time
+//!   it is read from disk: a torn, cut or changed file is a miss, counted
+//!   ([`DiskStore::corrupt_entries`]), logged and removed;
+//! - `max_bytes` bounds the bodies (by the 4 KiB blocks they take), records
+//!   and index members; the oldest entries leave first, and an entry read
+//!   from disk while in the older half of that order moves to the young end
+//!   (least recently used, roughly, with no write for most reads and no
+//!   listing of the folder);
+//! - hot entries are also kept in process, in a
+//!   [`MemoryStore`] of `memory_bytes`
+//!   written under the same lock as the disk, so it never holds what the
+//!   disk no longer does;
+//! - body files no record names (left by a crash between a body and its
+//!   record) are removed by a sweep that runs in the background after the
+//!   start.
+//!
+//! Failures fail open: a folder that cannot be opened (missing permission,
+//! read-only, not a folder) leaves the store running on the memory tier
+//! alone; a write or read that fails (a full disk) is an error the cache
+//! turns into a miss or a write not kept. Either way health is `degraded`
+//! with the reason, and one log line says what failed; health is
+//! `connected` again after the next write that succeeds.
+#![forbid(unsafe_code)]
+
+mod disk;
+mod record;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use uip_cache_core::store::{
+    Coordination, HealthStatus, MemoryStore, MemoryUsage, PutOptions, Rewrite, Storage, StoreError,
+    StoreErrorKind, StoreFuture, StoreHealth, StoreStatus,
+};
+use uip_cache_core::{CacheConfig, UrlPattern};
+
+use disk::{Disk, Read};
+
+/// Entries on disk, with a memory tier in front: see the [crate] docs.
+#[derive(Clone)]
+pub struct DiskStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `None` when the folder could not be opened: the memory tier alone.
+    disk: Option<Disk>,
+    memory: MemoryStore,
+    /// Whether the memory tier holds anything (`memory_bytes` > 0).
+    tiered: bool,
+    path: PathBuf,
+    /// What failed last, until a write succeeds.
+    problem: Mutex<Option<String>>,
+    /// The sweep of orphan body files, and what stops it.
+    sweep: Mutex<Option<std::thread::JoinHandle<u64>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The sweep holds the database open: it ends before the store does.
+        self.stop.store(true, Ordering::Relaxed);
+        let sweep = self.sweep.get_mut().map(Option::take);
+        if let Ok(Some(sweep)) = sweep {
+            let _ = sweep.join();
+        }
+    }
+}
+
+impl fmt::Debug for DiskStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskStore")
+            .field("path", &self.inner.path)
+            .field("open", &self.inner.disk.is_some())
+            .finish()
+    }
+}
+
+impl DiskStore {
+    /// The store in the folder `path` (created if missing), holding at most
+    /// `max_bytes` on disk and `memory_bytes` in its memory tier. Never
+    /// fails: a folder that cannot be used leaves the memory tier alone,
+    /// with health `degraded` and an error logged.
+    pub fn open(path: impl AsRef<Path>, max_bytes: u64, memory_bytes: u64) -> DiskStore {
+        let path = path.as_ref().to_path_buf();
+        let started = Instant::now();
+        let (disk, problem) = match Disk::open(&path, max_bytes) {
+            Ok(d) => {
+                let state = d.state();
+                tracing::info!(
+                    path = %path.display(),
+                    entries = state.count,
+                    bytes = state.used,
+                    ms = started.elapsed().as_millis() as u64,
+                    "disk store opened"
+                );
+                (Some(d), None)
+            }
+            Err(e) => {
+                let problem = format!("cannot open {}: {e}", path.display());
+                tracing::error!(
+                    "disk store {problem}; serving from the memory tier alone, health degraded"
+                );
+                (None, Some(problem))
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let sweep = disk.as_ref().map(|d| {
+            let sweeper = d.sweeper();
+            let stop = stop.clone();
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let removed = sweeper.run(&stop);
+                if removed > 0 {
+                    tracing::info!(path = %path.display(), removed, "disk store removed orphan body files");
+                }
+                removed
+            })
+        });
+        DiskStore {
+            inner: Arc::new(Inner {
+                disk,
+                memory: MemoryStore::new(memory_bytes),
+                tiered: memory_bytes > 0,
+                path,
+                problem: Mutex::new(problem),
+                sweep: Mutex::new(sweep),
+                stop,
+            }),
+        }
+    }
+
+    /// Waits for the sweep of orphan body files that the start began;
+    /// how many it removed (for tests).
+    #[doc(hidden)]
+    pub fn wait_for_sweep(&self) -> u64 {
+        let sweep = self.inner.take_sweep();
+        sweep.and_then(|s| s.join().ok()).unwrap_or(0)
+    }
+
+    /// The store `store.disk` of `config` describes (see [`DiskStore::open`]).
+    pub fn from_config(config: &CacheConfig) -> DiskStore {
+        let disk = config.store.disk.clone().unwrap_or_default();
+        DiskStore::open(
+            disk.path.unwrap_or_default(),
+            disk.max_bytes.bytes(),
+            disk.memory_bytes.bytes(),
+        )
+    }
+
+    /// Entries found torn or corrupt (and removed) since start.
+    pub fn corrupt_entries(&self) -> u64 {
+        self.inner
+            .disk
+            .as_ref()
+            .map_or(0, |d| d.corrupt.load(Ordering::Relaxed))
+    }
+
+    /// The body file of `key`'s entry, if it has one (for tests that
+    /// damage it).
+    #[doc(hidden)]
+    pub fn body_file(&self, key: &str) -> Option<PathBuf> {
+        self.inner.disk.as_ref()?.body_file(key)
+    }
+
+    /// Drops the memory tier's entries (for tests that read from disk).
+    #[doc(hidden)]
+    pub fn clear_memory(&self) {
+        self.inner.memory.clear();
+    }
+}
+
+impl Inner {
+    fn take_sweep(&self) -> Option<std::thread::JoinHandle<u64>> {
+        self.sweep.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn problem(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.problem.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes a failed disk operation: logged when it starts a run of them.
+    fn failed(&self, what: &str, e: &disk::Error) -> StoreError {
+        let text = format!("{what} failed in {}: {e}", self.path.display());
+        let mut problem = self.problem();
+        if problem.is_none() {
+            tracing::error!("disk store {text}; failing open (misses), health degraded");
+        }
+        *problem = Some(text.clone());
+        StoreError::new(StoreErrorKind::Backend, text)
+    }
+
+    fn succeeded(&self) {
+        if self.disk.is_none() {
+            return;
+        }
+        let mut problem = self.problem();
+        if problem.take().is_some() {
+            tracing::info!(path = %self.path.display(), "disk store writes again");
+        }
+    }
+
+    /// Writes `value` to the memory tier (its futures are ready at once).
+    fn remember(&self, key: &str, value: Bytes, options: PutOptions<'_>) {
+        if !self.tiered {
+            return;
+        }
+        let _ = self.memory.put(key, value, options).now_or_never();
+    }
+
+    fn forget(&self, key: &str) {
+        let _ = self.memory.delete(key).now_or_never();
+    }
+
+    fn forget_tags(&self, tags: &[String]) {
+        let _ = self.memory.invalidate_tags(tags).now_or_never();
+    }
+
+    fn forget_pattern(&self, pattern: &UrlPattern) {
+        let _ = self.memory.invalidate_pattern(pattern).now_or_never();
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let Some(disk) = &self.disk else {
+            return Ok(None);
+        };
+        match disk.get(key) {
+            Ok(Read::Hit(value, record)) => {
+                let ttl = Duration::from_millis(record.expires_ms.saturating_sub(disk::now_ms()));
+                let touched = disk.touch(key, record.file, || {
+                    let options = PutOptions::new(ttl, &record.path)
+                        .tags(&record.tags)
+                        .query(record.query.as_deref());
+                    self.remember(key, value.clone(), options);
+                });
+                if let Err(e) = touched {
+                    // The body read is good; only the bookkeeping failed.
+                    let _ = self.failed("a read's update", &e);
+                }
+                Ok(Some(value))
+            }
+            Ok(Read::Miss) => Ok(None),
+            Ok(Read::Corrupt) => {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    key,
+                    "disk store entry torn or corrupt: removed, answered as a miss"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(self.failed("a read", &e)),
+        }
+    }
+
+    fn put(&self, key: &str, value: Bytes, options: PutOptions<'_>) -> Result<(), StoreError> {
+        let Some(disk) = &self.disk else {
+            self.remember(key, value, options);
+            return Ok(());
+        };
+        let written = disk.put(key, &value, &options, |kept| {
+            if kept {
+                self.remember(key, value.clone(), options);
+            } else {
+                self.forget(key);
+            }
+        });
+        match written {
+            Ok(()) => {
+                self.succeeded();
+                Ok(())
+            }
+            Err(e) => {
+                // What the memory tier holds of the key may be older than
+                // the write that failed.
+                self.forget(key);
+                Err(self.failed("a write", &e))
+            }
+        }
+    }
+}
+
+/// Runs `f` on the blocking pool (file and database work), or here when
+/// there is no runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(f)
+            .await
+            .map_err(|e| StoreError::new(StoreErrorKind::Backend, e.to_string()))?,
+        Err(_) => f(),
+    }
+}
+
+/// A write's options, owned (to cross to the blocking pool).
+struct Owned {
+    ttl: Duration,
+    tags: Vec<String>,
+    path: String,
+    query: Option<String>,
+}
+
+impl Owned {
+    fn new(o: &PutOptions<'_>) -> Owned {
+        Owned {
+            ttl: o.ttl,
+            tags: o.tags.to_vec(),
+            path: o.path.to_owned(),
+            query: o.query.map(str::to_owned),
+        }
+    }
+
+    fn options(&self) -> PutOptions<'_> {
+        PutOptions::new(self.ttl, &self.path)
+            .tags(&self.tags)
+            .query(self.query.as_deref())
+    }
+}
+
+impl Storage for DiskStore {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        if let Some(v) = self.inner.memory.get_now(key) {
+            return Box::pin(async move { Ok(Some(v)) });
+        }
+        let inner = self.inner.clone();
+        let key = key.to_owned();
+        Box::pin(blocking(move || inner.get(&key)))
+    }
+
+    fn get_now(&self, key: &str) -> Option<Bytes> {
+        self.inner.memory.get_now(key)
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        options: PutOptions<'a>,
+    ) -> StoreFuture<'a, ()> {
+        let inner = self.inner.clone();
+        let key = key.to_owned();
+        let owned = Owned::new(&options);
+        Box::pin(blocking(move || inner.put(&key, value, owned.options())))
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        let inner = self.inner.clone();
+        let key = key.to_owned();
+        Box::pin(blocking(move || {
+            let Some(disk) = &inner.disk else {
+                return inner
+                    .memory
+                    .delete(&key)
+                    .now_or_never()
+                    .unwrap_or(Ok(false));
+            };
+            disk.delete(&key, || inner.forget(&key))
+                .map_err(|e| inner.failed("a delete", &e))
+        }))
+    }
+
+    fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
+        let inner = self.inner.clone();
+        let tags = tags.to_vec();
+        Box::pin(blocking(move || {
+            let Some(disk) = &inner.disk else {
+                return inner
+                    .memory
+                    .invalidate_tags(&tags)
+                    .now_or_never()
+                    .unwrap_or(Ok(0));
+            };
+            let n = disk.invalidate_tags(&tags, None, |_| inner.forget_tags(&tags));
+            inner.forget_tags(&tags);
+            n.map_err(|e| inner.failed("a purge", &e))
+        }))
+    }
+
+    fn invalidate_pattern<'a>(&'a self, pattern: &'a UrlPattern) -> StoreFuture<'a, u64> {
+        let inner = self.inner.clone();
+        let pattern = pattern.clone();
+        Box::pin(blocking(move || {
+            let Some(disk) = &inner.disk else {
+                return inner
+                    .memory
+                    .invalidate_pattern(&pattern)
+                    .now_or_never()
+                    .unwrap_or(Ok(0));
+            };
+            let n = disk.invalidate_pattern(&pattern, None, |_| inner.forget_pattern(&pattern));
+            inner.forget_pattern(&pattern);
+            n.map_err(|e| inner.failed("a purge", &e))
+        }))
+    }
+
+    fn soft_invalidate_tags<'a>(
+        &'a self,
+        tags: &'a [String],
+        rewrite: &'a Rewrite<'a>,
+    ) -> StoreFuture<'a, Option<u64>> {
+        // The rewrite borrows: done here, not on the blocking pool.
+        let inner = &self.inner;
+        let Some(disk) = &inner.disk else {
+            return inner.memory.soft_invalidate_tags(tags, rewrite);
+        };
+        let n = disk
+            .invalidate_tags(tags, Some(rewrite), |_| inner.forget_tags(tags))
+            .map(Some)
+            .map_err(|e| inner.failed("a soft purge", &e));
+        Box::pin(async move { n })
+    }
+
+    fn soft_invalidate_pattern<'a>(
+        &'a self,
+        pattern: &'a UrlPattern,
+        rewrite: &'a Rewrite<'a>,
+    ) -> StoreFuture<'a, Option<u64>> {
+        let inner = &self.inner;
+        let Some(disk) = &inner.disk else {
+            return inner.memory.soft_invalidate_pattern(pattern, rewrite);
+        };
+        let n = disk
+            .invalidate_pattern(pattern, Some(rewrite), |_| inner.forget_pattern(pattern))
+            .map(Some)
+            .map_err(|e| inner.failed("a soft purge", &e));
+        Box::pin(async move { n })
+    }
+}
+
+/// One process alone: the cache's own log and locks cover it.
+impl Coordination for DiskStore {}
+
+impl StoreStatus for DiskStore {
+    fn keys_count(&self) -> StoreFuture<'_, u64> {
+        let n = match &self.inner.disk {
+            Some(d) => Ok(d.state().count),
+            None => return self.inner.memory.keys_count(),
+        };
+        Box::pin(async move { n })
+    }
+
+    fn memory(&self) -> StoreFuture<'_, MemoryUsage> {
+        let usage = match &self.inner.disk {
+            Some(d) => MemoryUsage::new(
+                d.state().used,
+                Some(d.max_bytes()),
+                d.evictions.load(Ordering::Relaxed),
+            )
+            .with_expirations(d.expirations.load(Ordering::Relaxed)),
+            None => return self.inner.memory.memory(),
+        };
+        Box::pin(async move { Ok(usage) })
+    }
+
+    fn health(&self) -> StoreFuture<'_, StoreHealth> {
+        let health = match self.inner.problem().clone() {
+            None => StoreHealth::new(HealthStatus::Connected, "disk", None),
+            Some(p) => StoreHealth::new(HealthStatus::Degraded, "disk", Some(p)),
+        };
+        Box::pin(async move { Ok(health) })
+    }
+}

@@ -1,0 +1,301 @@
+//! The metadata record of one entry, as the index keeps it, and its
+//! versioned binary encoding. Decoding checks every length: bytes that are
+//! not a record (a torn write, a record of a later version, hostile bytes)
+//! are an error, never a panic or a wrong record.
+
+/// The encoding's version, its first byte.
+const VERSION: u8 = 1;
+
+/// What the index keeps of one entry: where its body is, how to check it,
+/// when it expires, and what purges find it by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// Milliseconds since the Unix epoch after which the entry is gone.
+    pub(crate) expires_ms: u64,
+    /// Its place in eviction order (lower leaves first).
+    pub(crate) seq: u64,
+    /// The body file's number.
+    pub(crate) file: u64,
+    /// The body's length in bytes.
+    pub(crate) len: u64,
+    /// CRC-32 of the body.
+    pub(crate) crc: u32,
+    /// The request's path (for URL-pattern purges).
+    pub(crate) path: String,
+    /// The request's raw query.
+    pub(crate) query: Option<String>,
+    /// The entry's tags.
+    pub(crate) tags: Vec<String>,
+}
+
+/// Bytes that are not a record.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct BadRecord;
+
+impl Record {
+    /// The record as bytes.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.path.len());
+        out.push(VERSION);
+        out.extend_from_slice(&self.expires_ms.to_le_bytes());
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.file.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out.extend_from_slice(&self.crc.to_le_bytes());
+        put_str(&mut out, &self.path);
+        match &self.query {
+            None => out.push(0),
+            Some(q) => {
+                out.push(1);
+                put_str(&mut out, q);
+            }
+        }
+        let n = u32::try_from(self.tags.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&n.to_le_bytes());
+        for t in self.tags.iter().take(n as usize) {
+            put_str(&mut out, t);
+        }
+        out
+    }
+
+    /// The record `bytes` encode, all of them.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Record, BadRecord> {
+        let mut r = Reader(bytes);
+        if r.u8()? != VERSION {
+            return Err(BadRecord);
+        }
+        let expires_ms = r.u64()?;
+        let seq = r.u64()?;
+        let file = r.u64()?;
+        let len = r.u64()?;
+        let crc = r.u32()?;
+        let path = r.str()?;
+        let query = match r.u8()? {
+            0 => None,
+            1 => Some(r.str()?),
+            _ => return Err(BadRecord),
+        };
+        let n = r.u32()? as usize;
+        // Each tag takes at least its 4-byte length: a count the bytes
+        // cannot hold is refused before anything is allocated for it.
+        if n > r.0.len() / 4 {
+            return Err(BadRecord);
+        }
+        let mut tags = Vec::with_capacity(n);
+        for _ in 0..n {
+            tags.push(r.str()?);
+        }
+        if !r.0.is_empty() {
+            return Err(BadRecord);
+        }
+        Ok(Record {
+            expires_ms,
+            seq,
+            file,
+            len,
+            crc,
+            path,
+            query,
+            tags,
+        })
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Strings longer than 4 GiB are cut at a character boundary (none
+    // reaches this far: keys, paths and tags are bounded by the request
+    // limits far below).
+    let mut end = s.len().min(u32::MAX as usize);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.extend_from_slice(&(end as u32).to_le_bytes());
+    out.extend_from_slice(&s.as_bytes()[..end]);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], BadRecord> {
+        if self.0.len() < n {
+            return Err(BadRecord);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, BadRecord> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, BadRecord> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, BadRecord> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    fn str(&mut self) -> Result<String, BadRecord> {
+        let n = self.u32()? as usize;
+        let b = self.take(n)?;
+        String::from_utf8(b.to_vec()).map_err(|_| BadRecord)
+    }
+}
+
+/// The store's own state, kept beside the records and written in the same
+/// batch as every change to them: bytes charged, entries, the next file
+/// and order number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct State {
+    /// Bytes charged for the entries held (see `charge`).
+    pub(crate) used: u64,
+    /// Entries held.
+    pub(crate) count: u64,
+    /// The next file and order number.
+    pub(crate) next: u64,
+}
+
+impl State {
+    /// The state as bytes.
+    pub(crate) fn encode(&self) -> [u8; 25] {
+        let mut out = [0u8; 25];
+        out[0] = VERSION;
+        out[1..9].copy_from_slice(&self.used.to_le_bytes());
+        out[9..17].copy_from_slice(&self.count.to_le_bytes());
+        out[17..25].copy_from_slice(&self.next.to_le_bytes());
+        out
+    }
+
+    /// The state `bytes` encode.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<State, BadRecord> {
+        let mut r = Reader(bytes);
+        if r.u8()? != VERSION {
+            return Err(BadRecord);
+        }
+        let state = State {
+            used: r.u64()?,
+            count: r.u64()?,
+            next: r.u64()?,
+        };
+        if !r.0.is_empty() {
+            return Err(BadRecord);
+        }
+        Ok(state)
+    }
+}
+
+/// The key under which the tag index holds `key`'s membership of `tag`:
+/// the tag's length, the tag, the key (so that no tag is a prefix of
+/// another's members).
+pub(crate) fn tag_member(tag: &str, key: &str) -> Vec<u8> {
+    let mut out = tag_prefix(tag);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+/// The prefix of every member of `tag`.
+pub(crate) fn tag_prefix(tag: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + tag.len());
+    out.extend_from_slice(&u32::try_from(tag.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(tag.as_bytes());
+    out
+}
+
+/// The key under which the path index holds `key`, stored at `path`: the
+/// path, a zero byte, the key. Path prefixes are byte prefixes, so a
+/// pattern's literal prefix is a range of this index; a member found
+/// there is checked against its record before anything is removed.
+pub(crate) fn path_member(path: &str, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len() + 1 + key.len());
+    out.extend_from_slice(path.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn record() -> impl Strategy<Value = Record> {
+        (
+            any::<[u64; 4]>(),
+            any::<u32>(),
+            ".{0,40}",
+            proptest::option::of(".{0,20}"),
+            proptest::collection::vec(".{0,12}", 0..5),
+        )
+            .prop_map(
+                |([expires_ms, seq, file, len], crc, path, query, tags)| Record {
+                    expires_ms,
+                    seq,
+                    file,
+                    len,
+                    crc,
+                    path,
+                    query,
+                    tags,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn records_round_trip(r in record()) {
+            prop_assert_eq!(Record::decode(&r.encode()), Ok(r));
+        }
+
+        #[test]
+        fn hostile_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Record::decode(&bytes);
+            let _ = State::decode(&bytes);
+        }
+
+        #[test]
+        fn a_cut_or_extended_record_is_refused(r in record(), cut in any::<prop::sample::Index>(), extra in any::<u8>()) {
+            let bytes = r.encode();
+            let at = cut.index(bytes.len());
+            prop_assert_eq!(Record::decode(&bytes[..at]), Err(BadRecord));
+            let mut longer = bytes.clone();
+            longer.push(extra);
+            prop_assert_eq!(Record::decode(&longer), Err(BadRecord));
+        }
+
+        #[test]
+        fn states_round_trip(used in any::<u64>(), count in any::<u64>(), next in any::<u64>()) {
+            let s = State { used, count, next };
+            prop_assert_eq!(State::decode(&s.encode()), Ok(s));
+        }
+    }
+
+    #[test]
+    fn a_huge_tag_count_is_refused_without_allocating() {
+        let mut bytes = Record {
+            expires_ms: 0,
+            seq: 0,
+            file: 0,
+            len: 0,
+            crc: 0,
+            path: String::new(),
+            query: None,
+            tags: vec![],
+        }
+        .encode();
+        let n = bytes.len();
+        bytes[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(Record::decode(&bytes), Err(BadRecord));
+    }
+
+    #[test]
+    fn no_tag_is_a_prefix_of_another_tags_members() {
+        assert!(!tag_member("ab", "c").starts_with(&tag_prefix("a")));
+        assert!(tag_member("a", "bc").starts_with(&tag_prefix("a")));
+    }
+}

@@ -1,0 +1,359 @@
+//! The disk store on real folders: the conformance suite, restarts,
+//! durability of purges, corrupt bodies, the bound, failures that fail open.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use uip_cache_core::store::conformance::{self, Sharing};
+use uip_cache_core::store::{HealthStatus, PutOptions, Storage, StoreStatus};
+use uip_cache_core::UrlPattern;
+use uip_cache_disk::DiskStore;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A folder of its own under the system's temporary folder, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "uip-cache-disk-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tags(t: &[&str]) -> Vec<String> {
+    t.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_local() {
+    let dir = TempDir::new("conformance");
+    conformance::run_all(
+        Arc::new(DiskStore::open(&dir.0, 64 << 20, 8 << 20)),
+        Sharing::Local,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_without_a_memory_tier() {
+    // A memory tier of 0 bytes keeps nothing: every read is from disk.
+    let dir = TempDir::new("conformance-disk-only");
+    conformance::run_all(
+        Arc::new(DiskStore::open(&dir.0, 64 << 20, 0)),
+        Sharing::Local,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_store_keeps_entries_freshness_tags_and_paths() {
+    let dir = TempDir::new("reopen");
+    let t = tags(&["shoes"]);
+    {
+        let s = DiskStore::open(&dir.0, 64 << 20, 8 << 20);
+        s.put(
+            "a",
+            Bytes::from_static(b"A"),
+            PutOptions::new(MINUTE, "/shop/a").tags(&t),
+        )
+        .await
+        .unwrap();
+        s.put(
+            "b",
+            Bytes::from_static(b"B"),
+            PutOptions::new(MINUTE, "/shop/b"),
+        )
+        .await
+        .unwrap();
+        s.put(
+            "c",
+            Bytes::from_static(b"C"),
+            PutOptions::new(Duration::from_millis(200), "/c"),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = DiskStore::open(&dir.0, 64 << 20, 8 << 20);
+    assert_eq!(s.get("a").await.unwrap(), Some(Bytes::from_static(b"A")));
+    assert_eq!(s.get("b").await.unwrap(), Some(Bytes::from_static(b"B")));
+    assert_eq!(
+        s.get("c").await.unwrap(),
+        None,
+        "its freshness ran out while closed"
+    );
+    assert_eq!(s.invalidate_tags(&t).await.unwrap(), 1);
+    assert_eq!(s.get("a").await.unwrap(), None);
+    let pattern = UrlPattern::glob("/shop/*").unwrap();
+    assert_eq!(s.invalidate_pattern(&pattern).await.unwrap(), 1);
+    assert_eq!(s.get("b").await.unwrap(), None);
+    assert_eq!(s.keys_count().await.unwrap(), 0);
+    let health = s.health().await.unwrap();
+    assert_eq!(health.status, HealthStatus::Connected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_or_cut_body_is_a_miss_counted_and_removed() {
+    let dir = TempDir::new("corrupt");
+    let s = DiskStore::open(&dir.0, 64 << 20, 8 << 20);
+    let o = || PutOptions::new(MINUTE, "/x");
+    s.put("flip", Bytes::from(vec![7u8; 10_000]), o())
+        .await
+        .unwrap();
+    s.put("cut", Bytes::from(vec![8u8; 10_000]), o())
+        .await
+        .unwrap();
+    s.put("lost", Bytes::from(vec![9u8; 100]), o())
+        .await
+        .unwrap();
+    let flip = s.body_file("flip").unwrap();
+    let mut body = std::fs::read(&flip).unwrap();
+    body[5000] ^= 1;
+    std::fs::write(&flip, body).unwrap();
+    let cut = s.body_file("cut").unwrap();
+    std::fs::write(&cut, vec![8u8; 4096]).unwrap();
+    std::fs::remove_file(s.body_file("lost").unwrap()).unwrap();
+    s.clear_memory();
+    for k in ["flip", "cut", "lost"] {
+        assert_eq!(s.get(k).await.unwrap(), None, "{k}");
+    }
+    assert_eq!(s.corrupt_entries(), 3);
+    assert_eq!(s.keys_count().await.unwrap(), 0);
+    assert!(
+        !flip.exists() && !cut.exists(),
+        "the damaged files are removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bound_holds_while_filling_three_times_over() {
+    let dir = TempDir::new("bound");
+    let max = 4 << 20;
+    let s = DiskStore::open(&dir.0, max, 1 << 20);
+    let body = Bytes::from(vec![1u8; 64 * 1024]);
+    let n = 3 * max / (64 * 1024);
+    for i in 0..n {
+        s.put(
+            &format!("k{i}"),
+            body.clone(),
+            PutOptions::new(MINUTE, &format!("/k/{i}")),
+        )
+        .await
+        .unwrap();
+        let used = s.memory().await.unwrap().used_memory_bytes;
+        assert!(used <= max, "{used} > {max} after {i} writes");
+    }
+    let usage = s.memory().await.unwrap();
+    assert!(usage.evictions >= 2 * n / 3, "{usage:?}");
+    // What the folder of bodies holds, counted by the filesystem.
+    let mut on_disk = 0;
+    for sub in std::fs::read_dir(dir.0.join("bodies")).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            on_disk += f.unwrap().metadata().unwrap().len();
+        }
+    }
+    assert!(on_disk <= max, "{on_disk} bytes of bodies > {max}");
+    // The newest entries are there, the oldest gone.
+    s.clear_memory();
+    assert!(s.get(&format!("k{}", n - 1)).await.unwrap().is_some());
+    assert!(s.get("k0").await.unwrap().is_none());
+    // A purge of everything finds only what is left.
+    let all = UrlPattern::glob("/k/*").unwrap();
+    let left = s.keys_count().await.unwrap();
+    assert_eq!(s.invalidate_pattern(&all).await.unwrap(), left);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_read_again_outlives_entries_written_after_it() {
+    let dir = TempDir::new("lru");
+    let max = 2 << 20;
+    let s = DiskStore::open(&dir.0, max, 0);
+    let body = Bytes::from(vec![1u8; 64 * 1024]);
+    let o = |p: &'static str| PutOptions::new(MINUTE, p);
+    s.put("hot", body.clone(), o("/hot")).await.unwrap();
+    for i in 0..(3 * max / (64 * 1024)) {
+        s.put(&format!("k{i}"), body.clone(), o("/k"))
+            .await
+            .unwrap();
+        assert!(
+            s.get("hot").await.unwrap().is_some(),
+            "evicted after {i} writes"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_that_cannot_be_opened_fails_open() {
+    let dir = TempDir::new("unusable");
+    // A file where the folder should be: as root, permissions would not
+    // stop anything, but this does.
+    let path = dir.0.join("not-a-folder");
+    std::fs::write(&path, b"x").unwrap();
+    let s = DiskStore::open(&path, 1 << 20, 1 << 20);
+    let health = s.health().await.unwrap();
+    assert_eq!(health.status, HealthStatus::Degraded);
+    assert!(health.detail.unwrap().contains("cannot open"));
+    // Still a store: the memory tier serves.
+    s.put("k", Bytes::from_static(b"v"), PutOptions::new(MINUTE, "/k"))
+        .await
+        .unwrap();
+    assert_eq!(s.get("k").await.unwrap(), Some(Bytes::from_static(b"v")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_fail_are_errors_and_degrade_health_until_one_succeeds() {
+    let dir = TempDir::new("write-fails");
+    let s = DiskStore::open(&dir.0, 64 << 20, 8 << 20);
+    s.put(
+        "old",
+        Bytes::from_static(b"1"),
+        PutOptions::new(MINUTE, "/k"),
+    )
+    .await
+    .unwrap();
+    // Every body folder replaced by a file: no body can be written.
+    let bodies = dir.0.join("bodies");
+    std::fs::rename(&bodies, dir.0.join("bodies-away")).unwrap();
+    std::fs::write(&bodies, b"x").unwrap();
+    let failed = s
+        .put(
+            "new",
+            Bytes::from_static(b"2"),
+            PutOptions::new(MINUTE, "/k"),
+        )
+        .await;
+    assert!(failed.is_err());
+    let health = s.health().await.unwrap();
+    assert_eq!(health.status, HealthStatus::Degraded, "{health:?}");
+    assert_eq!(s.get("new").await.unwrap(), None);
+    std::fs::remove_file(&bodies).unwrap();
+    std::fs::rename(dir.0.join("bodies-away"), &bodies).unwrap();
+    s.put(
+        "new",
+        Bytes::from_static(b"2"),
+        PutOptions::new(MINUTE, "/k"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.health().await.unwrap().status, HealthStatus::Connected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_purges_last_across_a_reopen() {
+    let dir = TempDir::new("soft");
+    let t = tags(&["t"]);
+    {
+        let s = DiskStore::open(&dir.0, 64 << 20, 8 << 20);
+        s.put(
+            "k",
+            Bytes::from_static(b"v"),
+            PutOptions::new(MINUTE, "/k").tags(&t),
+        )
+        .await
+        .unwrap();
+        let rewrite = |b: &Bytes| Some((Bytes::from([&b"soft:"[..], &b[..]].concat()), MINUTE));
+        assert_eq!(s.soft_invalidate_tags(&t, &rewrite).await.unwrap(), Some(1));
+        assert_eq!(
+            s.get("k").await.unwrap(),
+            Some(Bytes::from_static(b"soft:v"))
+        );
+    }
+    let s = DiskStore::open(&dir.0, 64 << 20, 8 << 20);
+    assert_eq!(
+        s.get("k").await.unwrap(),
+        Some(Bytes::from_static(b"soft:v"))
+    );
+    assert_eq!(s.invalidate_tags(&t).await.unwrap(), 1, "still indexed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_files_no_record_names_are_swept_after_a_start() {
+    let dir = TempDir::new("sweep");
+    let o = || PutOptions::new(MINUTE, "/s");
+    let orphan = {
+        let s = DiskStore::open(&dir.0, 64 << 20, 0);
+        for k in ["a", "b", "c"] {
+            s.put(k, Bytes::from(k), o()).await.unwrap();
+        }
+        // As a crash between removing a record and its file leaves it.
+        let file = s.body_file("b").unwrap();
+        assert!(s.delete("b").await.unwrap());
+        std::fs::write(&file, b"b").unwrap();
+        file
+    };
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    assert_eq!(s.wait_for_sweep(), 1);
+    assert!(!orphan.exists());
+    assert_eq!(s.get("a").await.unwrap(), Some(Bytes::from("a")));
+    assert_eq!(s.get("c").await.unwrap(), Some(Bytes::from("c")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_too_long_for_the_index_is_not_kept_and_fails_nothing() {
+    let dir = TempDir::new("long");
+    let s = DiskStore::open(&dir.0, 64 << 20, 1 << 20);
+    let key = "k".repeat(70_000);
+    let path = format!("/{}", "p".repeat(40_000));
+    s.put(
+        &key,
+        Bytes::from_static(b"v"),
+        PutOptions::new(MINUTE, "/p"),
+    )
+    .await
+    .unwrap();
+    s.put(
+        "k",
+        Bytes::from_static(b"v"),
+        PutOptions::new(MINUTE, &path),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.get(&key).await.unwrap(), None);
+    assert_eq!(s.get("k").await.unwrap(), None);
+    assert_eq!(s.health().await.unwrap().status, HealthStatus::Connected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_names_in_reads_deletes_and_purges_never_panic() {
+    let dir = TempDir::new("long-purge");
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    let long = "x".repeat(70_000);
+    assert_eq!(s.get(&long).await.unwrap(), None);
+    assert!(!s.delete(&long).await.unwrap());
+    assert_eq!(
+        s.invalidate_tags(std::slice::from_ref(&long))
+            .await
+            .unwrap(),
+        0
+    );
+    for p in [format!("/{long}"), format!("/{long}*")] {
+        let pattern = UrlPattern::glob(&p).unwrap();
+        assert_eq!(s.invalidate_pattern(&pattern).await.unwrap(), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_without_a_folder_opens_nothing_and_says_so() {
+    let config = uip_cache_core::CacheConfig::from_yaml_str("store:\n  type: memory\n").unwrap();
+    let s = DiskStore::from_config(&config);
+    let health = s.health().await.unwrap();
+    assert_eq!(health.status, HealthStatus::Degraded);
+    assert!(health.detail.unwrap().contains("store.disk.path"));
+}

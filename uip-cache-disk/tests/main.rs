@@ -1,0 +1,4 @@
+//! The integration tests of this crate, in one test binary: each module
+//! is one theme.
+
+mod disk_store;

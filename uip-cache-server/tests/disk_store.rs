@@ -1,0 +1,298 @@
+//! `store.type: disk` in a real `uip-cache serve`: entries and purges
+//! outlive a `kill -9`, an unusable folder fails open, `check-config`
+//! names what is missing.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use uip_cache_testkit::ServeProcess;
+
+/// An origin answering every request with a body naming how many requests
+/// it has had, cacheable for a minute; and that count.
+fn origin() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+                if got.starts_with(b"GET /cut ") && n == 1 {
+                    // The first answer to /cut stops half-way and hangs.
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\ncontent-length: 200000\r\ncache-control: max-age=60\r\n\r\n{}",
+                        "x".repeat(100_000)
+                    );
+                    std::thread::sleep(std::time::Duration::from_secs(30));
+                    return;
+                }
+                let body = format!("origin answer {n}");
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncache-control: max-age=60\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    (port, count)
+}
+
+/// A plain HTTP/1.1 exchange: (status line, lower-cased headers, body).
+fn http(port: u16, request: &str) -> (String, String, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (
+        status.to_owned(),
+        headers.to_ascii_lowercase(),
+        body.to_owned(),
+    )
+}
+
+fn get(port: u16, path: &str) -> (String, String, String) {
+    http(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+fn post(port: u16, path: &str, json: &str) -> (String, String, String) {
+    http(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+            json.len()
+        ),
+    )
+}
+
+/// A folder of its own, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("uip-cache-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A config file in `dir` for the disk store at `store`.
+fn config(dir: &Path, store: &Path) -> PathBuf {
+    let file = dir.join("disk.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "store:\n  type: disk\n  disk:\n    path: \"{}\"\n    max_bytes: 64MB\n    memory_bytes: 8MB\npolicies:\n  - name: all\n    pattern: \"/*\"\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn serve(config: &Path, origin: u16) -> ServeProcess {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_uip-cache"));
+    command.args([
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--upstream",
+        &format!("http://127.0.0.1:{origin}"),
+    ]);
+    ServeProcess::start(command)
+}
+
+#[test]
+fn entries_and_purges_outlive_a_kill_9() {
+    let dir = TempDir::new("disk-restart");
+    let file = config(&dir.0, &dir.0.join("store"));
+    let (up, count) = origin();
+    let server = serve(&file, up);
+    let port = server.addr.port();
+    let admin = server.admin.expect("the admin API listens").port();
+    for path in ["/kept", "/purged"] {
+        let miss = get(port, path);
+        assert!(miss.1.contains("x-cache: miss"), "{miss:?}");
+        // A hit: the write has completed.
+        let hit = get(port, path);
+        assert!(hit.1.contains("x-cache: hit"), "{hit:?}");
+    }
+    let purged = post(admin, "/cache/invalidate/url", "{\"url\": \"/purged\"}");
+    assert!(purged.0.contains("200"), "{purged:?}");
+    assert!(purged.2.contains("\"deleted\":1"), "{purged:?}");
+    let before = count.load(Ordering::SeqCst);
+    assert_eq!(before, 2);
+    // Dropping the process kills it (SIGKILL): no shutdown runs.
+    drop(server);
+
+    let server = serve(&file, up);
+    let port = server.addr.port();
+    let kept = get(port, "/kept");
+    assert!(kept.1.contains("x-cache: hit"), "{kept:?}");
+    assert_eq!(kept.2, "origin answer 1");
+    let purged = get(port, "/purged");
+    assert!(
+        purged.1.contains("x-cache: miss"),
+        "purged stays gone: {purged:?}"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), before + 1);
+    let health = get(server.admin.unwrap().port(), "/health");
+    assert!(health.2.contains("\"disk\""), "{health:?}");
+    assert!(health.2.contains("connected"), "{health:?}");
+}
+
+/// The pid of the process whose command line names `config`.
+fn pid_of(config: &Path) -> u32 {
+    let wanted = config.to_str().unwrap();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.contains(&b"serve".as_slice()) && args.contains(&wanted.as_bytes()) {
+            return pid;
+        }
+    }
+    panic!("no process serves {wanted}");
+}
+
+#[test]
+fn entries_outlive_a_graceful_stop() {
+    let dir = TempDir::new("disk-graceful");
+    let file = config(&dir.0, &dir.0.join("store"));
+    let (up, count) = origin();
+    let server = serve(&file, up);
+    let port = server.addr.port();
+    get(port, "/kept");
+    let hit = get(port, "/kept");
+    assert!(hit.1.contains("x-cache: hit"), "{hit:?}");
+    let pid = pid_of(&file);
+    let stopped = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    // Its output ends when it exits; exited and not yet reaped, it is a
+    // zombie (state Z), not killed by the drop below.
+    assert_eq!(
+        server.line(|_| false, std::time::Duration::from_secs(10)),
+        None
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let state = stat.rsplit(") ").next().unwrap().chars().next();
+    assert_eq!(state, Some('Z'), "exited on SIGTERM: {stat}");
+    drop(server);
+    let server = serve(&file, up);
+    let kept = get(server.addr.port(), "/kept");
+    assert!(kept.1.contains("x-cache: hit"), "{kept:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_kill_9_in_the_middle_of_a_response_stores_nothing_of_it() {
+    let dir = TempDir::new("disk-mid-write");
+    let file = config(&dir.0, &dir.0.join("store"));
+    let (up, count) = origin();
+    let server = serve(&file, up);
+    let port = server.addr.port();
+    // A client that reads the first half of the response, then the
+    // process is killed while the rest is awaited.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /cut HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while got.iter().filter(|b| **b == b'x').count() < 100_000 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the half body arrives");
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(server);
+    let server = serve(&file, up);
+    let again = get(server.addr.port(), "/cut");
+    assert!(again.1.contains("x-cache: miss"), "{again:?}");
+    assert_eq!(again.2, "origin answer 2", "never the cut body");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn an_unusable_folder_fails_open_with_health_degraded() {
+    let dir = TempDir::new("disk-unusable");
+    // A file where the folder should be (as root, permissions would not
+    // stop anything; this does).
+    let store = dir.0.join("a-file");
+    std::fs::write(&store, b"x").unwrap();
+    let file = config(&dir.0, &store);
+    let (up, _) = origin();
+    let server = serve(&file, up);
+    let logged = server
+        .startup_lines()
+        .iter()
+        .any(|l| l.contains("disk store cannot open") && l.contains("health degraded"));
+    assert!(logged, "{:?}", server.startup_lines());
+    let port = server.addr.port();
+    let first = get(port, "/x");
+    assert!(first.0.contains("200"), "{first:?}");
+    let health = get(server.admin.unwrap().port(), "/health");
+    assert!(health.2.contains("degraded"), "{health:?}");
+}
+
+#[test]
+fn check_config_wants_a_folder_for_the_disk_store() {
+    let dir = TempDir::new("disk-check");
+    let file = dir.0.join("bad.yaml");
+    std::fs::write(&file, "store:\n  type: disk\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_uip-cache"))
+        .args(["check-config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("store.disk.path"), "{err}");
+    assert!(err.contains("bad.yaml:"), "{err}");
+    let good = config(&dir.0, &dir.0.join("store"));
+    let out = Command::new(env!("CARGO_BIN_EXE_uip-cache"))
+        .args(["check-config", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
