@@ -84,7 +84,8 @@ pub mod warm;
 pub mod zerocopy;
 
 pub use adapter::{
-    BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, RangeReply, Refresh,
+    BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, OriginUnreachable, RangeReply,
+    Refresh,
 };
 pub use cache::{
     After, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache, HttpCacheBuilder,

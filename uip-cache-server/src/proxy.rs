@@ -36,7 +36,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use uip_cache_core::forwarding::upstream_edits;
-use uip_cache_core::{Connection, HeaderEdit, HeaderEdits};
+use uip_cache_core::{Connection, HeaderEdit, HeaderEdits, OriginUnreachable};
 
 use crate::tls::client::{default_client_config, tls_failure, UpstreamConnector};
 
@@ -263,6 +263,14 @@ fn append(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
+/// Marks `resp`, an answer of the proxy's own, as standing for an origin
+/// that could not be reached, so that the cache may answer with a stale
+/// entry instead (see [`uip_cache_core::OriginUnreachable`]).
+pub(crate) fn unreachable(mut resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    resp.extensions_mut().insert(OriginUnreachable);
+    resp
+}
+
 /// A short plain-text answer of the proxy's own.
 pub fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(format!(
@@ -355,10 +363,10 @@ impl Upstream {
                         error = %why,
                         "upstream TLS handshake failed (certificate not verified or refused): answering 502"
                     );
-                    let mut resp = error_response(
+                    let mut resp = unreachable(error_response(
                         StatusCode::BAD_GATEWAY,
                         "the upstream's TLS connection could not be verified",
-                    );
+                    ));
                     // A handshake that failed while connecting: the request
                     // never reached it, another backend of the route may
                     // take it.
@@ -369,24 +377,28 @@ impl Upstream {
                 }
                 tracing::warn!(error = %e, "upstream request failed");
                 if e.is_connect() {
-                    let mut resp = error_response(
+                    let mut resp = unreachable(error_response(
                         StatusCode::BAD_GATEWAY,
                         "the upstream refused the connection",
-                    );
+                    ));
                     // The request never reached it: another backend of the
                     // route may take it.
                     resp.extensions_mut().insert(crate::routes::ConnectFailed);
                     resp
                 } else {
-                    error_response(StatusCode::BAD_GATEWAY, "the upstream connection failed")
+                    // Reset, or closed before a whole response head.
+                    unreachable(error_response(
+                        StatusCode::BAD_GATEWAY,
+                        "the upstream connection failed",
+                    ))
                 }
             }
             Err(_) => {
                 tracing::warn!(timeout = ?self.0.timeout, "upstream timed out");
-                error_response(
+                unreachable(error_response(
                     StatusCode::GATEWAY_TIMEOUT,
                     "the upstream did not answer in time",
-                )
+                ))
             }
         }
     }

@@ -291,10 +291,10 @@ async fn send(
         last = Some(resp);
     }
     last.unwrap_or_else(|| {
-        error_response(
+        crate::proxy::unreachable(error_response(
             StatusCode::BAD_GATEWAY,
             "the upstream refused the connection",
-        )
+        ))
     })
 }
 

@@ -470,3 +470,85 @@ async fn interim_responses_are_never_stored_and_the_final_one_is() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// An upstream on a raw socket that answers its first request with a 200
+/// fresh for a minute, and closes every later connection once it has read
+/// the request, without an answer; counts the requests.
+async fn answers_once_then_hangs_up() -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let reply = "HTTP/1.1 200 OK\r\n\
+                         cache-control: max-age=60\r\n\
+                         content-length: 5\r\n\
+                         connection: close\r\n\r\n\
+                         first";
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                }
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, calls)
+}
+
+/// An upstream that closes the connection without answering is an origin
+/// the cache could not reach: with `defaults.stale_if_unreachable`, the
+/// stale entry answers (RFC 9111 section 4.2.4), within the window only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_hangs_up_is_covered_by_the_stale_entry_within_stale_if_unreachable() {
+    use uip_cache_core::test_util::MockClock;
+    let (up, calls) = answers_once_then_hangs_up().await;
+    let config = CacheConfig::from_yaml_str(
+        "defaults:\n  stale_if_unreachable: 120s\npolicies:\n  - name: all\n    pattern: \"/*\"\n",
+    )
+    .unwrap();
+    let clock = MockClock::new();
+    let cache = HttpCache::builder(&config)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let upstream = Upstream::new(
+        format!("http://{up}").parse().unwrap(),
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(
+        listener,
+        uip_cache_server::server::proxy(cache, upstream),
+        Duration::from_secs(1),
+        std::future::pending(),
+    ));
+
+    let miss = get(addr, "/s", &[]).await;
+    assert_eq!((miss.status, &miss.body[..]), (200, &b"first"[..]));
+    clock.advance(Duration::from_secs(61));
+    let stale = get(addr, "/s", &[]).await;
+    assert_eq!(
+        (stale.status, stale.x_cache(), &stale.body[..]),
+        (200, "STALE", &b"first"[..]),
+        "{stale:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "the origin was asked");
+    clock.advance(Duration::from_secs(120));
+    let gone = get(addr, "/s", &[]).await;
+    assert_eq!(gone.status, 502, "past the window: {gone:?}");
+}

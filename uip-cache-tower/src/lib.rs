@@ -56,7 +56,7 @@ pub use body::CacheBody;
 pub use layer::{CacheLayer, CacheLayerBuilder};
 pub use request_body::RequestBody;
 pub use service::{CacheService, ResponseFuture};
-pub use uip_cache_core::{CacheConfig, HttpCache};
+pub use uip_cache_core::{CacheConfig, HttpCache, OriginUnreachable};
 
 // The README's examples are compiled and run as doctests, so they cannot rot.
 #[doc = include_str!("../../README.md")]

@@ -10,7 +10,7 @@ use http_body::Body;
 use tower_service::Service;
 use uip_cache_core::{
     After, Begin, BypassTicket, CachedResponse, FetchTicket, Forward, HttpCache, NoCacheReason,
-    Plan, Recording, Settings, Start,
+    OriginUnreachable, Plan, Recording, Settings, Start,
 };
 
 use crate::body::CacheBody;
@@ -263,6 +263,13 @@ where
         Ok(resp) => resp,
         Err(e) => return ticket.origin_failed().map(from_cached).ok_or(e),
     };
+    // A proxy's own answer for an origin it could not reach: a stale
+    // entry may answer instead.
+    if resp.extensions().get::<OriginUnreachable>().is_some() {
+        if let Some(r) = ticket.origin_unreachable() {
+            return Ok(from_cached(r));
+        }
+    }
     // An in-process body's size, which its headers may not say.
     ticket.origin_body_length(resp.body().size_hint().exact());
     match ticket

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use tower::ServiceExt;
 use uip_cache_tower::test_util::{CountingOrigin, MockClock};
-use uip_cache_tower::{CacheConfig, CacheLayer, HttpCache};
+use uip_cache_tower::{CacheConfig, CacheLayer, HttpCache, OriginUnreachable};
 
 /// An app serving `/items` through `handler`, behind the cache with
 /// `yaml`'s config and `clock`; the counting origin sits between them.
@@ -140,6 +141,105 @@ async fn stale_if_error_covers_a_failing_origin_for_its_window_on_the_clock() {
         "past the window"
     );
     assert_eq!(origin.calls(), 3);
+}
+
+/// A handler answering 200 with `cache_control` first, then 502s; those
+/// from the third call on are marked as a proxy's answer for an origin it
+/// could not reach ([`OriginUnreachable`]), the second one is the origin's
+/// own 502 when `own_502_second`.
+fn first_ok_then_502s(
+    cache_control: &'static str,
+    own_502_second: bool,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    let served = Arc::new(AtomicUsize::new(0));
+    move || {
+        let n = served.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            if n == 0 {
+                return (StatusCode::OK, [("cache-control", cache_control)], "[1]").into_response();
+            }
+            let mut resp = (
+                StatusCode::BAD_GATEWAY,
+                [("cache-control", "no-store")],
+                "down",
+            )
+                .into_response();
+            if !(own_502_second && n == 1) {
+                resp.extensions_mut().insert(OriginUnreachable);
+            }
+            resp
+        })
+    }
+}
+
+const UNREACHABLE_120: &str = "defaults:\n  stale_if_unreachable: 120\n";
+
+#[tokio::test]
+async fn an_unreachable_origin_is_covered_by_stale_if_unreachable_for_its_window() {
+    let clock = MockClock::new();
+    let (app, origin, _) = app(
+        &format!("{UNREACHABLE_120}{ITEMS}"),
+        &clock,
+        first_ok_then_502s("max-age=60", false),
+    );
+    assert_eq!(get_items(&app).await.x_cache, "MISS");
+
+    clock.advance(Duration::from_secs(61));
+    let got = get_items(&app).await;
+    assert_eq!(
+        (got.status, got.x_cache.as_str()),
+        (StatusCode::OK, "STALE"),
+        "stale by 1 s, origin unreachable: the stale entry answers"
+    );
+    assert_eq!(origin.calls(), 2);
+
+    clock.advance(Duration::from_secs(120));
+    let got = get_items(&app).await;
+    assert_eq!(got.status, StatusCode::BAD_GATEWAY, "past the window");
+    assert_eq!(origin.calls(), 3);
+}
+
+#[tokio::test]
+async fn stale_if_unreachable_covers_neither_an_origin_502_nor_must_revalidate() {
+    let clock = MockClock::new();
+    let (own, _, _) = app(
+        &format!("{UNREACHABLE_120}{ITEMS}"),
+        &clock,
+        first_ok_then_502s("max-age=60", true),
+    );
+    assert_eq!(get_items(&own).await.x_cache, "MISS");
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        get_items(&own).await.status,
+        StatusCode::BAD_GATEWAY,
+        "the origin's own 502 needs stale-if-error"
+    );
+
+    let clock = MockClock::new();
+    let (revalidated, origin, _) = app(
+        &format!("{UNREACHABLE_120}{ITEMS}"),
+        &clock,
+        first_ok_then_502s("max-age=60, must-revalidate", false),
+    );
+    assert_eq!(get_items(&revalidated).await.x_cache, "MISS");
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        get_items(&revalidated).await.status,
+        StatusCode::BAD_GATEWAY,
+        "must-revalidate: never stale, even unreachable"
+    );
+    assert_eq!(origin.calls(), 2);
+
+    // Without the setting, an unreachable origin gets no stale answer.
+    let clock = MockClock::new();
+    let (off, _, _) = app(ITEMS, &clock, first_ok_then_502s("max-age=60", false));
+    assert_eq!(get_items(&off).await.x_cache, "MISS");
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(get_items(&off).await.status, StatusCode::BAD_GATEWAY);
 }
 
 #[tokio::test]

@@ -68,6 +68,17 @@ pub use body::{BodyRead, BodyReader};
 pub use bypass::BypassTicket;
 pub use refresh::Refresh;
 
+/// Marks a response that is a proxy's own answer for an origin it could
+/// not reach: the connection was refused or reset, closed before a
+/// response, or no response came in time. A front-end that proxies puts
+/// it in the response's extensions; the adapter then asks
+/// [`FetchTicket::origin_unreachable`](crate::FetchTicket::origin_unreachable)
+/// for a stale entry before passing the error on. An origin's own 502 or
+/// 504 never carries it: only `stale_if_error` lets a stale entry answer
+/// for those.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OriginUnreachable;
+
 /// A header value as frameworks read it (`to_str` in `http`): visible
 /// ASCII and tabs only.
 pub(crate) fn text(v: &[u8]) -> Option<&str> {

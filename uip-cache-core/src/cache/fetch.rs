@@ -2,7 +2,7 @@
 //! origin answers, and what to do with the answer ([`After`]).
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::field::FieldName;
 use bytes::Bytes;
@@ -266,17 +266,44 @@ impl FetchTicket {
         OriginHeaders { remove, set }
     }
 
-    /// The origin failed: a stale entry within stale-if-error answers
-    /// instead; `None` means the error goes to the client.
+    /// The origin failed (the inner service gave an error): a stale entry
+    /// within stale-if-error answers instead; `None` means the error goes
+    /// to the client.
     pub fn origin_failed(self) -> Option<CachedResponse> {
-        self.serve_stale(self.cache.inner.clock.now(), OriginFailure::Unreachable)
+        self.serve_stale(
+            self.cache.inner.clock.now(),
+            OriginFailure::Unreachable,
+            Duration::ZERO,
+        )
     }
 
-    fn serve_stale(&self, now: SystemTime, failed: OriginFailure) -> Option<CachedResponse> {
+    /// The response in hand is a proxy's own answer for an origin that
+    /// could not be reached, closed the connection without answering, or
+    /// did not answer in time (the adapter saw
+    /// [`OriginUnreachable`](crate::OriginUnreachable) on it): the stale
+    /// entry that may answer instead, as [`FetchTicket::origin_failed`].
+    /// `None`: go on with [`FetchTicket::origin_responded`].
+    pub fn origin_unreachable(&self) -> Option<CachedResponse> {
+        self.serve_stale(
+            self.cache.inner.clock.now(),
+            OriginFailure::Unreachable,
+            self.plan.settings.stale_if_unreachable(),
+        )
+    }
+
+    /// A stale entry that may answer for the failed origin: within its
+    /// stale-if-error window, or `unreachable` when that is longer.
+    fn serve_stale(
+        &self,
+        now: SystemTime,
+        failed: OriginFailure,
+        unreachable: Duration,
+    ) -> Option<CachedResponse> {
+        let cc = &self.plan.request_cc;
         let e = self
             .stale
             .as_ref()
-            .filter(|e| freshness::serves_on_error(e, &self.plan.request_cc, now))?;
+            .filter(|e| freshness::serves_when_unreachable(e, cc, now, unreachable))?;
         let hs = self.request.header_list();
         let r = self.cache.respond_after(
             &self.plan.settings,
@@ -295,7 +322,9 @@ impl FetchTicket {
         let response_time = self.cache.inner.clock.now();
         let cache = self.cache.clone();
         if status >= 500 {
-            if let Some(r) = self.serve_stale(response_time, OriginFailure::Status(status)) {
+            if let Some(r) =
+                self.serve_stale(response_time, OriginFailure::Status(status), Duration::ZERO)
+            {
                 return After::Respond(r);
             }
         }

@@ -95,7 +95,7 @@ impl HttpCache {
             self.inner.stats.uncacheable(NoCacheReason::Invalidated);
             return false;
         }
-        let ttl = entry.storage_ttl();
+        let ttl = entry.storage_ttl_with_unreachable(plan.settings.stale_if_unreachable());
         let options = PutOptions::new(ttl, req.path)
             .tags(&entry.tags)
             .query(req.query);

@@ -30,6 +30,14 @@ pub struct DefaultsConfig {
     pub stale_while_revalidate: Option<Seconds>,
     /// Default `stale_if_error`.
     pub stale_if_error: Option<Seconds>,
+    /// How long past its freshness an entry may still answer when the
+    /// origin cannot be reached, closes the connection without an answer,
+    /// or does not answer in time (RFC 9111 section 4.2.4: a disconnected
+    /// cache may serve stale), unless the response said `must-revalidate`,
+    /// `proxy-revalidate`, `s-maxage` or `no-cache`, or the request
+    /// `no-cache`. Entries are kept this much longer. Default none: only
+    /// `stale_if_error` lets a stale entry answer for an unreachable origin.
+    pub stale_if_unreachable: Option<Seconds>,
     /// Default `negative_ttl`: the longest an error status (400 and above)
     /// stays fresh (default 10s), so that one request cannot make an error
     /// everyone's answer for long.
@@ -111,6 +119,7 @@ impl Default for DefaultsConfig {
             soft_purge_grace: Seconds(Duration::from_secs(30)),
             stale_while_revalidate: None,
             stale_if_error: None,
+            stale_if_unreachable: None,
             negative_ttl: Seconds(Duration::from_secs(10)),
             lock_timeout: Seconds(Duration::from_secs(5)),
             invalidate_on_unsafe: true,

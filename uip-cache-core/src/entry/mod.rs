@@ -189,6 +189,22 @@ impl StoredResponse {
         ttl.clamp(Duration::from_secs(1), MAX_STORAGE_TTL)
     }
 
+    /// [`StoredResponse::storage_ttl`], kept long enough to answer stale
+    /// for `unreachable` past its freshness when the origin cannot be
+    /// reached (`defaults.stale_if_unreachable`), if it may ever answer
+    /// stale (not `no-cache`, not `must-revalidate`).
+    pub fn storage_ttl_with_unreachable(&self, unreachable: Duration) -> Duration {
+        let ttl = self.storage_ttl();
+        if unreachable.is_zero() || self.no_cache || self.must_revalidate {
+            return ttl;
+        }
+        let kept = self
+            .freshness_lifetime
+            .saturating_add(unreachable)
+            .saturating_sub(self.initial_age);
+        ttl.max(kept).clamp(Duration::from_secs(1), MAX_STORAGE_TTL)
+    }
+
     /// The first value of header `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&Bytes> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)

@@ -64,10 +64,25 @@ pub fn usability(entry: &StoredResponse, req: &CacheControl, now: SystemTime) ->
 /// Never when it must be revalidated before every use (`no-cache`, from the
 /// response or the request) or once stale when `must-revalidate` says so.
 pub fn serves_on_error(entry: &StoredResponse, req: &CacheControl, now: SystemTime) -> bool {
+    serves_when_unreachable(entry, req, now, Duration::ZERO)
+}
+
+/// Whether `entry` may be served because the origin could not be reached,
+/// closed the connection without an answer or did not answer in time: as
+/// [`serves_on_error`], with a stale window of at least `unreachable`
+/// (RFC 9111 section 4.2.4 lets a disconnected cache serve stale; never
+/// past `must-revalidate`, `proxy-revalidate`, `s-maxage` or `no-cache`).
+pub fn serves_when_unreachable(
+    entry: &StoredResponse,
+    req: &CacheControl,
+    now: SystemTime,
+    unreachable: Duration,
+) -> bool {
     if entry.no_cache || req.no_cache {
         return false;
     }
-    entry.is_fresh(now) || (!entry.must_revalidate && entry.staleness(now) < entry.stale_if_error)
+    entry.is_fresh(now)
+        || (!entry.must_revalidate && entry.staleness(now) < entry.stale_if_error.max(unreachable))
 }
 
 /// The `Age` of a response: the first member of the first `Age` header,

@@ -57,6 +57,7 @@ pub struct Settings {
     purge_timeout: Duration,
     hit_for_miss: Duration,
     soft_purge_grace: Duration,
+    stale_if_unreachable: Duration,
     invalidate_on_unsafe: bool,
 }
 
@@ -106,6 +107,9 @@ impl Settings {
             purge_timeout: config.store.purge_timeout.get(),
             hit_for_miss: defaults.hit_for_miss.get(),
             soft_purge_grace: defaults.soft_purge_grace.get(),
+            stale_if_unreachable: defaults
+                .stale_if_unreachable
+                .map_or(Duration::ZERO, |s| s.get()),
             invalidate_on_unsafe: defaults.invalidate_on_unsafe,
             config: Arc::new(config.clone()),
         })
@@ -166,6 +170,13 @@ impl Settings {
         self.lock_timeout
     }
 
+    /// How long past its freshness an entry may answer when the origin is
+    /// unreachable (`defaults.stale_if_unreachable`; zero: only
+    /// `stale_if_error` applies).
+    pub fn stale_if_unreachable(&self) -> Duration {
+        self.stale_if_unreachable
+    }
+
     /// How long a store operation may take before the cache goes on
     /// without it (`store.timeout`).
     pub fn store_timeout(&self) -> Duration {
@@ -212,6 +223,7 @@ impl fmt::Debug for Settings {
             .field("purge_timeout", &self.purge_timeout)
             .field("hit_for_miss", &self.hit_for_miss)
             .field("soft_purge_grace", &self.soft_purge_grace)
+            .field("stale_if_unreachable", &self.stale_if_unreachable)
             .field("invalidate_on_unsafe", &self.invalidate_on_unsafe)
             .finish_non_exhaustive()
     }

@@ -2,7 +2,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use super::{serves_on_error, usability, Usability};
+use super::{serves_on_error, serves_when_unreachable, usability, Usability};
 use crate::entry::StoredResponse;
 use crate::http::cache_control::CacheControl;
 use crate::http::testing::{admit_with, policy};
@@ -237,6 +237,71 @@ fn stale_if_error_does_not_override_no_cache_or_must_revalidate() {
     e.no_cache = false;
     e.must_revalidate = true;
     assert!(!serves_on_error(&e, &none, now));
+}
+
+#[test]
+fn an_unreachable_origin_gets_the_longer_window_but_never_past_revalidation() {
+    let now = SystemTime::now();
+    let mut e = StoredResponse::new(200, Bytes::new());
+    e.stored_at = now - Duration::from_secs(100);
+    e.freshness_lifetime = Duration::from_secs(10);
+    let none = CacheControl::default();
+    let window = Duration::from_secs(120);
+    assert!(
+        serves_when_unreachable(&e, &none, now, window),
+        "90 s stale < 120"
+    );
+    assert!(!serves_when_unreachable(
+        &e,
+        &none,
+        now,
+        Duration::from_secs(90)
+    ));
+    assert!(!serves_when_unreachable(&e, &none, now, Duration::ZERO));
+    assert!(!serves_on_error(&e, &none, now), "a 5xx is not unreachable");
+    e.stale_if_error = Duration::from_secs(600);
+    assert!(serves_when_unreachable(&e, &none, now, Duration::ZERO));
+    let req_no_cache = CacheControl {
+        no_cache: true,
+        ..CacheControl::default()
+    };
+    assert!(!serves_when_unreachable(&e, &req_no_cache, now, window));
+    e.no_cache = true;
+    assert!(!serves_when_unreachable(&e, &none, now, window));
+    e.no_cache = false;
+    e.must_revalidate = true;
+    assert!(!serves_when_unreachable(&e, &none, now, window));
+}
+
+#[test]
+fn entries_are_kept_for_the_unreachable_window_only_when_it_could_serve() {
+    let mut e = StoredResponse::new(200, Bytes::new());
+    e.freshness_lifetime = Duration::from_secs(2);
+    let plain = e.storage_ttl();
+    assert_eq!(e.storage_ttl_with_unreachable(Duration::ZERO), plain);
+    assert_eq!(
+        e.storage_ttl_with_unreachable(Duration::from_secs(60)),
+        Duration::from_secs(62)
+    );
+    e.must_revalidate = true;
+    assert_eq!(
+        e.storage_ttl_with_unreachable(Duration::from_secs(60)),
+        plain
+    );
+    e.must_revalidate = false;
+    e.no_cache = true;
+    assert_eq!(
+        e.storage_ttl_with_unreachable(Duration::from_secs(60)),
+        plain
+    );
+    e.no_cache = false;
+    e.stale_if_error = Duration::from_secs(600);
+    assert_eq!(
+        e.storage_ttl_with_unreachable(Duration::from_secs(60)),
+        e.storage_ttl(),
+        "never shorter than its own stale window"
+    );
+    assert!(e.storage_ttl_with_unreachable(Duration::MAX) <= Duration::from_secs(1 << 31));
 }
 
 // ===== one request must not make an error everyone's answer (CPDoS) =====
