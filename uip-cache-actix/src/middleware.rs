@@ -394,7 +394,7 @@ fn tee<B: MessageBody + 'static>(
 async fn bypass<S, B>(
     svc: Rc<S>,
     req: ServiceRequest,
-    ticket: BypassTicket,
+    mut ticket: BypassTicket,
 ) -> Result<ServiceResponse<CacheBody<B>>, Error>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
@@ -402,21 +402,24 @@ where
 {
     // A POST's answer may become the GET entry of its URL: its headers
     // are needed then, and the request is gone once sent.
-    let request_headers = ticket
-        .wants_request_headers()
-        .then(|| header_list(req.headers()));
+    let post = ticket.wants_request_headers();
+    if post {
+        ticket
+            .note_request_headers(header_list(req.headers()))
+            .await;
+    }
     let res = svc.call(req).await?;
     let status = res.status().as_u16();
     let edits = ticket
         .origin_responded(status, &Headers(res.headers()))
         .await;
-    let recording = match request_headers {
-        Some(rh) => {
+    let recording = match post {
+        true => {
             ticket
-                .record_answer(status, header_list(res.headers()), rh)
+                .record_answer(status, header_list(res.headers()))
                 .await
         }
-        None => None,
+        false => None,
     };
     let mut res = match recording {
         Some(recording) => tee(res, recording),

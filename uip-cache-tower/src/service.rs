@@ -349,7 +349,7 @@ where
 async fn bypass<S, ReqBody, ResBody>(
     mut inner: S,
     req: Request<ReqBody>,
-    ticket: BypassTicket,
+    mut ticket: BypassTicket,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -358,21 +358,24 @@ where
 {
     // A POST's answer may become the GET entry of its URL: its headers
     // are needed then, and the request is gone once sent.
-    let request_headers = ticket
-        .wants_request_headers()
-        .then(|| header_list(req.headers()));
+    let post = ticket.wants_request_headers();
+    if post {
+        ticket
+            .note_request_headers(header_list(req.headers()))
+            .await;
+    }
     let resp = inner.call(req).await?;
     let status = resp.status().as_u16();
     let edits = ticket
         .origin_responded(status, &HeaderMapRef(resp.headers()))
         .await;
-    let recording = match request_headers {
-        Some(rh) => {
+    let recording = match post {
+        true => {
             ticket
-                .record_answer(status, header_list(resp.headers()), rh)
+                .record_answer(status, header_list(resp.headers()))
                 .await
         }
-        None => None,
+        false => None,
     };
     let mut resp = match recording {
         Some(recording) => tee(resp, recording),

@@ -308,3 +308,57 @@ async fn a_layer_built_with_a_clock_reads_it() {
     assert_eq!(get_items(&app).await.x_cache, "EXPIRED");
     assert_eq!(origin.calls(), 2);
 }
+
+/// A POST whose answer would become the GET entry of its own URL (its
+/// `Content-Location`, explicit freshness) is not stored when a purge of
+/// that URL ran while the POST was at the origin: the answer may predate
+/// the purge.
+#[tokio::test]
+async fn a_post_answer_is_not_stored_when_a_purge_ran_while_it_was_at_the_origin() {
+    use axum::routing::post;
+    let config = CacheConfig::from_yaml_str(ITEMS).unwrap();
+    let cache = HttpCache::builder(&config)
+        .clock(MockClock::new())
+        .build()
+        .unwrap();
+    let purging = cache.clone();
+    let app = Router::new()
+        .route("/items", get(|| async { "[]" }))
+        .route(
+            "/items",
+            post(move || {
+                let cache = purging.clone();
+                async move {
+                    // The purge runs while this POST is at the origin.
+                    cache
+                        .invalidate_tags(&["policy:items".into()])
+                        .await
+                        .unwrap();
+                    (
+                        StatusCode::OK,
+                        [
+                            ("cache-control", "max-age=60"),
+                            ("content-location", "/items"),
+                        ],
+                        "[posted]",
+                    )
+                }
+            }),
+        )
+        .layer(CacheLayer::new(cache.clone()));
+    let req = Request::post("/items")
+        .header("host", "api.example")
+        .body(Body::from("x"))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    uip_cache_testkit::wait_until(&cache, "the POST answer refused", |s| {
+        s.uncacheable.get("invalidated").copied().unwrap_or(0) >= 1
+    })
+    .await;
+    assert_eq!(cache.stats().snapshot().sets, 0);
+    assert_eq!(get_items(&app).await.x_cache, "MISS");
+}

@@ -65,9 +65,17 @@ impl BypassTicket {
                 .iter()
                 .filter_map(|n| text(headers.first(n)?))
                 .collect();
-            self.cache
-                .invalidate_after_unsafe(target, status, &locations)
-                .await;
+            let own = self
+                .cache
+                .invalidate_after_unsafe(target, status, &locations);
+            match &self.post {
+                Some(post) => {
+                    self.cache.fence_post(post, own).await;
+                }
+                None => {
+                    own.await;
+                }
+            }
         }
         self.cache
             .response_edits(Forward::bypass(self.reason), headers)
@@ -76,10 +84,21 @@ impl BypassTicket {
 
 impl BypassTicket {
     /// Whether [`BypassTicket::record_answer`] may store the origin's
-    /// answer, so that the adapter keeps a copy of the request's headers
-    /// before the request goes: a POST to a URL whose GETs are cached.
+    /// answer, so that the adapter hands the request's headers to
+    /// [`BypassTicket::note_request_headers`] before the request goes: a
+    /// POST to a URL whose GETs are cached.
     pub fn wants_request_headers(&self) -> bool {
         self.post.is_some()
+    }
+
+    /// Before the request goes to the origin, when
+    /// [`BypassTicket::wants_request_headers`]: the POST's headers (lower
+    /// case names), and the invalidation fences of now, so that a purge
+    /// that runs while the POST is at the origin keeps its answer out.
+    pub async fn note_request_headers(&mut self, request_headers: Vec<(FieldName, Bytes)>) {
+        if let Some(post) = self.post.as_ref() {
+            self.cache.prepare_post(post, request_headers).await;
+        }
     }
 
     /// After [`BypassTicket::origin_responded`], the recording that stores
@@ -89,18 +108,16 @@ impl BypassTicket {
     /// it is not stored. Only a 200 or 203 whose `Content-Location` is the
     /// request's own URL (same scheme, host, path and query), with the
     /// origin's explicit freshness, admitted as an answer to a GET with the
-    /// same headers would be. `headers` are the response's, and
-    /// `request_headers` the POST's (lower-case names).
+    /// same headers would be, never when a purge concerning it ran since
+    /// [`BypassTicket::note_request_headers`] (without which nothing is
+    /// stored). `headers` are the response's (lower-case names).
     pub async fn record_answer(
         &self,
         status: u16,
         headers: Vec<(FieldName, Bytes)>,
-        request_headers: Vec<(FieldName, Bytes)>,
     ) -> Option<Recording> {
         let post = self.post.as_ref()?;
-        self.cache
-            .record_post_answer(post, status, headers, request_headers)
-            .await
+        self.cache.record_post_answer(post, status, headers).await
     }
 }
 

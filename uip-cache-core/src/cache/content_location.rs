@@ -5,6 +5,7 @@
 use crate::field::FieldName;
 use bytes::Bytes;
 
+use super::plan::CachePlan;
 use super::recording::Finish;
 use super::{HttpCache, OwnedRequest, Plan, Recording};
 use crate::http::admission::OriginResponse;
@@ -15,13 +16,18 @@ use crate::request::{HeaderList, HeaderSource, RequestView};
 
 /// A POST the cache bypassed, noted before it went to the origin: what
 /// its answer needs to become the GET entry of its own URL.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct PostTarget {
     scheme: Option<String>,
     authority: Option<String>,
     path: String,
     query: Option<String>,
     via_trusted_proxy: bool,
+    /// The GET's plan and headers, made before the POST went to the
+    /// origin ([`HttpCache::prepare_post`]): its invalidation fences date
+    /// from then, so a purge that runs while the POST is at the origin
+    /// keeps its answer out of the cache.
+    prepared: std::sync::Mutex<Option<(CachePlan, Vec<(FieldName, Bytes)>)>>,
 }
 
 /// Request headers about the POST's body, not about the GET its answer
@@ -58,7 +64,72 @@ impl HttpCache {
             path: req.path.to_owned(),
             query: req.query.map(str::to_owned),
             via_trusted_proxy: req.via_trusted_proxy,
+            prepared: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The GET view of `post` with `headers`.
+    fn post_view<'a>(post: &'a PostTarget, headers: &'a HeaderList<'a>) -> RequestView<'a> {
+        let mut view = RequestView::new("GET", &post.path, headers)
+            .query(post.query.as_deref())
+            .scheme(post.scheme.as_deref())
+            .authority(post.authority.as_deref());
+        view.via_trusted_proxy = post.via_trusted_proxy;
+        view
+    }
+
+    /// Before the POST goes to the origin: the plan of the GET its answer
+    /// may be stored for, with the POST's `request_headers` (those about
+    /// its body left out) and the invalidation fences of now.
+    pub(crate) async fn prepare_post(
+        &self,
+        post: &PostTarget,
+        request_headers: Vec<(FieldName, Bytes)>,
+    ) {
+        let get_headers: Vec<(FieldName, Bytes)> = request_headers
+            .into_iter()
+            .filter(|(n, _)| !BODY_HEADERS.contains(&&**n))
+            .collect();
+        let hs = HeaderList(&get_headers);
+        let Plan::Cache(mut plan) = self.plan(&Self::post_view(post, &hs)) else {
+            return;
+        };
+        self.note_store_epoch(&mut plan).await;
+        *post.prepared.lock().unwrap_or_else(|e| e.into_inner()) = Some((plan, get_headers));
+    }
+
+    /// Runs `own`, the POST's own invalidation (of its target and
+    /// locations), keeping the fence of [`HttpCache::prepare_post`] for
+    /// every other one: when any invalidation ran while the POST was at the
+    /// origin (here, or on an instance sharing the store), its answer is not
+    /// stored; otherwise the fences move past `own`, so that the POST's own
+    /// invalidation does not keep its answer out.
+    pub(crate) async fn fence_post<F: std::future::Future>(
+        &self,
+        post: &PostTarget,
+        own: F,
+    ) -> F::Output {
+        let taken = post
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let clean = match &taken {
+            Some((plan, _)) => !self.invalidated_any_since(plan).await,
+            None => false,
+        };
+        if taken.is_some() && !clean {
+            self.inner
+                .stats
+                .uncacheable(crate::stats::NoCacheReason::Invalidated);
+        }
+        let out = own.await;
+        if let (true, Some((mut plan, headers))) = (clean, taken) {
+            plan.epoch = self.inner.epoch.load(std::sync::atomic::Ordering::Acquire);
+            self.note_store_epoch(&mut plan).await;
+            *post.prepared.lock().unwrap_or_else(|e| e.into_inner()) = Some((plan, headers));
+        }
+        out
     }
 
     /// The recording that stores a POST's answer as the GET entry of its
@@ -69,17 +140,21 @@ impl HttpCache {
     /// the origin (`max-age`, `s-maxage`, `Expires`), admitted as the
     /// answer to a GET with the POST's headers would be (`no-store`,
     /// `private`, `Set-Cookie`, `Vary`, credentials). `request_headers`
-    /// are the POST's.
+    /// are the POST's, as [`HttpCache::prepare_post`] noted them.
     pub(crate) async fn record_post_answer(
         &self,
         post: &PostTarget,
         status: u16,
         headers: Vec<(FieldName, Bytes)>,
-        request_headers: Vec<(FieldName, Bytes)>,
     ) -> Option<Recording> {
         if status != 200 && status != 203 {
             return None;
         }
+        let (plan, get_headers) = post
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
         let list = HeaderList(&headers);
         let mut locations = Vec::new();
         list.for_each_value("content-location", &mut |v| locations.push(v.to_vec()));
@@ -100,19 +175,8 @@ impl HttpCache {
         if resolved != own {
             return None;
         }
-        let get_headers: Vec<(FieldName, Bytes)> = request_headers
-            .into_iter()
-            .filter(|(n, _)| !BODY_HEADERS.contains(&&**n))
-            .collect();
         let hs = HeaderList(&get_headers);
-        let mut view = RequestView::new("GET", &post.path, &hs)
-            .query(post.query.as_deref())
-            .scheme(post.scheme.as_deref())
-            .authority(post.authority.as_deref());
-        view.via_trusted_proxy = post.via_trusted_proxy;
-        let Plan::Cache(mut plan) = self.plan(&view) else {
-            return None;
-        };
+        let view = Self::post_view(post, &hs);
         let policy = self.policy(&plan);
         let (cc, _) = response_cache_control(&list, policy.cache_control_targets());
         let explicit =
@@ -130,7 +194,6 @@ impl HttpCache {
         if declared.is_some_and(|len| len > max_size) {
             return None;
         }
-        self.note_store_epoch(&mut plan).await;
         let transform = !forbids_transform(&headers);
         let request = OwnedRequest::new(&view, get_headers.clone());
         Some(Recording::storing(
