@@ -27,8 +27,11 @@ pub(crate) struct PostTarget {
     /// origin ([`HttpCache::prepare_post`]): its invalidation fences date
     /// from then, so a purge that runs while the POST is at the origin
     /// keeps its answer out of the cache.
-    prepared: std::sync::Mutex<Option<(CachePlan, Vec<(FieldName, Bytes)>)>>,
+    prepared: std::sync::Mutex<Option<Prepared>>,
 }
+
+/// The GET's plan and its headers (the POST's, less those about its body).
+type Prepared = (CachePlan, Vec<(FieldName, Bytes)>);
 
 /// Request headers about the POST's body, not about the GET its answer
 /// is stored for: left out of that GET's view.
