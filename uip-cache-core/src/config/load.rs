@@ -59,3 +59,24 @@ fn clean_message(msg: &str) -> String {
         None => first.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A secret put at the wrong indentation (`admin: ${ADMIN_SECRET}`) is
+    /// not echoed: the message goes to logs and to a reload's answer. (Units
+    /// quote what they could not read, which helps more than it risks.)
+    #[test]
+    fn a_string_of_the_wrong_type_is_not_quoted() {
+        for config in [
+            "admin: \"s3cr3t-value\"\n",
+            "admin:\n  enabled: s3cr3t-value\n",
+            "redis:\n  port: s3cr3t-value\n",
+            "policies: s3cr3t-value\n",
+        ] {
+            let err = read_yaml(config, "c.yaml").unwrap_err().to_string();
+            assert!(!err.contains("s3cr3t-value"), "{err}");
+        }
+    }
+}
