@@ -34,7 +34,6 @@ done
 
 echo "== building the server (release)"
 build_server
-bin="${CARGO_TARGET_DIR:-$root/target}/release/uip-cache"
 origin_port=$(free_port); nginx_port=$(free_port); ours_port=$(free_port); plain_port=$(free_port)
 nginx_conf "$origin_port" "$(free_port)"
 for size in 2048 65536; do
