@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use uip_cache_core::clock::MockClock;
-use uip_cache_core::store::{
-    Coordination, MemoryStore, MemoryUsage, PutOptions, Rewrite, Storage, StoreFuture, StoreHealth,
-    StoreStatus,
-};
+use uip_cache_core::store::{Coordination, MemoryStore, PutOptions, StoreFuture};
 use uip_cache_core::{Begin, CacheConfig, HttpCache, Plan, RequestView, StoredResponse};
 
 /// A memory store shared with another instance that holds every lease;
@@ -18,45 +15,7 @@ use uip_cache_core::{Begin, CacheConfig, HttpCache, Plan, RequestView, StoredRes
 #[derive(Debug)]
 struct LeasesHeldElsewhere(MemoryStore, AtomicU64);
 
-impl Storage for LeasesHeldElsewhere {
-    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
-        self.0.get(key)
-    }
-    fn put<'a>(&'a self, key: &'a str, value: Bytes, o: PutOptions<'a>) -> StoreFuture<'a, ()> {
-        self.0.put(key, value, o)
-    }
-    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
-        self.0.delete(key)
-    }
-    fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
-        self.0.invalidate_tags(tags)
-    }
-    fn invalidate_pattern<'a>(
-        &'a self,
-        pattern: &'a uip_cache_core::UrlPattern,
-    ) -> StoreFuture<'a, u64> {
-        self.0.invalidate_pattern(pattern)
-    }
-    fn soft_invalidate_tags<'a>(
-        &'a self,
-        tags: &'a [String],
-        rewrite: &'a Rewrite<'a>,
-    ) -> StoreFuture<'a, Option<u64>> {
-        self.0.soft_invalidate_tags(tags, rewrite)
-    }
-}
-
-impl StoreStatus for LeasesHeldElsewhere {
-    fn keys_count(&self) -> StoreFuture<'_, u64> {
-        self.0.keys_count()
-    }
-    fn memory(&self) -> StoreFuture<'_, MemoryUsage> {
-        self.0.memory()
-    }
-    fn health(&self) -> StoreFuture<'_, StoreHealth> {
-        self.0.health()
-    }
-}
+delegate_storage_and_status!(LeasesHeldElsewhere);
 
 impl Coordination for LeasesHeldElsewhere {
     fn try_lease<'a>(&'a self, _: &'a str, _: u64, _: Duration) -> StoreFuture<'a, bool> {

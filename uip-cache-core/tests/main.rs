@@ -2,6 +2,9 @@
 //! is one theme. One binary links once, where a binary per file linked
 //! the whole dependency tree 5 times.
 
+#[macro_use]
+mod delegate;
+
 mod clock;
 mod conformance_faults;
 mod cpdos_plan;

@@ -6,10 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use uip_cache_core::store::{
-    Coordination, MemoryStore, MemoryUsage, PutOptions, Rewrite, Storage, StoreFuture, StoreHealth,
-    StoreStatus,
-};
+use uip_cache_core::store::{Coordination, MemoryStore, StoreFuture};
 use uip_cache_core::{After, Begin, CacheConfig, FieldName, HttpCache, Plan, RequestView};
 
 /// A memory store shared with other instances whose every lease release
@@ -17,45 +14,7 @@ use uip_cache_core::{After, Begin, CacheConfig, FieldName, HttpCache, Plan, Requ
 #[derive(Debug)]
 struct StalledReleases(MemoryStore, AtomicU64);
 
-impl Storage for StalledReleases {
-    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
-        self.0.get(key)
-    }
-    fn put<'a>(&'a self, key: &'a str, value: Bytes, o: PutOptions<'a>) -> StoreFuture<'a, ()> {
-        self.0.put(key, value, o)
-    }
-    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
-        self.0.delete(key)
-    }
-    fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
-        self.0.invalidate_tags(tags)
-    }
-    fn invalidate_pattern<'a>(
-        &'a self,
-        pattern: &'a uip_cache_core::UrlPattern,
-    ) -> StoreFuture<'a, u64> {
-        self.0.invalidate_pattern(pattern)
-    }
-    fn soft_invalidate_tags<'a>(
-        &'a self,
-        tags: &'a [String],
-        rewrite: &'a Rewrite<'a>,
-    ) -> StoreFuture<'a, Option<u64>> {
-        self.0.soft_invalidate_tags(tags, rewrite)
-    }
-}
-
-impl StoreStatus for StalledReleases {
-    fn keys_count(&self) -> StoreFuture<'_, u64> {
-        self.0.keys_count()
-    }
-    fn memory(&self) -> StoreFuture<'_, MemoryUsage> {
-        self.0.memory()
-    }
-    fn health(&self) -> StoreFuture<'_, StoreHealth> {
-        self.0.health()
-    }
-}
+delegate_storage_and_status!(StalledReleases);
 
 impl Coordination for StalledReleases {
     fn release_lease<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, ()> {

@@ -405,19 +405,21 @@ async fn h2c_clients_get_the_same_cache_as_http1_clients() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
-/// An upstream on a raw socket that sends `103 Early Hints` (with a
-/// header of its own) and `102 Processing` before each final 200,
-/// cacheable for a minute; counts the requests.
-async fn interim_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+/// An upstream on a raw socket: for each connection, reads one request
+/// head, counts it, writes `reply(n)` for the n-th request (nothing when
+/// `None`) and closes the connection.
+async fn raw_upstream(
+    reply: impl Fn(usize) -> Option<&'static str> + Send + Sync + 'static,
+) -> (SocketAddr, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
-    let c = calls.clone();
+    let (c, reply) = (calls.clone(), Arc::new(reply));
     tokio::spawn(async move {
         loop {
             let (mut stream, _) = listener.accept().await.unwrap();
-            let c = c.clone();
+            let (c, reply) = (c.clone(), reply.clone());
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut buf = [0u8; 1024];
@@ -427,23 +429,35 @@ async fn interim_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                c.fetch_add(1, Ordering::SeqCst);
-                let reply = "HTTP/1.1 103 Early Hints\r\n\
-                     link: </styles.css>; rel=preload; as=style\r\n\
-                     x-my-header: interim\r\n\r\n\
-                     HTTP/1.1 102 Processing\r\n\r\n\
-                     HTTP/1.1 200 OK\r\n\
-                     cache-control: max-age=60\r\n\
-                     content-type: text/plain\r\n\
-                     content-length: 5\r\n\
-                     connection: close\r\n\r\n\
-                     final";
-                let _ = stream.write_all(reply.as_bytes()).await;
+                if let Some(r) = reply(c.fetch_add(1, Ordering::SeqCst)) {
+                    let _ = stream.write_all(r.as_bytes()).await;
+                }
                 let _ = stream.shutdown().await;
             });
         }
     });
     (addr, calls)
+}
+
+/// An upstream on a raw socket that sends `103 Early Hints` (with a
+/// header of its own) and `102 Processing` before each final 200,
+/// cacheable for a minute; counts the requests.
+async fn interim_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    raw_upstream(|_| {
+        Some(
+            "HTTP/1.1 103 Early Hints\r\n\
+             link: </styles.css>; rel=preload; as=style\r\n\
+             x-my-header: interim\r\n\r\n\
+             HTTP/1.1 102 Processing\r\n\r\n\
+             HTTP/1.1 200 OK\r\n\
+             cache-control: max-age=60\r\n\
+             content-type: text/plain\r\n\
+             content-length: 5\r\n\
+             connection: close\r\n\r\n\
+             final",
+        )
+    })
+    .await
 }
 
 /// Interim (1xx) responses are never stored (RFC 9111 section 3): the
@@ -475,37 +489,16 @@ async fn interim_responses_are_never_stored_and_the_final_one_is() {
 /// fresh for a minute, and closes every later connection once it has read
 /// the request, without an answer; counts the requests.
 async fn answers_once_then_hangs_up() -> (SocketAddr, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c = calls.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let c = c.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                if c.fetch_add(1, Ordering::SeqCst) == 0 {
-                    let reply = "HTTP/1.1 200 OK\r\n\
-                         cache-control: max-age=60\r\n\
-                         content-length: 5\r\n\
-                         connection: close\r\n\r\n\
-                         first";
-                    let _ = stream.write_all(reply.as_bytes()).await;
-                }
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    (addr, calls)
+    raw_upstream(|n| {
+        (n == 0).then_some(
+            "HTTP/1.1 200 OK\r\n\
+             cache-control: max-age=60\r\n\
+             content-length: 5\r\n\
+             connection: close\r\n\r\n\
+             first",
+        )
+    })
+    .await
 }
 
 /// An upstream that closes the connection without answering is an origin
