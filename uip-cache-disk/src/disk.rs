@@ -95,6 +95,11 @@ pub(crate) struct Disk {
     state: Mutex<State>,
     /// File and order numbers handed out (at least `state.next`).
     next: AtomicU64,
+    /// `state.used` and `state.count`, stored beside the lock each time the
+    /// state changes: the store's figures are read without waiting for a
+    /// long purge or eviction that holds the lock.
+    used: AtomicU64,
+    count: AtomicU64,
     pub(crate) evictions: AtomicU64,
     pub(crate) expirations: AtomicU64,
     pub(crate) corrupt: AtomicU64,
@@ -162,6 +167,8 @@ impl Disk {
         };
         Ok(Disk {
             next: AtomicU64::new(state.next),
+            used: AtomicU64::new(state.used),
+            count: AtomicU64::new(state.count),
             db,
             entries,
             tags,
@@ -181,6 +188,23 @@ impl Disk {
     /// The store's state now.
     pub(crate) fn state(&self) -> State {
         *lock(&self.state)
+    }
+
+    /// The bytes charged now, without taking the lock.
+    pub(crate) fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The entries now, without taking the lock.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Makes `state` (committed) the state, under the lock `guard` is.
+    fn set(&self, guard: &mut MutexGuard<'_, State>, state: State) {
+        self.used.store(state.used, Ordering::Relaxed);
+        self.count.store(state.count, Ordering::Relaxed);
+        **guard = state;
     }
 
     /// The capacity.
@@ -348,7 +372,7 @@ impl Disk {
             gone.push(record.file);
         }
         self.commit(batch, &state, false)?;
-        *guard = state;
+        self.set(&mut guard, state);
         then(kept);
         Ok(())
     }
@@ -472,7 +496,7 @@ impl Disk {
             };
             self.link(&mut batch, &mut state, key, &young);
             self.commit(batch, &state, false)?;
-            *guard = state;
+            self.set(&mut guard, state);
         }
         then();
         Ok(())
@@ -491,7 +515,7 @@ impl Disk {
         let mut batch = WriteBatch::default();
         self.unlink(&mut batch, &mut state, key, &record);
         self.commit(batch, &state, sync)?;
-        *guard = state;
+        self.set(&mut guard, state);
         drop(guard);
         self.remove_bodies(&[record.file]);
         Ok(true)
@@ -509,7 +533,7 @@ impl Disk {
         let mut batch = WriteBatch::default();
         self.unlink(&mut batch, &mut state, key, &record);
         self.commit(batch, &state, true)?;
-        *guard = state;
+        self.set(&mut guard, state);
         then();
         drop(guard);
         self.remove_bodies(&[record.file]);
@@ -626,7 +650,7 @@ impl Disk {
             self.remove_bodies(&written);
             return Err(e);
         }
-        *guard = state;
+        self.set(&mut guard, state);
         then(&done);
         drop(guard);
         self.remove_bodies(&gone);

@@ -2,11 +2,12 @@
 //! durability of purges, corrupt bodies, the bound, failures that fail open.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use uip_cache_core::store::conformance::{self, Sharing};
 use uip_cache_core::store::{HealthStatus, PutOptions, Storage, StoreStatus};
 use uip_cache_core::UrlPattern;
@@ -356,4 +357,85 @@ async fn a_config_without_a_folder_opens_nothing_and_says_so() {
     let health = s.health().await.unwrap();
     assert_eq!(health.status, HealthStatus::Degraded);
     assert!(health.detail.unwrap().contains("store.disk.path"));
+}
+
+/// How long a test waits for what must happen at once (but would never
+/// happen, or only after the purge, if the store blocked).
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_soft_purge_leaves_the_runtime_free_for_other_tasks() {
+    let dir = TempDir::new("soft-stall");
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    let t = tags(&["t"]);
+    s.put(
+        "k",
+        Bytes::from_static(b"v"),
+        PutOptions::new(MINUTE, "/k").tags(&t),
+    )
+    .await
+    .unwrap();
+    let handle = tokio::runtime::Handle::current();
+    let others_ran = Arc::new(AtomicBool::new(false));
+    let ran = others_ran.clone();
+    // On the runtime's only worker: the rewrite (under the purge) waits for
+    // a task spawned on the same runtime, which runs only if the purge left
+    // the worker to it.
+    let purge = tokio::spawn(async move {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let rx = std::sync::Mutex::new(rx);
+        let rewrite = move |b: &Bytes| {
+            let tx = tx.clone();
+            handle.spawn(async move {
+                let _ = tx.send(());
+            });
+            let got = rx.lock().unwrap().recv_timeout(PROMPTLY).is_ok();
+            ran.store(got, Ordering::SeqCst);
+            Some((b.clone(), MINUTE))
+        };
+        let pattern = UrlPattern::glob("/k").unwrap();
+        let by_tag = s.soft_invalidate_tags(&t, &rewrite).await.unwrap();
+        let by_pattern = s.soft_invalidate_pattern(&pattern, &rewrite).await.unwrap();
+        (by_tag, by_pattern)
+    });
+    assert_eq!(purge.await.unwrap(), (Some(1), Some(1)));
+    assert!(
+        others_ran.load(Ordering::SeqCst),
+        "another task ran while the soft purge worked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_figures_answer_while_a_purge_holds_the_store() {
+    let dir = TempDir::new("figures");
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    let t = tags(&["t"]);
+    s.put(
+        "k",
+        Bytes::from_static(b"v"),
+        PutOptions::new(MINUTE, "/k").tags(&t),
+    )
+    .await
+    .unwrap();
+    let watcher = s.clone();
+    let figures = Arc::new(std::sync::Mutex::new(None));
+    let seen = figures.clone();
+    // The rewrite runs under the store's lock: the figures, asked from
+    // another thread, must answer before it ends.
+    let rewrite = move |b: &Bytes| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = watcher.clone();
+        std::thread::spawn(move || {
+            let count = w.keys_count().now_or_never().map(Result::unwrap);
+            let usage = w.memory().now_or_never().map(Result::unwrap);
+            let _ = tx.send((count, usage.map(|u| u.used_memory_bytes)));
+        });
+        *seen.lock().unwrap() = rx.recv_timeout(PROMPTLY).ok();
+        Some((b.clone(), MINUTE))
+    };
+    assert_eq!(s.soft_invalidate_tags(&t, &rewrite).await.unwrap(), Some(1));
+    let figures = figures.lock().unwrap().take();
+    let (count, used) = figures.expect("the figures answered during the purge");
+    assert_eq!(count, Some(1));
+    assert!(used.is_some_and(|u| u > 0), "{used:?}");
 }
