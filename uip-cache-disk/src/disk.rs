@@ -579,18 +579,21 @@ impl Disk {
         Ok(keys)
     }
 
-    /// Removes (or with `rewrite`, rewrites) the entries under `keys` whose
-    /// record `selects`, in one batch synced to the disk; how many (expired
-    /// ones are removed and not counted). `then` runs under the lock once
-    /// the batch is written.
+    /// Removes (or with `rewrite`, rewrites) the entries under the keys
+    /// `list` gives (called under the lock) whose record `selects`, in one
+    /// batch synced to the disk; how many (expired ones are removed and not
+    /// counted). `then` runs under the lock once the batch is written.
     fn purge(
         &self,
-        keys: Vec<String>,
+        list: impl FnOnce() -> Result<Vec<String>, Error>,
         selects: impl Fn(&Record) -> bool,
         rewrite: Option<&Rewrite<'_>>,
         then: impl FnOnce(&[String]),
     ) -> Result<u64, Error> {
         let mut guard = lock(&self.state);
+        // Listed under the lock: a write committed after the listing could
+        // otherwise keep what is purged.
+        let keys = list()?;
         let mut state = *guard;
         let mut batch = WriteBatch::default();
         let mut gone = Vec::new();
@@ -664,9 +667,8 @@ impl Disk {
         rewrite: Option<&Rewrite<'_>>,
         then: impl FnOnce(&[String]),
     ) -> Result<u64, Error> {
-        let keys = self.tag_keys(tags)?;
         self.purge(
-            keys,
+            || self.tag_keys(tags),
             |r| r.tags.iter().any(|t| tags.contains(t)),
             rewrite,
             then,
@@ -680,9 +682,8 @@ impl Disk {
         rewrite: Option<&Rewrite<'_>>,
         then: impl FnOnce(&[String]),
     ) -> Result<u64, Error> {
-        let keys = self.pattern_keys(pattern)?;
         self.purge(
-            keys,
+            || self.pattern_keys(pattern),
             |r| pattern.matches(&r.path, r.query.as_deref()),
             rewrite,
             then,
