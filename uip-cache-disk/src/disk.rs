@@ -233,6 +233,22 @@ impl Disk {
         Ok(file)
     }
 
+    /// Reads `record`'s body file if its length is the record's (a damaged
+    /// file, however large, is not read); `None` if it is not.
+    fn read_body(&self, record: &Record) -> io::Result<Option<Vec<u8>>> {
+        use std::io::Read as _;
+        let file = fs::File::open(self.body_path(record.file))?;
+        if file.metadata()?.len() != record.len {
+            return Ok(None);
+        }
+        let mut body = Vec::with_capacity(usize::try_from(record.len).unwrap_or(0));
+        // At most one byte past the record's length is read: a file that
+        // grew meanwhile is found damaged without being read whole.
+        file.take(record.len.saturating_add(1))
+            .read_to_end(&mut body)?;
+        Ok(Some(body).filter(|b| b.len() as u64 == record.len))
+    }
+
     fn remove_bodies(&self, files: &[u64]) {
         for f in files {
             let _ = fs::remove_file(self.body_path(*f));
@@ -435,8 +451,8 @@ impl Disk {
             }
             return Ok(Some(Read::Miss));
         }
-        let body = match fs::read(self.body_path(record.file)) {
-            Ok(b) => b,
+        let body = match self.read_body(&record) {
+            Ok(b) => b.filter(|b| crc32fast::hash(b) == record.crc),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Lost if the record still names it; else replaced or
                 // purged meanwhile.
@@ -449,7 +465,7 @@ impl Disk {
             }
             Err(e) => return Err(e.into()),
         };
-        if body.len() as u64 != record.len || crc32fast::hash(&body) != record.crc {
+        let Some(body) = body else {
             // A body cut or changed under a record that still names it is
             // corrupt; one whose record changed meanwhile was replaced as
             // it was read (file numbers are not reused while running).
@@ -458,7 +474,7 @@ impl Disk {
             }
             self.corrupt.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(Read::Corrupt));
-        }
+        };
         Ok(Some(Read::Hit(Bytes::from(body), record)))
     }
 
@@ -616,9 +632,11 @@ impl Disk {
                 }
                 continue;
             };
-            let body = fs::read(self.body_path(record.file))
+            let body = self
+                .read_body(&record)
                 .ok()
-                .filter(|b| b.len() as u64 == record.len && crc32fast::hash(b) == record.crc);
+                .flatten()
+                .filter(|b| crc32fast::hash(b) == record.crc);
             let Some(body) = body else {
                 self.unlink(&mut batch, &mut state, &key, &record);
                 gone.push(record.file);

@@ -439,3 +439,31 @@ async fn the_store_figures_answer_while_a_purge_holds_the_store() {
     assert_eq!(count, Some(1));
     assert!(used.is_some_and(|u| u > 0), "{used:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_file_of_the_wrong_length_is_not_read() {
+    let dir = TempDir::new("huge");
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    let t = tags(&["t"]);
+    let o = || PutOptions::new(MINUTE, "/h").tags(&t);
+    s.put("read", Bytes::from_static(b"v"), o()).await.unwrap();
+    s.put("purged", Bytes::from_static(b"w"), o())
+        .await
+        .unwrap();
+    // Damaged to a (sparse) terabyte: reading it whole would take what
+    // the machine does not have.
+    for k in ["read", "purged"] {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(s.body_file(k).unwrap())
+            .unwrap();
+        f.set_len(1 << 40).unwrap();
+    }
+    assert_eq!(s.get("read").await.unwrap(), None);
+    assert_eq!(s.corrupt_entries(), 1);
+    let rewrite = |b: &Bytes| Some((b.clone(), MINUTE));
+    assert_eq!(s.soft_invalidate_tags(&t, &rewrite).await.unwrap(), Some(0));
+    assert_eq!(s.corrupt_entries(), 2);
+    assert_eq!(s.keys_count().await.unwrap(), 0);
+    assert_eq!(s.health().await.unwrap().status, HealthStatus::Connected);
+}
