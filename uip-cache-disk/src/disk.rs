@@ -263,9 +263,65 @@ impl Disk {
         match self.entries.get(key)? {
             None => Ok(None),
             // A record that does not decode is treated as no entry; the
-            // next write of the key replaces it.
+            // next write or delete of the key removes what is left of it
+            // (`unlink_unreadable`).
             Some(b) => Ok(Record::decode(&b).ok()),
         }
+    }
+
+    /// Adds to `batch` the removal of what is left of `key`'s entry if its
+    /// record does not decode: the record, and the index members and body
+    /// file that name the key, found by going through the indexes (rare,
+    /// and under the lock); whether there was such a record. Its charge is
+    /// rebuilt from what is found.
+    fn unlink_unreadable(
+        &self,
+        batch: &mut WriteBatch,
+        state: &mut State,
+        key: &str,
+        gone: &mut Vec<u64>,
+    ) -> Result<bool, Error> {
+        if key.len() > MAX_NAME {
+            return Ok(false);
+        }
+        let Some(raw) = self.entries.get(key)? else {
+            return Ok(false);
+        };
+        if Record::decode(&raw).is_ok() {
+            return Ok(false);
+        }
+        batch.remove(Space::Entries, key);
+        let mut charged = raw.len() as u64 + key.len() as u64 * 2 + PER_ENTRY;
+        let spaces = [
+            (Space::Tags, &self.tags),
+            (Space::Paths, &self.paths),
+            (Space::Order, &self.order),
+            (Space::Files, &self.files),
+        ];
+        for (space, ks) in spaces {
+            for g in ks.iter() {
+                let (member, value) = g.into_inner()?;
+                if value[..] != *key.as_bytes() {
+                    continue;
+                }
+                match space {
+                    Space::Tags | Space::Paths => charged += member.len() as u64,
+                    Space::Files => {
+                        if let Ok(n) = <[u8; 8]>::try_from(&member[..]) {
+                            let file = u64::from_be_bytes(n);
+                            let len = fs::metadata(self.body_path(file)).map_or(0, |m| m.len());
+                            charged += len.div_ceil(BLOCK) * BLOCK;
+                            gone.push(file);
+                        }
+                    }
+                    _ => {}
+                }
+                batch.remove(space, member);
+            }
+        }
+        state.used = state.used.saturating_sub(charged);
+        state.count = state.count.saturating_sub(1);
+        Ok(true)
     }
 
     /// Adds the removal of `key`'s entry `record` to `batch`.
@@ -375,9 +431,12 @@ impl Disk {
         let mut guard = lock(&self.state);
         let mut state = *guard;
         let mut batch = WriteBatch::default();
+        let mut unreadable = false;
         if let Some(old) = self.record(key)? {
             self.unlink(&mut batch, &mut state, key, &old);
             gone.push(old.file);
+        } else {
+            unreadable = self.unlink_unreadable(&mut batch, &mut state, key, gone)?;
         }
         let kept = charge(key.as_bytes(), &record) <= self.max_bytes;
         if kept {
@@ -389,6 +448,9 @@ impl Disk {
         }
         self.commit(batch, &state, false)?;
         self.set(&mut guard, state);
+        if unreadable {
+            self.corrupt.fetch_add(1, Ordering::Relaxed);
+        }
         then(kept);
         Ok(())
     }
@@ -542,7 +604,18 @@ impl Disk {
     pub(crate) fn delete(&self, key: &str, then: impl FnOnce()) -> Result<bool, Error> {
         let mut guard = lock(&self.state);
         let Some(record) = self.record(key)? else {
+            // What is left of an entry whose record does not decode goes.
+            let mut state = *guard;
+            let mut batch = WriteBatch::default();
+            let mut gone = Vec::new();
+            if self.unlink_unreadable(&mut batch, &mut state, key, &mut gone)? {
+                self.commit(batch, &state, true)?;
+                self.set(&mut guard, state);
+                self.corrupt.fetch_add(1, Ordering::Relaxed);
+            }
             then();
+            drop(guard);
+            self.remove_bodies(&gone);
             return Ok(false);
         };
         let mut state = *guard;

@@ -467,3 +467,63 @@ async fn a_body_file_of_the_wrong_length_is_not_read() {
     assert_eq!(s.keys_count().await.unwrap(), 0);
     assert_eq!(s.health().await.unwrap().status, HealthStatus::Connected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_left_of_an_unreadable_record_goes_with_its_next_write_or_delete() {
+    let dir = TempDir::new("unreadable");
+    let t = tags(&["old"]);
+    let o = |path| PutOptions::new(MINUTE, path).tags(&t);
+    let bodies = {
+        let s = DiskStore::open(&dir.0, 64 << 20, 0);
+        s.put("k", Bytes::from(vec![1u8; 10_000]), o("/old"))
+            .await
+            .unwrap();
+        s.put("d", Bytes::from(vec![2u8; 5_000]), o("/old"))
+            .await
+            .unwrap();
+        [s.body_file("k").unwrap(), s.body_file("d").unwrap()]
+    };
+    {
+        // Both records made unreadable (a version this store does not
+        // know), at their length.
+        let db = fjall::Database::builder(dir.0.join("index"))
+            .open()
+            .unwrap();
+        let entries = db
+            .keyspace("entries", || {
+                fjall::KeyspaceCreateOptions::default().max_memtable_size(8 << 20)
+            })
+            .unwrap();
+        for k in ["k", "d"] {
+            let mut raw = entries.get(k).unwrap().unwrap().to_vec();
+            raw[0] = 0xff;
+            entries.insert(k, raw).unwrap();
+        }
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    assert_eq!(s.get("k").await.unwrap(), None);
+    s.put(
+        "k",
+        Bytes::from_static(b"new"),
+        PutOptions::new(MINUTE, "/new"),
+    )
+    .await
+    .unwrap();
+    assert!(!s.delete("d").await.unwrap());
+    assert_eq!(s.corrupt_entries(), 2);
+    assert!(
+        bodies.iter().all(|b| !b.exists()),
+        "the bodies they named are removed"
+    );
+    assert_eq!(s.keys_count().await.unwrap(), 1);
+    assert_eq!(s.invalidate_tags(&t).await.unwrap(), 0);
+    assert_eq!(s.get("k").await.unwrap(), Some(Bytes::from_static(b"new")));
+    assert!(s.delete("k").await.unwrap());
+    let usage = s.memory().await.unwrap();
+    assert_eq!(
+        (s.keys_count().await.unwrap(), usage.used_memory_bytes),
+        (0, 0),
+        "nothing is charged for them any more"
+    );
+}
