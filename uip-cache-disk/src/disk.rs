@@ -851,3 +851,56 @@ impl Sweeper {
         removed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder of its own under the system's temporary folder, removed on
+    /// drop.
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_purge_lists_its_keys_under_the_lock() {
+        let dir = TempDir(
+            std::env::temp_dir().join(format!("uip-cache-disk-purge-list-{}", std::process::id())),
+        );
+        let disk = Disk::open(&dir.0, 64 << 20).unwrap();
+        let tags = vec!["t".to_owned()];
+        std::thread::scope(|scope| {
+            // A write of `k` with the tag commits while the purge waits for
+            // the lock: the purge must find it.
+            let mut guard = lock(&disk.state);
+            let purge = scope.spawn(|| disk.invalidate_tags(&tags, None, |_| {}));
+            // No notification says the purge is waiting for the lock: this
+            // gives it the time to get there (if it is not there yet, the
+            // test passes without having tested anything, never fails).
+            std::thread::sleep(Duration::from_millis(200));
+            let file = disk.write_body(b"v").unwrap();
+            let record = Record {
+                expires_ms: now_ms() + 60_000,
+                seq: disk.next.fetch_add(1, Ordering::Relaxed),
+                file,
+                len: 1,
+                crc: crc32fast::hash(b"v"),
+                path: "/k".to_owned(),
+                query: None,
+                tags: tags.clone(),
+            };
+            let mut state = *guard;
+            let mut batch = WriteBatch::default();
+            disk.link(&mut batch, &mut state, "k", &record);
+            disk.commit(batch, &state, false).unwrap();
+            disk.set(&mut guard, state);
+            drop(guard);
+            assert_eq!(purge.join().unwrap().unwrap(), 1, "the write is purged");
+        });
+        assert_eq!(disk.record("k").unwrap(), None);
+    }
+}
