@@ -256,40 +256,36 @@ impl Disk {
     }
 
     fn record(&self, key: &str) -> Result<Option<Record>, Error> {
+        // A record that does not decode is treated as no entry; the next
+        // write or delete of the key removes what is left of it
+        // (`unlink_unreadable`).
+        Ok(self.lookup(key)?.and_then(Result::ok))
+    }
+
+    /// `key`'s record, or the bytes of one that does not decode.
+    fn lookup(&self, key: &str) -> Result<Option<Result<Record, Vec<u8>>>, Error> {
         // fjall refuses (panics on) keys past 64 KiB; none is stored.
         if key.len() > MAX_NAME {
             return Ok(None);
         }
-        match self.entries.get(key)? {
-            None => Ok(None),
-            // A record that does not decode is treated as no entry; the
-            // next write or delete of the key removes what is left of it
-            // (`unlink_unreadable`).
-            Some(b) => Ok(Record::decode(&b).ok()),
-        }
+        Ok(self
+            .entries
+            .get(key)?
+            .map(|b| Record::decode(&b).map_err(|_| b.to_vec())))
     }
 
-    /// Adds to `batch` the removal of what is left of `key`'s entry if its
-    /// record does not decode: the record, and the index members and body
-    /// file that name the key, found by going through the indexes (rare,
-    /// and under the lock); whether there was such a record. Its charge is
-    /// rebuilt from what is found.
+    /// Adds to `batch` the removal of what is left of `key`'s entry whose
+    /// record `raw` does not decode: the record, and the index members and
+    /// body file that name the key, found by going through the indexes
+    /// (rare, and under the lock). Its charge is rebuilt from what is found.
     fn unlink_unreadable(
         &self,
         batch: &mut WriteBatch,
         state: &mut State,
         key: &str,
+        raw: &[u8],
         gone: &mut Vec<u64>,
-    ) -> Result<bool, Error> {
-        if key.len() > MAX_NAME {
-            return Ok(false);
-        }
-        let Some(raw) = self.entries.get(key)? else {
-            return Ok(false);
-        };
-        if Record::decode(&raw).is_ok() {
-            return Ok(false);
-        }
+    ) -> Result<(), Error> {
         batch.remove(Space::Entries, key);
         let mut charged = raw.len() as u64 + key.len() as u64 * 2 + PER_ENTRY;
         let spaces = [
@@ -321,7 +317,7 @@ impl Disk {
         }
         state.used = state.used.saturating_sub(charged);
         state.count = state.count.saturating_sub(1);
-        Ok(true)
+        Ok(())
     }
 
     /// Adds the removal of `key`'s entry `record` to `batch`.
@@ -432,11 +428,16 @@ impl Disk {
         let mut state = *guard;
         let mut batch = WriteBatch::default();
         let mut unreadable = false;
-        if let Some(old) = self.record(key)? {
-            self.unlink(&mut batch, &mut state, key, &old);
-            gone.push(old.file);
-        } else {
-            unreadable = self.unlink_unreadable(&mut batch, &mut state, key, gone)?;
+        match self.lookup(key)? {
+            Some(Ok(old)) => {
+                self.unlink(&mut batch, &mut state, key, &old);
+                gone.push(old.file);
+            }
+            Some(Err(raw)) => {
+                self.unlink_unreadable(&mut batch, &mut state, key, &raw, gone)?;
+                unreadable = true;
+            }
+            None => {}
         }
         let kept = charge(key.as_bytes(), &record) <= self.max_bytes;
         if kept {
@@ -603,20 +604,26 @@ impl Disk {
     /// runs under the lock once it is gone.
     pub(crate) fn delete(&self, key: &str, then: impl FnOnce()) -> Result<bool, Error> {
         let mut guard = lock(&self.state);
-        let Some(record) = self.record(key)? else {
-            // What is left of an entry whose record does not decode goes.
-            let mut state = *guard;
-            let mut batch = WriteBatch::default();
-            let mut gone = Vec::new();
-            if self.unlink_unreadable(&mut batch, &mut state, key, &mut gone)? {
+        let record = match self.lookup(key)? {
+            Some(Ok(record)) => record,
+            Some(Err(raw)) => {
+                // What is left of an entry whose record does not decode.
+                let mut state = *guard;
+                let mut batch = WriteBatch::default();
+                let mut gone = Vec::new();
+                self.unlink_unreadable(&mut batch, &mut state, key, &raw, &mut gone)?;
                 self.commit(batch, &state, true)?;
                 self.set(&mut guard, state);
                 self.corrupt.fetch_add(1, Ordering::Relaxed);
+                then();
+                drop(guard);
+                self.remove_bodies(&gone);
+                return Ok(false);
             }
-            then();
-            drop(guard);
-            self.remove_bodies(&gone);
-            return Ok(false);
+            None => {
+                then();
+                return Ok(false);
+            }
         };
         let mut state = *guard;
         let mut batch = WriteBatch::default();
