@@ -95,6 +95,11 @@ pub(crate) struct Disk {
     state: Mutex<State>,
     /// File and order numbers handed out (at least `state.next`).
     next: AtomicU64,
+    /// `state.used` and `state.count`, stored beside the lock each time the
+    /// state changes: the store's figures are read without waiting for a
+    /// long purge or eviction that holds the lock.
+    used: AtomicU64,
+    count: AtomicU64,
     pub(crate) evictions: AtomicU64,
     pub(crate) expirations: AtomicU64,
     pub(crate) corrupt: AtomicU64,
@@ -162,6 +167,8 @@ impl Disk {
         };
         Ok(Disk {
             next: AtomicU64::new(state.next),
+            used: AtomicU64::new(state.used),
+            count: AtomicU64::new(state.count),
             db,
             entries,
             tags,
@@ -181,6 +188,23 @@ impl Disk {
     /// The store's state now.
     pub(crate) fn state(&self) -> State {
         *lock(&self.state)
+    }
+
+    /// The bytes charged now, without taking the lock.
+    pub(crate) fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The entries now, without taking the lock.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Makes `state` (committed) the state, under the lock `guard` is.
+    fn set(&self, guard: &mut MutexGuard<'_, State>, state: State) {
+        self.used.store(state.used, Ordering::Relaxed);
+        self.count.store(state.count, Ordering::Relaxed);
+        **guard = state;
     }
 
     /// The capacity.
@@ -209,6 +233,22 @@ impl Disk {
         Ok(file)
     }
 
+    /// Reads `record`'s body file if its length is the record's (a damaged
+    /// file, however large, is not read); `None` if it is not.
+    fn read_body(&self, record: &Record) -> io::Result<Option<Vec<u8>>> {
+        use std::io::Read as _;
+        let file = fs::File::open(self.body_path(record.file))?;
+        if file.metadata()?.len() != record.len {
+            return Ok(None);
+        }
+        let mut body = Vec::with_capacity(usize::try_from(record.len).unwrap_or(0));
+        // At most one byte past the record's length is read: a file that
+        // grew meanwhile is found damaged without being read whole.
+        file.take(record.len.saturating_add(1))
+            .read_to_end(&mut body)?;
+        Ok(Some(body).filter(|b| b.len() as u64 == record.len))
+    }
+
     fn remove_bodies(&self, files: &[u64]) {
         for f in files {
             let _ = fs::remove_file(self.body_path(*f));
@@ -216,16 +256,68 @@ impl Disk {
     }
 
     fn record(&self, key: &str) -> Result<Option<Record>, Error> {
+        // A record that does not decode is treated as no entry; the next
+        // write or delete of the key removes what is left of it
+        // (`unlink_unreadable`).
+        Ok(self.lookup(key)?.and_then(Result::ok))
+    }
+
+    /// `key`'s record, or the bytes of one that does not decode.
+    fn lookup(&self, key: &str) -> Result<Option<Result<Record, Vec<u8>>>, Error> {
         // fjall refuses (panics on) keys past 64 KiB; none is stored.
         if key.len() > MAX_NAME {
             return Ok(None);
         }
-        match self.entries.get(key)? {
-            None => Ok(None),
-            // A record that does not decode is treated as no entry; the
-            // next write of the key replaces it.
-            Some(b) => Ok(Record::decode(&b).ok()),
+        Ok(self
+            .entries
+            .get(key)?
+            .map(|b| Record::decode(&b).map_err(|_| b.to_vec())))
+    }
+
+    /// Adds to `batch` the removal of what is left of `key`'s entry whose
+    /// record `raw` does not decode: the record, and the index members and
+    /// body file that name the key, found by going through the indexes
+    /// (rare, and under the lock). Its charge is rebuilt from what is found.
+    fn unlink_unreadable(
+        &self,
+        batch: &mut WriteBatch,
+        state: &mut State,
+        key: &str,
+        raw: &[u8],
+        gone: &mut Vec<u64>,
+    ) -> Result<(), Error> {
+        batch.remove(Space::Entries, key);
+        let mut charged = raw.len() as u64 + key.len() as u64 * 2 + PER_ENTRY;
+        let spaces = [
+            (Space::Tags, &self.tags),
+            (Space::Paths, &self.paths),
+            (Space::Order, &self.order),
+            (Space::Files, &self.files),
+        ];
+        for (space, ks) in spaces {
+            for g in ks.iter() {
+                let (member, value) = g.into_inner()?;
+                if value[..] != *key.as_bytes() {
+                    continue;
+                }
+                match space {
+                    Space::Tags | Space::Paths => charged += member.len() as u64,
+                    Space::Files => {
+                        if let Ok(n) = <[u8; 8]>::try_from(&member[..]) {
+                            let file = u64::from_be_bytes(n);
+                            let len = fs::metadata(self.body_path(file)).map_or(0, |m| m.len());
+                            charged += len.div_ceil(BLOCK) * BLOCK;
+                            gone.push(file);
+                        }
+                    }
+                    _ => {}
+                }
+                batch.remove(space, member);
+            }
         }
+        state.used = state.used.saturating_sub(charged);
+        state.count = state.count.saturating_sub(1);
+        Ok(())
     }
 
     /// Adds the removal of `key`'s entry `record` to `batch`.
@@ -335,9 +427,17 @@ impl Disk {
         let mut guard = lock(&self.state);
         let mut state = *guard;
         let mut batch = WriteBatch::default();
-        if let Some(old) = self.record(key)? {
-            self.unlink(&mut batch, &mut state, key, &old);
-            gone.push(old.file);
+        let mut unreadable = false;
+        match self.lookup(key)? {
+            Some(Ok(old)) => {
+                self.unlink(&mut batch, &mut state, key, &old);
+                gone.push(old.file);
+            }
+            Some(Err(raw)) => {
+                self.unlink_unreadable(&mut batch, &mut state, key, &raw, gone)?;
+                unreadable = true;
+            }
+            None => {}
         }
         let kept = charge(key.as_bytes(), &record) <= self.max_bytes;
         if kept {
@@ -348,7 +448,10 @@ impl Disk {
             gone.push(record.file);
         }
         self.commit(batch, &state, false)?;
-        *guard = state;
+        self.set(&mut guard, state);
+        if unreadable {
+            self.corrupt.fetch_add(1, Ordering::Relaxed);
+        }
         then(kept);
         Ok(())
     }
@@ -411,8 +514,8 @@ impl Disk {
             }
             return Ok(Some(Read::Miss));
         }
-        let body = match fs::read(self.body_path(record.file)) {
-            Ok(b) => b,
+        let body = match self.read_body(&record) {
+            Ok(b) => b.filter(|b| crc32fast::hash(b) == record.crc),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Lost if the record still names it; else replaced or
                 // purged meanwhile.
@@ -425,7 +528,7 @@ impl Disk {
             }
             Err(e) => return Err(e.into()),
         };
-        if body.len() as u64 != record.len || crc32fast::hash(&body) != record.crc {
+        let Some(body) = body else {
             // A body cut or changed under a record that still names it is
             // corrupt; one whose record changed meanwhile was replaced as
             // it was read (file numbers are not reused while running).
@@ -434,7 +537,7 @@ impl Disk {
             }
             self.corrupt.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(Read::Corrupt));
-        }
+        };
         Ok(Some(Read::Hit(Bytes::from(body), record)))
     }
 
@@ -472,7 +575,7 @@ impl Disk {
             };
             self.link(&mut batch, &mut state, key, &young);
             self.commit(batch, &state, false)?;
-            *guard = state;
+            self.set(&mut guard, state);
         }
         then();
         Ok(())
@@ -491,7 +594,7 @@ impl Disk {
         let mut batch = WriteBatch::default();
         self.unlink(&mut batch, &mut state, key, &record);
         self.commit(batch, &state, sync)?;
-        *guard = state;
+        self.set(&mut guard, state);
         drop(guard);
         self.remove_bodies(&[record.file]);
         Ok(true)
@@ -501,15 +604,32 @@ impl Disk {
     /// runs under the lock once it is gone.
     pub(crate) fn delete(&self, key: &str, then: impl FnOnce()) -> Result<bool, Error> {
         let mut guard = lock(&self.state);
-        let Some(record) = self.record(key)? else {
-            then();
-            return Ok(false);
+        let record = match self.lookup(key)? {
+            Some(Ok(record)) => record,
+            Some(Err(raw)) => {
+                // What is left of an entry whose record does not decode.
+                let mut state = *guard;
+                let mut batch = WriteBatch::default();
+                let mut gone = Vec::new();
+                self.unlink_unreadable(&mut batch, &mut state, key, &raw, &mut gone)?;
+                self.commit(batch, &state, true)?;
+                self.set(&mut guard, state);
+                self.corrupt.fetch_add(1, Ordering::Relaxed);
+                then();
+                drop(guard);
+                self.remove_bodies(&gone);
+                return Ok(false);
+            }
+            None => {
+                then();
+                return Ok(false);
+            }
         };
         let mut state = *guard;
         let mut batch = WriteBatch::default();
         self.unlink(&mut batch, &mut state, key, &record);
         self.commit(batch, &state, true)?;
-        *guard = state;
+        self.set(&mut guard, state);
         then();
         drop(guard);
         self.remove_bodies(&[record.file]);
@@ -555,18 +675,21 @@ impl Disk {
         Ok(keys)
     }
 
-    /// Removes (or with `rewrite`, rewrites) the entries under `keys` whose
-    /// record `selects`, in one batch synced to the disk; how many (expired
-    /// ones are removed and not counted). `then` runs under the lock once
-    /// the batch is written.
+    /// Removes (or with `rewrite`, rewrites) the entries under the keys
+    /// `list` gives (called under the lock) whose record `selects`, in one
+    /// batch synced to the disk; how many (expired ones are removed and not
+    /// counted). `then` runs under the lock once the batch is written.
     fn purge(
         &self,
-        keys: Vec<String>,
+        list: impl FnOnce() -> Result<Vec<String>, Error>,
         selects: impl Fn(&Record) -> bool,
         rewrite: Option<&Rewrite<'_>>,
         then: impl FnOnce(&[String]),
     ) -> Result<u64, Error> {
         let mut guard = lock(&self.state);
+        // Listed under the lock: a write committed after the listing could
+        // otherwise keep what is purged.
+        let keys = list()?;
         let mut state = *guard;
         let mut batch = WriteBatch::default();
         let mut gone = Vec::new();
@@ -589,9 +712,11 @@ impl Disk {
                 }
                 continue;
             };
-            let body = fs::read(self.body_path(record.file))
+            let body = self
+                .read_body(&record)
                 .ok()
-                .filter(|b| b.len() as u64 == record.len && crc32fast::hash(b) == record.crc);
+                .flatten()
+                .filter(|b| crc32fast::hash(b) == record.crc);
             let Some(body) = body else {
                 self.unlink(&mut batch, &mut state, &key, &record);
                 gone.push(record.file);
@@ -626,7 +751,7 @@ impl Disk {
             self.remove_bodies(&written);
             return Err(e);
         }
-        *guard = state;
+        self.set(&mut guard, state);
         then(&done);
         drop(guard);
         self.remove_bodies(&gone);
@@ -640,9 +765,8 @@ impl Disk {
         rewrite: Option<&Rewrite<'_>>,
         then: impl FnOnce(&[String]),
     ) -> Result<u64, Error> {
-        let keys = self.tag_keys(tags)?;
         self.purge(
-            keys,
+            || self.tag_keys(tags),
             |r| r.tags.iter().any(|t| tags.contains(t)),
             rewrite,
             then,
@@ -656,9 +780,8 @@ impl Disk {
         rewrite: Option<&Rewrite<'_>>,
         then: impl FnOnce(&[String]),
     ) -> Result<u64, Error> {
-        let keys = self.pattern_keys(pattern)?;
         self.purge(
-            keys,
+            || self.pattern_keys(pattern),
             |r| pattern.matches(&r.path, r.query.as_deref()),
             rewrite,
             then,
@@ -733,5 +856,58 @@ impl Sweeper {
             }
         }
         removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder of its own under the system's temporary folder, removed on
+    /// drop.
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_purge_lists_its_keys_under_the_lock() {
+        let dir = TempDir(
+            std::env::temp_dir().join(format!("uip-cache-disk-purge-list-{}", std::process::id())),
+        );
+        let disk = Disk::open(&dir.0, 64 << 20).unwrap();
+        let tags = vec!["t".to_owned()];
+        std::thread::scope(|scope| {
+            // A write of `k` with the tag commits while the purge waits for
+            // the lock: the purge must find it.
+            let mut guard = lock(&disk.state);
+            let purge = scope.spawn(|| disk.invalidate_tags(&tags, None, |_| {}));
+            // No notification says the purge is waiting for the lock: this
+            // gives it the time to get there (if it is not there yet, the
+            // test passes without having tested anything, never fails).
+            std::thread::sleep(Duration::from_millis(200));
+            let file = disk.write_body(b"v").unwrap();
+            let record = Record {
+                expires_ms: now_ms() + 60_000,
+                seq: disk.next.fetch_add(1, Ordering::Relaxed),
+                file,
+                len: 1,
+                crc: crc32fast::hash(b"v"),
+                path: "/k".to_owned(),
+                query: None,
+                tags: tags.clone(),
+            };
+            let mut state = *guard;
+            let mut batch = WriteBatch::default();
+            disk.link(&mut batch, &mut state, "k", &record);
+            disk.commit(batch, &state, false).unwrap();
+            disk.set(&mut guard, state);
+            drop(guard);
+            assert_eq!(purge.join().unwrap().unwrap(), 1, "the write is purged");
+        });
+        assert_eq!(disk.record("k").unwrap(), None);
     }
 }

@@ -328,6 +328,19 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Runs `f`, file and database work that borrows (so cannot go to the
+/// blocking pool), without stalling the runtime: on a multi-thread runtime
+/// the worker hands its other tasks to another thread while `f` runs; with
+/// a current-thread runtime, or none, `f` runs here.
+fn blocking_in_place<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// A write's options, owned (to cross to the blocking pool).
 struct Owned {
     ttl: Duration,
@@ -434,16 +447,19 @@ impl Storage for DiskStore {
         tags: &'a [String],
         rewrite: &'a Rewrite<'a>,
     ) -> StoreFuture<'a, Option<u64>> {
-        // The rewrite borrows: done here, not on the blocking pool.
+        // The rewrite borrows, so it cannot go to the blocking pool: it
+        // runs when polled, in place (see `blocking_in_place`).
         let inner = &self.inner;
         let Some(disk) = &inner.disk else {
             return inner.memory.soft_invalidate_tags(tags, rewrite);
         };
-        let n = disk
-            .invalidate_tags(tags, Some(rewrite), |_| inner.forget_tags(tags))
-            .map(Some)
-            .map_err(|e| inner.failed("a soft purge", &e));
-        Box::pin(async move { n })
+        Box::pin(async move {
+            blocking_in_place(|| {
+                disk.invalidate_tags(tags, Some(rewrite), |_| inner.forget_tags(tags))
+                    .map(Some)
+                    .map_err(|e| inner.failed("a soft purge", &e))
+            })
+        })
     }
 
     fn soft_invalidate_pattern<'a>(
@@ -455,11 +471,13 @@ impl Storage for DiskStore {
         let Some(disk) = &inner.disk else {
             return inner.memory.soft_invalidate_pattern(pattern, rewrite);
         };
-        let n = disk
-            .invalidate_pattern(pattern, Some(rewrite), |_| inner.forget_pattern(pattern))
-            .map(Some)
-            .map_err(|e| inner.failed("a soft purge", &e));
-        Box::pin(async move { n })
+        Box::pin(async move {
+            blocking_in_place(|| {
+                disk.invalidate_pattern(pattern, Some(rewrite), |_| inner.forget_pattern(pattern))
+                    .map(Some)
+                    .map_err(|e| inner.failed("a soft purge", &e))
+            })
+        })
     }
 }
 
@@ -469,7 +487,9 @@ impl Coordination for DiskStore {}
 impl StoreStatus for DiskStore {
     fn keys_count(&self) -> StoreFuture<'_, u64> {
         let n = match &self.inner.disk {
-            Some(d) => Ok(d.state().count),
+            // Read without the lock: a long purge holding it does not
+            // hold the figures.
+            Some(d) => Ok(d.count()),
             None => return self.inner.memory.keys_count(),
         };
         Box::pin(async move { n })
@@ -478,7 +498,7 @@ impl StoreStatus for DiskStore {
     fn memory(&self) -> StoreFuture<'_, MemoryUsage> {
         let usage = match &self.inner.disk {
             Some(d) => MemoryUsage::new(
-                d.state().used,
+                d.used(),
                 Some(d.max_bytes()),
                 d.evictions.load(Ordering::Relaxed),
             )

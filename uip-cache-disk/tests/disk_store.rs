@@ -2,11 +2,12 @@
 //! durability of purges, corrupt bodies, the bound, failures that fail open.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use uip_cache_core::store::conformance::{self, Sharing};
 use uip_cache_core::store::{HealthStatus, PutOptions, Storage, StoreStatus};
 use uip_cache_core::UrlPattern;
@@ -356,4 +357,173 @@ async fn a_config_without_a_folder_opens_nothing_and_says_so() {
     let health = s.health().await.unwrap();
     assert_eq!(health.status, HealthStatus::Degraded);
     assert!(health.detail.unwrap().contains("store.disk.path"));
+}
+
+/// How long a test waits for what must happen at once (but would never
+/// happen, or only after the purge, if the store blocked).
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_soft_purge_leaves_the_runtime_free_for_other_tasks() {
+    let dir = TempDir::new("soft-stall");
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    let t = tags(&["t"]);
+    s.put(
+        "k",
+        Bytes::from_static(b"v"),
+        PutOptions::new(MINUTE, "/k").tags(&t),
+    )
+    .await
+    .unwrap();
+    let handle = tokio::runtime::Handle::current();
+    let others_ran = Arc::new(AtomicBool::new(false));
+    let ran = others_ran.clone();
+    // On the runtime's only worker: the rewrite (under the purge) waits for
+    // a task spawned on the same runtime, which runs only if the purge left
+    // the worker to it.
+    let purge = tokio::spawn(async move {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let rx = std::sync::Mutex::new(rx);
+        let rewrite = move |b: &Bytes| {
+            let tx = tx.clone();
+            handle.spawn(async move {
+                let _ = tx.send(());
+            });
+            let got = rx.lock().unwrap().recv_timeout(PROMPTLY).is_ok();
+            ran.store(got, Ordering::SeqCst);
+            Some((b.clone(), MINUTE))
+        };
+        let pattern = UrlPattern::glob("/k").unwrap();
+        let by_tag = s.soft_invalidate_tags(&t, &rewrite).await.unwrap();
+        let by_pattern = s.soft_invalidate_pattern(&pattern, &rewrite).await.unwrap();
+        (by_tag, by_pattern)
+    });
+    assert_eq!(purge.await.unwrap(), (Some(1), Some(1)));
+    assert!(
+        others_ran.load(Ordering::SeqCst),
+        "another task ran while the soft purge worked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_figures_answer_while_a_purge_holds_the_store() {
+    let dir = TempDir::new("figures");
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    let t = tags(&["t"]);
+    s.put(
+        "k",
+        Bytes::from_static(b"v"),
+        PutOptions::new(MINUTE, "/k").tags(&t),
+    )
+    .await
+    .unwrap();
+    let watcher = s.clone();
+    let figures = Arc::new(std::sync::Mutex::new(None));
+    let seen = figures.clone();
+    // The rewrite runs under the store's lock: the figures, asked from
+    // another thread, must answer before it ends.
+    let rewrite = move |b: &Bytes| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = watcher.clone();
+        std::thread::spawn(move || {
+            let count = w.keys_count().now_or_never().map(Result::unwrap);
+            let usage = w.memory().now_or_never().map(Result::unwrap);
+            let _ = tx.send((count, usage.map(|u| u.used_memory_bytes)));
+        });
+        *seen.lock().unwrap() = rx.recv_timeout(PROMPTLY).ok();
+        Some((b.clone(), MINUTE))
+    };
+    assert_eq!(s.soft_invalidate_tags(&t, &rewrite).await.unwrap(), Some(1));
+    let figures = figures.lock().unwrap().take();
+    let (count, used) = figures.expect("the figures answered during the purge");
+    assert_eq!(count, Some(1));
+    assert!(used.is_some_and(|u| u > 0), "{used:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_file_of_the_wrong_length_is_not_read() {
+    let dir = TempDir::new("huge");
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    let t = tags(&["t"]);
+    let o = || PutOptions::new(MINUTE, "/h").tags(&t);
+    s.put("read", Bytes::from_static(b"v"), o()).await.unwrap();
+    s.put("purged", Bytes::from_static(b"w"), o())
+        .await
+        .unwrap();
+    // Damaged to a (sparse) terabyte: reading it whole would take what
+    // the machine does not have.
+    for k in ["read", "purged"] {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(s.body_file(k).unwrap())
+            .unwrap();
+        f.set_len(1 << 40).unwrap();
+    }
+    assert_eq!(s.get("read").await.unwrap(), None);
+    assert_eq!(s.corrupt_entries(), 1);
+    let rewrite = |b: &Bytes| Some((b.clone(), MINUTE));
+    assert_eq!(s.soft_invalidate_tags(&t, &rewrite).await.unwrap(), Some(0));
+    assert_eq!(s.corrupt_entries(), 2);
+    assert_eq!(s.keys_count().await.unwrap(), 0);
+    assert_eq!(s.health().await.unwrap().status, HealthStatus::Connected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_left_of_an_unreadable_record_goes_with_its_next_write_or_delete() {
+    let dir = TempDir::new("unreadable");
+    let t = tags(&["old"]);
+    let o = |path| PutOptions::new(MINUTE, path).tags(&t);
+    let bodies = {
+        let s = DiskStore::open(&dir.0, 64 << 20, 0);
+        s.put("k", Bytes::from(vec![1u8; 10_000]), o("/old"))
+            .await
+            .unwrap();
+        s.put("d", Bytes::from(vec![2u8; 5_000]), o("/old"))
+            .await
+            .unwrap();
+        [s.body_file("k").unwrap(), s.body_file("d").unwrap()]
+    };
+    {
+        // Both records made unreadable (a version this store does not
+        // know), at their length.
+        let db = fjall::Database::builder(dir.0.join("index"))
+            .open()
+            .unwrap();
+        let entries = db
+            .keyspace("entries", || {
+                fjall::KeyspaceCreateOptions::default().max_memtable_size(8 << 20)
+            })
+            .unwrap();
+        for k in ["k", "d"] {
+            let mut raw = entries.get(k).unwrap().unwrap().to_vec();
+            raw[0] = 0xff;
+            entries.insert(k, raw).unwrap();
+        }
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    assert_eq!(s.get("k").await.unwrap(), None);
+    s.put(
+        "k",
+        Bytes::from_static(b"new"),
+        PutOptions::new(MINUTE, "/new"),
+    )
+    .await
+    .unwrap();
+    assert!(!s.delete("d").await.unwrap());
+    assert_eq!(s.corrupt_entries(), 2);
+    assert!(
+        bodies.iter().all(|b| !b.exists()),
+        "the bodies they named are removed"
+    );
+    assert_eq!(s.keys_count().await.unwrap(), 1);
+    assert_eq!(s.invalidate_tags(&t).await.unwrap(), 0);
+    assert_eq!(s.get("k").await.unwrap(), Some(Bytes::from_static(b"new")));
+    assert!(s.delete("k").await.unwrap());
+    let usage = s.memory().await.unwrap();
+    assert_eq!(
+        (s.keys_count().await.unwrap(), usage.used_memory_bytes),
+        (0, 0),
+        "nothing is charged for them any more"
+    );
 }
