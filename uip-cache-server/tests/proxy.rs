@@ -69,7 +69,17 @@ fn big_body(seed: &str) -> Vec<u8> {
 async fn proxy(upstream: SocketAddr, timeout: Duration) -> SocketAddr {
     let config =
         CacheConfig::from_yaml_str("policies:\n  - name: all\n    pattern: \"/*\"\n").unwrap();
-    let cache = HttpCache::with_memory_store(&config).unwrap();
+    proxy_with(
+        HttpCache::with_memory_store(&config).unwrap(),
+        upstream,
+        timeout,
+    )
+    .await
+}
+
+/// `uip-cache serve`'s service with `cache` in front of `upstream`, on a
+/// loopback port of its own.
+async fn proxy_with(cache: HttpCache, upstream: SocketAddr, timeout: Duration) -> SocketAddr {
     let upstream = Upstream::new(
         format!("http://{upstream}").parse().unwrap(),
         Duration::from_secs(1),
@@ -517,19 +527,7 @@ async fn a_backend_that_hangs_up_is_covered_by_the_stale_entry_within_stale_if_u
         .clock(clock.clone())
         .build()
         .unwrap();
-    let upstream = Upstream::new(
-        format!("http://{up}").parse().unwrap(),
-        Duration::from_secs(1),
-        Duration::from_secs(5),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(
-        listener,
-        uip_cache_server::server::proxy(cache, upstream),
-        Duration::from_secs(1),
-        std::future::pending(),
-    ));
+    let addr = proxy_with(cache, up, Duration::from_secs(5)).await;
 
     let miss = get(addr, "/s", &[]).await;
     assert_eq!((miss.status, &miss.body[..]), (200, &b"first"[..]));
