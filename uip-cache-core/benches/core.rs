@@ -192,6 +192,28 @@ fn memory_store(c: &mut Criterion) {
             })
         })
     });
+    // A miss stored: a new key every time, joining a tag that 100 000
+    // entries carry already (as a policy's tag does) and a path of its own;
+    // once the store is full each write also evicts (and unindexes) one.
+    let big_tags = vec!["camera".to_string(), "policy:cams".to_string()];
+    let mut next = 0u64;
+    g.bench_function("put_unique_2k_big_tag", |b| {
+        b.iter(|| {
+            next += 1;
+            let key = format!("cache:new:{next}");
+            let path = format!("/new/{next}");
+            rt.block_on(async {
+                store
+                    .put(
+                        &key,
+                        value.clone(),
+                        PutOptions::new(Duration::from_secs(600), &path).tags(&big_tags),
+                    )
+                    .await
+                    .unwrap()
+            })
+        })
+    });
     // Invalidating 10 entries under a prefix, beside 100 000 others: cost follows
     // the 10, not the 100 000.
     let ten_tags = vec!["ten".to_string()];

@@ -16,7 +16,7 @@ impl MemoryStore {
             self.inner.invalidations.fetch_add(1, Ordering::AcqRel);
             tags.iter()
                 .filter_map(|t| index.tags.remove(t))
-                .flat_map(|m| m.into_iter())
+                .flat_map(|m| m.into_iter().map(|(k, g)| (k.key, g)))
                 .collect()
         };
         members
@@ -64,7 +64,7 @@ impl MemoryStore {
         let index = lock(&self.inner.index);
         tags.iter()
             .filter_map(|t| index.tags.get(t))
-            .flat_map(|m| m.iter().map(|(k, g)| (k.clone(), *g)))
+            .flat_map(|m| m.iter().map(|(k, g)| (k.key.clone(), *g)))
             .collect()
     }
 
