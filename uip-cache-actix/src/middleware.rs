@@ -164,6 +164,10 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
 {
+    // One config for the whole request, whatever reload happens while it
+    // runs: the settings are loaded once, here, and every decision below
+    // (forwarding headers, plan, key, policy, storing) reads them.
+    let cache = cache.pinned(cache.settings());
     let head = req.method() == actix_web::http::Method::HEAD;
     // A refresh this middleware sent itself (see `Cache`): fetched and
     // recorded here, under the client's key and scheme, before any outer

@@ -205,3 +205,35 @@ async fn a_forged_refresh_marker_is_dropped_before_the_app() {
     assert_eq!(res.headers().get("x-cache").unwrap(), "MISS");
     assert_eq!(origin.calls(), 1);
 }
+
+/// One request, one config: a reload while the app answers does not
+/// reach the request in flight. The settings are loaded once when it
+/// arrives; loading them again for the answer would name the cache of
+/// the new config in its `Cache-Status`.
+#[actix_rt::test]
+async fn a_request_keeps_the_settings_it_arrived_with_through_a_reload() {
+    let yaml = |name: &str| format!("{BASIC}defaults:\n  cache_status: {name}\n");
+    let cache = Cache::from_config(&CacheConfig::from_yaml_str(&yaml("before")).unwrap()).unwrap();
+    let reloaded = Arc::new(
+        uip_cache_core::Settings::compile(&CacheConfig::from_yaml_str(&yaml("after")).unwrap())
+            .unwrap(),
+    );
+    let core = cache.cache().clone();
+    let origin = Origin::new(move |_, n| {
+        if n == 0 {
+            // The reload lands while the first request is at the origin.
+            core.replace_settings(reloaded.clone());
+        }
+        Reply::ok("v")
+    });
+    let svc = test::init_service(actix::app(cache.clone(), origin.clone())).await;
+    let first = send(&svc, "GET", "/items", &[]).await;
+    assert_eq!(first.x_cache(), "MISS");
+    let status = first.header("cache-status").unwrap_or_default();
+    assert!(status.starts_with("before;"), "{status}");
+    // The next request arrives on the new config.
+    let second = send(&svc, "GET", "/items", &[]).await;
+    assert_eq!(second.x_cache(), "HIT");
+    let status = second.header("cache-status").unwrap_or_default();
+    assert!(status.starts_with("after;"), "{status}");
+}

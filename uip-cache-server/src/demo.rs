@@ -2,7 +2,8 @@
 //! the caching proxy in front of it (plain HTTP, and HTTPS with a
 //! certificate made at start-up) and the admin API, all on 127.0.0.1 with
 //! the memory store; a guided tour (miss, hit, webhook invalidation, warming,
-//! HTTPS, metrics) with the timing of each step, then the URLs to try.
+//! HTTPS, a config reload that adds a policy, metrics) with the timing of
+//! each step, then the URLs to try.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,9 +17,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use uip_cache_core::{CacheConfig, HttpCache};
+use uip_cache_core::HttpCache;
 
-use crate::proxy::Upstream;
+use crate::reload::{load, routes_of, Overrides, ServerReload};
 use crate::server::{admin, proxy, serve_admin, serve_edge};
 use crate::slow::ClientLimits;
 use crate::tls::{CertificateFiles, Certificates};
@@ -54,6 +55,9 @@ warming:
       priority: high
     - url: "/ngsi-ld/v1/entities/urn:ngsi-ld:Sensor:001"
 "#;
+
+/// The policy the tour's reload adds to [`CONFIG`], first in the list.
+const ADDED_POLICY: &str = "  - name: types\n    pattern: /ngsi-ld/v1/types\n    ttl: 600\n";
 
 /// Latency of the built-in origin, as a busy context broker might have.
 const ORIGIN_LATENCY: Duration = Duration::from_millis(40);
@@ -155,7 +159,9 @@ fn entity(id: &str, version: u64) -> String {
 fn answer(req: &Request<Incoming>, version: u64) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
-    let body = if let Some(id) = path.strip_prefix("/ngsi-ld/v1/entities/") {
+    let body = if path == "/ngsi-ld/v1/types" {
+        Some(r#"{"id":"urn:ngsi-ld:EntityTypeList:1","type":"EntityTypeList","typeList":["Camera","Sensor"]}"#.to_owned())
+    } else if let Some(id) = path.strip_prefix("/ngsi-ld/v1/entities/") {
         Some(entity(id, version))
     } else if path == "/ngsi-ld/v1/entities" {
         let ty = query
@@ -270,16 +276,28 @@ pub async fn run(
     let version = Arc::new(AtomicU64::new(1));
     tokio::spawn(origin(origin_listener, version.clone()));
 
-    let config = CacheConfig::from_yaml_str(CONFIG)?;
-    let cache = HttpCache::with_memory_store(&config)?;
-    let upstream = Upstream::new(
-        format!("http://{origin_addr}").parse()?,
-        Duration::from_secs(2),
-        Duration::from_secs(10),
-    );
-    let proxy = proxy(cache, upstream);
-    let ops = admin(&proxy);
     let certificate = DemoCertificate::make()?;
+    // The config is a file, as `serve` reads it, so that the tour can
+    // change it and reload it; the origin is its upstream.
+    let file = certificate.dir.join("demo.yaml");
+    std::fs::write(&file, CONFIG)?;
+    let overrides = Overrides::new(None, Some(format!("http://{origin_addr}")), None);
+    let config = load(&file, &overrides).map_err(|e| e.join("\n"))?;
+    let cache = HttpCache::with_memory_store(&config)?;
+    let upstream_tls = crate::tls::client::default_client_config();
+    let routes = routes_of(cache.settings(), &upstream_tls, None)?;
+    let proxy = proxy(cache.clone(), routes.clone());
+    let ops = admin(&proxy);
+    ops.reload_with(Arc::new(ServerReload::new(
+        file.clone(),
+        certificate.dir.clone(),
+        overrides,
+        config,
+        upstream_tls,
+        cache,
+        routes,
+        None,
+    )));
     let certificates = Certificates::load(certificate.files())?;
     let tls_client = certificate.client()?;
     let listener = TcpListener::bind(addrs.listen)
@@ -406,7 +424,49 @@ pub async fn run(
         show(&x, d, &format!("GET https://localhost:{}{path}", t.port()));
     }
 
-    step(5, "what the cache counted");
+    step(
+        5,
+        "a config reload adds a policy: no restart, the entries stay",
+    );
+    let types = "/ngsi-ld/v1/types";
+    let (_, x, _, d) = send(p, "GET", types, &[], "").await?;
+    show(&x, d, &format!("GET {types} (no policy: passed through)"));
+    std::fs::write(
+        &file,
+        CONFIG.replacen("policies:\n", &format!("policies:\n{ADDED_POLICY}"), 1),
+    )?;
+    println!(
+        "   demo.yaml now starts its policies with:\n{}",
+        ADDED_POLICY
+            .trim_end()
+            .lines()
+            .map(|l| format!("     {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let (status, _, answer, d) = send(
+        a,
+        "POST",
+        "/config/reload",
+        &[("authorization", "Bearer demo-secret")],
+        "",
+    )
+    .await?;
+    show(
+        &status.to_string(),
+        d,
+        &format!("POST /config/reload -> {answer}"),
+    );
+    for (path, why) in [
+        (types, ""),
+        (types, ""),
+        (entity, " (stored before the reload)"),
+    ] {
+        let (_, x, _, d) = send(p, "GET", path, &[], "").await?;
+        show(&x, d, &format!("GET {path}{why}"));
+    }
+
+    step(6, "what the cache counted");
     let (_, _, metrics, d) = send(a, "GET", "/cache/metrics", &[], "").await?;
     let v: serde_json::Value = serde_json::from_str(&metrics)?;
     let s = &v["statistics"];
@@ -446,6 +506,10 @@ pub async fn run(
         println!("  curl -s http://{a}/metrics");
         println!("  curl -s http://{a}/health");
         println!("  curl -s -X POST http://{a}/cache/invalidate -H 'X-Webhook-Secret: demo-secret' -d '{webhook}'");
+        println!(
+            "  (edit {} then) curl -s -X POST http://{a}/config/reload -H 'Authorization: Bearer demo-secret'",
+            file.display()
+        );
         shutdown.await;
         let _ = stop.send(true);
     }

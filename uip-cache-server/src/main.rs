@@ -160,10 +160,11 @@ async fn run(
         None => None,
     };
     let upstream_tls = client_config(&config.server.upstream_tls, &base)?;
-    // One client per backend URL, http:// or https:// (verified per
-    // server.upstream_tls).
-    let routes = routes_of(&config, &upstream_tls, None)?;
     let cache = build_cache(&config)?;
+    // One client per backend URL, http:// or https:// (verified per
+    // server.upstream_tls); with the cache's settings, the snapshot every
+    // request is routed and cached by until a reload swaps it.
+    let routes = routes_of(cache.settings(), &upstream_tls, None)?;
     let server = &config.server;
     let upstream = routes
         .table()
@@ -376,6 +377,15 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // What `serve` reads once: a reload (SIGHUP, POST /config/reload)
+    // reports a change of these as needing a restart.
+    println!(
+        "  needs a restart to change: {}",
+        uip_cache_server::reload::needs_restart_fields()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("  everything else reloads at once (SIGHUP or POST /config/reload)");
     for w in config.warnings() {
         println!("warning: {}:{w}", file.display());
     }

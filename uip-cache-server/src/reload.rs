@@ -114,19 +114,18 @@ fn lines(e: &ConfigError) -> Vec<String> {
     e.to_string().lines().map(str::to_owned).collect()
 }
 
-/// The routes of `config`, with a client for each backend made by
-/// `server.connect_timeout`, `server.timeout` and `tls`; the clients of
-/// `reuse` (by URL) when given.
+/// The routes of the config `settings` were compiled from, with a client
+/// for each backend made by `server.connect_timeout`, `server.timeout` and
+/// `tls`; the clients of `reuse` (by URL) when given. With `settings`, one
+/// [`Snapshot`](crate::routes::Snapshot) of that config.
 pub fn routes_of(
-    config: &CacheConfig,
+    settings: Arc<Settings>,
     tls: &Arc<rustls::ClientConfig>,
     reuse: Option<&HashMap<String, Upstream>>,
 ) -> Result<Routes, ConfigError> {
-    let (connect_timeout, timeout) = (
-        config.server.connect_timeout.get(),
-        config.server.timeout.get(),
-    );
-    Routes::from_config(config, |url| {
+    let server = &settings.config().server;
+    let (connect_timeout, timeout) = (server.connect_timeout.get(), server.timeout.get());
+    Routes::from_settings(settings.clone(), |url| {
         if let Some(kept) = reuse.and_then(|r| r.get(&url.to_string())) {
             return kept.clone();
         }
@@ -253,16 +252,26 @@ impl Reload for ServerReload {
                 }
             }
         };
-        let routes = tls.as_ref().and_then(|tls| {
-            let reuse = same_clients.then(|| clients(&self.routes));
-            match routes_of(&config, tls, reuse.as_ref()) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    errors.extend(lines(&e));
-                    None
+        // The routes with the settings: one snapshot of the new config.
+        let routes = match (&settings, &tls) {
+            (Some(settings), Some(tls)) => {
+                let reuse = same_clients.then(|| clients(&self.routes));
+                match routes_of(settings.clone(), tls, reuse.as_ref()) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        errors.extend(lines(&e));
+                        None
+                    }
                 }
             }
-        });
+            // Still every error of the routes, without clients.
+            _ => {
+                if let Err(e) = crate::routes::describe(&config) {
+                    errors.extend(lines(&e));
+                }
+                None
+            }
+        };
         // The certificates the TLS listener will serve, read (and so
         // checked) now; installed once everything is known to be good.
         let new_certs = match &config.server.tls {
@@ -378,6 +387,10 @@ impl Reload for ServerReload {
             }
         }
         let policies = settings.policies().len();
+        // The cache's own readers (the admin API, the warmer, the event
+        // rules) first, then the snapshot every proxy request loads: its
+        // settings and its routes in one swap, so no request routes by one
+        // config and caches by the other.
         self.cache.replace_settings(settings);
         self.routes.replace_with(&routes);
         let report = ReloadReport::new(policies, routes.table().len())
@@ -468,86 +481,72 @@ fn policy_changes(old: &CacheConfig, new: &CacheConfig) -> Vec<String> {
     out
 }
 
+/// What a running process cannot change, each under the name a reload
+/// reports when it differs from the value the process started with, with
+/// what it reads of a config. `uip-cache check-config` lists the names
+/// ([`needs_restart_fields`]).
+type Fixed = (&'static str, fn(&CacheConfig) -> String);
+
+const NEEDS_RESTART: [Fixed; 14] = [
+    ("server.listen", |c| fingerprint(&c.server.plain_listen())),
+    ("server.tls.listen", |c| {
+        fingerprint(&c.server.tls.as_ref().map(|t| &t.listen))
+    }),
+    ("server.redirect_http", |c| {
+        fingerprint(&c.server.redirect_http)
+    }),
+    ("server.workers", |c| fingerprint(&c.server.workers)),
+    ("server.send_timeout", |c| {
+        fingerprint(&c.server.send_timeout)
+    }),
+    ("server.idle_timeout", |c| {
+        fingerprint(&c.server.idle_timeout)
+    }),
+    ("server.max_inflight_bytes", |c| {
+        fingerprint(&c.server.max_inflight_bytes)
+    }),
+    ("server.shutdown_grace", |c| {
+        fingerprint(&c.server.shutdown_grace)
+    }),
+    ("admin.listen", |c| {
+        fingerprint(&(c.admin.enabled, &c.admin.listen))
+    }),
+    ("store.type", |c| fingerprint(&c.store.kind)),
+    // The store's other fields, but the timeouts the request path reads.
+    ("store", |c| {
+        let (mut store, default) = (c.store.clone(), CacheConfig::default().store);
+        store.timeout = default.timeout;
+        store.purge_timeout = default.purge_timeout;
+        fingerprint(&store)
+    }),
+    ("redis", |c| fingerprint(&c.redis)),
+    ("logging", |c| fingerprint(&c.logging)),
+    ("invalidation webhook endpoint", |c| {
+        fingerprint(&c.invalidation.webhook().and_then(|w| w.endpoint.clone()))
+    }),
+];
+
+/// The values a running `uip-cache serve` keeps until a restart, by the
+/// names a reload reports them under (listener addresses, the store and
+/// its type, ...): what differs in a reloaded file is reported as needing
+/// a restart and the running value stays.
+pub fn needs_restart_fields() -> impl Iterator<Item = &'static str> {
+    NEEDS_RESTART.iter().map(|(name, _)| *name)
+}
+
 /// What differs between the config the process started with and `new`
 /// that a running process cannot change.
 fn restart_needed(started: &CacheConfig, new: &CacheConfig) -> Vec<String> {
-    let (a, b) = (&started.server, &new.server);
-    let mut out = Vec::new();
-    let mut differs = |what: &str, x: String, y: String| {
-        if x != y {
-            out.push(what.to_owned());
-        }
-    };
-    differs(
-        "server.listen",
-        fingerprint(&a.plain_listen()),
-        fingerprint(&b.plain_listen()),
-    );
-    differs(
-        "server.tls.listen",
-        fingerprint(&a.tls.as_ref().map(|t| &t.listen)),
-        fingerprint(&b.tls.as_ref().map(|t| &t.listen)),
-    );
-    differs(
-        "server.redirect_http",
-        fingerprint(&a.redirect_http),
-        fingerprint(&b.redirect_http),
-    );
-    differs(
-        "server.workers",
-        fingerprint(&a.workers),
-        fingerprint(&b.workers),
-    );
-    differs(
-        "server.send_timeout",
-        fingerprint(&a.send_timeout),
-        fingerprint(&b.send_timeout),
-    );
-    differs(
-        "server.idle_timeout",
-        fingerprint(&a.idle_timeout),
-        fingerprint(&b.idle_timeout),
-    );
-    differs(
-        "server.max_inflight_bytes",
-        fingerprint(&a.max_inflight_bytes),
-        fingerprint(&b.max_inflight_bytes),
-    );
-    differs(
-        "server.shutdown_grace",
-        fingerprint(&a.shutdown_grace),
-        fingerprint(&b.shutdown_grace),
-    );
-    let admin = |c: &CacheConfig| fingerprint(&(c.admin.enabled, &c.admin.listen));
-    differs("admin.listen", admin(started), admin(new));
-    differs(
-        "store.type",
-        fingerprint(&started.store.kind),
-        fingerprint(&new.store.kind),
-    );
-    if started.store.kind == new.store.kind {
-        let mut s = new.store.clone();
-        s.timeout = started.store.timeout;
-        s.purge_timeout = started.store.purge_timeout;
-        differs("store", fingerprint(&started.store), fingerprint(&s));
+    let mut out: Vec<String> = NEEDS_RESTART
+        .iter()
+        .filter(|(_, read)| read(started) != read(new))
+        .map(|(name, _)| (*name).to_owned())
+        .collect();
+    // A store of another type differs in its other fields too: reported
+    // once, as its type.
+    if out.iter().any(|n| n == "store.type") {
+        out.retain(|n| n != "store");
     }
-    differs(
-        "redis",
-        fingerprint(&started.redis),
-        fingerprint(&new.redis),
-    );
-    differs(
-        "logging",
-        fingerprint(&started.logging),
-        fingerprint(&new.logging),
-    );
-    let endpoint =
-        |c: &CacheConfig| fingerprint(&c.invalidation.webhook().and_then(|w| w.endpoint.clone()));
-    differs(
-        "invalidation webhook endpoint",
-        endpoint(started),
-        endpoint(new),
-    );
     out
 }
 

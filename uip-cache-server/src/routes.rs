@@ -22,10 +22,14 @@
 //!   backend.
 //! - Time comes from a [`Clock`], so that tests move a mock clock past
 //!   `fail_timeout` instead of sleeping.
-//! - A config reload swaps the whole table at once
-//!   ([`Routes::replace_with`]): a request routed before keeps the route
-//!   (and the backend clients) it was given, those that arrive after get
-//!   the new table.
+//! - The table and the cache's [`Settings`] of one config make one
+//!   [`Snapshot`], and a config reload swaps that snapshot at once
+//!   ([`Routes::replace_with`]). A request loads the snapshot once when it
+//!   arrives ([`Routes::snapshot`]) and is routed by its table and cached
+//!   by its settings ([`Snapshot::route_request`]): it never routes by one
+//!   config and caches by another, and it keeps the route (and the backend
+//!   clients) and the policies it was given whatever reload happens
+//!   meanwhile. Those that arrive after a reload get the new snapshot.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -42,17 +46,90 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body::Body;
 use uip_cache_core::config::ServerConfig;
 use uip_cache_core::route::{passed_on_host, Lookup, Route, RouteTable};
-use uip_cache_core::{CacheConfig, Clock, ConfigError, Connection, HttpCache};
+use uip_cache_core::{CacheConfig, Clock, ConfigError, Connection, HttpCache, Settings};
 
 use crate::proxy::{error_response, ProxyBody, Upstream, UpstreamBody};
 
-/// The routes of a proxy and the clients of their backends; the service
+/// One config as the proxy runs it: the cache's compiled [`Settings`]
+/// (policies, defaults, trusted proxies, ...) and the route table with the
+/// clients of its backends, made from the same file and swapped together.
+///
+/// A request takes one snapshot when it arrives and keeps it to its end:
+/// its route comes from [`Snapshot::table`] and its key, policy and
+/// forwarding headers from [`Snapshot::settings`], so both are always of
+/// one config.
+#[derive(Clone)]
+pub struct Snapshot {
+    settings: Arc<Settings>,
+    table: Arc<RouteTable<Upstream>>,
+}
+
+impl Snapshot {
+    /// The cache's settings of this config.
+    pub fn settings(&self) -> &Arc<Settings> {
+        &self.settings
+    }
+
+    /// The routes of this config.
+    pub fn table(&self) -> &Arc<RouteTable<Upstream>> {
+        &self.table
+    }
+
+    /// Chooses the route of a client request before the cache sees it, by
+    /// this snapshot's table, from the host the key will hold (decided by
+    /// this snapshot's settings from the request's [`Connection`] and
+    /// `server.trusted_proxies`) and its path; `cache` is the cache the
+    /// request goes through. `Err` is the proxy's own answer: 404 when no
+    /// route takes it, 400 when its path has a dot segment and routes
+    /// compare paths.
+    ///
+    /// The request carries its route and this snapshot's settings from
+    /// here on: the cache layer ([`uip_cache_tower::CacheService`]) keys
+    /// and caches it by these settings, and it is sent by this table,
+    /// whatever reload happens meanwhile.
+    #[allow(clippy::result_large_err)]
+    pub fn route_request<B>(
+        &self,
+        cache: &HttpCache,
+        req: &mut Request<B>,
+    ) -> Result<(), Response<ProxyBody>> {
+        let route = if self.table.is_single() {
+            self.table.routes()[0].clone()
+        } else {
+            let cache = cache.pinned(self.settings.clone());
+            let conn = req
+                .extensions()
+                .get::<Connection>()
+                .copied()
+                .unwrap_or_default();
+            let headers = Fields(req.headers());
+            let target = req.uri().authority().map(|a| a.as_str());
+            let host = cache.client_origin(&conn, target, &headers).host;
+            lookup(&self.table, host, req.uri().path())?
+        };
+        req.extensions_mut().insert(Routed(route));
+        req.extensions_mut().insert(self.settings.clone());
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("policies", &self.settings.policies().len())
+            .field("table", &self.table)
+            .finish()
+    }
+}
+
+/// The routes of a proxy and the clients of their backends, with the
+/// cache's settings of the same config in one [`Snapshot`]; the service
 /// the cache layer wraps (see [`crate::server::proxy`]). Cheap to clone:
-/// clones share the table, and a reload that replaces it
+/// clones share the snapshot, and a reload that replaces it
 /// ([`Routes::replace_with`]) replaces it for all of them.
 #[derive(Clone)]
 pub struct Routes {
-    table: Arc<ArcSwap<RouteTable<Upstream>>>,
+    live: Arc<ArcSwap<Snapshot>>,
     clock: Clock,
 }
 
@@ -68,12 +145,24 @@ pub struct ConnectFailed;
 
 impl Routes {
     /// The routes of `config` (`server.routes`, then `server.upstream`),
-    /// with `client` making the client of each backend URL, once per URL.
-    /// A config that names no backend is an error saying how to name one.
+    /// with `client` making the client of each backend URL, once per URL,
+    /// and the settings compiled from `config`. A config that names no
+    /// backend is an error saying how to name one.
     pub fn from_config(
         config: &CacheConfig,
+        client: impl FnMut(Uri) -> Upstream,
+    ) -> Result<Self, ConfigError> {
+        Routes::from_settings(Arc::new(Settings::compile(config)?), client)
+    }
+
+    /// The routes of the config `settings` were compiled from, with
+    /// `client` making the client of each backend URL, once per URL: one
+    /// [`Snapshot`] of that config.
+    pub fn from_settings(
+        settings: Arc<Settings>,
         mut client: impl FnMut(Uri) -> Upstream,
     ) -> Result<Self, ConfigError> {
+        let config = settings.config();
         let mut clients: HashMap<String, Upstream> = HashMap::new();
         let table = RouteTable::from_config(config, |url| {
             if let Some(c) = clients.get(url) {
@@ -91,17 +180,32 @@ impl Routes {
                 "no upstream: pass --upstream http://host:port, or set server.upstream or server.routes",
             ));
         }
-        Ok(Routes {
-            table: Arc::new(ArcSwap::from_pointee(table)),
-            clock: Clock::system(),
-        })
+        Ok(Routes::of(Snapshot {
+            settings,
+            table: Arc::new(table),
+        }))
     }
 
-    /// Routes every request by the table of `other` from now on (a
-    /// reloaded config's): requests routed before keep the routes they
-    /// were given.
+    fn of(snapshot: Snapshot) -> Self {
+        Routes {
+            live: Arc::new(ArcSwap::from_pointee(snapshot)),
+            clock: Clock::system(),
+        }
+    }
+
+    /// Routes and caches every request by the snapshot of `other` from
+    /// now on (a reloaded config's settings and table, in one swap):
+    /// requests that took a snapshot before keep it.
     pub fn replace_with(&self, other: &Routes) {
-        self.table.store(other.table.load_full());
+        self.live.store(other.live.load_full());
+    }
+
+    /// The same table, with `settings` (those of the cache the proxy
+    /// runs, see [`crate::server::proxy`]) in its snapshot.
+    pub(crate) fn with_settings(self, settings: Arc<Settings>) -> Self {
+        let table = self.table();
+        self.live.store(Arc::new(Snapshot { settings, table }));
+        self
     }
 
     /// The same routes, reading the time from `clock` (for
@@ -112,43 +216,27 @@ impl Routes {
         self
     }
 
-    /// The compiled routes, as they are now.
-    pub fn table(&self) -> Arc<RouteTable<Upstream>> {
-        self.table.load_full()
+    /// The snapshot requests are routed and cached by now: load it once
+    /// per request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.live.load_full()
     }
 
-    /// Chooses the route of a client request before the cache sees it,
-    /// from the host the key will hold (decided by `cache` from the
-    /// request's [`Connection`] and `server.trusted_proxies`) and its path.
-    /// `Err` is the proxy's own answer: 404 when no route takes it, 400
-    /// when its path has a dot segment and routes compare paths. The
-    /// request carries its route from here on, so that it is sent by the
-    /// table it was routed by, whatever reload happens meanwhile.
+    /// The compiled routes, as they are now.
+    pub fn table(&self) -> Arc<RouteTable<Upstream>> {
+        self.live.load().table.clone()
+    }
+
+    /// Chooses the route of a client request by the snapshot of now (see
+    /// [`Snapshot::route_request`], which a caller that read the snapshot
+    /// already calls instead).
     #[allow(clippy::result_large_err)]
     pub fn route_request<B>(
         &self,
         cache: &HttpCache,
         req: &mut Request<B>,
     ) -> Result<(), Response<ProxyBody>> {
-        let table = self.table.load();
-        if table.is_single() {
-            let route = table.routes()[0].clone();
-            req.extensions_mut().insert(Routed(route));
-            return Ok(());
-        }
-        let route = {
-            let conn = req
-                .extensions()
-                .get::<Connection>()
-                .copied()
-                .unwrap_or_default();
-            let headers = Fields(req.headers());
-            let target = req.uri().authority().map(|a| a.as_str());
-            let host = cache.client_origin(&conn, target, &headers).host;
-            lookup(&table, host, req.uri().path())?
-        };
-        req.extensions_mut().insert(Routed(route));
-        Ok(())
+        self.live.load().route_request(cache, req)
     }
 }
 
@@ -178,22 +266,23 @@ fn lookup(
 }
 
 impl From<Upstream> for Routes {
-    /// One route to `upstream` for every request.
+    /// One route to `upstream` for every request, with the settings of an
+    /// empty config until [`crate::server::proxy`] gives it those of its
+    /// cache.
     fn from(upstream: Upstream) -> Self {
-        Routes {
-            table: Arc::new(ArcSwap::from_pointee(RouteTable::single(
-                upstream.base().to_string(),
-                upstream,
-            ))),
-            clock: Clock::system(),
-        }
+        let settings = Settings::compile(&CacheConfig::default())
+            .expect("an empty config compiles: it has nothing to check");
+        Routes::of(Snapshot {
+            settings: Arc::new(settings),
+            table: Arc::new(RouteTable::single(upstream.base().to_string(), upstream)),
+        })
     }
 }
 
 impl fmt::Debug for Routes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Routes")
-            .field("table", &self.table.load())
+            .field("snapshot", &self.live.load())
             .field("clock", &self.clock)
             .finish()
     }
@@ -228,10 +317,12 @@ impl tower::Service<Request<UpstreamBody>> for Routes {
     fn call(&mut self, mut req: Request<UpstreamBody>) -> ResponseFuture {
         let route = match req.extensions_mut().remove::<Routed>() {
             Some(Routed(route)) => route,
-            // Not routed before the cache (a warm request): the host the
-            // key held is what the cache layer left of the request.
+            // Not routed before the cache (a request sent straight
+            // through the cache layer, not by the server's listeners or
+            // warmer): the host the key held is what the cache layer left
+            // of the request.
             None => {
-                let table = self.table.load();
+                let table = self.live.load().table.clone();
                 if table.is_single() {
                     table.routes()[0].clone()
                 } else {
@@ -336,4 +427,87 @@ pub fn describe(config: &CacheConfig) -> Result<Vec<String>, ConfigError> {
         .iter()
         .map(|r| format!("{}  {r}", r.source()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The routes and settings of a config with `policy` on `/api/*` and
+    /// one route for `/api/` to `backend`.
+    fn routes(policy: &str, backend: &str) -> Routes {
+        let yaml = format!(
+            "policies:\n  - name: {policy}\n    pattern: \"/api/*\"\n    ttl: 60\nserver:\n  upstream: http://127.0.0.1:1\n  routes:\n    - {{ path_prefix: \"/api/\", upstream: \"{backend}\" }}\n"
+        );
+        let config = CacheConfig::from_yaml_str(&yaml).unwrap();
+        Routes::from_config(&config, |url| {
+            Upstream::new(url, Duration::from_secs(1), Duration::from_secs(1))
+        })
+        .unwrap()
+    }
+
+    /// What a request for `/api/x` is routed to and cached by, on `snapshot`.
+    fn outcome(snapshot: &Snapshot) -> (String, String) {
+        let cache = HttpCache::from_settings(snapshot.settings().clone())
+            .build()
+            .unwrap();
+        let mut req = Request::get("/api/x")
+            .header("host", "site.test")
+            .body(())
+            .unwrap();
+        snapshot.route_request(&cache, &mut req).unwrap();
+        let Routed(route) = req.extensions().get::<Routed>().unwrap().clone();
+        let settings = req.extensions().get::<Arc<Settings>>().unwrap();
+        assert!(
+            Arc::ptr_eq(settings, snapshot.settings()),
+            "the request is cached by the settings it was routed with"
+        );
+        let policy = settings.policies().iter().next().unwrap().name().to_owned();
+        (route.upstreams().url(0).to_owned(), policy)
+    }
+
+    #[test]
+    fn a_reload_swaps_settings_and_routes_together_and_a_taken_snapshot_keeps_both() {
+        let running = routes("old", "http://127.0.0.1:1001");
+        let before = running.snapshot();
+        assert_eq!(
+            outcome(&before),
+            ("http://127.0.0.1:1001".to_owned(), "old".to_owned())
+        );
+
+        running.replace_with(&routes("new", "http://127.0.0.1:1002"));
+        // A request that arrives now: the new route and the new policies.
+        assert_eq!(
+            outcome(&running.snapshot()),
+            ("http://127.0.0.1:1002".to_owned(), "new".to_owned())
+        );
+        // One that took its snapshot before: the old route and the old
+        // policies, never one of each.
+        assert_eq!(
+            outcome(&before),
+            ("http://127.0.0.1:1001".to_owned(), "old".to_owned())
+        );
+        // Clones share the snapshot a reload replaces.
+        let clone = running.clone();
+        running.replace_with(&routes("newer", "http://127.0.0.1:1003"));
+        assert_eq!(outcome(&clone.snapshot()).1, "newer");
+    }
+
+    #[test]
+    fn the_proxy_runs_the_settings_of_its_cache() {
+        let config = CacheConfig::from_yaml_str("policies: []\n").unwrap();
+        let cache = HttpCache::with_memory_store(&config).unwrap();
+        let upstream = Upstream::new(
+            "http://127.0.0.1:1".parse().unwrap(),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        let proxy = crate::server::proxy(cache.clone(), upstream);
+        assert!(Arc::ptr_eq(
+            proxy.get_ref().snapshot().settings(),
+            &cache.settings()
+        ));
+    }
 }

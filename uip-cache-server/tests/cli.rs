@@ -31,10 +31,23 @@ fn check_config_prints_the_compiled_policies() {
     );
     assert!(out.contains("body (SHA-256)"), "{out}");
     assert!(out.contains("id:<id>"), "{out}");
+    // What a reload cannot change, by the names a reload reports.
+    let restart = out
+        .lines()
+        .find(|l| l.contains("needs a restart to change:"))
+        .unwrap_or_else(|| panic!("no restart line: {out}"));
+    for field in [
+        "server.listen",
+        "server.tls.listen",
+        "admin.listen",
+        "store.type",
+    ] {
+        assert!(restart.contains(field), "{restart}");
+    }
 }
 
 #[test]
-fn the_demo_tours_miss_hit_webhook_warm_and_metrics_then_exits() {
+fn the_demo_tours_miss_hit_webhook_warm_reload_and_metrics_then_exits() {
     let (code, out, err) = uip_cache(&[
         "demo",
         "--listen",
@@ -54,7 +67,12 @@ fn the_demo_tours_miss_hit_webhook_warm_and_metrics_then_exits() {
         .collect();
     assert_eq!(
         verdicts,
-        ["MISS", "HIT", "MISS", "HIT", "HIT", "MISS", "MISS", "HIT"],
+        [
+            "MISS", "HIT", "MISS", "HIT", "HIT", "MISS", "MISS", "HIT",
+            // The reload: no policy for the types yet, then one; the
+            // entries made before stay.
+            "BYPASS", "MISS", "HIT", "HIT",
+        ],
         "{out}"
     );
     assert!(
@@ -70,6 +88,13 @@ fn the_demo_tours_miss_hit_webhook_warm_and_metrics_then_exits() {
     assert_eq!(https, ["MISS", "HIT"], "{out}");
     assert!(out.contains(r#""deleted":2"#), "{out}");
     assert!(out.contains(r#""success":2"#), "{out}");
+    let reload = lines
+        .iter()
+        .find(|l| l.contains("POST /config/reload ->"))
+        .unwrap_or_else(|| panic!("no reload step: {out}"));
+    assert!(reload.trim_start().starts_with("200"), "{reload}");
+    assert!(reload.contains(r#""reloaded":true"#), "{reload}");
+    assert!(reload.contains("policy added: types"), "{reload}");
     assert!(out.contains("hit_rate"), "{out}");
     assert!(!err.contains("WARN"), "{err}");
 }

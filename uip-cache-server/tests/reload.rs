@@ -543,3 +543,109 @@ async fn no_request_fails_while_the_config_reloads_under_load() {
     );
     assert!(b.count("/hot/0") == 0 && a.count("/hot/0") == 1);
 }
+
+/// A reload that changes a policy and a route at once: under config `a`,
+/// `/api/` goes to backend `a` and is cached (MISS, then HIT); under
+/// config `b`, it goes to backend `b` and no policy takes it (BYPASS).
+/// While reloads alternate the two, every answer is of one config: never
+/// backend `b` cached, never backend `a` passed through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_routes_and_caches_by_one_config_while_reloads_change_both() {
+    let (a, _) = Backend::start("a").await;
+    let (b, _) = Backend::start("b").await;
+    let yaml = |which: &str| {
+        let (policy_line, to) = match which {
+            "a" => (policy("api", "/api/*", 60), a.url()),
+            _ => (policy("other", "/other/*", 60), b.url()),
+        };
+        config(
+            &policy_line,
+            &a.url(),
+            &format!("  routes:\n    - {{ path_prefix: \"/api/\", upstream: \"{to}\" }}\n"),
+        )
+    };
+    let served = Arc::new(Served::start(&yaml("a")).await);
+
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let progress = Arc::new(tokio::sync::Notify::new());
+    let (answered, wrong) = (
+        Arc::new(Mutex::new([0usize; 2])),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let (addr, done, progress) = (served.addr(), done.clone(), progress.clone());
+        let (answered, wrong) = (answered.clone(), wrong.clone());
+        clients.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut i = 0u32;
+            while !done.load(Ordering::Acquire) {
+                i += 1;
+                // A new path each time: a miss under config `a`, so the
+                // backend that answers says which route was taken.
+                let path = format!("/api/{c}/{i}");
+                let req = Request::get(&path)
+                    .header("host", "site.test")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let resp = sender.send_request(req).await.unwrap();
+                let x_cache = resp
+                    .headers()
+                    .get("x-cache")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                let body = String::from_utf8_lossy(&body).into_owned();
+                match (body.split(' ').next(), x_cache.as_str()) {
+                    (Some("a"), "MISS") => answered.lock().unwrap()[0] += 1,
+                    (Some("b"), "BYPASS") => answered.lock().unwrap()[1] += 1,
+                    _ => wrong
+                        .lock()
+                        .unwrap()
+                        .push(format!("{path}: {x_cache} {body}")),
+                }
+                progress.notify_waiters();
+            }
+        }));
+    }
+    let count = || {
+        let n = answered.lock().unwrap();
+        n[0] + n[1]
+    };
+    for round in 0..20u32 {
+        // Answers between each two reloads.
+        let target = count() + 8;
+        loop {
+            let notified = progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if count() >= target || !wrong.lock().unwrap().is_empty() {
+                break;
+            }
+            notified.await;
+        }
+        served.rewrite(&yaml(if round % 2 == 0 { "b" } else { "a" }));
+        let body = served.reload().await;
+        let changed = strings(&body["changed"]);
+        assert!(
+            changed.contains(&"server.routes".to_owned()) && changed.len() == 3,
+            "a policy added, one removed, the routes: {body}"
+        );
+    }
+    done.store(true, Ordering::Release);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let wrong = wrong.lock().unwrap().clone();
+    assert!(
+        wrong.is_empty(),
+        "answers of two configs at once: {wrong:?}"
+    );
+    let [of_a, of_b] = *answered.lock().unwrap();
+    assert!(of_a > 0 && of_b > 0, "both configs served: {of_a} {of_b}");
+}

@@ -586,6 +586,44 @@ async fn background_refreshes_and_warm_requests_follow_the_routes() {
     assert_eq!((hit.x_cache(), hit.text()), ("HIT", "b GET /w ".into()));
 }
 
+/// A warm request takes one snapshot, as a client's does: its route and
+/// its policy come from the same config. Here the proxy's snapshot is
+/// replaced and the cache's own settings are not (the moment inside a
+/// reload between the two swaps): the warm request is sent by the new
+/// table and stored with the new policy's tags, never routed by one config
+/// and cached by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_request_is_routed_and_cached_by_one_snapshot() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let clock = MockClock::new();
+    let yaml = |tag: &str, to: &str| {
+        format!(
+            "policies:\n  - name: w\n    pattern: \"/w*\"\n    ttl: 60\n    tags: [{tag}]\nadmin:\n  secret: s\nwarming:\n  urls: [{{url: \"http://a.example/w\"}}]\nserver:\n  routes:\n    - {{ host: a.example, upstream: \"{to}\" }}\n"
+        )
+    };
+    // Before: entries tagged `before`, and a.example goes to `a`.
+    let (addr, proxy) = serve_in_process(&yaml("before", &a.url()), &clock).await;
+    // After: entries tagged `after`, and a.example goes to `b`.
+    let after = CacheConfig::from_yaml_str(&yaml("after", &b.url())).unwrap();
+    let after = Routes::from_config(&after, |url| {
+        Upstream::new(url, Duration::from_secs(1), Duration::from_secs(5))
+    })
+    .unwrap();
+    proxy.get_ref().replace_with(&after);
+
+    let admin = uip_cache_server::server::admin(&proxy);
+    let report = admin.warmer().expect("a warmer").run().await;
+    assert_eq!(report.success, 1, "{report:?}");
+    assert_eq!(a.count(), 0);
+    assert_eq!(b.seen(), ["b GET /w "]);
+    let hit = get(addr, "a.example", "/w").await;
+    assert_eq!((hit.x_cache(), hit.text()), ("HIT", "b GET /w ".into()));
+    // Stored by the policy of the config whose table sent it.
+    let cache = proxy.cache();
+    assert_eq!(cache.invalidate_tags(&["before".into()]).await.unwrap(), 0);
+    assert_eq!(cache.invalidate_tags(&["after".into()]).await.unwrap(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_to_an_https_upstream_is_answered_and_cached_on_both_listeners() {
     use crate::tls_support::{client_config, connect, get_over, tls_backend, Ca, TempDir};

@@ -12,6 +12,7 @@ mod accept;
 mod conn;
 mod redirect;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ use uip_cache_core::{Connection, HttpCache};
 use uip_cache_tower::admin::{AdminService, ServiceFetcher};
 use uip_cache_tower::{CacheBody, CacheLayer, CacheService};
 
-use crate::proxy::{normalize, RequestBody};
+use crate::proxy::{normalize, ProxyBody, RequestBody};
 use crate::routes::Routes;
 use crate::slow::{ClientBody, ClientLimits, Inflight, Watch};
 use crate::tls::Certificates;
@@ -47,17 +48,55 @@ const MAX_ADMIN_CONNECTIONS: usize = 256;
 pub type Proxy = CacheService<Routes>;
 
 /// The proxy service of `cache` in front of `routes` (or of one
-/// [`Upstream`](crate::proxy::Upstream) for every request).
+/// [`Upstream`](crate::proxy::Upstream) for every request). The routes'
+/// [`Snapshot`](crate::routes::Snapshot) holds the settings `cache` runs
+/// on now: requests are routed and cached by that one snapshot until a
+/// reload swaps it.
 pub fn proxy(cache: HttpCache, routes: impl Into<Routes>) -> Proxy {
-    CacheLayer::new(cache).layer(routes.into())
+    let routes = routes.into().with_settings(cache.settings());
+    CacheLayer::new(cache).layer(routes)
 }
 
 /// The admin API of a proxy: warm requests go through `proxy` (the cache,
 /// then the upstream) in process, keyed for `warming.host` as a client's
-/// request to that host would be.
+/// request to that host would be, each routed and cached by one snapshot
+/// as a client's request is.
 pub fn admin(proxy: &Proxy) -> Admin {
-    let fetcher: Arc<dyn WarmFetcher> = ServiceFetcher::<_, RequestBody>::shared(proxy.clone());
+    let fetcher: Arc<dyn WarmFetcher> =
+        ServiceFetcher::<_, RequestBody>::shared(OneSnapshot(proxy.clone()));
     Admin::with_fetcher(proxy.cache().clone(), fetcher)
+}
+
+/// The proxy as the warmer reaches it: each request takes one
+/// [`Snapshot`](crate::routes::Snapshot) and is routed by its table before
+/// the cache, which caches it by the same snapshot's settings, as the
+/// listeners do for clients ([`connection_service`]).
+#[derive(Clone)]
+struct OneSnapshot(Proxy);
+
+type OneSnapshotFuture = std::pin::Pin<
+    Box<dyn Future<Output = Result<http::Response<CacheBody<ProxyBody>>, Infallible>> + Send>,
+>;
+
+impl tower::Service<Request<RequestBody>> for OneSnapshot {
+    type Response = http::Response<CacheBody<ProxyBody>>;
+    type Error = Infallible;
+    type Future = OneSnapshotFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<RequestBody>) -> OneSnapshotFuture {
+        let snapshot = self.0.get_ref().snapshot();
+        if let Err(answer) = snapshot.route_request(self.0.cache(), &mut req) {
+            return Box::pin(std::future::ready(Ok(answer.map(CacheBody::passthrough))));
+        }
+        Box::pin(self.0.clone().oneshot(req))
+    }
 }
 
 /// Serves the admin API on `listener` until `shutdown` resolves.
@@ -289,20 +328,20 @@ fn connection_service(
         req.extensions_mut().insert(connection);
         let mut refused = normalize(&mut req).err();
         // One config for the whole request, whatever reload happens while
-        // it runs: the redirect, the route and (through the extension) the
-        // cache layer's forwarding headers, key and policy all read these
-        // settings, and the route keeps the backends of its table.
-        let settings = service.cache().settings();
+        // it runs: one snapshot, loaded once. The redirect, the route and
+        // (through the extension route_request leaves) the cache layer's
+        // forwarding headers, key and policy all read its settings, and
+        // the route keeps the backends of its table.
+        let snapshot = service.get_ref().snapshot();
         if let (None, Some(port)) = (&refused, redirect) {
-            refused = redirect::to_https(&req, &connection, settings.trusted_proxies(), port);
+            let trusted = snapshot.settings().trusted_proxies();
+            refused = redirect::to_https(&req, &connection, trusted, port);
         }
         // The route, from the host the key will hold and the path: the
         // same on the plain and the TLS listener.
         if refused.is_none() {
-            let cache = service.cache().pinned(settings.clone());
-            refused = service.get_ref().route_request(&cache, &mut req).err();
+            refused = snapshot.route_request(service.cache(), &mut req).err();
         }
-        req.extensions_mut().insert(settings);
         // What the request's log line needs, only when it is written.
         let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| {
             (
