@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use uip_cache_core::{CacheConfig, HttpCache};
@@ -95,7 +95,7 @@ async fn origin(release: Arc<Notify>) -> (SocketAddr, Arc<AtomicUsize>) {
 
 /// Reads one message head from `stream` (what is past it stays in
 /// `buf`); `None` at the end of the stream.
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<String> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
@@ -152,16 +152,22 @@ fn status(head: &str) -> u16 {
         .unwrap_or(0)
 }
 
-/// A raw client connection to the proxy.
-struct Client {
-    stream: TcpStream,
+/// A raw client connection to the proxy (plain, or TLS).
+struct Client<S = TcpStream> {
+    stream: S,
     buf: Vec<u8>,
 }
 
 impl Client {
     async fn connect(addr: SocketAddr) -> Client {
+        Client::over(TcpStream::connect(addr).await.unwrap())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    fn over(stream: S) -> Client<S> {
         Client {
-            stream: TcpStream::connect(addr).await.unwrap(),
+            stream,
             buf: Vec::new(),
         }
     }
@@ -361,4 +367,58 @@ async fn continue_passes_only_when_asked_and_nothing_goes_to_http_1_0() {
     let got = c.exchange().await;
     assert!(got.interims.is_empty(), "{got:?}");
     assert_eq!((got.status(), &got.body[..]), (200, &b"/old"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_hints_reach_an_http_1_1_client_over_tls() {
+    use crate::tls_support::{client_config, connect, Ca, TempDir};
+    use uip_cache_server::tls::{CertificateFiles, Certificates};
+
+    let (origin, _) = origin(Arc::default()).await;
+    let (ca, dir) = (Ca::new("interim CA"), TempDir::new("tls-interim"));
+    let (cert, key) = ca.leaf(&["a.test"]);
+    let certificates = Certificates::load(vec![CertificateFiles::new(
+        dir.write("a.pem", &cert),
+        dir.write("a.key", &key),
+    )])
+    .unwrap();
+    let config =
+        CacheConfig::from_yaml_str("policies:\n  - name: all\n    pattern: \"/*\"\n").unwrap();
+    let upstream = Upstream::new(
+        format!("http://{origin}").parse().unwrap(),
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    );
+    let service =
+        uip_cache_server::server::proxy(HttpCache::with_memory_store(&config).unwrap(), upstream);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        uip_cache_server::server::serve_tls(
+            listener,
+            service,
+            &certificates,
+            Default::default(),
+            Duration::from_secs(1),
+            std::future::pending(),
+        )
+        .await
+    });
+    let tls = connect(
+        addr,
+        "a.test",
+        client_config(ca.roots(), None, &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    let mut c = Client::over(tls);
+    c.request("/secure", "").await;
+    let got = c.exchange().await;
+    assert_eq!(got.interims.len(), 1, "{got:?}");
+    assert!(got.interims[0].starts_with("HTTP/1.1 103 Early Hints\r\n"));
+    assert_eq!((got.status(), &got.body[..]), (200, &b"/secure"[..]));
+    c.request("/secure", "").await;
+    let hit = c.exchange().await;
+    assert_eq!(x_cache(&hit.head), "HIT");
+    assert!(hit.interims.is_empty(), "{hit:?}");
 }
