@@ -403,6 +403,31 @@ mod tests {
         assert!(!i.send(StatusCode::from_u16(103).unwrap(), huge));
     }
 
+    /// Queued bytes go only between two of hyper's messages: never into a
+    /// message hyper has begun and not yet flushed.
+    #[tokio::test]
+    async fn interims_go_between_messages_only() {
+        use tokio::io::AsyncWriteExt;
+        let mut s = InterimStream::new(Vec::<u8>::new());
+        let early = StatusCode::from_u16(103).unwrap();
+        // Not written yet: queued, then in front of the next message.
+        assert!(s.opener().open(false).send(early, HeaderMap::new()));
+        s.write_all(b"<head A>").await.unwrap();
+        // Half of a message is out: what is queued now waits for its end.
+        assert!(s.opener().open(false).send(early, HeaderMap::new()));
+        s.write_all(b"<rest of A>").await.unwrap();
+        assert_eq!(
+            s.inner,
+            b"HTTP/1.1 103 Early Hints\r\n\r\n<head A><rest of A>".to_vec()
+        );
+        // hyper flushes only with nothing of its own left: it goes then.
+        s.flush().await.unwrap();
+        s.write_all(b"<B>").await.unwrap();
+        let want = b"HTTP/1.1 103 Early Hints\r\n\r\n<head A><rest of A>\
+                     HTTP/1.1 103 Early Hints\r\n\r\n<B>";
+        assert_eq!(s.inner, want.to_vec());
+    }
+
     #[test]
     fn invalid_and_hop_by_hop_fields_are_left_out() {
         assert!(is_field_value(b"</a>; rel=preload"));
