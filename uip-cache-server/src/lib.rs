@@ -18,6 +18,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod demo;
+pub mod interim;
 pub mod io;
 pub mod proxy;
 pub mod reload;

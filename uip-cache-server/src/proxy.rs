@@ -12,6 +12,9 @@
 //!   `X-Forwarded-Proto` and `X-Forwarded-Host` to the scheme and host the
 //!   cache keyed on, and `Forwarded` (RFC 7239) where a trusted proxy did
 //!   not send it; the client's `Host` goes to the backend unchanged;
+//! - the backend's 1xx interim responses (103 Early Hints, ...) go on to
+//!   an HTTP/1.1 client when the request carries [`Interims`] (see
+//!   [`crate::interim`]); they never reach the cache;
 //! - a backend that cannot be reached answers 502, one that does not send
 //!   its response headers in time 504, each with a short plain body (the
 //!   cache serves a stale entry instead when stale-if-error allows);
@@ -38,6 +41,7 @@ use hyper_util::rt::TokioExecutor;
 use uip_cache_core::forwarding::upstream_edits;
 use uip_cache_core::{Connection, HeaderEdit, HeaderEdits, OriginUnreachable};
 
+use crate::interim::Interims;
 use crate::tls::client::{default_client_config, tls_failure, UpstreamConnector};
 
 /// The body of a proxied response: the backend's, streamed, or a short
@@ -348,6 +352,15 @@ impl Upstream {
         append(headers, "via", VIA);
         *req.uri_mut() = target;
         *req.version_mut() = http::Version::HTTP_11;
+        // The backend's 1xx go on to an HTTP/1.1 client, never into the
+        // response the cache sees (see crate::interim).
+        if let Some(interims) = req.extensions_mut().remove::<Interims>() {
+            hyper::ext::on_informational(&mut req, move |res| {
+                let mut headers = res.headers().clone();
+                append(&mut headers, "via", VIA);
+                interims.send(res.status(), headers);
+            });
+        }
 
         match tokio::time::timeout(self.0.timeout, self.0.client.request(req)).await {
             Ok(Ok(resp)) => {

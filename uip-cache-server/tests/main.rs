@@ -10,6 +10,7 @@ mod attack_slow_clients;
 mod attack_transform;
 mod cli;
 mod disk_store;
+mod interim;
 mod proxy;
 mod ranges;
 mod reload;

@@ -472,8 +472,8 @@ async fn interim_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
 
 /// Interim (1xx) responses are never stored (RFC 9111 section 3): the
 /// final response is, and it and every hit from it carry none of the
-/// interim responses' headers. (They are not passed on to the client
-/// either: hyper's server cannot send a 1xx response.)
+/// interim responses' headers. (They are passed on to the client of the
+/// miss: see `interim.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interim_responses_are_never_stored_and_the_final_one_is() {
     let (up, calls) = interim_upstream().await;

@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::interim::{CloseOnDrop, InterimOpener, InterimStream};
 use crate::slow::{now_ms, ClientLimits, DrainMark, Sent, Verdict, Watch, HEADER_READ_TIMEOUT};
 
 /// How often an idle HTTP/2 connection is pinged, and how long the answer
@@ -81,11 +82,15 @@ pub(super) struct Conn {
 }
 
 /// `service`, with each request counted in progress on `watch` until its
-/// response body ends, and the body handed on in watched pieces.
+/// response body ends, and the body handed on in watched pieces. With
+/// `interims` (an HTTP/1.1 connection), each HTTP/1.1 request carries its
+/// [`Interims`](crate::interim::Interims), closed once its response is
+/// ready.
 fn watched<S, B>(
     service: S,
     watch: Arc<Watch>,
     http2: bool,
+    interims: Option<InterimOpener>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = http::Response<Sent<B>>,
@@ -99,25 +104,43 @@ where
     B: ConnBody,
 {
     let service = Arc::new(service);
-    hyper::service::service_fn(move |req| {
+    hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let exchange = watch.request();
+        // Never to an HTTP/1.0 client (RFC 9110 section 15.2).
+        let interims = interims
+            .as_ref()
+            .filter(|_| req.version() == http::Version::HTTP_11)
+            .map(|opener| {
+                let expects_continue = req
+                    .headers()
+                    .get(http::header::EXPECT)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+                let interims = opener.open(expects_continue);
+                req.extensions_mut().insert(interims.clone());
+                CloseOnDrop(interims)
+            });
         let response = service.call(req);
         async move {
-            let response = response.await?;
+            let response = response.await;
+            // The final response is ready: no interim may follow its head.
+            drop(interims);
+            let response = response?;
             Ok(response.map(move |body| Sent::new(body, exchange, http2)))
         }
     })
 }
 
 /// Serves one HTTP/1.1 connection until it ends; on `stopped`, finishes
-/// the request in flight and closes.
+/// the request in flight and closes. The backend's 1xx interim responses
+/// reach its client through an [`InterimStream`].
 pub(super) async fn serve_http1<I, S, B>(io: I, service: S, conn: Conn) -> Result<(), hyper::Error>
 where
     I: Stream,
     S: ConnService<B>,
     B: ConnBody,
 {
-    let service = watched(service, conn.watch.clone(), false);
+    let io = InterimStream::new(io);
+    let service = watched(service, conn.watch.clone(), false, Some(io.opener()));
     let http = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         // The watch closes idle connections and unfinished headers; hyper's
@@ -139,7 +162,8 @@ where
     S: ConnService<B>,
     B: ConnBody,
 {
-    let service = watched(service, conn.watch.clone(), true);
+    // hyper's HTTP/2 server cannot send a 1xx: no interims.
+    let service = watched(service, conn.watch.clone(), true, None);
     let http = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(H2_MAX_STREAMS)
