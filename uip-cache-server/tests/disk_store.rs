@@ -213,9 +213,20 @@ fn entries_outlive_a_graceful_stop() {
         server.line(|_| false, std::time::Duration::from_secs(10)),
         None
     );
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let state = stat.rsplit(") ").next().unwrap().chars().next();
-    assert_eq!(state, Some('Z'), "exited on SIGTERM: {stat}");
+    // Its output can end a moment before the process has finished
+    // exiting: wait (bounded) for the zombie state rather than read once.
+    let state_of = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let state = stat.rsplit(") ").next().unwrap().chars().next();
+        (state, stat)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut seen = state_of();
+    while seen.0 != Some('Z') && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        seen = state_of();
+    }
+    assert_eq!(seen.0, Some('Z'), "exited on SIGTERM: {}", seen.1);
     drop(server);
     let server = serve(&file, up);
     let kept = get(server.addr.port(), "/kept");

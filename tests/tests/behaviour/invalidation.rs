@@ -250,8 +250,9 @@ async fn soft_purge(a: Adapter, b: Backend) {
 /// A POST answer whose `Content-Location` is the request's own URL, with
 /// the origin's explicit freshness, is that URL's representation (RFC 9110
 /// section 9.3.3): it replaces the GET entry the POST invalidated. Never
-/// for another path or host, without explicit freshness, or when the
-/// client said `no-store`.
+/// for another path or host, without explicit freshness, when the client
+/// said `no-store`, or for a POST with a cookie or credentials unless the
+/// origin said `public` or `s-maxage`.
 async fn post_answer_for_its_own_url(a: Adapter, b: Backend) {
     let Some(h) = Harness::new(a, b, ITEMS, |s, n| match s.method.as_str() {
         "POST" => {
@@ -309,6 +310,19 @@ async fn post_answer_for_its_own_url(a: Adapter, b: Backend) {
                 ("cache-control", "no-store"),
             ][..],
         ),
+        // A POST with a cookie or credentials, answered with `max-age`
+        // only: its answer may be this client's own, never every GET's.
+        (
+            "/items/p?cookie",
+            &[("content-type", "text/plain"), ("cookie", "session=alice")][..],
+        ),
+        (
+            "/items/p?auth",
+            &[
+                ("content-type", "text/plain"),
+                ("authorization", "Bearer alice"),
+            ][..],
+        ),
     ] {
         let posted = h
             .send_body("POST", uri, headers, Bytes::from_static(b"x"))
@@ -318,5 +332,5 @@ async fn post_answer_for_its_own_url(a: Adapter, b: Backend) {
         assert_eq!(got.x_cache(), "MISS", "{a:?}/{b:?} {uri}");
     }
     assert_eq!(h.get("/items/other").await.x_cache(), "MISS");
-    assert_eq!(h.calls(), calls + 9);
+    assert_eq!(h.calls(), calls + 13);
 }

@@ -142,7 +142,8 @@ impl HttpCache {
     /// could otherwise fill through a POST), with explicit freshness from
     /// the origin (`max-age`, `s-maxage`, `Expires`), admitted as the
     /// answer to a GET with the POST's headers would be (`no-store`,
-    /// `private`, `Set-Cookie`, `Vary`, credentials). `request_headers`
+    /// `private`, `Set-Cookie`, `Vary`, credentials), and with `public` or
+    /// `s-maxage` when the POST carried a cookie or credentials. `request_headers`
     /// are the POST's, as [`HttpCache::prepare_post`] noted them.
     pub(crate) async fn record_post_answer(
         &self,
@@ -185,6 +186,14 @@ impl HttpCache {
         let explicit =
             cc.max_age.is_some() || cc.s_maxage.is_some() || list.first("expires").is_some();
         if !explicit {
+            return None;
+        }
+        // A POST's answer is personal more often than a GET's ("order
+        // placed for ..."): when the POST carried credentials, only the
+        // origin's word for shared caches (`public`, `s-maxage`) lets it
+        // stand for every client's GET, never `max-age` alone.
+        let credentials = hs.first("cookie").is_some() || hs.first("authorization").is_some();
+        if credentials && !(cc.public || cc.s_maxage.is_some()) {
             return None;
         }
         let now = self.inner.clock.now();
