@@ -3,7 +3,7 @@
 //! Every keyed part is written as a one-byte field tag, a length and the bytes,
 //! so no two different requests can produce the same encoding (the seed joined
 //! parts with `|`, which let `a|b` + `c` collide with `a` + `b|c`). The parts:
-//! method class (GET and HEAD share entries), scheme and host (unless
+//! method class (GET and HEAD share entries), scheme, host (unless
 //! `key.include_host: false`), path, query (every parameter sorted by name, or
 //! only the `vary_by` ones), `Accept`, the `vary_by` headers and the stored
 //! response's `Vary` headers (each in a normal form: white space around
@@ -187,9 +187,12 @@ impl KeySpec {
             method
         };
         field(&mut h, F_METHOD, class.as_bytes());
+        // Always keyed, host or not: an origin answers `http` and `https`
+        // differently (a redirect to `https`, absolute links), and neither
+        // answer may serve the other's clients. No scheme known: plain
+        // http, as the adapters key it.
+        field(&mut h, F_SCHEME, req.scheme.unwrap_or("http").as_bytes());
         if self.include_host {
-            // No scheme known: plain http, as the adapters key it.
-            field(&mut h, F_SCHEME, req.scheme.unwrap_or("http").as_bytes());
             field(
                 &mut h,
                 F_AUTHORITY,

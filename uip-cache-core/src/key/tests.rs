@@ -86,6 +86,31 @@ fn host_scheme_method_class_and_headers() {
     );
 }
 
+/// Without the host in the key, `http` and `https` still never share an
+/// entry: an origin's answer to a plain request (such as its redirect to
+/// `https`) would otherwise answer the TLS clients of the same path.
+#[test]
+fn keys_without_the_host_still_hold_the_scheme() {
+    let h: [(&str, &str); 0] = [];
+    let base = RequestView::new("GET", "/e", &h);
+    let no_host = KeySpec::new(
+        &KeyConfig {
+            prefix: "cache:".into(),
+            include_host: false,
+        },
+        &[],
+    );
+    assert_ne!(
+        no_host.key(&base.scheme(Some("http")), &[]),
+        no_host.key(&base.scheme(Some("https")), &[])
+    );
+    assert_eq!(
+        no_host.key(&base, &[]),
+        no_host.key(&base.scheme(Some("http")), &[]),
+        "no scheme known is http"
+    );
+}
+
 #[test]
 fn accept_is_always_keyed_and_missing_differs_from_empty() {
     let spec = KeySpec::default();

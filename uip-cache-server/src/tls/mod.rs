@@ -126,14 +126,14 @@ impl Certificates {
     /// has; on error nothing changes.
     pub fn reload(&self) -> Result<usize, CertError> {
         let files = self.files();
-        self.install(files)
+        self.install(files.clone(), Some(files))
     }
 
     /// Reads `files` (a reloaded config's `server.tls`) and, when all of
     /// them are usable, serves them from now on instead of the current
     /// files; on error nothing changes.
     pub fn replace(&self, files: Vec<CertificateFiles>) -> Result<usize, CertError> {
-        self.install(files)
+        self.install(files, None)
     }
 
     fn files(&self) -> Vec<CertificateFiles> {
@@ -144,17 +144,32 @@ impl Certificates {
             .clone()
     }
 
-    fn install(&self, files: Vec<CertificateFiles>) -> Result<usize, CertError> {
+    /// Reads `files` and serves them. `read_from`: the list a reload read
+    /// `files` from; when another list was installed while they were read
+    /// (a config reload's [`replace`](Self::replace) that finished first),
+    /// they are dropped: the newer list stays.
+    fn install(
+        &self,
+        files: Vec<CertificateFiles>,
+        read_from: Option<Vec<CertificateFiles>>,
+    ) -> Result<usize, CertError> {
         if files.is_empty() {
             return Err(CertError::new(Path::new(""), "no certificate files given"));
         }
         let stamps = files_stamps(&files);
+        let loaded = CertSet::load(&files, &self.0.provider);
+        // The list, the stamps and the set change together, under the
+        // list's lock; the files are read outside it.
+        let mut installed = self.0.files.lock().unwrap_or_else(|e| e.into_inner());
+        if read_from.is_some_and(|read| *installed != read) {
+            return Ok(self.set().names().len());
+        }
         // Whatever happens, these versions of the files were tried.
         *self.0.stamps.lock().unwrap_or_else(|e| e.into_inner()) = stamps;
-        let set = CertSet::load(&files, &self.0.provider)?;
+        let set = loaded?;
         let n = set.names().len();
         *self.0.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
-        *self.0.files.lock().unwrap_or_else(|e| e.into_inner()) = files;
+        *installed = files;
         Ok(n)
     }
 
@@ -258,5 +273,75 @@ impl fmt::Debug for Certificates {
             .field("files", &self.files())
             .field("names", &self.names())
             .finish()
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::io::Write;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// A certificate for `name` and its key, written under `dir`.
+    fn write_cert(dir: &Path, name: &str) -> CertificateFiles {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let files = CertificateFiles::new(
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        files
+    }
+
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The watcher's reload read the old list, a config reload replaced
+    /// it meanwhile: the old certificates are not put back when the
+    /// watcher's read ends. The old certificate file is a FIFO, so the
+    /// watcher's read waits for this test to write it.
+    #[test]
+    fn a_reload_that_read_the_old_list_does_not_undo_a_replace() {
+        let dir =
+            Dir(std::env::temp_dir().join(format!("uip-cache-tls-race-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let old = write_cert(&dir.0, "old.test");
+        let new = write_cert(&dir.0, "new.test");
+        let certs = Certificates::load(vec![old.clone()]).unwrap();
+        let pem = std::fs::read(&old.cert).unwrap();
+        std::fs::remove_file(&old.cert).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&old.cert)
+            .status()
+            .unwrap();
+        assert!(made.success());
+
+        let watcher = {
+            let certs = certs.clone();
+            std::thread::spawn(move || certs.reload())
+        };
+        // Opening the FIFO for writing returns once the reload has opened
+        // it for reading: it has read the list and is reading the files.
+        let mut fifo = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&old.cert)
+            .unwrap();
+        assert_eq!(certs.replace(vec![new]).unwrap(), 1);
+        fifo.write_all(&pem).unwrap();
+        drop(fifo);
+        watcher.join().unwrap().unwrap();
+
+        assert_eq!(certs.names(), vec![vec!["new.test".to_owned()]]);
     }
 }
