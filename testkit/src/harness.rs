@@ -2,7 +2,8 @@
 //! given policies in front of an [`Origin`], through the Tower layer or the
 //! actix middleware, called in process or over a real loopback connection
 //! to a real server (hyper for Tower, actix-web's `HttpServer`, which drive
-//! bodies as production does), with the memory store or a throwaway Redis.
+//! bodies as production does), with the memory store, a throwaway Redis or
+//! the disk store in a temporary folder of its own.
 //!
 //! Run it under `#[actix_rt::test]`: the actix variants need actix's
 //! runtime, the Tower ones run on it too.
@@ -10,6 +11,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use ::tower::ServiceExt;
 use bytes::Bytes;
 use uip_cache_core::{CacheConfig, HttpCache, StatsSnapshot, Store};
+use uip_cache_disk::DiskStore;
 use uip_cache_tower::CacheLayer;
 
 use crate::{Got, Origin, RedisServer, Reply, Seen};
@@ -76,7 +79,21 @@ pub enum Backend {
     Memory,
     /// A throwaway redis-server.
     Redis,
+    /// The disk store (`store.type: disk`) in a temporary folder of its
+    /// own, removed when the harness is dropped, with a memory tier of
+    /// `memory_bytes` (0: every hit is read from disk).
+    Disk {
+        /// `store.disk.memory_bytes`.
+        memory_bytes: u64,
+    },
 }
+
+/// The disk store with no memory tier: every hit is read from disk.
+pub const DISK: Backend = Backend::Disk { memory_bytes: 0 };
+/// The disk store with a small memory tier (64 KiB) in front.
+pub const DISK_TIERED: Backend = Backend::Disk {
+    memory_bytes: 64 << 10,
+};
 
 type SendFn =
     Box<dyn Fn(String, String, Vec<(String, String)>, Bytes) -> Pin<Box<dyn Future<Output = Got>>>>;
@@ -98,6 +115,9 @@ pub struct Harness {
     send: SendFn,
     hold: HoldFn,
     _server: Option<ServerGuard>,
+    /// The folder of [`Backend::Disk`]; declared last, so it is removed
+    /// after the servers and the cache are dropped.
+    disk: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for Harness {
@@ -106,6 +126,7 @@ impl std::fmt::Debug for Harness {
             .field("adapter", &self.adapter)
             .field("origin", &self.origin)
             .field("redis", &self.redis)
+            .field("disk", &self.disk_folder())
             .finish_non_exhaustive()
     }
 }
@@ -149,16 +170,31 @@ impl Harness {
         handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
         store: Option<Arc<dyn Store>>,
     ) -> Option<Self> {
-        let (yaml, redis) = match backend {
-            Backend::Memory => (format!("store:\n  timeout: 1s\n{policies}"), None),
+        let (yaml, redis, disk) = match backend {
+            Backend::Memory => (format!("store:\n  timeout: 1s\n{policies}"), None, None),
             Backend::Redis => {
                 let server = RedisServer::start()?;
-                (server.yaml(policies), Some(server))
+                (server.yaml(policies), Some(server), None)
+            }
+            Backend::Disk { memory_bytes } => {
+                let dir = tempfile::Builder::new()
+                    .prefix("uip-cache-suite-")
+                    .tempdir()
+                    .expect("a temporary folder");
+                let yaml = format!(
+                    "store:\n  type: disk\n  timeout: 1s\n  disk:\n    path: \"{}\"\n    max_bytes: 64MB\n    memory_bytes: {memory_bytes}\n{policies}",
+                    dir.path().display()
+                );
+                (yaml, None, Some(dir))
             }
         };
         let config = CacheConfig::from_yaml_str(&yaml).unwrap_or_else(|e| panic!("{e}"));
         let cache = match store {
             Some(store) => HttpCache::new(&config, store).unwrap(),
+            // Built as the crate's docs tell an embedding program to.
+            None if disk.is_some() => {
+                HttpCache::new(&config, Arc::new(DiskStore::from_config(&config))).unwrap()
+            }
             None => uip_cache_redis::http_cache_from_config(&config).unwrap(),
         };
         let origin = Origin::new(handler);
@@ -185,7 +221,13 @@ impl Harness {
             send,
             hold,
             _server: server,
+            disk,
         })
+    }
+
+    /// The folder of the disk store of [`Backend::Disk`].
+    pub fn disk_folder(&self) -> Option<&Path> {
+        self.disk.as_ref().map(tempfile::TempDir::path)
     }
 
     /// Sends a request with `headers` (`host: origin.test` unless they name

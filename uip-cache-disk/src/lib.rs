@@ -28,6 +28,9 @@
 //!   folder listing;
 //! - deletes and purges are synced to the disk (`fsync`) before they
 //!   answer: an entry purged never comes back;
+//! - a delete or purge takes effect after every write begun (first polled)
+//!   before it, as commands sent to Redis run in order: an entry whose
+//!   write began before a purge does not outlive it;
 //! - a body is checked against its record's length and checksum each time
 //!   it is read from disk: a torn, cut or changed file is a miss, counted
 //!   ([`DiskStore::corrupt_entries`]), logged and removed;
@@ -55,6 +58,7 @@
 mod disk;
 mod record;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,6 +93,75 @@ struct Inner {
     /// The sweep of orphan body files, and what stops it.
     sweep: Mutex<Option<std::thread::JoinHandle<u64>>>,
     stop: Arc<AtomicBool>,
+    /// Writes begun and not done, which later deletes and purges wait for.
+    writes: Arc<Writes>,
+}
+
+/// The writes in progress, numbered in the order they began (were first
+/// polled). A delete or purge waits for those begun before it: a write
+/// goes to the blocking pool and writes its body before it takes the
+/// store's lock, so a purge begun after it could otherwise commit first and
+/// the entry would outlive the purge (a purge after an unsafe request would
+/// leave the target of that request cached). Redis gives the same order: a
+/// command sent first is run first.
+#[derive(Debug, Default)]
+struct Writes {
+    /// The next number, and the numbers of the writes in progress.
+    state: Mutex<(u64, BTreeSet<u64>)>,
+    done: tokio::sync::Notify,
+}
+
+/// A write in progress; it is done when this is dropped.
+struct Begun {
+    writes: Arc<Writes>,
+    n: u64,
+}
+
+impl Writes {
+    fn state(&self) -> std::sync::MutexGuard<'_, (u64, BTreeSet<u64>)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes a write beginning.
+    fn begin(self: &Arc<Self>) -> Begun {
+        let mut state = self.state();
+        let n = state.0;
+        state.0 += 1;
+        state.1.insert(n);
+        Begun {
+            writes: self.clone(),
+            n,
+        }
+    }
+
+    /// The number the next write will take: writes below it have begun.
+    fn begun(&self) -> u64 {
+        self.state().0
+    }
+
+    /// Waits until no write numbered below `upto` is in progress. A write
+    /// in progress runs on the blocking pool (or has run, if there is no
+    /// runtime) and never waits for a delete or a purge, so this ends; it
+    /// waits here, not on the blocking pool, whose threads the writes need.
+    async fn wait_below(&self, upto: u64) {
+        loop {
+            let done = self.done.notified();
+            let mut done = std::pin::pin!(done);
+            // Registered before the check: a write ending after it wakes us.
+            done.as_mut().enable();
+            if self.state().1.first().is_none_or(|&n| n >= upto) {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
+impl Drop for Begun {
+    fn drop(&mut self) {
+        self.writes.state().1.remove(&self.n);
+        self.writes.done.notify_waiters();
+    }
 }
 
 impl Drop for Inner {
@@ -161,6 +234,7 @@ impl DiskStore {
                 problem: Mutex::new(problem),
                 sweep: Mutex::new(sweep),
                 stop,
+                writes: Arc::default(),
             }),
         }
     }
@@ -328,6 +402,17 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Runs `f` on the blocking pool once the writes begun before this was
+/// first polled are done (a delete or a purge: see [`Writes`]).
+async fn after_writes<T: Send + 'static>(
+    inner: Arc<Inner>,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let upto = inner.writes.begun();
+    inner.writes.wait_below(upto).await;
+    blocking(f).await
+}
+
 /// Runs `f`, file and database work that borrows (so cannot go to the
 /// blocking pool), without stalling the runtime: on a multi-thread runtime
 /// the worker hands its other tasks to another thread while `f` runs; with
@@ -389,13 +474,21 @@ impl Storage for DiskStore {
         let inner = self.inner.clone();
         let key = key.to_owned();
         let owned = Owned::new(&options);
-        Box::pin(blocking(move || inner.put(&key, value, owned.options())))
+        Box::pin(async move {
+            // Begun when first polled, as a command is sent to Redis.
+            let begun = inner.writes.begin();
+            blocking(move || {
+                let _begun = begun;
+                inner.put(&key, value, owned.options())
+            })
+            .await
+        })
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
         let inner = self.inner.clone();
         let key = key.to_owned();
-        Box::pin(blocking(move || {
+        Box::pin(after_writes(inner.clone(), move || {
             let Some(disk) = &inner.disk else {
                 return inner
                     .memory
@@ -411,7 +504,7 @@ impl Storage for DiskStore {
     fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
         let inner = self.inner.clone();
         let tags = tags.to_vec();
-        Box::pin(blocking(move || {
+        Box::pin(after_writes(inner.clone(), move || {
             let Some(disk) = &inner.disk else {
                 return inner
                     .memory
@@ -428,7 +521,7 @@ impl Storage for DiskStore {
     fn invalidate_pattern<'a>(&'a self, pattern: &'a UrlPattern) -> StoreFuture<'a, u64> {
         let inner = self.inner.clone();
         let pattern = pattern.clone();
-        Box::pin(blocking(move || {
+        Box::pin(after_writes(inner.clone(), move || {
             let Some(disk) = &inner.disk else {
                 return inner
                     .memory
@@ -454,6 +547,8 @@ impl Storage for DiskStore {
             return inner.memory.soft_invalidate_tags(tags, rewrite);
         };
         Box::pin(async move {
+            let upto = inner.writes.begun();
+            inner.writes.wait_below(upto).await;
             blocking_in_place(|| {
                 disk.invalidate_tags(tags, Some(rewrite), |_| inner.forget_tags(tags))
                     .map(Some)
@@ -472,6 +567,8 @@ impl Storage for DiskStore {
             return inner.memory.soft_invalidate_pattern(pattern, rewrite);
         };
         Box::pin(async move {
+            let upto = inner.writes.begun();
+            inner.writes.wait_below(upto).await;
             blocking_in_place(|| {
                 disk.invalidate_pattern(pattern, Some(rewrite), |_| inner.forget_pattern(pattern))
                     .map(Some)

@@ -527,3 +527,31 @@ async fn what_is_left_of_an_unreadable_record_goes_with_its_next_write_or_delete
         "nothing is charged for them any more"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_or_delete_takes_effect_after_the_writes_begun_before_it() {
+    // The cache begins a write, then an unsafe request purges its target:
+    // the purge must find the entry, not pass it while its body is still
+    // being written (then the entry would outlive the purge). A large body
+    // keeps the write busy.
+    let dir = TempDir::new("ordered");
+    let s = DiskStore::open(&dir.0, 1 << 30, 0);
+    let big = Bytes::from(vec![7u8; 32 << 20]);
+    let t = tags(&["target"]);
+    for round in 0..3 {
+        let key = format!("k{round}");
+        let mut put = Box::pin(s.put(&key, big.clone(), PutOptions::new(MINUTE, "/k").tags(&t)));
+        assert!((&mut put).now_or_never().is_none(), "the write has begun");
+        let removed = match round {
+            0 => s.invalidate_tags(&t).await.unwrap(),
+            1 => s
+                .invalidate_pattern(&UrlPattern::glob("/k").unwrap())
+                .await
+                .unwrap(),
+            _ => u64::from(s.delete(&key).await.unwrap()),
+        };
+        put.await.unwrap();
+        assert_eq!(removed, 1, "round {round}");
+        assert_eq!(s.get(&key).await.unwrap(), None, "round {round}");
+    }
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use uip_cache_core::Store;
 use uip_cache_testkit::harness::{Adapter, Backend, Harness};
-use uip_cache_testkit::{FailingStore, Reply};
+use uip_cache_testkit::{wait_until, FailingStore, Reply};
 
 use crate::ITEMS;
 
@@ -13,6 +13,7 @@ for_every_adapter_and_store!(fail_open, stale_if_error_on_failure,);
 
 async fn fail_open(a: Adapter, b: Backend) {
     // Memory: a store that fails every call. Redis: the real server killed.
+    // Disk: its bodies folder replaced by a file, so no write can succeed.
     let store: Option<Arc<dyn Store>> =
         (b == Backend::Memory).then(|| Arc::new(FailingStore::erroring()) as Arc<dyn Store>);
     let Some(mut h) =
@@ -23,6 +24,11 @@ async fn fail_open(a: Adapter, b: Backend) {
     if let Some(server) = h.redis.as_mut() {
         server.kill();
     }
+    if let Some(folder) = h.disk_folder() {
+        let bodies = folder.join("bodies");
+        std::fs::remove_dir_all(&bodies).unwrap();
+        std::fs::write(&bodies, b"not a folder").unwrap();
+    }
     for _ in 0..3 {
         let got = h.get("/items").await;
         assert_eq!(
@@ -32,7 +38,9 @@ async fn fail_open(a: Adapter, b: Backend) {
     }
     assert_eq!(h.send("POST", "/items", &[]).await.status, 200);
     assert_eq!(h.calls(), 4);
-    assert!(h.cache.stats().snapshot().store_errors >= 3);
+    // A failed read is counted before the answer, a failed write (all the
+    // disk store fails here) after it.
+    wait_until(&h.cache, "3 store errors", |s| s.store_errors >= 3).await;
 }
 
 async fn stale_if_error_on_failure(a: Adapter, b: Backend) {

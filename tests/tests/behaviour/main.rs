@@ -1,8 +1,9 @@
 //! One behaviour suite for every adapter and store: each case is written
-//! once and runs eight times, through the Tower layer and the actix
+//! once and runs sixteen times, through the Tower layer and the actix
 //! middleware, each called in process and over a real socket, each with the
-//! memory store and with a real Redis. A fix in one adapter that the other
-//! lacks shows up here as a failing case.
+//! memory store, with a real Redis and with the disk store (with no memory
+//! tier, every hit read from disk, and with a small one). A fix in one
+//! adapter or store that another lacks shows up here as a failing case.
 //!
 //! The cases are grouped by theme, one file each; the harness that drives
 //! them is `uip_cache_testkit::harness`. Without redis-server (outside CI)
@@ -13,7 +14,7 @@ macro_rules! for_every_adapter_and_store {
     ($($case:ident),* $(,)?) => {$(
         mod $case {
             use uip_cache_testkit::harness::{
-                Backend, ACTIX, ACTIX_SOCKET, TOWER, TOWER_SOCKET,
+                Backend, ACTIX, ACTIX_SOCKET, DISK, DISK_TIERED, TOWER, TOWER_SOCKET,
             };
             #[actix_rt::test]
             async fn tower_memory() { super::$case(TOWER, Backend::Memory).await }
@@ -31,6 +32,22 @@ macro_rules! for_every_adapter_and_store {
             async fn actix_socket_memory() { super::$case(ACTIX_SOCKET, Backend::Memory).await }
             #[actix_rt::test]
             async fn actix_socket_redis() { super::$case(ACTIX_SOCKET, Backend::Redis).await }
+            #[actix_rt::test]
+            async fn tower_disk() { super::$case(TOWER, DISK).await }
+            #[actix_rt::test]
+            async fn actix_disk() { super::$case(ACTIX, DISK).await }
+            #[actix_rt::test]
+            async fn tower_socket_disk() { super::$case(TOWER_SOCKET, DISK).await }
+            #[actix_rt::test]
+            async fn actix_socket_disk() { super::$case(ACTIX_SOCKET, DISK).await }
+            #[actix_rt::test]
+            async fn tower_disk_tiered() { super::$case(TOWER, DISK_TIERED).await }
+            #[actix_rt::test]
+            async fn actix_disk_tiered() { super::$case(ACTIX, DISK_TIERED).await }
+            #[actix_rt::test]
+            async fn tower_socket_disk_tiered() { super::$case(TOWER_SOCKET, DISK_TIERED).await }
+            #[actix_rt::test]
+            async fn actix_socket_disk_tiered() { super::$case(ACTIX_SOCKET, DISK_TIERED).await }
         }
     )*};
 }
