@@ -5,6 +5,7 @@
 #
 #   bench/tls.sh                    # 3 rounds of 10 s per target and test
 #   ROUNDS=5 DURATION=5 bench/tls.sh
+#   BASELINE_BIN=/tmp/uip-cache-old bench/tls.sh   # also an older build, as "before"
 #
 # Each server runs one worker on core 0, wrk one thread on core 1 (as
 # bench/run.sh's pinned mode). Tests: keep-alive hits of a 2 KB and a
@@ -35,6 +36,7 @@ done
 echo "== building the server (release)"
 build_server
 origin_port=$(free_port); nginx_port=$(free_port); ours_port=$(free_port); plain_port=$(free_port)
+before_port=$(free_port); before_plain=$(free_port)
 nginx_conf "$origin_port" "$(free_port)"
 for size in 2048 65536; do
   python3 -c 'import sys; open(sys.argv[1], "w").write("x" * int(sys.argv[2]))' "$work/www/body-$size.json" "$size"
@@ -104,6 +106,16 @@ nginx_pid="${pids[-1]}"
 TOKIO_WORKER_THREADS=1 start 0 "$bin" serve --config "$work/tls.yaml" --upstream "http://127.0.0.1:$origin_port"
 ours_pid="${pids[-1]}"
 wait_port "$nginx_port"; wait_port "$ours_port"
+targets="nginx:$nginx_port ours:$ours_port"
+before_pid=
+if [ -n "${BASELINE_BIN:-}" ]; then
+  sed -e "s#127.0.0.1:$plain_port#127.0.0.1:$before_plain#" -e "s#127.0.0.1:$ours_port#127.0.0.1:$before_port#" \
+    "$work/tls.yaml" > "$work/before.yaml"
+  TOKIO_WORKER_THREADS=1 start 0 "$BASELINE_BIN" serve --config "$work/before.yaml" --upstream "http://127.0.0.1:$origin_port"
+  before_pid="${pids[-1]}"
+  wait_port "$before_port"
+  targets="$targets before:$before_port"
+fi
 
 # CPU ticks (user + system) of a process and its children (nginx's worker).
 cpu_ticks() {
@@ -115,7 +127,6 @@ cpu_ticks() {
 }
 tick_us=$(( 1000000 / $(getconf CLK_TCK) ))
 
-targets="nginx:$nginx_port ours:$ours_port"
 for t in $targets; do
   for size in 2048 65536; do
     url="https://127.0.0.1:${t#*:}/body-$size.json"
@@ -136,7 +147,7 @@ for test in "hit 2048" "hit 65536" "handshake 2048"; do
       t=${list[$(( (i + round - 1) % ${#list[@]} ))]}
       cmd=(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency)
       [ "$kind" = handshake ] && cmd+=(-H "Connection: close")
-      pid=$ours_pid; [ "${t%%:*}" = nginx ] && pid=$nginx_pid
+      pid=$ours_pid; [ "${t%%:*}" = nginx ] && pid=$nginx_pid; [ "${t%%:*}" = before ] && pid=$before_pid
       before=$(cpu_ticks "$pid")
       out=$(taskset -c 1 "${cmd[@]}" "https://127.0.0.1:${t#*:}/body-$size.json")
       after=$(cpu_ticks "$pid")

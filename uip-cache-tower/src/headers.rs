@@ -12,14 +12,48 @@ use uip_cache_core::{
 /// Core's header lookup over an `http` 1.x header map.
 pub(crate) struct HeaderMapRef<'a>(pub(crate) &'a HeaderMap);
 
+/// Maps with at most this many fields are searched by comparing names,
+/// not through the map's hash: a lookup by `&str` parses and hashes the
+/// name first, which costs more than comparing it with a few fields, and
+/// a hit looks up a dozen names most requests do not carry.
+const SCAN_MAX: usize = 16;
+
+impl HeaderMapRef<'_> {
+    fn small(&self) -> bool {
+        self.0.len() <= SCAN_MAX
+    }
+}
+
+/// Whether a field's name is `name` (any case: the map's names are lower
+/// case, and a name that is no valid field name matches none).
+fn named(field: &HeaderName, name: &str) -> bool {
+    let field = field.as_str();
+    field.len() == name.len() && field.eq_ignore_ascii_case(name)
+}
+
 impl HeaderSource for HeaderMapRef<'_> {
     fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        if self.small() {
+            for (field, v) in self.0 {
+                if named(field, name) {
+                    f(v.as_bytes());
+                }
+            }
+            return;
+        }
         for v in self.0.get_all(name) {
             f(v.as_bytes());
         }
     }
 
     fn first(&self, name: &str) -> Option<&[u8]> {
+        if self.small() {
+            return self
+                .0
+                .iter()
+                .find(|(field, _)| named(field, name))
+                .map(|(_, v)| v.as_bytes());
+        }
         self.0.get(name).map(HeaderValue::as_bytes)
     }
 }
@@ -174,6 +208,33 @@ mod tests {
             match HeaderName::from_bytes(name.as_bytes()) {
                 Ok(n) => prop_assert_eq!(map.get(n).map(|v| v.as_bytes()), Some(&b"v"[..])),
                 Err(_) => prop_assert!(map.is_empty()),
+            }
+        }
+
+        /// A small map searched by comparing names answers as the map's
+        /// own lookup does: any case, repeated fields in order, names that
+        /// are no field name.
+        #[test]
+        fn a_scanned_lookup_answers_as_the_map_does(
+            fields in proptest::collection::vec((0..4usize, "[a-z]{0,3}"), 0..=SCAN_MAX),
+            asked in "[a-zA-Z -]{0,12}",
+        ) {
+            const NAMES: [&str; 4] = ["cache-control", "x-http-method", "pragma", "a"];
+            let mut map = HeaderMap::new();
+            for (i, value) in &fields {
+                map.append(NAMES[*i], HeaderValue::from_str(value).unwrap());
+            }
+            prop_assert!(HeaderMapRef(&map).small());
+            let mut names: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();
+            names.push(NAMES[1].to_ascii_uppercase());
+            names.push(asked);
+            for name in &names {
+                let want: Vec<&[u8]> = map.get_all(name.as_str()).iter().map(|v| v.as_bytes()).collect();
+                let mut got = Vec::new();
+                HeaderMapRef(&map).for_each_value(name, &mut |v| got.push(v.to_vec()));
+                prop_assert_eq!(&got, &want);
+                let scanned = HeaderMapRef(&map);
+                prop_assert_eq!(scanned.first(name), map.get(name.as_str()).map(HeaderValue::as_bytes));
             }
         }
     }
