@@ -12,7 +12,6 @@ use tokio::sync::Notify;
 use uip_cache_core::{CacheConfig, HttpCache};
 use uip_cache_server::interim::MAX_INTERIMS;
 use uip_cache_server::proxy::Upstream;
-use uip_cache_server::server::serve;
 
 /// Bounds every read of a test, so a missing response fails instead of
 /// hanging.
@@ -111,23 +110,7 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> O
 }
 
 async fn proxy(origin: SocketAddr) -> SocketAddr {
-    let config =
-        CacheConfig::from_yaml_str("policies:\n  - name: all\n    pattern: \"/*\"\n").unwrap();
-    let cache = HttpCache::with_memory_store(&config).unwrap();
-    let upstream = Upstream::new(
-        format!("http://{origin}").parse().unwrap(),
-        Duration::from_secs(1),
-        Duration::from_secs(5),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(
-        listener,
-        uip_cache_server::server::proxy(cache, upstream),
-        Duration::from_secs(1),
-        std::future::pending(),
-    ));
-    addr
+    crate::proxy::proxy_all(origin).await
 }
 
 /// What a client read for one request: the interim heads, then the final

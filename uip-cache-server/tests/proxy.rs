@@ -79,7 +79,11 @@ async fn proxy(upstream: SocketAddr, timeout: Duration) -> SocketAddr {
 
 /// `uip-cache serve`'s service with `cache` in front of `upstream`, on a
 /// loopback port of its own.
-async fn proxy_with(cache: HttpCache, upstream: SocketAddr, timeout: Duration) -> SocketAddr {
+pub(crate) async fn proxy_with(
+    cache: HttpCache,
+    upstream: SocketAddr,
+    timeout: Duration,
+) -> SocketAddr {
     let upstream = Upstream::new(
         format!("http://{upstream}").parse().unwrap(),
         Duration::from_secs(1),
@@ -94,6 +98,15 @@ async fn proxy_with(cache: HttpCache, upstream: SocketAddr, timeout: Duration) -
         std::future::pending(),
     ));
     addr
+}
+
+/// `uip-cache serve`'s service caching every path (`/*`, memory store) in
+/// front of `upstream`, on a loopback port of its own.
+pub(crate) async fn proxy_all(upstream: SocketAddr) -> SocketAddr {
+    let config =
+        CacheConfig::from_yaml_str("policies:\n  - name: all\n    pattern: \"/*\"\n").unwrap();
+    let cache = HttpCache::with_memory_store(&config).unwrap();
+    proxy_with(cache, upstream, Duration::from_secs(5)).await
 }
 
 /// A GET from `cache.test` on a fresh connection.

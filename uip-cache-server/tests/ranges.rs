@@ -14,9 +14,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use uip_cache_core::{CacheConfig, HttpCache};
-use uip_cache_server::proxy::Upstream;
-use uip_cache_server::server::serve;
 use uip_cache_testkit::{client, Got};
 
 /// The `Range` header of every request the upstream saw.
@@ -65,23 +62,7 @@ async fn upstream() -> (SocketAddr, Ranges) {
 }
 
 async fn proxy(upstream: SocketAddr) -> SocketAddr {
-    let config =
-        CacheConfig::from_yaml_str("policies:\n  - name: all\n    pattern: \"/*\"\n").unwrap();
-    let cache = HttpCache::with_memory_store(&config).unwrap();
-    let upstream = Upstream::new(
-        format!("http://{upstream}").parse().unwrap(),
-        Duration::from_secs(1),
-        Duration::from_secs(5),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(
-        listener,
-        uip_cache_server::server::proxy(cache, upstream),
-        Duration::from_secs(1),
-        std::future::pending(),
-    ));
-    addr
+    crate::proxy::proxy_all(upstream).await
 }
 
 async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
