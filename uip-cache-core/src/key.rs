@@ -45,6 +45,21 @@ impl CacheKey {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// The key under which a partial response (a stored 206) for the same
+    /// request lives: the same prefix and 64 other hex digits, a SHA-256 of
+    /// this key, so a part never shares a key with a complete response
+    /// and never replaces or shadows one.
+    pub fn part(&self) -> CacheKey {
+        let hex_at = self.0.len().saturating_sub(64);
+        let mut h = Sha256::new();
+        h.update(PART_VERSION);
+        h.update(self.0.as_bytes());
+        let mut key = String::with_capacity(self.0.len());
+        key.push_str(self.0.get(..hex_at).unwrap_or_default());
+        push_hex(&mut key, &h.finalize());
+        CacheKey(key)
+    }
 }
 
 impl fmt::Display for CacheKey {
@@ -109,6 +124,8 @@ impl Default for KeySpec {
 
 // Field tags of the encoding. Changing them changes every key: bump KEY_VERSION.
 const KEY_VERSION: &[u8] = b"uip-cache key v1";
+/// What the key of a stored part hashes before the complete response's key.
+const PART_VERSION: &[u8] = b"uip-cache part v1";
 const F_METHOD: u8 = 1;
 const F_SCHEME: u8 = 2;
 const F_AUTHORITY: u8 = 3;

@@ -394,7 +394,7 @@ async fn head_gets_the_head_of_the_part() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_representations_send_their_range_to_the_origin_uncached() {
+async fn large_representations_send_their_range_to_the_origin() {
     let cache = cache();
     let partial = Origin {
         status: 206,
@@ -415,14 +415,23 @@ async fn large_representations_send_their_range_to_the_origin_uncached() {
         "{sent:?}"
     );
     assert_eq!(got.status, 206);
-    let snapshot = cache.stats().snapshot();
-    assert_eq!(snapshot.sets, 0, "a 206 is never stored");
-    // Refused at once (its status is not a complete 200's), not recorded.
-    assert_eq!(
-        snapshot.uncacheable.values().sum::<u64>(),
-        1,
-        "{snapshot:?}"
-    );
+    // Stored as a part, under a key of its own: it answers ranges within
+    // it, and nothing else.
+    sets(&cache, 1).await;
+    let within = [("range", "bytes=2002-2004")];
+    let (got, sent) = request(&cache, "GET", "/big/a", &within, None).await;
+    assert!(sent.is_none(), "a hit");
+    assert_eq!(got.status, 206);
+    assert_eq!(got.header("content-range"), Some("bytes 2002-2004/5000"));
+    assert_eq!(got.body, text(10).slice(2..5));
+    let whole = Origin {
+        status: 200,
+        headers: &[("cache-control", "no-store")],
+        body: text(5000),
+    };
+    let (got, sent) = request(&cache, "GET", "/big/a", &[], Some(whole)).await;
+    assert!(sent.is_some(), "the whole comes from the origin");
+    assert_eq!((got.status, got.body.len()), (200, 5000));
 
     // A range near the start: the whole is fetched (here not storable);
     // it turns out larger than the limit, so the next range requests for

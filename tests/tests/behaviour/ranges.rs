@@ -1,7 +1,9 @@
 //! Ranges (RFC 9110 section 14): a stored complete 200 answers `Range`
 //! requests itself (206, 416, `multipart/byteranges`, `If-Range`, HEAD,
 //! gzip-stored entries), and a range request that misses is answered from
-//! the whole response, which is stored for everyone.
+//! the whole response, which is stored for everyone. A 206 the origin
+//! sends is stored as a part, apart from complete responses, and answers
+//! only ranges that lie within it.
 
 use uip_cache_testkit::harness::{Adapter, Backend, Harness, Transport};
 use uip_cache_testkit::{Got, Reply};
@@ -16,6 +18,7 @@ for_every_adapter_and_store!(
     a_range_of_a_miss,
     head,
     gzip_entries,
+    stored_parts,
 );
 
 /// What the origin serves at every path: 36 distinct bytes.
@@ -321,4 +324,95 @@ async fn gzip_entries(a: Adapter, b: Backend) {
     .await;
     assert_part(a, &got, "bytes 0-1/720", "01");
     assert_eq!(h.calls(), 1);
+}
+
+/// An origin that answers a `Range` of the form `bytes=first-last` with
+/// that part of [`BODY`] (a 206), anything else with the whole.
+fn ranging_origin(seen: &uip_cache_testkit::Seen, _: usize) -> Reply {
+    let asked = seen
+        .header("range")
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+    match asked {
+        Some((first, last)) if first <= last && last < BODY.len() => Reply::ok(&BODY[first..=last])
+            .status(206)
+            .header(
+                "content-range",
+                format!("bytes {first}-{last}/{}", BODY.len()),
+            )
+            .header("etag", "\"v1\"")
+            .header("content-type", "text/plain")
+            .header("cache-control", "max-age=60"),
+        _ => Reply::ok(BODY)
+            .header("etag", "\"v1\"")
+            .header("content-type", "text/plain")
+            .header("cache-control", "max-age=60"),
+    }
+}
+
+async fn stored_parts(a: Adapter, b: Backend) {
+    // Every range that misses goes to the origin with its `Range`.
+    let policies = format!("{ITEMS}    range_passthrough_above: 0\n");
+    let Some(h) = Harness::new(a, b, &policies, ranging_origin).await else {
+        return;
+    };
+    let first = get(&h, "/items/p", &[("range", "bytes=10-19")]).await;
+    assert_part(a, &first, "bytes 10-19/36", "abcdefghij");
+    assert_eq!(first.x_cache(), "MISS", "{a:?}");
+    h.wait_for_sets(1).await;
+    // Ranges within the stored part: hits, cut from it.
+    let inside = get(&h, "/items/p", &[("range", "bytes=12-14")]).await;
+    assert_part(a, &inside, "bytes 12-14/36", "cde");
+    assert_eq!(inside.x_cache(), "HIT", "{a:?} {inside:?}");
+    let whole_part = get(
+        &h,
+        "/items/p",
+        &[("range", "bytes=10-19"), ("if-range", "\"v1\"")],
+    )
+    .await;
+    assert_part(a, &whole_part, "bytes 10-19/36", "abcdefghij");
+    assert_eq!(whole_part.x_cache(), "HIT", "{a:?}");
+    let several = get(&h, "/items/p", &[("range", "bytes=10-11, 18-19")]).await;
+    assert_eq!((several.status, several.x_cache()), (206, "HIT"), "{a:?}");
+    assert_eq!(
+        parts(&several),
+        [
+            ("text/plain".into(), "bytes 10-11/36".into(), "ab".into()),
+            ("text/plain".into(), "bytes 18-19/36".into(), "ij".into()),
+        ],
+        "{a:?}"
+    );
+    assert_eq!(h.calls(), 1, "{a:?}");
+    // A range reaching past the part, an If-Range the part does not
+    // satisfy, a HEAD and a request for the whole go to the origin.
+    let outside = get(&h, "/items/p", &[("range", "bytes=18-20")]).await;
+    assert_ne!(outside.x_cache(), "HIT", "{a:?} {outside:?}");
+    assert_eq!(h.calls(), 2, "{a:?}");
+    let other = get(
+        &h,
+        "/items/p",
+        &[("range", "bytes=12-14"), ("if-range", "\"v0\"")],
+    )
+    .await;
+    assert_ne!(other.x_cache(), "HIT", "{a:?} {other:?}");
+    assert_eq!(h.calls(), 3, "{a:?}");
+    let head = h
+        .send("HEAD", "/items/p", &[("range", "bytes=12-14")])
+        .await;
+    assert_ne!(head.x_cache(), "HIT", "{a:?} {head:?}");
+    assert_eq!(h.calls(), 4, "{a:?}");
+    let whole = get(&h, "/items/p", &[]).await;
+    assert_eq!(
+        (whole.status, whole.x_cache()),
+        (200, "MISS"),
+        "{a:?} {whole:?}"
+    );
+    assert_eq!(whole.text(), BODY);
+    // The complete 200, stored apart from the parts, answers every range.
+    h.wait_for_sets(4).await;
+    let from_whole = get(&h, "/items/p", &[("range", "bytes=0-1")]).await;
+    assert_part(a, &from_whole, "bytes 0-1/36", "01");
+    assert_eq!(from_whole.x_cache(), "HIT", "{a:?}");
+    assert_eq!(h.calls(), 5, "{a:?}");
 }

@@ -88,7 +88,14 @@ impl HttpCache {
                     return Begin::RespondAndRefresh(r, ticket);
                 }
                 Found::Unusable(Some(entry)) => stale = Some(entry),
-                Found::Unusable(None) => {}
+                // No complete entry: a stored part may answer a range
+                // within it (a complete entry, even a stale one, always
+                // answers first).
+                Found::Unusable(None) => {
+                    if let Some(r) = self.answer_from_part(&plan, req).await {
+                        return Begin::Respond(r);
+                    }
+                }
             }
             if plan.request_cc.only_if_cached {
                 self.stats().uncacheable(NoCacheReason::NoFreshness);
@@ -217,6 +224,30 @@ impl HttpCache {
             _ => return None,
         };
         let r = self.respond(&plan.settings, entry, req, x, now)?;
+        self.count(plan, x);
+        Some(r)
+    }
+
+    /// The answer a stored part of the representation gives `req` (a GET
+    /// with a `Range` within the part: see
+    /// [`respond_part`](HttpCache::respond_part)), when one is fresh, or
+    /// stale where the request accepts it; counted.
+    async fn answer_from_part(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+    ) -> Option<CachedResponse> {
+        if req.method != "GET" || !crate::http::range::has_range(req.headers) {
+            return None;
+        }
+        let entry = self.lookup(&plan.for_part(), req).await?;
+        let now = self.inner.clock.now();
+        let x = match freshness::usability(&entry, &plan.request_cc, now) {
+            Usability::Fresh => XCache::Hit,
+            Usability::StaleAccepted => XCache::Stale,
+            _ => return None,
+        };
+        let r = self.respond_part(&plan.settings, &entry, req, x, now)?;
         self.count(plan, x);
         Some(r)
     }

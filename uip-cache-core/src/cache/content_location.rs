@@ -218,6 +218,7 @@ impl HttpCache {
                 transform,
                 guard: None,
                 holder: None,
+                exact_len: None,
             },
         ))
     }

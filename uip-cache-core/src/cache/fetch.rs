@@ -12,7 +12,7 @@ use super::recording::Finish;
 use super::{CachePlan, CachedResponse, HttpCache, RangeReply, Recording};
 use crate::compress;
 use crate::entry::{BodyEncoding, StoredResponse};
-use crate::http::admission::{OriginResponse, PER_CLIENT};
+use crate::http::admission::{self, OriginResponse, PER_CLIENT};
 use crate::http::cache_status::{Forward, OriginFailure, XCache};
 use crate::http::conditional::{freshen, Freshened};
 use crate::http::encoding::forbids_transform;
@@ -443,6 +443,36 @@ impl FetchTicket {
             // A HEAD response has no body to store for GETs.
             return pass(Forward::new(outcome, false, None), reply);
         }
+        // A part of the representation for a client that asked for a
+        // range (RFC 9111 section 3.3): stored under the key of parts,
+        // never the plain key, as the origin sent it (never compressed);
+        // one that may not be stored goes the way of any 206.
+        if status == 206 && range != RangeFetch::None && request.method == "GET" {
+            let part = admission::part_of(&list);
+            let admitted = admission::admit_part(cache.policy(&plan), &view, &origin);
+            if let (Some((part, _)), Ok(entry)) = (part, admitted) {
+                let max_size = cache.max_size(&plan);
+                if part.len() <= max_size {
+                    let recording = Recording::storing(
+                        max_size,
+                        Finish {
+                            plan: plan.for_part(),
+                            cache,
+                            request,
+                            entry,
+                            transform: false,
+                            guard,
+                            holder,
+                            exact_len: Some(part.len()),
+                        },
+                    );
+                    return After::Record {
+                        x_cache: outcome,
+                        recording,
+                    };
+                }
+            }
+        }
         let partial = range == RangeFetch::Pass;
         let entry = match cache.admit(&plan, &view, &origin) {
             Ok(entry) => {
@@ -474,6 +504,7 @@ impl FetchTicket {
                 transform,
                 guard,
                 holder,
+                exact_len: None,
             },
         );
         match reply {

@@ -129,6 +129,8 @@ impl HttpCache {
     ) -> CacheKey {
         if vary.is_empty() {
             plan.key.clone()
+        } else if plan.part {
+            self.policy(plan).key_spec().key(req, vary).part()
         } else {
             self.policy(plan).key_spec().key(req, vary)
         }

@@ -63,6 +63,22 @@ pub struct CachePlan {
     /// Reading that counter failed: what other instances invalidate
     /// meanwhile cannot be known, so the response is not stored.
     pub(super) store_epoch_unknown: bool,
+    /// Whether this plan stores and looks up partial responses (206s)
+    /// rather than complete ones: its key, and its variants' keys, are
+    /// [`CacheKey::part`]s.
+    pub(super) part: bool,
+}
+
+impl CachePlan {
+    /// The plan of the same request for its stored parts.
+    pub(super) fn for_part(&self) -> CachePlan {
+        let mut plan = self.clone();
+        if !plan.part {
+            plan.key = plan.key.part();
+            plan.part = true;
+        }
+        plan
+    }
 }
 
 impl HttpCache {
@@ -136,6 +152,7 @@ impl HttpCache {
             epoch: self.inner.epoch.load(Ordering::Acquire),
             store_epoch: None,
             store_epoch_unknown: false,
+            part: false,
         })
     }
 

@@ -135,6 +135,9 @@ pub(super) struct Finish {
     pub(super) guard: Option<LockGuard>,
     /// The task holding the key this fetch refreshes for, if any.
     pub(super) holder: Option<Waiter>,
+    /// The length the body must have to be stored (a part: its
+    /// `Content-Range`'s), when the headers state one the cache relies on.
+    pub(super) exact_len: Option<u64>,
 }
 
 impl Finish {
@@ -143,6 +146,12 @@ impl Finish {
     /// runtime); waiting requests wake once it is done.
     fn done(self: Box<Self>, body: Result<Bytes, NoCacheReason>) {
         let body = match body {
+            Ok(b) if self.exact_len.is_some_and(|n| n != b.len() as u64) => {
+                self.cache
+                    .stats()
+                    .uncacheable(NoCacheReason::IncompleteBody);
+                return;
+            }
             Ok(b) => b,
             Err(reason) => {
                 self.cache.stats().uncacheable(reason);
@@ -161,6 +170,7 @@ impl Finish {
                 transform,
                 guard,
                 holder,
+                ..
             } = *self;
             let hs = request.header_list();
             let stored = cache

@@ -184,6 +184,76 @@ impl HttpCache {
         })
     }
 
+    /// The 206 a stored part (`entry`, a 206 stored by
+    /// [`admit_part`](crate::http::admission::admit_part)) gives `req`:
+    /// only a GET whose `Range` asks for bytes that all lie within the
+    /// part, whose `If-Range` holds against the part's validators, and
+    /// that has no precondition or validator of its own. `None` (the
+    /// origin answers) for anything else: a request for the whole, a HEAD,
+    /// a range reaching past the part, one the cache would ignore.
+    pub(crate) fn respond_part(
+        &self,
+        settings: &Settings,
+        entry: &StoredResponse,
+        req: &RequestView<'_>,
+        x_cache: XCache,
+        now: SystemTime,
+    ) -> Option<CachedResponse> {
+        const CONDITIONALS: [&str; 4] = [
+            "if-none-match",
+            "if-modified-since",
+            "if-match",
+            "if-unmodified-since",
+        ];
+        if req.method != "GET"
+            || entry.status != 206
+            || entry.compression != BodyEncoding::Identity
+            || CONDITIONALS.iter().any(|h| req.headers.first(h).is_some())
+        {
+            return None;
+        }
+        let (part, len) = range::stored_part(entry.header("content-range")?)?;
+        if entry.body.len() as u64 != part.len() {
+            return None;
+        }
+        let validators = Validators {
+            etag: entry.etag.as_deref(),
+            last_modified: entry.last_modified.as_deref(),
+            date: entry.header("date").map(|d| &d[..]),
+            dates_strong: true,
+        };
+        let ranges = match range::for_request(req, len, &validators) {
+            range::Ranges::Partial(ranges) if range::all_within(&ranges, part) => ranges,
+            _ => return None,
+        };
+        let content_type = entry.header("content-type").map(|t| &t[..]);
+        let mut p = partial::part(range::Ranges::Partial(ranges), len, content_type)?;
+        p.slicer = p.slicer.starting_at(part.start);
+        let mut headers: Vec<(FieldName, Bytes)> = Vec::with_capacity(entry.headers.len() + 5);
+        let replaced = |n: &str| n != "content-range" && !p.headers.iter().any(|(h, _)| *h == n);
+        representation_headers(entry, false, false, replaced, &mut headers);
+        headers.extend(p.headers.into_iter().map(|(n, v)| (n.into(), v)));
+        headers.push((
+            "age".into(),
+            Bytes::from(entry.age(now).as_secs().to_string()),
+        ));
+        headers.push((
+            "x-cache".into(),
+            Bytes::from_static(x_cache.as_str().as_bytes()),
+        ));
+        headers.extend(settings.cache_status_name().map(|name| {
+            let fresh = i64::try_from(entry.freshness_lifetime.as_secs()).unwrap_or(i64::MAX);
+            let age = i64::try_from(entry.age(now).as_secs()).unwrap_or(i64::MAX);
+            let v = cache_status::served(name, x_cache, None, fresh.saturating_sub(age));
+            ("cache-status".into(), Bytes::from(v))
+        }));
+        Some(CachedResponse {
+            status: 206,
+            headers,
+            body: CachedBody::from(entry.body.clone()).sliced(p.slicer),
+        })
+    }
+
     /// The 206 or 416 that `entry` gives `req` when it asks for a range of
     /// the representation it gets (the cache's gzip when `gzip`, the
     /// identity bytes decompressed when `decoded`, else the stored bytes),

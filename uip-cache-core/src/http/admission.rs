@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::cache_control::{is_consumed, response_cache_control, CacheControl};
 use super::date::{clamp, http_date};
 use super::freshness::{self, heuristic_lifetime, Lifetime};
+use super::range::{self, ByteRange};
 use super::request::has_range_or_precondition;
 use crate::config::TtlMode;
 use crate::entry::StoredResponse;
@@ -140,6 +141,75 @@ pub fn admit(
     if has_range_or_precondition(req.headers) && !is_complete_200(resp) {
         return Err(NoCacheReason::RangeOrPrecondition);
     }
+    admit_checked(policy, req, resp, cc, targeted)
+}
+
+/// Decides whether a 206 may be stored as a part of its representation
+/// (RFC 9111 section 3.3), under the key of parts
+/// ([`CacheKey::part`](crate::CacheKey::part)): a 206 with exactly one
+/// `Content-Range` of the strict form `bytes first-last/length`
+/// ([`range::stored_part`]), no `Content-Encoding` but `identity`, and a
+/// `Content-Length`, when it has one, that is the part's length. Then
+/// every rule of [`admit`] applies as to a 200 of the same representation
+/// (freshness, `no-store`, `private`, `Vary`, credentials, cookies); the
+/// entry keeps the status 206 and its `Content-Range`. A multipart 206 is
+/// never stored.
+pub fn admit_part(
+    policy: &Policy,
+    req: &RequestView<'_>,
+    resp: &OriginResponse<'_>,
+) -> Result<StoredResponse, NoCacheReason> {
+    if resp.status != 206 || part_of(resp.headers).is_none() {
+        return Err(NoCacheReason::Status);
+    }
+    let (cc, targeted) = response_cache_control(resp.headers, policy.cache_control_targets());
+    let whole = OriginResponse {
+        status: 200,
+        ..*resp
+    };
+    let mut entry = admit_checked(policy, req, &whole, cc, targeted)?;
+    entry.status = 206;
+    Ok(entry)
+}
+
+/// The part a 206's headers say it holds and the complete length, when it
+/// may be stored: see [`admit_part`].
+pub fn part_of(headers: &dyn HeaderSource) -> Option<(ByteRange, u64)> {
+    let mut ranges = 0;
+    headers.for_each_value("content-range", &mut |_| ranges += 1);
+    if ranges != 1 {
+        return None;
+    }
+    let (part, len) = range::stored_part(headers.first("content-range")?)?;
+    let mut coded = false;
+    headers.for_each_value("content-encoding", &mut |v| {
+        coded |= v.split(|&b| b == b',').any(|c| {
+            !c.trim_ascii().is_empty() && !c.trim_ascii().eq_ignore_ascii_case(b"identity")
+        })
+    });
+    if coded {
+        return None;
+    }
+    let mut lengths = 0;
+    let mut length_ok = true;
+    headers.for_each_value("content-length", &mut |v| {
+        lengths += 1;
+        length_ok &= std::str::from_utf8(v)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            == Some(part.len());
+    });
+    (lengths <= 1 && length_ok).then_some((part, len))
+}
+
+/// The rules of [`admit`] past its status and range checks.
+fn admit_checked(
+    policy: &Policy,
+    req: &RequestView<'_>,
+    resp: &OriginResponse<'_>,
+    cc: CacheControl,
+    targeted: bool,
+) -> Result<StoredResponse, NoCacheReason> {
     let mut vary = Vec::new();
     let mut vary_star = false;
     resp.headers.for_each_value("vary", &mut |v| {

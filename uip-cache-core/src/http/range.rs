@@ -304,6 +304,36 @@ pub fn complete_length(content_range: &[u8]) -> Option<u64> {
     number(len)
 }
 
+/// The part a 206's `Content-Range` says it holds, and the complete length:
+/// only the strict single-part form `bytes first-last/length` (digits, at
+/// most 19 each, `first <= last < length`), as a stored partial response
+/// needs it. `bytes */length`, an unknown length (`/*`), white space
+/// inside, another unit or any other text give `None`.
+pub fn stored_part(content_range: &[u8]) -> Option<(ByteRange, u64)> {
+    let v = content_range.trim_ascii();
+    let rest = v.strip_prefix(b"bytes ")?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    let (span, len) = (&rest[..slash], &rest[slash + 1..]);
+    let dash = span.iter().position(|&b| b == b'-')?;
+    let (first, last) = (&span[..dash], &span[dash + 1..]);
+    let strict = |d: &[u8]| (d.len() <= 19).then(|| number(d)).flatten();
+    let (first, last, len) = (strict(first)?, strict(last)?, strict(len)?);
+    if first > last || last >= len {
+        return None;
+    }
+    // `last < len <= u64::MAX`: the end does not overflow.
+    Some((ByteRange::new(first, last + 1), len))
+}
+
+/// Whether every one of `ranges` lies within `part`: a stored partial
+/// response may answer them only then.
+pub fn all_within(ranges: &[ByteRange], part: ByteRange) -> bool {
+    !ranges.is_empty()
+        && ranges
+            .iter()
+            .all(|r| !r.is_empty() && part.start <= r.start && r.end <= part.end)
+}
+
 /// The first byte each `first-last` and `first-` range of a `Range` value
 /// asks for (none for suffix ranges); empty when the value is ignored.
 pub fn first_positions(value: &[u8]) -> Vec<u64> {
@@ -514,6 +544,16 @@ impl RangeSlicer {
             queue: VecDeque::new(),
             remaining: 0,
         }
+    }
+
+    /// The same body cut from input that starts at offset `pos` of the
+    /// representation (a stored part of it) rather than at 0. Every range
+    /// must start at or after `pos`: input before a range's start is never
+    /// sent, so a range that begins earlier would come out short, never
+    /// with other bytes.
+    pub fn starting_at(mut self, pos: u64) -> Self {
+        self.pos = pos;
+        self
     }
 
     /// The next chunk of the representation, which starts where the last

@@ -360,3 +360,18 @@ fn a_trusted_proxys_prefix_and_port_are_keyed_and_nobody_elses_change_the_key() 
     // its forwarding headers anyway).
     assert_eq!(key(&[("x-forwarded-prefix", "/a")], false), plain);
 }
+
+#[test]
+fn the_key_of_parts_is_another_key_with_the_same_prefix() {
+    let spec = KeySpec::default();
+    let h: [(&str, &str); 0] = [];
+    let key = spec.key(&RequestView::new("GET", "/a", &h), &[]);
+    let part = key.part();
+    assert_ne!(part, key);
+    assert_eq!(part, key.part(), "the same for every request");
+    assert_eq!(part.as_str().len(), key.as_str().len());
+    assert!(part.as_str().starts_with("cache:"));
+    assert_ne!(part.part(), part);
+    let other = spec.key(&RequestView::new("GET", "/b", &h), &[]);
+    assert_ne!(other.part(), part);
+}

@@ -523,3 +523,127 @@ fn must_understand_lifts_no_store_for_the_statuses_the_cache_understands() {
     let broken = [("cache-control", "must-understand, max-age=60, \"")];
     assert!(admit_with(&bare, &[], 200, &broken).is_err());
 }
+
+/// [`super::admit_part`] of a GET of `/p` with `req_headers`.
+fn admit_part_with(
+    policy: &crate::policy::Policy,
+    req_headers: &[(&str, &str)],
+    status: u16,
+    headers: &[(&str, &str)],
+) -> Result<StoredResponse, NoCacheReason> {
+    let req_h = req_headers.to_vec();
+    let req = RequestView::new("GET", "/p", &req_h);
+    let h: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let list: Vec<(FieldName, Bytes)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string().into(), Bytes::from(v.to_string())))
+        .collect();
+    let now = SystemTime::now();
+    super::admit_part(
+        policy,
+        &req,
+        &super::OriginResponse::new(status, &h, &list, now, now),
+    )
+}
+
+#[test]
+fn a_part_is_stored_only_with_one_strict_content_range_and_the_usual_rules() {
+    let p = policy("");
+    let range = [("range", "bytes=4-9")];
+    const CC: (&str, &str) = ("cache-control", "max-age=60");
+    const CR: (&str, &str) = ("content-range", "bytes 4-9/10");
+    let (cc, cr) = (CC, CR);
+    let e = admit_part_with(&p, &range, 206, &[cc, cr, ("content-length", "6")]).unwrap();
+    assert_eq!(e.status, 206);
+    assert_eq!(
+        e.header("content-range").map(|v| &v[..]),
+        Some(&b"bytes 4-9/10"[..])
+    );
+    assert_eq!(e.freshness_lifetime, Duration::from_secs(60));
+    type Headers = &'static [(&'static str, &'static str)];
+    let refused: &[(Headers, u16, Headers, NoCacheReason)] = &[
+        (&[], 200, &[CC], NoCacheReason::Status),
+        (&[], 206, &[CC], NoCacheReason::Status),
+        (&[], 206, &[CC, CR, CR], NoCacheReason::Status),
+        (
+            &[],
+            206,
+            &[CC, ("content-range", "bytes 4-9/*")],
+            NoCacheReason::Status,
+        ),
+        (
+            &[],
+            206,
+            &[CC, ("content-range", "bytes 9-4/10")],
+            NoCacheReason::Status,
+        ),
+        // The body the length announces is not the part's.
+        (
+            &[],
+            206,
+            &[CC, CR, ("content-length", "5")],
+            NoCacheReason::Status,
+        ),
+        (
+            &[],
+            206,
+            &[CC, CR, ("content-encoding", "gzip")],
+            NoCacheReason::Status,
+        ),
+        (
+            &[],
+            206,
+            &[CC, ("content-type", "multipart/byteranges; boundary=x")],
+            NoCacheReason::Status,
+        ),
+        (
+            &[],
+            206,
+            &[("cache-control", "no-store"), CR],
+            NoCacheReason::ResponseNoStore,
+        ),
+        (
+            &[],
+            206,
+            &[("cache-control", "private, max-age=60"), CR],
+            NoCacheReason::Private,
+        ),
+        (
+            &[],
+            206,
+            &[CC, CR, ("set-cookie", "a=b")],
+            NoCacheReason::SetCookie,
+        ),
+        (&[], 206, &[CC, CR, ("vary", "*")], NoCacheReason::VaryStar),
+        (
+            &[("authorization", "Bearer x")],
+            206,
+            &[CC, CR],
+            NoCacheReason::Authorization,
+        ),
+    ];
+    for (req, status, headers, want) in refused {
+        assert_eq!(
+            admit_part_with(&p, req, *status, headers).unwrap_err(),
+            *want,
+            "{status} {headers:?}"
+        );
+    }
+    // `identity` is no coding; a `Vary` is kept.
+    let e = admit_part_with(
+        &p,
+        &range,
+        206,
+        &[cc, cr, ("content-encoding", "identity"), ("vary", "accept")],
+    )
+    .unwrap();
+    assert_eq!(e.vary, ["accept"]);
+    // The plain rules still refuse every 206.
+    assert_eq!(
+        admit_with(&p, &range, 206, &[cc, cr]).unwrap_err(),
+        NoCacheReason::Status
+    );
+}

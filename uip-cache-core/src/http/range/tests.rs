@@ -406,3 +406,118 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn stored_parts_take_only_the_strict_single_part_form() {
+    assert_eq!(stored_part(b"bytes 4-9/10"), Some((r(4, 10), 10)));
+    assert_eq!(stored_part(b"bytes 0-0/1"), Some((r(0, 1), 1)));
+    assert_eq!(stored_part(b" bytes 0-4/10 "), Some((r(0, 5), 10)));
+    // At most 19 digits: every such number fits a `u64`.
+    let max = 9_999_999_999_999_999_999u64;
+    assert_eq!(
+        stored_part(format!("bytes 0-{}/{max}", max - 1).as_bytes()),
+        Some((r(0, max), max))
+    );
+    assert_eq!(
+        stored_part(format!("bytes 0-1/{}", u64::MAX).as_bytes()),
+        None
+    );
+    for bad in [
+        "bytes */10",
+        "bytes 4-9/*",
+        "bytes 9-4/10",
+        "bytes 4-10/10",
+        "bytes 4-9/0",
+        "bytes 4-/10",
+        "bytes -9/10",
+        "bytes  4-9/10",
+        "bytes 4 -9/10",
+        "bytes 4-9 /10",
+        "bytes=4-9/10",
+        "items 4-9/10",
+        "bytes +4-9/10",
+        "bytes 4-9/10/10",
+        "bytes 4-9-10/10",
+        "bytes 0-1/99999999999999999999",
+        "bytes 00000000000000000000-1/10",
+        "",
+    ] {
+        assert_eq!(stored_part(bad.as_bytes()), None, "{bad}");
+    }
+}
+
+#[test]
+fn ranges_within_a_part() {
+    let part = r(4, 10);
+    assert!(all_within(&[r(4, 10)], part));
+    assert!(all_within(&[r(4, 5), r(9, 10)], part));
+    assert!(!all_within(&[r(3, 5)], part));
+    assert!(!all_within(&[r(5, 6), r(9, 11)], part));
+    assert!(!all_within(&[], part));
+    assert!(!all_within(&[r(5, 5)], part));
+}
+
+/// The byte at offset `i` of a test representation.
+fn byte_at(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+/// A `Content-Range` made of plausible and hostile pieces.
+fn content_range_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (0u64..300, 0u64..300, 0u64..300).prop_map(|(a, b, n)| format!("bytes {a}-{b}/{n}")),
+        (any::<u64>(), any::<u64>(), any::<u64>())
+            .prop_map(|(a, b, n)| format!("bytes {a}-{b}/{n}")),
+        "bytes [0-9*]{0,21}-[0-9]{0,21}/[0-9*]{0,21}".prop_map(|s| s),
+        ".{0,24}".prop_map(|s| s),
+    ]
+}
+
+proptest! {
+    /// What a stored part answers: whatever its `Content-Range` and the
+    /// request's `Range`, the arithmetic never panics, a part is within
+    /// its representation, a range served from it lies within it, and the
+    /// bytes cut from it (fed in two chunks) are exactly those of the
+    /// representation at the range's offsets.
+    #[test]
+    fn a_stored_part_gives_only_its_own_bytes(
+        cr in content_range_value(),
+        value in header(),
+        split in 0usize..400,
+    ) {
+        let Some((part, len)) = stored_part(cr.as_bytes()) else {
+            return Ok(());
+        };
+        prop_assert!(part.start < part.end && part.end <= len);
+        let ranges = match parse(value.as_bytes()) {
+            Ok(specs) => resolve(&specs, len),
+            Err(_) => Ranges::Whole,
+        };
+        let Ranges::Partial(ranges) = ranges else {
+            return Ok(());
+        };
+        if !all_within(&ranges, part) {
+            prop_assert!(ranges.iter().any(|x| x.start < part.start || x.end > part.end));
+            return Ok(());
+        }
+        if part.len() > 4096 {
+            return Ok(());
+        }
+        let body: Vec<u8> = (part.start..part.end).map(byte_at).collect();
+        let body = Bytes::from(body);
+        let at = split.min(body.len());
+        for one in &ranges {
+            let mut s = RangeSlicer::new(vec![*one], None).unwrap().starting_at(part.start);
+            prop_assert_eq!(s.len(), one.len());
+            s.push(body.slice(..at));
+            s.push(body.slice(at..));
+            let mut out = Vec::new();
+            while let Some(b) = s.pop() {
+                out.extend_from_slice(&b);
+            }
+            let want: Vec<u8> = (one.start..one.end).map(byte_at).collect();
+            prop_assert_eq!(out, want);
+            prop_assert!(s.is_done());
+        }
+    }
+}
