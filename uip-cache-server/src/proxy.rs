@@ -127,6 +127,14 @@ struct UpstreamInner {
 /// Idle upstream connections kept for reuse, at most.
 const UPSTREAM_IDLE: usize = 256;
 
+/// How long an idle upstream connection is kept for reuse: less than the
+/// 5 s after which Node.js and Apache close idle keep-alive connections.
+/// A request written on a connection just as its backend closes it fails
+/// (502) with no way to tell whether the backend saw it, so it is not
+/// sent again; a connection idle for longer than the backend keeps it is
+/// never reused, so that race cannot start.
+pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 impl Upstream {
     /// A pooled client for `base` (`http://host:port`, or `https://` with
     /// the webpki roots), giving up on a connection after
@@ -146,10 +154,11 @@ impl Upstream {
     ) -> Self {
         let connector = UpstreamConnector::new(tls, connect_timeout);
         // Connections in use follow the requests in flight (the listener
-        // bounds those); idle ones are kept at most 90 s, and at most
-        // UPSTREAM_IDLE of them, so a burst does not leave sockets behind.
+        // bounds those); idle ones are kept at most UPSTREAM_IDLE_TIMEOUT,
+        // and at most UPSTREAM_IDLE of them, so a burst does not leave
+        // sockets behind.
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
             .pool_max_idle_per_host(UPSTREAM_IDLE)
             .build(connector);
         Upstream(Arc::new(UpstreamInner {

@@ -556,3 +556,53 @@ async fn a_backend_that_hangs_up_is_covered_by_the_stale_entry_within_stale_if_u
     let gone = get(addr, "/s", &[]).await;
     assert_eq!(gone.status, 502, "past the window: {gone:?}");
 }
+
+/// A keep-alive upstream answering every request with an uncacheable
+/// 200; counts the connections it accepted.
+async fn counting_connections() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let c = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                    let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
+                    resp.headers_mut()
+                        .insert("cache-control", "no-store".parse().unwrap());
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, connections)
+}
+
+/// A backend closes a keep-alive connection idle for its own timeout (5 s
+/// for Node.js and Apache); a request written on it just then failed with
+/// a 502. A connection idle for longer than the proxy keeps one
+/// (`UPSTREAM_IDLE_TIMEOUT`, under those 5 s) is not reused: the next
+/// request opens another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_connection_idle_past_the_limit_is_not_reused() {
+    use uip_cache_server::proxy::UPSTREAM_IDLE_TIMEOUT;
+    assert!(UPSTREAM_IDLE_TIMEOUT < Duration::from_secs(5));
+    let (up, connections) = counting_connections().await;
+    let addr = proxy_all(up).await;
+    assert_eq!(get(addr, "/a", &[]).await.status, 200);
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+    // Idle past the limit (and short of a Node.js backend's 5 s).
+    tokio::time::sleep(UPSTREAM_IDLE_TIMEOUT + Duration::from_millis(300)).await;
+    assert_eq!(get(addr, "/a", &[]).await.status, 200);
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        2,
+        "the idle connection was not reused"
+    );
+}

@@ -11,4 +11,5 @@ mod axum_router;
 mod clock;
 mod fail_open;
 mod http_cache;
+mod post_answer;
 mod shared_redis;

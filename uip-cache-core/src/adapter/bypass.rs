@@ -70,7 +70,7 @@ impl BypassTicket {
                 .invalidate_after_unsafe(target, status, &locations);
             match &self.post {
                 Some(post) => {
-                    self.cache.fence_post(post, own).await;
+                    self.cache.fence_post(post, headers, own).await;
                 }
                 None => {
                     own.await;
@@ -110,7 +110,7 @@ impl BypassTicket {
     /// origin's explicit freshness, admitted as an answer to a GET with the
     /// same headers would be, never when a purge concerning it ran since
     /// [`BypassTicket::note_request_headers`] (without which nothing is
-    /// stored). `headers` are the response's (lower-case names).
+    /// stored); purges of other URLs meanwhile do not keep it out. `headers` are the response's (lower-case names).
     pub async fn record_answer(
         &self,
         status: u16,

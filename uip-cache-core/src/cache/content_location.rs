@@ -8,10 +8,11 @@ use bytes::Bytes;
 use super::plan::CachePlan;
 use super::recording::Finish;
 use super::{HttpCache, OwnedRequest, Plan, Recording};
-use crate::http::admission::OriginResponse;
+use crate::http::admission::{origin_tags, OriginResponse};
 use crate::http::cache_control::{request_cache_control, response_cache_control};
 use crate::http::encoding::forbids_transform;
 use crate::http::target;
+use crate::lock::Lock;
 use crate::request::{HeaderList, HeaderSource, RequestView};
 
 /// A POST the cache bypassed, noted before it went to the origin: what
@@ -103,13 +104,17 @@ impl HttpCache {
 
     /// Runs `own`, the POST's own invalidation (of its target and
     /// locations), keeping the fence of [`HttpCache::prepare_post`] for
-    /// every other one: when any invalidation ran while the POST was at the
-    /// origin (here, or on an instance sharing the store), its answer is not
-    /// stored; otherwise the fences move past `own`, so that the POST's own
-    /// invalidation does not keep its answer out.
+    /// every other one: when an invalidation concerning the GET entry its
+    /// answer would become (its path and query, the tags it would carry,
+    /// those the origin gives in `headers` among them) ran while the POST
+    /// was at the origin (here, or on an instance sharing the store), its
+    /// answer is not stored; otherwise the fences move past `own`, so that
+    /// the POST's own invalidation does not keep its answer out. Purges of
+    /// other URLs, which other requests run meanwhile, change nothing.
     pub(crate) async fn fence_post<F: std::future::Future>(
         &self,
         post: &PostTarget,
+        headers: &(dyn HeaderSource + Sync),
         own: F,
     ) -> F::Output {
         let taken = post
@@ -118,7 +123,15 @@ impl HttpCache {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let clean = match &taken {
-            Some((plan, _)) => !self.invalidated_any_since(plan).await,
+            Some((plan, get_headers)) => {
+                let hs = HeaderList(get_headers);
+                let view = Self::post_view(post, &hs);
+                let policy = self.policy(plan);
+                let mut tags = policy.entry_tags(&plan.params, view.path);
+                tags.push(policy.key_spec().target_tag(&view));
+                tags.extend(origin_tags(headers, policy.tag_headers()));
+                !self.invalidated_since(plan, &view, &tags).await
+            }
             None => false,
         };
         if taken.is_some() && !clean {
@@ -208,6 +221,14 @@ impl HttpCache {
         }
         let transform = !forbids_transform(&headers);
         let request = OwnedRequest::new(&view, get_headers.clone());
+        // The GET's key is held until the answer is written, as for a GET's
+        // own fetch: a GET sent once the client has the answer's last byte
+        // waits for the write instead of missing. A GET fetch under way
+        // keeps the key, and this write waits for nobody.
+        let guard = match self.lock(&plan) {
+            Lock::Leader(g) => Some(g),
+            Lock::Follower(_) => None,
+        };
         Some(Recording::storing(
             max_size,
             Finish {
@@ -216,7 +237,7 @@ impl HttpCache {
                 request,
                 entry,
                 transform,
-                guard: None,
+                guard,
                 holder: None,
                 exact_len: None,
             },

@@ -47,18 +47,6 @@ impl HttpCache {
         })
     }
 
-    /// Whether any invalidation at all ran since the plan was made, here or
-    /// on an instance sharing the store (or that cannot be known).
-    pub(super) async fn invalidated_any_since(&self, plan: &CachePlan) -> bool {
-        if self.inner.epoch.load(Ordering::Acquire) != plan.epoch || plan.store_epoch_unknown {
-            return true;
-        }
-        let Some(before) = plan.store_epoch else {
-            return false;
-        };
-        self.guarded("epoch", self.inner.store.epoch()).await != Some(before)
-    }
-
     /// Whether an invalidation that concerns this response (its path, query
     /// or tags) ran since the plan was made, here or on an instance sharing
     /// the store. When the record no longer reaches back that far, assume so.

@@ -12,7 +12,7 @@
 //! chooses URLs cannot choose collisions.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -74,9 +74,46 @@ pub(super) struct Index {
     pub(super) tags: HashMap<String, Members>,
     pub(super) paths: BTreeMap<String, Members>,
     keys: RandomState,
+    /// The latest hard purges, numbered as they counted themselves (see
+    /// `write::write`), for a write that raced one to tell whether it
+    /// concerned its entry.
+    purges: VecDeque<(u64, Purge)>,
 }
 
+/// What a hard purge removed: entries with any of these tags, or under
+/// this pattern.
+pub(super) enum Purge {
+    Tags(Vec<String>),
+    Pattern(UrlPattern),
+}
+
+/// How many hard purges the index remembers for writes in progress: a
+/// write older than all of them withdraws itself.
+const RECENT_PURGES: usize = 256;
+
 impl Index {
+    /// Notes the purge numbered `seq` (the purge count it raised).
+    pub(super) fn purged(&mut self, seq: u64, purge: Purge) {
+        self.purges.push_back((seq, purge));
+        while self.purges.len() > RECENT_PURGES {
+            self.purges.pop_front();
+        }
+    }
+
+    /// Whether a purge counted after `seen` concerns `entry` (its tags,
+    /// its path and query), or may have: the index no longer remembers
+    /// all of them.
+    pub(super) fn purged_since(&self, seen: u64, entry: &MemEntry) -> bool {
+        let mut since = self.purges.iter().filter(|(seq, _)| *seq > seen).peekable();
+        if since.peek().is_none_or(|(seq, _)| *seq != seen + 1) {
+            return true;
+        }
+        since.any(|(_, purge)| match purge {
+            Purge::Tags(tags) => tags.iter().any(|t| entry.tags.contains(t)),
+            Purge::Pattern(p) => p.matches(&entry.path, entry.query.as_deref()),
+        })
+    }
+
     /// `key` with its hash under this index's keys.
     fn member(&self, key: &Arc<str>) -> Member {
         Member {

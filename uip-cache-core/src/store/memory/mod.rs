@@ -65,6 +65,10 @@ struct Inner {
     /// Bytes written since the cache last applied its pending writes (see
     /// `settle`).
     unsettled: AtomicU64,
+    /// Runs once in the next write, between its indexing and its insert:
+    /// the race with a purge that a test makes happen.
+    #[cfg(test)]
+    between_index_and_insert: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 struct MemEntry {
@@ -135,6 +139,8 @@ impl MemoryStore {
                 expirations,
                 max_bytes,
                 unsettled: AtomicU64::new(0),
+                #[cfg(test)]
+                between_index_and_insert: Mutex::new(None),
             }),
         }
     }

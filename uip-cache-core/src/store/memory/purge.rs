@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::index::Purge;
 use super::{lock, MemoryStore};
 use crate::pattern::UrlPattern;
 use crate::store::{PutOptions, Rewrite};
@@ -13,7 +14,8 @@ impl MemoryStore {
     pub(super) fn invalidate_tags_sync(&self, tags: &[String]) -> u64 {
         let members: Vec<(Arc<str>, u64)> = {
             let mut index = lock(&self.inner.index);
-            self.inner.invalidations.fetch_add(1, Ordering::AcqRel);
+            let seq = self.inner.invalidations.fetch_add(1, Ordering::AcqRel) + 1;
+            index.purged(seq, Purge::Tags(tags.to_vec()));
             tags.iter()
                 .filter_map(|t| index.tags.remove(t))
                 .flat_map(|m| m.into_iter().map(|(k, g)| (k.key, g)))
@@ -74,8 +76,9 @@ impl MemoryStore {
 
     pub(super) fn invalidate_pattern_sync(&self, pattern: &UrlPattern) -> u64 {
         let members: Vec<(Arc<str>, u64)> = {
-            let index = lock(&self.inner.index);
-            self.inner.invalidations.fetch_add(1, Ordering::AcqRel);
+            let mut index = lock(&self.inner.index);
+            let seq = self.inner.invalidations.fetch_add(1, Ordering::AcqRel) + 1;
+            index.purged(seq, Purge::Pattern(pattern.clone()));
             index.path_members(pattern)
         };
         let mut removed = 0;

@@ -1,7 +1,7 @@
 //! Writes to the memory store: a new entry (sealed or copied to an
 //! allocation of its own), indexed before it is cached, withdrawn if an
-//! invalidation took the index meanwhile, and moka's pending writes applied
-//! before they can hold much beyond the bound.
+//! invalidation concerning it took the index meanwhile, and moka's pending
+//! writes applied before they can hold much beyond the bound.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -68,8 +68,9 @@ impl MemoryStore {
         let weight = u64::from(entry.weight);
         // Index first, then the cache. An invalidation that takes the index
         // members between the two would miss the entry, so invalidations count
-        // themselves (under the index lock, as they take members); if one did
-        // meanwhile, this write withdraws itself.
+        // and note themselves (under the index lock, as they take members); if
+        // one that concerns this entry did meanwhile, this write withdraws
+        // itself.
         let index_it = || {
             let mut index = lock(&self.inner.index);
             index.add(&key, &entry);
@@ -78,6 +79,10 @@ impl MemoryStore {
         let seen = match over {
             None => {
                 let seen = index_it();
+                #[cfg(test)]
+                if let Some(between) = self.inner.between_index_and_insert.lock().unwrap().take() {
+                    between();
+                }
                 self.inner.cache.insert(key.clone(), entry.clone());
                 seen
             }
@@ -103,7 +108,11 @@ impl MemoryStore {
                 seen
             }
         };
-        if self.inner.invalidations.load(Ordering::Acquire) != seen {
+        // Only a purge that concerns this entry withdraws it: the others
+        // (another URL's, run by another request meanwhile) leave it be.
+        if self.inner.invalidations.load(Ordering::Acquire) != seen
+            && lock(&self.inner.index).purged_since(seen, &entry)
+        {
             self.remove_if_generation(&key, generation);
         }
         self.settle(weight);
@@ -132,7 +141,50 @@ mod tests {
     use bytes::Bytes;
 
     use super::super::MemoryStore;
+    use crate::pattern::UrlPattern;
     use crate::store::PutOptions;
+
+    /// Writes `k` (tag `t`, path `/p`) while `purge` runs between its
+    /// indexing and its insert, and returns what `k` then holds.
+    fn write_racing(purge: impl FnOnce(&MemoryStore) + Send + 'static) -> Option<Bytes> {
+        let s = MemoryStore::new(1 << 20);
+        let other = s.clone();
+        *s.inner.between_index_and_insert.lock().unwrap() = Some(Box::new(move || purge(&other)));
+        let tags = vec!["t".to_string()];
+        s.put_sync(
+            "k",
+            Bytes::from_static(b"v"),
+            PutOptions::new(Duration::from_secs(60), "/p").tags(&tags),
+        );
+        s.get_sync("k")
+    }
+
+    /// Another request's purge raced a write: before, any purge counted
+    /// meanwhile withdrew the write, and a response stored for one URL was
+    /// lost to a purge of another.
+    #[test]
+    fn only_a_purge_concerning_the_entry_withdraws_a_write_it_raced() {
+        let got = write_racing(|s| {
+            s.invalidate_tags_sync(&["other".to_string()]);
+            s.invalidate_pattern_sync(&UrlPattern::exact("/elsewhere"));
+        });
+        assert_eq!(got, Some(Bytes::from_static(b"v")), "other URLs' purges");
+        let by_tag = write_racing(|s| {
+            s.invalidate_tags_sync(&["t".to_string()]);
+        });
+        assert_eq!(by_tag, None, "purged by its tag");
+        let by_pattern = write_racing(|s| {
+            s.invalidate_pattern_sync(&UrlPattern::exact("/p"));
+        });
+        assert_eq!(by_pattern, None, "purged by its path");
+        // More purges than the index remembers: any may have concerned it.
+        let unknown = write_racing(|s| {
+            for i in 0..300 {
+                s.invalidate_tags_sync(&[format!("other-{i}")]);
+            }
+        });
+        assert_eq!(unknown, None, "purges it cannot see");
+    }
 
     #[test]
     fn replacing_an_entry_keeps_the_new_index_members() {
