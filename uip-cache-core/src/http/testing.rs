@@ -32,6 +32,19 @@ pub(super) fn admit_with(
     status: u16,
     headers: &[(&str, &str)],
 ) -> Result<StoredResponse, NoCacheReason> {
+    with_origin(req_headers, status, headers, |req, origin| {
+        admit(policy, req, origin)
+    })
+}
+
+/// Runs `f` on a GET of `/p` with `req_headers` and the origin's answer
+/// `status` with `headers`, received now.
+pub(super) fn with_origin<T>(
+    req_headers: &[(&str, &str)],
+    status: u16,
+    headers: &[(&str, &str)],
+    f: impl FnOnce(&RequestView<'_>, &OriginResponse<'_>) -> T,
+) -> T {
     let req_h = req_headers.to_vec();
     let req = RequestView::new("GET", "/p", &req_h);
     let h: Vec<(String, String)> = headers
@@ -43,11 +56,7 @@ pub(super) fn admit_with(
         .map(|(n, v)| (n.to_string().into(), Bytes::from(v.to_string())))
         .collect();
     let now = SystemTime::now();
-    admit(
-        policy,
-        &req,
-        &OriginResponse::new(status, &h, &list, now, now),
-    )
+    f(&req, &OriginResponse::new(status, &h, &list, now, now))
 }
 
 pub(super) fn origin_304<'a>(

@@ -8,7 +8,7 @@ use crate::entry::StoredResponse;
 use crate::http::cache_control::CacheControl;
 use crate::http::conditional::freshen;
 use crate::http::freshness::{serves_on_error, usability};
-use crate::http::testing::{admit_with, origin_304, policy};
+use crate::http::testing::{admit_with, origin_304, policy, with_origin};
 use crate::request::RequestView;
 use crate::stats::NoCacheReason;
 
@@ -531,22 +531,9 @@ fn admit_part_with(
     status: u16,
     headers: &[(&str, &str)],
 ) -> Result<StoredResponse, NoCacheReason> {
-    let req_h = req_headers.to_vec();
-    let req = RequestView::new("GET", "/p", &req_h);
-    let h: Vec<(String, String)> = headers
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect();
-    let list: Vec<(FieldName, Bytes)> = headers
-        .iter()
-        .map(|(n, v)| (n.to_string().into(), Bytes::from(v.to_string())))
-        .collect();
-    let now = SystemTime::now();
-    super::admit_part(
-        policy,
-        &req,
-        &super::OriginResponse::new(status, &h, &list, now, now),
-    )
+    with_origin(req_headers, status, headers, |req, origin| {
+        super::admit_part(policy, req, origin)
+    })
 }
 
 #[test]
