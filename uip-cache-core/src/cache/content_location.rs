@@ -126,10 +126,9 @@ impl HttpCache {
             Some((plan, get_headers)) => {
                 let hs = HeaderList(get_headers);
                 let view = Self::post_view(post, &hs);
-                let policy = self.policy(plan);
-                let mut tags = policy.entry_tags(&plan.params, view.path);
-                tags.push(policy.key_spec().target_tag(&view));
-                tags.extend(origin_tags(headers, policy.tag_headers()));
+                // The tags its entry would carry, as `put_entry` gives them.
+                let origin = origin_tags(headers, self.policy(plan).tag_headers());
+                let tags = self.entry_tags(plan, &view, origin);
                 !self.invalidated_since(plan, &view, &tags).await
             }
             None => false,

@@ -74,6 +74,24 @@ impl HttpCache {
         self.put_entry(plan, req, entry).await
     }
 
+    /// The tags an entry for `req` carries, sorted and without repeats: the
+    /// policy's, the tag unsafe requests to this URL on this host remove,
+    /// and `origin`'s, those the origin gave (Surrogate-Key, ...).
+    pub(super) fn entry_tags(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        mut origin: Vec<String>,
+    ) -> Vec<String> {
+        let policy = self.policy(plan);
+        let mut tags = policy.entry_tags(&plan.params, req.path);
+        tags.push(policy.key_spec().target_tag(req));
+        tags.append(&mut origin);
+        tags.sort();
+        tags.dedup();
+        tags
+    }
+
     /// Stores an entry whose body is ready (as after a revalidation), under the
     /// plan's key or, when it varies, under its variant key with a marker.
     pub(crate) async fn put_entry(
@@ -82,15 +100,7 @@ impl HttpCache {
         req: &RequestView<'_>,
         mut entry: StoredResponse,
     ) -> bool {
-        let policy = self.policy(plan);
-        // The policy's tags, and those the origin gave (Surrogate-Key, ...).
-        let mut tags = policy.entry_tags(&plan.params, req.path);
-        // The tag unsafe requests to this URL on this host remove.
-        tags.push(policy.key_spec().target_tag(req));
-        tags.append(&mut entry.tags);
-        tags.sort();
-        tags.dedup();
-        entry.tags = tags;
+        entry.tags = self.entry_tags(plan, req, std::mem::take(&mut entry.tags));
         if self.invalidated_since(plan, req, &entry.tags).await {
             self.inner.stats.uncacheable(NoCacheReason::Invalidated);
             return false;
