@@ -26,6 +26,8 @@ invalidation:
       events:
         - event: item_update
           invalidate_patterns: ["/items/{entity_id}"]
+admin:
+  secret: hook
 "#;
 
 async fn call(

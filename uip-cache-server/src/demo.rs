@@ -47,6 +47,8 @@ invalidation:
           invalidate_patterns:
             - "/ngsi-ld/v1/entities/{entity_id}"
             - "/ngsi-ld/v1/entities?type={entity_type}*"
+admin:
+  secret: demo-secret
 warming:
   on_startup: false
   host: demo.local

@@ -461,6 +461,60 @@ async fn without_a_secret_post_routes_are_open_to_this_host_only() {
 }
 
 #[tokio::test]
+async fn a_webhook_secret_alone_opens_the_webhook_route_only() {
+    // No admin.secret: the webhook's secret must not stand in for it.
+    let admin = admin_with(&CONFIG.replace("admin:\n  secret: admin\n", ""));
+    seed(&admin).await;
+    let send = |path: &'static str, body: &'static str, peer: &str, secret: Option<&str>| {
+        let headers: Vec<(String, String)> = secret
+            .map(|s| vec![("x-webhook-secret".to_owned(), s.to_owned())])
+            .unwrap_or_default();
+        let admin = admin.clone();
+        let peer = peer.to_owned();
+        async move {
+            let req = AdminRequest::new("POST", path, &headers)
+                .body(AdminBody::Complete(Bytes::from_static(body.as_bytes())))
+                .peer(Some(peer));
+            admin.handle(req).await.status
+        }
+    };
+    let tag = r#"{"tag":"camera"}"#;
+    for path in ["/cache/invalidate/tag", "/cache/warm"] {
+        assert_eq!(
+            send(path, tag, "10.0.0.7:5000", Some("hook")).await,
+            403,
+            "{path}"
+        );
+    }
+    assert_eq!(present(&admin).await.len(), 4, "nothing purged");
+    // Its own route takes it from anywhere; a wrong one is still refused.
+    let event =
+        r#"{"event":"entity_update","entity_id":"urn:ngsi-ld:Camera:001","entity_type":"Camera"}"#;
+    assert_eq!(
+        send("/cache/invalidate", event, "10.0.0.7:5000", Some("nope")).await,
+        401
+    );
+    assert_eq!(present(&admin).await.len(), 4);
+    assert_eq!(
+        send("/cache/invalidate", event, "10.0.0.7:5000", Some("hook")).await,
+        200
+    );
+    assert_eq!(present(&admin).await, ["e2", "l2"]);
+    // The other routes are this host's, as with no secret at all.
+    assert_eq!(
+        send(
+            "/cache/invalidate/tag",
+            r#"{"tag":"sensor"}"#,
+            "127.0.0.1:5000",
+            None
+        )
+        .await,
+        200
+    );
+    assert_eq!(present(&admin).await, ["e2"]);
+}
+
+#[tokio::test]
 async fn trailing_bytes_after_the_json_are_400() {
     let admin = admin_with(CONFIG);
     seed(&admin).await;

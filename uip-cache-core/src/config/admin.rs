@@ -17,8 +17,9 @@ pub struct AdminConfig {
     pub enabled: bool,
     /// Listen address (default `127.0.0.1:9092`).
     pub listen: String,
-    /// Secret required by mutating routes (`X-Webhook-Secret`); the webhook
-    /// strategy's secret is used when this is unset.
+    /// Secret required by mutating routes (`X-Webhook-Secret`). The webhook
+    /// strategy's secret opens the webhook route alone; without this one
+    /// the other mutating routes are open to this host only.
     #[serde(deserialize_with = "empty_as_none")]
     pub secret: Option<String>,
 }
@@ -30,8 +31,8 @@ impl AdminConfig {
     }
 
     /// What is allowed but probably not meant: POST routes without a
-    /// secret (`secret`, the effective one: this section's or the
-    /// webhook's) on an address other hosts reach.
+    /// secret (`secret`, the effective one) on an address other hosts
+    /// reach.
     pub(super) fn warnings(&self, secret: Option<&str>, notes: &mut Vec<ConfigProblem>) {
         if self.enabled && secret.is_none() {
             let loopback = self

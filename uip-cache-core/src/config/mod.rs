@@ -122,13 +122,13 @@ impl CacheConfig {
         }
     }
 
-    /// The secret mutating admin routes require: `admin.secret`, else the
-    /// enabled webhook strategy's.
+    /// The secret mutating admin routes require: `admin.secret`. The
+    /// webhook strategy's secret opens the webhook route only, never the
+    /// others: it is handed to whatever sends the events (a broker's
+    /// subscription), and must not also purge everything or reload the
+    /// config.
     pub fn admin_secret(&self) -> Option<&str> {
-        self.admin
-            .secret
-            .as_deref()
-            .or_else(|| self.invalidation.webhook()?.secret.as_deref())
+        self.admin.secret.as_deref()
     }
 
     /// What each section can tell of itself, unsorted. The checks that
