@@ -1,6 +1,6 @@
 //! `store.type: disk` in a real `uip-cache serve`: entries and purges
-//! outlive a `kill -9`, an unusable folder fails open, `check-config`
-//! names what is missing.
+//! outlive a `kill -9`, an unusable folder and a full disk fail open,
+//! `check-config` names what is missing.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -42,7 +42,12 @@ fn origin() -> (u16, Arc<AtomicUsize>) {
                     std::thread::sleep(std::time::Duration::from_secs(30));
                     return;
                 }
-                let body = format!("origin answer {n}");
+                let body = if got.starts_with(b"GET /big/") {
+                    // Large enough to fill a small disk in a few answers.
+                    format!("{n:>8}").repeat(80_000)
+                } else {
+                    format!("origin answer {n}")
+                };
                 let _ = write!(
                     s,
                     "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncache-control: max-age=60\r\nconnection: close\r\n\r\n{body}",
@@ -281,6 +286,95 @@ fn an_unusable_folder_fails_open_with_health_degraded() {
     assert!(first.0.contains("200"), "{first:?}");
     let health = get(server.admin.unwrap().port(), "/health");
     assert!(health.2.contains("degraded"), "{health:?}");
+}
+
+/// A tmpfs of `size` mounted on a folder of its own, unmounted on drop;
+/// `None` where this process may not mount (not root, or a container
+/// without the right).
+struct SmallDisk(TempDir);
+
+impl SmallDisk {
+    fn mount(name: &str, size: &str) -> Option<SmallDisk> {
+        let dir = TempDir::new(name);
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir.0)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(SmallDisk(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0 .0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_open_and_keeps_what_it_holds() {
+    // A real ENOSPC: the store on an 8 MB tmpfs, filled by 640 KB answers.
+    let Some(disk) = SmallDisk::mount("disk-full", "8m") else {
+        eprintln!("cannot mount a tmpfs here: skipping");
+        uip_cache_testkit::record_skip("mounting a small disk needs root");
+        return;
+    };
+    let dir = TempDir::new("disk-full-config");
+    let file = dir.0.join("disk.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "store:\n  type: disk\n  disk:\n    path: \"{}\"\n    max_bytes: 1GB\n    memory_bytes: 0\npolicies:\n  - name: all\n    pattern: \"/*\"\n",
+            disk.0 .0.join("store").display()
+        ),
+    )
+    .unwrap();
+    let (up, count) = origin();
+    let server = serve(&file, up);
+    let port = server.addr.port();
+    let admin = server.admin.unwrap().port();
+    let small = get(port, "/small");
+    assert!(small.1.contains("x-cache: miss"), "{small:?}");
+    let hit = get(port, "/small");
+    assert!(hit.1.contains("x-cache: hit"), "{hit:?}");
+
+    // Far more than the disk holds: every client gets its whole answer.
+    for i in 0..30 {
+        let big = get(port, &format!("/big/{i}"));
+        assert!(big.0.contains("200"), "/big/{i}: {:?}", big.0);
+        assert_eq!(big.2.len(), 640_000, "/big/{i} whole");
+    }
+    let health = get(admin, "/health");
+    assert!(health.2.contains("degraded"), "{health:?}");
+    let full = server.line(
+        |l| l.contains("disk store") && l.contains("No space left"),
+        std::time::Duration::from_secs(5),
+    );
+    assert!(full.is_some(), "one log line names the full disk");
+    // What was stored before is still served from the disk, whole.
+    let before = count.load(Ordering::SeqCst);
+    let hit = get(port, "/small");
+    assert!(hit.1.contains("x-cache: hit"), "{hit:?}");
+    assert_eq!(hit.2, "origin answer 1");
+    for i in 0..30 {
+        let again = get(port, &format!("/big/{i}"));
+        assert!(again.0.contains("200"), "/big/{i}: {:?}", again.0);
+        assert_eq!(again.2.len(), 640_000, "/big/{i}: never a cut body");
+    }
+    assert!(
+        count.load(Ordering::SeqCst) > before,
+        "the misses went to the origin"
+    );
+
+    // Space freed by a purge: the store writes again and is healthy.
+    let purged = post(admin, "/cache/invalidate/url", "{\"pattern\": \"/big/*\"}");
+    assert!(purged.0.contains("200"), "{purged:?}");
+    get(port, "/after");
+    let hit = get(port, "/after");
+    assert!(hit.1.contains("x-cache: hit"), "{hit:?}");
+    let health = get(admin, "/health");
+    assert!(health.2.contains("connected"), "{health:?}");
 }
 
 #[test]
