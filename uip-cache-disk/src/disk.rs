@@ -6,7 +6,7 @@
 //! Body files are written before the record that names them, and removed
 //! after the record that named them is gone.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -126,6 +126,29 @@ fn charge(key: &[u8], record: &Record) -> u64 {
         .sum::<u64>()
         + (record.path.len() + key.len() + 1) as u64;
     body + record.encode().len() as u64 + key.len() as u64 * 2 + names + PER_ENTRY
+}
+
+/// What a soft purge makes of one entry's body.
+enum Rewritten {
+    /// A new body file, and the entry's new record: its `expires_ms`
+    /// holds the new time to live (the expiry is set at the commit), its
+    /// `seq` is not set yet.
+    New(Record),
+    /// The rewrite keeps the entry as it is.
+    Kept,
+    /// The body is unreadable or damaged: the entry goes.
+    Damaged,
+}
+
+/// The body files `outcomes` made.
+fn made_files(outcomes: impl IntoIterator<Item = (u64, Rewritten)>) -> Vec<u64> {
+    outcomes
+        .into_iter()
+        .filter_map(|(_, o)| match o {
+            Rewritten::New(r) => Some(r.file),
+            _ => None,
+        })
+        .collect()
 }
 
 impl Disk {
@@ -676,86 +699,147 @@ impl Disk {
     }
 
     /// Removes (or with `rewrite`, rewrites) the entries under the keys
-    /// `list` gives (called under the lock) whose record `selects`, in one
-    /// batch synced to the disk; how many (expired ones are removed and not
-    /// counted). `then` runs under the lock once the batch is written.
+    /// `list` gives whose record `selects`, in one batch synced to the
+    /// disk; how many (expired ones are removed and not counted). `then`
+    /// runs under the lock once the batch is written.
+    ///
+    /// The keys are listed under the lock: a write committed after the
+    /// listing could otherwise keep what is purged. A soft purge reads,
+    /// rewrites and writes the bodies first, without the lock (a broad tag
+    /// may name gigabytes, and every write and move in eviction order
+    /// waits for the lock), then lists again under it and takes each body
+    /// it made whose entry is still the one it read; only entries written
+    /// in between are rewritten under the lock.
     fn purge(
         &self,
-        list: impl FnOnce() -> Result<Vec<String>, Error>,
+        list: impl Fn() -> Result<Vec<String>, Error>,
         selects: impl Fn(&Record) -> bool,
         rewrite: Option<&Rewrite<'_>>,
         then: impl FnOnce(&[String]),
     ) -> Result<u64, Error> {
+        let mut ready = HashMap::new();
+        if let Some(rewrite) = rewrite {
+            let now = now_ms();
+            for key in list()? {
+                let Some(record) = self.record(&key)? else {
+                    continue;
+                };
+                if !selects(&record) || record.expires_ms <= now {
+                    continue;
+                }
+                match self.rewritten(&record, rewrite) {
+                    Ok(outcome) => {
+                        ready.insert(key, (record.file, outcome));
+                    }
+                    Err(e) => {
+                        self.remove_bodies(&made_files(ready.into_values()));
+                        return Err(e);
+                    }
+                }
+            }
+        }
         let mut guard = lock(&self.state);
-        // Listed under the lock: a write committed after the listing could
-        // otherwise keep what is purged.
-        let keys = list()?;
+        let keys = match list() {
+            Ok(keys) => keys,
+            Err(e) => {
+                drop(guard);
+                self.remove_bodies(&made_files(ready.into_values()));
+                return Err(e);
+            }
+        };
         let mut state = *guard;
         let mut batch = WriteBatch::default();
         let mut gone = Vec::new();
         let mut written = Vec::new();
         let mut done = Vec::new();
         let now = now_ms();
-        for key in keys {
-            let Some(record) = self.record(&key)? else {
-                continue;
-            };
-            if !selects(&record) {
-                continue;
+        let result = (|| {
+            for key in keys {
+                let Some(record) = self.record(&key)? else {
+                    continue;
+                };
+                if !selects(&record) {
+                    continue;
+                }
+                let live = record.expires_ms > now;
+                let Some(rewrite) = rewrite.filter(|_| live) else {
+                    self.unlink(&mut batch, &mut state, &key, &record);
+                    gone.push(record.file);
+                    if live {
+                        done.push(key);
+                    }
+                    continue;
+                };
+                // What was made without the lock, if the entry is still
+                // the one it was made from; else what is made now.
+                let outcome = match ready.remove(&key) {
+                    Some((from, outcome)) if from == record.file => outcome,
+                    Some((_, stale)) => {
+                        gone.extend(made_files([(0, stale)]));
+                        self.rewritten(&record, rewrite)?
+                    }
+                    None => self.rewritten(&record, rewrite)?,
+                };
+                let mut new = match outcome {
+                    Rewritten::New(new) => new,
+                    Rewritten::Kept => continue,
+                    Rewritten::Damaged => {
+                        // It goes, as on a read.
+                        self.unlink(&mut batch, &mut state, &key, &record);
+                        gone.push(record.file);
+                        self.corrupt.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                };
+                written.push(new.file);
+                self.unlink(&mut batch, &mut state, &key, &record);
+                gone.push(record.file);
+                new.seq = self.next.fetch_add(1, Ordering::Relaxed);
+                new.expires_ms = now.saturating_add(new.expires_ms);
+                self.link(&mut batch, &mut state, &key, &new);
+                done.push(key);
             }
-            let live = record.expires_ms > now;
-            let Some(rewrite) = rewrite.filter(|_| live) else {
-                self.unlink(&mut batch, &mut state, &key, &record);
-                gone.push(record.file);
-                if live {
-                    done.push(key);
-                }
-                continue;
-            };
-            let body = self
-                .read_body(&record)
-                .ok()
-                .flatten()
-                .filter(|b| crc32fast::hash(b) == record.crc);
-            let Some(body) = body else {
-                self.unlink(&mut batch, &mut state, &key, &record);
-                gone.push(record.file);
-                self.corrupt.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            let Some((value, ttl)) = rewrite(&Bytes::from(body)) else {
-                continue;
-            };
-            let file = match self.write_body(&value) {
-                Ok(f) => f,
-                Err(e) => {
-                    self.remove_bodies(&written);
-                    return Err(e);
-                }
-            };
-            written.push(file);
-            self.unlink(&mut batch, &mut state, &key, &record);
-            gone.push(record.file);
-            let new = Record {
-                expires_ms: now.saturating_add(duration_ms(ttl)),
-                seq: self.next.fetch_add(1, Ordering::Relaxed),
-                file,
-                len: value.len() as u64,
-                crc: crc32fast::hash(&value),
-                ..record
-            };
-            self.link(&mut batch, &mut state, &key, &new);
-            done.push(key);
-        }
-        if let Err(e) = self.commit(batch, &state, true) {
+            Ok(())
+        })();
+        // Bodies made for entries gone or replaced meanwhile.
+        let unused = made_files(ready.into_values());
+        if let Err(e) = result.and_then(|()| self.commit(batch, &state, true)) {
+            drop(guard);
             self.remove_bodies(&written);
+            self.remove_bodies(&unused);
             return Err(e);
         }
         self.set(&mut guard, state);
         then(&done);
         drop(guard);
         self.remove_bodies(&gone);
+        self.remove_bodies(&unused);
         Ok(done.len() as u64)
+    }
+
+    /// `record`'s body rewritten by `rewrite` into a new body file (see
+    /// [`Rewritten`]).
+    fn rewritten(&self, record: &Record, rewrite: &Rewrite<'_>) -> Result<Rewritten, Error> {
+        let body = self
+            .read_body(record)
+            .ok()
+            .flatten()
+            .filter(|b| crc32fast::hash(b) == record.crc);
+        let Some(body) = body else {
+            return Ok(Rewritten::Damaged);
+        };
+        let Some((value, ttl)) = rewrite(&Bytes::from(body)) else {
+            return Ok(Rewritten::Kept);
+        };
+        let file = self.write_body(&value)?;
+        Ok(Rewritten::New(Record {
+            expires_ms: duration_ms(ttl),
+            seq: 0,
+            file,
+            len: value.len() as u64,
+            crc: crc32fast::hash(&value),
+            ..record.clone()
+        }))
     }
 
     /// Removes the entries carrying any of `tags`.
@@ -909,5 +993,97 @@ mod tests {
             assert_eq!(purge.join().unwrap().unwrap(), 1, "the write is purged");
         });
         assert_eq!(disk.record("k").unwrap(), None);
+    }
+
+    /// Commits `key` with `body` and `tags` as a put would, under `guard`.
+    fn commit_entry(
+        disk: &Disk,
+        guard: &mut MutexGuard<'_, State>,
+        key: &str,
+        body: &[u8],
+        tags: &[String],
+    ) {
+        let file = disk.write_body(body).unwrap();
+        let record = Record {
+            expires_ms: now_ms() + 60_000,
+            seq: disk.next.fetch_add(1, Ordering::Relaxed),
+            file,
+            len: body.len() as u64,
+            crc: crc32fast::hash(body),
+            path: format!("/{key}"),
+            query: None,
+            tags: tags.to_vec(),
+        };
+        let mut state = **guard;
+        let mut batch = WriteBatch::default();
+        if let Some(old) = disk.record(key).unwrap() {
+            disk.unlink(&mut batch, &mut state, key, &old);
+            disk.remove_bodies(&[old.file]);
+        }
+        disk.link(&mut batch, &mut state, key, &record);
+        disk.commit(batch, &state, false).unwrap();
+        disk.set(guard, state);
+    }
+
+    fn body_of(disk: &Disk, key: &str) -> Vec<u8> {
+        let record = disk.record(key).unwrap().unwrap();
+        disk.read_body(&record).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_soft_purge_rewrites_without_the_lock_and_misses_no_write_made_meanwhile() {
+        let dir = TempDir(
+            std::env::temp_dir().join(format!("uip-cache-disk-soft-list-{}", std::process::id())),
+        );
+        let disk = Disk::open(&dir.0, 64 << 20).unwrap();
+        let tags = vec!["t".to_owned()];
+        commit_entry(&disk, &mut lock(&disk.state), "a", b"a1", &tags);
+        commit_entry(&disk, &mut lock(&disk.state), "b", b"b1", &tags);
+        let (called, rewrites) = std::sync::mpsc::channel();
+        let rewrite = move |b: &Bytes| {
+            let _ = called.send(b.clone());
+            Some((
+                Bytes::from([&b"soft:"[..], &b[..]].concat()),
+                Duration::from_secs(60),
+            ))
+        };
+        std::thread::scope(|scope| {
+            let mut guard = lock(&disk.state);
+            // The purge rewrites a and b while the lock is held here...
+            let purge = scope.spawn(|| disk.invalidate_tags(&tags, Some(&rewrite), |_| {}));
+            let wait = Duration::from_secs(10);
+            let mut seen = [
+                rewrites
+                    .recv_timeout(wait)
+                    .expect("rewritten without the lock"),
+                rewrites
+                    .recv_timeout(wait)
+                    .expect("rewritten without the lock"),
+            ];
+            seen.sort();
+            assert_eq!(seen, [&b"a1"[..], &b"b1"[..]]);
+            // ...and a is replaced and k added before it takes the lock.
+            commit_entry(&disk, &mut guard, "a", b"a2", &tags);
+            commit_entry(&disk, &mut guard, "k", b"v", &tags);
+            drop(guard);
+            assert_eq!(purge.join().unwrap().unwrap(), 3);
+        });
+        assert_eq!(
+            body_of(&disk, "a"),
+            b"soft:a2",
+            "never the body made from a's old one"
+        );
+        assert_eq!(body_of(&disk, "b"), b"soft:b1");
+        assert_eq!(
+            body_of(&disk, "k"),
+            b"soft:v",
+            "a write made meanwhile is purged too"
+        );
+        // No body left behind: one file per entry.
+        let files: usize = fs::read_dir(&disk.bodies)
+            .unwrap()
+            .map(|d| fs::read_dir(d.unwrap().path()).unwrap().count())
+            .sum();
+        assert_eq!(files, 3);
     }
 }
