@@ -248,6 +248,14 @@ pub enum Invalidation {
 }
 
 impl Invalidation {
+    /// Whether `other` is the same invalidation (the same line).
+    pub(crate) fn same_as(&self, other: &Invalidation) -> bool {
+        match (self, other) {
+            (Invalidation::Tags(a), Invalidation::Tags(b)) => a == b,
+            _ => self.to_line() == other.to_line(),
+        }
+    }
+
     /// Whether an entry for `path` and `query` with `tags` is concerned.
     pub fn concerns(&self, path: &str, query: Option<&str>, tags: &[String]) -> bool {
         match self {

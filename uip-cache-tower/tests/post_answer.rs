@@ -71,7 +71,8 @@ async fn only_a_write_concerning_it_keeps_a_posts_answer_out() {
     }
 }
 
-/// A memory store whose writes take a while (a store across the network).
+/// A memory store whose writes take a while (a store across the network),
+/// and whose tag purges (a POST's purge of its own URL) take a while too.
 #[derive(Debug)]
 struct SlowWrites(MemoryStore);
 
@@ -89,7 +90,10 @@ impl Storage for SlowWrites {
         self.0.delete(key)
     }
     fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
-        self.0.invalidate_tags(tags)
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            self.0.invalidate_tags(tags).await
+        })
     }
     fn invalidate_pattern<'a>(&'a self, p: &'a UrlPattern) -> StoreFuture<'a, u64> {
         self.0.invalidate_pattern(p)
@@ -128,4 +132,45 @@ async fn a_get_right_after_a_posts_answer_waits_for_its_write() {
     assert_eq!((got.x_cache(), &got.body), ("HIT", &posted.body));
     assert_eq!(origin.calls(), 1, "the GET did not reach the origin");
     wait_for_sets(svc.cache(), 1).await;
+}
+
+/// An admin purge of the URL that ran while the POST's own purge of it
+/// awaited the store used to be forgotten: the fence was moved past both
+/// once the POST's purge returned, and an answer made before the admin
+/// purge was stored after it.
+#[tokio::test(start_paused = true)]
+async fn a_purge_during_the_posts_own_purge_keeps_its_answer_out() {
+    let layer = CacheLayer::builder(config(ITEMS))
+        .store(SlowWrites(MemoryStore::new(1 << 20)))
+        .build()
+        .unwrap();
+    let origin = origin(Duration::from_secs(1));
+    let mut svc = tower::Layer::layer(&layer, origin.clone());
+    for (purged, stored) in [(None, true), (Some("/items/p"), false)] {
+        let pattern = purged.map(UrlPattern::exact);
+        let sending = tokio::spawn({
+            let mut svc = svc.clone();
+            async move { ok(&mut svc, post("/items/p")).await }
+        });
+        let calls = origin.calls();
+        origin.wait_for_calls(calls + 1).await;
+        // The origin answers after a second; its own purge then takes 40 ms.
+        tokio::time::sleep(Duration::from_millis(1020)).await;
+        if let Some(p) = &pattern {
+            svc.cache().invalidate_pattern(p).await.unwrap();
+        }
+        let posted = sending.await.unwrap();
+        assert_eq!(posted.x_cache(), "BYPASS");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let got = ok(&mut svc, get("/items/p")).await;
+        if stored {
+            assert_eq!((got.x_cache(), &got.body), ("HIT", &posted.body));
+        } else {
+            assert_eq!(got.x_cache(), "MISS", "purged while the POST purged");
+        }
+        svc.cache()
+            .invalidate_pattern(&UrlPattern::glob("/items/*").unwrap())
+            .await
+            .unwrap();
+    }
 }

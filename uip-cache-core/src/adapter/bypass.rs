@@ -70,7 +70,8 @@ impl BypassTicket {
                 .invalidate_after_unsafe(target, status, &locations);
             match &self.post {
                 Some(post) => {
-                    self.cache.fence_post(post, headers, own).await;
+                    let line = self.cache.unsafe_invalidation(target, status, &locations);
+                    self.cache.fence_post(post, headers, line, own).await;
                 }
                 None => {
                     own.await;

@@ -12,6 +12,7 @@ use crate::http::admission::{origin_tags, OriginResponse};
 use crate::http::cache_control::{request_cache_control, response_cache_control};
 use crate::http::encoding::forbids_transform;
 use crate::http::target;
+use crate::invalidate::Invalidation;
 use crate::lock::Lock;
 use crate::request::{HeaderList, HeaderSource, RequestView};
 
@@ -102,48 +103,52 @@ impl HttpCache {
         *post.prepared.lock().unwrap_or_else(|e| e.into_inner()) = Some((plan, get_headers));
     }
 
-    /// Runs `own`, the POST's own invalidation (of its target and
-    /// locations), keeping the fence of [`HttpCache::prepare_post`] for
-    /// every other one: when an invalidation concerning the GET entry its
-    /// answer would become (its path and query, the tags it would carry,
-    /// those the origin gives in `headers` among them) ran while the POST
-    /// was at the origin (here, or on an instance sharing the store), its
-    /// answer is not stored; otherwise the fences move past `own`, so that
-    /// the POST's own invalidation does not keep its answer out. Purges of
-    /// other URLs, which other requests run meanwhile, change nothing.
+    /// Runs `own`, the POST's own invalidation (`own_line`, of its target
+    /// and locations; `None` when it removes nothing), then decides whether
+    /// the answer may still be stored: not when an invalidation concerning
+    /// the GET entry it would become (its path and query, the tags it would
+    /// carry, those the origin gives in `headers` among them) ran since the
+    /// POST went to the origin, here or on an instance sharing the store,
+    /// other than `own` itself, whether before, during or after it. The
+    /// fences are then moved to the moment `own` finished, noted before the
+    /// check, so that `own` does not keep the answer out and nothing that
+    /// runs after the check is missed. Purges of other URLs, which other
+    /// requests run meanwhile, change nothing.
     pub(crate) async fn fence_post<F: std::future::Future>(
         &self,
         post: &PostTarget,
         headers: &(dyn HeaderSource + Sync),
+        own_line: Option<Invalidation>,
         own: F,
     ) -> F::Output {
+        let out = own.await;
         let taken = post
             .prepared
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        let clean = match &taken {
-            Some((plan, get_headers)) => {
-                let hs = HeaderList(get_headers);
-                let view = Self::post_view(post, &hs);
-                // The tags its entry would carry, as `put_entry` gives them.
-                let origin = origin_tags(headers, self.policy(plan).tag_headers());
-                let tags = self.entry_tags(plan, &view, origin);
-                !self.invalidated_since(plan, &view, &tags).await
-            }
-            None => false,
+        let Some((plan, get_headers)) = taken else {
+            return out;
         };
-        if taken.is_some() && !clean {
+        // The fences of now, noted before the check.
+        let mut after = plan.clone();
+        after.epoch = self.inner.epoch.load(std::sync::atomic::Ordering::Acquire);
+        self.note_store_epoch(&mut after).await;
+        let hs = HeaderList(&get_headers);
+        let view = Self::post_view(post, &hs);
+        // The tags its entry would carry, as `put_entry` gives them.
+        let origin = origin_tags(headers, self.policy(&plan).tag_headers());
+        let tags = self.entry_tags(&plan, &view, origin);
+        if self
+            .invalidated_since_but(&plan, &view, &tags, own_line.as_ref())
+            .await
+        {
             self.inner
                 .stats
                 .uncacheable(crate::stats::NoCacheReason::Invalidated);
+            return out;
         }
-        let out = own.await;
-        if let (true, Some((mut plan, headers))) = (clean, taken) {
-            plan.epoch = self.inner.epoch.load(std::sync::atomic::Ordering::Acquire);
-            self.note_store_epoch(&mut plan).await;
-            *post.prepared.lock().unwrap_or_else(|e| e.into_inner()) = Some((plan, headers));
-        }
+        *post.prepared.lock().unwrap_or_else(|e| e.into_inner()) = Some((after, get_headers));
         out
     }
 

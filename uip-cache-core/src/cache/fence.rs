@@ -56,13 +56,35 @@ impl HttpCache {
         req: &RequestView<'_>,
         tags: &[String],
     ) -> bool {
+        self.invalidated_since_but(plan, req, tags, None).await
+    }
+
+    /// [`HttpCache::invalidated_since`], not counting one run of `own` (an
+    /// invalidation the request itself caused) here and one in the shared
+    /// record: any other concerning invalidation still counts, however it
+    /// interleaved with `own`.
+    pub(super) async fn invalidated_since_but(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        tags: &[String],
+        own: Option<&Invalidation>,
+    ) -> bool {
         let concerns = |inv: &Invalidation| inv.concerns(req.path, req.query, tags);
         if self.inner.epoch.load(Ordering::Acquire) != plan.epoch {
             let recent = self.inner.recent.lock().unwrap_or_else(|e| e.into_inner());
             let since: Vec<&(u64, Invalidation)> =
                 recent.iter().filter(|(seq, _)| *seq > plan.epoch).collect();
             let complete = since.first().is_some_and(|(seq, _)| *seq == plan.epoch + 1);
-            if !complete || since.iter().any(|(_, inv)| concerns(inv)) {
+            let mut excused = own;
+            let mut counts = |inv: &Invalidation| {
+                if excused.is_some_and(|o| o.same_as(inv)) {
+                    excused = None;
+                    return false;
+                }
+                concerns(inv)
+            };
+            if !complete || since.iter().any(|(_, inv)| counts(inv)) {
                 return true;
             }
         }
@@ -81,9 +103,16 @@ impl HttpCache {
                 )
                 .await
             {
-                Some(Some(lines)) => lines
-                    .iter()
-                    .any(|l| Invalidation::from_line(l).is_none_or(|inv| concerns(&inv))),
+                Some(Some(lines)) => {
+                    let mut excused = own.map(Invalidation::to_line);
+                    lines.iter().any(|l| {
+                        if excused.as_deref() == Some(l.as_str()) {
+                            excused = None;
+                            return false;
+                        }
+                        Invalidation::from_line(l).is_none_or(|inv| concerns(&inv))
+                    })
+                }
                 _ => true,
             },
             None => true,

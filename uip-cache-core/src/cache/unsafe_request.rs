@@ -81,12 +81,26 @@ impl HttpCache {
         if !(200..400).contains(&status) {
             return 0;
         }
-        let tags = self.unsafe_targets(req, locations);
         self.inner.stats.invalidation(InvalidationKind::Unsafe);
-        if tags.is_empty() {
-            return 0;
+        match self.unsafe_invalidation(req, status, locations) {
+            Some(Invalidation::Tags(tags)) => self.purge_unsafe_targets(tags).await,
+            _ => 0,
         }
-        self.purge_unsafe_targets(tags).await
+    }
+
+    /// The invalidation [`HttpCache::invalidate_after_unsafe`] runs for
+    /// these arguments, as it is noted; `None` when it removes nothing.
+    pub(crate) fn unsafe_invalidation(
+        &self,
+        req: &UnsafeRequest,
+        status: u16,
+        locations: &[&str],
+    ) -> Option<Invalidation> {
+        if !(200..400).contains(&status) {
+            return None;
+        }
+        let tags = self.unsafe_targets(req, locations);
+        (!tags.is_empty()).then_some(Invalidation::Tags(tags))
     }
 
     /// The target tags an unsafe request's success removes: its own target's
