@@ -9,8 +9,8 @@ use http::{Request, Response, StatusCode};
 use http_body::Body;
 use tower_service::Service;
 use uip_cache_core::{
-    After, Begin, BypassTicket, CachedBody, CachedResponse, FetchTicket, Forward, HttpCache, NoCacheReason,
-    OriginUnreachable, Plan, Recording, Settings, Start,
+    After, Begin, BypassTicket, CachedBody, CachedResponse, FetchTicket, Forward, HttpCache,
+    NoCacheReason, OriginUnreachable, Plan, Recording, Settings, Start,
 };
 
 use crate::body::CacheBody;

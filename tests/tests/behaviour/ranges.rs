@@ -487,7 +487,11 @@ async fn completed_parts(a: Adapter, b: Backend) {
     part("/items/c").await;
     h.wait_for_sets(1).await;
     let whole = get(&h, "/items/c", &[]).await;
-    assert_eq!((whole.status, whole.text()), (200, BODY.into()), "{a:?} {whole:?}");
+    assert_eq!(
+        (whole.status, whole.text()),
+        (200, BODY.into()),
+        "{a:?} {whole:?}"
+    );
     assert_eq!(whole.x_cache(), "MISS", "{a:?}");
     assert_eq!(whole.header("a"), Some("rest"), "{a:?} {whole:?}");
     assert_eq!(whole.header("content-range"), None, "{a:?} {whole:?}");
@@ -515,7 +519,11 @@ async fn completed_parts(a: Adapter, b: Backend) {
     part("/items/changed").await;
     h.wait_for_sets(3).await;
     let whole = get(&h, "/items/changed", &[]).await;
-    assert_eq!((whole.status, whole.text()), (200, CHANGED.into()), "{a:?} {whole:?}");
+    assert_eq!(
+        (whole.status, whole.text()),
+        (200, CHANGED.into()),
+        "{a:?} {whole:?}"
+    );
     assert_eq!(whole.header("etag"), Some("\"v2\""), "{a:?}");
     assert_eq!(whole.header("a"), Some("whole"), "{a:?}");
     assert_eq!(h.calls(), 5, "{a:?}");
@@ -524,14 +532,22 @@ async fn completed_parts(a: Adapter, b: Backend) {
     assert_eq!(seen_last(&h), (None, None), "{a:?}");
     h.wait_for_sets(4).await;
     let hit = get(&h, "/items/changed", &[]).await;
-    assert_eq!((hit.x_cache(), hit.text()), ("HIT", CHANGED.into()), "{a:?}");
+    assert_eq!(
+        (hit.x_cache(), hit.text()),
+        ("HIT", CHANGED.into()),
+        "{a:?}"
+    );
 
     // An origin that ignores the `Range` of the rest: its 200 is an
     // ordinary miss.
     part("/items/ignoring").await;
     h.wait_for_sets(5).await;
     let whole = get(&h, "/items/ignoring", &[]).await;
-    assert_eq!((whole.status, whole.text()), (200, BODY.into()), "{a:?} {whole:?}");
+    assert_eq!(
+        (whole.status, whole.text()),
+        (200, BODY.into()),
+        "{a:?} {whole:?}"
+    );
     assert_eq!(whole.header("a"), Some("whole"), "{a:?}");
     assert_eq!(h.calls(), 7, "{a:?}");
     assert_eq!(seen_last(&h).0.as_deref(), Some("bytes=10-"), "{a:?}");

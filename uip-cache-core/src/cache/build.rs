@@ -162,7 +162,9 @@ impl HttpCacheBuilder<'_> {
                 // the end it holds (the hit-for-miss window of the settings
                 // it was made under), so reloads need nothing here.
                 large: moka::sync::Cache::builder().max_capacity(100_000).build(),
-                parts: moka::sync::Cache::builder().max_capacity(PART_HINTS).build(),
+                parts: moka::sync::Cache::builder()
+                    .max_capacity(PART_HINTS)
+                    .build(),
                 clock: self.clock,
             }),
             pinned: None,

@@ -87,8 +87,9 @@ impl Completion {
             return None;
         }
         let validator = match &entry.etag {
-            Some(tag) => range::strong_tag(tag.trim_ascii())
-                .map(|t| Strong::Tag(Bytes::copy_from_slice(t))),
+            Some(tag) => {
+                range::strong_tag(tag.trim_ascii()).map(|t| Strong::Tag(Bytes::copy_from_slice(t)))
+            }
             // RFC 9110 section 13.1.5: a date only when there is no
             // entity-tag at all, and the date is strong.
             None => range::strong_last_modified(

@@ -75,7 +75,10 @@ fn a_part_from_byte_0_short_of_the_whole_is_completed_from_its_end() {
 fn parts_that_cannot_be_completed() {
     for (why, entry) in [
         ("not from 0", part("bytes 1-4/10", "1234", None, None)),
-        ("the whole already", part("bytes 0-9/10", "0123456789", None, None)),
+        (
+            "the whole already",
+            part("bytes 0-9/10", "0123456789", None, None),
+        ),
         ("body shorter", part("bytes 0-4/10", "0123", None, None)),
         ("body longer", part("bytes 0-4/10", "012345", None, None)),
         ("unknown length", part("bytes 0-4/*", "01234", None, None)),
@@ -103,7 +106,10 @@ fn if_range_is_a_strong_tag_or_else_a_strong_date() {
     assert_eq!(of(Some("W/\"v1\""), Some(LM)), vec![range.clone()]);
     assert_eq!(
         of(None, Some(LM)),
-        vec![range.clone(), ("if-range", Bytes::from_static(LM.as_bytes()))]
+        vec![
+            range.clone(),
+            ("if-range", Bytes::from_static(LM.as_bytes()))
+        ]
     );
     // A date as late as the response's own `Date` is weak.
     assert_eq!(of(None, Some(LATER)), vec![range.clone()]);
@@ -149,17 +155,17 @@ fn only_the_exact_rest_with_the_same_strong_validator_combines() {
             206,
             vec![("content-range", "bytes 5-8/10"), ("etag", "\"v1\"")],
         ),
-        (
-            Answer::Refetch,
-            206,
-            vec![rest, rest, ("etag", "\"v1\"")],
-        ),
+        (Answer::Refetch, 206, vec![rest, rest, ("etag", "\"v1\"")]),
         (Answer::Refetch, 416, vec![("content-range", "bytes */3")]),
         (Answer::Ordinary, 200, vec![("etag", "\"v1\"")]),
         (Answer::Ordinary, 404, vec![]),
         (Answer::Ordinary, 304, vec![("etag", "\"v1\"")]),
     ] {
-        assert_eq!(answer(&tagged, status, &headers), want, "{status} {headers:?}");
+        assert_eq!(
+            answer(&tagged, status, &headers),
+            want,
+            "{status} {headers:?}"
+        );
     }
 
     let dated = Completion::of_part(&part("bytes 0-4/10", "01234", None, Some(LM))).unwrap();
@@ -168,7 +174,12 @@ fn only_the_exact_rest_with_the_same_strong_validator_combines() {
     // The same date, but weak in the new response, or with a tag now.
     let weak = [rest, ("last-modified", LM), ("date", LM)];
     assert_eq!(answer(&dated, 206, &weak), Answer::Refetch);
-    let tag = [rest, ("last-modified", LM), ("date", LATER), ("etag", "\"x\"")];
+    let tag = [
+        rest,
+        ("last-modified", LM),
+        ("date", LATER),
+        ("etag", "\"x\""),
+    ];
     assert_eq!(answer(&dated, 206, &tag), Answer::Refetch);
 
     // No strong validator: nothing shows the two are one representation.
@@ -209,11 +220,23 @@ fn only_a_plain_whole_get_completes() {
     assert!(may_complete(&RequestView::new("GET", "/a", &plain)));
     assert!(!may_complete(&RequestView::new("HEAD", "/a", &plain)));
     assert!(!may_complete(&RequestView::new("POST", "/a", &plain)));
-    for h in ["range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"] {
+    for h in [
+        "range",
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "if-range",
+    ] {
         let headers = [(h, "x")];
-        assert!(!may_complete(&RequestView::new("GET", "/a", &headers)), "{h}");
+        assert!(
+            !may_complete(&RequestView::new("GET", "/a", &headers)),
+            "{h}"
+        );
     }
-    assert!(!may_complete(&RequestView::new("GET", "/a", &plain).body(Some(b"q"))));
+    assert!(!may_complete(
+        &RequestView::new("GET", "/a", &plain).body(Some(b"q"))
+    ));
 }
 
 proptest! {
