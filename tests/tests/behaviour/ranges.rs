@@ -427,9 +427,15 @@ const CHANGED: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ9876543210";
 /// part of [`BODY`] and the strong tag `"v1"`, with a field `a` that says
 /// which (`part` for a first-last range, `rest` for an open-ended one).
 /// At `/items/changed` everything but `bytes=0-9` gets [`CHANGED`] under
-/// `"v2"`; at `/items/ignoring` an open-ended range gets the whole 200.
+/// `"v2"`; at `/items/ignoring` an open-ended range gets the whole 200;
+/// at `/items/gone` everything but `bytes=0-9` a fresh 404.
 fn completing_origin(seen: &uip_cache_testkit::Seen, _: usize) -> Reply {
     let range = seen.header("range").and_then(|r| r.strip_prefix("bytes="));
+    if seen.path() == "/items/gone" && range != Some("0-9") {
+        return Reply::ok("gone")
+            .status(404)
+            .header("cache-control", "max-age=60");
+    }
     let (body, tag) = match (seen.path(), range) {
         ("/items/changed", r) if r != Some("0-9") => (CHANGED, "\"v2\""),
         _ => (BODY, "\"v1\""),
@@ -555,10 +561,23 @@ async fn completed_parts(a: Adapter, b: Backend) {
     let hit = get(&h, "/items/ignoring", &[]).await;
     assert_eq!((hit.x_cache(), hit.text()), ("HIT", BODY.into()), "{a:?}");
 
-    // A HEAD, a conditional GET and a GET with its own `Range` leave the
-    // part alone.
-    part("/items/h").await;
+    // An answer other than a complete 200 to the cache's `Range` is that
+    // request's alone: passed on, never stored under the plain key.
+    part("/items/gone").await;
     h.wait_for_sets(7).await;
+    for _ in 0..2 {
+        let gone = get(&h, "/items/gone", &[]).await;
+        assert_eq!(
+            (gone.status, gone.x_cache()),
+            (404, "MISS"),
+            "{a:?} {gone:?}"
+        );
+    }
+    assert_eq!(h.calls(), 10, "{a:?}");
+
+    // A HEAD and a conditional GET leave the part alone.
+    part("/items/h").await;
+    h.wait_for_sets(8).await;
     let calls = h.calls();
     let head = h.send("HEAD", "/items/h", &[]).await;
     assert_eq!(head.status, 200, "{a:?}");

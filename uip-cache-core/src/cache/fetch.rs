@@ -84,7 +84,10 @@ pub enum After {
         recording: Recording,
     },
     /// The client asked for a range; the cache sent the origin its request
-    /// without the `Range`, to store the whole. Send `reply`'s status,
+    /// without the `Range`, to store the whole. Or the client asked for the
+    /// whole and the cache asked the origin for the rest of a stored part:
+    /// `reply` is then a 200 whose body is the part, then the origin's.
+    /// Send `reply`'s status,
     /// headers and body cut from the origin's response, with the cache
     /// headers of `forward` ([`HttpCache::response_edits`]), feeding the
     /// whole body to `recording`, when there is one, as it streams.
@@ -380,6 +383,7 @@ impl FetchTicket {
         // The rest of a stored part was asked for: an answer that cannot
         // be combined with it is neither passed on (a 206 the client did
         // not ask for) nor mixed with it.
+        let range_sent = self.completion.is_some();
         let combine = match self.completion.as_deref().map(|c| c.answer(status, &list)) {
             Some(Answer::Refetch) => return After::Refetch(Box::new(self.refetch())),
             Some(Answer::Combine) => true,
@@ -536,8 +540,18 @@ impl FetchTicket {
                 }
             }
         }
-        let partial = range == RangeFetch::Pass;
-        let entry = match cache.admit(&plan, &view, &origin) {
+        // The origin saw a `Range` (the client's, or the cache's for the
+        // rest of a part): what it answers may be that request's alone.
+        let partial = range == RangeFetch::Pass || range_sent;
+        let admitted = if range_sent && !admission::is_complete_200(&origin) {
+            cache
+                .stats()
+                .uncacheable(NoCacheReason::RangeOrPrecondition);
+            Err(NoCacheReason::RangeOrPrecondition)
+        } else {
+            cache.admit(&plan, &view, &origin)
+        };
+        let entry = match admitted {
             Ok(entry) => {
                 cache.forget_uncacheable(&plan);
                 entry

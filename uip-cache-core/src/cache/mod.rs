@@ -83,7 +83,10 @@ pub use unsafe_request::UnsafeRequest;
 ///    request and calls the origin, then reports the outcome:
 ///    [`FetchTicket::origin_failed`] or [`FetchTicket::origin_responded`],
 ///    which says whether to send a stored response, pass the origin's
-///    response through, or stream it while recording it ([`After::Record`]).
+///    response through, or stream it while recording it ([`After::Record`]),
+///    or, once at most, to send the request again ([`After::Refetch`]: the
+///    cache asked for the rest of a stored part, and the answer does not fit
+///    it; [`FetchTicket::may_refetch`] says beforehand whether it can be).
 /// 4. While a recorded body streams, the adapter feeds it to the
 ///    [`Recording`], which stores the entry when the body ends.
 ///
