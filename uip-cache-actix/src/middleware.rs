@@ -339,6 +339,17 @@ where
                 false => b.cut(slicer),
             }))
         }
+        After::Refetch(ticket) => {
+            // The origin's answer is dropped unread, and the request goes
+            // to the app once more: the same head (the ticket's changes
+            // take the cache's `Range` off it), routed afresh, no body
+            // (a GET the cache handles has none the app sees).
+            let http_req = res.request().clone();
+            drop(res);
+            let mut req = ServiceRequest::from_request(http_req);
+            req.match_info_mut().reset();
+            Box::pin(fetch(svc, req, *ticket, head)).await
+        }
     }
 }
 

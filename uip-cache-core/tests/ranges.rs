@@ -130,6 +130,7 @@ async fn request(
                 body: o.body,
             }
         }
+        After::Refetch(t) => panic!("no stored part is completed here: {t:?}"),
         After::Part {
             recording, reply, ..
         } => {

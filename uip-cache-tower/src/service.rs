@@ -9,8 +9,8 @@ use http::{Request, Response, StatusCode};
 use http_body::Body;
 use tower_service::Service;
 use uip_cache_core::{
-    After, Begin, BypassTicket, CachedResponse, FetchTicket, Forward, HttpCache, NoCacheReason,
-    OriginUnreachable, Plan, Recording, Settings, Start,
+    After, Begin, BypassTicket, CachedBody, CachedResponse, FetchTicket, Forward, HttpCache,
+    NoCacheReason, OriginUnreachable, Plan, Recording, Settings, Start,
 };
 
 use crate::body::CacheBody;
@@ -177,7 +177,10 @@ async fn handle<S, ReqBody, ResBody>(
     start: Start,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
-    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Send + 'static,
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     ReqBody: Body<Data = Bytes> + Send + 'static,
@@ -232,11 +235,18 @@ where
 }
 
 /// Sends the request of a stale-while-revalidate refresh in the background.
-fn refresh_behind<S, ReqBody, ResBody>(inner: S, req: Request<ReqBody>, ticket: FetchTicket)
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+fn refresh_behind<S, ReqBody, ResBody>(
+    inner: S,
+    req: Request<RequestBody<ReqBody>>,
+    ticket: FetchTicket,
+) where
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
-    ReqBody: Send + 'static,
+    ReqBody: Body<Data = Bytes> + Send + 'static,
+    ReqBody::Error: Send,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Send,
 {
@@ -249,14 +259,28 @@ where
 
 async fn fetch<S, ReqBody, ResBody>(
     mut inner: S,
-    mut req: Request<ReqBody>,
+    mut req: Request<RequestBody<ReqBody>>,
     mut ticket: FetchTicket,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Clone,
+    ReqBody: Body<Data = Bytes>,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Send,
 {
+    // Core may ask for the request once more (`After::Refetch`): keep it
+    // as the client sent it, with a service to send it to, only then. The
+    // body of a GET the cache handles is empty or bytes read for its key.
+    let again = ticket.may_refetch().then(|| {
+        let body = req.body().buffered_bytes().cloned().unwrap_or_default();
+        let mut copy = Request::new(RequestBody::buffered(body));
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = req.uri().clone();
+        *copy.version_mut() = req.version();
+        *copy.headers_mut() = req.headers().clone();
+        *copy.extensions_mut() = req.extensions().clone();
+        (inner.clone(), copy)
+    });
     apply(req.headers_mut(), ticket.origin_header_changes().into());
     let cache = ticket.cache().clone();
     let resp = match inner.call(req).await {
@@ -296,6 +320,19 @@ where
             *resp.status_mut() = StatusCode::from_u16(reply.status()).unwrap_or(StatusCode::OK);
             apply(resp.headers_mut(), reply.header_edits());
             Ok(resp.map(|body| body.cut(reply.into_body())))
+        }
+        After::Refetch(ticket) => {
+            // The origin's answer is dropped unread.
+            drop(resp);
+            let Some((mut inner, req)) = again else {
+                // Core asks only fetches that may refetch.
+                let mut resp = Response::new(CacheBody::cached(CachedBody::empty()));
+                *resp.status_mut() = StatusCode::BAD_GATEWAY;
+                return Ok(resp);
+            };
+            std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
+            let again = Box::pin(fetch(inner, req, *ticket));
+            again.await
         }
     }
 }

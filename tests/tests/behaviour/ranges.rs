@@ -3,7 +3,9 @@
 //! gzip-stored entries), and a range request that misses is answered from
 //! the whole response, which is stored for everyone. A 206 the origin
 //! sends is stored as a part, apart from complete responses, and answers
-//! only ranges that lie within it.
+//! only ranges that lie within it; a request for the whole that finds a
+//! part beginning the representation asks the origin for the rest, and
+//! combines the two only when they are of the same representation.
 
 use uip_cache_testkit::harness::{Adapter, Backend, Harness, Transport};
 use uip_cache_testkit::{Got, Reply};
@@ -19,6 +21,7 @@ for_every_adapter_and_store!(
     head,
     gzip_entries,
     stored_parts,
+    completed_parts,
 );
 
 /// What the origin serves at every path: 36 distinct bytes.
@@ -415,4 +418,172 @@ async fn stored_parts(a: Adapter, b: Backend) {
     assert_part(a, &from_whole, "bytes 0-1/36", "01");
     assert_eq!(from_whole.x_cache(), "HIT", "{a:?}");
     assert_eq!(h.calls(), 5, "{a:?}");
+}
+
+/// What `/items/changed` serves after its first part: new bytes, new tag.
+const CHANGED: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ9876543210";
+
+/// An origin that answers `bytes=first-last` and `bytes=first-` with that
+/// part of [`BODY`] and the strong tag `"v1"`, with a field `a` that says
+/// which (`part` for a first-last range, `rest` for an open-ended one).
+/// At `/items/changed` everything but `bytes=0-9` gets [`CHANGED`] under
+/// `"v2"`; at `/items/ignoring` an open-ended range gets the whole 200;
+/// at `/items/gone` everything but `bytes=0-9` a fresh 404.
+fn completing_origin(seen: &uip_cache_testkit::Seen, _: usize) -> Reply {
+    let range = seen.header("range").and_then(|r| r.strip_prefix("bytes="));
+    if seen.path() == "/items/gone" && range != Some("0-9") {
+        return Reply::ok("gone")
+            .status(404)
+            .header("cache-control", "max-age=60");
+    }
+    let (body, tag) = match (seen.path(), range) {
+        ("/items/changed", r) if r != Some("0-9") => (CHANGED, "\"v2\""),
+        _ => (BODY, "\"v1\""),
+    };
+    let asked = range.and_then(|r| r.split_once('-')).and_then(|(a, b)| {
+        let first = a.parse::<usize>().ok()?;
+        match b {
+            "" if seen.path() == "/items/ignoring" => None,
+            "" => Some((first, body.len() - 1, "rest")),
+            b => Some((first, b.parse::<usize>().ok()?, "part")),
+        }
+    });
+    let reply = match asked {
+        Some((first, last, which)) if first <= last && last < body.len() => {
+            Reply::ok(&body[first..=last])
+                .status(206)
+                .header(
+                    "content-range",
+                    format!("bytes {first}-{last}/{}", body.len()),
+                )
+                .header("a", which)
+        }
+        _ => Reply::ok(body).header("a", "whole"),
+    };
+    reply
+        .header("etag", tag)
+        .header("content-type", "text/plain")
+        .header("cache-control", "max-age=60")
+}
+
+async fn completed_parts(a: Adapter, b: Backend) {
+    // Every range that misses goes to the origin with its `Range`.
+    let policies = format!("{ITEMS}    range_passthrough_above: 0\n");
+    let Some(h) = Harness::new(a, b, &policies, completing_origin).await else {
+        return;
+    };
+    let seen_last = |h: &Harness| {
+        let s = h.origin.last_seen().expect("the origin saw a request");
+        (
+            s.header("range").map(str::to_owned),
+            s.header("if-range").map(str::to_owned),
+        )
+    };
+    let part = |uri: &'static str| {
+        let h = &h;
+        async move {
+            let got = get(h, uri, &[("range", "bytes=0-9")]).await;
+            assert_part(a, &got, "bytes 0-9/36", "0123456789");
+        }
+    };
+
+    // The origin honours the `Range` of the rest, with the same strong
+    // tag: the client gets the exact whole, with the new response's
+    // fields, and it is stored as a complete 200.
+    part("/items/c").await;
+    h.wait_for_sets(1).await;
+    let whole = get(&h, "/items/c", &[]).await;
+    assert_eq!(
+        (whole.status, whole.text()),
+        (200, BODY.into()),
+        "{a:?} {whole:?}"
+    );
+    assert_eq!(whole.x_cache(), "MISS", "{a:?}");
+    assert_eq!(whole.header("a"), Some("rest"), "{a:?} {whole:?}");
+    assert_eq!(whole.header("content-range"), None, "{a:?} {whole:?}");
+    if a.transport == Transport::Socket {
+        assert_eq!(whole.header("content-length"), Some("36"), "{a:?}");
+    }
+    assert_eq!(
+        seen_last(&h),
+        (Some("bytes=10-".into()), Some("\"v1\"".into())),
+        "{a:?}"
+    );
+    assert_eq!(h.calls(), 2, "{a:?}");
+    h.wait_for_sets(2).await;
+    let hit = get(&h, "/items/c", &[]).await;
+    assert_eq!((hit.status, hit.x_cache()), (200, "HIT"), "{a:?} {hit:?}");
+    assert_eq!(hit.text(), BODY, "{a:?}");
+    let range = get(&h, "/items/c", &[("range", "bytes=30-")]).await;
+    assert_part(a, &range, "bytes 30-35/36", "uvwxyz");
+    assert_eq!(range.x_cache(), "HIT", "{a:?}");
+    assert_eq!(h.calls(), 2, "{a:?}");
+
+    // The representation changed meanwhile (another tag): its 206 is not
+    // combined with the old part; the whole is fetched once more, and the
+    // client gets the new whole, never a mix.
+    part("/items/changed").await;
+    h.wait_for_sets(3).await;
+    let whole = get(&h, "/items/changed", &[]).await;
+    assert_eq!(
+        (whole.status, whole.text()),
+        (200, CHANGED.into()),
+        "{a:?} {whole:?}"
+    );
+    assert_eq!(whole.header("etag"), Some("\"v2\""), "{a:?}");
+    assert_eq!(whole.header("a"), Some("whole"), "{a:?}");
+    assert_eq!(h.calls(), 5, "{a:?}");
+    let seen = h.origin.seen();
+    assert_eq!(seen[3].header("range"), Some("bytes=10-"), "{a:?}");
+    assert_eq!(seen_last(&h), (None, None), "{a:?}");
+    h.wait_for_sets(4).await;
+    let hit = get(&h, "/items/changed", &[]).await;
+    assert_eq!(
+        (hit.x_cache(), hit.text()),
+        ("HIT", CHANGED.into()),
+        "{a:?}"
+    );
+
+    // An origin that ignores the `Range` of the rest: its 200 is an
+    // ordinary miss.
+    part("/items/ignoring").await;
+    h.wait_for_sets(5).await;
+    let whole = get(&h, "/items/ignoring", &[]).await;
+    assert_eq!(
+        (whole.status, whole.text()),
+        (200, BODY.into()),
+        "{a:?} {whole:?}"
+    );
+    assert_eq!(whole.header("a"), Some("whole"), "{a:?}");
+    assert_eq!(h.calls(), 7, "{a:?}");
+    assert_eq!(seen_last(&h).0.as_deref(), Some("bytes=10-"), "{a:?}");
+    h.wait_for_sets(6).await;
+    let hit = get(&h, "/items/ignoring", &[]).await;
+    assert_eq!((hit.x_cache(), hit.text()), ("HIT", BODY.into()), "{a:?}");
+
+    // An answer other than a complete 200 to the cache's `Range` is that
+    // request's alone: passed on, never stored under the plain key.
+    part("/items/gone").await;
+    h.wait_for_sets(7).await;
+    for _ in 0..2 {
+        let gone = get(&h, "/items/gone", &[]).await;
+        assert_eq!(
+            (gone.status, gone.x_cache()),
+            (404, "MISS"),
+            "{a:?} {gone:?}"
+        );
+    }
+    assert_eq!(h.calls(), 10, "{a:?}");
+
+    // A HEAD and a conditional GET leave the part alone.
+    part("/items/h").await;
+    h.wait_for_sets(8).await;
+    let calls = h.calls();
+    let head = h.send("HEAD", "/items/h", &[]).await;
+    assert_eq!(head.status, 200, "{a:?}");
+    assert_eq!(seen_last(&h).0, None, "{a:?}");
+    let cond = get(&h, "/items/h", &[("if-none-match", "\"v0\"")]).await;
+    assert_eq!(cond.status, 200, "{a:?}");
+    assert_eq!(seen_last(&h).0, None, "{a:?}");
+    assert_eq!(h.calls(), calls + 2, "{a:?}");
 }

@@ -75,6 +75,9 @@ impl HttpCache {
     ) -> Begin {
         let mut stale = None;
         let mut guard = None;
+        // A stored part a whole GET completes, looked for once.
+        let mut completion = None;
+        let mut looked_for_part = false;
         // Rounds of waiting for a leader that stored something (another
         // variant, say); bounded so a request never waits forever.
         let mut rounds = 0;
@@ -95,6 +98,14 @@ impl HttpCache {
                     if let Some(r) = self.answer_from_part(&plan, req).await {
                         return Begin::Respond(r);
                     }
+                    // Or a whole GET completes a part that begins the
+                    // representation: the origin is asked for the rest.
+                    // It fetches as any miss, holding the key, so the
+                    // requests coalesced behind it get the complete entry.
+                    if !looked_for_part {
+                        looked_for_part = true;
+                        completion = self.part_to_complete(&plan, req).await;
+                    }
                 }
             }
             if plan.request_cc.only_if_cached {
@@ -112,7 +123,8 @@ impl HttpCache {
             if stale.is_none() && self.is_uncacheable(&plan) {
                 self.stats().hit_for_miss();
                 self.note_store_epoch(&mut plan).await;
-                return Begin::Fetch(self.ticket(plan, req, headers(), None, None));
+                let ticket = self.ticket(plan, req, headers(), None, None);
+                return Begin::Fetch(ticket.completing(completion));
             }
             // A range the origin answers itself (`range_passthrough_above`):
             // nothing to store, so nothing to coalesce, and no request for
@@ -172,7 +184,8 @@ impl HttpCache {
             // sharing the store invalidate while this fetch runs.
             self.note_store_epoch(&mut plan).await;
         }
-        Begin::Fetch(self.ticket(plan, req, headers(), stale, guard))
+        let ticket = self.ticket(plan, req, headers(), stale, guard);
+        Begin::Fetch(ticket.completing(completion))
     }
 
     /// What a looked-up entry gives this request, counted when it answers.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
+use super::completion::PART_HINTS;
 use super::settings::uncacheable_table;
 use super::unsafe_request::UNSAFE_PURGES_IN_TASKS;
 use super::{HttpCache, Inner};
@@ -161,6 +162,9 @@ impl HttpCacheBuilder<'_> {
                 // the end it holds (the hit-for-miss window of the settings
                 // it was made under), so reloads need nothing here.
                 large: moka::sync::Cache::builder().max_capacity(100_000).build(),
+                parts: moka::sync::Cache::builder()
+                    .max_capacity(PART_HINTS)
+                    .build(),
                 clock: self.clock,
             }),
             pinned: None,

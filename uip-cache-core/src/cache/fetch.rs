@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use crate::field::FieldName;
 use bytes::Bytes;
 
+use super::completion::{Answer, Completion};
 use super::partial;
 use super::recording::Finish;
 use super::{CachePlan, CachedResponse, HttpCache, RangeReply, Recording};
@@ -83,7 +84,10 @@ pub enum After {
         recording: Recording,
     },
     /// The client asked for a range; the cache sent the origin its request
-    /// without the `Range`, to store the whole. Send `reply`'s status,
+    /// without the `Range`, to store the whole. Or the client asked for the
+    /// whole and the cache asked the origin for the rest of a stored part:
+    /// `reply` is then a 200 whose body is the part, then the origin's.
+    /// Send `reply`'s status,
     /// headers and body cut from the origin's response, with the cache
     /// headers of `forward` ([`HttpCache::response_edits`]), feeding the
     /// whole body to `recording`, when there is one, as it streams.
@@ -96,6 +100,14 @@ pub enum After {
         /// The client's part.
         reply: Box<RangeReply>,
     },
+    /// The origin's answer cannot be used: the cache asked it for the
+    /// rest of a stored part ([`FetchTicket::may_refetch`]) and it sent
+    /// a 206 (or 416) that cannot be combined with the part. Drop that
+    /// answer, unread, and send the client's request to the origin once
+    /// more as this ticket says ([`FetchTicket::origin_header_changes`],
+    /// applied to the request as the client sent it), reporting the
+    /// outcome to this ticket. Its answer is never `Refetch`.
+    Refetch(Box<FetchTicket>),
 }
 
 /// What a fetch does with the client's `Range`.
@@ -123,6 +135,12 @@ pub struct FetchTicket {
     range: RangeFetch,
     /// The origin body's length when the adapter knows it exactly.
     body_length: Option<u64>,
+    /// The stored part this fetch completes: the origin is asked for the
+    /// rest of it.
+    completion: Option<Box<Completion>>,
+    /// Whether the cache set `Range` and `If-Range` on this request (or
+    /// on the first request of a refetch): changes remove them again.
+    added_range: bool,
 }
 
 /// Header changes for the origin request.
@@ -156,6 +174,8 @@ impl HttpCache {
             request_time: self.inner.clock.now(),
             range,
             body_length: None,
+            completion: None,
+            added_range: false,
         }
     }
 
@@ -179,6 +199,33 @@ impl HttpCache {
 }
 
 impl FetchTicket {
+    /// Makes this fetch complete the stored part `completion`, when it is
+    /// a plain miss of a whole GET (nothing stale to revalidate, no
+    /// `Range` of the client's, no refresh for another task).
+    pub(super) fn completing(mut self, completion: Option<Box<Completion>>) -> Self {
+        if self.stale.is_none() && self.range == RangeFetch::None && self.holder.is_none() {
+            self.added_range = completion.is_some();
+            self.completion = completion;
+        }
+        self
+    }
+
+    /// Whether the origin's answer to this fetch may be
+    /// [`After::Refetch`]: the cache asks the origin for the rest of a
+    /// stored part. An adapter that cannot send the request twice keeps
+    /// what it needs to send it again only then.
+    pub fn may_refetch(&self) -> bool {
+        self.completion.is_some()
+    }
+
+    /// The same fetch, without the stored part: the whole, once more.
+    fn refetch(mut self) -> FetchTicket {
+        self.completion = None;
+        self.request_time = self.cache.inner.clock.now();
+        self.body_length = None;
+        self
+    }
+
     /// Marks this fetch as made for the task holding its key (a refresh
     /// sent back through the app): its write is counted once that task has
     /// let go of the key.
@@ -259,8 +306,12 @@ impl FetchTicket {
                 set.push(("if-modified-since", v.clone()));
             }
         }
+        if let Some(c) = &self.completion {
+            set.extend(c.origin_headers());
+        }
         let remove: &'static [&'static str] = match self.range {
             RangeFetch::Whole => &["if-none-match", "if-modified-since", "range", "if-range"],
+            _ if self.added_range => &["if-none-match", "if-modified-since", "range", "if-range"],
             RangeFetch::None | RangeFetch::Pass => &["if-none-match", "if-modified-since"],
         };
         OriginHeaders { remove, set }
@@ -329,6 +380,15 @@ impl FetchTicket {
             }
         }
         let list = HeaderList(&headers);
+        // The rest of a stored part was asked for: an answer that cannot
+        // be combined with it is neither passed on (a 206 the client did
+        // not ask for) nor mixed with it.
+        let range_sent = self.completion.is_some();
+        let combine = match self.completion.as_deref().map(|c| c.answer(status, &list)) {
+            Some(Answer::Refetch) => return After::Refetch(Box::new(self.refetch())),
+            Some(Answer::Combine) => true,
+            Some(Answer::Ordinary) | None => false,
+        };
         let origin = OriginResponse::new(status, &list, &headers, self.request_time, response_time);
         let outcome = self.outcome();
         let FetchTicket {
@@ -339,6 +399,7 @@ impl FetchTicket {
             holder,
             range,
             body_length,
+            completion,
             ..
         } = self;
 
@@ -443,6 +504,11 @@ impl FetchTicket {
             // A HEAD response has no body to store for GETs.
             return pass(Forward::new(outcome, false, None), reply);
         }
+        if let (true, Some(c)) = (combine, completion) {
+            return complete_part(
+                cache, plan, request, &c, &headers, &origin, outcome, guard, holder,
+            );
+        }
         // A part of the representation for a client that asked for a
         // range (RFC 9111 section 3.3): stored under the key of parts,
         // never the plain key, as the origin sent it (never compressed);
@@ -453,6 +519,7 @@ impl FetchTicket {
             if let (Some((part, _)), Ok(entry)) = (part, admitted) {
                 let max_size = cache.max_size(&plan);
                 if part.len() <= max_size {
+                    cache.note_part(&plan);
                     let recording = Recording::storing(
                         max_size,
                         Finish {
@@ -473,8 +540,18 @@ impl FetchTicket {
                 }
             }
         }
-        let partial = range == RangeFetch::Pass;
-        let entry = match cache.admit(&plan, &view, &origin) {
+        // The origin saw a `Range` (the client's, or the cache's for the
+        // rest of a part): what it answers may be that request's alone.
+        let partial = range == RangeFetch::Pass || range_sent;
+        let admitted = if range_sent && !admission::is_complete_200(&origin) {
+            cache
+                .stats()
+                .uncacheable(NoCacheReason::RangeOrPrecondition);
+            Err(NoCacheReason::RangeOrPrecondition)
+        } else {
+            cache.admit(&plan, &view, &origin)
+        };
+        let entry = match admitted {
             Ok(entry) => {
                 cache.forget_uncacheable(&plan);
                 entry
@@ -518,6 +595,85 @@ impl FetchTicket {
                 recording,
             },
         }
+    }
+}
+
+/// The client's 200 when the origin's 206 holds the rest of the stored
+/// part `c` of the same representation (RFC 9111 section 3.4): the part,
+/// then the origin's bytes, with the origin's headers; stored as a
+/// complete 200 under the plain key when the rules for a 200 admit it.
+#[allow(clippy::too_many_arguments)]
+fn complete_part(
+    cache: HttpCache,
+    plan: CachePlan,
+    request: OwnedRequest,
+    c: &Completion,
+    headers: &[(FieldName, Bytes)],
+    origin: &OriginResponse<'_>,
+    outcome: XCache,
+    guard: Option<LockGuard>,
+    holder: Option<Waiter>,
+) -> After {
+    let Some(reply) = c.reply().map(Box::new) else {
+        // Not reached: a completion's part is shorter than the whole.
+        return After::Pass(Forward::new(outcome, false, None));
+    };
+    let whole = c.whole_headers(headers);
+    let list = HeaderList(&whole);
+    let origin = OriginResponse::new(
+        200,
+        &list,
+        &whole,
+        origin.request_time,
+        origin.response_time,
+    );
+    let hs = request.header_list();
+    let view = request.view(&hs);
+    let entry = match cache.admit(&plan, &view, &origin) {
+        Ok(entry) => {
+            cache.forget_uncacheable(&plan);
+            entry
+        }
+        Err(reason) => {
+            cache.remember_uncacheable(&plan, &view, reason, false);
+            return After::Part {
+                forward: Forward::new(outcome, false, Some(reason)),
+                recording: None,
+                reply,
+            };
+        }
+    };
+    let max_size = cache.max_size(&plan);
+    if c.len() > max_size {
+        cache.stats().uncacheable(NoCacheReason::TooLarge);
+        cache.remember_uncacheable(&plan, &view, NoCacheReason::TooLarge, false);
+        return After::Part {
+            forward: Forward::new(outcome, false, Some(NoCacheReason::TooLarge)),
+            recording: None,
+            reply,
+        };
+    }
+    let transform = !forbids_transform(headers);
+    let exact_len = Some(c.len());
+    let mut recording = Recording::storing(
+        max_size,
+        Finish {
+            cache,
+            plan,
+            request,
+            entry,
+            transform,
+            guard,
+            holder,
+            exact_len,
+        },
+    );
+    // The whole is the part, then what the origin sends.
+    recording.chunk(c.prefix());
+    After::Part {
+        forward: Forward::recorded(outcome),
+        recording: Some(recording),
+        reply,
     }
 }
 

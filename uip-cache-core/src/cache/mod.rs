@@ -10,7 +10,8 @@
 //! the request protocol ([`begin`], [`fetch`], [`recording`]), coalescing
 //! across instances ([`lease`]), admission and compression on store
 //! ([`write`]), responses, 304s and Cache-Status ([`respond`], [`body`]),
-//! ranges of complete 200s ([`partial`]), a POST answer stored for GETs of
+//! ranges of complete 200s ([`partial`]), a stored part completed by the
+//! origin's rest ([`completion`]), a POST answer stored for GETs of
 //! its own URL ([`content_location`]), the
 //! invalidation fence ([`fence`]), hit-for-miss ([`hit_for_miss`]), purges
 //! ([`purge`]) and the invalidation after unsafe requests
@@ -35,6 +36,7 @@ use crate::store::Store;
 mod begin;
 mod body;
 mod build;
+mod completion;
 mod content_location;
 mod fence;
 mod fetch;
@@ -81,7 +83,10 @@ pub use unsafe_request::UnsafeRequest;
 ///    request and calls the origin, then reports the outcome:
 ///    [`FetchTicket::origin_failed`] or [`FetchTicket::origin_responded`],
 ///    which says whether to send a stored response, pass the origin's
-///    response through, or stream it while recording it ([`After::Record`]).
+///    response through, or stream it while recording it ([`After::Record`]),
+///    or, once at most, to send the request again ([`After::Refetch`]: the
+///    cache asked for the rest of a stored part, and the answer does not fit
+///    it; [`FetchTicket::may_refetch`] says beforehand whether it can be).
 /// 4. While a recorded body streams, the adapter feeds it to the
 ///    [`Recording`], which stores the entry when the body ends.
 ///
@@ -161,6 +166,11 @@ struct Inner {
     /// `range_passthrough_above`, with the end of their window: their
     /// `Range` requests that miss go to the origin with the `Range`.
     large: moka::sync::Cache<String, std::time::Instant>,
+    /// Hashes of the plain keys this instance stored a part under
+    /// ([`CacheKey::part`](crate::CacheKey::part)), bounded by count: a
+    /// whole GET that misses looks for a part to complete only when its
+    /// key is here, so an ordinary miss costs no extra store round trip.
+    parts: moka::sync::Cache<u64, ()>,
     /// Where the cache reads the time its decisions depend on.
     clock: Clock,
     /// Marks the refreshes this cache sends back through the app.

@@ -24,8 +24,10 @@ pub struct RangeReply {
 }
 
 impl RangeReply {
-    /// 206 (the ranges), or 416 (none of them lies within the
-    /// representation).
+    /// 206 (the ranges), 416 (none of them lies within the
+    /// representation), or 200: the whole, made of a stored part and the
+    /// origin's 206 of the rest ([`After::Part`](crate::After::Part) for a
+    /// request without `Range`).
     pub fn status(&self) -> u16 {
         self.status
     }
@@ -45,6 +47,10 @@ impl RangeReply {
         // integrity checks of clients would reject it.
         for name in WHOLE_BODY_FIELDS {
             edits.remove(name);
+        }
+        // A whole made of a stored part and the origin's 206 of the rest.
+        if self.status == 200 {
+            edits.remove("content-range");
         }
         for (name, value) in &self.headers {
             edits.set(name, value.clone());

@@ -393,7 +393,7 @@ pub fn understands_status(status: u16) -> bool {
 }
 
 /// A 200 that does not claim to be a part (`Content-Range`).
-fn is_complete_200(resp: &OriginResponse<'_>) -> bool {
+pub(crate) fn is_complete_200(resp: &OriginResponse<'_>) -> bool {
     resp.status == 200 && resp.headers.first("content-range").is_none()
 }
 

@@ -397,16 +397,31 @@ pub fn if_range_holds(headers: &dyn HeaderSource, v: &Validators<'_>) -> bool {
     ) else {
         return false;
     };
-    let strong = v
-        .date
-        .and_then(parse_http_date)
+    date_is_strong(last, v.date) && when == last
+}
+
+/// Whether a `Last-Modified` of `last` is a strong validator of a response
+/// whose `Date` is `date`: the `Date` is at least a second later (RFC 9110
+/// section 8.8.2.2).
+fn date_is_strong(last: std::time::SystemTime, date: Option<&[u8]>) -> bool {
+    date.and_then(parse_http_date)
         .and_then(|date| date.duration_since(last).ok())
-        .is_some_and(|d| d.as_secs() >= 1);
-    strong && when == last
+        .is_some_and(|d| d.as_secs() >= 1)
+}
+
+/// A response's `Last-Modified`, when it is a strong validator (see
+/// [`date_is_strong`]): a cache may send it as `If-Range`, and compare it
+/// to combine two parts of one representation, only then.
+pub(crate) fn strong_last_modified<'a>(
+    last_modified: Option<&'a [u8]>,
+    date: Option<&[u8]>,
+) -> Option<&'a [u8]> {
+    let lm = last_modified?;
+    date_is_strong(parse_http_date(lm)?, date).then_some(lm)
 }
 
 /// A strong entity-tag (`"opaque"`, RFC 9110 section 8.8.3), whole.
-fn strong_tag(t: &[u8]) -> Option<&[u8]> {
+pub(crate) fn strong_tag(t: &[u8]) -> Option<&[u8]> {
     let opaque = t.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
     opaque
         .iter()
@@ -544,6 +559,26 @@ impl RangeSlicer {
             queue: VecDeque::new(),
             remaining: 0,
         }
+    }
+
+    /// The whole representation of `len` bytes, its first bytes `prefix`
+    /// (a stored part that begins at 0) and the rest cut from input that
+    /// starts where `prefix` ends (the origin's answer to the `Range` of
+    /// the rest): nothing past `len` is ever sent. `None` when `prefix` is
+    /// not shorter than `len`.
+    pub fn completing(prefix: Bytes, len: u64) -> Option<Self> {
+        let pos = prefix.len() as u64;
+        if pos >= len {
+            return None;
+        }
+        let mut s = RangeSlicer::new(vec![ByteRange::new(pos, len)], None)?;
+        s.pos = pos;
+        // Queued whole: `remaining` counts it, as the rest.
+        s.remaining = len;
+        if !prefix.is_empty() {
+            s.queue.push_back(prefix);
+        }
+        Some(s)
     }
 
     /// The same body cut from input that starts at offset `pos` of the
