@@ -8,6 +8,7 @@
 #   ENTRIES=1000000 bench/disk.sh      # the start test with more entries
 #   DISK_DIR=/mnt/ssd/x bench/disk.sh  # where both caches live
 #   HITS=0 ENTRIES=1000000 bench/disk.sh   # the start test alone
+#   BASE_BIN=/path/to/older/uip-cache bench/disk.sh  # before/after, one run
 #
 # 1. Hits: for 2 KB, 64 KB and 1 MB bodies, nginx, ours with every hit read
 #    from disk (`memory_bytes: 0`) and ours with its memory tier, each
@@ -80,6 +81,18 @@ TOKIO_WORKER_THREADS=1 start 0 "$bin" serve --config "$work/disk.yaml" \
 TOKIO_WORKER_THREADS=1 start 0 "$bin" serve --config "$work/tier.yaml" \
   --listen "127.0.0.1:$tier_port" --upstream "http://127.0.0.1:$origin_port"
 targets="nginx:$nginx_port ours-disk:$disk_port ours-disk+memory:$tier_port"
+if [ -n "${BASE_BIN:-}" ]; then
+  # Another build of the server, measured in the same rounds (its own
+  # folders), to compare before and after a change.
+  config base-disk 0
+  config base-tier 256MB
+  base_disk_port=$(free_port); base_tier_port=$(free_port)
+  TOKIO_WORKER_THREADS=1 start 0 "$BASE_BIN" serve --config "$work/base-disk.yaml" \
+    --listen "127.0.0.1:$base_disk_port" --upstream "http://127.0.0.1:$origin_port"
+  TOKIO_WORKER_THREADS=1 start 0 "$BASE_BIN" serve --config "$work/base-tier.yaml" \
+    --listen "127.0.0.1:$base_tier_port" --upstream "http://127.0.0.1:$origin_port"
+  targets="$targets base-disk:$base_disk_port base-disk+memory:$base_tier_port"
+fi
 for t in $targets; do wait_port "${t#*:}"; done
 
 if [ "${HITS:-1}" != 0 ]; then

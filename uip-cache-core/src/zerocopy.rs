@@ -17,6 +17,10 @@
 //! itself is sealed), and its pages are freed only when nothing holds them.
 //! Memory that is reused is never memory that was handed to a socket.
 //!
+//! A file a store keeps on disk and never changes in place can be given
+//! to [`map_file`] instead: it is mapped read-only (shared) and found by
+//! [`find`] the same way, so a hit is sent from the file's own pages.
+//!
 //! Off until [`enable`] is called (the `uip-cache` server calls it); each
 //! sealed value holds one file descriptor, so `enable` raises the soft
 //! descriptor limit to the hard one and uses at most a quarter of it. When
@@ -64,6 +68,11 @@ mod other {
     /// Returns `value` as it is on this system.
     pub fn seal(value: Bytes) -> Bytes {
         value
+    }
+
+    /// Gives `file` back on this system (read it instead).
+    pub fn map_file(file: std::fs::File, _len: usize) -> Result<Bytes, std::fs::File> {
+        Err(file)
     }
 
     /// Never a sealed slice on this system.
@@ -185,8 +194,9 @@ mod linux {
     impl AsRef<[u8]> for Mapped {
         fn as_ref(&self) -> &[u8] {
             // SAFETY: the region maps `len` readable bytes at `ptr` for as
-            // long as it lives (it does while `self` does); the file is
-            // sealed against writes and the mapping is private, so the
+            // long as it lives (it does while `self` does); the file is a
+            // memory file sealed against writes (`seal`) or a file nobody
+            // writes or cuts while mapped (`map_file`'s contract), so the
             // bytes never change under the slice.
             unsafe { std::slice::from_raw_parts(self.0.ptr as *const u8, self.0.len) }
         }
@@ -266,6 +276,62 @@ mod linux {
                 value
             }
         }
+    }
+
+    /// `file`, a regular file `len` bytes long (its length now, checked
+    /// by the caller), mapped read-only and shared as [`Bytes`] whose
+    /// slices [`find`] knows, so they leave with `sendfile(2)` from the file
+    /// itself, as a web server sends its cache files. The file is given
+    /// back (read it instead) when sealing is off, `len` is below the
+    /// minimum length or 0, the descriptor budget is used up (the mapping
+    /// holds `file` open, and counts against the same budget as sealed
+    /// values) or the mapping fails.
+    ///
+    /// Only for files nobody writes or cuts while they are mapped: the
+    /// bytes would change under the [`Bytes`], and reading a page past a
+    /// cut end raises `SIGBUS`. The disk store's body files are written
+    /// once, before any record names them, and only ever unlinked (an
+    /// unlinked file stays whole while mapped).
+    pub fn map_file(file: File, len: usize) -> Result<Bytes, File> {
+        if len == 0 || len < MIN_LEN.load(Ordering::Relaxed) {
+            return Err(file);
+        }
+        let max = MAX_REGIONS.load(Ordering::Relaxed);
+        if LIVE
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return Err(file);
+        }
+        // SAFETY: a fresh read-only shared mapping of `len` (> 0) bytes of
+        // an open file the caller found that long; the kernel picks the
+        // address. Reading it is sound as long as nobody writes or cuts
+        // the file while it is mapped, which `map_file`'s callers promise
+        // (see its docs).
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            LIVE.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(error = %io::Error::last_os_error(), "could not map a file; reading it instead");
+            return Err(file);
+        }
+        let region = Arc::new(Region {
+            ptr: ptr as usize,
+            len,
+            fd: OwnedFd::from(file),
+        });
+        registry_write().insert(region.ptr, (region.len, Arc::downgrade(&region)));
+        Ok(Bytes::from_owner(Mapped(region)))
     }
 
     /// Where `slice` lies in sealed memory, if it does entirely.
@@ -396,6 +462,44 @@ mod linux {
             }
             drop(a);
             assert_eq!(reader.join().unwrap(), &data[1234..80_000]);
+        }
+
+        #[test]
+        fn a_mapped_file_reads_as_its_bytes_and_is_sent_from_the_file() {
+            on();
+            let data: Vec<u8> = (0..150_000u32).map(|i| (i * 13 % 256) as u8).collect();
+            let path =
+                std::env::temp_dir().join(format!("uip-cache-zerocopy-map-{}", std::process::id()));
+            std::fs::write(&path, &data).unwrap();
+            let small = path.with_extension("small");
+            std::fs::write(&small, b"tiny").unwrap();
+            let open = |p: &std::path::Path| File::open(p).unwrap();
+            assert!(map_file(open(&small), 4).is_err(), "below the minimum");
+            assert!(map_file(open(&path), 0).is_err(), "empty");
+            let mapped = map_file(open(&path), data.len()).unwrap();
+            // Unlinked while mapped: the bytes stay.
+            std::fs::remove_file(&path).unwrap();
+            std::fs::remove_file(&small).unwrap();
+            assert_eq!(&mapped[..], &data[..]);
+            let part = mapped.slice(777..140_000);
+            let found = find(&part).expect("found");
+            assert_eq!(found.offset(), 777);
+            let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut &b, &mut out).unwrap();
+                out
+            });
+            let mut sent = 0;
+            while sent < part.len() {
+                let s = find(&part[sent..]).unwrap();
+                sent += s.send(a.as_fd(), part.len() - sent).unwrap();
+            }
+            drop(a);
+            assert_eq!(reader.join().unwrap(), &data[777..140_000]);
+            let start = mapped.as_ptr() as usize;
+            drop((mapped, part, found));
+            assert!(!registry_read().contains_key(&start), "unmapped on drop");
         }
 
         proptest! {

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use uip_cache_core::pattern::PathSelector;
 use uip_cache_core::store::{PutOptions, Rewrite};
-use uip_cache_core::UrlPattern;
+use uip_cache_core::{zerocopy, UrlPattern};
 
 use crate::record::{path_member, tag_member, tag_prefix, Record, State};
 
@@ -35,6 +35,20 @@ const PER_ENTRY: u64 = 256;
 /// entry past it is not kept (a client's long URL must not fail writes).
 const MAX_NAME: usize = 16 << 10;
 
+/// How many body files the store remembers having checked since it
+/// opened (one `u64` each, 512 KiB): a file is remembered in the slot its
+/// number hashes to, so a file whose slot was taken since is checked again
+/// on its next read (more checks, never fewer).
+const VERIFIED_SLOTS: usize = 1 << 16;
+
+/// How many body files are kept mapped between hits (each holds a
+/// descriptor and a mapping from the zero-copy budget; see `Mapped`).
+const MAPPED_MAX: usize = 1024;
+
+/// The largest body read on the caller's thread (when its pages are in
+/// memory): larger ones are read on the blocking pool, unless mapped.
+const INLINE_MAX: u64 = 1 << 20;
+
 /// Why a disk operation failed.
 pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -47,6 +61,19 @@ pub(crate) enum Read {
     /// The body file did not match its record (torn, cut, changed): the
     /// entry was removed.
     Corrupt,
+    /// Not read without blocking (pages not in memory, a body not checked
+    /// yet and large, an entry to remove): read it on the blocking pool.
+    Blocking,
+}
+
+/// What reading a body file found.
+enum Body {
+    /// The body, checked.
+    Good(Bytes),
+    /// Not the record's length, or (on its first read) not its checksum.
+    Bad,
+    /// Its pages are not all in memory (reads that must not block).
+    WouldBlock,
 }
 
 /// The keyspaces, as a batch names them.
@@ -103,6 +130,44 @@ pub(crate) struct Disk {
     pub(crate) evictions: AtomicU64,
     pub(crate) expirations: AtomicU64,
     pub(crate) corrupt: AtomicU64,
+    /// Body files checked against their checksum since the store opened,
+    /// by number plus one (0: none), in the slot their number hashes to.
+    verified: Box<[AtomicU64]>,
+    /// Body files mapped by earlier hits.
+    mapped: Mutex<Mapped>,
+}
+
+/// Body files kept mapped between hits, by number, at most `MAPPED_MAX`
+/// (the first mapped leaves first): mapping and unmapping a file for each
+/// hit costs more than the rest of the read. A file leaves when the store
+/// removes it, so a removed file's blocks are not held past the responses
+/// that are sending it.
+#[derive(Default)]
+struct Mapped {
+    files: std::collections::HashMap<u64, Bytes>,
+    order: std::collections::VecDeque<u64>,
+}
+
+impl Mapped {
+    fn insert(&mut self, file: u64, body: Bytes) {
+        if self.files.insert(file, body).is_some() {
+            return;
+        }
+        self.order.push_back(file);
+        while self.files.len() > MAPPED_MAX {
+            match self.order.pop_front() {
+                Some(f) => {
+                    self.files.remove(&f);
+                }
+                None => break,
+            }
+        }
+        if self.order.len() > 2 * MAPPED_MAX {
+            // Numbers of files removed meanwhile.
+            let files = &self.files;
+            self.order.retain(|f| files.contains_key(f));
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch now.
@@ -205,7 +270,26 @@ impl Disk {
             evictions: AtomicU64::new(0),
             expirations: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
+            verified: (0..VERIFIED_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            mapped: Mutex::default(),
         })
+    }
+
+    /// The slot of body file `file` in `verified`.
+    fn slot(&self, file: u64) -> &AtomicU64 {
+        let h = file.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48;
+        &self.verified[h as usize % VERIFIED_SLOTS]
+    }
+
+    /// Whether body file `file` was checked against its checksum since the
+    /// store opened (file numbers are not reused while it runs).
+    fn is_verified(&self, file: u64) -> bool {
+        self.slot(file).load(Ordering::Relaxed) == file.wrapping_add(1)
+    }
+
+    fn set_verified(&self, file: u64) {
+        self.slot(file)
+            .store(file.wrapping_add(1), Ordering::Relaxed);
     }
 
     /// The store's state now.
@@ -257,22 +341,63 @@ impl Disk {
     }
 
     /// Reads `record`'s body file if its length is the record's (a damaged
-    /// file, however large, is not read); `None` if it is not.
-    fn read_body(&self, record: &Record) -> io::Result<Option<Vec<u8>>> {
-        use std::io::Read as _;
-        let file = fs::File::open(self.body_path(record.file))?;
-        if file.metadata()?.len() != record.len {
-            return Ok(None);
+    /// file, however large, is not read), checked against its checksum on
+    /// its first read since the store opened. A file checked before is
+    /// mapped (for `sendfile`) when it is large enough and the budget
+    /// allows (see [`zerocopy::map_file`]), else read. With `nowait`, a
+    /// file whose pages are not all in memory is not read (`WouldBlock`).
+    fn read_body(&self, record: &Record, nowait: bool) -> io::Result<Body> {
+        let path = self.body_path(record.file);
+        let mapped = self.mapped().files.get(&record.file).cloned();
+        if let Some(body) = mapped {
+            // Mapped by an earlier hit: still there, and of its length.
+            if fs::metadata(&path)?.len() == record.len {
+                return Ok(Body::Good(body));
+            }
+            self.mapped().files.remove(&record.file);
+            return Ok(Body::Bad);
         }
-        let mut body = Vec::with_capacity(usize::try_from(record.len).unwrap_or(0));
-        // At most one byte past the record's length is read: a file that
-        // grew meanwhile is found damaged without being read whole.
-        file.take(record.len.saturating_add(1))
-            .read_to_end(&mut body)?;
-        Ok(Some(body).filter(|b| b.len() as u64 == record.len))
+        let file = fs::File::open(&path)?;
+        if file.metadata()?.len() != record.len {
+            return Ok(Body::Bad);
+        }
+        let Ok(len) = usize::try_from(record.len) else {
+            return Ok(Body::Bad);
+        };
+        let verified = self.is_verified(record.file);
+        let file = if verified {
+            match zerocopy::map_file(file, len) {
+                Ok(mapped) => {
+                    self.mapped().insert(record.file, mapped.clone());
+                    return Ok(Body::Good(mapped));
+                }
+                Err(file) => file,
+            }
+        } else {
+            file
+        };
+        let Some(body) = read_exact(&file, len, nowait)? else {
+            return Ok(if nowait { Body::WouldBlock } else { Body::Bad });
+        };
+        if !verified {
+            if crc32fast::hash(&body) != record.crc {
+                return Ok(Body::Bad);
+            }
+            self.set_verified(record.file);
+        }
+        Ok(Body::Good(Bytes::from(body)))
+    }
+
+    fn mapped(&self) -> MutexGuard<'_, Mapped> {
+        self.mapped.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn remove_bodies(&self, files: &[u64]) {
+        let mut mapped = self.mapped();
+        for f in files {
+            mapped.files.remove(f);
+        }
+        drop(mapped);
         for f in files {
             let _ = fs::remove_file(self.body_path(*f));
         }
@@ -537,8 +662,9 @@ impl Disk {
             }
             return Ok(Some(Read::Miss));
         }
-        let body = match self.read_body(&record) {
-            Ok(b) => b.filter(|b| crc32fast::hash(b) == record.crc),
+        let body = match self.read_body(&record, false) {
+            Ok(Body::Good(b)) => Some(b),
+            Ok(Body::Bad | Body::WouldBlock) => None,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Lost if the record still names it; else replaced or
                 // purged meanwhile.
@@ -561,7 +687,27 @@ impl Disk {
             self.corrupt.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(Read::Corrupt));
         };
-        Ok(Some(Read::Hit(Bytes::from(body), record)))
+        Ok(Some(Read::Hit(body, record)))
+    }
+
+    /// Reads `key`'s entry without blocking on the disk: the record (from
+    /// the index, as any read), then the body if its pages are in memory.
+    /// Anything else, and anything that would write (an expired or damaged
+    /// entry to remove), is left to [`Disk::get`] on the blocking pool
+    /// (`Blocking`).
+    pub(crate) fn get_nowait(&self, key: &str) -> Result<Read, Error> {
+        let Some(record) = self.record(key)? else {
+            return Ok(Read::Miss);
+        };
+        if record.expires_ms <= now_ms()
+            || (record.len > INLINE_MAX && !self.is_verified(record.file))
+        {
+            return Ok(Read::Blocking);
+        }
+        Ok(match self.read_body(&record, true) {
+            Ok(Body::Good(body)) => Read::Hit(body, record),
+            _ => Read::Blocking,
+        })
     }
 
     /// Runs `then` under the store's lock if `key` still holds the write of
@@ -576,19 +722,7 @@ impl Disk {
         if record.file != file {
             return Ok(());
         }
-        let oldest = match self.order.first_key_value() {
-            Some(g) => {
-                let k = g.key()?;
-                let mut a = [0u8; 8];
-                if k.len() == 8 {
-                    a.copy_from_slice(&k);
-                }
-                u64::from_be_bytes(a)
-            }
-            None => record.seq,
-        };
-        let next = self.next.load(Ordering::Relaxed);
-        if record.seq < oldest + (next.saturating_sub(oldest)) / 2 {
+        if self.is_old(&record)? {
             let mut state = *guard;
             let mut batch = WriteBatch::default();
             self.unlink(&mut batch, &mut state, key, &record);
@@ -602,6 +736,24 @@ impl Disk {
         }
         then();
         Ok(())
+    }
+
+    /// Whether `record` is in the older half of the eviction order (read
+    /// without the lock, so only a hint outside it).
+    pub(crate) fn is_old(&self, record: &Record) -> Result<bool, Error> {
+        let oldest = match self.order.first_key_value() {
+            Some(g) => {
+                let k = g.key()?;
+                let mut a = [0u8; 8];
+                if k.len() == 8 {
+                    a.copy_from_slice(&k);
+                }
+                u64::from_be_bytes(a)
+            }
+            None => record.seq,
+        };
+        let next = self.next.load(Ordering::Relaxed);
+        Ok(record.seq < oldest + (next.saturating_sub(oldest)) / 2)
     }
 
     /// Removes `key` if it still holds the write of `file`; whether it did.
@@ -820,15 +972,10 @@ impl Disk {
     /// `record`'s body rewritten by `rewrite` into a new body file (see
     /// [`Rewritten`]).
     fn rewritten(&self, record: &Record, rewrite: &Rewrite<'_>) -> Result<Rewritten, Error> {
-        let body = self
-            .read_body(record)
-            .ok()
-            .flatten()
-            .filter(|b| crc32fast::hash(b) == record.crc);
-        let Some(body) = body else {
+        let Ok(Body::Good(body)) = self.read_body(record, false) else {
             return Ok(Rewritten::Damaged);
         };
-        let Some((value, ttl)) = rewrite(&Bytes::from(body)) else {
+        let Some((value, ttl)) = rewrite(&body) else {
             return Ok(Rewritten::Kept);
         };
         let file = self.write_body(&value)?;
@@ -892,6 +1039,43 @@ impl Disk {
             .flatten()
             .map(|r| self.body_path(r.file))
     }
+}
+
+/// The first `len` bytes of `file`, if it has that many; `None` if it is
+/// shorter, or with `nowait` if they are not all in memory (or the file
+/// system cannot tell).
+fn read_exact(file: &fs::File, len: usize, nowait: bool) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    if nowait {
+        return read_nowait(file, len);
+    }
+    let mut body = Vec::with_capacity(len);
+    // At most one byte past the record's length is read: a file that grew
+    // meanwhile is found damaged without being read whole.
+    file.take(len as u64 + 1).read_to_end(&mut body)?;
+    Ok(Some(body).filter(|b| b.len() == len))
+}
+
+#[cfg(target_os = "linux")]
+fn read_nowait(file: &fs::File, len: usize) -> io::Result<Option<Vec<u8>>> {
+    use rustix::io::{preadv2, ReadWriteFlags};
+    let mut body = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let mut bufs = [io::IoSliceMut::new(&mut body[done..])];
+        match preadv2(file, &mut bufs, done as u64, ReadWriteFlags::NOWAIT) {
+            Ok(0) => return Ok(None),
+            Ok(n) => done += n,
+            // Pages not in memory (`EAGAIN`), or no `RWF_NOWAIT` here.
+            Err(_) => return Ok(None),
+        }
+    }
+    Ok(Some(body))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_nowait(_file: &fs::File, _len: usize) -> io::Result<Option<Vec<u8>>> {
+    Ok(None)
 }
 
 /// `d` in milliseconds, saturating.
@@ -1027,7 +1211,10 @@ mod tests {
 
     fn body_of(disk: &Disk, key: &str) -> Vec<u8> {
         let record = disk.record(key).unwrap().unwrap();
-        disk.read_body(&record).unwrap().unwrap()
+        match disk.read_body(&record, false).unwrap() {
+            Body::Good(b) => b.to_vec(),
+            _ => panic!("{key}: no good body"),
+        }
     }
 
     #[test]

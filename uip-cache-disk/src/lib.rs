@@ -31,9 +31,15 @@
 //! - a delete or purge takes effect after every write begun (first polled)
 //!   before it, as commands sent to Redis run in order: an entry whose
 //!   write began before a purge does not outlive it;
-//! - a body is checked against its record's length and checksum each time
-//!   it is read from disk: a torn, cut or changed file is a miss, counted
+//! - a body is checked against its record's length each time it is read
+//!   from disk, and against its checksum on its first read after the store
+//!   opened: a torn, cut or changed file is a miss, counted
 //!   ([`DiskStore::corrupt_entries`]), logged and removed;
+//! - a hit whose body file's pages are in memory is read on the caller's
+//!   thread (`preadv2` with `RWF_NOWAIT`), other reads on the blocking
+//!   pool; a body of at least the zero-copy minimum already checked is
+//!   mapped from its file ([`uip_cache_core::zerocopy::map_file`]), so the
+//!   server sends it with `sendfile` from that file;
 //! - `max_bytes` bounds the bodies (by the 4 KiB blocks they take), records
 //!   and index members; the oldest entries leave first, and an entry read
 //!   from disk while in the older half of that order moves to the young end
@@ -95,6 +101,16 @@ struct Inner {
     stop: Arc<AtomicBool>,
     /// Writes begun and not done, which later deletes and purges wait for.
     writes: Arc<Writes>,
+}
+
+/// What a read on the caller's thread found.
+enum Nowait {
+    /// The answer.
+    Done(Option<Bytes>),
+    /// A hit, whose bookkeeping ([`Inner::touch`]) is left to do.
+    Touch(Bytes, record::Record),
+    /// Read it on the blocking pool.
+    Blocking,
 }
 
 /// The writes in progress, numbered in the order they began (were first
@@ -335,20 +351,10 @@ impl Inner {
         };
         match disk.get(key) {
             Ok(Read::Hit(value, record)) => {
-                let ttl = Duration::from_millis(record.expires_ms.saturating_sub(disk::now_ms()));
-                let touched = disk.touch(key, record.file, || {
-                    let options = PutOptions::new(ttl, &record.path)
-                        .tags(&record.tags)
-                        .query(record.query.as_deref());
-                    self.remember(key, value.clone(), options);
-                });
-                if let Err(e) = touched {
-                    // The body read is good; only the bookkeeping failed.
-                    let _ = self.failed("a read's update", &e);
-                }
+                self.touch(disk, key, &value, &record);
                 Ok(Some(value))
             }
-            Ok(Read::Miss) => Ok(None),
+            Ok(Read::Miss | Read::Blocking) => Ok(None),
             Ok(Read::Corrupt) => {
                 tracing::warn!(
                     path = %self.path.display(),
@@ -358,6 +364,45 @@ impl Inner {
                 Ok(None)
             }
             Err(e) => Err(self.failed("a read", &e)),
+        }
+    }
+
+    /// After a hit read from disk: moves the entry to the young end of the
+    /// eviction order if it is in the older half, and puts it in the
+    /// memory tier (under the store's lock).
+    fn touch(&self, disk: &Disk, key: &str, value: &Bytes, record: &record::Record) {
+        let ttl = Duration::from_millis(record.expires_ms.saturating_sub(disk::now_ms()));
+        let touched = disk.touch(key, record.file, || {
+            let options = PutOptions::new(ttl, &record.path)
+                .tags(&record.tags)
+                .query(record.query.as_deref());
+            self.remember(key, value.clone(), options);
+        });
+        if let Err(e) = touched {
+            // The body read is good; only the bookkeeping failed.
+            let _ = self.failed("a read's update", &e);
+        }
+    }
+
+    /// A read on the caller's thread, without blocking on the disk (see
+    /// [`Disk::get_nowait`]).
+    fn get_nowait(&self, key: &str) -> Nowait {
+        let Some(disk) = &self.disk else {
+            return Nowait::Done(None);
+        };
+        match disk.get_nowait(key) {
+            // Most hits have nothing more to do: the entry is young and
+            // there is no memory tier.
+            Ok(Read::Hit(value, record)) => {
+                if self.tiered || disk.is_old(&record).unwrap_or(true) {
+                    Nowait::Touch(value, record)
+                } else {
+                    Nowait::Done(Some(value))
+                }
+            }
+            Ok(Read::Miss) => Nowait::Done(None),
+            // Errors are found again, and reported, on the blocking pool.
+            Ok(Read::Corrupt | Read::Blocking) | Err(_) => Nowait::Blocking,
         }
     }
 
@@ -458,7 +503,16 @@ impl Storage for DiskStore {
         }
         let inner = self.inner.clone();
         let key = key.to_owned();
-        Box::pin(blocking(move || inner.get(&key)))
+        match self.inner.get_nowait(&key) {
+            Nowait::Done(read) => Box::pin(async move { Ok(read) }),
+            Nowait::Touch(value, record) => Box::pin(blocking(move || {
+                if let Some(disk) = &inner.disk {
+                    inner.touch(disk, &key, &value, &record);
+                }
+                Ok(Some(value))
+            })),
+            Nowait::Blocking => Box::pin(blocking(move || inner.get(&key))),
+        }
     }
 
     fn get_now(&self, key: &str) -> Option<Bytes> {

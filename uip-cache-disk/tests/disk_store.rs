@@ -555,3 +555,83 @@ async fn a_purge_or_delete_takes_effect_after_the_writes_begun_before_it() {
         assert_eq!(s.get(&key).await.unwrap(), None, "round {round}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_is_checked_on_its_first_read_after_a_start_and_its_length_on_every_read() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = TempDir::new("first-read");
+    let value = Bytes::from(vec![5u8; 10_000]);
+    let o = || PutOptions::new(MINUTE, "/x");
+    let flip = |file: &std::path::Path| {
+        // In place, keeping its length.
+        let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+        f.seek(SeekFrom::Start(5000)).unwrap();
+        f.write_all(&[5 ^ 1]).unwrap();
+    };
+    {
+        let s = DiskStore::open(&dir.0, 64 << 20, 0);
+        for k in ["changed", "cut", "unread"] {
+            s.put(k, value.clone(), o()).await.unwrap();
+        }
+        for k in ["changed", "cut"] {
+            assert_eq!(s.get(k).await.unwrap(), Some(value.clone()), "{k}");
+        }
+        // Changed after its first (checked) read, its length kept: read
+        // as it is now, whole, until the next start checks it again.
+        flip(&s.body_file("changed").unwrap());
+        let read = s.get("changed").await.unwrap().unwrap();
+        assert_eq!(read.len(), value.len());
+        assert_eq!(read[5000], 5 ^ 1);
+        // Changed before its first read: caught.
+        flip(&s.body_file("unread").unwrap());
+        assert_eq!(s.get("unread").await.unwrap(), None);
+        assert_eq!(s.corrupt_entries(), 1);
+        // Cut after its first read: its length is checked on every read.
+        let cut = s.body_file("cut").unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&cut)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        assert_eq!(s.get("cut").await.unwrap(), None);
+        assert_eq!(s.corrupt_entries(), 2);
+        assert!(!cut.exists(), "the cut file is removed");
+        assert_eq!(s.keys_count().await.unwrap(), 1);
+    }
+    // After a start, every body is checked again on its first read.
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    let changed = s.body_file("changed").unwrap();
+    assert_eq!(s.get("changed").await.unwrap(), None);
+    assert_eq!(s.corrupt_entries(), 1);
+    assert!(!changed.exists());
+    assert_eq!(s.keys_count().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_read_from_disk_again_and_again_stay_whole_while_entries_change() {
+    // Reads on the runtime's thread and on the blocking pool, first reads
+    // and later ones, while the same keys are rewritten and purged.
+    let dir = TempDir::new("reads");
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    let t = tags(&["t"]);
+    let value = |k: usize, v: u8| Bytes::from(vec![v; 3000 + k * 7000]);
+    for round in 0..20u8 {
+        for k in 0..4 {
+            let key = format!("k{k}");
+            if round % 5 == 4 {
+                s.invalidate_tags(&t).await.unwrap();
+            } else if round % 3 == 0 {
+                let o = PutOptions::new(MINUTE, "/r").tags(&t);
+                s.put(&key, value(k, round), o).await.unwrap();
+            }
+            for _ in 0..3 {
+                if let Some(got) = s.get(&key).await.unwrap() {
+                    assert_eq!(got.len(), value(k, 0).len(), "{key}");
+                    assert!(got.iter().all(|b| *b == got[0]), "{key}: one write's bytes");
+                }
+            }
+        }
+    }
+    assert_eq!(s.corrupt_entries(), 0);
+}

@@ -42,7 +42,10 @@ fn origin() -> (u16, Arc<AtomicUsize>) {
                     std::thread::sleep(std::time::Duration::from_secs(30));
                     return;
                 }
-                let body = if got.starts_with(b"GET /big/") {
+                let body = if got.starts_with(b"GET /huge/") {
+                    // Larger than what two loopback sockets buffer.
+                    format!("{n:>8}").repeat(3_000_000)
+                } else if got.starts_with(b"GET /big/") {
                     // Large enough to fill a small disk in a few answers.
                     format!("{n:>8}").repeat(80_000)
                 } else {
@@ -400,4 +403,110 @@ fn check_config_wants_a_folder_for_the_disk_store() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Reads one HTTP/1.1 response with a `content-length` from `s`:
+/// (head, body).
+fn read_response(s: &mut std::net::TcpStream) -> (String, Vec<u8>) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    let end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the head arrives");
+        got.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .expect("a content-length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = got.split_off(end);
+    while body.len() < len {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the body arrives whole: {} of {len}", body.len());
+        body.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(body.len(), len, "nothing past the content-length");
+    (head, body)
+}
+
+#[test]
+fn large_hits_from_disk_are_sent_whole_from_their_file() {
+    let dir = TempDir::new("disk-sendfile");
+    let store = dir.0.join("store");
+    // No memory tier: every hit is read from disk.
+    let file = dir.0.join("disk.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "store:\n  type: disk\n  disk:\n    path: \"{}\"\n    max_bytes: 256MB\n    memory_bytes: 0\npolicies:\n  - name: all\n    pattern: \"/*\"\n    max_size: 64MB\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let (up, count) = origin();
+    let server = serve(&file, up);
+    let port = server.addr.port();
+    let pid = pid_of(&file);
+    let big = format!("{:>8}", 1).repeat(80_000);
+    // A miss, the first hit (its checksum checked), then hits sent from
+    // the file, on one connection kept alive.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for (i, want) in ["miss", "hit", "hit", "hit"].iter().enumerate() {
+        s.write_all(b"GET /big/a HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let (head, body) = read_response(&mut s);
+        assert!(head.contains(&format!("x-cache: {want}")), "{i}: {head}");
+        assert!(body == big.as_bytes(), "{i}: the body, whole");
+    }
+    // A range of it, from the file too.
+    s.write_all(b"GET /big/a HTTP/1.1\r\nHost: t\r\nRange: bytes=100000-399999\r\n\r\n")
+        .unwrap();
+    let (head, body) = read_response(&mut s);
+    assert!(head.starts_with("http/1.1 206"), "{head}");
+    assert!(
+        body == big.as_bytes()[100_000..400_000],
+        "the range, exactly"
+    );
+    drop(s);
+
+    // A body larger than the sockets hold: while its client has not read
+    // it, the server holds the body file mapped (the kernel sends from it).
+    let huge = format!("{:>8}", 2).repeat(3_000_000);
+    assert!(get(port, "/huge/b").1.contains("x-cache: miss"));
+    let first = get(port, "/huge/b");
+    assert!(
+        first.1.contains("x-cache: hit") && first.2 == huge,
+        "checked"
+    );
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"GET /huge/b HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let body_file = |maps: &str| {
+        maps.lines()
+            .any(|l| l.contains(&*store.join("bodies").to_string_lossy()))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut maps = String::new();
+    while std::time::Instant::now() < deadline {
+        maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        if body_file(&maps) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        body_file(&maps),
+        "the body file is mapped while sent:\n{maps}"
+    );
+    let (head, body) = read_response(&mut slow);
+    assert!(head.contains("x-cache: hit"), "{head}");
+    assert!(body == huge.as_bytes(), "the large body, whole");
+    assert_eq!(count.load(Ordering::SeqCst), 2, "two misses, the rest hits");
 }
