@@ -95,11 +95,13 @@ impl Clients {
     }
 
     /// The connections `client` holds now.
+    #[cfg(test)]
     pub(crate) fn held(&self, client: Client) -> u32 {
         self.lock().get(&client).copied().unwrap_or(0)
     }
 
     /// The clients holding at least one connection.
+    #[cfg(test)]
     pub(crate) fn clients(&self) -> usize {
         self.lock().len()
     }
@@ -107,6 +109,7 @@ impl Clients {
 
 impl ClientSlot {
     /// The client this connection counts against.
+    #[cfg(test)]
     pub(crate) fn client(&self) -> Client {
         self.client
     }
