@@ -43,10 +43,14 @@ struct Edge {
 }
 
 async fn edge(max: usize) -> Edge {
+    edge_with(&format!("  max_connections_per_client: {max}\n")).await
+}
+
+/// [`edge`] with these `server:` lines.
+async fn edge_with(server: &str) -> Edge {
     let (up, _) = plain_backend().await;
-    let yaml = format!(
-        "policies:\n  - name: all\n    pattern: \"/*\"\n    ttl: 60\nserver:\n  max_connections_per_client: {max}\n"
-    );
+    let yaml =
+        format!("policies:\n  - name: all\n    pattern: \"/*\"\n    ttl: 60\nserver:\n{server}");
     let config = CacheConfig::from_yaml_str(&yaml).unwrap();
     let cache = HttpCache::with_memory_store(&config).unwrap();
     let upstream = Upstream::new(
@@ -236,4 +240,19 @@ async fn zero_turns_the_per_client_limit_off() {
         held.push(served(ONE, edge.plain).await.expect("no per-client limit"));
     }
     assert_eq!(refused_per_client(&edge.proxy), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_is_not_limited_as_one_client() {
+    let edge = edge_with("  max_connections_per_client: 2\n  trusted_proxies: [127.0.0.1]\n").await;
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(served(ONE, edge.plain).await.expect("a trusted proxy"));
+    }
+    // Anyone else still is.
+    let _other = [
+        served(OTHER, edge.plain).await.unwrap(),
+        served(OTHER, edge.plain).await.unwrap(),
+    ];
+    assert!(served(OTHER, edge.plain).await.is_none());
 }

@@ -72,9 +72,9 @@ pub struct ServerConfig {
     /// it, a new connection is closed at once, unanswered. Default 256: a
     /// browser opens 6 per host, a NAT or office gateway carries many
     /// browsers, and 256 idle connections cost little, while one address
-    /// can no longer take the 16,384 connections of a listener. 0 = no
-    /// limit (behind a load balancer that is the only peer, say). Takes
-    /// effect on reload for new connections.
+    /// can no longer take the 16,384 connections of a listener. Peers in
+    /// `trusted_proxies` carry many clients: they are not limited. 0 = no
+    /// limit. Takes effect on reload for new connections.
     pub max_connections_per_client: usize,
 }
 

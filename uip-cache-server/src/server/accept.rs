@@ -72,7 +72,7 @@ where
         grace,
         per_client,
     } = config;
-    let (client_refusals, listener_refusals) = (EverySecond::default(), EverySecond::default());
+    let listener_refusals = EverySecond::default();
     let refused = |why: ConnectionRefusal| {
         if let Some((_, cache)) = &per_client {
             cache.stats().connection_refused(why);
@@ -101,12 +101,20 @@ where
         // TIME_WAIT left behind for each.
         let slot = match &per_client {
             Some((clients, cache)) => {
-                let cap = cache.settings().config().server.max_connections_per_client;
+                let settings = cache.settings();
+                // A trusted proxy carries many clients: it is counted, not
+                // limited (its own limits are the ones that can tell its
+                // clients apart).
+                let cap = if settings.trusted_proxies().contains(remote.ip()) {
+                    0
+                } else {
+                    settings.config().server.max_connections_per_client
+                };
                 match clients.admit(remote.ip(), cap) {
                     Ok(slot) => Some(slot),
                     Err(client) => {
                         refused(ConnectionRefusal::PerClientLimit);
-                        if let Some(held_back) = client_refusals.ready(now_ms()) {
+                        if let Some(held_back) = clients.warned.ready(now_ms()) {
                             tracing::warn!(
                                 listener = what,
                                 %client,

@@ -52,6 +52,8 @@ impl fmt::Display for Client {
 #[derive(Debug, Default)]
 pub(crate) struct Clients {
     open: Mutex<HashMap<Client, u32>>,
+    /// The warning of a refusal, once a second for all the listeners.
+    pub(crate) warned: EverySecond,
 }
 
 /// One connection counted against its client until it is dropped, however
