@@ -14,7 +14,10 @@
 //!   `server.timeout` and `server.upstream_tls`; the clients of backends
 //!   whose URL and client settings did not change are kept, with their
 //!   pooled connections);
-//! - the TLS listener's certificates.
+//! - the TLS listener's certificates;
+//! - `server.max_connections_per_client`, which the listeners read at each
+//!   accept: new connections are counted against the new limit (a client
+//!   over it keeps its open connections until they close).
 //!
 //! The store and every entry stay. A request in flight finishes on the
 //! settings and the route it began with. A file with errors changes
@@ -299,7 +302,7 @@ impl Reload for ServerReload {
         // ===== what changes, and what would need a restart =====
         let old = &running.config;
         let mut changed = policy_changes(old, &config);
-        let live: [(&str, String, String); 9] = [
+        let live: [(&str, String, String); 10] = [
             (
                 "defaults",
                 fingerprint(&old.defaults),
@@ -315,6 +318,12 @@ impl Reload for ServerReload {
                 "server.trusted_proxies",
                 fingerprint(&old.server.trusted_proxies),
                 fingerprint(&config.server.trusted_proxies),
+            ),
+            (
+                // Read by the listeners at each accept.
+                "server.max_connections_per_client",
+                fingerprint(&old.server.max_connections_per_client),
+                fingerprint(&config.server.max_connections_per_client),
             ),
             (
                 "server.connect_timeout",

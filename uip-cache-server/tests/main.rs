@@ -2,6 +2,7 @@
 //! is one theme. One binary links once, where a binary per file linked
 //! the whole dependency tree 8 times.
 
+mod attack_connection_flood;
 mod attack_cpdos;
 mod attack_forwarding_headers;
 mod attack_invalidation;

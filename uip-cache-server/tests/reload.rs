@@ -407,6 +407,54 @@ async fn a_changed_listen_address_is_reported_as_needing_a_restart() {
     assert!(line.contains("server.listen"), "{line}");
 }
 
+/// A GET on a new connection: whether it was answered at all (a
+/// connection refused at accept is closed unanswered).
+async fn answered(addr: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let request = "GET /x HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n";
+    if s.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    out.starts_with(b"HTTP/1.1 ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_connections_per_client_for_new_connections() {
+    let (backend, _) = Backend::start("one").await;
+    let yaml = |max: u32| {
+        config(
+            &policy("a", "/*", 60),
+            &backend.url(),
+            &format!("  max_connections_per_client: {max}\n"),
+        )
+    };
+    let served = Served::start(&yaml(2)).await;
+    // Two idle connections (the header deadline is 30 s) hold the limit.
+    let _idle = [
+        tokio::net::TcpStream::connect(served.addr()).await.unwrap(),
+        tokio::net::TcpStream::connect(served.addr()).await.unwrap(),
+    ];
+    assert!(!answered(served.addr()).await, "past the limit of 2");
+    served.rewrite(&yaml(3));
+    let body = served.reload().await;
+    assert_eq!(
+        strings(&body["changed"]),
+        ["server.max_connections_per_client"],
+        "{body}"
+    );
+    assert_eq!(strings(&body["needs_restart"]), Vec::<String>::new());
+    assert!(answered(served.addr()).await, "under the new limit of 3");
+    assert!(served
+        .metrics()
+        .await
+        .contains("uip_cache_connections_refused_total{reason=\"per_client_limit\"} 1"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_flight_finishes_on_the_upstream_it_began_with() {
     let (old, mut arrivals) = Backend::start("old").await;

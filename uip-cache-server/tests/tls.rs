@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use uip_cache_core::{CacheConfig, HttpCache};
 use uip_cache_server::proxy::Upstream;
-use uip_cache_server::server::{proxy, serve_edge};
+use uip_cache_server::server::{proxy, serve_edge, serve_redirecting};
 use uip_cache_server::slow::ClientLimits;
 use uip_cache_server::tls::{CertificateFiles, Certificates};
 
@@ -327,4 +327,93 @@ async fn redirect_http_sends_plain_clients_to_the_tls_port_with_path_and_query()
         .await
         .unwrap();
     assert_eq!(get_over(tls, "a.test", "/p/q?x=1&y").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_http_refuses_hosts_that_are_not_a_plain_name_and_port() {
+    let (ca, dir) = (
+        Ca::new("redirect hosts CA"),
+        TempDir::new("tls-redirect-hosts"),
+    );
+    let site = site(
+        Certificates::load(two_certificates(&dir, &ca)).unwrap(),
+        true,
+        None,
+    )
+    .await;
+    // The TLS listener's port, never the plain one's; the Host's own port
+    // goes; path and query stay.
+    for (host, want) in [
+        ("a.test".to_owned(), "a.test"),
+        (format!("A.test:{}", site.plain.port()), "A.test"),
+        ("192.0.2.1:8080".to_owned(), "192.0.2.1"),
+        ("[2001:db8::1]:80".to_owned(), "[2001:db8::1]"),
+    ] {
+        let answer = plain_get(site.plain, &host, "/p?q=1").await;
+        assert!(answer.starts_with("HTTP/1.1 308"), "{host}: {answer}");
+        let want = format!("location: https://{want}:{}/p?q=1\r\n", site.tls.port());
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains(&want.to_ascii_lowercase()),
+            "{answer}"
+        );
+    }
+    // Hosts that would make another URL, or junk, of the Location: a 400
+    // and no Location at all.
+    for host in [
+        "evil.test@a.test",
+        "a.test;x=1",
+        "a.test,evil.test",
+        "a.test'x",
+        "a.test(x)",
+        "a%2etest",
+        "a.test:99999",
+        "a.test:80x",
+        "a test",
+        "a.test/evil",
+        "[::1",
+        "",
+    ] {
+        let answer = plain_get(site.plain, host, "/p").await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{host:?}: {answer}");
+        assert!(
+            !answer.to_ascii_lowercase().contains("location:"),
+            "{host:?}: {answer}"
+        );
+    }
+    assert_eq!(site.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_port_443_names_no_port() {
+    let (up, calls) = plain_backend().await;
+    let config =
+        CacheConfig::from_yaml_str("policies:\n  - name: all\n    pattern: \"/*\"\n    ttl: 60\n")
+            .unwrap();
+    let cache = HttpCache::with_memory_store(&config).unwrap();
+    let upstream = Upstream::new(
+        format!("http://{up}").parse().unwrap(),
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    );
+    let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = plain.local_addr().unwrap();
+    tokio::spawn(serve_redirecting(
+        plain,
+        proxy(cache, upstream),
+        443,
+        ClientLimits::default(),
+        Duration::from_secs(1),
+        std::future::pending(),
+    ));
+    let answer = plain_get(addr, &format!("a.test:{}", addr.port()), "/x/y?z=%20").await;
+    assert!(answer.starts_with("HTTP/1.1 308"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("location: https://a.test/x/y?z=%20\r\n"),
+        "{answer}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
 }

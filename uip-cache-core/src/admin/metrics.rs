@@ -235,6 +235,14 @@ impl Collector for Scrape {
         )?;
         labelled_counters(
             &mut e,
+            "connections_refused",
+            "Connections closed as soon as they were accepted, by reason: per_client_limit (server.max_connections_per_client) or listener_limit (the listener was full).",
+            s.connections_refused
+                .iter()
+                .map(|(r, v)| (vec![("reason", *r)], *v)),
+        )?;
+        labelled_counters(
+            &mut e,
             "warm_urls",
             "URLs warmed, by outcome.",
             [

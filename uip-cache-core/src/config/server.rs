@@ -65,6 +65,17 @@ pub struct ServerConfig {
     /// that went longest without taking any are closed first.
     #[serde(deserialize_with = "nonzero_size")]
     pub max_inflight_bytes: ByteSize,
+    /// Connections one client may hold open at once, from accept to close
+    /// (TLS handshakes in progress included), over the plain and TLS
+    /// listeners together; a client is an IPv4 address or an IPv6 /64
+    /// (an IPv4-mapped IPv6 address counts as its IPv4 address). Past
+    /// it, a new connection is closed at once, unanswered. Default 256: a
+    /// browser opens 6 per host, a NAT or office gateway carries many
+    /// browsers, and 256 idle connections cost little, while one address
+    /// can no longer take the 16,384 connections of a listener. Peers in
+    /// `trusted_proxies` carry many clients: they are not limited. 0 = no
+    /// limit. Takes effect on reload for new connections.
+    pub max_connections_per_client: usize,
 }
 
 /// `server.tls`: TLS termination.
@@ -235,6 +246,7 @@ impl Default for ServerConfig {
             send_timeout: Seconds(Duration::from_secs(60)),
             idle_timeout: Seconds(Duration::from_secs(75)),
             max_inflight_bytes: ByteSize(256 << 20),
+            max_connections_per_client: 256,
         }
     }
 }

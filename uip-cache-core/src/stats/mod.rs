@@ -20,7 +20,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 pub use histogram::{HistogramSnapshot, STORE_LATENCY_BUCKETS};
-pub use reason::{InvalidationKind, NoCacheReason, WarmOutcome};
+pub use reason::{ConnectionRefusal, InvalidationKind, NoCacheReason, WarmOutcome};
 pub use snapshot::{PolicySnapshot, StatsSnapshot};
 
 use histogram::LatencyHistogram;
@@ -62,6 +62,7 @@ pub struct CacheStats {
     hit_for_miss: AtomicU64,
     config_reloads: AtomicU64,
     config_reload_errors: AtomicU64,
+    connections_refused: [AtomicU64; ConnectionRefusal::ALL.len()],
     changes: Changes,
 }
 
@@ -196,6 +197,13 @@ impl CacheStats {
             &self.config_reload_errors
         }
         .fetch_add(1, SeqCst);
+        self.changes.changed();
+    }
+
+    /// A listener closed a connection as soon as it accepted it, for
+    /// `why`.
+    pub fn connection_refused(&self, why: ConnectionRefusal) {
+        self.connections_refused[why as usize].fetch_add(1, SeqCst);
         self.changes.changed();
     }
 

@@ -159,6 +159,33 @@ impl InvalidationKind {
     }
 }
 
+/// Why a listener closed a connection as soon as it was accepted, for its
+/// counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionRefusal {
+    /// Its client already held `server.max_connections_per_client`.
+    PerClientLimit,
+    /// The listener already served as many connections as it takes.
+    ListenerLimit,
+}
+
+impl ConnectionRefusal {
+    /// Every reason, in counter order.
+    pub const ALL: [ConnectionRefusal; 2] = [
+        ConnectionRefusal::PerClientLimit,
+        ConnectionRefusal::ListenerLimit,
+    ];
+
+    /// The snake_case name used in metrics and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConnectionRefusal::PerClientLimit => "per_client_limit",
+            ConnectionRefusal::ListenerLimit => "listener_limit",
+        }
+    }
+}
+
 /// The outcome of warming one URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Serialize;
 
-use super::{CacheStats, HistogramSnapshot, InvalidationKind, NoCacheReason};
+use super::{CacheStats, ConnectionRefusal, HistogramSnapshot, InvalidationKind, NoCacheReason};
 
 /// The outcomes of one policy at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -96,6 +96,15 @@ impl CacheStats {
             hit_for_miss: self.hit_for_miss.load(Relaxed),
             config_reloads: self.config_reloads.load(Relaxed),
             config_reload_errors: self.config_reload_errors.load(Relaxed),
+            connections_refused: ConnectionRefusal::ALL
+                .iter()
+                .map(|r| {
+                    (
+                        r.as_str(),
+                        self.connections_refused[*r as usize].load(Relaxed),
+                    )
+                })
+                .collect(),
         }
     }
 }
@@ -176,13 +185,16 @@ pub struct StatsSnapshot {
     pub config_reloads: u64,
     /// Config reloads refused for errors (nothing changed).
     pub config_reload_errors: u64,
+    /// Connections a listener closed as soon as it accepted them, by
+    /// reason (`per_client_limit`, `listener_limit`).
+    pub connections_refused: BTreeMap<&'static str, u64>,
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use super::super::{CacheStats, NoCacheReason};
+    use super::super::{CacheStats, ConnectionRefusal, NoCacheReason};
 
     #[test]
     fn rates_and_ratios() {
@@ -208,6 +220,19 @@ mod tests {
         assert_eq!(snap.bypasses, 1);
         assert_eq!(snap.uncacheable.get("set_cookie"), Some(&1));
         assert_eq!(snap.uncacheable.get("too_large"), Some(&1));
+    }
+
+    #[test]
+    fn refused_connections_are_counted_by_reason() {
+        let s = CacheStats::new();
+        s.connection_refused(ConnectionRefusal::PerClientLimit);
+        s.connection_refused(ConnectionRefusal::PerClientLimit);
+        s.connection_refused(ConnectionRefusal::ListenerLimit);
+        let snap = s.snapshot();
+        assert_eq!(snap.connections_refused.get("per_client_limit"), Some(&2));
+        assert_eq!(snap.connections_refused.get("listener_limit"), Some(&1));
+        let json = serde_json::to_value(&snap).unwrap();
+        assert_eq!(json["connections_refused"]["per_client_limit"], 2);
     }
 
     #[test]

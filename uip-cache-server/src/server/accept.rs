@@ -1,6 +1,6 @@
 //! The accept loop every listener shares, and the first moments of a
-//! connection: the connection limit, the TLS handshake or the h2c
-//! preface, then [`super::conn`].
+//! connection: the per-client and the listener's connection limits, the
+//! TLS handshake or the h2c preface, then [`super::conn`].
 
 use std::future::Future;
 use std::io;
@@ -11,10 +11,13 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+use uip_cache_core::stats::ConnectionRefusal;
+use uip_cache_core::HttpCache;
 
+use super::clients::{Clients, EverySecond};
 use super::conn::{serve_h2, serve_http1, Conn, ConnBody, ConnService};
 use crate::io::ClientStream;
-use crate::slow::{ClientLimits, Inflight, Watch, HEADER_READ_TIMEOUT};
+use crate::slow::{now_ms, ClientLimits, Inflight, Watch, HEADER_READ_TIMEOUT};
 
 /// What a listener speaks.
 #[derive(Clone)]
@@ -40,6 +43,11 @@ pub(super) struct Listener {
     pub(super) inflight: Arc<Inflight>,
     /// How long the requests in flight may finish once it stops.
     pub(super) grace: Duration,
+    /// The proxy listeners': the connections open per client (shared by
+    /// the listeners of one server), and the cache whose settings give
+    /// `server.max_connections_per_client` (read at each accept, so a
+    /// reload changes it) and whose counters count the refusals.
+    pub(super) per_client: Option<(Arc<Clients>, HttpCache)>,
 }
 
 /// The accept loop every listener shares: at most `max` connections,
@@ -62,7 +70,14 @@ where
         limits,
         inflight,
         grace,
+        per_client,
     } = config;
+    let listener_refusals = EverySecond::default();
+    let refused = |why: ConnectionRefusal| {
+        if let Some((_, cache)) = &per_client {
+            cache.stats().connection_refused(why);
+        }
+    };
     // Every connection holds a permit until it ends; the drain waits for
     // all of them back.
     let connections = Arc::new(Semaphore::new(max));
@@ -81,14 +96,54 @@ where
             },
             () = &mut shutdown => break,
         };
+        // Refused connections are closed at once, before any byte is read
+        // or written (no TLS handshake is spent on them), with a reset: no
+        // TIME_WAIT left behind for each.
+        let slot = match &per_client {
+            Some((clients, cache)) => {
+                let settings = cache.settings();
+                // A trusted proxy carries many clients: it is counted, not
+                // limited (its own limits are the ones that can tell its
+                // clients apart).
+                let cap = if settings.trusted_proxies().contains(remote.ip()) {
+                    0
+                } else {
+                    settings.config().server.max_connections_per_client
+                };
+                match clients.admit(remote.ip(), cap) {
+                    Ok(slot) => Some(slot),
+                    Err(client) => {
+                        refused(ConnectionRefusal::PerClientLimit);
+                        if let Some(held_back) = clients.warned.ready(now_ms()) {
+                            tracing::warn!(
+                                listener = what,
+                                %client,
+                                max = cap,
+                                held_back,
+                                "a client holds server.max_connections_per_client connections; refusing its new ones"
+                            );
+                        }
+                        let _ = stream.set_zero_linger();
+                        drop(stream);
+                        continue;
+                    }
+                }
+            }
+            None => None,
+        };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             // At the limit: refuse rather than queue without bound.
-            tracing::warn!(
-                listener = what,
-                max,
-                "connection limit reached; refusing a connection"
-            );
-            drop(stream);
+            refused(ConnectionRefusal::ListenerLimit);
+            if let Some(held_back) = listener_refusals.ready(now_ms()) {
+                tracing::warn!(
+                    listener = what,
+                    max,
+                    held_back,
+                    "connection limit reached; refusing a connection"
+                );
+            }
+            let _ = stream.set_zero_linger();
+            drop((stream, slot));
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -97,7 +152,8 @@ where
         let stopped = stopped.clone();
         let protocol = protocol.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            // Both given back when the task ends, however it ends.
+            let _held = (permit, slot);
             let conn = Conn {
                 watch,
                 limits,

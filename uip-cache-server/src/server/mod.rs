@@ -9,6 +9,7 @@
 //! decides from the connection's TLS flag and `server.trusted_proxies`).
 
 mod accept;
+mod clients;
 mod conn;
 mod redirect;
 
@@ -34,6 +35,7 @@ use crate::routes::Routes;
 use crate::slow::{ClientBody, ClientLimits, Inflight, Watch};
 use crate::tls::Certificates;
 use accept::{accept_loop, Listener, Protocol};
+use clients::Clients;
 
 /// Connections served at once by a proxy listener; more are refused until
 /// some close.
@@ -113,6 +115,9 @@ pub async fn serve_admin(
         limits: ClientLimits::default(),
         inflight: Inflight::new(ClientLimits::default().max_inflight_bytes),
         grace: Duration::from_secs(5),
+        // Not counted per client: behind its own 256 connections, for
+        // webhook senders and scrapers.
+        per_client: None,
     };
     accept_loop(listener, config, shutdown, move |remote, _| {
         let service = service.clone();
@@ -149,8 +154,8 @@ pub async fn serve_with(
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let inflight = Inflight::new(limits.max_inflight_bytes);
-    serve_plain(listener, service, None, limits, inflight, grace, shutdown).await
+    let shared = Shared::new(&limits);
+    serve_plain(listener, service, None, limits, shared, grace, shutdown).await
 }
 
 /// [`serve_with`] for `server.redirect_http`: a request gets a `308` to
@@ -165,17 +170,34 @@ pub async fn serve_redirecting(
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let inflight = Inflight::new(limits.max_inflight_bytes);
+    let shared = Shared::new(&limits);
     serve_plain(
         listener,
         service,
         Some(https_port),
         limits,
-        inflight,
+        shared,
         grace,
         shutdown,
     )
     .await
+}
+
+/// What the proxy listeners of one server share: the bound on response
+/// bytes owed to clients, and the connections open per client.
+#[derive(Clone)]
+struct Shared {
+    inflight: Arc<Inflight>,
+    clients: Arc<Clients>,
+}
+
+impl Shared {
+    fn new(limits: &ClientLimits) -> Self {
+        Shared {
+            inflight: Inflight::new(limits.max_inflight_bytes),
+            clients: Clients::new(),
+        }
+    }
 }
 
 async fn serve_plain(
@@ -183,7 +205,7 @@ async fn serve_plain(
     service: Proxy,
     redirect: Option<u16>,
     limits: ClientLimits,
-    inflight: Arc<Inflight>,
+    shared: Shared,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
@@ -193,8 +215,9 @@ async fn serve_plain(
         what: "proxy",
         protocol: Protocol::Http1AndH2c,
         limits,
-        inflight,
+        inflight: shared.inflight,
         grace,
+        per_client: Some((shared.clients, service.cache().clone())),
     };
     accept_loop(listener, config, shutdown, move |remote, watch| {
         connection_service(&service, remote, watch, false, redirect)
@@ -215,13 +238,13 @@ pub async fn serve_tls(
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let inflight = Inflight::new(limits.max_inflight_bytes);
+    let shared = Shared::new(&limits);
     serve_tls_with(
         listener,
         service,
         certificates,
         limits,
-        inflight,
+        shared,
         grace,
         shutdown,
     )
@@ -233,7 +256,7 @@ async fn serve_tls_with(
     service: Proxy,
     certificates: &Certificates,
     limits: ClientLimits,
-    inflight: Arc<Inflight>,
+    shared: Shared,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
@@ -244,8 +267,9 @@ async fn serve_tls_with(
         what: "proxy-tls",
         protocol: Protocol::Tls(acceptor),
         limits,
-        inflight,
+        inflight: shared.inflight,
         grace,
+        per_client: Some((shared.clients, service.cache().clone())),
     };
     accept_loop(listener, config, shutdown, move |remote, watch| {
         connection_service(&service, remote, watch, true, None)
@@ -255,10 +279,12 @@ async fn serve_tls_with(
 
 /// The proxy's listeners of a `server` section together: `plain` (HTTP/1.1
 /// and h2c; with `redirect_http`, a 308 to the TLS listener's port) and
-/// `tls` with its certificates, one service and cache, and one
-/// `limits.max_inflight_bytes` bound for both (each listener has its own
-/// connection limit). Runs until `shutdown` resolves, then drains both
-/// within `grace`.
+/// `tls` with its certificates, one service and cache, one
+/// `limits.max_inflight_bytes` bound for both, and one count of the
+/// connections each client holds over both
+/// (`server.max_connections_per_client`, from the cache's settings; each
+/// listener has its own connection limit). Runs until `shutdown`
+/// resolves, then drains both within `grace`.
 pub async fn serve_edge(
     plain: Option<TcpListener>,
     tls: Option<(TcpListener, Certificates)>,
@@ -268,7 +294,7 @@ pub async fn serve_edge(
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let inflight = Inflight::new(limits.max_inflight_bytes);
+    let shared = Shared::new(&limits);
     let https_port = match &tls {
         Some((l, _)) if redirect_http => Some(l.local_addr()?.port()),
         _ => None,
@@ -283,8 +309,8 @@ pub async fn serve_edge(
     let plain = async {
         match plain {
             Some(l) => {
-                let (s, i) = (service.clone(), inflight.clone());
-                serve_plain(l, s, https_port, limits, i, grace, when_stopped()).await
+                let (s, sh) = (service.clone(), shared.clone());
+                serve_plain(l, s, https_port, limits, sh, grace, when_stopped()).await
             }
             None => Ok(()),
         }
@@ -292,8 +318,8 @@ pub async fn serve_edge(
     let tls = async {
         match tls {
             Some((l, certificates)) => {
-                let (s, i) = (service.clone(), inflight.clone());
-                serve_tls_with(l, s, &certificates, limits, i, grace, when_stopped()).await
+                let (s, sh) = (service.clone(), shared.clone());
+                serve_tls_with(l, s, &certificates, limits, sh, grace, when_stopped()).await
             }
             None => Ok(()),
         }

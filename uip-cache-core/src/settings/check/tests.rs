@@ -214,6 +214,22 @@ fn cross_field_rules() {
 }
 
 #[test]
+fn connections_per_client_default_to_256_and_zero_turns_the_limit_off() {
+    let c = parse("policies: []\n").unwrap();
+    assert_eq!(c.server.max_connections_per_client, 256);
+    let c = parse("server:\n  max_connections_per_client: 0\n").unwrap();
+    assert_eq!(c.server.max_connections_per_client, 0);
+    let c = parse("server:\n  max_connections_per_client: 16\n").unwrap();
+    assert_eq!(c.server.max_connections_per_client, 16);
+    let p = only_problem("server:\n  max_connections_per_client: -1\n");
+    assert_eq!(
+        (p.line, p.path.as_str()),
+        (Some(2), "server.max_connections_per_client"),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn slow_client_limits_have_defaults_units_and_are_never_zero() {
     let c = parse("policies: []\n").unwrap();
     assert_eq!(c.server.send_timeout.get(), Duration::from_secs(60));
