@@ -276,16 +276,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .filter(|n| *n != header::HOST && *n != header::CONTENT_LENGTH)
-        .collect();
-    for n in named {
-        headers.remove(n);
+    let tokens = || {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+    };
+    // `Connection: keep-alive`, as most backends send, names nothing
+    // that is not removed below.
+    let hop = |t: &str| HOP_BY_HOP.iter().any(|n| t.eq_ignore_ascii_case(n.as_str()));
+    if tokens().any(|t| !t.is_empty() && !hop(t)) {
+        let named: Vec<HeaderName> = tokens()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .filter(|n| *n != header::HOST && *n != header::CONTENT_LENGTH)
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
     for n in &HOP_BY_HOP {
         headers.remove(n);
@@ -407,11 +416,24 @@ fn apply(headers: &mut HeaderMap, edits: HeaderEdits<'_>) {
             HeaderEdit::Remove(name) => drop(headers.remove(name)),
             HeaderEdit::Set(name, value) => {
                 if let Ok(v) = HeaderValue::from_maybe_shared(value) {
-                    headers.insert(name, v);
+                    // A static name is not copied, as a `&str` one is.
+                    if is_lower_token(name) {
+                        headers.insert(HeaderName::from_static(name), v);
+                    } else {
+                        headers.insert(name, v);
+                    }
                 }
             }
         }
     }
+}
+
+/// Whether `s` is a non-empty run of `a-z`, `0-9` and `-` of HTTP's
+/// length: a name `HeaderName::from_static` takes.
+fn is_lower_token(s: &str) -> bool {
+    (1..=usize::from(u16::MAX)).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 impl Upstream {
