@@ -177,7 +177,7 @@ enum Transport {
     /// `http://`: HTTP/1.1 on connections of the proxy's own pool.
     Pooled(pool::Pool),
     /// `https://`: hyper-util's client, for TLS and HTTP/2 by ALPN.
-    Shared(Client<UpstreamConnector, UpstreamBody>),
+    Shared(Box<Client<UpstreamConnector, UpstreamBody>>),
 }
 
 /// Idle upstream connections kept for reuse, at most.
@@ -214,12 +214,12 @@ impl Upstream {
         // and at most UPSTREAM_IDLE of them, so a burst does not leave
         // sockets behind.
         let transport = if base.scheme_str() == Some("https") {
-            Transport::Shared(
+            Transport::Shared(Box::new(
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
                     .pool_max_idle_per_host(UPSTREAM_IDLE)
                     .build(connector),
-            )
+            ))
         } else {
             Transport::Pooled(pool::Pool::new(
                 base.clone(),
@@ -286,7 +286,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     };
     // `Connection: keep-alive`, as most backends send, names nothing
     // that is not removed below.
-    let hop = |t: &str| HOP_BY_HOP.iter().any(|n| t.eq_ignore_ascii_case(n.as_str()));
+    let hop = |t: &str| {
+        HOP_BY_HOP
+            .iter()
+            .any(|n| t.eq_ignore_ascii_case(n.as_str()))
+    };
     if tokens().any(|t| !t.is_empty() && !hop(t)) {
         let named: Vec<HeaderName> = tokens()
             .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
@@ -476,9 +480,7 @@ impl Upstream {
                     req.headers_mut().insert(header::HOST, host.clone());
                 }
                 match tokio::time::timeout(self.0.timeout, pool.send(req)).await {
-                    Ok(Ok(resp)) => {
-                        Ok(resp.map(|b| BackendBody(BackendBodyKind::Pooled(b))))
-                    }
+                    Ok(Ok(resp)) => Ok(resp.map(|b| BackendBody(BackendBodyKind::Pooled(b)))),
                     Ok(Err(pool::SendError::Connect(e))) => Err(Failure::Connect(e)),
                     Ok(Err(pool::SendError::Request(e))) => Err(Failure::Request(Box::new(e))),
                     Err(_) => Err(Failure::Timeout),

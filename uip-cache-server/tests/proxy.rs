@@ -717,7 +717,11 @@ async fn a_cancelled_request_closes_its_upstream_connection() {
         .write_all(b"GET /wait HTTP/1.1\r\nhost: cache.test\r\n\r\n")
         .await
         .unwrap();
-    assert_eq!(heads.recv().await, Some(0), "the request reached the backend");
+    assert_eq!(
+        heads.recv().await,
+        Some(0),
+        "the request reached the backend"
+    );
     drop(client);
     assert_eq!(
         closed.recv().await,
@@ -739,9 +743,8 @@ async fn a_response_left_part_read_closes_its_upstream_connection() {
     // client hold, so the proxy is still reading it when the client goes.
     const LEN: usize = 64 << 20;
     let (up, connections, mut heads, mut closed) = watched_upstream(|_| {
-        let head = format!(
-            "HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: {LEN}\r\n\r\n"
-        );
+        let head =
+            format!("HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: {LEN}\r\n\r\n");
         Some((head, LEN))
     })
     .await;
