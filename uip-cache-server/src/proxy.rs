@@ -2,6 +2,10 @@
 //! request to the backend over a pooled keep-alive connection and streams
 //! both bodies, as nginx's `proxy_pass` does.
 //!
+//! - an `http://` backend is spoken to in HTTP/1.1 over connections of
+//!   the proxy's own pool (see `pool.rs`: one task per connection, a
+//!   connection reused only once its response was read whole);
+//!
 //! - hop-by-hop headers (RFC 9110 section 7.6.1, and those named by
 //!   `Connection`) are dropped both ways;
 //! - `Via` is added both ways; the forwarding headers are the proxy's own:
