@@ -2,6 +2,10 @@
 //! request to the backend over a pooled keep-alive connection and streams
 //! both bodies, as nginx's `proxy_pass` does.
 //!
+//! - an `http://` backend is spoken to in HTTP/1.1 over connections of
+//!   the proxy's own pool (see `pool.rs`: one task per connection, a
+//!   connection reused only once its response was read whole);
+//!
 //! - hop-by-hop headers (RFC 9110 section 7.6.1, and those named by
 //!   `Connection`) are dropped both ways;
 //! - `Via` is added both ways; the forwarding headers are the proxy's own:
@@ -44,9 +48,54 @@ use uip_cache_core::{Connection, HeaderEdit, HeaderEdits, OriginUnreachable};
 use crate::interim::Interims;
 use crate::tls::client::{default_client_config, tls_failure, UpstreamConnector};
 
+mod pool;
+
+pub use pool::PooledBody;
+
 /// The body of a proxied response: the backend's, streamed, or a short
 /// error of the proxy's own.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<BackendBody, Full<Bytes>>;
+
+/// A backend's response body, streamed: from a connection of the proxy's
+/// own pool (`http://` backends), which goes back to the pool once the
+/// body is read whole, or from the shared client (`https://` backends).
+#[derive(Debug)]
+pub struct BackendBody(BackendBodyKind);
+
+#[derive(Debug)]
+enum BackendBodyKind {
+    Pooled(PooledBody),
+    Shared(Incoming),
+}
+
+impl http_body::Body for BackendBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().0 {
+            BackendBodyKind::Pooled(b) => Pin::new(b).poll_frame(cx),
+            BackendBodyKind::Shared(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            BackendBodyKind::Pooled(b) => b.is_end_stream(),
+            BackendBodyKind::Shared(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match &self.0 {
+            BackendBodyKind::Pooled(b) => b.size_hint(),
+            BackendBodyKind::Shared(b) => b.size_hint(),
+        }
+    }
+}
 
 /// The body of a proxied request: the client's, streamed, or none (a warm
 /// request the proxy makes itself).
@@ -119,9 +168,20 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 pub struct Upstream(Arc<UpstreamInner>);
 
 struct UpstreamInner {
-    client: Client<UpstreamConnector, UpstreamBody>,
+    transport: Transport,
     base: Uri,
+    /// The `Host` of a request that has none (an HTTP/1.0 client's): the
+    /// backend's authority, without the scheme's default port.
+    host: Option<HeaderValue>,
     timeout: Duration,
+}
+
+/// How requests reach the backend.
+enum Transport {
+    /// `http://`: HTTP/1.1 on connections of the proxy's own pool.
+    Pooled(pool::Pool),
+    /// `https://`: hyper-util's client, for TLS and HTTP/2 by ALPN.
+    Shared(Box<Client<UpstreamConnector, UpstreamBody>>),
 }
 
 /// Idle upstream connections kept for reuse, at most.
@@ -157,13 +217,32 @@ impl Upstream {
         // bounds those); idle ones are kept at most UPSTREAM_IDLE_TIMEOUT,
         // and at most UPSTREAM_IDLE of them, so a burst does not leave
         // sockets behind.
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(UPSTREAM_IDLE)
-            .build(connector);
+        let transport = if base.scheme_str() == Some("https") {
+            Transport::Shared(Box::new(
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
+                    .pool_max_idle_per_host(UPSTREAM_IDLE)
+                    .build(connector),
+            ))
+        } else {
+            Transport::Pooled(pool::Pool::new(
+                base.clone(),
+                connector,
+                UPSTREAM_IDLE,
+                UPSTREAM_IDLE_TIMEOUT,
+            ))
+        };
+        let host = base.host().and_then(|h| {
+            let value = match base.port_u16() {
+                Some(p) if p != 80 => format!("{h}:{p}"),
+                _ => h.to_owned(),
+            };
+            HeaderValue::from_str(&value).ok()
+        });
         Upstream(Arc::new(UpstreamInner {
-            client,
+            transport,
             base,
+            host,
             timeout,
         }))
     }
@@ -201,16 +280,29 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .filter(|n| *n != header::HOST && *n != header::CONTENT_LENGTH)
-        .collect();
-    for n in named {
-        headers.remove(n);
+    let tokens = || {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+    };
+    // `Connection: keep-alive`, as most backends send, names nothing
+    // that is not removed below.
+    let hop = |t: &str| {
+        HOP_BY_HOP
+            .iter()
+            .any(|n| t.eq_ignore_ascii_case(n.as_str()))
+    };
+    if tokens().any(|t| !t.is_empty() && !hop(t)) {
+        let named: Vec<HeaderName> = tokens()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .filter(|n| *n != header::HOST && *n != header::CONTENT_LENGTH)
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
     for n in &HOP_BY_HOP {
         headers.remove(n);
@@ -268,12 +360,6 @@ pub fn normalize<B>(req: &mut Request<B>) -> Result<(), Response<ProxyBody>> {
     }
     strip_hop_by_hop(req.headers_mut());
     Ok(())
-}
-
-fn append(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.append(name, v);
-    }
 }
 
 /// Marks `resp`, an answer of the proxy's own, as standing for an origin
@@ -338,18 +424,28 @@ fn apply(headers: &mut HeaderMap, edits: HeaderEdits<'_>) {
             HeaderEdit::Remove(name) => drop(headers.remove(name)),
             HeaderEdit::Set(name, value) => {
                 if let Ok(v) = HeaderValue::from_maybe_shared(value) {
-                    headers.insert(name, v);
+                    // A static name is not copied, as a `&str` one is.
+                    if is_lower_token(name) {
+                        headers.insert(HeaderName::from_static(name), v);
+                    } else {
+                        headers.insert(name, v);
+                    }
                 }
             }
         }
     }
 }
 
+/// Whether `s` is a non-empty run of `a-z`, `0-9` and `-` of HTTP's
+/// length: a name `HeaderName::from_static` takes.
+fn is_lower_token(s: &str) -> bool {
+    (1..=usize::from(u16::MAX)).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 impl Upstream {
     async fn forward(&self, mut req: Request<UpstreamBody>) -> Response<ProxyBody> {
-        let Ok(target) = self.target(req.uri()) else {
-            return error_response(StatusCode::BAD_REQUEST, "the request target is not valid");
-        };
         let client = req.extensions().get::<Connection>().copied();
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
@@ -358,72 +454,133 @@ impl Upstream {
         // with ours naming the scheme and host the cache keyed on.
         let edits = upstream_edits(client, &Fields(headers));
         apply(headers, edits);
-        append(headers, "via", VIA);
-        *req.uri_mut() = target;
+        headers.append(header::VIA, HeaderValue::from_static(VIA));
         *req.version_mut() = http::Version::HTTP_11;
         // The backend's 1xx go on to an HTTP/1.1 client, never into the
         // response the cache sees (see crate::interim).
         if let Some(interims) = req.extensions_mut().remove::<Interims>() {
             hyper::ext::on_informational(&mut req, move |res| {
                 let mut headers = res.headers().clone();
-                append(&mut headers, "via", VIA);
+                headers.append(header::VIA, HeaderValue::from_static(VIA));
                 interims.send(res.status(), headers);
             });
         }
-
-        match tokio::time::timeout(self.0.timeout, self.0.client.request(req)).await {
-            Ok(Ok(resp)) => {
+        let sent = match &self.0.transport {
+            Transport::Pooled(pool) => {
+                // Origin-form, as an HTTP/1.1 backend reads it.
+                if req.uri().authority().is_some() || req.uri().path().is_empty() {
+                    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                    let Ok(target) = Uri::builder().path_and_query(path).build() else {
+                        return error_response(
+                            StatusCode::BAD_REQUEST,
+                            "the request target is not valid",
+                        );
+                    };
+                    *req.uri_mut() = target;
+                }
+                if let (false, Some(host)) =
+                    (req.headers().contains_key(header::HOST), &self.0.host)
+                {
+                    req.headers_mut().insert(header::HOST, host.clone());
+                }
+                match tokio::time::timeout(self.0.timeout, pool.send(req)).await {
+                    Ok(Ok(resp)) => Ok(resp.map(|b| BackendBody(BackendBodyKind::Pooled(b)))),
+                    Ok(Err(pool::SendError::Connect(e))) => Err(Failure::Connect(e)),
+                    Ok(Err(pool::SendError::Request(e))) => Err(Failure::Request(Box::new(e))),
+                    Err(_) => Err(Failure::Timeout),
+                }
+            }
+            Transport::Shared(client) => {
+                let Ok(target) = self.target(req.uri()) else {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        "the request target is not valid",
+                    );
+                };
+                *req.uri_mut() = target;
+                match tokio::time::timeout(self.0.timeout, client.request(req)).await {
+                    Ok(Ok(resp)) => Ok(resp.map(|b| BackendBody(BackendBodyKind::Shared(b)))),
+                    Ok(Err(e)) if e.is_connect() => Err(Failure::Connect(Box::new(e))),
+                    Ok(Err(e)) => Err(Failure::Request(Box::new(e))),
+                    Err(_) => Err(Failure::Timeout),
+                }
+            }
+        };
+        match sent {
+            Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                append(&mut parts.headers, "via", VIA);
+                parts
+                    .headers
+                    .append(header::VIA, HeaderValue::from_static(VIA));
                 Response::from_parts(parts, Either::Left(body))
             }
-            Ok(Err(e)) => {
-                if let Some(why) = tls_failure(&e) {
-                    tracing::error!(
-                        upstream = %self.0.base,
-                        error = %why,
-                        "upstream TLS handshake failed (certificate not verified or refused): answering 502"
-                    );
-                    let mut resp = unreachable(error_response(
-                        StatusCode::BAD_GATEWAY,
-                        "the upstream's TLS connection could not be verified",
-                    ));
-                    // A handshake that failed while connecting: the request
-                    // never reached it, another backend of the route may
-                    // take it.
-                    if e.is_connect() {
-                        resp.extensions_mut().insert(crate::routes::ConnectFailed);
-                    }
-                    return resp;
-                }
-                tracing::warn!(error = %e, "upstream request failed");
-                if e.is_connect() {
-                    let mut resp = unreachable(error_response(
-                        StatusCode::BAD_GATEWAY,
-                        "the upstream refused the connection",
-                    ));
-                    // The request never reached it: another backend of the
-                    // route may take it.
-                    resp.extensions_mut().insert(crate::routes::ConnectFailed);
-                    resp
-                } else {
-                    // Reset, or closed before a whole response head.
-                    unreachable(error_response(
-                        StatusCode::BAD_GATEWAY,
-                        "the upstream connection failed",
-                    ))
-                }
-            }
-            Err(_) => {
+            Err(Failure::Timeout) => {
                 tracing::warn!(timeout = ?self.0.timeout, "upstream timed out");
                 unreachable(error_response(
                     StatusCode::GATEWAY_TIMEOUT,
                     "the upstream did not answer in time",
                 ))
             }
+            Err(Failure::Connect(e)) => self.failed(&*e, true),
+            Err(Failure::Request(e)) => self.failed(&*e, false),
         }
     }
+
+    /// The answer to a request the backend could not be reached for:
+    /// `connect` when no connection could be opened (the request never
+    /// reached it).
+    fn failed(
+        &self,
+        e: &(dyn std::error::Error + Send + Sync + 'static),
+        connect: bool,
+    ) -> Response<ProxyBody> {
+        if let Some(why) = tls_failure(e) {
+            tracing::error!(
+                upstream = %self.0.base,
+                error = %why,
+                "upstream TLS handshake failed (certificate not verified or refused): answering 502"
+            );
+            let mut resp = unreachable(error_response(
+                StatusCode::BAD_GATEWAY,
+                "the upstream's TLS connection could not be verified",
+            ));
+            // A handshake that failed while connecting: the request
+            // never reached it, another backend of the route may
+            // take it.
+            if connect {
+                resp.extensions_mut().insert(crate::routes::ConnectFailed);
+            }
+            return resp;
+        }
+        tracing::warn!(error = %e, "upstream request failed");
+        if connect {
+            let mut resp = unreachable(error_response(
+                StatusCode::BAD_GATEWAY,
+                "the upstream refused the connection",
+            ));
+            // The request never reached it: another backend of the
+            // route may take it.
+            resp.extensions_mut().insert(crate::routes::ConnectFailed);
+            resp
+        } else {
+            // Reset, or closed before a whole response head.
+            unreachable(error_response(
+                StatusCode::BAD_GATEWAY,
+                "the upstream connection failed",
+            ))
+        }
+    }
+}
+
+/// Why a request got no response from its backend.
+enum Failure {
+    /// No connection: the request never reached the backend.
+    Connect(Box<dyn std::error::Error + Send + Sync>),
+    /// The connection failed with the request on it.
+    Request(Box<dyn std::error::Error + Send + Sync>),
+    /// No response head within the timeout.
+    Timeout,
 }
 
 #[cfg(test)]

@@ -606,3 +606,171 @@ async fn an_upstream_connection_idle_past_the_limit_is_not_reused() {
         "the idle connection was not reused"
     );
 }
+
+/// Requests the cache passes on, one after the other, share one upstream
+/// connection: each goes back to the pool once its response was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passed_requests_in_a_row_reuse_one_upstream_connection() {
+    let (up, connections) = counting_connections().await;
+    let addr = proxy_all(up).await;
+    for path in ["/a", "/b", "/a", "/c", "/d"] {
+        let got = get(addr, path, &[]).await;
+        assert_eq!((got.status, &got.body[..]), (200, &b"ok"[..]), "{got:?}");
+    }
+    let head = send(addr, "HEAD", "/e", &[], Bytes::new()).await;
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(get(addr, "/f", &[]).await.status, 200);
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+/// An upstream on a raw socket for the tests of connections that must not
+/// be reused: for each connection it counts, reads one request head, says
+/// so on `heads`, answers with `answer(n)` for the n-th connection (a
+/// response head, then `body_len` bytes of body written as the proxy takes
+/// them), or nothing, and says on `closed` when the proxy closed the
+/// connection (end of file, or a write refused). Later requests on a
+/// connection are answered with a short 200.
+async fn watched_upstream(
+    answer: fn(usize) -> Option<(String, usize)>,
+) -> (
+    SocketAddr,
+    Arc<AtomicUsize>,
+    tokio::sync::mpsc::UnboundedReceiver<usize>,
+    tokio::sync::mpsc::UnboundedReceiver<usize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (heads_tx, heads) = tokio::sync::mpsc::unbounded_channel();
+    let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
+    let c = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            let (heads_tx, closed_tx) = (heads_tx.clone(), closed_tx.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut first = true;
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let _ = heads_tx.send(n);
+                        let reply = if first { answer(n) } else { None };
+                        let written = match (first, reply) {
+                            (true, Some((head, body_len))) => {
+                                let body = vec![b'x'; 64 * 1024];
+                                let mut ok = stream.write_all(head.as_bytes()).await.is_ok();
+                                let mut left = body_len;
+                                while ok && left > 0 {
+                                    let k = left.min(body.len());
+                                    ok = stream.write_all(&body[..k]).await.is_ok();
+                                    left -= k;
+                                }
+                                ok
+                            }
+                            (true, None) => true,
+                            (false, _) => stream
+                                .write_all(b"HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: 2\r\n\r\nok")
+                                .await
+                                .is_ok(),
+                        };
+                        first = false;
+                        if !written {
+                            let _ = closed_tx.send(n);
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => {
+                            let _ = closed_tx.send(n);
+                            return;
+                        }
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections, heads, closed)
+}
+
+/// A client that leaves before the backend answers cancels its request:
+/// the upstream connection it was on is closed, never handed to the next
+/// request, which gets a connection of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_request_closes_its_upstream_connection() {
+    use tokio::io::AsyncWriteExt;
+    // The first connection never answers; later ones answer at once.
+    let (up, connections, mut heads, mut closed) = watched_upstream(|n| {
+        (n > 0).then(|| {
+            let head = "HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: 2\r\n\r\n";
+            (format!("{head}ok"), 0)
+        })
+    })
+    .await;
+    let addr = proxy_all(up).await;
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /wait HTTP/1.1\r\nhost: cache.test\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        heads.recv().await,
+        Some(0),
+        "the request reached the backend"
+    );
+    drop(client);
+    assert_eq!(
+        closed.recv().await,
+        Some(0),
+        "the cancelled request's connection is closed"
+    );
+    let got = get(addr, "/next", &[]).await;
+    assert_eq!((got.status, &got.body[..]), (200, &b"ok"[..]), "{got:?}");
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
+/// A client that leaves in the middle of a large response leaves it part
+/// read: the upstream connection is closed rather than reused (the rest
+/// of that body would be read as the next client's response).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_left_part_read_closes_its_upstream_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // 64 MB: more than the socket buffers between the backend and the
+    // client hold, so the proxy is still reading it when the client goes.
+    const LEN: usize = 64 << 20;
+    let (up, connections, mut heads, mut closed) = watched_upstream(|_| {
+        let head =
+            format!("HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: {LEN}\r\n\r\n");
+        Some((head, LEN))
+    })
+    .await;
+    let addr = proxy_all(up).await;
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /large HTTP/1.1\r\nhost: cache.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut some = vec![0u8; 64 * 1024];
+    let mut read = 0;
+    while read < some.len() {
+        let k = client.read(&mut some[read..]).await.unwrap();
+        assert!(k > 0, "the response starts");
+        read += k;
+    }
+    assert!(some.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(heads.recv().await, Some(0));
+    drop(client);
+    assert_eq!(
+        closed.recv().await,
+        Some(0),
+        "the part-read connection is closed"
+    );
+    let got = get(addr, "/next", &[]).await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.body.len(), LEN);
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}

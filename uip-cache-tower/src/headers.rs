@@ -160,7 +160,12 @@ pub(crate) fn apply(map: &mut HeaderMap, edits: HeaderEdits<'_>) {
             HeaderEdit::Remove(name) => drop(map.remove(name)),
             HeaderEdit::Set(name, value) => {
                 if let Ok(v) = HeaderValue::from_maybe_shared(value) {
-                    map.insert(name, v);
+                    // A static name is not copied, as a `&str` one is.
+                    if is_lower_token(name) {
+                        map.insert(HeaderName::from_static(name), v);
+                    } else {
+                        map.insert(name, v);
+                    }
                 }
             }
         }

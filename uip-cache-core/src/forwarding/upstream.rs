@@ -1,8 +1,11 @@
 //! The forwarding headers a reverse proxy in front of a backend sends it,
 //! as nginx's `proxy_pass` with `$proxy_add_x_forwarded_for` does.
 
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::LazyLock;
+
+use bytes::Bytes;
 
 use super::{text, Cidr, Connection, TrustedProxies};
 use crate::field::HeaderEdits;
@@ -16,6 +19,34 @@ static EVERYONE: LazyLock<TrustedProxies> = LazyLock::new(|| {
         .filter_map(|a| Cidr::new(a, 0))
         .collect()
 });
+
+thread_local! {
+    /// The text of the last peer address this thread forwarded for.
+    static PEER_TEXT: RefCell<Option<(IpAddr, Bytes, Bytes)>> = const { RefCell::new(None) };
+}
+
+/// `ip` as `X-Forwarded-For` and as `Forwarded`'s `for=` write it (an
+/// IPv6 address quoted and in brackets): written once for the requests of
+/// one peer in a row on a thread (those of a keep-alive connection, or of
+/// a proxy in front), not once a request; each request's values share it.
+fn peer_text(ip: IpAddr) -> (Bytes, Bytes) {
+    PEER_TEXT.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((seen, text, node)) if *seen == ip => (text.clone(), node.clone()),
+            _ => {
+                let text = ip.to_string();
+                let node = match ip {
+                    IpAddr::V4(_) => Bytes::from(text.clone()),
+                    IpAddr::V6(_) => Bytes::from(format!("\"[{text}]\"")),
+                };
+                let text = Bytes::from(text);
+                *last = Some((ip, text.clone(), node.clone()));
+                (text, node)
+            }
+        }
+    })
+}
 
 /// How to change the forwarding headers of a request a reverse proxy
 /// sends its backend, from `client`, the connection it came on, and
@@ -48,26 +79,33 @@ pub fn upstream_edits(
         headers.for_each_value(name, &mut |v| values.extend(text(v).map(str::to_owned)));
         values
     };
-    let mut edits = HeaderEdits::new();
+    let mut edits = HeaderEdits::with_capacity(6);
     if let Some(peer) = client.and_then(|c| c.peer) {
         let ip = peer.ip().to_canonical();
-        let node = match ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("\"[{v6}]\""),
-        };
+        let (ip_text, node) = peer_text(ip);
         let proxied = ["forwarded", "x-forwarded-host", "x-forwarded-proto"]
             .iter()
             .any(|n| headers.first(n).is_some());
         let forwarded = all("forwarded");
         let ours = if !forwarded.is_empty() {
-            Some(format!("{}, for={node}", forwarded.join(", ")))
+            let node = String::from_utf8_lossy(&node);
+            Some(format!("{}, for={node}", forwarded.join(", ")).into())
         } else if proxied {
             None
         } else {
-            Some(match host.filter(|h| !h.contains(['"', '\\'])) {
-                Some(h) => format!("for={node};host=\"{h}\";proto={scheme}"),
-                None => format!("for={node};proto={scheme}"),
-            })
+            // for=<node>;host="<host>";proto=<scheme>, in one allocation
+            // of its exact size.
+            let host = host.filter(|h| !h.contains(['"', '\\']));
+            let parts: [&[u8]; 7] = [
+                b"for=",
+                &node,
+                if host.is_some() { b";host=\"" } else { b"" },
+                host.unwrap_or("").as_bytes(),
+                if host.is_some() { b"\"" } else { b"" },
+                b";proto=",
+                scheme.as_bytes(),
+            ];
+            Some(Bytes::from(parts.concat()))
         };
         edits.remove("forwarded");
         if let Some(ours) = ours {
@@ -75,14 +113,18 @@ pub fn upstream_edits(
         }
         // One line, a trusted proxy's list first: a backend reading only
         // the first line still sees our hop.
-        let mut list = all("x-forwarded-for");
-        list.push(ip.to_string());
+        let list = all("x-forwarded-for");
         edits.remove("x-forwarded-for");
-        edits.set("x-forwarded-for", list.join(", "));
+        if list.is_empty() {
+            edits.set("x-forwarded-for", ip_text);
+        } else {
+            let ip_text = String::from_utf8_lossy(&ip_text);
+            edits.set("x-forwarded-for", format!("{}, {ip_text}", list.join(", ")));
+        }
     }
     edits.set("x-forwarded-proto", scheme);
     match host {
-        Some(h) => edits.set("x-forwarded-host", h.to_owned()),
+        Some(h) => edits.set("x-forwarded-host", Bytes::copy_from_slice(h.as_bytes())),
         None => edits.remove("x-forwarded-host"),
     }
     edits

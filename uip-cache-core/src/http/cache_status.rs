@@ -138,30 +138,38 @@ pub(crate) fn forwarded<'u>(
     f: Forward,
     upstream: impl IntoIterator<Item = &'u [u8]>,
 ) -> String {
-    let mut v = String::new();
+    // Values that are not text are dropped, not passed on.
+    let mut passed: Vec<&str> = Vec::new();
     for u in upstream {
-        // Values that are not text are dropped, not passed on.
         if let Some(u) = std::str::from_utf8(u).ok().map(str::trim) {
             if !u.is_empty()
                 && u.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
                 && closed_quotes(u)
                 && !u.ends_with(',')
             {
-                v.push_str(u);
-                v.push_str(", ");
+                passed.push(u);
             }
         }
     }
-    v.push_str(name);
-    v.push_str("; fwd=");
-    v.push_str(f.fwd());
-    if f.stored {
-        v.push_str("; stored");
+    let detail = f.detail.map(|d| d.as_str());
+    let ours = [
+        name,
+        "; fwd=",
+        f.fwd(),
+        if f.stored { "; stored" } else { "" },
+        if detail.is_some() { "; detail=" } else { "" },
+        detail.unwrap_or(""),
+    ];
+    // One allocation of the exact size: the value becomes a header's
+    // bytes as it is.
+    let len = passed.iter().map(|u| u.len() + 2).sum::<usize>()
+        + ours.iter().map(|p| p.len()).sum::<usize>();
+    let mut v = String::with_capacity(len);
+    for u in passed {
+        v.push_str(u);
+        v.push_str(", ");
     }
-    if let Some(d) = f.detail {
-        v.push_str("; detail=");
-        v.push_str(d.as_str());
-    }
+    ours.iter().for_each(|p| v.push_str(p));
     v
 }
 
