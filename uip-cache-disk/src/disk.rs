@@ -376,6 +376,11 @@ impl Disk {
         } else {
             file
         };
+        // Not mapped (zero-copy off, its budget used up): a large body is
+        // copied on the blocking pool, never on the caller's thread.
+        if nowait && record.len > INLINE_MAX {
+            return Ok(Body::WouldBlock);
+        }
         let Some(body) = read_exact(&file, len, nowait)? else {
             return Ok(if nowait { Body::WouldBlock } else { Body::Bad });
         };
