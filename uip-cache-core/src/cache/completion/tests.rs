@@ -194,7 +194,6 @@ fn only_the_exact_rest_with_the_same_strong_validator_combines() {
         ("etag", "\"x\""),
     ];
     assert_eq!(answer(&dated, 206, &tag), Answer::Refetch);
-
 }
 
 #[test]
