@@ -376,6 +376,11 @@ impl Disk {
         } else {
             file
         };
+        // Not mapped (zero-copy off, its budget used up): a large body is
+        // copied on the blocking pool, never on the caller's thread.
+        if nowait && record.len > INLINE_MAX {
+            return Ok(Body::WouldBlock);
+        }
         let Some(body) = read_exact(&file, len, nowait)? else {
             return Ok(if nowait { Body::WouldBlock } else { Body::Bad });
         };
@@ -1272,5 +1277,27 @@ mod tests {
             .map(|d| fs::read_dir(d.unwrap().path()).unwrap().count())
             .sum();
         assert_eq!(files, 3);
+    }
+
+    #[test]
+    fn a_large_body_not_mapped_is_never_read_on_the_callers_thread() {
+        let dir = TempDir(
+            std::env::temp_dir().join(format!("uip-cache-disk-inline-max-{}", std::process::id())),
+        );
+        let disk = Disk::open(&dir.0, 64 << 20).unwrap();
+        // Larger than `INLINE_MAX`; zero-copy is off here, so it cannot be
+        // mapped and would be copied whole by a read without blocking.
+        let body = vec![7u8; 4 << 20];
+        commit_entry(&disk, &mut lock(&disk.state), "big", &body, &[]);
+        // Its first read (on the blocking pool) checks it.
+        assert!(matches!(disk.get("big").unwrap(), Read::Hit(..)));
+        let record = disk.record("big").unwrap().unwrap();
+        assert!(disk.is_verified(record.file));
+        // Checked now, its pages in memory: still not read without
+        // blocking, as the first read was not.
+        assert!(
+            matches!(disk.get_nowait("big").unwrap(), Read::Blocking),
+            "a 4 MiB body was read on the caller's thread"
+        );
     }
 }

@@ -428,7 +428,8 @@ const CHANGED: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ9876543210";
 /// which (`part` for a first-last range, `rest` for an open-ended one).
 /// At `/items/changed` everything but `bytes=0-9` gets [`CHANGED`] under
 /// `"v2"`; at `/items/ignoring` an open-ended range gets the whole 200;
-/// at `/items/gone` everything but `bytes=0-9` a fresh 404.
+/// at `/items/gone` everything but `bytes=0-9` a fresh 404; at
+/// `/items/weak` the tag is the weak `W/"v1"`.
 fn completing_origin(seen: &uip_cache_testkit::Seen, _: usize) -> Reply {
     let range = seen.header("range").and_then(|r| r.strip_prefix("bytes="));
     if seen.path() == "/items/gone" && range != Some("0-9") {
@@ -459,6 +460,11 @@ fn completing_origin(seen: &uip_cache_testkit::Seen, _: usize) -> Reply {
                 .header("a", which)
         }
         _ => Reply::ok(body).header("a", "whole"),
+    };
+    let tag = if seen.path() == "/items/weak" {
+        "W/\"v1\""
+    } else {
+        tag
     };
     reply
         .header("etag", tag)
@@ -575,9 +581,25 @@ async fn completed_parts(a: Adapter, b: Backend) {
     }
     assert_eq!(h.calls(), 10, "{a:?}");
 
+    // A part with a weak tag only: nothing could show that an answer to
+    // the `Range` of the rest is of its representation, so the whole is
+    // asked for at once, in one request, never the rest first.
+    part("/items/weak").await;
+    h.wait_for_sets(8).await;
+    let calls = h.calls();
+    let whole = get(&h, "/items/weak", &[]).await;
+    assert_eq!(
+        (whole.status, whole.text()),
+        (200, BODY.into()),
+        "{a:?} {whole:?}"
+    );
+    assert_eq!(seen_last(&h), (None, None), "{a:?}");
+    assert_eq!(h.calls(), calls + 1, "{a:?}: the rest was asked for first");
+    h.wait_for_sets(9).await;
+
     // A HEAD and a conditional GET leave the part alone.
     part("/items/h").await;
-    h.wait_for_sets(8).await;
+    h.wait_for_sets(10).await;
     let calls = h.calls();
     let head = h.send("HEAD", "/items/h", &[]).await;
     assert_eq!(head.status, 200, "{a:?}");

@@ -1,9 +1,10 @@
 //! Completing a stored part (RFC 9111 sections 3.3 and 3.4): a GET for the
 //! whole representation that finds no complete entry, only a fresh stored
 //! part of it that begins at byte 0, asks the origin for the rest
-//! (`Range: bytes=<next>-`, with `If-Range` when the part has a validator
-//! that may be sent there), and gives the client the part and the rest as
-//! one 200 when both are bytes of the same representation.
+//! (`Range: bytes=<next>-`, with the part's strong validator as
+//! `If-Range`; a part without one is not completed), and gives the
+//! client the part and the rest as one 200 when both are bytes of the
+//! same representation.
 //!
 //! What the origin answers decides ([`Completion::answer`]): a 206 of
 //! exactly the rest that shares the part's strong validator is combined; a
@@ -77,7 +78,9 @@ pub(crate) fn may_complete(req: &RequestView<'_>) -> bool {
 impl Completion {
     /// The completion a stored part offers: a 206 stored as it came, of
     /// `bytes 0-a/len` with `a + 1 < len`, whose body is exactly those
-    /// `a + 1` bytes.
+    /// `a + 1` bytes, with a strong validator (without one no answer to
+    /// the `Range` of the rest could be combined with it: asking for the
+    /// rest would only cost the origin a request before the whole).
     pub(crate) fn of_part(entry: &StoredResponse) -> Option<Completion> {
         if entry.status != 206 || entry.compression != BodyEncoding::Identity {
             return None;
@@ -101,7 +104,7 @@ impl Completion {
         Some(Completion {
             prefix: entry.body.clone(),
             len,
-            validator,
+            validator: Some(validator?),
         })
     }
 
@@ -111,7 +114,7 @@ impl Completion {
     }
 
     /// The headers the origin's request gets: the `Range` of the rest, and
-    /// the part's strong validator as `If-Range` when it has one.
+    /// the part's strong validator as `If-Range`.
     pub(crate) fn origin_headers(&self) -> Vec<(&'static str, Bytes)> {
         let mut set = vec![("range", Bytes::from(format!("bytes={}-", self.next())))];
         match &self.validator {
