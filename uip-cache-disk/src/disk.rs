@@ -909,6 +909,9 @@ impl Disk {
         let mut gone = Vec::new();
         let mut written = Vec::new();
         let mut done = Vec::new();
+        // Bodies made without the lock for an entry replaced meanwhile:
+        // removed whether the batch is written or not.
+        let mut discarded = Vec::new();
         let now = now_ms();
         let result = (|| {
             for key in keys {
@@ -932,7 +935,7 @@ impl Disk {
                 let outcome = match ready.remove(&key) {
                     Some((from, outcome)) if from == record.file => outcome,
                     Some((_, stale)) => {
-                        gone.extend(made_files([(0, stale)]));
+                        discarded.extend(made_files([(0, stale)]));
                         self.rewritten(&record, rewrite)?
                     }
                     None => self.rewritten(&record, rewrite)?,
@@ -959,7 +962,8 @@ impl Disk {
             Ok(())
         })();
         // Bodies made for entries gone or replaced meanwhile.
-        let unused = made_files(ready.into_values());
+        let mut unused = made_files(ready.into_values());
+        unused.append(&mut discarded);
         if let Err(e) = result.and_then(|()| self.commit(batch, &state, true)) {
             drop(guard);
             self.remove_bodies(&written);
