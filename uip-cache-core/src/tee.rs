@@ -68,7 +68,7 @@ impl Recording {
             tap_gone: AtomicBool::new(false),
             taken: Notify::new(),
         });
-        let cap = self.max_size().saturating_add(LOW_WATER);
+        let cap = self.held_max().saturating_add(LOW_WATER);
         (
             Pump {
                 recording: self,
@@ -88,7 +88,7 @@ impl<T> Pump<T> {
     pub async fn send(&mut self, frame: T, data: Option<&Bytes>) -> bool {
         let len = data.map_or(0, |d| d.len() as u64) + FRAME_COST;
         if let Some(d) = data {
-            self.recording.chunk(d);
+            self.recording.write(d).await;
         }
         if !self.tx.is_closed() {
             self.shared.queued.fetch_add(len, Ordering::AcqRel);
