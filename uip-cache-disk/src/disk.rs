@@ -435,6 +435,11 @@ impl Disk {
             query: options.query.map(str::to_owned),
             tags: options.tags.to_vec(),
         };
+        // Its checksum was taken from the bytes as they were written: its
+        // first read in this run need not read it all again (a large body's
+        // check can take longer than a read may). After a restart it is
+        // checked as every body is.
+        self.set_verified(stream.number);
         // From here the file is the record's, or removed below.
         stream.taken = true;
         let file = stream.number;
