@@ -369,7 +369,18 @@ impl Disk {
     /// are left for the head, given at the commit.
     pub(crate) fn begin_stream(&self, head_len: u64) -> Result<Stream, Error> {
         use std::io::{Seek, SeekFrom};
-        let number = self.next.fetch_add(1, Ordering::Relaxed);
+        // The number is recorded as handed out before the file exists: a
+        // crash during a long write leaves a file the next start's sweep
+        // sees as below its numbers, and removes.
+        let number = {
+            let mut guard = lock(&self.state);
+            let number = self.next.fetch_add(1, Ordering::Relaxed);
+            let mut state = *guard;
+            state.next = state.next.max(number + 1);
+            self.commit(WriteBatch::default(), &state, false)?;
+            self.set(&mut guard, state);
+            number
+        };
         let path = self.body_path(number);
         let file = fs::File::create(&path)?;
         let mut stream = Stream {

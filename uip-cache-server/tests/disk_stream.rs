@@ -400,11 +400,49 @@ fn a_client_gone_mid_body_leaves_a_whole_entry_or_none() {
     // whatever the next request finds is the whole body.
     let head = get_whole(port, "/plain/64/g", 64 * MB);
     assert!(head.contains(&format!("content-length: {}", 64 * MB)), "{head}");
-    let store = dir.0.join("store").join("bodies");
-    let files: usize = std::fs::read_dir(&store)
+    let files = body_files(&dir.0);
+    assert!(files <= 1, "no partial body file left: {files}");
+}
+
+/// The body files in the store in `dir`.
+fn body_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("store").join("bodies"))
         .unwrap()
         .flatten()
         .map(|d| std::fs::read_dir(d.path()).unwrap().count())
-        .sum();
-    assert!(files <= 1, "no partial body file left: {files}");
+        .sum()
+}
+
+#[test]
+fn a_kill_9_during_the_write_leaves_a_file_the_next_start_removes() {
+    let dir = TempDir::new("disk-stream-kill");
+    let (up, count, pause) = origin();
+    let server = serve(&dir.0, up);
+    let port = server.addr.port();
+    // The origin sends half, then waits.
+    let (head, first, s) = request(port, "/paused/16/k");
+    assert!(head.contains("x-cache: miss"), "{head}");
+    assert_eq!(read_body(s, &head, first, 16 * MB, Some(8 * MB)), 8 * MB);
+    // Half written to its file when the process dies.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while body_files(&dir.0) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(body_files(&dir.0), 1, "the body goes to disk as it comes");
+    drop(server);
+    let server = serve(&dir.0, up);
+    let port = server.addr.port();
+    // The sweep after the start removes it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while body_files(&dir.0) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(body_files(&dir.0), 0, "the half-written file is removed");
+    // Nothing of it was stored: the next request goes to the origin (the
+    // origin's first answer is let go too, to a closed connection).
+    pause.send(()).unwrap();
+    pause.send(()).unwrap();
+    let head = get_whole(port, "/paused/16/k", 16 * MB);
+    assert!(head.contains("x-cache: miss"), "{head}");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
 }
