@@ -75,8 +75,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use uip_cache_core::store::{
     Coordination, EntryWriter, HealthStatus, MemoryStore, MemoryUsage, PutOptions, Rewrite,
-    Storage, StoreError,
-    StoreErrorKind, StoreFuture, StoreHealth, StoreStatus,
+    Storage, StoreError, StoreErrorKind, StoreFuture, StoreHealth, StoreStatus,
 };
 use uip_cache_core::{CacheConfig, UrlPattern};
 

@@ -53,9 +53,13 @@ fn chunks(n: usize, size: usize) -> Vec<Bytes> {
 async fn a_committed_write_is_the_head_then_every_chunk() {
     let dir = TempDir::new("commit");
     let s = DiskStore::open(&dir.0, 64 << 20, 8 << 20);
-    s.put("k", Bytes::from_static(b"old"), PutOptions::new(MINUTE, "/k"))
-        .await
-        .unwrap();
+    s.put(
+        "k",
+        Bytes::from_static(b"old"),
+        PutOptions::new(MINUTE, "/k"),
+    )
+    .await
+    .unwrap();
     let tags = vec!["t".to_owned()];
     let o = PutOptions::new(MINUTE, "/k").tags(&tags);
     let mut w = s.begin_put("k", 4, o).expect("the disk store streams");

@@ -223,7 +223,11 @@ impl RssWatch {
 fn request(port: u16, path: &str) -> (String, Vec<u8>, TcpStream) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 65536];
     let end = loop {
@@ -332,7 +336,11 @@ fn a_1gb_body_streams_through_with_bounded_memory_and_is_stored() {
     let growth = peak.saturating_sub(before);
     eprintln!("rss before {before}, peak {peak}, growth {growth}");
     assert!(growth < 64 * MB, "RSS grew by {growth} bytes");
-    assert_eq!(count.load(Ordering::SeqCst), 2, "the hit never reached the origin");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        2,
+        "the hit never reached the origin"
+    );
 }
 
 #[test]
@@ -345,7 +353,10 @@ fn a_body_of_unknown_length_streams_to_disk_and_is_stored() {
     assert!(head.contains("x-cache: miss"), "{head}");
     let head = get_whole(port, "/chunked/40/a", 40 * MB);
     assert!(head.contains("x-cache: hit"), "{head}");
-    assert!(head.contains(&format!("content-length: {}", 40 * MB)), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", 40 * MB)),
+        "{head}"
+    );
     assert_eq!(count.load(Ordering::SeqCst), 1);
 }
 
@@ -381,7 +392,10 @@ fn a_purge_during_the_write_keeps_it_out() {
     std::thread::sleep(Duration::from_millis(200));
     let _ = pause.send(());
     let (head, got) = again.join().unwrap();
-    assert!(head.contains("x-cache: miss"), "purged during its write: {head}");
+    assert!(
+        head.contains("x-cache: miss"),
+        "purged during its write: {head}"
+    );
     assert_eq!(got, 16 * MB);
     assert_eq!(count.load(Ordering::SeqCst), 2);
 }
@@ -399,7 +413,10 @@ fn a_client_gone_mid_body_leaves_a_whole_entry_or_none() {
     // As for a buffered body, the recording goes on without the client:
     // whatever the next request finds is the whole body.
     let head = get_whole(port, "/plain/64/g", 64 * MB);
-    assert!(head.contains(&format!("content-length: {}", 64 * MB)), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", 64 * MB)),
+        "{head}"
+    );
     let files = body_files(&dir.0);
     assert!(files <= 1, "no partial body file left: {files}");
 }

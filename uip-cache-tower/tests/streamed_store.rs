@@ -144,7 +144,11 @@ async fn a_large_answer_is_streamed_a_small_one_put_and_both_hit_whole() {
         .build()
         .unwrap();
     let origin = Origin::new(|s, _| {
-        let len = if s.path() == "/large" { 3 << 20 } else { 500 << 10 };
+        let len = if s.path() == "/large" {
+            3 << 20
+        } else {
+            500 << 10
+        };
         Reply::ok(&body(len))
             .header("content-type", "text/plain")
             .header("content-length", len.to_string())
@@ -160,11 +164,19 @@ async fn a_large_answer_is_streamed_a_small_one_put_and_both_hit_whole() {
         assert!(hit.body == body(len).as_bytes(), "{path}: the same bytes");
     }
     assert_eq!(store.streamed.load(Ordering::SeqCst), 1, "/large");
-    assert_eq!(store.puts.load(Ordering::SeqCst), 1, "/small, of a known length");
+    assert_eq!(
+        store.puts.load(Ordering::SeqCst),
+        1,
+        "/small, of a known length"
+    );
     assert_eq!(origin.calls(), 2);
     // Never compressed on the streamed path: a client that takes gzip gets
     // the stored identity body.
-    let gz = ok(&mut svc, req("GET", "/large", &[("accept-encoding", "gzip")])).await;
+    let gz = ok(
+        &mut svc,
+        req("GET", "/large", &[("accept-encoding", "gzip")]),
+    )
+    .await;
     assert_eq!(gz.x_cache(), "HIT");
     assert_eq!(gz.body.len(), 3 << 20);
 }

@@ -7,10 +7,10 @@ use bytes::Bytes;
 
 use super::{CachePlan, HttpCache, OwnedRequest};
 use crate::entry::{BodyEncoding, StoredResponse};
-use crate::store::{EntryWriter, PutOptions};
 use crate::lock::{LockGuard, Waiter};
 use crate::record::BodyRecorder;
 use crate::stats::NoCacheReason;
+use crate::store::{EntryWriter, PutOptions};
 
 /// How long, at least, a recording goes on once no client reads it.
 const ORPHAN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
