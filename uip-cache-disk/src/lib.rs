@@ -588,8 +588,33 @@ impl EntryWriter for DiskWriter {
                     "an earlier write failed",
                 ));
             }
+            if self.stream.is_none() {
+                // A small body (of unknown length until now): one whole
+                // write, as `put` makes it.
+                if head.len() as u64 != self.head_len {
+                    return Err(StoreError::new(
+                        StoreErrorKind::Backend,
+                        "a streamed entry's head is not of the length announced",
+                    ));
+                }
+                let mut value = bytes::BytesMut::with_capacity(head.len() + self.pending.len());
+                value.extend_from_slice(&head);
+                value.extend_from_slice(&self.pending);
+                let DiskWriter {
+                    inner,
+                    key,
+                    options,
+                    ..
+                } = *self;
+                let begun = inner.writes.begin();
+                return blocking(move || {
+                    let _begun = begun;
+                    inner.put(&key, value.freeze(), options.options())
+                })
+                .await;
+            }
             let rest = self.pending.split().freeze();
-            if !rest.is_empty() || self.stream.is_none() {
+            if !rest.is_empty() {
                 self.flush(rest).await?;
             }
             let DiskWriter {

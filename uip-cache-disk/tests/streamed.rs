@@ -124,11 +124,34 @@ async fn a_write_larger_than_the_store_fails_before_filling_the_disk() {
 async fn a_head_of_another_length_is_refused() {
     let dir = TempDir::new("head");
     let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    // Small enough to be written whole at the commit, and large enough to
+    // be in its file before it.
+    for len in [4, 1 << 20] {
+        let mut w = s.begin_put("k", 4, PutOptions::new(MINUTE, "/k")).unwrap();
+        w.write(Bytes::from(vec![1u8; len])).await.unwrap();
+        assert!(
+            w.commit(Bytes::from_static(b"HEADER")).await.is_err(),
+            "{len}"
+        );
+        assert_eq!(s.get("k").await.unwrap(), None);
+        assert_eq!(body_files(&dir.0), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_streamed_write_is_stored_in_one_write() {
+    let dir = TempDir::new("small");
+    let s = DiskStore::open(&dir.0, 64 << 20, 8 << 20);
     let mut w = s.begin_put("k", 4, PutOptions::new(MINUTE, "/k")).unwrap();
+    w.write(Bytes::from_static(b"small ")).await.unwrap();
     w.write(Bytes::from_static(b"body")).await.unwrap();
-    assert!(w.commit(Bytes::from_static(b"HEADER")).await.is_err());
-    assert_eq!(s.get("k").await.unwrap(), None);
-    assert_eq!(body_files(&dir.0), 0);
+    assert_eq!(body_files(&dir.0), 0, "nothing written before the commit");
+    w.commit(Bytes::from_static(b"HEAD")).await.unwrap();
+    assert_eq!(
+        s.get("k").await.unwrap(),
+        Some(Bytes::from_static(b"HEADsmall body"))
+    );
+    assert_eq!(body_files(&dir.0), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
