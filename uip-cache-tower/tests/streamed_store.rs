@@ -262,3 +262,41 @@ async fn a_streamed_answer_past_max_size_is_dropped_and_still_reaches_the_client
     assert_eq!(store.streamed.load(Ordering::SeqCst), 0);
     assert_eq!(origin.calls(), 2);
 }
+
+#[tokio::test]
+async fn an_answer_of_unknown_length_is_held_up_to_stream_above_then_streamed() {
+    let store = Streaming::new();
+    let layer = CacheLayer::builder(config(POLICY))
+        .store(store.clone())
+        .build()
+        .unwrap();
+    // No Content-Length: 12 chunks of 256 KiB (3 MiB), or one small one.
+    let whole = Bytes::from(body(3 << 20));
+    let origin = Origin::new(move |s, _| match s.path() {
+        "/long" => Reply {
+            chunks: (0..12)
+                .map(|i| whole.slice(i * (256 << 10)..(i + 1) * (256 << 10)))
+                .collect(),
+            ..Reply::ok("")
+        },
+        _ => Reply::ok(&body(10_000)).header("content-type", "text/plain"),
+    });
+    let mut svc = tower::Layer::layer(&layer, origin.clone());
+    for (path, len) in [("/short", 10_000), ("/long", 3 << 20)] {
+        assert_eq!(ok(&mut svc, get(path)).await.x_cache(), "MISS");
+        wait_for_sets(svc.cache(), if path == "/short" { 1 } else { 2 }).await;
+        let hit = ok(&mut svc, get(path)).await;
+        assert_eq!(hit.x_cache(), "HIT", "{path}");
+        assert!(hit.body == body(len).as_bytes(), "{path}: the same bytes");
+    }
+    // The short one stored whole (and compressed: the policy says so).
+    assert_eq!(store.puts.load(Ordering::SeqCst), 1);
+    let gz = ok(
+        &mut svc,
+        req("GET", "/short", &[("accept-encoding", "gzip")]),
+    )
+    .await;
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    // The long one streamed, its first MiB included.
+    assert_eq!(store.streamed.load(Ordering::SeqCst), 1);
+}

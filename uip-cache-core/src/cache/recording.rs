@@ -24,6 +24,9 @@ pub struct Recording {
     recorder: Option<BodyRecorder>,
     /// Instead of `recorder`: the body goes to the store as it comes.
     writer: Option<Streamed>,
+    /// The write a body of unknown length moves to once `recorder` would
+    /// hold more than the bound given with it.
+    reserve: Option<(Streamed, u64)>,
     finish: Option<OnEnd>,
     max_size: u64,
     /// The most bytes held in memory for it (`max_size`, or the policy's
@@ -56,6 +59,7 @@ impl Recording {
         Recording {
             recorder: Some(BodyRecorder::new(max_size)),
             writer: None,
+            reserve: None,
             max_size,
             held_max: max_size,
             // Long enough for a background refresh (no client from the
@@ -67,21 +71,28 @@ impl Recording {
 
     /// Like [`Recording::storing`], but when the store takes bodies as they
     /// stream in and the body is longer than the policy's `stream_above`
-    /// (`declared`, its `Content-Length`) or of unknown length, the body
-    /// goes to the store as it comes, and no more than `stream_above` bytes
-    /// of it are held in memory (queued for the client).
+    /// (`declared`, its `Content-Length`), the body goes to the store as it
+    /// comes. A body of unknown length is recorded in memory up to
+    /// `stream_above` (so that a short one is stored as any other, even
+    /// compressed), and goes to the store from there on. Either way no
+    /// more than `stream_above` bytes of it are held in memory for the
+    /// client (see [`Recording::held_max`]).
     pub(super) fn storing_large(max_size: u64, declared: Option<u64>, mut finish: Finish) -> Self {
         let above = finish.cache.policy(&finish.plan).stream_above();
-        if declared.is_some_and(|n| n <= above) || finish.exact_len.is_some() {
+        if max_size <= above || declared.is_some_and(|n| n <= above) || finish.exact_len.is_some() {
             return Self::storing(max_size, finish);
         }
         let Some(writer) = finish.begin_write() else {
             return Self::storing(max_size, finish);
         };
         let mut recording = Self::storing(max_size, finish);
-        recording.recorder = None;
-        recording.held_max = above.min(max_size);
-        recording.writer = Some(writer);
+        recording.held_max = above;
+        if declared.is_some() {
+            recording.recorder = None;
+            recording.writer = Some(writer);
+        } else {
+            recording.reserve = Some((writer, above));
+        }
         recording
     }
 
@@ -97,6 +108,7 @@ impl Recording {
             if !r.push(data) {
                 // Past max_size: stop recording, keep streaming.
                 self.recorder = None;
+                self.reserve = None;
                 self.end(Err(NoCacheReason::TooLarge));
             }
         }
@@ -107,8 +119,30 @@ impl Recording {
     /// future ends once the store has it: the origin is read at the
     /// store's pace).
     pub async fn write(&mut self, data: &Bytes) {
+        if let Some((_, above)) = &self.reserve {
+            let held = self.recorder.as_ref().map_or(0, BodyRecorder::len);
+            if held.saturating_add(data.len() as u64) > *above {
+                // Too long to hold: what was recorded goes to the store
+                // first, then the rest as it comes.
+                if let (Some((writer, _)), Some(r)) = (self.reserve.take(), self.recorder.take()) {
+                    self.writer = Some(writer);
+                    for c in r.into_chunks() {
+                        self.write_streamed(&c).await;
+                    }
+                }
+            }
+        }
+        if self.writer.is_some() {
+            self.write_streamed(data).await;
+        } else {
+            self.chunk(data);
+        }
+    }
+
+    /// Writes `data` to the store's write, if it still goes on.
+    async fn write_streamed(&mut self, data: &Bytes) {
         let Some(s) = self.writer.as_mut() else {
-            return self.chunk(data);
+            return;
         };
         if s.writer.written().saturating_add(data.len() as u64) > self.max_size {
             // Past max_size: the write is dropped (removed), the body keeps
@@ -136,6 +170,7 @@ impl Recording {
     pub fn failed(&mut self) {
         self.recorder = None;
         self.writer = None;
+        self.reserve = None;
         self.end(Err(NoCacheReason::IncompleteBody));
     }
 
@@ -144,6 +179,8 @@ impl Recording {
         if let Some(s) = self.writer.take() {
             return self.end(Ok(Recorded::Written(s.writer)));
         }
+        // A body of unknown length that stayed short: stored whole.
+        self.reserve = None;
         if let Some(r) = self.recorder.take() {
             let body = r
                 .finish()
@@ -195,6 +232,7 @@ impl Recording {
         let recording = Recording {
             recorder: Some(BodyRecorder::new(max)),
             writer: None,
+            reserve: None,
             max_size: max,
             held_max: max,
             orphan_limit: std::time::Duration::from_secs(5),
