@@ -23,9 +23,9 @@ pub struct DefaultsConfig {
     /// whose `vary_by` has `body` (default 64KB); larger bodies bypass.
     pub max_body: ByteSize,
     /// Default `stream_above` (default 1MB): with a store that takes
-    /// bodies as they stream in (the disk store), larger responses, and
-    /// those of unknown length, are written to it as they arrive, and no
-    /// more than this is held in memory for each; `max_size` still bounds
+    /// bodies as they stream in (the disk store), larger responses (those
+    /// of unknown length once they pass it) are written to it as they
+    /// arrive, and no more than this is held in memory for each; `max_size` still bounds
     /// what is stored. Other stores hold each body whole (up to
     /// `max_size`) until it ends.
     pub stream_above: ByteSize,
