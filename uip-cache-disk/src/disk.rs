@@ -135,6 +135,9 @@ pub(crate) struct Disk {
     verified: Box<[AtomicU64]>,
     /// Body files mapped by earlier hits.
     mapped: Mutex<Mapped>,
+    /// Bytes in body files being written as they stream in (not counted
+    /// in `used` until committed): at most `max_bytes` together.
+    streaming: std::sync::Arc<AtomicU64>,
 }
 
 /// Body files kept mapped between hits, by number, at most `MAPPED_MAX`
@@ -185,10 +188,14 @@ pub(crate) struct Stream {
     began_ms: u64,
     /// Whether a commit took the file (it removes it when not kept).
     taken: bool,
+    /// The store's count of bytes being streamed, which holds this one's.
+    streaming: std::sync::Arc<AtomicU64>,
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
+        self.streaming
+            .fetch_sub(self.head_len + self.written, Ordering::Relaxed);
         if !self.taken {
             let _ = fs::remove_file(&self.path);
         }
@@ -297,6 +304,7 @@ impl Disk {
             corrupt: AtomicU64::new(0),
             verified: (0..VERIFIED_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             mapped: Mutex::default(),
+            streaming: std::sync::Arc::default(),
         })
     }
 
@@ -383,6 +391,7 @@ impl Disk {
         };
         let path = self.body_path(number);
         let file = fs::File::create(&path)?;
+        self.streaming.fetch_add(head_len, Ordering::Relaxed);
         let mut stream = Stream {
             file,
             number,
@@ -392,19 +401,35 @@ impl Disk {
             crc: crc32fast::Hasher::new(),
             began_ms: now_ms(),
             taken: false,
+            streaming: self.streaming.clone(),
         };
         stream.file.seek(SeekFrom::Start(head_len))?;
         Ok(stream)
     }
 
     /// Appends `chunk` to a streamed body. An entry that would not fit in
-    /// the whole store fails here, before the disk fills with it.
+    /// the whole store fails here, before the disk fills with it, and so
+    /// does one that would make the bodies being streamed together more
+    /// than `max_bytes` (the disk holds at most `max_bytes` of entries and
+    /// as much again of writes in progress).
     pub(crate) fn write_stream(&self, stream: &mut Stream, chunk: &[u8]) -> Result<(), Error> {
         let len = stream.head_len + stream.written + chunk.len() as u64;
         if len > self.max_bytes {
             return Err("the entry is larger than the store (store.disk.max_bytes)".into());
         }
-        stream.file.write_all(chunk)?;
+        let n = chunk.len() as u64;
+        let all = self.streaming.fetch_add(n, Ordering::Relaxed) + n;
+        if all > self.max_bytes {
+            self.streaming.fetch_sub(n, Ordering::Relaxed);
+            return Err(
+                "the entries being written would be larger than the store (store.disk.max_bytes)"
+                    .into(),
+            );
+        }
+        if let Err(e) = stream.file.write_all(chunk) {
+            self.streaming.fetch_sub(n, Ordering::Relaxed);
+            return Err(e.into());
+        }
         stream.crc.update(chunk);
         stream.written += chunk.len() as u64;
         Ok(())

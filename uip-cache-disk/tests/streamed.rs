@@ -176,3 +176,31 @@ async fn a_large_body_damaged_before_a_start_is_a_miss() {
     assert_eq!(s.corrupt_entries(), 1);
     assert!(!body.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_in_progress_together_stay_within_max_bytes() {
+    let dir = TempDir::new("together");
+    let s = DiskStore::open(&dir.0, 4 << 20, 0);
+    let mut first = s.begin_put("a", 4, PutOptions::new(MINUTE, "/a")).unwrap();
+    for c in chunks(3, 1 << 20) {
+        first.write(c).await.unwrap();
+    }
+    // A second write would bring the bodies on their way past the store.
+    let mut second = s.begin_put("b", 4, PutOptions::new(MINUTE, "/b")).unwrap();
+    assert!(second.write(Bytes::from(vec![1u8; 1 << 20])).await.is_err());
+    drop(second);
+    first.commit(Bytes::from_static(b"HEAD")).await.unwrap();
+    // Committed, the first counts in the store's bound, no longer here: a
+    // new write goes on (evicting it at its commit).
+    let mut third = s.begin_put("c", 4, PutOptions::new(MINUTE, "/c")).unwrap();
+    for c in chunks(3, 1 << 20) {
+        third.write(c).await.unwrap();
+    }
+    third.commit(Bytes::from_static(b"HEAD")).await.unwrap();
+    assert_eq!(s.get("a").await.unwrap(), None, "evicted");
+    assert_eq!(
+        s.get("c").await.unwrap().map(|v| v.len()),
+        Some(4 + (3 << 20))
+    );
+    assert_eq!(body_files(&dir.0), 1);
+}
