@@ -41,6 +41,21 @@ impl BodyRecorder {
         true
     }
 
+    /// How many bytes it holds.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The chunks it holds, in order (none past the limit).
+    pub fn into_chunks(self) -> Vec<Bytes> {
+        self.chunks
+    }
+
     /// Whether the limit was passed.
     pub fn overflowed(&self) -> bool {
         self.overflowed

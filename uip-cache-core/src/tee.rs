@@ -13,7 +13,10 @@
 //! `max_size`, queued frames share their bytes with the recording; once the
 //! recording has stopped (too large) the pump waits for the client whenever
 //! more than [`LOW_WATER`] bytes are queued, so the origin streams at the
-//! client's pace. When the client goes away the pump keeps reading only as
+//! client's pace. A recording that writes the body to the store as it comes
+//! holds none of it: the pump waits for the store's write of each frame,
+//! and for the client past the recording's
+//! [`held_max`](Recording::held_max) queued. When the client goes away the pump keeps reading only as
 //! long as it is still recording.
 
 use std::fmt;
@@ -68,7 +71,7 @@ impl Recording {
             tap_gone: AtomicBool::new(false),
             taken: Notify::new(),
         });
-        let cap = self.max_size().saturating_add(LOW_WATER);
+        let cap = self.held_max().saturating_add(LOW_WATER);
         (
             Pump {
                 recording: self,
@@ -88,7 +91,7 @@ impl<T> Pump<T> {
     pub async fn send(&mut self, frame: T, data: Option<&Bytes>) -> bool {
         let len = data.map_or(0, |d| d.len() as u64) + FRAME_COST;
         if let Some(d) = data {
-            self.recording.chunk(d);
+            self.recording.write(d).await;
         }
         if !self.tx.is_closed() {
             self.shared.queued.fetch_add(len, Ordering::AcqRel);
@@ -96,8 +99,8 @@ impl<T> Pump<T> {
                 self.shared.queued.fetch_sub(len, Ordering::AcqRel);
             }
         }
-        // While recording, the origin's pace (memory is bounded by the
-        // recording's own limit); after, the client's.
+        // While recording, the origin's pace (memory is bounded by what
+        // the recording may hold); after, the client's.
         let limit = if self.recording.is_recording() {
             self.cap
         } else {

@@ -135,6 +135,9 @@ pub(crate) struct Disk {
     verified: Box<[AtomicU64]>,
     /// Body files mapped by earlier hits.
     mapped: Mutex<Mapped>,
+    /// Bytes in body files being written as they stream in (not counted
+    /// in `used` until committed): at most `max_bytes` together.
+    streaming: std::sync::Arc<AtomicU64>,
 }
 
 /// Body files kept mapped between hits, by number, at most `MAPPED_MAX`
@@ -166,6 +169,35 @@ impl Mapped {
             // Numbers of files removed meanwhile.
             let files = &self.files;
             self.order.retain(|f| files.contains_key(f));
+        }
+    }
+}
+
+/// A body file being written as its body streams in ([`Disk::begin_stream`]):
+/// removed when dropped before [`Disk::commit_stream`] took it.
+pub(crate) struct Stream {
+    file: fs::File,
+    number: u64,
+    path: PathBuf,
+    head_len: u64,
+    /// Body bytes written after the head's place.
+    written: u64,
+    /// The checksum of those bytes.
+    crc: crc32fast::Hasher,
+    /// When the write began: the entry's time to live counts from here.
+    began_ms: u64,
+    /// Whether a commit took the file (it removes it when not kept).
+    taken: bool,
+    /// The store's count of bytes being streamed, which holds this one's.
+    streaming: std::sync::Arc<AtomicU64>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.streaming
+            .fetch_sub(self.head_len + self.written, Ordering::Relaxed);
+        if !self.taken {
+            let _ = fs::remove_file(&self.path);
         }
     }
 }
@@ -272,6 +304,7 @@ impl Disk {
             corrupt: AtomicU64::new(0),
             verified: (0..VERIFIED_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             mapped: Mutex::default(),
+            streaming: std::sync::Arc::default(),
         })
     }
 
@@ -340,6 +373,126 @@ impl Disk {
         Ok(file)
     }
 
+    /// Begins a body file written as its body streams in: `head_len` bytes
+    /// are left for the head, given at the commit.
+    pub(crate) fn begin_stream(&self, head_len: u64) -> Result<Stream, Error> {
+        use std::io::{Seek, SeekFrom};
+        // The number is recorded as handed out before the file exists: a
+        // crash during a long write leaves a file the next start's sweep
+        // sees as below its numbers, and removes.
+        let number = {
+            let mut guard = lock(&self.state);
+            let number = self.next.fetch_add(1, Ordering::Relaxed);
+            let mut state = *guard;
+            state.next = state.next.max(number + 1);
+            self.commit(WriteBatch::default(), &state, false)?;
+            self.set(&mut guard, state);
+            number
+        };
+        let path = self.body_path(number);
+        let file = fs::File::create(&path)?;
+        self.streaming.fetch_add(head_len, Ordering::Relaxed);
+        let mut stream = Stream {
+            file,
+            number,
+            path,
+            head_len,
+            written: 0,
+            crc: crc32fast::Hasher::new(),
+            began_ms: now_ms(),
+            taken: false,
+            streaming: self.streaming.clone(),
+        };
+        stream.file.seek(SeekFrom::Start(head_len))?;
+        Ok(stream)
+    }
+
+    /// Appends `chunk` to a streamed body. An entry that would not fit in
+    /// the whole store fails here, before the disk fills with it, and so
+    /// does one that would make the bodies being streamed together more
+    /// than `max_bytes` (the disk holds at most `max_bytes` of entries and
+    /// as much again of writes in progress).
+    pub(crate) fn write_stream(&self, stream: &mut Stream, chunk: &[u8]) -> Result<(), Error> {
+        let len = stream.head_len + stream.written + chunk.len() as u64;
+        if len > self.max_bytes {
+            return Err("the entry is larger than the store (store.disk.max_bytes)".into());
+        }
+        let n = chunk.len() as u64;
+        let all = self.streaming.fetch_add(n, Ordering::Relaxed) + n;
+        if all > self.max_bytes {
+            self.streaming.fetch_sub(n, Ordering::Relaxed);
+            return Err(
+                "the entries being written would be larger than the store (store.disk.max_bytes)"
+                    .into(),
+            );
+        }
+        if let Err(e) = stream.file.write_all(chunk) {
+            self.streaming.fetch_sub(n, Ordering::Relaxed);
+            return Err(e.into());
+        }
+        stream.crc.update(chunk);
+        stream.written += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Stores the streamed body under `key` with `head` in its place, as
+    /// [`Disk::put`] stores a whole value; the entry's time to live counts
+    /// from the beginning of the write.
+    pub(crate) fn commit_stream(
+        &self,
+        key: &str,
+        mut stream: Stream,
+        head: &[u8],
+        options: &PutOptions<'_>,
+        then: impl FnOnce(bool),
+    ) -> Result<(), Error> {
+        use std::os::unix::fs::FileExt;
+        if key.len() > MAX_NAME
+            || options.path.len() > MAX_NAME
+            || options.tags.iter().any(|t| t.len() > MAX_NAME)
+        {
+            then(false);
+            return Ok(());
+        }
+        if head.len() as u64 != stream.head_len {
+            return Err("a streamed entry's head is not of the length announced".into());
+        }
+        stream.file.write_all_at(head, 0)?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(head);
+        crc.combine(&stream.crc);
+        let record = Record {
+            expires_ms: stream.began_ms.saturating_add(duration_ms(options.ttl)),
+            seq: 0,
+            file: stream.number,
+            len: stream.head_len + stream.written,
+            crc: crc.finalize(),
+            path: options.path.to_owned(),
+            query: options.query.map(str::to_owned),
+            tags: options.tags.to_vec(),
+        };
+        // Its checksum was taken from the bytes as they were written: its
+        // first read in this run need not read it all again (a large body's
+        // check can take longer than a read may). After a restart it is
+        // checked as every body is.
+        self.set_verified(stream.number);
+        // From here the file is the record's, or removed below.
+        stream.taken = true;
+        let file = stream.number;
+        drop(stream);
+        let mut gone = Vec::new();
+        match self.put_locked(key, record, &mut gone, then) {
+            Ok(()) => {
+                self.remove_bodies(&gone);
+                Ok(())
+            }
+            Err(e) => {
+                self.remove_bodies(&[file]);
+                Err(e)
+            }
+        }
+    }
+
     /// Reads `record`'s body file if its length is the record's (a damaged
     /// file, however large, is not read), checked against its checksum on
     /// its first read since the store opened. A file checked before is
@@ -364,7 +517,16 @@ impl Disk {
         let Ok(len) = usize::try_from(record.len) else {
             return Ok(Body::Bad);
         };
-        let verified = self.is_verified(record.file);
+        let mut verified = self.is_verified(record.file);
+        if !verified && !nowait && record.len > INLINE_MAX {
+            // A large body's first read: its checksum is taken a piece at a
+            // time, so that it is then mapped rather than read whole.
+            if crc_of(&file, record.len)? != Some(record.crc) {
+                return Ok(Body::Bad);
+            }
+            self.set_verified(record.file);
+            verified = true;
+        }
         let file = if verified {
             match zerocopy::map_file(file, len) {
                 Ok(mapped) => {
@@ -1048,6 +1210,25 @@ impl Disk {
             .flatten()
             .map(|r| self.body_path(r.file))
     }
+}
+
+/// The checksum of the first `len` bytes of `file`, read a piece at a
+/// time; `None` if it is shorter.
+fn crc_of(file: &fs::File, len: u64) -> io::Result<Option<u32>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut crc = crc32fast::Hasher::new();
+    let mut at = 0;
+    while at < len {
+        let want = usize::try_from((len - at).min(buf.len() as u64)).unwrap_or(buf.len());
+        let n = file.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        crc.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(Some(crc.finalize()))
 }
 
 /// The first `len` bytes of `file`, if it has that many; `None` if it is

@@ -74,8 +74,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use uip_cache_core::store::{
-    Coordination, HealthStatus, MemoryStore, MemoryUsage, PutOptions, Rewrite, Storage, StoreError,
-    StoreErrorKind, StoreFuture, StoreHealth, StoreStatus,
+    Coordination, EntryWriter, HealthStatus, MemoryStore, MemoryUsage, PutOptions, Rewrite,
+    Storage, StoreError, StoreErrorKind, StoreFuture, StoreHealth, StoreStatus,
 };
 use uip_cache_core::{CacheConfig, UrlPattern};
 
@@ -496,6 +496,171 @@ impl Owned {
     }
 }
 
+/// Body bytes gathered before one write to the file: fewer, larger writes
+/// on the blocking pool, and at most this much held per streamed entry.
+const STREAM_WRITE: usize = 256 << 10;
+
+/// A write of an entry as its body streams in ([`Storage::begin_put`]):
+/// its body goes to a new file as it comes (on the blocking pool, one
+/// write at a time, so the caller is held to the disk's pace), and the
+/// record is committed under the store's lock as [`Storage::put`] commits
+/// it. Dropped before its commit, it removes its file; a crash leaves a
+/// file no record names, which the sweep after the next start removes.
+struct DiskWriter {
+    inner: Arc<Inner>,
+    key: String,
+    options: Owned,
+    head_len: u64,
+    /// Bytes not written to the file yet (less than [`STREAM_WRITE`]).
+    pending: bytes::BytesMut,
+    /// The file, once the first write has made it; `None` after a failure.
+    stream: Option<disk::Stream>,
+    written: u64,
+    failed: bool,
+}
+
+impl DiskWriter {
+    /// Writes `data` to the file (making it first), on the blocking pool.
+    async fn flush(&mut self, data: Bytes) -> Result<(), StoreError> {
+        let inner = self.inner.clone();
+        let stream = self.stream.take();
+        let head_len = self.head_len;
+        let written = blocking(move || {
+            let Some(disk) = &inner.disk else {
+                return Err(StoreError::new(StoreErrorKind::Backend, "no disk"));
+            };
+            let mut stream = match stream {
+                Some(s) => s,
+                None => disk
+                    .begin_stream(head_len)
+                    .map_err(|e| inner.failed("a streamed write", &e))?,
+            };
+            disk.write_stream(&mut stream, &data)
+                .map_err(|e| inner.failed("a streamed write", &e))?;
+            Ok(stream)
+        })
+        .await;
+        match written {
+            Ok(stream) => {
+                self.stream = Some(stream);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl EntryWriter for DiskWriter {
+    fn write(&mut self, chunk: Bytes) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            if self.failed {
+                return Err(StoreError::new(
+                    StoreErrorKind::Backend,
+                    "an earlier write failed",
+                ));
+            }
+            self.written += chunk.len() as u64;
+            let data = if self.pending.is_empty() && chunk.len() >= STREAM_WRITE {
+                chunk
+            } else {
+                self.pending.extend_from_slice(&chunk);
+                if self.pending.len() < STREAM_WRITE {
+                    return Ok(());
+                }
+                self.pending.split().freeze()
+            };
+            self.flush(data).await
+        })
+    }
+
+    fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn commit(mut self: Box<Self>, head: Bytes) -> StoreFuture<'static, ()> {
+        Box::pin(async move {
+            if self.failed {
+                return Err(StoreError::new(
+                    StoreErrorKind::Backend,
+                    "an earlier write failed",
+                ));
+            }
+            if self.stream.is_none() {
+                // A small body (of unknown length until now): one whole
+                // write, as `put` makes it.
+                if head.len() as u64 != self.head_len {
+                    return Err(StoreError::new(
+                        StoreErrorKind::Backend,
+                        "a streamed entry's head is not of the length announced",
+                    ));
+                }
+                let mut value = bytes::BytesMut::with_capacity(head.len() + self.pending.len());
+                value.extend_from_slice(&head);
+                value.extend_from_slice(&self.pending);
+                let DiskWriter {
+                    inner,
+                    key,
+                    options,
+                    ..
+                } = *self;
+                let begun = inner.writes.begin();
+                return blocking(move || {
+                    let _begun = begun;
+                    inner.put(&key, value.freeze(), options.options())
+                })
+                .await;
+            }
+            let rest = self.pending.split().freeze();
+            if !rest.is_empty() {
+                self.flush(rest).await?;
+            }
+            let DiskWriter {
+                inner,
+                key,
+                options,
+                stream,
+                ..
+            } = *self;
+            // Begun when first polled, as a whole write.
+            let begun = inner.writes.begin();
+            blocking(move || {
+                let _begun = begun;
+                let (Some(disk), Some(stream)) = (&inner.disk, stream) else {
+                    return Err(StoreError::new(StoreErrorKind::Backend, "no disk"));
+                };
+                let committed = disk.commit_stream(&key, stream, &head, &options.options(), |_| {
+                    // A large body is not kept in the memory tier; what it
+                    // held of the key is older.
+                    inner.forget(&key);
+                });
+                match committed {
+                    Ok(()) => {
+                        inner.succeeded();
+                        Ok(())
+                    }
+                    Err(e) => {
+                        inner.forget(&key);
+                        Err(inner.failed("a streamed write", &e))
+                    }
+                }
+            })
+            .await
+        })
+    }
+}
+
+impl fmt::Debug for DiskWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskWriter")
+            .field("key", &self.key)
+            .field("written", &self.written)
+            .finish()
+    }
+}
+
 impl Storage for DiskStore {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
         if let Some(v) = self.inner.memory.get_now(key) {
@@ -537,6 +702,26 @@ impl Storage for DiskStore {
             })
             .await
         })
+    }
+
+    fn begin_put(
+        &self,
+        key: &str,
+        head_len: u64,
+        options: PutOptions<'_>,
+    ) -> Option<Box<dyn EntryWriter>> {
+        // Without a disk, the memory tier takes whole values.
+        self.inner.disk.as_ref()?;
+        Some(Box::new(DiskWriter {
+            inner: self.inner.clone(),
+            key: key.to_owned(),
+            options: Owned::new(&options),
+            head_len,
+            pending: bytes::BytesMut::new(),
+            stream: None,
+            written: 0,
+            failed: false,
+        }))
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {

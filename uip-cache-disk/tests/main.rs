@@ -2,3 +2,4 @@
 //! is one theme.
 
 mod disk_store;
+mod streamed;

@@ -11,6 +11,7 @@ mod attack_slow_clients;
 mod attack_transform;
 mod cli;
 mod disk_store;
+mod disk_stream;
 mod interim;
 mod proxy;
 mod ranges;

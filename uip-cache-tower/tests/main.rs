@@ -13,3 +13,4 @@ mod fail_open;
 mod http_cache;
 mod post_answer;
 mod shared_redis;
+mod streamed_store;

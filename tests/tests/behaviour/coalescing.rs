@@ -41,7 +41,10 @@ async fn slow_leader_client(a: Adapter, b: Backend) {
     // 16 MB, larger than loopback socket buffers: a client that never reads
     // stalls the server's writes to it.
     let chunk = Bytes::from(vec![7u8; 256 * 1024]);
-    let policies = format!("{ITEMS}    max_size: 64MB\n");
+    // Recorded in memory (`stream_above` past its length): a body a disk
+    // store takes as it streams in goes at its client's pace instead, so
+    // that no more than `stream_above` is held for a stalled client.
+    let policies = format!("{ITEMS}    max_size: 64MB\n    stream_above: 64MB\n");
     let Some(h) = Harness::new(a, b, &policies, move |_, _| {
         Reply {
             chunks: vec![chunk.clone(); 64],

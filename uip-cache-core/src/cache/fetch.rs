@@ -571,8 +571,9 @@ impl FetchTicket {
             let f = Forward::new(outcome, false, Some(NoCacheReason::TooLarge));
             return pass(f, reply);
         }
-        let recording = Recording::storing(
+        let recording = Recording::storing_large(
             max_size,
+            declared,
             Finish {
                 cache,
                 plan,

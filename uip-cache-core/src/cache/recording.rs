@@ -6,10 +6,11 @@ use std::fmt;
 use bytes::Bytes;
 
 use super::{CachePlan, HttpCache, OwnedRequest};
-use crate::entry::StoredResponse;
+use crate::entry::{BodyEncoding, StoredResponse};
 use crate::lock::{LockGuard, Waiter};
 use crate::record::BodyRecorder;
 use crate::stats::NoCacheReason;
+use crate::store::{EntryWriter, PutOptions};
 
 /// How long, at least, a recording goes on once no client reads it.
 const ORPHAN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -21,14 +22,35 @@ const ORPHAN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// recording dropped before either (the client went away) stores nothing.
 pub struct Recording {
     recorder: Option<BodyRecorder>,
+    /// Instead of `recorder`: the body goes to the store as it comes.
+    writer: Option<Streamed>,
+    /// The write a body of unknown length moves to once `recorder` would
+    /// hold more than the bound given with it.
+    reserve: Option<(Streamed, u64)>,
     finish: Option<OnEnd>,
     max_size: u64,
+    /// The most bytes held in memory for it (`max_size`, or the policy's
+    /// `stream_above` when the body goes to the store as it comes).
+    held_max: u64,
     /// How long a recording may go on once nobody reads it.
     orphan_limit: std::time::Duration,
 }
 
 /// What a recording does with its outcome.
-type OnEnd = Box<dyn FnOnce(Result<Bytes, NoCacheReason>) + Send>;
+type OnEnd = Box<dyn FnOnce(Result<Recorded, NoCacheReason>) + Send>;
+
+/// A whole body recorded: in memory, or written to the store.
+enum Recorded {
+    Whole(Bytes),
+    Written(Box<dyn EntryWriter>),
+}
+
+/// A body written to the store as it streams in.
+struct Streamed {
+    writer: Box<dyn EntryWriter>,
+    /// Counts and logs a failed write.
+    cache: HttpCache,
+}
 
 impl Recording {
     /// Records up to `max_size` bytes, and stores `finish`'s entry with
@@ -36,7 +58,10 @@ impl Recording {
     pub(super) fn storing(max_size: u64, finish: Finish) -> Self {
         Recording {
             recorder: Some(BodyRecorder::new(max_size)),
+            writer: None,
+            reserve: None,
             max_size,
+            held_max: max_size,
             // Long enough for a background refresh (no client from the
             // start), short enough to end a stream that never does.
             orphan_limit: finish.plan.settings.lock_timeout().max(ORPHAN_LIMIT),
@@ -44,27 +69,123 @@ impl Recording {
         }
     }
 
-    /// A chunk went to the client.
+    /// Like [`Recording::storing`], but when the store takes bodies as they
+    /// stream in and the body is longer than the policy's `stream_above`
+    /// (`declared`, its `Content-Length`), the body goes to the store as it
+    /// comes. A body of unknown length is recorded in memory up to
+    /// `stream_above` (so that a short one is stored as any other, even
+    /// compressed), and goes to the store from there on. Either way no
+    /// more than `stream_above` bytes of it are held in memory for the
+    /// client (see [`Recording::held_max`]).
+    pub(super) fn storing_large(max_size: u64, declared: Option<u64>, mut finish: Finish) -> Self {
+        let above = finish.cache.policy(&finish.plan).stream_above();
+        if max_size <= above || declared.is_some_and(|n| n <= above) || finish.exact_len.is_some() {
+            return Self::storing(max_size, finish);
+        }
+        let Some(writer) = finish.begin_write() else {
+            return Self::storing(max_size, finish);
+        };
+        let mut recording = Self::storing(max_size, finish);
+        recording.held_max = above;
+        if declared.is_some() {
+            recording.recorder = None;
+            recording.writer = Some(writer);
+        } else {
+            recording.reserve = Some((writer, above));
+        }
+        recording
+    }
+
+    /// A chunk went to the client. A recording that writes to the store as
+    /// the body comes needs [`write`](Recording::write) (as
+    /// [`Pump`](crate::tee::Pump) does): this gives it up.
     pub fn chunk(&mut self, data: &Bytes) {
+        if self.writer.take().is_some() {
+            self.end(Err(NoCacheReason::BodyNotBuffered));
+            return;
+        }
         if let Some(r) = self.recorder.as_mut() {
             if !r.push(data) {
                 // Past max_size: stop recording, keep streaming.
                 self.recorder = None;
+                self.reserve = None;
                 self.end(Err(NoCacheReason::TooLarge));
             }
+        }
+    }
+
+    /// A chunk went to the client: recorded as [`chunk`](Recording::chunk)
+    /// does, or written to the store when the recording streams there (the
+    /// future ends once the store has it: the origin is read at the
+    /// store's pace).
+    pub async fn write(&mut self, data: &Bytes) {
+        if let Some((_, above)) = &self.reserve {
+            let held = self.recorder.as_ref().map_or(0, BodyRecorder::len);
+            if held.saturating_add(data.len() as u64) > *above {
+                // Too long to hold: what was recorded goes to the store
+                // first, then the rest as it comes.
+                if let (Some((writer, _)), Some(r)) = (self.reserve.take(), self.recorder.take()) {
+                    self.writer = Some(writer);
+                    for c in r.into_chunks() {
+                        self.write_streamed(&c).await;
+                    }
+                }
+            }
+        }
+        if self.writer.is_some() {
+            self.write_streamed(data).await;
+        } else {
+            self.chunk(data);
+        }
+    }
+
+    /// Writes `data` to the store's write, if it still goes on.
+    async fn write_streamed(&mut self, data: &Bytes) {
+        let Some(s) = self.writer.as_mut() else {
+            return;
+        };
+        if s.writer.written().saturating_add(data.len() as u64) > self.max_size {
+            // Past max_size: the write is dropped (removed), the body keeps
+            // streaming to the client.
+            self.writer = None;
+            return self.end(Err(NoCacheReason::TooLarge));
+        }
+        if data.is_empty() {
+            return;
+        }
+        let cache = s.cache.clone();
+        if cache
+            .guarded("write", s.writer.write(data.clone()))
+            .await
+            .is_none()
+        {
+            // Counted and logged as a store error; the client still gets
+            // the body.
+            self.writer = None;
+            self.finish = None;
         }
     }
 
     /// The body stream failed.
     pub fn failed(&mut self) {
         self.recorder = None;
+        self.writer = None;
+        self.reserve = None;
         self.end(Err(NoCacheReason::IncompleteBody));
     }
 
     /// The body ended: store what was recorded.
     pub fn ended(&mut self) {
+        if let Some(s) = self.writer.take() {
+            return self.end(Ok(Recorded::Written(s.writer)));
+        }
+        // A body of unknown length that stayed short: stored whole.
+        self.reserve = None;
         if let Some(r) = self.recorder.take() {
-            let body = r.finish().ok_or(NoCacheReason::TooLarge);
+            let body = r
+                .finish()
+                .map(Recorded::Whole)
+                .ok_or(NoCacheReason::TooLarge);
             self.end(body);
         }
     }
@@ -79,6 +200,13 @@ impl Recording {
         self.max_size
     }
 
+    /// The most bytes held in memory for it: `max_size`, or less when the
+    /// body is written to the store as it comes. A tee queues up to this
+    /// much for a client that reads slower than the origin sends.
+    pub fn held_max(&self) -> u64 {
+        self.held_max
+    }
+
     /// How long it may go on once no client reads the body.
     pub fn orphan_limit(&self) -> std::time::Duration {
         self.orphan_limit
@@ -86,10 +214,10 @@ impl Recording {
 
     /// Whether chunks are still being recorded (not ended, not past `max_size`).
     pub fn is_recording(&self) -> bool {
-        self.recorder.is_some()
+        self.recorder.is_some() || self.writer.is_some()
     }
 
-    fn end(&mut self, body: Result<Bytes, NoCacheReason>) {
+    fn end(&mut self, body: Result<Recorded, NoCacheReason>) {
         if let Some(f) = self.finish.take() {
             f(body);
         }
@@ -103,10 +231,13 @@ impl Recording {
         let out = slot.clone();
         let recording = Recording {
             recorder: Some(BodyRecorder::new(max)),
+            writer: None,
+            reserve: None,
             max_size: max,
+            held_max: max,
             orphan_limit: std::time::Duration::from_secs(5),
             finish: Some(Box::new(move |body| {
-                if let (Ok(b), Ok(mut s)) = (body, out.lock()) {
+                if let (Ok(Recorded::Whole(b)), Ok(mut s)) = (body, out.lock()) {
                     *s = Some(b);
                 }
             })),
@@ -119,6 +250,7 @@ impl fmt::Debug for Recording {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Recording")
             .field("recording", &self.recorder.is_some())
+            .field("streaming", &self.writer.is_some())
             .field("done", &self.is_done())
             .finish()
     }
@@ -144,15 +276,16 @@ impl Finish {
     /// The recorded body ended: with all of it, or with why it cannot be
     /// stored. The write runs in a task of its own (on the current tokio
     /// runtime); waiting requests wake once it is done.
-    fn done(self: Box<Self>, body: Result<Bytes, NoCacheReason>) {
+    fn done(self: Box<Self>, body: Result<Recorded, NoCacheReason>) {
         let body = match body {
-            Ok(b) if self.exact_len.is_some_and(|n| n != b.len() as u64) => {
+            Ok(Recorded::Written(writer)) => return self.done_written(writer),
+            Ok(Recorded::Whole(b)) if self.exact_len.is_some_and(|n| n != b.len() as u64) => {
                 self.cache
                     .stats()
                     .uncacheable(NoCacheReason::IncompleteBody);
                 return;
             }
-            Ok(b) => b,
+            Ok(Recorded::Whole(b)) => b,
             Err(reason) => {
                 self.cache.stats().uncacheable(reason);
                 return;
@@ -175,6 +308,74 @@ impl Finish {
             let hs = request.header_list();
             let stored = cache
                 .store_body(&plan, &request.view(&hs), entry, body, transform)
+                .await;
+            if stored {
+                if let Some(g) = &guard {
+                    g.stored();
+                }
+            }
+            cache.release_and_count(guard, holder, stored).await;
+        });
+    }
+}
+
+impl Finish {
+    /// Begins the store's write of the entry as its body streams in, when
+    /// the store takes one: under the key and with the tags and time to
+    /// live the buffered write would have (see `put_entry`), without
+    /// compression.
+    fn begin_write(&mut self) -> Option<Streamed> {
+        let hs = self.request.header_list();
+        let req = self.request.view(&hs);
+        self.entry.body = Bytes::new();
+        self.entry.compression = BodyEncoding::Identity;
+        self.entry.tags =
+            self.cache
+                .entry_tags(&self.plan, &req, std::mem::take(&mut self.entry.tags));
+        let head = self.entry.encode().ok()?;
+        let ttl = self
+            .entry
+            .storage_ttl_with_unreachable(self.plan.settings.stale_if_unreachable());
+        let options = PutOptions::new(ttl, req.path)
+            .tags(&self.entry.tags)
+            .query(req.query);
+        let key = self.cache.entry_key(&self.plan, &req, &self.entry.vary);
+        let writer = self
+            .cache
+            .inner
+            .store
+            .begin_put(key.as_str(), head.len() as u64, options)?;
+        Some(Streamed {
+            writer,
+            cache: self.cache.clone(),
+        })
+    }
+
+    /// The body written to the store ended: commit the write (in a task of
+    /// its own), with the fences and the key's release of a buffered write.
+    fn done_written(self: Box<Self>, writer: Box<dyn EntryWriter>) {
+        if self.exact_len.is_some_and(|n| n != writer.written()) {
+            self.cache
+                .stats()
+                .uncacheable(NoCacheReason::IncompleteBody);
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let Finish {
+                cache,
+                plan,
+                request,
+                entry,
+                guard,
+                holder,
+                ..
+            } = *self;
+            let hs = request.header_list();
+            let stored = cache
+                .put_written(&plan, &request.view(&hs), entry, writer)
                 .await;
             if stored {
                 if let Some(g) = &guard {

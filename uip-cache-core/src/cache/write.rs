@@ -13,7 +13,7 @@ use crate::http::admission::{self, OriginResponse};
 use crate::http::encoding::may_compress;
 use crate::request::RequestView;
 use crate::stats::NoCacheReason;
-use crate::store::PutOptions;
+use crate::store::{EntryWriter, PutOptions};
 
 impl HttpCache {
     /// Decides whether the origin's response may be stored, counting the reason when not.
@@ -140,6 +140,64 @@ impl HttpCache {
         if stored {
             // Counted in `stats` by the caller, once it has let go of the
             // key (`release_and_count`).
+            self.inner.writes.fetch_add(1, Ordering::Release);
+        }
+        stored
+    }
+
+    /// Commits `writer`, the entry's body written to the store as it came
+    /// (begun with the entry's key, tags and time to live: see
+    /// `Recording::storing_large`), with the checks and the `Vary` marker of
+    /// [`HttpCache::put_entry`]. `entry`'s tags are final and its body is
+    /// empty: its encoding is the head of the stored value, with the body's
+    /// length set to what was written.
+    pub(crate) async fn put_written(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        entry: StoredResponse,
+        writer: Box<dyn EntryWriter>,
+    ) -> bool {
+        // A dropped writer stores nothing: every early return aborts it.
+        if self.invalidated_since(plan, req, &entry.tags).await {
+            self.inner.stats.uncacheable(NoCacheReason::Invalidated);
+            return false;
+        }
+        let ttl = entry.storage_ttl_with_unreachable(plan.settings.stale_if_unreachable());
+        if !entry.vary.is_empty() {
+            let Ok(bytes) = Stored::encode_vary(&entry.vary, ttl) else {
+                return false;
+            };
+            let options = PutOptions::new(ttl, req.path)
+                .tags(&entry.tags)
+                .query(req.query);
+            self.guarded(
+                "put",
+                self.inner.store.put(plan.key.as_str(), bytes, options),
+            )
+            .await;
+        }
+        let key = self.entry_key(plan, req, &entry.vary);
+        let Ok(head) = entry.encode() else {
+            return false;
+        };
+        // The encoding ends with the body's length (then the body).
+        let mut head = bytes::BytesMut::from(&head[..]);
+        let at = head.len() - 8;
+        head[at..].copy_from_slice(&writer.written().to_le_bytes());
+        let mut stored = self
+            .guarded("put", writer.commit(head.freeze()))
+            .await
+            .is_some();
+        // As in `put_entry`: an invalidation recorded between the first
+        // check and the commit is seen here.
+        if stored && self.invalidated_since(plan, req, &entry.tags).await {
+            self.guarded("delete", self.inner.store.delete(key.as_str()))
+                .await;
+            self.inner.stats.uncacheable(NoCacheReason::Invalidated);
+            stored = false;
+        }
+        if stored {
             self.inner.writes.fetch_add(1, Ordering::Release);
         }
         stored

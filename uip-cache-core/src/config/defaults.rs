@@ -22,6 +22,13 @@ pub struct DefaultsConfig {
     /// Largest request body buffered and hashed into the key, for policies
     /// whose `vary_by` has `body` (default 64KB); larger bodies bypass.
     pub max_body: ByteSize,
+    /// Default `stream_above` (default 1MB): with a store that takes
+    /// bodies as they stream in (the disk store), larger responses (those
+    /// of unknown length once they pass it) are written to it as they
+    /// arrive, and no more than this is held in memory for each; `max_size` still bounds
+    /// what is stored. Other stores hold each body whole (up to
+    /// `max_size`) until it ends.
+    pub stream_above: ByteSize,
     /// Default `range_passthrough_above` (default: each policy's
     /// `max_size`): the size past which a `Range` request that misses goes
     /// to the origin with its `Range` instead of fetching the whole.
@@ -113,6 +120,7 @@ impl Default for DefaultsConfig {
             ttl: None,
             max_size: ByteSize(10 << 20),
             max_body: ByteSize(64 << 10),
+            stream_above: ByteSize(1 << 20),
             range_passthrough_above: None,
             cache_status: "uip-cache".into(),
             hit_for_miss: Seconds(Duration::from_secs(10)),

@@ -29,6 +29,14 @@ pub struct PolicyConfig {
     /// `defaults.max_body`); larger request bodies bypass the cache.
     #[serde(default)]
     pub max_body: Option<ByteSize>,
+    /// With a store that takes bodies as they stream in (the disk store),
+    /// a response whose `Content-Length` is larger than this, or that has
+    /// none once it passes this, is written to the store as it arrives
+    /// instead of being held in memory until it ends (default
+    /// `defaults.stream_above`). The policy's `max_size` still bounds what
+    /// is stored.
+    #[serde(default)]
+    pub stream_above: Option<ByteSize>,
     /// A `Range` request that misses fetches the whole response to store
     /// it, unless the representation is known to be larger than this
     /// (default `defaults.range_passthrough_above`, else the policy's

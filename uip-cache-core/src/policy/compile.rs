@@ -148,6 +148,10 @@ impl Policy {
             invalidate_on: p.invalidate_on.clone(),
             key,
             max_body,
+            stream_above: p
+                .stream_above
+                .unwrap_or(config.defaults.stream_above)
+                .bytes(),
             range_passthrough_above: p
                 .range_passthrough_above
                 .or(config.defaults.range_passthrough_above)
@@ -176,6 +180,7 @@ impl Policy {
             invalidate_on: Vec::new(),
             key: KeySpec::new(&config.key, &[]),
             max_body: config.defaults.max_body.bytes(),
+            stream_above: config.defaults.stream_above.bytes(),
             range_passthrough_above: config
                 .defaults
                 .range_passthrough_above

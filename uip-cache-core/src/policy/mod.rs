@@ -76,6 +76,9 @@ pub struct Policy {
     key: KeySpec,
     /// The largest request body buffered to key on (policies whose key holds the body).
     max_body: u64,
+    /// Responses larger than this (or of unknown length) are streamed to a
+    /// store that takes them as they arrive.
+    stream_above: u64,
     /// Representations larger than this are not fetched whole for a `Range`.
     range_passthrough_above: u64,
     /// Targeted cache-control field names (lower case), in precedence order.
@@ -156,6 +159,13 @@ impl Policy {
     /// Largest request body buffered to key on, in bytes.
     pub fn max_body(&self) -> u64 {
         self.max_body
+    }
+
+    /// Responses larger than this many bytes, or of unknown length, are
+    /// written to a store that takes bodies as they stream in, rather than
+    /// held in memory until they end.
+    pub fn stream_above(&self) -> u64 {
+        self.stream_above
     }
 
     /// The size past which a `Range` request that misses is sent to the

@@ -79,6 +79,22 @@ pub trait Storage: fmt::Debug + Send + Sync + 'static {
         options: PutOptions<'a>,
     ) -> StoreFuture<'a, ()>;
 
+    /// Begins a write under `key` whose bytes come in pieces, so that a
+    /// large body goes to the store as it streams in and is never held
+    /// whole in memory. The value is `head_len` bytes given at the commit
+    /// (see [`EntryWriter`]), then every written chunk. `None` (the
+    /// default) when the store takes whole values only: the caller uses
+    /// [`Storage::put`].
+    fn begin_put(
+        &self,
+        key: &str,
+        head_len: u64,
+        options: PutOptions<'_>,
+    ) -> Option<Box<dyn EntryWriter>> {
+        let _ = (key, head_len, options);
+        None
+    }
+
     /// Removes `key`; whether it was there.
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool>;
 
@@ -115,4 +131,22 @@ pub trait Storage: fmt::Debug + Send + Sync + 'static {
         let _ = (pattern, rewrite);
         Box::pin(async { Ok(None) })
     }
+}
+
+/// A write begun with [`Storage::begin_put`]: its chunks in order, then
+/// [`commit`](EntryWriter::commit). A writer dropped before it commits (or
+/// whose write failed) stores nothing and leaves nothing behind.
+pub trait EntryWriter: fmt::Debug + Send + 'static {
+    /// Appends `chunk` to the value. Memory stays bounded: the future ends
+    /// once the chunk is written (or queued within a small bound). After an
+    /// error the writer can only be dropped.
+    fn write(&mut self, chunk: Bytes) -> StoreFuture<'_, ()>;
+
+    /// How many chunk bytes were written.
+    fn written(&self) -> u64;
+
+    /// Stores the value, `head` (exactly the `head_len` bytes announced at
+    /// [`Storage::begin_put`]) then the chunks, replacing any entry under
+    /// the key, as [`Storage::put`] does.
+    fn commit(self: Box<Self>, head: Bytes) -> StoreFuture<'static, ()>;
 }
