@@ -300,3 +300,70 @@ async fn an_answer_of_unknown_length_is_held_up_to_stream_above_then_streamed() 
     // The long one streamed, its first MiB included.
     assert_eq!(store.streamed.load(Ordering::SeqCst), 1);
 }
+
+/// An inner service whose body ends before its `Content-Length` (no error,
+/// as an in-process body can) used to be committed cut, and served so.
+#[tokio::test]
+async fn a_streamed_answer_shorter_than_its_content_length_is_not_kept() {
+    let store = Streaming::new();
+    let layer = CacheLayer::builder(config(POLICY))
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let origin = Origin::new(|_, _| {
+        Reply::ok(&body(2 << 20))
+            .header("content-type", "text/plain")
+            .header("content-length", (3 << 20).to_string())
+    });
+    let mut svc = tower::Layer::layer(&layer, origin.clone());
+    let first = ok(&mut svc, get("/cut")).await;
+    assert_eq!(first.x_cache(), "MISS");
+    // The write ends (dropped) once the body has; give its task a turn.
+    for _ in 0..100 {
+        if store.aborted.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.aborted.load(Ordering::SeqCst), 1, "the write dropped");
+    assert_eq!(
+        store.streamed.load(Ordering::SeqCst),
+        0,
+        "nothing committed"
+    );
+    let again = ok(&mut svc, get("/cut")).await;
+    assert_eq!(again.x_cache(), "MISS", "never a cut body as a hit");
+    assert_eq!(origin.calls(), 2);
+}
+
+/// With a store that takes whole values only, a large answer is stored as
+/// before streamed writes: compressed when the policy says so.
+#[tokio::test]
+async fn a_store_without_streamed_writes_keeps_large_answers_compressed() {
+    let layer = CacheLayer::builder(config(POLICY)).build().unwrap();
+    let origin = Origin::new(|_, _| {
+        Reply::ok(&body(3 << 20))
+            .header("content-type", "text/plain")
+            .header("content-length", (3 << 20).to_string())
+    });
+    let mut svc = tower::Layer::layer(&layer, origin.clone());
+    assert_eq!(ok(&mut svc, get("/large")).await.x_cache(), "MISS");
+    wait_for_sets(svc.cache(), 1).await;
+    let gz = ok(
+        &mut svc,
+        req("GET", "/large", &[("accept-encoding", "gzip")]),
+    )
+    .await;
+    assert_eq!(gz.x_cache(), "HIT");
+    assert_eq!(
+        gz.header("content-encoding"),
+        Some("gzip"),
+        "{:?}",
+        gz.headers
+    );
+    assert!(
+        gz.body.len() < 1 << 20,
+        "stored compressed: {}",
+        gz.body.len()
+    );
+}

@@ -85,6 +85,12 @@ impl Recording {
         let Some(writer) = finish.begin_write() else {
             return Self::storing(max_size, finish);
         };
+        // A streamed body is stored only when it is as long as the origin
+        // said: an inner service whose body just ends early (or an origin
+        // that stops short without an error) is never kept cut.
+        if declared.is_some() {
+            finish.exact_len = declared;
+        }
         let mut recording = Self::storing(max_size, finish);
         recording.held_max = above;
         if declared.is_some() {
@@ -327,24 +333,27 @@ impl Finish {
     fn begin_write(&mut self) -> Option<Streamed> {
         let hs = self.request.header_list();
         let req = self.request.view(&hs);
-        self.entry.body = Bytes::new();
-        self.entry.compression = BodyEncoding::Identity;
-        self.entry.tags =
-            self.cache
-                .entry_tags(&self.plan, &req, std::mem::take(&mut self.entry.tags));
-        let head = self.entry.encode().ok()?;
-        let ttl = self
-            .entry
-            .storage_ttl_with_unreachable(self.plan.settings.stale_if_unreachable());
+        // Worked out on a copy: when the store takes whole values only,
+        // the buffered write gets the entry as it was (its tags not yet
+        // worked out, its compression still to be decided).
+        let mut entry = self.entry.clone();
+        entry.body = Bytes::new();
+        entry.compression = BodyEncoding::Identity;
+        entry.tags = self
+            .cache
+            .entry_tags(&self.plan, &req, std::mem::take(&mut entry.tags));
+        let head = entry.encode().ok()?;
+        let ttl = entry.storage_ttl_with_unreachable(self.plan.settings.stale_if_unreachable());
         let options = PutOptions::new(ttl, req.path)
-            .tags(&self.entry.tags)
+            .tags(&entry.tags)
             .query(req.query);
-        let key = self.cache.entry_key(&self.plan, &req, &self.entry.vary);
+        let key = self.cache.entry_key(&self.plan, &req, &entry.vary);
         let writer = self
             .cache
             .inner
             .store
             .begin_put(key.as_str(), head.len() as u64, options)?;
+        self.entry = entry;
         Some(Streamed {
             writer,
             cache: self.cache.clone(),
