@@ -190,8 +190,10 @@ impl HttpCache {
             .await
             .is_some();
         // As in `put_entry`: an invalidation recorded between the first
-        // check and the commit is seen here.
-        if stored && self.invalidated_since(plan, req, &entry.tags).await {
+        // check and the commit is seen here. Also when the commit did not
+        // answer in time: a large commit may still land after it, and the
+        // delete is ordered after it by the store.
+        if self.invalidated_since(plan, req, &entry.tags).await {
             self.guarded("delete", self.inner.store.delete(key.as_str()))
                 .await;
             self.inner.stats.uncacheable(NoCacheReason::Invalidated);
