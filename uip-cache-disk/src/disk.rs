@@ -49,6 +49,12 @@ const MAPPED_MAX: usize = 1024;
 /// memory): larger ones are read on the blocking pool, unless mapped.
 const INLINE_MAX: u64 = 1 << 20;
 
+/// The largest body a hit reads whole into memory when it cannot be mapped
+/// (zero-copy off, as in a program that embeds the store without the
+/// server, or its budget used up): larger ones are a miss, so that
+/// concurrent hits of a large entry cannot each hold it in memory.
+const UNMAPPED_MAX: u64 = 64 << 20;
+
 /// Why a disk operation failed.
 pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -74,6 +80,9 @@ enum Body {
     Bad,
     /// Its pages are not all in memory (reads that must not block).
     WouldBlock,
+    /// Whole and checked, but too large to read into memory and not
+    /// mapped ([`UNMAPPED_MAX`]): a miss, the entry kept.
+    Unmapped,
 }
 
 /// The keyspaces, as a batch names them.
@@ -539,7 +548,11 @@ impl Disk {
             file
         };
         // Not mapped (zero-copy off, its budget used up): a large body is
-        // copied on the blocking pool, never on the caller's thread.
+        // copied on the blocking pool, never on the caller's thread, and a
+        // very large one not at all.
+        if verified && record.len > UNMAPPED_MAX {
+            return Ok(Body::Unmapped);
+        }
         if nowait && record.len > INLINE_MAX {
             return Ok(Body::WouldBlock);
         }
@@ -831,6 +844,7 @@ impl Disk {
         }
         let body = match self.read_body(&record, false) {
             Ok(Body::Good(b)) => Some(b),
+            Ok(Body::Unmapped) => return Ok(Some(Read::Miss)),
             Ok(Body::Bad | Body::WouldBlock) => None,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Lost if the record still names it; else replaced or

@@ -635,3 +635,28 @@ async fn hits_read_from_disk_again_and_again_stay_whole_while_entries_change() {
     }
     assert_eq!(s.corrupt_entries(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_very_large_body_that_cannot_be_mapped_is_a_miss_and_kept() {
+    // Zero-copy is never turned on in this test binary, so no body is
+    // mapped: one over 64 MiB is not read whole into memory for a hit.
+    let dir = TempDir::new("unmapped");
+    let s = DiskStore::open(&dir.0, 1 << 30, 0);
+    let small = Bytes::from(vec![7u8; 2 << 20]);
+    s.put("small", small.clone(), PutOptions::new(MINUTE, "/small"))
+        .await
+        .unwrap();
+    s.put(
+        "huge",
+        Bytes::from(vec![9u8; 65 << 20]),
+        PutOptions::new(MINUTE, "/huge"),
+    )
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        assert_eq!(s.get("small").await.unwrap(), Some(small.clone()));
+        assert_eq!(s.get("huge").await.unwrap(), None, "a miss");
+    }
+    assert_eq!(s.keys_count().await.unwrap(), 2, "the entry is kept");
+    assert_eq!(s.corrupt_entries(), 0, "and not counted damaged");
+}
