@@ -13,13 +13,14 @@ use uip_cache_core::store::{HealthStatus, PutOptions, Storage, StoreStatus};
 use uip_cache_core::UrlPattern;
 use uip_cache_disk::DiskStore;
 
-const MINUTE: Duration = Duration::from_secs(60);
+pub(crate) const MINUTE: Duration = Duration::from_secs(60);
 
-/// A folder of its own under the system's temporary folder, removed on drop.
-struct TempDir(PathBuf);
+/// A folder of its own under the system's temporary folder, removed on
+/// drop (the other modules' too).
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> TempDir {
+    pub(crate) fn new(name: &str) -> TempDir {
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "uip-cache-disk-{name}-{}-{}",

@@ -2,38 +2,13 @@
 //! abort, the bound, a large body's first read (a crash part-way: the
 //! server's `disk_stream` tests).
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::path::Path;
 
 use bytes::Bytes;
 use uip_cache_core::store::{PutOptions, Storage, StoreStatus};
 use uip_cache_disk::DiskStore;
 
-const MINUTE: Duration = Duration::from_secs(60);
-
-/// A folder of its own under the system's temporary folder, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "uip-cache-disk-stream-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::disk_store::{TempDir, MINUTE};
 
 /// The body files in the store at `dir`.
 fn body_files(dir: &Path) -> usize {

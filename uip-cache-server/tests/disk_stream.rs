@@ -4,13 +4,15 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use uip_cache_testkit::ServeProcess;
+
+use crate::disk_store::TempDir;
 
 const MB: u64 = 1 << 20;
 
@@ -126,24 +128,6 @@ fn origin() -> (u16, Arc<AtomicUsize>, mpsc::Sender<()>) {
         }
     });
     (port, count, tx)
-}
-
-/// A folder of its own, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("uip-cache-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Serves a disk store in `dir` (no memory tier) storing bodies up to
