@@ -257,6 +257,31 @@ fn made_files(outcomes: impl IntoIterator<Item = (u64, Rewritten)>) -> Vec<u64> 
         .collect()
 }
 
+impl Record {
+    /// The record of a body file written from `began_ms` on, before its
+    /// place in eviction order (`seq`) is given.
+    fn written(began_ms: u64, file: u64, len: u64, crc: u32, options: &PutOptions<'_>) -> Record {
+        Record {
+            expires_ms: began_ms.saturating_add(duration_ms(options.ttl)),
+            seq: 0,
+            file,
+            len,
+            crc,
+            path: options.path.to_owned(),
+            query: options.query.map(str::to_owned),
+            tags: options.tags.to_vec(),
+        }
+    }
+}
+
+/// Whether a name of the entry is past what the index takes
+/// ([`MAX_NAME`]): such an entry is not kept.
+fn names_too_long(key: &str, options: &PutOptions<'_>) -> bool {
+    key.len() > MAX_NAME
+        || options.path.len() > MAX_NAME
+        || options.tags.iter().any(|t| t.len() > MAX_NAME)
+}
+
 impl Disk {
     /// Opens (or creates) the store in `dir`: the database (replaying its
     /// journal) and the body folders. Reads no body and lists no folder.
@@ -456,10 +481,7 @@ impl Disk {
         then: impl FnOnce(bool),
     ) -> Result<(), Error> {
         use std::os::unix::fs::FileExt;
-        if key.len() > MAX_NAME
-            || options.path.len() > MAX_NAME
-            || options.tags.iter().any(|t| t.len() > MAX_NAME)
-        {
+        if names_too_long(key, options) {
             then(false);
             return Ok(());
         }
@@ -470,36 +492,22 @@ impl Disk {
         let mut crc = crc32fast::Hasher::new();
         crc.update(head);
         crc.combine(&stream.crc);
-        let record = Record {
-            expires_ms: stream.began_ms.saturating_add(duration_ms(options.ttl)),
-            seq: 0,
-            file: stream.number,
-            len: stream.head_len + stream.written,
-            crc: crc.finalize(),
-            path: options.path.to_owned(),
-            query: options.query.map(str::to_owned),
-            tags: options.tags.to_vec(),
-        };
+        let record = Record::written(
+            stream.began_ms,
+            stream.number,
+            stream.head_len + stream.written,
+            crc.finalize(),
+            options,
+        );
         // Its checksum was taken from the bytes as they were written: its
         // first read in this run need not read it all again (a large body's
         // check can take longer than a read may). After a restart it is
         // checked as every body is.
         self.set_verified(stream.number);
-        // From here the file is the record's, or removed below.
+        // From here the file is the record's, or `link_written` removes it.
         stream.taken = true;
-        let file = stream.number;
         drop(stream);
-        let mut gone = Vec::new();
-        match self.put_locked(key, record, &mut gone, then) {
-            Ok(()) => {
-                self.remove_bodies(&gone);
-                Ok(())
-            }
-            Err(e) => {
-                self.remove_bodies(&[file]);
-                Err(e)
-            }
-        }
+        self.link_written(key, record, then)
     }
 
     /// Reads `record`'s body file if its length is the record's (a damaged
@@ -712,25 +720,32 @@ impl Disk {
         options: &PutOptions<'_>,
         then: impl FnOnce(bool),
     ) -> Result<(), Error> {
-        if key.len() > MAX_NAME
-            || options.path.len() > MAX_NAME
-            || options.tags.iter().any(|t| t.len() > MAX_NAME)
-        {
+        if names_too_long(key, options) {
             // Not kept; nothing of the key can be there either.
             then(false);
             return Ok(());
         }
         let file = self.write_body(value)?;
-        let record = Record {
-            expires_ms: now_ms().saturating_add(duration_ms(options.ttl)),
-            seq: 0,
+        let record = Record::written(
+            now_ms(),
             file,
-            len: value.len() as u64,
-            crc: crc32fast::hash(value),
-            path: options.path.to_owned(),
-            query: options.query.map(str::to_owned),
-            tags: options.tags.to_vec(),
-        };
+            value.len() as u64,
+            crc32fast::hash(value),
+            options,
+        );
+        self.link_written(key, record, then)
+    }
+
+    /// Commits `record`, whose body file is written, under `key`; then
+    /// removes the files it replaced, or its own when nothing was
+    /// committed.
+    fn link_written(
+        &self,
+        key: &str,
+        record: Record,
+        then: impl FnOnce(bool),
+    ) -> Result<(), Error> {
+        let file = record.file;
         let mut gone = Vec::new();
         match self.put_locked(key, record, &mut gone, then) {
             Ok(()) => {
@@ -738,7 +753,6 @@ impl Disk {
                 Ok(())
             }
             Err(e) => {
-                // Nothing was committed: only the new body goes.
                 self.remove_bodies(&[file]);
                 Err(e)
             }

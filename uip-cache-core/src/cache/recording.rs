@@ -284,19 +284,23 @@ impl Finish {
     /// runtime); waiting requests wake once it is done.
     fn done(self: Box<Self>, body: Result<Recorded, NoCacheReason>) {
         let body = match body {
-            Ok(Recorded::Written(writer)) => return self.done_written(writer),
-            Ok(Recorded::Whole(b)) if self.exact_len.is_some_and(|n| n != b.len() as u64) => {
-                self.cache
-                    .stats()
-                    .uncacheable(NoCacheReason::IncompleteBody);
-                return;
-            }
-            Ok(Recorded::Whole(b)) => b,
+            Ok(b) => b,
             Err(reason) => {
                 self.cache.stats().uncacheable(reason);
                 return;
             }
         };
+        let len = match &body {
+            Recorded::Whole(b) => b.len() as u64,
+            Recorded::Written(w) => w.written(),
+        };
+        if self.exact_len.is_some_and(|n| n != len) {
+            // A write to the store is dropped (removed) with it.
+            self.cache
+                .stats()
+                .uncacheable(NoCacheReason::IncompleteBody);
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -312,9 +316,11 @@ impl Finish {
                 ..
             } = *self;
             let hs = request.header_list();
-            let stored = cache
-                .store_body(&plan, &request.view(&hs), entry, body, transform)
-                .await;
+            let req = request.view(&hs);
+            let stored = match body {
+                Recorded::Whole(b) => cache.store_body(&plan, &req, entry, b, transform).await,
+                Recorded::Written(w) => cache.put_written(&plan, &req, entry, w).await,
+            };
             if stored {
                 if let Some(g) = &guard {
                     g.stored();
@@ -358,41 +364,6 @@ impl Finish {
             writer,
             cache: self.cache.clone(),
         })
-    }
-
-    /// The body written to the store ended: commit the write (in a task of
-    /// its own), with the fences and the key's release of a buffered write.
-    fn done_written(self: Box<Self>, writer: Box<dyn EntryWriter>) {
-        if self.exact_len.is_some_and(|n| n != writer.written()) {
-            self.cache
-                .stats()
-                .uncacheable(NoCacheReason::IncompleteBody);
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            let Finish {
-                cache,
-                plan,
-                request,
-                entry,
-                guard,
-                holder,
-                ..
-            } = *self;
-            let hs = request.header_list();
-            let stored = cache
-                .put_written(&plan, &request.view(&hs), entry, writer)
-                .await;
-            if stored {
-                if let Some(g) = &guard {
-                    g.stored();
-                }
-            }
-            cache.release_and_count(guard, holder, stored).await;
-        });
     }
 }
 
