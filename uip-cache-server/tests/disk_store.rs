@@ -126,7 +126,7 @@ fn config(dir: &Path, store: &Path) -> PathBuf {
     file
 }
 
-fn serve(config: &Path, origin: u16) -> ServeProcess {
+pub(crate) fn serve(config: &Path, origin: u16) -> ServeProcess {
     let mut command = Command::new(env!("CARGO_BIN_EXE_uip-cache"));
     command.args([
         "serve",
@@ -405,9 +405,9 @@ fn check_config_wants_a_folder_for_the_disk_store() {
     );
 }
 
-/// Reads one HTTP/1.1 response with a `content-length` from `s`:
-/// (head, body).
-fn read_response(s: &mut std::net::TcpStream) -> (String, Vec<u8>) {
+/// Reads a response's head from `s`: (the head, lower-cased; the body
+/// bytes read with it).
+pub(crate) fn read_head(s: &mut std::net::TcpStream) -> (String, Vec<u8>) {
     let mut got = Vec::new();
     let mut buf = [0u8; 65536];
     let end = loop {
@@ -419,6 +419,13 @@ fn read_response(s: &mut std::net::TcpStream) -> (String, Vec<u8>) {
         got.extend_from_slice(&buf[..n]);
     };
     let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+    (head, got.split_off(end))
+}
+
+/// Reads one HTTP/1.1 response with a `content-length` from `s`:
+/// (head, body).
+fn read_response(s: &mut std::net::TcpStream) -> (String, Vec<u8>) {
+    let (head, mut body) = read_head(s);
     let len: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length: "))
@@ -426,7 +433,7 @@ fn read_response(s: &mut std::net::TcpStream) -> (String, Vec<u8>) {
         .trim()
         .parse()
         .unwrap();
-    let mut body = got.split_off(end);
+    let mut buf = [0u8; 65536];
     while body.len() < len {
         let n = s.read(&mut buf).unwrap();
         assert!(n > 0, "the body arrives whole: {} of {len}", body.len());

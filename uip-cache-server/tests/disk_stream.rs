@@ -5,7 +5,6 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -142,19 +141,7 @@ fn serve(dir: &Path, origin: u16) -> ServeProcess {
         ),
     )
     .unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_uip-cache"));
-    command.args([
-        "serve",
-        "--config",
-        file.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--upstream",
-        &format!("http://127.0.0.1:{origin}"),
-    ]);
-    ServeProcess::start(command)
+    crate::disk_store::serve(&file, origin)
 }
 
 /// The resident memory of process `pid`, in bytes.
@@ -212,18 +199,7 @@ fn request(port: u16, path: &str) -> (String, Vec<u8>, TcpStream) {
         "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 65536];
-    let end = loop {
-        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "the head arrives");
-        got.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-    let rest = got.split_off(end);
+    let (head, rest) = crate::disk_store::read_head(&mut s);
     (head, rest, s)
 }
 
