@@ -302,7 +302,7 @@ impl Reload for ServerReload {
         // ===== what changes, and what would need a restart =====
         let old = &running.config;
         let mut changed = policy_changes(old, &config);
-        let live: [(&str, String, String); 10] = [
+        let live: [(&str, String, String); 11] = [
             (
                 "defaults",
                 fingerprint(&old.defaults),
@@ -324,6 +324,12 @@ impl Reload for ServerReload {
                 "server.max_connections_per_client",
                 fingerprint(&old.server.max_connections_per_client),
                 fingerprint(&config.server.max_connections_per_client),
+            ),
+            (
+                // Read by each HTTP/1.1 request's head.
+                "server.fast_hits",
+                fingerprint(&old.server.fast_hits),
+                fingerprint(&config.server.fast_hits),
             ),
             (
                 "server.connect_timeout",

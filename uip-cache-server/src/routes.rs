@@ -93,23 +93,42 @@ impl Snapshot {
         cache: &HttpCache,
         req: &mut Request<B>,
     ) -> Result<(), Response<ProxyBody>> {
-        let route = if self.table.is_single() {
-            self.table.routes()[0].clone()
-        } else {
-            let cache = cache.pinned(self.settings.clone());
-            let conn = req
-                .extensions()
-                .get::<Connection>()
-                .copied()
-                .unwrap_or_default();
-            let headers = Fields(req.headers());
-            let target = req.uri().authority().map(|a| a.as_str());
-            let host = cache.client_origin(&conn, target, &headers).host;
-            lookup(&self.table, host, req.uri().path())?
-        };
+        let conn = req
+            .extensions()
+            .get::<Connection>()
+            .copied()
+            .unwrap_or_default();
+        let target = req.uri().authority().map(|a| a.as_str());
+        let route = self.route_for(
+            cache,
+            &conn,
+            target,
+            &Fields(req.headers()),
+            req.uri().path(),
+        )?;
         req.extensions_mut().insert(Routed(route));
         req.extensions_mut().insert(self.settings.clone());
         Ok(())
+    }
+
+    /// The route of a request that came on `conn` for `target` (the
+    /// authority of an absolute-form target) with `headers` and `path`, as
+    /// [`Snapshot::route_request`] chooses it.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn route_for(
+        &self,
+        cache: &HttpCache,
+        conn: &Connection,
+        target: Option<&str>,
+        headers: &dyn uip_cache_core::HeaderSource,
+        path: &str,
+    ) -> Result<Arc<Route<Upstream>>, Response<ProxyBody>> {
+        if self.table.is_single() {
+            return Ok(self.table.routes()[0].clone());
+        }
+        let cache = cache.pinned(self.settings.clone());
+        let host = cache.client_origin(conn, target, headers).host;
+        lookup(&self.table, host, path)
     }
 }
 

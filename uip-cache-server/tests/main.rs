@@ -12,6 +12,7 @@ mod attack_transform;
 mod cli;
 mod disk_store;
 mod disk_stream;
+mod fast_hits;
 mod interim;
 mod proxy;
 mod ranges;

@@ -145,6 +145,12 @@ impl Collector for Scrape {
         )?;
         counter(
             &mut e,
+            "hits_at_hand",
+            "Hits the server answered from the request head alone, without its general request path (server.fast_hits); counted in the hits as well.",
+            s.answered_at_hand,
+        )?;
+        counter(
+            &mut e,
             "unmatched_bypasses",
             "Requests no policy matched.",
             s.uncacheable.get("no_policy").copied().unwrap_or(0),

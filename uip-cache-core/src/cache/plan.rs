@@ -11,6 +11,7 @@ use crate::policy::{Policy, PolicyMatch};
 use crate::request::RequestView;
 use crate::settings::Settings;
 use crate::stats::NoCacheReason;
+use crate::CachedResponse;
 
 /// Where an adapter starts with a request ([`HttpCache::start`]).
 // Made once per request and matched at once, as a plan is: boxing the plan
@@ -117,6 +118,46 @@ impl HttpCache {
         m: PolicyMatch<'_>,
         req: &RequestView<'_>,
     ) -> Plan {
+        let policy = m.policy();
+        let index = m.index();
+        match self.decide(settings, m, req) {
+            Ok(plan) => Plan::Cache(plan),
+            Err(reason) => {
+                self.inner
+                    .stats
+                    .policy_bypass(index.map(|i| (i, policy.name())));
+                Plan::Bypass(reason)
+            }
+        }
+    }
+
+    /// The response to `req` from an entry the store has at hand, as
+    /// [`HttpCache::start`] then [`HttpCache::answer_now`] would give it,
+    /// and `None` for every other request with nothing counted: no policy,
+    /// a bypass, a policy that keys on the body, no usable entry at hand.
+    /// For a front end that answers such hits before building the request
+    /// its usual path takes, and gives every `None` to that path (which
+    /// then counts what it decides, once).
+    pub fn answer_at_hand(&self, req: &RequestView<'_>) -> Option<CachedResponse> {
+        let settings = self.settings();
+        let m = settings.policies().find(req.path, req.query)?;
+        if m.policy().key_spec().uses_body() {
+            return None;
+        }
+        let plan = self.decide(&settings, m, req).ok()?;
+        let answer = self.answer_now(&plan, req)?;
+        self.inner.stats.answered_at_hand();
+        Some(answer)
+    }
+
+    /// The plan of `req` under its policy `m`, or why it bypasses the
+    /// cache (counted by the caller).
+    fn decide(
+        &self,
+        settings: &Arc<Settings>,
+        m: PolicyMatch<'_>,
+        req: &RequestView<'_>,
+    ) -> Result<CachePlan, NoCacheReason> {
         let request_cc = request_cache_control(req.headers);
         let keys_body = m.policy().key_spec().uses_body();
         let reason = if !m.policy().allows_method(req.method) {
@@ -137,13 +178,11 @@ impl HttpCache {
             None
         };
         if let Some(reason) = reason {
-            let policy = m.index().map(|i| (i, m.policy().name()));
-            self.inner.stats.policy_bypass(policy);
-            return Plan::Bypass(reason);
+            return Err(reason);
         }
         let key = m.policy().key_spec().key(req, &[]);
         let (policy, params) = m.into_parts();
-        Plan::Cache(CachePlan {
+        Ok(CachePlan {
             settings: settings.clone(),
             policy,
             params,

@@ -76,6 +76,13 @@ pub struct ServerConfig {
     /// `trusted_proxies` carry many clients: they are not limited. 0 = no
     /// limit. Takes effect on reload for new connections.
     pub max_connections_per_client: usize,
+    /// Whether HTTP/1.1 requests that are plain hits of the memory tier
+    /// (GET or HEAD, no body, no `Range`, nothing to rewrite before keying)
+    /// are answered straight from the parsed request head, without the
+    /// general request path; every other request takes that path, with
+    /// the same answer. On by default; off to rule it out when chasing a
+    /// problem. Takes effect on reload for the next request.
+    pub fast_hits: bool,
 }
 
 /// `server.tls`: TLS termination.
@@ -247,6 +254,7 @@ impl Default for ServerConfig {
             idle_timeout: Seconds(Duration::from_secs(75)),
             max_inflight_bytes: ByteSize(256 << 20),
             max_connections_per_client: 256,
+            fast_hits: true,
         }
     }
 }

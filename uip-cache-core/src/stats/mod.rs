@@ -13,7 +13,7 @@ mod reason;
 mod snapshot;
 mod wait;
 
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +60,7 @@ pub struct CacheStats {
     store_evictions: AtomicU64,
     store_expirations: AtomicU64,
     hit_for_miss: AtomicU64,
+    answered_at_hand: AtomicU64,
     config_reloads: AtomicU64,
     config_reload_errors: AtomicU64,
     connections_refused: [AtomicU64; ConnectionRefusal::ALL.len()],
@@ -286,6 +287,11 @@ impl CacheStats {
     pub fn hit_for_miss(&self) {
         self.hit_for_miss.fetch_add(1, SeqCst);
         self.changes.changed();
+    }
+    /// A hit a front end answered from the request head alone
+    /// ([`crate::HttpCache::answer_at_hand`]); counted as a hit too.
+    pub fn answered_at_hand(&self) {
+        self.answered_at_hand.fetch_add(1, Relaxed);
     }
     /// A request that waited for another's origin fetch instead of making its own.
     pub fn coalesced(&self) {

@@ -94,6 +94,7 @@ impl CacheStats {
             store_evictions: self.store_evictions.load(Relaxed),
             store_expirations: self.store_expirations.load(Relaxed),
             hit_for_miss: self.hit_for_miss.load(Relaxed),
+            answered_at_hand: self.answered_at_hand.load(Relaxed),
             config_reloads: self.config_reloads.load(Relaxed),
             config_reload_errors: self.config_reload_errors.load(Relaxed),
             connections_refused: ConnectionRefusal::ALL
@@ -181,6 +182,9 @@ pub struct StatsSnapshot {
     /// Requests sent straight to the origin because their key's last
     /// response could not be stored (hit-for-miss).
     pub hit_for_miss: u64,
+    /// Hits a front end answered from the request head alone, without its
+    /// general request path (`server.fast_hits`); each is a hit as well.
+    pub answered_at_hand: u64,
     /// Config reloads swapped in.
     pub config_reloads: u64,
     /// Config reloads refused for errors (nothing changed).

@@ -16,6 +16,7 @@ use uip_cache_core::HttpCache;
 
 use super::clients::{Clients, EverySecond};
 use super::conn::{serve_h2, serve_http1, Conn, ConnBody, ConnService};
+use super::hits::Hits;
 use crate::io::ClientStream;
 use crate::slow::{now_ms, ClientLimits, Inflight, Watch, HEADER_READ_TIMEOUT};
 
@@ -57,7 +58,7 @@ pub(super) async fn accept_loop<S, B>(
     listener: TcpListener,
     config: Listener,
     shutdown: impl Future<Output = ()>,
-    make: impl Fn(std::net::SocketAddr, &Arc<Watch>) -> S,
+    make: impl Fn(std::net::SocketAddr, &Arc<Watch>) -> (S, Option<Hits>),
 ) -> io::Result<()>
 where
     S: ConnService<B>,
@@ -148,7 +149,7 @@ where
         };
         let _ = stream.set_nodelay(true);
         let watch = inflight.watch();
-        let service = make(remote, &watch);
+        let (service, hits) = make(remote, &watch);
         let stopped = stopped.clone();
         let protocol = protocol.clone();
         tokio::spawn(async move {
@@ -159,7 +160,7 @@ where
                 limits,
                 stopped,
             };
-            if let Err(e) = serve_connection(stream, remote, protocol, service, conn).await {
+            if let Err(e) = serve_connection(stream, remote, protocol, service, hits, conn).await {
                 tracing::debug!(listener = what, error = %e, "connection ended with an error");
             }
         });
@@ -187,6 +188,7 @@ async fn serve_connection<S, B>(
     remote: SocketAddr,
     protocol: Protocol,
     service: S,
+    hits: Option<Hits>,
     mut conn: Conn,
 ) -> Result<(), hyper::Error>
 where
@@ -196,7 +198,13 @@ where
     let watch = conn.watch.clone();
     match protocol {
         Protocol::Http1 => {
-            serve_http1(ClientStream::new(stream).watched(watch), service, conn).await
+            serve_http1(
+                ClientStream::new(stream).watched(watch),
+                service,
+                conn,
+                hits,
+            )
+            .await
         }
         Protocol::Http1AndH2c => {
             // The version is read in the time a client has for its request
@@ -207,7 +215,7 @@ where
             };
             match detected {
                 Ok(Ok((true, io))) => serve_h2(io.watched(watch), service, conn).await,
-                Ok(Ok((false, io))) => serve_http1(io.watched(watch), service, conn).await,
+                Ok(Ok((false, io))) => serve_http1(io.watched(watch), service, conn, hits).await,
                 _ => Ok(()),
             }
         }
@@ -235,7 +243,7 @@ where
             if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
                 serve_h2(tls, service, conn).await
             } else {
-                serve_http1(tls, service, conn).await
+                serve_http1(tls, service, conn, hits).await
             }
         }
     }

@@ -3,6 +3,7 @@
 //! loop that closes it when its watch says so (see [`crate::slow`]).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::hits::{Hits, Http1, HyperConn, MakeHyper, Prefixed};
 use crate::interim::{CloseOnDrop, InterimOpener, InterimStream};
 use crate::slow::{now_ms, ClientLimits, DrainMark, Sent, Verdict, Watch, HEADER_READ_TIMEOUT};
 
@@ -131,25 +133,42 @@ where
 }
 
 /// Serves one HTTP/1.1 connection until it ends; on `stopped`, finishes
-/// the request in flight and closes. The backend's 1xx interim responses
-/// reach its client through an [`InterimStream`].
-pub(super) async fn serve_http1<I, S, B>(io: I, service: S, conn: Conn) -> Result<(), hyper::Error>
+/// the request in flight and closes. With `hits`, its requests are first
+/// answered without hyper while they are plain hits (see [`super::hits`]).
+/// The backend's 1xx interim responses reach its client through an
+/// [`InterimStream`].
+pub(super) async fn serve_http1<I, S, B>(
+    io: I,
+    service: S,
+    conn: Conn,
+    hits: Option<Hits>,
+) -> Result<(), hyper::Error>
 where
     I: Stream,
     S: ConnService<B>,
     B: ConnBody,
 {
-    let io = InterimStream::new(io);
-    let service = watched(service, conn.watch.clone(), false, Some(io.opener()));
-    let http = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        // The watch closes idle connections and unfinished headers; hyper's
-        // own header timer (which counts the idle time before a request) is
-        // only a backstop past both. hyper needs a timer for it.
-        .timer(TokioTimer::new())
-        .header_read_timeout(conn.limits.idle_timeout + HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(io), service);
-    drive(http, |c| c.graceful_shutdown(), conn, false).await
+    let watch = conn.watch.clone();
+    let header_read_timeout = conn.limits.idle_timeout + HEADER_READ_TIMEOUT;
+    let make: MakeHyper<I> = Box::new(move |io: Prefixed<I>| {
+        let io = InterimStream::new(io);
+        let service = watched(service, watch, false, Some(io.opener()));
+        let http = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            // The watch closes idle connections and unfinished headers;
+            // hyper's own header timer (which counts the idle time before a
+            // request) is only a backstop past both. hyper needs a timer
+            // for it.
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .serve_connection(TokioIo::new(io), service);
+        Box::pin(http) as Pin<Box<dyn HyperConn>>
+    });
+    let http = match hits {
+        Some(hits) => Http1::fast(io, hits, conn.watch.clone(), make),
+        None => Http1::hyper(make(Prefixed::new(io))),
+    };
+    drive(http, Http1::drain, conn, false).await
 }
 
 /// Serves one HTTP/2 connection until it ends. Streams per connection and

@@ -11,6 +11,7 @@
 mod accept;
 mod clients;
 mod conn;
+mod hits;
 mod redirect;
 
 use std::convert::Infallible;
@@ -36,6 +37,7 @@ use crate::slow::{ClientBody, ClientLimits, Inflight, Watch};
 use crate::tls::Certificates;
 use accept::{accept_loop, Listener, Protocol};
 use clients::Clients;
+use hits::Hits;
 
 /// Connections served at once by a proxy listener; more are refused until
 /// some close.
@@ -121,10 +123,11 @@ pub async fn serve_admin(
     };
     accept_loop(listener, config, shutdown, move |remote, _| {
         let service = service.clone();
-        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(remote);
             service.clone().oneshot(req)
-        })
+        });
+        (service, None)
     })
     .await
 }
@@ -220,7 +223,13 @@ async fn serve_plain(
         per_client: Some((shared.clients, service.cache().clone())),
     };
     accept_loop(listener, config, shutdown, move |remote, watch| {
-        connection_service(&service, remote, watch, false, redirect)
+        let hits = redirect
+            .is_none()
+            .then(|| Hits::new(&service, Connection::new(Some(remote), false)));
+        (
+            connection_service(&service, remote, watch, false, redirect),
+            hits,
+        )
     })
     .await
 }
@@ -272,7 +281,11 @@ async fn serve_tls_with(
         per_client: Some((shared.clients, service.cache().clone())),
     };
     accept_loop(listener, config, shutdown, move |remote, watch| {
-        connection_service(&service, remote, watch, true, None)
+        let hits = Hits::new(&service, Connection::new(Some(remote), true));
+        (
+            connection_service(&service, remote, watch, true, None),
+            Some(hits),
+        )
     })
     .await
 }

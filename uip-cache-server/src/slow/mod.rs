@@ -60,7 +60,7 @@ mod watch;
 pub use body::ClientBody;
 pub(crate) use body::Sent;
 pub(crate) use inflight::Inflight;
-pub(crate) use watch::{DrainMark, Verdict, Watch};
+pub(crate) use watch::{DrainMark, Exchange, Verdict, Watch};
 
 /// Time a client has to send a request's headers once it started sending
 /// them (or from its connection's opening, for the first request).

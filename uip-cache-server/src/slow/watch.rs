@@ -314,6 +314,15 @@ impl fmt::Debug for Watch {
 /// A request in progress on a connection; ends when dropped.
 pub(crate) struct Exchange(pub(super) Arc<Watch>);
 
+impl Exchange {
+    /// Its response handed `n` bytes of body to the connection (see the
+    /// module docs of [`crate::slow`]: hand them in pieces of at most
+    /// [`crate::slow::HTTP1_PIECE`]).
+    pub(crate) fn handed(&self, n: usize) {
+        self.0.handed(n);
+    }
+}
+
 impl Drop for Exchange {
     fn drop(&mut self) {
         if self.0.requests.fetch_sub(1, Ordering::Relaxed) == 1 {

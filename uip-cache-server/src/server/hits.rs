@@ -1,0 +1,742 @@
+//! HTTP/1.1 cache hits answered from the parsed request head
+//! (`server.fast_hits`).
+//!
+//! Most requests at the edge are hits of a few hot entries. Through the
+//! general path each one becomes an `http::Request` (a header map built
+//! and hashed), passes the connection's service, the route, the cache
+//! layer and back, and its response is a header map encoded again by
+//! hyper: several times the work of finding the entry. Here an HTTP/1.1
+//! connection starts on a loop of its own that parses each request head
+//! (with `httparse`, the parser hyper itself uses) and asks core for the
+//! answer the store has at hand ([`HttpCache::answer_at_hand`]). When core
+//! has one, its head is written as hyper would write it and its body goes
+//! out as hyper's would (large bodies with `sendfile`, see [`crate::io`]).
+//!
+//! Only requests whose answer through the general path could not differ
+//! are taken: GET or HEAD over HTTP/1.1, an origin-form target that parses
+//! as hyper parses it, exactly one `Host`, at most one `Cookie`, no body
+//! (no `Content-Length` or `Transfer-Encoding`), no `Expect`, `Upgrade`,
+//! hop-by-hop header or `Connection` other than `keep-alive` (the general
+//! path removes those before keying), no `Range` (its answers may stream),
+//! no forwarding header core would remove first, a route that takes the
+//! request, and no debug logging (whose line the general path writes).
+//! At the first request that is anything else the connection goes to
+//! hyper for the rest of its life, with the bytes read so far given back
+//! first: that request, and those after it, are served exactly as they
+//! would have been. Core counts nothing for a request it does not answer
+//! here, so each request is counted once, by whichever path answers it.
+//!
+//! The connection is watched as hyper's is ([`crate::slow`]): the answer
+//! is a request in progress on the watch while it is written, its body
+//! is handed over in pieces counted as owed, and the connection closes
+//! when its watch or the server says so.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use uip_cache_core::{
+    CachedBody, CachedResponse, Connection, FieldName, HeaderSource, RequestView,
+};
+
+use super::conn::Stream;
+use super::Proxy;
+use crate::slow::{Exchange, Watch, HTTP1_PIECE};
+
+/// Bytes read for a request head before it goes to hyper as it is (which
+/// takes larger heads, up to its own limit).
+const HEAD_MAX: usize = 16 * 1024;
+
+/// Room a connection reads into at first; it grows up to [`HEAD_MAX`]
+/// for a larger head.
+const READ_START: usize = 4 * 1024;
+
+/// Header fields parsed here; a request with more goes to hyper.
+const FIELDS_MAX: usize = 48;
+
+/// Request fields that make the general path take the request: a body, a
+/// protocol change, an interim response, hop-by-hop fields it removes
+/// before keying, and `Range` (whose answers may be cut as they stream).
+const GENERAL: [&str; 12] = [
+    "content-length",
+    "transfer-encoding",
+    "expect",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "http2-settings",
+    "range",
+    "if-range",
+];
+
+/// What answers the hits of one proxy connection.
+#[derive(Clone)]
+pub(crate) struct Hits {
+    proxy: Proxy,
+    connection: Connection,
+}
+
+impl Hits {
+    /// For a connection of `proxy` with these facts.
+    pub(crate) fn new(proxy: &Proxy, connection: Connection) -> Self {
+        Hits {
+            proxy: proxy.clone(),
+            connection,
+        }
+    }
+
+    /// The answer to a request head when it is a hit core has at hand and
+    /// nothing about it needs the general path (see the module docs).
+    fn answer(&self, req: &httparse::Request<'_, '_>) -> Option<CachedResponse> {
+        let method = req.method?;
+        if !matches!(method, "GET" | "HEAD") || req.version != Some(1) {
+            return None;
+        }
+        let target = req.path?;
+        if !target.starts_with('/') {
+            return None;
+        }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            return None;
+        }
+        let (mut hosts, mut cookies) = (0, 0);
+        for field in req.headers.iter() {
+            let name = field.name;
+            if name.eq_ignore_ascii_case("host") {
+                hosts += 1;
+            } else if name.eq_ignore_ascii_case("cookie") {
+                cookies += 1;
+            } else if name.eq_ignore_ascii_case("connection") {
+                if !field.value.eq_ignore_ascii_case(b"keep-alive") {
+                    return None;
+                }
+            } else if GENERAL.iter().any(|g| name.eq_ignore_ascii_case(g)) {
+                return None;
+            }
+        }
+        if hosts != 1 || cookies > 1 {
+            return None;
+        }
+        let snapshot = self.proxy.get_ref().snapshot();
+        if !snapshot.settings().config().server.fast_hits {
+            return None;
+        }
+        // The target as hyper makes it (or its 400).
+        let uri: http::Uri = target.parse().ok()?;
+        let fields = Fields(req.headers);
+        let cache = self.proxy.cache();
+        snapshot
+            .route_for(cache, &self.connection, None, &fields, uri.path())
+            .ok()?;
+        let cache = cache.pinned(snapshot.settings().clone());
+        let origin = cache.client_origin(&self.connection, None, &fields);
+        let strip = origin.strip();
+        if req.headers.iter().any(|f| strip.contains(f.name)) {
+            return None;
+        }
+        let view = RequestView::new(method, uri.path(), &fields)
+            .query(uri.query())
+            .origin(origin);
+        cache.answer_at_hand(&view)
+    }
+}
+
+/// Core's header lookup over a parsed head's fields.
+struct Fields<'h, 'b>(&'h [httparse::Header<'b>]);
+
+impl HeaderSource for Fields<'_, '_> {
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for field in self.0 {
+            if field.name.eq_ignore_ascii_case(name) {
+                f(field.value);
+            }
+        }
+    }
+
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|field| field.name.eq_ignore_ascii_case(name))
+            .map(|field| field.value)
+    }
+}
+
+// ===== the connection =====
+
+/// hyper's HTTP/1.1 connection as [`Http1`] holds it once the connection
+/// is handed over.
+pub(super) trait HyperConn: Future<Output = Result<(), hyper::Error>> + Send {
+    /// Finishes the request in flight, then closes.
+    fn drain(self: Pin<&mut Self>);
+}
+
+impl<T, S, B> HyperConn for hyper::server::conn::http1::Connection<T, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B> + Send,
+    S::Future: Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn drain(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Makes hyper's connection of a stream whose first bytes are given back.
+pub(super) type MakeHyper<I> = Box<dyn FnOnce(Prefixed<I>) -> Pin<Box<dyn HyperConn>> + Send>;
+
+/// An HTTP/1.1 connection: answered here while its requests are hits,
+/// then by hyper (see the module docs).
+pub(super) struct Http1<I> {
+    phase: Phase<I>,
+}
+
+enum Phase<I> {
+    Fast(Box<Fast<I>>),
+    Hyper(Pin<Box<dyn HyperConn>>),
+    /// Between the two, for a moment.
+    Moving,
+}
+
+struct Fast<I> {
+    io: I,
+    hits: Hits,
+    watch: Arc<Watch>,
+    make: Option<MakeHyper<I>>,
+    /// Bytes read and not yet answered: `read[..filled]`.
+    read: Vec<u8>,
+    filled: usize,
+    /// The answer being written.
+    out: Option<Out>,
+    /// Room for the next answer's head.
+    head: Vec<u8>,
+    /// Asked to close once nothing is in flight.
+    draining: bool,
+}
+
+/// An answer on its way to the socket.
+struct Out {
+    head: Vec<u8>,
+    head_sent: usize,
+    body: Bytes,
+    /// Bytes of `body` handed to the connection (counted as owed).
+    handed: usize,
+    body_sent: usize,
+    /// The rest of a body that is not one piece of memory.
+    more: Option<CachedBody>,
+    /// Body bytes the head announced and that are still to come from
+    /// `more`; a body that ends short closes the connection.
+    announced: u64,
+    exchange: Exchange,
+}
+
+impl<I: Stream> Http1<I> {
+    /// A connection that answers its hits here first.
+    pub(super) fn fast(io: I, hits: Hits, watch: Arc<Watch>, make: MakeHyper<I>) -> Self {
+        Http1 {
+            phase: Phase::Fast(Box::new(Fast {
+                io,
+                hits,
+                watch,
+                make: Some(make),
+                read: vec![0; READ_START],
+                filled: 0,
+                out: None,
+                head: Vec::new(),
+                draining: false,
+            })),
+        }
+    }
+
+    /// A connection hyper serves from the start.
+    pub(super) fn hyper(conn: Pin<Box<dyn HyperConn>>) -> Self {
+        Http1 {
+            phase: Phase::Hyper(conn),
+        }
+    }
+
+    /// Finishes what is in flight, then closes.
+    pub(super) fn drain(mut self: Pin<&mut Self>) {
+        match &mut self.phase {
+            Phase::Fast(fast) => fast.draining = true,
+            Phase::Hyper(conn) => conn.as_mut().drain(),
+            Phase::Moving => {}
+        }
+    }
+}
+
+/// What the fast loop ended with.
+enum End {
+    /// The connection is done (closed by the client, drained, or broken).
+    Closed(io::Result<()>),
+    /// A request for the general path: hyper takes over.
+    Handover,
+}
+
+impl<I: Stream> Future for Http1<I> {
+    type Output = Result<(), hyper::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        loop {
+            match &mut this.phase {
+                Phase::Hyper(conn) => return conn.as_mut().poll(cx),
+                Phase::Moving => return Poll::Ready(Ok(())),
+                Phase::Fast(fast) => match ready!(fast.poll_run(cx)) {
+                    End::Closed(result) => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        this.phase = Phase::Moving;
+                        return Poll::Ready(Ok(()));
+                    }
+                    End::Handover => {
+                        let Phase::Fast(fast) = std::mem::replace(&mut this.phase, Phase::Moving)
+                        else {
+                            unreachable!("in the fast phase");
+                        };
+                        let Fast {
+                            io,
+                            mut make,
+                            mut read,
+                            filled,
+                            draining,
+                            ..
+                        } = *fast;
+                        read.truncate(filled);
+                        let make = make.take().expect("handed over once");
+                        let mut conn = make(Prefixed {
+                            prefix: Bytes::from(read),
+                            inner: io,
+                        });
+                        if draining {
+                            conn.as_mut().drain();
+                        }
+                        this.phase = Phase::Hyper(conn);
+                    }
+                },
+            }
+        }
+    }
+}
+
+impl<I: Stream> Fast<I> {
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        loop {
+            if self.out.is_some() {
+                if let Err(e) = ready!(self.poll_write_out(cx)) {
+                    return Poll::Ready(End::Closed(Err(e)));
+                }
+                if let Err(e) = ready!(Pin::new(&mut self.io).poll_flush(cx)) {
+                    return Poll::Ready(End::Closed(Err(e)));
+                }
+                let out = self.out.take().expect("an answer in flight");
+                if out.announced != 0 {
+                    // Its body ended short: the client must not read the
+                    // next answer as the rest of it.
+                    return Poll::Ready(End::Closed(Ok(())));
+                }
+                self.head = out.head;
+                if self.draining {
+                    return Poll::Ready(End::Closed(Ok(())));
+                }
+                continue;
+            }
+            if self.filled > 0 {
+                match self.next_request() {
+                    Next::Answer => continue,
+                    Next::Partial => {}
+                    Next::General => return Poll::Ready(End::Handover),
+                }
+            }
+            if self.draining && self.filled == 0 {
+                return Poll::Ready(End::Closed(Ok(())));
+            }
+            if self.filled == self.read.len() {
+                if self.read.len() >= HEAD_MAX {
+                    // A head this large is hyper's to take or refuse.
+                    return Poll::Ready(End::Handover);
+                }
+                self.read.resize((self.read.len() * 2).min(HEAD_MAX), 0);
+            }
+            let mut buf = ReadBuf::new(&mut self.read[self.filled..]);
+            match ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
+                Ok(()) if buf.filled().is_empty() => {
+                    return Poll::Ready(End::Closed(Ok(())));
+                }
+                Ok(()) => self.filled += buf.filled().len(),
+                Err(e) => return Poll::Ready(End::Closed(Err(e))),
+            }
+        }
+    }
+
+    /// Parses the next request head in `read`; answers it when it is a
+    /// hit for this path.
+    fn next_request(&mut self) -> Next {
+        let mut fields = [httparse::EMPTY_HEADER; FIELDS_MAX];
+        let mut req = httparse::Request::new(&mut fields);
+        let len = match req.parse(&self.read[..self.filled]) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Next::Partial,
+            // Too many fields, or not HTTP: hyper's to answer.
+            Err(_) => return Next::General,
+        };
+        let Some(answer) = self.hits.answer(&req) else {
+            return Next::General;
+        };
+        let head_only = req.method == Some("HEAD");
+        let exchange = self.watch.request();
+        self.read.copy_within(len..self.filled, 0);
+        self.filled -= len;
+        let head = std::mem::take(&mut self.head);
+        self.out = Some(Out::new(answer, head_only, exchange, head));
+        Next::Answer
+    }
+
+    /// Writes the answer in flight: head and body together, the body in
+    /// pieces of at most [`HTTP1_PIECE`] counted as owed as hyper's are.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let out = self.out.as_mut().expect("an answer in flight");
+        loop {
+            if out.body_sent == out.body.len() {
+                if let Some(next) = out.more.as_mut().and_then(CachedBody::next_chunk) {
+                    out.announced = out.announced.saturating_sub(next.len() as u64);
+                    out.body = next;
+                    out.handed = 0;
+                    out.body_sent = 0;
+                } else {
+                    out.more = None;
+                }
+            }
+            if out.handed == out.body_sent && out.handed < out.body.len() {
+                let piece = (out.body.len() - out.handed).min(HTTP1_PIECE);
+                out.exchange.handed(piece);
+                out.handed += piece;
+            }
+            let head = &out.head[out.head_sent..];
+            let body = &out.body[out.body_sent..out.handed];
+            if head.is_empty() && body.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            let n = ready!(Pin::new(&mut self.io)
+                .poll_write_vectored(cx, &[IoSlice::new(head), IoSlice::new(body)]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let from_head = n.min(head.len());
+            out.head_sent += from_head;
+            out.body_sent += n - from_head;
+        }
+    }
+}
+
+enum Next {
+    Answer,
+    Partial,
+    General,
+}
+
+impl Out {
+    /// `answer` with its head in `head` (a buffer the connection reuses).
+    fn new(answer: CachedResponse, head_only: bool, exchange: Exchange, mut head: Vec<u8>) -> Self {
+        let CachedResponse {
+            status,
+            headers,
+            body,
+            ..
+        } = answer;
+        head.clear();
+        encode_head(&mut head, status, &headers, head_only, body.len());
+        let (body, more, announced) = if head_only {
+            (Bytes::new(), None, 0)
+        } else {
+            let len = body.len();
+            match body.into_bytes() {
+                Ok(bytes) => (bytes, None, 0),
+                Err(body) => (Bytes::new(), Some(body), len),
+            }
+        };
+        Out {
+            head,
+            head_sent: 0,
+            body,
+            handed: 0,
+            body_sent: 0,
+            more,
+            announced,
+            exchange: exchange,
+        }
+    }
+}
+
+/// Writes a response head as hyper's HTTP/1.1 server writes it for a
+/// body of `len` bytes: the status line with its canonical reason, the
+/// fields that are valid HTTP (others are left out, as the general path's
+/// header map leaves them), `content-length` when none is given and the
+/// status and method allow one, and `date` when none is given.
+fn encode_head(
+    head: &mut Vec<u8>,
+    status: u16,
+    fields: &[(FieldName, Bytes)],
+    head_only: bool,
+    len: u64,
+) {
+    let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(code.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(code.canonical_reason().unwrap_or("<none>").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    let (mut length, mut date) = (false, false);
+    let mut field = |name: &FieldName, value: &Bytes| {
+        if valid_value(value) {
+            head.extend_from_slice(name.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value);
+            head.extend_from_slice(b"\r\n");
+        }
+    };
+    // hyper writes a header map's fields grouped by name, in the order
+    // each name first appears; most answers repeat no name, which a
+    // 64-bit sketch of the names tells without comparing them in pairs.
+    let mut seen = 0u64;
+    let repeats = fields.iter().any(|(name, _)| {
+        let bit =
+            1u64 << (name.len() as u64 ^ u64::from(*name.as_bytes().last().unwrap_or(&0))) % 64;
+        let again = seen & bit != 0;
+        seen |= bit;
+        again
+    });
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if !valid_name(name.as_bytes()) {
+            continue;
+        }
+        length |= name == "content-length";
+        date |= name == "date";
+        if !repeats {
+            field(name, value);
+            continue;
+        }
+        if fields[..i].iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        for (n, value) in &fields[i..] {
+            if n == name {
+                field(name, value);
+            }
+        }
+    }
+    let bodiless = code.is_informational()
+        || code == http::StatusCode::NO_CONTENT
+        || code == http::StatusCode::NOT_MODIFIED;
+    if !length && !bodiless && !head_only {
+        head.extend_from_slice(b"content-length: ");
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = len;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        head.extend_from_slice(&digits[at..]);
+        head.extend_from_slice(b"\r\n");
+    }
+    if !date {
+        head.extend_from_slice(b"date: ");
+        head.extend_from_slice(&now_date());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+}
+
+/// A field name `http::HeaderName` takes as it is: a lower-case token.
+fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.iter().all(|&b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+/// A field value `http::HeaderValue` takes: no control byte but tab.
+fn valid_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// Today's HTTP date, formatted once a second per thread.
+fn now_date() -> [u8; 29] {
+    use std::cell::Cell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static DATE: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|d| {
+        let (at, text) = d.get();
+        if at == secs {
+            return text;
+        }
+        let mut text = [0; 29];
+        let formatted = httpdate::fmt_http_date(now);
+        let n = formatted.len().min(29);
+        text[..n].copy_from_slice(&formatted.as_bytes()[..n]);
+        d.set((secs, text));
+        text
+    })
+}
+
+// ===== the stream hyper takes over =====
+
+/// A stream whose first bytes, read before hyper took it, are given back
+/// first.
+pub(super) struct Prefixed<I> {
+    prefix: Bytes,
+    inner: I,
+}
+
+impl<I> Prefixed<I> {
+    /// `inner` with nothing to give back.
+    pub(super) fn new(inner: I) -> Self {
+        Prefixed {
+            prefix: Bytes::new(),
+            inner,
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let n = self.prefix.len().min(buf.remaining());
+        let taken = self.prefix.split_to(n);
+        buf.put_slice(&taken);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn head(status: u16, fields: &[(&'static str, &str)], head_only: bool, len: u64) -> String {
+        let fields: Vec<(FieldName, Bytes)> = fields
+            .iter()
+            .map(|(n, v)| (FieldName::from(*n), Bytes::copy_from_slice(v.as_bytes())))
+            .collect();
+        let mut out = Vec::new();
+        encode_head(&mut out, status, &fields, head_only, len);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_head_groups_fields_by_name_and_adds_what_hyper_adds() {
+        let h = head(200, &[("a", "1"), ("b", "2"), ("a", "3")], false, 5);
+        assert!(
+            h.starts_with("HTTP/1.1 200 OK\r\na: 1\r\na: 3\r\nb: 2\r\ncontent-length: 5\r\ndate: "),
+            "{h}"
+        );
+        assert!(h.ends_with(" GMT\r\n\r\n"), "{h}");
+        // Given length and date are kept as they are.
+        let h = head(200, &[("content-length", "7"), ("date", "x")], false, 5);
+        assert_eq!(h, "HTTP/1.1 200 OK\r\ncontent-length: 7\r\ndate: x\r\n\r\n");
+        // No length made up for a 304 or a HEAD.
+        let h = head(304, &[("date", "x")], false, 0);
+        assert_eq!(h, "HTTP/1.1 304 Not Modified\r\ndate: x\r\n\r\n");
+        let h = head(200, &[("date", "x")], true, 9);
+        assert_eq!(h, "HTTP/1.1 200 OK\r\ndate: x\r\n\r\n");
+    }
+
+    #[test]
+    fn fields_that_are_not_http_are_left_out() {
+        let h = head(
+            200,
+            &[
+                ("x-a", "ok"),
+                ("x-b", "bad\r\ninjected: 1"),
+                ("Bad Name", "v"),
+                ("date", "x"),
+            ],
+            true,
+            0,
+        );
+        assert_eq!(h, "HTTP/1.1 200 OK\r\nx-a: ok\r\ndate: x\r\n\r\n");
+    }
+
+    proptest! {
+        /// Whatever a stored entry holds, the head is one status line and
+        /// well-formed fields ending in an empty line: no field can split
+        /// the response.
+        #[test]
+        fn any_stored_fields_make_a_well_formed_head(
+            status in 100u16..1000,
+            fields in proptest::collection::vec(("[a-zA-Z :\r\n-]{0,8}", proptest::collection::vec(any::<u8>(), 0..12)), 0..6),
+            head_only: bool,
+            len in 0u64..1 << 40,
+        ) {
+            let fields: Vec<(FieldName, Bytes)> = fields
+                .into_iter()
+                .map(|(n, v)| (FieldName::from(n), Bytes::from(v)))
+                .collect();
+            let mut out = Vec::new();
+            encode_head(&mut out, status, &fields, head_only, len);
+            let mut parsed = [httparse::EMPTY_HEADER; 16];
+            let mut resp = httparse::Response::new(&mut parsed);
+            let n = resp.parse(&out).expect("parses");
+            prop_assert_eq!(n, httparse::Status::Complete(out.len()));
+            prop_assert_eq!(resp.code, Some(status));
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! `server.fast_hits`: HTTP/1.1 hits answered from the parsed request
+//! head. Two proxies in front of one origin over real sockets, one with
+//! it (the default) and one without; every request goes to both as the
+//! same bytes, and the answers must be the same (status, fields, body;
+//! `date` and `age` may differ by a second). Core's count of the answers
+//! taken from the request head shows which path each proxy used.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use uip_cache_core::{CacheConfig, HttpCache};
+use uip_cache_server::proxy::Upstream;
+use uip_cache_server::server::{proxy, serve_with};
+use uip_cache_server::slow::ClientLimits;
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+/// Bytes of `/big`: above the size sent from sealed memory.
+const BIG: usize = 100 * 1024;
+
+/// The origin: `/doc` (validators, a field given twice around another),
+/// `/lang` (varies on `Accept-Language`), `/big`, `/nostore`; it counts
+/// the requests it gets.
+async fn origin(calls: Arc<AtomicUsize>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let calls = calls.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let path = req.uri().path().to_owned();
+                    let lang = req
+                        .headers()
+                        .get("accept-language")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_owned();
+                    async move {
+                        let r = Response::builder()
+                            .header("cache-control", "max-age=60")
+                            .header("content-type", "text/plain");
+                        let r = match path.as_str() {
+                            "/doc" => r
+                                .header("etag", "\"v1\"")
+                                .header("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")
+                                .header("x-multi", "a")
+                                .header("x-other", "o")
+                                .header("x-multi", "b")
+                                .body(Full::new(Bytes::from_static(b"document body"))),
+                            "/lang" => r
+                                .header("vary", "accept-language")
+                                .body(Full::new(Bytes::from(format!("lang:{lang}")))),
+                            "/big" => r.body(Full::new(Bytes::from(vec![b'z'; BIG]))),
+                            "/nostore" => Response::builder()
+                                .header("cache-control", "no-store")
+                                .body(Full::new(Bytes::from_static(b"fresh from origin"))),
+                            _ => Response::builder()
+                                .status(404)
+                                .body(Full::new(Bytes::from_static(b"none"))),
+                        };
+                        Ok::<_, Infallible>(r.unwrap())
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A proxy in front of `origin` with the `server:` lines given; its
+/// address and cache. It stops when `stop` is dropped or sent.
+async fn proxy_with(
+    origin: SocketAddr,
+    server: &str,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> (SocketAddr, HttpCache) {
+    let yaml =
+        format!("policies:\n  - name: all\n    pattern: \"/*\"\n    ttl: 60\nserver:\n{server}");
+    let config = CacheConfig::from_yaml_str(&yaml).unwrap();
+    let limits = ClientLimits::from_config(&config.server);
+    let cache = HttpCache::with_memory_store(&config).unwrap();
+    let upstream = Upstream::new(
+        format!("http://{origin}").parse().unwrap(),
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = async move {
+        match stop {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::spawn(serve_with(
+        listener,
+        proxy(cache.clone(), upstream),
+        limits,
+        Duration::from_secs(1),
+        shutdown,
+    ));
+    (addr, cache)
+}
+
+/// A response as read off the socket.
+#[derive(Debug, Clone, PartialEq)]
+struct Raw {
+    status: u16,
+    /// Fields in the order sent, names lower case.
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Raw {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// What must be the same from both paths: all but `date` and `age`
+    /// (which may fall on either side of a second), and `age` within one.
+    fn same_as(&self, other: &Raw) -> Result<(), String> {
+        let strip = |r: &Raw| Raw {
+            fields: r
+                .fields
+                .iter()
+                .filter(|(n, _)| n != "date" && n != "age")
+                .cloned()
+                .collect(),
+            ..r.clone()
+        };
+        if strip(self) != strip(other) {
+            return Err(format!("{self:#?}\n!=\n{other:#?}"));
+        }
+        let age = |r: &Raw| r.field("age").map(|a| a.parse::<i64>().unwrap());
+        match (age(self), age(other)) {
+            (Some(a), Some(b)) if (a - b).abs() <= 1 => Ok(()),
+            (None, None) => Ok(()),
+            (a, b) => Err(format!("age {a:?} against {b:?}")),
+        }
+    }
+}
+
+/// Reads one response to a request of `method` from `stream`, whose
+/// bytes past it stay in `pending`.
+async fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>, method: &str) -> Raw {
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut fields);
+        if let httparse::Status::Complete(head) = resp.parse(pending).unwrap() {
+            let status = resp.code.unwrap();
+            let fields: Vec<(String, String)> = resp
+                .headers
+                .iter()
+                .map(|f| {
+                    let value = String::from_utf8(f.value.to_vec()).unwrap();
+                    (f.name.to_ascii_lowercase(), value)
+                })
+                .collect();
+            let length = fields
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+            let length = if method == "HEAD" || status == 304 {
+                0
+            } else {
+                length
+            };
+            assert!(
+                !fields.iter().any(|(n, _)| n == "transfer-encoding"),
+                "this origin's answers all have a length"
+            );
+            while pending.len() < head + length {
+                read_more(stream, pending).await;
+            }
+            let body = pending[head..head + length].to_vec();
+            pending.drain(..head + length);
+            return Raw {
+                status,
+                fields,
+                body,
+            };
+        }
+        read_more(stream, pending).await;
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, pending: &mut Vec<u8>) {
+    let mut buf = [0u8; 16 * 1024];
+    let n = tokio::time::timeout(DEADLINE, stream.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    assert!(n > 0, "closed before the whole answer");
+    pending.extend_from_slice(&buf[..n]);
+}
+
+/// Sends `request` (a whole head) on a new connection; its answer.
+async fn exchange(addr: SocketAddr, request: &str) -> Raw {
+    let method = request.split(' ').next().unwrap().to_ascii_uppercase();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_response(&mut stream, &mut Vec::new(), &method).await
+}
+
+fn get(path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nhost: cache.test\r\n{extra}\r\n")
+}
+
+struct Pair {
+    fast: SocketAddr,
+    general: SocketAddr,
+    fast_cache: HttpCache,
+    general_cache: HttpCache,
+}
+
+async fn pair() -> Pair {
+    let origin = origin(Arc::default()).await;
+    let (fast, fast_cache) = proxy_with(origin, "  fast_hits: true\n", None).await;
+    let (general, general_cache) = proxy_with(origin, "  fast_hits: false\n", None).await;
+    Pair {
+        fast,
+        general,
+        fast_cache,
+        general_cache,
+    }
+}
+
+impl Pair {
+    /// Sends `request` to both; asserts the answers are the same and
+    /// returns the fast proxy's.
+    async fn both(&self, request: &str) -> Raw {
+        let fast = exchange(self.fast, request).await;
+        let general = exchange(self.general, request).await;
+        if let Err(e) = fast.same_as(&general) {
+            panic!("{request:?}: the two paths answer differently:\n{e}");
+        }
+        fast
+    }
+
+    fn at_hand(&self) -> (u64, u64) {
+        (
+            self.fast_cache.stats().snapshot().answered_at_hand,
+            self.general_cache.stats().snapshot().answered_at_hand,
+        )
+    }
+}
+
+#[tokio::test]
+async fn hits_from_the_request_head_are_the_general_paths_answers() {
+    let p = pair().await;
+    // Stored first: misses, through the general path on both.
+    for path in ["/doc", "/big", "/doc?x=1"] {
+        let r = p.both(&get(path, "")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.field("x-cache"), Some("MISS"));
+    }
+    for lang in ["fr", "de"] {
+        p.both(&get("/lang", &format!("accept-language: {lang}\r\n")))
+            .await;
+    }
+    assert_eq!(p.at_hand(), (0, 0));
+
+    // Plain hits, each taken from its head on the fast proxy only.
+    let hits: &[(String, u16, &[u8])] = &[
+        (get("/doc", ""), 200, b"document body"),
+        (
+            "HEAD /doc HTTP/1.1\r\nhost: cache.test\r\n\r\n".into(),
+            200,
+            b"",
+        ),
+        (get("/doc", "if-none-match: \"v1\"\r\n"), 304, b""),
+        (
+            get(
+                "/doc",
+                "if-modified-since: Tue, 01 Jan 2030 00:00:00 GMT\r\n",
+            ),
+            304,
+            b"",
+        ),
+        (get("/lang", "accept-language: fr\r\n"), 200, b"lang:fr"),
+        (get("/lang", "accept-language: de\r\n"), 200, b"lang:de"),
+        (
+            get("/doc?x=1", "connection: keep-alive\r\n"),
+            200,
+            b"document body",
+        ),
+    ];
+    for (i, (request, status, body)) in hits.iter().enumerate() {
+        let r = p.both(request).await;
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (*status, *body),
+            "{request:?}"
+        );
+        assert_eq!(r.field("x-cache"), Some("HIT"), "{request:?}");
+        assert_eq!(p.at_hand(), (i as u64 + 1, 0), "{request:?}");
+    }
+    // A field the origin gave twice around another comes out grouped,
+    // as hyper writes a header map.
+    let r = p.both(&get("/doc", "")).await;
+    let names: Vec<&str> = r.fields.iter().map(|(n, _)| n.as_str()).collect();
+    let first = names.iter().position(|n| *n == "x-multi").unwrap();
+    assert_eq!(&names[first..first + 2], ["x-multi", "x-multi"]);
+    assert_eq!(r.field("content-length"), Some("13"));
+    // A body sent from sealed memory.
+    let r = p.both(&get("/big", "")).await;
+    assert_eq!(r.body, vec![b'z'; BIG]);
+    let taken = p.at_hand().0;
+    assert_eq!(taken, hits.len() as u64 + 2);
+
+    // Requests the general path must take, answered the same on both.
+    let general = [
+        get("/doc", "range: bytes=0-3\r\n"),
+        get("/doc", "cache-control: no-cache\r\n"),
+        get("/doc", "connection: close\r\n"),
+        get(
+            "/doc",
+            "connection: accept-language\r\naccept-language: fr\r\n",
+        ),
+        get("/doc", "x-forwarded-host: evil.test\r\n"),
+        get("/doc", "cookie: a=1\r\ncookie: b=2\r\n"),
+        get("/doc", "content-length: 0\r\n"),
+        get("/nostore", ""),
+        get("/lang", "accept-language: it\r\n"),
+        "get /doc HTTP/1.1\r\nhost: cache.test\r\n\r\n".into(),
+        "GET http://cache.test/doc HTTP/1.1\r\nhost: cache.test\r\n\r\n".into(),
+        "GET /doc HTTP/1.0\r\nhost: cache.test\r\n\r\n".into(),
+        "GET /doc HTTP/1.1\r\nhost: cache.test\r\nhost: other.test\r\n\r\n".into(),
+        "GET /doc HTTP/1.1\r\n\r\n".into(),
+    ];
+    for request in &general {
+        p.both(request).await;
+        assert_eq!(p.at_hand(), (taken, 0), "{request:?} took the fast path");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_goes_to_the_general_path_at_its_first_other_request() {
+    let p = pair().await;
+    p.both(&get("/doc", "")).await;
+    let before = p.fast_cache.stats().snapshot();
+    // Three requests in one write: a hit, a request passed through, and a
+    // hit that the general path now answers on this connection.
+    let mut stream = TcpStream::connect(p.fast).await.unwrap();
+    let requests = [get("/doc", ""), get("/nostore", ""), get("/doc", "")].concat();
+    stream.write_all(requests.as_bytes()).await.unwrap();
+    let mut pending = Vec::new();
+    let first = read_response(&mut stream, &mut pending, "GET").await;
+    let second = read_response(&mut stream, &mut pending, "GET").await;
+    let third = read_response(&mut stream, &mut pending, "GET").await;
+    assert_eq!(first.body, b"document body");
+    assert_eq!(second.body, b"fresh from origin");
+    assert_eq!(third.body, b"document body");
+    assert_eq!(third.field("x-cache"), Some("HIT"));
+    let after = p.fast_cache.stats().snapshot();
+    // Each request counted once, by the path that answered it.
+    assert_eq!(after.answered_at_hand - before.answered_at_hand, 1);
+    assert_eq!(after.hits - before.hits, 2);
+    assert_eq!(after.bypasses - before.bypasses, 0);
+    assert_eq!(after.misses - before.misses, 1);
+    // The connection stays usable.
+    stream.write_all(get("/doc", "").as_bytes()).await.unwrap();
+    let fourth = read_response(&mut stream, &mut pending, "GET").await;
+    assert_eq!(fourth.body, b"document body");
+}
+
+#[tokio::test]
+async fn hits_in_one_write_are_answered_in_order_on_the_fast_path() {
+    let p = pair().await;
+    p.both(&get("/doc", "")).await;
+    p.both(&get("/big", "")).await;
+    let mut stream = TcpStream::connect(p.fast).await.unwrap();
+    let requests = [
+        get("/doc", ""),
+        get("/big", ""),
+        "HEAD /doc HTTP/1.1\r\nhost: cache.test\r\n\r\n".into(),
+        get("/doc", ""),
+    ]
+    .concat();
+    // Cut at every few bytes: heads arrive in pieces too.
+    for piece in requests.as_bytes().chunks(7) {
+        stream.write_all(piece).await.unwrap();
+    }
+    let mut pending = Vec::new();
+    for (method, body) in [
+        ("GET", &b"document body"[..]),
+        ("GET", &vec![b'z'; BIG][..]),
+        ("HEAD", b""),
+        ("GET", b"document body"),
+    ] {
+        let r = read_response(&mut stream, &mut pending, method).await;
+        assert_eq!(r.body, body);
+    }
+    assert_eq!(p.at_hand().0, 4);
+}
+
+#[tokio::test]
+async fn a_stopping_server_closes_idle_fast_connections_and_finishes_answers() {
+    let origin = origin(Arc::default()).await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (addr, _cache) = proxy_with(origin, "  fast_hits: true\n", Some(rx)).await;
+    exchange(addr, &get("/doc", "")).await;
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(get("/doc", "").as_bytes()).await.unwrap();
+    let mut pending = Vec::new();
+    let r = read_response(&mut idle, &mut pending, "GET").await;
+    assert_eq!(r.body, b"document body");
+    tx.send(()).unwrap();
+    // The idle connection is closed, not kept for the grace period.
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(DEADLINE, idle.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "nothing but the close");
+}
