@@ -435,3 +435,275 @@ async fn a_stopping_server_closes_idle_fast_connections_and_finishes_answers() {
         .unwrap_or(0);
     assert_eq!(n, 0, "nothing but the close");
 }
+
+/// The whole answers at the start of `bytes` to requests of `methods`.
+fn parse_answers(mut bytes: &[u8], methods: &[&str]) -> Vec<Raw> {
+    let mut out = Vec::new();
+    for method in methods {
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut fields);
+        let Ok(httparse::Status::Complete(head)) = resp.parse(bytes) else {
+            break;
+        };
+        let status = resp.code.unwrap();
+        let fields: Vec<(String, String)> = resp
+            .headers
+            .iter()
+            .map(|f| {
+                let value = String::from_utf8_lossy(f.value).into_owned();
+                (f.name.to_ascii_lowercase(), value)
+            })
+            .collect();
+        let length = fields
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+        let length = if *method == "HEAD" || status == 304 || status == 204 {
+            0
+        } else {
+            length
+        };
+        if bytes.len() < head + length {
+            break;
+        }
+        out.push(Raw {
+            status,
+            fields,
+            body: bytes[head..head + length].to_vec(),
+        });
+        bytes = &bytes[head + length..];
+    }
+    out
+}
+
+/// Sends `bytes` on a new connection and reads the answers to requests
+/// of `methods` until they are all there or the connection closes.
+async fn send_raw(addr: SocketAddr, bytes: &[u8], methods: &[&str]) -> Vec<Raw> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let answers = parse_answers(&got, methods);
+        if answers.len() == methods.len() {
+            return answers;
+        }
+        let mut buf = [0u8; 16 * 1024];
+        match tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => return answers,
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len())]
+    }
+}
+
+/// One request head of odd but plausible shapes; its method.
+fn odd_request(rng: &mut Rng) -> (String, &'static str) {
+    const METHODS: [&str; 4] = ["GET", "GET", "HEAD", "get"];
+    const TARGETS: [&str; 10] = [
+        "/doc",
+        "/doc",
+        "/lang",
+        "/doc?x=1",
+        "//doc",
+        "/doc#frag",
+        "/./doc",
+        "http://cache.test/doc",
+        "/%64oc",
+        "/doc?",
+    ];
+    const VERSIONS: [&str; 3] = ["HTTP/1.1", "HTTP/1.1", "HTTP/1.0"];
+    const FIELDS: [&str; 30] = [
+        "host: cache.test",
+        "Host: cache.test",
+        "HOST: other.test",
+        "host: cache.test:80",
+        "connection: keep-alive",
+        "Connection: Keep-Alive",
+        "connection: close",
+        "connection: accept-language",
+        "connection: keep-alive, accept-language",
+        "accept-language: fr",
+        "Accept-Language: de",
+        "accept-language: it",
+        "accept-language:fr",
+        "accept-language: fr ",
+        "if-none-match: \"v1\"",
+        "cache-control: no-cache",
+        "cache-control: max-age=0",
+        "pragma: no-cache",
+        "x-forwarded-host: evil.test",
+        "X_Forwarded_Host: evil.test",
+        "forwarded: host=evil.test",
+        "x-forwarded-proto: https",
+        "cookie: a=1",
+        "authorization: Basic eDp5",
+        "content-length: 0",
+        "range: bytes=0-2",
+        "x-http-method-override: POST",
+        "accept-encoding: gzip",
+        "keep-alive: timeout=5",
+        "te: trailers",
+    ];
+    let method = rng.pick(&METHODS);
+    let eol = rng.pick(&["\r\n", "\r\n", "\r\n", "\n"]);
+    let mut head = format!(
+        "{method} {} {}{eol}",
+        rng.pick(&TARGETS),
+        rng.pick(&VERSIONS)
+    );
+    for _ in 0..rng.below(5) {
+        head.push_str(rng.pick(&FIELDS));
+        head.push_str(eol);
+    }
+    if rng.below(4) != 0 {
+        head.push_str("host: cache.test");
+        head.push_str(eol);
+    }
+    head.push_str(eol);
+    let method = if method == "HEAD" { "HEAD" } else { "GET" };
+    (head, method)
+}
+
+/// Differential: many odd heads, alone and two in one write, get the same
+/// answers from a proxy with `fast_hits` and one without.
+#[tokio::test]
+async fn odd_request_heads_get_the_same_answers_on_both_paths() {
+    let p = pair().await;
+    for path in ["/doc", "/doc?x=1"] {
+        p.both(&get(path, "")).await;
+    }
+    for lang in ["fr", "de"] {
+        p.both(&get("/lang", &format!("accept-language: {lang}\r\n")))
+            .await;
+    }
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..300 {
+        let n = 1 + rng.below(2);
+        let mut bytes = String::new();
+        let mut methods = Vec::new();
+        for _ in 0..n {
+            let (head, method) = odd_request(&mut rng);
+            bytes.push_str(&head);
+            methods.push(method);
+        }
+        let fast = send_raw(p.fast, bytes.as_bytes(), &methods).await;
+        let general = send_raw(p.general, bytes.as_bytes(), &methods).await;
+        assert_eq!(
+            fast.len(),
+            general.len(),
+            "round {round}: {bytes:?}: {fast:#?}\n!=\n{general:#?}"
+        );
+        for (f, g) in fast.iter().zip(&general) {
+            if let Err(e) = f.same_as(g) {
+                panic!("round {round}: {bytes:?}: the two paths answer differently:\n{e}");
+            }
+        }
+    }
+    assert!(p.at_hand().0 > 0, "some took the fast path");
+}
+
+/// Over TLS, a connection the server closes once idle (here: as it stops)
+/// ends with the TLS close as hyper's does (`close_notify`), whichever
+/// path answered its requests; a client sees a clean end, not a
+/// truncation.
+#[tokio::test]
+async fn an_idle_tls_connection_closes_cleanly_after_fast_hits() {
+    use crate::tls_support::{client_config, connect, Ca, TempDir};
+    use uip_cache_server::tls::{CertificateFiles, Certificates};
+
+    let origin = origin(Arc::default()).await;
+    let (ca, dir) = (Ca::new("fast CA"), TempDir::new("tls-fast-hits"));
+    let (cert, key) = ca.leaf(&["a.test"]);
+    let certificates = Certificates::load(vec![CertificateFiles::new(
+        dir.write("a.pem", &cert),
+        dir.write("a.key", &key),
+    )])
+    .unwrap();
+    for fast in [false, true] {
+        let yaml = format!(
+            "policies:\n  - name: all\n    pattern: \"/*\"\n    ttl: 60\nserver:\n  fast_hits: {fast}\n"
+        );
+        let config = CacheConfig::from_yaml_str(&yaml).unwrap();
+        let cache = HttpCache::with_memory_store(&config).unwrap();
+        let upstream = Upstream::new(
+            format!("http://{origin}").parse().unwrap(),
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+        );
+        let service = proxy(cache.clone(), upstream);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let certificates = certificates.clone();
+        tokio::spawn(async move {
+            uip_cache_server::server::serve_tls(
+                listener,
+                service,
+                &certificates,
+                Default::default(),
+                Duration::from_secs(1),
+                async move {
+                    let _ = rx.await;
+                },
+            )
+            .await
+        });
+        // The first connection stores `/doc` (its miss goes to hyper, and
+        // so do its later requests); the second asks for two hits.
+        let mut tls = None;
+        for n in [1usize, 2] {
+            let mut c = connect(
+                addr,
+                "a.test",
+                client_config(ca.roots(), None, &[b"http/1.1"]),
+            )
+            .await
+            .unwrap();
+            let methods = vec!["GET"; n];
+            let mut got = Vec::new();
+            c.write_all(get("/doc", "").repeat(n).as_bytes())
+                .await
+                .unwrap();
+            while parse_answers(&got, &methods).len() < n {
+                let mut buf = [0u8; 4096];
+                let read = tokio::time::timeout(DEADLINE, c.read(&mut buf))
+                    .await
+                    .expect("answers in time")
+                    .unwrap();
+                assert!(read > 0);
+                got.extend_from_slice(&buf[..read]);
+            }
+            tls = Some(c);
+        }
+        let mut tls = tls.unwrap();
+        assert_eq!(
+            cache.stats().snapshot().answered_at_hand,
+            if fast { 2 } else { 0 },
+            "fast_hits: {fast}"
+        );
+        tx.send(()).unwrap();
+        let mut buf = [0u8; 64];
+        let end = tokio::time::timeout(DEADLINE, tls.read(&mut buf))
+            .await
+            .expect("closed in time");
+        assert!(
+            matches!(end, Ok(0)),
+            "fast_hits: {fast}: the connection ended with {end:?}, not a TLS close"
+        );
+    }
+}
