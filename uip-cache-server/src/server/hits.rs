@@ -222,6 +222,9 @@ struct Fast<I> {
     head: Vec<u8>,
     /// Asked to close once nothing is in flight.
     draining: bool,
+    /// Closing the stream as hyper closes it (TLS sends its
+    /// `close_notify`), once nothing is left to write.
+    closing: bool,
 }
 
 /// An answer on its way to the socket.
@@ -254,6 +257,7 @@ impl<I: Stream> Http1<I> {
                 out: None,
                 head: Vec::new(),
                 draining: false,
+                closing: false,
             })),
         }
     }
@@ -333,6 +337,10 @@ impl<I: Stream> Future for Http1<I> {
 impl<I: Stream> Fast<I> {
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<End> {
         loop {
+            if self.closing {
+                let r = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                return Poll::Ready(End::Closed(r));
+            }
             if self.out.is_some() {
                 if let Err(e) = ready!(self.poll_write_out(cx)) {
                     return Poll::Ready(End::Closed(Err(e)));
@@ -348,7 +356,7 @@ impl<I: Stream> Fast<I> {
                 }
                 self.head = out.head;
                 if self.draining {
-                    return Poll::Ready(End::Closed(Ok(())));
+                    self.closing = true;
                 }
                 continue;
             }
@@ -360,7 +368,8 @@ impl<I: Stream> Fast<I> {
                 }
             }
             if self.draining && self.filled == 0 {
-                return Poll::Ready(End::Closed(Ok(())));
+                self.closing = true;
+                continue;
             }
             if self.filled == self.read.len() {
                 if self.read.len() >= HEAD_MAX {
@@ -372,7 +381,7 @@ impl<I: Stream> Fast<I> {
             let mut buf = ReadBuf::new(&mut self.read[self.filled..]);
             match ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
                 Ok(()) if buf.filled().is_empty() => {
-                    return Poll::Ready(End::Closed(Ok(())));
+                    self.closing = true;
                 }
                 Ok(()) => self.filled += buf.filled().len(),
                 Err(e) => return Poll::Ready(End::Closed(Err(e))),
