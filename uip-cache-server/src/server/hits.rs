@@ -709,6 +709,32 @@ mod tests {
     }
 
     #[test]
+    fn a_length_or_date_left_out_is_made_up_as_hyper_makes_it() {
+        // The general path's header map leaves out a value that is not
+        // HTTP; hyper then writes the body's length and today's date.
+        let h = head(200, &[("content-length", "5\0"), ("date", "\n")], false, 5);
+        assert!(
+            h.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: "),
+            "{h}"
+        );
+        assert!(h.ends_with(" GMT\r\n\r\n"), "{h}");
+    }
+
+    #[test]
+    fn names_go_out_in_lower_case_grouped_as_the_header_map_groups_them() {
+        let h = head(
+            200,
+            &[("X-A", "1"), ("b", "2"), ("x-a", "3"), ("Date", "x")],
+            false,
+            0,
+        );
+        assert_eq!(
+            h,
+            "HTTP/1.1 200 OK\r\nx-a: 1\r\nx-a: 3\r\nb: 2\r\ndate: x\r\ncontent-length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn fields_that_are_not_http_are_left_out() {
         let h = head(
             200,
