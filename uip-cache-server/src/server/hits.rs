@@ -507,21 +507,27 @@ fn encode_head(
     head.extend_from_slice(code.canonical_reason().unwrap_or("<none>").as_bytes());
     head.extend_from_slice(b"\r\n");
     let (mut length, mut date) = (false, false);
+    // A field goes out as the header map has it: its name in lower case,
+    // and only when its value is one (a `content-length` or `date` left
+    // out is one hyper makes up, as for a field never given).
     let mut field = |name: &FieldName, value: &Bytes| {
-        if valid_value(value) {
-            head.extend_from_slice(name.as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value);
-            head.extend_from_slice(b"\r\n");
+        if !valid_value(value) {
+            return;
         }
+        length |= name.eq_ignore_ascii_case("content-length");
+        date |= name.eq_ignore_ascii_case("date");
+        head.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
     };
     // hyper writes a header map's fields grouped by name, in the order
     // each name first appears; most answers repeat no name, which a
     // 64-bit sketch of the names tells without comparing them in pairs.
     let mut seen = 0u64;
     let repeats = fields.iter().any(|(name, _)| {
-        let bit =
-            1u64 << (name.len() as u64 ^ u64::from(*name.as_bytes().last().unwrap_or(&0))) % 64;
+        let last = name.as_bytes().last().map_or(0, u8::to_ascii_lowercase);
+        let bit = 1u64 << (name.len() as u64 ^ u64::from(last)) % 64;
         let again = seen & bit != 0;
         seen |= bit;
         again
@@ -530,17 +536,15 @@ fn encode_head(
         if !valid_name(name.as_bytes()) {
             continue;
         }
-        length |= name == "content-length";
-        date |= name == "date";
         if !repeats {
             field(name, value);
             continue;
         }
-        if fields[..i].iter().any(|(n, _)| n == name) {
+        if fields[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
             continue;
         }
         for (n, value) in &fields[i..] {
-            if n == name {
+            if n.eq_ignore_ascii_case(name) {
                 field(name, value);
             }
         }
@@ -572,11 +576,11 @@ fn encode_head(
     head.extend_from_slice(b"\r\n");
 }
 
-/// A field name `http::HeaderName` takes as it is: a lower-case token.
+/// A field name `http::HeaderName` takes (in lower case): a token.
 fn valid_name(name: &[u8]) -> bool {
     !name.is_empty()
         && name.iter().all(|&b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
         })
 }
 
