@@ -540,7 +540,10 @@ fn encode_head(
             field(name, value);
             continue;
         }
-        if fields[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        if fields[..i]
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             continue;
         }
         for (n, value) in &fields[i..] {
@@ -579,9 +582,9 @@ fn encode_head(
 /// A field name `http::HeaderName` takes (in lower case): a token.
 fn valid_name(name: &[u8]) -> bool {
     !name.is_empty()
-        && name.iter().all(|&b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A field value `http::HeaderValue` takes: no control byte but tab.
