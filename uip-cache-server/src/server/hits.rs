@@ -483,7 +483,7 @@ impl Out {
             body_sent: 0,
             more,
             announced,
-            exchange: exchange,
+            exchange,
         }
     }
 }
@@ -527,7 +527,7 @@ fn encode_head(
     let mut seen = 0u64;
     let repeats = fields.iter().any(|(name, _)| {
         let last = name.as_bytes().last().map_or(0, u8::to_ascii_lowercase);
-        let bit = 1u64 << (name.len() as u64 ^ u64::from(last)) % 64;
+        let bit = 1u64 << ((name.len() as u64 ^ u64::from(last)) % 64);
         let again = seen & bit != 0;
         seen |= bit;
         again
