@@ -488,6 +488,21 @@ impl Out {
     }
 }
 
+/// Fields of a message's framing and connection, never written from a
+/// stored answer: the answer's length is its body's, and the connection
+/// stays open. Admission never stores them; an entry that has one (put in
+/// a shared store by something else) would otherwise make the client read
+/// the body as chunks, or the next answer as part of this one.
+const FRAMING: [&str; 7] = [
+    "transfer-encoding",
+    "connection",
+    "trailer",
+    "keep-alive",
+    "upgrade",
+    "proxy-connection",
+    "te",
+];
+
 /// Writes a response head as hyper's HTTP/1.1 server writes it for a
 /// body of `len` bytes: the status line with its canonical reason, the
 /// fields that are valid HTTP (others are left out, as the general path's
@@ -533,7 +548,7 @@ fn encode_head(
         again
     });
     for (i, (name, value)) in fields.iter().enumerate() {
-        if !valid_name(name.as_bytes()) {
+        if !valid_name(name.as_bytes()) || FRAMING.iter().any(|f| name.eq_ignore_ascii_case(f)) {
             continue;
         }
         if !repeats {
@@ -725,6 +740,27 @@ mod tests {
             "{h}"
         );
         assert!(h.ends_with(" GMT\r\n\r\n"), "{h}");
+    }
+
+    #[test]
+    fn stored_framing_fields_never_go_out() {
+        let h = head(
+            200,
+            &[
+                ("Transfer-Encoding", "chunked"),
+                ("connection", "close"),
+                ("trailer", "x"),
+                ("te", "trailers"),
+                ("x-kept", "1"),
+                ("date", "x"),
+            ],
+            false,
+            3,
+        );
+        assert_eq!(
+            h,
+            "HTTP/1.1 200 OK\r\nx-kept: 1\r\ndate: x\r\ncontent-length: 3\r\n\r\n"
+        );
     }
 
     #[test]
