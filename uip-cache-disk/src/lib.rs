@@ -680,8 +680,19 @@ impl Storage for DiskStore {
         }
     }
 
+    /// The memory tier's entry, else a young entry whose body the page
+    /// cache holds (read without blocking, as [`Storage::get`] reads it
+    /// first): what a hit needs nothing more for. An entry that is old in
+    /// the eviction order, or that the memory tier would take, is left to
+    /// `get`, which moves it.
     fn get_now(&self, key: &str) -> Option<Bytes> {
-        self.inner.memory.get_now(key)
+        if let Some(v) = self.inner.memory.get_now(key) {
+            return Some(v);
+        }
+        match self.inner.get_nowait(key) {
+            Nowait::Done(read) => read,
+            Nowait::Touch(..) | Nowait::Blocking => None,
+        }
     }
 
     fn put<'a>(

@@ -661,3 +661,50 @@ async fn a_very_large_body_that_cannot_be_mapped_is_a_miss_and_kept() {
     assert_eq!(s.keys_count().await.unwrap(), 2, "the entry is kept");
     assert_eq!(s.corrupt_entries(), 0, "and not counted damaged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_young_entry_is_at_hand_without_a_future_once_its_body_is_checked() {
+    let dir = TempDir::new("at-hand");
+    let big = Bytes::from(vec![b'b'; 200 * 1024]);
+    {
+        let s = DiskStore::open(&dir.0, 64 << 20, 0);
+        assert_eq!(s.get_now("small"), None);
+        s.put(
+            "small",
+            Bytes::from_static(b"small body"),
+            PutOptions::new(MINUTE, "/s"),
+        )
+        .await
+        .unwrap();
+        // With no memory tier, a young entry is read from its file at once.
+        assert_eq!(s.get_now("small").as_deref(), Some(&b"small body"[..]));
+        s.put("big", big.clone(), PutOptions::new(MINUTE, "/b"))
+            .await
+            .unwrap();
+        assert_eq!(s.get_now("big"), Some(big.clone()));
+        // "small" is now in the older half of the eviction order: only
+        // `get` reads it, and moves it to the young end.
+        assert_eq!(s.get_now("small"), None);
+        let read = s.get("small").await.unwrap();
+        assert_eq!(read.as_deref(), Some(&b"small body"[..]));
+        assert_eq!(s.get_now("small").as_deref(), Some(&b"small body"[..]));
+        s.delete("small").await.unwrap();
+        assert_eq!(s.get_now("small"), None);
+        // An entry past its time is never at hand.
+        s.put(
+            "brief",
+            Bytes::from_static(b"x"),
+            PutOptions::new(Duration::from_millis(1), "/x"),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(s.get_now("brief"), None);
+    }
+    // After a start, a large body is checked by its first read, which only
+    // `get` makes; then it is at hand.
+    let s = DiskStore::open(&dir.0, 64 << 20, 0);
+    assert_eq!(s.get_now("big"), None);
+    assert_eq!(s.get("big").await.unwrap(), Some(big.clone()));
+    assert_eq!(s.get_now("big"), Some(big));
+}
