@@ -219,6 +219,11 @@ impl<S> InterimStream<S> {
         }
     }
 
+    /// The stream it wraps.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// A handle the connection's service opens each request's interims
     /// with.
     pub fn opener(&self) -> InterimOpener {

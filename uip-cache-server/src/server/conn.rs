@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::hits::{Hits, Http1, HyperConn, MakeHyper, Prefixed};
+use super::hits::{Hits, Http1, HyperConn, LendIo, Lent, MakeHyper, MakeLent, Prefixed};
 use crate::interim::{CloseOnDrop, InterimOpener, InterimStream};
 use crate::slow::{now_ms, ClientLimits, DrainMark, Sent, Verdict, Watch, HEADER_READ_TIMEOUT};
 
@@ -89,7 +89,7 @@ pub(super) struct Conn {
 /// [`Interims`](crate::interim::Interims), closed once its response is
 /// ready.
 fn watched<S, B>(
-    service: S,
+    service: Arc<S>,
     watch: Arc<Watch>,
     http2: bool,
     interims: Option<InterimOpener>,
@@ -97,15 +97,15 @@ fn watched<S, B>(
     Request<Incoming>,
     Response = http::Response<Sent<B>>,
     Error = S::Error,
-    Future: Send + 'static,
+    Future: Send + Unpin + 'static,
 > + Send
        + Sync
+       + Unpin
        + 'static
 where
     S: ConnService<B>,
     B: ConnBody,
 {
-    let service = Arc::new(service);
     hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let exchange = watch.request();
         // Never to an HTTP/1.0 client (RFC 9110 section 15.2).
@@ -122,13 +122,15 @@ where
                 CloseOnDrop(interims)
             });
         let response = service.call(req);
-        async move {
+        // Boxed, so that a connection lent one request by the fast loop
+        // (see `super::hits`) can be polled without being pinned.
+        Box::pin(async move {
             let response = response.await;
             // The final response is ready: no interim may follow its head.
             drop(interims);
             let response = response?;
             Ok(response.map(move |body| Sent::new(body, exchange, http2)))
-        }
+        })
     })
 }
 
@@ -150,22 +152,36 @@ where
 {
     let watch = conn.watch.clone();
     let header_read_timeout = conn.limits.idle_timeout + HEADER_READ_TIMEOUT;
-    let make: MakeHyper<I> = Box::new(move |io: Prefixed<I>| {
-        let io = InterimStream::new(io);
-        let service = watched(service, watch, false, Some(io.opener()));
-        let http = hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
+    let service = Arc::new(service);
+    let builder = move || {
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.keep_alive(true)
             // The watch closes idle connections and unfinished headers;
             // hyper's own header timer (which counts the idle time before a
             // request) is only a backstop past both. hyper needs a timer
             // for it.
             .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout)
-            .serve_connection(TokioIo::new(io), service);
-        Box::pin(http) as Pin<Box<dyn HyperConn>>
+            .header_read_timeout(header_read_timeout);
+        http
+    };
+    let (lend_service, lend_watch) = (service.clone(), watch.clone());
+    let lend: MakeLent<I> = Box::new(move |io: LendIo<I>| {
+        let io = InterimStream::new(io);
+        let service = watched(
+            lend_service.clone(),
+            lend_watch.clone(),
+            false,
+            Some(io.opener()),
+        );
+        Box::new(builder().serve_connection(TokioIo::new(io), service)) as Box<dyn Lent<I>>
+    });
+    let make: MakeHyper<I> = Box::new(move |io: Prefixed<I>| {
+        let io = InterimStream::new(io);
+        let service = watched(service, watch, false, Some(io.opener()));
+        Box::pin(builder().serve_connection(TokioIo::new(io), service)) as Pin<Box<dyn HyperConn>>
     });
     let http = match hits {
-        Some(hits) => Http1::fast(io, hits, conn.watch.clone(), make),
+        Some(hits) => Http1::fast(io, hits, conn.watch.clone(), make, lend),
         None => Http1::hyper(make(Prefixed::new(io))),
     };
     drive(http, Http1::drain, conn, false).await
@@ -182,7 +198,7 @@ where
     B: ConnBody,
 {
     // hyper's HTTP/2 server cannot send a 1xx: no interims.
-    let service = watched(service, conn.watch.clone(), true, None);
+    let service = watched(Arc::new(service), conn.watch.clone(), true, None);
     let http = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(H2_MAX_STREAMS)

@@ -45,7 +45,9 @@ use uip_cache_core::{
 
 use super::conn::Stream;
 use super::Proxy;
+use crate::interim::InterimStream;
 use crate::slow::{Exchange, Watch, HTTP1_PIECE};
+use hyper_util::rt::TokioIo;
 
 /// Bytes read for a request head before it goes to hyper as it is (which
 /// takes larger heads, up to its own limit).
@@ -58,23 +60,23 @@ const READ_START: usize = 4 * 1024;
 /// Header fields parsed here; a request with more goes to hyper.
 const FIELDS_MAX: usize = 48;
 
-/// Request fields that make the general path take the request: a body, a
-/// protocol change, an interim response, hop-by-hop fields it removes
-/// before keying, and `Range` (whose answers may be cut as they stream).
-const GENERAL: [&str; 12] = [
+/// Request fields after which hyper keeps the connection: a body, a
+/// protocol change, an interim response, fields of the connection itself.
+const FRAMING_REQUEST: [&str; 8] = [
     "content-length",
     "transfer-encoding",
     "expect",
     "upgrade",
+    "te",
+    "http2-settings",
     "keep-alive",
     "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "http2-settings",
-    "range",
-    "if-range",
 ];
+
+/// Request fields that make the general path answer the request (lent
+/// the connection for it): hop-by-hop fields it removes before keying,
+/// and `Range` (whose answers may be cut as they stream).
+const GENERAL: [&str; 4] = ["proxy-authorization", "trailer", "range", "if-range"];
 
 /// What answers the hits of one proxy connection.
 #[derive(Clone)]
@@ -92,13 +94,46 @@ impl Hits {
         }
     }
 
-    /// The answer to a request head when it is a hit core has at hand and
-    /// nothing about it needs the general path (see the module docs).
-    fn answer(&self, req: &httparse::Request<'_, '_>) -> Option<CachedResponse> {
-        let method = req.method?;
+    /// What to do with a request head: answer it from the hit core has
+    /// at hand, lend the connection to hyper for it, or hand the
+    /// connection over (see the module docs).
+    fn decide(&self, req: &httparse::Request<'_, '_>) -> Decision {
+        let Some(method) = req.method else {
+            return Decision::Handover;
+        };
         if !matches!(method, "GET" | "HEAD") || req.version != Some(1) {
-            return None;
+            return Decision::Handover;
         }
+        // hyper frames a request with none of these as this loop does,
+        // answers it and keeps the connection open.
+        for field in req.headers.iter() {
+            let name = field.name;
+            if name.eq_ignore_ascii_case("connection") {
+                if !field.value.eq_ignore_ascii_case(b"keep-alive") {
+                    return Decision::Handover;
+                }
+            } else if FRAMING_REQUEST.iter().any(|g| name.eq_ignore_ascii_case(g)) {
+                return Decision::Handover;
+            }
+        }
+        let snapshot = self.proxy.get_ref().snapshot();
+        if !snapshot.settings().config().server.fast_hits {
+            return Decision::Handover;
+        }
+        match self.answer(method, req, &snapshot) {
+            Some(answer) => Decision::Answer(answer),
+            None => Decision::Lend,
+        }
+    }
+
+    /// The answer to a plain request head when it is a hit core has at
+    /// hand and nothing about it needs the general path.
+    fn answer(
+        &self,
+        method: &str,
+        req: &httparse::Request<'_, '_>,
+        snapshot: &crate::routes::Snapshot,
+    ) -> Option<CachedResponse> {
         let target = req.path?;
         if !target.starts_with('/') {
             return None;
@@ -113,19 +148,11 @@ impl Hits {
                 hosts += 1;
             } else if name.eq_ignore_ascii_case("cookie") {
                 cookies += 1;
-            } else if name.eq_ignore_ascii_case("connection") {
-                if !field.value.eq_ignore_ascii_case(b"keep-alive") {
-                    return None;
-                }
             } else if GENERAL.iter().any(|g| name.eq_ignore_ascii_case(g)) {
                 return None;
             }
         }
         if hosts != 1 || cookies > 1 {
-            return None;
-        }
-        let snapshot = self.proxy.get_ref().snapshot();
-        if !snapshot.settings().config().server.fast_hits {
             return None;
         }
         // The target as hyper makes it (or its 400).
@@ -146,6 +173,17 @@ impl Hits {
             .origin(origin);
         cache.answer_at_hand(&view)
     }
+}
+
+/// What the fast loop does with a request head.
+enum Decision {
+    /// Write this answer.
+    Answer(CachedResponse),
+    /// A request without a body that keeps the connection open: hyper
+    /// answers it, and gives the connection back.
+    Lend,
+    /// Anything else: hyper takes the connection for the rest of its life.
+    Handover,
 }
 
 /// Core's header lookup over a parsed head's fields.
@@ -195,6 +233,102 @@ where
 /// Makes hyper's connection of a stream whose first bytes are given back.
 pub(super) type MakeHyper<I> = Box<dyn FnOnce(Prefixed<I>) -> Pin<Box<dyn HyperConn>> + Send>;
 
+/// hyper's HTTP/1.1 connection lent one request (see [`LendIo`]).
+pub(super) trait Lent<I>: Send {
+    /// Polls it until it is done, without closing the stream.
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>>;
+    /// Asks it to finish the request in flight and be done.
+    fn finish(&mut self);
+    /// The stream, and any bytes hyper read and did not use.
+    fn give_back(self: Box<Self>) -> (I, Bytes);
+}
+
+impl<I, S, B> Lent<I>
+    for hyper::server::conn::http1::Connection<TokioIo<InterimStream<LendIo<I>>>, S>
+where
+    I: Stream,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B> + Send + Unpin,
+    S::Future: Send + Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
+        self.poll_without_shutdown(cx)
+    }
+
+    fn finish(&mut self) {
+        Pin::new(self).graceful_shutdown();
+    }
+
+    fn give_back(self: Box<Self>) -> (I, Bytes) {
+        let parts = self.into_parts();
+        (parts.io.into_inner().into_inner().inner, parts.read_buf)
+    }
+}
+
+/// Makes hyper's connection lent one request.
+pub(super) type MakeLent<I> = Box<dyn FnMut(LendIo<I>) -> Box<dyn Lent<I>> + Send>;
+
+/// The stream as hyper sees it while it is lent one request: it reads
+/// that request's head, then nothing (as from a client that sends no more
+/// for now), and writes through. The connection takes the stream back
+/// once the answer is written; bytes the client sent meanwhile wait in
+/// the socket for the fast loop.
+pub(super) struct LendIo<I> {
+    head: Bytes,
+    inner: I,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for LendIo<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.head.is_empty() {
+            // No waker kept: the connection looks at hyper again as soon
+            // as it has answered (see `Http1::poll`).
+            return Poll::Pending;
+        }
+        let n = self.head.len().min(buf.remaining());
+        let taken = self.head.split_to(n);
+        buf.put_slice(&taken);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for LendIo<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// An HTTP/1.1 connection: answered here while its requests are hits,
 /// then by hyper (see the module docs).
 pub(super) struct Http1<I> {
@@ -203,16 +337,27 @@ pub(super) struct Http1<I> {
 
 enum Phase<I> {
     Fast(Box<Fast<I>>),
+    /// hyper answers one request; the stream comes back to `fast`.
+    Lent {
+        conn: Box<dyn Lent<I>>,
+        fast: Box<Fast<I>>,
+        /// Requests the connection had begun when it was lent.
+        begun: u64,
+        /// The answer is written: hyper was asked to be done.
+        returning: bool,
+    },
     Hyper(Pin<Box<dyn HyperConn>>),
     /// Between the two, for a moment.
     Moving,
 }
 
 struct Fast<I> {
-    io: I,
+    /// The stream; `None` while it is lent to hyper.
+    io: Option<I>,
     hits: Hits,
     watch: Arc<Watch>,
     make: Option<MakeHyper<I>>,
+    lend: MakeLent<I>,
     /// Bytes read and not yet answered: `read[..filled]`.
     read: Vec<u8>,
     filled: usize,
@@ -245,13 +390,20 @@ struct Out {
 
 impl<I: Stream> Http1<I> {
     /// A connection that answers its hits here first.
-    pub(super) fn fast(io: I, hits: Hits, watch: Arc<Watch>, make: MakeHyper<I>) -> Self {
+    pub(super) fn fast(
+        io: I,
+        hits: Hits,
+        watch: Arc<Watch>,
+        make: MakeHyper<I>,
+        lend: MakeLent<I>,
+    ) -> Self {
         Http1 {
             phase: Phase::Fast(Box::new(Fast {
-                io,
+                io: Some(io),
                 hits,
                 watch,
                 make: Some(make),
+                lend,
                 read: vec![0; READ_START],
                 filled: 0,
                 out: None,
@@ -273,6 +425,10 @@ impl<I: Stream> Http1<I> {
     pub(super) fn drain(mut self: Pin<&mut Self>) {
         match &mut self.phase {
             Phase::Fast(fast) => fast.draining = true,
+            Phase::Lent { conn, fast, .. } => {
+                fast.draining = true;
+                conn.finish();
+            }
             Phase::Hyper(conn) => conn.as_mut().drain(),
             Phase::Moving => {}
         }
@@ -283,6 +439,9 @@ impl<I: Stream> Http1<I> {
 enum End {
     /// The connection is done (closed by the client, drained, or broken).
     Closed(io::Result<()>),
+    /// A request hyper answers, the stream lent to it with these bytes
+    /// (the request's head).
+    Lend(Bytes),
     /// A request for the general path: hyper takes over.
     Handover,
 }
@@ -296,6 +455,51 @@ impl<I: Stream> Future for Http1<I> {
             match &mut this.phase {
                 Phase::Hyper(conn) => return conn.as_mut().poll(cx),
                 Phase::Moving => return Poll::Ready(Ok(())),
+                Phase::Lent {
+                    conn,
+                    fast,
+                    begun,
+                    returning,
+                } => match conn.poll_done(cx) {
+                    Poll::Pending => {
+                        // Its answer is written once the request it began
+                        // has ended (its body handed to hyper, so its head
+                        // written): then hyper may be done, and give the
+                        // stream back.
+                        let (now, in_progress) = fast.watch.requests();
+                        if *returning || now == *begun || in_progress {
+                            return Poll::Pending;
+                        }
+                        *returning = true;
+                        conn.finish();
+                    }
+                    Poll::Ready(result) => {
+                        let Phase::Lent {
+                            conn,
+                            mut fast,
+                            returning,
+                            ..
+                        } = std::mem::replace(&mut this.phase, Phase::Moving)
+                        else {
+                            unreachable!("lent");
+                        };
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                            return Poll::Ready(Ok(()));
+                        }
+                        let (io, unread) = conn.give_back();
+                        fast.io = Some(io);
+                        if !unread.is_empty() {
+                            fast.unread(&unread);
+                        }
+                        // hyper was done before it was asked (it would
+                        // have closed), or the server is stopping.
+                        if !returning || fast.draining {
+                            fast.closing = true;
+                        }
+                        this.phase = Phase::Fast(fast);
+                    }
+                },
                 Phase::Fast(fast) => match ready!(fast.poll_run(cx)) {
                     End::Closed(result) => {
                         if let Err(e) = result {
@@ -303,6 +507,22 @@ impl<I: Stream> Future for Http1<I> {
                         }
                         this.phase = Phase::Moving;
                         return Poll::Ready(Ok(()));
+                    }
+                    End::Lend(head) => {
+                        let Phase::Fast(mut fast) =
+                            std::mem::replace(&mut this.phase, Phase::Moving)
+                        else {
+                            unreachable!("in the fast phase");
+                        };
+                        let inner = fast.io.take().expect("the stream is here");
+                        let conn = (fast.lend)(LendIo { head, inner });
+                        let begun = fast.watch.requests().0;
+                        this.phase = Phase::Lent {
+                            conn,
+                            fast,
+                            begun,
+                            returning: false,
+                        };
                     }
                     End::Handover => {
                         let Phase::Fast(fast) = std::mem::replace(&mut this.phase, Phase::Moving)
@@ -321,7 +541,7 @@ impl<I: Stream> Future for Http1<I> {
                         let make = make.take().expect("handed over once");
                         let mut conn = make(Prefixed {
                             prefix: Bytes::from(read),
-                            inner: io,
+                            inner: io.expect("the stream is here"),
                         });
                         if draining {
                             conn.as_mut().drain();
@@ -335,17 +555,30 @@ impl<I: Stream> Future for Http1<I> {
 }
 
 impl<I: Stream> Fast<I> {
+    fn io(&mut self) -> Pin<&mut I> {
+        Pin::new(self.io.as_mut().expect("the stream is here"))
+    }
+
+    /// Puts bytes read past a request back in front of what is unread.
+    fn unread(&mut self, bytes: &[u8]) {
+        let mut read = bytes.to_vec();
+        read.extend_from_slice(&self.read[..self.filled]);
+        self.filled = read.len();
+        read.resize(read.len().max(READ_START), 0);
+        self.read = read;
+    }
+
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<End> {
         loop {
             if self.closing {
-                let r = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                let r = ready!(self.io().poll_shutdown(cx));
                 return Poll::Ready(End::Closed(r));
             }
             if self.out.is_some() {
                 if let Err(e) = ready!(self.poll_write_out(cx)) {
                     return Poll::Ready(End::Closed(Err(e)));
                 }
-                if let Err(e) = ready!(Pin::new(&mut self.io).poll_flush(cx)) {
+                if let Err(e) = ready!(self.io().poll_flush(cx)) {
                     return Poll::Ready(End::Closed(Err(e)));
                 }
                 let out = self.out.take().expect("an answer in flight");
@@ -364,6 +597,7 @@ impl<I: Stream> Fast<I> {
                 match self.next_request() {
                     Next::Answer => continue,
                     Next::Partial => {}
+                    Next::Lend(head) => return Poll::Ready(End::Lend(head)),
                     Next::General => return Poll::Ready(End::Handover),
                 }
             }
@@ -379,7 +613,9 @@ impl<I: Stream> Fast<I> {
                 self.read.resize((self.read.len() * 2).min(HEAD_MAX), 0);
             }
             let mut buf = ReadBuf::new(&mut self.read[self.filled..]);
-            match ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
+            match ready!(
+                Pin::new(self.io.as_mut().expect("the stream is here")).poll_read(cx, &mut buf)
+            ) {
                 Ok(()) if buf.filled().is_empty() => {
                     self.closing = true;
                 }
@@ -400,8 +636,15 @@ impl<I: Stream> Fast<I> {
             // Too many fields, or not HTTP: hyper's to answer.
             Err(_) => return Next::General,
         };
-        let Some(answer) = self.hits.answer(&req) else {
-            return Next::General;
+        let answer = match self.hits.decide(&req) {
+            Decision::Answer(answer) => answer,
+            Decision::Lend => {
+                let head = Bytes::copy_from_slice(&self.read[..len]);
+                self.read.copy_within(len..self.filled, 0);
+                self.filled -= len;
+                return Next::Lend(head);
+            }
+            Decision::Handover => return Next::General,
         };
         let head_only = req.method == Some("HEAD");
         let exchange = self.watch.request();
@@ -437,7 +680,7 @@ impl<I: Stream> Fast<I> {
             if head.is_empty() && body.is_empty() {
                 return Poll::Ready(Ok(()));
             }
-            let n = ready!(Pin::new(&mut self.io)
+            let n = ready!(Pin::new(self.io.as_mut().expect("the stream is here"))
                 .poll_write_vectored(cx, &[IoSlice::new(head), IoSlice::new(body)]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -452,6 +695,7 @@ impl<I: Stream> Fast<I> {
 enum Next {
     Answer,
     Partial,
+    Lend(Bytes),
     General,
 }
 

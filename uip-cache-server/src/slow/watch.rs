@@ -27,6 +27,8 @@ pub(crate) struct Watch {
     /// Requests in progress: from the service call to the response body's
     /// end.
     pub(super) requests: AtomicU32,
+    /// Requests begun since the connection opened.
+    begun: AtomicU64,
     /// When the last request ended (the opening at first).
     pub(super) idle_since: AtomicU64,
     /// When the first byte of a new request arrived while none was in
@@ -73,6 +75,7 @@ impl Watch {
             handed_total: AtomicU64::new(0),
             released_total: AtomicU64::new(0),
             requests: AtomicU32::new(0),
+            begun: AtomicU64::new(0),
             idle_since: AtomicU64::new(now),
             read_since: AtomicU64::new(0),
             waits: Mutex::new(Vec::new()),
@@ -187,8 +190,18 @@ impl Watch {
     /// A request begins; it ends when the guard is dropped.
     pub(crate) fn request(self: &Arc<Self>) -> Exchange {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.begun.fetch_add(1, Ordering::Relaxed);
         self.read_since.store(0, Ordering::Relaxed);
         Exchange(self.clone())
+    }
+
+    /// Requests begun on the connection so far, and whether one is in
+    /// progress now (its response body not ended).
+    pub(crate) fn requests(&self) -> (u64, bool) {
+        (
+            self.begun.load(Ordering::Relaxed),
+            self.requests.load(Ordering::Relaxed) != 0,
+        )
     }
 
     /// A body that may wait on the client, watched from now on.
