@@ -761,3 +761,202 @@ async fn an_idle_tls_connection_closes_cleanly_after_fast_hits() {
         );
     }
 }
+
+/// An origin whose `/hang` never answers; it counts the answers it was
+/// made to give up (their futures dropped when the proxy went away).
+async fn hanging_origin(given_up: Arc<AtomicUsize>) -> SocketAddr {
+    struct GiveUp(Arc<AtomicUsize>);
+    impl Drop for GiveUp {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let given_up = given_up.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_: Request<Incoming>| {
+                    let guard = GiveUp(given_up.clone());
+                    async move {
+                        std::future::pending::<()>().await;
+                        drop(guard);
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A client that closes while its request waits on the origin: the
+/// proxy gives the request up, on either path (hyper sees the close while
+/// the connection is lent to it as when it has it for good).
+#[tokio::test]
+async fn a_client_that_closes_while_its_miss_waits_has_it_given_up_on_both_paths() {
+    for server in ["  fast_hits: false\n", "  fast_hits: true\n"] {
+        let given_up = Arc::new(AtomicUsize::new(0));
+        let origin = hanging_origin(given_up.clone()).await;
+        let (addr, _cache) = proxy_with(origin, server, None).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(get("/hang", "").as_bytes()).await.unwrap();
+        // The proxy has begun the request: it reached the origin.
+        let begun = async {
+            while Arc::strong_count(&given_up) < 4 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(DEADLINE, begun)
+            .await
+            .expect("the request reached the origin");
+        drop(stream);
+        let gave_up = async {
+            while given_up.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        assert!(
+            tokio::time::timeout(DEADLINE, gave_up).await.is_ok(),
+            "{server:?}: the request outlived its client"
+        );
+    }
+}
+
+/// Sizes of the HTTP/1.0 origin's answer: about what the sockets between
+/// the proxy and a client that does not read yet hold (its receive buffer
+/// made small), and hyper's buffer with them.
+const OLD_BIG: [usize; 3] = [96 * 1024, 400 * 1024, 800 * 1024];
+
+/// An HTTP/1.0 origin: each answer's body ends when it closes.
+async fn old_origin(size: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let mut answer = b"HTTP/1.0 200 OK\r\ncache-control: no-store\r\n\r\n".to_vec();
+                answer.resize(answer.len() + size, b'o');
+                let _ = stream.write_all(&answer).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// hyper ends an answer whose length is its connection's close by
+/// closing, on either path; a request pipelined behind it is not answered
+/// into that body.
+#[tokio::test]
+async fn an_answer_that_ends_with_its_connection_closes_it_on_both_paths() {
+    for (size, server) in OLD_BIG.into_iter().flat_map(|size| {
+        [
+            (size, "  fast_hits: false\n"),
+            (size, "  fast_hits: true\n"),
+        ]
+    }) {
+        let origin = old_origin(size).await;
+        let (addr, _cache) = proxy_with(origin, server, None).await;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        let requests = [get("/old", ""), get("/old", "")].concat();
+        stream.write_all(requests.as_bytes()).await.unwrap();
+        // Read nothing for a while: the proxy's writes wait on this client.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut all = Vec::new();
+        let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut all)).await;
+        assert!(
+            read.is_ok(),
+            "{server:?} {size}: the connection was not closed"
+        );
+        let end = all
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a response head")
+            + 4;
+        assert!(all.starts_with(b"HTTP/1.0 200"), "{server:?}");
+        assert_eq!(all.len() - end, size, "{server:?}: the body's length");
+    }
+}
+
+/// An origin whose `/gate` answers once `open` is notified, and anything
+/// else at once; it counts the requests it gets.
+async fn gated_origin(open: Arc<tokio::sync::Notify>, calls: Arc<AtomicUsize>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (open, calls) = (open.clone(), calls.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (open, calls) = (open.clone(), calls.clone());
+                    async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        let path = req.uri().path().to_owned();
+                        if path == "/gate" {
+                            open.notified().await;
+                        }
+                        let r = Response::builder()
+                            .header("cache-control", "no-store")
+                            .body(Full::new(Bytes::from(format!("answer {path}"))));
+                        Ok::<_, Infallible>(r.unwrap())
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A request the client sends while the one before is lent to hyper and
+/// waits on the origin is answered after it, in order.
+#[tokio::test]
+async fn a_request_sent_while_one_is_lent_is_answered_after_it() {
+    let (open, calls) = (Arc::new(tokio::sync::Notify::new()), Arc::default());
+    let origin = gated_origin(open.clone(), Arc::clone(&calls)).await;
+    let (addr, _cache) = proxy_with(origin, "  fast_hits: true\n", None).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(get("/gate", "").as_bytes()).await.unwrap();
+    let reached = async {
+        while calls.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, reached)
+        .await
+        .expect("the first request reached the origin");
+    stream.write_all(get("/next", "").as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    open.notify_one();
+    let mut pending = Vec::new();
+    let first = read_response(&mut stream, &mut pending, "GET").await;
+    let second = read_response(&mut stream, &mut pending, "GET").await;
+    assert_eq!(
+        (&first.body[..], &second.body[..]),
+        (&b"answer /gate"[..], &b"answer /next"[..])
+    );
+    stream.write_all(get("/last", "").as_bytes()).await.unwrap();
+    let third = read_response(&mut stream, &mut pending, "GET").await;
+    assert_eq!(third.body, b"answer /last");
+    assert!(pending.is_empty());
+}
