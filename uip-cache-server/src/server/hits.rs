@@ -239,8 +239,9 @@ pub(super) trait Lent<I>: Send {
     fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>>;
     /// Asks it to finish the request in flight and be done.
     fn finish(&mut self);
-    /// The stream, and any bytes hyper read and did not use.
-    fn give_back(self: Box<Self>) -> (I, Bytes);
+    /// The stream, any bytes hyper read and did not use, and the bytes
+    /// the client sent after the lent request's head meanwhile.
+    fn give_back(self: Box<Self>) -> (I, Bytes, Vec<u8>);
 }
 
 impl<I, S, B> Lent<I>
@@ -262,9 +263,10 @@ where
         Pin::new(self).graceful_shutdown();
     }
 
-    fn give_back(self: Box<Self>) -> (I, Bytes) {
+    fn give_back(self: Box<Self>) -> (I, Bytes, Vec<u8>) {
         let parts = self.into_parts();
-        (parts.io.into_inner().into_inner().inner, parts.read_buf)
+        let lent = parts.io.into_inner().into_inner();
+        (lent.inner, parts.read_buf, lent.held)
     }
 }
 
@@ -273,23 +275,55 @@ pub(super) type MakeLent<I> = Box<dyn FnMut(LendIo<I>) -> Box<dyn Lent<I>> + Sen
 
 /// The stream as hyper sees it while it is lent one request: it reads
 /// that request's head, then nothing (as from a client that sends no more
-/// for now), and writes through. The connection takes the stream back
-/// once the answer is written; bytes the client sent meanwhile wait in
-/// the socket for the fast loop.
+/// for now) but the client's close, and writes through. The connection
+/// takes the stream back once the answer is written; bytes the client
+/// sent meanwhile are held for the fast loop.
 pub(super) struct LendIo<I> {
     head: Bytes,
     inner: I,
+    /// Bytes read past the head while lent: the client's next request.
+    held: Vec<u8>,
+    /// The fast loop holds bytes past the head already: hyper reads none
+    /// (as it does not look for a close with bytes of its own unread).
+    ahead: bool,
+}
+
+impl<I> LendIo<I> {
+    /// `inner` lent for the request whose head is `head`; `ahead` when
+    /// bytes past it are read already.
+    pub(super) fn new(head: Bytes, inner: I, ahead: bool) -> Self {
+        LendIo {
+            head,
+            inner,
+            held: Vec::new(),
+            ahead,
+        }
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for LendIo<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         if self.head.is_empty() {
-            // No waker kept: the connection looks at hyper again as soon
-            // as it has answered (see `Http1::poll`).
+            if self.ahead || !self.held.is_empty() {
+                // No waker kept: the connection looks at hyper again as
+                // soon as it has answered (see `Http1::poll`).
+                return Poll::Pending;
+            }
+            // hyper reads on while it answers to see the client close (and
+            // gives the request up then); what the client sends instead is
+            // held for the fast loop, and hyper reads nothing more.
+            let mut bytes = [0u8; 1024];
+            let mut ahead = ReadBuf::new(&mut bytes);
+            ready!(Pin::new(&mut self.inner).poll_read(cx, &mut ahead))?;
+            if ahead.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            let ahead = ahead.filled().to_vec();
+            self.held = ahead;
             return Poll::Pending;
         }
         let n = self.head.len().min(buf.remaining());
@@ -487,11 +521,12 @@ impl<I: Stream> Future for Http1<I> {
                             tracing::debug!(error = %e, "connection ended with an error");
                             return Poll::Ready(Ok(()));
                         }
-                        let (io, unread) = conn.give_back();
+                        let (io, unread, held) = conn.give_back();
                         fast.io = Some(io);
                         if !unread.is_empty() {
                             fast.unread(&unread);
                         }
+                        fast.append(&held);
                         // hyper was done before it was asked (it would
                         // have closed), or the server is stopping.
                         if !returning || fast.draining {
@@ -515,7 +550,8 @@ impl<I: Stream> Future for Http1<I> {
                             unreachable!("in the fast phase");
                         };
                         let inner = fast.io.take().expect("the stream is here");
-                        let conn = (fast.lend)(LendIo { head, inner });
+                        let ahead = fast.filled > 0;
+                        let conn = (fast.lend)(LendIo::new(head, inner, ahead));
                         let begun = fast.watch.requests().0;
                         this.phase = Phase::Lent {
                             conn,
@@ -557,6 +593,16 @@ impl<I: Stream> Future for Http1<I> {
 impl<I: Stream> Fast<I> {
     fn io(&mut self) -> Pin<&mut I> {
         Pin::new(self.io.as_mut().expect("the stream is here"))
+    }
+
+    /// Puts bytes read while the stream was lent after what is unread.
+    fn append(&mut self, bytes: &[u8]) {
+        let end = self.filled + bytes.len();
+        if self.read.len() < end {
+            self.read.resize(end, 0);
+        }
+        self.read[self.filled..end].copy_from_slice(bytes);
+        self.filled = end;
     }
 
     /// Puts bytes read past a request back in front of what is unread.
