@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::hits::{Hits, Http1, HyperConn, LendIo, Lent, MakeHyper, MakeLent, Prefixed};
+use super::hits::{Hits, Http1, HyperConn, LendIo, Lent, LentConn, MakeHyper, MakeLent, Prefixed};
 use crate::interim::{CloseOnDrop, InterimOpener, InterimStream};
 use crate::slow::{now_ms, ClientLimits, DrainMark, Sent, Verdict, Watch, HEADER_READ_TIMEOUT};
 
@@ -93,6 +94,7 @@ fn watched<S, B>(
     watch: Arc<Watch>,
     http2: bool,
     interims: Option<InterimOpener>,
+    closes: Option<Arc<AtomicBool>>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = http::Response<Sent<B>>,
@@ -122,6 +124,7 @@ where
                 CloseOnDrop(interims)
             });
         let response = service.call(req);
+        let closes = closes.clone();
         // Boxed, so that a connection lent one request by the fast loop
         // (see `super::hits`) can be polled without being pinned.
         Box::pin(async move {
@@ -129,6 +132,15 @@ where
             // The final response is ready: no interim may follow its head.
             drop(interims);
             let response = response?;
+            if let Some(closes) = &closes {
+                let close = response
+                    .headers()
+                    .get_all(http::header::CONNECTION)
+                    .iter()
+                    .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+                closes.store(close, Ordering::Relaxed);
+            }
             Ok(response.map(move |body| Sent::new(body, exchange, http2)))
         })
     })
@@ -167,17 +179,20 @@ where
     let (lend_service, lend_watch) = (service.clone(), watch.clone());
     let lend: MakeLent<I> = Box::new(move |io: LendIo<I>| {
         let io = InterimStream::new(io);
+        let closes = Arc::new(AtomicBool::new(false));
         let service = watched(
             lend_service.clone(),
             lend_watch.clone(),
             false,
             Some(io.opener()),
+            Some(closes.clone()),
         );
-        Box::new(builder().serve_connection(TokioIo::new(io), service)) as Box<dyn Lent<I>>
+        let conn = builder().serve_connection(TokioIo::new(io), service);
+        Box::new(LentConn { conn, closes }) as Box<dyn Lent<I>>
     });
     let make: MakeHyper<I> = Box::new(move |io: Prefixed<I>| {
         let io = InterimStream::new(io);
-        let service = watched(service, watch, false, Some(io.opener()));
+        let service = watched(service, watch, false, Some(io.opener()), None);
         Box::pin(builder().serve_connection(TokioIo::new(io), service)) as Pin<Box<dyn HyperConn>>
     });
     let http = match hits {
@@ -198,7 +213,7 @@ where
     B: ConnBody,
 {
     // hyper's HTTP/2 server cannot send a 1xx: no interims.
-    let service = watched(Arc::new(service), conn.watch.clone(), true, None);
+    let service = watched(Arc::new(service), conn.watch.clone(), true, None, None);
     let http = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(H2_MAX_STREAMS)

@@ -34,6 +34,7 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -239,13 +240,24 @@ pub(super) trait Lent<I>: Send {
     fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>>;
     /// Asks it to finish the request in flight and be done.
     fn finish(&mut self);
+    /// Whether its answer closes the connection (`Connection: close`):
+    /// hyper then closes it once the answer is out, and the stream is not
+    /// taken back.
+    fn closes(&self) -> bool;
     /// The stream, any bytes hyper read and did not use, and the bytes
     /// the client sent after the lent request's head meanwhile.
     fn give_back(self: Box<Self>) -> (I, Bytes, Vec<u8>);
 }
 
+/// hyper's connection lent one request, and whether its answer said it
+/// closes the connection.
+pub(super) struct LentConn<C> {
+    pub(super) conn: C,
+    pub(super) closes: Arc<AtomicBool>,
+}
+
 impl<I, S, B> Lent<I>
-    for hyper::server::conn::http1::Connection<TokioIo<InterimStream<LendIo<I>>>, S>
+    for LentConn<hyper::server::conn::http1::Connection<TokioIo<InterimStream<LendIo<I>>>, S>>
 where
     I: Stream,
     S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B> + Send + Unpin,
@@ -256,15 +268,19 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
-        self.poll_without_shutdown(cx)
+        self.conn.poll_without_shutdown(cx)
     }
 
     fn finish(&mut self) {
-        Pin::new(self).graceful_shutdown();
+        Pin::new(&mut self.conn).graceful_shutdown();
+    }
+
+    fn closes(&self) -> bool {
+        self.closes.load(Ordering::Relaxed)
     }
 
     fn give_back(self: Box<Self>) -> (I, Bytes, Vec<u8>) {
-        let parts = self.into_parts();
+        let parts = self.conn.into_parts();
         let lent = parts.io.into_inner().into_inner();
         (lent.inner, parts.read_buf, lent.held)
     }
@@ -501,7 +517,7 @@ impl<I: Stream> Future for Http1<I> {
                         // written): then hyper may be done, and give the
                         // stream back.
                         let (now, in_progress) = fast.watch.requests();
-                        if *returning || now == *begun || in_progress {
+                        if *returning || now == *begun || in_progress || conn.closes() {
                             return Poll::Pending;
                         }
                         *returning = true;
@@ -821,7 +837,9 @@ fn encode_head(
         }
         length |= name.eq_ignore_ascii_case("content-length");
         date |= name.eq_ignore_ascii_case("date");
-        head.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+        let at = head.len();
+        head.extend_from_slice(name.as_bytes());
+        head[at..].make_ascii_lowercase();
         head.extend_from_slice(b": ");
         head.extend_from_slice(value);
         head.extend_from_slice(b"\r\n");
