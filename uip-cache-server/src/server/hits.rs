@@ -20,11 +20,23 @@
 //! path removes those before keying), no `Range` (its answers may stream),
 //! no forwarding header core would remove first, a route that takes the
 //! request, and no debug logging (whose line the general path writes).
-//! At the first request that is anything else the connection goes to
-//! hyper for the rest of its life, with the bytes read so far given back
-//! first: that request, and those after it, are served exactly as they
-//! would have been. Core counts nothing for a request it does not answer
-//! here, so each request is counted once, by whichever path answers it.
+//! Every other request is answered by hyper, exactly as without this loop,
+//! in one of two ways:
+//!
+//! - lent: a GET or HEAD over HTTP/1.1 with no body and no `Connection`
+//!   other than `keep-alive` (a miss, a stale entry, a range, a bypass, a
+//!   refused route...) is served by a hyper connection made for it alone,
+//!   which reads that request's head ([`LendIo`]); once its answer is out
+//!   hyper is asked to be done and the stream comes back to this loop,
+//!   with whatever the client sent meanwhile. An answer that says
+//!   `Connection: close` closes the connection, as hyper alone would;
+//! - handed over: anything else (a body, `Expect`, `Upgrade`, HTTP/1.0,
+//!   `Connection: close`, a head that does not parse or is over 16 KiB)
+//!   gives the connection to hyper for the rest of its life, with the bytes
+//!   read so far given back first ([`Prefixed`]).
+//!
+//! Core counts nothing for a request it does not answer here, so each
+//! request is counted once, by whichever path answers it.
 //!
 //! The connection is watched as hyper's is ([`crate::slow`]): the answer
 //! is a request in progress on the watch while it is written, its body
