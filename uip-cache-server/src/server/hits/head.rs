@@ -1,0 +1,272 @@
+//! Response heads written as hyper's HTTP/1.1 server writes them.
+
+use bytes::Bytes;
+use uip_cache_core::FieldName;
+
+/// Fields of a message's framing and connection, never written from a
+/// stored answer: the answer's length is its body's, and the connection
+/// stays open. Admission never stores them; an entry that has one (put in
+/// a shared store by something else) would otherwise make the client read
+/// the body as chunks, or the next answer as part of this one.
+const FRAMING: [&str; 7] = [
+    "transfer-encoding",
+    "connection",
+    "trailer",
+    "keep-alive",
+    "upgrade",
+    "proxy-connection",
+    "te",
+];
+
+/// Writes a response head as hyper's HTTP/1.1 server writes it for a
+/// body of `len` bytes: the status line with its canonical reason, the
+/// fields that are valid HTTP (others are left out, as the general path's
+/// header map leaves them), `content-length` when none is given and the
+/// status and method allow one, and `date` when none is given.
+pub(super) fn encode_head(
+    head: &mut Vec<u8>,
+    status: u16,
+    fields: &[(FieldName, Bytes)],
+    head_only: bool,
+    len: u64,
+) {
+    let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(code.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(code.canonical_reason().unwrap_or("<none>").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    let (mut length, mut date) = (false, false);
+    // A field goes out as the header map has it: its name in lower case,
+    // and only when its value is one (a `content-length` or `date` left
+    // out is one hyper makes up, as for a field never given).
+    let mut field = |name: &FieldName, value: &Bytes| {
+        if !valid_value(value) {
+            return;
+        }
+        length |= name.eq_ignore_ascii_case("content-length");
+        date |= name.eq_ignore_ascii_case("date");
+        let at = head.len();
+        head.extend_from_slice(name.as_bytes());
+        head[at..].make_ascii_lowercase();
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+    };
+    // hyper writes a header map's fields grouped by name, in the order
+    // each name first appears; most answers repeat no name, which a
+    // 64-bit sketch of the names tells without comparing them in pairs.
+    let mut seen = 0u64;
+    let repeats = fields.iter().any(|(name, _)| {
+        let last = name.as_bytes().last().map_or(0, u8::to_ascii_lowercase);
+        let bit = 1u64 << ((name.len() as u64 ^ u64::from(last)) % 64);
+        let again = seen & bit != 0;
+        seen |= bit;
+        again
+    });
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if !valid_name(name.as_bytes()) || FRAMING.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+            continue;
+        }
+        if !repeats {
+            field(name, value);
+            continue;
+        }
+        if fields[..i]
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        for (n, value) in &fields[i..] {
+            if n.eq_ignore_ascii_case(name) {
+                field(name, value);
+            }
+        }
+    }
+    let bodiless = code.is_informational()
+        || code == http::StatusCode::NO_CONTENT
+        || code == http::StatusCode::NOT_MODIFIED;
+    if !length && !bodiless && !head_only {
+        head.extend_from_slice(b"content-length: ");
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = len;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        head.extend_from_slice(&digits[at..]);
+        head.extend_from_slice(b"\r\n");
+    }
+    if !date {
+        head.extend_from_slice(b"date: ");
+        head.extend_from_slice(&now_date());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+}
+
+/// A field name `http::HeaderName` takes (in lower case): a token.
+fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A field value `http::HeaderValue` takes: no control byte but tab.
+fn valid_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// Today's HTTP date, formatted once a second per thread.
+fn now_date() -> [u8; 29] {
+    use std::cell::Cell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static DATE: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|d| {
+        let (at, text) = d.get();
+        if at == secs {
+            return text;
+        }
+        let mut text = [0; 29];
+        let formatted = httpdate::fmt_http_date(now);
+        let n = formatted.len().min(29);
+        text[..n].copy_from_slice(&formatted.as_bytes()[..n]);
+        d.set((secs, text));
+        text
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn head(status: u16, fields: &[(&'static str, &str)], head_only: bool, len: u64) -> String {
+        let fields: Vec<(FieldName, Bytes)> = fields
+            .iter()
+            .map(|(n, v)| (FieldName::from(*n), Bytes::copy_from_slice(v.as_bytes())))
+            .collect();
+        let mut out = Vec::new();
+        encode_head(&mut out, status, &fields, head_only, len);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_head_groups_fields_by_name_and_adds_what_hyper_adds() {
+        let h = head(200, &[("a", "1"), ("b", "2"), ("a", "3")], false, 5);
+        assert!(
+            h.starts_with("HTTP/1.1 200 OK\r\na: 1\r\na: 3\r\nb: 2\r\ncontent-length: 5\r\ndate: "),
+            "{h}"
+        );
+        assert!(h.ends_with(" GMT\r\n\r\n"), "{h}");
+        // Given length and date are kept as they are.
+        let h = head(200, &[("content-length", "7"), ("date", "x")], false, 5);
+        assert_eq!(h, "HTTP/1.1 200 OK\r\ncontent-length: 7\r\ndate: x\r\n\r\n");
+        // No length made up for a 304 or a HEAD.
+        let h = head(304, &[("date", "x")], false, 0);
+        assert_eq!(h, "HTTP/1.1 304 Not Modified\r\ndate: x\r\n\r\n");
+        let h = head(200, &[("date", "x")], true, 9);
+        assert_eq!(h, "HTTP/1.1 200 OK\r\ndate: x\r\n\r\n");
+    }
+
+    #[test]
+    fn a_length_or_date_left_out_is_made_up_as_hyper_makes_it() {
+        // The general path's header map leaves out a value that is not
+        // HTTP; hyper then writes the body's length and today's date.
+        let h = head(200, &[("content-length", "5\0"), ("date", "\n")], false, 5);
+        assert!(
+            h.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: "),
+            "{h}"
+        );
+        assert!(h.ends_with(" GMT\r\n\r\n"), "{h}");
+    }
+
+    #[test]
+    fn stored_framing_fields_never_go_out() {
+        let h = head(
+            200,
+            &[
+                ("Transfer-Encoding", "chunked"),
+                ("connection", "close"),
+                ("trailer", "x"),
+                ("te", "trailers"),
+                ("x-kept", "1"),
+                ("date", "x"),
+            ],
+            false,
+            3,
+        );
+        assert_eq!(
+            h,
+            "HTTP/1.1 200 OK\r\nx-kept: 1\r\ndate: x\r\ncontent-length: 3\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn names_go_out_in_lower_case_grouped_as_the_header_map_groups_them() {
+        let h = head(
+            200,
+            &[("X-A", "1"), ("b", "2"), ("x-a", "3"), ("Date", "x")],
+            false,
+            0,
+        );
+        assert_eq!(
+            h,
+            "HTTP/1.1 200 OK\r\nx-a: 1\r\nx-a: 3\r\nb: 2\r\ndate: x\r\ncontent-length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn fields_that_are_not_http_are_left_out() {
+        let h = head(
+            200,
+            &[
+                ("x-a", "ok"),
+                ("x-b", "bad\r\ninjected: 1"),
+                ("Bad Name", "v"),
+                ("date", "x"),
+            ],
+            true,
+            0,
+        );
+        assert_eq!(h, "HTTP/1.1 200 OK\r\nx-a: ok\r\ndate: x\r\n\r\n");
+    }
+
+    proptest! {
+        /// Whatever a stored entry holds, the head is one status line and
+        /// well-formed fields ending in an empty line: no field can split
+        /// the response.
+        #[test]
+        fn any_stored_fields_make_a_well_formed_head(
+            status in 100u16..1000,
+            fields in proptest::collection::vec(("[a-zA-Z :\r\n-]{0,8}", proptest::collection::vec(any::<u8>(), 0..12)), 0..6),
+            head_only: bool,
+            len in 0u64..1 << 40,
+        ) {
+            let fields: Vec<(FieldName, Bytes)> = fields
+                .into_iter()
+                .map(|(n, v)| (FieldName::from(n), Bytes::from(v)))
+                .collect();
+            let mut out = Vec::new();
+            encode_head(&mut out, status, &fields, head_only, len);
+            let mut parsed = [httparse::EMPTY_HEADER; 16];
+            let mut resp = httparse::Response::new(&mut parsed);
+            let n = resp.parse(&out).expect("parses");
+            prop_assert_eq!(n, httparse::Status::Complete(out.len()));
+            prop_assert_eq!(resp.code, Some(status));
+        }
+    }
+}
