@@ -32,47 +32,61 @@ const BIG: usize = 100 * 1024;
 /// `/lang` (varies on `Accept-Language`), `/big`, `/nostore`; it counts
 /// the requests it gets.
 async fn origin(calls: Arc<AtomicUsize>) -> SocketAddr {
+    serve(move |req: Request<Incoming>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let path = req.uri().path().to_owned();
+        let lang = req
+            .headers()
+            .get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        async move {
+            let r = Response::builder()
+                .header("cache-control", "max-age=60")
+                .header("content-type", "text/plain");
+            let r = match path.as_str() {
+                "/doc" => r
+                    .header("etag", "\"v1\"")
+                    .header("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")
+                    .header("x-multi", "a")
+                    .header("x-other", "o")
+                    .header("x-multi", "b")
+                    .body(Full::new(Bytes::from_static(b"document body"))),
+                "/lang" => r
+                    .header("vary", "accept-language")
+                    .body(Full::new(Bytes::from(format!("lang:{lang}")))),
+                "/big" => r.body(Full::new(Bytes::from(vec![b'z'; BIG]))),
+                "/nostore" => Response::builder()
+                    .header("cache-control", "no-store")
+                    .body(Full::new(Bytes::from_static(b"fresh from origin"))),
+                _ => Response::builder()
+                    .status(404)
+                    .body(Full::new(Bytes::from_static(b"none"))),
+            };
+            r.unwrap()
+        }
+    })
+    .await
+}
+
+/// An origin on a port of its own that answers every request with
+/// `answer`, over HTTP/1.1.
+async fn serve<F, Fut>(answer: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let calls = calls.clone();
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    let path = req.uri().path().to_owned();
-                    let lang = req
-                        .headers()
-                        .get("accept-language")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("none")
-                        .to_owned();
-                    async move {
-                        let r = Response::builder()
-                            .header("cache-control", "max-age=60")
-                            .header("content-type", "text/plain");
-                        let r = match path.as_str() {
-                            "/doc" => r
-                                .header("etag", "\"v1\"")
-                                .header("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")
-                                .header("x-multi", "a")
-                                .header("x-other", "o")
-                                .header("x-multi", "b")
-                                .body(Full::new(Bytes::from_static(b"document body"))),
-                            "/lang" => r
-                                .header("vary", "accept-language")
-                                .body(Full::new(Bytes::from(format!("lang:{lang}")))),
-                            "/big" => r.body(Full::new(Bytes::from(vec![b'z'; BIG]))),
-                            "/nostore" => Response::builder()
-                                .header("cache-control", "no-store")
-                                .body(Full::new(Bytes::from_static(b"fresh from origin"))),
-                            _ => Response::builder()
-                                .status(404)
-                                .body(Full::new(Bytes::from_static(b"none"))),
-                        };
-                        Ok::<_, Infallible>(r.unwrap())
-                    }
+                    let answer = answer(req);
+                    async move { Ok::<_, Infallible>(answer.await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -771,33 +785,17 @@ async fn hanging_origin(given_up: Arc<AtomicUsize>) -> SocketAddr {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let given_up = given_up.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |_: Request<Incoming>| {
-                    let guard = GiveUp(given_up.clone());
-                    async move {
-                        std::future::pending::<()>().await;
-                        drop(guard);
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+    serve(move |_: Request<Incoming>| {
+        let guard = GiveUp(given_up.clone());
+        async move {
+            std::future::pending::<()>().await;
+            drop(guard);
+            Response::new(Full::new(Bytes::new()))
         }
-    });
-    addr
+    })
+    .await
 }
 
-/// A client that closes while its request waits on the origin: the
-/// proxy gives the request up, on either path (hyper sees the close while
-/// the connection is lent to it as when it has it for good).
 #[tokio::test]
 async fn a_client_that_closes_while_its_miss_waits_has_it_given_up_on_both_paths() {
     for server in ["  fast_hits: false\n", "  fast_hits: true\n"] {
@@ -898,34 +896,21 @@ async fn an_answer_that_ends_with_its_connection_closes_it_on_both_paths() {
 /// An origin whose `/gate` answers once `open` is notified, and anything
 /// else at once; it counts the requests it gets.
 async fn gated_origin(open: Arc<tokio::sync::Notify>, calls: Arc<AtomicUsize>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (open, calls) = (open.clone(), calls.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (open, calls) = (open.clone(), calls.clone());
-                    async move {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        let path = req.uri().path().to_owned();
-                        if path == "/gate" {
-                            open.notified().await;
-                        }
-                        let r = Response::builder()
-                            .header("cache-control", "no-store")
-                            .body(Full::new(Bytes::from(format!("answer {path}"))));
-                        Ok::<_, Infallible>(r.unwrap())
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+    serve(move |req: Request<Incoming>| {
+        let (open, calls) = (open.clone(), calls.clone());
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let path = req.uri().path().to_owned();
+            if path == "/gate" {
+                open.notified().await;
+            }
+            let r = Response::builder()
+                .header("cache-control", "no-store")
+                .body(Full::new(Bytes::from(format!("answer {path}"))));
+            r.unwrap()
         }
-    });
-    addr
+    })
+    .await
 }
 
 /// A request the client sends while the one before is lent to hyper and
