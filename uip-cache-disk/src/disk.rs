@@ -11,7 +11,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -48,6 +48,11 @@ const MAPPED_MAX: usize = 1024;
 /// The largest body read on the caller's thread (when its pages are in
 /// memory): larger ones are read on the blocking pool, unless mapped.
 const INLINE_MAX: u64 = 1 << 20;
+
+/// Bodies smaller than this (those never mapped) keep their file open
+/// once read, at most `MAPPED_MAX` of them: a hit then costs one
+/// positional read instead of an open, a stat, a read and a close.
+const KEPT_OPEN_BELOW: u64 = 32 * 1024;
 
 /// The largest body a hit reads whole into memory when it cannot be mapped
 /// (zero-copy off, as in a program that embeds the store without the
@@ -143,25 +148,37 @@ pub(crate) struct Disk {
     /// by number plus one (0: none), in the slot their number hashes to.
     verified: Box<[AtomicU64]>,
     /// Body files mapped by earlier hits.
-    mapped: Mutex<Mapped>,
+    mapped: Mutex<Held<Bytes>>,
+    /// Small body files read by earlier hits, kept open.
+    open: Mutex<Held<Arc<fs::File>>>,
     /// Bytes in body files being written as they stream in (not counted
     /// in `used` until committed): at most `max_bytes` together.
     streaming: std::sync::Arc<AtomicU64>,
 }
 
-/// Body files kept mapped between hits, by number, at most `MAPPED_MAX`
-/// (the first mapped leaves first): mapping and unmapping a file for each
-/// hit costs more than the rest of the read. A file leaves when the store
-/// removes it, so a removed file's blocks are not held past the responses
-/// that are sending it.
-#[derive(Default)]
-struct Mapped {
-    files: std::collections::HashMap<u64, Bytes>,
+/// Body files kept between hits, by number, at most `MAPPED_MAX` (the
+/// first kept leaves first): mapped (mapping and unmapping a file for each
+/// hit costs more than the rest of the read), or small ones open (opening
+/// and closing one for each hit costs more than reading it). A file leaves
+/// when the store removes it, so a removed file's blocks are not held past
+/// the responses that are sending it. Body files are never rewritten: a
+/// number always names the same bytes.
+struct Held<T> {
+    files: std::collections::HashMap<u64, T>,
     order: std::collections::VecDeque<u64>,
 }
 
-impl Mapped {
-    fn insert(&mut self, file: u64, body: Bytes) {
+impl<T> Default for Held<T> {
+    fn default() -> Self {
+        Held {
+            files: std::collections::HashMap::new(),
+            order: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Held<T> {
+    fn insert(&mut self, file: u64, body: T) {
         if self.files.insert(file, body).is_some() {
             return;
         }
@@ -338,6 +355,7 @@ impl Disk {
             corrupt: AtomicU64::new(0),
             verified: (0..VERIFIED_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             mapped: Mutex::default(),
+            open: Mutex::default(),
             streaming: std::sync::Arc::default(),
         })
     }
@@ -527,6 +545,26 @@ impl Disk {
             self.mapped().files.remove(&record.file);
             return Ok(Body::Bad);
         }
+        if record.len < KEPT_OPEN_BELOW {
+            let open = self.kept_open().files.get(&record.file).cloned();
+            if let Some(file) = open {
+                // Read before and of this length: read again at its place.
+                let len = usize::try_from(record.len).unwrap_or(usize::MAX);
+                let body = if nowait {
+                    read_nowait(&file, len)?
+                } else {
+                    read_at_exact(&file, len)?
+                };
+                return Ok(match body {
+                    Some(body) => Body::Good(Bytes::from(body)),
+                    None if nowait => Body::WouldBlock,
+                    None => {
+                        self.kept_open().files.remove(&record.file);
+                        Body::Bad
+                    }
+                });
+            }
+        }
         let file = fs::File::open(&path)?;
         if file.metadata()?.len() != record.len {
             return Ok(Body::Bad);
@@ -573,11 +611,18 @@ impl Disk {
             }
             self.set_verified(record.file);
         }
+        if record.len < KEPT_OPEN_BELOW {
+            self.kept_open().insert(record.file, Arc::new(file));
+        }
         Ok(Body::Good(Bytes::from(body)))
     }
 
-    fn mapped(&self) -> MutexGuard<'_, Mapped> {
+    fn mapped(&self) -> MutexGuard<'_, Held<Bytes>> {
         self.mapped.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn kept_open(&self) -> MutexGuard<'_, Held<Arc<fs::File>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn remove_bodies(&self, files: &[u64]) {
@@ -586,6 +631,11 @@ impl Disk {
             mapped.files.remove(f);
         }
         drop(mapped);
+        let mut open = self.kept_open();
+        for f in files {
+            open.files.remove(f);
+        }
+        drop(open);
         for f in files {
             let _ = fs::remove_file(self.body_path(*f));
         }
@@ -1262,6 +1312,19 @@ fn crc_of(file: &fs::File, len: u64) -> io::Result<Option<u32>> {
 /// The first `len` bytes of `file`, if it has that many; `None` if it is
 /// shorter, or with `nowait` if they are not all in memory (or the file
 /// system cannot tell).
+/// Reads `len` bytes of `file` from its start, by position (the file's
+/// offset is shared by every reader of a file kept open); `None` if it
+/// is shorter.
+fn read_at_exact(file: &fs::File, len: usize) -> io::Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::FileExt as _;
+    let mut body = vec![0u8; len];
+    match file.read_exact_at(&mut body, 0) {
+        Ok(()) => Ok(Some(body)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn read_exact(file: &fs::File, len: usize, nowait: bool) -> io::Result<Option<Vec<u8>>> {
     use std::io::Read as _;
     if nowait {
