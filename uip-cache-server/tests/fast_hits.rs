@@ -945,3 +945,28 @@ async fn a_request_sent_while_one_is_lent_is_answered_after_it() {
     assert_eq!(third.body, b"answer /last");
     assert!(pending.is_empty());
 }
+
+#[tokio::test]
+async fn a_connection_whose_requests_are_not_hits_goes_to_hyper_for_good() {
+    let p = pair().await;
+    p.both(&get("/doc", "")).await;
+    // Lent four times in a row, the connection still answers hits from
+    // their heads; lent a fifth time, it is hyper's for good.
+    for (passes, at_hand) in [(4, 1), (5, 0)] {
+        let before = p.fast_cache.stats().snapshot();
+        let mut stream = TcpStream::connect(p.fast).await.unwrap();
+        let mut requests = vec![get("/nostore", ""); passes];
+        requests.push(get("/doc", ""));
+        stream.write_all(requests.concat().as_bytes()).await.unwrap();
+        let mut pending = Vec::new();
+        for _ in 0..passes {
+            let r = read_response(&mut stream, &mut pending, "GET").await;
+            assert_eq!(r.body, b"fresh from origin");
+        }
+        let hit = read_response(&mut stream, &mut pending, "GET").await;
+        assert_eq!(hit.field("x-cache"), Some("HIT"));
+        let after = p.fast_cache.stats().snapshot();
+        assert_eq!(after.answered_at_hand - before.answered_at_hand, at_hand, "after {passes}");
+        assert_eq!(after.hits - before.hits, 1);
+    }
+}

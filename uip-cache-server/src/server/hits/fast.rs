@@ -18,6 +18,10 @@ use super::{Decision, Hits, FIELDS_MAX, HEAD_MAX, READ_START};
 use crate::server::conn::Stream;
 use crate::slow::{Exchange, Watch, HTTP1_PIECE};
 
+/// Requests lent to hyper in a row after which a connection is handed
+/// over to it for good.
+const LENT_IN_A_ROW_MAX: u8 = 4;
+
 /// An HTTP/1.1 connection: answered here while its requests are hits,
 /// then by hyper (see the module docs).
 pub(in crate::server) struct Http1<I> {
@@ -56,6 +60,8 @@ struct Fast<I> {
     head: Vec<u8>,
     /// Asked to close once nothing is in flight.
     draining: bool,
+    /// Requests lent to hyper since the last answered here.
+    lent_in_a_row: u8,
     /// Closing the stream as hyper closes it (TLS sends its
     /// `close_notify`), once nothing is left to write.
     closing: bool,
@@ -98,6 +104,7 @@ impl<I: Stream> Http1<I> {
                 out: None,
                 head: Vec::new(),
                 draining: false,
+                lent_in_a_row: 0,
                 closing: false,
             })),
         }
@@ -338,8 +345,16 @@ impl<I: Stream> Fast<I> {
             Err(_) => return Next::General,
         };
         let answer = match self.hits.decide(&req) {
-            Decision::Answer(answer) => answer,
+            Decision::Answer(answer) => {
+                self.lent_in_a_row = 0;
+                answer
+            }
+            // Lending costs a hyper connection per request: a connection
+            // whose requests are not hits at hand (a store whose hits
+            // never are, a client fetching new URLs) goes to hyper.
+            Decision::Lend if self.lent_in_a_row >= LENT_IN_A_ROW_MAX => return Next::General,
             Decision::Lend => {
+                self.lent_in_a_row += 1;
                 let head = Bytes::copy_from_slice(&self.read[..len]);
                 self.read.copy_within(len..self.filled, 0);
                 self.filled -= len;

@@ -29,7 +29,10 @@
 //!   which reads that request's head ([`LendIo`]); once its answer is out
 //!   hyper is asked to be done and the stream comes back to this loop,
 //!   with whatever the client sent meanwhile. An answer that says
-//!   `Connection: close` closes the connection, as hyper alone would;
+//!   `Connection: close` closes the connection, as hyper alone would.
+//!   Lending costs a hyper connection per request: the fifth request in
+//!   a row that would be lent (a store whose hits are never at hand, such
+//!   as Redis; a client fetching new URLs) hands the connection over;
 //! - handed over: anything else (a body, `Expect`, `Upgrade`, HTTP/1.0,
 //!   `Connection: close`, a head that does not parse or is over 16 KiB)
 //!   gives the connection to hyper for the rest of its life, with the bytes
