@@ -50,9 +50,14 @@ const MAPPED_MAX: usize = 1024;
 const INLINE_MAX: u64 = 1 << 20;
 
 /// Bodies smaller than this (those never mapped) keep their file open
-/// once read, at most `MAPPED_MAX` of them: a hit then costs one
+/// once read, at most `KEPT_OPEN_MAX` of them: a hit then costs one
 /// positional read instead of an open, a stat, a read and a close.
 const KEPT_OPEN_BELOW: u64 = 32 * 1024;
+
+/// Small body files kept open at most: a quarter of the usual soft limit
+/// of descriptors (1024), which a program that embeds the store may not
+/// raise.
+const KEPT_OPEN_MAX: usize = 256;
 
 /// The largest body a hit reads whole into memory when it cannot be mapped
 /// (zero-copy off, as in a program that embeds the store without the
@@ -156,8 +161,8 @@ pub(crate) struct Disk {
     streaming: std::sync::Arc<AtomicU64>,
 }
 
-/// Body files kept between hits, by number, at most `MAPPED_MAX` (the
-/// first kept leaves first): mapped (mapping and unmapping a file for each
+/// Body files kept between hits, by number, at most `max` (the first
+/// kept leaves first): mapped (mapping and unmapping a file for each
 /// hit costs more than the rest of the read), or small ones open (opening
 /// and closing one for each hit costs more than reading it). A file leaves
 /// when the store removes it, so a removed file's blocks are not held past
@@ -166,24 +171,24 @@ pub(crate) struct Disk {
 struct Held<T> {
     files: std::collections::HashMap<u64, T>,
     order: std::collections::VecDeque<u64>,
-}
-
-impl<T> Default for Held<T> {
-    fn default() -> Self {
-        Held {
-            files: std::collections::HashMap::new(),
-            order: std::collections::VecDeque::new(),
-        }
-    }
+    max: usize,
 }
 
 impl<T> Held<T> {
+    fn new(max: usize) -> Self {
+        Held {
+            files: std::collections::HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            max,
+        }
+    }
+
     fn insert(&mut self, file: u64, body: T) {
         if self.files.insert(file, body).is_some() {
             return;
         }
         self.order.push_back(file);
-        while self.files.len() > MAPPED_MAX {
+        while self.files.len() > self.max {
             match self.order.pop_front() {
                 Some(f) => {
                     self.files.remove(&f);
@@ -191,7 +196,7 @@ impl<T> Held<T> {
                 None => break,
             }
         }
-        if self.order.len() > 2 * MAPPED_MAX {
+        if self.order.len() > 2 * self.max {
             // Numbers of files removed meanwhile.
             let files = &self.files;
             self.order.retain(|f| files.contains_key(f));
@@ -354,8 +359,8 @@ impl Disk {
             expirations: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
             verified: (0..VERIFIED_SLOTS).map(|_| AtomicU64::new(0)).collect(),
-            mapped: Mutex::default(),
-            open: Mutex::default(),
+            mapped: Mutex::new(Held::new(MAPPED_MAX)),
+            open: Mutex::new(Held::new(KEPT_OPEN_MAX)),
             streaming: std::sync::Arc::default(),
         })
     }
@@ -613,6 +618,11 @@ impl Disk {
         }
         if record.len < KEPT_OPEN_BELOW {
             self.kept_open().insert(record.file, Arc::new(file));
+            // Removed meanwhile (`remove_bodies` deletes the file before it
+            // lets go of it): not kept, so that its blocks are freed.
+            if !path.exists() {
+                self.kept_open().files.remove(&record.file);
+            }
         }
         Ok(Body::Good(Bytes::from(body)))
     }
@@ -626,6 +636,11 @@ impl Disk {
     }
 
     fn remove_bodies(&self, files: &[u64]) {
+        // The files go first, then what is kept of them: a first read that
+        // keeps a file after this looks for it and finds it gone.
+        for f in files {
+            let _ = fs::remove_file(self.body_path(*f));
+        }
         let mut mapped = self.mapped();
         for f in files {
             mapped.files.remove(f);
@@ -634,10 +649,6 @@ impl Disk {
         let mut open = self.kept_open();
         for f in files {
             open.files.remove(f);
-        }
-        drop(open);
-        for f in files {
-            let _ = fs::remove_file(self.body_path(*f));
         }
     }
 
@@ -1309,9 +1320,6 @@ fn crc_of(file: &fs::File, len: u64) -> io::Result<Option<u32>> {
     Ok(Some(crc.finalize()))
 }
 
-/// The first `len` bytes of `file`, if it has that many; `None` if it is
-/// shorter, or with `nowait` if they are not all in memory (or the file
-/// system cannot tell).
 /// Reads `len` bytes of `file` from its start, by position (the file's
 /// offset is shared by every reader of a file kept open); `None` if it
 /// is shorter.
@@ -1325,6 +1333,9 @@ fn read_at_exact(file: &fs::File, len: usize) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// The first `len` bytes of `file`, if it has that many; `None` if it is
+/// shorter, or with `nowait` if they are not all in memory (or the file
+/// system cannot tell).
 fn read_exact(file: &fs::File, len: usize, nowait: bool) -> io::Result<Option<Vec<u8>>> {
     use std::io::Read as _;
     if nowait {

@@ -957,7 +957,10 @@ async fn a_connection_whose_requests_are_not_hits_goes_to_hyper_for_good() {
         let mut stream = TcpStream::connect(p.fast).await.unwrap();
         let mut requests = vec![get("/nostore", ""); passes];
         requests.push(get("/doc", ""));
-        stream.write_all(requests.concat().as_bytes()).await.unwrap();
+        stream
+            .write_all(requests.concat().as_bytes())
+            .await
+            .unwrap();
         let mut pending = Vec::new();
         for _ in 0..passes {
             let r = read_response(&mut stream, &mut pending, "GET").await;
@@ -966,7 +969,11 @@ async fn a_connection_whose_requests_are_not_hits_goes_to_hyper_for_good() {
         let hit = read_response(&mut stream, &mut pending, "GET").await;
         assert_eq!(hit.field("x-cache"), Some("HIT"));
         let after = p.fast_cache.stats().snapshot();
-        assert_eq!(after.answered_at_hand - before.answered_at_hand, at_hand, "after {passes}");
+        assert_eq!(
+            after.answered_at_hand - before.answered_at_hand,
+            at_hand,
+            "after {passes}"
+        );
         assert_eq!(after.hits - before.hits, 1);
     }
 }
