@@ -113,7 +113,10 @@ impl Hits {
             return Decision::Handover;
         }
         // hyper frames a request with none of these as this loop does,
-        // answers it and keeps the connection open.
+        // answers it and keeps the connection open. The same pass tells
+        // whether the general path would answer it otherwise than from the
+        // head: not one `Host`, cookies it joins, fields it removes.
+        let (mut hosts, mut cookies, mut general) = (0, 0, false);
         for field in req.headers.iter() {
             let name = field.name;
             if name.eq_ignore_ascii_case("connection") {
@@ -122,11 +125,20 @@ impl Hits {
                 }
             } else if FRAMING_REQUEST.iter().any(|g| name.eq_ignore_ascii_case(g)) {
                 return Decision::Handover;
+            } else if name.eq_ignore_ascii_case("host") {
+                hosts += 1;
+            } else if name.eq_ignore_ascii_case("cookie") {
+                cookies += 1;
+            } else if GENERAL.iter().any(|g| name.eq_ignore_ascii_case(g)) {
+                general = true;
             }
         }
         let snapshot = self.proxy.get_ref().snapshot();
         if !snapshot.settings().config().server.fast_hits {
             return Decision::Handover;
+        }
+        if hosts != 1 || cookies > 1 || general {
+            return Decision::Lend;
         }
         match self.answer(method, req, &snapshot) {
             Some(answer) => Decision::Answer(answer),
@@ -134,8 +146,9 @@ impl Hits {
         }
     }
 
-    /// The answer to a plain request head when it is a hit core has at
-    /// hand and nothing about it needs the general path.
+    /// The answer to a plain request head (one `Host`, at most one
+    /// `Cookie`, no field the general path removes) when it is a hit core
+    /// has at hand and nothing else about it needs the general path.
     fn answer(
         &self,
         method: &str,
@@ -147,20 +160,6 @@ impl Hits {
             return None;
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
-            return None;
-        }
-        let (mut hosts, mut cookies) = (0, 0);
-        for field in req.headers.iter() {
-            let name = field.name;
-            if name.eq_ignore_ascii_case("host") {
-                hosts += 1;
-            } else if name.eq_ignore_ascii_case("cookie") {
-                cookies += 1;
-            } else if GENERAL.iter().any(|g| name.eq_ignore_ascii_case(g)) {
-                return None;
-            }
-        }
-        if hosts != 1 || cookies > 1 {
             return None;
         }
         // The target as hyper makes it (or its 400).
