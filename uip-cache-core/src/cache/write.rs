@@ -109,33 +109,68 @@ impl HttpCache {
         let options = PutOptions::new(ttl, req.path)
             .tags(&entry.tags)
             .query(req.query);
-        if !entry.vary.is_empty() {
-            let Ok(bytes) = Stored::encode_vary(&entry.vary, ttl) else {
-                return false;
-            };
-            self.guarded(
-                "put",
-                self.inner.store.put(plan.key.as_str(), bytes, options),
-            )
-            .await;
+        if !self.put_vary_marker(plan, &entry, ttl, options).await {
+            return false;
         }
         let key = self.entry_key(plan, req, &entry.vary);
         let Ok(bytes) = entry.encode() else {
             tracing::warn!("response too large to encode as an entry");
             return false;
         };
-        let mut stored = self
+        let stored = self
             .guarded("put", self.inner.store.put(key.as_str(), bytes, options))
             .await
             .is_some();
+        if !stored {
+            return false;
+        }
         // Checked again after the put: an invalidation recorded between the
         // first check and the put is seen here, one recorded after the put
         // deletes the entry itself.
-        if stored && self.invalidated_since(plan, req, &entry.tags).await {
-            self.guarded("delete", self.inner.store.delete(key.as_str()))
-                .await;
+        self.kept_unless_invalidated(plan, req, &entry.tags, key.as_str(), true)
+            .await
+    }
+
+    /// Stores the marker of `entry`'s `Vary` under the plan's key, when it
+    /// varies (whether that put landed is not asked: the variant's put
+    /// decides); `false` if the marker cannot be encoded.
+    async fn put_vary_marker(
+        &self,
+        plan: &CachePlan,
+        entry: &StoredResponse,
+        ttl: std::time::Duration,
+        options: PutOptions<'_>,
+    ) -> bool {
+        if entry.vary.is_empty() {
+            return true;
+        }
+        let Ok(bytes) = Stored::encode_vary(&entry.vary, ttl) else {
+            return false;
+        };
+        self.guarded(
+            "put",
+            self.inner.store.put(plan.key.as_str(), bytes, options),
+        )
+        .await;
+        true
+    }
+
+    /// After a write of `key` (`stored`: it landed): an invalidation
+    /// concerning `tags` recorded since the first check deletes it again
+    /// (counted); otherwise a landed write is counted in `writes`. Whether
+    /// the entry stays.
+    async fn kept_unless_invalidated(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        tags: &[String],
+        key: &str,
+        stored: bool,
+    ) -> bool {
+        if self.invalidated_since(plan, req, tags).await {
+            self.guarded("delete", self.inner.store.delete(key)).await;
             self.inner.stats.uncacheable(NoCacheReason::Invalidated);
-            stored = false;
+            return false;
         }
         if stored {
             // Counted in `stats` by the caller, once it has let go of the
@@ -164,18 +199,11 @@ impl HttpCache {
             return false;
         }
         let ttl = entry.storage_ttl_with_unreachable(plan.settings.stale_if_unreachable());
-        if !entry.vary.is_empty() {
-            let Ok(bytes) = Stored::encode_vary(&entry.vary, ttl) else {
-                return false;
-            };
-            let options = PutOptions::new(ttl, req.path)
-                .tags(&entry.tags)
-                .query(req.query);
-            self.guarded(
-                "put",
-                self.inner.store.put(plan.key.as_str(), bytes, options),
-            )
-            .await;
+        let options = PutOptions::new(ttl, req.path)
+            .tags(&entry.tags)
+            .query(req.query);
+        if !self.put_vary_marker(plan, &entry, ttl, options).await {
+            return false;
         }
         let key = self.entry_key(plan, req, &entry.vary);
         let Ok(head) = entry.encode() else {
@@ -185,7 +213,7 @@ impl HttpCache {
         let mut head = bytes::BytesMut::from(&head[..]);
         let at = head.len() - 8;
         head[at..].copy_from_slice(&writer.written().to_le_bytes());
-        let mut stored = self
+        let stored = self
             .guarded("put", writer.commit(head.freeze()))
             .await
             .is_some();
@@ -193,16 +221,8 @@ impl HttpCache {
         // check and the commit is seen here. Also when the commit did not
         // answer in time: a large commit may still land after it, and the
         // delete is ordered after it by the store.
-        if self.invalidated_since(plan, req, &entry.tags).await {
-            self.guarded("delete", self.inner.store.delete(key.as_str()))
-                .await;
-            self.inner.stats.uncacheable(NoCacheReason::Invalidated);
-            stored = false;
-        }
-        if stored {
-            self.inner.writes.fetch_add(1, Ordering::Release);
-        }
-        stored
+        self.kept_unless_invalidated(plan, req, &entry.tags, key.as_str(), stored)
+            .await
     }
 
     /// Removes the stored `entry` of `req` (its variant, when it varies).
