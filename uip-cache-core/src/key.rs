@@ -139,6 +139,8 @@ const F_HEADER_VALUE: u8 = 10;
 const F_BODY: u8 = 11;
 const F_NO_BODY: u8 = 12;
 const F_FORWARDED: u8 = 13;
+/// The one language a request prefers, in place of its `Accept-Language`.
+const F_LANGUAGE: u8 = 14;
 
 impl KeySpec {
     /// Builds the spec from the `key` section and a policy's `vary_by`.
@@ -195,6 +197,73 @@ impl KeySpec {
     /// The key of `req`, also varying on `response_vary`: the lower-case header
     /// names of the stored response's `Vary` (empty on the first lookup).
     pub fn key(&self, req: &RequestView<'_>, response_vary: &[String]) -> CacheKey {
+        self.key_as(req, response_vary, None)
+    }
+
+    /// The key under which a response varying on `response_vary`, one of
+    /// whose names is `accept-language`, is also found by the requests that
+    /// prefer its `Content-Language` (`content_language`, the field's value)
+    /// to every other language: the key of `req` with its `Accept-Language`
+    /// replaced by that language. `None` when the response does not vary on
+    /// `Accept-Language` or does not name one language.
+    ///
+    /// ```
+    /// use uip_cache_core::{KeySpec, RequestView};
+    ///
+    /// let spec = KeySpec::default();
+    /// let vary = ["accept-language".to_owned()];
+    /// let stored_for = RequestView::new("GET", "/x", &[("accept-language", "en, de")]);
+    /// let asking = RequestView::new("GET", "/x", &[("accept-language", "fr;q=0.5, de")]);
+    /// let other = RequestView::new("GET", "/x", &[("accept-language", "fr, de;q=0.5")]);
+    /// let stored_too = spec.language_key(&stored_for, &vary, b"de").unwrap();
+    /// assert_eq!(spec.preferred_language_key(&asking, &vary), Some(stored_too));
+    /// assert_ne!(spec.preferred_language_key(&other, &vary), spec.language_key(&stored_for, &vary, b"de"));
+    /// assert_eq!(spec.language_key(&stored_for, &vary, b"de, en"), None);
+    /// ```
+    pub fn language_key(
+        &self,
+        req: &RequestView<'_>,
+        response_vary: &[String],
+        content_language: &[u8],
+    ) -> Option<CacheKey> {
+        if !response_vary.iter().any(|v| v == "accept-language") {
+            return None;
+        }
+        let language = normalise::content_language(content_language)?;
+        Some(self.key_as(req, response_vary, Some(&language)))
+    }
+
+    /// The key under which [`KeySpec::language_key`] stored the answer in
+    /// the language `req` prefers to every other; `None` when the response
+    /// does not vary on `Accept-Language` or `req` prefers no one language
+    /// (none sent, two at the top weight, `*` at the top).
+    pub fn preferred_language_key(
+        &self,
+        req: &RequestView<'_>,
+        response_vary: &[String],
+    ) -> Option<CacheKey> {
+        if !response_vary.iter().any(|v| v == "accept-language") {
+            return None;
+        }
+        let mut value = Vec::new();
+        req.headers.for_each_value("accept-language", &mut |v| {
+            if !value.is_empty() {
+                value.push(b',');
+            }
+            value.extend_from_slice(v);
+        });
+        let language = normalise::preferred_language(&value)?;
+        Some(self.key_as(req, response_vary, Some(&language)))
+    }
+
+    /// [`KeySpec::key`], with `Accept-Language` keyed as the one
+    /// `language` when there is one.
+    fn key_as(
+        &self,
+        req: &RequestView<'_>,
+        response_vary: &[String],
+        language: Option<&[u8]>,
+    ) -> CacheKey {
         let mut h = Sha256::new();
         h.update(KEY_VERSION);
         let method = req.method;
@@ -229,7 +298,13 @@ impl KeySpec {
         }
         names.sort_unstable();
         for name in names {
-            header(&mut h, req, name);
+            match language {
+                Some(l) if name == "accept-language" => {
+                    field(&mut h, F_HEADER_NAME, name.as_bytes());
+                    field(&mut h, F_LANGUAGE, l);
+                }
+                _ => header(&mut h, req, name),
+            }
         }
         // What a trusted proxy says besides scheme and host (a path prefix,
         // a port, the URL before a rewrite) changes the links an

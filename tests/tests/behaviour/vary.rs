@@ -7,7 +7,7 @@ use uip_cache_testkit::Reply;
 
 use crate::ITEMS;
 
-for_every_adapter_and_store!(vary, normal_forms);
+for_every_adapter_and_store!(vary, normal_forms, preferred_language);
 
 async fn vary(a: Adapter, b: Backend) {
     let Some(h) = Harness::new(a, b, ITEMS, |s, _| {
@@ -98,4 +98,77 @@ async fn normal_forms(a: Adapter, b: Backend) {
         assert_eq!(got.x_cache(), "MISS", "{a:?}/{b:?} {lang:?} {list:?}");
     }
     assert_eq!(h.calls(), 4);
+}
+
+/// The language an origin that has German and French picks: the first of
+/// the client's languages with the highest weight, German when none.
+fn negotiated(accept_language: &str) -> &'static str {
+    let mut best = ("de", 0.0f32);
+    for m in accept_language.split(',') {
+        let mut parts = m.split(';');
+        let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .find_map(|p| p.trim().strip_prefix("q="))
+            .map_or(1.0, |q| q.parse().unwrap_or(0.0));
+        let lang = match tag.as_str() {
+            "de" => "de",
+            "fr" => "fr",
+            _ => continue,
+        };
+        if q > best.1 {
+            best = (lang, q);
+        }
+    }
+    best.0
+}
+
+/// A response that varies on `Accept-Language` and names one
+/// `Content-Language` also answers the requests that prefer that language
+/// to every other (RFC 9111 section 4.1 lets a cache use what it knows of
+/// the negotiation); a tie at the top weight, or another language on top,
+/// goes to the origin; an unsafe request removes both.
+async fn preferred_language(a: Adapter, b: Backend) {
+    let Some(h) = Harness::new(a, b, ITEMS, |s, n| {
+        let lang = negotiated(s.header("accept-language").unwrap_or(""));
+        Reply::ok(&format!("{n} {lang}"))
+            .header("vary", "Accept-Language")
+            .header("content-language", lang)
+    })
+    .await
+    else {
+        return;
+    };
+    let send = |lang: &'static str| {
+        let h = &h;
+        async move { h.send("GET", "/items", &[("accept-language", lang)]).await }
+    };
+    let first = send("en, de").await;
+    assert_eq!((first.x_cache(), &first.body[..]), ("MISS", &b"0 de"[..]));
+    h.wait_for_sets(1).await;
+    for lang in ["fr;q=0.5, de;q=1.0", "DE", "en;q=0.2, de;q=0.3"] {
+        let got = send(lang).await;
+        assert_eq!(
+            (got.x_cache(), &got.body[..]),
+            ("HIT", &b"0 de"[..]),
+            "{a:?}/{b:?} {lang:?}"
+        );
+    }
+    // A tie at the top, or French on top: the origin's.
+    let tie = send("de, fr").await;
+    assert_eq!((tie.x_cache(), &tie.body[..]), ("MISS", &b"1 de"[..]));
+    h.wait_for_sets(2).await;
+    let fr = send("fr, de;q=0.5").await;
+    assert_eq!((fr.x_cache(), &fr.body[..]), ("MISS", &b"2 fr"[..]));
+    h.wait_for_sets(3).await;
+    let got = send("fr;q=0.9, en").await;
+    assert_eq!(got.x_cache(), "MISS", "{a:?}/{b:?}: English is on top");
+    h.wait_for_sets(4).await;
+    let got = send("FR;q=0.9, en;q=0.1").await;
+    assert_eq!((got.x_cache(), &got.body[..]), ("HIT", &b"3 fr"[..]));
+    assert_eq!(h.calls(), 4);
+    // An unsafe request to the URL removes every answer stored for it.
+    let post = h.send("POST", "/items", &[]).await;
+    assert_eq!(post.status, 200);
+    let got = send("fr;q=0.5, de").await;
+    assert_eq!(got.x_cache(), "MISS", "{a:?}/{b:?}");
 }

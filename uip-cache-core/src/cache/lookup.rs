@@ -37,20 +37,38 @@ impl HttpCache {
         let started = Instant::now();
         // One await in a loop rather than two: a future holds room for
         // each await's store call.
-        let mut variant = None;
+        let mut variant: Option<(CacheKey, Vec<String>)> = None;
+        let mut by_language = None;
         let stored = loop {
-            let key = variant.as_ref().unwrap_or(&plan.key);
+            let key = match (&by_language, &variant) {
+                (Some(k), _) | (None, Some((k, _))) => k,
+                (None, None) => &plan.key,
+            };
             let stored = self.get_stored(key.as_str()).await;
-            match stored {
-                Some(Stored::Vary(vary)) if variant.is_none() => {
-                    variant = Some(self.entry_key(plan, req, &vary));
+            match (stored, &variant) {
+                (Some(Stored::Vary(vary)), None) => {
+                    variant = Some((self.entry_key(plan, req, &vary), vary));
                 }
-                stored => break stored,
+                // No answer for this request's own variant: the answer in
+                // the language it prefers to every other, if one is stored.
+                (None, Some((_, vary))) if by_language.is_none() => {
+                    match self.preferred_language_key(plan, req, vary) {
+                        Some(k) => by_language = Some(k),
+                        None => break None,
+                    }
+                }
+                (stored, _) => break stored,
             }
         };
         self.inner.stats.latency(started.elapsed());
         match stored {
-            Some(Stored::Entry(entry)) => Some(entry),
+            // Found by language: kept only if it is (still) in that language.
+            Some(Stored::Entry(entry))
+                if by_language.is_none()
+                    || self.language_entry_key(plan, req, &entry) == by_language =>
+            {
+                Some(entry)
+            }
             // A marker under a variant's key is no answer.
             _ => None,
         }
@@ -117,6 +135,46 @@ impl HttpCache {
     /// meanwhile" check).
     pub(crate) fn writes(&self) -> u64 {
         self.inner.writes.load(Ordering::Acquire)
+    }
+
+    /// The key under which the answer in the language `req` prefers to every
+    /// other is also stored, for a response varying on `vary` (see
+    /// [`KeySpec::preferred_language_key`](crate::KeySpec::preferred_language_key)).
+    fn preferred_language_key(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        vary: &[String],
+    ) -> Option<CacheKey> {
+        let key = self
+            .policy(plan)
+            .key_spec()
+            .preferred_language_key(req, vary)?;
+        Some(if plan.part { key.part() } else { key })
+    }
+
+    /// The key under which `entry`, stored for `req`, is also found by the
+    /// requests that prefer its one `Content-Language` to every other
+    /// language, when it varies on `Accept-Language` (see
+    /// [`KeySpec::language_key`](crate::KeySpec::language_key)).
+    pub(super) fn language_entry_key(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        entry: &StoredResponse,
+    ) -> Option<CacheKey> {
+        let mut lines = entry
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "content-language");
+        let (Some((_, language)), None) = (lines.next(), lines.next()) else {
+            return None;
+        };
+        let key = self
+            .policy(plan)
+            .key_spec()
+            .language_key(req, &entry.vary, language)?;
+        Some(if plan.part { key.part() } else { key })
     }
 
     /// The key an entry of `req` lives under: the plan's, or its variant's

@@ -117,6 +117,12 @@ impl HttpCache {
             tracing::warn!("response too large to encode as an entry");
             return false;
         };
+        // Also found by the requests that prefer its language (a copy: the
+        // lookup that finds it is one read, as any variant's).
+        let by_language = self
+            .language_entry_key(plan, req, &entry)
+            .filter(|k| *k != key);
+        let copy = by_language.as_ref().map(|_| bytes.clone());
         let stored = self
             .guarded("put", self.inner.store.put(key.as_str(), bytes, options))
             .await
@@ -124,11 +130,23 @@ impl HttpCache {
         if !stored {
             return false;
         }
+        if let (Some(k), Some(copy)) = (&by_language, copy) {
+            self.guarded("put", self.inner.store.put(k.as_str(), copy, options))
+                .await;
+        }
         // Checked again after the put: an invalidation recorded between the
         // first check and the put is seen here, one recorded after the put
         // deletes the entry itself.
-        self.kept_unless_invalidated(plan, req, &entry.tags, key.as_str(), true)
-            .await
+        let kept = self
+            .kept_unless_invalidated(plan, req, &entry.tags, key.as_str(), true)
+            .await;
+        if !kept {
+            if let Some(k) = &by_language {
+                self.guarded("delete", self.inner.store.delete(k.as_str()))
+                    .await;
+            }
+        }
+        kept
     }
 
     /// Stores the marker of `entry`'s `Vary` under the plan's key, when it
@@ -239,6 +257,16 @@ impl HttpCache {
             == Some(true)
         {
             self.inner.stats.deleted(1);
+        }
+        // And its copy found by language (the entry may have been that copy).
+        if let Some(k) = self.language_entry_key(plan, req, entry) {
+            if self
+                .guarded("delete", self.inner.store.delete(k.as_str()))
+                .await
+                == Some(true)
+            {
+                self.inner.stats.deleted(1);
+            }
         }
     }
 }

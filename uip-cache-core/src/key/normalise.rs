@@ -19,6 +19,13 @@
 //!   line was sent, trimmed only at its ends, as before.
 //!
 //! Normalising is idempotent: a value and its normal form give one key.
+//!
+//! Besides its variant, a response that varies on `Accept-Language` and
+//! names one `Content-Language` is found by the requests that prefer that
+//! language above every other ([`preferred_language`]): `fr;q=0.5, de`
+//! gets the German answer stored for `en, de` (RFC 9111 section 4.1 lets
+//! a cache use what it knows of the negotiation). Ties are not broken:
+//! `en, de` finds no answer stored for `de, en`.
 
 use std::borrow::Cow;
 
@@ -151,6 +158,48 @@ fn accept_language(value: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The one language `Accept-Language` prefers to every other (lower
+/// case): the range whose weight is above every other member's, and above
+/// 0, and not `*`. `None` when two ranges share the top weight (which one
+/// a server takes is its own rule: see the module's documentation), when
+/// any member does not follow the grammar, or when there is none.
+pub(super) fn preferred_language(value: &[u8]) -> Option<Vec<u8>> {
+    let mut top: Option<(&[u8], u16)> = None;
+    let mut tied = false;
+    for m in members(value).filter(|m| !m.is_empty()) {
+        let (range, weight) = language_member(m)?;
+        let q = weight.as_deref().map_or(1000, thousandths);
+        match top {
+            Some((_, best)) if q < best => {}
+            Some((_, best)) if q == best => tied = true,
+            _ => {
+                top = Some((range, q));
+                tied = false;
+            }
+        }
+    }
+    let (range, q) = top?;
+    (!tied && q > 0 && range != b"*").then(|| range.to_ascii_lowercase())
+}
+
+/// A `Content-Language` that names one language (lower case): a single
+/// language tag, not a list.
+pub(super) fn content_language(value: &[u8]) -> Option<Vec<u8>> {
+    let tag = trim(value);
+    (tag != b"*" && is_language_range(tag)).then(|| tag.to_ascii_lowercase())
+}
+
+/// A normal-form weight (`0`, `0.5`, `0.125`; see [`qvalue`]) in
+/// thousandths.
+fn thousandths(w: &[u8]) -> u16 {
+    let frac = w.strip_prefix(b"0.").unwrap_or_default();
+    let mut t = 0u16;
+    for i in 0..3 {
+        t = t * 10 + frac.get(i).map_or(0, |d| u16::from(d - b'0'));
+    }
+    t
+}
+
 /// A member `language-range [ weight ]`: the range, and the weight in its
 /// normal form (`None` for 1); `None` when it does not follow the grammar.
 fn language_member(m: &[u8]) -> Option<(&[u8], Option<Vec<u8>>)> {
@@ -276,6 +325,38 @@ mod tests {
         assert!(!as_sent("accept-language"));
     }
 
+    fn top(v: &str) -> Option<String> {
+        preferred_language(v.as_bytes()).map(|l| String::from_utf8(l).unwrap())
+    }
+
+    #[test]
+    fn the_preferred_language_is_the_one_weighted_above_all_others() {
+        assert_eq!(top("fr;q=0.5, de;q=1.0").as_deref(), Some("de"));
+        assert_eq!(top("DE-at, en;q=0.9").as_deref(), Some("de-at"));
+        assert_eq!(top("en;q=0.1").as_deref(), Some("en"));
+        assert_eq!(top("fr;q=0.125, en;q=0.12").as_deref(), Some("fr"));
+        // A tie, nothing wanted, anything, or a member off the grammar: none.
+        for v in [
+            "en, de",
+            "de;q=0.5, en;q=0.50",
+            "en;q=0",
+            "*",
+            "*, en;q=0.5",
+            "",
+            " , ",
+            "en, de;q=x",
+            "en;q=2",
+            "e1",
+        ] {
+            assert_eq!(top(v), None, "{v}");
+        }
+        let cl = |v: &str| content_language(v.as_bytes()).map(|l| String::from_utf8(l).unwrap());
+        assert_eq!(cl(" De-AT ").as_deref(), Some("de-at"));
+        for v in ["de, en", "*", "", "de;q=1", "d e"] {
+            assert_eq!(cl(v), None, "{v}");
+        }
+    }
+
     proptest! {
         /// Normalising twice is normalising once: a stored variant's value
         /// and the same value normalised again find one key.
@@ -305,6 +386,32 @@ mod tests {
         ) {
             let (na, nb) = (n("x-list", &a.join(sep_a)), n("x-list", &b.join(sep_b)));
             prop_assert_eq!(na == nb, a == b);
+        }
+
+        /// The preferred language never panics, is a range the value
+        /// names (lower-cased), and is weighted above every other member.
+        #[test]
+        fn the_preferred_language_is_weighted_above_the_rest(
+            l in proptest::collection::vec(("[a-zA-Z]{1,3}|\\*", 0u16..=1000), 0..5),
+            raw in proptest::collection::vec(any::<u8>(), 0..30),
+        ) {
+            let _ = preferred_language(&raw);
+            let show = l.iter().map(|(t, q)| {
+                if *q == 1000 { t.clone() } else { format!("{t};q={}.{:03}", q / 1000, q % 1000) }
+            }).collect::<Vec<_>>().join(", ");
+            match top(&show) {
+                Some(p) => {
+                    let q = l.iter().filter(|(t, _)| t.to_ascii_lowercase() == p).map(|(_, q)| *q).max().unwrap();
+                    prop_assert!(q > 0 && p != "*");
+                    let at_top = l.iter().filter(|(_, w)| *w >= q).count();
+                    prop_assert_eq!(at_top, 1);
+                }
+                None => {
+                    let max = l.iter().map(|(_, q)| *q).max().unwrap_or(0);
+                    let at_max: Vec<_> = l.iter().filter(|(_, q)| *q == max).collect();
+                    prop_assert!(max == 0 || at_max.len() != 1 || at_max[0].0 == "*");
+                }
+            }
         }
 
         /// Two Accept-Language values of distinct language lists never
