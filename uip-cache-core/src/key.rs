@@ -205,7 +205,10 @@ impl KeySpec {
     /// prefer its `Content-Language` (`content_language`, the field's value)
     /// to every other language: the key of `req` with its `Accept-Language`
     /// replaced by that language. `None` when the response does not vary on
-    /// `Accept-Language` or does not name one language.
+    /// `Accept-Language`, does not name one language, or `req` does not
+    /// weight that language at the top (so an answer the origin gave in a
+    /// language the request did not ask for first, such as a fallback
+    /// page, is never found by those who prefer that language).
     ///
     /// ```
     /// use uip_cache_core::{KeySpec, RequestView};
@@ -219,6 +222,9 @@ impl KeySpec {
     /// assert_eq!(spec.preferred_language_key(&asking, &vary), Some(stored_too));
     /// assert_ne!(spec.preferred_language_key(&other, &vary), spec.language_key(&stored_for, &vary, b"de"));
     /// assert_eq!(spec.language_key(&stored_for, &vary, b"de, en"), None);
+    /// // A German answer to a request that did not ask for German first.
+    /// let fallback = RequestView::new("GET", "/x", &[("accept-language", "ja")]);
+    /// assert_eq!(spec.language_key(&fallback, &vary, b"de"), None);
     /// ```
     pub fn language_key(
         &self,
@@ -230,6 +236,9 @@ impl KeySpec {
             return None;
         }
         let language = normalise::content_language(content_language)?;
+        if !normalise::weights_at_top(&accept_language(req), &language) {
+            return None;
+        }
         Some(self.key_as(req, response_vary, Some(&language)))
     }
 
@@ -245,14 +254,7 @@ impl KeySpec {
         if !response_vary.iter().any(|v| v == "accept-language") {
             return None;
         }
-        let mut value = Vec::new();
-        req.headers.for_each_value("accept-language", &mut |v| {
-            if !value.is_empty() {
-                value.push(b',');
-            }
-            value.extend_from_slice(v);
-        });
-        let language = normalise::preferred_language(&value)?;
+        let language = normalise::preferred_language(&accept_language(req))?;
         Some(self.key_as(req, response_vary, Some(&language)))
     }
 
@@ -407,6 +409,18 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
         out.push(HEX[(b >> 4) as usize] as char);
         out.push(HEX[(b & 0xf) as usize] as char);
     }
+}
+
+/// `req`'s `Accept-Language` lines, combined.
+fn accept_language(req: &RequestView<'_>) -> Vec<u8> {
+    let mut value = Vec::new();
+    req.headers.for_each_value("accept-language", &mut |v| {
+        if !value.is_empty() {
+            value.push(b',');
+        }
+        value.extend_from_slice(v);
+    });
+    value
 }
 
 fn field(h: &mut Sha256, tag: u8, bytes: &[u8]) {

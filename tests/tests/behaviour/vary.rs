@@ -7,7 +7,12 @@ use uip_cache_testkit::Reply;
 
 use crate::ITEMS;
 
-for_every_adapter_and_store!(vary, normal_forms, preferred_language);
+for_every_adapter_and_store!(
+    vary,
+    normal_forms,
+    preferred_language,
+    no_language_selection_by_default
+);
 
 async fn vary(a: Adapter, b: Backend) {
     let Some(h) = Harness::new(a, b, ITEMS, |s, _| {
@@ -122,13 +127,17 @@ fn negotiated(accept_language: &str) -> &'static str {
     best.0
 }
 
-/// A response that varies on `Accept-Language` and names one
-/// `Content-Language` also answers the requests that prefer that language
-/// to every other (RFC 9111 section 4.1 lets a cache use what it knows of
-/// the negotiation); a tie at the top weight, or another language on top,
-/// goes to the origin; an unsafe request removes both.
+/// With `defaults.select_language`, a response that varies on
+/// `Accept-Language` and names one `Content-Language`, stored for a
+/// request that weights that language at the top, also answers the
+/// requests that weight it above every other (RFC 9111 section 4.1 lets a
+/// cache use what it knows of the negotiation); a tie at the top, another
+/// language on top, or an answer in a language the storing request did not
+/// ask for first (a fallback) goes to the origin; an unsafe request
+/// removes both. Off (the default), only a request's own variant answers.
 async fn preferred_language(a: Adapter, b: Backend) {
-    let Some(h) = Harness::new(a, b, ITEMS, |s, n| {
+    let config = format!("defaults:\n  select_language: true\n{ITEMS}");
+    let Some(h) = Harness::new(a, b, &config, |s, n| {
         let lang = negotiated(s.header("accept-language").unwrap_or(""));
         Reply::ok(&format!("{n} {lang}"))
             .header("vary", "Accept-Language")
@@ -142,33 +151,74 @@ async fn preferred_language(a: Adapter, b: Backend) {
         let h = &h;
         async move { h.send("GET", "/items", &[("accept-language", lang)]).await }
     };
-    let first = send("en, de").await;
-    assert_eq!((first.x_cache(), &first.body[..]), ("MISS", &b"0 de"[..]));
+    // German as a fallback for Japanese: not for those who prefer German.
+    let fallback = send("ja").await;
+    assert_eq!(
+        (fallback.x_cache(), &fallback.body[..]),
+        ("MISS", &b"0 de"[..])
+    );
     h.wait_for_sets(1).await;
-    for lang in ["fr;q=0.5, de;q=1.0", "DE", "en;q=0.2, de;q=0.3"] {
+    let got = send("de").await;
+    assert_eq!(
+        (got.x_cache(), &got.body[..]),
+        ("MISS", &b"1 de"[..]),
+        "{a:?}/{b:?}"
+    );
+    h.wait_for_sets(2).await;
+    let first = send("en, de").await;
+    assert_eq!((first.x_cache(), &first.body[..]), ("MISS", &b"2 de"[..]));
+    h.wait_for_sets(3).await;
+    for lang in ["fr;q=0.5, de;q=1.0", "DE;q=0.9", "en;q=0.2, de;q=0.3"] {
         let got = send(lang).await;
         assert_eq!(
             (got.x_cache(), &got.body[..]),
-            ("HIT", &b"0 de"[..]),
+            ("HIT", &b"2 de"[..]),
             "{a:?}/{b:?} {lang:?}"
         );
     }
     // A tie at the top, or French on top: the origin's.
     let tie = send("de, fr").await;
-    assert_eq!((tie.x_cache(), &tie.body[..]), ("MISS", &b"1 de"[..]));
-    h.wait_for_sets(2).await;
+    assert_eq!((tie.x_cache(), &tie.body[..]), ("MISS", &b"3 de"[..]));
+    h.wait_for_sets(4).await;
     let fr = send("fr, de;q=0.5").await;
-    assert_eq!((fr.x_cache(), &fr.body[..]), ("MISS", &b"2 fr"[..]));
-    h.wait_for_sets(3).await;
+    assert_eq!((fr.x_cache(), &fr.body[..]), ("MISS", &b"4 fr"[..]));
+    h.wait_for_sets(5).await;
     let got = send("fr;q=0.9, en").await;
     assert_eq!(got.x_cache(), "MISS", "{a:?}/{b:?}: English is on top");
-    h.wait_for_sets(4).await;
+    h.wait_for_sets(6).await;
+    // Stored for a request that weighted French below English: no copy.
     let got = send("FR;q=0.9, en;q=0.1").await;
-    assert_eq!((got.x_cache(), &got.body[..]), ("HIT", &b"3 fr"[..]));
-    assert_eq!(h.calls(), 4);
+    assert_eq!((got.x_cache(), &got.body[..]), ("HIT", &b"4 fr"[..]));
+    assert_eq!(h.calls(), 6);
     // An unsafe request to the URL removes every answer stored for it.
     let post = h.send("POST", "/items", &[]).await;
     assert_eq!(post.status, 200);
     let got = send("fr;q=0.5, de").await;
     assert_eq!(got.x_cache(), "MISS", "{a:?}/{b:?}");
+}
+
+/// Without `defaults.select_language` (the default) only a request's own
+/// variant answers it.
+async fn no_language_selection_by_default(a: Adapter, b: Backend) {
+    let Some(h) = Harness::new(a, b, ITEMS, |s, n| {
+        let lang = negotiated(s.header("accept-language").unwrap_or(""));
+        Reply::ok(&format!("{n} {lang}"))
+            .header("vary", "Accept-Language")
+            .header("content-language", lang)
+    })
+    .await
+    else {
+        return;
+    };
+    let first = h.send("GET", "/items", &[("accept-language", "de")]).await;
+    assert_eq!(first.x_cache(), "MISS");
+    h.wait_for_sets(1).await;
+    let got = h
+        .send("GET", "/items", &[("accept-language", "fr;q=0.5, de")])
+        .await;
+    assert_eq!(
+        (got.x_cache(), &got.body[..]),
+        ("MISS", &b"1 de"[..]),
+        "{a:?}/{b:?}"
+    );
 }

@@ -62,10 +62,15 @@ impl HttpCache {
         };
         self.inner.stats.latency(started.elapsed());
         match stored {
-            // Found by language: kept only if it is (still) in that language.
+            Some(Stored::Entry(entry)) if by_language.is_none() => Some(entry),
+            // Found by language: kept only if it is (still) in that
+            // language, and fresh. A stale one is no answer: it is never
+            // revalidated, replaced or removed on behalf of a request whose
+            // own variant it is not.
             Some(Stored::Entry(entry))
-                if by_language.is_none()
-                    || self.language_entry_key(plan, req, &entry) == by_language =>
+                if self.language_entry_key(plan, req, &entry) == by_language
+                    && freshness::usability(&entry, &plan.request_cc, self.inner.clock.now())
+                        == Usability::Fresh =>
             {
                 Some(entry)
             }
@@ -146,23 +151,29 @@ impl HttpCache {
         req: &RequestView<'_>,
         vary: &[String],
     ) -> Option<CacheKey> {
-        let key = self
-            .policy(plan)
+        if !plan.settings.select_language() || plan.part {
+            return None;
+        }
+        self.policy(plan)
             .key_spec()
-            .preferred_language_key(req, vary)?;
-        Some(if plan.part { key.part() } else { key })
+            .preferred_language_key(req, vary)
     }
 
     /// The key under which `entry`, stored for `req`, is also found by the
     /// requests that prefer its one `Content-Language` to every other
     /// language, when it varies on `Accept-Language` (see
-    /// [`KeySpec::language_key`](crate::KeySpec::language_key)).
+    /// [`KeySpec::language_key`](crate::KeySpec::language_key)): only with
+    /// `defaults.select_language`, for a complete 200 (never a part, nor
+    /// an error or a fallback page in a status of its own).
     pub(super) fn language_entry_key(
         &self,
         plan: &CachePlan,
         req: &RequestView<'_>,
         entry: &StoredResponse,
     ) -> Option<CacheKey> {
+        if !plan.settings.select_language() || plan.part || entry.status != 200 {
+            return None;
+        }
         let mut lines = entry
             .headers
             .iter()
@@ -170,11 +181,9 @@ impl HttpCache {
         let (Some((_, language)), None) = (lines.next(), lines.next()) else {
             return None;
         };
-        let key = self
-            .policy(plan)
+        self.policy(plan)
             .key_spec()
-            .language_key(req, &entry.vary, language)?;
-        Some(if plan.part { key.part() } else { key })
+            .language_key(req, &entry.vary, language)
     }
 
     /// The key an entry of `req` lives under: the plan's, or its variant's

@@ -239,8 +239,16 @@ impl HttpCache {
         // check and the commit is seen here. Also when the commit did not
         // answer in time: a large commit may still land after it, and the
         // delete is ordered after it by the store.
-        self.kept_unless_invalidated(plan, req, &entry.tags, key.as_str(), stored)
-            .await
+        let kept = self
+            .kept_unless_invalidated(plan, req, &entry.tags, key.as_str(), stored)
+            .await;
+        // A streamed body is not stored twice: a copy found by language
+        // that an earlier answer left would now be older than this one.
+        if let Some(k) = self.language_entry_key(plan, req, &entry) {
+            self.guarded("delete", self.inner.store.delete(k.as_str()))
+                .await;
+        }
+        kept
     }
 
     /// Removes the stored `entry` of `req` (its variant, when it varies).
@@ -258,7 +266,7 @@ impl HttpCache {
         {
             self.inner.stats.deleted(1);
         }
-        // And its copy found by language (the entry may have been that copy).
+        // And the copy of it found by language.
         if let Some(k) = self.language_entry_key(plan, req, entry) {
             if self
                 .guarded("delete", self.inner.store.delete(k.as_str()))

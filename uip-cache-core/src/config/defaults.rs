@@ -51,6 +51,14 @@ pub struct DefaultsConfig {
     pub negative_ttl: Seconds,
     /// How long requests for a key being fetched wait before going to the origin themselves (default 5s).
     pub lock_timeout: Seconds,
+    /// A response that varies on `Accept-Language` and names one language
+    /// in `Content-Language`, stored for a request that weights that
+    /// language at the top, also answers later requests that weight it
+    /// above every other language (RFC 9111 section 4.1: a cache may use
+    /// what it knows of the negotiation). Default false: only for origins
+    /// that choose by weight, as RFC 9110 section 12.4.2 says, not by the
+    /// order languages are listed in.
+    pub select_language: bool,
     /// Successful POST, PUT, PATCH, DELETE invalidate their target URI and
     /// the same-origin `Location` / `Content-Location`, on the request's own
     /// host when keys hold the host (default true).
@@ -131,6 +139,7 @@ impl Default for DefaultsConfig {
             negative_ttl: Seconds(Duration::from_secs(10)),
             lock_timeout: Seconds(Duration::from_secs(5)),
             invalidate_on_unsafe: true,
+            select_language: false,
             targeted_cache_control: vec!["CDN-Cache-Control".into(), "Surrogate-Control".into()],
             tag_headers: vec!["Surrogate-Key".into(), "Cache-Tag".into()],
             forward_tag_headers: false,

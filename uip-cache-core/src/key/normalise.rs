@@ -20,12 +20,14 @@
 //!
 //! Normalising is idempotent: a value and its normal form give one key.
 //!
-//! Besides its variant, a response that varies on `Accept-Language` and
-//! names one `Content-Language` is found by the requests that prefer that
-//! language above every other ([`preferred_language`]): `fr;q=0.5, de`
-//! gets the German answer stored for `en, de` (RFC 9111 section 4.1 lets
-//! a cache use what it knows of the negotiation). Ties are not broken:
-//! `en, de` finds no answer stored for `de, en`.
+//! With `defaults.select_language`, a response that varies on
+//! `Accept-Language` and names one `Content-Language`, stored for a
+//! request that weights that language at the top ([`weights_at_top`]), is
+//! also found by the requests that prefer that language above every other
+//! ([`preferred_language`]): `fr;q=0.5, de` gets the German answer stored
+//! for `en, de` (RFC 9111 section 4.1 lets a cache use what it knows of
+//! the negotiation). Ties are not broken: `en, de` finds no answer stored
+//! for `de, en`.
 
 use std::borrow::Cow;
 
@@ -180,6 +182,25 @@ pub(super) fn preferred_language(value: &[u8]) -> Option<Vec<u8>> {
     }
     let (range, q) = top?;
     (!tied && q > 0 && range != b"*").then(|| range.to_ascii_lowercase())
+}
+
+/// Whether `Accept-Language` weights `language` (lower case) at the top:
+/// at its highest weight, above 0, perhaps with others (a tie). `false`
+/// when any member does not follow the grammar.
+pub(super) fn weights_at_top(value: &[u8], language: &[u8]) -> bool {
+    let mut top = 0u16;
+    let mut weight_of_language = None;
+    for m in members(value).filter(|m| !m.is_empty()) {
+        let Some((range, weight)) = language_member(m) else {
+            return false;
+        };
+        let q = weight.as_deref().map_or(1000, thousandths);
+        top = top.max(q);
+        if range.eq_ignore_ascii_case(language) {
+            weight_of_language = Some(weight_of_language.unwrap_or(0).max(q));
+        }
+    }
+    weight_of_language.is_some_and(|q| q > 0 && q == top)
 }
 
 /// A `Content-Language` that names one language (lower case): a single
@@ -350,6 +371,10 @@ mod tests {
         ] {
             assert_eq!(top(v), None, "{v}");
         }
+        let at_top = |v: &str, l: &str| weights_at_top(v.as_bytes(), l.as_bytes());
+        assert!(at_top("en, de", "de") && at_top("en, DE", "de") && at_top("de;q=0.5", "de"));
+        assert!(!at_top("en, de;q=0.9", "de") && !at_top("ja", "de") && !at_top("de;q=0", "de"));
+        assert!(!at_top("en, de, x;q=2", "de") && !at_top("", "de"));
         let cl = |v: &str| content_language(v.as_bytes()).map(|l| String::from_utf8(l).unwrap());
         assert_eq!(cl(" De-AT ").as_deref(), Some("de-at"));
         for v in ["de, en", "*", "", "de;q=1", "d e"] {

@@ -59,6 +59,7 @@ pub struct Settings {
     soft_purge_grace: Duration,
     stale_if_unreachable: Duration,
     invalidate_on_unsafe: bool,
+    select_language: bool,
 }
 
 impl Settings {
@@ -111,6 +112,7 @@ impl Settings {
                 .stale_if_unreachable
                 .map_or(Duration::ZERO, |s| s.get()),
             invalidate_on_unsafe: defaults.invalidate_on_unsafe,
+            select_language: defaults.select_language,
             config: Arc::new(config.clone()),
         })
     }
@@ -204,6 +206,12 @@ impl Settings {
     /// target (`defaults.invalidate_on_unsafe`).
     pub fn invalidate_on_unsafe(&self) -> bool {
         self.invalidate_on_unsafe
+    }
+
+    /// Whether an answer in one language also answers the requests that
+    /// prefer that language (`defaults.select_language`).
+    pub fn select_language(&self) -> bool {
+        self.select_language
     }
 }
 
