@@ -89,6 +89,11 @@ mod other {
         pub fn offset(&self) -> usize {
             0
         }
+
+        /// The length of its file now (never called on this system).
+        pub fn file_len(&self) -> std::io::Result<u64> {
+            Ok(0)
+        }
     }
 }
 
@@ -362,6 +367,24 @@ mod linux {
         /// Where the slice starts in its file.
         pub fn offset(&self) -> usize {
             self.offset
+        }
+
+        /// The length its file has now (`fstat(2)` of the descriptor the
+        /// mapping holds, no path looked up): a file cut since it was mapped
+        /// ([`map_file`]) is shorter than the mapping, and reading past its
+        /// end would raise `SIGBUS`.
+        pub fn file_len(&self) -> io::Result<u64> {
+            let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+            // SAFETY: the descriptor is open while `self` holds the region,
+            // and `stat` is room for one `struct stat`, which the kernel
+            // fills when the call succeeds (and only then is it read).
+            let stat = unsafe {
+                if libc::fstat(self.region.fd.as_raw_fd(), stat.as_mut_ptr()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                stat.assume_init()
+            };
+            u64::try_from(stat.st_size).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
         }
 
         /// Sends up to `len` bytes of the file from the slice's start to

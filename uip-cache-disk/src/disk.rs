@@ -540,12 +540,16 @@ impl Disk {
     /// allows (see [`zerocopy::map_file`]), else read. With `nowait`, a
     /// file whose pages are not all in memory is not read (`WouldBlock`).
     fn read_body(&self, record: &Record, nowait: bool) -> io::Result<Body> {
-        let path = self.body_path(record.file);
         let mapped = self.mapped().files.get(&record.file).cloned();
         if let Some(body) = mapped {
-            // Mapped by an earlier hit: still there, and of its length.
-            if fs::metadata(&path)?.len() == record.len {
-                return Ok(Body::Good(body));
+            // Mapped by an earlier hit: still of its length (asked of the
+            // descriptor the mapping holds; a file unlinked by another
+            // process stays whole while mapped).
+            let len = zerocopy::find(&body).map(|s| s.file_len());
+            if let Some(len) = len {
+                if len? == record.len {
+                    return Ok(Body::Good(body));
+                }
             }
             self.mapped().files.remove(&record.file);
             return Ok(Body::Bad);
@@ -570,6 +574,7 @@ impl Disk {
                 });
             }
         }
+        let path = self.body_path(record.file);
         let file = fs::File::open(&path)?;
         if file.metadata()?.len() != record.len {
             return Ok(Body::Bad);
