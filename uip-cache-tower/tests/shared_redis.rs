@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use uip_cache_testkit::tower::{config, get, ok};
+use uip_cache_testkit::tower::{config, get, ok, req};
 use uip_cache_testkit::{wait_for_sets, Origin, RedisServer, Reply};
 use uip_cache_tower::CacheLayer;
 
@@ -182,4 +182,58 @@ async fn a_follower_on_another_instance_checks_the_entry_before_a_hit() {
     lead.await.unwrap();
     assert_ne!(follower.x_cache(), "HIT", "{:?}", follower.headers);
     assert_eq!(origin.calls(), 2, "the follower went to the origin");
+}
+
+/// A part another instance stored in the shared Redis is completed here:
+/// a whole GET on this instance asks the origin for the rest of the part
+/// only (with the part's validator), and the client gets the exact whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_stored_by_another_instance_is_completed_here() {
+    const BODY: &str = "0123456789abcdefghijklmnopqrstuvwxyz";
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let yaml = server.yaml(
+        "policies:\n  - name: items\n    pattern: \"/items*\"\n    ttl: 60\n    range_passthrough_above: 0\n",
+    );
+    let origin = Origin::new(|seen, _| {
+        let range = seen.header("range").and_then(|r| r.strip_prefix("bytes="));
+        let reply = match range.and_then(|r| r.split_once('-')) {
+            Some((first, last)) => {
+                let first: usize = first.parse().unwrap();
+                let last: usize = if last.is_empty() {
+                    BODY.len() - 1
+                } else {
+                    last.parse().unwrap()
+                };
+                Reply::ok(&BODY[first..=last]).status(206).header(
+                    "content-range",
+                    format!("bytes {first}-{last}/{}", BODY.len()),
+                )
+            }
+            None => Reply::ok(BODY),
+        };
+        reply
+            .header("etag", "\"v1\"")
+            .header("cache-control", "max-age=60")
+    });
+    let a_layer = CacheLayer::from_config(&config(&yaml)).unwrap();
+    let mut a = tower::Layer::layer(&a_layer, origin.clone());
+    let mut b = tower::Layer::layer(
+        &CacheLayer::from_config(&config(&yaml)).unwrap(),
+        origin.clone(),
+    );
+    let part = ok(&mut a, req("GET", "/items/c", &[("range", "bytes=0-9")])).await;
+    assert_eq!((part.status, &part.body[..]), (206, &b"0123456789"[..]));
+    wait_for_sets(a_layer.cache(), 1).await;
+
+    let whole = ok(&mut b, get("/items/c")).await;
+    assert_eq!((whole.status, &whole.body[..]), (200, BODY.as_bytes()));
+    let seen = origin.last_seen().unwrap();
+    assert_eq!(
+        (seen.header("range"), seen.header("if-range")),
+        (Some("bytes=10-"), Some("\"v1\"")),
+        "the rest of the part only was asked for"
+    );
+    assert_eq!(origin.calls(), 2);
 }

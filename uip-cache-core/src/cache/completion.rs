@@ -224,15 +224,19 @@ impl HttpCache {
     }
 
     /// The stored part a whole GET may complete (see [`Completion`]): only
-    /// when this instance stored a part under the request's key (the hint
-    /// saves every other miss a store round trip), the request may
-    /// complete one ([`may_complete`]), and the part is fresh.
+    /// when a part may be stored under the request's key (this instance
+    /// stored one: the hint saves every other miss a store round trip; or
+    /// the store is shared, where another instance may have), the request
+    /// may complete one ([`may_complete`]), and the part is fresh.
     pub(super) async fn part_to_complete(
         &self,
         plan: &CachePlan,
         req: &RequestView<'_>,
     ) -> Option<Box<Completion>> {
-        if plan.part || !may_complete(req) || !self.inner.parts.contains_key(&hint(&plan.key)) {
+        if plan.part || !may_complete(req) {
+            return None;
+        }
+        if !self.inner.store.shared() && !self.inner.parts.contains_key(&hint(&plan.key)) {
             return None;
         }
         let entry = self.lookup(&plan.for_part(), req).await?;

@@ -12,6 +12,14 @@ use super::StoreFuture;
 /// one process alone, where the cache's own log and locks cover it: such a
 /// store implements nothing here (`impl Coordination for MyStore {}`).
 pub trait Coordination: Send + Sync {
+    /// Whether other instances read and write this store too, so that it
+    /// may hold what this process never wrote (an instance then looks for
+    /// what it would otherwise remember having stored, such as a part to
+    /// complete). Stores of one process answer `false` (the default).
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// A counter every recorded invalidation raises, shared by all instances
     /// using the store. Stores local to one process return 0 (the cache's
     /// own log covers them).

@@ -30,6 +30,10 @@ impl RedisStore {
 }
 
 impl Coordination for RedisStore {
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn epoch(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let mut get = redis::cmd("GET");

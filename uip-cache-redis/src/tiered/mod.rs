@@ -351,6 +351,10 @@ impl StoreStatus for TieredStore {
 
 /// Redis's: the instances share it.
 impl Coordination for TieredStore {
+    fn shared(&self) -> bool {
+        self.inner.l2.shared()
+    }
+
     fn epoch(&self) -> StoreFuture<'_, u64> {
         self.inner.l2.epoch()
     }
