@@ -115,6 +115,10 @@ impl StoreStatus for Double {
 }
 
 impl Coordination for Double {
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn epoch(&self) -> StoreFuture<'_, u64> {
         let epoch = self.log.lock().unwrap().0;
         Box::pin(async move { Ok(epoch) })

@@ -236,8 +236,17 @@ impl HttpCache {
         if plan.part || !may_complete(req) {
             return None;
         }
-        if !self.inner.store.shared() && !self.inner.parts.contains_key(&hint(&plan.key)) {
-            return None;
+        if !self.inner.parts.contains_key(&hint(&plan.key)) {
+            // Only a shared store may hold a part this instance did not
+            // store, and a request that will not fetch (`only-if-cached`)
+            // or that no entry would come of (hit-for-miss) is not worth
+            // the store read.
+            if !self.inner.store.shared()
+                || plan.request_cc.only_if_cached
+                || self.is_uncacheable(plan)
+            {
+                return None;
+            }
         }
         let entry = self.lookup(&plan.for_part(), req).await?;
         let now = self.inner.clock.now();

@@ -57,7 +57,11 @@ pub struct DefaultsConfig {
     /// above every other language (RFC 9111 section 4.1: a cache may use
     /// what it knows of the negotiation). Default false: only for origins
     /// that choose by weight, as RFC 9110 section 12.4.2 says, not by the
-    /// order languages are listed in.
+    /// order languages are listed in, and whose answer depends on the
+    /// language chosen alone (not on the languages weighted below it, nor
+    /// on a region such as `en-GB` when the answer says `en`): a client
+    /// can choose which of its answers the others who prefer that language
+    /// get.
     pub select_language: bool,
     /// Successful POST, PUT, PATCH, DELETE invalidate their target URI and
     /// the same-origin `Location` / `Content-Location`, on the request's own

@@ -52,6 +52,10 @@ fn concerned(lines: &[String], path: &str, tags: &[String]) -> bool {
 /// lines recorded here.
 pub async fn epoch_and_log(store: &(impl Coordination + ?Sized)) {
     let n = ns("log");
+    assert!(
+        store.shared(),
+        "shared: shared() is true (instances look for what others stored)"
+    );
     let (first, second) = (url_line(&format!("/{n}/a")), tags_line(&[format!("{n}:t")]));
     let before = store.epoch().await.expect("epoch");
     store
@@ -230,6 +234,7 @@ pub async fn one_lease_holder_among_many(store: Arc<dyn Store>) {
 /// too (the cache's own locks coalesce within the process).
 pub async fn local_defaults(store: &(impl Coordination + ?Sized)) {
     let n = ns("local");
+    assert!(!store.shared(), "local: shared() is false");
     assert_eq!(store.epoch().await.expect("epoch"), 0, "local: epoch");
     store
         .record_invalidation(&url_line(&format!("/{n}/a")))
