@@ -127,6 +127,15 @@ fn negotiated(accept_language: &str) -> &'static str {
     best.0
 }
 
+/// The `n`th answer of that origin: in the language it picks, saying so,
+/// varying on `Accept-Language`.
+fn in_language(s: &uip_cache_testkit::Seen, n: usize) -> Reply {
+    let lang = negotiated(s.header("accept-language").unwrap_or(""));
+    Reply::ok(&format!("{n} {lang}"))
+        .header("vary", "Accept-Language")
+        .header("content-language", lang)
+}
+
 /// With `defaults.select_language`, a response that varies on
 /// `Accept-Language` and names one `Content-Language`, stored for a
 /// request that weights that language at the top, also answers the
@@ -137,14 +146,7 @@ fn negotiated(accept_language: &str) -> &'static str {
 /// removes both. Off (the default), only a request's own variant answers.
 async fn preferred_language(a: Adapter, b: Backend) {
     let config = format!("defaults:\n  select_language: true\n{ITEMS}");
-    let Some(h) = Harness::new(a, b, &config, |s, n| {
-        let lang = negotiated(s.header("accept-language").unwrap_or(""));
-        Reply::ok(&format!("{n} {lang}"))
-            .header("vary", "Accept-Language")
-            .header("content-language", lang)
-    })
-    .await
-    else {
+    let Some(h) = Harness::new(a, b, &config, in_language).await else {
         return;
     };
     let send = |lang: &'static str| {
@@ -200,14 +202,7 @@ async fn preferred_language(a: Adapter, b: Backend) {
 /// Without `defaults.select_language` (the default) only a request's own
 /// variant answers it.
 async fn no_language_selection_by_default(a: Adapter, b: Backend) {
-    let Some(h) = Harness::new(a, b, ITEMS, |s, n| {
-        let lang = negotiated(s.header("accept-language").unwrap_or(""));
-        Reply::ok(&format!("{n} {lang}"))
-            .header("vary", "Accept-Language")
-            .header("content-language", lang)
-    })
-    .await
-    else {
+    let Some(h) = Harness::new(a, b, ITEMS, in_language).await else {
         return;
     };
     let first = h.send("GET", "/items", &[("accept-language", "de")]).await;
