@@ -367,3 +367,84 @@ async fn a_store_without_streamed_writes_keeps_large_answers_compressed() {
         gz.body.len()
     );
 }
+
+/// A large part (a 206 for a `Range` passed to the origin) goes to a store
+/// that takes streamed writes as a large whole does, and answers ranges
+/// within it, byte for byte; the whole that completes it streams there too.
+#[tokio::test]
+async fn a_large_part_and_the_whole_completing_it_are_streamed() {
+    let store = Streaming::new();
+    let policy = "defaults:\n  stream_above: 1MB\npolicies:\n  - name: all\n    pattern: \"/*\"\n    ttl: 60\n    max_size: 8MB\n    range_passthrough_above: 0\n";
+    let layer = CacheLayer::builder(config(policy))
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let whole = body(5 << 20);
+    let origin = {
+        let whole = whole.clone();
+        Origin::new(move |s, _| {
+            let range = s.header("range").and_then(|r| r.strip_prefix("bytes="));
+            let Some((first, last)) = range.and_then(|r| r.split_once('-')) else {
+                return Reply::ok(&whole).header("etag", "\"v1\"");
+            };
+            let first = first.parse::<usize>().unwrap();
+            let last = last.parse::<usize>().unwrap_or(whole.len() - 1);
+            Reply::ok(&whole[first..=last])
+                .status(206)
+                .header(
+                    "content-range",
+                    format!("bytes {first}-{last}/{}", whole.len()),
+                )
+                .header("content-type", "text/plain")
+                .header("etag", "\"v1\"")
+        })
+    };
+    let mut svc = tower::Layer::layer(&layer, origin.clone());
+    let first = ok(
+        &mut svc,
+        req("GET", "/big", &[("range", "bytes=0-3145727")]),
+    )
+    .await;
+    assert_eq!((first.status, first.body.len()), (206, 3 << 20));
+    wait_for_sets(svc.cache(), 1).await;
+    assert_eq!(
+        store.streamed.load(Ordering::SeqCst),
+        1,
+        "the part streamed"
+    );
+    assert_eq!(store.puts.load(Ordering::SeqCst), 0, "and not put whole");
+    let within = ok(
+        &mut svc,
+        req("GET", "/big", &[("range", "bytes=1000000-2999999")]),
+    )
+    .await;
+    assert_eq!((within.status, within.x_cache()), (206, "HIT"));
+    assert!(
+        within.body == whole.as_bytes()[1_000_000..3_000_000],
+        "the same bytes"
+    );
+    assert_eq!(
+        within.header("content-range"),
+        Some(format!("bytes 1000000-2999999/{}", 5 << 20).as_str())
+    );
+    assert_eq!(origin.calls(), 1);
+
+    // A whole GET completes the part: the origin sends the rest, and the
+    // whole goes to the store as it comes, the part first.
+    let completed = ok(&mut svc, get("/big")).await;
+    assert_eq!((completed.status, completed.x_cache()), (200, "MISS"));
+    assert!(completed.body == whole.as_bytes(), "the exact whole");
+    let seen = origin.last_seen().unwrap();
+    assert_eq!(seen.header("range"), Some("bytes=3145728-"));
+    wait_for_sets(svc.cache(), 2).await;
+    assert_eq!(
+        store.streamed.load(Ordering::SeqCst),
+        2,
+        "the whole streamed"
+    );
+    assert_eq!(store.puts.load(Ordering::SeqCst), 0);
+    let hit = ok(&mut svc, get("/big")).await;
+    assert_eq!(hit.x_cache(), "HIT");
+    assert!(hit.body == whole.as_bytes(), "the exact whole, stored");
+    assert_eq!(origin.calls(), 2);
+}

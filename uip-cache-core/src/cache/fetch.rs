@@ -520,8 +520,11 @@ impl FetchTicket {
                 let max_size = cache.max_size(&plan);
                 if part.len() <= max_size {
                     cache.note_part(&plan);
-                    let recording = Recording::storing(
+                    // A large part goes to a store that takes bodies as
+                    // they stream in as a large whole does.
+                    let recording = Recording::storing_large(
                         max_size,
+                        Some(part.len()),
                         Finish {
                             plan: plan.for_part(),
                             cache,
@@ -656,8 +659,11 @@ fn complete_part(
     }
     let transform = !forbids_transform(headers);
     let exact_len = Some(c.len());
-    let mut recording = Recording::storing(
+    // A large whole goes to a store that takes bodies as they stream in as
+    // any large whole does.
+    let mut recording = Recording::storing_large(
         max_size,
+        exact_len,
         Finish {
             cache,
             plan,
@@ -670,7 +676,7 @@ fn complete_part(
         },
     );
     // The whole is the part, then what the origin sends.
-    recording.chunk(c.prefix());
+    recording.begin_with(c.prefix().clone());
     After::Part {
         forward: Forward::recorded(outcome),
         recording: Some(recording),

@@ -34,6 +34,10 @@ pub struct Recording {
     held_max: u64,
     /// How long a recording may go on once nobody reads it.
     orphan_limit: std::time::Duration,
+    /// Bytes the body begins with that the origin does not send (a stored
+    /// part the rest completes), written to the store before the first
+    /// chunk.
+    prefix: Option<Bytes>,
 }
 
 /// What a recording does with its outcome.
@@ -66,6 +70,18 @@ impl Recording {
             // start), short enough to end a stream that never does.
             orphan_limit: finish.plan.settings.lock_timeout().max(ORPHAN_LIMIT),
             finish: Some(Box::new(move |body| Box::new(finish).done(body))),
+            prefix: None,
+        }
+    }
+
+    /// The body begins with `prefix`, which the origin does not send: it is
+    /// recorded now, or written to the store before the first chunk when
+    /// the body goes there as it comes.
+    pub(super) fn begin_with(&mut self, prefix: Bytes) {
+        if self.writer.is_some() {
+            self.prefix = Some(prefix);
+        } else {
+            self.chunk(&prefix);
         }
     }
 
@@ -79,7 +95,10 @@ impl Recording {
     /// client (see [`Recording::held_max`]).
     pub(super) fn storing_large(max_size: u64, declared: Option<u64>, mut finish: Finish) -> Self {
         let above = finish.cache.policy(&finish.plan).stream_above();
-        if max_size <= above || declared.is_some_and(|n| n <= above) || finish.exact_len.is_some() {
+        // A body whose exact length is known otherwise (a part's, from its
+        // `Content-Range`) streams only when it is the declared one.
+        let other_len = finish.exact_len.is_some_and(|n| Some(n) != declared);
+        if max_size <= above || declared.is_some_and(|n| n <= above) || other_len {
             return Self::storing(max_size, finish);
         }
         let Some(writer) = finish.begin_write() else {
@@ -125,6 +144,9 @@ impl Recording {
     /// future ends once the store has it: the origin is read at the
     /// store's pace).
     pub async fn write(&mut self, data: &Bytes) {
+        if let Some(prefix) = self.prefix.take() {
+            self.write_streamed(&prefix).await;
+        }
         if let Some((_, above)) = &self.reserve {
             let held = self.recorder.as_ref().map_or(0, BodyRecorder::len);
             if held.saturating_add(data.len() as u64) > *above {
@@ -242,6 +264,7 @@ impl Recording {
             max_size: max,
             held_max: max,
             orphan_limit: std::time::Duration::from_secs(5),
+            prefix: None,
             finish: Some(Box::new(move |body| {
                 if let (Ok(Recorded::Whole(b)), Ok(mut s)) = (body, out.lock()) {
                     *s = Some(b);
