@@ -22,6 +22,7 @@ for_every_adapter_and_store!(
     gzip_entries,
     stored_parts,
     completed_parts,
+    completed_parts_streamed,
 );
 
 /// What the origin serves at every path: 36 distinct bytes.
@@ -473,8 +474,18 @@ fn completing_origin(seen: &uip_cache_testkit::Seen, _: usize) -> Reply {
 }
 
 async fn completed_parts(a: Adapter, b: Backend) {
+    completed_parts_with(a, b, "").await;
+}
+
+/// As [`completed_parts`], every part and every whole past 4 bytes going to
+/// a store that takes streamed writes (the disk store) as it comes.
+async fn completed_parts_streamed(a: Adapter, b: Backend) {
+    completed_parts_with(a, b, "    stream_above: 4\n").await;
+}
+
+async fn completed_parts_with(a: Adapter, b: Backend, extra: &str) {
     // Every range that misses goes to the origin with its `Range`.
-    let policies = format!("{ITEMS}    range_passthrough_above: 0\n");
+    let policies = format!("{ITEMS}    range_passthrough_above: 0\n{extra}");
     let Some(h) = Harness::new(a, b, &policies, completing_origin).await else {
         return;
     };
