@@ -477,8 +477,10 @@ async fn completed_parts(a: Adapter, b: Backend) {
     completed_parts_with(a, b, "").await;
 }
 
-/// As [`completed_parts`], every part and every whole past 4 bytes going to
-/// a store that takes streamed writes (the disk store) as it comes.
+/// As [`completed_parts`], every part and every whole past 4 bytes going
+/// through the streamed write of a store that has one (the disk store:
+/// bodies this small reach its file at the commit), a completion's part
+/// written first.
 async fn completed_parts_streamed(a: Adapter, b: Backend) {
     completed_parts_with(a, b, "    stream_above: 4\n").await;
 }

@@ -40,6 +40,10 @@ pub struct Recording {
     prefix: Option<Bytes>,
 }
 
+/// The largest piece of a [`Recording::begin_with`] prefix written to the
+/// store at a time (the disk store's own write size).
+const PREFIX_PIECE: usize = 256 << 10;
+
 /// What a recording does with its outcome.
 type OnEnd = Box<dyn FnOnce(Result<Recorded, NoCacheReason>) + Send>;
 
@@ -92,7 +96,9 @@ impl Recording {
     /// `stream_above` (so that a short one is stored as any other, even
     /// compressed), and goes to the store from there on. Either way no
     /// more than `stream_above` bytes of it are held in memory for the
-    /// client (see [`Recording::held_max`]).
+    /// client (see [`Recording::held_max`]). A `finish` whose exact length
+    /// is known otherwise (a part's) streams only when that length is
+    /// `declared`.
     pub(super) fn storing_large(max_size: u64, declared: Option<u64>, mut finish: Finish) -> Self {
         let above = finish.cache.policy(&finish.plan).stream_above();
         // A body whose exact length is known otherwise (a part's, from its
@@ -145,7 +151,14 @@ impl Recording {
     /// store's pace).
     pub async fn write(&mut self, data: &Bytes) {
         if let Some(prefix) = self.prefix.take() {
-            self.write_streamed(&prefix).await;
+            // In pieces, as the origin's chunks come: each write is one the
+            // store's timeout bounds (a part may be as large as `max_size`).
+            let mut at = 0;
+            while at < prefix.len() && self.writer.is_some() {
+                let end = prefix.len().min(at + PREFIX_PIECE);
+                self.write_streamed(&prefix.slice(at..end)).await;
+                at = end;
+            }
         }
         if let Some((_, above)) = &self.reserve {
             let held = self.recorder.as_ref().map_or(0, BodyRecorder::len);
