@@ -448,3 +448,33 @@ async fn a_large_part_and_the_whole_completing_it_are_streamed() {
     assert!(hit.body == whole.as_bytes(), "the exact whole, stored");
     assert_eq!(origin.calls(), 2);
 }
+
+/// A large POST answer that is the representation of its own URL
+/// (`Content-Location`, explicit freshness) goes to the store as it
+/// streams, as a GET's does, and answers the GET of that URL.
+#[tokio::test]
+async fn a_large_post_answer_kept_for_its_get_is_streamed() {
+    let store = Streaming::new();
+    let layer = CacheLayer::builder(config(POLICY))
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let len = 3 << 20;
+    let origin = Origin::new(move |_, _| {
+        Reply::ok(&body(len))
+            .header("content-type", "text/plain")
+            .header("content-length", len.to_string())
+            .header("content-location", "/doc")
+            .header("cache-control", "max-age=60")
+    });
+    let mut svc = tower::Layer::layer(&layer, origin.clone());
+    let post = ok(&mut svc, req("POST", "/doc", &[])).await;
+    assert_eq!((post.status, post.body.len()), (200, len));
+    wait_for_sets(svc.cache(), 1).await;
+    assert_eq!(store.streamed.load(Ordering::SeqCst), 1, "streamed");
+    assert_eq!(store.puts.load(Ordering::SeqCst), 0, "not put whole");
+    let get = ok(&mut svc, get("/doc")).await;
+    assert_eq!(get.x_cache(), "HIT");
+    assert!(get.body == body(len).as_bytes(), "the same bytes");
+    assert_eq!(origin.calls(), 1);
+}

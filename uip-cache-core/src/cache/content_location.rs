@@ -233,8 +233,11 @@ impl HttpCache {
             Lock::Leader(g) => Some(g),
             Lock::Follower(_) => None,
         };
-        Some(Recording::storing(
+        // A large answer goes to a store that takes bodies as they stream
+        // in as a GET's does.
+        Some(Recording::storing_large(
             max_size,
+            declared,
             Finish {
                 cache: self.clone(),
                 plan,
