@@ -23,6 +23,7 @@
 //! assert!(a.as_str().starts_with("cache:"));
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 
 use sha2::{Digest, Sha256};
@@ -236,7 +237,10 @@ impl KeySpec {
             return None;
         }
         let language = normalise::content_language(content_language)?;
-        if !normalise::weights_at_top(&accept_language(req), &language) {
+        if !normalise::weights_at_top(
+            &combined(req, "accept-language").unwrap_or_default(),
+            &language,
+        ) {
             return None;
         }
         Some(self.key_as(req, response_vary, Some(&language)))
@@ -254,7 +258,7 @@ impl KeySpec {
         if !response_vary.iter().any(|v| v == "accept-language") {
             return None;
         }
-        let language = normalise::preferred_language(&accept_language(req))?;
+        let language = normalise::preferred_language(&combined(req, "accept-language")?)?;
         Some(self.key_as(req, response_vary, Some(&language)))
     }
 
@@ -411,18 +415,6 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
-/// `req`'s `Accept-Language` lines, combined.
-fn accept_language(req: &RequestView<'_>) -> Vec<u8> {
-    let mut value = Vec::new();
-    req.headers.for_each_value("accept-language", &mut |v| {
-        if !value.is_empty() {
-            value.push(b',');
-        }
-        value.extend_from_slice(v);
-    });
-    value
-}
-
 fn field(h: &mut Sha256, tag: u8, bytes: &[u8]) {
     h.update([tag]);
     h.update((bytes.len() as u64).to_le_bytes());
@@ -440,28 +432,32 @@ fn header(h: &mut Sha256, req: &RequestView<'_>, name: &str) {
         });
         return;
     }
-    // One line (the usual case) is read in place; several are combined.
+    let Some(value) = combined(req, name) else {
+        return;
+    };
+    field(h, F_HEADER_VALUE, &normalise::normalise(name, &value));
+}
+
+/// The lines of `req`'s field `name` combined with commas (RFC 9110
+/// section 5.3); `None` when it has none. One line (the usual case) is
+/// read in place.
+fn combined<'r>(req: &RequestView<'r>, name: &str) -> Option<Cow<'r, [u8]>> {
     let mut lines = 0usize;
     req.headers.for_each_value(name, &mut |_| lines += 1);
-    let combined: Vec<u8>;
-    let value = match lines {
-        0 => return,
-        1 => req.headers.first(name).unwrap_or_default(),
+    match lines {
+        0 => None,
+        1 => req.headers.first(name).map(Cow::Borrowed),
         _ => {
             let mut c = Vec::new();
-            let mut first = true;
             req.headers.for_each_value(name, &mut |v| {
-                if !first {
+                if !c.is_empty() {
                     c.push(b',');
                 }
-                first = false;
                 c.extend_from_slice(v);
             });
-            combined = c;
-            &combined[..]
+            Some(Cow::Owned(c))
         }
-    };
-    field(h, F_HEADER_VALUE, &normalise::normalise(name, value));
+    }
 }
 
 mod normalise;

@@ -122,16 +122,18 @@ impl HttpCache {
         let by_language = self
             .language_entry_key(plan, req, &entry)
             .filter(|k| *k != key);
-        let copy = by_language.as_ref().map(|_| bytes.clone());
         let stored = self
-            .guarded("put", self.inner.store.put(key.as_str(), bytes, options))
+            .guarded(
+                "put",
+                self.inner.store.put(key.as_str(), bytes.clone(), options),
+            )
             .await
             .is_some();
         if !stored {
             return false;
         }
-        if let (Some(k), Some(copy)) = (&by_language, copy) {
-            self.guarded("put", self.inner.store.put(k.as_str(), copy, options))
+        if let Some(k) = &by_language {
+            self.guarded("put", self.inner.store.put(k.as_str(), bytes, options))
                 .await;
         }
         // Checked again after the put: an invalidation recorded between the
@@ -258,18 +260,11 @@ impl HttpCache {
         req: &RequestView<'_>,
         entry: &StoredResponse,
     ) {
-        let key = self.entry_key(plan, req, &entry.vary);
-        if self
-            .guarded("delete", self.inner.store.delete(key.as_str()))
-            .await
-            == Some(true)
-        {
-            self.inner.stats.deleted(1);
-        }
-        // And the copy of it found by language.
-        if let Some(k) = self.language_entry_key(plan, req, entry) {
+        // Its own key, and its copy's found by language.
+        let copy = self.language_entry_key(plan, req, entry);
+        for key in std::iter::once(self.entry_key(plan, req, &entry.vary)).chain(copy) {
             if self
-                .guarded("delete", self.inner.store.delete(k.as_str()))
+                .guarded("delete", self.inner.store.delete(key.as_str()))
                 .await
                 == Some(true)
             {

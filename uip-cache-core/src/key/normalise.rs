@@ -166,41 +166,38 @@ fn accept_language(value: &[u8]) -> Vec<u8> {
 /// a server takes is its own rule: see the module's documentation), when
 /// any member does not follow the grammar, or when there is none.
 pub(super) fn preferred_language(value: &[u8]) -> Option<Vec<u8>> {
-    let mut top: Option<(&[u8], u16)> = None;
-    let mut tied = false;
-    for m in members(value).filter(|m| !m.is_empty()) {
-        let (range, weight) = language_member(m)?;
-        let q = weight.as_deref().map_or(1000, thousandths);
-        match top {
-            Some((_, best)) if q < best => {}
-            Some((_, best)) if q == best => tied = true,
-            _ => {
-                top = Some((range, q));
-                tied = false;
-            }
-        }
-    }
-    let (range, q) = top?;
-    (!tied && q > 0 && range != b"*").then(|| range.to_ascii_lowercase())
+    let members = weighted(value)?;
+    let top = members.iter().map(|&(_, q)| q).max()?;
+    let mut at_top = members.iter().filter(|&&(_, q)| q == top);
+    let (Some(&(range, _)), None) = (at_top.next(), at_top.next()) else {
+        return None;
+    };
+    (top > 0 && range != b"*").then(|| range.to_ascii_lowercase())
 }
 
 /// Whether `Accept-Language` weights `language` (lower case) at the top:
 /// at its highest weight, above 0, perhaps with others (a tie). `false`
 /// when any member does not follow the grammar.
 pub(super) fn weights_at_top(value: &[u8], language: &[u8]) -> bool {
-    let mut top = 0u16;
-    let mut weight_of_language = None;
-    for m in members(value).filter(|m| !m.is_empty()) {
-        let Some((range, weight)) = language_member(m) else {
-            return false;
-        };
-        let q = weight.as_deref().map_or(1000, thousandths);
-        top = top.max(q);
-        if range.eq_ignore_ascii_case(language) {
-            weight_of_language = Some(weight_of_language.unwrap_or(0).max(q));
-        }
-    }
-    weight_of_language.is_some_and(|q| q > 0 && q == top)
+    let Some(members) = weighted(value) else {
+        return false;
+    };
+    let top = members.iter().map(|&(_, q)| q).max().unwrap_or(0);
+    members
+        .iter()
+        .any(|&(range, q)| q == top && q > 0 && range.eq_ignore_ascii_case(language))
+}
+
+/// The language ranges of `Accept-Language` with their weights in
+/// thousandths; `None` when any member does not follow the grammar.
+fn weighted(value: &[u8]) -> Option<Vec<(&[u8], u16)>> {
+    members(value)
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            let (range, weight) = language_member(m)?;
+            Some((range, weight.as_deref().map_or(1000, thousandths)))
+        })
+        .collect()
 }
 
 /// A `Content-Language` that names one language (lower case): a single
