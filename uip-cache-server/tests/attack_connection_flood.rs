@@ -22,7 +22,6 @@ use uip_cache_core::{CacheConfig, HttpCache};
 use uip_cache_server::proxy::Upstream;
 use uip_cache_server::server::{admin, proxy, serve_edge, Proxy};
 use uip_cache_server::slow::ClientLimits;
-use uip_cache_server::tls::{CertificateFiles, Certificates};
 
 use crate::tls_support::{client_config, get_over, plain_backend, Ca, TempDir};
 
@@ -60,12 +59,7 @@ async fn edge_with(server: &str) -> Edge {
     );
     let proxy = proxy(cache, upstream);
     let (ca, dir) = (Ca::new("flood CA"), TempDir::new("conn-flood"));
-    let (cert, key) = ca.leaf(&["a.test"]);
-    let certificates = Certificates::load(vec![CertificateFiles::new(
-        dir.write("a.pem", &cert),
-        dir.write("a.key", &key),
-    )])
-    .unwrap();
+    let certificates = ca.certificates(&dir, &["a.test"]);
     let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let tls = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (plain_addr, tls_addr) = (plain.local_addr().unwrap(), tls.local_addr().unwrap());

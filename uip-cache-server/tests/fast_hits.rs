@@ -179,44 +179,56 @@ impl Raw {
 /// bytes past it stay in `pending`.
 async fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>, method: &str) -> Raw {
     loop {
-        let mut fields = [httparse::EMPTY_HEADER; 64];
-        let mut resp = httparse::Response::new(&mut fields);
-        if let httparse::Status::Complete(head) = resp.parse(pending).unwrap() {
-            let status = resp.code.unwrap();
-            let fields: Vec<(String, String)> = resp
-                .headers
-                .iter()
-                .map(|f| {
-                    let value = String::from_utf8(f.value.to_vec()).unwrap();
-                    (f.name.to_ascii_lowercase(), value)
-                })
-                .collect();
-            let length = fields
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
-            let length = if method == "HEAD" || status == 304 {
-                0
-            } else {
-                length
-            };
+        if let Some((raw, used)) = parse_answer(pending, method).unwrap() {
             assert!(
-                !fields.iter().any(|(n, _)| n == "transfer-encoding"),
+                !raw.fields.iter().any(|(n, _)| n == "transfer-encoding"),
                 "this origin's answers all have a length"
             );
-            while pending.len() < head + length {
-                read_more(stream, pending).await;
-            }
-            let body = pending[head..head + length].to_vec();
-            pending.drain(..head + length);
-            return Raw {
-                status,
-                fields,
-                body,
-            };
+            pending.drain(..used);
+            return raw;
         }
         read_more(stream, pending).await;
     }
+}
+
+/// The whole answer to a request of `method` at the start of `bytes`, and
+/// how many bytes it takes; `None` while it is not all there.
+fn parse_answer(bytes: &[u8], method: &str) -> Result<Option<(Raw, usize)>, httparse::Error> {
+    let mut fields = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut fields);
+    let httparse::Status::Complete(head) = resp.parse(bytes)? else {
+        return Ok(None);
+    };
+    let status = resp.code.unwrap();
+    let fields: Vec<(String, String)> = resp
+        .headers
+        .iter()
+        .map(|f| {
+            // A value that is not UTF-8 as its bytes (after a NUL, which no
+            // field value holds): two such values compare as their bytes.
+            let value = String::from_utf8(f.value.to_vec())
+                .unwrap_or_else(|e| format!("\0{:?}", e.as_bytes()));
+            (f.name.to_ascii_lowercase(), value)
+        })
+        .collect();
+    let length = fields
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+    let length = if method == "HEAD" || status == 304 || status == 204 {
+        0
+    } else {
+        length
+    };
+    if bytes.len() < head + length {
+        return Ok(None);
+    }
+    let raw = Raw {
+        status,
+        fields,
+        body: bytes[head..head + length].to_vec(),
+    };
+    Ok(Some((raw, head + length)))
 }
 
 async fn read_more(stream: &mut TcpStream, pending: &mut Vec<u8>) {
@@ -497,38 +509,11 @@ async fn a_stopping_server_closes_idle_fast_connections_and_finishes_answers() {
 fn parse_answers(mut bytes: &[u8], methods: &[&str]) -> Vec<Raw> {
     let mut out = Vec::new();
     for method in methods {
-        let mut fields = [httparse::EMPTY_HEADER; 64];
-        let mut resp = httparse::Response::new(&mut fields);
-        let Ok(httparse::Status::Complete(head)) = resp.parse(bytes) else {
+        let Ok(Some((raw, used))) = parse_answer(bytes, method) else {
             break;
         };
-        let status = resp.code.unwrap();
-        let fields: Vec<(String, String)> = resp
-            .headers
-            .iter()
-            .map(|f| {
-                let value = String::from_utf8_lossy(f.value).into_owned();
-                (f.name.to_ascii_lowercase(), value)
-            })
-            .collect();
-        let length = fields
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
-        let length = if *method == "HEAD" || status == 304 || status == 204 {
-            0
-        } else {
-            length
-        };
-        if bytes.len() < head + length {
-            break;
-        }
-        out.push(Raw {
-            status,
-            fields,
-            body: bytes[head..head + length].to_vec(),
-        });
-        bytes = &bytes[head + length..];
+        out.push(raw);
+        bytes = &bytes[used..];
     }
     out
 }
@@ -692,16 +677,10 @@ async fn odd_request_heads_get_the_same_answers_on_both_paths() {
 #[tokio::test]
 async fn an_idle_tls_connection_closes_cleanly_after_fast_hits() {
     use crate::tls_support::{client_config, connect, Ca, TempDir};
-    use uip_cache_server::tls::{CertificateFiles, Certificates};
 
     let origin = origin(Arc::default()).await;
     let (ca, dir) = (Ca::new("fast CA"), TempDir::new("tls-fast-hits"));
-    let (cert, key) = ca.leaf(&["a.test"]);
-    let certificates = Certificates::load(vec![CertificateFiles::new(
-        dir.write("a.pem", &cert),
-        dir.write("a.key", &key),
-    )])
-    .unwrap();
+    let certificates = ca.certificates(&dir, &["a.test"]);
     for fast in [false, true] {
         let yaml = format!(
             "policies:\n  - name: all\n    pattern: \"/*\"\n    ttl: 60\nserver:\n  fast_hits: {fast}\n"
@@ -833,27 +812,12 @@ const OLD_BIG: [usize; 3] = [96 * 1024, 400 * 1024, 800 * 1024];
 
 /// An HTTP/1.0 origin: each answer's body ends when it closes.
 async fn old_origin(size: usize) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let mut answer = b"HTTP/1.0 200 OK\r\ncache-control: no-store\r\n\r\n".to_vec();
-                answer.resize(answer.len() + size, b'o');
-                let _ = stream.write_all(&answer).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
+    let (addr, _) = crate::proxy::raw_upstream(move |_| {
+        let mut answer = b"HTTP/1.0 200 OK\r\ncache-control: no-store\r\n\r\n".to_vec();
+        answer.resize(answer.len() + size, b'o');
+        Some(answer)
+    })
+    .await;
     addr
 }
 

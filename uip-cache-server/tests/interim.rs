@@ -355,16 +355,10 @@ async fn continue_passes_only_when_asked_and_nothing_goes_to_http_1_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_hints_reach_an_http_1_1_client_over_tls() {
     use crate::tls_support::{client_config, connect, Ca, TempDir};
-    use uip_cache_server::tls::{CertificateFiles, Certificates};
 
     let (origin, _) = origin(Arc::default()).await;
     let (ca, dir) = (Ca::new("interim CA"), TempDir::new("tls-interim"));
-    let (cert, key) = ca.leaf(&["a.test"]);
-    let certificates = Certificates::load(vec![CertificateFiles::new(
-        dir.write("a.pem", &cert),
-        dir.write("a.key", &key),
-    )])
-    .unwrap();
+    let certificates = ca.certificates(&dir, &["a.test"]);
     let config =
         CacheConfig::from_yaml_str("policies:\n  - name: all\n    pattern: \"/*\"\n").unwrap();
     let upstream = Upstream::new(

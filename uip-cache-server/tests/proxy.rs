@@ -431,8 +431,8 @@ async fn h2c_clients_get_the_same_cache_as_http1_clients() {
 /// An upstream on a raw socket: for each connection, reads one request
 /// head, counts it, writes `reply(n)` for the n-th request (nothing when
 /// `None`) and closes the connection.
-async fn raw_upstream(
-    reply: impl Fn(usize) -> Option<&'static str> + Send + Sync + 'static,
+pub(crate) async fn raw_upstream<R: AsRef<[u8]> + Send + 'static>(
+    reply: impl Fn(usize) -> Option<R> + Send + Sync + 'static,
 ) -> (SocketAddr, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -453,7 +453,7 @@ async fn raw_upstream(
                     }
                 }
                 if let Some(r) = reply(c.fetch_add(1, Ordering::SeqCst)) {
-                    let _ = stream.write_all(r.as_bytes()).await;
+                    let _ = stream.write_all(r.as_ref()).await;
                 }
                 let _ = stream.shutdown().await;
             });

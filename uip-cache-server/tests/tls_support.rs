@@ -17,6 +17,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
+use uip_cache_server::tls::{CertificateFiles, Certificates};
 
 /// A certificate authority of the test's own.
 pub(crate) struct Ca {
@@ -47,6 +48,17 @@ impl Ca {
         );
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
+    }
+
+    /// A leaf for `names`, written to `dir` and loaded as a server's
+    /// certificates.
+    pub(crate) fn certificates(&self, dir: &TempDir, names: &[&str]) -> Certificates {
+        let (cert, key) = self.leaf(names);
+        Certificates::load(vec![CertificateFiles::new(
+            dir.write("leaf.pem", &cert),
+            dir.write("leaf.key", &key),
+        )])
+        .unwrap()
     }
 
     /// Roots holding this CA only.
