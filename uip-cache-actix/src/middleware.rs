@@ -385,7 +385,7 @@ fn tee<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
     recording: Recording,
 ) -> ServiceResponse<CacheBody<B>> {
-    let (pump, tap) = recording.tee();
+    let (pump, tap) = recording.tee(Ok);
     let mut origin_body = None;
     let res = res.map_body(|_, b| {
         let size = b.size();

@@ -223,6 +223,37 @@ pub(crate) struct Stream {
     streaming: std::sync::Arc<AtomicU64>,
 }
 
+impl Stream {
+    /// A reader of the body bytes written so far, on a descriptor of its
+    /// own: they stay readable after the file is committed, removed or
+    /// evicted (body files are never written again in place past their
+    /// head, nor reused).
+    pub(crate) fn reader(&self) -> Result<WrittenBody, Error> {
+        Ok(WrittenBody {
+            file: self.file.try_clone()?,
+            head_len: self.head_len,
+        })
+    }
+}
+
+/// The body of a [`Stream`], read back ([`Stream::reader`]).
+#[derive(Debug)]
+pub(crate) struct WrittenBody {
+    file: fs::File,
+    head_len: u64,
+}
+
+impl WrittenBody {
+    /// Reads `len` body bytes from `offset` (after the head's place).
+    pub(crate) fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len];
+        let at = self.head_len.saturating_add(offset);
+        self.file.read_exact_at(&mut buf, at)?;
+        Ok(buf)
+    }
+}
+
 impl Drop for Stream {
     fn drop(&mut self) {
         self.streaming
@@ -447,7 +478,14 @@ impl Disk {
             number
         };
         let path = self.body_path(number);
-        let file = fs::File::create(&path)?;
+        // Readable too: a client behind the write reads its body back
+        // (see [`Stream::reader`]).
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
         self.streaming.fetch_add(head_len, Ordering::Relaxed);
         let mut stream = Stream {
             file,

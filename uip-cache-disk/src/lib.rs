@@ -74,8 +74,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use uip_cache_core::store::{
-    Coordination, EntryWriter, HealthStatus, MemoryStore, MemoryUsage, PutOptions, Rewrite,
-    Storage, StoreError, StoreErrorKind, StoreFuture, StoreHealth, StoreStatus,
+    Coordination, EntryWriter, HealthStatus, MemoryStore, MemoryUsage, PutOptions, ReadBack,
+    Rewrite, Storage, StoreError, StoreErrorKind, StoreFuture, StoreHealth, StoreStatus,
 };
 use uip_cache_core::{CacheConfig, UrlPattern};
 
@@ -515,8 +515,18 @@ struct DiskWriter {
     pending: bytes::BytesMut,
     /// The file, once the first write has made it; `None` after a failure.
     stream: Option<disk::Stream>,
+    /// The file's body read back, once made: for a client behind the write.
+    reader: Option<Arc<disk::WrittenBody>>,
+    /// Chunk bytes in the file (written, less those pending or in flight).
+    in_file: u64,
     written: u64,
     failed: bool,
+}
+
+impl ReadBack for disk::WrittenBody {
+    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        disk::WrittenBody::read_at(self, offset, len).map(Bytes::from)
+    }
 }
 
 impl DiskWriter {
@@ -525,24 +535,35 @@ impl DiskWriter {
         let inner = self.inner.clone();
         let stream = self.stream.take();
         let head_len = self.head_len;
+        let len = data.len() as u64;
         let written = blocking(move || {
             let Some(disk) = &inner.disk else {
                 return Err(StoreError::new(StoreErrorKind::Backend, "no disk"));
             };
-            let mut stream = match stream {
-                Some(s) => s,
-                None => disk
-                    .begin_stream(head_len)
-                    .map_err(|e| inner.failed("a streamed write", &e))?,
+            let (mut stream, reader) = match stream {
+                Some(s) => (s, None),
+                None => {
+                    let s = disk
+                        .begin_stream(head_len)
+                        .map_err(|e| inner.failed("a streamed write", &e))?;
+                    // Without a reader the write goes on; a client behind
+                    // it is then waited for instead.
+                    let reader = s.reader().ok();
+                    (s, reader)
+                }
             };
             disk.write_stream(&mut stream, &data)
                 .map_err(|e| inner.failed("a streamed write", &e))?;
-            Ok(stream)
+            Ok((stream, reader))
         })
         .await;
         match written {
-            Ok(stream) => {
+            Ok((stream, reader)) => {
                 self.stream = Some(stream);
+                self.in_file += len;
+                if let Some(r) = reader {
+                    self.reader = Some(Arc::new(r));
+                }
                 Ok(())
             }
             Err(e) => {
@@ -578,6 +599,14 @@ impl EntryWriter for DiskWriter {
 
     fn written(&self) -> u64 {
         self.written
+    }
+
+    fn read_back(&self) -> Option<(u64, Arc<dyn ReadBack>)> {
+        if self.failed {
+            return None;
+        }
+        let reader = self.reader.clone()?;
+        Some((self.in_file, reader))
     }
 
     fn commit(mut self: Box<Self>, head: Bytes) -> StoreFuture<'static, ()> {
@@ -730,6 +759,8 @@ impl Storage for DiskStore {
             head_len,
             pending: bytes::BytesMut::new(),
             stream: None,
+            reader: None,
+            in_file: 0,
             written: 0,
             failed: false,
         }))

@@ -423,3 +423,40 @@ fn a_kill_9_during_the_write_leaves_a_file_the_next_start_removes() {
     assert!(head.contains("x-cache: miss"), "{head}");
     assert_eq!(count.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn requests_behind_a_stalled_first_client_get_the_entry_it_stores() {
+    let dir = TempDir::new("disk-stream-stalled");
+    let (up, count, _pause) = origin();
+    let file = dir.0.join("disk.yaml");
+    // Requests coalesced on a key wait for its first fetch up to
+    // `lock_timeout`: longer here than any read of this test waits.
+    std::fs::write(
+        &file,
+        format!(
+            "store:\n  type: disk\n  disk:\n    path: \"{}\"\n    max_bytes: 3GB\n    memory_bytes: 0\ndefaults:\n  max_size: 2GB\n  lock_timeout: 300\npolicies:\n  - name: all\n    pattern: \"/*\"\n",
+            dir.0.join("store").display()
+        ),
+    )
+    .unwrap();
+    let server = crate::disk_store::serve(&file, up);
+    let port = server.addr.port();
+    let pid = server.id();
+    get_whole(port, "/plain/2/warm", 2 * MB);
+    let before = rss(pid);
+    let watch = RssWatch::start(pid);
+    // The first client reads the head, then nothing.
+    let (head, first, stalled) = request(port, "/plain/256/s");
+    assert!(head.contains("x-cache: miss"), "{head}");
+    // A second client of the same URL, while the first reads nothing:
+    // it gets the whole entry, stored at the origin's pace.
+    let head2 = get_whole(port, "/plain/256/s", 256 * MB);
+    assert!(head2.contains("x-cache: hit"), "{head2}");
+    assert_eq!(count.load(Ordering::SeqCst), 2, "one fetch of /s");
+    let growth = watch.peak().saturating_sub(before);
+    eprintln!("rss growth with a stalled client of 256 MiB: {growth}");
+    assert!(growth < 64 * MB, "RSS grew by {growth} bytes");
+    // The stalled client still gets every byte, read back from the file.
+    let got = read_body(stalled, &head, first, 256 * MB, None);
+    assert_eq!(got, 256 * MB);
+}

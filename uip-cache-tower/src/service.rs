@@ -362,7 +362,7 @@ where
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Send,
 {
-    let (pump, tap) = recording.tee();
+    let (pump, tap) = recording.tee(|b| Ok(http_body::Frame::data(b)));
     let (parts, body) = resp.into_parts();
     let size = body.size_hint();
     // Read the origin body at the origin's pace, whatever the client

@@ -10,7 +10,7 @@ use crate::entry::{BodyEncoding, StoredResponse};
 use crate::lock::{LockGuard, Waiter};
 use crate::record::BodyRecorder;
 use crate::stats::NoCacheReason;
-use crate::store::{EntryWriter, PutOptions};
+use crate::store::{EntryWriter, PutOptions, ReadBack};
 
 /// How long, at least, a recording goes on once no client reads it.
 const ORPHAN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -38,6 +38,10 @@ pub struct Recording {
     /// part the rest completes), written to the store before the first
     /// chunk.
     prefix: Option<Bytes>,
+    /// Whether a client behind the store's write may read the body back
+    /// from it (a streamed body of declared length, see
+    /// [`Recording::read_back`]).
+    read_back: bool,
 }
 
 /// The largest piece of a [`Recording::begin_with`] prefix written to the
@@ -75,6 +79,7 @@ impl Recording {
             orphan_limit: finish.plan.settings.lock_timeout().max(ORPHAN_LIMIT),
             finish: Some(Box::new(move |body| Box::new(finish).done(body))),
             prefix: None,
+            read_back: false,
         }
     }
 
@@ -121,6 +126,7 @@ impl Recording {
         if declared.is_some() {
             recording.recorder = None;
             recording.writer = Some(writer);
+            recording.read_back = true;
         } else {
             recording.reserve = Some((writer, above));
         }
@@ -148,8 +154,9 @@ impl Recording {
     /// A chunk went to the client: recorded as [`chunk`](Recording::chunk)
     /// does, or written to the store when the recording streams there (the
     /// future ends once the store has it: the origin is read at the
-    /// store's pace).
-    pub async fn write(&mut self, data: &Bytes) {
+    /// store's pace). Where the chunk begins in the store's write, when
+    /// it went there.
+    pub async fn write(&mut self, data: &Bytes) -> Option<u64> {
         if let Some(prefix) = self.prefix.take() {
             // In pieces, as the origin's chunks come: each write is one the
             // store's timeout bounds (a part may be as large as `max_size`).
@@ -174,10 +181,23 @@ impl Recording {
             }
         }
         if self.writer.is_some() {
+            let at = self.writer.as_ref().map(|s| s.writer.written());
             self.write_streamed(data).await;
-        } else {
-            self.chunk(data);
+            return at.filter(|_| self.writer.is_some());
         }
+        self.chunk(data);
+        None
+    }
+
+    /// The chunk bytes of a body of declared length that the store's write
+    /// can give back (how many, from the first, and their reader), while
+    /// that write goes on: a client that falls behind reads them from
+    /// there, and the origin is not held to its pace.
+    pub fn read_back(&self) -> Option<(u64, std::sync::Arc<dyn ReadBack>)> {
+        if !self.read_back {
+            return None;
+        }
+        self.writer.as_ref()?.writer.read_back()
     }
 
     /// Writes `data` to the store's write, if it still goes on.
@@ -278,6 +298,7 @@ impl Recording {
             held_max: max,
             orphan_limit: std::time::Duration::from_secs(5),
             prefix: None,
+            read_back: false,
             finish: Some(Box::new(move |body| {
                 if let (Ok(Recorded::Whole(b)), Ok(mut s)) = (body, out.lock()) {
                     *s = Some(b);
@@ -285,6 +306,30 @@ impl Recording {
             })),
         };
         (recording, slot)
+    }
+}
+
+impl Recording {
+    /// A recording that writes its body to `writer` as it comes (a body of
+    /// declared length, which a client behind it may read back), holding
+    /// at most `held_max` bytes for its client. For tests of the tee.
+    #[doc(hidden)]
+    pub fn for_test_streamed(writer: Box<dyn EntryWriter>, max: u64, held_max: u64) -> Self {
+        let config =
+            crate::CacheConfig::from_yaml_str("policies: []\n").expect("an empty configuration");
+        let cache = HttpCache::with_memory_store(&config).expect("a memory store");
+        Recording {
+            recorder: None,
+            writer: Some(Streamed { writer, cache }),
+            reserve: None,
+            max_size: max,
+            held_max,
+            orphan_limit: std::time::Duration::from_secs(5),
+            prefix: None,
+            read_back: true,
+            // A test's body ends whole or not: its outcome is not kept.
+            finish: Some(Box::new(|_| {})),
+        }
     }
 }
 

@@ -80,7 +80,7 @@ pub use coordination::Coordination;
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::MemoryStore;
 pub use status::{HealthStatus, MemoryUsage, StoreHealth, StoreStatus};
-pub use storage::{EntryWriter, PutOptions, Rewrite, Storage};
+pub use storage::{EntryWriter, PutOptions, ReadBack, Rewrite, Storage};
 
 /// The future returned by the store traits' methods.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

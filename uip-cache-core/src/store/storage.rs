@@ -1,6 +1,7 @@
 //! Keeping entries: [`Storage`] and what a write carries.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -149,4 +150,23 @@ pub trait EntryWriter: fmt::Debug + Send + 'static {
     /// [`Storage::begin_put`]) then the chunks, replacing any entry under
     /// the key, as [`Storage::put`] does.
     fn commit(self: Box<Self>, head: Bytes) -> StoreFuture<'static, ()>;
+
+    /// The chunk bytes this write has put where they can be read back (a
+    /// disk store's file being written): how many, from the first, and a
+    /// reader of them. A client that falls behind the origin is fed from
+    /// it, so that the write goes on at the origin's pace. `None` (the
+    /// default) when the store cannot.
+    fn read_back(&self) -> Option<(u64, Arc<dyn ReadBack>)> {
+        None
+    }
+}
+
+/// Reads back the chunk bytes of a write in progress (see
+/// [`EntryWriter::read_back`]). It stays readable once the write has
+/// ended, whether it was committed, dropped or evicted since.
+pub trait ReadBack: fmt::Debug + Send + Sync + 'static {
+    /// Reads `len` chunk bytes from `offset` (both within what
+    /// [`EntryWriter::read_back`] said was written). It blocks: callers
+    /// run it on a blocking thread.
+    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Bytes>;
 }
