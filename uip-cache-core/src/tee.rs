@@ -46,6 +46,11 @@ use crate::Recording;
 /// The most bytes read back from the store at a time for a client.
 const READ_PIECE: u64 = 256 << 10;
 
+/// What a pump whose client is behind holds at least before it waits for
+/// the client: chunks the store has not written yet, more than one of its
+/// writes (the disk store's are of 256 KiB).
+const HELD_BEHIND: u64 = 1 << 20;
+
 /// Bytes queued for a client past which a pump that no longer records waits.
 pub const LOW_WATER: u64 = 64 * 1024;
 
@@ -166,8 +171,10 @@ impl<T> Pump<T> {
         };
         self.catch_up();
         if self.tx.is_closed() {
-            self.held.clear();
-            self.held_cost = 0;
+            self.drop_held();
+        } else if self.behind && at.is_some() && len == 0 {
+            // An empty data frame carries nothing: not held (a flood of
+            // them would be held without bound).
         } else if self.behind {
             self.shared.queued.fetch_add(cost, Ordering::AcqRel);
             self.held_cost += cost;
@@ -196,21 +203,39 @@ impl<T> Pump<T> {
             LOW_WATER
         };
         loop {
-            let taken = self.shared.taken.notified();
             if self.tx.is_closed() {
-                // The client is gone: what was held for it goes.
-                self.held.clear();
-                self.held_cost = 0;
+                self.drop_held();
                 return self.recording.is_recording();
             }
+            // A client that has taken all it was handed gets what is held.
+            self.catch_up();
             let queued = self.shared.queued.load(Ordering::Acquire);
-            // Behind, only what the store cannot give back yet is held.
-            let held = if self.behind { self.held_cost } else { queued };
-            if held <= limit {
+            // Behind, only what the store cannot give back yet is held:
+            // at least one of its writes.
+            let (held, most) = match self.behind {
+                true => (self.held_cost, limit.max(HELD_BEHIND)),
+                false => (queued, limit),
+            };
+            if held <= most {
                 return true;
             }
-            taken.await;
+            let shared = self.shared.clone();
+            let taken = shared.taken.notified();
+            // Anything the client took since the load above woke nobody:
+            // look again (what it takes from here on wakes `taken`).
+            if self.shared.queued.load(Ordering::Acquire) == queued {
+                taken.await;
+            }
         }
+    }
+
+    /// The client is gone: what was held for it goes.
+    fn drop_held(&mut self) {
+        self.held.clear();
+        self.shared
+            .queued
+            .fetch_sub(self.held_cost, Ordering::AcqRel);
+        self.held_cost = 0;
     }
 
     /// A client behind that has taken all it was handed gets what is held
@@ -396,6 +421,10 @@ impl<T> Tap<T> {
                         self.reading = None;
                         self.cut = true;
                         self.rx.close();
+                        // What was queued will never be taken: not counted.
+                        while let Ok((_, cost)) = self.rx.try_recv() {
+                            self.shared.queued.fetch_sub(cost, Ordering::AcqRel);
+                        }
                         self.shared.taken.notify_one();
                     }
                 }
@@ -657,6 +686,8 @@ mod tests {
     #[derive(Debug)]
     struct FileWriter {
         file: Arc<std::sync::Mutex<Vec<u8>>>,
+        /// How much it gathers before one write to the file.
+        piece: usize,
         pending: Vec<u8>,
         written: u64,
         /// The write fails when the file would pass this length.
@@ -695,7 +726,7 @@ mod tests {
                 }
                 self.written += chunk.len() as u64;
                 self.pending.extend_from_slice(&chunk);
-                if self.pending.len() >= PIECE {
+                if self.pending.len() >= self.piece {
                     let mut file = self.file.lock().unwrap();
                     if self
                         .fail_past
@@ -730,6 +761,15 @@ mod tests {
     /// A recording to a [`FileWriter`] (failing past `fail_past`) that
     /// holds `held` bytes for its client; and the reader, to make it fail.
     fn streamed(fail_past: Option<usize>, held: u64) -> (Recording, Arc<FileReader>) {
+        streamed_in(PIECE, fail_past, held)
+    }
+
+    /// As [`streamed`], the store writing `piece` bytes at a time.
+    fn streamed_in(
+        piece: usize,
+        fail_past: Option<usize>,
+        held: u64,
+    ) -> (Recording, Arc<FileReader>) {
         let file = Arc::new(std::sync::Mutex::new(Vec::new()));
         let reader = Arc::new(FileReader {
             file: file.clone(),
@@ -737,6 +777,7 @@ mod tests {
         });
         let writer = FileWriter {
             file,
+            piece,
             pending: Vec::new(),
             written: 0,
             fail_past,
@@ -877,6 +918,35 @@ mod tests {
         let (rest, _) = read_all(&mut tap).await;
         got.extend_from_slice(&rest);
         assert_eq!(got, [sent.concat(), more.to_vec()].concat());
+    }
+
+    #[tokio::test]
+    async fn a_pump_holding_its_most_goes_on_once_the_client_took_all_it_was_handed() {
+        // The store writes 256 KiB at a time; the origin sends one byte a
+        // frame, so what is held (65 bytes a frame) passes its bound
+        // before the store has written anything more.
+        let (recording, _reader) = streamed_in(256 << 10, None, 16 * 1024);
+        let (mut pump, mut tap) = recording.tee(Frame::Data);
+        let sent: Vec<Bytes> = (0..40_000u32)
+            .map(|i| Bytes::from(vec![(i % 251) as u8]))
+            .collect();
+        let whole = sent.concat();
+        let origin = tokio::spawn(async move {
+            for c in &sent {
+                assert!(pump.send(Frame::Data(c.clone()), Some(c)).await);
+                // An empty frame now and then: never held.
+                assert!(
+                    pump.send(Frame::Data(Bytes::new()), Some(&Bytes::new()))
+                        .await
+                );
+            }
+            pump.ended();
+        });
+        let (got, _) = tokio::time::timeout(std::time::Duration::from_secs(60), read_all(&mut tap))
+            .await
+            .expect("neither side waits for the other for ever");
+        origin.await.unwrap();
+        assert_eq!(got, whole);
     }
 
     fn futures_poll<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
