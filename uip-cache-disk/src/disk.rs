@@ -141,6 +141,10 @@ pub(crate) struct Disk {
     state: Mutex<State>,
     /// File and order numbers handed out (at least `state.next`).
     next: AtomicU64,
+    /// The order number of the least recently used entry (`u64::MAX`: no
+    /// entry, or unknown), read again by every commit that changes the
+    /// order: a hit's [`Disk::is_old`] asks it without reading the index.
+    oldest: AtomicU64,
     /// `state.used` and `state.count`, stored beside the lock each time the
     /// state changes: the store's figures are read without waiting for a
     /// long purge or eviction that holds the lock.
@@ -264,6 +268,22 @@ impl Drop for Stream {
     }
 }
 
+/// The order number of the least recently used entry in `order`
+/// (`u64::MAX` when it has none or cannot be read).
+fn first_order(order: &Keyspace) -> u64 {
+    let Some(first) = order.first_key_value() else {
+        return u64::MAX;
+    };
+    match first.key() {
+        Ok(k) if k.len() == 8 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&k);
+            u64::from_be_bytes(a)
+        }
+        _ => u64::MAX,
+    }
+}
+
 /// Milliseconds since the Unix epoch now.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -372,7 +392,9 @@ impl Disk {
             Some(b) => State::decode(&b).map_err(|_| "the store's state record is unreadable")?,
             None => State::default(),
         };
+        let oldest = AtomicU64::new(first_order(&order));
         Ok(Disk {
+            oldest,
             next: AtomicU64::new(state.next),
             used: AtomicU64::new(state.used),
             count: AtomicU64::new(state.count),
@@ -788,6 +810,7 @@ impl Disk {
     }
 
     fn commit(&self, mut batch: WriteBatch, state: &State, sync: bool) -> Result<(), Error> {
+        let reorders = batch.0.keys().any(|(space, _)| *space == Space::Order);
         batch.insert(Space::Meta, STATE, state.encode());
         let mode = if sync {
             PersistMode::SyncAll
@@ -810,6 +833,11 @@ impl Disk {
             }
         }
         out.commit()?;
+        if reorders {
+            // Under the store's lock, as every commit: exact there.
+            self.oldest
+                .store(first_order(&self.order), Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -1040,16 +1068,9 @@ impl Disk {
     /// Whether `record` is in the older half of the eviction order (read
     /// without the lock, so only a hint outside it).
     pub(crate) fn is_old(&self, record: &Record) -> Result<bool, Error> {
-        let oldest = match self.order.first_key_value() {
-            Some(g) => {
-                let k = g.key()?;
-                let mut a = [0u8; 8];
-                if k.len() == 8 {
-                    a.copy_from_slice(&k);
-                }
-                u64::from_be_bytes(a)
-            }
-            None => record.seq,
+        let oldest = match self.oldest.load(Ordering::Relaxed) {
+            u64::MAX => record.seq,
+            n => n,
         };
         let next = self.next.load(Ordering::Relaxed);
         Ok(record.seq < oldest + (next.saturating_sub(oldest)) / 2)
