@@ -142,8 +142,10 @@ pub(crate) struct Disk {
     /// File and order numbers handed out (at least `state.next`).
     next: AtomicU64,
     /// The order number of the least recently used entry (`u64::MAX`: no
-    /// entry, or unknown), read again by every commit that changes the
-    /// order: a hit's [`Disk::is_old`] asks it without reading the index.
+    /// entry, or unknown), kept by every commit that changes the order (a
+    /// new entry is the youngest; the index is read again only when the
+    /// oldest goes): a hit's [`Disk::is_old`] asks it without reading the
+    /// index.
     oldest: AtomicU64,
     /// `state.used` and `state.count`, stored beside the lock each time the
     /// state changes: the store's figures are read without waiting for a
@@ -810,7 +812,22 @@ impl Disk {
     }
 
     fn commit(&self, mut batch: WriteBatch, state: &State, sync: bool) -> Result<(), Error> {
-        let reorders = batch.0.keys().any(|(space, _)| *space == Space::Order);
+        let oldest = self.oldest.load(Ordering::Relaxed);
+        let mut removes_oldest = false;
+        let mut first_added = u64::MAX;
+        for ((space, key), value) in &batch.0 {
+            if *space != Space::Order {
+                continue;
+            }
+            let Ok(seq) = <[u8; 8]>::try_from(key.as_slice()).map(u64::from_be_bytes) else {
+                removes_oldest = true;
+                continue;
+            };
+            match value {
+                Some(_) => first_added = first_added.min(seq),
+                None => removes_oldest |= seq == oldest,
+            }
+        }
         batch.insert(Space::Meta, STATE, state.encode());
         let mode = if sync {
             PersistMode::SyncAll
@@ -833,10 +850,14 @@ impl Disk {
             }
         }
         out.commit()?;
-        if reorders {
-            // Under the store's lock, as every commit: exact there.
+        // Under the store's lock, as every commit: exact there. Only the
+        // removal of the oldest needs the index read again (an eviction,
+        // which reads it anyway, or the oldest touched or deleted).
+        if removes_oldest {
             self.oldest
                 .store(first_order(&self.order), Ordering::Relaxed);
+        } else if first_added < oldest {
+            self.oldest.store(first_added, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -1571,6 +1592,39 @@ mod tests {
             Body::Good(b) => b.to_vec(),
             _ => panic!("{key}: no good body"),
         }
+    }
+
+    #[test]
+    fn the_oldest_order_number_follows_writes_rewrites_deletes_and_a_reopen() {
+        let dir = TempDir(
+            std::env::temp_dir().join(format!("uip-cache-disk-oldest-{}", std::process::id())),
+        );
+        let read = |disk: &Disk| first_order(&disk.order);
+        {
+            let disk = Disk::open(&dir.0, 64 << 20).unwrap();
+            assert_eq!(disk.oldest.load(Ordering::Relaxed), u64::MAX, "empty");
+            for k in ["a", "b", "c", "d"] {
+                commit_entry(&disk, &mut lock(&disk.state), k, b"v", &[]);
+                assert_eq!(disk.oldest.load(Ordering::Relaxed), read(&disk), "{k}");
+            }
+            let a = disk.record("a").unwrap().unwrap();
+            let d = disk.record("d").unwrap().unwrap();
+            assert!(disk.is_old(&a).unwrap() && !disk.is_old(&d).unwrap());
+            // The oldest written again: the next one is the oldest now.
+            commit_entry(&disk, &mut lock(&disk.state), "a", b"w", &[]);
+            let b = disk.record("b").unwrap().unwrap();
+            assert_eq!(disk.oldest.load(Ordering::Relaxed), b.seq);
+            // A younger one written again changes nothing; the oldest
+            // deleted moves it on.
+            commit_entry(&disk, &mut lock(&disk.state), "c", b"w", &[]);
+            assert_eq!(disk.oldest.load(Ordering::Relaxed), b.seq);
+            assert!(disk.remove_if("b", b.file, false).unwrap());
+            assert_eq!(disk.oldest.load(Ordering::Relaxed), read(&disk));
+            assert_eq!(read(&disk), disk.record("d").unwrap().unwrap().seq);
+        }
+        let disk = Disk::open(&dir.0, 64 << 20).unwrap();
+        assert_eq!(disk.oldest.load(Ordering::Relaxed), read(&disk), "reopened");
+        assert_ne!(read(&disk), u64::MAX);
     }
 
     #[test]
