@@ -16,6 +16,22 @@ use uip_cache_server::slow::ClientLimits;
 use uip_cache_server::tls::client::client_config;
 use uip_cache_server::tls::{Certificates, WATCH_INTERVAL};
 
+/// The binary's allocator: mimalloc, in small pages (see
+/// [`small_pages`]).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// No transparent huge pages for this process from here on: mimalloc asks
+/// for them on the arenas it commits, and a huge page is resident whole
+/// however little of it is used (11 MB more for an idle server, and a full
+/// memory store of 64 MB past its bound).
+#[allow(unsafe_code)]
+fn small_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory
+    // of ours; a kernel without it answers with an error, ignored.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
 /// A config-driven HTTP response cache in front of any backend.
 #[derive(Debug, Parser)]
 #[command(name = "uip-cache", version, about)]
@@ -66,6 +82,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    small_pages();
     match Cli::parse().command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Demo {
