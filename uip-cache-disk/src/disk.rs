@@ -108,9 +108,11 @@ enum Space {
 
 /// Changes to be committed together. The last change to a key wins: a
 /// fjall batch gives all its changes one sequence number, so a key removed
-/// and written again in one batch must be written once, not both.
+/// and written again in one batch must be written once, not both. Beside
+/// them, the oldest order number an eviction in the batch left in place
+/// (so that the commit need not read the order again to know it).
 #[derive(Default)]
-struct WriteBatch(BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>);
+struct WriteBatch(BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>, Option<u64>);
 
 impl WriteBatch {
     fn insert(&mut self, space: Space, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
@@ -815,17 +817,24 @@ impl Disk {
         let oldest = self.oldest.load(Ordering::Relaxed);
         let mut removes_oldest = false;
         let mut first_added = u64::MAX;
+        let mut left = batch.1;
         for ((space, key), value) in &batch.0 {
             if *space != Space::Order {
                 continue;
             }
             let Ok(seq) = <[u8; 8]>::try_from(key.as_slice()).map(u64::from_be_bytes) else {
                 removes_oldest = true;
+                left = None;
                 continue;
             };
             match value {
                 Some(_) => first_added = first_added.min(seq),
-                None => removes_oldest |= seq == oldest,
+                None => {
+                    removes_oldest |= seq == oldest;
+                    if left == Some(seq) {
+                        left = None;
+                    }
+                }
             }
         }
         batch.insert(Space::Meta, STATE, state.encode());
@@ -854,8 +863,13 @@ impl Disk {
         // removal of the oldest needs the index read again (an eviction,
         // which reads it anyway, or the oldest touched or deleted).
         if removes_oldest {
-            self.oldest
-                .store(first_order(&self.order), Ordering::Relaxed);
+            // What an eviction left in place, when the batch keeps it;
+            // else the order is read again.
+            let now = match left {
+                Some(seq) => seq.min(first_added),
+                None => first_order(&self.order),
+            };
+            self.oldest.store(now, Ordering::Relaxed);
         } else if first_added < oldest {
             self.oldest.store(first_added, Ordering::Relaxed);
         }
@@ -963,13 +977,18 @@ impl Disk {
         if state.used <= self.max_bytes {
             return Ok(());
         }
+        // The first member this eviction leaves in place: `keep`'s (which
+        // the batch may remove), or where it stops.
+        let mut first_left = None;
         for guard in self.order.iter() {
+            let (seq, key) = guard.into_inner()?;
             if state.used <= self.max_bytes {
+                first_left = first_left.or(Some(seq));
                 break;
             }
-            let (seq, key) = guard.into_inner()?;
             let key = String::from_utf8_lossy(&key).into_owned();
             if key == keep {
+                first_left = first_left.or(Some(seq));
                 continue;
             }
             match self.record(&key)? {
@@ -982,6 +1001,7 @@ impl Disk {
                 _ => batch.remove(Space::Order, seq),
             }
         }
+        batch.1 = first_left.and_then(|s| <[u8; 8]>::try_from(&s[..]).ok().map(u64::from_be_bytes));
         Ok(())
     }
 
@@ -1625,6 +1645,34 @@ mod tests {
         let disk = Disk::open(&dir.0, 64 << 20).unwrap();
         assert_eq!(disk.oldest.load(Ordering::Relaxed), read(&disk), "reopened");
         assert_ne!(read(&disk), u64::MAX);
+    }
+
+    #[test]
+    fn the_oldest_order_number_follows_evictions() {
+        let dir = TempDir(
+            std::env::temp_dir().join(format!("uip-cache-disk-oldest-ev-{}", std::process::id())),
+        );
+        // Room for about eight entries: from the ninth on, each write
+        // evicts, and some rewrite the oldest key itself.
+        let disk = Disk::open(&dir.0, 80 << 10).unwrap();
+        let body = vec![7u8; 8 << 10];
+        let options = PutOptions::new(Duration::from_secs(60), "/k");
+        for i in 0..60 {
+            let key = if i % 7 == 6 {
+                // The oldest there is, written again.
+                let first = disk.order.first_key_value().unwrap().value().unwrap();
+                String::from_utf8(first.to_vec()).unwrap()
+            } else {
+                format!("k{i}")
+            };
+            disk.put(&key, &body, &options, |_| {}).unwrap();
+            assert_eq!(
+                disk.oldest.load(Ordering::Relaxed),
+                first_order(&disk.order),
+                "after write {i} ({key})"
+            );
+        }
+        assert!(disk.evictions.load(Ordering::Relaxed) > 40);
     }
 
     #[test]

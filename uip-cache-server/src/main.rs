@@ -27,9 +27,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// memory store of 64 MB past its bound).
 #[allow(unsafe_code)]
 fn small_pages() {
+    let (on, zero): (libc::c_ulong, libc::c_ulong) = (1, 0);
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory
-    // of ours; a kernel without it answers with an error, ignored.
-    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    // of ours.
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, on, zero, zero, zero) } != 0 {
+        // Before logging is set up: said on standard error.
+        eprintln!(
+            "uip-cache: transparent huge pages stay on ({}): memory may grow past the store's bound",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// A config-driven HTTP response cache in front of any backend.
