@@ -149,6 +149,8 @@ pub(crate) struct Disk {
     /// oldest goes): a hit's [`Disk::is_old`] asks it without reading the
     /// index.
     oldest: AtomicU64,
+    /// Commits that removed the oldest entry (see [`RECHECK_OLDEST`]).
+    reordered: AtomicU64,
     /// `state.used` and `state.count`, stored beside the lock each time the
     /// state changes: the store's figures are read without waiting for a
     /// long purge or eviction that holds the lock.
@@ -272,10 +274,18 @@ impl Drop for Stream {
     }
 }
 
-/// The order number of the least recently used entry in `order`
-/// (`u64::MAX` when it has none or cannot be read).
-fn first_order(order: &Keyspace) -> u64 {
-    let Some(first) = order.first_key_value() else {
+/// Every this many commits that remove the oldest entry, the next oldest
+/// is read from the start of the order (walking what was evicted before
+/// it) rather than from where it was.
+const RECHECK_OLDEST: u64 = 256;
+
+/// The order number of the least recently used entry in `order` from
+/// order number `from` on: `u64::MAX` when it has none; 0 (the start) when
+/// it cannot be read, so that the order is then walked from its start, as
+/// it was before the number was kept.
+fn first_order(order: &Keyspace, from: u64) -> u64 {
+    let from = if from == u64::MAX { 0 } else { from };
+    let Some(first) = order.range(from.to_be_bytes()..).next() else {
         return u64::MAX;
     };
     match first.key() {
@@ -284,7 +294,7 @@ fn first_order(order: &Keyspace) -> u64 {
             a.copy_from_slice(&k);
             u64::from_be_bytes(a)
         }
-        _ => u64::MAX,
+        _ => 0,
     }
 }
 
@@ -396,9 +406,10 @@ impl Disk {
             Some(b) => State::decode(&b).map_err(|_| "the store's state record is unreadable")?,
             None => State::default(),
         };
-        let oldest = AtomicU64::new(first_order(&order));
+        let oldest = AtomicU64::new(first_order(&order, 0));
         Ok(Disk {
             oldest,
+            reordered: AtomicU64::new(1),
             next: AtomicU64::new(state.next),
             used: AtomicU64::new(state.used),
             count: AtomicU64::new(state.count),
@@ -864,10 +875,15 @@ impl Disk {
         // which reads it anyway, or the oldest touched or deleted).
         if removes_oldest {
             // What an eviction left in place, when the batch keeps it;
-            // else the order is read again.
+            // else the order is read again from the old oldest on. Every
+            // so often it is read from the start instead, so that a number
+            // that went wrong cannot leave older entries out of the
+            // eviction for long.
+            let recheck = self.reordered.fetch_add(1, Ordering::Relaxed) % RECHECK_OLDEST == 0;
             let now = match left {
+                _ if recheck => first_order(&self.order, 0),
                 Some(seq) => seq.min(first_added),
-                None => first_order(&self.order),
+                None => first_order(&self.order, oldest).min(first_added),
             };
             self.oldest.store(now, Ordering::Relaxed);
         } else if first_added < oldest {
@@ -977,10 +993,34 @@ impl Disk {
         if state.used <= self.max_bytes {
             return Ok(());
         }
-        // The first member this eviction leaves in place: `keep`'s (which
-        // the batch may remove), or where it stops.
+        // From the oldest member on: the members evicted before it are
+        // deletions the index would otherwise walk again every time. Should
+        // that number be off, the members before it are taken after.
+        let from = self.oldest_key();
+        let first_left = self.evict_in(self.order.range(from..), batch, state, keep, gone)?;
+        if state.used > self.max_bytes && from != [0; 8] {
+            self.evict_in(self.order.range(..from), batch, state, keep, gone)?;
+            // Not the oldest left in place then: the commit reads it.
+            batch.1 = None;
+            return Ok(());
+        }
+        batch.1 = first_left.and_then(|s| <[u8; 8]>::try_from(&s[..]).ok().map(u64::from_be_bytes));
+        Ok(())
+    }
+
+    /// Evicts the members `members` gives, oldest first, until the state
+    /// is within `max_bytes`; the first member it leaves in place (`keep`'s,
+    /// which the batch may remove, or where it stopped).
+    fn evict_in(
+        &self,
+        members: impl Iterator<Item = fjall::Guard>,
+        batch: &mut WriteBatch,
+        state: &mut State,
+        keep: &str,
+        gone: &mut Vec<u64>,
+    ) -> Result<Option<fjall::UserKey>, Error> {
         let mut first_left = None;
-        for guard in self.order.iter() {
+        for guard in members {
             let (seq, key) = guard.into_inner()?;
             if state.used <= self.max_bytes {
                 first_left = first_left.or(Some(seq));
@@ -1001,8 +1041,7 @@ impl Disk {
                 _ => batch.remove(Space::Order, seq),
             }
         }
-        batch.1 = first_left.and_then(|s| <[u8; 8]>::try_from(&s[..]).ok().map(u64::from_be_bytes));
-        Ok(())
+        Ok(first_left)
     }
 
     /// Reads `key`'s entry: its record, then its body, checked against the
@@ -1104,6 +1143,15 @@ impl Disk {
         }
         then();
         Ok(())
+    }
+
+    /// Where the order's live members begin (its oldest's number, or the
+    /// start when that is not known).
+    fn oldest_key(&self) -> [u8; 8] {
+        match self.oldest.load(Ordering::Relaxed) {
+            u64::MAX => [0; 8],
+            n => n.to_be_bytes(),
+        }
     }
 
     /// Whether `record` is in the older half of the eviction order (read
@@ -1619,7 +1667,7 @@ mod tests {
         let dir = TempDir(
             std::env::temp_dir().join(format!("uip-cache-disk-oldest-{}", std::process::id())),
         );
-        let read = |disk: &Disk| first_order(&disk.order);
+        let read = |disk: &Disk| first_order(&disk.order, 0);
         {
             let disk = Disk::open(&dir.0, 64 << 20).unwrap();
             assert_eq!(disk.oldest.load(Ordering::Relaxed), u64::MAX, "empty");
@@ -1668,11 +1716,35 @@ mod tests {
             disk.put(&key, &body, &options, |_| {}).unwrap();
             assert_eq!(
                 disk.oldest.load(Ordering::Relaxed),
-                first_order(&disk.order),
+                first_order(&disk.order, 0),
                 "after write {i} ({key})"
             );
         }
         assert!(disk.evictions.load(Ordering::Relaxed) > 40);
+    }
+
+    #[test]
+    fn an_oldest_order_number_that_is_off_still_evicts_within_the_bound() {
+        let dir = TempDir(
+            std::env::temp_dir().join(format!("uip-cache-disk-oldest-off-{}", std::process::id())),
+        );
+        let disk = Disk::open(&dir.0, 80 << 10).unwrap();
+        let body = vec![7u8; 8 << 10];
+        let options = PutOptions::new(Duration::from_secs(60), "/k");
+        for i in 0..8 {
+            disk.put(&format!("a{i}"), &body, &options, |_| {}).unwrap();
+        }
+        // As if the number were off: the youngest's, past seven older ones.
+        let youngest = disk.record("a7").unwrap().unwrap().seq;
+        disk.oldest.store(youngest, Ordering::Relaxed);
+        for i in 0..2 * RECHECK_OLDEST {
+            disk.put(&format!("b{i}"), &body, &options, |_| {}).unwrap();
+            assert!(lock(&disk.state).used <= 80 << 10, "within the bound");
+        }
+        // Those before the number went too, once it was read again.
+        for i in 0..8 {
+            assert_eq!(disk.record(&format!("a{i}")).unwrap(), None, "a{i}");
+        }
     }
 
     #[test]
