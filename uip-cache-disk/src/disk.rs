@@ -879,7 +879,10 @@ impl Disk {
             // so often it is read from the start instead, so that a number
             // that went wrong cannot leave older entries out of the
             // eviction for long.
-            let recheck = self.reordered.fetch_add(1, Ordering::Relaxed) % RECHECK_OLDEST == 0;
+            let recheck = self
+                .reordered
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(RECHECK_OLDEST);
             let now = match left {
                 _ if recheck => first_order(&self.order, 0),
                 Some(seq) => seq.min(first_added),
