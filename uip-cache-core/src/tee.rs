@@ -243,11 +243,7 @@ impl<T> Pump<T> {
     fn catch_up(&mut self) {
         if self.behind && self.shared.queued.load(Ordering::Acquire) == self.held_cost {
             self.behind = false;
-            while let Some(h) = self.held.pop_front() {
-                self.held_cost -= h.cost;
-                self.shared.queued.fetch_sub(h.cost, Ordering::AcqRel);
-                self.queue(Item::Frame(h.frame), h.cost);
-            }
+            self.send_held();
         }
     }
 
@@ -268,11 +264,7 @@ impl<T> Pump<T> {
             // The write ended (dropped or failed): the client's pace again,
             // what was handed over before stays readable.
             self.behind = false;
-            while let Some(h) = self.held.pop_front() {
-                self.held_cost -= h.cost;
-                self.shared.queued.fetch_sub(h.cost, Ordering::AcqRel);
-                self.queue(Item::Frame(h.frame), h.cost);
-            }
+            self.send_held();
             return;
         };
         // A run of contiguous bytes in the store: (offset, length).
@@ -397,6 +389,12 @@ impl<T> Pump<T> {
     /// rest (less than one write of the store) as it is.
     fn release_held(&mut self) {
         self.hand_over();
+        self.send_held();
+    }
+
+    /// Every held frame goes to the client as it is (its bytes held
+    /// counted as queued instead).
+    fn send_held(&mut self) {
         while let Some(h) = self.held.pop_front() {
             self.held_cost -= h.cost;
             self.shared.queued.fetch_sub(h.cost, Ordering::AcqRel);
