@@ -833,6 +833,9 @@ impl Disk {
             if *space != Space::Order {
                 continue;
             }
+            // 0, not known (the order could not be read): read it again
+            // with any change to the order.
+            removes_oldest |= oldest == 0;
             let Ok(seq) = <[u8; 8]>::try_from(key.as_slice()).map(u64::from_be_bytes) else {
                 removes_oldest = true;
                 left = None;
@@ -873,24 +876,26 @@ impl Disk {
         // Under the store's lock, as every commit: exact there. Only the
         // removal of the oldest needs the index read again (an eviction,
         // which reads it anyway, or the oldest touched or deleted).
-        if removes_oldest {
-            // What an eviction left in place, when the batch keeps it;
-            // else the order is read again from the old oldest on. Every
-            // so often it is read from the start instead, so that a number
-            // that went wrong cannot leave older entries out of the
-            // eviction for long.
-            let recheck = self
+        // Every so often, when the oldest goes, it is read from the start,
+        // so that a number that went wrong cannot leave older entries out
+        // of the eviction for long.
+        let recheck = removes_oldest
+            && self
                 .reordered
                 .fetch_add(1, Ordering::Relaxed)
                 .is_multiple_of(RECHECK_OLDEST);
-            let now = match left {
-                _ if recheck => first_order(&self.order, 0),
-                Some(seq) => seq.min(first_added),
-                None => first_order(&self.order, oldest).min(first_added),
-            };
+        let now = if recheck {
+            first_order(&self.order, 0)
+        } else if let Some(seq) = left {
+            // What an eviction left in place first (the batch keeps it).
+            seq.min(first_added)
+        } else if removes_oldest {
+            first_order(&self.order, oldest).min(first_added)
+        } else {
+            oldest.min(first_added)
+        };
+        if now != oldest {
             self.oldest.store(now, Ordering::Relaxed);
-        } else if first_added < oldest {
-            self.oldest.store(first_added, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -1000,12 +1005,12 @@ impl Disk {
         // deletions the index would otherwise walk again every time. Should
         // that number be off, the members before it are taken after.
         let from = self.oldest_key();
-        let first_left = self.evict_in(self.order.range(from..), batch, state, keep, gone)?;
+        let mut first_left = self.evict_in(self.order.range(from..), batch, state, keep, gone)?;
         if state.used > self.max_bytes && from != [0; 8] {
-            self.evict_in(self.order.range(..from), batch, state, keep, gone)?;
-            // Not the oldest left in place then: the commit reads it.
-            batch.1 = None;
-            return Ok(());
+            // Members before the number: the first of them left in place
+            // is the oldest then.
+            let before = self.evict_in(self.order.range(..from), batch, state, keep, gone)?;
+            first_left = before.or(first_left);
         }
         batch.1 = first_left.and_then(|s| <[u8; 8]>::try_from(&s[..]).ok().map(u64::from_be_bytes));
         Ok(())
@@ -1727,6 +1732,34 @@ mod tests {
     }
 
     #[test]
+    fn an_oldest_order_number_past_every_entry_is_found_again_by_the_eviction() {
+        let dir = TempDir(
+            std::env::temp_dir().join(format!("uip-cache-disk-oldest-past-{}", std::process::id())),
+        );
+        let disk = Disk::open(&dir.0, 80 << 10).unwrap();
+        let body = vec![7u8; 8 << 10];
+        let options = PutOptions::new(Duration::from_secs(60), "/k");
+        // Full: every write from here on evicts.
+        for i in 0..12 {
+            disk.put(&format!("a{i}"), &body, &options, |_| {}).unwrap();
+        }
+        let first = disk.order.first_key_value().unwrap().value().unwrap();
+        let first = String::from_utf8(first.to_vec()).unwrap();
+        // Past every entry: the eviction finds nothing from there on and
+        // takes the oldest before it.
+        disk.oldest
+            .store(disk.next.load(Ordering::Relaxed), Ordering::Relaxed);
+        disk.put("b", &body, &options, |_| {}).unwrap();
+        assert!(lock(&disk.state).used <= 80 << 10, "within the bound");
+        assert_eq!(disk.record(&first).unwrap(), None, "the oldest went");
+        assert_eq!(
+            disk.oldest.load(Ordering::Relaxed),
+            first_order(&disk.order, 0),
+            "and the number is right again"
+        );
+    }
+
+    #[test]
     fn an_oldest_order_number_that_is_off_still_evicts_within_the_bound() {
         let dir = TempDir(
             std::env::temp_dir().join(format!("uip-cache-disk-oldest-off-{}", std::process::id())),
@@ -1744,10 +1777,15 @@ mod tests {
             disk.put(&format!("b{i}"), &body, &options, |_| {}).unwrap();
             assert!(lock(&disk.state).used <= 80 << 10, "within the bound");
         }
-        // Those before the number went too, once it was read again.
+        // Those before the number went too, once it was read again from
+        // the start (every RECHECK_OLDEST evictions).
         for i in 0..8 {
             assert_eq!(disk.record(&format!("a{i}")).unwrap(), None, "a{i}");
         }
+        assert_eq!(
+            disk.oldest.load(Ordering::Relaxed),
+            first_order(&disk.order, 0)
+        );
     }
 
     #[test]
