@@ -280,20 +280,13 @@ impl<T> Pump<T> {
                         }
                         None => Some((at, h.len)),
                     };
-                    self.held_cost -= h.cost;
-                    self.shared.queued.fetch_sub(h.cost, Ordering::AcqRel);
-                    self.held.pop_front();
+                    self.take_held();
                 }
                 None if h.len == 0 => {
                     if let Some(r) = run.take() {
                         self.queue_stored(&reader, r);
                     }
-                    let Some(h) = self.held.pop_front() else {
-                        break;
-                    };
-                    self.held_cost -= h.cost;
-                    self.shared.queued.fetch_sub(h.cost, Ordering::AcqRel);
-                    self.queue(Item::Frame(h.frame), h.cost);
+                    self.send_held_front();
                 }
                 // Not in the store yet.
                 _ => break,
@@ -392,14 +385,27 @@ impl<T> Pump<T> {
         self.send_held();
     }
 
-    /// Every held frame goes to the client as it is (its bytes held
-    /// counted as queued instead).
+    /// Every held frame goes to the client as it is.
     fn send_held(&mut self) {
-        while let Some(h) = self.held.pop_front() {
-            self.held_cost -= h.cost;
-            self.shared.queued.fetch_sub(h.cost, Ordering::AcqRel);
-            self.queue(Item::Frame(h.frame), h.cost);
-        }
+        while self.send_held_front() {}
+    }
+
+    /// The first held frame goes to the client as it is (its cost counted
+    /// as queued instead of held); false when none is held.
+    fn send_held_front(&mut self) -> bool {
+        let Some(h) = self.take_held() else {
+            return false;
+        };
+        self.queue(Item::Frame(h.frame), h.cost);
+        true
+    }
+
+    /// The first held frame, no longer counted.
+    fn take_held(&mut self) -> Option<Held<T>> {
+        let h = self.held.pop_front()?;
+        self.held_cost -= h.cost;
+        self.shared.queued.fetch_sub(h.cost, Ordering::AcqRel);
+        Some(h)
     }
 }
 

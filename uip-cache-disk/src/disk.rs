@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use uip_cache_core::pattern::PathSelector;
-use uip_cache_core::store::{PutOptions, Rewrite};
+use uip_cache_core::store::{PutOptions, ReadBack, Rewrite};
 use uip_cache_core::{zerocopy, UrlPattern};
 
 use crate::record::{path_member, tag_member, tag_prefix, Record, State};
@@ -253,14 +253,14 @@ pub(crate) struct WrittenBody {
     head_len: u64,
 }
 
-impl WrittenBody {
+impl ReadBack for WrittenBody {
     /// Reads `len` body bytes from `offset` (after the head's place).
-    pub(crate) fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
         use std::os::unix::fs::FileExt;
         let mut buf = vec![0u8; len];
         let at = self.head_len.saturating_add(offset);
         self.file.read_exact_at(&mut buf, at)?;
-        Ok(buf)
+        Ok(Bytes::from(buf))
     }
 }
 

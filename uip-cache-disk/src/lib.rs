@@ -523,12 +523,6 @@ struct DiskWriter {
     failed: bool,
 }
 
-impl ReadBack for disk::WrittenBody {
-    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
-        disk::WrittenBody::read_at(self, offset, len).map(Bytes::from)
-    }
-}
-
 impl DiskWriter {
     /// Writes `data` to the file (making it first), on the blocking pool.
     async fn flush(&mut self, data: Bytes) -> Result<(), StoreError> {

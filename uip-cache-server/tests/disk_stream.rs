@@ -132,11 +132,16 @@ fn origin() -> (u16, Arc<AtomicUsize>, mpsc::Sender<()>) {
 /// Serves a disk store in `dir` (no memory tier) storing bodies up to
 /// 2 GB, in front of `origin`.
 fn serve(dir: &Path, origin: u16) -> ServeProcess {
+    serve_with(dir, origin, "")
+}
+
+/// As [`serve`], with `defaults` lines (each `  name: value\n`) added.
+fn serve_with(dir: &Path, origin: u16, defaults: &str) -> ServeProcess {
     let file = dir.join("disk.yaml");
     std::fs::write(
         &file,
         format!(
-            "store:\n  type: disk\n  disk:\n    path: \"{}\"\n    max_bytes: 3GB\n    memory_bytes: 0\ndefaults:\n  max_size: 2GB\npolicies:\n  - name: all\n    pattern: \"/*\"\n",
+            "store:\n  type: disk\n  disk:\n    path: \"{}\"\n    max_bytes: 3GB\n    memory_bytes: 0\ndefaults:\n  max_size: 2GB\n{defaults}policies:\n  - name: all\n    pattern: \"/*\"\n",
             dir.join("store").display()
         ),
     )
@@ -428,18 +433,9 @@ fn a_kill_9_during_the_write_leaves_a_file_the_next_start_removes() {
 fn requests_behind_a_stalled_first_client_get_the_entry_it_stores() {
     let dir = TempDir::new("disk-stream-stalled");
     let (up, count, _pause) = origin();
-    let file = dir.0.join("disk.yaml");
     // Requests coalesced on a key wait for its first fetch up to
     // `lock_timeout`: longer here than any read of this test waits.
-    std::fs::write(
-        &file,
-        format!(
-            "store:\n  type: disk\n  disk:\n    path: \"{}\"\n    max_bytes: 3GB\n    memory_bytes: 0\ndefaults:\n  max_size: 2GB\n  lock_timeout: 300\npolicies:\n  - name: all\n    pattern: \"/*\"\n",
-            dir.0.join("store").display()
-        ),
-    )
-    .unwrap();
-    let server = crate::disk_store::serve(&file, up);
+    let server = serve_with(&dir.0, up, "  lock_timeout: 300\n");
     let port = server.addr.port();
     let pid = server.id();
     get_whole(port, "/plain/2/warm", 2 * MB);
