@@ -125,6 +125,48 @@ impl WriteBatch {
     fn remove(&mut self, space: Space, key: impl AsRef<[u8]>) {
         self.0.insert((space, key.as_ref().to_vec()), None);
     }
+
+    /// What the batch does to the eviction order whose oldest number is
+    /// `oldest` (0: not known, read again with any change to the order).
+    fn reorder(&self, oldest: u64) -> Reorder {
+        let mut r = Reorder {
+            removes_oldest: false,
+            first_added: u64::MAX,
+            left: self.1,
+        };
+        for ((space, key), value) in &self.0 {
+            if *space != Space::Order {
+                continue;
+            }
+            r.removes_oldest |= oldest == 0;
+            let Ok(seq) = <[u8; 8]>::try_from(key.as_slice()).map(u64::from_be_bytes) else {
+                r.removes_oldest = true;
+                r.left = None;
+                continue;
+            };
+            match value {
+                Some(_) => r.first_added = r.first_added.min(seq),
+                None => {
+                    r.removes_oldest |= seq == oldest;
+                    if r.left == Some(seq) {
+                        r.left = None;
+                    }
+                }
+            }
+        }
+        r
+    }
+}
+
+/// What a batch does to the eviction order ([`WriteBatch::reorder`]).
+struct Reorder {
+    /// It removes the oldest member (or one whose number cannot be read).
+    removes_oldest: bool,
+    /// The least number it adds (`u64::MAX`: none).
+    first_added: u64,
+    /// The first member an eviction in it left in place, if the batch
+    /// keeps it.
+    left: Option<u64>,
 }
 
 /// The disk part of a disk store.
@@ -826,31 +868,7 @@ impl Disk {
 
     fn commit(&self, mut batch: WriteBatch, state: &State, sync: bool) -> Result<(), Error> {
         let oldest = self.oldest.load(Ordering::Relaxed);
-        let mut removes_oldest = false;
-        let mut first_added = u64::MAX;
-        let mut left = batch.1;
-        for ((space, key), value) in &batch.0 {
-            if *space != Space::Order {
-                continue;
-            }
-            // 0, not known (the order could not be read): read it again
-            // with any change to the order.
-            removes_oldest |= oldest == 0;
-            let Ok(seq) = <[u8; 8]>::try_from(key.as_slice()).map(u64::from_be_bytes) else {
-                removes_oldest = true;
-                left = None;
-                continue;
-            };
-            match value {
-                Some(_) => first_added = first_added.min(seq),
-                None => {
-                    removes_oldest |= seq == oldest;
-                    if left == Some(seq) {
-                        left = None;
-                    }
-                }
-            }
-        }
+        let reorder = batch.reorder(oldest);
         batch.insert(Space::Meta, STATE, state.encode());
         let mode = if sync {
             PersistMode::SyncAll
@@ -873,12 +891,23 @@ impl Disk {
             }
         }
         out.commit()?;
-        // Under the store's lock, as every commit: exact there. Only the
-        // removal of the oldest needs the index read again (an eviction,
-        // which reads it anyway, or the oldest touched or deleted).
-        // Every so often, when the oldest goes, it is read from the start,
-        // so that a number that went wrong cannot leave older entries out
-        // of the eviction for long.
+        self.keep_oldest(oldest, reorder);
+        Ok(())
+    }
+
+    /// The oldest order number after a commit that did `reorder` to the
+    /// order, under the store's lock as every commit (so exact there). Only
+    /// the removal of the oldest needs the order read again, and then from
+    /// the old number on, unless an eviction said where it stopped. Every
+    /// [`RECHECK_OLDEST`] removals it is read from the start, so that a
+    /// number that went wrong cannot leave older entries out of the
+    /// eviction for long.
+    fn keep_oldest(&self, oldest: u64, reorder: Reorder) {
+        let Reorder {
+            removes_oldest,
+            first_added,
+            left,
+        } = reorder;
         let recheck = removes_oldest
             && self
                 .reordered
@@ -887,7 +916,6 @@ impl Disk {
         let now = if recheck {
             first_order(&self.order, 0)
         } else if let Some(seq) = left {
-            // What an eviction left in place first (the batch keeps it).
             seq.min(first_added)
         } else if removes_oldest {
             first_order(&self.order, oldest).min(first_added)
@@ -897,7 +925,6 @@ impl Disk {
         if now != oldest {
             self.oldest.store(now, Ordering::Relaxed);
         }
-        Ok(())
     }
 
     /// Stores `value` under `key`. `then` runs once it is committed, under
