@@ -20,7 +20,7 @@ use uip_cache_core::pattern::PathSelector;
 use uip_cache_core::store::{PutOptions, ReadBack, Rewrite};
 use uip_cache_core::{zerocopy, UrlPattern};
 
-use crate::record::{path_member, tag_member, tag_prefix, Record, State};
+use crate::record::{path_member, tag_member, tag_prefix, Fixed, Place, Record, State};
 
 /// The key of the state in the `meta` keyspace.
 const STATE: &[u8] = b"state";
@@ -72,6 +72,9 @@ pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) enum Read {
     /// The body, with the record it was read by.
     Hit(Bytes, Record),
+    /// The body of an entry young in the eviction order (see
+    /// [`Disk::get_nowait`]).
+    Young(Bytes),
     /// No such entry (or expired).
     Miss,
     /// The body file did not match its record (torn, cut, changed): the
@@ -656,7 +659,7 @@ impl Disk {
     /// mapped (for `sendfile`) when it is large enough and the budget
     /// allows (see [`zerocopy::map_file`]), else read. With `nowait`, a
     /// file whose pages are not all in memory is not read (`WouldBlock`).
-    fn read_body(&self, record: &Record, nowait: bool) -> io::Result<Body> {
+    fn read_body(&self, record: Place, nowait: bool) -> io::Result<Body> {
         let mapped = self.mapped().files.get(&record.file).cloned();
         if let Some(body) = mapped {
             // Mapped by an earlier hit: still of its length (asked of the
@@ -1103,7 +1106,7 @@ impl Disk {
             }
             return Ok(Some(Read::Miss));
         }
-        let body = match self.read_body(&record, false) {
+        let body = match self.read_body(record.place(), false) {
             Ok(Body::Good(b)) => Some(b),
             Ok(Body::Unmapped) => return Ok(Some(Read::Miss)),
             Ok(Body::Bad | Body::WouldBlock) => None,
@@ -1137,18 +1140,34 @@ impl Disk {
     /// Anything else, and anything that would write (an expired or damaged
     /// entry to remove), is left to [`Disk::get`] on the blocking pool
     /// (`Blocking`).
-    pub(crate) fn get_nowait(&self, key: &str) -> Result<Read, Error> {
-        let Some(record) = self.record(key)? else {
+    ///
+    /// A hit is `Young` (its fixed fields read in place, nothing
+    /// allocated) unless `whole` or the entry is old in the eviction
+    /// order: then `Hit`, with its whole record, for the caller to move.
+    pub(crate) fn get_nowait(&self, key: &str, whole: bool) -> Result<Read, Error> {
+        if key.len() > MAX_NAME {
+            return Ok(Read::Miss);
+        }
+        let Some(raw) = self.entries.get(key)? else {
             return Ok(Read::Miss);
         };
-        if record.expires_ms <= now_ms()
-            || (record.len > INLINE_MAX && !self.is_verified(record.file))
+        // A record that does not decode is no entry here, as in `record`.
+        let Ok(fixed) = Fixed::read(&raw) else {
+            return Ok(Read::Miss);
+        };
+        if fixed.expires_ms <= now_ms() || (fixed.len > INLINE_MAX && !self.is_verified(fixed.file))
         {
             return Ok(Read::Blocking);
         }
-        Ok(match self.read_body(&record, true) {
-            Ok(Body::Good(body)) => Read::Hit(body, record),
-            _ => Read::Blocking,
+        let Ok(Body::Good(body)) = self.read_body(fixed.place(), true) else {
+            return Ok(Read::Blocking);
+        };
+        if !whole && !self.is_old(fixed.seq) {
+            return Ok(Read::Young(body));
+        }
+        Ok(match Record::decode(&raw) {
+            Ok(record) => Read::Hit(body, record),
+            Err(_) => Read::Miss,
         })
     }
 
@@ -1164,7 +1183,7 @@ impl Disk {
         if record.file != file {
             return Ok(());
         }
-        if self.is_old(&record)? {
+        if self.is_old(record.seq) {
             let mut state = *guard;
             let mut batch = WriteBatch::default();
             self.unlink(&mut batch, &mut state, key, &record);
@@ -1191,13 +1210,13 @@ impl Disk {
 
     /// Whether `record` is in the older half of the eviction order (read
     /// without the lock, so only a hint outside it).
-    pub(crate) fn is_old(&self, record: &Record) -> Result<bool, Error> {
+    pub(crate) fn is_old(&self, seq: u64) -> bool {
         let oldest = match self.oldest.load(Ordering::Relaxed) {
-            u64::MAX => record.seq,
+            u64::MAX => seq,
             n => n,
         };
         let next = self.next.load(Ordering::Relaxed);
-        Ok(record.seq < oldest + (next.saturating_sub(oldest)) / 2)
+        seq < oldest + (next.saturating_sub(oldest)) / 2
     }
 
     /// Removes `key` if it still holds the write of `file`; whether it did.
@@ -1420,7 +1439,7 @@ impl Disk {
     /// `record`'s body rewritten by `rewrite` into a new body file (see
     /// [`Rewritten`]).
     fn rewritten(&self, record: &Record, rewrite: &Rewrite<'_>) -> Result<Rewritten, Error> {
-        let Ok(Body::Good(body)) = self.read_body(record, false) else {
+        let Ok(Body::Good(body)) = self.read_body(record.place(), false) else {
             return Ok(Rewritten::Damaged);
         };
         let Some((value, ttl)) = rewrite(&body) else {
@@ -1691,7 +1710,7 @@ mod tests {
 
     fn body_of(disk: &Disk, key: &str) -> Vec<u8> {
         let record = disk.record(key).unwrap().unwrap();
-        match disk.read_body(&record, false).unwrap() {
+        match disk.read_body(record.place(), false).unwrap() {
             Body::Good(b) => b.to_vec(),
             _ => panic!("{key}: no good body"),
         }
@@ -1712,7 +1731,7 @@ mod tests {
             }
             let a = disk.record("a").unwrap().unwrap();
             let d = disk.record("d").unwrap().unwrap();
-            assert!(disk.is_old(&a).unwrap() && !disk.is_old(&d).unwrap());
+            assert!(disk.is_old(a.seq) && !disk.is_old(d.seq));
             // The oldest written again: the next one is the oldest now.
             commit_entry(&disk, &mut lock(&disk.state), "a", b"w", &[]);
             let b = disk.record("b").unwrap().unwrap();
@@ -1889,7 +1908,7 @@ mod tests {
         // Checked now, its pages in memory: still not read without
         // blocking, as the first read was not.
         assert!(
-            matches!(disk.get_nowait("big").unwrap(), Read::Blocking),
+            matches!(disk.get_nowait("big", false).unwrap(), Read::Blocking),
             "a 4 MiB body was read on the caller's thread"
         );
     }

@@ -354,6 +354,8 @@ impl Inner {
                 self.touch(disk, key, &value, &record);
                 Ok(Some(value))
             }
+            // Not given by `Disk::get`, which reads every record whole.
+            Ok(Read::Young(value)) => Ok(Some(value)),
             Ok(Read::Miss | Read::Blocking) => Ok(None),
             Ok(Read::Corrupt) => {
                 tracing::warn!(
@@ -390,16 +392,11 @@ impl Inner {
         let Some(disk) = &self.disk else {
             return Nowait::Done(None);
         };
-        match disk.get_nowait(key) {
-            // Most hits have nothing more to do: the entry is young and
-            // there is no memory tier.
-            Ok(Read::Hit(value, record)) => {
-                if self.tiered || disk.is_old(&record).unwrap_or(true) {
-                    Nowait::Touch(value, record)
-                } else {
-                    Nowait::Done(Some(value))
-                }
-            }
+        // Most hits have nothing more to do: the entry is young and there
+        // is no memory tier.
+        match disk.get_nowait(key, self.tiered) {
+            Ok(Read::Young(value)) => Nowait::Done(Some(value)),
+            Ok(Read::Hit(value, record)) => Nowait::Touch(value, record),
             Ok(Read::Miss) => Nowait::Done(None),
             // Errors are found again, and reported, on the blocking pool.
             Ok(Read::Corrupt | Read::Blocking) | Err(_) => Nowait::Blocking,

@@ -60,45 +60,108 @@ impl Record {
 
     /// The record `bytes` encode, all of them.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Record, BadRecord> {
-        let mut r = Reader(bytes);
-        if r.u8()? != VERSION {
-            return Err(BadRecord);
-        }
-        let expires_ms = r.u64()?;
-        let seq = r.u64()?;
-        let file = r.u64()?;
-        let len = r.u64()?;
-        let crc = r.u32()?;
-        let path = r.str()?;
-        let query = match r.u8()? {
-            0 => None,
-            1 => Some(r.str()?),
-            _ => return Err(BadRecord),
-        };
-        let n = r.u32()? as usize;
-        // Each tag takes at least its 4-byte length: a count the bytes
-        // cannot hold is refused before anything is allocated for it.
-        if n > r.0.len() / 4 {
-            return Err(BadRecord);
-        }
-        let mut tags = Vec::with_capacity(n);
-        for _ in 0..n {
-            tags.push(r.str()?);
-        }
-        if !r.0.is_empty() {
-            return Err(BadRecord);
-        }
+        let mut tags = Vec::new();
+        let (fixed, path, query) = parse(bytes, Some(&mut tags))?;
         Ok(Record {
-            expires_ms,
-            seq,
-            file,
-            len,
-            crc,
-            path,
-            query,
+            expires_ms: fixed.expires_ms,
+            seq: fixed.seq,
+            file: fixed.file,
+            len: fixed.len,
+            crc: fixed.crc,
+            path: path.to_owned(),
+            query: query.map(str::to_owned),
             tags,
         })
     }
+
+    /// Where the body is and how to check it.
+    pub(crate) fn place(&self) -> Place {
+        Place {
+            file: self.file,
+            len: self.len,
+            crc: self.crc,
+        }
+    }
+}
+
+/// A record's fields of fixed size, read without allocating (a hit needs
+/// no more).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fixed {
+    pub(crate) expires_ms: u64,
+    pub(crate) seq: u64,
+    pub(crate) file: u64,
+    pub(crate) len: u64,
+    pub(crate) crc: u32,
+}
+
+impl Fixed {
+    /// The fixed fields of the record `bytes` encode, all of them: bytes
+    /// [`Record::decode`] refuses are refused here too.
+    pub(crate) fn read(bytes: &[u8]) -> Result<Fixed, BadRecord> {
+        parse(bytes, None).map(|(fixed, ..)| fixed)
+    }
+
+    /// Where the body is and how to check it.
+    pub(crate) fn place(&self) -> Place {
+        Place {
+            file: self.file,
+            len: self.len,
+            crc: self.crc,
+        }
+    }
+}
+
+/// A body file: its number, length and CRC-32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub(crate) file: u64,
+    pub(crate) len: u64,
+    pub(crate) crc: u32,
+}
+
+/// Reads a whole record in place: its fixed fields, path and query as
+/// borrows, and its tags into `tags` when given (each checked either way).
+fn parse<'a>(
+    bytes: &'a [u8],
+    mut tags: Option<&mut Vec<String>>,
+) -> Result<(Fixed, &'a str, Option<&'a str>), BadRecord> {
+    let mut r = Reader(bytes);
+    if r.u8()? != VERSION {
+        return Err(BadRecord);
+    }
+    let fixed = Fixed {
+        expires_ms: r.u64()?,
+        seq: r.u64()?,
+        file: r.u64()?,
+        len: r.u64()?,
+        crc: r.u32()?,
+    };
+    let path = r.str()?;
+    let query = match r.u8()? {
+        0 => None,
+        1 => Some(r.str()?),
+        _ => return Err(BadRecord),
+    };
+    let n = r.u32()? as usize;
+    // Each tag takes at least its 4-byte length: a count the bytes
+    // cannot hold is refused before anything is allocated for it.
+    if n > r.0.len() / 4 {
+        return Err(BadRecord);
+    }
+    if let Some(tags) = tags.as_deref_mut() {
+        tags.reserve_exact(n);
+    }
+    for _ in 0..n {
+        let tag = r.str()?;
+        if let Some(tags) = tags.as_deref_mut() {
+            tags.push(tag.to_owned());
+        }
+    }
+    if !r.0.is_empty() {
+        return Err(BadRecord);
+    }
+    Ok((fixed, path, query))
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -115,8 +178,8 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 
 struct Reader<'a>(&'a [u8]);
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], BadRecord> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BadRecord> {
         if self.0.len() < n {
             return Err(BadRecord);
         }
@@ -140,10 +203,10 @@ impl Reader<'_> {
         Ok(u64::from_le_bytes(a))
     }
 
-    fn str(&mut self) -> Result<String, BadRecord> {
+    fn str(&mut self) -> Result<&'a str, BadRecord> {
         let n = self.u32()? as usize;
         let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| BadRecord)
+        std::str::from_utf8(b).map_err(|_| BadRecord)
     }
 }
 
@@ -256,6 +319,32 @@ mod tests {
         fn hostile_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = Record::decode(&bytes);
             let _ = State::decode(&bytes);
+        }
+
+        /// A hit reads the fixed fields alone: of exactly the records
+        /// `decode` takes, with the same values.
+        #[test]
+        fn fixed_fields_are_read_from_the_records_decode_takes(
+            r in record(),
+            flip in any::<prop::sample::Index>(),
+            to in any::<u8>(),
+        ) {
+            let mut bytes = r.encode();
+            let fixed = Fixed::read(&bytes).unwrap();
+            prop_assert_eq!(fixed.place(), r.place());
+            prop_assert_eq!((fixed.expires_ms, fixed.seq), (r.expires_ms, r.seq));
+            // Any byte changed (a bad length, text that is not UTF-8, a
+            // wrong version): both take it or both refuse it.
+            let at = flip.index(bytes.len());
+            bytes[at] = to;
+            match (Record::decode(&bytes), Fixed::read(&bytes)) {
+                (Ok(r), Ok(f)) => {
+                    prop_assert_eq!(f.place(), r.place());
+                    prop_assert_eq!((f.expires_ms, f.seq), (r.expires_ms, r.seq));
+                }
+                (Err(_), Err(_)) => {}
+                (d, f) => prop_assert!(false, "decode {:?}, fixed {:?}", d, f),
+            }
         }
 
         #[test]
