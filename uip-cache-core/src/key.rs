@@ -285,31 +285,36 @@ impl KeySpec {
         // http, as the adapters key it.
         field(&mut h, F_SCHEME, req.scheme.unwrap_or("http").as_bytes());
         if self.include_host {
-            field(
-                &mut h,
-                F_AUTHORITY,
-                req.authority.unwrap_or("").to_ascii_lowercase().as_bytes(),
-            );
+            field_lower(&mut h, F_AUTHORITY, req.authority.unwrap_or("").as_bytes());
         }
         field(&mut h, F_PATH, req.path.as_bytes());
         self.hash_query(&mut h, req.query);
 
         header(&mut h, req, "accept");
-        let mut names: Vec<&str> = self.headers.iter().map(String::as_str).collect();
-        for v in response_vary {
-            let v = v.as_str();
-            if v != "accept" && !names.contains(&v) {
-                names.push(v);
+        let keyed = |h: &mut Sha256, name: &str| match language {
+            Some(l) if name == "accept-language" => {
+                field(h, F_HEADER_NAME, name.as_bytes());
+                field(h, F_LANGUAGE, l);
             }
-        }
-        names.sort_unstable();
-        for name in names {
-            match language {
-                Some(l) if name == "accept-language" => {
-                    field(&mut h, F_HEADER_NAME, name.as_bytes());
-                    field(&mut h, F_LANGUAGE, l);
+            _ => header(h, req, name),
+        };
+        if response_vary.is_empty() && self.headers.is_sorted() {
+            // The names in the order the list below would be sorted into,
+            // without making it.
+            for name in &self.headers {
+                keyed(&mut h, name);
+            }
+        } else {
+            let mut names: Vec<&str> = self.headers.iter().map(String::as_str).collect();
+            for v in response_vary {
+                let v = v.as_str();
+                if v != "accept" && !names.contains(&v) {
+                    names.push(v);
                 }
-                _ => header(&mut h, req, name),
+            }
+            names.sort_unstable();
+            for name in names {
+                keyed(&mut h, name);
             }
         }
         // What a trusted proxy says besides scheme and host (a path prefix,
@@ -366,11 +371,7 @@ impl KeySpec {
         let mut h = Sha256::new();
         h.update(TARGET_VERSION);
         if self.include_host {
-            field(
-                &mut h,
-                F_AUTHORITY,
-                req.authority.unwrap_or("").to_ascii_lowercase().as_bytes(),
-            );
+            field_lower(&mut h, F_AUTHORITY, req.authority.unwrap_or("").as_bytes());
         }
         field(&mut h, F_PATH, req.path.as_bytes());
         self.hash_query(&mut h, req.query);
@@ -419,6 +420,20 @@ fn field(h: &mut Sha256, tag: u8, bytes: &[u8]) {
     h.update([tag]);
     h.update((bytes.len() as u64).to_le_bytes());
     h.update(bytes);
+}
+
+/// [`field`] of `bytes` in ASCII lower case (as `to_ascii_lowercase`
+/// would give them), lowered a piece at a time on the stack.
+fn field_lower(h: &mut Sha256, tag: u8, bytes: &[u8]) {
+    h.update([tag]);
+    h.update((bytes.len() as u64).to_le_bytes());
+    let mut piece = [0u8; 64];
+    for chunk in bytes.chunks(piece.len()) {
+        let lower = &mut piece[..chunk.len()];
+        lower.copy_from_slice(chunk);
+        lower.make_ascii_lowercase();
+        h.update(&*lower);
+    }
 }
 
 /// A header's name and its value in normal form ([`normalise`]): its

@@ -28,7 +28,16 @@ pub(super) enum Stored {
 impl Stored {
     /// Reads the bytes a store holds under a key.
     pub(super) fn decode(bytes: &Bytes) -> Result<Self, EntryError> {
-        let entry = StoredResponse::decode(bytes)?;
+        Self::of(StoredResponse::decode(bytes)?)
+    }
+
+    /// [`Stored::decode`] for an answer: the entry's tags are left out
+    /// (see [`StoredResponse::decode_untagged`]).
+    pub(super) fn decode_for_answer(bytes: &Bytes) -> Result<Self, EntryError> {
+        Self::of(StoredResponse::decode_untagged(bytes)?)
+    }
+
+    fn of(entry: StoredResponse) -> Result<Self, EntryError> {
         Ok(if entry.status == VARY_MARKER_STATUS {
             Stored::Vary(entry.vary)
         } else {

@@ -82,6 +82,17 @@ impl StoredResponse {
 
     /// Decodes an entry; the body and header values share `bytes`' memory.
     pub fn decode(bytes: &Bytes) -> Result<Self, EntryError> {
+        Self::decode_as(bytes, true)
+    }
+
+    /// [`StoredResponse::decode`] for an answer, which needs no tags: they
+    /// are checked as text but not kept (`tags` is empty), so a hit
+    /// allocates none of them. The same bytes are refused.
+    pub(crate) fn decode_untagged(bytes: &Bytes) -> Result<Self, EntryError> {
+        Self::decode_as(bytes, false)
+    }
+
+    fn decode_as(bytes: &Bytes, keep_tags: bool) -> Result<Self, EntryError> {
         let mut r = Reader { buf: bytes.clone() };
         if r.buf.len() < 4 || &r.buf[..4] != MAGIC {
             return Err(EntryError::Foreign);
@@ -100,8 +111,8 @@ impl StoredResponse {
         let stale_if_error = Duration::from_millis(r.u64()?);
         let etag = r.opt()?;
         let last_modified = r.opt()?;
-        let vary = r.strings()?;
-        let tags = r.strings()?;
+        let vary = r.strings(true)?;
+        let tags = r.strings(keep_tags)?;
         let n = r.u16()? as usize;
         let mut headers = Vec::with_capacity(n.min(256));
         for _ in 0..n {
@@ -231,12 +242,17 @@ impl Reader {
             n => self.take(n as usize).map(Some),
         }
     }
-    fn strings(&mut self) -> Result<Vec<String>, EntryError> {
+    /// A list of strings, kept or only checked.
+    fn strings(&mut self, keep: bool) -> Result<Vec<String>, EntryError> {
         let n = self.u16()? as usize;
-        let mut v = Vec::with_capacity(n.min(64));
+        let mut v = Vec::with_capacity(if keep { n.min(64) } else { 0 });
         for _ in 0..n {
             let len = self.u16()? as usize;
-            v.push(self.string(len)?);
+            if keep {
+                v.push(self.string(len)?);
+            } else {
+                self.text(len, |_| ())?;
+            }
         }
         Ok(v)
     }

@@ -120,8 +120,38 @@ proptest! {
         };
         let bytes = e.encode().unwrap();
         prop_assert_eq!(bytes.len(), e.encoded_len());
-        prop_assert_eq!(StoredResponse::decode(&bytes).unwrap(), e);
+        prop_assert_eq!(StoredResponse::decode(&bytes).unwrap(), e.clone());
+        // An answer's decoding leaves the tags out and nothing else.
+        let untagged = StoredResponse { tags: Vec::new(), ..e };
+        prop_assert_eq!(StoredResponse::decode_untagged(&bytes).unwrap(), untagged);
     }
+
+    /// Bytes an answer decodes are bytes `decode` takes: a tag that is
+    /// not text is refused by both, though the answer does not keep it.
+    #[test]
+    fn an_answer_refuses_what_decode_refuses(at in any::<prop::sample::Index>(), to in any::<u8>()) {
+        let mut bytes = sample().encode().unwrap().to_vec();
+        let i = at.index(bytes.len());
+        bytes[i] = to;
+        let bytes = Bytes::from(bytes);
+        let (whole, answer) = (StoredResponse::decode(&bytes), StoredResponse::decode_untagged(&bytes));
+        prop_assert_eq!(whole.is_ok(), answer.is_ok());
+        if let (Ok(w), Ok(a)) = (whole, answer) {
+            prop_assert_eq!(StoredResponse { tags: Vec::new(), ..w }, a);
+        }
+    }
+}
+
+#[test]
+fn a_tag_that_is_not_text_is_refused_by_an_answer_too() {
+    let mut e = sample();
+    e.tags = vec!["ab".into()];
+    let mut bytes = e.encode().unwrap().to_vec();
+    let at = bytes.windows(2).rposition(|w| w == b"ab").unwrap();
+    bytes[at] = 0xff;
+    let bytes = Bytes::from(bytes);
+    assert!(StoredResponse::decode(&bytes).is_err());
+    assert!(StoredResponse::decode_untagged(&bytes).is_err());
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! `Cache-Status` with what it keeps of the values caches nearer the origin
 //! wrote.
 
+use std::fmt::Write as _;
+
 use crate::stats::NoCacheReason;
 
 /// The value of the `X-Cache` response header.
@@ -124,7 +126,12 @@ pub(crate) fn served(
         (_, Some(OriginFailure::Unreachable)) => {
             format!("{name}; fwd=stale; ttl={ttl}; detail=origin-unreachable")
         }
-        _ => format!("{name}; hit; ttl={ttl}"),
+        _ => {
+            // Every hit makes one: sized once (`format!` grows it twice).
+            let mut v = String::with_capacity(name.len() + 32);
+            let _ = write!(v, "{name}; hit; ttl={ttl}");
+            v
+        }
     }
 }
 

@@ -375,3 +375,44 @@ fn the_key_of_parts_is_another_key_with_the_same_prefix() {
     let other = spec.key(&RequestView::new("GET", "/b", &h), &[]);
     assert_ne!(other.part(), part);
 }
+
+/// Keys are what stores hold entries under, across versions (a disk or
+/// Redis store outlives the process): these requests keep these keys.
+#[test]
+fn keys_stay_as_stored_by_earlier_versions() {
+    let spec = KeySpec::new(
+        &KeyConfig::default(),
+        &["x-tenant".to_owned(), "accept-language".to_owned()],
+    );
+    let headers = [
+        ("Accept", "application/json"),
+        ("X-Tenant", "a"),
+        ("Accept-Language", "de, en;q=0.5"),
+    ];
+    let req = RequestView::new("GET", "/e/1", &headers)
+        .query(Some("x-tenant=7&b=2"))
+        .authority(Some("API.Example:8080"))
+        .scheme(Some("https"));
+    let plain = spec.key(&req, &[]);
+    let varied = spec.key(&req, &["content-type".to_owned(), "accept".to_owned()]);
+    let target = spec.target_tag(&req);
+    assert_eq!(
+        [plain.as_str(), varied.as_str(), target.as_str()],
+        [
+            "cache:4f6a2b7243c2214243eacfdd230f7e48692c91c81e61ff0b010cf314d883644b",
+            "cache:55425caf376490e76e14d6f36c6736a7705ede3a591699780d702194f7729baf",
+            "target:1cc9995fd0e1019a8a9d8ab0d22d2b0d"
+        ]
+    );
+}
+
+proptest! {
+    #[test]
+    fn hashing_in_lower_case_is_hashing_the_lowered_copy(bytes in proptest::collection::vec(any::<u8>(), 0..300), tag in any::<u8>()) {
+        let mut a = Sha256::new();
+        field_lower(&mut a, tag, &bytes);
+        let mut b = Sha256::new();
+        field(&mut b, tag, &bytes.to_ascii_lowercase());
+        prop_assert_eq!(a.finalize(), b.finalize());
+    }
+}
