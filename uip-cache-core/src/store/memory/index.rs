@@ -8,14 +8,16 @@
 //! A tag such as a policy's may hold every entry of the cache: growing its
 //! set then moves the stored hashes instead of hashing every key again under
 //! the index lock, and each further set a write joins costs no hashing of
-//! the key at all. The hash stays keyed (`RandomState`), so a client that
-//! chooses URLs cannot choose collisions.
+//! the key at all. The hash stays keyed (a random seed per index, over
+//! keys that are SHA-256 digests), so a client that chooses URLs cannot
+//! choose collisions.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::ops::Bound;
 use std::sync::Arc;
+
+use foldhash::fast::RandomState;
 
 use super::MemEntry;
 use crate::pattern::{PathSelector, UrlPattern};
@@ -71,7 +73,7 @@ pub(super) type Members = HashMap<Member, u64, BuildHasherDefault<StoredHash>>;
 /// prefix ranges).
 #[derive(Default)]
 pub(super) struct Index {
-    pub(super) tags: HashMap<String, Members>,
+    pub(super) tags: HashMap<String, Members, RandomState>,
     pub(super) paths: BTreeMap<String, Members>,
     keys: RandomState,
     /// The latest hard purges, numbered as they counted themselves (see

@@ -54,7 +54,7 @@ pub struct MemoryStore {
 }
 
 struct Inner {
-    cache: Cache<Arc<str>, Arc<MemEntry>>,
+    cache: Cache<Arc<str>, Arc<MemEntry>, foldhash::fast::RandomState>,
     index: Arc<Mutex<Index>>,
     generation: AtomicU64,
     /// Invalidations that have taken index members (see `write::write`).
@@ -128,7 +128,7 @@ impl MemoryStore {
                 };
                 lock(&listener_index).remove(&key, &entry);
             })
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         MemoryStore {
             inner: Arc::new(Inner {
                 cache,
