@@ -54,16 +54,9 @@ pub(super) fn encode_head(
         head.extend_from_slice(b"\r\n");
     };
     // hyper writes a header map's fields grouped by name, in the order
-    // each name first appears; most answers repeat no name, which a
-    // 64-bit sketch of the names tells without comparing them in pairs.
-    let mut seen = 0u64;
-    let repeats = fields.iter().any(|(name, _)| {
-        let last = name.as_bytes().last().map_or(0, u8::to_ascii_lowercase);
-        let bit = 1u64 << ((name.len() as u64 ^ u64::from(last)) % 64);
-        let again = seen & bit != 0;
-        seen |= bit;
-        again
-    });
+    // each name first appears; most answers repeat no name, which their
+    // fingerprints tell without comparing names in pairs.
+    let repeats = repeats(fields);
     for (i, (name, value)) in fields.iter().enumerate() {
         if !valid_name(name.as_bytes()) || FRAMING.iter().any(|f| name.eq_ignore_ascii_case(f)) {
             continue;
@@ -111,6 +104,41 @@ pub(super) fn encode_head(
     head.extend_from_slice(b"\r\n");
 }
 
+/// Lists longer than this are taken as repeating a name.
+const FINGERPRINTED: usize = 32;
+
+/// Whether two of `fields` may have the same name (ASCII case aside):
+/// always when they do, and rarely otherwise (two names of the same
+/// fingerprint).
+fn repeats(fields: &[(FieldName, Bytes)]) -> bool {
+    if fields.len() > FINGERPRINTED {
+        return true;
+    }
+    let mut prints = [0u64; FINGERPRINTED];
+    for (print, (name, _)) in prints.iter_mut().zip(fields) {
+        *print = fingerprint(name.as_bytes());
+    }
+    let prints = &prints[..fields.len()];
+    prints
+        .iter()
+        .enumerate()
+        .any(|(i, p)| prints[i + 1..].contains(p))
+}
+
+/// The same for names equal but for ASCII case (the case bit of every byte
+/// set): their length and first and last eight bytes.
+fn fingerprint(name: &[u8]) -> u64 {
+    let word = |bytes: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..bytes.len()].copy_from_slice(bytes);
+        u64::from_le_bytes(w) | 0x2020_2020_2020_2020
+    };
+    let n = name.len();
+    word(&name[..n.min(8)])
+        ^ word(&name[n.saturating_sub(8)..]).rotate_left(29)
+        ^ (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 /// A field name `http::HeaderName` takes (in lower case): a token.
 fn valid_name(name: &[u8]) -> bool {
     !name.is_empty()
@@ -120,10 +148,22 @@ fn valid_name(name: &[u8]) -> bool {
 }
 
 /// A field value `http::HeaderValue` takes: no control byte but tab.
+/// Eight bytes at a time: a word with no byte under 0x20 and none 0x7f
+/// passes whole; a word with one is checked a byte at a time.
 fn valid_value(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether a byte of `w` is under `n` (n <= 128).
+    let under = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH != 0;
+    let byte = |b: &u8| *b == b'\t' || (*b >= 0x20 && *b != 0x7f);
+    let mut words = value.chunks_exact(8);
+    for word in words.by_ref() {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        if (under(w, 0x20) || under(w ^ (ONES * 0x7f), 1)) && !word.iter().all(byte) {
+            return false;
+        }
+    }
+    words.remainder().iter().all(byte)
 }
 
 /// Today's HTTP date, formatted once a second per thread.
@@ -230,6 +270,33 @@ mod tests {
     }
 
     #[test]
+    fn a_usual_answer_is_not_taken_as_repeating_a_name() {
+        let usual = [
+            "server",
+            "date",
+            "content-type",
+            "last-modified",
+            "etag",
+            "cache-control",
+            "via",
+            "content-length",
+            "accept-ranges",
+            "age",
+            "x-cache",
+            "cache-status",
+            "vary",
+            "expires",
+            "content-encoding",
+            "access-control-allow-origin",
+        ];
+        let fields: Vec<(FieldName, Bytes)> = usual
+            .iter()
+            .map(|n| (FieldName::from(*n), Bytes::new()))
+            .collect();
+        assert!(!repeats(&fields));
+    }
+
+    #[test]
     fn fields_that_are_not_http_are_left_out() {
         let h = head(
             200,
@@ -246,6 +313,34 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn values_are_checked_as_a_byte_at_a_time(
+            value in proptest::collection::vec(prop_oneof![16 => 0x20u8..0x7f, 1 => any::<u8>()], 0..40),
+        ) {
+            let one_by_one = value.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+            prop_assert_eq!(valid_value(&value), one_by_one);
+        }
+
+        /// Names equal but for case always have one fingerprint, so a list
+        /// said to repeat no name repeats none.
+        #[test]
+        fn a_list_that_repeats_a_name_is_always_told(
+            names in proptest::collection::vec("[a-cA-C-]{0,10}", 0..40),
+        ) {
+            let fields: Vec<(FieldName, Bytes)> = names
+                .iter()
+                .map(|n| (FieldName::from(n.clone()), Bytes::new()))
+                .collect();
+            let twice = names.iter().enumerate().any(|(i, a)| {
+                names[i + 1..].iter().any(|b| a.eq_ignore_ascii_case(b))
+            });
+            if twice {
+                prop_assert!(repeats(&fields));
+            }
+            let upper: Vec<u8> = names.concat().to_ascii_uppercase().into_bytes();
+            prop_assert_eq!(fingerprint(&upper), fingerprint(names.concat().as_bytes()));
+        }
+
         /// Whatever a stored entry holds, the head is one status line and
         /// well-formed fields ending in an empty line: no field can split
         /// the response.
