@@ -75,6 +75,11 @@ mod other {
         Err(file)
     }
 
+    /// Never on this system.
+    pub fn maps(_len: usize) -> bool {
+        false
+    }
+
     /// Never a sealed slice on this system.
     pub fn find(_slice: &[u8]) -> Option<Sealed> {
         None
@@ -251,6 +256,12 @@ mod linux {
             len: value.len(),
             fd,
         })
+    }
+
+    /// Whether values and files of `len` bytes are sealed or mapped when
+    /// the budget allows: sealing is on and `len` is at least its minimum.
+    pub fn maps(len: usize) -> bool {
+        len > 0 && len >= MIN_LEN.load(Ordering::Relaxed)
     }
 
     /// `value` in sealed memory when sealing is on, it is at least the
