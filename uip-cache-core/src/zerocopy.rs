@@ -258,10 +258,13 @@ mod linux {
         })
     }
 
-    /// Whether values and files of `len` bytes are sealed or mapped when
-    /// the budget allows: sealing is on and `len` is at least its minimum.
+    /// Whether a value or file of `len` bytes would be sealed or mapped
+    /// now: sealing is on, `len` is at least its minimum and the budget
+    /// is not used up (a snapshot: another thread may take the last of it).
     pub fn maps(len: usize) -> bool {
-        len > 0 && len >= MIN_LEN.load(Ordering::Relaxed)
+        len > 0
+            && len >= MIN_LEN.load(Ordering::Relaxed)
+            && LIVE.load(Ordering::Relaxed) < MAX_REGIONS.load(Ordering::Relaxed)
     }
 
     /// `value` in sealed memory when sealing is on, it is at least the

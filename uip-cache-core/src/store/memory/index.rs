@@ -8,16 +8,15 @@
 //! A tag such as a policy's may hold every entry of the cache: growing its
 //! set then moves the stored hashes instead of hashing every key again under
 //! the index lock, and each further set a write joins costs no hashing of
-//! the key at all. The hash stays keyed (a random seed per index, over
-//! keys that are SHA-256 digests), so a client that chooses URLs cannot
-//! choose collisions.
+//! the key at all. The hash stays keyed (a seed per index, over keys that
+//! are SHA-256 digests), so a client that chooses URLs cannot choose
+//! collisions. Tags are hashed with the standard library's SipHash: some
+//! are made of the request's path and query, which a client chooses.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::ops::Bound;
 use std::sync::Arc;
-
-use foldhash::fast::RandomState;
 
 use super::MemEntry;
 use crate::pattern::{PathSelector, UrlPattern};
@@ -73,9 +72,9 @@ pub(super) type Members = HashMap<Member, u64, BuildHasherDefault<StoredHash>>;
 /// prefix ranges).
 #[derive(Default)]
 pub(super) struct Index {
-    pub(super) tags: HashMap<String, Members, RandomState>,
+    pub(super) tags: HashMap<String, Members>,
     pub(super) paths: BTreeMap<String, Members>,
-    keys: RandomState,
+    keys: foldhash::fast::RandomState,
     /// The latest hard purges, numbered as they counted themselves (see
     /// `write::write`), for a write that raced one to tell whether it
     /// concerned its entry.
