@@ -1142,9 +1142,14 @@ impl Disk {
     /// (`Blocking`).
     ///
     /// A hit is `Young` (its fixed fields read in place, nothing
-    /// allocated) unless `whole` or the entry is old in the eviction
-    /// order: then `Hit`, with its whole record, for the caller to move.
-    pub(crate) fn get_nowait(&self, key: &str, whole: bool) -> Result<Read, Error> {
+    /// allocated) unless `whole` says so of its body or the entry is old
+    /// in the eviction order: then `Hit`, with its whole record, for the
+    /// caller to move or keep.
+    pub(crate) fn get_nowait(
+        &self,
+        key: &str,
+        whole: impl FnOnce(&Bytes) -> bool,
+    ) -> Result<Read, Error> {
         if key.len() > MAX_NAME {
             return Ok(Read::Miss);
         }
@@ -1162,7 +1167,7 @@ impl Disk {
         let Ok(Body::Good(body)) = self.read_body(fixed.place(), true) else {
             return Ok(Read::Blocking);
         };
-        if !whole && !self.is_old(fixed.seq) {
+        if !self.is_old(fixed.seq) && !whole(&body) {
             return Ok(Read::Young(body));
         }
         Ok(match Record::decode(&raw) {
@@ -1908,7 +1913,7 @@ mod tests {
         // Checked now, its pages in memory: still not read without
         // blocking, as the first read was not.
         assert!(
-            matches!(disk.get_nowait("big", false).unwrap(), Read::Blocking),
+            matches!(disk.get_nowait("big", |_| false).unwrap(), Read::Blocking),
             "a 4 MiB body was read on the caller's thread"
         );
     }

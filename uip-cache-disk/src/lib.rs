@@ -401,9 +401,10 @@ impl Inner {
         let Some(disk) = &self.disk else {
             return Nowait::Done(None);
         };
-        // Most hits have nothing more to do: the entry is young and there
-        // is no memory tier.
-        match disk.get_nowait(key, self.tiered) {
+        // Most hits have nothing more to do: the entry is young, and there
+        // is no memory tier or it does not take the body (moving a hit to
+        // the tier, or in the order, is work for the blocking pool).
+        match disk.get_nowait(key, |body| self.tiered && for_the_tier(body)) {
             Ok(Read::Young(value)) => Nowait::Done(Some(value)),
             Ok(Read::Hit(value, record)) => Nowait::Touch(value, record),
             Ok(Read::Miss) => Nowait::Done(None),

@@ -82,6 +82,9 @@ async fn with_a_memory_tier_a_large_body_is_sent_from_its_file_and_a_cut_is_stil
     assert!(zerocopy::find(&reads[2]).is_some(), "sent from a file");
     assert_eq!(reads[1].as_ptr(), reads[2].as_ptr(), "the disk's mapping");
     assert!(!s.in_memory_tier("t"), "the tier holds none of it");
+    // And a hit of it has no bookkeeping for the blocking pool: it is at
+    // hand, as without a tier.
+    assert!(s.get_now("t").is_some_and(|v| v == value), "at hand");
     drop(reads);
     // Cut by another process: the next hit asks the file's length and
     // misses (a tier holding the mapping would have answered, and reading
