@@ -93,6 +93,8 @@ struct Inner {
     memory: MemoryStore,
     /// Whether the memory tier holds anything (`memory_bytes` > 0).
     tiered: bool,
+    /// The largest entry offered to the memory tier (see [`TIER_SHARE`]).
+    tier_max: usize,
     path: PathBuf,
     /// What failed last, until a write succeeds.
     problem: Mutex<Option<String>>,
@@ -246,6 +248,7 @@ impl DiskStore {
                 disk,
                 memory: MemoryStore::new(memory_bytes),
                 tiered: memory_bytes > 0,
+                tier_max: usize::try_from(memory_bytes / TIER_SHARE).unwrap_or(usize::MAX),
                 path,
                 problem: Mutex::new(problem),
                 sweep: Mutex::new(sweep),
@@ -385,7 +388,7 @@ impl Inner {
             let options = PutOptions::new(ttl, &record.path)
                 .tags(&record.tags)
                 .query(record.query.as_deref());
-            if for_the_tier(value) {
+            if self.for_the_tier(value) {
                 self.remember(key, value.clone(), options);
             }
         });
@@ -404,7 +407,7 @@ impl Inner {
         // Most hits have nothing more to do: the entry is young, and there
         // is no memory tier or it does not take the body (moving a hit to
         // the tier, or in the order, is work for the blocking pool).
-        match disk.get_nowait(key, |body| self.tiered && for_the_tier(body)) {
+        match disk.get_nowait(key, |body| self.for_the_tier(body)) {
             Ok(Read::Young(value)) => Nowait::Done(Some(value)),
             Ok(Read::Hit(value, record)) => Nowait::Touch(value, record),
             Ok(Read::Miss) => Nowait::Done(None),
@@ -419,7 +422,7 @@ impl Inner {
             return Ok(());
         };
         let written = disk.put(key, &value, &options, |kept| {
-            if kept && for_the_tier(&value) {
+            if kept && self.for_the_tier(&value) {
                 self.remember(key, value.clone(), options);
             } else {
                 self.forget(key);
@@ -440,7 +443,22 @@ impl Inner {
     }
 }
 
-/// Whether a body read from or written to the disk goes to the memory
+/// The memory tier is offered entries of at most this share of its size.
+/// A larger one would push out most of what it holds, and one it cannot
+/// hold at all would be offered again on every hit, each time through the
+/// blocking pool and a copy.
+const TIER_SHARE: u64 = 8;
+
+impl Inner {
+    /// Whether a body read from or written to the disk goes to the memory
+    /// tier: there is one, the body is at most its share of it, and
+    /// [`for_the_tier`] takes it.
+    fn for_the_tier(&self, value: &Bytes) -> bool {
+        self.tiered && value.len() <= self.tier_max && for_the_tier(value)
+    }
+}
+
+/// Whether a body read from or written to the disk may go to the memory
 /// tier. Never the mapping of a body file: a disk hit checks a mapped
 /// file's length first (a file cut by another process would raise
 /// `SIGBUS` when read past its end), a tier hit would not. Nor a body the

@@ -202,6 +202,33 @@ async fn an_entry_read_again_outlives_entries_written_after_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_tier_is_offered_entries_of_at_most_an_eighth_of_its_size() {
+    // A 64 KiB tier, no zero-copy (a program that embeds the store): a
+    // 100 KB entry, which the tier could never hold, and a 9 KB one, over
+    // its share, stay on disk alone and are at hand on every hit (an
+    // offer to the tier would be bookkeeping for the blocking pool, hit
+    // after hit); an 8 KB one goes to the tier.
+    let dir = TempDir::new("tier-share");
+    let s = DiskStore::open(&dir.0, 64 << 20, 64 << 10);
+    let o = || PutOptions::new(MINUTE, "/t");
+    for (key, len, tier) in [
+        ("big", 100_000, false),
+        ("over", 9_000, false),
+        ("fits", 8_192, true),
+    ] {
+        let value = Bytes::from(vec![3u8; len]);
+        s.put(key, value.clone(), o()).await.unwrap();
+        for i in 0..3 {
+            assert_eq!(s.get(key).await.unwrap(), Some(value.clone()), "{key}");
+            if i > 0 {
+                assert_eq!(s.get_now(key), Some(value.clone()), "{key} at hand");
+            }
+        }
+        assert_eq!(s.in_memory_tier(key), tier, "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_that_cannot_be_opened_fails_open() {
     let dir = TempDir::new("unusable");
     // A file where the folder should be: as root, permissions would not
