@@ -2,9 +2,8 @@
 //! with `sendfile(2)` instead of copying them into the socket.
 //!
 //! A hit of a large body is a copy from the cache's memory into the
-//! socket: at 64 KB bodies that copy was the largest single cost of the
-//! server (nginx sends its cache files with `sendfile` and has none). With
-//! [`enable`] on, a store value of at least `min_len` bytes given to
+//! socket (nginx sends its cache files with `sendfile` and has none). With
+//! [`enable`] on, a store value of at least `seal_min` bytes given to
 //! [`seal`] is written once into a memory file (`memfd_create`), sealed
 //! against any further write, shrink or grow, and mapped read-only. The
 //! returned [`Bytes`] reads that mapping like any other, and [`find`] tells a
@@ -17,9 +16,16 @@
 //! itself is sealed), and its pages are freed only when nothing holds them.
 //! Memory that is reused is never memory that was handed to a socket.
 //!
-//! A file a store keeps on disk and never changes in place can be given
-//! to [`map_file`] instead: it is mapped read-only (shared) and found by
-//! [`find`] the same way, so a hit is sent from the file's own pages.
+//! A file a store keeps on disk and never changes in place, of at least
+//! `min_len` bytes, can be given to [`map_file`] instead: it is mapped
+//! read-only (shared) and found by [`find`] the same way, so a hit is sent
+//! from the file's own pages.
+//!
+//! The two minimums differ because the two sources cost the kernel
+//! differently: it hands a disk file's pages to a socket in batches, a
+//! memory file's one page lookup at a time, and below a few hundred
+//! kilobytes copying a value into the socket costs less than that (see
+//! the server's `SEAL_MIN`).
 //!
 //! Off until [`enable`] is called (the `uip-cache` server calls it); each
 //! sealed value holds one file descriptor, so `enable` raises the soft
@@ -33,11 +39,14 @@
 //! use bytes::Bytes;
 //! use uip_cache_core::zerocopy;
 //!
-//! zerocopy::enable(16 * 1024);
+//! zerocopy::enable(16 * 1024, 64 * 1024);
 //! let value = zerocopy::seal(Bytes::from(vec![7u8; 100_000]));
 //! assert_eq!(&value[..], &[7u8; 100_000][..]);
 //! # #[cfg(target_os = "linux")]
 //! assert_eq!(zerocopy::find(&value[10..20]).unwrap().offset(), 10);
+//! // Below the sealing minimum a value stays ordinary memory.
+//! let small = zerocopy::seal(Bytes::from(vec![7u8; 20_000]));
+//! assert!(zerocopy::find(&small).is_none());
 //! ```
 
 use bytes::Bytes;
@@ -61,7 +70,7 @@ mod other {
 
     /// Does nothing on this system; the number of values that may be sealed
     /// (0).
-    pub fn enable(_min_len: usize) -> usize {
+    pub fn enable(_min_len: usize, _seal_min: usize) -> usize {
         0
     }
 
@@ -117,8 +126,10 @@ mod linux {
 
     use super::{Bytes, SENT};
 
-    /// Smallest value sealed; `usize::MAX` while off.
+    /// Smallest file mapped; `usize::MAX` while off.
     static MIN_LEN: AtomicUsize = AtomicUsize::new(usize::MAX);
+    /// Smallest value sealed; `usize::MAX` while off.
+    static SEAL_MIN: AtomicUsize = AtomicUsize::new(usize::MAX);
     /// How many values may be sealed at once (one descriptor each).
     static MAX_REGIONS: AtomicUsize = AtomicUsize::new(0);
     /// How many are.
@@ -136,9 +147,10 @@ mod linux {
         REGISTRY.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Turns sealing on for values of at least `min_len` bytes (at least 1);
-    /// the number of values that may be sealed at once.
-    pub fn enable(min_len: usize) -> usize {
+    /// Turns mapping on for files of at least `min_len` bytes and sealing
+    /// for values of at least `seal_min` (each at least 1); the number of
+    /// files and values that may be mapped or sealed at once.
+    pub fn enable(min_len: usize, seal_min: usize) -> usize {
         let limit = raise_descriptor_limit();
         // Each value is also a mapping of its own: past the kernel's limit
         // on mappings every allocation of the process would fail, so a
@@ -150,6 +162,7 @@ mod linux {
         let max = usize::try_from((limit / 4).min(maps / 4)).unwrap_or(usize::MAX);
         MAX_REGIONS.store(max, Ordering::Relaxed);
         MIN_LEN.store(min_len.max(1), Ordering::Relaxed);
+        SEAL_MIN.store(seal_min.max(1), Ordering::Relaxed);
         max
     }
 
@@ -258,9 +271,9 @@ mod linux {
         })
     }
 
-    /// Whether a value or file of `len` bytes would be sealed or mapped
-    /// now: sealing is on, `len` is at least its minimum and the budget
-    /// is not used up (a snapshot: another thread may take the last of it).
+    /// Whether a file of `len` bytes would be mapped now: mapping is on,
+    /// `len` is at least its minimum and the budget is not used up (a
+    /// snapshot: another thread may take the last of it).
     pub fn maps(len: usize) -> bool {
         len > 0
             && len >= MIN_LEN.load(Ordering::Relaxed)
@@ -268,10 +281,10 @@ mod linux {
     }
 
     /// `value` in sealed memory when sealing is on, it is at least the
-    /// minimum length and the descriptor budget allows; otherwise `value`.
+    /// sealing minimum and the descriptor budget allows; otherwise `value`.
     /// The bytes are the same either way.
     pub fn seal(value: Bytes) -> Bytes {
-        if value.len() < MIN_LEN.load(Ordering::Relaxed) || find(&value).is_some() {
+        if value.len() < SEAL_MIN.load(Ordering::Relaxed) || find(&value).is_some() {
             return value;
         }
         let max = MAX_REGIONS.load(Ordering::Relaxed);

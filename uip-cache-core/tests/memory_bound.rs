@@ -155,7 +155,7 @@ fn a_full_memory_store_counts_what_its_entries_hold_and_stays_within_max_bytes()
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    uip_cache_core::zerocopy::enable(32 * 1024);
+    uip_cache_core::zerocopy::enable(32 * 1024, 32 * 1024);
     let cases = [
         Case {
             name: "2 KB, one path, unique queries",

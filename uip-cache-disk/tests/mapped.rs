@@ -20,7 +20,7 @@ impl Drop for TempDir {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mapped_body_cut_by_another_process_is_a_miss_and_one_unlinked_stays_whole() {
-    zerocopy::enable(16 * 1024);
+    zerocopy::enable(16 * 1024, 16 * 1024);
     let dir =
         TempDir(std::env::temp_dir().join(format!("uip-cache-disk-mapped-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
@@ -63,7 +63,7 @@ async fn a_mapped_body_cut_by_another_process_is_a_miss_and_one_unlinked_stays_w
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_memory_tier_a_large_body_is_sent_from_its_file_and_a_cut_is_still_seen() {
-    zerocopy::enable(16 * 1024);
+    zerocopy::enable(16 * 1024, 16 * 1024);
     let dir = TempDir(
         std::env::temp_dir().join(format!("uip-cache-disk-mapped-tier-{}", std::process::id())),
     );

@@ -61,7 +61,7 @@ async fn upstream() -> (SocketAddr, Seen, Arc<AtomicUsize>) {
 /// 300 000 bytes that differ at every position between seeds.
 fn big_body(seed: &str) -> Vec<u8> {
     let s: u32 = seed.bytes().map(u32::from).sum();
-    (0..300_000u32)
+    (0..400_000u32)
         .map(|i| (i.wrapping_mul(31).wrapping_add(s * 7) % 251) as u8)
         .collect()
 }
@@ -371,7 +371,7 @@ async fn large_hits_go_out_intact_from_sealed_memory_to_slow_and_pipelining_clie
     for (i, ((head, body), want)) in responses.iter().zip(expect).enumerate() {
         assert!(head.contains("x-cache: HIT"), "response {i}: {head}");
         assert!(
-            head.contains("content-length: 300000"),
+            head.contains("content-length: 400000"),
             "response {i}: {head}"
         );
         assert!(body[..] == want[..], "response {i} has the wrong body");
