@@ -447,7 +447,7 @@ mod linux {
         use proptest::prelude::*;
 
         fn on() {
-            enable(1024);
+            enable(1024, 1024);
         }
 
         #[test]
