@@ -5,6 +5,7 @@
 #[macro_use]
 mod delegate;
 
+mod at_hand;
 mod clock;
 mod conformance_faults;
 mod cpdos_plan;

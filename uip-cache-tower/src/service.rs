@@ -139,7 +139,7 @@ where
             let v =
                 view(&cache, &parts.method, &parts.uri, &parts.extensions, &hs).has_body(has_body);
             match cache.start(&v) {
-                Start::Plan(Plan::Cache(plan)) => match cache.answer_now(&plan, &v) {
+                Start::Plan(Plan::Cache(mut plan)) => match cache.answer_now(&mut plan, &v) {
                     // A hit the store had at hand: answered here, the
                     // origin service untouched (it stays ready).
                     Some(r) => {

@@ -13,4 +13,5 @@ mod fail_open;
 mod http_cache;
 mod post_answer;
 mod shared_redis;
+mod store_reads;
 mod streamed_store;

@@ -43,15 +43,23 @@ impl HttpCache {
     /// `headers` are all the request's headers, kept for after the fetch.
     pub async fn begin(
         &self,
-        plan: CachePlan,
+        mut plan: CachePlan,
         req: &RequestView<'_>,
         headers: impl FnOnce() -> Vec<(FieldName, Bytes)>,
     ) -> Begin {
         // A hit ends here. Everything after it (the coalescing lock, the
         // lease, the waits) is boxed: its future is several kilobytes that
         // a hit would otherwise carry and copy for nothing.
-        let writes = self.writes();
-        let entry = self.lookup(&plan, req).await;
+        let (writes, entry) = match plan.absent.take() {
+            // Nothing was under the key when `answer_now` asked the store
+            // at hand: that is this lookup, counted as one.
+            Some(at_hand) => {
+                self.inner.stats.store_op(at_hand.took);
+                self.inner.stats.latency(at_hand.took);
+                (at_hand.writes, None)
+            }
+            None => (self.writes(), self.lookup(&plan, req).await),
+        };
         match self.found(&plan, req, entry) {
             Found::Answer(r) => Begin::Respond(r),
             found => {

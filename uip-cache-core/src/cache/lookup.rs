@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::plan::AtHand;
 use super::stored::Stored;
 use super::{CachePlan, CachedResponse, HttpCache};
 use crate::entry::{BodyEncoding, StoredResponse};
@@ -10,6 +11,16 @@ use crate::http::encoding::{takes_cache_gzip, varies_by_encoding};
 use crate::http::freshness::{self, Usability};
 use crate::key::CacheKey;
 use crate::request::RequestView;
+
+/// What a store had at hand under a key.
+enum Now {
+    /// An entry, decoded, and how long the store took.
+    Found(Stored, Duration),
+    /// Nothing, and how long the store took to say so.
+    Absent(Duration),
+    /// Bytes that do not decode.
+    Unusable,
+}
 
 impl HttpCache {
     async fn get_stored(&self, key: &str) -> Option<Stored> {
@@ -87,16 +98,39 @@ impl HttpCache {
     /// origin or a refresh, a gzip-stored one that goes out decompressed
     /// (decompressed there), or one that does not decode (which `begin`
     /// deletes). The hit path of stores in memory, without a future.
-    pub fn answer_now(&self, plan: &CachePlan, req: &RequestView<'_>) -> Option<CachedResponse> {
+    ///
+    /// When the store has nothing at hand under the plan's key and what
+    /// it has at hand is all it has ([`Storage::get_now_is_whole`], a memory
+    /// store), the plan notes it, and [`HttpCache::begin`] takes that for
+    /// its lookup instead of asking the store again.
+    ///
+    /// [`Storage::get_now_is_whole`]: crate::store::Storage::get_now_is_whole
+    pub fn answer_now(
+        &self,
+        plan: &mut CachePlan,
+        req: &RequestView<'_>,
+    ) -> Option<CachedResponse> {
+        // Before the store is asked: a write landing after it is seen by
+        // `begin` as one it must look again for.
+        let writes = self.writes();
         let started = Instant::now();
-        let (stored, first) = self.entry_now(plan.key.as_str(), started)?;
+        let (stored, first) = match self.entry_now(plan.key.as_str(), started) {
+            Now::Found(stored, took) => (stored, took),
+            Now::Absent(took) => {
+                if self.inner.store.get_now_is_whole() {
+                    plan.absent = Some(AtHand { writes, took });
+                }
+                return None;
+            }
+            Now::Unusable => return None,
+        };
         let mut second = None;
         let entry = match stored {
             Stored::Entry(entry) => entry,
             Stored::Vary(vary) => {
                 let key = self.entry_key(plan, req, &vary);
-                let (Stored::Entry(variant), took) =
-                    self.entry_now(key.as_str(), Instant::now())?
+                let Now::Found(Stored::Entry(variant), took) =
+                    self.entry_now(key.as_str(), Instant::now())
                 else {
                     return None;
                 };
@@ -130,11 +164,17 @@ impl HttpCache {
 
     /// What the store has at hand under `key`, decoded, and how long the
     /// store took from `started`.
-    fn entry_now(&self, key: &str, started: Instant) -> Option<(Stored, Duration)> {
-        let bytes = self.inner.store.get_now(key)?;
+    fn entry_now(&self, key: &str, started: Instant) -> Now {
+        let Some(bytes) = self.inner.store.get_now(key) else {
+            return Now::Absent(started.elapsed());
+        };
         let took = started.elapsed();
         // Only answered from: its tags are not needed.
-        Some((Stored::decode_for_answer(&bytes).ok()?, took))
+        match Stored::decode_for_answer(&bytes) {
+            Ok(stored) => Now::Found(stored, took),
+            // `begin` looks it up again, and deletes it.
+            Err(_) => Now::Unusable,
+        }
     }
 
     /// How many entries this cache has written (a cheap "did anything land

@@ -68,12 +68,25 @@ pub struct CachePlan {
     /// rather than complete ones: its key, and its variants' keys, are
     /// [`CacheKey::part`]s.
     pub(super) part: bool,
+    /// The store held nothing under the key when [`HttpCache::answer_now`]
+    /// asked it at hand (a store whose `get_now` is whole): `begin` takes
+    /// that as its lookup.
+    pub(super) absent: Option<AtHand>,
+}
+
+/// A key found absent at hand: how many entries the cache had written
+/// before it asked, and how long the store took.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AtHand {
+    pub(super) writes: u64,
+    pub(super) took: std::time::Duration,
 }
 
 impl CachePlan {
     /// The plan of the same request for its stored parts.
     pub(super) fn for_part(&self) -> CachePlan {
         let mut plan = self.clone();
+        plan.absent = None;
         if !plan.part {
             plan.key = plan.key.part();
             plan.part = true;
@@ -144,8 +157,8 @@ impl HttpCache {
         if m.policy().key_spec().uses_body() {
             return None;
         }
-        let plan = self.decide(&settings, m, req).ok()?;
-        let answer = self.answer_now(&plan, req)?;
+        let mut plan = self.decide(&settings, m, req).ok()?;
+        let answer = self.answer_now(&mut plan, req)?;
         self.inner.stats.answered_at_hand();
         Some(answer)
     }
@@ -192,6 +205,7 @@ impl HttpCache {
             store_epoch: None,
             store_epoch_unknown: false,
             part: false,
+            absent: None,
         })
     }
 

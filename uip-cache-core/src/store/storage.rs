@@ -72,6 +72,14 @@ pub trait Storage: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// Whether [`Storage::get_now`] sees all that [`Storage::get`] would:
+    /// its `None` then means that `get` would find nothing under the key
+    /// at that moment, and the lookup that would follow a miss at hand is
+    /// spared (a memory store). The default is no.
+    fn get_now_is_whole(&self) -> bool {
+        false
+    }
+
     /// Stores `value` under `key`, replacing any entry and its tags.
     fn put<'a>(
         &'a self,

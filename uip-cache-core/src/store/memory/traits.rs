@@ -22,6 +22,10 @@ impl Storage for MemoryStore {
         self.get_sync(key)
     }
 
+    fn get_now_is_whole(&self) -> bool {
+        true
+    }
+
     fn put<'a>(
         &'a self,
         key: &'a str,

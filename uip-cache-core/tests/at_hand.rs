@@ -1,0 +1,105 @@
+//! A miss found at hand in a store whose `get_now` sees all it holds (the
+//! memory store) is not looked up a second time by `begin`, and an entry
+//! written between the two is still found.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use uip_cache_core::store::MemoryStore;
+use uip_cache_core::{After, Begin, CacheConfig, FieldName, HttpCache, Plan, RequestView};
+
+fn owned(headers: &[(&str, &str)]) -> Vec<(FieldName, Bytes)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.to_string().into(), Bytes::from(v.to_string())))
+        .collect()
+}
+
+fn cache() -> HttpCache {
+    let config =
+        CacheConfig::from_yaml_str("policies:\n  - name: items\n    pattern: /items\n").unwrap();
+    HttpCache::builder(&config)
+        .store(Arc::new(MemoryStore::from_config(&config)))
+        .build()
+        .unwrap()
+}
+
+/// A miss of `req` through the protocol, stored with `body`.
+async fn store(cache: &HttpCache, req: &RequestView<'_>, body: &'static [u8]) {
+    let Plan::Cache(plan) = cache.plan(req) else {
+        panic!("cached")
+    };
+    let Begin::Fetch(ticket) = cache.begin(plan, req, Vec::new).await else {
+        panic!("a miss")
+    };
+    let len = body.len().to_string();
+    let origin = [("cache-control", "max-age=60"), ("content-length", &len)];
+    let After::Record { mut recording, .. } = ticket.origin_responded(200, owned(&origin)).await
+    else {
+        panic!("recorded")
+    };
+    recording.chunk(&Bytes::from_static(body));
+    recording.ended();
+}
+
+#[tokio::test]
+async fn an_entry_written_after_a_miss_at_hand_answers_the_request() {
+    let cache = cache();
+    let none: [(&str, &str); 0] = [];
+    let req = RequestView::new("GET", "/items", &none);
+    let Plan::Cache(mut plan) = cache.plan(&req) else {
+        panic!("cached")
+    };
+    assert!(
+        cache.answer_now(&mut plan, &req).is_none(),
+        "nothing at hand"
+    );
+    // Another request stores the entry meanwhile.
+    store(&cache, &req, b"body").await;
+    uip_cache_testkit::wait_until(&cache, "the entry stored", |s| s.sets >= 1).await;
+    // The request that found nothing at hand sees that a write landed
+    // since it asked, looks again and is answered: not sent to the origin.
+    match cache.begin(plan, &req, Vec::new).await {
+        Begin::Respond(r) => assert_eq!(r.status, 200),
+        other => panic!("answered from the entry, not {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_miss_at_hand_is_counted_as_the_lookup_it_spares() {
+    let config =
+        CacheConfig::from_yaml_str("policies:\n  - name: items\n    pattern: \"/items/*\"\n")
+            .unwrap();
+    let cache = HttpCache::builder(&config)
+        .store(Arc::new(MemoryStore::from_config(&config)))
+        .build()
+        .unwrap();
+    let ops = || cache.stats().snapshot().store_latency.count;
+    let none: [(&str, &str); 0] = [];
+    // A miss through `begin` alone.
+    let req = RequestView::new("GET", "/items/a", &none);
+    let Plan::Cache(plan) = cache.plan(&req) else {
+        panic!("cached")
+    };
+    let before = ops();
+    let Begin::Fetch(_) = cache.begin(plan, &req, Vec::new).await else {
+        panic!("a miss")
+    };
+    let alone = ops() - before;
+    // The same miss asked at hand first.
+    let req = RequestView::new("GET", "/items/b", &none);
+    let Plan::Cache(mut plan) = cache.plan(&req) else {
+        panic!("cached")
+    };
+    let before = ops();
+    assert!(cache.answer_now(&mut plan, &req).is_none());
+    assert_eq!(
+        ops(),
+        before,
+        "nothing counted while the request may yet go to another path"
+    );
+    let Begin::Fetch(_) = cache.begin(plan, &req, Vec::new).await else {
+        panic!("a miss")
+    };
+    assert_eq!(ops() - before, alone, "counted as the lookup it spares");
+}
