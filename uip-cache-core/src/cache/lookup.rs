@@ -13,6 +13,9 @@ use crate::key::CacheKey;
 use crate::request::RequestView;
 
 /// What a store had at hand under a key.
+// Returned by value and matched at once, never kept: boxing the entry
+// would cost every hit an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Now {
     /// An entry, decoded, and how long the store took.
     Found(Stored, Duration),
