@@ -52,13 +52,16 @@ impl HttpCache {
         // a hit would otherwise carry and copy for nothing.
         let (writes, entry) = match plan.absent.take() {
             // Nothing was under the key when `answer_now` asked the store
-            // at hand: that is this lookup, counted as one.
-            Some(at_hand) => {
+            // at hand, and the cache has written nothing since: that is
+            // this lookup, counted as one. After a write, look: what
+            // decides before the coalescing lock (`only-if-cached`,
+            // stale-while-revalidate) sees the entry as a lookup would.
+            Some(at_hand) if at_hand.writes == self.writes() => {
                 self.inner.stats.store_op(at_hand.took);
                 self.inner.stats.latency(at_hand.took);
                 (at_hand.writes, None)
             }
-            None => (self.writes(), self.lookup(&plan, req).await),
+            _ => (self.writes(), self.lookup(&plan, req).await),
         };
         match self.found(&plan, req, entry) {
             Found::Answer(r) => Begin::Respond(r),

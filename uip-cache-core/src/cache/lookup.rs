@@ -104,8 +104,9 @@ impl HttpCache {
     ///
     /// When the store has nothing at hand under the plan's key and what
     /// it has at hand is all it has ([`Storage::get_now_is_whole`], a memory
-    /// store), the plan notes it, and [`HttpCache::begin`] takes that for
-    /// its lookup instead of asking the store again.
+    /// store), the plan notes it, and [`HttpCache::begin`] on this cache
+    /// takes that for its lookup instead of asking the store again, when
+    /// the cache has written nothing since.
     ///
     /// [`Storage::get_now_is_whole`]: crate::store::Storage::get_now_is_whole
     pub fn answer_now(
@@ -113,6 +114,8 @@ impl HttpCache {
         plan: &mut CachePlan,
         req: &RequestView<'_>,
     ) -> Option<CachedResponse> {
+        // What an earlier call noted no longer holds.
+        plan.absent = None;
         // Before the store is asked: a write landing after it is seen by
         // `begin` as one it must look again for.
         let writes = self.writes();
