@@ -2,26 +2,15 @@
 //! memory store) is not looked up a second time by `begin`, and an entry
 //! written between the two is still found.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
-use uip_cache_core::store::MemoryStore;
-use uip_cache_core::{After, Begin, CacheConfig, FieldName, HttpCache, Plan, RequestView};
+use uip_cache_core::{After, Begin, CacheConfig, HttpCache, Plan, RequestView};
 
-fn owned(headers: &[(&str, &str)]) -> Vec<(FieldName, Bytes)> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.to_string().into(), Bytes::from(v.to_string())))
-        .collect()
-}
+use crate::owned;
 
-fn cache() -> HttpCache {
-    let config =
-        CacheConfig::from_yaml_str("policies:\n  - name: items\n    pattern: /items\n").unwrap();
-    HttpCache::builder(&config)
-        .store(Arc::new(MemoryStore::from_config(&config)))
-        .build()
-        .unwrap()
+/// A cache on the memory store, caching `pattern`.
+fn cache(pattern: &str) -> HttpCache {
+    let yaml = format!("policies:\n  - name: items\n    pattern: \"{pattern}\"\n");
+    HttpCache::with_memory_store(&CacheConfig::from_yaml_str(&yaml).unwrap()).unwrap()
 }
 
 /// A miss of `req` through the protocol, stored with `body`.
@@ -44,7 +33,7 @@ async fn store(cache: &HttpCache, req: &RequestView<'_>, body: &'static [u8]) {
 
 #[tokio::test]
 async fn an_entry_written_after_a_miss_at_hand_answers_the_request() {
-    let cache = cache();
+    let cache = cache("/items");
     let none: [(&str, &str); 0] = [];
     let req = RequestView::new("GET", "/items", &none);
     let Plan::Cache(mut plan) = cache.plan(&req) else {
@@ -67,13 +56,7 @@ async fn an_entry_written_after_a_miss_at_hand_answers_the_request() {
 
 #[tokio::test]
 async fn a_miss_at_hand_is_counted_as_the_lookup_it_spares() {
-    let config =
-        CacheConfig::from_yaml_str("policies:\n  - name: items\n    pattern: \"/items/*\"\n")
-            .unwrap();
-    let cache = HttpCache::builder(&config)
-        .store(Arc::new(MemoryStore::from_config(&config)))
-        .build()
-        .unwrap();
+    let cache = cache("/items/*");
     let ops = || cache.stats().snapshot().store_latency.count;
     let none: [(&str, &str); 0] = [];
     // A miss through `begin` alone.

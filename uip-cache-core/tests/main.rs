@@ -15,3 +15,12 @@ mod revalidation;
 mod settings;
 mod transform;
 mod unsafe_purge_bound;
+
+/// Header fields as a front end hands them to core, from `(name, value)`
+/// pairs.
+fn owned(headers: &[(&str, &str)]) -> Vec<(uip_cache_core::FieldName, bytes::Bytes)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.to_string().into(), bytes::Bytes::from(v.to_string())))
+        .collect()
+}

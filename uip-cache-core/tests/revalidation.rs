@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use uip_cache_core::store::{Coordination, MemoryStore, StoreFuture};
-use uip_cache_core::{After, Begin, CacheConfig, FieldName, HttpCache, Plan, RequestView};
+use uip_cache_core::{After, Begin, CacheConfig, HttpCache, Plan, RequestView};
+
+use crate::owned;
 
 /// A memory store shared with other instances whose every lease release
 /// after the first never completes (a slow or stalled store), counted.
@@ -24,13 +26,6 @@ impl Coordination for StalledReleases {
             Box::pin(std::future::pending())
         }
     }
-}
-
-fn owned(headers: &[(&str, &str)]) -> Vec<(FieldName, Bytes)> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.to_string().into(), Bytes::from(v.to_string())))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

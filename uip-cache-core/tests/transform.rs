@@ -12,17 +12,12 @@ use uip_cache_core::{
 };
 use uip_cache_testkit::wait_until;
 
+use crate::owned;
+
 const CONFIG: &str = "policies:\n  - name: all\n    pattern: \"/*\"\n    ttl: 60\n    max_size: 32MB\n    compression: {min_size: 256}\n";
 
 fn cache() -> HttpCache {
     HttpCache::with_memory_store(&CacheConfig::from_yaml_str(CONFIG).unwrap()).unwrap()
-}
-
-fn owned(headers: &[(&str, &str)]) -> Vec<(FieldName, Bytes)> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.to_string().into(), Bytes::from(v.to_string())))
-        .collect()
 }
 
 /// JSON-like text that compresses well, `n` bytes.
