@@ -114,6 +114,17 @@ async fn fill(proxy: SocketAddr, n: usize) {
 /// times out and is rightly dropped (a cache may lose an entry), which
 /// would make the count a purge reports depend on timing.
 async fn stored(server: &RedisServer, n: usize) {
+    wait_for(server, n, 20, |have| have == n).await;
+}
+
+/// Waits until Redis holds at least `n` entries of tag `t`.
+async fn at_least(server: &RedisServer, n: usize) {
+    wait_for(server, n, 1, |have| have >= n).await;
+}
+
+/// Polls the size of tag `t` every `every_ms` until `done` says so, for at
+/// most 10 s.
+async fn wait_for(server: &RedisServer, n: usize, every_ms: u64, done: impl Fn(usize) -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let have: usize = server
@@ -121,14 +132,14 @@ async fn stored(server: &RedisServer, n: usize) {
             .trim()
             .parse()
             .unwrap_or(0);
-        if have == n {
+        if done(have) {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "{have} of {n} stored"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(every_ms)).await;
     }
 }
 
@@ -197,7 +208,10 @@ async fn stores_cut_by_a_stalled_redis_leave_no_entry_a_purge_cannot_find() {
         }
         statuses
     });
-    tokio::time::sleep(Duration::from_millis(15)).await;
+    // Redis stalls once the first entries are in (stalling after a fixed
+    // 15 ms sometimes came before any store on a slower machine: the test
+    // then had nothing to check).
+    at_least(&server, 1).await;
     pause(&server, 700);
     assert!(fill.await.unwrap().iter().all(|s| *s == 200));
     assert_eq!(server.cli(&["PING"]).trim(), "PONG", "the stall is over");
