@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use uip_cache_core::admin::Admin;
-use uip_cache_core::config::LogFormat;
+use uip_cache_core::config::{LogFormat, StoreKind};
 use uip_cache_core::{CacheConfig, HttpCache, PolicySet};
 use uip_cache_server::reload::{load, routes_of, Overrides, ServerReload};
 use uip_cache_server::server::{serve_admin, serve_edge, signal};
@@ -145,11 +145,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&config);
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            if config.server.workers > 0 {
-                builder.worker_threads(usize::from(config.server.workers));
-            }
-            let runtime = match builder.enable_all().build() {
+            let runtime = match runtime(&config) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("cannot start the runtime: {e}");
@@ -170,6 +166,33 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The runtime serving requests, with `server.workers` threads (0: one
+/// per core this process may run on).
+///
+/// With one thread it is tokio's current-thread runtime, unless the store
+/// is on disk. The work-stealing scheduler's bookkeeping (shared queues,
+/// waking idle workers, the main thread apart from the worker) buys
+/// nothing when there is no other worker and costs every wakeup on the
+/// path of a request: a pass-through runs at 1.2x the rate with 0.82x the
+/// CPU, a miss at 1.04-1.12x (bench/RESULTS.md). The disk store keeps the
+/// multi-thread runtime: a soft purge rewrites its entries in place, which
+/// there hands the worker's other tasks to another thread instead of
+/// holding every request until it is done.
+fn runtime(config: &CacheConfig) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        n => usize::from(n),
+    };
+    let mut builder = if threads == 1 && config.store.kind != StoreKind::Disk {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder.thread_name("uip-cache-rt").enable_all().build()
 }
 
 async fn run(

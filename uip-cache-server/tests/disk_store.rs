@@ -200,6 +200,33 @@ fn pid_of(config: &Path) -> u32 {
 }
 
 #[test]
+fn one_worker_with_the_disk_store_keeps_the_multi_thread_runtime() {
+    // A soft purge rewrites entries in place: on the multi-thread runtime
+    // the worker hands its other tasks to another thread meanwhile, where
+    // the current-thread runtime would hold every request.
+    let dir = TempDir::new("disk-one-worker");
+    let file = config(&dir.0, &dir.0.join("store"));
+    let yaml = std::fs::read_to_string(&file).unwrap() + "server:\n  workers: 1\n";
+    std::fs::write(&file, yaml).unwrap();
+    let (up, _) = origin();
+    let server = serve(&file, up);
+    let pid = pid_of(&file);
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "uip-cache-rt"),
+        "a worker thread beside the main one: {names:?}"
+    );
+    let port = server.addr.port();
+    get(port, "/one");
+    let hit = get(port, "/one");
+    assert!(hit.1.contains("x-cache: hit"), "{hit:?}");
+}
+
+#[test]
 fn entries_outlive_a_graceful_stop() {
     let dir = TempDir::new("disk-graceful");
     let file = config(&dir.0, &dir.0.join("store"));

@@ -697,3 +697,113 @@ async fn every_answer_routes_and_caches_by_one_config_while_reloads_change_both(
     let [of_a, of_b] = *answered.lock().unwrap();
     assert!(of_a > 0 && of_b > 0, "both configs served: {of_a} {of_b}");
 }
+
+/// The threads of process `pid`.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(Iterator::count)
+        .unwrap_or(0)
+}
+
+/// Whether process `pid` has exited (a zombie not yet reaped, or gone)
+/// within 10 s.
+async fn exits(pid: u32) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !exits_now(pid) {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_serves_on_one_thread_and_reloads_purges_and_drains() {
+    let (backend, mut arrivals) = Backend::start("one").await;
+    let served = Served::start(&config(
+        &format!(
+            "{}{}",
+            policy("a", "/a/*", 60),
+            policy("slow", "/slow*", 60)
+        ),
+        &backend.url(),
+        "  workers: 1\n",
+    ))
+    .await;
+    let pid = served.process.id();
+    // Misses at once, hits, and passes (no policy for /p).
+    let misses = (0..20).map(|i| {
+        let addr = served.addr();
+        async move { client::get(addr, &format!("/a/{i}"), &[("host", "site.test")]).await }
+    });
+    for got in futures_util::future::join_all(misses).await {
+        assert_eq!((got.status, got.x_cache()), (200, "MISS"));
+    }
+    for i in 0..20 {
+        let hit = served.get(&format!("/a/{i}")).await;
+        assert_eq!(hit.x_cache(), "HIT");
+        assert_eq!(hit.text(), format!("one /a/{i}"));
+    }
+    served.get("/p/1").await;
+    assert_eq!(served.get("/p/1").await.text(), "one /p/1");
+    assert_eq!(backend.count("/p/1"), 2, "passed, not cached");
+    // One thread serves all of it: the current-thread runtime.
+    assert_eq!(threads(pid), 1, "one worker: no thread beside the main one");
+
+    // A purge through the admin API.
+    let purged = client::send_body(
+        served.admin(),
+        "POST",
+        "/cache/invalidate/url",
+        &[
+            ("x-webhook-secret", SECRET),
+            ("content-type", "application/json"),
+        ],
+        Bytes::from_static(b"{\"pattern\": \"/a/1*\"}"),
+    )
+    .await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    assert_eq!(served.get("/a/1").await.x_cache(), "MISS");
+    assert_eq!(served.get("/a/2").await.x_cache(), "HIT");
+
+    // A reload adds a policy.
+    served.rewrite(&config(
+        &format!(
+            "{}{}{}",
+            policy("p", "/p/*", 60),
+            policy("a", "/a/*", 60),
+            policy("slow", "/slow*", 60)
+        ),
+        &backend.url(),
+        "  workers: 1\n",
+    ));
+    served.reload().await;
+    assert_eq!(served.get("/p/2").await.x_cache(), "MISS");
+    assert_eq!(served.get("/p/2").await.x_cache(), "HIT");
+
+    // SIGTERM with a request in flight: it is answered, then the process
+    // exits.
+    let addr = served.addr();
+    let slow =
+        tokio::spawn(async move { client::get(addr, "/slow", &[("host", "site.test")]).await });
+    assert_eq!(arrivals.recv().await.as_deref(), Some("/slow"));
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!exits_now(pid), "waits for the request in flight");
+    backend.gate.add_permits(1);
+    let got = slow.await.unwrap();
+    assert_eq!((got.status, got.text().as_str()), (200, "one /slow"));
+    assert!(exits(pid).await, "exits once nothing is in flight");
+}
+
+/// Whether process `pid` has exited, now.
+fn exits_now(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z'))
+    })
+}
