@@ -176,7 +176,7 @@ fn main() -> ExitCode {
 /// waking idle workers, the main thread apart from the worker) buys
 /// nothing when there is no other worker and costs every wakeup on the
 /// path of a request: a pass-through runs at 1.2x the rate with 0.82x the
-/// CPU, a miss at 1.04-1.12x (bench/RESULTS.md). The disk store keeps the
+/// CPU, a miss at 1.08x (bench/RESULTS.md). The disk store keeps the
 /// multi-thread runtime: a soft purge rewrites its entries in place, which
 /// there hands the worker's other tasks to another thread instead of
 /// holding every request until it is done.
