@@ -291,3 +291,44 @@ fn the_image_command_and_config_serve_from_redis() {
     assert!(health.2.contains("redis"), "{health:?}");
     assert!(unauthorized.0.contains("401"), "{unauthorized:?}");
 }
+
+/// `TOKIO_WORKER_THREADS=1` with `server.workers: 0` is one thread, the
+/// same as `server.workers: 1` (`bench/run.sh` and `bench/RESULTS.md` run
+/// the server with one worker that way).
+#[test]
+fn tokio_worker_threads_picks_the_threads_when_workers_is_0() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("uip-cache-env-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("c.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "server:\n  listen: 127.0.0.1:0\n  upstream: http://127.0.0.1:{}\n  workers: 0\nadmin:\n  enabled: false\nlogging:\n  level: info\n  format: text\n",
+            upstream()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uip-cache"))
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .env("TOKIO_WORKER_THREADS", "1")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The runtime runs once the log says the server serves.
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let up = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("uip-cache serving"));
+    let threads = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .map(Iterator::count)
+        .unwrap_or(0);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(up, "the server started");
+    assert_eq!(threads, 1, "TOKIO_WORKER_THREADS=1: one thread");
+}
