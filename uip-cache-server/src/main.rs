@@ -168,8 +168,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The runtime serving requests, with `server.workers` threads (0: one
-/// per core this process may run on).
+/// The runtime serving requests, with `server.workers` threads (0: the
+/// `TOKIO_WORKER_THREADS` environment variable when it is set, as tokio
+/// reads it, or else one per core this process may run on).
 ///
 /// With one thread it is tokio's current-thread runtime, unless the store
 /// is on disk. The work-stealing scheduler's bookkeeping (shared queues,
@@ -182,7 +183,13 @@ fn main() -> ExitCode {
 /// holding every request until it is done.
 fn runtime(config: &CacheConfig) -> std::io::Result<tokio::runtime::Runtime> {
     let threads = match config.server.workers {
-        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        0 => std::env::var("TOKIO_WORKER_THREADS")
+            .ok()
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+            }),
         n => usize::from(n),
     };
     let mut builder = if threads == 1 && config.store.kind != StoreKind::Disk {

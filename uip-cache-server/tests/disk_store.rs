@@ -211,6 +211,8 @@ fn one_worker_with_the_disk_store_keeps_the_multi_thread_runtime() {
     let (up, _) = origin();
     let server = serve(&file, up);
     let pid = pid_of(&file);
+    // Read before any request: the blocking pool's threads bear the same
+    // name, and the disk store's reads start them on either runtime.
     let names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
