@@ -88,8 +88,9 @@ pub use adapter::{
     Refresh,
 };
 pub use cache::{
-    After, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache, HttpCacheBuilder,
-    InvalidateError, OriginHeaders, OwnedRequest, Plan, Recording, Start, UnsafeRequest,
+    After, AtHandOrLater, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache,
+    HttpCacheBuilder, InvalidateError, Later, OriginHeaders, OwnedRequest, Plan, Recording, Start,
+    UnsafeRequest,
 };
 pub use clock::Clock;
 pub use config::{CacheConfig, ConfigError};

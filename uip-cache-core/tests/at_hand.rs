@@ -3,7 +3,7 @@
 //! written between the two is still found.
 
 use bytes::Bytes;
-use uip_cache_core::{After, Begin, CacheConfig, HttpCache, Plan, RequestView};
+use uip_cache_core::{After, AtHandOrLater, Begin, CacheConfig, HttpCache, Plan, RequestView};
 
 use crate::owned;
 
@@ -85,4 +85,92 @@ async fn a_miss_at_hand_is_counted_as_the_lookup_it_spares() {
         panic!("a miss")
     };
     assert_eq!(ops() - before, alone, "counted as the lookup it spares");
+}
+
+/// A memory store with nothing at hand, as Redis.
+#[derive(Debug)]
+struct Remote(uip_cache_core::store::MemoryStore);
+
+delegate_storage_and_status!(Remote);
+
+impl uip_cache_core::store::Coordination for Remote {}
+
+/// A cache caching `pattern` for `ttl` seconds on a [`Remote`] store.
+fn remote(pattern: &str, ttl: u32) -> HttpCache {
+    let yaml = format!("policies:\n  - name: items\n    pattern: \"{pattern}\"\n    ttl: {ttl}\n");
+    HttpCache::builder(&CacheConfig::from_yaml_str(&yaml).unwrap())
+        .store(std::sync::Arc::new(Remote(
+            uip_cache_core::store::MemoryStore::new(1 << 20),
+        )))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_store_with_nothing_at_hand_is_asked_later_and_a_memory_store_is_not() {
+    let none: [(&str, &str); 0] = [];
+    let req = RequestView::new("GET", "/items", &none);
+    // All a memory store holds is at hand: its absence is an answer.
+    assert!(matches!(
+        cache("/items").answer_at_hand_or_later(&req),
+        AtHandOrLater::No
+    ));
+    let cache = remote("/items", 60);
+    let AtHandOrLater::Later(later) = cache.answer_at_hand_or_later(&req) else {
+        panic!("asked later")
+    };
+    // Nothing stored: no answer, and nothing counted.
+    assert!(cache.answer_later(later, &req).await.is_none());
+    let s = cache.stats().snapshot();
+    assert_eq!((s.hits, s.misses, s.answered_at_hand), (0, 0, 0));
+    store(&cache, &req, b"body").await;
+    uip_cache_testkit::wait_until(&cache, "the entry stored", |s| s.sets >= 1).await;
+    let AtHandOrLater::Later(later) = cache.answer_at_hand_or_later(&req) else {
+        panic!("still not at hand")
+    };
+    let answer = cache.answer_later(later, &req).await.expect("a hit");
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.body.into_bytes().ok().unwrap(),
+        Bytes::from_static(b"body")
+    );
+    let s = cache.stats().snapshot();
+    assert_eq!((s.hits, s.misses, s.answered_at_hand), (1, 1, 1));
+    // A policy that does not cache the path, or a request that bypasses:
+    // nothing to ask.
+    let other = RequestView::new("GET", "/elsewhere", &none);
+    assert!(matches!(
+        cache.answer_at_hand_or_later(&other),
+        AtHandOrLater::No
+    ));
+    let no_store = [("cache-control", "no-store")];
+    let bypass = RequestView::new("GET", "/items", &no_store);
+    assert!(matches!(
+        cache.answer_at_hand_or_later(&bypass),
+        AtHandOrLater::No
+    ));
+}
+
+#[tokio::test]
+async fn a_stale_entry_found_later_is_left_to_the_usual_path() {
+    let clock = uip_cache_core::clock::MockClock::new();
+    let yaml = "policies:\n  - name: items\n    pattern: \"/items\"\n    ttl: 60\n";
+    let cache = HttpCache::builder(&CacheConfig::from_yaml_str(yaml).unwrap())
+        .store(std::sync::Arc::new(Remote(
+            uip_cache_core::store::MemoryStore::new(1 << 20),
+        )))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let none: [(&str, &str); 0] = [];
+    let req = RequestView::new("GET", "/items", &none);
+    store(&cache, &req, b"body").await;
+    uip_cache_testkit::wait_until(&cache, "the entry stored", |s| s.sets >= 1).await;
+    clock.advance(std::time::Duration::from_secs(61));
+    let AtHandOrLater::Later(later) = cache.answer_at_hand_or_later(&req) else {
+        panic!("asked later")
+    };
+    assert!(cache.answer_later(later, &req).await.is_none(), "stale");
+    let s = cache.stats().snapshot();
+    assert_eq!((s.hits, s.answered_at_hand), (0, 0));
 }

@@ -31,7 +31,7 @@ const BIG: usize = 100 * 1024;
 /// The origin: `/doc` (validators, a field given twice around another),
 /// `/lang` (varies on `Accept-Language`), `/big`, `/nostore`; it counts
 /// the requests it gets.
-async fn origin(calls: Arc<AtomicUsize>) -> SocketAddr {
+pub(crate) async fn origin(calls: Arc<AtomicUsize>) -> SocketAddr {
     serve(move |req: Request<Incoming>| {
         calls.fetch_add(1, Ordering::SeqCst);
         let path = req.uri().path().to_owned();
@@ -104,11 +104,29 @@ async fn proxy_with(
     server: &str,
     stop: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> (SocketAddr, HttpCache) {
+    let config = config(server);
+    let cache = HttpCache::with_memory_store(&config).unwrap();
+    let addr = proxy_for(origin, &config, cache.clone(), stop).await;
+    (addr, cache)
+}
+
+/// The config of [`proxy_with`]: every path cached for a minute, and the
+/// `server:` lines given.
+pub(crate) fn config(server: &str) -> CacheConfig {
     let yaml =
         format!("policies:\n  - name: all\n    pattern: \"/*\"\n    ttl: 60\nserver:\n{server}");
-    let config = CacheConfig::from_yaml_str(&yaml).unwrap();
+    CacheConfig::from_yaml_str(&yaml).unwrap()
+}
+
+/// A proxy serving `cache` (built for `config`) in front of `origin`; it
+/// stops when `stop` is dropped or sent.
+pub(crate) async fn proxy_for(
+    origin: SocketAddr,
+    config: &CacheConfig,
+    cache: HttpCache,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> SocketAddr {
     let limits = ClientLimits::from_config(&config.server);
-    let cache = HttpCache::with_memory_store(&config).unwrap();
     let upstream = Upstream::new(
         format!("http://{origin}").parse().unwrap(),
         Duration::from_secs(1),
@@ -126,25 +144,25 @@ async fn proxy_with(
     };
     tokio::spawn(serve_with(
         listener,
-        proxy(cache.clone(), upstream),
+        proxy(cache, upstream),
         limits,
         Duration::from_secs(1),
         shutdown,
     ));
-    (addr, cache)
+    addr
 }
 
 /// A response as read off the socket.
 #[derive(Debug, Clone, PartialEq)]
-struct Raw {
-    status: u16,
+pub(crate) struct Raw {
+    pub(crate) status: u16,
     /// Fields in the order sent, names lower case.
-    fields: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) fields: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Raw {
-    fn field(&self, name: &str) -> Option<&str> {
+    pub(crate) fn field(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()
             .find(|(n, _)| n == name)
@@ -153,7 +171,7 @@ impl Raw {
 
     /// What must be the same from both paths: all but `date` and `age`
     /// (which may fall on either side of a second), and `age` within one.
-    fn same_as(&self, other: &Raw) -> Result<(), String> {
+    pub(crate) fn same_as(&self, other: &Raw) -> Result<(), String> {
         let strip = |r: &Raw| Raw {
             fields: r
                 .fields
@@ -177,7 +195,11 @@ impl Raw {
 
 /// Reads one response to a request of `method` from `stream`, whose
 /// bytes past it stay in `pending`.
-async fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>, method: &str) -> Raw {
+pub(crate) async fn read_response(
+    stream: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    method: &str,
+) -> Raw {
     loop {
         if let Some((raw, used)) = parse_answer(pending, method).unwrap() {
             assert!(
@@ -242,14 +264,14 @@ async fn read_more(stream: &mut TcpStream, pending: &mut Vec<u8>) {
 }
 
 /// Sends `request` (a whole head) on a new connection; its answer.
-async fn exchange(addr: SocketAddr, request: &str) -> Raw {
+pub(crate) async fn exchange(addr: SocketAddr, request: &str) -> Raw {
     let method = request.split(' ').next().unwrap().to_ascii_uppercase();
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     read_response(&mut stream, &mut Vec::new(), &method).await
 }
 
-fn get(path: &str, extra: &str) -> String {
+pub(crate) fn get(path: &str, extra: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nhost: cache.test\r\n{extra}\r\n")
 }
 

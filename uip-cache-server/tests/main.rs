@@ -13,6 +13,7 @@ mod cli;
 mod disk_store;
 mod disk_stream;
 mod fast_hits;
+mod fast_lookups;
 mod interim;
 mod proxy;
 mod ranges;

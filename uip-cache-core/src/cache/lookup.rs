@@ -12,6 +12,34 @@ use crate::http::freshness::{self, Usability};
 use crate::key::CacheKey;
 use crate::request::RequestView;
 
+/// Why [`HttpCache::answer_now`] has no answer.
+pub(super) enum NotNow {
+    /// The store had nothing at hand under the plan's key.
+    Absent,
+    /// Anything else: an entry that needs the usual path, bytes that do
+    /// not decode.
+    Other,
+}
+
+/// A request whose entry the store does not keep at hand (Redis), planned
+/// by [`HttpCache::answer_at_hand_or_later`] for [`HttpCache::answer_later`].
+#[derive(Debug)]
+pub struct Later {
+    pub(super) plan: CachePlan,
+}
+
+/// What [`HttpCache::answer_at_hand_or_later`] has for a request.
+#[derive(Debug)]
+pub enum AtHandOrLater {
+    /// The answer from an entry at hand, counted.
+    Answer(CachedResponse),
+    /// The store keeps nothing at hand under the request's key but may
+    /// hold its entry elsewhere: [`HttpCache::answer_later`] asks it.
+    Later(Later),
+    /// Nothing: the usual path answers, and counts what it decides.
+    No,
+}
+
 /// What a store had at hand under a key.
 // Returned by value and matched at once, never kept: boxing the entry
 // would cost every hit an allocation.
@@ -114,6 +142,16 @@ impl HttpCache {
         plan: &mut CachePlan,
         req: &RequestView<'_>,
     ) -> Option<CachedResponse> {
+        self.answer_now_or_why(plan, req).ok()
+    }
+
+    /// [`HttpCache::answer_now`], or why there is no answer: [`NotNow::Absent`]
+    /// when the store had nothing at hand under the plan's key.
+    pub(super) fn answer_now_or_why(
+        &self,
+        plan: &mut CachePlan,
+        req: &RequestView<'_>,
+    ) -> Result<CachedResponse, NotNow> {
         // What an earlier call noted no longer holds.
         plan.absent = None;
         // Before the store is asked: a write landing after it is seen by
@@ -126,9 +164,9 @@ impl HttpCache {
                 if self.inner.store.get_now_is_whole() {
                     plan.absent = Some(AtHand { writes, took });
                 }
-                return None;
+                return Err(NotNow::Absent);
             }
-            Now::Unusable => return None,
+            Now::Unusable => return Err(NotNow::Other),
         };
         let mut second = None;
         let entry = match stored {
@@ -138,34 +176,90 @@ impl HttpCache {
                 let Now::Found(Stored::Entry(variant), took) =
                     self.entry_now(key.as_str(), Instant::now())
                 else {
-                    return None;
+                    return Err(NotNow::Other);
                 };
                 second = Some(took);
                 variant
             }
         };
-        let looked = started.elapsed();
+        self.answer_entry(plan, req, &entry, [Some(first), second], started.elapsed())
+            .ok_or(NotNow::Other)
+    }
+
+    /// The answer to `req` from `entry`, found in the store (the store's
+    /// calls took `took`, the lookup `looked`), when it is fresh or stale
+    /// where the request accepts it, counted as [`HttpCache::begin`] counts
+    /// it; `None` with nothing counted when it needs the usual path.
+    fn answer_entry(
+        &self,
+        plan: &CachePlan,
+        req: &RequestView<'_>,
+        entry: &StoredResponse,
+        took: [Option<Duration>; 2],
+        looked: Duration,
+    ) -> Option<CachedResponse> {
         // A gzip-stored body that goes out decompressed (a client without
         // gzip, a `no-transform` request or response) is decompressed, and
         // a corrupt one counted, on the usual path only: not here, where
         // the Tower service's `call` runs.
         if entry.compression == BodyEncoding::Gzip
-            && !(varies_by_encoding(&entry) && takes_cache_gzip(req))
+            && !(varies_by_encoding(entry) && takes_cache_gzip(req))
         {
             return None;
         }
         let now = self.inner.clock.now();
         // Stale-while-revalidate needs a refresh, which `begin` starts.
-        let usability = freshness::usability(&entry, &plan.request_cc, now);
+        let usability = freshness::usability(entry, &plan.request_cc, now);
         if !matches!(usability, Usability::Fresh | Usability::StaleAccepted) {
             return None;
         }
-        let r = self.answer_as(plan, req, &entry, usability, now)?;
-        for d in std::iter::once(first).chain(second) {
+        let r = self.answer_as(plan, req, entry, usability, now)?;
+        for d in took.into_iter().flatten() {
             self.inner.stats.store_op(d);
         }
         self.inner.stats.latency(looked);
         Some(r)
+    }
+
+    /// The answer to the request of `later` (`req`, the request
+    /// [`HttpCache::answer_at_hand_or_later`] was given) from the store,
+    /// asked with a future: as [`HttpCache::answer_at_hand`] gives an
+    /// entry at hand, and `None` for every other request (no entry, one
+    /// that needs the origin or a refresh, a store that failed or took
+    /// longer than `store.timeout`), which then takes the usual path and
+    /// is looked up there again. The store's calls are counted as they are
+    /// made (store operations, and errors); the request only when it is
+    /// answered.
+    pub async fn answer_later(
+        &self,
+        later: Later,
+        req: &RequestView<'_>,
+    ) -> Option<CachedResponse> {
+        let plan = later.plan;
+        let started = Instant::now();
+        let stored = self.get_for_answer(plan.key.as_str()).await?;
+        let entry = match stored {
+            Stored::Entry(entry) => entry,
+            Stored::Vary(vary) => {
+                let key = self.entry_key(&plan, req, &vary);
+                let Stored::Entry(variant) = self.get_for_answer(key.as_str()).await? else {
+                    return None;
+                };
+                variant
+            }
+        };
+        // The store's calls were counted as they were made (`guarded`).
+        let answer = self.answer_entry(&plan, req, &entry, [None, None], started.elapsed())?;
+        self.inner.stats.answered_at_hand();
+        Some(answer)
+    }
+
+    /// The entry the store holds under `key`, decoded without its tags;
+    /// `None` for none, a store failure, or bytes that do not decode (the
+    /// usual path deletes those).
+    async fn get_for_answer(&self, key: &str) -> Option<Stored> {
+        let bytes = self.guarded("get", self.inner.store.get(key)).await??;
+        Stored::decode_for_answer(&bytes).ok()
     }
 
     /// What the store has at hand under `key`, decoded, and how long the

@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::lookup::{AtHandOrLater, Later, NotNow};
 use super::HttpCache;
 use crate::http::cache_control::{request_cache_control, CacheControl};
 use crate::http::request;
@@ -161,6 +162,36 @@ impl HttpCache {
         let answer = self.answer_now(&mut plan, req)?;
         self.inner.stats.answered_at_hand();
         Some(answer)
+    }
+
+    /// [`HttpCache::answer_at_hand`], and for a request the store has
+    /// nothing at hand for while it does not keep every entry at hand
+    /// ([`Storage::get_now_is_whole`](crate::store::Storage::get_now_is_whole)
+    /// is false: Redis), its plan, for [`HttpCache::answer_later`] to ask
+    /// the store with a future. A front end that cannot wait on a future
+    /// where it reads request heads gives [`AtHandOrLater::Later`] to its
+    /// usual path as it gives [`AtHandOrLater::No`].
+    pub fn answer_at_hand_or_later(&self, req: &RequestView<'_>) -> AtHandOrLater {
+        let settings = self.settings();
+        let Some(m) = settings.policies().find(req.path, req.query) else {
+            return AtHandOrLater::No;
+        };
+        if m.policy().key_spec().uses_body() {
+            return AtHandOrLater::No;
+        }
+        let Ok(mut plan) = self.decide(&settings, m, req) else {
+            return AtHandOrLater::No;
+        };
+        match self.answer_now_or_why(&mut plan, req) {
+            Ok(answer) => {
+                self.inner.stats.answered_at_hand();
+                AtHandOrLater::Answer(answer)
+            }
+            Err(NotNow::Absent) if !self.inner.store.get_now_is_whole() => {
+                AtHandOrLater::Later(Later { plan })
+            }
+            Err(_) => AtHandOrLater::No,
+        }
     }
 
     /// The plan of `req` under its policy `m`, or why it bypasses the

@@ -14,13 +14,22 @@ use uip_cache_core::{CachedBody, CachedResponse};
 
 use super::head::encode_head;
 use super::lend::{HyperConn, LendIo, Lent, MakeHyper, MakeLent, Prefixed};
-use super::{Decision, Hits, FIELDS_MAX, HEAD_MAX, READ_START};
+use super::{Decision, Hits, LookUp, FIELDS_MAX, HEAD_MAX, READ_START};
 use crate::server::conn::Stream;
 use crate::slow::{Exchange, Watch, HTTP1_PIECE};
 
 /// Requests lent to hyper in a row after which a connection is handed
 /// over to it for good.
 const LENT_IN_A_ROW_MAX: u8 = 4;
+
+/// Store lookups (of a store without entries at hand) after which a
+/// connection whose lookups find no answer more than once in
+/// [`LOOKUP_MISS_RATIO`] is handed over to hyper for good: each such miss
+/// costs a lookup hyper's path makes again and a lent connection, more
+/// than a hit from the head saves (measured break-even: about one miss in
+/// six).
+const LOOKUPS_JUDGED: u32 = 8;
+const LOOKUP_MISS_RATIO: u32 = 8;
 
 /// An HTTP/1.1 connection: answered here while its requests are hits,
 /// then by hyper (see the module docs).
@@ -54,6 +63,8 @@ struct Fast<I> {
     /// Bytes read and not yet answered: `read[..filled]`.
     read: Vec<u8>,
     filled: usize,
+    /// A lookup of the store under way, for the request it took.
+    looking: Option<Looking>,
     /// The answer being written.
     out: Option<Out>,
     /// Room for the next answer's head.
@@ -62,9 +73,23 @@ struct Fast<I> {
     draining: bool,
     /// Requests lent to hyper since the last answered here.
     lent_in_a_row: u8,
+    /// Store lookups begun on this connection, and those that found no
+    /// answer.
+    lookups: u32,
+    lookups_missed: u32,
     /// Closing the stream as hyper closes it (TLS sends its
     /// `close_notify`), once nothing is left to write.
     closing: bool,
+}
+
+/// A request whose entry the store is asked for with a future.
+struct Looking {
+    answer: LookUp,
+    /// The request's head, lent to hyper when there is no answer.
+    head: Bytes,
+    head_only: bool,
+    /// The request, in progress on the watch from the moment it was read.
+    exchange: Exchange,
 }
 
 /// An answer on its way to the socket.
@@ -101,10 +126,13 @@ impl<I: Stream> Http1<I> {
                 lend,
                 read: vec![0; READ_START],
                 filled: 0,
+                looking: None,
                 out: None,
                 head: Vec::new(),
                 draining: false,
                 lent_in_a_row: 0,
+                lookups: 0,
+                lookups_missed: 0,
                 closing: false,
             })),
         }
@@ -282,6 +310,29 @@ impl<I: Stream> Fast<I> {
                 let r = ready!(self.io().poll_shutdown(cx));
                 return Poll::Ready(End::Closed(r));
             }
+            if let Some(looking) = self.looking.as_mut() {
+                let answer = ready!(looking.answer.as_mut().poll(cx));
+                let Looking {
+                    head,
+                    head_only,
+                    exchange,
+                    ..
+                } = self.looking.take().expect("a lookup under way");
+                match answer {
+                    Some(answer) => {
+                        self.lent_in_a_row = 0;
+                        let buf = std::mem::take(&mut self.head);
+                        self.out = Some(Out::new(answer, head_only, exchange, buf));
+                    }
+                    None => {
+                        // hyper begins it again, on its own watch entry.
+                        drop(exchange);
+                        self.lent_in_a_row += 1;
+                        self.lookups_missed += 1;
+                        return Poll::Ready(End::Lend(head));
+                    }
+                }
+            }
             if self.out.is_some() {
                 if let Err(e) = ready!(self.poll_write_out(cx)) {
                     return Poll::Ready(End::Closed(Err(e)));
@@ -359,6 +410,29 @@ impl<I: Stream> Fast<I> {
                 self.read.copy_within(len..self.filled, 0);
                 self.filled -= len;
                 return Next::Lend(head);
+            }
+            Decision::LookUp(..)
+                if self.lent_in_a_row >= LENT_IN_A_ROW_MAX
+                    || (self.lookups >= LOOKUPS_JUDGED
+                        && self.lookups_missed.saturating_mul(LOOKUP_MISS_RATIO)
+                            > self.lookups) =>
+            {
+                return Next::General
+            }
+            Decision::LookUp(later, snapshot) => {
+                self.lookups = self.lookups.saturating_add(1);
+                let head = Bytes::copy_from_slice(&self.read[..len]);
+                let head_only = req.method == Some("HEAD");
+                let exchange = self.watch.request();
+                self.read.copy_within(len..self.filled, 0);
+                self.filled -= len;
+                self.looking = Some(Looking {
+                    answer: self.hits.look_up(later, snapshot, head.clone()),
+                    head,
+                    head_only,
+                    exchange,
+                });
+                return Next::Answer;
             }
             Decision::Handover => return Next::General,
         };

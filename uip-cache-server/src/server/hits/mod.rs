@@ -11,6 +11,11 @@
 //! answer the store has at hand ([`HttpCache::answer_at_hand`]). When core
 //! has one, its head is written as hyper would write it and its body goes
 //! out as hyper's would (large bodies with `sendfile`, see [`crate::io`]).
+//! A store that keeps its entries out of the process (Redis) has none at
+//! hand: core then gives the request's plan ([`AtHandOrLater::Later`]),
+//! and the loop waits on a lookup of the store
+//! ([`HttpCache::answer_later`]) before it writes the hit, or lends the
+//! request when there is none (hyper's path looks it up again).
 //!
 //! Only requests whose answer through the general path could not differ
 //! are taken: GET or HEAD over HTTP/1.1, an origin-form target that parses
@@ -31,8 +36,8 @@
 //!   with whatever the client sent meanwhile. An answer that says
 //!   `Connection: close` closes the connection, as hyper alone would.
 //!   Lending costs a hyper connection per request: the fifth request in
-//!   a row that would be lent (a store whose hits are never at hand, such
-//!   as Redis; a client fetching new URLs) hands the connection over;
+//!   a row that would be lent (a client fetching new URLs) hands the
+//!   connection over;
 //! - handed over: anything else (a body, `Expect`, `Upgrade`, HTTP/1.0,
 //!   `Connection: close`, a head that does not parse or is over 16 KiB)
 //!   gives the connection to hyper for the rest of its life, with the bytes
@@ -46,9 +51,17 @@
 //! is handed over in pieces counted as owed, and the connection closes
 //! when its watch or the server says so.
 
-use uip_cache_core::{CachedResponse, Connection, HeaderSource, RequestView};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use uip_cache_core::{
+    AtHandOrLater, CachedResponse, Connection, HeaderSource, HttpCache, Later, RequestView,
+};
 
 use super::Proxy;
+use crate::routes::Snapshot;
 
 mod fast;
 mod head;
@@ -141,25 +154,44 @@ impl Hits {
             return Decision::Lend;
         }
         match self.answer(method, req, &snapshot) {
-            Some(answer) => Decision::Answer(answer),
-            None => Decision::Lend,
+            Some(AtHandOrLater::Answer(answer)) => Decision::Answer(answer),
+            Some(AtHandOrLater::Later(later)) => Decision::LookUp(later, snapshot),
+            Some(AtHandOrLater::No) | None => Decision::Lend,
         }
     }
 
     /// The answer to a plain request head (one `Host`, at most one
     /// `Cookie`, no field the general path removes) when it is a hit core
-    /// has at hand and nothing else about it needs the general path.
+    /// has at hand, or what to ask the store for it, when nothing else
+    /// about it needs the general path.
     fn answer(
         &self,
         method: &str,
         req: &httparse::Request<'_, '_>,
-        snapshot: &crate::routes::Snapshot,
-    ) -> Option<CachedResponse> {
-        let target = req.path?;
-        if !target.starts_with('/') {
+        snapshot: &Snapshot,
+    ) -> Option<AtHandOrLater> {
+        if tracing::enabled!(tracing::Level::DEBUG) {
             return None;
         }
-        if tracing::enabled!(tracing::Level::DEBUG) {
+        let (cache, uri) = self.plain(req, snapshot)?;
+        let fields = Fields(req.headers);
+        let origin = cache.client_origin(&self.connection, None, &fields);
+        let view = RequestView::new(method, uri.path(), &fields)
+            .query(uri.query())
+            .origin(origin);
+        Some(cache.answer_at_hand_or_later(&view))
+    }
+
+    /// The cache pinned to `snapshot`'s settings and the target as hyper
+    /// makes it, for a request head whose route takes it and that has no
+    /// field the cache would remove first; `None` for any other.
+    fn plain(
+        &self,
+        req: &httparse::Request<'_, '_>,
+        snapshot: &Snapshot,
+    ) -> Option<(HttpCache, http::Uri)> {
+        let target = req.path?;
+        if !target.starts_with('/') {
             return None;
         }
         // The target as hyper makes it (or its 400).
@@ -170,22 +202,49 @@ impl Hits {
             .route_for(cache, &self.connection, None, &fields, uri.path())
             .ok()?;
         let cache = cache.pinned(snapshot.settings().clone());
-        let origin = cache.client_origin(&self.connection, None, &fields);
-        let strip = origin.strip();
+        let strip = cache.client_origin(&self.connection, None, &fields).strip();
         if req.headers.iter().any(|f| strip.contains(f.name)) {
             return None;
         }
-        let view = RequestView::new(method, uri.path(), &fields)
-            .query(uri.query())
-            .origin(origin);
-        cache.answer_at_hand(&view)
+        Some((cache, uri))
+    }
+
+    /// The answer to the request of `head` (the bytes of a head that
+    /// [`Hits::decide`] took for a [`Decision::LookUp`]) from the store,
+    /// asked with a future; `None` for the general path.
+    fn look_up(&self, later: Later, snapshot: Arc<Snapshot>, head: Bytes) -> LookUp {
+        let hits = self.clone();
+        Box::pin(async move {
+            let mut fields = [httparse::EMPTY_HEADER; FIELDS_MAX];
+            let mut req = httparse::Request::new(&mut fields);
+            // The head parsed as it was when it was decided on.
+            let Ok(httparse::Status::Complete(_)) = req.parse(&head) else {
+                return None;
+            };
+            let method = req.method?;
+            let (cache, uri) = hits.plain(&req, &snapshot)?;
+            let fields = Fields(req.headers);
+            let origin = cache.client_origin(&hits.connection, None, &fields);
+            let view = RequestView::new(method, uri.path(), &fields)
+                .query(uri.query())
+                .origin(origin);
+            cache.answer_later(later, &view).await
+        })
     }
 }
+
+/// A lookup the fast loop waits on: the answer, or `None` for the general
+/// path.
+type LookUp = Pin<Box<dyn Future<Output = Option<CachedResponse>> + Send>>;
 
 /// What the fast loop does with a request head.
 enum Decision {
     /// Write this answer.
     Answer(CachedResponse),
+    /// Ask the store for the entry with a future (a store that keeps its
+    /// entries out of the process: Redis), then write the answer or lend
+    /// the connection.
+    LookUp(Later, Arc<Snapshot>),
     /// A request without a body that keeps the connection open: hyper
     /// answers it, and gives the connection back.
     Lend,
