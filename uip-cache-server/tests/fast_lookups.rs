@@ -310,3 +310,28 @@ async fn a_connection_whose_lookups_keep_missing_goes_to_hyper_for_good() {
         assert_eq!(after.hits - before.hits, 12 - misses);
     }
 }
+
+#[tokio::test]
+async fn a_store_that_does_not_answer_is_waited_on_as_often_as_without_fast_hits() {
+    // A store that hangs (Redis unreachable, before its breaker opens):
+    // each read waits out `store.timeout`. The fast path must not make a
+    // request wait on it more often than the general path alone does.
+    let origin = origin(Arc::default()).await;
+    let fast = served(origin, true).await;
+    let general = served(origin, false).await;
+    let mut waits = Vec::new();
+    for s in [&fast, &general] {
+        s.store.delay_ms.store(60_000, Ordering::SeqCst);
+        let (reads, errors) = (s.reads(), s.cache.stats().snapshot().store_errors);
+        let r = exchange(s.addr, &get("/doc", "")).await;
+        assert_eq!((r.status, &r.body[..]), (200, &b"document body"[..]));
+        waits.push((
+            s.reads() - reads,
+            s.cache.stats().snapshot().store_errors - errors,
+        ));
+    }
+    assert_eq!(
+        waits[0], waits[1],
+        "(reads timed out, store errors) per request: fast path vs general path"
+    );
+}
