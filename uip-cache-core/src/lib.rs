@@ -89,8 +89,8 @@ pub use adapter::{
 };
 pub use cache::{
     After, AtHandOrLater, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache,
-    HttpCacheBuilder, InvalidateError, Later, OriginHeaders, OwnedRequest, Plan, Recording, Start,
-    UnsafeRequest,
+    HttpCacheBuilder, InvalidateError, Later, LaterAnswer, Looked, OriginHeaders, OwnedRequest,
+    Plan, Recording, Start, UnsafeRequest,
 };
 pub use clock::Clock;
 pub use config::{CacheConfig, ConfigError};

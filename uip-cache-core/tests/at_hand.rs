@@ -3,7 +3,9 @@
 //! written between the two is still found.
 
 use bytes::Bytes;
-use uip_cache_core::{After, AtHandOrLater, Begin, CacheConfig, HttpCache, Plan, RequestView};
+use uip_cache_core::{
+    After, AtHandOrLater, Begin, CacheConfig, HttpCache, LaterAnswer, Plan, RequestView,
+};
 
 use crate::owned;
 
@@ -119,8 +121,11 @@ async fn a_store_with_nothing_at_hand_is_asked_later_and_a_memory_store_is_not()
     let AtHandOrLater::Later(later) = cache.answer_at_hand_or_later(&req) else {
         panic!("asked later")
     };
-    // Nothing stored: no answer, and nothing counted.
-    assert!(cache.answer_later(later, &req).await.is_none());
+    // Nothing stored: no answer, and no request counted.
+    assert!(matches!(
+        cache.answer_later(later, &req).await,
+        LaterAnswer::Absent(_)
+    ));
     let s = cache.stats().snapshot();
     assert_eq!((s.hits, s.misses, s.answered_at_hand), (0, 0, 0));
     store(&cache, &req, b"body").await;
@@ -128,7 +133,9 @@ async fn a_store_with_nothing_at_hand_is_asked_later_and_a_memory_store_is_not()
     let AtHandOrLater::Later(later) = cache.answer_at_hand_or_later(&req) else {
         panic!("still not at hand")
     };
-    let answer = cache.answer_later(later, &req).await.expect("a hit");
+    let LaterAnswer::Answer(answer) = cache.answer_later(later, &req).await else {
+        panic!("a hit")
+    };
     assert_eq!(answer.status, 200);
     assert_eq!(
         answer.body.into_bytes().ok().unwrap(),
@@ -170,7 +177,46 @@ async fn a_stale_entry_found_later_is_left_to_the_usual_path() {
     let AtHandOrLater::Later(later) = cache.answer_at_hand_or_later(&req) else {
         panic!("asked later")
     };
-    assert!(cache.answer_later(later, &req).await.is_none(), "stale");
+    assert!(
+        matches!(cache.answer_later(later, &req).await, LaterAnswer::Other),
+        "stale: the usual path revalidates"
+    );
     let s = cache.stats().snapshot();
     assert_eq!((s.hits, s.answered_at_hand), (0, 0));
+}
+
+#[tokio::test]
+async fn the_usual_path_takes_a_later_lookup_that_found_nothing_for_its_own() {
+    let none: [(&str, &str); 0] = [];
+    let ops = |cache: &HttpCache| cache.stats().snapshot().store_latency.count;
+    let mut calls = Vec::new();
+    for path in ["/items", "/items?other"] {
+        let cache = remote("/items*", 60);
+        let asked = RequestView::new("GET", "/items", &none);
+        let AtHandOrLater::Later(later) = cache.answer_at_hand_or_later(&asked) else {
+            panic!("asked later")
+        };
+        let LaterAnswer::Absent(looked) = cache.answer_later(later, &asked).await else {
+            panic!("nothing stored")
+        };
+        assert_eq!(ops(&cache), 1);
+        // The usual path, for the same request (or, to check the key is
+        // compared, another).
+        let (p, q) = path
+            .split_once('?')
+            .map_or((path, None), |(p, q)| (p, Some(q)));
+        let req = RequestView::new("GET", p, &none).query(q);
+        let Plan::Cache(mut plan) = cache.plan(&req) else {
+            panic!("cached")
+        };
+        assert!(cache.answer_now(&mut plan, &req).is_none());
+        cache.note_looked(&mut plan, looked);
+        let Begin::Fetch(_) = cache.begin(plan, &req, Vec::new).await else {
+            panic!("a miss")
+        };
+        calls.push(ops(&cache));
+    }
+    // The same request's miss asks the store once less (its coalescing
+    // lease and the shared invalidation counter are store calls too).
+    assert_eq!(calls[0] + 1, calls[1], "{calls:?}");
 }

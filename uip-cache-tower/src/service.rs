@@ -10,7 +10,7 @@ use http_body::Body;
 use tower_service::Service;
 use uip_cache_core::{
     After, Begin, BypassTicket, CachedBody, CachedResponse, FetchTicket, Forward, HttpCache,
-    NoCacheReason, OriginUnreachable, Plan, Recording, Settings, Start,
+    Looked, NoCacheReason, OriginUnreachable, Plan, Recording, Settings, Start,
 };
 
 use crate::body::CacheBody;
@@ -147,7 +147,15 @@ where
                             inner: State::Ready(Some(from_cached(r))),
                         }
                     }
-                    None => Start::Plan(Plan::Cache(plan)),
+                    None => {
+                        // A lookup a front end made before this path (the
+                        // server's fast loop) found nothing: it is this
+                        // request's lookup.
+                        if let Some(looked) = parts.extensions.remove::<Looked>() {
+                            cache.note_looked(&mut plan, looked);
+                        }
+                        Start::Plan(Plan::Cache(plan))
+                    }
                 },
                 start => start,
             }

@@ -52,12 +52,15 @@ impl HttpCache {
         // a hit would otherwise carry and copy for nothing.
         let (writes, entry) = match plan.absent.take() {
             // Nothing was under the key when `answer_now` asked the store
-            // at hand, and the cache has written nothing since: that is
-            // this lookup, counted as one. After a write, look: what
+            // at hand (or `answer_later` asked it, or found it failing),
+            // and the cache has written nothing since: that is this
+            // lookup, counted as one. After a write, look: what
             // decides before the coalescing lock (`only-if-cached`,
             // stale-while-revalidate) sees the entry as a lookup would.
             Some(at_hand) if at_hand.writes == self.writes() => {
-                self.inner.stats.store_op(at_hand.took);
+                if !at_hand.counted {
+                    self.inner.stats.store_op(at_hand.took);
+                }
                 self.inner.stats.latency(at_hand.took);
                 (at_hand.writes, None)
             }

@@ -40,6 +40,38 @@ pub enum AtHandOrLater {
     No,
 }
 
+/// What [`HttpCache::answer_later`] has for a request.
+#[derive(Debug)]
+pub enum LaterAnswer {
+    /// The answer, counted.
+    Answer(CachedResponse),
+    /// No entry under the key, or a store that failed: the usual path
+    /// takes this for its lookup ([`HttpCache::note_looked`]).
+    Absent(Looked),
+    /// The usual path looks for itself.
+    Other,
+}
+
+/// A lookup [`HttpCache::answer_later`] made that found no entry, for the
+/// usual path to take as its own ([`HttpCache::note_looked`]).
+#[derive(Debug, Clone)]
+pub struct Looked {
+    key: CacheKey,
+    writes: u64,
+    took: Duration,
+}
+
+/// What a store holds under a key, asked with a future.
+// Returned by value and matched at once, as `Now`.
+#[allow(clippy::large_enum_variant)]
+enum Got {
+    Entry(Stored),
+    /// Nothing, or the store failed.
+    Nothing,
+    /// Bytes that do not decode.
+    Bad,
+}
+
 /// What a store had at hand under a key.
 // Returned by value and matched at once, never kept: boxing the entry
 // would cost every hit an allocation.
@@ -162,7 +194,11 @@ impl HttpCache {
             Now::Found(stored, took) => (stored, took),
             Now::Absent(took) => {
                 if self.inner.store.get_now_is_whole() {
-                    plan.absent = Some(AtHand { writes, took });
+                    plan.absent = Some(AtHand {
+                        writes,
+                        took,
+                        counted: false,
+                    });
                 }
                 return Err(NotNow::Absent);
             }
@@ -224,42 +260,78 @@ impl HttpCache {
     /// The answer to the request of `later` (`req`, the request
     /// [`HttpCache::answer_at_hand_or_later`] was given) from the store,
     /// asked with a future: as [`HttpCache::answer_at_hand`] gives an
-    /// entry at hand, and `None` for every other request (no entry, one
-    /// that needs the origin or a refresh, a store that failed or took
-    /// longer than `store.timeout`), which then takes the usual path and
-    /// is looked up there again. The store's calls are counted as they are
-    /// made (store operations, and errors); the request only when it is
-    /// answered.
-    pub async fn answer_later(
-        &self,
-        later: Later,
-        req: &RequestView<'_>,
-    ) -> Option<CachedResponse> {
+    /// entry at hand. For every other request the usual path answers:
+    /// [`LaterAnswer::Absent`] when the store held nothing under the key
+    /// or failed (`store.timeout` included), which that path takes for its
+    /// own lookup ([`HttpCache::note_looked`]), and [`LaterAnswer::Other`]
+    /// for an entry it must look at itself (one that needs the origin or
+    /// a refresh, a variant not stored, bytes that do not decode). The
+    /// store's calls are counted as they are made (store operations, and
+    /// errors); the request only when it is answered.
+    pub async fn answer_later(&self, later: Later, req: &RequestView<'_>) -> LaterAnswer {
         let plan = later.plan;
+        // Before the store is asked, as in `answer_now`.
+        let writes = self.writes();
         let started = Instant::now();
-        let stored = self.get_for_answer(plan.key.as_str()).await?;
+        let stored = match self.get_for_answer(plan.key.as_str()).await {
+            Got::Entry(stored) => stored,
+            Got::Nothing => {
+                return LaterAnswer::Absent(Looked {
+                    key: plan.key,
+                    writes,
+                    took: started.elapsed(),
+                })
+            }
+            Got::Bad => return LaterAnswer::Other,
+        };
         let entry = match stored {
             Stored::Entry(entry) => entry,
             Stored::Vary(vary) => {
                 let key = self.entry_key(&plan, req, &vary);
-                let Stored::Entry(variant) = self.get_for_answer(key.as_str()).await? else {
-                    return None;
+                let Got::Entry(Stored::Entry(variant)) = self.get_for_answer(key.as_str()).await
+                else {
+                    return LaterAnswer::Other;
                 };
                 variant
             }
         };
         // The store's calls were counted as they were made (`guarded`).
-        let answer = self.answer_entry(&plan, req, &entry, [None, None], started.elapsed())?;
-        self.inner.stats.answered_at_hand();
-        Some(answer)
+        match self.answer_entry(&plan, req, &entry, [None, None], started.elapsed()) {
+            Some(answer) => {
+                self.inner.stats.answered_at_hand();
+                LaterAnswer::Answer(answer)
+            }
+            None => LaterAnswer::Other,
+        }
     }
 
-    /// The entry the store holds under `key`, decoded without its tags;
-    /// `None` for none, a store failure, or bytes that do not decode (the
-    /// usual path deletes those).
-    async fn get_for_answer(&self, key: &str) -> Option<Stored> {
-        let bytes = self.guarded("get", self.inner.store.get(key)).await??;
-        Stored::decode_for_answer(&bytes).ok()
+    /// Gives `plan` (the usual path's plan of the request
+    /// [`HttpCache::answer_later`] found no entry for) that lookup as its
+    /// own, so that [`HttpCache::begin`] does not ask the store again:
+    /// when `looked` is of the plan's key, and the cache has written
+    /// nothing since (`begin` checks). Call it after
+    /// [`HttpCache::answer_now`], which forgets what a plan noted.
+    pub fn note_looked(&self, plan: &mut CachePlan, looked: Looked) {
+        if looked.key == plan.key {
+            plan.absent = Some(AtHand {
+                writes: looked.writes,
+                took: looked.took,
+                counted: true,
+            });
+        }
+    }
+
+    /// The entry the store holds under `key`, decoded without its tags.
+    async fn get_for_answer(&self, key: &str) -> Got {
+        match self.guarded("get", self.inner.store.get(key)).await {
+            Some(Some(bytes)) => match Stored::decode_for_answer(&bytes) {
+                Ok(stored) => Got::Entry(stored),
+                // The usual path looks again, and deletes it.
+                Err(_) => Got::Bad,
+            },
+            // Nothing, or a store that failed: a miss either way.
+            Some(None) | None => Got::Nothing,
+        }
     }
 
     /// What the store has at hand under `key`, decoded, and how long the

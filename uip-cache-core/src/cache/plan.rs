@@ -76,11 +76,13 @@ pub struct CachePlan {
 }
 
 /// A key found absent at hand: how many entries the cache had written
-/// before it asked, and how long the store took.
+/// before it asked, how long the store took, and whether that call was
+/// counted already (a lookup made with a future, by `answer_later`).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct AtHand {
     pub(super) writes: u64,
     pub(super) took: std::time::Duration,
+    pub(super) counted: bool,
 }
 
 impl CachePlan {

@@ -13,7 +13,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::hits::{Hits, Http1, HyperConn, LendIo, Lent, LentConn, MakeHyper, MakeLent, Prefixed};
+use super::hits::{
+    Hits, Http1, HyperConn, LendIo, Lent, LentConn, MakeHyper, MakeLent, Noted, Prefixed,
+};
 use crate::interim::{CloseOnDrop, InterimOpener, InterimStream};
 use crate::slow::{now_ms, ClientLimits, DrainMark, Sent, Verdict, Watch, HEADER_READ_TIMEOUT};
 
@@ -177,16 +179,20 @@ where
         http
     };
     let (lend_service, lend_watch) = (service.clone(), watch.clone());
-    let lend: MakeLent<I> = Box::new(move |io: LendIo<I>| {
+    let lend: MakeLent<I> = Box::new(move |mut io: LendIo<I>| {
+        let looked = io.take_looked();
         let io = InterimStream::new(io);
         let closes = Arc::new(AtomicBool::new(false));
-        let service = watched(
-            lend_service.clone(),
-            lend_watch.clone(),
-            false,
-            Some(io.opener()),
-            Some(closes.clone()),
-        );
+        let service = Noted {
+            inner: watched(
+                lend_service.clone(),
+                lend_watch.clone(),
+                false,
+                Some(io.opener()),
+                Some(closes.clone()),
+            ),
+            looked: std::sync::Mutex::new(looked),
+        };
         let conn = builder().serve_connection(TokioIo::new(io), service);
         Box::new(LentConn { conn, closes }) as Box<dyn Lent<I>>
     });

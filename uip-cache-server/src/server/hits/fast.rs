@@ -10,7 +10,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use tokio::io::ReadBuf;
-use uip_cache_core::{CachedBody, CachedResponse};
+use uip_cache_core::{CachedBody, CachedResponse, LaterAnswer, Looked};
 
 use super::head::encode_head;
 use super::lend::{HyperConn, LendIo, Lent, MakeHyper, MakeLent, Prefixed};
@@ -25,9 +25,9 @@ const LENT_IN_A_ROW_MAX: u8 = 4;
 /// Store lookups (of a store without entries at hand) after which a
 /// connection whose lookups find no answer more than once in
 /// [`LOOKUP_MISS_RATIO`] is handed over to hyper for good: each such miss
-/// costs a lookup hyper's path makes again and a lent connection, more
-/// than a hit from the head saves (measured break-even: about one miss in
-/// six).
+/// is lent, and a lent connection costs more than a hit from the head
+/// saves (with a second lookup per miss, the break-even was about one
+/// miss in six).
 const LOOKUPS_JUDGED: u32 = 8;
 const LOOKUP_MISS_RATIO: u32 = 8;
 
@@ -164,8 +164,8 @@ enum End {
     /// The connection is done (closed by the client, drained, or broken).
     Closed(io::Result<()>),
     /// A request hyper answers, the stream lent to it with these bytes
-    /// (the request's head).
-    Lend(Bytes),
+    /// (the request's head), and what a lookup of the store found for it.
+    Lend(Bytes, Option<Looked>),
     /// A request for the general path: hyper takes over.
     Handover,
 }
@@ -233,7 +233,7 @@ impl<I: Stream> Future for Http1<I> {
                         this.phase = Phase::Moving;
                         return Poll::Ready(Ok(()));
                     }
-                    End::Lend(head) => {
+                    End::Lend(head, looked) => {
                         let Phase::Fast(mut fast) =
                             std::mem::replace(&mut this.phase, Phase::Moving)
                         else {
@@ -241,7 +241,7 @@ impl<I: Stream> Future for Http1<I> {
                         };
                         let inner = fast.io.take().expect("the stream is here");
                         let ahead = fast.filled > 0;
-                        let conn = (fast.lend)(LendIo::new(head, inner, ahead));
+                        let conn = (fast.lend)(LendIo::new(head, inner, ahead).looked(looked));
                         let begun = fast.watch.requests().0;
                         this.phase = Phase::Lent {
                             conn,
@@ -318,20 +318,22 @@ impl<I: Stream> Fast<I> {
                     exchange,
                     ..
                 } = self.looking.take().expect("a lookup under way");
-                match answer {
-                    Some(answer) => {
+                let looked = match answer {
+                    LaterAnswer::Answer(answer) => {
                         self.lent_in_a_row = 0;
                         let buf = std::mem::take(&mut self.head);
                         self.out = Some(Out::new(answer, head_only, exchange, buf));
+                        continue;
                     }
-                    None => {
-                        // hyper begins it again, on its own watch entry.
-                        drop(exchange);
-                        self.lent_in_a_row += 1;
-                        self.lookups_missed += 1;
-                        return Poll::Ready(End::Lend(head));
-                    }
-                }
+                    // hyper's path takes this for its lookup.
+                    LaterAnswer::Absent(looked) => Some(looked),
+                    _ => None,
+                };
+                // hyper begins it again, on its own watch entry.
+                drop(exchange);
+                self.lent_in_a_row += 1;
+                self.lookups_missed += 1;
+                return Poll::Ready(End::Lend(head, looked));
             }
             if self.out.is_some() {
                 if let Err(e) = ready!(self.poll_write_out(cx)) {
@@ -356,7 +358,7 @@ impl<I: Stream> Fast<I> {
                 match self.next_request() {
                     Next::Answer => continue,
                     Next::Partial => {}
-                    Next::Lend(head) => return Poll::Ready(End::Lend(head)),
+                    Next::Lend(head) => return Poll::Ready(End::Lend(head, None)),
                     Next::General => return Poll::Ready(End::Handover),
                 }
             }

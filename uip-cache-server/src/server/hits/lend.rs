@@ -6,12 +6,15 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use http::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use uip_cache_core::Looked;
 
 use crate::interim::InterimStream;
 use crate::server::conn::Stream;
@@ -145,6 +148,9 @@ pub(in crate::server) type MakeLent<I> = Box<dyn FnMut(LendIo<I>) -> Box<dyn Len
 /// sent meanwhile are held for the fast loop.
 pub(in crate::server) struct LendIo<I> {
     head: Bytes,
+    /// What the fast loop's lookup of the store found for the request,
+    /// for hyper's path to take as its own lookup.
+    looked: Option<Looked>,
     inner: I,
     /// Bytes read past the head while lent: the client's next request.
     held: Vec<u8>,
@@ -159,10 +165,51 @@ impl<I> LendIo<I> {
     pub(in crate::server) fn new(head: Bytes, inner: I, ahead: bool) -> Self {
         LendIo {
             head,
+            looked: None,
             inner,
             held: Vec::new(),
             ahead,
         }
+    }
+
+    /// The same, with the lookup the fast loop made for the request.
+    pub(in crate::server) fn looked(mut self, looked: Option<Looked>) -> Self {
+        self.looked = looked;
+        self
+    }
+
+    /// The lookup the fast loop made for the request, once.
+    pub(in crate::server) fn take_looked(&mut self) -> Option<Looked> {
+        self.looked.take()
+    }
+}
+
+/// The service of a lent connection: it gives the one request it is lent
+/// for what the fast loop's lookup found ([`Looked`], which the cache
+/// layer takes as that request's lookup).
+pub(in crate::server) struct Noted<S> {
+    pub(in crate::server) inner: S,
+    pub(in crate::server) looked: Mutex<Option<Looked>>,
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for Noted<S>
+where
+    S: hyper::service::Service<Request<Incoming>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        let looked = self
+            .looked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(looked) = looked {
+            req.extensions_mut().insert(looked);
+        }
+        self.inner.call(req)
     }
 }
 

@@ -15,7 +15,9 @@
 //! hand: core then gives the request's plan ([`AtHandOrLater::Later`]),
 //! and the loop waits on a lookup of the store
 //! ([`HttpCache::answer_later`]) before it writes the hit, or lends the
-//! request when there is none (hyper's path looks it up again).
+//! request when there is none, with what the lookup found when that is
+//! nothing ([`uip_cache_core::Looked`]: hyper's path takes it for its own
+//! lookup instead of asking the store again).
 //!
 //! Only requests whose answer through the general path could not differ
 //! are taken: GET or HEAD over HTTP/1.1, an origin-form target that parses
@@ -57,7 +59,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use uip_cache_core::{
-    AtHandOrLater, CachedResponse, Connection, HeaderSource, HttpCache, Later, RequestView,
+    AtHandOrLater, CachedResponse, Connection, HeaderSource, HttpCache, Later, LaterAnswer,
+    RequestView,
 };
 
 use super::Proxy;
@@ -68,7 +71,7 @@ mod head;
 mod lend;
 
 pub(super) use fast::Http1;
-pub(super) use lend::{HyperConn, LendIo, Lent, LentConn, MakeHyper, MakeLent, Prefixed};
+pub(super) use lend::{HyperConn, LendIo, Lent, LentConn, MakeHyper, MakeLent, Noted, Prefixed};
 
 /// Bytes read for a request head before it goes to hyper as it is (which
 /// takes larger heads, up to its own limit).
@@ -211,7 +214,7 @@ impl Hits {
 
     /// The answer to the request of `head` (the bytes of a head that
     /// [`Hits::decide`] took for a [`Decision::LookUp`]) from the store,
-    /// asked with a future; `None` for the general path.
+    /// asked with a future; anything else is for the general path.
     fn look_up(&self, later: Later, snapshot: Arc<Snapshot>, head: Bytes) -> LookUp {
         let hits = self.clone();
         Box::pin(async move {
@@ -219,10 +222,14 @@ impl Hits {
             let mut req = httparse::Request::new(&mut fields);
             // The head parsed as it was when it was decided on.
             let Ok(httparse::Status::Complete(_)) = req.parse(&head) else {
-                return None;
+                return LaterAnswer::Other;
             };
-            let method = req.method?;
-            let (cache, uri) = hits.plain(&req, &snapshot)?;
+            let Some(method) = req.method else {
+                return LaterAnswer::Other;
+            };
+            let Some((cache, uri)) = hits.plain(&req, &snapshot) else {
+                return LaterAnswer::Other;
+            };
             let fields = Fields(req.headers);
             let origin = cache.client_origin(&hits.connection, None, &fields);
             let view = RequestView::new(method, uri.path(), &fields)
@@ -233,9 +240,9 @@ impl Hits {
     }
 }
 
-/// A lookup the fast loop waits on: the answer, or `None` for the general
-/// path.
-type LookUp = Pin<Box<dyn Future<Output = Option<CachedResponse>> + Send>>;
+/// A lookup the fast loop waits on: the answer, or what the general path
+/// takes over.
+type LookUp = Pin<Box<dyn Future<Output = LaterAnswer> + Send>>;
 
 /// What the fast loop does with a request head.
 enum Decision {
