@@ -220,3 +220,61 @@ async fn the_usual_path_takes_a_later_lookup_that_found_nothing_for_its_own() {
     // lease and the shared invalidation counter are store calls too).
     assert_eq!(calls[0] + 1, calls[1], "{calls:?}");
 }
+
+#[tokio::test]
+async fn an_entry_written_after_a_later_lookup_found_nothing_answers_the_request() {
+    let cache = remote("/items", 60);
+    let none: [(&str, &str); 0] = [];
+    let req = RequestView::new("GET", "/items", &none);
+    let AtHandOrLater::Later(later) = cache.answer_at_hand_or_later(&req) else {
+        panic!("asked later")
+    };
+    let LaterAnswer::Absent(looked) = cache.answer_later(later, &req).await else {
+        panic!("nothing stored")
+    };
+    // Another request stores the entry meanwhile.
+    store(&cache, &req, b"body").await;
+    uip_cache_testkit::wait_until(&cache, "the entry stored", |s| s.sets >= 1).await;
+    let Plan::Cache(mut plan) = cache.plan(&req) else {
+        panic!("cached")
+    };
+    assert!(cache.answer_now(&mut plan, &req).is_none());
+    cache.note_looked(&mut plan, looked);
+    // A write landed since the lookup: `begin` looks again and answers.
+    match cache.begin(plan, &req, Vec::new).await {
+        Begin::Respond(r) => assert_eq!(r.status, 200),
+        other => panic!("answered from the entry, not {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_lookup_of_another_cache_is_not_taken() {
+    let none: [(&str, &str); 0] = [];
+    let req = RequestView::new("GET", "/items", &none);
+    let (one, other) = (remote("/items", 60), remote("/items", 60));
+    let ops = |cache: &HttpCache| cache.stats().snapshot().store_latency.count;
+    let AtHandOrLater::Later(later) = one.answer_at_hand_or_later(&req) else {
+        panic!("asked later")
+    };
+    let LaterAnswer::Absent(looked) = one.answer_later(later, &req).await else {
+        panic!("nothing stored")
+    };
+    // The same key in another cache (its own writes, its own store): it
+    // asks its store itself.
+    let mut counts = Vec::new();
+    for (cache, looked) in [(&other, Some(looked.clone())), (&other, None)] {
+        let before = ops(cache);
+        let Plan::Cache(mut plan) = cache.plan(&req) else {
+            panic!("cached")
+        };
+        assert!(cache.answer_now(&mut plan, &req).is_none());
+        if let Some(looked) = looked {
+            cache.note_looked(&mut plan, looked);
+        }
+        let Begin::Fetch(_) = cache.begin(plan, &req, Vec::new).await else {
+            panic!("a miss")
+        };
+        counts.push(ops(cache) - before);
+    }
+    assert_eq!(counts[0], counts[1], "noted or not, the same store calls");
+}

@@ -1,9 +1,9 @@
 //! `server.fast_hits` with a store that keeps its entries out of the
 //! process (Redis): the fast loop asks the store with a future, answers a
 //! hit from the request head, and lends anything else to hyper, which
-//! takes that lookup for its own when it found nothing. A memory store that keeps nothing at hand stands
-//! for Redis where reads are counted or delayed; one test runs a real
-//! `redis-server`.
+//! takes that lookup for its own when it found nothing. A memory store
+//! that keeps nothing at hand stands for Redis where reads are counted or
+//! delayed; one test runs a real `redis-server`.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -226,8 +226,8 @@ async fn a_store_slower_than_its_timeout_is_a_miss_on_the_fast_path_too() {
     let fast = served(origin, true).await;
     exchange(fast.addr, &get("/doc", "")).await;
     wait_stored(&fast, 1).await;
-    // Past the store's 100 ms timeout: both lookups give up, and the
-    // origin answers.
+    // Past the store's 100 ms timeout: the lookup gives up (the general
+    // path takes that for its own), and the origin answers.
     fast.store.delay_ms.store(400, Ordering::SeqCst);
     let at_hand = fast.at_hand();
     let r = exchange(fast.addr, &get("/doc", "")).await;

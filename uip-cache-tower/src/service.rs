@@ -130,6 +130,10 @@ where
             .cloned()
             .unwrap_or_else(|| self.cache.settings());
         let cache = self.cache.pinned(settings);
+        // A lookup a front end made before this path (the server's fast
+        // loop) that found nothing: this request's own lookup when it is
+        // of this cache and key. Never passed on to the inner service.
+        let looked = parts.extensions.remove::<Looked>();
         guard(&cache, &mut parts);
         let start = {
             let hs = HeaderMapRef(&parts.headers);
@@ -148,10 +152,7 @@ where
                         }
                     }
                     None => {
-                        // A lookup a front end made before this path (the
-                        // server's fast loop) found nothing: it is this
-                        // request's lookup.
-                        if let Some(looked) = parts.extensions.remove::<Looked>() {
+                        if let Some(looked) = looked {
                             cache.note_looked(&mut plan, looked);
                         }
                         Start::Plan(Plan::Cache(plan))

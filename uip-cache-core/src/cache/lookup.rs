@@ -56,6 +56,9 @@ pub enum LaterAnswer {
 /// usual path to take as its own ([`HttpCache::note_looked`]).
 #[derive(Debug, Clone)]
 pub struct Looked {
+    /// The cache that looked (its shared state), the key, and how many
+    /// entries that cache had written before it asked.
+    cache: usize,
     key: CacheKey,
     writes: u64,
     took: Duration,
@@ -277,6 +280,7 @@ impl HttpCache {
             Got::Entry(stored) => stored,
             Got::Nothing => {
                 return LaterAnswer::Absent(Looked {
+                    cache: self.identity(),
                     key: plan.key,
                     writes,
                     took: started.elapsed(),
@@ -308,17 +312,27 @@ impl HttpCache {
     /// Gives `plan` (the usual path's plan of the request
     /// [`HttpCache::answer_later`] found no entry for) that lookup as its
     /// own, so that [`HttpCache::begin`] does not ask the store again:
-    /// when `looked` is of the plan's key, and the cache has written
-    /// nothing since (`begin` checks). Call it after
-    /// [`HttpCache::answer_now`], which forgets what a plan noted.
+    /// when `looked` is this cache's (or a clone's) and of the plan's key,
+    /// and the cache has written nothing since (`begin` checks). Call it
+    /// after [`HttpCache::answer_now`], which forgets what a plan noted.
+    ///
+    /// Instances sharing a store: an entry another instance stores
+    /// between the two moments is not seen by this request, which then
+    /// fetches it, as a lookup made a moment earlier would have.
     pub fn note_looked(&self, plan: &mut CachePlan, looked: Looked) {
-        if looked.key == plan.key {
+        if looked.cache == self.identity() && looked.key == plan.key {
             plan.absent = Some(AtHand {
                 writes: looked.writes,
                 took: looked.took,
                 counted: true,
             });
         }
+    }
+
+    /// What tells this cache (and its clones, which share its state) from
+    /// another.
+    fn identity(&self) -> usize {
+        std::sync::Arc::as_ptr(&self.inner) as usize
     }
 
     /// The entry the store holds under `key`, decoded without its tags.

@@ -327,7 +327,7 @@ impl<I: Stream> Fast<I> {
                     }
                     // hyper's path takes this for its lookup.
                     LaterAnswer::Absent(looked) => Some(looked),
-                    _ => None,
+                    LaterAnswer::Other => None,
                 };
                 // hyper begins it again, on its own watch entry.
                 drop(exchange);
