@@ -17,11 +17,15 @@
 //!   can freeze a connection without closing it ([`FreezableProxy`]).
 //! - `uip-cache serve` on ports the system picks, its addresses read from
 //!   its log ([`ServeProcess`]).
+//! - Test stores that change a few calls of another store and pass it the
+//!   rest: [`storage_put_to!`], [`storage_removals_to!`],
+//!   [`store_status_of!`].
 
 #[cfg(feature = "actix")]
 pub mod actix;
 #[cfg(feature = "client")]
 pub mod client;
+mod delegate;
 pub mod exposition;
 mod freeze;
 mod got;
@@ -38,6 +42,10 @@ pub use got::Got;
 pub use harness::{Adapter, Backend, Harness};
 pub use origin::{FailingStore, Origin, OriginDown, Reply, Seen};
 pub use serve::ServeProcess;
+
+/// The crates the macros' paths name.
+#[doc(hidden)]
+pub use {bytes as __bytes, uip_cache_core as __core};
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

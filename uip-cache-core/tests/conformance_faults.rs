@@ -11,11 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use uip_cache_core::store::conformance::{self, Sharing};
-use uip_cache_core::store::{
-    Coordination, MemoryStore, MemoryUsage, PutOptions, Storage, Store, StoreFuture, StoreHealth,
-    StoreStatus,
-};
-use uip_cache_core::UrlPattern;
+use uip_cache_core::store::{Coordination, MemoryStore, Storage, Store, StoreFuture};
 
 /// What the double gets wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,36 +79,11 @@ impl Storage for Double {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
         self.entries.get(key)
     }
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Bytes,
-        options: PutOptions<'a>,
-    ) -> StoreFuture<'a, ()> {
-        self.entries.put(key, value, options)
-    }
-    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
-        self.entries.delete(key)
-    }
-    fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
-        self.entries.invalidate_tags(tags)
-    }
-    fn invalidate_pattern<'a>(&'a self, pattern: &'a UrlPattern) -> StoreFuture<'a, u64> {
-        self.entries.invalidate_pattern(pattern)
-    }
+    uip_cache_testkit::storage_put_to!(entries);
+    uip_cache_testkit::storage_removals_to!(entries);
 }
 
-impl StoreStatus for Double {
-    fn keys_count(&self) -> StoreFuture<'_, u64> {
-        self.entries.keys_count()
-    }
-    fn memory(&self) -> StoreFuture<'_, MemoryUsage> {
-        self.entries.memory()
-    }
-    fn health(&self) -> StoreFuture<'_, StoreHealth> {
-        self.entries.health()
-    }
-}
+uip_cache_testkit::store_status_of!(Double, entries);
 
 impl Coordination for Double {
     fn shared(&self) -> bool {

@@ -13,29 +13,8 @@ macro_rules! delegate_storage_and_status {
             ) -> uip_cache_core::store::StoreFuture<'a, Option<bytes::Bytes>> {
                 self.0.get(key)
             }
-            fn put<'a>(
-                &'a self,
-                key: &'a str,
-                value: bytes::Bytes,
-                o: uip_cache_core::store::PutOptions<'a>,
-            ) -> uip_cache_core::store::StoreFuture<'a, ()> {
-                self.0.put(key, value, o)
-            }
-            fn delete<'a>(&'a self, key: &'a str) -> uip_cache_core::store::StoreFuture<'a, bool> {
-                self.0.delete(key)
-            }
-            fn invalidate_tags<'a>(
-                &'a self,
-                tags: &'a [String],
-            ) -> uip_cache_core::store::StoreFuture<'a, u64> {
-                self.0.invalidate_tags(tags)
-            }
-            fn invalidate_pattern<'a>(
-                &'a self,
-                pattern: &'a uip_cache_core::UrlPattern,
-            ) -> uip_cache_core::store::StoreFuture<'a, u64> {
-                self.0.invalidate_pattern(pattern)
-            }
+            uip_cache_testkit::storage_put_to!(0);
+            uip_cache_testkit::storage_removals_to!(0);
             fn soft_invalidate_tags<'a>(
                 &'a self,
                 tags: &'a [String],
@@ -45,20 +24,6 @@ macro_rules! delegate_storage_and_status {
             }
         }
 
-        impl uip_cache_core::store::StoreStatus for $t {
-            fn keys_count(&self) -> uip_cache_core::store::StoreFuture<'_, u64> {
-                self.0.keys_count()
-            }
-            fn memory(
-                &self,
-            ) -> uip_cache_core::store::StoreFuture<'_, uip_cache_core::store::MemoryUsage> {
-                self.0.memory()
-            }
-            fn health(
-                &self,
-            ) -> uip_cache_core::store::StoreFuture<'_, uip_cache_core::store::StoreHealth> {
-                self.0.health()
-            }
-        }
+        uip_cache_testkit::store_status_of!($t, 0);
     };
 }

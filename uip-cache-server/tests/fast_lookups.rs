@@ -12,11 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use uip_cache_core::store::{
-    Coordination, MemoryStore, MemoryUsage, PutOptions, Storage, StoreFuture, StoreHealth,
-    StoreStatus,
-};
-use uip_cache_core::{HttpCache, UrlPattern};
+use uip_cache_core::store::{Coordination, MemoryStore, Storage, StoreFuture};
+use uip_cache_core::HttpCache;
 use uip_cache_testkit::RedisServer;
 
 use crate::fast_hits::{config, exchange, get, origin, proxy_for, read_response};
@@ -41,31 +38,11 @@ impl Storage for Remote {
             self.inner.get(key).await
         })
     }
-    fn put<'a>(&'a self, key: &'a str, v: Bytes, o: PutOptions<'a>) -> StoreFuture<'a, ()> {
-        self.inner.put(key, v, o)
-    }
-    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
-        self.inner.delete(key)
-    }
-    fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
-        self.inner.invalidate_tags(tags)
-    }
-    fn invalidate_pattern<'a>(&'a self, p: &'a UrlPattern) -> StoreFuture<'a, u64> {
-        self.inner.invalidate_pattern(p)
-    }
+    uip_cache_testkit::storage_put_to!(inner);
+    uip_cache_testkit::storage_removals_to!(inner);
 }
 
-impl StoreStatus for Remote {
-    fn keys_count(&self) -> StoreFuture<'_, u64> {
-        self.inner.keys_count()
-    }
-    fn memory(&self) -> StoreFuture<'_, MemoryUsage> {
-        self.inner.memory()
-    }
-    fn health(&self) -> StoreFuture<'_, StoreHealth> {
-        self.inner.health()
-    }
-}
+uip_cache_testkit::store_status_of!(Remote, inner);
 
 impl Coordination for Remote {}
 

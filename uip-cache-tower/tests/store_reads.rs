@@ -6,11 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use uip_cache_core::store::{
-    Coordination, MemoryStore, MemoryUsage, PutOptions, Storage, StoreFuture, StoreHealth,
-    StoreStatus,
-};
-use uip_cache_core::UrlPattern;
+use uip_cache_core::store::{Coordination, MemoryStore, Storage, StoreFuture};
 use uip_cache_testkit::tower::{config, get, ok};
 use uip_cache_testkit::{wait_for_sets, Origin, Reply};
 use uip_cache_tower::CacheLayer;
@@ -36,31 +32,11 @@ impl Storage for Counted {
     fn get_now_is_whole(&self) -> bool {
         self.whole
     }
-    fn put<'a>(&'a self, key: &'a str, v: Bytes, o: PutOptions<'a>) -> StoreFuture<'a, ()> {
-        self.inner.put(key, v, o)
-    }
-    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
-        self.inner.delete(key)
-    }
-    fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
-        self.inner.invalidate_tags(tags)
-    }
-    fn invalidate_pattern<'a>(&'a self, p: &'a UrlPattern) -> StoreFuture<'a, u64> {
-        self.inner.invalidate_pattern(p)
-    }
+    uip_cache_testkit::storage_put_to!(inner);
+    uip_cache_testkit::storage_removals_to!(inner);
 }
 
-impl StoreStatus for Counted {
-    fn keys_count(&self) -> StoreFuture<'_, u64> {
-        self.inner.keys_count()
-    }
-    fn memory(&self) -> StoreFuture<'_, MemoryUsage> {
-        self.inner.memory()
-    }
-    fn health(&self) -> StoreFuture<'_, StoreHealth> {
-        self.inner.health()
-    }
-}
+uip_cache_testkit::store_status_of!(Counted, inner);
 
 impl Coordination for Counted {}
 

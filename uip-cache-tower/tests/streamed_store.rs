@@ -7,10 +7,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use uip_cache_core::store::{
-    Coordination, EntryWriter, MemoryStore, MemoryUsage, PutOptions, Storage, StoreFuture,
-    StoreHealth, StoreStatus,
+    Coordination, EntryWriter, MemoryStore, PutOptions, Storage, StoreFuture,
 };
-use uip_cache_core::UrlPattern;
 use uip_cache_testkit::tower::{config, get, ok, req};
 use uip_cache_testkit::{wait_for_sets, Origin, Reply};
 use uip_cache_tower::CacheLayer;
@@ -104,28 +102,10 @@ impl Storage for Streaming {
             committed: false,
         }))
     }
-    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
-        self.memory.delete(key)
-    }
-    fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, u64> {
-        self.memory.invalidate_tags(tags)
-    }
-    fn invalidate_pattern<'a>(&'a self, p: &'a UrlPattern) -> StoreFuture<'a, u64> {
-        self.memory.invalidate_pattern(p)
-    }
+    uip_cache_testkit::storage_removals_to!(memory);
 }
 
-impl StoreStatus for Streaming {
-    fn keys_count(&self) -> StoreFuture<'_, u64> {
-        self.memory.keys_count()
-    }
-    fn memory(&self) -> StoreFuture<'_, MemoryUsage> {
-        self.memory.memory()
-    }
-    fn health(&self) -> StoreFuture<'_, StoreHealth> {
-        self.memory.health()
-    }
-}
+uip_cache_testkit::store_status_of!(Streaming, memory);
 
 impl Coordination for Streaming {}
 
