@@ -144,11 +144,7 @@ async fn a_response_that_varies_is_looked_up_under_its_variant() {
 
 /// Waits until `s` has stored `n` responses.
 async fn wait_stored(s: &Served, n: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while s.cache.stats().snapshot().sets < n {
-        assert!(tokio::time::Instant::now() < deadline, "not stored");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    uip_cache_testkit::wait_until(&s.cache, "stored", |stats| stats.sets >= n).await;
 }
 
 #[tokio::test]
@@ -234,11 +230,7 @@ async fn redis_hits_are_answered_from_the_request_head() {
     let addr = proxy_for(origin, &config, cache.clone(), None).await;
     let r = exchange(addr, &get("/doc", "")).await;
     assert_eq!(r.field("x-cache"), Some("MISS"));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while cache.stats().snapshot().sets < 1 {
-        assert!(tokio::time::Instant::now() < deadline, "not stored");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    uip_cache_testkit::wait_until(&cache, "stored", |stats| stats.sets >= 1).await;
     for _ in 0..3 {
         let r = exchange(addr, &get("/doc", "")).await;
         assert_eq!(
