@@ -297,7 +297,6 @@ fn the_image_command_and_config_serve_from_redis() {
 /// the server with one worker that way).
 #[test]
 fn tokio_worker_threads_picks_the_threads_when_workers_is_0() {
-    use std::io::BufRead;
     let dir = std::env::temp_dir().join(format!("uip-cache-env-threads-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("c.yaml");
@@ -309,26 +308,16 @@ fn tokio_worker_threads_picks_the_threads_when_workers_is_0() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_uip-cache"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_uip-cache"));
+    command
         .args(["serve", "--config", file.to_str().unwrap()])
-        .env("TOKIO_WORKER_THREADS", "1")
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .env("TOKIO_WORKER_THREADS", "1");
     // The runtime runs once the log says the server serves.
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let up = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.contains("uip-cache serving"));
-    let threads = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+    let server = ServeProcess::start(command);
+    let threads = std::fs::read_dir(format!("/proc/{}/task", server.id()))
         .map(Iterator::count)
         .unwrap_or(0);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(up, "the server started");
     assert_eq!(threads, 1, "TOKIO_WORKER_THREADS=1: one thread");
 }
