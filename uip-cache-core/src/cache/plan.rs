@@ -155,15 +155,10 @@ impl HttpCache {
     /// its usual path takes, and gives every `None` to that path (which
     /// then counts what it decides, once).
     pub fn answer_at_hand(&self, req: &RequestView<'_>) -> Option<CachedResponse> {
-        let settings = self.settings();
-        let m = settings.policies().find(req.path, req.query)?;
-        if m.policy().key_spec().uses_body() {
-            return None;
+        match self.answer_at_hand_or_later(req) {
+            AtHandOrLater::Answer(answer) => Some(answer),
+            AtHandOrLater::Later(_) | AtHandOrLater::No => None,
         }
-        let mut plan = self.decide(&settings, m, req).ok()?;
-        let answer = self.answer_now(&mut plan, req)?;
-        self.inner.stats.answered_at_hand();
-        Some(answer)
     }
 
     /// [`HttpCache::answer_at_hand`], and for a request the store has

@@ -179,8 +179,7 @@ where
         http
     };
     let (lend_service, lend_watch) = (service.clone(), watch.clone());
-    let lend: MakeLent<I> = Box::new(move |mut io: LendIo<I>| {
-        let looked = io.take_looked();
+    let lend: MakeLent<I> = Box::new(move |io: LendIo<I>, looked| {
         let io = InterimStream::new(io);
         let closes = Arc::new(AtomicBool::new(false));
         let service = Noted {

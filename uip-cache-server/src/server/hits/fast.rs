@@ -241,7 +241,7 @@ impl<I: Stream> Future for Http1<I> {
                         };
                         let inner = fast.io.take().expect("the stream is here");
                         let ahead = fast.filled > 0;
-                        let conn = (fast.lend)(LendIo::new(head, inner, ahead).looked(looked));
+                        let conn = (fast.lend)(LendIo::new(head, inner, ahead), looked);
                         let begun = fast.watch.requests().0;
                         this.phase = Phase::Lent {
                             conn,
@@ -409,8 +409,7 @@ impl<I: Stream> Fast<I> {
             Decision::Lend => {
                 self.lent_in_a_row += 1;
                 let head = Bytes::copy_from_slice(&self.read[..len]);
-                self.read.copy_within(len..self.filled, 0);
-                self.filled -= len;
+                self.consume(len);
                 return Next::Lend(head);
             }
             Decision::LookUp(..)
@@ -426,8 +425,7 @@ impl<I: Stream> Fast<I> {
                 let head = Bytes::copy_from_slice(&self.read[..len]);
                 let head_only = req.method == Some("HEAD");
                 let exchange = self.watch.request();
-                self.read.copy_within(len..self.filled, 0);
-                self.filled -= len;
+                self.consume(len);
                 self.looking = Some(Looking {
                     answer: self.hits.look_up(later, snapshot, head.clone()),
                     head,
@@ -440,11 +438,16 @@ impl<I: Stream> Fast<I> {
         };
         let head_only = req.method == Some("HEAD");
         let exchange = self.watch.request();
-        self.read.copy_within(len..self.filled, 0);
-        self.filled -= len;
+        self.consume(len);
         let head = std::mem::take(&mut self.head);
         self.out = Some(Out::new(answer, head_only, exchange, head));
         Next::Answer
+    }
+
+    /// Drops the first `len` bytes read (a request head taken).
+    fn consume(&mut self, len: usize) {
+        self.read.copy_within(len..self.filled, 0);
+        self.filled -= len;
     }
 
     /// Writes the answer in flight: head and body together, the body in

@@ -138,8 +138,10 @@ where
     }
 }
 
-/// Makes hyper's connection lent one request.
-pub(in crate::server) type MakeLent<I> = Box<dyn FnMut(LendIo<I>) -> Box<dyn Lent<I>> + Send>;
+/// Makes hyper's connection lent one request, with what the fast loop's
+/// lookup of the store found for it (see [`Noted`]).
+pub(in crate::server) type MakeLent<I> =
+    Box<dyn FnMut(LendIo<I>, Option<Looked>) -> Box<dyn Lent<I>> + Send>;
 
 /// The stream as hyper sees it while it is lent one request: it reads
 /// that request's head, then nothing (as from a client that sends no more
@@ -148,9 +150,6 @@ pub(in crate::server) type MakeLent<I> = Box<dyn FnMut(LendIo<I>) -> Box<dyn Len
 /// sent meanwhile are held for the fast loop.
 pub(in crate::server) struct LendIo<I> {
     head: Bytes,
-    /// What the fast loop's lookup of the store found for the request,
-    /// for hyper's path to take as its own lookup.
-    looked: Option<Looked>,
     inner: I,
     /// Bytes read past the head while lent: the client's next request.
     held: Vec<u8>,
@@ -165,22 +164,10 @@ impl<I> LendIo<I> {
     pub(in crate::server) fn new(head: Bytes, inner: I, ahead: bool) -> Self {
         LendIo {
             head,
-            looked: None,
             inner,
             held: Vec::new(),
             ahead,
         }
-    }
-
-    /// The same, with the lookup the fast loop made for the request.
-    pub(in crate::server) fn looked(mut self, looked: Option<Looked>) -> Self {
-        self.looked = looked;
-        self
-    }
-
-    /// The lookup the fast loop made for the request, once.
-    pub(in crate::server) fn take_looked(&mut self) -> Option<Looked> {
-        self.looked.take()
     }
 }
 

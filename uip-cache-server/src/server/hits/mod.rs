@@ -59,8 +59,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use uip_cache_core::{
-    AtHandOrLater, CachedResponse, Connection, HeaderSource, HttpCache, Later, LaterAnswer,
-    RequestView,
+    AtHandOrLater, CachedResponse, ClientOrigin, Connection, HeaderSource, HttpCache, Later,
+    LaterAnswer, RequestView,
 };
 
 use super::Proxy;
@@ -176,40 +176,41 @@ impl Hits {
         if tracing::enabled!(tracing::Level::DEBUG) {
             return None;
         }
-        let (cache, uri) = self.plain(req, snapshot)?;
         let fields = Fields(req.headers);
-        let origin = cache.client_origin(&self.connection, None, &fields);
+        let (cache, uri, origin) = self.plain(req.path, &fields, snapshot)?;
         let view = RequestView::new(method, uri.path(), &fields)
             .query(uri.query())
             .origin(origin);
         Some(cache.answer_at_hand_or_later(&view))
     }
 
-    /// The cache pinned to `snapshot`'s settings and the target as hyper
-    /// makes it, for a request head whose route takes it and that has no
-    /// field the cache would remove first; `None` for any other.
-    fn plain(
+    /// The cache pinned to `snapshot`'s settings, the target as hyper
+    /// makes it and the client's origin, for a request head (`target`,
+    /// `fields`) whose route takes it and that has no field the cache would
+    /// remove first; `None` for any other.
+    fn plain<'f>(
         &self,
-        req: &httparse::Request<'_, '_>,
+        target: Option<&str>,
+        fields: &'f Fields<'_, '_>,
         snapshot: &Snapshot,
-    ) -> Option<(HttpCache, http::Uri)> {
-        let target = req.path?;
+    ) -> Option<(HttpCache, http::Uri, ClientOrigin<'f>)> {
+        let target = target?;
         if !target.starts_with('/') {
             return None;
         }
         // The target as hyper makes it (or its 400).
         let uri: http::Uri = target.parse().ok()?;
-        let fields = Fields(req.headers);
         let cache = self.proxy.cache();
         snapshot
-            .route_for(cache, &self.connection, None, &fields, uri.path())
+            .route_for(cache, &self.connection, None, fields, uri.path())
             .ok()?;
         let cache = cache.pinned(snapshot.settings().clone());
-        let strip = cache.client_origin(&self.connection, None, &fields).strip();
-        if req.headers.iter().any(|f| strip.contains(f.name)) {
+        let origin = cache.client_origin(&self.connection, None, fields);
+        let strip = origin.strip();
+        if fields.0.iter().any(|f| strip.contains(f.name)) {
             return None;
         }
-        Some((cache, uri))
+        Some((cache, uri, origin))
     }
 
     /// The answer to the request of `head` (the bytes of a head that
@@ -227,11 +228,10 @@ impl Hits {
             let Some(method) = req.method else {
                 return LaterAnswer::Other;
             };
-            let Some((cache, uri)) = hits.plain(&req, &snapshot) else {
+            let fields = Fields(req.headers);
+            let Some((cache, uri, origin)) = hits.plain(req.path, &fields, &snapshot) else {
                 return LaterAnswer::Other;
             };
-            let fields = Fields(req.headers);
-            let origin = cache.client_origin(&hits.connection, None, &fields);
             let view = RequestView::new(method, uri.path(), &fields)
                 .query(uri.query())
                 .origin(origin);
