@@ -84,8 +84,8 @@ pub mod warm;
 pub mod zerocopy;
 
 pub use adapter::{
-    BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, OriginUnreachable, RangeReply,
-    Refresh,
+    BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, OriginUnreachable, Pass,
+    RangeReply, Refresh,
 };
 pub use cache::{
     After, AtHandOrLater, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache,

@@ -48,7 +48,12 @@ use uip_cache_core::{Connection, HeaderEdit, HeaderEdits, OriginUnreachable};
 use crate::interim::Interims;
 use crate::tls::client::{default_client_config, tls_failure, UpstreamConnector};
 
+mod chunked;
 mod pool;
+mod raw;
+
+pub(crate) use chunked::{Chunked, Decoded};
+pub(crate) use raw::RawPool;
 
 pub use pool::PooledBody;
 
@@ -174,6 +179,8 @@ struct UpstreamInner {
     /// backend's authority, without the scheme's default port.
     host: Option<HeaderValue>,
     timeout: Duration,
+    /// Bare sockets to an `http://` backend, for the fast loop's relay.
+    raw: Option<RawPool>,
 }
 
 /// How requests reach the backend.
@@ -217,6 +224,14 @@ impl Upstream {
         // bounds those); idle ones are kept at most UPSTREAM_IDLE_TIMEOUT,
         // and at most UPSTREAM_IDLE of them, so a burst does not leave
         // sockets behind.
+        let raw = (base.scheme_str() != Some("https")).then(|| {
+            RawPool::new(
+                base.clone(),
+                connector.clone(),
+                UPSTREAM_IDLE,
+                UPSTREAM_IDLE_TIMEOUT,
+            )
+        });
         let transport = if base.scheme_str() == Some("https") {
             Transport::Shared(Box::new(
                 Client::builder(TokioExecutor::new())
@@ -244,6 +259,7 @@ impl Upstream {
             base,
             host,
             timeout,
+            raw,
         }))
     }
 
@@ -259,6 +275,17 @@ impl Upstream {
     /// The backend's URL, `http://host:port` or `https://host:port`.
     pub fn base(&self) -> &Uri {
         &self.0.base
+    }
+
+    /// Bare sockets to the backend when it is `http://` (for the fast
+    /// loop's relay, which speaks HTTP/1.1 on them itself).
+    pub(crate) fn raw(&self) -> Option<&RawPool> {
+        self.0.raw.as_ref()
+    }
+
+    /// How long the backend has to send a response head (then 504).
+    pub(crate) fn timeout(&self) -> Duration {
+        self.0.timeout
     }
 }
 
@@ -370,13 +397,34 @@ pub(crate) fn unreachable(mut resp: Response<ProxyBody>) -> Response<ProxyBody> 
     resp
 }
 
-/// A short plain-text answer of the proxy's own.
-pub fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(format!(
+/// The body of a short plain-text answer of the proxy's own.
+pub(crate) fn error_text(status: StatusCode, message: &str) -> Bytes {
+    Bytes::from(format!(
         "{} {}: {message}\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
-    )))));
+    ))
+}
+
+/// What a 502 says when no connection to the backend could be opened.
+pub(crate) const REFUSED: &str = "the upstream refused the connection";
+/// What a 502 says when the connection failed before a whole response
+/// head.
+pub(crate) const CONNECTION_FAILED: &str = "the upstream connection failed";
+/// What a 504 says when no response head came within the timeout.
+pub(crate) const TIMED_OUT: &str = "the upstream did not answer in time";
+
+/// Whether `name` is a hop-by-hop field, never forwarded (RFC 9110
+/// section 7.6.1).
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n.as_str()))
+}
+
+/// A short plain-text answer of the proxy's own.
+pub fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(error_text(status, message))));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -519,7 +567,7 @@ impl Upstream {
                 tracing::warn!(timeout = ?self.0.timeout, "upstream timed out");
                 unreachable(error_response(
                     StatusCode::GATEWAY_TIMEOUT,
-                    "the upstream did not answer in time",
+                    TIMED_OUT,
                 ))
             }
             Err(Failure::Connect(e)) => self.failed(&*e, true),
@@ -557,7 +605,7 @@ impl Upstream {
         if connect {
             let mut resp = unreachable(error_response(
                 StatusCode::BAD_GATEWAY,
-                "the upstream refused the connection",
+                REFUSED,
             ));
             // The request never reached it: another backend of the
             // route may take it.
@@ -567,7 +615,7 @@ impl Upstream {
             // Reset, or closed before a whole response head.
             unreachable(error_response(
                 StatusCode::BAD_GATEWAY,
-                "the upstream connection failed",
+                CONNECTION_FAILED,
             ))
         }
     }

@@ -43,6 +43,32 @@ impl HttpCache {
     }
 }
 
+/// A request no policy takes, as [`HttpCache::answer_at_hand_or_later`]
+/// found it: it goes to the origin past the cache. Nothing is counted for
+/// it yet: a front end that sends it to the origin itself takes its
+/// ticket ([`Pass::ticket`], which counts the bypass as
+/// [`HttpCache::bypass`] does); one that gives the request to its usual
+/// path drops it, and that path counts what it decides.
+#[derive(Debug)]
+#[must_use = "a pass is counted when its ticket is taken"]
+pub struct Pass {
+    pub(crate) cache: HttpCache,
+    pub(crate) reason: NoCacheReason,
+}
+
+impl Pass {
+    /// Why the request bypasses the cache.
+    pub fn reason(&self) -> NoCacheReason {
+        self.reason
+    }
+
+    /// The ticket of `req` (the request this pass was found for), counted:
+    /// [`HttpCache::bypass`] of it.
+    pub fn ticket(self, req: &RequestView<'_>) -> BypassTicket {
+        self.cache.bypass(req, self.reason)
+    }
+}
+
 impl BypassTicket {
     /// Why the request bypasses the cache.
     pub fn reason(&self) -> NoCacheReason {

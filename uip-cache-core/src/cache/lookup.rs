@@ -36,6 +36,11 @@ pub enum AtHandOrLater {
     /// The store keeps nothing at hand under the request's key but may
     /// hold its entry elsewhere: [`HttpCache::answer_later`] asks it.
     Later(Later),
+    /// No policy takes the request: it goes to the origin past the cache,
+    /// counted once the front end that sends it takes its ticket
+    /// ([`Pass::ticket`](crate::adapter::Pass::ticket)); a front end that
+    /// gives it to its usual path drops it, as it drops [`Self::No`].
+    Pass(crate::adapter::Pass),
     /// Nothing: the usual path answers, and counts what it decides.
     No,
 }

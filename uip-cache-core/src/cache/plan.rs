@@ -157,7 +157,7 @@ impl HttpCache {
     pub fn answer_at_hand(&self, req: &RequestView<'_>) -> Option<CachedResponse> {
         match self.answer_at_hand_or_later(req) {
             AtHandOrLater::Answer(answer) => Some(answer),
-            AtHandOrLater::Later(_) | AtHandOrLater::No => None,
+            AtHandOrLater::Later(_) | AtHandOrLater::Pass(_) | AtHandOrLater::No => None,
         }
     }
 
@@ -171,7 +171,10 @@ impl HttpCache {
     pub fn answer_at_hand_or_later(&self, req: &RequestView<'_>) -> AtHandOrLater {
         let settings = self.settings();
         let Some(m) = settings.policies().find(req.path, req.query) else {
-            return AtHandOrLater::No;
+            return AtHandOrLater::Pass(crate::adapter::Pass {
+                cache: self.clone(),
+                reason: NoCacheReason::NoPolicy,
+            });
         };
         if m.policy().key_spec().uses_body() {
             return AtHandOrLater::No;

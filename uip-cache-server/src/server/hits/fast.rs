@@ -14,6 +14,7 @@ use uip_cache_core::{CachedBody, CachedResponse, LaterAnswer, Looked};
 
 use super::head::encode_head;
 use super::lend::{HyperConn, LendIo, Lent, MakeHyper, MakeLent, Prefixed};
+use super::relay::{self, Relay, Relayed};
 use super::{Decision, Hits, LookUp, FIELDS_MAX, HEAD_MAX, READ_START};
 use crate::server::conn::Stream;
 use crate::slow::{Exchange, Watch, HTTP1_PIECE};
@@ -65,6 +66,8 @@ struct Fast<I> {
     filled: usize,
     /// A lookup of the store under way, for the request it took.
     looking: Option<Looking>,
+    /// A request relayed to its backend, with the stream.
+    relaying: Option<Relaying<I>>,
     /// The answer being written.
     out: Option<Out>,
     /// Room for the next answer's head.
@@ -81,6 +84,9 @@ struct Fast<I> {
     /// `close_notify`), once nothing is left to write.
     closing: bool,
 }
+
+/// A relayed exchange: gives the stream back when it is done.
+type Relaying<I> = Pin<Box<dyn Future<Output = (I, io::Result<Relayed>)> + Send>>;
 
 /// A request whose entry the store is asked for with a future.
 struct Looking {
@@ -127,6 +133,7 @@ impl<I: Stream> Http1<I> {
                 read: vec![0; READ_START],
                 filled: 0,
                 looking: None,
+                relaying: None,
                 out: None,
                 head: Vec::new(),
                 draining: false,
@@ -335,6 +342,22 @@ impl<I: Stream> Fast<I> {
                 self.lookups_missed += 1;
                 return Poll::Ready(End::Lend(head, looked));
             }
+            if let Some(relaying) = self.relaying.as_mut() {
+                let (io, result) = ready!(relaying.as_mut().poll(cx));
+                self.relaying = None;
+                self.io = Some(io);
+                match result {
+                    Ok(Relayed::Open) => {
+                        if self.draining {
+                            self.closing = true;
+                        }
+                        continue;
+                    }
+                    // Its answer could not be written whole.
+                    Ok(Relayed::Close) => return Poll::Ready(End::Closed(Ok(()))),
+                    Err(e) => return Poll::Ready(End::Closed(Err(e))),
+                }
+            }
             if self.out.is_some() {
                 if let Err(e) = ready!(self.poll_write_out(cx)) {
                     return Poll::Ready(End::Closed(Err(e)));
@@ -432,6 +455,32 @@ impl<I: Stream> Fast<I> {
                     head_only,
                     exchange,
                 });
+                return Next::Answer;
+            }
+            Decision::Relay(relayable) => {
+                self.lent_in_a_row = 0;
+                let head = Bytes::copy_from_slice(&self.read[..len]);
+                let exchange = self.watch.request();
+                self.consume(len);
+                let super::Relayable {
+                    ticket,
+                    upstream,
+                    raw,
+                    target,
+                } = *relayable;
+                let io = self.io.take().expect("the stream is here");
+                self.relaying = Some(Box::pin(relay::relay(
+                    io,
+                    Relay {
+                        upstream,
+                        raw,
+                        ticket,
+                        head,
+                        target,
+                        connection: self.hits.connection,
+                        exchange,
+                    },
+                )));
                 return Next::Answer;
             }
             Decision::Handover => return Next::General,

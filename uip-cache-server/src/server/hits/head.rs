@@ -18,6 +18,16 @@ const FRAMING: [&str; 7] = [
     "te",
 ];
 
+/// How a response's body is framed on the client's connection.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Framing {
+    /// This many bytes (`content-length`, made up when none is given).
+    Length(u64),
+    /// Chunks (`transfer-encoding: chunked`; a `content-length` given is
+    /// left out).
+    Chunked,
+}
+
 /// Writes a response head as hyper's HTTP/1.1 server writes it for a
 /// body of `len` bytes: the status line with its canonical reason, the
 /// fields that are valid HTTP (others are left out, as the general path's
@@ -30,71 +40,85 @@ pub(super) fn encode_head(
     head_only: bool,
     len: u64,
 ) {
-    let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(code.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(code.canonical_reason().unwrap_or("<none>").as_bytes());
-    head.extend_from_slice(b"\r\n");
+    encode(head, status, fields, head_only, Framing::Length(len));
+}
+
+/// [`encode_head`] for a body framed as `framing` says, with fields of
+/// any kind of name and value.
+pub(super) fn encode<N: AsRef<str>, V: AsRef<[u8]>>(
+    head: &mut Vec<u8>,
+    status: u16,
+    fields: &[(N, V)],
+    head_only: bool,
+    framing: Framing,
+) {
+    let code = status_line(head, status);
+    let chunked = matches!(framing, Framing::Chunked);
     let (mut length, mut date) = (false, false);
     // A field goes out as the header map has it: its name in lower case,
     // and only when its value is one (a `content-length` or `date` left
     // out is one hyper makes up, as for a field never given).
-    let mut field = |name: &FieldName, value: &Bytes| {
+    let mut field = |name: &str, value: &[u8]| {
         if !valid_value(value) {
             return;
         }
-        length |= name.eq_ignore_ascii_case("content-length");
+        let is_length = name.eq_ignore_ascii_case("content-length");
+        if is_length && chunked {
+            return;
+        }
+        length |= is_length;
         date |= name.eq_ignore_ascii_case("date");
-        let at = head.len();
-        head.extend_from_slice(name.as_bytes());
-        head[at..].make_ascii_lowercase();
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value);
-        head.extend_from_slice(b"\r\n");
+        put(head, name, value);
     };
     // hyper writes a header map's fields grouped by name, in the order
     // each name first appears; most answers repeat no name, which their
     // fingerprints tell without comparing names in pairs.
     let repeats = repeats(fields);
     for (i, (name, value)) in fields.iter().enumerate() {
+        let name = name.as_ref();
         if !valid_name(name.as_bytes()) || FRAMING.iter().any(|f| name.eq_ignore_ascii_case(f)) {
             continue;
         }
         if !repeats {
-            field(name, value);
+            field(name, value.as_ref());
             continue;
         }
         if fields[..i]
             .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            .any(|(n, _)| n.as_ref().eq_ignore_ascii_case(name))
         {
             continue;
         }
         for (n, value) in &fields[i..] {
-            if n.eq_ignore_ascii_case(name) {
-                field(name, value);
+            if n.as_ref().eq_ignore_ascii_case(name) {
+                field(name, value.as_ref());
             }
         }
     }
     let bodiless = code.is_informational()
         || code == http::StatusCode::NO_CONTENT
         || code == http::StatusCode::NOT_MODIFIED;
-    if !length && !bodiless && !head_only {
-        head.extend_from_slice(b"content-length: ");
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = len;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
+    match framing {
+        Framing::Length(len) if !length && !bodiless && !head_only => {
+            head.extend_from_slice(b"content-length: ");
+            let mut digits = [0u8; 20];
+            let mut at = digits.len();
+            let mut n = len;
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
             }
+            head.extend_from_slice(&digits[at..]);
+            head.extend_from_slice(b"\r\n");
         }
-        head.extend_from_slice(&digits[at..]);
-        head.extend_from_slice(b"\r\n");
+        Framing::Chunked if !bodiless && !head_only => {
+            head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        _ => {}
     }
     if !date {
         head.extend_from_slice(b"date: ");
@@ -104,19 +128,53 @@ pub(super) fn encode_head(
     head.extend_from_slice(b"\r\n");
 }
 
+/// Writes a 1xx interim response as the general path writes it
+/// (`crate::interim`): the status line, the valid fields, in lower case,
+/// nothing made up.
+pub(super) fn encode_interim(head: &mut Vec<u8>, status: u16, fields: &[(&str, &[u8])]) {
+    status_line(head, status);
+    for (name, value) in fields {
+        if valid_name(name.as_bytes()) && valid_value(value) {
+            put(head, name, value);
+        }
+    }
+    head.extend_from_slice(b"\r\n");
+}
+
+/// `HTTP/1.1 <code> <reason>`: the status written, as hyper writes it.
+fn status_line(head: &mut Vec<u8>, status: u16) -> http::StatusCode {
+    let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(code.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(code.canonical_reason().unwrap_or("<none>").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    code
+}
+
+/// One field, its name in lower case.
+pub(super) fn put(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+    let at = head.len();
+    head.extend_from_slice(name.as_bytes());
+    head[at..].make_ascii_lowercase();
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
 /// Lists longer than this are taken as repeating a name.
 const FINGERPRINTED: usize = 32;
 
 /// Whether two of `fields` may have the same name (ASCII case aside):
 /// always when they do, and rarely otherwise (two names of the same
 /// fingerprint).
-fn repeats(fields: &[(FieldName, Bytes)]) -> bool {
+fn repeats<N: AsRef<str>, V>(fields: &[(N, V)]) -> bool {
     if fields.len() > FINGERPRINTED {
         return true;
     }
     let mut prints = [0u64; FINGERPRINTED];
     for (print, (name, _)) in prints.iter_mut().zip(fields) {
-        *print = fingerprint(name.as_bytes());
+        *print = fingerprint(name.as_ref().as_bytes());
     }
     let prints = &prints[..fields.len()];
     prints
@@ -150,7 +208,7 @@ fn valid_name(name: &[u8]) -> bool {
 /// A field value `http::HeaderValue` takes: no control byte but tab.
 /// Eight bytes at a time: a word with no byte under 0x20 and none 0x7f
 /// passes whole; a word with one is checked a byte at a time.
-fn valid_value(value: &[u8]) -> bool {
+pub(super) fn valid_value(value: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // Whether a byte of `w` is under `n` (n <= 128).

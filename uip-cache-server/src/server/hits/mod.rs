@@ -58,17 +58,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use uip_cache_core::route::Route;
 use uip_cache_core::{
-    AtHandOrLater, CachedResponse, ClientOrigin, Connection, HeaderSource, HttpCache, Later,
-    LaterAnswer, RequestView,
+    AtHandOrLater, BypassTicket, CachedResponse, ClientOrigin, Connection, HeaderSource, HttpCache,
+    Later, LaterAnswer, RequestView,
 };
 
 use super::Proxy;
+use crate::proxy::{RawPool, Upstream};
 use crate::routes::Snapshot;
 
 mod fast;
 mod head;
 mod lend;
+mod relay;
 
 pub(super) use fast::Http1;
 pub(super) use lend::{HyperConn, LendIo, Lent, LentConn, MakeHyper, MakeLent, Noted, Prefixed};
@@ -156,44 +159,55 @@ impl Hits {
         if hosts != 1 || cookies > 1 || general {
             return Decision::Lend;
         }
-        match self.answer(method, req, &snapshot) {
-            Some(AtHandOrLater::Answer(answer)) => Decision::Answer(answer),
-            Some(AtHandOrLater::Later(later)) => Decision::LookUp(later, snapshot),
-            Some(AtHandOrLater::No) | None => Decision::Lend,
-        }
+        self.answer(method, req, &snapshot).unwrap_or(Decision::Lend)
     }
 
-    /// The answer to a plain request head (one `Host`, at most one
-    /// `Cookie`, no field the general path removes) when it is a hit core
-    /// has at hand, or what to ask the store for it, when nothing else
-    /// about it needs the general path.
+    /// What to do with a plain request head (one `Host`, at most one
+    /// `Cookie`, no field the general path removes): write the hit core
+    /// has at hand, ask the store for it, relay a request no policy takes
+    /// to the one `http://` backend of its route; `None` (lend) for every
+    /// other.
     fn answer(
         &self,
         method: &str,
         req: &httparse::Request<'_, '_>,
-        snapshot: &Snapshot,
-    ) -> Option<AtHandOrLater> {
+        snapshot: &Arc<Snapshot>,
+    ) -> Option<Decision> {
         if tracing::enabled!(tracing::Level::DEBUG) {
             return None;
         }
         let fields = Fields(req.headers);
-        let (cache, uri, origin) = self.plain(req.path, &fields, snapshot)?;
+        let (cache, uri, origin, route) = self.plain(req.path, &fields, snapshot)?;
         let view = RequestView::new(method, uri.path(), &fields)
             .query(uri.query())
             .origin(origin);
-        Some(cache.answer_at_hand_or_later(&view))
+        match cache.answer_at_hand_or_later(&view) {
+            AtHandOrLater::Answer(answer) => Some(Decision::Answer(answer)),
+            AtHandOrLater::Later(later) => Some(Decision::LookUp(later, snapshot.clone())),
+            AtHandOrLater::Pass(pass) => {
+                let (upstream, raw) = relayable(&route)?;
+                Some(Decision::Relay(Box::new(Relayable {
+                    ticket: pass.ticket(&view),
+                    upstream,
+                    raw,
+                    target: uri,
+                })))
+            }
+            AtHandOrLater::No => None,
+        }
     }
 
     /// The cache pinned to `snapshot`'s settings, the target as hyper
     /// makes it and the client's origin, for a request head (`target`,
     /// `fields`) whose route takes it and that has no field the cache would
     /// remove first; `None` for any other.
+    #[allow(clippy::type_complexity)]
     fn plain<'f>(
         &self,
         target: Option<&str>,
         fields: &'f Fields<'_, '_>,
         snapshot: &Snapshot,
-    ) -> Option<(HttpCache, http::Uri, ClientOrigin<'f>)> {
+    ) -> Option<(HttpCache, http::Uri, ClientOrigin<'f>, Arc<Route<Upstream>>)> {
         let target = target?;
         if !target.starts_with('/') {
             return None;
@@ -201,7 +215,7 @@ impl Hits {
         // The target as hyper makes it (or its 400).
         let uri: http::Uri = target.parse().ok()?;
         let cache = self.proxy.cache();
-        snapshot
+        let route = snapshot
             .route_for(cache, &self.connection, None, fields, uri.path())
             .ok()?;
         let cache = cache.pinned(snapshot.settings().clone());
@@ -210,7 +224,7 @@ impl Hits {
         if fields.0.iter().any(|f| strip.contains(f.name)) {
             return None;
         }
-        Some((cache, uri, origin))
+        Some((cache, uri, origin, route))
     }
 
     /// The answer to the request of `head` (the bytes of a head that
@@ -229,7 +243,7 @@ impl Hits {
                 return LaterAnswer::Other;
             };
             let fields = Fields(req.headers);
-            let Some((cache, uri, origin)) = hits.plain(req.path, &fields, &snapshot) else {
+            let Some((cache, uri, origin, _)) = hits.plain(req.path, &fields, &snapshot) else {
                 return LaterAnswer::Other;
             };
             let view = RequestView::new(method, uri.path(), &fields)
@@ -252,11 +266,35 @@ enum Decision {
     /// entries out of the process: Redis), then write the answer or lend
     /// the connection.
     LookUp(Later, Arc<Snapshot>),
+    /// A request no policy takes: relayed to its backend here.
+    Relay(Box<Relayable>),
     /// A request without a body that keeps the connection open: hyper
     /// answers it, and gives the connection back.
     Lend,
     /// Anything else: hyper takes the connection for the rest of its life.
     Handover,
+}
+
+/// A request the fast loop relays, as [`Hits::decide`] found it.
+struct Relayable {
+    /// The bypass, counted.
+    ticket: BypassTicket,
+    upstream: Upstream,
+    raw: RawPool,
+    /// The target as hyper parses it.
+    target: http::Uri,
+}
+
+/// The backend of `route` when it is its only one and is `http://`: the
+/// relay speaks HTTP/1.1 on bare sockets, and does not fail over.
+fn relayable(route: &Route<Upstream>) -> Option<(Upstream, RawPool)> {
+    let set = route.upstreams();
+    if set.len() != 1 {
+        return None;
+    }
+    let upstream = set.client(0);
+    let raw = upstream.raw()?.clone();
+    Some((upstream.clone(), raw))
 }
 
 /// Core's header lookup over a parsed head's fields.

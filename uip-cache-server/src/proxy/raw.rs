@@ -1,0 +1,130 @@
+//! Keep-alive connections to one plain `http://` backend as bare sockets,
+//! for the relay of the fast loop (see `crate::server::hits`), which
+//! writes its requests and reads its responses itself.
+//!
+//! The rules are those of the hyper pool beside it (`pool.rs`): a socket
+//! goes back only once its response was read to its exact end and
+//! nothing followed it; idle ones are reused most recent first, for at
+//! most the idle timeout and at most `max_idle` of them, and a task closes
+//! those idle for longer while any are kept.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use http::Uri;
+use hyper_rustls::MaybeHttpsStream;
+use tokio::net::TcpStream;
+use tower::Service;
+
+use crate::tls::client::UpstreamConnector;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The bare connections to one backend: a cheap clone of one shared set.
+#[derive(Clone)]
+pub(crate) struct RawPool(Arc<Shared>);
+
+struct Shared {
+    /// Most recently used last.
+    idle: Mutex<Idle>,
+    connector: UpstreamConnector,
+    base: Uri,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+#[derive(Default)]
+struct Idle {
+    sockets: Vec<(TcpStream, Instant)>,
+    /// Whether the task closing expired sockets runs.
+    reaping: bool,
+}
+
+impl RawPool {
+    /// Sockets to `base` (`http://`), opened by `connector` within its
+    /// connect timeout, at most `max_idle` kept idle, each for at most
+    /// `idle_timeout`.
+    pub(crate) fn new(
+        base: Uri,
+        connector: UpstreamConnector,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) -> Self {
+        RawPool(Arc::new(Shared {
+            idle: Mutex::default(),
+            connector,
+            base,
+            max_idle,
+            idle_timeout,
+        }))
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
+        // A panic while holding it leaves a consistent list.
+        self.0.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most recently used idle socket still fresh; the expired ones
+    /// on the way are closed.
+    pub(crate) fn take(&self) -> Option<TcpStream> {
+        let now = Instant::now();
+        let mut idle = self.idle();
+        while let Some((socket, since)) = idle.sockets.pop() {
+            if now.saturating_duration_since(since) < self.0.idle_timeout {
+                return Some(socket);
+            }
+        }
+        None
+    }
+
+    /// A new socket to the backend.
+    pub(crate) async fn connect(&self) -> Result<TcpStream, BoxError> {
+        match self.0.connector.clone().call(self.0.base.clone()).await? {
+            MaybeHttpsStream::Http(io) => Ok(io.into_inner()),
+            MaybeHttpsStream::Https(_) => Err("a TLS connection to an http:// backend".into()),
+        }
+    }
+
+    /// Keeps `socket`, whose last response was read to its end, for
+    /// another request if there is room; else it is closed.
+    pub(crate) fn put(&self, socket: TcpStream) {
+        let mut idle = self.idle();
+        if idle.sockets.len() >= self.0.max_idle {
+            return;
+        }
+        idle.sockets.push((socket, Instant::now()));
+        if !idle.reaping {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                idle.reaping = true;
+                runtime.spawn(reap(Arc::downgrade(&self.0)));
+            }
+        }
+    }
+
+    /// How many sockets are idle now.
+    #[cfg(test)]
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle().sockets.len()
+    }
+}
+
+/// Closes the sockets of `pool` idle for longer than its timeout, every
+/// timeout, until none is idle or the pool is gone.
+async fn reap(pool: Weak<Shared>) {
+    let every = match pool.upgrade() {
+        Some(p) => p.idle_timeout,
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let now = Instant::now();
+        let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.sockets
+            .retain(|(_, since)| now.saturating_duration_since(*since) < every);
+        if idle.sockets.is_empty() {
+            idle.reaping = false;
+            return;
+        }
+    }
+}

@@ -1,0 +1,728 @@
+//! Requests no policy takes, relayed by the fast loop itself to a plain
+//! `http://` backend: the request head written as the general path's
+//! upstream client writes it, the response head read, edited as the
+//! general path edits it, and its body passed on, with no `http::Request`,
+//! header map, hyper connection or task of its own on the way.
+//!
+//! What the general path does, done the same way:
+//!
+//! - the request: the client's fields in lower case, without hop-by-hop
+//!   ones, with core's forwarding edits ([`upstream_edits`]) and `Via`
+//!   added; the target as hyper parses it (origin-form);
+//! - the response: hop-by-hop fields and those `Connection` names removed,
+//!   `Via` added, core's edits for a bypass (`X-Cache`, `Cache-Status`,
+//!   [`BypassTicket::origin_responded`]), written as hyper's server writes
+//!   a head; 1xx responses other than 101 passed on first (at most
+//!   [`MAX_INTERIMS`], [`MAX_INTERIM_BYTES`] bytes), an unsolicited 100
+//!   dropped;
+//! - framing: a body of a known length goes on with that length; a
+//!   chunked one, or one that ends when the backend closes, goes on
+//!   chunked (its chunk extensions and trailer fields dropped, as hyper
+//!   drops them for a client that did not ask for trailers); a HEAD, 204
+//!   or 304 has none. A `Content-Length` that is not one number, a
+//!   response head over [`RESPONSE_HEAD_MAX`] bytes or [`FIELDS_MAX`]
+//!   fields, bytes that are not HTTP/1.x: 502;
+//! - failures: no connection is a 502, no response head within the
+//!   route's timeout a 504, a connection that fails before a whole head a
+//!   502, each with the general path's body; a body that ends short or
+//!   is not valid chunked coding closes the client's connection (the
+//!   client must not read what follows as the rest of it);
+//! - a connection to the backend is reused only when its response was
+//!   read to its exact end, nothing followed it, and neither side said
+//!   `close`; a request on a reused connection that met its closing before
+//!   any byte of a response came is sent once more on a new connection (a
+//!   GET or HEAD without a body, which the backend had not answered).
+//!
+//! Only what the fast loop takes reaches here: GET or HEAD over HTTP/1.1
+//! without a body, `Expect`, `Upgrade` or a hop-by-hop field, exactly one
+//! `Host`, no forwarding field core would remove, a route of one `http://`
+//! backend. Everything else goes to hyper as before.
+
+use std::io::{self, IoSlice};
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use uip_cache_core::forwarding::upstream_edits;
+use uip_cache_core::{BypassTicket, Connection, HeaderEdit, HeaderEdits, HeaderSource};
+
+use super::head::{encode, encode_interim, put, valid_value, Framing};
+use super::{Fields, FIELDS_MAX};
+use crate::interim::{MAX_INTERIMS, MAX_INTERIM_BYTES};
+use crate::proxy::{
+    error_text, is_hop_by_hop, Chunked, Decoded, RawPool, Upstream, CONNECTION_FAILED, REFUSED,
+    TIMED_OUT,
+};
+use crate::slow::{Exchange, HTTP1_PIECE};
+
+/// A response head larger than this is a 502.
+pub(super) const RESPONSE_HEAD_MAX: usize = 64 * 1024;
+
+/// Room for reading a response: its head, then its body a piece at a time.
+const READ_ROOM: usize = 64 * 1024;
+
+const VIA: &[u8] = b"1.1 uip-cache";
+
+/// A request the fast loop relays: what [`relay`] needs of it.
+pub(super) struct Relay {
+    /// The backend of its route.
+    pub(super) upstream: Upstream,
+    pub(super) raw: RawPool,
+    /// The bypass, counted.
+    pub(super) ticket: BypassTicket,
+    /// The request's head as the client sent it.
+    pub(super) head: Bytes,
+    /// Its target, as hyper parses it.
+    pub(super) target: http::Uri,
+    pub(super) connection: Connection,
+    /// The request, in progress on the connection's watch.
+    pub(super) exchange: Exchange,
+}
+
+/// How a relayed exchange left the client's connection.
+pub(super) enum Relayed {
+    /// The answer is written whole: the next request may come.
+    Open,
+    /// The answer could not be written whole: close the connection.
+    Close,
+}
+
+/// Relays one request on `io`, the client's stream, and gives the stream
+/// back with what became of it.
+pub(super) async fn relay<I>(mut io: I, relay: Relay) -> (I, io::Result<Relayed>)
+where
+    I: AsyncWrite + Unpin,
+{
+    let result = exchange(&mut io, relay).await;
+    (io, result)
+}
+
+async fn exchange<I: AsyncWrite + Unpin>(io: &mut I, relay: Relay) -> io::Result<Relayed> {
+    let Relay {
+        upstream,
+        raw,
+        ticket,
+        head,
+        target,
+        connection,
+        exchange,
+    } = relay;
+    let mut fields = [httparse::EMPTY_HEADER; FIELDS_MAX];
+    let mut req = httparse::Request::new(&mut fields);
+    // The head the fast loop parsed and took: it parses as it did.
+    let Ok(httparse::Status::Complete(_)) = req.parse(&head) else {
+        return Ok(Relayed::Close);
+    };
+    let method = req.method.unwrap_or("GET");
+    let head_only = method == "HEAD";
+    let request = request_head(method, &target, req.headers, connection);
+
+    let mut buf = Vec::with_capacity(READ_ROOM);
+    let timeout = upstream.timeout();
+    let sent = tokio::time::timeout(timeout, send(&raw, &request, &mut buf)).await;
+    let (mut socket, head_len, status) = match sent {
+        Ok(Ok(got)) => got,
+        Ok(Err(Failure::Connect(e))) => {
+            tracing::warn!(error = %e, "upstream request failed");
+            return answer_error(io, &ticket, 502, REFUSED, head_only).await;
+        }
+        Ok(Err(Failure::Request(why))) => {
+            tracing::warn!(error = %why, "upstream request failed");
+            return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
+        }
+        Err(_) => {
+            tracing::warn!(?timeout, "upstream timed out");
+            return answer_error(io, &ticket, 504, TIMED_OUT, head_only).await;
+        }
+    };
+    // 1xx responses first, then the final one.
+    let mut interims = Interims::default();
+    let mut at = 0;
+    let mut head_len = head_len;
+    let mut status = status;
+    loop {
+        if status >= 200 {
+            break;
+        }
+        if status == 101 {
+            tracing::warn!("upstream request failed: a 101 to a request that asked no upgrade");
+            return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
+        }
+        interims.pass(io, status, &buf[at..at + head_len]).await?;
+        at += head_len;
+        let next = tokio::time::timeout(timeout, read_head(&mut socket, &mut buf, at)).await;
+        match next {
+            Ok(Ok((len, s))) => (head_len, status) = (len, s),
+            Ok(Err(why)) => {
+                tracing::warn!(error = %why, "upstream request failed");
+                return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
+            }
+            Err(_) => {
+                tracing::warn!(?timeout, "upstream timed out");
+                return answer_error(io, &ticket, 504, TIMED_OUT, head_only).await;
+            }
+        }
+    }
+    let mut parsed = [httparse::EMPTY_HEADER; FIELDS_MAX];
+    let mut resp = httparse::Response::new(&mut parsed);
+    let Ok(httparse::Status::Complete(_)) = resp.parse(&buf[at..at + head_len]) else {
+        return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
+    };
+    let body_start = at + head_len;
+    let framing = match framing(&resp, head_only) {
+        Ok(f) => f,
+        Err(why) => {
+            tracing::warn!(error = why, "upstream request failed");
+            return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
+        }
+    };
+    let reusable = resp.version == Some(1) && !says_close(resp.headers) && framing.ends_alone();
+    let mut out = Vec::with_capacity(512);
+    {
+        let unframed = matches!(framing, Body::Chunked(_) | Body::UntilClose);
+        let kept = response_fields(resp.headers, unframed);
+        let source = Listed(&kept);
+        let edits = ticket.origin_responded(status, &source).await;
+        let fields = edited(kept.clone(), &edits);
+        let client_framing = match framing {
+            Body::None => Framing::Length(0),
+            Body::Length(n) => Framing::Length(n),
+            Body::Chunked(_) | Body::UntilClose => Framing::Chunked,
+        };
+        encode(&mut out, status, &fields, head_only, client_framing);
+    }
+    drop(resp);
+    let rest = buf[body_start..].to_vec();
+    buf.clear();
+    let mut pass = Pass {
+        io,
+        exchange: &exchange,
+        head: out,
+    };
+    let ended = match framing {
+        Body::None => {
+            pass.head_only().await?;
+            End::Whole {
+                extra: !rest.is_empty(),
+            }
+        }
+        Body::Length(n) => pass.length(&mut socket, rest, n, &mut buf).await?,
+        Body::Chunked(mut chunked) => pass.chunked(&mut socket, rest, &mut chunked, &mut buf).await?,
+        Body::UntilClose => pass.until_close(&mut socket, rest, &mut buf).await?,
+    };
+    match ended {
+        End::Whole { extra } => {
+            if reusable && !extra {
+                raw.put(socket);
+            }
+            Ok(Relayed::Open)
+        }
+        End::Short => Ok(Relayed::Close),
+    }
+}
+
+/// The request head for the backend.
+fn request_head(
+    method: &str,
+    target: &http::Uri,
+    fields: &[httparse::Header<'_>],
+    connection: Connection,
+) -> Vec<u8> {
+    let path = target.path_and_query().map_or("/", |p| p.as_str());
+    let edits = upstream_edits(Some(connection), &Fields(fields));
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for field in fields {
+        if is_hop_by_hop(field.name)
+            || edits.iter().any(|e| match e {
+                HeaderEdit::Remove(n) => field.name.eq_ignore_ascii_case(n),
+                HeaderEdit::Set(n, _) => field.name.eq_ignore_ascii_case(n),
+            })
+        {
+            continue;
+        }
+        put(&mut out, field.name, field.value);
+    }
+    for edit in edits.iter() {
+        if let HeaderEdit::Set(name, value) = edit {
+            if valid_value(value) {
+                put(&mut out, name, value);
+            }
+        }
+    }
+    put(&mut out, "via", VIA);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+enum Failure {
+    Connect(Box<dyn std::error::Error + Send + Sync>),
+    Request(String),
+}
+
+/// Sends `request` on an idle socket of `raw`, else on a new one, and
+/// reads a response head into `buf`: the socket, the head's length and
+/// its status.
+async fn send(
+    raw: &RawPool,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(TcpStream, usize, u16), Failure> {
+    if let Some(mut socket) = raw.take() {
+        // A socket the backend closed while it was idle fails before a
+        // byte of a response: then once more on a new one.
+        if socket.write_all(request).await.is_ok() {
+            match read_head(&mut socket, buf, 0).await {
+                Ok((len, status)) => return Ok((socket, len, status)),
+                Err(HeadError::ClosedEmpty) => buf.clear(),
+                Err(e) => return Err(Failure::Request(e.to_string())),
+            }
+        }
+    }
+    let mut socket = raw.connect().await.map_err(Failure::Connect)?;
+    socket
+        .write_all(request)
+        .await
+        .map_err(|e| Failure::Request(e.to_string()))?;
+    let (len, status) = read_head(&mut socket, buf, 0)
+        .await
+        .map_err(|e| Failure::Request(e.to_string()))?;
+    Ok((socket, len, status))
+}
+
+#[derive(Debug)]
+enum HeadError {
+    /// Closed (or reset) before any byte of a response.
+    ClosedEmpty,
+    /// Closed within a head.
+    Closed,
+    Io(io::Error),
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeadError::ClosedEmpty => f.write_str("closed before a response"),
+            HeadError::Closed => f.write_str("closed within a response head"),
+            HeadError::Io(e) => write!(f, "{e}"),
+            HeadError::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Reads into `buf` until the bytes from `at` hold a whole response head:
+/// its length and status.
+async fn read_head(
+    socket: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    at: usize,
+) -> Result<(usize, u16), HeadError> {
+    loop {
+        if buf.len() > at {
+            let mut parsed = [httparse::EMPTY_HEADER; FIELDS_MAX];
+            let mut resp = httparse::Response::new(&mut parsed);
+            match resp.parse(&buf[at..]) {
+                Ok(httparse::Status::Complete(len)) => {
+                    return Ok((len, resp.code.unwrap_or(0)));
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Err(HeadError::Invalid("a response head with too many fields"))
+                }
+                Err(_) => return Err(HeadError::Invalid("a response head that is not HTTP/1.x")),
+            }
+            if buf.len() - at >= RESPONSE_HEAD_MAX {
+                return Err(HeadError::Invalid("a response head too large"));
+            }
+        }
+        let before = buf.len();
+        if buf.capacity() - before < 4096 {
+            buf.reserve(READ_ROOM);
+        }
+        let n = match socket.read_buf(buf).await {
+            Ok(n) => n,
+            Err(e) if before == 0 && at == 0 && closing(&e) => return Err(HeadError::ClosedEmpty),
+            Err(e) => return Err(HeadError::Io(e)),
+        };
+        if n == 0 {
+            return Err(if before == 0 && at == 0 {
+                HeadError::ClosedEmpty
+            } else {
+                HeadError::Closed
+            });
+        }
+    }
+}
+
+fn closing(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted
+    )
+}
+
+/// How the backend frames the body.
+enum Body {
+    None,
+    Length(u64),
+    Chunked(Chunked),
+    UntilClose,
+}
+
+impl Body {
+    /// Whether the body's end is known without the connection closing.
+    fn ends_alone(&self) -> bool {
+        !matches!(self, Body::UntilClose)
+    }
+}
+
+/// The framing of a response (RFC 9112 section 6.3).
+fn framing(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Body, &'static str> {
+    let status = resp.code.unwrap_or(0);
+    if head_only || status == 204 || status == 304 {
+        return Ok(Body::None);
+    }
+    let mut chunked = None;
+    let mut length: Option<u64> = None;
+    let mut codings = false;
+    for field in resp.headers.iter() {
+        if field.name.eq_ignore_ascii_case("transfer-encoding") {
+            codings = true;
+            let value = std::str::from_utf8(field.value).map_err(|_| "a transfer coding that is not text")?;
+            // Only the last coding tells whether the body is chunked.
+            if let Some(last) = value.split(',').map(str::trim).rfind(|c| !c.is_empty()) {
+                chunked = Some(last.eq_ignore_ascii_case("chunked"));
+            }
+        } else if field.name.eq_ignore_ascii_case("content-length") {
+            for part in field.value.split(|&b| b == b',') {
+                let part = part.trim_ascii();
+                if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                    return Err("a Content-Length that is not a number");
+                }
+                let n: u64 = std::str::from_utf8(part)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("a Content-Length that is not a number")?;
+                match length {
+                    Some(l) if l != n => return Err("Content-Length fields that differ"),
+                    _ => length = Some(n),
+                }
+            }
+        }
+    }
+    if codings {
+        // A transfer coding wins over a length (RFC 9112 section 6.3).
+        return Ok(match chunked {
+            Some(true) => Body::Chunked(Chunked::default()),
+            _ => Body::UntilClose,
+        });
+    }
+    Ok(match length {
+        Some(n) => Body::Length(n),
+        None => Body::UntilClose,
+    })
+}
+
+/// Whether the backend said it closes the connection.
+fn says_close(fields: &[httparse::Header<'_>]) -> bool {
+    fields.iter().any(|f| {
+        f.name.eq_ignore_ascii_case("connection")
+            && f.value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
+}
+
+/// The response's fields for the client: hop-by-hop ones and those its
+/// `Connection` names removed (never `Content-Length` for a body of a
+/// known length), `Via` added.
+fn response_fields<'a>(fields: &[httparse::Header<'a>], unframed: bool) -> Vec<(&'a str, &'a [u8])> {
+    let named = |name: &str| {
+        fields.iter().any(|f| {
+            f.name.eq_ignore_ascii_case("connection")
+                && f.value.split(|&b| b == b',').any(|t| {
+                    let t = t.trim_ascii();
+                    !t.is_empty()
+                        && t.eq_ignore_ascii_case(name.as_bytes())
+                        && !t.eq_ignore_ascii_case(b"host")
+                        && !t.eq_ignore_ascii_case(b"content-length")
+                })
+        })
+    };
+    let mut kept: Vec<(&str, &[u8])> = fields
+        .iter()
+        .filter(|f| !is_hop_by_hop(f.name) && !named(f.name))
+        .filter(|f| !(unframed && f.name.eq_ignore_ascii_case("content-length")))
+        .map(|f| (f.name, f.value))
+        .collect();
+    kept.push(("via", VIA));
+    kept
+}
+
+/// `fields` with core's `edits` applied.
+fn edited<'a>(mut fields: Vec<(&'a str, &'a [u8])>, edits: &'a HeaderEdits<'_>) -> Vec<(&'a str, &'a [u8])> {
+    for edit in edits.iter() {
+        match edit {
+            HeaderEdit::Remove(name) => fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name)),
+            HeaderEdit::Set(name, value) => {
+                if !valid_value(value) {
+                    continue;
+                }
+                fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                fields.push((name, value));
+            }
+        }
+    }
+    fields
+}
+
+/// Core's header lookup over a list of fields.
+struct Listed<'l, 'a>(&'l [(&'a str, &'a [u8])]);
+
+impl HeaderSource for Listed<'_, '_> {
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for (n, v) in self.0 {
+            if n.eq_ignore_ascii_case(name) {
+                f(v);
+            }
+        }
+    }
+
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+}
+
+/// The answer of the proxy's own when the backend gave none.
+async fn answer_error<I: AsyncWrite + Unpin>(
+    io: &mut I,
+    ticket: &BypassTicket,
+    status: u16,
+    message: &str,
+    head_only: bool,
+) -> io::Result<Relayed> {
+    let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let body = error_text(code, message);
+    let mut fields: Vec<(&str, &[u8])> = vec![
+        ("content-type", b"text/plain; charset=utf-8"),
+        ("cache-control", b"no-store"),
+    ];
+    let edits = ticket.origin_responded(status, &Listed(&fields)).await;
+    fields = edited(fields, &edits);
+    let len = body.len() as u64;
+    let mut out = Vec::with_capacity(256);
+    encode(&mut out, status, &fields, head_only, Framing::Length(len));
+    if !head_only {
+        out.extend_from_slice(&body);
+    }
+    io.write_all(&out).await?;
+    io.flush().await?;
+    Ok(Relayed::Open)
+}
+
+/// The 1xx responses passed on for one request.
+#[derive(Default)]
+struct Interims {
+    count: usize,
+    bytes: usize,
+}
+
+impl Interims {
+    /// Passes on the 1xx response `head` (other than 101) if the client may
+    /// have it: not an unsolicited 100, within the limits.
+    async fn pass<I: AsyncWrite + Unpin>(&mut self, io: &mut I, status: u16, head: &[u8]) -> io::Result<()> {
+        if status == 100 || self.count >= MAX_INTERIMS {
+            return Ok(());
+        }
+        let mut parsed = [httparse::EMPTY_HEADER; FIELDS_MAX];
+        let mut resp = httparse::Response::new(&mut parsed);
+        let Ok(httparse::Status::Complete(_)) = resp.parse(head) else {
+            return Ok(());
+        };
+        let mut fields = response_fields(resp.headers, true);
+        fields.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
+        let mut out = Vec::with_capacity(head.len() + 32);
+        encode_interim(&mut out, status, &fields);
+        if self.bytes + out.len() > MAX_INTERIM_BYTES {
+            return Ok(());
+        }
+        self.count += 1;
+        self.bytes += out.len();
+        io.write_all(&out).await?;
+        io.flush().await
+    }
+}
+
+/// How a body ended.
+enum End {
+    /// Read to its end; `extra`: bytes followed it.
+    Whole { extra: bool },
+    /// The backend closed or broke it before its end.
+    Short,
+}
+
+/// A response on its way to the client.
+struct Pass<'a, I> {
+    io: &'a mut I,
+    exchange: &'a Exchange,
+    /// The head, until it goes with the first bytes of the body.
+    head: Vec<u8>,
+}
+
+impl<I: AsyncWrite + Unpin> Pass<'_, I> {
+    async fn head_only(&mut self) -> io::Result<()> {
+        let head = std::mem::take(&mut self.head);
+        self.io.write_all(&head).await?;
+        self.io.flush().await
+    }
+
+    /// Writes the head (if not yet written) and `data` as it is.
+    async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        for piece in data.chunks(HTTP1_PIECE) {
+            self.exchange.handed(piece.len());
+            let head = std::mem::take(&mut self.head);
+            write_all(self.io, &[&head, piece]).await?;
+        }
+        if data.is_empty() && !self.head.is_empty() {
+            let head = std::mem::take(&mut self.head);
+            self.io.write_all(&head).await?;
+        }
+        self.io.flush().await
+    }
+
+    /// Writes the head (if not yet written) and `data` as one chunk.
+    async fn chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let size = format!("{:x}\r\n", data.len());
+        self.exchange.handed(data.len());
+        let head = std::mem::take(&mut self.head);
+        write_all(self.io, &[&head, size.as_bytes(), data, b"\r\n"]).await?;
+        self.io.flush().await
+    }
+
+    /// Writes the last chunk (and the head, if not yet written).
+    async fn last_chunk(&mut self) -> io::Result<()> {
+        let head = std::mem::take(&mut self.head);
+        write_all(self.io, &[&head, b"0\r\n\r\n"]).await?;
+        self.io.flush().await
+    }
+
+    async fn length(
+        &mut self,
+        socket: &mut TcpStream,
+        rest: Vec<u8>,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<End> {
+        let first = usize::try_from(len).unwrap_or(usize::MAX).min(rest.len());
+        let extra = rest.len() > first;
+        self.write(&rest[..first]).await?;
+        let mut left = len - first as u64;
+        while left > 0 {
+            buf.clear();
+            let room = usize::try_from(left).unwrap_or(usize::MAX).min(READ_ROOM);
+            buf.reserve(room);
+            let n = match (&mut *socket).take(room as u64).read_buf(buf).await {
+                Ok(0) | Err(_) => return Ok(End::Short),
+                Ok(n) => n,
+            };
+            left -= n as u64;
+            self.write(&buf[..n]).await?;
+        }
+        Ok(End::Whole { extra })
+    }
+
+    async fn chunked(
+        &mut self,
+        socket: &mut TcpStream,
+        rest: Vec<u8>,
+        chunked: &mut Chunked,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<End> {
+        *buf = rest;
+        let mut at = 0;
+        loop {
+            while at < buf.len() {
+                match chunked.decode(&buf[at..]) {
+                    Ok((taken, Decoded::Data(data))) => {
+                        at += taken;
+                        self.chunk(data).await?;
+                    }
+                    Ok((taken, Decoded::More)) => at += taken,
+                    Ok((taken, Decoded::End)) => {
+                        self.last_chunk().await?;
+                        return Ok(End::Whole {
+                            extra: at + taken < buf.len(),
+                        });
+                    }
+                    Err(why) => {
+                        tracing::warn!(error = why.0, "upstream body is not valid chunked coding");
+                        return Ok(End::Short);
+                    }
+                }
+            }
+            buf.clear();
+            at = 0;
+            buf.reserve(READ_ROOM);
+            match socket.read_buf(buf).await {
+                Ok(0) | Err(_) => return Ok(End::Short),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn until_close(
+        &mut self,
+        socket: &mut TcpStream,
+        rest: Vec<u8>,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<End> {
+        self.chunk(&rest).await?;
+        loop {
+            buf.clear();
+            buf.reserve(READ_ROOM);
+            match socket.read_buf(buf).await {
+                Ok(0) => break,
+                Ok(_) => self.chunk(buf).await?,
+                // Its end is where it closed: a reset is no end.
+                Err(_) => return Ok(End::Short),
+            }
+        }
+        self.last_chunk().await?;
+        Ok(End::Whole { extra: false })
+    }
+}
+
+/// Writes all of `parts`, in order, with vectored writes.
+async fn write_all<I: AsyncWrite + Unpin>(io: &mut I, parts: &[&[u8]]) -> io::Result<()> {
+    let mut skip = 0usize;
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    while skip < total {
+        let mut slices = Vec::with_capacity(parts.len());
+        let mut s = skip;
+        for p in parts {
+            if s >= p.len() {
+                s -= p.len();
+                continue;
+            }
+            slices.push(IoSlice::new(&p[s..]));
+            s = 0;
+        }
+        let n = io.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        skip += n;
+    }
+    Ok(())
+}
+
