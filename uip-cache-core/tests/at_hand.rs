@@ -143,13 +143,23 @@ async fn a_store_with_nothing_at_hand_is_asked_later_and_a_memory_store_is_not()
     );
     let s = cache.stats().snapshot();
     assert_eq!((s.hits, s.misses, s.answered_at_hand), (1, 1, 1));
-    // A policy that does not cache the path, or a request that bypasses:
-    // nothing to ask.
+    // A path no policy takes: a pass, counted only once its ticket is
+    // taken (by a front end that sends it itself).
     let other = RequestView::new("GET", "/elsewhere", &none);
-    assert!(matches!(
-        cache.answer_at_hand_or_later(&other),
-        AtHandOrLater::No
-    ));
+    let AtHandOrLater::Pass(pass) = cache.answer_at_hand_or_later(&other) else {
+        panic!("a pass")
+    };
+    assert_eq!(pass.reason(), uip_cache_core::NoCacheReason::NoPolicy);
+    assert_eq!(cache.stats().snapshot().bypasses, 0);
+    let _ticket = pass.ticket(&other);
+    assert_eq!(cache.stats().snapshot().bypasses, 1);
+    assert!(cache.answer_at_hand(&other).is_none());
+    assert_eq!(
+        cache.stats().snapshot().bypasses,
+        1,
+        "answer_at_hand counts none"
+    );
+    // A request that bypasses a policy: nothing to ask.
     let no_store = [("cache-control", "no-store")];
     let bypass = RequestView::new("GET", "/items", &no_store);
     assert!(matches!(

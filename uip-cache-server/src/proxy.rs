@@ -557,6 +557,12 @@ impl Upstream {
         match sent {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
+                // A transfer coding frames the body, whatever length is
+                // also given: that length goes (RFC 9112 section 6.3), or
+                // the client would wait for bytes that never come.
+                if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                }
                 strip_hop_by_hop(&mut parts.headers);
                 parts
                     .headers
@@ -565,10 +571,7 @@ impl Upstream {
             }
             Err(Failure::Timeout) => {
                 tracing::warn!(timeout = ?self.0.timeout, "upstream timed out");
-                unreachable(error_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    TIMED_OUT,
-                ))
+                unreachable(error_response(StatusCode::GATEWAY_TIMEOUT, TIMED_OUT))
             }
             Err(Failure::Connect(e)) => self.failed(&*e, true),
             Err(Failure::Request(e)) => self.failed(&*e, false),
@@ -603,20 +606,14 @@ impl Upstream {
         }
         tracing::warn!(error = %e, "upstream request failed");
         if connect {
-            let mut resp = unreachable(error_response(
-                StatusCode::BAD_GATEWAY,
-                REFUSED,
-            ));
+            let mut resp = unreachable(error_response(StatusCode::BAD_GATEWAY, REFUSED));
             // The request never reached it: another backend of the
             // route may take it.
             resp.extensions_mut().insert(crate::routes::ConnectFailed);
             resp
         } else {
             // Reset, or closed before a whole response head.
-            unreachable(error_response(
-                StatusCode::BAD_GATEWAY,
-                CONNECTION_FAILED,
-            ))
+            unreachable(error_response(StatusCode::BAD_GATEWAY, CONNECTION_FAILED))
         }
     }
 }

@@ -14,6 +14,7 @@ mod disk_store;
 mod disk_stream;
 mod fast_hits;
 mod fast_lookups;
+mod fast_relay;
 mod interim;
 mod proxy;
 mod ranges;

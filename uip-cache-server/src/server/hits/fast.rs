@@ -86,7 +86,7 @@ struct Fast<I> {
 }
 
 /// A relayed exchange: gives the stream back when it is done.
-type Relaying<I> = Pin<Box<dyn Future<Output = (I, io::Result<Relayed>)> + Send>>;
+type Relaying<I> = Pin<Box<dyn Future<Output = (I, Vec<u8>, io::Result<Relayed>)> + Send>>;
 
 /// A request whose entry the store is asked for with a future.
 struct Looking {
@@ -343,9 +343,10 @@ impl<I: Stream> Fast<I> {
                 return Poll::Ready(End::Lend(head, looked));
             }
             if let Some(relaying) = self.relaying.as_mut() {
-                let (io, result) = ready!(relaying.as_mut().poll(cx));
+                let (io, early, result) = ready!(relaying.as_mut().poll(cx));
                 self.relaying = None;
                 self.io = Some(io);
+                self.append(&early);
                 match result {
                     Ok(Relayed::Open) => {
                         if self.draining {

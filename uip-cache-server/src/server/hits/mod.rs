@@ -159,7 +159,8 @@ impl Hits {
         if hosts != 1 || cookies > 1 || general {
             return Decision::Lend;
         }
-        self.answer(method, req, &snapshot).unwrap_or(Decision::Lend)
+        self.answer(method, req, &snapshot)
+            .unwrap_or(Decision::Lend)
     }
 
     /// What to do with a plain request head (one `Host`, at most one

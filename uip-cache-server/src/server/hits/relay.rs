@@ -20,10 +20,12 @@
 //!   chunked (its chunk extensions and trailer fields dropped, as hyper
 //!   drops them for a client that did not ask for trailers); a HEAD, 204
 //!   or 304 has none. A `Content-Length` that is not one number, a
-//!   response head over [`RESPONSE_HEAD_MAX`] bytes or [`FIELDS_MAX`]
-//!   fields, bytes that are not HTTP/1.x: 502;
-//! - failures: no connection is a 502, no response head within the
-//!   route's timeout a 504, a connection that fails before a whole head a
+//!   response head over [`RESPONSE_HEAD_MAX`] bytes or
+//!   [`RESPONSE_FIELDS_MAX`] fields, bytes that are not HTTP/1.x: 502.
+//!   Each 1xx read is dropped from memory once passed on, and they all
+//!   count against the timeout;
+//! - failures: no connection is a 502, no final response head within the
+//!   route's timeout (1xx included) a 504, a connection that fails before a whole head a
 //!   502, each with the general path's body; a body that ends short or
 //!   is not valid chunked coding closes the client's connection (the
 //!   client must not read what follows as the rest of it);
@@ -41,7 +43,7 @@
 use std::io::{self, IoSlice};
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uip_cache_core::forwarding::upstream_edits;
 use uip_cache_core::{BypassTicket, Connection, HeaderEdit, HeaderEdits, HeaderSource};
@@ -57,6 +59,9 @@ use crate::slow::{Exchange, HTTP1_PIECE};
 
 /// A response head larger than this is a 502.
 pub(super) const RESPONSE_HEAD_MAX: usize = 64 * 1024;
+
+/// Fields a response head may have (hyper's client takes as many).
+const RESPONSE_FIELDS_MAX: usize = 100;
 
 /// Room for reading a response: its head, then its body a piece at a time.
 const READ_ROOM: usize = 64 * 1024;
@@ -87,17 +92,27 @@ pub(super) enum Relayed {
     Close,
 }
 
+/// Bytes a client may send while its request waits on the backend that
+/// are read meanwhile (to see whether it leaves); past them it is not
+/// read until its answer is written.
+const EARLY_MAX: usize = 16 * 1024;
+
 /// Relays one request on `io`, the client's stream, and gives the stream
-/// back with what became of it.
-pub(super) async fn relay<I>(mut io: I, relay: Relay) -> (I, io::Result<Relayed>)
+/// back with what became of it and the bytes the client sent meanwhile.
+pub(super) async fn relay<I>(mut io: I, relay: Relay) -> (I, Vec<u8>, io::Result<Relayed>)
 where
-    I: AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + Unpin,
 {
-    let result = exchange(&mut io, relay).await;
-    (io, result)
+    let mut early = Vec::new();
+    let result = exchange(&mut io, relay, &mut early).await;
+    (io, early, result)
 }
 
-async fn exchange<I: AsyncWrite + Unpin>(io: &mut I, relay: Relay) -> io::Result<Relayed> {
+async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut I,
+    relay: Relay,
+    early: &mut Vec<u8>,
+) -> io::Result<Relayed> {
     let Relay {
         upstream,
         raw,
@@ -119,7 +134,15 @@ async fn exchange<I: AsyncWrite + Unpin>(io: &mut I, relay: Relay) -> io::Result
 
     let mut buf = Vec::with_capacity(READ_ROOM);
     let timeout = upstream.timeout();
-    let sent = tokio::time::timeout(timeout, send(&raw, &request, &mut buf)).await;
+    // The final response head, 1xx before it included, within the timeout.
+    let deadline = tokio::time::Instant::now() + timeout;
+    // A client that leaves while its request waits gives it up, as the
+    // general path does: the backend's connection is closed.
+    let sent = tokio::select! {
+        biased;
+        sent = tokio::time::timeout_at(deadline, send(&raw, &request, &mut buf)) => sent,
+        () = left(io, early) => return Ok(Relayed::Close),
+    };
     let (mut socket, head_len, status) = match sent {
         Ok(Ok(got)) => got,
         Ok(Err(Failure::Connect(e))) => {
@@ -137,20 +160,16 @@ async fn exchange<I: AsyncWrite + Unpin>(io: &mut I, relay: Relay) -> io::Result
     };
     // 1xx responses first, then the final one.
     let mut interims = Interims::default();
-    let mut at = 0;
     let mut head_len = head_len;
     let mut status = status;
-    loop {
-        if status >= 200 {
-            break;
-        }
+    while status < 200 {
         if status == 101 {
             tracing::warn!("upstream request failed: a 101 to a request that asked no upgrade");
             return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
         }
-        interims.pass(io, status, &buf[at..at + head_len]).await?;
-        at += head_len;
-        let next = tokio::time::timeout(timeout, read_head(&mut socket, &mut buf, at)).await;
+        interims.pass(io, status, &buf[..head_len]).await?;
+        buf.drain(..head_len);
+        let next = tokio::time::timeout_at(deadline, read_head(&mut socket, &mut buf, 0)).await;
         match next {
             Ok(Ok((len, s))) => (head_len, status) = (len, s),
             Ok(Err(why)) => {
@@ -163,12 +182,12 @@ async fn exchange<I: AsyncWrite + Unpin>(io: &mut I, relay: Relay) -> io::Result
             }
         }
     }
-    let mut parsed = [httparse::EMPTY_HEADER; FIELDS_MAX];
+    let mut parsed = [httparse::EMPTY_HEADER; RESPONSE_FIELDS_MAX];
     let mut resp = httparse::Response::new(&mut parsed);
-    let Ok(httparse::Status::Complete(_)) = resp.parse(&buf[at..at + head_len]) else {
+    let Ok(httparse::Status::Complete(_)) = resp.parse(&buf[..head_len]) else {
         return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
     };
-    let body_start = at + head_len;
+    let body_start = head_len;
     let framing = match framing(&resp, head_only) {
         Ok(f) => f,
         Err(why) => {
@@ -179,7 +198,10 @@ async fn exchange<I: AsyncWrite + Unpin>(io: &mut I, relay: Relay) -> io::Result
     let reusable = resp.version == Some(1) && !says_close(resp.headers) && framing.ends_alone();
     let mut out = Vec::with_capacity(512);
     {
-        let unframed = matches!(framing, Body::Chunked(_) | Body::UntilClose);
+        // hyper's server writes no length for a 204 or 304 either.
+        let unframed = matches!(framing, Body::Chunked(_) | Body::UntilClose)
+            || status == 204
+            || status == 304;
         let kept = response_fields(resp.headers, unframed);
         let source = Listed(&kept);
         let edits = ticket.origin_responded(status, &source).await;
@@ -207,7 +229,10 @@ async fn exchange<I: AsyncWrite + Unpin>(io: &mut I, relay: Relay) -> io::Result
             }
         }
         Body::Length(n) => pass.length(&mut socket, rest, n, &mut buf).await?,
-        Body::Chunked(mut chunked) => pass.chunked(&mut socket, rest, &mut chunked, &mut buf).await?,
+        Body::Chunked(mut chunked) => {
+            pass.chunked(&mut socket, rest, &mut chunked, &mut buf)
+                .await?
+        }
         Body::UntilClose => pass.until_close(&mut socket, rest, &mut buf).await?,
     };
     match ended {
@@ -218,6 +243,22 @@ async fn exchange<I: AsyncWrite + Unpin>(io: &mut I, relay: Relay) -> io::Result
             Ok(Relayed::Open)
         }
         End::Short => Ok(Relayed::Close),
+    }
+}
+
+/// Resolves when the client closes its side of the connection (or it
+/// fails); what it sends meanwhile is kept in `early`, up to
+/// [`EARLY_MAX`] bytes.
+async fn left<I: AsyncRead + Unpin>(io: &mut I, early: &mut Vec<u8>) {
+    loop {
+        if early.len() >= EARLY_MAX {
+            return std::future::pending().await;
+        }
+        let mut piece = [0u8; 4096];
+        match io.read(&mut piece).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => early.extend_from_slice(&piece[..n]),
+        }
     }
 }
 
@@ -323,7 +364,7 @@ async fn read_head(
 ) -> Result<(usize, u16), HeadError> {
     loop {
         if buf.len() > at {
-            let mut parsed = [httparse::EMPTY_HEADER; FIELDS_MAX];
+            let mut parsed = [httparse::EMPTY_HEADER; RESPONSE_FIELDS_MAX];
             let mut resp = httparse::Response::new(&mut parsed);
             match resp.parse(&buf[at..]) {
                 Ok(httparse::Status::Complete(len)) => {
@@ -361,7 +402,9 @@ async fn read_head(
 fn closing(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
     )
 }
 
@@ -392,7 +435,8 @@ fn framing(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Body, &
     for field in resp.headers.iter() {
         if field.name.eq_ignore_ascii_case("transfer-encoding") {
             codings = true;
-            let value = std::str::from_utf8(field.value).map_err(|_| "a transfer coding that is not text")?;
+            let value = std::str::from_utf8(field.value)
+                .map_err(|_| "a transfer coding that is not text")?;
             // Only the last coding tells whether the body is chunked.
             if let Some(last) = value.split(',').map(str::trim).rfind(|c| !c.is_empty()) {
                 chunked = Some(last.eq_ignore_ascii_case("chunked"));
@@ -440,7 +484,10 @@ fn says_close(fields: &[httparse::Header<'_>]) -> bool {
 /// The response's fields for the client: hop-by-hop ones and those its
 /// `Connection` names removed (never `Content-Length` for a body of a
 /// known length), `Via` added.
-fn response_fields<'a>(fields: &[httparse::Header<'a>], unframed: bool) -> Vec<(&'a str, &'a [u8])> {
+fn response_fields<'a>(
+    fields: &[httparse::Header<'a>],
+    unframed: bool,
+) -> Vec<(&'a str, &'a [u8])> {
     let named = |name: &str| {
         fields.iter().any(|f| {
             f.name.eq_ignore_ascii_case("connection")
@@ -464,7 +511,10 @@ fn response_fields<'a>(fields: &[httparse::Header<'a>], unframed: bool) -> Vec<(
 }
 
 /// `fields` with core's `edits` applied.
-fn edited<'a>(mut fields: Vec<(&'a str, &'a [u8])>, edits: &'a HeaderEdits<'_>) -> Vec<(&'a str, &'a [u8])> {
+fn edited<'a>(
+    mut fields: Vec<(&'a str, &'a [u8])>,
+    edits: &'a HeaderEdits<'_>,
+) -> Vec<(&'a str, &'a [u8])> {
     for edit in edits.iter() {
         match edit {
             HeaderEdit::Remove(name) => fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name)),
@@ -537,11 +587,16 @@ struct Interims {
 impl Interims {
     /// Passes on the 1xx response `head` (other than 101) if the client may
     /// have it: not an unsolicited 100, within the limits.
-    async fn pass<I: AsyncWrite + Unpin>(&mut self, io: &mut I, status: u16, head: &[u8]) -> io::Result<()> {
+    async fn pass<I: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut I,
+        status: u16,
+        head: &[u8],
+    ) -> io::Result<()> {
         if status == 100 || self.count >= MAX_INTERIMS {
             return Ok(());
         }
-        let mut parsed = [httparse::EMPTY_HEADER; FIELDS_MAX];
+        let mut parsed = [httparse::EMPTY_HEADER; RESPONSE_FIELDS_MAX];
         let mut resp = httparse::Response::new(&mut parsed);
         let Ok(httparse::Status::Complete(_)) = resp.parse(head) else {
             return Ok(());
@@ -725,4 +780,3 @@ async fn write_all<I: AsyncWrite + Unpin>(io: &mut I, parts: &[&[u8]]) -> io::Re
     }
     Ok(())
 }
-

@@ -1,0 +1,683 @@
+//! Requests no policy takes, relayed to the backend by the fast loop
+//! itself. A scripted origin over real sockets answers with exact bytes
+//! (framings, hop-by-hop fields, 1xx, bodies cut short, a second response
+//! smuggled after the first); two proxies stand in front of it, one that
+//! relays (the default) and one with `fast_hits: false`, whose general
+//! path is the reference: every answer must be the same from both, and
+//! no byte of one exchange may reach another.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use uip_cache_core::{CacheConfig, HttpCache};
+use uip_cache_server::proxy::Upstream;
+use uip_cache_server::server::{proxy, serve_with};
+use uip_cache_server::slow::ClientLimits;
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+/// What the scripted origin saw: connections accepted, and each request
+/// head with the number of the connection it came on.
+#[derive(Default)]
+struct Seen {
+    connections: AtomicUsize,
+    /// Requests under `/hang` whose connection the proxy closed.
+    given_up: AtomicUsize,
+    requests: Mutex<Vec<(usize, String)>>,
+}
+
+impl Seen {
+    fn requests(&self) -> Vec<(usize, String)> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// The answer of the scripted origin to a path, as bytes, and whether it
+/// closes the connection after it.
+fn script(path: &str) -> (Vec<u8>, bool) {
+    let s = |b: &str| b.as_bytes().to_vec();
+    match path {
+        "/length" => (
+            s("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nConnection: keep-alive, X-Drop\r\nX-Drop: secret\r\nKeep-Alive: timeout=5\r\nSet-Cookie: s=1\r\nX-A: 2\r\n\r\nhello"),
+            false,
+        ),
+        "/chunked" => (
+            s("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: t\r\n\r\n"),
+            false,
+        ),
+        "/close" => (
+            s("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end"),
+            true,
+        ),
+        "/smuggle" => (
+            s("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON"),
+            false,
+        ),
+        "/te-and-length" => (
+            s("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 100\r\n\r\n2\r\nab\r\n0\r\n\r\n"),
+            false,
+        ),
+        "/interim" => (
+            s("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nConnection: x-h\r\nX-H: 1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            false,
+        ),
+        "/no-content" => (s("HTTP/1.1 204 No Content\r\nX-B: 1\r\n\r\n"), false),
+        "/not-modified" => (
+            s("HTTP/1.1 304 Not Modified\r\nETag: \"v\"\r\nContent-Length: 40\r\n\r\n"),
+            false,
+        ),
+        "/old" => (s("HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold"), false),
+        "/short" => (
+            s("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"),
+            true,
+        ),
+        "/bad-chunks" => (
+            s("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n"),
+            true,
+        ),
+        "/bad-length" => (
+            s("HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello"),
+            false,
+        ),
+        "/not-http" => (s("SSH-2.0-OpenSSH\r\n\r\n"), true),
+        "/idle-closed" => (
+            s("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce"),
+            true,
+        ),
+        "/many-fields" => {
+            let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+            for i in 0..90 {
+                head.push_str(&format!("X-F{i}: {i}\r\n"));
+            }
+            head.push_str("\r\nok");
+            (head.into_bytes(), false)
+        }
+        "/endless-interims" => {
+            let mut all = "HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n".repeat(300);
+            all.push_str("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone");
+            (all.into_bytes(), false)
+        }
+        _ => (s("HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnone"), false),
+    }
+}
+
+/// The scripted origin: answers each request head with [`script`]; a
+/// path under `/hang` is never answered (its connection counted as given
+/// up once the proxy closes it).
+async fn origin(seen: Arc<Seen>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let id = seen.connections.fetch_add(1, Ordering::SeqCst);
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut more = [0u8; 4096];
+                        match stream.read(&mut more).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&more[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    seen.requests.lock().unwrap().push((id, head));
+                    if path.starts_with("/hang") {
+                        let mut rest = [0u8; 64];
+                        while let Ok(n) = stream.read(&mut rest).await {
+                            if n == 0 {
+                                break;
+                            }
+                        }
+                        seen.given_up.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    let (bytes, close) = script(&path);
+                    if stream.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                    if close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A proxy in front of `origin` caching only `/cached/*`, relaying or not
+/// (`fast_hits`), with a response timeout of `timeout`.
+async fn proxy_to(origin: SocketAddr, fast: bool, timeout: Duration) -> (SocketAddr, HttpCache) {
+    let yaml = format!(
+        "policies:\n  - name: c\n    pattern: \"/cached/*\"\n    ttl: 60\nserver:\n  fast_hits: {fast}\n"
+    );
+    let config = CacheConfig::from_yaml_str(&yaml).unwrap();
+    let cache = HttpCache::with_memory_store(&config).unwrap();
+    let limits = ClientLimits::from_config(&config.server);
+    let upstream = Upstream::new(
+        format!("http://{origin}").parse().unwrap(),
+        Duration::from_secs(1),
+        timeout,
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_with(
+        listener,
+        proxy(cache.clone(), upstream),
+        limits,
+        Duration::from_secs(1),
+        std::future::pending::<()>(),
+    ));
+    (addr, cache)
+}
+
+/// A response as the client read it: interim statuses first, then the
+/// final status, its fields (names lower case, in order) and its body
+/// (chunks decoded).
+#[derive(Debug, Clone, PartialEq)]
+struct Answer {
+    interims: Vec<(u16, Vec<(String, String)>)>,
+    status: u16,
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The fields as a sorted list without `date` (from either side of a
+    /// second); the order of distinct names is not the answer's meaning.
+    fn comparable(&self) -> Answer {
+        let mut fields: Vec<(String, String)> = self
+            .fields
+            .iter()
+            .filter(|(n, _)| n != "date")
+            .cloned()
+            .collect();
+        fields.sort();
+        Answer {
+            fields,
+            ..self.clone()
+        }
+    }
+}
+
+/// A client connection reading answers off the socket.
+struct Client {
+    stream: TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Client {
+    async fn to(addr: SocketAddr) -> Client {
+        Client {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            pending: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, method: &str, path: &str, extra: &str) {
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: example.test\r\n{extra}\r\n");
+        self.stream.write_all(req.as_bytes()).await.unwrap();
+    }
+
+    async fn more(&mut self) -> bool {
+        let mut buf = [0u8; 16 * 1024];
+        let n = tokio::time::timeout(DEADLINE, self.stream.read(&mut buf))
+            .await
+            .expect("bytes or a close in time")
+            .unwrap_or(0);
+        self.pending.extend_from_slice(&buf[..n]);
+        n > 0
+    }
+
+    /// The next answer, or `None` when the connection closed before a
+    /// whole one.
+    async fn answer(&mut self, method: &str) -> Option<Answer> {
+        let mut interims = Vec::new();
+        loop {
+            match parse(&self.pending, method) {
+                Parsed::Interim(status, fields, used) => {
+                    interims.push((status, fields));
+                    self.pending.drain(..used);
+                }
+                Parsed::Whole(mut answer, used) => {
+                    self.pending.drain(..used);
+                    answer.interims = interims;
+                    return Some(answer);
+                }
+                Parsed::Partial => {
+                    if !self.more().await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn get(&mut self, method: &str, path: &str) -> Option<Answer> {
+        self.send(method, path, "").await;
+        self.answer(method).await
+    }
+}
+
+enum Parsed {
+    Interim(u16, Vec<(String, String)>, usize),
+    Whole(Answer, usize),
+    Partial,
+}
+
+fn parse(bytes: &[u8], method: &str) -> Parsed {
+    let mut fields = [httparse::EMPTY_HEADER; 128];
+    let mut resp = httparse::Response::new(&mut fields);
+    let head = match resp.parse(bytes) {
+        Ok(httparse::Status::Complete(head)) => head,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(e) => panic!("not a response: {e}"),
+    };
+    let status = resp.code.unwrap();
+    let fields: Vec<(String, String)> = resp
+        .headers
+        .iter()
+        .map(|f| {
+            (
+                f.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(f.value).into_owned(),
+            )
+        })
+        .collect();
+    if status < 200 {
+        return Parsed::Interim(status, fields, head);
+    }
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut answer = Answer {
+        interims: Vec::new(),
+        status,
+        fields: fields.clone(),
+        body: Vec::new(),
+    };
+    if method == "HEAD" || status == 204 || status == 304 {
+        return Parsed::Whole(answer, head);
+    }
+    if get("transfer-encoding").as_deref() == Some("chunked") {
+        let mut at = head;
+        loop {
+            let Some(line) = bytes[at..].windows(2).position(|w| w == b"\r\n") else {
+                return Parsed::Partial;
+            };
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&bytes[at..at + line]).unwrap(), 16)
+                    .unwrap();
+            at += line + 2;
+            if bytes.len() < at + size + 2 {
+                return Parsed::Partial;
+            }
+            if size == 0 {
+                assert_eq!(&bytes[at..at + 2], b"\r\n", "no trailer goes to the client");
+                return Parsed::Whole(answer, at + 2);
+            }
+            answer.body.extend_from_slice(&bytes[at..at + size]);
+            at += size + 2;
+        }
+    }
+    let length: usize = get("content-length").map_or(0, |v| v.parse().unwrap());
+    if bytes.len() < head + length {
+        return Parsed::Partial;
+    }
+    answer.body = bytes[head..head + length].to_vec();
+    Parsed::Whole(answer, head + length)
+}
+
+/// The origin, a relaying proxy and the general path's.
+struct Rig {
+    seen: Arc<Seen>,
+    fast: SocketAddr,
+    fast_cache: HttpCache,
+    general: SocketAddr,
+}
+
+async fn rig(timeout: Duration) -> Rig {
+    let seen = Arc::new(Seen::default());
+    let origin = origin(seen.clone()).await;
+    let (fast, fast_cache) = proxy_to(origin, true, timeout).await;
+    let (general, _) = proxy_to(origin, false, timeout).await;
+    Rig {
+        seen,
+        fast,
+        fast_cache,
+        general,
+    }
+}
+
+#[tokio::test]
+async fn relayed_answers_are_the_general_paths_answers() {
+    let rig = rig(Duration::from_secs(30)).await;
+    for (method, path) in [
+        ("GET", "/length"),
+        ("HEAD", "/length"),
+        ("GET", "/chunked"),
+        ("HEAD", "/chunked"),
+        ("GET", "/close"),
+        ("GET", "/smuggle"),
+        ("GET", "/te-and-length"),
+        ("GET", "/interim"),
+        ("GET", "/no-content"),
+        ("GET", "/not-modified"),
+        ("GET", "/old"),
+        ("GET", "/missing?q=1"),
+        ("GET", "/bad-length"),
+        ("GET", "/not-http"),
+        ("GET", "/many-fields"),
+        ("GET", "/endless-interims"),
+    ] {
+        let mut fast = Client::to(rig.fast).await;
+        let mut general = Client::to(rig.general).await;
+        let a = fast.get(method, path).await.expect("a relayed answer");
+        let b = general
+            .get(method, path)
+            .await
+            .unwrap_or_else(|| panic!("a general answer to {method} {path}"));
+        assert_eq!(
+            a.comparable(),
+            b.comparable(),
+            "{method} {path}: relayed, then general"
+        );
+        // The connection goes on: a second request on it is answered.
+        let again = fast.get("GET", "/length").await.expect("the next answer");
+        assert_eq!((again.status, again.body.as_slice()), (200, &b"hello"[..]));
+    }
+    let s = rig.fast_cache.stats().snapshot();
+    assert_eq!(s.answered_at_hand, 0);
+    // Every request was one bypass, counted once.
+    assert_eq!(s.bypasses, 32, "{s:?}");
+}
+
+#[tokio::test]
+async fn the_answers_fields_are_edited_as_the_general_path_edits_them() {
+    let rig = rig(Duration::from_secs(30)).await;
+    let mut fast = Client::to(rig.fast).await;
+    let a = fast.get("GET", "/length").await.unwrap();
+    let names: Vec<&str> = a.fields.iter().map(|(n, _)| n.as_str()).collect();
+    for gone in ["connection", "keep-alive", "x-drop"] {
+        assert!(!names.contains(&gone), "{gone} in {names:?}");
+    }
+    assert_eq!(a.field("via"), Some("1.1 uip-cache"));
+    assert_eq!(a.field("x-cache"), Some("BYPASS"));
+    assert_eq!(
+        a.field("cache-status"),
+        Some("uip-cache; fwd=bypass; detail=no_policy")
+    );
+    let repeated: Vec<&str> = a
+        .fields
+        .iter()
+        .filter(|(n, _)| n == "x-a")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(repeated, ["1", "2"]);
+    // Chunks go on as chunks, without their extensions or trailers.
+    let c = fast.get("GET", "/chunked").await.unwrap();
+    assert_eq!(c.body, b"hello world");
+    assert_eq!(c.field("transfer-encoding"), Some("chunked"));
+    assert!(c.field("trailer").is_none() && c.field("x-t").is_none());
+    // A coding and a length: the coding frames it, the length is gone.
+    let t = fast.get("GET", "/te-and-length").await.unwrap();
+    assert_eq!(t.body, b"ab");
+    assert!(t.field("content-length").is_none());
+    // 103 goes on with its hop-by-hop fields removed; the unsolicited 100
+    // does not.
+    let i = fast.get("GET", "/interim").await.unwrap();
+    assert_eq!(i.interims.len(), 1, "{:?}", i.interims);
+    let (status, fields) = &i.interims[0];
+    assert_eq!(*status, 103);
+    assert!(fields
+        .iter()
+        .any(|(n, v)| n == "link" && v.contains("a.css")));
+    assert!(!fields.iter().any(|(n, _)| n == "x-h" || n == "connection"));
+}
+
+#[tokio::test]
+async fn the_backend_gets_the_request_as_the_general_path_sends_it() {
+    let rig = rig(Duration::from_secs(30)).await;
+    let extra = "User-Agent: t\r\nAccept: */*\r\nConnection: keep-alive\r\nVia: 1.0 before\r\n";
+    let mut fast = Client::to(rig.fast).await;
+    fast.send("GET", "/length?x=1", extra).await;
+    fast.answer("GET").await.unwrap();
+    let mut general = Client::to(rig.general).await;
+    general.send("GET", "/length?x=1", extra).await;
+    general.answer("GET").await.unwrap();
+    let requests = rig.seen.requests();
+    assert_eq!(requests.len(), 2);
+    let lines = |head: &str| {
+        let mut lines: Vec<String> = head
+            .split("\r\n")
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        lines[1..].sort();
+        lines
+    };
+    let (fast_head, general_head) = (lines(&requests[0].1), lines(&requests[1].1));
+    assert_eq!(fast_head, general_head);
+    assert_eq!(fast_head[0], "GET /length?x=1 HTTP/1.1");
+    for expected in [
+        "host: example.test",
+        "via: 1.0 before",
+        "via: 1.1 uip-cache",
+        "x-forwarded-for: 127.0.0.1",
+        "x-forwarded-proto: http",
+        "x-forwarded-host: example.test",
+    ] {
+        assert!(
+            fast_head.iter().any(|l| l == expected),
+            "{expected} in {fast_head:?}"
+        );
+    }
+    assert!(!fast_head.iter().any(|l| l.starts_with("connection")));
+}
+
+#[tokio::test]
+async fn a_forged_forwarding_header_never_reaches_the_backend() {
+    let rig = rig(Duration::from_secs(30)).await;
+    let mut fast = Client::to(rig.fast).await;
+    for forged in [
+        "X-Forwarded-For: 6.6.6.6\r\n",
+        "x-forwarded-host: evil.test\r\n",
+        "Forwarded: for=6.6.6.6\r\n",
+        "X_Forwarded_For: 6.6.6.6\r\n",
+    ] {
+        fast.send("GET", "/length", forged).await;
+        assert_eq!(fast.answer("GET").await.unwrap().status, 200);
+    }
+    for (_, head) in rig.seen.requests() {
+        assert!(
+            !head.contains("6.6.6.6") && !head.contains("evil.test"),
+            "{head}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn backend_connections_are_reused_only_after_a_whole_answer() {
+    let rig = rig(Duration::from_secs(30)).await;
+    let mut fast = Client::to(rig.fast).await;
+    for _ in 0..5 {
+        assert_eq!(fast.get("GET", "/length").await.unwrap().body, b"hello");
+    }
+    assert_eq!(
+        rig.seen.connections.load(Ordering::SeqCst),
+        1,
+        "one kept connection"
+    );
+    // A second response after the first one's length: the connection is
+    // not used again, and no client ever reads those bytes.
+    assert_eq!(fast.get("GET", "/smuggle").await.unwrap().body, b"ok");
+    for _ in 0..3 {
+        let a = fast.get("GET", "/length").await.unwrap();
+        assert_eq!(a.body, b"hello");
+    }
+    let mut other = Client::to(rig.fast).await;
+    assert_eq!(other.get("GET", "/length").await.unwrap().body, b"hello");
+    assert_eq!(rig.seen.connections.load(Ordering::SeqCst), 2);
+    // An answer that ends with its connection, or an HTTP/1.0 one: a new
+    // connection after it.
+    fast.get("GET", "/close").await.unwrap();
+    fast.get("GET", "/length").await.unwrap();
+    assert_eq!(rig.seen.connections.load(Ordering::SeqCst), 3);
+    fast.get("GET", "/old").await.unwrap();
+    fast.get("GET", "/length").await.unwrap();
+    assert_eq!(rig.seen.connections.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_body_cut_short_or_badly_chunked_closes_the_clients_connection() {
+    let rig = rig(Duration::from_secs(30)).await;
+    for path in ["/short", "/bad-chunks"] {
+        let mut fast = Client::to(rig.fast).await;
+        fast.send("GET", path, "").await;
+        // The head and what came of the body, then the close: never a
+        // whole answer.
+        assert!(fast.answer("GET").await.is_none(), "{path}");
+        let mut general = Client::to(rig.general).await;
+        general.send("GET", path, "").await;
+        assert!(general.answer("GET").await.is_none(), "{path} (general)");
+    }
+    // Neither connection went back to the pool.
+    let before = rig.seen.connections.load(Ordering::SeqCst);
+    let mut fast = Client::to(rig.fast).await;
+    assert_eq!(fast.get("GET", "/length").await.unwrap().body, b"hello");
+    assert_eq!(rig.seen.connections.load(Ordering::SeqCst), before + 1);
+}
+
+#[tokio::test]
+async fn no_backend_a_late_one_or_a_broken_one_gets_the_general_paths_error() {
+    // Nothing listens on this port.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let nowhere = closed.local_addr().unwrap();
+    drop(closed);
+    let (fast, _) = proxy_to(nowhere, true, Duration::from_secs(5)).await;
+    let (general, _) = proxy_to(nowhere, false, Duration::from_secs(5)).await;
+    let a = Client::to(fast).await.get("GET", "/x").await.unwrap();
+    let b = Client::to(general).await.get("GET", "/x").await.unwrap();
+    assert_eq!(a.comparable(), b.comparable());
+    assert_eq!(a.status, 502);
+    assert_eq!(
+        a.body,
+        b"502 Bad Gateway: the upstream refused the connection\n"
+    );
+    assert_eq!(a.field("x-cache"), Some("BYPASS"));
+    // A backend that does not answer within the timeout: 504, and the
+    // client's connection stays open.
+    let rig = rig(Duration::from_millis(300)).await;
+    let mut fast = Client::to(rig.fast).await;
+    let a = fast.get("GET", "/hang").await.unwrap();
+    let b = Client::to(rig.general)
+        .await
+        .get("GET", "/hang")
+        .await
+        .unwrap();
+    assert_eq!(a.comparable(), b.comparable());
+    assert_eq!(a.status, 504);
+    assert_eq!(fast.get("GET", "/length").await.unwrap().body, b"hello");
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_backend_closed_is_replaced_not_answered_502() {
+    let rig = rig(Duration::from_secs(30)).await;
+    let mut fast = Client::to(rig.fast).await;
+    // Answered, then closed by the backend without saying so: the proxy
+    // keeps the connection, and meets the close on the next request.
+    assert_eq!(fast.get("GET", "/idle-closed").await.unwrap().body, b"once");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..3 {
+        assert_eq!(fast.get("GET", "/length").await.unwrap().status, 200);
+    }
+    assert_eq!(rig.seen.connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_relayed_in_order() {
+    let rig = rig(Duration::from_secs(30)).await;
+    let mut fast = Client::to(rig.fast).await;
+    let req = |p: &str| format!("GET {p} HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    let all = [
+        req("/length"),
+        req("/chunked"),
+        req("/missing"),
+        req("/length"),
+    ]
+    .concat();
+    fast.stream.write_all(all.as_bytes()).await.unwrap();
+    let bodies: Vec<Vec<u8>> = [
+        fast.answer("GET").await.unwrap(),
+        fast.answer("GET").await.unwrap(),
+        fast.answer("GET").await.unwrap(),
+        fast.answer("GET").await.unwrap(),
+    ]
+    .into_iter()
+    .map(|a| a.body)
+    .collect();
+    assert_eq!(
+        bodies,
+        [&b"hello"[..], b"hello world", b"none", b"hello"].map(<[u8]>::to_vec)
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_while_its_request_waits_has_it_given_up_on_both_paths() {
+    let rig = rig(Duration::from_secs(30)).await;
+    for (n, addr) in [rig.fast, rig.general].into_iter().enumerate() {
+        let mut leaving = Client::to(addr).await;
+        leaving.send("GET", "/hang", "").await;
+        let seen = rig.seen.clone();
+        let wait = |what: &'static str, f: Box<dyn Fn() -> bool + Send>| async move {
+            tokio::time::timeout(DEADLINE, async {
+                while !f() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect(what);
+        };
+        let s = seen.clone();
+        wait(
+            "the request at the backend",
+            Box::new(move || s.requests().len() > n),
+        )
+        .await;
+        drop(leaving);
+        let s = seen.clone();
+        wait(
+            "the backend's connection closed",
+            Box::new(move || s.given_up.load(Ordering::SeqCst) > n),
+        )
+        .await;
+    }
+    // A client that only sends its next request meanwhile is answered both.
+    let mut fast = Client::to(rig.fast).await;
+    fast.send("GET", "/length", "").await;
+    fast.send("GET", "/chunked", "").await;
+    assert_eq!(fast.answer("GET").await.unwrap().body, b"hello");
+    assert_eq!(fast.answer("GET").await.unwrap().body, b"hello world");
+}
