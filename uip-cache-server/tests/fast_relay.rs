@@ -20,6 +20,9 @@ use uip_cache_server::slow::ClientLimits;
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
+/// Bytes of `/huge`: far more than the sockets on the way hold.
+const HUGE: usize = 32 << 20;
+
 /// What the scripted origin saw: connections accepted, and each request
 /// head with the number of the connection it came on.
 #[derive(Default)]
@@ -27,6 +30,8 @@ struct Seen {
     connections: AtomicUsize,
     /// Requests under `/hang` whose connection the proxy closed.
     given_up: AtomicUsize,
+    /// Opened by a test for `/gated`'s body to go.
+    gate: tokio::sync::Notify,
     requests: Mutex<Vec<(usize, String)>>,
 }
 
@@ -96,11 +101,25 @@ fn script(path: &str) -> (Vec<u8>, bool) {
             head.push_str("\r\nok");
             (head.into_bytes(), false)
         }
+        "/huge" => {
+            let mut all = format!("HTTP/1.1 200 OK\r\nContent-Length: {HUGE}\r\n\r\n").into_bytes();
+            all.resize(all.len() + HUGE, b'h');
+            (all, false)
+        }
         "/endless-interims" => {
             let mut all = "HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n".repeat(300);
             all.push_str("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone");
             (all.into_bytes(), false)
         }
+        "/low-status" => (s("HTTP/1.1 042 Odd\r\nA: b\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), false),
+        "/two-lengths" => (
+            s("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nContent-Length: 5\r\n\r\nhello"),
+            false,
+        ),
+        "/old-chunked" => (
+            s("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"),
+            true,
+        ),
         _ => (s("HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnone"), false),
     }
 }
@@ -143,6 +162,32 @@ async fn origin(seen: Arc<Seen>) -> SocketAddr {
                         seen.given_up.fetch_add(1, Ordering::SeqCst);
                         return;
                     }
+                    if path == "/gated" {
+                        // The head, then the body once the test opens the gate.
+                        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                        if stream.write_all(head).await.is_err() {
+                            return;
+                        }
+                        seen.gate.notified().await;
+                        let _ = stream.write_all(b"3\r\nabc\r\n0\r\n\r\n").await;
+                        continue;
+                    }
+                    if let Some(late) = match path.as_str() {
+                        // A whole answer, then, once the proxy has kept the
+                        // connection, bytes it must never give anyone.
+                        "/late-poison" => Some(&b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON"[..]),
+                        "/late-408" => Some(&b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"[..]),
+                        _ => None,
+                    } {
+                        let mut answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 100_000).into_bytes();
+                        answer.resize(answer.len() + 100_000, b'b');
+                        if stream.write_all(&answer).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let _ = stream.write_all(late).await;
+                        continue;
+                    }
                     let (bytes, close) = script(&path);
                     if stream.write_all(&bytes).await.is_err() {
                         return;
@@ -160,8 +205,18 @@ async fn origin(seen: Arc<Seen>) -> SocketAddr {
 /// A proxy in front of `origin` caching only `/cached/*`, relaying or not
 /// (`fast_hits`), with a response timeout of `timeout`.
 async fn proxy_to(origin: SocketAddr, fast: bool, timeout: Duration) -> (SocketAddr, HttpCache) {
+    proxy_with(origin, fast, timeout, "").await
+}
+
+/// [`proxy_to`] with more `server:` lines.
+async fn proxy_with(
+    origin: SocketAddr,
+    fast: bool,
+    timeout: Duration,
+    server: &str,
+) -> (SocketAddr, HttpCache) {
     let yaml = format!(
-        "policies:\n  - name: c\n    pattern: \"/cached/*\"\n    ttl: 60\nserver:\n  fast_hits: {fast}\n"
+        "policies:\n  - name: c\n    pattern: \"/cached/*\"\n    ttl: 60\nserver:\n  fast_hits: {fast}\n{server}"
     );
     let config = CacheConfig::from_yaml_str(&yaml).unwrap();
     let cache = HttpCache::with_memory_store(&config).unwrap();
@@ -391,6 +446,11 @@ async fn relayed_answers_are_the_general_paths_answers() {
         ("GET", "/not-http"),
         ("GET", "/many-fields"),
         ("GET", "/endless-interims"),
+        ("GET", "/low-status"),
+        ("HEAD", "/low-status"),
+        ("GET", "/two-lengths"),
+        ("HEAD", "/te-and-length"),
+        ("GET", "/old-chunked"),
     ] {
         let mut fast = Client::to(rig.fast).await;
         let mut general = Client::to(rig.general).await;
@@ -411,7 +471,7 @@ async fn relayed_answers_are_the_general_paths_answers() {
     let s = rig.fast_cache.stats().snapshot();
     assert_eq!(s.answered_at_hand, 0);
     // Every request was one bypass, counted once.
-    assert_eq!(s.bypasses, 32, "{s:?}");
+    assert_eq!(s.bypasses, 42, "{s:?}");
 }
 
 #[tokio::test]
@@ -441,6 +501,17 @@ async fn the_answers_fields_are_edited_as_the_general_path_edits_them() {
     assert_eq!(c.body, b"hello world");
     assert_eq!(c.field("transfer-encoding"), Some("chunked"));
     assert!(c.field("trailer").is_none() && c.field("x-t").is_none());
+    // Two equal lengths: one goes on, for a HEAD too.
+    for method in ["GET", "HEAD"] {
+        let l = fast.get(method, "/two-lengths").await.unwrap();
+        let lengths: Vec<&str> = l
+            .fields
+            .iter()
+            .filter(|(n, _)| n == "content-length")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(lengths, ["5"], "{method}");
+    }
     // A coding and a length: the coding frames it, the length is gone.
     let t = fast.get("GET", "/te-and-length").await.unwrap();
     assert_eq!(t.body, b"ab");
@@ -587,6 +658,10 @@ async fn no_backend_a_late_one_or_a_broken_one_gets_the_general_paths_error() {
         b"502 Bad Gateway: the upstream refused the connection\n"
     );
     assert_eq!(a.field("x-cache"), Some("BYPASS"));
+    let a = Client::to(fast).await.get("HEAD", "/x").await.unwrap();
+    let b = Client::to(general).await.get("HEAD", "/x").await.unwrap();
+    assert_eq!(a.comparable(), b.comparable());
+    assert_eq!(a.field("content-length"), Some("53"));
     // A backend that does not answer within the timeout: 504, and the
     // client's connection stays open.
     let rig = rig(Duration::from_millis(300)).await;
@@ -680,4 +755,102 @@ async fn a_client_that_leaves_while_its_request_waits_has_it_given_up_on_both_pa
     fast.send("GET", "/chunked", "").await;
     assert_eq!(fast.answer("GET").await.unwrap().body, b"hello");
     assert_eq!(fast.answer("GET").await.unwrap().body, b"hello world");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_a_relayed_body_is_cut_and_others_are_served() {
+    let seen = Arc::new(Seen::default());
+    let up = origin(seen.clone()).await;
+    let (addr, _) = proxy_with(
+        up,
+        true,
+        Duration::from_secs(30),
+        "  send_timeout: 1s\n  idle_timeout: 60s\n",
+    )
+    .await;
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(b"GET /huge HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        .await
+        .unwrap();
+    // Others are answered while it holds its connection.
+    let mut other = Client::to(addr).await;
+    assert_eq!(other.get("GET", "/length").await.unwrap().body, b"hello");
+    // Cut: it reads what the sockets held, then the end, well before the
+    // whole body.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let ended = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stalled connection was cut");
+    assert!(got < HUGE, "cut before the whole body ({got} bytes)");
+    assert_eq!(other.get("GET", "/length").await.unwrap().body, b"hello");
+}
+
+#[tokio::test]
+async fn bytes_a_backend_sends_after_an_answer_never_reach_the_next_request() {
+    let rig = rig(Duration::from_secs(30)).await;
+    let mut fast = Client::to(rig.fast).await;
+    for path in ["/late-poison", "/late-408"] {
+        let a = fast.get("GET", path).await.unwrap();
+        let before = rig.seen.connections.load(Ordering::SeqCst);
+        assert_eq!(a.body.len(), 100_000, "{path}");
+        // The late bytes are on the kept connection by now.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let next = fast.get("GET", "/length").await.unwrap();
+        assert_eq!(
+            (next.status, next.body.as_slice()),
+            (200, &b"hello"[..]),
+            "{path}"
+        );
+        assert_eq!(
+            rig.seen.connections.load(Ordering::SeqCst),
+            before + 1,
+            "{path}: a new connection after it"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_chunked_head_reaches_the_client_before_its_body_does() {
+    let rig = rig(Duration::from_secs(30)).await;
+    let mut fast = Client::to(rig.fast).await;
+    fast.send("GET", "/gated", "").await;
+    // The head comes while the backend holds the body back.
+    while !fast.pending.windows(4).any(|w| w == b"\r\n\r\n") {
+        assert!(fast.more().await, "the head before the body");
+    }
+    rig.seen.gate.notify_one();
+    let a = fast.answer("GET").await.unwrap();
+    assert_eq!((a.status, a.body.as_slice()), (200, &b"abc"[..]));
+}
+
+#[tokio::test]
+async fn a_client_that_half_closes_after_pipelined_requests_gets_them_all() {
+    // (hyper answers the second or gives it up, depending on whether it
+    // read the end while the second was still in its buffer: the relay
+    // answers every request sent before the end.)
+    let rig = rig(Duration::from_secs(30)).await;
+    for _ in 0..3 {
+        let mut c = Client::to(rig.fast).await;
+        let req = |p: &str| format!("GET {p} HTTP/1.1\r\nHost: example.test\r\n\r\n");
+        c.stream
+            .write_all([req("/length"), req("/chunked")].concat().as_bytes())
+            .await
+            .unwrap();
+        c.stream.shutdown().await.unwrap();
+        assert_eq!(c.answer("GET").await.expect("the first").body, b"hello");
+        assert_eq!(
+            c.answer("GET").await.expect("the second").body,
+            b"hello world"
+        );
+    }
 }

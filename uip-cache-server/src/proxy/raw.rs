@@ -64,17 +64,23 @@ impl RawPool {
         self.0.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The most recently used idle socket still fresh; the expired ones
-    /// on the way are closed.
+    /// The most recently used idle socket still fresh and quiet; the
+    /// others on the way are closed.
+    ///
+    /// Quiet: nothing to read on it, neither bytes nor its end. A backend
+    /// may write after a response (a second one, bytes a slow body sent
+    /// late, a `408` before closing an idle connection): a socket with
+    /// anything on it would give that to the next request as its
+    /// response, so it is never used again. (hyper's pool sees the same
+    /// through the task that reads each idle connection.)
     pub(crate) fn take(&self) -> Option<TcpStream> {
         let now = Instant::now();
-        let mut idle = self.idle();
-        while let Some((socket, since)) = idle.sockets.pop() {
-            if now.saturating_duration_since(since) < self.0.idle_timeout {
+        loop {
+            let (socket, since) = self.idle().sockets.pop()?;
+            if now.saturating_duration_since(since) < self.0.idle_timeout && quiet(&socket) {
                 return Some(socket);
             }
         }
-        None
     }
 
     /// A new socket to the backend.
@@ -106,6 +112,16 @@ impl RawPool {
     pub(crate) fn idle_count(&self) -> usize {
         self.idle().sockets.len()
     }
+}
+
+/// Whether nothing is there to read on `socket` (a look that takes
+/// nothing: the socket does not block).
+fn quiet(socket: &TcpStream) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    matches!(
+        socket2::SockRef::from(socket).peek(&mut byte),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+    )
 }
 
 /// Closes the sockets of `pool` idle for longer than its timeout, every

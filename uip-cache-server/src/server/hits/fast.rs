@@ -14,7 +14,7 @@ use uip_cache_core::{CachedBody, CachedResponse, LaterAnswer, Looked};
 
 use super::head::encode_head;
 use super::lend::{HyperConn, LendIo, Lent, MakeHyper, MakeLent, Prefixed};
-use super::relay::{self, Relay, Relayed};
+use super::relay::{self, Done, Relay, Relayed};
 use super::{Decision, Hits, LookUp, FIELDS_MAX, HEAD_MAX, READ_START};
 use crate::server::conn::Stream;
 use crate::slow::{Exchange, Watch, HTTP1_PIECE};
@@ -68,6 +68,11 @@ struct Fast<I> {
     looking: Option<Looking>,
     /// A request relayed to its backend, with the stream.
     relaying: Option<Relaying<I>>,
+    /// Room the relay reads responses into, kept between requests.
+    relay_room: Vec<u8>,
+    /// Bytes were read since the last request head was taken (else the
+    /// next one was there already: sent in a row with it).
+    fresh: bool,
     /// The answer being written.
     out: Option<Out>,
     /// Room for the next answer's head.
@@ -86,7 +91,7 @@ struct Fast<I> {
 }
 
 /// A relayed exchange: gives the stream back when it is done.
-type Relaying<I> = Pin<Box<dyn Future<Output = (I, Vec<u8>, io::Result<Relayed>)> + Send>>;
+type Relaying<I> = Pin<Box<dyn Future<Output = Done<I>> + Send>>;
 
 /// A request whose entry the store is asked for with a future.
 struct Looking {
@@ -134,6 +139,8 @@ impl<I: Stream> Http1<I> {
                 filled: 0,
                 looking: None,
                 relaying: None,
+                relay_room: Vec::new(),
+                fresh: false,
                 out: None,
                 head: Vec::new(),
                 draining: false,
@@ -343,11 +350,12 @@ impl<I: Stream> Fast<I> {
                 return Poll::Ready(End::Lend(head, looked));
             }
             if let Some(relaying) = self.relaying.as_mut() {
-                let (io, early, result) = ready!(relaying.as_mut().poll(cx));
+                let done = ready!(relaying.as_mut().poll(cx));
                 self.relaying = None;
-                self.io = Some(io);
-                self.append(&early);
-                match result {
+                self.io = Some(done.io);
+                self.relay_room = done.room;
+                self.append(&done.early);
+                match done.result {
                     Ok(Relayed::Open) => {
                         if self.draining {
                             self.closing = true;
@@ -404,7 +412,10 @@ impl<I: Stream> Fast<I> {
                 Ok(()) if buf.filled().is_empty() => {
                     self.closing = true;
                 }
-                Ok(()) => self.filled += buf.filled().len(),
+                Ok(()) => {
+                    self.filled += buf.filled().len();
+                    self.fresh = true;
+                }
                 Err(e) => return Poll::Ready(End::Closed(Err(e))),
             }
         }
@@ -460,6 +471,10 @@ impl<I: Stream> Fast<I> {
             }
             Decision::Relay(relayable) => {
                 self.lent_in_a_row = 0;
+                // Sent in a row with others (more after it, or it was read
+                // with the one before): answered even if the client then
+                // closes its side, as hyper answers such requests.
+                let pipelined = self.filled > len || !self.fresh;
                 let head = Bytes::copy_from_slice(&self.read[..len]);
                 let exchange = self.watch.request();
                 self.consume(len);
@@ -480,7 +495,9 @@ impl<I: Stream> Fast<I> {
                         target,
                         connection: self.hits.connection,
                         exchange,
+                        pipelined,
                     },
+                    std::mem::take(&mut self.relay_room),
                 )));
                 return Next::Answer;
             }
@@ -498,6 +515,7 @@ impl<I: Stream> Fast<I> {
     fn consume(&mut self, len: usize) {
         self.read.copy_within(len..self.filled, 0);
         self.filled -= len;
+        self.fresh = false;
     }
 
     /// Writes the answer in flight: head and body together, the body in

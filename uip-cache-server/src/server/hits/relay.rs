@@ -82,6 +82,8 @@ pub(super) struct Relay {
     pub(super) connection: Connection,
     /// The request, in progress on the connection's watch.
     pub(super) exchange: Exchange,
+    /// The client sent more requests after it, read already.
+    pub(super) pipelined: bool,
 }
 
 /// How a relayed exchange left the client's connection.
@@ -97,21 +99,103 @@ pub(super) enum Relayed {
 /// read until its answer is written.
 const EARLY_MAX: usize = 16 * 1024;
 
-/// Relays one request on `io`, the client's stream, and gives the stream
-/// back with what became of it and the bytes the client sent meanwhile.
-pub(super) async fn relay<I>(mut io: I, relay: Relay) -> (I, Vec<u8>, io::Result<Relayed>)
+/// What a relay gives back to the fast loop.
+pub(super) struct Done<I> {
+    /// The client's stream.
+    pub(super) io: I,
+    /// Bytes the client sent while its request waited.
+    pub(super) early: Vec<u8>,
+    /// The room the response was read into, for the next relay.
+    pub(super) room: Vec<u8>,
+    pub(super) result: io::Result<Relayed>,
+}
+
+/// Relays one request on `io`, the client's stream, reading the response
+/// into `room`, and gives all back with what became of it.
+pub(super) async fn relay<I>(mut io: I, relay: Relay, mut room: Vec<u8>) -> Done<I>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let mut early = Vec::new();
-    let result = exchange(&mut io, relay, &mut early).await;
-    (io, early, result)
+    room.clear();
+    let result = exchange(&mut io, relay, &mut early, &mut room).await;
+    if room.capacity() > 2 * READ_ROOM {
+        room = Vec::new();
+    }
+    Done {
+        io,
+        early,
+        room,
+        result,
+    }
+}
+
+/// The request head for the backend and whether the request is a HEAD,
+/// from the head the client sent (which the fast loop parsed and took: it
+/// parses as it did). Not in the exchange's future: its parsed fields
+/// would make the future, moved into its box per request, larger.
+fn prepare(head: &[u8], target: &http::Uri, connection: Connection) -> Option<(Vec<u8>, bool)> {
+    let mut fields = [httparse::EMPTY_HEADER; FIELDS_MAX];
+    let mut req = httparse::Request::new(&mut fields);
+    let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
+        return None;
+    };
+    let method = req.method?;
+    let request = request_head(method, target, req.headers, connection);
+    Some((request, method == "HEAD"))
+}
+
+/// The final response head at the start of `buf`, as the client gets it
+/// (fields to edit, framing), when it is one the relay takes.
+struct Final<'b> {
+    status: u16,
+    framing: Body,
+    reusable: bool,
+    fields: Vec<(&'b str, &'b [u8])>,
+}
+
+fn final_head(buf: &[u8], head_only: bool) -> Result<Final<'_>, &'static str> {
+    let mut parsed = [httparse::EMPTY_HEADER; RESPONSE_FIELDS_MAX];
+    let mut resp = httparse::Response::new(&mut parsed);
+    let Ok(httparse::Status::Complete(_)) = resp.parse(buf) else {
+        return Err("a response head that is not HTTP/1.x");
+    };
+    let status = resp.code.unwrap_or(0);
+    let named = |name: &str| {
+        resp.headers
+            .iter()
+            .any(|f| f.name.eq_ignore_ascii_case(name))
+    };
+    let (coded, length) = (named("transfer-encoding"), named("content-length"));
+    if coded && resp.version != Some(1) {
+        // As hyper's client: HTTP/1.0 has no transfer codings.
+        return Err("a transfer coding in an HTTP/1.0 response");
+    }
+    let framing = framing(&resp, head_only)?;
+    // A coding beside a length is how responses are smuggled: the
+    // connection is not trusted with another request.
+    let reusable = resp.version == Some(1)
+        && !says_close(resp.headers)
+        && framing.ends_alone()
+        && !(coded && length);
+    // A HEAD's length is the backend's (the first, and none beside a
+    // coding, as the general path); hyper's server writes none for a 204
+    // or 304; a body's is written from its framing.
+    let keep_length = head_only && !coded && status != 204 && status != 304;
+    let fields = response_fields(resp.headers, keep_length);
+    Ok(Final {
+        status,
+        framing,
+        reusable,
+        fields,
+    })
 }
 
 async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     io: &mut I,
     relay: Relay,
     early: &mut Vec<u8>,
+    buf: &mut Vec<u8>,
 ) -> io::Result<Relayed> {
     let Relay {
         upstream,
@@ -121,18 +205,12 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         target,
         connection,
         exchange,
+        pipelined,
     } = relay;
-    let mut fields = [httparse::EMPTY_HEADER; FIELDS_MAX];
-    let mut req = httparse::Request::new(&mut fields);
-    // The head the fast loop parsed and took: it parses as it did.
-    let Ok(httparse::Status::Complete(_)) = req.parse(&head) else {
+    let Some((request, head_only)) = prepare(&head, &target, connection) else {
         return Ok(Relayed::Close);
     };
-    let method = req.method.unwrap_or("GET");
-    let head_only = method == "HEAD";
-    let request = request_head(method, &target, req.headers, connection);
-
-    let mut buf = Vec::with_capacity(READ_ROOM);
+    drop(head);
     let timeout = upstream.timeout();
     // The final response head, 1xx before it included, within the timeout.
     let deadline = tokio::time::Instant::now() + timeout;
@@ -140,10 +218,11 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     // general path does: the backend's connection is closed.
     let sent = tokio::select! {
         biased;
-        sent = tokio::time::timeout_at(deadline, send(&raw, &request, &mut buf)) => sent,
-        () = left(io, early) => return Ok(Relayed::Close),
+        sent = tokio::time::timeout_at(deadline, send(&raw, &request, buf)) => sent,
+        () = left(io, early, pipelined) => return Ok(Relayed::Close),
     };
-    let (mut socket, head_len, status) = match sent {
+    drop(request);
+    let (mut socket, mut head_len, mut status) = match sent {
         Ok(Ok(got)) => got,
         Ok(Err(Failure::Connect(e))) => {
             tracing::warn!(error = %e, "upstream request failed");
@@ -160,8 +239,6 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     };
     // 1xx responses first, then the final one.
     let mut interims = Interims::default();
-    let mut head_len = head_len;
-    let mut status = status;
     while status < 200 {
         if status == 101 {
             tracing::warn!("upstream request failed: a 101 to a request that asked no upgrade");
@@ -169,7 +246,7 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         }
         interims.pass(io, status, &buf[..head_len]).await?;
         buf.drain(..head_len);
-        let next = tokio::time::timeout_at(deadline, read_head(&mut socket, &mut buf, 0)).await;
+        let next = tokio::time::timeout_at(deadline, read_head(&mut socket, buf, 0)).await;
         match next {
             Ok(Ok((len, s))) => (head_len, status) = (len, s),
             Ok(Err(why)) => {
@@ -182,40 +259,27 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
-    let mut parsed = [httparse::EMPTY_HEADER; RESPONSE_FIELDS_MAX];
-    let mut resp = httparse::Response::new(&mut parsed);
-    let Ok(httparse::Status::Complete(_)) = resp.parse(&buf[..head_len]) else {
-        return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
-    };
-    let body_start = head_len;
-    let framing = match framing(&resp, head_only) {
-        Ok(f) => f,
-        Err(why) => {
-            tracing::warn!(error = why, "upstream request failed");
-            return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
-        }
-    };
-    let reusable = resp.version == Some(1) && !says_close(resp.headers) && framing.ends_alone();
-    let mut out = Vec::with_capacity(512);
-    {
-        // hyper's server writes no length for a 204 or 304 either.
-        let unframed = matches!(framing, Body::Chunked(_) | Body::UntilClose)
-            || status == 204
-            || status == 304;
-        let kept = response_fields(resp.headers, unframed);
-        let source = Listed(&kept);
-        let edits = ticket.origin_responded(status, &source).await;
-        let fields = edited(kept.clone(), &edits);
-        let client_framing = match framing {
+    let mut out = Vec::with_capacity(head_len + 256);
+    let (framing, reusable) = {
+        let head = match final_head(&buf[..head_len], head_only) {
+            Ok(head) => head,
+            Err(why) => {
+                tracing::warn!(error = why, "upstream request failed");
+                return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
+            }
+        };
+        let edits = ticket
+            .origin_responded(head.status, &Listed(&head.fields))
+            .await;
+        let fields = edited(head.fields, &edits);
+        let client_framing = match head.framing {
             Body::None => Framing::Length(0),
             Body::Length(n) => Framing::Length(n),
             Body::Chunked(_) | Body::UntilClose => Framing::Chunked,
         };
-        encode(&mut out, status, &fields, head_only, client_framing);
-    }
-    drop(resp);
-    let rest = buf[body_start..].to_vec();
-    buf.clear();
+        encode(&mut out, head.status, &fields, head_only, client_framing);
+        (head.framing, head.reusable)
+    };
     let mut pass = Pass {
         io,
         exchange: &exchange,
@@ -225,15 +289,15 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         Body::None => {
             pass.head_only().await?;
             End::Whole {
-                extra: !rest.is_empty(),
+                extra: buf.len() > head_len,
             }
         }
-        Body::Length(n) => pass.length(&mut socket, rest, n, &mut buf).await?,
+        Body::Length(n) => pass.length(&mut socket, buf, head_len, n).await?,
         Body::Chunked(mut chunked) => {
-            pass.chunked(&mut socket, rest, &mut chunked, &mut buf)
+            pass.chunked(&mut socket, buf, head_len, &mut chunked)
                 .await?
         }
-        Body::UntilClose => pass.until_close(&mut socket, rest, &mut buf).await?,
+        Body::UntilClose => pass.until_close(&mut socket, buf, head_len).await?,
     };
     match ended {
         End::Whole { extra } => {
@@ -247,15 +311,20 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Resolves when the client closes its side of the connection (or it
-/// fails); what it sends meanwhile is kept in `early`, up to
-/// [`EARLY_MAX`] bytes.
-async fn left<I: AsyncRead + Unpin>(io: &mut I, early: &mut Vec<u8>) {
+/// fails) with nothing more sent: then it left, and hyper gives up such a
+/// request too. What it sends meanwhile is kept in `early`, up to
+/// [`EARLY_MAX`] bytes. A client that sent more requests (`pipelined`, or
+/// in `early`) before closing its side is answered, as hyper answers it.
+async fn left<I: AsyncRead + Unpin>(io: &mut I, early: &mut Vec<u8>, pipelined: bool) {
     loop {
         if early.len() >= EARLY_MAX {
             return std::future::pending().await;
         }
         let mut piece = [0u8; 4096];
         match io.read(&mut piece).await {
+            Ok(0) | Err(_) if pipelined || !early.is_empty() => {
+                return std::future::pending().await
+            }
             Ok(0) | Err(_) => return,
             Ok(n) => early.extend_from_slice(&piece[..n]),
         }
@@ -368,7 +437,11 @@ async fn read_head(
             let mut resp = httparse::Response::new(&mut parsed);
             match resp.parse(&buf[at..]) {
                 Ok(httparse::Status::Complete(len)) => {
-                    return Ok((len, resp.code.unwrap_or(0)));
+                    // As hyper's client: a status of three digits, 100 up.
+                    return match resp.code {
+                        Some(code @ 100..=999) => Ok((len, code)),
+                        _ => Err(HeadError::Invalid("a status under 100")),
+                    };
                 }
                 Ok(httparse::Status::Partial) => {}
                 Err(httparse::Error::TooManyHeaders) => {
@@ -482,11 +555,12 @@ fn says_close(fields: &[httparse::Header<'_>]) -> bool {
 }
 
 /// The response's fields for the client: hop-by-hop ones and those its
-/// `Connection` names removed (never `Content-Length` for a body of a
-/// known length), `Via` added.
+/// `Connection` names removed, `Via` added; of its `Content-Length`
+/// fields the first when `keep_length` (the answer to a HEAD), none
+/// otherwise (a body's length is written from its framing).
 fn response_fields<'a>(
     fields: &[httparse::Header<'a>],
-    unframed: bool,
+    keep_length: bool,
 ) -> Vec<(&'a str, &'a [u8])> {
     let named = |name: &str| {
         fields.iter().any(|f| {
@@ -500,10 +574,16 @@ fn response_fields<'a>(
                 })
         })
     };
+    let mut length = keep_length;
     let mut kept: Vec<(&str, &[u8])> = fields
         .iter()
         .filter(|f| !is_hop_by_hop(f.name) && !named(f.name))
-        .filter(|f| !(unframed && f.name.eq_ignore_ascii_case("content-length")))
+        .filter(|f| {
+            if !f.name.eq_ignore_ascii_case("content-length") {
+                return true;
+            }
+            std::mem::replace(&mut length, false)
+        })
         .map(|f| (f.name, f.value))
         .collect();
     kept.push(("via", VIA));
@@ -560,13 +640,16 @@ async fn answer_error<I: AsyncWrite + Unpin>(
 ) -> io::Result<Relayed> {
     let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
     let body = error_text(code, message);
+    let len = body.len() as u64;
+    // Written for a HEAD too, as hyper writes a known length.
+    let length = len.to_string();
     let mut fields: Vec<(&str, &[u8])> = vec![
         ("content-type", b"text/plain; charset=utf-8"),
         ("cache-control", b"no-store"),
+        ("content-length", length.as_bytes()),
     ];
     let edits = ticket.origin_responded(status, &Listed(&fields)).await;
     fields = edited(fields, &edits);
-    let len = body.len() as u64;
     let mut out = Vec::with_capacity(256);
     encode(&mut out, status, &fields, head_only, Framing::Length(len));
     if !head_only {
@@ -596,15 +679,9 @@ impl Interims {
         if status == 100 || self.count >= MAX_INTERIMS {
             return Ok(());
         }
-        let mut parsed = [httparse::EMPTY_HEADER; RESPONSE_FIELDS_MAX];
-        let mut resp = httparse::Response::new(&mut parsed);
-        let Ok(httparse::Status::Complete(_)) = resp.parse(head) else {
+        let Some(out) = interim(status, head) else {
             return Ok(());
         };
-        let mut fields = response_fields(resp.headers, true);
-        fields.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
-        let mut out = Vec::with_capacity(head.len() + 32);
-        encode_interim(&mut out, status, &fields);
         if self.bytes + out.len() > MAX_INTERIM_BYTES {
             return Ok(());
         }
@@ -613,6 +690,20 @@ impl Interims {
         io.write_all(&out).await?;
         io.flush().await
     }
+}
+
+/// The 1xx response `head` as the client gets it.
+fn interim(status: u16, head: &[u8]) -> Option<Vec<u8>> {
+    let mut parsed = [httparse::EMPTY_HEADER; RESPONSE_FIELDS_MAX];
+    let mut resp = httparse::Response::new(&mut parsed);
+    let Ok(httparse::Status::Complete(_)) = resp.parse(head) else {
+        return None;
+    };
+    // A 1xx has no content (RFC 9110 section 8.6).
+    let fields = response_fields(resp.headers, false);
+    let mut out = Vec::with_capacity(head.len() + 32);
+    encode_interim(&mut out, status, &fields);
+    Some(out)
 }
 
 /// How a body ended.
@@ -632,7 +723,13 @@ struct Pass<'a, I> {
 }
 
 impl<I: AsyncWrite + Unpin> Pass<'_, I> {
+    /// Writes the head if it is not written yet: before the relay waits
+    /// on the backend for body bytes, so that the client has it meanwhile
+    /// (as hyper writes a head as soon as it has it).
     async fn head_only(&mut self) -> io::Result<()> {
+        if self.head.is_empty() {
+            return Ok(());
+        }
         let head = std::mem::take(&mut self.head);
         self.io.write_all(&head).await?;
         self.io.flush().await
@@ -671,18 +768,22 @@ impl<I: AsyncWrite + Unpin> Pass<'_, I> {
         self.io.flush().await
     }
 
+    /// A body of `len` bytes, the first of them in `buf` from `start`.
     async fn length(
         &mut self,
         socket: &mut TcpStream,
-        rest: Vec<u8>,
-        len: u64,
         buf: &mut Vec<u8>,
+        start: usize,
+        len: u64,
     ) -> io::Result<End> {
-        let first = usize::try_from(len).unwrap_or(usize::MAX).min(rest.len());
-        let extra = rest.len() > first;
-        self.write(&rest[..first]).await?;
+        let first = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .min(buf.len() - start);
+        let extra = buf.len() - start > first;
+        self.write(&buf[start..start + first]).await?;
         let mut left = len - first as u64;
         while left > 0 {
+            self.head_only().await?;
             buf.clear();
             let room = usize::try_from(left).unwrap_or(usize::MAX).min(READ_ROOM);
             buf.reserve(room);
@@ -696,15 +797,15 @@ impl<I: AsyncWrite + Unpin> Pass<'_, I> {
         Ok(End::Whole { extra })
     }
 
+    /// A chunked body, its first bytes in `buf` from `start`.
     async fn chunked(
         &mut self,
         socket: &mut TcpStream,
-        rest: Vec<u8>,
-        chunked: &mut Chunked,
         buf: &mut Vec<u8>,
+        start: usize,
+        chunked: &mut Chunked,
     ) -> io::Result<End> {
-        *buf = rest;
-        let mut at = 0;
+        let mut at = start;
         loop {
             while at < buf.len() {
                 match chunked.decode(&buf[at..]) {
@@ -725,6 +826,7 @@ impl<I: AsyncWrite + Unpin> Pass<'_, I> {
                     }
                 }
             }
+            self.head_only().await?;
             buf.clear();
             at = 0;
             buf.reserve(READ_ROOM);
@@ -735,14 +837,17 @@ impl<I: AsyncWrite + Unpin> Pass<'_, I> {
         }
     }
 
+    /// A body that ends when the backend closes, its first bytes in `buf`
+    /// from `start`.
     async fn until_close(
         &mut self,
         socket: &mut TcpStream,
-        rest: Vec<u8>,
         buf: &mut Vec<u8>,
+        start: usize,
     ) -> io::Result<End> {
-        self.chunk(&rest).await?;
+        self.chunk(&buf[start..]).await?;
         loop {
+            self.head_only().await?;
             buf.clear();
             buf.reserve(READ_ROOM);
             match socket.read_buf(buf).await {
