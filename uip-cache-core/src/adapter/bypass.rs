@@ -110,6 +110,23 @@ impl BypassTicket {
 }
 
 impl BypassTicket {
+    /// [`BypassTicket::origin_responded`] when the answer invalidates
+    /// nothing (a safe method's) and so there is nothing to wait for: the
+    /// changes to its headers now. `None` when the answer must go through
+    /// [`BypassTicket::origin_responded`].
+    pub fn origin_responded_now(
+        &self,
+        headers: &(dyn HeaderSource + Sync),
+    ) -> Option<HeaderEdits<'_>> {
+        if self.target.is_some() {
+            return None;
+        }
+        Some(
+            self.cache
+                .response_edits(Forward::bypass(self.reason), headers),
+        )
+    }
+
     /// Whether [`BypassTicket::record_answer`] may store the origin's
     /// answer, so that the adapter hands the request's headers to
     /// [`BypassTicket::note_request_headers`] before the request goes: a

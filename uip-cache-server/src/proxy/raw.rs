@@ -144,3 +144,64 @@ async fn reap(pool: Weak<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::client::default_client_config;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// A pool for a listener's address, and the listener.
+    async fn pool(max_idle: usize, idle_timeout: Duration) -> (RawPool, TcpListener) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base: Uri = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let connector = UpstreamConnector::new(default_client_config(), Duration::from_secs(1));
+        (
+            RawPool::new(base, connector, max_idle, idle_timeout),
+            listener,
+        )
+    }
+
+    #[tokio::test]
+    async fn only_quiet_fresh_sockets_come_back_and_at_most_max_idle_are_kept() {
+        let (pool, listener) = pool(2, Duration::from_secs(60)).await;
+        let mut accepted = Vec::new();
+        for _ in 0..3 {
+            let socket = pool.connect().await.unwrap();
+            accepted.push(listener.accept().await.unwrap().0);
+            pool.put(socket);
+        }
+        assert_eq!(pool.idle_count(), 2, "the third is closed");
+        // The backend writes on the most recent one while it is idle: it
+        // is passed over (and closed), the other one is taken.
+        accepted[1]
+            .write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let taken = pool.take().expect("the quiet one");
+        assert_eq!(
+            taken.local_addr().unwrap().port(),
+            accepted[0].peer_addr().unwrap().port()
+        );
+        assert_eq!(pool.idle_count(), 0);
+        // A socket its backend closed is not quiet either.
+        pool.put(taken);
+        drop(accepted);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(pool.take().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_socket_idle_past_the_timeout_is_not_taken() {
+        let (pool, listener) = pool(4, Duration::from_millis(30)).await;
+        let socket = pool.connect().await.unwrap();
+        let _backend = listener.accept().await.unwrap();
+        pool.put(socket);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(pool.take().is_none());
+    }
+}

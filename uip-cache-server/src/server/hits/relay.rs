@@ -268,9 +268,7 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
                 return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
             }
         };
-        let edits = ticket
-            .origin_responded(head.status, &Listed(&head.fields))
-            .await;
+        let edits = edits(&ticket, head.status, &Listed(&head.fields)).await;
         let fields = edited(head.fields, &edits);
         let client_framing = match head.framing {
             Body::None => Framing::Length(0),
@@ -320,13 +318,13 @@ async fn left<I: AsyncRead + Unpin>(io: &mut I, early: &mut Vec<u8>, pipelined: 
         if early.len() >= EARLY_MAX {
             return std::future::pending().await;
         }
-        let mut piece = [0u8; 4096];
-        match io.read(&mut piece).await {
+        early.reserve(4096);
+        match io.read_buf(early).await {
             Ok(0) | Err(_) if pipelined || !early.is_empty() => {
                 return std::future::pending().await
             }
             Ok(0) | Err(_) => return,
-            Ok(n) => early.extend_from_slice(&piece[..n]),
+            Ok(_) => {}
         }
     }
 }
@@ -630,6 +628,20 @@ impl HeaderSource for Listed<'_, '_> {
     }
 }
 
+/// Core's changes to an answer's fields for `ticket`: at once for a GET
+/// or HEAD; the wait of an unsafe request's invalidation (which the relay
+/// never takes) is boxed, so that its room is not in every exchange.
+async fn edits<'t>(
+    ticket: &'t BypassTicket,
+    status: u16,
+    fields: &Listed<'_, '_>,
+) -> HeaderEdits<'t> {
+    match ticket.origin_responded_now(fields) {
+        Some(edits) => edits,
+        None => Box::pin(ticket.origin_responded(status, fields)).await,
+    }
+}
+
 /// The answer of the proxy's own when the backend gave none.
 async fn answer_error<I: AsyncWrite + Unpin>(
     io: &mut I,
@@ -648,7 +660,7 @@ async fn answer_error<I: AsyncWrite + Unpin>(
         ("cache-control", b"no-store"),
         ("content-length", length.as_bytes()),
     ];
-    let edits = ticket.origin_responded(status, &Listed(&fields)).await;
+    let edits = edits(ticket, status, &Listed(&fields)).await;
     fields = edited(fields, &edits);
     let mut out = Vec::with_capacity(256);
     encode(&mut out, status, &fields, head_only, Framing::Length(len));
