@@ -235,6 +235,11 @@ impl Routes {
         self
     }
 
+    /// The clock `fail_timeout` is read on.
+    pub(crate) fn fail_clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// The snapshot requests are routed and cached by now: load it once
     /// per request.
     pub fn snapshot(&self) -> Arc<Snapshot> {

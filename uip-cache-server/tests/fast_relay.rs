@@ -116,6 +116,17 @@ fn script(path: &str) -> (Vec<u8>, bool) {
             s("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nContent-Length: 5\r\n\r\nhello"),
             false,
         ),
+        "/te-bad-length" => (
+            s("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: abc\r\n\r\n2\r\nab\r\n0\r\n\r\n"),
+            true,
+        ),
+        "/big-head" => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok",
+                "v".repeat(100 * 1024)
+            );
+            (head.into_bytes(), false)
+        }
         "/old-chunked" => (
             s("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"),
             true,
@@ -152,7 +163,15 @@ async fn origin(seen: Arc<Seen>) -> SocketAddr {
                     buf.drain(..end);
                     let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
                     seen.requests.lock().unwrap().push((id, head));
-                    if path.starts_with("/hang") {
+                    if path == "/stall-body" {
+                        // Part of the body, then nothing until the proxy
+                        // closes the connection.
+                        let part = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab";
+                        if stream.write_all(part).await.is_err() {
+                            return;
+                        }
+                    }
+                    if path.starts_with("/hang") || path == "/stall-body" {
                         let mut rest = [0u8; 64];
                         while let Ok(n) = stream.read(&mut rest).await {
                             if n == 0 {
@@ -451,6 +470,9 @@ async fn relayed_answers_are_the_general_paths_answers() {
         ("GET", "/two-lengths"),
         ("HEAD", "/te-and-length"),
         ("GET", "/old-chunked"),
+        ("HEAD", "/old-chunked"),
+        ("GET", "/te-bad-length"),
+        ("GET", "/big-head"),
     ] {
         let mut fast = Client::to(rig.fast).await;
         let mut general = Client::to(rig.general).await;
@@ -471,7 +493,7 @@ async fn relayed_answers_are_the_general_paths_answers() {
     let s = rig.fast_cache.stats().snapshot();
     assert_eq!(s.answered_at_hand, 0);
     // Every request was one bypass, counted once.
-    assert_eq!(s.bypasses, 42, "{s:?}");
+    assert_eq!(s.bypasses, 48, "{s:?}");
 }
 
 #[tokio::test]
@@ -852,5 +874,74 @@ async fn a_client_that_half_closes_after_pipelined_requests_gets_them_all() {
             c.answer("GET").await.expect("the second").body,
             b"hello world"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_route_of_several_backends_is_relayed_past_one_that_is_down() {
+    let seen = Arc::new(Seen::default());
+    let up = origin(seen.clone()).await;
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = closed.local_addr().unwrap();
+    drop(closed);
+    let mut answers = Vec::new();
+    for fast in [true, false] {
+        let yaml = format!(
+            "policies: []\nserver:\n  fast_hits: {fast}\n  routes:\n    - {{ upstreams: [\"http://{dead}\", \"http://{up}\"], fail_timeout: 60s }}\n"
+        );
+        let config = CacheConfig::from_yaml_str(&yaml).unwrap();
+        let cache = HttpCache::with_memory_store(&config).unwrap();
+        let routes = uip_cache_server::routes::Routes::from_config(&config, |url| {
+            Upstream::new(url, Duration::from_secs(1), Duration::from_secs(5))
+        })
+        .unwrap();
+        let table = routes.table();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_with(
+            listener,
+            proxy(cache.clone(), routes),
+            ClientLimits::from_config(&config.server),
+            Duration::from_secs(1),
+            std::future::pending::<()>(),
+        ));
+        let mut client = Client::to(addr).await;
+        let mut got = Vec::new();
+        // Whichever backend's turn it is, every answer is the live one's,
+        // and the dead one is marked down once tried.
+        for _ in 0..4 {
+            got.push(client.get("GET", "/length").await.unwrap().comparable());
+        }
+        let set = table.routes()[0].upstreams();
+        assert!(set.is_down(0, std::time::Instant::now()), "fast: {fast}");
+        assert!(!set.is_down(1, std::time::Instant::now()), "fast: {fast}");
+        answers.push(got);
+        if fast {
+            assert_eq!(cache.stats().snapshot().bypasses, 4);
+        }
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert!(answers[0].iter().all(|a| a.body == b"hello"));
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_body_has_it_given_up_on_both_paths() {
+    let rig = rig(Duration::from_secs(30)).await;
+    for (n, addr) in [rig.fast, rig.general].into_iter().enumerate() {
+        let mut leaving = Client::to(addr).await;
+        leaving.send("GET", "/stall-body", "").await;
+        // The head and the first bytes of the body, then the client goes.
+        while !leaving.pending.ends_with(b"ab") {
+            assert!(leaving.more().await, "the start of the body");
+        }
+        drop(leaving);
+        let seen = rig.seen.clone();
+        tokio::time::timeout(DEADLINE, async move {
+            while seen.given_up.load(Ordering::SeqCst) <= n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the backend's connection closed");
     }
 }

@@ -480,16 +480,16 @@ impl<I: Stream> Fast<I> {
                 self.consume(len);
                 let super::Relayable {
                     ticket,
-                    upstream,
-                    raw,
+                    route,
+                    clock,
                     target,
                 } = *relayable;
                 let io = self.io.take().expect("the stream is here");
                 self.relaying = Some(Box::pin(relay::relay(
                     io,
                     Relay {
-                        upstream,
-                        raw,
+                        route,
+                        clock,
                         ticket,
                         head,
                         target,

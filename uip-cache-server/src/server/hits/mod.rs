@@ -60,12 +60,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use uip_cache_core::route::Route;
 use uip_cache_core::{
-    AtHandOrLater, BypassTicket, CachedResponse, ClientOrigin, Connection, HeaderSource, HttpCache,
-    Later, LaterAnswer, RequestView,
+    AtHandOrLater, BypassTicket, CachedResponse, ClientOrigin, Clock, Connection, HeaderSource,
+    HttpCache, Later, LaterAnswer, RequestView,
 };
 
 use super::Proxy;
-use crate::proxy::{RawPool, Upstream};
+use crate::proxy::Upstream;
 use crate::routes::Snapshot;
 
 mod fast;
@@ -166,7 +166,7 @@ impl Hits {
     /// What to do with a plain request head (one `Host`, at most one
     /// `Cookie`, no field the general path removes): write the hit core
     /// has at hand, ask the store for it, relay a request no policy takes
-    /// to the one `http://` backend of its route; `None` (lend) for every
+    /// to the `http://` backends of its route; `None` (lend) for every
     /// other.
     fn answer(
         &self,
@@ -186,11 +186,13 @@ impl Hits {
             AtHandOrLater::Answer(answer) => Some(Decision::Answer(answer)),
             AtHandOrLater::Later(later) => Some(Decision::LookUp(later, snapshot.clone())),
             AtHandOrLater::Pass(pass) => {
-                let (upstream, raw) = relayable(&route)?;
+                if !relayable(&route) {
+                    return None;
+                }
                 Some(Decision::Relay(Box::new(Relayable {
                     ticket: pass.ticket(&view),
-                    upstream,
-                    raw,
+                    route,
+                    clock: self.proxy.get_ref().fail_clock().clone(),
                     target: uri,
                 })))
             }
@@ -280,22 +282,17 @@ enum Decision {
 struct Relayable {
     /// The bypass, counted.
     ticket: BypassTicket,
-    upstream: Upstream,
-    raw: RawPool,
+    route: Arc<Route<Upstream>>,
+    clock: Clock,
     /// The target as hyper parses it.
     target: http::Uri,
 }
 
-/// The backend of `route` when it is its only one and is `http://`: the
-/// relay speaks HTTP/1.1 on bare sockets, and does not fail over.
-fn relayable(route: &Route<Upstream>) -> Option<(Upstream, RawPool)> {
+/// Whether the fast loop relays requests of `route`: every backend of it
+/// is `http://` (the relay speaks HTTP/1.1 on bare sockets).
+fn relayable(route: &Route<Upstream>) -> bool {
     let set = route.upstreams();
-    if set.len() != 1 {
-        return None;
-    }
-    let upstream = set.client(0);
-    let raw = upstream.raw()?.clone();
-    Some((upstream.clone(), raw))
+    !set.is_empty() && (0..set.len()).all(|i| set.client(i).raw().is_some())
 }
 
 /// Core's header lookup over a parsed head's fields.

@@ -37,8 +37,13 @@
 //!
 //! Only what the fast loop takes reaches here: GET or HEAD over HTTP/1.1
 //! without a body, `Expect`, `Upgrade` or a hop-by-hop field, exactly one
-//! `Host`, no forwarding field core would remove, a route of one `http://`
-//! backend. Everything else goes to hyper as before.
+//! `Host`, no forwarding field core would remove, a route whose backends
+//! are all `http://`. Everything else goes to hyper as before.
+//!
+//! The backends of a route take turns as on the general path
+//! ([`UpstreamSet::attempts`](uip_cache_core::route::UpstreamSet::attempts)):
+//! one that cannot be connected to is marked down for `fail_timeout` and
+//! the request goes on to the next.
 
 use std::io::{self, IoSlice};
 
@@ -56,23 +61,34 @@ use crate::proxy::{
     TIMED_OUT,
 };
 use crate::slow::{Exchange, HTTP1_PIECE};
+use std::sync::Arc;
+use uip_cache_core::route::Route;
+use uip_cache_core::Clock;
 
-/// A response head larger than this is a 502.
-pub(super) const RESPONSE_HEAD_MAX: usize = 64 * 1024;
+/// A response head larger than this is a 502 (about hyper's client's
+/// limit).
+pub(super) const RESPONSE_HEAD_MAX: usize = 400 * 1024;
 
 /// Fields a response head may have (hyper's client takes as many).
 const RESPONSE_FIELDS_MAX: usize = 100;
 
-/// Room for reading a response: its head, then its body a piece at a time.
-const READ_ROOM: usize = 64 * 1024;
+/// Room for reading a response body a piece at a time (as much as the
+/// slow-client watch takes at once: fewer, larger reads and writes for a
+/// large body).
+const READ_ROOM: usize = HTTP1_PIECE;
+
+/// Room a response head is first read into; a connection keeps this much
+/// between its requests, no more.
+const HEAD_ROOM: usize = 8 * 1024;
 
 const VIA: &[u8] = b"1.1 uip-cache";
 
 /// A request the fast loop relays: what [`relay`] needs of it.
 pub(super) struct Relay {
-    /// The backend of its route.
-    pub(super) upstream: Upstream,
-    pub(super) raw: RawPool,
+    /// Its route (every backend `http://`), and the clock its backends'
+    /// `fail_timeout` is read on.
+    pub(super) route: Arc<Route<Upstream>>,
+    pub(super) clock: Clock,
     /// The bypass, counted.
     pub(super) ticket: BypassTicket,
     /// The request's head as the client sent it.
@@ -119,7 +135,7 @@ where
     let mut early = Vec::new();
     room.clear();
     let result = exchange(&mut io, relay, &mut early, &mut room).await;
-    if room.capacity() > 2 * READ_ROOM {
+    if room.capacity() > HEAD_ROOM {
         room = Vec::new();
     }
     Done {
@@ -167,11 +183,12 @@ fn final_head(buf: &[u8], head_only: bool) -> Result<Final<'_>, &'static str> {
             .any(|f| f.name.eq_ignore_ascii_case(name))
     };
     let (coded, length) = (named("transfer-encoding"), named("content-length"));
-    if coded && resp.version != Some(1) {
-        // As hyper's client: HTTP/1.0 has no transfer codings.
+    let framing = framing(&resp, head_only)?;
+    if coded && resp.version != Some(1) && !matches!(framing, Body::None) {
+        // As hyper's client: HTTP/1.0 has no transfer codings (for an
+        // answer with a body).
         return Err("a transfer coding in an HTTP/1.0 response");
     }
-    let framing = framing(&resp, head_only)?;
     // A coding beside a length is how responses are smuggled: the
     // connection is not trusted with another request.
     let reusable = resp.version == Some(1)
@@ -198,8 +215,8 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     buf: &mut Vec<u8>,
 ) -> io::Result<Relayed> {
     let Relay {
-        upstream,
-        raw,
+        route,
+        clock,
         ticket,
         head,
         target,
@@ -211,23 +228,53 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         return Ok(Relayed::Close);
     };
     drop(head);
-    let timeout = upstream.timeout();
-    // The final response head, 1xx before it included, within the timeout.
-    let deadline = tokio::time::Instant::now() + timeout;
-    // A client that leaves while its request waits gives it up, as the
-    // general path does: the backend's connection is closed.
-    let sent = tokio::select! {
-        biased;
-        sent = tokio::time::timeout_at(deadline, send(&raw, &request, buf)) => sent,
-        () = left(io, early, pipelined) => return Ok(Relayed::Close),
-    };
+    // The backends of the route take turns; one that cannot be connected
+    // to is skipped for the route's fail_timeout and the request goes on
+    // to the next (it has no body: it can be sent again), as the general
+    // path's routes do.
+    let set = route.upstreams();
+    let mut got = None;
+    for i in set.attempts(clock.instant()) {
+        let upstream = set.client(i);
+        let Some(raw) = upstream.raw() else { continue };
+        let timeout = upstream.timeout();
+        // The final response head, 1xx before it included, within the
+        // timeout.
+        let deadline = tokio::time::Instant::now() + timeout;
+        buf.clear();
+        // A client that leaves while its request waits gives it up, as
+        // the general path does: the backend's connection is closed.
+        let sent = tokio::select! {
+            biased;
+            sent = tokio::time::timeout_at(deadline, send(raw, &request, buf)) => sent,
+            () = left(io, early, pipelined) => return Ok(Relayed::Close),
+        };
+        match sent {
+            Ok(Err(Failure::Connect(e))) => {
+                tracing::warn!(error = %e, "upstream request failed");
+                if set.failed(i, clock.instant()) {
+                    tracing::warn!(
+                        upstream = set.url(i),
+                        route = %route.source(),
+                        fail_timeout = ?set.fail_timeout(),
+                        "upstream marked down: it could not be connected to; skipped for fail_timeout"
+                    );
+                }
+            }
+            sent => {
+                set.succeeded(i);
+                got = Some((sent, raw, timeout, deadline));
+                break;
+            }
+        }
+    }
     drop(request);
+    let Some((sent, raw, timeout, deadline)) = got else {
+        return answer_error(io, &ticket, 502, REFUSED, head_only).await;
+    };
     let (mut socket, mut head_len, mut status) = match sent {
         Ok(Ok(got)) => got,
-        Ok(Err(Failure::Connect(e))) => {
-            tracing::warn!(error = %e, "upstream request failed");
-            return answer_error(io, &ticket, 502, REFUSED, head_only).await;
-        }
+        Ok(Err(Failure::Connect(_))) => unreachable!("the next backend was tried"),
         Ok(Err(Failure::Request(why))) => {
             tracing::warn!(error = %why, "upstream request failed");
             return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
@@ -282,6 +329,8 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         io,
         exchange: &exchange,
         head: out,
+        early,
+        pipelined,
     };
     let ended = match framing {
         Body::None => {
@@ -452,8 +501,8 @@ async fn read_head(
             }
         }
         let before = buf.len();
-        if buf.capacity() - before < 4096 {
-            buf.reserve(READ_ROOM);
+        if buf.capacity() - before < 2048 {
+            buf.reserve(if before == 0 { HEAD_ROOM } else { READ_ROOM });
         }
         let n = match socket.read_buf(buf).await {
             Ok(n) => n,
@@ -512,29 +561,34 @@ fn framing(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Body, &
             if let Some(last) = value.split(',').map(str::trim).rfind(|c| !c.is_empty()) {
                 chunked = Some(last.eq_ignore_ascii_case("chunked"));
             }
-        } else if field.name.eq_ignore_ascii_case("content-length") {
-            for part in field.value.split(|&b| b == b',') {
-                let part = part.trim_ascii();
-                if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                    return Err("a Content-Length that is not a number");
-                }
-                let n: u64 = std::str::from_utf8(part)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or("a Content-Length that is not a number")?;
-                match length {
-                    Some(l) if l != n => return Err("Content-Length fields that differ"),
-                    _ => length = Some(n),
-                }
-            }
         }
     }
     if codings {
-        // A transfer coding wins over a length (RFC 9112 section 6.3).
+        // A transfer coding wins over a length (RFC 9112 section 6.3),
+        // which is then not read at all (as hyper's client).
         return Ok(match chunked {
             Some(true) => Body::Chunked(Chunked::default()),
             _ => Body::UntilClose,
         });
+    }
+    for field in resp.headers.iter() {
+        if !field.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        for part in field.value.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                return Err("a Content-Length that is not a number");
+            }
+            let n: u64 = std::str::from_utf8(part)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or("a Content-Length that is not a number")?;
+            match length {
+                Some(l) if l != n => return Err("Content-Length fields that differ"),
+                _ => length = Some(n),
+            }
+        }
     }
     Ok(match length {
         Some(n) => Body::Length(n),
@@ -732,9 +786,44 @@ struct Pass<'a, I> {
     exchange: &'a Exchange,
     /// The head, until it goes with the first bytes of the body.
     head: Vec<u8>,
+    /// What the client sends meanwhile, and whether it sent requests in a
+    /// row with this one (see [`left`]).
+    early: &'a mut Vec<u8>,
+    pipelined: bool,
 }
 
-impl<I: AsyncWrite + Unpin> Pass<'_, I> {
+/// What a read of the backend gave, while the client was watched.
+enum Got {
+    Data(usize),
+    /// The backend closed.
+    End,
+    /// The read failed, or the client left meanwhile.
+    Failed,
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> Pass<'_, I> {
+    /// Reads at most `limit` bytes of the body from `socket` into `buf`;
+    /// a client that leaves meanwhile gives the body up (and the backend's
+    /// connection with it), as hyper gives up a body whose client left.
+    async fn read(&mut self, socket: &mut TcpStream, buf: &mut Vec<u8>, limit: usize) -> Got {
+        let Pass {
+            io,
+            early,
+            pipelined,
+            ..
+        } = self;
+        let mut limited = (&mut *socket).take(limit as u64);
+        tokio::select! {
+            biased;
+            read = limited.read_buf(buf) => match read {
+                Ok(0) => Got::End,
+                Ok(n) => Got::Data(n),
+                Err(_) => Got::Failed,
+            },
+            () = left(&mut **io, early, *pipelined) => Got::Failed,
+        }
+    }
+
     /// Writes the head if it is not written yet: before the relay waits
     /// on the backend for body bytes, so that the client has it meanwhile
     /// (as hyper writes a head as soon as it has it).
@@ -799,9 +888,9 @@ impl<I: AsyncWrite + Unpin> Pass<'_, I> {
             buf.clear();
             let room = usize::try_from(left).unwrap_or(usize::MAX).min(READ_ROOM);
             buf.reserve(room);
-            let n = match (&mut *socket).take(room as u64).read_buf(buf).await {
-                Ok(0) | Err(_) => return Ok(End::Short),
-                Ok(n) => n,
+            let n = match self.read(socket, buf, room).await {
+                Got::Data(n) => n,
+                Got::End | Got::Failed => return Ok(End::Short),
             };
             left -= n as u64;
             self.write(&buf[..n]).await?;
@@ -842,9 +931,9 @@ impl<I: AsyncWrite + Unpin> Pass<'_, I> {
             buf.clear();
             at = 0;
             buf.reserve(READ_ROOM);
-            match socket.read_buf(buf).await {
-                Ok(0) | Err(_) => return Ok(End::Short),
-                Ok(_) => {}
+            match self.read(socket, buf, READ_ROOM).await {
+                Got::Data(_) => {}
+                Got::End | Got::Failed => return Ok(End::Short),
             }
         }
     }
@@ -862,11 +951,11 @@ impl<I: AsyncWrite + Unpin> Pass<'_, I> {
             self.head_only().await?;
             buf.clear();
             buf.reserve(READ_ROOM);
-            match socket.read_buf(buf).await {
-                Ok(0) => break,
-                Ok(_) => self.chunk(buf).await?,
+            match self.read(socket, buf, READ_ROOM).await {
+                Got::Data(_) => self.chunk(buf).await?,
+                Got::End => break,
                 // Its end is where it closed: a reset is no end.
-                Err(_) => return Ok(End::Short),
+                Got::Failed => return Ok(End::Short),
             }
         }
         self.last_chunk().await?;
