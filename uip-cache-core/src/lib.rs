@@ -84,13 +84,13 @@ pub mod warm;
 pub mod zerocopy;
 
 pub use adapter::{
-    BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, OriginUnreachable, Pass,
-    RangeReply, Refresh,
+    BodyRead, BodyReader, BypassTicket, HeaderEdit, HeaderEdits, OriginUnreachable, RangeReply,
+    Refresh,
 };
 pub use cache::{
     After, AtHandOrLater, Begin, CachePlan, CachedBody, CachedResponse, FetchTicket, HttpCache,
     HttpCacheBuilder, InvalidateError, Later, LaterAnswer, Looked, OriginHeaders, OwnedRequest,
-    Plan, Recording, Start, UnsafeRequest,
+    Pass, Plan, Recording, Start, UnsafeRequest,
 };
 pub use clock::Clock;
 pub use config::{CacheConfig, ConfigError};

@@ -293,16 +293,25 @@ impl Answer {
     }
 }
 
+/// A client's stream: plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// A client connection reading answers off the socket.
 struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     pending: Vec<u8>,
 }
 
 impl Client {
     async fn to(addr: SocketAddr) -> Client {
+        Client::over(TcpStream::connect(addr).await.unwrap())
+    }
+
+    fn over(stream: impl Io + 'static) -> Client {
         Client {
-            stream: TcpStream::connect(addr).await.unwrap(),
+            stream: Box::new(stream),
             pending: Vec::new(),
         }
     }
@@ -943,5 +952,63 @@ async fn a_client_that_leaves_mid_body_has_it_given_up_on_both_paths() {
         })
         .await
         .expect("the backend's connection closed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_clients_are_relayed_and_their_scheme_goes_to_the_backend() {
+    use crate::tls_support::{client_config, connect, Ca, TempDir};
+    use uip_cache_server::tls::{CertificateFiles, Certificates};
+    let seen = Arc::new(Seen::default());
+    let up = origin(seen.clone()).await;
+    let (ca, dir) = (Ca::new("relay CA"), TempDir::new("tls-relay"));
+    let (cert, key) = ca.leaf(&["a.test"]);
+    let certificates = Certificates::load(vec![CertificateFiles::new(
+        dir.write("a.pem", &cert),
+        dir.write("a.key", &key),
+    )])
+    .unwrap();
+    let config = CacheConfig::from_yaml_str(
+        "policies:\n  - name: c\n    pattern: \"/cached/*\"\n    ttl: 60\n",
+    )
+    .unwrap();
+    let cache = HttpCache::with_memory_store(&config).unwrap();
+    let upstream = Upstream::new(
+        format!("http://{up}").parse().unwrap(),
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(uip_cache_server::server::serve_edge(
+        None,
+        Some((listener, certificates)),
+        false,
+        proxy(cache.clone(), upstream),
+        ClientLimits::default(),
+        Duration::from_secs(1),
+        std::future::pending::<()>(),
+    ));
+    let tls = connect(
+        addr,
+        "a.test",
+        client_config(ca.roots(), None, &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    let mut client = Client::over(tls);
+    // Several answers on one connection, each flushed whole through TLS.
+    for (path, body) in [
+        ("/length", &b"hello"[..]),
+        ("/chunked", b"hello world"),
+        ("/length", b"hello"),
+    ] {
+        let a = client.get("GET", path).await.expect("an answer");
+        assert_eq!((a.status, a.body.as_slice()), (200, body), "{path}");
+        assert_eq!(a.field("x-cache"), Some("BYPASS"));
+    }
+    assert_eq!(cache.stats().snapshot().bypasses, 3);
+    for (_, head) in seen.requests() {
+        assert!(head.contains("x-forwarded-proto: https\r\n"), "{head}");
     }
 }

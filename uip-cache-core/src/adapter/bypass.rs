@@ -9,7 +9,7 @@ use crate::cache::PostTarget;
 use crate::field::FieldName;
 use crate::request::{HeaderSource, RequestView};
 use crate::stats::NoCacheReason;
-use crate::{Forward, HttpCache, Recording, UnsafeRequest};
+use crate::{Forward, HttpCache, Pass, Recording, UnsafeRequest};
 
 /// A request the cache does not handle, on its way to the origin: made by
 /// [`HttpCache::bypass`], which counts it, and kept until the origin
@@ -43,25 +43,7 @@ impl HttpCache {
     }
 }
 
-/// A request no policy takes, as [`HttpCache::answer_at_hand_or_later`]
-/// found it: it goes to the origin past the cache. Nothing is counted for
-/// it yet: a front end that sends it to the origin itself takes its
-/// ticket ([`Pass::ticket`], which counts the bypass as
-/// [`HttpCache::bypass`] does); one that gives the request to its usual
-/// path drops it, and that path counts what it decides.
-#[derive(Debug)]
-#[must_use = "a pass is counted when its ticket is taken"]
-pub struct Pass {
-    pub(crate) cache: HttpCache,
-    pub(crate) reason: NoCacheReason,
-}
-
 impl Pass {
-    /// Why the request bypasses the cache.
-    pub fn reason(&self) -> NoCacheReason {
-        self.reason
-    }
-
     /// The ticket of `req` (the request this pass was found for), counted:
     /// [`HttpCache::bypass`] of it.
     pub fn ticket(self, req: &RequestView<'_>) -> BypassTicket {

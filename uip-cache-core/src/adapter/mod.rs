@@ -65,7 +65,7 @@ mod tests;
 pub use crate::cache::RangeReply;
 pub use crate::field::{HeaderEdit, HeaderEdits};
 pub use body::{BodyRead, BodyReader};
-pub use bypass::{BypassTicket, Pass};
+pub use bypass::BypassTicket;
 pub use refresh::Refresh;
 
 /// Marks a response that is a proxy's own answer for an origin it could

@@ -38,11 +38,31 @@ pub enum AtHandOrLater {
     Later(Later),
     /// No policy takes the request: it goes to the origin past the cache,
     /// counted once the front end that sends it takes its ticket
-    /// ([`Pass::ticket`](crate::adapter::Pass::ticket)); a front end that
-    /// gives it to its usual path drops it, as it drops [`Self::No`].
-    Pass(crate::adapter::Pass),
+    /// ([`Pass::ticket`]); a front end that gives it to its usual path
+    /// drops it, as it drops [`Self::No`].
+    Pass(Pass),
     /// Nothing: the usual path answers, and counts what it decides.
     No,
+}
+
+/// A request no policy takes, as [`HttpCache::answer_at_hand_or_later`]
+/// found it: it goes to the origin past the cache. Nothing is counted for
+/// it yet: a front end that sends it to the origin itself takes its
+/// ticket ([`Pass::ticket`], which counts the bypass as
+/// [`HttpCache::bypass`] does); one that gives the request to its usual
+/// path drops it, and that path counts what it decides.
+#[derive(Debug)]
+#[must_use = "a pass is counted when its ticket is taken"]
+pub struct Pass {
+    pub(crate) cache: HttpCache,
+    pub(crate) reason: crate::stats::NoCacheReason,
+}
+
+impl Pass {
+    /// Why the request bypasses the cache.
+    pub fn reason(&self) -> crate::stats::NoCacheReason {
+        self.reason
+    }
 }
 
 /// What [`HttpCache::answer_later`] has for a request.

@@ -60,7 +60,7 @@ pub use body::CachedBody;
 pub use build::HttpCacheBuilder;
 pub(crate) use content_location::PostTarget;
 pub use fetch::{After, FetchTicket, OriginHeaders, OwnedRequest};
-pub use lookup::{AtHandOrLater, Later, LaterAnswer, Looked};
+pub use lookup::{AtHandOrLater, Later, LaterAnswer, Looked, Pass};
 pub use plan::{CachePlan, Plan, Start};
 pub use purge::InvalidateError;
 pub use range_reply::RangeReply;

@@ -171,7 +171,7 @@ impl HttpCache {
     pub fn answer_at_hand_or_later(&self, req: &RequestView<'_>) -> AtHandOrLater {
         let settings = self.settings();
         let Some(m) = settings.policies().find(req.path, req.query) else {
-            return AtHandOrLater::Pass(crate::adapter::Pass {
+            return AtHandOrLater::Pass(super::lookup::Pass {
                 cache: self.clone(),
                 reason: NoCacheReason::NoPolicy,
             });

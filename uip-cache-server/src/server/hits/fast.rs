@@ -475,14 +475,14 @@ impl<I: Stream> Fast<I> {
                 // with the one before): answered even if the client then
                 // closes its side, as hyper answers such requests.
                 let pipelined = self.filled > len || !self.fresh;
-                let head = Bytes::copy_from_slice(&self.read[..len]);
                 let exchange = self.watch.request();
                 self.consume(len);
                 let super::Relayable {
                     ticket,
                     route,
                     clock,
-                    target,
+                    request,
+                    head_only,
                 } = *relayable;
                 let io = self.io.take().expect("the stream is here");
                 self.relaying = Some(Box::pin(relay::relay(
@@ -491,9 +491,8 @@ impl<I: Stream> Fast<I> {
                         route,
                         clock,
                         ticket,
-                        head,
-                        target,
-                        connection: self.hits.connection,
+                        request,
+                        head_only,
                         exchange,
                         pipelined,
                     },

@@ -193,7 +193,8 @@ impl Hits {
                     ticket: pass.ticket(&view),
                     route,
                     clock: self.proxy.get_ref().fail_clock().clone(),
-                    target: uri,
+                    request: relay::request_head(method, &uri, req.headers, self.connection),
+                    head_only: method == "HEAD",
                 })))
             }
             AtHandOrLater::No => None,
@@ -284,8 +285,9 @@ struct Relayable {
     ticket: BypassTicket,
     route: Arc<Route<Upstream>>,
     clock: Clock,
-    /// The target as hyper parses it.
-    target: http::Uri,
+    /// The request head for the backend.
+    request: Vec<u8>,
+    head_only: bool,
 }
 
 /// Whether the fast loop relays requests of `route`: every backend of it

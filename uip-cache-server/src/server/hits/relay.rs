@@ -47,14 +47,13 @@
 
 use std::io::{self, IoSlice};
 
-use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uip_cache_core::forwarding::upstream_edits;
 use uip_cache_core::{BypassTicket, Connection, HeaderEdit, HeaderEdits, HeaderSource};
 
 use super::head::{encode, encode_interim, put, valid_value, Framing};
-use super::{Fields, FIELDS_MAX};
+use super::Fields;
 use crate::interim::{MAX_INTERIMS, MAX_INTERIM_BYTES};
 use crate::proxy::{
     error_text, is_hop_by_hop, Chunked, Decoded, RawPool, Upstream, CONNECTION_FAILED, REFUSED,
@@ -91,11 +90,9 @@ pub(super) struct Relay {
     pub(super) clock: Clock,
     /// The bypass, counted.
     pub(super) ticket: BypassTicket,
-    /// The request's head as the client sent it.
-    pub(super) head: Bytes,
-    /// Its target, as hyper parses it.
-    pub(super) target: http::Uri,
-    pub(super) connection: Connection,
+    /// The request head for the backend ([`request_head`]).
+    pub(super) request: Vec<u8>,
+    pub(super) head_only: bool,
     /// The request, in progress on the connection's watch.
     pub(super) exchange: Exchange,
     /// The client sent more requests after it, read already.
@@ -144,21 +141,6 @@ where
         room,
         result,
     }
-}
-
-/// The request head for the backend and whether the request is a HEAD,
-/// from the head the client sent (which the fast loop parsed and took: it
-/// parses as it did). Not in the exchange's future: its parsed fields
-/// would make the future, moved into its box per request, larger.
-fn prepare(head: &[u8], target: &http::Uri, connection: Connection) -> Option<(Vec<u8>, bool)> {
-    let mut fields = [httparse::EMPTY_HEADER; FIELDS_MAX];
-    let mut req = httparse::Request::new(&mut fields);
-    let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
-        return None;
-    };
-    let method = req.method?;
-    let request = request_head(method, target, req.headers, connection);
-    Some((request, method == "HEAD"))
 }
 
 /// The final response head at the start of `buf`, as the client gets it
@@ -218,16 +200,11 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         route,
         clock,
         ticket,
-        head,
-        target,
-        connection,
+        request,
+        head_only,
         exchange,
         pipelined,
     } = relay;
-    let Some((request, head_only)) = prepare(&head, &target, connection) else {
-        return Ok(Relayed::Close);
-    };
-    drop(head);
     // The backends of the route take turns; one that cannot be connected
     // to is skipped for the route's fail_timeout and the request goes on
     // to the next (it has no body: it can be sent again), as the general
@@ -378,8 +355,10 @@ async fn left<I: AsyncRead + Unpin>(io: &mut I, early: &mut Vec<u8>, pipelined: 
     }
 }
 
-/// The request head for the backend.
-fn request_head(
+/// The request head for the backend: the client's fields (`fields`, of
+/// a request the fast loop took) without hop-by-hop ones, core's
+/// forwarding edits for `connection`, `Via`.
+pub(super) fn request_head(
     method: &str,
     target: &http::Uri,
     fields: &[httparse::Header<'_>],
