@@ -116,6 +116,11 @@ fn script(path: &str) -> (Vec<u8>, bool) {
             s("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nContent-Length: 5\r\n\r\nhello"),
             false,
         ),
+        "/te-trailing-comma" => (
+            s("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\nraw until close"),
+            true,
+        ),
+        "/head-bad-length" => (s("HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n"), false),
         "/te-bad-length" => (
             s("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: abc\r\n\r\n2\r\nab\r\n0\r\n\r\n"),
             true,
@@ -481,6 +486,8 @@ async fn relayed_answers_are_the_general_paths_answers() {
         ("GET", "/old-chunked"),
         ("HEAD", "/old-chunked"),
         ("GET", "/te-bad-length"),
+        ("GET", "/te-trailing-comma"),
+        ("HEAD", "/head-bad-length"),
         ("GET", "/big-head"),
     ] {
         let mut fast = Client::to(rig.fast).await;
@@ -502,7 +509,7 @@ async fn relayed_answers_are_the_general_paths_answers() {
     let s = rig.fast_cache.stats().snapshot();
     assert_eq!(s.answered_at_hand, 0);
     // Every request was one bypass, counted once.
-    assert_eq!(s.bypasses, 48, "{s:?}");
+    assert_eq!(s.bypasses, 52, "{s:?}");
 }
 
 #[tokio::test]
@@ -1010,5 +1017,91 @@ async fn tls_clients_are_relayed_and_their_scheme_goes_to_the_backend() {
     assert_eq!(cache.stats().snapshot().bypasses, 3);
     for (_, head) in seen.requests() {
         assert!(head.contains("x-forwarded-proto: https\r\n"), "{head}");
+    }
+}
+
+/// A backend that answers the first request of its one connection, then,
+/// on the second, stops listening and closes the connection unanswered
+/// (a request that brought it down).
+async fn fragile() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut heads = 0;
+        loop {
+            let mut more = [0u8; 4096];
+            match stream.read(&mut more).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&more[..n]),
+            }
+            while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                buf.drain(..i + 4);
+                heads += 1;
+                if heads == 1 {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+                        .await;
+                } else {
+                    drop(listener);
+                    return;
+                }
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_request_a_backend_may_have_seen_never_goes_to_another_backend() {
+    let seen = Arc::new(Seen::default());
+    let other = origin(seen.clone()).await;
+    for fast in [true, false] {
+        let a = fragile().await;
+        let yaml = format!(
+            "policies: []\nserver:\n  fast_hits: {fast}\n  routes:\n    - {{ upstreams: [\"http://{a}\", \"http://{other}\"], fail_timeout: 60s }}\n"
+        );
+        let config = CacheConfig::from_yaml_str(&yaml).unwrap();
+        let cache = HttpCache::with_memory_store(&config).unwrap();
+        let routes = uip_cache_server::routes::Routes::from_config(&config, |url| {
+            Upstream::new(url, Duration::from_secs(1), Duration::from_secs(5))
+        })
+        .unwrap();
+        let table = routes.table();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_with(
+            listener,
+            proxy(cache, routes),
+            ClientLimits::from_config(&config.server),
+            Duration::from_secs(1),
+            std::future::pending::<()>(),
+        ));
+        // Turns alternate between the two: until the fragile one has
+        // answered once, its connection kept.
+        let mut client = Client::to(addr).await;
+        let mut first = false;
+        for _ in 0..2 {
+            first |= client.get("GET", "/length").await.unwrap().body == b"first";
+        }
+        assert!(first, "fast: {fast}");
+        let before = seen.requests().len();
+        // Its turn again: written on the kept connection, which it closes
+        // unanswered, and no new connection to it can be made.
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            answers.push(client.get("GET", "/length").await.unwrap());
+        }
+        let failed: Vec<&Answer> = answers.iter().filter(|a| a.status == 502).collect();
+        assert_eq!(failed.len(), 1, "fast: {fast}: {answers:?}");
+        assert_eq!(
+            failed[0].body, b"502 Bad Gateway: the upstream connection failed\n",
+            "fast: {fast}"
+        );
+        // The other backend got only its own turn, not that request too.
+        assert_eq!(seen.requests().len(), before + 1, "fast: {fast}");
+        let set = table.routes()[0].upstreams();
+        assert!(!set.is_down(0, std::time::Instant::now()), "fast: {fast}");
     }
 }

@@ -407,10 +407,15 @@ async fn send(
     request: &[u8],
     buf: &mut Vec<u8>,
 ) -> Result<(TcpStream, usize, u16), Failure> {
+    // Whether the request was written whole on a kept socket: the backend
+    // may have seen it, so it never goes to another backend after that.
+    let mut written = false;
     if let Some(mut socket) = raw.take() {
         // A socket the backend closed while it was idle fails before a
-        // byte of a response: then once more on a new one.
+        // byte of a response: then once more on a new one, to the same
+        // backend (a GET or HEAD without a body).
         if socket.write_all(request).await.is_ok() {
+            written = true;
             match read_head(&mut socket, buf, 0).await {
                 Ok((len, status)) => return Ok((socket, len, status)),
                 Err(HeadError::ClosedEmpty) => buf.clear(),
@@ -418,7 +423,11 @@ async fn send(
             }
         }
     }
-    let mut socket = raw.connect().await.map_err(Failure::Connect)?;
+    let mut socket = match raw.connect().await {
+        Ok(socket) => socket,
+        Err(e) if written => return Err(Failure::Request(e.to_string())),
+        Err(e) => return Err(Failure::Connect(e)),
+    };
     socket
         .write_all(request)
         .await
@@ -536,10 +545,11 @@ fn framing(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Body, &
             codings = true;
             let value = std::str::from_utf8(field.value)
                 .map_err(|_| "a transfer coding that is not text")?;
-            // Only the last coding tells whether the body is chunked.
-            if let Some(last) = value.split(',').map(str::trim).rfind(|c| !c.is_empty()) {
-                chunked = Some(last.eq_ignore_ascii_case("chunked"));
-            }
+            // Only the last coding of the last field tells whether the
+            // body is chunked (`chunked,` ends with an empty one: it is
+            // not, as hyper's client reads it).
+            let last = value.split(',').next_back().unwrap_or("").trim();
+            chunked = Some(last.eq_ignore_ascii_case("chunked"));
         }
     }
     if codings {
@@ -613,6 +623,8 @@ fn response_fields<'a>(
             if !f.name.eq_ignore_ascii_case("content-length") {
                 return true;
             }
+            // The first, as it is (as hyper's server writes a HEAD's: no
+            // body follows it either way).
             std::mem::replace(&mut length, false)
         })
         .map(|f| (f.name, f.value))
