@@ -32,6 +32,8 @@ struct Seen {
     given_up: AtomicUsize,
     /// Opened by a test for `/gated`'s body to go.
     gate: tokio::sync::Notify,
+    /// Late bytes written after an answer (`/late-*`).
+    late: AtomicUsize,
     requests: Mutex<Vec<(usize, String)>>,
 }
 
@@ -210,6 +212,7 @@ async fn origin(seen: Arc<Seen>) -> SocketAddr {
                         }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         let _ = stream.write_all(late).await;
+                        seen.late.fetch_add(1, Ordering::SeqCst);
                         continue;
                     }
                     let (bytes, close) = script(&path);
@@ -837,12 +840,20 @@ async fn a_client_that_never_reads_a_relayed_body_is_cut_and_others_are_served()
 async fn bytes_a_backend_sends_after_an_answer_never_reach_the_next_request() {
     let rig = rig(Duration::from_secs(30)).await;
     let mut fast = Client::to(rig.fast).await;
-    for path in ["/late-poison", "/late-408"] {
+    for (n, path) in ["/late-poison", "/late-408"].into_iter().enumerate() {
         let a = fast.get("GET", path).await.unwrap();
         let before = rig.seen.connections.load(Ordering::SeqCst);
         assert_eq!(a.body.len(), 100_000, "{path}");
-        // The late bytes are on the kept connection by now.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The late bytes are on the kept connection (written on loopback).
+        let seen = rig.seen.clone();
+        tokio::time::timeout(DEADLINE, async move {
+            while seen.late.load(Ordering::SeqCst) <= n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the late bytes written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let next = fast.get("GET", "/length").await.unwrap();
         assert_eq!(
             (next.status, next.body.as_slice()),
