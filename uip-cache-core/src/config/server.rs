@@ -78,10 +78,12 @@ pub struct ServerConfig {
     pub max_connections_per_client: usize,
     /// Whether HTTP/1.1 requests that are plain hits of the memory tier
     /// (GET or HEAD, no body, no `Range`, nothing to rewrite before keying)
-    /// are answered straight from the parsed request head, without the
-    /// general request path; every other request takes that path, with
-    /// the same answer. On by default; off to rule it out when chasing a
-    /// problem. Takes effect on reload for the next request.
+    /// are answered straight from the parsed request head, and such
+    /// requests that no policy takes relayed from there to their route's
+    /// `http://` backends, without the general request path; every other
+    /// request takes that path, with the same answer. On by default; off
+    /// to rule it out when chasing a problem. Takes effect on reload for
+    /// the next request.
     pub fast_hits: bool,
 }
 

@@ -19,6 +19,11 @@
 //! nothing ([`uip_cache_core::Looked`]: hyper's path takes it for its own
 //! lookup instead of asking the store again).
 //!
+//! A request no policy takes ([`AtHandOrLater::Pass`]) whose route's
+//! backends are all `http://` is relayed to them by the loop itself
+//! (`relay`): the request and response as the general path edits and
+//! frames them, on bare keep-alive sockets.
+//!
 //! Only requests whose answer through the general path could not differ
 //! are taken: GET or HEAD over HTTP/1.1, an origin-form target that parses
 //! as hyper parses it, exactly one `Host`, at most one `Cookie`, no body
@@ -31,8 +36,8 @@
 //! in one of two ways:
 //!
 //! - lent: a GET or HEAD over HTTP/1.1 with no body and no `Connection`
-//!   other than `keep-alive` (a miss, a stale entry, a range, a bypass, a
-//!   refused route...) is served by a hyper connection made for it alone,
+//!   other than `keep-alive` (a miss, a stale entry, a range, a policy's
+//!   bypass, a route with an `https://` backend, a refused route...) is served by a hyper connection made for it alone,
 //!   which reads that request's head ([`LendIo`]); once its answer is out
 //!   hyper is asked to be done and the stream comes back to this loop,
 //!   with whatever the client sent meanwhile. An answer that says
