@@ -19,29 +19,29 @@ pub trait HeaderSource {
     fn first(&self, name: &str) -> Option<&[u8]>;
 }
 
-fn pairs_for_each<'p, N: AsRef<str> + 'p, V: AsRef<str> + 'p>(
+fn pairs_for_each<'p, N: AsRef<str> + 'p, V: AsRef<[u8]> + 'p>(
     pairs: impl Iterator<Item = &'p (N, V)>,
     name: &str,
     f: &mut dyn FnMut(&[u8]),
 ) {
     for (n, v) in pairs {
         if n.as_ref().eq_ignore_ascii_case(name) {
-            f(v.as_ref().as_bytes());
+            f(v.as_ref());
         }
     }
 }
 
-fn pairs_first<'p, N: AsRef<str> + 'p, V: AsRef<str> + 'p>(
+fn pairs_first<'p, N: AsRef<str> + 'p, V: AsRef<[u8]> + 'p>(
     mut pairs: impl Iterator<Item = &'p (N, V)>,
     name: &str,
 ) -> Option<&'p [u8]> {
     pairs
         .find(|(n, _)| n.as_ref().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_ref().as_bytes())
+        .map(|(_, v)| v.as_ref())
 }
 
 /// Header lists for tests and tools: `[("accept", "text/html")]`.
-impl<N: AsRef<str>, V: AsRef<str>, const L: usize> HeaderSource for [(N, V); L] {
+impl<N: AsRef<str>, V: AsRef<[u8]>, const L: usize> HeaderSource for [(N, V); L] {
     fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         pairs_for_each(self.iter(), name, f);
     }
@@ -51,8 +51,8 @@ impl<N: AsRef<str>, V: AsRef<str>, const L: usize> HeaderSource for [(N, V); L] 
     }
 }
 
-/// Header lists built at run time.
-impl<N: AsRef<str>, V: AsRef<str>> HeaderSource for Vec<(N, V)> {
+/// Header lists built at run time (values as text or bytes).
+impl<N: AsRef<str>, V: AsRef<[u8]>> HeaderSource for Vec<(N, V)> {
     fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         pairs_for_each(self.iter(), name, f);
     }

@@ -49,6 +49,7 @@ use crate::interim::Interims;
 use crate::tls::client::{default_client_config, tls_failure, UpstreamConnector};
 
 mod chunked;
+mod idle;
 mod pool;
 mod raw;
 

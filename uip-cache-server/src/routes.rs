@@ -395,14 +395,7 @@ async fn send(
             set.succeeded(i);
             return resp;
         }
-        if set.failed(i, clock.instant()) {
-            tracing::warn!(
-                upstream = set.url(i),
-                route = %route.source(),
-                fail_timeout = ?set.fail_timeout(),
-                "upstream marked down: it could not be connected to; skipped for fail_timeout"
-            );
-        }
+        mark_down(route, i, clock);
         last = Some(resp);
     }
     last.unwrap_or_else(|| {
@@ -411,6 +404,20 @@ async fn send(
             "the upstream refused the connection",
         ))
     })
+}
+
+/// Marks backend `i` of `route` down for its `fail_timeout` (it could not
+/// be connected to), with a log line when it was up.
+pub(crate) fn mark_down(route: &Route<Upstream>, i: usize, clock: &Clock) {
+    let set = route.upstreams();
+    if set.failed(i, clock.instant()) {
+        tracing::warn!(
+            upstream = set.url(i),
+            route = %route.source(),
+            fail_timeout = ?set.fail_timeout(),
+            "upstream marked down: it could not be connected to; skipped for fail_timeout"
+        );
+    }
 }
 
 /// The body again, when it can be sent twice: none, or bytes the cache

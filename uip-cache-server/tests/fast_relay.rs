@@ -904,6 +904,33 @@ async fn a_client_that_half_closes_after_pipelined_requests_gets_them_all() {
     }
 }
 
+/// A proxy of the routes in `yaml`: its address, cache and route table.
+async fn routed(
+    yaml: &str,
+) -> (
+    SocketAddr,
+    HttpCache,
+    Arc<uip_cache_core::route::RouteTable<Upstream>>,
+) {
+    let config = CacheConfig::from_yaml_str(yaml).unwrap();
+    let cache = HttpCache::with_memory_store(&config).unwrap();
+    let routes = uip_cache_server::routes::Routes::from_config(&config, |url| {
+        Upstream::new(url, Duration::from_secs(1), Duration::from_secs(5))
+    })
+    .unwrap();
+    let table = routes.table();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_with(
+        listener,
+        proxy(cache.clone(), routes),
+        ClientLimits::from_config(&config.server),
+        Duration::from_secs(1),
+        std::future::pending::<()>(),
+    ));
+    (addr, cache, table)
+}
+
 #[tokio::test]
 async fn a_route_of_several_backends_is_relayed_past_one_that_is_down() {
     let seen = Arc::new(Seen::default());
@@ -916,22 +943,7 @@ async fn a_route_of_several_backends_is_relayed_past_one_that_is_down() {
         let yaml = format!(
             "policies: []\nserver:\n  fast_hits: {fast}\n  routes:\n    - {{ upstreams: [\"http://{dead}\", \"http://{up}\"], fail_timeout: 60s }}\n"
         );
-        let config = CacheConfig::from_yaml_str(&yaml).unwrap();
-        let cache = HttpCache::with_memory_store(&config).unwrap();
-        let routes = uip_cache_server::routes::Routes::from_config(&config, |url| {
-            Upstream::new(url, Duration::from_secs(1), Duration::from_secs(5))
-        })
-        .unwrap();
-        let table = routes.table();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve_with(
-            listener,
-            proxy(cache.clone(), routes),
-            ClientLimits::from_config(&config.server),
-            Duration::from_secs(1),
-            std::future::pending::<()>(),
-        ));
+        let (addr, cache, table) = routed(&yaml).await;
         let mut client = Client::to(addr).await;
         let mut got = Vec::new();
         // Whichever backend's turn it is, every answer is the live one's,
@@ -1073,22 +1085,7 @@ async fn a_request_a_backend_may_have_seen_never_goes_to_another_backend() {
         let yaml = format!(
             "policies: []\nserver:\n  fast_hits: {fast}\n  routes:\n    - {{ upstreams: [\"http://{a}\", \"http://{other}\"], fail_timeout: 60s }}\n"
         );
-        let config = CacheConfig::from_yaml_str(&yaml).unwrap();
-        let cache = HttpCache::with_memory_store(&config).unwrap();
-        let routes = uip_cache_server::routes::Routes::from_config(&config, |url| {
-            Upstream::new(url, Duration::from_secs(1), Duration::from_secs(5))
-        })
-        .unwrap();
-        let table = routes.table();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve_with(
-            listener,
-            proxy(cache, routes),
-            ClientLimits::from_config(&config.server),
-            Duration::from_secs(1),
-            std::future::pending::<()>(),
-        ));
+        let (addr, _, table) = routed(&yaml).await;
         // Turns alternate between the two: until the fragile one has
         // answered once, its connection kept.
         let mut client = Client::to(addr).await;

@@ -19,9 +19,9 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
@@ -30,6 +30,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use tower::Service;
 
+use super::idle::IdleSet;
 use super::UpstreamBody;
 use crate::tls::client::UpstreamConnector;
 
@@ -51,19 +52,11 @@ pub(crate) enum SendError {
 pub(crate) struct Pool(Arc<Shared>);
 
 struct Shared {
-    /// Most recently used last.
-    idle: Mutex<Idle>,
+    idle: Arc<IdleSet<Sender>>,
     connector: UpstreamConnector,
     base: Uri,
     max_idle: usize,
     idle_timeout: Duration,
-}
-
-#[derive(Default)]
-struct Idle {
-    connections: Vec<(Sender, Instant)>,
-    /// Whether the task closing expired connections runs.
-    reaping: bool,
 }
 
 impl Pool {
@@ -76,7 +69,9 @@ impl Pool {
         idle_timeout: Duration,
     ) -> Self {
         Pool(Arc::new(Shared {
-            idle: Mutex::default(),
+            idle: IdleSet::new(max_idle, idle_timeout, |sender: &Sender| {
+                !sender.is_closed()
+            }),
             connector,
             base,
             max_idle,
@@ -124,14 +119,7 @@ impl Pool {
     /// The most recently used idle connection still fresh and ready; the
     /// others on the way are closed.
     fn take_idle(&self) -> Option<Sender> {
-        let now = Instant::now();
-        let mut idle = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((sender, since)) = idle.connections.pop() {
-            if now.saturating_duration_since(since) < self.0.idle_timeout && sender.is_ready() {
-                return Some(sender);
-            }
-        }
-        None
+        self.0.idle.take(Sender::is_ready)
     }
 
     async fn connect(&self) -> Result<Sender, SendError> {
@@ -158,48 +146,15 @@ impl Pool {
     /// one (its response read, its request sent, keep-alive) and there is
     /// room; else it is dropped, which closes it.
     fn put(&self, sender: Sender) {
-        if !sender.is_ready() {
-            return;
-        }
-        let mut idle = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.connections.len() >= self.0.max_idle {
-            return;
-        }
-        idle.connections.push((sender, Instant::now()));
-        if !idle.reaping {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                idle.reaping = true;
-                runtime.spawn(reap(Arc::downgrade(&self.0)));
-            }
+        if sender.is_ready() {
+            self.0.idle.put(sender);
         }
     }
 
     /// How many connections are idle now.
     #[cfg(test)]
     fn idle(&self) -> usize {
-        self.0.idle.lock().unwrap().connections.len()
-    }
-}
-
-/// Closes the connections of `pool` idle for longer than its timeout,
-/// every timeout, until none is idle or the pool is gone.
-async fn reap(pool: std::sync::Weak<Shared>) {
-    let every = match pool.upgrade() {
-        Some(p) => p.idle_timeout,
-        None => return,
-    };
-    loop {
-        tokio::time::sleep(every).await;
-        let Some(pool) = pool.upgrade() else { return };
-        let now = Instant::now();
-        let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.connections.retain(|(sender, since)| {
-            now.saturating_duration_since(*since) < every && !sender.is_closed()
-        });
-        if idle.connections.is_empty() {
-            idle.reaping = false;
-            return;
-        }
+        self.0.idle.len()
     }
 }
 

@@ -8,14 +8,15 @@
 //! most the idle timeout and at most `max_idle` of them, and a task closes
 //! those idle for longer while any are kept.
 
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::Uri;
 use hyper_rustls::MaybeHttpsStream;
 use tokio::net::TcpStream;
 use tower::Service;
 
+use super::idle::IdleSet;
 use crate::tls::client::UpstreamConnector;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -25,19 +26,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) struct RawPool(Arc<Shared>);
 
 struct Shared {
-    /// Most recently used last.
-    idle: Mutex<Idle>,
+    idle: Arc<IdleSet<TcpStream>>,
     connector: UpstreamConnector,
     base: Uri,
-    max_idle: usize,
-    idle_timeout: Duration,
-}
-
-#[derive(Default)]
-struct Idle {
-    sockets: Vec<(TcpStream, Instant)>,
-    /// Whether the task closing expired sockets runs.
-    reaping: bool,
 }
 
 impl RawPool {
@@ -51,17 +42,11 @@ impl RawPool {
         idle_timeout: Duration,
     ) -> Self {
         RawPool(Arc::new(Shared {
-            idle: Mutex::default(),
+            // Its end or a byte on it is seen when it is taken.
+            idle: IdleSet::new(max_idle, idle_timeout, |_| true),
             connector,
             base,
-            max_idle,
-            idle_timeout,
         }))
-    }
-
-    fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
-        // A panic while holding it leaves a consistent list.
-        self.0.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The most recently used idle socket still fresh and quiet; the
@@ -74,13 +59,7 @@ impl RawPool {
     /// response, so it is never used again. (hyper's pool sees the same
     /// through the task that reads each idle connection.)
     pub(crate) fn take(&self) -> Option<TcpStream> {
-        let now = Instant::now();
-        loop {
-            let (socket, since) = self.idle().sockets.pop()?;
-            if now.saturating_duration_since(since) < self.0.idle_timeout && quiet(&socket) {
-                return Some(socket);
-            }
-        }
+        self.0.idle.take(quiet)
     }
 
     /// A new socket to the backend.
@@ -94,23 +73,13 @@ impl RawPool {
     /// Keeps `socket`, whose last response was read to its end, for
     /// another request if there is room; else it is closed.
     pub(crate) fn put(&self, socket: TcpStream) {
-        let mut idle = self.idle();
-        if idle.sockets.len() >= self.0.max_idle {
-            return;
-        }
-        idle.sockets.push((socket, Instant::now()));
-        if !idle.reaping {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                idle.reaping = true;
-                runtime.spawn(reap(Arc::downgrade(&self.0)));
-            }
-        }
+        self.0.idle.put(socket);
     }
 
     /// How many sockets are idle now.
     #[cfg(test)]
     pub(crate) fn idle_count(&self) -> usize {
-        self.idle().sockets.len()
+        self.0.idle.len()
     }
 }
 
@@ -122,27 +91,6 @@ fn quiet(socket: &TcpStream) -> bool {
         socket2::SockRef::from(socket).peek(&mut byte),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
     )
-}
-
-/// Closes the sockets of `pool` idle for longer than its timeout, every
-/// timeout, until none is idle or the pool is gone.
-async fn reap(pool: Weak<Shared>) {
-    let every = match pool.upgrade() {
-        Some(p) => p.idle_timeout,
-        None => return,
-    };
-    loop {
-        tokio::time::sleep(every).await;
-        let Some(pool) = pool.upgrade() else { return };
-        let now = Instant::now();
-        let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.sockets
-            .retain(|(_, since)| now.saturating_duration_since(*since) < every);
-        if idle.sockets.is_empty() {
-            idle.reaping = false;
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -229,14 +229,7 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         match sent {
             Ok(Err(Failure::Connect(e))) => {
                 tracing::warn!(error = %e, "upstream request failed");
-                if set.failed(i, clock.instant()) {
-                    tracing::warn!(
-                        upstream = set.url(i),
-                        route = %route.source(),
-                        fail_timeout = ?set.fail_timeout(),
-                        "upstream marked down: it could not be connected to; skipped for fail_timeout"
-                    );
-                }
+                crate::routes::mark_down(&route, i, &clock);
             }
             sent => {
                 set.succeeded(i);
@@ -292,7 +285,7 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
                 return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
             }
         };
-        let edits = edits(&ticket, head.status, &Listed(&head.fields)).await;
+        let edits = edits(&ticket, head.status, &head.fields).await;
         let fields = edited(head.fields, &edits);
         let client_framing = match head.framing {
             Body::None => Framing::Length(0),
@@ -653,33 +646,13 @@ fn edited<'a>(
     fields
 }
 
-/// Core's header lookup over a list of fields.
-struct Listed<'l, 'a>(&'l [(&'a str, &'a [u8])]);
-
-impl HeaderSource for Listed<'_, '_> {
-    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
-        for (n, v) in self.0 {
-            if n.eq_ignore_ascii_case(name) {
-                f(v);
-            }
-        }
-    }
-
-    fn first(&self, name: &str) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
-    }
-}
-
 /// Core's changes to an answer's fields for `ticket`: at once for a GET
 /// or HEAD; the wait of an unsafe request's invalidation (which the relay
 /// never takes) is boxed, so that its room is not in every exchange.
 async fn edits<'t>(
     ticket: &'t BypassTicket,
     status: u16,
-    fields: &Listed<'_, '_>,
+    fields: &(dyn HeaderSource + Sync),
 ) -> HeaderEdits<'t> {
     match ticket.origin_responded_now(fields) {
         Some(edits) => edits,
@@ -705,7 +678,7 @@ async fn answer_error<I: AsyncWrite + Unpin>(
         ("cache-control", b"no-store"),
         ("content-length", length.as_bytes()),
     ];
-    let edits = edits(ticket, status, &Listed(&fields)).await;
+    let edits = edits(ticket, status, &fields).await;
     fields = edited(fields, &edits);
     let mut out = Vec::with_capacity(256);
     encode(&mut out, status, &fields, head_only, Framing::Length(len));
