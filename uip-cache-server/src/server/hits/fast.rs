@@ -477,22 +477,11 @@ impl<I: Stream> Fast<I> {
                 let pipelined = self.filled > len || !self.fresh;
                 let exchange = self.watch.request();
                 self.consume(len);
-                let super::Relayable {
-                    ticket,
-                    route,
-                    clock,
-                    request,
-                    head_only,
-                } = *relayable;
                 let io = self.io.take().expect("the stream is here");
                 self.relaying = Some(Box::pin(relay::relay(
                     io,
                     Relay {
-                        route,
-                        clock,
-                        ticket,
-                        request,
-                        head_only,
+                        relayable: *relayable,
                         exchange,
                         pipelined,
                     },

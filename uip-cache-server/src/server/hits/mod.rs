@@ -65,8 +65,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use uip_cache_core::route::Route;
 use uip_cache_core::{
-    AtHandOrLater, BypassTicket, CachedResponse, ClientOrigin, Clock, Connection, HeaderSource,
-    HttpCache, Later, LaterAnswer, RequestView,
+    AtHandOrLater, CachedResponse, ClientOrigin, Connection, HeaderSource, HttpCache, Later,
+    LaterAnswer, RequestView,
 };
 
 use super::Proxy;
@@ -77,6 +77,8 @@ mod fast;
 mod head;
 mod lend;
 mod relay;
+
+use relay::Relayable;
 
 pub(super) use fast::Http1;
 pub(super) use lend::{HyperConn, LendIo, Lent, LentConn, MakeHyper, MakeLent, Noted, Prefixed};
@@ -282,17 +284,6 @@ enum Decision {
     Lend,
     /// Anything else: hyper takes the connection for the rest of its life.
     Handover,
-}
-
-/// A request the fast loop relays, as [`Hits::decide`] found it.
-struct Relayable {
-    /// The bypass, counted.
-    ticket: BypassTicket,
-    route: Arc<Route<Upstream>>,
-    clock: Clock,
-    /// The request head for the backend.
-    request: Vec<u8>,
-    head_only: bool,
 }
 
 /// Whether the fast loop relays requests of `route`: every backend of it

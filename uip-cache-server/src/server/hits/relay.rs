@@ -82,8 +82,8 @@ const HEAD_ROOM: usize = 8 * 1024;
 
 const VIA: &[u8] = b"1.1 uip-cache";
 
-/// A request the fast loop relays: what [`relay`] needs of it.
-pub(super) struct Relay {
+/// A request the fast loop relays, as it decided it.
+pub(super) struct Relayable {
     /// Its route (every backend `http://`), and the clock its backends'
     /// `fail_timeout` is read on.
     pub(super) route: Arc<Route<Upstream>>,
@@ -93,6 +93,11 @@ pub(super) struct Relay {
     /// The request head for the backend ([`request_head`]).
     pub(super) request: Vec<u8>,
     pub(super) head_only: bool,
+}
+
+/// A request the fast loop relays: what [`relay`] needs of it.
+pub(super) struct Relay {
+    pub(super) relayable: Relayable,
     /// The request, in progress on the connection's watch.
     pub(super) exchange: Exchange,
     /// The client sent more requests after it, read already.
@@ -197,11 +202,14 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     buf: &mut Vec<u8>,
 ) -> io::Result<Relayed> {
     let Relay {
-        route,
-        clock,
-        ticket,
-        request,
-        head_only,
+        relayable:
+            Relayable {
+                route,
+                clock,
+                ticket,
+                request,
+                head_only,
+            },
         exchange,
         pipelined,
     } = relay;
