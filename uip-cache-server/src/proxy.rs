@@ -564,6 +564,14 @@ impl Upstream {
                 if parts.headers.contains_key(header::TRANSFER_ENCODING) {
                     parts.headers.remove(header::CONTENT_LENGTH);
                 }
+                // A length given in several fields (equal, or hyper's
+                // client would have refused them) goes on once: hyper's
+                // server closes the connection rather than write a HEAD's
+                // answer with two.
+                let mut lengths = parts.headers.get_all(header::CONTENT_LENGTH).iter();
+                if let (Some(first), Some(_)) = (lengths.next().cloned(), lengths.next()) {
+                    parts.headers.insert(header::CONTENT_LENGTH, first);
+                }
                 strip_hop_by_hop(&mut parts.headers);
                 parts
                     .headers

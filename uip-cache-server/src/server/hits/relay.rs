@@ -182,10 +182,13 @@ fn final_head(buf: &[u8], head_only: bool) -> Result<Final<'_>, &'static str> {
         && !says_close(resp.headers)
         && framing.ends_alone()
         && !(coded && length);
-    // A HEAD's length is the backend's (the first, and none beside a
-    // coding, as the general path); hyper's server writes none for a 204
-    // or 304; a body's is written from its framing.
-    let keep_length = head_only && !coded && status != 204 && status != 304;
+    // The backend's first length goes on as it is (checked by `framing`
+    // for a body: one number, or a list of that number), as the general
+    // path passes it: none beside a coding, none for a 204 or 304 to a
+    // GET (the answer to a HEAD keeps it whatever its status), and an
+    // empty body's is written `0` (as hyper writes it).
+    let keep_length = !coded
+        && (head_only || (status != 204 && status != 304 && matches!(framing, Body::Length(1..))));
     let fields = response_fields(resp.headers, keep_length);
     Ok(Final {
         status,
@@ -598,8 +601,8 @@ fn says_close(fields: &[httparse::Header<'_>]) -> bool {
 
 /// The response's fields for the client: hop-by-hop ones and those its
 /// `Connection` names removed, `Via` added; of its `Content-Length`
-/// fields the first when `keep_length` (the answer to a HEAD), none
-/// otherwise (a body's length is written from its framing).
+/// fields the first when `keep_length`, none otherwise (a chunked body
+/// goes on without one).
 fn response_fields<'a>(
     fields: &[httparse::Header<'a>],
     keep_length: bool,
