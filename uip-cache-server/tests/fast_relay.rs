@@ -1267,7 +1267,7 @@ async fn odd_backend_answers_are_the_same_on_both_paths() {
     let rig = rig(Duration::from_secs(30)).await;
     let mut differ = Vec::new();
     let seeds = [
-        0x5eed_0f_5e1a_7u64,
+        0x05ee_d0f5_e1a7_u64,
         0x1234_5678_9abc,
         0xdead_beef_0001,
         0x0bad_cafe_7777,
