@@ -37,8 +37,9 @@
 //!
 //! - lent: a GET or HEAD over HTTP/1.1 with no body and no `Connection`
 //!   other than `keep-alive` (a miss, a stale entry, a range, a policy's
-//!   bypass, a route with an `https://` backend, a refused route...) is served by a hyper connection made for it alone,
-//!   which reads that request's head ([`LendIo`]); once its answer is out
+//!   bypass, a route with an `https://` backend, a refused route...) is
+//!   served by a hyper connection made for it alone, which reads that
+//!   request's head ([`LendIo`]); once its answer is out
 //!   hyper is asked to be done and the stream comes back to this loop,
 //!   with whatever the client sent meanwhile. An answer that says
 //!   `Connection: close` closes the connection, as hyper alone would.

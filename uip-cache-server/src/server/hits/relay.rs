@@ -46,11 +46,15 @@
 //! the request goes on to the next.
 
 use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::time::Duration;
 
+use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uip_cache_core::forwarding::upstream_edits;
-use uip_cache_core::{BypassTicket, Connection, HeaderEdit, HeaderEdits, HeaderSource};
+use uip_cache_core::route::Route;
+use uip_cache_core::{BypassTicket, Clock, Connection, HeaderEdit, HeaderEdits, HeaderSource};
 
 use super::head::{encode, encode_interim, put, valid_value, Framing};
 use super::Fields;
@@ -60,9 +64,6 @@ use crate::proxy::{
     TIMED_OUT,
 };
 use crate::slow::{Exchange, HTTP1_PIECE};
-use std::sync::Arc;
-use uip_cache_core::route::Route;
-use uip_cache_core::Clock;
 
 /// A response head larger than this is a 502 (about hyper's client's
 /// limit).
@@ -251,49 +252,35 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     }
     drop(request);
     let Some((sent, raw, timeout, deadline)) = got else {
-        return answer_error(io, &ticket, 502, REFUSED, head_only).await;
+        return NoAnswer::Refused.answer(io, &ticket, head_only).await;
     };
-    let (mut socket, mut head_len, mut status) = match sent {
-        Ok(Ok(got)) => got,
-        Ok(Err(Failure::Connect(_))) => unreachable!("the next backend was tried"),
-        Ok(Err(Failure::Request(why))) => {
-            tracing::warn!(error = %why, "upstream request failed");
-            return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
-        }
-        Err(_) => {
-            tracing::warn!(?timeout, "upstream timed out");
-            return answer_error(io, &ticket, 504, TIMED_OUT, head_only).await;
-        }
+    let (mut socket, mut head_len, mut status) = match NoAnswer::of(sent, timeout) {
+        Ok(got) => got,
+        Err(no) => return no.answer(io, &ticket, head_only).await,
     };
     // 1xx responses first, then the final one.
     let mut interims = Interims::default();
     while status < 200 {
         if status == 101 {
-            tracing::warn!("upstream request failed: a 101 to a request that asked no upgrade");
-            return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
+            let why = "a 101 to a request that asked no upgrade".to_owned();
+            return NoAnswer::Failed(why).answer(io, &ticket, head_only).await;
         }
         interims.pass(io, status, &buf[..head_len]).await?;
         buf.drain(..head_len);
-        let next = tokio::time::timeout_at(deadline, read_head(&mut socket, buf, 0)).await;
-        match next {
-            Ok(Ok((len, s))) => (head_len, status) = (len, s),
-            Ok(Err(why)) => {
-                tracing::warn!(error = %why, "upstream request failed");
-                return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
-            }
-            Err(_) => {
-                tracing::warn!(?timeout, "upstream timed out");
-                return answer_error(io, &ticket, 504, TIMED_OUT, head_only).await;
-            }
-        }
+        let next = tokio::time::timeout_at(deadline, read_head(&mut socket, buf)).await;
+        let next = next.map(|read| read.map_err(|e| Failure::Request(e.to_string())));
+        (head_len, status) = match NoAnswer::of(next, timeout) {
+            Ok(got) => got,
+            Err(no) => return no.answer(io, &ticket, head_only).await,
+        };
     }
     let mut out = Vec::with_capacity(head_len + 256);
     let (framing, reusable) = {
         let head = match final_head(&buf[..head_len], head_only) {
             Ok(head) => head,
             Err(why) => {
-                tracing::warn!(error = why, "upstream request failed");
-                return answer_error(io, &ticket, 502, CONNECTION_FAILED, head_only).await;
+                let no = NoAnswer::Failed(why.to_owned());
+                return no.answer(io, &ticket, head_only).await;
             }
         };
         let edits = edits(&ticket, head.status, &head.fields).await;
@@ -376,12 +363,10 @@ pub(super) fn request_head(
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for field in fields {
-        if is_hop_by_hop(field.name)
-            || edits.iter().any(|e| match e {
-                HeaderEdit::Remove(n) => field.name.eq_ignore_ascii_case(n),
-                HeaderEdit::Set(n, _) => field.name.eq_ignore_ascii_case(n),
-            })
-        {
+        let edited = |e: &HeaderEdit<'_>| match e {
+            HeaderEdit::Remove(n) | HeaderEdit::Set(n, _) => field.name.eq_ignore_ascii_case(n),
+        };
+        if is_hop_by_hop(field.name) || edits.iter().any(edited) {
             continue;
         }
         put(&mut out, field.name, field.value);
@@ -420,7 +405,7 @@ async fn send(
         // backend (a GET or HEAD without a body).
         if socket.write_all(request).await.is_ok() {
             written = true;
-            match read_head(&mut socket, buf, 0).await {
+            match read_head(&mut socket, buf).await {
                 Ok((len, status)) => return Ok((socket, len, status)),
                 Err(HeadError::ClosedEmpty) => buf.clear(),
                 Err(e) => return Err(Failure::Request(e.to_string())),
@@ -436,7 +421,7 @@ async fn send(
         .write_all(request)
         .await
         .map_err(|e| Failure::Request(e.to_string()))?;
-    let (len, status) = read_head(&mut socket, buf, 0)
+    let (len, status) = read_head(&mut socket, buf)
         .await
         .map_err(|e| Failure::Request(e.to_string()))?;
     Ok((socket, len, status))
@@ -463,18 +448,14 @@ impl std::fmt::Display for HeadError {
     }
 }
 
-/// Reads into `buf` until the bytes from `at` hold a whole response head:
+/// Reads into `buf` until it holds a whole response head at its start:
 /// its length and status.
-async fn read_head(
-    socket: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    at: usize,
-) -> Result<(usize, u16), HeadError> {
+async fn read_head(socket: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(usize, u16), HeadError> {
     loop {
-        if buf.len() > at {
+        if !buf.is_empty() {
             let mut parsed = [httparse::EMPTY_HEADER; RESPONSE_FIELDS_MAX];
             let mut resp = httparse::Response::new(&mut parsed);
-            match resp.parse(&buf[at..]) {
+            match resp.parse(buf) {
                 Ok(httparse::Status::Complete(len)) => {
                     // As hyper's client: a status of three digits, 100 up.
                     return match resp.code {
@@ -488,7 +469,7 @@ async fn read_head(
                 }
                 Err(_) => return Err(HeadError::Invalid("a response head that is not HTTP/1.x")),
             }
-            if buf.len() - at >= RESPONSE_HEAD_MAX {
+            if buf.len() >= RESPONSE_HEAD_MAX {
                 return Err(HeadError::Invalid("a response head too large"));
             }
         }
@@ -498,11 +479,11 @@ async fn read_head(
         }
         let n = match socket.read_buf(buf).await {
             Ok(n) => n,
-            Err(e) if before == 0 && at == 0 && closing(&e) => return Err(HeadError::ClosedEmpty),
+            Err(e) if before == 0 && closing(&e) => return Err(HeadError::ClosedEmpty),
             Err(e) => return Err(HeadError::Io(e)),
         };
         if n == 0 {
-            return Err(if before == 0 && at == 0 {
+            return Err(if before == 0 {
                 HeadError::ClosedEmpty
             } else {
                 HeadError::Closed
@@ -589,14 +570,18 @@ fn framing(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Body, &
     })
 }
 
+/// The tokens of a message's `Connection` fields.
+fn connection_tokens<'a>(fields: &'a [httparse::Header<'_>]) -> impl Iterator<Item = &'a [u8]> {
+    fields
+        .iter()
+        .filter(|f| f.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|f| f.value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+}
+
 /// Whether the backend said it closes the connection.
 fn says_close(fields: &[httparse::Header<'_>]) -> bool {
-    fields.iter().any(|f| {
-        f.name.eq_ignore_ascii_case("connection")
-            && f.value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+    connection_tokens(fields).any(|t| t.eq_ignore_ascii_case(b"close"))
 }
 
 /// The response's fields for the client: hop-by-hop ones and those its
@@ -608,15 +593,11 @@ fn response_fields<'a>(
     keep_length: bool,
 ) -> Vec<(&'a str, &'a [u8])> {
     let named = |name: &str| {
-        fields.iter().any(|f| {
-            f.name.eq_ignore_ascii_case("connection")
-                && f.value.split(|&b| b == b',').any(|t| {
-                    let t = t.trim_ascii();
-                    !t.is_empty()
-                        && t.eq_ignore_ascii_case(name.as_bytes())
-                        && !t.eq_ignore_ascii_case(b"host")
-                        && !t.eq_ignore_ascii_case(b"content-length")
-                })
+        connection_tokens(fields).any(|t| {
+            !t.is_empty()
+                && t.eq_ignore_ascii_case(name.as_bytes())
+                && !t.eq_ignore_ascii_case(b"host")
+                && !t.eq_ignore_ascii_case(b"content-length")
         })
     };
     let mut length = keep_length;
@@ -671,34 +652,74 @@ async fn edits<'t>(
     }
 }
 
-/// The answer of the proxy's own when the backend gave none.
-async fn answer_error<I: AsyncWrite + Unpin>(
-    io: &mut I,
-    ticket: &BypassTicket,
-    status: u16,
-    message: &str,
-    head_only: bool,
-) -> io::Result<Relayed> {
-    let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-    let body = error_text(code, message);
-    let len = body.len() as u64;
-    // Written for a HEAD too, as hyper writes a known length.
-    let length = len.to_string();
-    let mut fields: Vec<(&str, &[u8])> = vec![
-        ("content-type", b"text/plain; charset=utf-8"),
-        ("cache-control", b"no-store"),
-        ("content-length", length.as_bytes()),
-    ];
-    let edits = edits(ticket, status, &fields).await;
-    fields = edited(fields, &edits);
-    let mut out = Vec::with_capacity(256);
-    encode(&mut out, status, &fields, head_only, Framing::Length(len));
-    if !head_only {
-        out.extend_from_slice(&body);
+/// Why the backend gave no answer to pass on: the general path's own
+/// answer for it, and its log line.
+enum NoAnswer {
+    /// No backend of the route could be connected to (each attempt logged).
+    Refused,
+    /// The connection failed, or what came is not an answer the relay
+    /// takes.
+    Failed(String),
+    /// No final head within the timeout.
+    Late(Duration),
+}
+
+impl NoAnswer {
+    /// A read of a response head (first or next) under `timeout`: what it
+    /// got, or why there is nothing to pass on. Never a connect failure,
+    /// which the next backend is tried for.
+    fn of<T>(
+        read: Result<Result<T, Failure>, tokio::time::error::Elapsed>,
+        timeout: Duration,
+    ) -> Result<T, NoAnswer> {
+        match read {
+            Ok(Ok(got)) => Ok(got),
+            Ok(Err(Failure::Connect(_))) => unreachable!("the next backend was tried"),
+            Ok(Err(Failure::Request(why))) => Err(NoAnswer::Failed(why)),
+            Err(_) => Err(NoAnswer::Late(timeout)),
+        }
     }
-    io.write_all(&out).await?;
-    io.flush().await?;
-    Ok(Relayed::Open)
+
+    /// Logs it and writes the proxy's own answer, as the general path
+    /// does (`crate::proxy::Upstream`).
+    async fn answer<I: AsyncWrite + Unpin>(
+        self,
+        io: &mut I,
+        ticket: &BypassTicket,
+        head_only: bool,
+    ) -> io::Result<Relayed> {
+        let (code, message) = match self {
+            NoAnswer::Refused => (StatusCode::BAD_GATEWAY, REFUSED),
+            NoAnswer::Failed(why) => {
+                tracing::warn!(error = %why, "upstream request failed");
+                (StatusCode::BAD_GATEWAY, CONNECTION_FAILED)
+            }
+            NoAnswer::Late(timeout) => {
+                tracing::warn!(?timeout, "upstream timed out");
+                (StatusCode::GATEWAY_TIMEOUT, TIMED_OUT)
+            }
+        };
+        let status = code.as_u16();
+        let body = error_text(code, message);
+        let len = body.len() as u64;
+        // Written for a HEAD too, as hyper writes a known length.
+        let length = len.to_string();
+        let mut fields: Vec<(&str, &[u8])> = vec![
+            ("content-type", b"text/plain; charset=utf-8"),
+            ("cache-control", b"no-store"),
+            ("content-length", length.as_bytes()),
+        ];
+        let edits = edits(ticket, status, &fields).await;
+        fields = edited(fields, &edits);
+        let mut out = Vec::with_capacity(256);
+        encode(&mut out, status, &fields, head_only, Framing::Length(len));
+        if !head_only {
+            out.extend_from_slice(&body);
+        }
+        io.write_all(&out).await?;
+        io.flush().await?;
+        Ok(Relayed::Open)
+    }
 }
 
 /// The 1xx responses passed on for one request.
@@ -777,10 +798,20 @@ enum Got {
 }
 
 impl<I: AsyncRead + AsyncWrite + Unpin> Pass<'_, I> {
-    /// Reads at most `limit` bytes of the body from `socket` into `buf`;
-    /// a client that leaves meanwhile gives the body up (and the backend's
-    /// connection with it), as hyper gives up a body whose client left.
-    async fn read(&mut self, socket: &mut TcpStream, buf: &mut Vec<u8>, limit: usize) -> Got {
+    /// Reads the next piece of the body, at most `limit` bytes, from
+    /// `socket` into `buf` (emptied first), the head written before the
+    /// wait; a client that leaves meanwhile gives the body up (and the
+    /// backend's connection with it), as hyper gives up a body whose
+    /// client left.
+    async fn read(
+        &mut self,
+        socket: &mut TcpStream,
+        buf: &mut Vec<u8>,
+        limit: usize,
+    ) -> io::Result<Got> {
+        self.head_only().await?;
+        buf.clear();
+        buf.reserve(limit);
         let Pass {
             io,
             early,
@@ -788,7 +819,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Pass<'_, I> {
             ..
         } = self;
         let mut limited = (&mut *socket).take(limit as u64);
-        tokio::select! {
+        Ok(tokio::select! {
             biased;
             read = limited.read_buf(buf) => match read {
                 Ok(0) => Got::End,
@@ -796,7 +827,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Pass<'_, I> {
                 Err(_) => Got::Failed,
             },
             () = left(&mut **io, early, *pipelined) => Got::Failed,
-        }
+        })
     }
 
     /// Writes the head if it is not written yet: before the relay waits
@@ -813,14 +844,13 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Pass<'_, I> {
 
     /// Writes the head (if not yet written) and `data` as it is.
     async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return self.head_only().await;
+        }
         for piece in data.chunks(HTTP1_PIECE) {
             self.exchange.handed(piece.len());
             let head = std::mem::take(&mut self.head);
             write_all(self.io, &[&head, piece]).await?;
-        }
-        if data.is_empty() && !self.head.is_empty() {
-            let head = std::mem::take(&mut self.head);
-            self.io.write_all(&head).await?;
         }
         self.io.flush().await
     }
@@ -859,11 +889,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Pass<'_, I> {
         self.write(&buf[start..start + first]).await?;
         let mut left = len - first as u64;
         while left > 0 {
-            self.head_only().await?;
-            buf.clear();
             let room = usize::try_from(left).unwrap_or(usize::MAX).min(READ_ROOM);
-            buf.reserve(room);
-            let n = match self.read(socket, buf, room).await {
+            let n = match self.read(socket, buf, room).await? {
                 Got::Data(n) => n,
                 Got::End | Got::Failed => return Ok(End::Short),
             };
@@ -902,11 +929,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Pass<'_, I> {
                     }
                 }
             }
-            self.head_only().await?;
-            buf.clear();
             at = 0;
-            buf.reserve(READ_ROOM);
-            match self.read(socket, buf, READ_ROOM).await {
+            match self.read(socket, buf, READ_ROOM).await? {
                 Got::Data(_) => {}
                 Got::End | Got::Failed => return Ok(End::Short),
             }
@@ -923,10 +947,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Pass<'_, I> {
     ) -> io::Result<End> {
         self.chunk(&buf[start..]).await?;
         loop {
-            self.head_only().await?;
-            buf.clear();
-            buf.reserve(READ_ROOM);
-            match self.read(socket, buf, READ_ROOM).await {
+            match self.read(socket, buf, READ_ROOM).await? {
                 Got::Data(_) => self.chunk(buf).await?,
                 Got::End => break,
                 // Its end is where it closed: a reset is no end.
