@@ -225,28 +225,28 @@ impl Upstream {
         // bounds those); idle ones are kept at most UPSTREAM_IDLE_TIMEOUT,
         // and at most UPSTREAM_IDLE of them, so a burst does not leave
         // sockets behind.
-        let raw = (base.scheme_str() != Some("https")).then(|| {
-            RawPool::new(
+        let (transport, raw) = if base.scheme_str() == Some("https") {
+            let client = Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
+                .pool_max_idle_per_host(UPSTREAM_IDLE)
+                .build(connector);
+            (Transport::Shared(Box::new(client)), None)
+        } else {
+            // hyper's connections, and bare sockets for the fast loop's
+            // relay, each pool with the same bounds.
+            let raw = RawPool::new(
                 base.clone(),
                 connector.clone(),
                 UPSTREAM_IDLE,
                 UPSTREAM_IDLE_TIMEOUT,
-            )
-        });
-        let transport = if base.scheme_str() == Some("https") {
-            Transport::Shared(Box::new(
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
-                    .pool_max_idle_per_host(UPSTREAM_IDLE)
-                    .build(connector),
-            ))
-        } else {
-            Transport::Pooled(pool::Pool::new(
+            );
+            let pool = pool::Pool::new(
                 base.clone(),
                 connector,
                 UPSTREAM_IDLE,
                 UPSTREAM_IDLE_TIMEOUT,
-            ))
+            );
+            (Transport::Pooled(pool), Some(raw))
         };
         let host = base.host().and_then(|h| {
             let value = match base.port_u16() {

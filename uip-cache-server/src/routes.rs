@@ -401,7 +401,7 @@ async fn send(
     last.unwrap_or_else(|| {
         crate::proxy::unreachable(error_response(
             StatusCode::BAD_GATEWAY,
-            "the upstream refused the connection",
+            crate::proxy::REFUSED,
         ))
     })
 }
