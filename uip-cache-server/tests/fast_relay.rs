@@ -233,6 +233,17 @@ async fn origin(seen: Arc<Seen>) -> SocketAddr {
     addr
 }
 
+/// Waits until `done` says so, at most [`DEADLINE`]; `what` names it.
+async fn wait(what: &str, done: impl Fn() -> bool) {
+    tokio::time::timeout(DEADLINE, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}"));
+}
+
 /// A proxy in front of `origin` caching only `/cached/*`, relaying or not
 /// (`fast_hits`), with a response timeout of `timeout`.
 async fn proxy_to(origin: SocketAddr, fast: bool, timeout: Duration) -> (SocketAddr, HttpCache) {
@@ -834,28 +845,12 @@ async fn a_client_that_leaves_while_its_request_waits_has_it_given_up_on_both_pa
     for (n, addr) in [rig.fast, rig.general].into_iter().enumerate() {
         let mut leaving = Client::to(addr).await;
         leaving.send("GET", "/hang", "").await;
-        let seen = rig.seen.clone();
-        let wait = |what: &'static str, f: Box<dyn Fn() -> bool + Send>| async move {
-            tokio::time::timeout(DEADLINE, async {
-                while !f() {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            })
-            .await
-            .expect(what);
-        };
-        let s = seen.clone();
-        wait(
-            "the request at the backend",
-            Box::new(move || s.requests().len() > n),
-        )
-        .await;
+        let seen = &rig.seen;
+        wait("the request at the backend", || seen.requests().len() > n).await;
         drop(leaving);
-        let s = seen.clone();
-        wait(
-            "the backend's connection closed",
-            Box::new(move || s.given_up.load(Ordering::SeqCst) > n),
-        )
+        wait("the backend's connection closed", || {
+            seen.given_up.load(Ordering::SeqCst) > n
+        })
         .await;
     }
     // A client that only sends its next request meanwhile is answered both.
@@ -913,14 +908,10 @@ async fn bytes_a_backend_sends_after_an_answer_never_reach_the_next_request() {
         let before = rig.seen.connections.load(Ordering::SeqCst);
         assert_eq!(a.body.len(), 100_000, "{path}");
         // The late bytes are on the kept connection (written on loopback).
-        let seen = rig.seen.clone();
-        tokio::time::timeout(DEADLINE, async move {
-            while seen.late.load(Ordering::SeqCst) <= n {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+        wait("the late bytes written", || {
+            rig.seen.late.load(Ordering::SeqCst) > n
         })
-        .await
-        .expect("the late bytes written");
+        .await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         let next = fast.get("GET", "/length").await.unwrap();
         assert_eq!(
@@ -1042,14 +1033,10 @@ async fn a_client_that_leaves_mid_body_has_it_given_up_on_both_paths() {
             assert!(leaving.more().await, "the start of the body");
         }
         drop(leaving);
-        let seen = rig.seen.clone();
-        tokio::time::timeout(DEADLINE, async move {
-            while seen.given_up.load(Ordering::SeqCst) <= n {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+        wait("the backend's connection closed", || {
+            rig.seen.given_up.load(Ordering::SeqCst) > n
         })
-        .await
-        .expect("the backend's connection closed");
+        .await;
     }
 }
 
