@@ -198,3 +198,40 @@ async fn an_exact_url_purge_drops_only_that_path_from_the_other_l1s() {
     server.resume();
     assert_eq!(got.expect("still an L1 hit").as_deref(), Some(&b"kb"[..]));
 }
+
+/// How many GETs the server has run.
+fn gets(server: &RedisServer) -> u64 {
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|l| l.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reads_that_miss_l1_share_one_redis_read() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let yaml = server.yaml("");
+    let (a, b) = (tiered(&yaml), tiered(&yaml));
+    subscribed(&a).await;
+    subscribed(&b).await;
+    // Written by B: in Redis, not in A's L1.
+    let tags = vec!["t".to_owned(), "path:/t".to_owned()];
+    let options = PutOptions::new(Duration::from_secs(60), "/t").tags(&tags);
+    b.put("hot", entry("hot", &["t", "path:/t"]), options)
+        .await
+        .unwrap();
+    assert!(a.get_now("hot").is_none());
+    let before = gets(&server);
+    // All 32 miss L1 before the first read has an answer.
+    let got = futures_util::future::join_all((0..32).map(|_| body(&a, "hot"))).await;
+    assert_eq!(gets(&server) - before, 1, "one GET for 32 reads");
+    assert!(got.iter().all(|g| g.as_deref() == Some(&b"hot"[..])));
+    // Filled L1 once: the next read is a hit, no GET.
+    assert!(a.get_now("hot").is_some());
+    assert!(body(&a, "hot").await.is_some());
+    assert_eq!(gets(&server) - before, 1);
+}

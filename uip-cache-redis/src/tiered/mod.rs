@@ -24,6 +24,11 @@
 //!   which an L1 filled from L2 cannot match (the query is not in the
 //!   entry), drops all of L1.
 //! - A read from L2 that an invalidation overtook does not stay in L1.
+//! - While L1 is in use, concurrent reads of one key that miss L1 share one
+//!   L2 read and one L1 fill (a hot entry expiring from L1 costs one round
+//!   trip, not one per waiting request); a read never shares one that
+//!   began before an invalidation it came after, and a waiter leaving does
+//!   not stop the others' read.
 //! - When Redis is down the store fails open as the Redis store does.
 
 use std::fmt;
@@ -43,8 +48,12 @@ use uip_cache_core::{CacheConfig, StoredResponse, UrlPattern};
 use crate::store::{RedisConfigError, RedisStore};
 
 mod backplane;
+mod flight;
+#[cfg(test)]
+mod tests;
 
 use backplane::{instance_id, KEY_PREFIX};
+use flight::{FlightError, Flights};
 
 /// The L1 + Redis store. Cheap to clone.
 #[derive(Clone)]
@@ -68,6 +77,11 @@ struct Inner {
     /// Raised by every invalidation applied to L1 (local, received, a
     /// clear): a read from L2 that started before one does not stay in L1.
     generation: AtomicU64,
+    /// The L2 reads that fill L1, shared by concurrent `get`s of a key.
+    flights: Arc<Flights>,
+    /// Holds an L2 read open, for tests.
+    #[cfg(test)]
+    hold: tests::Hold,
 }
 
 impl Inner {
@@ -126,6 +140,9 @@ impl TieredStore {
                 started: AtomicBool::new(false),
                 id: instance_id(),
                 generation: AtomicU64::new(0),
+                flights: Arc::default(),
+                #[cfg(test)]
+                hold: tests::Hold::default(),
             }),
         })
     }
@@ -166,6 +183,35 @@ impl TieredStore {
         rest.store = None;
         let value = result?;
         published.map(|()| value)
+    }
+
+    /// Reads `key` from L2 and fills L1 with it, unless an invalidation
+    /// ran since `generation` was read (before this read).
+    async fn read_through(&self, key: &str, generation: u64) -> Result<Option<Bytes>, StoreError> {
+        let value = self.inner.l2.get(key).await?;
+        #[cfg(test)]
+        self.inner.hold.pass().await;
+        if let Some(v) = &value {
+            // Fill L1 with the entry's own tags (for tag invalidations),
+            // for what is left of its storage time, at most `max_ttl`.
+            if let Ok(entry) = StoredResponse::decode(v) {
+                let path = entry
+                    .tags
+                    .iter()
+                    .find_map(|t| t.strip_prefix("path:"))
+                    .unwrap_or("/")
+                    .to_owned();
+                let left = entry
+                    .storage_ttl()
+                    .saturating_sub(entry.age(std::time::SystemTime::now()));
+                let ttl = left.min(self.inner.max_ttl);
+                if !ttl.is_zero() {
+                    let options = PutOptions::new(ttl, &path).tags(&entry.tags);
+                    self.fill_l1(key, v.clone(), options, generation).await;
+                }
+            }
+        }
+        Ok(value)
     }
 
     /// Puts into L1 unless an invalidation ran since `generation` was read.
@@ -213,35 +259,29 @@ impl Storage for TieredStore {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
         Box::pin(async move {
             self.ensure_subscriber();
-            let l1 = self.is_subscribed();
-            if l1 {
-                if let Some(v) = self.inner.l1.get(key).await? {
-                    return Ok(Some(v));
-                }
+            if !self.is_subscribed() {
+                return self.inner.l2.get(key).await;
             }
+            if let Some(v) = self.inner.l1.get(key).await? {
+                return Ok(Some(v));
+            }
+            // Joined only if no invalidation was applied since the flight
+            // recorded this generation: see `flight` for why that is right.
             let generation = self.inner.generation.load(Ordering::Acquire);
-            let value = self.inner.l2.get(key).await?;
-            if let (true, Some(v)) = (l1, &value) {
-                // Fill L1 with the entry's own tags (for tag invalidations),
-                // for what is left of its storage time, at most `max_ttl`.
-                if let Ok(entry) = StoredResponse::decode(v) {
-                    let path = entry
-                        .tags
-                        .iter()
-                        .find_map(|t| t.strip_prefix("path:"))
-                        .unwrap_or("/")
-                        .to_owned();
-                    let left = entry
-                        .storage_ttl()
-                        .saturating_sub(entry.age(std::time::SystemTime::now()));
-                    let ttl = left.min(self.inner.max_ttl);
-                    if !ttl.is_zero() {
-                        let options = PutOptions::new(ttl, &path).tags(&entry.tags);
-                        self.fill_l1(key, v.clone(), options, generation).await;
-                    }
-                }
-            }
-            Ok(value)
+            let flight = self
+                .inner
+                .flights
+                .join_or_start(key, generation, |landing| {
+                    let (store, key) = (self.clone(), key.to_owned());
+                    Box::pin(async move {
+                        let _landing = landing;
+                        store
+                            .read_through(&key, generation)
+                            .await
+                            .map_err(FlightError::from)
+                    })
+                });
+            flight.await.map_err(StoreError::from)
         })
     }
 

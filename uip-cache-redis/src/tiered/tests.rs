@@ -1,0 +1,201 @@
+//! Coalesced L2 reads against a real redis-server, with an L2 read held
+//! open between the read and the L1 fill.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use uip_cache_core::store::{PutOptions, Storage};
+use uip_cache_core::{CacheConfig, StoredResponse};
+use uip_cache_testkit::RedisServer;
+
+use super::TieredStore;
+
+/// Holds the next L2 read, once it has read, until released.
+#[derive(Default)]
+pub(super) struct Hold(Mutex<Option<oneshot::Receiver<()>>>);
+
+impl Hold {
+    /// Holds the next read; it goes on when the sender sends or is dropped.
+    fn next(&self) -> oneshot::Sender<()> {
+        let (tx, rx) = oneshot::channel();
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(rx);
+        tx
+    }
+
+    /// Whether a read is being held (or was).
+    fn taken(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+
+    pub(super) async fn pass(&self) {
+        let rx = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(rx) = rx {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn tiered(server: &RedisServer) -> TieredStore {
+    let yaml = server.yaml("").replace("type: redis\n", "type: tiered\n");
+    TieredStore::from_config(&CacheConfig::from_yaml_str(&yaml).unwrap()).unwrap()
+}
+
+fn entry(body: &str) -> Bytes {
+    let mut e = StoredResponse::new(200, Bytes::from(body.to_owned()));
+    e.freshness_lifetime = Duration::from_secs(60);
+    e.tags = vec!["t".to_owned(), "path:/t".to_owned()];
+    e.encode().unwrap()
+}
+
+fn body(got: Option<Bytes>) -> Option<Bytes> {
+    got.map(|b| StoredResponse::decode(&b).unwrap().body)
+}
+
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Two stores on one server, both using L1: `a` is read, `b` writes
+/// (so what it puts is in L2 and not in `a`'s L1).
+async fn two(server: &RedisServer) -> (TieredStore, TieredStore) {
+    let (a, b) = (tiered(server), tiered(server));
+    for s in [&a, &b] {
+        let _ = s.get("warm-up").await;
+        until("subscribed", || s.is_subscribed()).await;
+    }
+    (a, b)
+}
+
+async fn put(s: &TieredStore, key: &str, text: &str) {
+    let tags = ["t".to_owned(), "path:/t".to_owned()];
+    let options = PutOptions::new(Duration::from_secs(60), "/t").tags(&tags);
+    s.put(key, entry(text), options).await.unwrap();
+}
+
+/// How many GETs the server has run.
+fn gets(server: &RedisServer) -> u64 {
+    let stats = server.cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|l| l.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_after_an_invalidation_does_not_join_a_read_from_before_it() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = two(&server).await;
+    put(&b, "k", "old").await;
+    // The first read has read "old" from L2 and is held before its fill.
+    let release = a.inner.hold.next();
+    let first = tokio::spawn({
+        let a = a.clone();
+        async move { a.get("k").await }
+    });
+    until("the first read is held", || a.inner.hold.taken()).await;
+    // An invalidation completes, then a new entry is written.
+    assert_eq!(a.invalidate_tags(&["t".to_owned()]).await.unwrap(), 1);
+    put(&b, "k", "new").await;
+    // A read that arrives now reads L2 itself: it finishes while the first
+    // is still held, and gets the new entry.
+    let second = tokio::spawn({
+        let a = a.clone();
+        async move { a.get("k").await }
+    });
+    until("the second read finished", || second.is_finished()).await;
+    assert_eq!(a.inner.flights.joined.load(Ordering::Relaxed), 0);
+    release.send(()).unwrap();
+    assert_eq!(
+        body(second.await.unwrap().unwrap()).as_deref(),
+        Some(&b"new"[..])
+    );
+    // The first read gets what it read, as before, but does not keep it.
+    assert_eq!(
+        body(first.await.unwrap().unwrap()).as_deref(),
+        Some(&b"old"[..])
+    );
+    assert_eq!(
+        body(a.get("k").await.unwrap()).as_deref(),
+        Some(&b"new"[..])
+    );
+    assert_eq!(a.inner.flights.len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_others_get_the_value_when_the_first_reader_leaves() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = two(&server).await;
+    put(&b, "k", "v").await;
+    let before = gets(&server);
+    let release = a.inner.hold.next();
+    let first = tokio::spawn({
+        let a = a.clone();
+        async move { a.get("k").await }
+    });
+    until("the first read is held", || a.inner.hold.taken()).await;
+    let others: Vec<_> = (0..8)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.get("k").await })
+        })
+        .collect();
+    until("the others joined", || {
+        a.inner.flights.joined.load(Ordering::Relaxed) == 8
+    })
+    .await;
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    release
+        .send(())
+        .expect("the read outlives the reader that started it");
+    for other in others {
+        assert_eq!(
+            body(other.await.unwrap().unwrap()).as_deref(),
+            Some(&b"v"[..])
+        );
+    }
+    assert_eq!(gets(&server) - before, 1, "one GET for all nine");
+    assert!(a.get_now("k").is_some(), "filled L1");
+    assert_eq!(a.inner.flights.len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_nobody_waits_for_is_dropped_and_forgotten() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = two(&server).await;
+    put(&b, "k", "v").await;
+    let _release = a.inner.hold.next();
+    let first = tokio::spawn({
+        let a = a.clone();
+        async move { a.get("k").await }
+    });
+    until("the first read is held", || a.inner.hold.taken()).await;
+    assert_eq!(a.inner.flights.len(), 1);
+    first.abort();
+    let _ = first.await;
+    assert_eq!(a.inner.flights.len(), 0, "no entry left behind");
+    // The next read starts afresh.
+    assert_eq!(
+        body(a.get("k").await.unwrap()).as_deref(),
+        Some(&b"v"[..])
+    );
+}
