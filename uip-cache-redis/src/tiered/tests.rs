@@ -194,8 +194,41 @@ async fn a_read_nobody_waits_for_is_dropped_and_forgotten() {
     let _ = first.await;
     assert_eq!(a.inner.flights.len(), 0, "no entry left behind");
     // The next read starts afresh.
-    assert_eq!(
-        body(a.get("k").await.unwrap()).as_deref(),
-        Some(&b"v"[..])
+    assert_eq!(body(a.get("k").await.unwrap()).as_deref(), Some(&b"v"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_read_waiting_on_a_failed_one_gets_the_error() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, _b) = two(&server).await;
+    server.pause();
+    let got = futures_util::future::join_all((0..8).map(|_| a.get("k"))).await;
+    server.resume();
+    assert_eq!(a.inner.flights.joined.load(Ordering::Relaxed), 7);
+    let kinds: Vec<_> = got.iter().map(|g| g.as_ref().unwrap_err().kind()).collect();
+    assert!(
+        got[0].as_ref().unwrap_err().is_timeout(),
+        "{:?}",
+        got[0].as_ref().err()
     );
+    assert!(kinds.iter().all(|k| *k == kinds[0]), "{kinds:?}");
+    assert_eq!(a.inner.flights.len(), 0);
+}
+
+#[test]
+fn a_shared_error_reads_as_the_one_it_copies() {
+    use uip_cache_core::store::{StoreError, StoreErrorKind};
+
+    use super::flight::FlightError;
+
+    for e in [
+        StoreError::new(StoreErrorKind::Backend, "WRONGTYPE"),
+        StoreError::from_kind(StoreErrorKind::Unavailable),
+    ] {
+        let (kind, text) = (e.kind(), e.to_string());
+        let copy = StoreError::from(FlightError::from(e));
+        assert_eq!((copy.kind(), copy.to_string()), (kind, text));
+    }
 }
