@@ -10,6 +10,7 @@ mod weight;
 mod write;
 
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use moka::Expiry;
 
-use index::Index;
+use index::{Index, Keys, Member, StoredHash};
 
 /// The in-process store: a [moka] cache weighted by bytes, with per-entry
 /// expiry, and tag and path indexes for invalidation.
@@ -54,7 +55,9 @@ pub struct MemoryStore {
 }
 
 struct Inner {
-    cache: Cache<Arc<str>, Arc<MemEntry>, foldhash::fast::RandomState>,
+    /// Keyed by [`Member`]: each key hashed once, with `keys`.
+    cache: Cache<Member, Arc<MemEntry>, BuildHasherDefault<StoredHash>>,
+    keys: Keys,
     index: Arc<Mutex<Index>>,
     generation: AtomicU64,
     /// Invalidations that have taken index members (see `write::write`).
@@ -84,15 +87,15 @@ struct MemEntry {
 
 struct PerEntryTtl;
 
-impl Expiry<Arc<str>, Arc<MemEntry>> for PerEntryTtl {
-    fn expire_after_create(&self, _: &Arc<str>, v: &Arc<MemEntry>, _: Instant) -> Option<Duration> {
+impl Expiry<Member, Arc<MemEntry>> for PerEntryTtl {
+    fn expire_after_create(&self, _: &Member, v: &Arc<MemEntry>, _: Instant) -> Option<Duration> {
         Some(v.ttl)
     }
 
     // The default keeps the old expiry on replacement; a new write gets its own TTL.
     fn expire_after_update(
         &self,
-        _: &Arc<str>,
+        _: &Member,
         v: &Arc<MemEntry>,
         _: Instant,
         _: Option<Duration>,
@@ -118,9 +121,9 @@ impl MemoryStore {
         let listener_expirations = expirations.clone();
         let cache = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|_: &Arc<str>, e: &Arc<MemEntry>| e.weight)
+            .weigher(|_: &Member, e: &Arc<MemEntry>| e.weight)
             .expire_after(PerEntryTtl)
-            .eviction_listener(move |key: Arc<Arc<str>>, entry: Arc<MemEntry>, cause| {
+            .eviction_listener(move |key: Arc<Member>, entry: Arc<MemEntry>, cause| {
                 match cause {
                     RemovalCause::Size => listener_evictions.fetch_add(1, Ordering::Relaxed),
                     RemovalCause::Expired => listener_expirations.fetch_add(1, Ordering::Relaxed),
@@ -128,10 +131,11 @@ impl MemoryStore {
                 };
                 lock(&listener_index).remove(&key, &entry);
             })
-            .build_with_hasher(foldhash::fast::RandomState::default());
+            .build_with_hasher(BuildHasherDefault::default());
         MemoryStore {
             inner: Arc::new(Inner {
                 cache,
+                keys: Keys::default(),
                 index,
                 generation: AtomicU64::new(1),
                 invalidations: AtomicU64::new(0),

@@ -3,22 +3,21 @@
 //! the tags or the pattern's path prefix.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use super::index::Purge;
+use super::index::{Member, Purge};
 use super::{lock, MemoryStore};
 use crate::pattern::UrlPattern;
 use crate::store::{PutOptions, Rewrite};
 
 impl MemoryStore {
     pub(super) fn invalidate_tags_sync(&self, tags: &[String]) -> u64 {
-        let members: Vec<(Arc<str>, u64)> = {
+        let members: Vec<(Member, u64)> = {
             let mut index = lock(&self.inner.index);
             let seq = self.inner.invalidations.fetch_add(1, Ordering::AcqRel) + 1;
             index.purged(seq, Purge::Tags(tags.to_vec()));
             tags.iter()
                 .filter_map(|t| index.tags.remove(t))
-                .flat_map(|m| m.into_iter().map(|(k, g)| (k.key, g)))
+                .flat_map(|m| m.into_iter())
                 .collect()
         };
         members
@@ -31,7 +30,7 @@ impl MemoryStore {
     /// tags, path and query.
     pub(super) fn rewrite_sync(
         &self,
-        members: Vec<(Arc<str>, u64)>,
+        members: Vec<(Member, u64)>,
         pattern: Option<&UrlPattern>,
         rewrite: &Rewrite<'_>,
     ) -> u64 {
@@ -54,7 +53,7 @@ impl MemoryStore {
                 .query(e.query.as_deref());
             // Only over the entry read: a write since then is newer than
             // the purge and stays.
-            let entry = self.entry(&key, value, &options);
+            let entry = self.entry(&key.key, value, &options);
             if self.write(key, entry, Some(generation)) {
                 n += 1;
             }
@@ -62,20 +61,20 @@ impl MemoryStore {
         n
     }
 
-    pub(super) fn members_of_tags(&self, tags: &[String]) -> Vec<(Arc<str>, u64)> {
+    pub(super) fn members_of_tags(&self, tags: &[String]) -> Vec<(Member, u64)> {
         let index = lock(&self.inner.index);
         tags.iter()
             .filter_map(|t| index.tags.get(t))
-            .flat_map(|m| m.iter().map(|(k, g)| (k.key.clone(), *g)))
+            .flat_map(|m| m.iter().map(|(k, g)| (k.clone(), *g)))
             .collect()
     }
 
-    pub(super) fn members_of_pattern(&self, pattern: &UrlPattern) -> Vec<(Arc<str>, u64)> {
+    pub(super) fn members_of_pattern(&self, pattern: &UrlPattern) -> Vec<(Member, u64)> {
         lock(&self.inner.index).path_members(pattern)
     }
 
     pub(super) fn invalidate_pattern_sync(&self, pattern: &UrlPattern) -> u64 {
-        let members: Vec<(Arc<str>, u64)> = {
+        let members: Vec<(Member, u64)> = {
             let mut index = lock(&self.inner.index);
             let seq = self.inner.invalidations.fetch_add(1, Ordering::AcqRel) + 1;
             index.purged(seq, Purge::Pattern(pattern.clone()));
@@ -146,7 +145,7 @@ mod tests {
         s.inner.cache.run_pending_tasks();
         // The purge's index members went with its write; the new entry's stay.
         let index = lock(&s.inner.index);
-        let generation = s.inner.cache.get("k").unwrap().generation;
+        let generation = s.entry_of("k").unwrap().generation;
         assert_eq!(index.tags["t"].values().collect::<Vec<_>>(), [&generation]);
         assert_eq!(
             index.paths["/p"].values().collect::<Vec<_>>(),

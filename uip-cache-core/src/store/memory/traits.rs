@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
+use super::index::Keyed;
 use super::MemoryStore;
 use crate::pattern::UrlPattern;
 use crate::store::{
@@ -37,7 +38,8 @@ impl Storage for MemoryStore {
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
-        let removed = self.inner.cache.remove(key).is_some();
+        let probe = self.inner.keys.probe(key);
+        let removed = self.inner.cache.remove(&probe as &dyn Keyed).is_some();
         Box::pin(async move { Ok(removed) })
     }
 

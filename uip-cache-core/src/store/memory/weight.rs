@@ -21,9 +21,10 @@ fn heap(n: usize) -> usize {
 /// key's hash record and `Arc` of the key), measured by
 /// `tests/memory_bound.rs` at about 400 bytes, with room to spare.
 const MOKA_PER_ENTRY: usize = 512;
-/// One member of a tag's or path's set in the index (an `Arc<str>` and a
-/// generation, 24 bytes, in a hash table at most 7/8 full that doubles).
-const INDEX_MEMBER: usize = 64;
+/// One member of a tag's or path's set in the index (a key's hash and
+/// `Arc<str>`, and a generation: 32 bytes and a control byte, in a hash
+/// table at most 7/8 full that doubles, so as little as 7/16 full).
+const INDEX_MEMBER: usize = 80;
 /// A tag or path set of its own (its slot in the index map, the members
 /// table's first allocation), besides its name: charged to every entry, as
 /// if no other entry shared its tags and path.

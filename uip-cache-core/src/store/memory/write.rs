@@ -9,12 +9,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use moka::ops::compute::Op;
 
+use super::index::{Keyed, Member};
 use super::{lock, weight, MemEntry, MemoryStore};
 use crate::store::PutOptions;
 
 impl MemoryStore {
     /// Removes `key` only if it still holds the write `generation`.
-    pub(super) fn remove_if_generation(&self, key: &Arc<str>, generation: u64) -> bool {
+    pub(super) fn remove_if_generation(&self, key: &Member, generation: u64) -> bool {
         let result =
             self.inner
                 .cache
@@ -27,7 +28,18 @@ impl MemoryStore {
     }
 
     pub(super) fn get_sync(&self, key: &str) -> Option<Bytes> {
-        self.inner.cache.get(key).map(|e| e.value.clone())
+        self.entry_of(key).map(|e| e.value.clone())
+    }
+
+    /// The entry under `key`, found without allocating.
+    pub(super) fn entry_of(&self, key: &str) -> Option<Arc<MemEntry>> {
+        let probe = self.inner.keys.probe(key);
+        self.inner.cache.get(&probe as &dyn Keyed)
+    }
+
+    /// `key` with its hash, as the cache and the index hold it.
+    pub(super) fn member(&self, key: &str) -> Member {
+        self.inner.keys.member(Arc::from(key))
     }
 
     /// A new entry of `value` under `key`, with the next write generation.
@@ -57,13 +69,13 @@ impl MemoryStore {
 
     pub(super) fn put_sync(&self, key: &str, value: Bytes, o: PutOptions<'_>) {
         let entry = self.entry(key, value, &o);
-        self.write(Arc::from(key), entry, None);
+        self.write(self.member(key), entry, None);
     }
 
     /// Writes `entry` under `key`: whatever is there, or with `over`, only
     /// if the entry there is still the write of that generation (checked
     /// and replaced in one step). Whether it was written.
-    pub(super) fn write(&self, key: Arc<str>, entry: Arc<MemEntry>, over: Option<u64>) -> bool {
+    pub(super) fn write(&self, key: Member, entry: Arc<MemEntry>, over: Option<u64>) -> bool {
         let generation = entry.generation;
         let weight = u64::from(entry.weight);
         // Index first, then the cache. An invalidation that takes the index
@@ -215,7 +227,7 @@ mod tests {
             buffer.slice(10..20),
             PutOptions::new(Duration::from_secs(60), "/p"),
         );
-        let e = s.inner.cache.get("k").unwrap();
+        let e = s.entry_of("k").unwrap();
         assert_eq!(&e.value[..], &[5u8; 10]);
         // A copy, not a slice keeping the 64 KB buffer, and charged as such.
         let at = e.value.as_ptr() as usize;
