@@ -59,10 +59,14 @@ impl HttpCache {
         }
     }
 
-    /// The key stores again: forget that it did not.
+    /// The key stores again: forget that it did not. (Looked for first:
+    /// the key is almost never there, and a lookup costs moka less than a
+    /// removal.)
     pub(crate) fn forget_uncacheable(&self, plan: &CachePlan) {
         if let Some(u) = &*self.inner.uncacheable.load() {
-            u.marks.invalidate(plan.key.as_str());
+            if u.marks.contains_key(plan.key.as_str()) {
+                u.marks.invalidate(plan.key.as_str());
+            }
         }
     }
 
@@ -72,9 +76,12 @@ impl HttpCache {
         let Some(u) = &*table else {
             return false;
         };
-        u.marks
-            .get(plan.key.as_str())
-            .is_some_and(|(_, until)| self.inner.clock.instant() < until)
+        // `contains_key` first: unlike `get`, it counts no read of a key
+        // that is not there (one per miss) towards moka's popularity.
+        u.marks.contains_key(plan.key.as_str())
+            && u.marks
+                .get(plan.key.as_str())
+                .is_some_and(|(_, until)| self.inner.clock.instant() < until)
     }
 
     /// Remembers whether `plan`'s representation is larger than its
@@ -88,7 +95,7 @@ impl HttpCache {
                 plan.key.as_str().to_owned(),
                 self.inner.clock.instant() + window,
             );
-        } else {
+        } else if large.contains_key(plan.key.as_str()) {
             large.invalidate(plan.key.as_str());
         }
     }
