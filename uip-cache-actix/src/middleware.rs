@@ -396,12 +396,17 @@ fn tee<B: MessageBody + 'static>(
         // Read the origin body at the origin's pace, whatever the client
         // does: actix never polls a `Sized(0)` body and a slow client must
         // not hold up the requests coalesced behind this one.
+        // A small body is usually all read already: then the pump is
+        // done in its first poll, here, and costs no task.
         let mut body = Box::pin(body);
-        actix_web::rt::spawn(pump.drive(
+        let pump = Box::pin(pump.drive(
             move |cx| body.as_mut().poll_next(cx),
             |chunk| chunk.as_ref().ok().cloned(),
             Result::is_err,
         ));
+        if let Some(rest) = uip_cache_core::task::until_it_waits(pump) {
+            actix_web::rt::spawn(rest);
+        }
     }
     res
 }

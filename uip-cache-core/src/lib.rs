@@ -76,6 +76,7 @@ pub mod schedule;
 pub mod settings;
 pub mod stats;
 pub mod store;
+pub mod task;
 pub mod tee;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]

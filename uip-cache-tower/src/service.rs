@@ -379,16 +379,21 @@ where
     // stops polling at the announced length or the client stalls (the
     // requests coalesced behind this one wait for it).
     let mut body = Box::pin(body);
-    tokio::spawn(pump.drive(
-        move |cx| {
-            if body.is_end_stream() {
-                return Poll::Ready(None);
-            }
-            body.as_mut().poll_frame(cx)
-        },
-        |frame| frame.as_ref().ok().and_then(|f| f.data_ref().cloned()),
-        Result::is_err,
-    ));
+    // A small body is usually all read already: then the pump is done in
+    // its first poll, here, and costs no task.
+    uip_cache_core::task::run_or_spawn(
+        &tokio::runtime::Handle::current(),
+        pump.drive(
+            move |cx| {
+                if body.is_end_stream() {
+                    return Poll::Ready(None);
+                }
+                body.as_mut().poll_frame(cx)
+            },
+            |frame| frame.as_ref().ok().and_then(|f| f.data_ref().cloned()),
+            Result::is_err,
+        ),
+    );
     Response::from_parts(parts, CacheBody::tapped(tap, size))
 }
 

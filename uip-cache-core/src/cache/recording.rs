@@ -361,8 +361,9 @@ pub(super) struct Finish {
 
 impl Finish {
     /// The recorded body ended: with all of it, or with why it cannot be
-    /// stored. The write runs in a task of its own (on the current tokio
-    /// runtime); waiting requests wake once it is done.
+    /// stored. The write runs here until it has to wait, then in a task of
+    /// its own (on the current tokio runtime); waiting requests wake once
+    /// it is done.
     fn done(self: Box<Self>, body: Result<Recorded, NoCacheReason>) {
         let body = match body {
             Ok(b) => b,
@@ -385,7 +386,8 @@ impl Finish {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(async move {
+        // Done at once with a synchronous store (memory): no task then.
+        crate::task::run_or_spawn(&runtime, async move {
             let Finish {
                 cache,
                 plan,
