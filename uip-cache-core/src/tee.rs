@@ -7,7 +7,9 @@
 //! the coalescing lock would wait for the slowest client. So the adapter runs
 //! a small task that reads the origin body to its end and feeds each frame to
 //! a [`Pump`]: the pump records it and queues it for the client, whose body
-//! reads the [`Tap`].
+//! reads the [`Tap`]. The task is started with
+//! [`run_or_spawn`](crate::task::run_or_spawn): a body all read already
+//! (most small ones) is pumped where the response is made, with no task.
 //!
 //! Memory stays bounded: while the recording is under the policy's
 //! `max_size`, queued frames share their bytes with the recording; once the
