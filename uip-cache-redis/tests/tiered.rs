@@ -44,6 +44,15 @@ async fn subscribed(s: &TieredStore) {
     until("subscribed", async || s.is_subscribed()).await;
 }
 
+/// Two instances on `server`, both subscribed to invalidations.
+async fn two_subscribed(server: &RedisServer) -> (TieredStore, TieredStore) {
+    let yaml = server.yaml("");
+    let (a, b) = (tiered(&yaml), tiered(&yaml));
+    subscribed(&a).await;
+    subscribed(&b).await;
+    (a, b)
+}
+
 async fn body(s: &TieredStore, key: &str) -> Option<Bytes> {
     s.get(key)
         .await
@@ -136,10 +145,7 @@ async fn without_the_subscription_l1_is_not_used_and_it_comes_back() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let yaml = server.yaml("");
-    let (a, b) = (tiered(&yaml), tiered(&yaml));
-    subscribed(&a).await;
-    subscribed(&b).await;
+    let (a, b) = two_subscribed(&server).await;
     let tags = vec!["t".to_owned()];
     let options = PutOptions::new(Duration::from_secs(60), "/t").tags(&tags);
     a.put("k", entry("v", &["t"]), options).await.unwrap();
@@ -175,10 +181,7 @@ async fn an_exact_url_purge_drops_only_that_path_from_the_other_l1s() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let yaml = server.yaml("");
-    let (a, b) = (tiered(&yaml), tiered(&yaml));
-    subscribed(&a).await;
-    subscribed(&b).await;
+    let (a, b) = two_subscribed(&server).await;
     for (key, path) in [("ka", "/a"), ("kb", "/b")] {
         let tags = vec![format!("path:{path}")];
         let options = PutOptions::new(Duration::from_secs(60), path).tags(&tags);
@@ -214,10 +217,7 @@ async fn concurrent_reads_that_miss_l1_share_one_redis_read() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let yaml = server.yaml("");
-    let (a, b) = (tiered(&yaml), tiered(&yaml));
-    subscribed(&a).await;
-    subscribed(&b).await;
+    let (a, b) = two_subscribed(&server).await;
     // Written by B: in Redis, not in A's L1.
     let tags = vec!["t".to_owned(), "path:/t".to_owned()];
     let options = PutOptions::new(Duration::from_secs(60), "/t").tags(&tags);

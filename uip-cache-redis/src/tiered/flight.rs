@@ -12,6 +12,14 @@
 //! already on it, and the follower starts its own, which later arrivals
 //! join instead.
 //!
+//! A write here (`put`) does not raise the generation, since that would
+//! throw away every other key's fill under a steady flow of misses: once
+//! Redis has it, it supersedes its key's flight instead
+//! ([`Flights::supersede`]). The flight leaves the map, so a read that
+//! begins after the write starts a read of its own (and sees the write);
+//! the flight's own fill, which may carry what Redis held before the
+//! write, is taken back out of L1.
+//!
 //! Why nobody hangs when a waiter leaves: a flight is a [`Shared`] future
 //! that owns everything it needs (the store, the key), so whichever waiter
 //! is still there drives it. The map holds only a [`WeakShared`]: when the
@@ -21,7 +29,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -49,12 +57,14 @@ struct Entry {
     generation: u64,
     id: u64,
     flight: WeakShared<BoxFuture<'static, Output>>,
+    superseded: Arc<AtomicBool>,
 }
 
 impl Flights {
     /// The live flight for `key` recorded at `generation`, or a new one
     /// made by `start` (which then replaces any other for later arrivals).
-    /// `start` gets the [`Landing`] its future must own.
+    /// `start` gets the [`Landing`] its future must own, which tells
+    /// whether a write here superseded the flight.
     pub(super) fn join_or_start(
         self: &Arc<Self>,
         key: &str,
@@ -78,10 +88,12 @@ impl Flights {
                 live => other = live.map(|(_, f)| f),
             }
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let superseded = Arc::new(AtomicBool::new(false));
             let landing = Landing {
                 flights: Arc::clone(self),
                 key: key.to_owned(),
                 id,
+                superseded: superseded.clone(),
             };
             let flight = start(landing).shared();
             if let Some(weak) = flight.downgrade() {
@@ -91,6 +103,7 @@ impl Flights {
                         generation,
                         id,
                         flight: weak,
+                        superseded,
                     },
                 );
             }
@@ -98,6 +111,22 @@ impl Flights {
         };
         drop(other);
         flight
+    }
+
+    /// A write of `key` here reached Redis: its flight, if any, is no
+    /// longer joined, and its fill does not stay in L1 (see the module
+    /// docs). Called between the write to Redis and the write's own fill
+    /// of L1: a flight's fill made before this call is overwritten by the
+    /// write's fill, one made after it is taken out, and a flight that
+    /// started while the write was under way (which may have read what
+    /// Redis held before it) is not joined by reads that begin after.
+    pub(super) fn supersede(&self, key: &str) {
+        let entry = lock(&self.map).remove(key);
+        if let Some(e) = &entry {
+            e.superseded.store(true, Ordering::Release);
+        }
+        // The weak handle is dropped outside the lock (a `Landing` takes it).
+        drop(entry);
     }
 
     /// How many flights are in the map.
@@ -118,6 +147,14 @@ pub(super) struct Landing {
     flights: Arc<Flights>,
     key: String,
     id: u64,
+    superseded: Arc<AtomicBool>,
+}
+
+impl Landing {
+    /// Whether a write of the key here has begun since the flight started.
+    pub(super) fn superseded(&self) -> bool {
+        self.superseded.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for Landing {

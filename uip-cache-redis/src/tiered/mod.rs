@@ -53,7 +53,7 @@ mod flight;
 mod tests;
 
 use backplane::{instance_id, KEY_PREFIX};
-use flight::{FlightError, Flights};
+use flight::{FlightError, Flights, Landing};
 
 /// The L1 + Redis store. Cheap to clone.
 #[derive(Clone)]
@@ -186,8 +186,14 @@ impl TieredStore {
     }
 
     /// Reads `key` from L2 and fills L1 with it, unless an invalidation
-    /// ran since `generation` was read (before this read).
-    async fn read_through(&self, key: &str, generation: u64) -> Result<Option<Bytes>, StoreError> {
+    /// ran since `generation` was read (before this read) or a write of the
+    /// key here superseded the read (`landing`).
+    async fn read_through(
+        &self,
+        key: &str,
+        generation: u64,
+        landing: &Landing,
+    ) -> Result<Option<Bytes>, StoreError> {
         let value = self.inner.l2.get(key).await?;
         #[cfg(test)]
         self.inner.hold.pass().await;
@@ -207,7 +213,10 @@ impl TieredStore {
                 let ttl = left.min(self.inner.max_ttl);
                 if !ttl.is_zero() {
                     let options = PutOptions::new(ttl, &path).tags(&entry.tags);
-                    self.fill_l1(key, v.clone(), options, generation).await;
+                    let _ = self.inner.l1.put(key, v.clone(), options).await;
+                    if landing.superseded() || !self.l1_still_good(generation) {
+                        let _ = self.inner.l1.delete(key).await;
+                    }
                 }
             }
         }
@@ -217,9 +226,15 @@ impl TieredStore {
     /// Puts into L1 unless an invalidation ran since `generation` was read.
     async fn fill_l1(&self, key: &str, value: Bytes, options: PutOptions<'_>, generation: u64) {
         let _ = self.inner.l1.put(key, value, options).await;
-        if self.inner.generation.load(Ordering::Acquire) != generation || !self.is_subscribed() {
+        if !self.l1_still_good(generation) {
             let _ = self.inner.l1.delete(key).await;
         }
+    }
+
+    /// Whether a value put into L1 may stay: no invalidation ran since
+    /// `generation` was read, and L1 is in use.
+    fn l1_still_good(&self, generation: u64) -> bool {
+        self.inner.generation.load(Ordering::Acquire) == generation && self.is_subscribed()
     }
 }
 
@@ -274,9 +289,8 @@ impl Storage for TieredStore {
                 .join_or_start(key, generation, |landing| {
                     let (store, key) = (self.clone(), key.to_owned());
                     Box::pin(async move {
-                        let _landing = landing;
                         store
-                            .read_through(&key, generation)
+                            .read_through(&key, generation, &landing)
                             .await
                             .map_err(FlightError::from)
                     })
@@ -296,7 +310,12 @@ impl Storage for TieredStore {
             let mut l1_options = options;
             l1_options.ttl = l1_options.ttl.min(self.inner.max_ttl);
             let generation = self.inner.generation.load(Ordering::Acquire);
-            self.inner.l2.put(key, value.clone(), options).await?;
+            let written = self.inner.l2.put(key, value.clone(), options).await;
+            // Once Redis has it (or may have it), before the fill below: a
+            // read that begins after the write must not share a read of
+            // Redis from before it (see `flight`).
+            self.inner.flights.supersede(key);
+            written?;
             // No message: a new entry replaces one that was stale or
             // invalidated (and that invalidation was published), and an
             // older copy elsewhere is still a valid one for its own lifetime.

@@ -232,3 +232,49 @@ fn a_shared_error_reads_as_the_one_it_copies() {
         assert_eq!((copy.kind(), copy.to_string()), (kind, text));
     }
 }
+
+/// A read that comes after this store's own write, which L1 did not keep
+/// (the entry is larger than L1), must not share an L2 read that began
+/// before that write: it would get what Redis held before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_after_a_write_here_does_not_join_a_read_from_before_it() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let yaml = server.yaml("").replace(
+        "type: redis\n",
+        "type: tiered\n  l1:\n    max_bytes: 4096\n",
+    );
+    let a = TieredStore::from_config(&CacheConfig::from_yaml_str(&yaml).unwrap()).unwrap();
+    let _ = a.get("warm-up").await;
+    until("subscribed", || a.is_subscribed()).await;
+    let big = |t: &str| format!("{t}{}", "x".repeat(64 * 1024));
+    put(&a, "k", &big("old")).await;
+    assert!(a.get_now("k").is_none(), "too large for L1");
+    // A read has read "old" from L2 and is held before its fill.
+    let release = a.inner.hold.next();
+    let first = tokio::spawn({
+        let a = a.clone();
+        async move { a.get("k").await }
+    });
+    until("the first read is held", || a.inner.hold.taken()).await;
+    // This store writes "new"; the write is done.
+    put(&a, "k", &big("new")).await;
+    // A read that begins now, after the write.
+    let second = tokio::spawn({
+        let a = a.clone();
+        async move { a.get("k").await }
+    });
+    until("the second read finished or joined the first", || {
+        second.is_finished() || a.inner.flights.joined.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    release.send(()).unwrap();
+    let _ = first.await;
+    let got = body(second.await.unwrap().unwrap()).unwrap();
+    assert!(
+        got.starts_with(b"new"),
+        "a read that began after the write got what Redis held before it: {:?}",
+        String::from_utf8_lossy(&got[..3])
+    );
+}
