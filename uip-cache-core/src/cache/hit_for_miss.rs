@@ -76,12 +76,12 @@ impl HttpCache {
         let Some(u) = &*table else {
             return false;
         };
-        // `contains_key` first: unlike `get`, it counts no read of a key
-        // that is not there (one per miss) towards moka's popularity.
-        u.marks.contains_key(plan.key.as_str())
-            && u.marks
-                .get(plan.key.as_str())
-                .is_some_and(|(_, until)| self.inner.clock.instant() < until)
+        // A `get`, not `contains_key`: moka counts the read of a key it has
+        // not got towards the key's popularity, which is what lets a key
+        // many requests ask for into a table full of one-off marks.
+        u.marks
+            .get(plan.key.as_str())
+            .is_some_and(|(_, until)| self.inner.clock.instant() < until)
     }
 
     /// Remembers whether `plan`'s representation is larger than its
