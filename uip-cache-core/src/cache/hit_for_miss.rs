@@ -120,3 +120,63 @@ impl HttpCache {
             .is_some_and(|until| self.inner.clock.instant() < until)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{CachePlan, HttpCache};
+    use crate::request::RequestView;
+    use crate::stats::NoCacheReason;
+    use crate::{CacheConfig, Plan};
+
+    fn plan(cache: &HttpCache, query: &str) -> CachePlan {
+        let headers = [("host", "api.example")];
+        let req = RequestView::new("GET", "/items", &headers)
+            .query(Some(query))
+            .authority(Some("api.example"));
+        match cache.plan(&req) {
+            Plan::Cache(p) => p,
+            _ => unreachable!("the policy matches"),
+        }
+    }
+
+    /// A miss as the cache makes it on a key whose answer cannot be
+    /// stored: `looks` requests look for a mark, then the mark is made.
+    fn misses(cache: &HttpCache, p: &CachePlan, looks: usize) {
+        let headers = [("host", "api.example")];
+        let req = RequestView::new("GET", "/items", &headers).authority(Some("api.example"));
+        for _ in 0..looks {
+            assert!(!cache.is_uncacheable(p));
+        }
+        cache.remember_uncacheable(p, &req, NoCacheReason::ResponseNoStore, false);
+    }
+
+    /// With the table full of one-off marks (keys requested once each, as
+    /// many distinct uncacheable URLs give), a key many requests asked for is marked at its first
+    /// uncacheable answer: that is what hit-for-miss is for.
+    #[test]
+    fn a_popular_key_is_marked_when_the_table_is_full() {
+        let config = CacheConfig::from_yaml_str(
+            "defaults:\n  hit_for_miss: 600\npolicies:\n  - name: items\n    pattern: /items\n    ttl: 60\n",
+        )
+        .unwrap();
+        let cache = HttpCache::builder(&config).build().unwrap();
+        assert_ne!(plan(&cache, "a").key, plan(&cache, "b").key);
+        let table = cache.inner.uncacheable.load();
+        let marks = &(*table).as_ref().unwrap().marks;
+        // Three tables' worth: moka counts popularity only once a table
+        // is half full, and a full table's own marks are what a new one
+        // must beat.
+        for i in 0..300_000 {
+            misses(&cache, &plan(&cache, &format!("i={i}")), 1);
+        }
+        marks.run_pending_tasks();
+        assert_eq!(marks.entry_count(), 100_000, "full");
+        let hot = plan(&cache, "hot");
+        misses(&cache, &hot, 50);
+        marks.run_pending_tasks();
+        assert!(
+            cache.is_uncacheable(&hot),
+            "a key 50 requests asked for was not marked"
+        );
+    }
+}
