@@ -6,7 +6,10 @@ use std::task::{Context, Poll, Waker};
 
 /// Runs `fut` on the caller's thread until it first has to wait, and
 /// spawns the rest on `runtime`: a future that is done at once costs no
-/// task, no allocation and no wake-up.
+/// task and no wake-up (only the box it is polled in).
+///
+/// What it runs shares the caller's task: should it panic, it takes the
+/// caller's task down with it, not a task of its own.
 ///
 /// A miss's recording is such work: a small origin body is usually all
 /// read by the time its head is, and the memory store's write is

@@ -128,7 +128,7 @@ pub use unsafe_request::UnsafeRequest;
 ///     After::Record { mut recording, .. } => {
 ///         // As the body streams to the client:
 ///         recording.chunk(&body);
-///         // Stores the entry, in a task of its own.
+///         // Stores the entry: here, or in a task once the store has to wait.
 ///         recording.ended();
 ///     }
 ///     other => unreachable!("{other:?}"),
