@@ -82,6 +82,9 @@ struct Inner {
     /// Holds an L2 read open, for tests.
     #[cfg(test)]
     hold: tests::Hold,
+    /// Holds a put before its write to L2, for tests.
+    #[cfg(test)]
+    hold_put: tests::Hold,
 }
 
 impl Inner {
@@ -143,6 +146,8 @@ impl TieredStore {
                 flights: Arc::default(),
                 #[cfg(test)]
                 hold: tests::Hold::default(),
+                #[cfg(test)]
+                hold_put: tests::Hold::default(),
             }),
         })
     }
@@ -310,6 +315,8 @@ impl Storage for TieredStore {
             let mut l1_options = options;
             l1_options.ttl = l1_options.ttl.min(self.inner.max_ttl);
             let generation = self.inner.generation.load(Ordering::Acquire);
+            #[cfg(test)]
+            self.inner.hold_put.pass().await;
             let written = self.inner.l2.put(key, value.clone(), options).await;
             // Once Redis has it (or may have it), before the fill below: a
             // read that begins after the write must not share a read of

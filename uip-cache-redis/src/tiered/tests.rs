@@ -233,6 +233,69 @@ fn a_shared_error_reads_as_the_one_it_copies() {
     }
 }
 
+/// A store whose L1 keeps nothing of 64 KB, subscribed, and a 64 KB
+/// body starting with `t`.
+async fn small_l1(server: &RedisServer) -> (TieredStore, impl Fn(&str) -> String) {
+    let yaml = server.yaml("").replace(
+        "type: redis\n",
+        "type: tiered\n  l1:\n    max_bytes: 4096\n",
+    );
+    let a = TieredStore::from_config(&CacheConfig::from_yaml_str(&yaml).unwrap()).unwrap();
+    let _ = a.get("warm-up").await;
+    until("subscribed", || a.is_subscribed()).await;
+    (a, |t: &str| format!("{t}{}", "x".repeat(64 * 1024)))
+}
+
+/// A read that began while this store's write was under way, and read
+/// Redis before the write reached it, is not shared by a read that begins
+/// once the write is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_after_a_write_here_does_not_join_one_begun_during_it() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, big) = small_l1(&server).await;
+    put(&a, "k", &big("old")).await;
+    assert!(a.get_now("k").is_none(), "too large for L1");
+    // The write of "new" begins and is held before it reaches Redis.
+    let write_on = a.inner.hold_put.next();
+    let write = tokio::spawn({
+        let (a, new) = (a.clone(), big("new"));
+        async move { put(&a, "k", &new).await }
+    });
+    until("the write is held", || a.inner.hold_put.taken()).await;
+    // Meanwhile a read reads "old" from Redis and is held before its fill.
+    let read_on = a.inner.hold.next();
+    let first = tokio::spawn({
+        let a = a.clone();
+        async move { a.get("k").await }
+    });
+    until("the first read is held", || a.inner.hold.taken()).await;
+    // The write goes on to its end.
+    write_on.send(()).unwrap();
+    write.await.unwrap();
+    let second = tokio::spawn({
+        let a = a.clone();
+        async move { a.get("k").await }
+    });
+    until("the second read finished or joined the first", || {
+        second.is_finished() || a.inner.flights.joined.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    read_on.send(()).unwrap();
+    let old = body(first.await.unwrap().unwrap()).unwrap();
+    assert!(
+        old.starts_with(b"old"),
+        "the first read read before the write"
+    );
+    let got = body(second.await.unwrap().unwrap()).unwrap();
+    assert!(
+        got.starts_with(b"new"),
+        "a read that began after the write got what Redis held before it: {:?}",
+        String::from_utf8_lossy(&got[..3])
+    );
+}
+
 /// A read that comes after this store's own write, which L1 did not keep
 /// (the entry is larger than L1), must not share an L2 read that began
 /// before that write: it would get what Redis held before it.
@@ -241,14 +304,7 @@ async fn a_read_after_a_write_here_does_not_join_a_read_from_before_it() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let yaml = server.yaml("").replace(
-        "type: redis\n",
-        "type: tiered\n  l1:\n    max_bytes: 4096\n",
-    );
-    let a = TieredStore::from_config(&CacheConfig::from_yaml_str(&yaml).unwrap()).unwrap();
-    let _ = a.get("warm-up").await;
-    until("subscribed", || a.is_subscribed()).await;
-    let big = |t: &str| format!("{t}{}", "x".repeat(64 * 1024));
+    let (a, big) = small_l1(&server).await;
     put(&a, "k", &big("old")).await;
     assert!(a.get_now("k").is_none(), "too large for L1");
     // A read has read "old" from L2 and is held before its fill.
