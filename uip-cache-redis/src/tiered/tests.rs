@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
-use uip_cache_core::store::{PutOptions, Storage};
+use tokio::task::JoinHandle;
+use uip_cache_core::store::{PutOptions, Storage, StoreError};
 use uip_cache_core::{CacheConfig, StoredResponse};
 use uip_cache_testkit::RedisServer;
 
@@ -94,6 +95,27 @@ fn gets(server: &RedisServer) -> u64 {
         .map_or(0, |n| n.parse().unwrap())
 }
 
+/// A read of `key` in a task of its own.
+fn spawn_get(a: &TieredStore, key: &str) -> JoinHandle<Result<Option<Bytes>, StoreError>> {
+    let (a, key) = (a.clone(), key.to_owned());
+    tokio::spawn(async move { a.get(&key).await })
+}
+
+/// A read of `key` that has read L2 and is held before its fill until the
+/// sender sends or is dropped.
+async fn held_read(
+    a: &TieredStore,
+    key: &str,
+) -> (
+    oneshot::Sender<()>,
+    JoinHandle<Result<Option<Bytes>, StoreError>>,
+) {
+    let release = a.inner.hold.next();
+    let read = spawn_get(a, key);
+    until("the first read is held", || a.inner.hold.taken()).await;
+    (release, read)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_read_after_an_invalidation_does_not_join_a_read_from_before_it() {
     let Some(server) = RedisServer::start() else {
@@ -102,21 +124,13 @@ async fn a_read_after_an_invalidation_does_not_join_a_read_from_before_it() {
     let (a, b) = two(&server).await;
     put(&b, "k", "old").await;
     // The first read has read "old" from L2 and is held before its fill.
-    let release = a.inner.hold.next();
-    let first = tokio::spawn({
-        let a = a.clone();
-        async move { a.get("k").await }
-    });
-    until("the first read is held", || a.inner.hold.taken()).await;
+    let (release, first) = held_read(&a, "k").await;
     // An invalidation completes, then a new entry is written.
     assert_eq!(a.invalidate_tags(&["t".to_owned()]).await.unwrap(), 1);
     put(&b, "k", "new").await;
     // A read that arrives now reads L2 itself: it finishes while the first
     // is still held, and gets the new entry.
-    let second = tokio::spawn({
-        let a = a.clone();
-        async move { a.get("k").await }
-    });
+    let second = spawn_get(&a, "k");
     until("the second read finished", || second.is_finished()).await;
     assert_eq!(a.inner.flights.joined.load(Ordering::Relaxed), 0);
     release.send(()).unwrap();
@@ -144,12 +158,7 @@ async fn the_others_get_the_value_when_the_first_reader_leaves() {
     let (a, b) = two(&server).await;
     put(&b, "k", "v").await;
     let before = gets(&server);
-    let release = a.inner.hold.next();
-    let first = tokio::spawn({
-        let a = a.clone();
-        async move { a.get("k").await }
-    });
-    until("the first read is held", || a.inner.hold.taken()).await;
+    let (release, first) = held_read(&a, "k").await;
     let others: Vec<_> = (0..8)
         .map(|_| {
             let a = a.clone();
@@ -183,12 +192,7 @@ async fn a_read_nobody_waits_for_is_dropped_and_forgotten() {
     };
     let (a, b) = two(&server).await;
     put(&b, "k", "v").await;
-    let _release = a.inner.hold.next();
-    let first = tokio::spawn({
-        let a = a.clone();
-        async move { a.get("k").await }
-    });
-    until("the first read is held", || a.inner.hold.taken()).await;
+    let (_release, first) = held_read(&a, "k").await;
     assert_eq!(a.inner.flights.len(), 1);
     first.abort();
     let _ = first.await;
@@ -265,19 +269,11 @@ async fn a_read_after_a_write_here_does_not_join_one_begun_during_it() {
     });
     until("the write is held", || a.inner.hold_put.taken()).await;
     // Meanwhile a read reads "old" from Redis and is held before its fill.
-    let read_on = a.inner.hold.next();
-    let first = tokio::spawn({
-        let a = a.clone();
-        async move { a.get("k").await }
-    });
-    until("the first read is held", || a.inner.hold.taken()).await;
+    let (read_on, first) = held_read(&a, "k").await;
     // The write goes on to its end.
     write_on.send(()).unwrap();
     write.await.unwrap();
-    let second = tokio::spawn({
-        let a = a.clone();
-        async move { a.get("k").await }
-    });
+    let second = spawn_get(&a, "k");
     until("the second read finished or joined the first", || {
         second.is_finished() || a.inner.flights.joined.load(Ordering::Relaxed) > 0
     })
@@ -308,19 +304,11 @@ async fn a_read_after_a_write_here_does_not_join_a_read_from_before_it() {
     put(&a, "k", &big("old")).await;
     assert!(a.get_now("k").is_none(), "too large for L1");
     // A read has read "old" from L2 and is held before its fill.
-    let release = a.inner.hold.next();
-    let first = tokio::spawn({
-        let a = a.clone();
-        async move { a.get("k").await }
-    });
-    until("the first read is held", || a.inner.hold.taken()).await;
+    let (release, first) = held_read(&a, "k").await;
     // This store writes "new"; the write is done.
     put(&a, "k", &big("new")).await;
     // A read that begins now, after the write.
-    let second = tokio::spawn({
-        let a = a.clone();
-        async move { a.get("k").await }
-    });
+    let second = spawn_get(&a, "k");
     until("the second read finished or joined the first", || {
         second.is_finished() || a.inner.flights.joined.load(Ordering::Relaxed) > 0
     })
