@@ -218,8 +218,8 @@ impl TieredStore {
                 let ttl = left.min(self.inner.max_ttl);
                 if !ttl.is_zero() {
                     let options = PutOptions::new(ttl, &path).tags(&entry.tags);
-                    let _ = self.inner.l1.put(key, v.clone(), options).await;
-                    if landing.superseded() || !self.l1_still_good(generation) {
+                    self.fill_l1(key, v.clone(), options, generation).await;
+                    if landing.superseded() {
                         let _ = self.inner.l1.delete(key).await;
                     }
                 }
@@ -231,15 +231,9 @@ impl TieredStore {
     /// Puts into L1 unless an invalidation ran since `generation` was read.
     async fn fill_l1(&self, key: &str, value: Bytes, options: PutOptions<'_>, generation: u64) {
         let _ = self.inner.l1.put(key, value, options).await;
-        if !self.l1_still_good(generation) {
+        if self.inner.generation.load(Ordering::Acquire) != generation || !self.is_subscribed() {
             let _ = self.inner.l1.delete(key).await;
         }
-    }
-
-    /// Whether a value put into L1 may stay: no invalidation ran since
-    /// `generation` was read, and L1 is in use.
-    fn l1_still_good(&self, generation: u64) -> bool {
-        self.inner.generation.load(Ordering::Acquire) == generation && self.is_subscribed()
     }
 }
 
