@@ -302,26 +302,21 @@ impl Answer {
     /// The fields as a sorted list without `date` (from either side of a
     /// second); the order of distinct names is not the answer's meaning.
     fn comparable(&self) -> Answer {
-        let mut fields: Vec<(String, String)> = self
-            .fields
-            .iter()
-            .filter(|(n, _)| n != "date")
-            .cloned()
-            .collect();
-        fields.sort();
-        Answer {
-            fields,
-            ..self.clone()
-        }
+        self.without(&["date"])
     }
 
     /// [`Answer::comparable`] without how the body was framed (chunks, or
     /// up to the close: both give the same body).
     fn unframed(&self) -> Answer {
+        self.without(&["date", "transfer-encoding"])
+    }
+
+    /// The answer with its fields sorted and those named `dropped` left out.
+    fn without(&self, dropped: &[&str]) -> Answer {
         let mut fields: Vec<(String, String)> = self
             .fields
             .iter()
-            .filter(|(n, _)| n != "date" && n != "transfer-encoding")
+            .filter(|(n, _)| !dropped.contains(&n.as_str()))
             .cloned()
             .collect();
         fields.sort();
@@ -1043,16 +1038,10 @@ async fn a_client_that_leaves_mid_body_has_it_given_up_on_both_paths() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_clients_are_relayed_and_their_scheme_goes_to_the_backend() {
     use crate::tls_support::{client_config, connect, Ca, TempDir};
-    use uip_cache_server::tls::{CertificateFiles, Certificates};
     let seen = Arc::new(Seen::default());
     let up = origin(seen.clone()).await;
     let (ca, dir) = (Ca::new("relay CA"), TempDir::new("tls-relay"));
-    let (cert, key) = ca.leaf(&["a.test"]);
-    let certificates = Certificates::load(vec![CertificateFiles::new(
-        dir.write("a.pem", &cert),
-        dir.write("a.key", &key),
-    )])
-    .unwrap();
+    let certificates = ca.certificates(&dir, &["a.test"]);
     let config = CacheConfig::from_yaml_str(
         "policies:\n  - name: c\n    pattern: \"/cached/*\"\n    ttl: 60\n",
     )

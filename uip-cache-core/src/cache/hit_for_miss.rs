@@ -151,8 +151,9 @@ mod tests {
     }
 
     /// With the table full of one-off marks (keys requested once each, as
-    /// many distinct uncacheable URLs give), a key many requests asked for is marked at its first
-    /// uncacheable answer: that is what hit-for-miss is for.
+    /// many distinct uncacheable URLs give), a key many requests asked for
+    /// is marked at its first uncacheable answer: that is what hit-for-miss
+    /// is for.
     #[test]
     fn a_popular_key_is_marked_when_the_table_is_full() {
         let config = CacheConfig::from_yaml_str(
