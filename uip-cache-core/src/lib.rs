@@ -68,6 +68,7 @@ pub mod key;
 pub mod lock;
 pub mod pattern;
 pub mod policy;
+pub mod quiet;
 pub mod record;
 pub mod refresh;
 pub mod request;

@@ -7,6 +7,7 @@ mod attack_cpdos;
 mod attack_forwarding_headers;
 mod attack_invalidation;
 mod attack_invalidation_store;
+mod attack_log_flood;
 mod attack_slow_clients;
 mod attack_transform;
 mod cli;

@@ -206,9 +206,8 @@ struct Inner {
     /// The store's figures of the last second, shared by the read routes so
     /// that scrapers cannot multiply the load on the store.
     figures: std::sync::Mutex<Option<(std::time::Instant, Arc<Figures>)>>,
-    /// When a refused request was last logged (ms since `created`).
-    last_refusal_log: std::sync::atomic::AtomicU64,
-    created: std::time::Instant,
+    /// The log lines of refused requests: at most one a second.
+    refusals: crate::quiet::Quiet,
 }
 
 /// What the read routes report of the store.
@@ -272,8 +271,7 @@ impl Admin {
                 schedules: std::sync::Mutex::new(None),
                 reload: std::sync::OnceLock::new(),
                 figures: std::sync::Mutex::new(None),
-                last_refusal_log: std::sync::atomic::AtomicU64::new(0),
-                created: std::time::Instant::now(),
+                refusals: crate::quiet::Quiet::new(),
                 cache,
             }),
         }
@@ -348,18 +346,11 @@ impl Admin {
         }
     }
 
-    /// Whether a refusal may be logged now: at most one line a second, so
-    /// a client guessing secrets cannot flood the log.
-    fn may_log_refusal(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        let now = u64::try_from(self.inner.created.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let last = self.inner.last_refusal_log.load(Ordering::Relaxed);
-        (last == 0 || now.saturating_sub(last) >= 1000)
-            && self
-                .inner
-                .last_refusal_log
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+    /// Whether a refusal is logged now, and how many were not since the
+    /// last line: at most one line a second, so a client guessing secrets
+    /// cannot flood the log.
+    fn may_log_refusal(&self) -> Option<u64> {
+        self.inner.refusals.admit()
     }
 
     /// The store's figures, read at most once a second.

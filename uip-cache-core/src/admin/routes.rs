@@ -151,8 +151,8 @@ impl Admin {
         match self.access(req.headers, req.peer.as_deref(), route == Route::Webhook) {
             Access::Granted => {}
             Access::WrongSecret => {
-                if self.may_log_refusal() {
-                    tracing::warn!(target: "uip_cache::admin", peer = req.peer.as_deref().unwrap_or("-"), path = req.path, "admin request refused: missing or wrong secret");
+                if let Some(left_out) = self.may_log_refusal() {
+                    tracing::warn!(target: "uip_cache::admin", peer = req.peer.as_deref().unwrap_or("-"), path = req.path, left_out, "admin request refused: missing or wrong secret (left_out: refusals not logged since the last line)");
                 }
                 return AdminResponse::error(
                     401,
@@ -161,8 +161,8 @@ impl Admin {
                 .header("www-authenticate", "Bearer");
             }
             Access::NoSecretRemote => {
-                if self.may_log_refusal() {
-                    tracing::warn!(target: "uip_cache::admin", peer = req.peer.as_deref().unwrap_or("-"), path = req.path, "admin request refused: no secret is configured and the client is not on this host");
+                if let Some(left_out) = self.may_log_refusal() {
+                    tracing::warn!(target: "uip_cache::admin", peer = req.peer.as_deref().unwrap_or("-"), path = req.path, left_out, "admin request refused: no secret is configured and the client is not on this host (left_out: refusals not logged since the last line)");
                 }
                 return AdminResponse::error(
                     403,

@@ -166,6 +166,7 @@ impl HttpCacheBuilder<'_> {
                     .max_capacity(PART_HINTS)
                     .build(),
                 clock: self.clock,
+                quiet: Default::default(),
             }),
             pinned: None,
         })

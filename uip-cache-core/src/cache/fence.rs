@@ -43,7 +43,9 @@ impl HttpCache {
         self.inner.stats.store_op(started.elapsed());
         recorded.inspect_err(|e| {
             self.inner.stats.store_error();
-            tracing::warn!(error = %e, "the shared invalidation record failed: instances sharing the store may store a fetch that was in flight");
+            if let Some(left_out) = self.inner.quiet.record.admit() {
+                tracing::warn!(error = %e, left_out, "the shared invalidation record failed: instances sharing the store may store a fetch that was in flight (left_out: failures not logged since the last line)");
+            }
         })
     }
 

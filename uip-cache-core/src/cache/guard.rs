@@ -21,14 +21,20 @@ impl HttpCache {
         self.inner.stats.store_op(started.elapsed());
         match result {
             Ok(Ok(v)) => Some(v),
+            // A line a second at most: when the store is down every
+            // request fails here, several times (see `crate::quiet`).
             Ok(Err(e)) => {
                 self.inner.stats.store_error();
-                tracing::warn!(operation = what, error = %e, "cache store failed; continuing without it");
+                if let Some(left_out) = self.inner.quiet.failed.admit() {
+                    tracing::warn!(operation = what, error = %e, left_out, "cache store failed; continuing without it (left_out: failures not logged since the last line)");
+                }
                 None
             }
             Err(_) => {
                 self.inner.stats.store_error();
-                tracing::warn!(operation = what, timeout = ?self.store_timeout(), "cache store timed out; continuing without it");
+                if let Some(left_out) = self.inner.quiet.timed_out.admit() {
+                    tracing::warn!(operation = what, timeout = ?self.store_timeout(), left_out, "cache store timed out; continuing without it (left_out: timeouts not logged since the last line)");
+                }
                 None
             }
         }

@@ -180,6 +180,21 @@ struct Inner {
     /// once; past it the request waits for its purge (back-pressure on the
     /// writer, not tasks without bound while the store is slow).
     unsafe_purges: Arc<tokio::sync::Semaphore>,
+    /// The log lines of store failures, which a store that is down would
+    /// have every request write: at most one a second of each kind.
+    quiet: QuietLines,
+}
+
+/// The log lines a store outage repeats (see [`crate::quiet`]).
+#[derive(Debug, Default)]
+struct QuietLines {
+    /// A request path's store call failed or timed out.
+    failed: crate::quiet::Quiet,
+    timed_out: crate::quiet::Quiet,
+    /// The purge after an unsafe request failed.
+    purge: crate::quiet::Quiet,
+    /// The shared invalidation record could not be written.
+    record: crate::quiet::Quiet,
 }
 
 /// The hit-for-miss table: a key, and why its last response could not be

@@ -156,7 +156,9 @@ impl HttpCache {
             let purged = cache.counted(purged);
             purged.unwrap_or_else(|e| {
                 cache.inner.stats.store_error();
-                tracing::warn!(error = %e, tags = ?tags, "the purge after an unsafe request failed");
+                if let Some(left_out) = cache.inner.quiet.purge.admit() {
+                    tracing::warn!(error = %e, tags = ?tags, left_out, "the purge after an unsafe request failed (left_out: failed purges not logged since the last line)");
+                }
                 e.partial().unwrap_or(0)
             })
         };

@@ -14,11 +14,11 @@ use tokio_rustls::TlsAcceptor;
 use uip_cache_core::stats::ConnectionRefusal;
 use uip_cache_core::HttpCache;
 
-use super::clients::{Clients, EverySecond};
+use super::clients::Clients;
 use super::conn::{serve_h2, serve_http1, Conn, ConnBody, ConnService};
 use super::hits::Hits;
 use crate::io::ClientStream;
-use crate::slow::{now_ms, ClientLimits, Inflight, Watch, HEADER_READ_TIMEOUT};
+use crate::slow::{ClientLimits, Inflight, Watch, HEADER_READ_TIMEOUT};
 
 /// What a listener speaks.
 #[derive(Clone)]
@@ -73,7 +73,7 @@ where
         grace,
         per_client,
     } = config;
-    let listener_refusals = EverySecond::default();
+    let listener_refusals = uip_cache_core::quiet::Quiet::new();
     let refused = |why: ConnectionRefusal| {
         if let Some((_, cache)) = &per_client {
             cache.stats().connection_refused(why);
@@ -115,7 +115,7 @@ where
                     Ok(slot) => Some(slot),
                     Err(client) => {
                         refused(ConnectionRefusal::PerClientLimit);
-                        if let Some(held_back) = clients.warned.ready(now_ms()) {
+                        if let Some(held_back) = clients.warned.admit() {
                             tracing::warn!(
                                 listener = what,
                                 %client,
@@ -135,7 +135,7 @@ where
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             // At the limit: refuse rather than queue without bound.
             refused(ConnectionRefusal::ListenerLimit);
-            if let Some(held_back) = listener_refusals.ready(now_ms()) {
+            if let Some(held_back) = listener_refusals.admit() {
                 tracing::warn!(
                     listener = what,
                     max,

@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Who a connection counts against.
@@ -53,7 +52,7 @@ impl fmt::Display for Client {
 pub(crate) struct Clients {
     open: Mutex<HashMap<Client, u32>>,
     /// The warning of a refusal, once a second for all the listeners.
-    pub(crate) warned: EverySecond,
+    pub(crate) warned: uip_cache_core::quiet::Quiet,
 }
 
 /// One connection counted against its client until it is dropped, however
@@ -126,34 +125,6 @@ impl Drop for ClientSlot {
                 open.remove(&self.client);
             }
         }
-    }
-}
-
-/// Lets a warning through at most once a second, and says how many were
-/// held back meanwhile: a flood of refusals must not become a flood of
-/// log lines.
-#[derive(Debug, Default)]
-pub(crate) struct EverySecond {
-    last_ms: AtomicU64,
-    held_back: AtomicU64,
-}
-
-impl EverySecond {
-    /// `Some(n)` when a line may be written now (`n` were held back since
-    /// the last one), `None` when it is held back. `now_ms` counts from
-    /// an epoch past 0.
-    pub(crate) fn ready(&self, now_ms: u64) -> Option<u64> {
-        let last = self.last_ms.load(Ordering::Relaxed);
-        if (last == 0 || now_ms.saturating_sub(last) >= 1000)
-            && self
-                .last_ms
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            return Some(self.held_back.swap(0, Ordering::Relaxed));
-        }
-        self.held_back.fetch_add(1, Ordering::Relaxed);
-        None
     }
 }
 
@@ -230,15 +201,5 @@ mod tests {
         assert!(aborted.await.unwrap_err().is_cancelled());
         assert_eq!(clients.held(Client::of(a)), 0);
         assert_eq!(clients.clients(), 0);
-    }
-
-    #[test]
-    fn warnings_pass_once_a_second_and_count_what_was_held_back() {
-        let every = EverySecond::default();
-        assert_eq!(every.ready(5), Some(0));
-        assert_eq!(every.ready(6), None);
-        assert_eq!(every.ready(1004), None);
-        assert_eq!(every.ready(1005), Some(2));
-        assert_eq!(every.ready(1006), None);
     }
 }

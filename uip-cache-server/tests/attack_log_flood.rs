@@ -1,0 +1,175 @@
+//! A store that is down must not make every request write log lines: with
+//! Redis gone, each request's lookup, lease and epoch read fail, and a line
+//! each was over three lines a request, tens of thousands a second under
+//! load (a client sending requests during an outage fills the disk with
+//! logs). The lines come at most once a second, saying how many were left
+//! out; the metrics count every failure.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use uip_cache_testkit::ServeProcess;
+
+/// A keep-alive origin answering every GET with a small cacheable body.
+fn origin() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(s.try_clone().unwrap());
+                let mut s = s;
+                loop {
+                    // A request head without a body, line by line.
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    let body = "origin answer";
+                    if write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncache-control: max-age=60\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A port nothing listens on (a Redis that is down).
+fn dead_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Reads one response with a `content-length` body from `s`: its status.
+fn response(s: &mut BufReader<TcpStream>) -> u16 {
+    let mut line = String::new();
+    s.read_line(&mut line).unwrap();
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut len = 0;
+    loop {
+        line.clear();
+        s.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((n, v)) = line.split_once(':') {
+            if n.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).unwrap();
+    status
+}
+
+#[test]
+fn a_store_that_is_down_writes_a_line_a_second_not_one_a_request() {
+    let dir = std::env::temp_dir().join(format!("uip-cache-log-flood-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("redis.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "store:\n  type: redis\n  timeout: 100ms\nredis:\n  host: 127.0.0.1\n  port: {}\npolicies:\n  - name: all\n    pattern: \"/*\"\n",
+            dead_port()
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_uip-cache"));
+    command.args([
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--upstream",
+        &format!("http://127.0.0.1:{}", origin()),
+    ]);
+    let serve = ServeProcess::start(command);
+
+    // Requests on one keep-alive connection for 2.5 s, each of a path of
+    // its own (every one a lookup that fails, then a fetch).
+    let stream = TcpStream::connect(serve.addr).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let started = Instant::now();
+    let mut requests = 0u64;
+    while started.elapsed() < Duration::from_millis(2500) {
+        write!(writer, "GET /doc/{requests} HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!(response(&mut reader), 200, "request {requests}: fail-open");
+        requests += 1;
+    }
+    let secs = started.elapsed().as_secs() + 1;
+    assert!(requests >= 20, "{requests} requests");
+
+    // Every store failure line it wrote meanwhile.
+    let mut lines = Vec::new();
+    while let Some(line) = serve.line(
+        |l| l.contains("cache store failed") || l.contains("cache store timed out"),
+        Duration::from_millis(500),
+    ) {
+        lines.push(line);
+    }
+    // One of each kind (failed, timed out) a second at most, and the first.
+    assert!(!lines.is_empty(), "the outage is logged");
+    assert!(
+        (lines.len() as u64) <= 2 * (secs + 1),
+        "{} lines for {requests} requests in {secs} s:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    // A line after the first says how many failures it stands for.
+    let left_out: u64 = lines
+        .iter()
+        .filter_map(|l| l.split("left_out=").nth(1))
+        .filter_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        left_out >= requests / 2,
+        "left_out {left_out} of {requests} requests"
+    );
+
+    // The metrics count every failure: at least one per request.
+    let admin = serve.admin.unwrap();
+    let mut s = TcpStream::connect(admin).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let errors: f64 = text
+        .lines()
+        .find(|l| l.starts_with("uip_cache_store_errors_total"))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .expect("uip_cache_store_errors_total");
+    assert!(
+        errors >= requests as f64,
+        "{errors} store errors counted for {requests} requests"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
