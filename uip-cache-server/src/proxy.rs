@@ -155,6 +155,24 @@ pub type UpstreamBody = uip_cache_tower::RequestBody<RequestBody>;
 
 const VIA: &str = "1.1 uip-cache";
 
+/// The log lines of failed upstream requests, which every request would
+/// write while a backend is down or slow (they name no request, so one a
+/// second with a count loses nothing): at most one a second of each kind
+/// (see [`uip_cache_core::quiet`]), on both the general path and the
+/// fast loop's relay.
+pub(crate) mod quiet {
+    use uip_cache_core::quiet::Quiet;
+
+    /// A request that could not be sent or answered.
+    pub(crate) static FAILED: Quiet = Quiet::new();
+    /// A response that did not come within the upstream timeout.
+    pub(crate) static TIMED_OUT: Quiet = Quiet::new();
+    /// A TLS handshake that failed.
+    pub(crate) static TLS: Quiet = Quiet::new();
+    /// A chunked body that broke its coding.
+    pub(crate) static CHUNKED: Quiet = Quiet::new();
+}
+
 /// Hop-by-hop headers, never forwarded (RFC 9110 section 7.6.1).
 static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
@@ -579,7 +597,9 @@ impl Upstream {
                 Response::from_parts(parts, Either::Left(body))
             }
             Err(Failure::Timeout) => {
-                tracing::warn!(timeout = ?self.0.timeout, "upstream timed out");
+                if let Some(left_out) = quiet::TIMED_OUT.admit() {
+                    tracing::warn!(timeout = ?self.0.timeout, left_out, "upstream timed out (left_out: timeouts not logged since the last line)");
+                }
                 unreachable(error_response(StatusCode::GATEWAY_TIMEOUT, TIMED_OUT))
             }
             Err(Failure::Connect(e)) => self.failed(&*e, true),
@@ -596,11 +616,14 @@ impl Upstream {
         connect: bool,
     ) -> Response<ProxyBody> {
         if let Some(why) = tls_failure(e) {
-            tracing::error!(
-                upstream = %self.0.base,
-                error = %why,
-                "upstream TLS handshake failed (certificate not verified or refused): answering 502"
-            );
+            if let Some(left_out) = quiet::TLS.admit() {
+                tracing::error!(
+                    upstream = %self.0.base,
+                    error = %why,
+                    left_out,
+                    "upstream TLS handshake failed (certificate not verified or refused): answering 502 (left_out: failures not logged since the last line)"
+                );
+            }
             let mut resp = unreachable(error_response(
                 StatusCode::BAD_GATEWAY,
                 "the upstream's TLS connection could not be verified",
@@ -613,7 +636,9 @@ impl Upstream {
             }
             return resp;
         }
-        tracing::warn!(error = %e, "upstream request failed");
+        if let Some(left_out) = quiet::FAILED.admit() {
+            tracing::warn!(error = %e, left_out, "upstream request failed (left_out: failures not logged since the last line)");
+        }
         if connect {
             let mut resp = unreachable(error_response(StatusCode::BAD_GATEWAY, REFUSED));
             // The request never reached it: another backend of the

@@ -1,9 +1,10 @@
-//! A store that is down must not make every request write log lines: with
-//! Redis gone, each request's lookup, lease and epoch read fail, and a line
-//! each was over three lines a request, tens of thousands a second under
-//! load (a client sending requests during an outage fills the disk with
-//! logs). The lines come at most once a second, saying how many were left
-//! out; the metrics count every failure.
+//! A store or a backend that is down must not make every request write log
+//! lines: with Redis gone, each request's lookup, lease and epoch read
+//! fail, and a line each was over three lines a request, tens of thousands
+//! a second under load (a client sending requests during an outage fills
+//! the disk with logs); with the backend gone, a line a request. The lines
+//! come at most once a second, saying how many were left out; the metrics
+//! count every failure.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -112,17 +113,7 @@ fn a_store_that_is_down_writes_a_line_a_second_not_one_a_request() {
 
     // Requests on one keep-alive connection for 2.5 s, each of a path of
     // its own (every one a lookup that fails, then a fetch).
-    let stream = TcpStream::connect(serve.addr).unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    let started = Instant::now();
-    let mut requests = 0u64;
-    while started.elapsed() < Duration::from_millis(2500) {
-        write!(writer, "GET /doc/{requests} HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-        assert_eq!(response(&mut reader), 200, "request {requests}: fail-open");
-        requests += 1;
-    }
-    let secs = started.elapsed().as_secs() + 1;
+    let (requests, secs) = requests_for_a_while(serve.addr, |i| format!("/doc/{i}"), 200);
     assert!(requests >= 20, "{requests} requests");
 
     // Every store failure line it wrote meanwhile.
@@ -170,6 +161,76 @@ fn a_store_that_is_down_writes_a_line_a_second_not_one_a_request() {
     assert!(
         errors >= requests as f64,
         "{errors} store errors counted for {requests} requests"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends requests on one keep-alive connection to `addr` for 2.5 s, for
+/// the paths `path(i)`, each answered with `status`; how many, and the
+/// seconds they took (rounded up).
+fn requests_for_a_while(
+    addr: std::net::SocketAddr,
+    path: impl Fn(u64) -> String,
+    status: u16,
+) -> (u64, u64) {
+    let stream = TcpStream::connect(addr).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let started = Instant::now();
+    let mut requests = 0u64;
+    while started.elapsed() < Duration::from_millis(2500) {
+        write!(writer, "GET {} HTTP/1.1\r\nHost: a\r\n\r\n", path(requests)).unwrap();
+        assert_eq!(response(&mut reader), status, "request {requests}");
+        requests += 1;
+    }
+    (requests, started.elapsed().as_secs() + 1)
+}
+
+#[test]
+fn a_backend_that_is_down_writes_a_line_a_second_not_one_a_request() {
+    let dir = std::env::temp_dir().join(format!("uip-cache-log-flood-o-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("memory.yaml");
+    // `/c/` is cached (a miss goes through the general path), the rest is
+    // relayed by the fast loop: both log a failed upstream request.
+    std::fs::write(
+        &config,
+        "store:\n  type: memory\npolicies:\n  - name: c\n    pattern: \"/c/*\"\n",
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_uip-cache"));
+    command.args([
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &format!("http://127.0.0.1:{}", dead_port()),
+    ]);
+    let serve = ServeProcess::start(command);
+    let (requests, secs) = requests_for_a_while(
+        serve.addr,
+        |i| match i % 2 {
+            0 => format!("/c/{i}"),
+            _ => format!("/p/{i}"),
+        },
+        502,
+    );
+    assert!(requests >= 20, "{requests} requests");
+    let mut lines = Vec::new();
+    while let Some(line) = serve.line(
+        |l| l.contains("upstream request failed"),
+        Duration::from_millis(500),
+    ) {
+        lines.push(line);
+    }
+    assert!(!lines.is_empty(), "the outage is logged");
+    assert!(
+        (lines.len() as u64) <= secs + 1,
+        "{} lines for {requests} requests in {secs} s:\n{}",
+        lines.len(),
+        lines.join("\n")
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -59,6 +59,7 @@ use uip_cache_core::{BypassTicket, Clock, Connection, HeaderEdit, HeaderEdits, H
 use super::head::{encode, encode_interim, put, valid_value, Framing};
 use super::Fields;
 use crate::interim::{MAX_INTERIMS, MAX_INTERIM_BYTES};
+use crate::proxy::quiet;
 use crate::proxy::{
     error_text, is_hop_by_hop, Chunked, Decoded, RawPool, Upstream, CONNECTION_FAILED, REFUSED,
     TIMED_OUT,
@@ -240,7 +241,9 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         };
         match sent {
             Ok(Err(Failure::Connect(e))) => {
-                tracing::warn!(error = %e, "upstream request failed");
+                if let Some(left_out) = quiet::FAILED.admit() {
+                    tracing::warn!(error = %e, left_out, "upstream request failed (left_out: failures not logged since the last line)");
+                }
                 crate::routes::mark_down(&route, i, &clock);
             }
             sent => {
@@ -691,11 +694,19 @@ impl NoAnswer {
         let (code, message) = match self {
             NoAnswer::Refused => (StatusCode::BAD_GATEWAY, REFUSED),
             NoAnswer::Failed(why) => {
-                tracing::warn!(error = %why, "upstream request failed");
+                if let Some(left_out) = quiet::FAILED.admit() {
+                    tracing::warn!(error = %why, left_out, "upstream request failed (left_out: failures not logged since the last line)");
+                }
                 (StatusCode::BAD_GATEWAY, CONNECTION_FAILED)
             }
             NoAnswer::Late(timeout) => {
-                tracing::warn!(?timeout, "upstream timed out");
+                if let Some(left_out) = quiet::TIMED_OUT.admit() {
+                    tracing::warn!(
+                        ?timeout,
+                        left_out,
+                        "upstream timed out (left_out: timeouts not logged since the last line)"
+                    );
+                }
                 (StatusCode::GATEWAY_TIMEOUT, TIMED_OUT)
             }
         };
@@ -924,7 +935,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Pass<'_, I> {
                         });
                     }
                     Err(why) => {
-                        tracing::warn!(error = why.0, "upstream body is not valid chunked coding");
+                        if let Some(left_out) = quiet::CHUNKED.admit() {
+                            tracing::warn!(error = why.0, left_out, "upstream body is not valid chunked coding (left_out: bodies not logged since the last line)");
+                        }
                         return Ok(End::Short);
                     }
                 }
