@@ -295,11 +295,17 @@ where
         Err(e) if e.as_response_error().status_code().is_server_error() => {
             return Err(match ticket.origin_failed() {
                 Some(stale) => {
-                    tracing::warn!(error = %e, "the app failed; a stale entry answered (stale-if-error)");
+                    // A line a second at most: while the app fails, every
+                    // request a stale entry covers would write one.
+                    static COVERED: uip_cache_core::quiet::Quiet =
+                        uip_cache_core::quiet::Quiet::new();
+                    if let Some(left_out) = COVERED.admit() {
+                        tracing::warn!(error = %e, left_out, "the app failed; a stale entry answered (stale-if-error)");
+                    }
                     StaleOnError::new(stale, head).into()
                 }
                 None => e,
-            })
+            });
         }
         Err(e) => return Err(e),
     };

@@ -423,7 +423,12 @@ impl<T> Tap<T> {
                     Some(Ok(bytes)) => return Poll::Ready(Some((self.data_frame)(bytes))),
                     None => self.reading = None,
                     Some(Err(e)) => {
-                        tracing::warn!(error = %e, "a body being stored could not be read back for its client: the response is cut");
+                        // Every streamed miss while the disk fails: a line
+                        // a second at most.
+                        static CUT: crate::quiet::Quiet = crate::quiet::Quiet::new();
+                        if let Some(left_out) = CUT.admit() {
+                            tracing::warn!(error = %e, left_out, "a body being stored could not be read back for its client: the response is cut");
+                        }
                         self.reading = None;
                         self.cut = true;
                         self.rx.close();

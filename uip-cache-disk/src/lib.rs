@@ -317,8 +317,17 @@ impl Inner {
     fn failed(&self, what: &str, e: &disk::Error) -> StoreError {
         let text = format!("{what} failed in {}: {e}", self.path.display());
         let mut problem = self.problem();
+        // A line when a run of failures starts, a line a second at most: on
+        // a nearly full disk, small writes pass and large ones fail, and a
+        // client choosing its URLs would start a run with each request.
+        static FAILING: uip_cache_core::quiet::Quiet = uip_cache_core::quiet::Quiet::new();
         if problem.is_none() {
-            tracing::error!("disk store {text}; failing open (misses), health degraded");
+            if let Some(left_out) = FAILING.admit() {
+                tracing::error!(
+                    left_out,
+                    "disk store {text}; failing open (misses), health degraded"
+                );
+            }
         }
         *problem = Some(text.clone());
         StoreError::new(StoreErrorKind::Backend, text)
@@ -329,8 +338,11 @@ impl Inner {
             return;
         }
         let mut problem = self.problem();
+        static AGAIN: uip_cache_core::quiet::Quiet = uip_cache_core::quiet::Quiet::new();
         if problem.take().is_some() {
-            tracing::info!(path = %self.path.display(), "disk store writes again");
+            if let Some(left_out) = AGAIN.admit() {
+                tracing::info!(path = %self.path.display(), left_out, "disk store writes again");
+            }
         }
     }
 

@@ -51,9 +51,16 @@ impl Breaker {
     pub(crate) fn failure(&self) {
         let n = self.failures.fetch_add(1, Relaxed) + 1;
         if n >= self.threshold {
-            self.open_until_ms
-                .store(now_ms() + self.cool_down.as_millis() as u64, Relaxed);
-            tracing::warn!(failures = n, cool_down = ?self.cool_down, "redis circuit open: skipping redis");
+            let now = now_ms();
+            let was = self
+                .open_until_ms
+                .swap(now + self.cool_down.as_millis() as u64, Relaxed);
+            // A line when it opens, not for each failure while it is open
+            // (the calls in flight when Redis went away, those let through
+            // after a cool-down): those would be a line a request.
+            if was <= now {
+                tracing::warn!(failures = n, cool_down = ?self.cool_down, "redis circuit open: skipping redis");
+            }
         }
     }
 }
@@ -61,6 +68,53 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Requests in flight when Redis went dark (each waits out
+    /// `store.timeout`) fail one after another once the circuit is open;
+    /// so do all those let through in the half-open window every
+    /// cool-down. Each must not be a line of its own.
+    #[test]
+    fn failures_past_the_threshold_are_not_a_line_each() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        struct Count(Arc<AtomicUsize>);
+        impl tracing::Subscriber for Count {
+            fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+                true
+            }
+            fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+                tracing::span::Id::from_u64(1)
+            }
+            fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+            fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+            fn event(&self, _: &tracing::Event<'_>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+            fn enter(&self, _: &tracing::span::Id) {}
+            fn exit(&self, _: &tracing::span::Id) {}
+        }
+        let lines = Arc::new(AtomicUsize::new(0));
+        let b = Breaker::new(5, Duration::from_millis(100));
+        tracing::subscriber::with_default(Count(lines.clone()), || {
+            // 100 requests in flight, all timing out.
+            for _ in 0..100 {
+                b.failure();
+            }
+            assert_eq!(lines.load(Ordering::Relaxed), 1, "one line when it opens");
+            // After the cool-down, the calls let through fail: it opens
+            // again, with a line again.
+            std::thread::sleep(Duration::from_millis(150));
+            assert!(b.allows());
+            for _ in 0..100 {
+                b.failure();
+            }
+        });
+        assert_eq!(
+            lines.load(Ordering::Relaxed),
+            2,
+            "a line each time it opens"
+        );
+    }
 
     #[test]
     fn opens_after_the_threshold_and_closes_after_the_cool_down() {

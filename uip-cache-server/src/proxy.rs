@@ -598,7 +598,7 @@ impl Upstream {
             }
             Err(Failure::Timeout) => {
                 if let Some(left_out) = quiet::TIMED_OUT.admit() {
-                    tracing::warn!(timeout = ?self.0.timeout, left_out, "upstream timed out (left_out: timeouts not logged since the last line)");
+                    tracing::warn!(timeout = ?self.0.timeout, left_out, "upstream timed out");
                 }
                 unreachable(error_response(StatusCode::GATEWAY_TIMEOUT, TIMED_OUT))
             }
@@ -621,7 +621,7 @@ impl Upstream {
                     upstream = %self.0.base,
                     error = %why,
                     left_out,
-                    "upstream TLS handshake failed (certificate not verified or refused): answering 502 (left_out: failures not logged since the last line)"
+                    "upstream TLS handshake failed (certificate not verified or refused): answering 502"
                 );
             }
             let mut resp = unreachable(error_response(
@@ -637,7 +637,7 @@ impl Upstream {
             return resp;
         }
         if let Some(left_out) = quiet::FAILED.admit() {
-            tracing::warn!(error = %e, left_out, "upstream request failed (left_out: failures not logged since the last line)");
+            tracing::warn!(error = %e, left_out, "upstream request failed");
         }
         if connect {
             let mut resp = unreachable(error_response(StatusCode::BAD_GATEWAY, REFUSED));

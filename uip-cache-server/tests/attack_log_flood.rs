@@ -21,6 +21,7 @@ fn origin() -> u16 {
         for stream in listener.incoming() {
             let Ok(s) = stream else { continue };
             std::thread::spawn(move || {
+                let _ = s.set_nodelay(true);
                 let mut reader = BufReader::new(s.try_clone().unwrap());
                 let mut s = s;
                 loop {
@@ -35,13 +36,11 @@ fn origin() -> u16 {
                         }
                     }
                     let body = "origin answer";
-                    if write!(
-                        s,
+                    let response = format!(
                         "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncache-control: max-age=60\r\n\r\n{body}",
                         body.len()
-                    )
-                    .is_err()
-                    {
+                    );
+                    if s.write_all(response.as_bytes()).is_err() {
                         return;
                     }
                 }
@@ -120,7 +119,7 @@ fn a_store_that_is_down_writes_a_line_a_second_not_one_a_request() {
     let mut lines = Vec::new();
     while let Some(line) = serve.line(
         |l| l.contains("cache store failed") || l.contains("cache store timed out"),
-        Duration::from_millis(500),
+        Duration::from_secs(2),
     ) {
         lines.push(line);
     }
@@ -174,12 +173,15 @@ fn requests_for_a_while(
     status: u16,
 ) -> (u64, u64) {
     let stream = TcpStream::connect(addr).unwrap();
+    // Each request in one write, sent at once.
+    stream.set_nodelay(true).unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     let started = Instant::now();
     let mut requests = 0u64;
     while started.elapsed() < Duration::from_millis(2500) {
-        write!(writer, "GET {} HTTP/1.1\r\nHost: a\r\n\r\n", path(requests)).unwrap();
+        let request = format!("GET {} HTTP/1.1\r\nHost: a\r\n\r\n", path(requests));
+        writer.write_all(request.as_bytes()).unwrap();
         assert_eq!(response(&mut reader), status, "request {requests}");
         requests += 1;
     }
@@ -221,7 +223,7 @@ fn a_backend_that_is_down_writes_a_line_a_second_not_one_a_request() {
     let mut lines = Vec::new();
     while let Some(line) = serve.line(
         |l| l.contains("upstream request failed"),
-        Duration::from_millis(500),
+        Duration::from_secs(2),
     ) {
         lines.push(line);
     }

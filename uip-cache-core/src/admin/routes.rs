@@ -152,7 +152,7 @@ impl Admin {
             Access::Granted => {}
             Access::WrongSecret => {
                 if let Some(left_out) = self.may_log_refusal() {
-                    tracing::warn!(target: "uip_cache::admin", peer = req.peer.as_deref().unwrap_or("-"), path = req.path, left_out, "admin request refused: missing or wrong secret (left_out: refusals not logged since the last line)");
+                    tracing::warn!(target: "uip_cache::admin", peer = req.peer.as_deref().unwrap_or("-"), path = req.path, left_out, "admin request refused: missing or wrong secret");
                 }
                 return AdminResponse::error(
                     401,
@@ -162,7 +162,7 @@ impl Admin {
             }
             Access::NoSecretRemote => {
                 if let Some(left_out) = self.may_log_refusal() {
-                    tracing::warn!(target: "uip_cache::admin", peer = req.peer.as_deref().unwrap_or("-"), path = req.path, left_out, "admin request refused: no secret is configured and the client is not on this host (left_out: refusals not logged since the last line)");
+                    tracing::warn!(target: "uip_cache::admin", peer = req.peer.as_deref().unwrap_or("-"), path = req.path, left_out, "admin request refused: no secret is configured and the client is not on this host");
                 }
                 return AdminResponse::error(
                     403,

@@ -80,7 +80,12 @@ impl CachedBody {
                 let chunk = chunks.next_chunk();
                 if chunk.is_none() && chunks.failed() {
                     cache.inner.stats.corrupt_entry();
-                    tracing::warn!("stored gzip body does not decompress; response cut short");
+                    if let Some(left_out) = cache.inner.quiet.corrupt.admit() {
+                        tracing::warn!(
+                            left_out,
+                            "stored gzip body does not decompress; response cut short"
+                        );
+                    }
                 }
                 chunk
             }

@@ -44,7 +44,7 @@ impl HttpCache {
         recorded.inspect_err(|e| {
             self.inner.stats.store_error();
             if let Some(left_out) = self.inner.quiet.record.admit() {
-                tracing::warn!(error = %e, left_out, "the shared invalidation record failed: instances sharing the store may store a fetch that was in flight (left_out: failures not logged since the last line)");
+                tracing::warn!(error = %e, left_out, "the shared invalidation record failed: instances sharing the store may store a fetch that was in flight");
             }
         })
     }

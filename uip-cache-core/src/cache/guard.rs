@@ -26,14 +26,14 @@ impl HttpCache {
             Ok(Err(e)) => {
                 self.inner.stats.store_error();
                 if let Some(left_out) = self.inner.quiet.failed.admit() {
-                    tracing::warn!(operation = what, error = %e, left_out, "cache store failed; continuing without it (left_out: failures not logged since the last line)");
+                    tracing::warn!(operation = what, error = %e, left_out, "cache store failed; continuing without it");
                 }
                 None
             }
             Err(_) => {
                 self.inner.stats.store_error();
                 if let Some(left_out) = self.inner.quiet.timed_out.admit() {
-                    tracing::warn!(operation = what, timeout = ?self.store_timeout(), left_out, "cache store timed out; continuing without it (left_out: timeouts not logged since the last line)");
+                    tracing::warn!(operation = what, timeout = ?self.store_timeout(), left_out, "cache store timed out; continuing without it");
                 }
                 None
             }

@@ -188,9 +188,12 @@ struct Inner {
 /// The log lines a store outage repeats (see [`crate::quiet`]).
 #[derive(Debug, Default)]
 struct QuietLines {
-    /// A request path's store call failed or timed out.
+    /// A request path's store call failed.
     failed: crate::quiet::Quiet,
+    /// A request path's store call timed out.
     timed_out: crate::quiet::Quiet,
+    /// A stored gzip body did not decompress (every request for it).
+    corrupt: crate::quiet::Quiet,
     /// The purge after an unsafe request failed.
     purge: crate::quiet::Quiet,
     /// The shared invalidation record could not be written.

@@ -136,7 +136,9 @@ impl HttpCache {
             };
             let Some(decoded) = decoded else {
                 self.inner.stats.corrupt_entry();
-                tracing::warn!("stored gzip body does not decompress");
+                if let Some(left_out) = self.inner.quiet.corrupt.admit() {
+                    tracing::warn!(left_out, "stored gzip body does not decompress");
+                }
                 return None;
             };
             decoded

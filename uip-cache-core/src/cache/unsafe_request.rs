@@ -157,7 +157,7 @@ impl HttpCache {
             purged.unwrap_or_else(|e| {
                 cache.inner.stats.store_error();
                 if let Some(left_out) = cache.inner.quiet.purge.admit() {
-                    tracing::warn!(error = %e, tags = ?tags, left_out, "the purge after an unsafe request failed (left_out: failed purges not logged since the last line)");
+                    tracing::warn!(error = %e, tags = ?tags, left_out, "the purge after an unsafe request failed");
                 }
                 e.partial().unwrap_or(0)
             })

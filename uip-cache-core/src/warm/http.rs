@@ -2,6 +2,7 @@
 //! (an actix-web app's own listener, or a `uip-cache` server), which records
 //! them as it records any client's.
 
+use crate::quiet::Quiet;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -115,16 +116,32 @@ impl HttpFetcher {
             }
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(recorded)
         };
+        // A line a second at most of each: while the app is slow or down,
+        // every stale key a client asks for is a refresh that fails.
+        static ELSEWHERE: Quiet = Quiet::new();
+        static FAILED: Quiet = Quiet::new();
+        static TIMED_OUT: Quiet = Quiet::new();
         match tokio::time::timeout(REFRESH_TIMEOUT, run).await {
             Ok(Ok(true)) => ticket.stored_elsewhere(),
-            Ok(Ok(false)) => tracing::warn!(
-                base = %self.base,
-                "background refresh answered by a process that is not this cache: point warming.base_url at this process"
-            ),
-            Ok(Err(e)) => {
-                tracing::warn!(base = %self.base, error = %e, "background refresh failed")
+            Ok(Ok(false)) => {
+                if let Some(left_out) = ELSEWHERE.admit() {
+                    tracing::warn!(
+                        base = %self.base,
+                        left_out,
+                        "background refresh answered by a process that is not this cache: point warming.base_url at this process"
+                    )
+                }
             }
-            Err(_) => tracing::warn!(base = %self.base, "background refresh timed out"),
+            Ok(Err(e)) => {
+                if let Some(left_out) = FAILED.admit() {
+                    tracing::warn!(base = %self.base, error = %e, left_out, "background refresh failed")
+                }
+            }
+            Err(_) => {
+                if let Some(left_out) = TIMED_OUT.admit() {
+                    tracing::warn!(base = %self.base, left_out, "background refresh timed out")
+                }
+            }
         }
     }
 }

@@ -60,7 +60,12 @@ impl TieredStore {
             .publish(&self.inner.channel, &message)
             .await
             .inspect_err(|e| {
-                tracing::warn!(error = %e, "tiered store: could not publish an invalidation");
+                // Every unsafe request publishes while Redis is down: at
+                // most a line a second (see `uip_cache_core::quiet`).
+                static FAILED: uip_cache_core::quiet::Quiet = uip_cache_core::quiet::Quiet::new();
+                if let Some(left_out) = FAILED.admit() {
+                    tracing::warn!(error = %e, left_out, "tiered store: could not publish an invalidation");
+                }
             })
     }
 }

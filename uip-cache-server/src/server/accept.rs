@@ -74,6 +74,7 @@ where
         per_client,
     } = config;
     let listener_refusals = uip_cache_core::quiet::Quiet::new();
+    let accept_failed = uip_cache_core::quiet::Quiet::new();
     let refused = |why: ConnectionRefusal| {
         if let Some((_, cache)) = &per_client {
             cache.stats().connection_refused(why);
@@ -89,8 +90,11 @@ where
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    // Out of file descriptors and the like: wait, go on.
-                    tracing::warn!(listener = what, error = %e, "accept failed");
+                    // Out of file descriptors and the like: wait, go on
+                    // (a line a second at most while it lasts).
+                    if let Some(left_out) = accept_failed.admit() {
+                        tracing::warn!(listener = what, error = %e, left_out, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -115,12 +119,12 @@ where
                     Ok(slot) => Some(slot),
                     Err(client) => {
                         refused(ConnectionRefusal::PerClientLimit);
-                        if let Some(held_back) = clients.warned.admit() {
+                        if let Some(left_out) = clients.warned.admit() {
                             tracing::warn!(
                                 listener = what,
                                 %client,
                                 max = cap,
-                                held_back,
+                                left_out,
                                 "a client holds server.max_connections_per_client connections; refusing its new ones"
                             );
                         }
@@ -135,11 +139,11 @@ where
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             // At the limit: refuse rather than queue without bound.
             refused(ConnectionRefusal::ListenerLimit);
-            if let Some(held_back) = listener_refusals.admit() {
+            if let Some(left_out) = listener_refusals.admit() {
                 tracing::warn!(
                     listener = what,
                     max,
-                    held_back,
+                    left_out,
                     "connection limit reached; refusing a connection"
                 );
             }

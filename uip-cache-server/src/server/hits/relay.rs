@@ -242,7 +242,7 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         match sent {
             Ok(Err(Failure::Connect(e))) => {
                 if let Some(left_out) = quiet::FAILED.admit() {
-                    tracing::warn!(error = %e, left_out, "upstream request failed (left_out: failures not logged since the last line)");
+                    tracing::warn!(error = %e, left_out, "upstream request failed");
                 }
                 crate::routes::mark_down(&route, i, &clock);
             }
@@ -695,17 +695,13 @@ impl NoAnswer {
             NoAnswer::Refused => (StatusCode::BAD_GATEWAY, REFUSED),
             NoAnswer::Failed(why) => {
                 if let Some(left_out) = quiet::FAILED.admit() {
-                    tracing::warn!(error = %why, left_out, "upstream request failed (left_out: failures not logged since the last line)");
+                    tracing::warn!(error = %why, left_out, "upstream request failed");
                 }
                 (StatusCode::BAD_GATEWAY, CONNECTION_FAILED)
             }
             NoAnswer::Late(timeout) => {
                 if let Some(left_out) = quiet::TIMED_OUT.admit() {
-                    tracing::warn!(
-                        ?timeout,
-                        left_out,
-                        "upstream timed out (left_out: timeouts not logged since the last line)"
-                    );
+                    tracing::warn!(?timeout, left_out, "upstream timed out");
                 }
                 (StatusCode::GATEWAY_TIMEOUT, TIMED_OUT)
             }
@@ -936,7 +932,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Pass<'_, I> {
                     }
                     Err(why) => {
                         if let Some(left_out) = quiet::CHUNKED.admit() {
-                            tracing::warn!(error = why.0, left_out, "upstream body is not valid chunked coding (left_out: bodies not logged since the last line)");
+                            tracing::warn!(
+                                error = why.0,
+                                left_out,
+                                "upstream body is not valid chunked coding"
+                            );
                         }
                         return Ok(End::Short);
                     }
