@@ -41,7 +41,7 @@ pub use got::Got;
 #[cfg(feature = "harness")]
 pub use harness::{Adapter, Backend, Harness};
 pub use origin::{FailingStore, Origin, OriginDown, Reply, Seen};
-pub use serve::ServeProcess;
+pub use serve::{without_escapes, ServeProcess};
 
 /// The crates the macros' paths name.
 #[doc(hidden)]

@@ -60,7 +60,7 @@ impl ServeProcess {
         let mut admin = None;
         let addr = loop {
             let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => plain(&line),
+                Ok(line) => without_escapes(&line),
                 Err(e) => {
                     let _ = child.kill();
                     let status = child.wait();
@@ -113,7 +113,7 @@ impl ServeProcess {
         let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
         let deadline = Instant::now() + limit;
         loop {
-            let line = plain(
+            let line = without_escapes(
                 &lines
                     .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                     .ok()?,
@@ -132,8 +132,9 @@ impl Drop for ServeProcess {
     }
 }
 
-/// `line` without terminal escape sequences (colours of the text format).
-fn plain(line: &str) -> String {
+/// `line` without terminal escape sequences (the colours of the log's
+/// text format).
+pub fn without_escapes(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
@@ -177,7 +178,7 @@ mod tests {
     fn addresses_are_read_from_text_and_json_lines() {
         let text = "\u{1b}[2m2025-01-01T00:00:00Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m \u{1b}[2muip_cache\u{1b}[0m\u{1b}[2m:\u{1b}[0m uip-cache serving \u{1b}[3mlisten\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:41234 \u{1b}[3mupstream\u{1b}[0m\u{1b}[2m=\u{1b}[0mhttp://127.0.0.1:1/";
         assert_eq!(
-            field(&plain(text), "listen"),
+            field(&without_escapes(text), "listen"),
             Some("127.0.0.1:41234".parse().unwrap())
         );
         let json = r#"{"timestamp":"x","level":"INFO","fields":{"message":"admin API serving","admin":"127.0.0.1:9"},"target":"uip_cache"}"#;

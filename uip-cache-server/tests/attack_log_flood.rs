@@ -8,10 +8,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use uip_cache_testkit::ServeProcess;
+
+use crate::disk_store::{serve, TempDir};
 
 /// A keep-alive origin answering every GET with a small cacheable body.
 fn origin() -> u16 {
@@ -85,9 +86,8 @@ fn response(s: &mut BufReader<TcpStream>) -> u16 {
 
 #[test]
 fn a_store_that_is_down_writes_a_line_a_second_not_one_a_request() {
-    let dir = std::env::temp_dir().join(format!("uip-cache-log-flood-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("redis.yaml");
+    let dir = TempDir::new("log-flood-store");
+    let config = dir.0.join("redis.yaml");
     std::fs::write(
         &config,
         format!(
@@ -96,19 +96,7 @@ fn a_store_that_is_down_writes_a_line_a_second_not_one_a_request() {
         ),
     )
     .unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_uip-cache"));
-    command.args([
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--upstream",
-        &format!("http://127.0.0.1:{}", origin()),
-    ]);
-    let serve = ServeProcess::start(command);
+    let serve = serve(&config, origin());
 
     // Requests on one keep-alive connection for 2.5 s, each of a path of
     // its own (every one a lookup that fails, then a fetch).
@@ -116,13 +104,9 @@ fn a_store_that_is_down_writes_a_line_a_second_not_one_a_request() {
     assert!(requests >= 20, "{requests} requests");
 
     // Every store failure line it wrote meanwhile.
-    let mut lines = Vec::new();
-    while let Some(line) = serve.line(
-        |l| l.contains("cache store failed") || l.contains("cache store timed out"),
-        Duration::from_secs(2),
-    ) {
-        lines.push(line);
-    }
+    let lines = logged(&serve, |l| {
+        l.contains("cache store failed") || l.contains("cache store timed out")
+    });
     // One of each kind (failed, timed out) a second at most, and the first.
     assert!(!lines.is_empty(), "the outage is logged");
     assert!(
@@ -161,7 +145,16 @@ fn a_store_that_is_down_writes_a_line_a_second_not_one_a_request() {
         errors >= requests as f64,
         "{errors} store errors counted for {requests} requests"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The lines `serve` prints for which `wanted` holds, until none comes
+/// for 2 s.
+fn logged(serve: &ServeProcess, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    while let Some(line) = serve.line(&wanted, Duration::from_secs(2)) {
+        lines.push(line);
+    }
+    lines
 }
 
 /// Sends requests on one keep-alive connection to `addr` for 2.5 s, for
@@ -190,9 +183,8 @@ fn requests_for_a_while(
 
 #[test]
 fn a_backend_that_is_down_writes_a_line_a_second_not_one_a_request() {
-    let dir = std::env::temp_dir().join(format!("uip-cache-log-flood-o-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("memory.yaml");
+    let dir = TempDir::new("log-flood-backend");
+    let config = dir.0.join("memory.yaml");
     // `/c/` is cached (a miss goes through the general path), the rest is
     // relayed by the fast loop: both log a failed upstream request.
     std::fs::write(
@@ -200,17 +192,7 @@ fn a_backend_that_is_down_writes_a_line_a_second_not_one_a_request() {
         "store:\n  type: memory\npolicies:\n  - name: c\n    pattern: \"/c/*\"\n",
     )
     .unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_uip-cache"));
-    command.args([
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &format!("http://127.0.0.1:{}", dead_port()),
-    ]);
-    let serve = ServeProcess::start(command);
+    let serve = serve(&config, dead_port());
     let (requests, secs) = requests_for_a_while(
         serve.addr,
         |i| match i % 2 {
@@ -220,13 +202,7 @@ fn a_backend_that_is_down_writes_a_line_a_second_not_one_a_request() {
         502,
     );
     assert!(requests >= 20, "{requests} requests");
-    let mut lines = Vec::new();
-    while let Some(line) = serve.line(
-        |l| l.contains("upstream request failed"),
-        Duration::from_secs(2),
-    ) {
-        lines.push(line);
-    }
+    let lines = logged(&serve, |l| l.contains("upstream request failed"));
     assert!(!lines.is_empty(), "the outage is logged");
     assert!(
         (lines.len() as u64) <= secs + 1,
@@ -234,5 +210,4 @@ fn a_backend_that_is_down_writes_a_line_a_second_not_one_a_request() {
         lines.len(),
         lines.join("\n")
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -101,25 +101,6 @@ impl Backend {
     }
 }
 
-/// `text` without terminal escape sequences (the log's colours).
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // `ESC [ ... letter`
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// A loopback port that refuses connections (nothing listens on it).
 fn refusing_port() -> u16 {
     uip_cache_testkit::free_port()
@@ -373,7 +354,7 @@ async fn a_backend_that_refuses_connections_is_skipped_and_requests_still_succee
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let got = get(serve.addr, "cache.test", "/g/1").await;
     assert_eq!(got.status, 502);
-    let log = plain(&serve.stop());
+    let log = uip_cache_testkit::without_escapes(&serve.stop());
     // Round robin would send every other request to the dead backend
     // first; it was tried once, then skipped.
     assert_eq!(
