@@ -598,7 +598,7 @@ impl Upstream {
             }
             Err(Failure::Timeout) => {
                 if let Some(left_out) = quiet::TIMED_OUT.admit() {
-                    tracing::warn!(timeout = ?self.0.timeout, left_out, "upstream timed out");
+                    tracing::warn!(upstream = %self.0.base, timeout = ?self.0.timeout, left_out, "upstream timed out");
                 }
                 unreachable(error_response(StatusCode::GATEWAY_TIMEOUT, TIMED_OUT))
             }
@@ -637,7 +637,7 @@ impl Upstream {
             return resp;
         }
         if let Some(left_out) = quiet::FAILED.admit() {
-            tracing::warn!(error = %e, left_out, "upstream request failed");
+            tracing::warn!(upstream = %self.0.base, error = %e, left_out, "upstream request failed");
         }
         if connect {
             let mut resp = unreachable(error_response(StatusCode::BAD_GATEWAY, REFUSED));

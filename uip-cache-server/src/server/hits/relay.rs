@@ -242,7 +242,7 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         match sent {
             Ok(Err(Failure::Connect(e))) => {
                 if let Some(left_out) = quiet::FAILED.admit() {
-                    tracing::warn!(error = %e, left_out, "upstream request failed");
+                    tracing::warn!(upstream = set.url(i), error = %e, left_out, "upstream request failed");
                 }
                 crate::routes::mark_down(&route, i, &clock);
             }
