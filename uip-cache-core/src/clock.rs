@@ -34,6 +34,20 @@ use std::time::{Instant, SystemTime};
 #[cfg(feature = "test-util")]
 pub use mock::MockClock;
 
+/// Milliseconds on a process-wide monotonic clock, from 1 (so that 0 can
+/// stand for "never"): for times kept in atomics and compared with each
+/// other, such as when a log line was last written. Not mocked.
+///
+/// ```
+/// let a = uip_cache_core::clock::monotonic_ms();
+/// assert!(a >= 1 && uip_cache_core::clock::monotonic_ms() >= a);
+/// ```
+pub fn monotonic_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX / 2) + 1
+}
+
 /// Where the cache reads the time: the system clock unless a test set a
 /// `MockClock` (feature `test-util`; see the [module docs](self)). Cheap to
 /// clone.

@@ -29,8 +29,8 @@
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::Instant;
+
+use crate::clock::monotonic_ms;
 
 /// The shortest time between two lines of one kind, in milliseconds.
 const INTERVAL_MS: u64 = 1000;
@@ -41,8 +41,7 @@ const INTERVAL_MS: u64 = 1000;
 /// second; the counts stay exact.
 #[derive(Debug, Default)]
 pub struct Quiet {
-    /// When the last line was written (milliseconds on [`now_ms`]'s
-    /// clock; 0: never).
+    /// When the last line was written ([`monotonic_ms`]; 0: never).
     last: AtomicU64,
     /// Lines left out since then.
     left_out: AtomicU64,
@@ -61,7 +60,7 @@ impl Quiet {
     /// `n` being how many were left out since the last one written (write
     /// it in the line); `None` when it is left out (and counted).
     pub fn admit(&self) -> Option<u64> {
-        self.admit_at(now_ms())
+        self.admit_at(monotonic_ms())
     }
 
     /// [`Quiet::admit`] at `now` (milliseconds, at least 1, never going
@@ -81,13 +80,6 @@ impl Quiet {
         self.left_out.fetch_add(1, Ordering::Relaxed);
         None
     }
-}
-
-/// Milliseconds on a process-wide monotonic clock, from 1.
-fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX / 2) + 1
 }
 
 #[cfg(test)]

@@ -46,8 +46,7 @@
 //! (every [`ClientLimits::send_timeout`] / 4, at most 5 s), so a burst of
 //! them can pass the bound for that long.
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use uip_cache_core::config::ServerConfig;
 
@@ -128,11 +127,7 @@ impl ClientLimits {
 }
 
 /// Milliseconds on a process-wide monotonic clock, from 1 (0 is "never").
-pub(crate) fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX / 2) + 1
-}
+pub(crate) use uip_cache_core::clock::monotonic_ms as now_ms;
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2)
