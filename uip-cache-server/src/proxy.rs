@@ -156,10 +156,11 @@ pub type UpstreamBody = uip_cache_tower::RequestBody<RequestBody>;
 const VIA: &str = "1.1 uip-cache";
 
 /// The log lines of failed upstream requests, which every request would
-/// write while a backend is down or slow (they name no request, so one a
-/// second with a count loses nothing): at most one a second of each kind
-/// (see [`uip_cache_core::quiet`]), on both the general path and the
-/// fast loop's relay.
+/// write while a backend is down or slow: at most one a second of each
+/// kind for all backends together (see [`uip_cache_core::quiet`]), on both
+/// the general path and the fast loop's relay. The lines left out are
+/// counted in the next one; what they said (their backend, their error)
+/// is not kept.
 pub(crate) mod quiet {
     use uip_cache_core::quiet::Quiet;
 
