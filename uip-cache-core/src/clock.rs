@@ -36,12 +36,15 @@ pub use mock::MockClock;
 
 /// Milliseconds on a process-wide monotonic clock, from 1 (so that 0 can
 /// stand for "never"): for times kept in atomics and compared with each
-/// other, such as when a log line was last written. Not mocked.
+/// other, such as when a log line was last written or a connection last
+/// made progress (the server reads it for every socket read and write:
+/// inlined across crates). Not mocked.
 ///
 /// ```
 /// let a = uip_cache_core::clock::monotonic_ms();
 /// assert!(a >= 1 && uip_cache_core::clock::monotonic_ms() >= a);
 /// ```
+#[inline]
 pub fn monotonic_ms() -> u64 {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
