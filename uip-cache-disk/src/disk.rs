@@ -20,9 +20,13 @@ use uip_cache_core::pattern::PathSelector;
 use uip_cache_core::store::{PutOptions, ReadBack, Rewrite};
 use uip_cache_core::{zerocopy, UrlPattern};
 
-use crate::record::{path_member, tag_member, tag_prefix, Fixed, Place, Record, State};
+use crate::record::{
+    order_member, path_member, read_order_member, set_member_state, tag_member, tag_prefix, Fixed,
+    Place, Record, State,
+};
 
-/// The key of the state in the `meta` keyspace.
+/// The key of the state in the `meta` keyspace (written by the batches
+/// that add no member to the eviction order; see [`State`]).
 const STATE: &[u8] = b"state";
 /// Body files are charged by the 4 KiB blocks they take.
 const BLOCK: u64 = 4096;
@@ -105,7 +109,6 @@ enum Space {
     Tags,
     Paths,
     Order,
-    Files,
     Meta,
 }
 
@@ -179,8 +182,6 @@ pub(crate) struct Disk {
     tags: Keyspace,
     paths: Keyspace,
     order: Keyspace,
-    /// Body file number -> key: which files a record names (for the sweep).
-    files: Keyspace,
     meta: Keyspace,
     bodies: PathBuf,
     max_bytes: u64,
@@ -188,6 +189,8 @@ pub(crate) struct Disk {
     state: Mutex<State>,
     /// File and order numbers handed out (at least `state.next`).
     next: AtomicU64,
+    /// Commits made (the last state's `commit`).
+    commits: AtomicU64,
     /// The order number of the least recently used entry (`u64::MAX`: no
     /// entry, or unknown), kept by every commit that changes the order (a
     /// new entry is the youngest; the index is read again only when the
@@ -324,6 +327,29 @@ impl Drop for Stream {
 /// it) rather than from where it was.
 const RECHECK_OLDEST: u64 = 256;
 
+/// The store's state: the later (by commit) of the one under `meta` and
+/// the one the youngest member of the eviction order carries (see
+/// [`State`]). Every batch writes one of the two, and a batch that adds a
+/// member adds the youngest (order numbers are handed out under the
+/// store's lock), so the later of the two is the last commit's.
+fn load_state(meta: &Keyspace, order: &Keyspace) -> Result<State, Error> {
+    let unreadable = || "the store's state record is unreadable";
+    let kept = match meta.get(STATE)? {
+        Some(b) => Some(State::decode(&b).map_err(|_| unreadable())?),
+        None => None,
+    };
+    let carried = match order.last_key_value() {
+        Some(g) => read_order_member(&g.value()?).state,
+        None => None,
+    };
+    Ok(match (kept, carried) {
+        (Some(k), Some(c)) if c.commit > k.commit => c,
+        (Some(k), _) => k,
+        (None, Some(c)) => c,
+        (None, None) => State::default(),
+    })
+}
+
 /// The order number of the least recently used entry in `order` from
 /// order number `from` on: `u64::MAX` when it has none; 0 (the start) when
 /// it cannot be read, so that the order is then walked from its start, as
@@ -439,23 +465,26 @@ impl Disk {
                 KeyspaceCreateOptions::default().max_memtable_size(8 << 20)
             })
         };
-        let (entries, tags, paths, order, files, meta) = (
+        // An index written before the sweep read the records (an index
+        // of body files, one more item per write): not needed.
+        if db.keyspace_exists("files") {
+            let files = ks("files")?;
+            db.delete_keyspace(files)?;
+        }
+        let (entries, tags, paths, order, meta) = (
             ks("entries")?,
             ks("tags")?,
             ks("paths")?,
             ks("order")?,
-            ks("files")?,
             ks("meta")?,
         );
-        let state = match meta.get(STATE)? {
-            Some(b) => State::decode(&b).map_err(|_| "the store's state record is unreadable")?,
-            None => State::default(),
-        };
+        let state = load_state(&meta, &order)?;
         let oldest = AtomicU64::new(first_order(&order, 0));
         Ok(Disk {
             oldest,
             reordered: AtomicU64::new(1),
             next: AtomicU64::new(state.next),
+            commits: AtomicU64::new(state.commit),
             used: AtomicU64::new(state.used),
             count: AtomicU64::new(state.count),
             db,
@@ -463,7 +492,6 @@ impl Disk {
             tags,
             paths,
             order,
-            files,
             meta,
             bodies,
             max_bytes,
@@ -555,7 +583,7 @@ impl Disk {
             let number = self.next.fetch_add(1, Ordering::Relaxed);
             let mut state = *guard;
             state.next = state.next.max(number + 1);
-            self.commit(WriteBatch::default(), &state, false)?;
+            self.commit(WriteBatch::default(), &mut state, false)?;
             self.set(&mut guard, state);
             number
         };
@@ -814,25 +842,27 @@ impl Disk {
             (Space::Tags, &self.tags),
             (Space::Paths, &self.paths),
             (Space::Order, &self.order),
-            (Space::Files, &self.files),
         ];
         for (space, ks) in spaces {
             for g in ks.iter() {
                 let (member, value) = g.into_inner()?;
-                if value[..] != *key.as_bytes() {
-                    continue;
-                }
-                match space {
-                    Space::Tags | Space::Paths => charged += member.len() as u64,
-                    Space::Files => {
-                        if let Ok(n) = <[u8; 8]>::try_from(&member[..]) {
-                            let file = u64::from_be_bytes(n);
-                            let len = fs::metadata(self.body_path(file)).map_or(0, |m| m.len());
-                            charged += len.div_ceil(BLOCK) * BLOCK;
-                            gone.push(file);
-                        }
+                if space == Space::Order {
+                    let m = read_order_member(&value);
+                    if m.key != key.as_bytes() {
+                        continue;
                     }
-                    _ => {}
+                    // The member names the body file (one of the earlier
+                    // form does not: the file is left to the sweep after
+                    // the next start, and its blocks stay charged).
+                    if let Some(file) = m.file {
+                        let len = fs::metadata(self.body_path(file)).map_or(0, |m| m.len());
+                        charged += len.div_ceil(BLOCK) * BLOCK;
+                        gone.push(file);
+                    }
+                } else if value[..] == *key.as_bytes() {
+                    charged += member.len() as u64;
+                } else {
+                    continue;
                 }
                 batch.remove(space, member);
             }
@@ -850,7 +880,6 @@ impl Disk {
         }
         batch.remove(Space::Paths, path_member(&record.path, key));
         batch.remove(Space::Order, record.seq.to_be_bytes());
-        batch.remove(Space::Files, record.file.to_be_bytes());
         state.used = state.used.saturating_sub(charge(key.as_bytes(), record));
         state.count = state.count.saturating_sub(1);
     }
@@ -862,17 +891,34 @@ impl Disk {
             batch.insert(Space::Tags, tag_member(t, key), key);
         }
         batch.insert(Space::Paths, path_member(&record.path, key), key);
-        batch.insert(Space::Order, record.seq.to_be_bytes(), key);
-        batch.insert(Space::Files, record.file.to_be_bytes(), key);
+        // The commit puts the state in (see `commit`).
+        batch.insert(
+            Space::Order,
+            record.seq.to_be_bytes(),
+            order_member(record.file, state, key.as_bytes()),
+        );
         state.used += charge(key.as_bytes(), record);
         state.count += 1;
         state.next = state.next.max(record.file + 1).max(record.seq + 1);
     }
 
-    fn commit(&self, mut batch: WriteBatch, state: &State, sync: bool) -> Result<(), Error> {
+    /// Commits `batch` with `state` (numbered as the next commit): on
+    /// each member it adds to the eviction order when it adds any, under
+    /// `meta` otherwise (see [`State`]).
+    fn commit(&self, mut batch: WriteBatch, state: &mut State, sync: bool) -> Result<(), Error> {
         let oldest = self.oldest.load(Ordering::Relaxed);
         let reorder = batch.reorder(oldest);
-        batch.insert(Space::Meta, STATE, state.encode());
+        state.commit = self.commits.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut carried = false;
+        for ((space, _), value) in batch.0.iter_mut() {
+            if let (Space::Order, Some(member)) = (space, value) {
+                set_member_state(member, state);
+                carried = true;
+            }
+        }
+        if !carried {
+            batch.insert(Space::Meta, STATE, state.encode());
+        }
         let mode = if sync {
             PersistMode::SyncAll
         } else {
@@ -885,7 +931,6 @@ impl Disk {
                 Space::Tags => &self.tags,
                 Space::Paths => &self.paths,
                 Space::Order => &self.order,
-                Space::Files => &self.files,
                 Space::Meta => &self.meta,
             };
             match value {
@@ -1010,7 +1055,7 @@ impl Disk {
         } else {
             gone.push(record.file);
         }
-        self.commit(batch, &state, false)?;
+        self.commit(batch, &mut state, false)?;
         self.set(&mut guard, state);
         if unreadable {
             self.corrupt.fetch_add(1, Ordering::Relaxed);
@@ -1059,12 +1104,12 @@ impl Disk {
     ) -> Result<Option<fjall::UserKey>, Error> {
         let mut first_left = None;
         for guard in members {
-            let (seq, key) = guard.into_inner()?;
+            let (seq, member) = guard.into_inner()?;
             if state.used <= self.max_bytes {
                 first_left = first_left.or(Some(seq));
                 break;
             }
-            let key = String::from_utf8_lossy(&key).into_owned();
+            let key = String::from_utf8_lossy(read_order_member(&member).key).into_owned();
             if key == keep {
                 first_left = first_left.or(Some(seq));
                 continue;
@@ -1197,7 +1242,7 @@ impl Disk {
                 ..record
             };
             self.link(&mut batch, &mut state, key, &young);
-            self.commit(batch, &state, false)?;
+            self.commit(batch, &mut state, false)?;
             self.set(&mut guard, state);
         }
         then();
@@ -1236,7 +1281,7 @@ impl Disk {
         let mut state = *guard;
         let mut batch = WriteBatch::default();
         self.unlink(&mut batch, &mut state, key, &record);
-        self.commit(batch, &state, sync)?;
+        self.commit(batch, &mut state, sync)?;
         self.set(&mut guard, state);
         drop(guard);
         self.remove_bodies(&[record.file]);
@@ -1255,7 +1300,7 @@ impl Disk {
                 let mut batch = WriteBatch::default();
                 let mut gone = Vec::new();
                 self.unlink_unreadable(&mut batch, &mut state, key, &raw, &mut gone)?;
-                self.commit(batch, &state, true)?;
+                self.commit(batch, &mut state, true)?;
                 self.set(&mut guard, state);
                 self.corrupt.fetch_add(1, Ordering::Relaxed);
                 then();
@@ -1271,7 +1316,7 @@ impl Disk {
         let mut state = *guard;
         let mut batch = WriteBatch::default();
         self.unlink(&mut batch, &mut state, key, &record);
-        self.commit(batch, &state, true)?;
+        self.commit(batch, &mut state, true)?;
         self.set(&mut guard, state);
         then();
         drop(guard);
@@ -1427,7 +1472,7 @@ impl Disk {
         // Bodies made for entries gone or replaced meanwhile.
         let mut unused = made_files(ready.into_values());
         unused.append(&mut discarded);
-        if let Err(e) = result.and_then(|()| self.commit(batch, &state, true)) {
+        if let Err(e) = result.and_then(|()| self.commit(batch, &mut state, true)) {
             drop(guard);
             self.remove_bodies(&written);
             self.remove_bodies(&unused);
@@ -1492,12 +1537,13 @@ impl Disk {
     }
 
     /// What the sweep of orphan body files needs, to run on a thread of
-    /// its own: the file index, the bodies folder, and the first number
+    /// its own: the eviction order and the records, the bodies folder, and the first number
     /// handed out since the start (files from there on may be writes in
     /// progress, and are left alone).
     pub(crate) fn sweeper(&self) -> Sweeper {
         Sweeper {
-            files: self.files.clone(),
+            order: self.order.clone(),
+            entries: self.entries.clone(),
             bodies: self.bodies.clone(),
             below: self.state().next,
         }
@@ -1591,7 +1637,8 @@ pub(crate) fn duration_ms(d: Duration) -> u64 {
 /// body and committing its record, or between removing a record and its
 /// file. Runs after the start, in the background, one folder at a time.
 pub(crate) struct Sweeper {
-    files: Keyspace,
+    order: Keyspace,
+    entries: Keyspace,
     bodies: PathBuf,
     below: u64,
 }
@@ -1600,6 +1647,35 @@ impl Sweeper {
     /// Sweeps every body folder, until `stop` is set; how many files it
     /// removed.
     pub(crate) fn run(&self, stop: &std::sync::atomic::AtomicBool) -> u64 {
+        // The files the entries name, read once from the eviction order
+        // (8 bytes an entry, for the sweep's time): an entry committed
+        // after this read names a file numbered from `below` on, or one an
+        // entry named already (a move in eviction order keeps its file),
+        // and an entry removed after it removes its file itself. A member
+        // names its entry's file even when the record cannot be read, so
+        // the file stays for the removal that charges it back; one of the
+        // earlier form (the key alone) is looked up in the records.
+        let mut named = Vec::new();
+        for g in self.order.iter() {
+            if stop.load(Ordering::Relaxed) {
+                return 0;
+            }
+            let Ok(value) = g.value() else {
+                // The index cannot be read whole: remove nothing.
+                return 0;
+            };
+            let member = read_order_member(&value);
+            let file = match member.file {
+                Some(f) => Some(f),
+                None => match self.entries.get(member.key) {
+                    Ok(Some(r)) => Fixed::read(&r).ok().map(|f| f.file),
+                    Ok(None) => None,
+                    Err(_) => return 0,
+                },
+            };
+            named.extend(file);
+        }
+        named.sort_unstable();
         let mut removed = 0;
         for i in 0..256 {
             let Ok(dir) = fs::read_dir(self.bodies.join(format!("{i:02x}"))) else {
@@ -1617,10 +1693,9 @@ impl Sweeper {
                 else {
                     continue;
                 };
-                // A record removed after this check removes its file too;
-                // files numbered from `below` on may be being written.
+                // Files numbered from `below` on may be being written.
                 if file < self.below
-                    && matches!(self.files.get(file.to_be_bytes()), Ok(None))
+                    && named.binary_search(&file).is_err()
                     && fs::remove_file(entry.path()).is_ok()
                 {
                     removed += 1;
@@ -1675,7 +1750,7 @@ mod tests {
             let mut state = *guard;
             let mut batch = WriteBatch::default();
             disk.link(&mut batch, &mut state, "k", &record);
-            disk.commit(batch, &state, false).unwrap();
+            disk.commit(batch, &mut state, false).unwrap();
             disk.set(&mut guard, state);
             drop(guard);
             assert_eq!(purge.join().unwrap().unwrap(), 1, "the write is purged");
@@ -1709,7 +1784,7 @@ mod tests {
             disk.remove_bodies(&[old.file]);
         }
         disk.link(&mut batch, &mut state, key, &record);
-        disk.commit(batch, &state, false).unwrap();
+        disk.commit(batch, &mut state, false).unwrap();
         disk.set(guard, state);
     }
 
@@ -1768,7 +1843,7 @@ mod tests {
             let key = if i % 7 == 6 {
                 // The oldest there is, written again.
                 let first = disk.order.first_key_value().unwrap().value().unwrap();
-                String::from_utf8(first.to_vec()).unwrap()
+                String::from_utf8(read_order_member(&first).key.to_vec()).unwrap()
             } else {
                 format!("k{i}")
             };
@@ -1795,7 +1870,7 @@ mod tests {
             disk.put(&format!("a{i}"), &body, &options, |_| {}).unwrap();
         }
         let first = disk.order.first_key_value().unwrap().value().unwrap();
-        let first = String::from_utf8(first.to_vec()).unwrap();
+        let first = String::from_utf8(read_order_member(&first).key.to_vec()).unwrap();
         // Past every entry: the eviction finds nothing from there on and
         // takes the oldest before it.
         disk.oldest
@@ -1916,5 +1991,125 @@ mod tests {
             matches!(disk.get_nowait("big", |_| false).unwrap(), Read::Blocking),
             "a 4 MiB body was read on the caller's thread"
         );
+    }
+
+    /// The state a store opens with, for a folder it left with `state`.
+    fn reopened(dir: &Path, state: State) -> State {
+        let disk = Disk::open(dir, 64 << 20).unwrap();
+        let got = disk.state();
+        assert_eq!(
+            (got.used, got.count, got.next),
+            (state.used, state.count, state.next),
+            "the state after the last commit"
+        );
+        got
+    }
+
+    #[test]
+    fn the_state_comes_back_from_the_youngest_member_or_meta_whichever_is_later() {
+        let dir = TempDir(
+            std::env::temp_dir().join(format!("uip-cache-disk-state-{}", std::process::id())),
+        );
+        let options = PutOptions::new(Duration::from_secs(60), "/k");
+        let state = {
+            let disk = Disk::open(&dir.0, 64 << 20).unwrap();
+            for i in 0..5 {
+                disk.put(&format!("k{i}"), &[1u8; 3000], &options, |_| {})
+                    .unwrap();
+            }
+            // Writes only: their state rides on their order members, and
+            // nothing is under `meta` yet.
+            assert!(disk.meta.get(STATE).unwrap().is_none());
+            disk.state()
+        };
+        let state = {
+            let s = reopened(&dir.0, state);
+            let disk = Disk::open(&dir.0, 64 << 20).unwrap();
+            assert_eq!(disk.state().commit, s.commit);
+            // The youngest entry deleted: the state goes under `meta`,
+            // later than what the (now) youngest member carries.
+            assert!(disk.delete("k4", || {}).unwrap());
+            assert!(disk.meta.get(STATE).unwrap().is_some());
+            disk.state()
+        };
+        let state = {
+            reopened(&dir.0, state);
+            let disk = Disk::open(&dir.0, 64 << 20).unwrap();
+            // A write again: later than `meta`'s.
+            disk.put("k9", &[2u8; 10_000], &options, |_| {}).unwrap();
+            disk.state()
+        };
+        let state = {
+            reopened(&dir.0, state);
+            let disk = Disk::open(&dir.0, 64 << 20).unwrap();
+            // A delete of an older entry: `meta` again.
+            assert!(disk.delete("k1", || {}).unwrap());
+            assert_eq!(disk.count(), 4);
+            disk.state()
+        };
+        reopened(&dir.0, state);
+    }
+
+    #[test]
+    fn a_store_of_the_earlier_form_opens_with_its_state_and_keeps_its_bodies() {
+        let dir = TempDir(
+            std::env::temp_dir().join(format!("uip-cache-disk-earlier-{}", std::process::id())),
+        );
+        // Made as the earlier version made it: an index of body files,
+        // order members holding the key alone, the state (first version)
+        // under `meta` alone.
+        let record = Record {
+            expires_ms: now_ms() + 60_000,
+            seq: 2,
+            file: 1,
+            len: 5,
+            crc: crc32fast::hash(b"hello"),
+            path: "/k".to_owned(),
+            query: None,
+            tags: vec![],
+        };
+        let used = charge(b"k", &record);
+        {
+            let disk = Disk::open(&dir.0, 64 << 20).unwrap();
+            fs::write(disk.body_path(1), b"hello").unwrap();
+            // An orphan, which the sweep removes.
+            fs::write(disk.body_path(0), b"orphan").unwrap();
+            let files = disk
+                .db
+                .keyspace("files", KeyspaceCreateOptions::default)
+                .unwrap();
+            let mut v1 = State {
+                used,
+                count: 1,
+                next: 3,
+                commit: 0,
+            }
+            .encode()[..25]
+                .to_vec();
+            v1[0] = 1;
+            let mut batch = disk.db.batch();
+            batch.insert(&disk.entries, "k", record.encode());
+            batch.insert(&disk.paths, path_member("/k", "k"), "k");
+            batch.insert(&disk.order, 2u64.to_be_bytes(), "k");
+            batch.insert(&files, 1u64.to_be_bytes(), "k");
+            batch.insert(&disk.meta, STATE, v1);
+            batch.commit().unwrap();
+            disk.db.persist(PersistMode::SyncAll).unwrap();
+        }
+        let disk = Disk::open(&dir.0, 64 << 20).unwrap();
+        assert!(
+            !disk.db.keyspace_exists("files"),
+            "the file index is dropped"
+        );
+        let state = disk.state();
+        assert_eq!((state.used, state.count, state.next), (used, 1, 3));
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        assert_eq!(disk.sweeper().run(&stop), 1, "the orphan alone");
+        assert!(disk.body_path(1).exists() && !disk.body_path(0).exists());
+        assert!(matches!(disk.get("k").unwrap(), Read::Hit(b, _) if &b[..] == b"hello"));
+        // Evicted and deleted as any entry.
+        assert!(disk.delete("k", || {}).unwrap());
+        assert_eq!((disk.used(), disk.count()), (0, 0));
+        assert!(!disk.body_path(1).exists());
     }
 }

@@ -210,9 +210,13 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The store's own state, kept beside the records and written in the same
-/// batch as every change to them: bytes charged, entries, the next file
-/// and order number.
+/// The store's own state, written in the same batch as every change to the
+/// records: bytes charged, entries, the next file and order number, and
+/// which commit wrote it. A batch that adds a member to the eviction order
+/// carries the state on that member (see [`order_member`]), so a write
+/// adds no item of its own for it to the journal a start replays; any
+/// other batch writes it under the `meta` keyspace's `state` key. The one
+/// of the two with the later commit is the state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct State {
     /// Bytes charged for the entries held (see `charge`).
@@ -221,34 +225,117 @@ pub(crate) struct State {
     pub(crate) count: u64,
     /// The next file and order number.
     pub(crate) next: u64,
+    /// The commit that wrote this state (counted from 1; 0: a state of
+    /// the first version, written before states were counted).
+    pub(crate) commit: u64,
 }
+
+/// The state's encoding before it counted commits: written under `meta`
+/// alone, by every batch.
+const STATE_V1: u8 = 1;
+/// The state's encoding with the commit count.
+const STATE_V2: u8 = 2;
+/// The length of an encoded state.
+pub(crate) const STATE_LEN: usize = 33;
 
 impl State {
     /// The state as bytes.
-    pub(crate) fn encode(&self) -> [u8; 25] {
-        let mut out = [0u8; 25];
-        out[0] = VERSION;
+    pub(crate) fn encode(&self) -> [u8; STATE_LEN] {
+        let mut out = [0u8; STATE_LEN];
+        out[0] = STATE_V2;
         out[1..9].copy_from_slice(&self.used.to_le_bytes());
         out[9..17].copy_from_slice(&self.count.to_le_bytes());
         out[17..25].copy_from_slice(&self.next.to_le_bytes());
+        out[25..33].copy_from_slice(&self.commit.to_le_bytes());
         out
     }
 
-    /// The state `bytes` encode.
+    /// The state `bytes` encode (either version).
     pub(crate) fn decode(bytes: &[u8]) -> Result<State, BadRecord> {
         let mut r = Reader(bytes);
-        if r.u8()? != VERSION {
+        let version = r.u8()?;
+        if version != STATE_V1 && version != STATE_V2 {
             return Err(BadRecord);
         }
-        let state = State {
+        let mut state = State {
             used: r.u64()?,
             count: r.u64()?,
             next: r.u64()?,
+            commit: 0,
         };
+        if version == STATE_V2 {
+            state.commit = r.u64()?;
+        }
         if !r.0.is_empty() {
             return Err(BadRecord);
         }
         Ok(state)
+    }
+}
+
+/// The first byte of an eviction-order member of the current form: a byte
+/// no UTF-8 text starts with, so a member of the earlier form (the key
+/// alone) is told apart.
+const MEMBER: u8 = 0xFF;
+/// Where the key starts in a member of the current form.
+const MEMBER_HEAD: usize = 1 + 8 + STATE_LEN;
+
+/// An eviction-order member's value: the entry's body file, the store's
+/// state as of the commit that adds it (see [`set_member_state`]), and
+/// the entry's key.
+pub(crate) fn order_member(file: u64, state: &State, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MEMBER_HEAD + key.len());
+    out.push(MEMBER);
+    out.extend_from_slice(&file.to_le_bytes());
+    out.extend_from_slice(&state.encode());
+    out.extend_from_slice(key);
+    out
+}
+
+/// Puts `state` in `member` (made by [`order_member`]) in place of the
+/// one it holds.
+pub(crate) fn set_member_state(member: &mut [u8], state: &State) {
+    if member.first() == Some(&MEMBER) && member.len() >= MEMBER_HEAD {
+        member[9..MEMBER_HEAD].copy_from_slice(&state.encode());
+    }
+}
+
+/// What an eviction-order member says.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct OrderMember<'a> {
+    /// The entry's key.
+    pub(crate) key: &'a [u8],
+    /// Its body file (none in a member of the earlier form).
+    pub(crate) file: Option<u64>,
+    /// The state it carries (none in a member of the earlier form, or
+    /// one whose state does not decode).
+    pub(crate) state: Option<State>,
+}
+
+/// Reads an eviction-order member's value.
+pub(crate) fn read_order_member(value: &[u8]) -> OrderMember<'_> {
+    match value.split_first() {
+        Some((&MEMBER, _)) if value.len() >= MEMBER_HEAD => {
+            let mut file = [0u8; 8];
+            file.copy_from_slice(&value[1..9]);
+            OrderMember {
+                key: &value[MEMBER_HEAD..],
+                file: Some(u64::from_le_bytes(file)),
+                state: State::decode(&value[9..MEMBER_HEAD]).ok(),
+            }
+        }
+        // A key (text) never starts with that byte: a member cut short,
+        // naming no key.
+        Some((&MEMBER, _)) => OrderMember {
+            key: &[],
+            file: None,
+            state: None,
+        },
+        _ => OrderMember {
+            key: value,
+            file: None,
+            state: None,
+        },
     }
 }
 
@@ -358,9 +445,42 @@ mod tests {
         }
 
         #[test]
-        fn states_round_trip(used in any::<u64>(), count in any::<u64>(), next in any::<u64>()) {
-            let s = State { used, count, next };
+        fn states_round_trip(used in any::<u64>(), count in any::<u64>(), next in any::<u64>(), commit in any::<u64>()) {
+            let s = State { used, count, next, commit };
             prop_assert_eq!(State::decode(&s.encode()), Ok(s));
+            // The first version (no commit count) still reads.
+            let mut v1 = s.encode()[..25].to_vec();
+            v1[0] = STATE_V1;
+            prop_assert_eq!(State::decode(&v1), Ok(State { commit: 0, ..s }));
+        }
+
+        #[test]
+        fn order_members_give_back_their_key_file_and_state(
+            key in ".{0,60}",
+            file in any::<u64>(),
+            used in any::<u64>(),
+            commit in any::<u64>(),
+        ) {
+            let state = State { used, count: 3, next: 9, commit };
+            let mut member = order_member(file, &State::default(), key.as_bytes());
+            set_member_state(&mut member, &state);
+            prop_assert_eq!(
+                read_order_member(&member),
+                OrderMember { key: key.as_bytes(), file: Some(file), state: Some(state) }
+            );
+            // A member of the earlier form is the key alone.
+            prop_assert_eq!(
+                read_order_member(key.as_bytes()),
+                OrderMember { key: key.as_bytes(), file: None, state: None }
+            );
+        }
+
+        #[test]
+        fn hostile_order_members_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let mut bytes = bytes;
+            let member = read_order_member(&bytes);
+            prop_assert!(member.key.len() <= bytes.len());
+            set_member_state(&mut bytes, &State::default());
         }
     }
 
