@@ -21,8 +21,8 @@ use uip_cache_core::store::{PutOptions, ReadBack, Rewrite};
 use uip_cache_core::{zerocopy, UrlPattern};
 
 use crate::record::{
-    order_member, path_member, read_order_member, set_member_state, tag_member, tag_prefix, Fixed,
-    Place, Record, State,
+    self, order_member, path_member, read_order_member, set_member_state, tag_member, tag_prefix,
+    Fixed, Place, Record, State,
 };
 
 /// The key of the state in the `meta` keyspace (written by the batches
@@ -332,22 +332,37 @@ const RECHECK_OLDEST: u64 = 256;
 /// [`State`]). Every batch writes one of the two, and a batch that adds a
 /// member adds the youngest (order numbers are handed out under the
 /// store's lock), so the later of the two is the last commit's.
+///
+/// A state that does not decode (under `meta`, or on a youngest member of
+/// the current form) is an error: the store does not open rather than
+/// hand out file numbers again. `next` is past the youngest order number
+/// whatever the state says.
 fn load_state(meta: &Keyspace, order: &Keyspace) -> Result<State, Error> {
     let unreadable = || "the store's state record is unreadable";
     let kept = match meta.get(STATE)? {
         Some(b) => Some(State::decode(&b).map_err(|_| unreadable())?),
         None => None,
     };
-    let carried = match order.last_key_value() {
-        Some(g) => read_order_member(&g.value()?).state,
-        None => None,
+    let (carried, youngest) = match order.last_key_value() {
+        Some(g) => {
+            let (seq, value) = g.into_inner()?;
+            let member = read_order_member(&value);
+            if member.state.is_none() && value.first() == Some(&record::MEMBER) {
+                return Err(unreadable().into());
+            }
+            let seq = <[u8; 8]>::try_from(&seq[..]).map_or(0, u64::from_be_bytes);
+            (member.state, seq)
+        }
+        None => (None, 0),
     };
-    Ok(match (kept, carried) {
+    let mut state = match (kept, carried) {
         (Some(k), Some(c)) if c.commit > k.commit => c,
         (Some(k), _) => k,
         (None, Some(c)) => c,
         (None, None) => State::default(),
-    })
+    };
+    state.next = state.next.max(youngest.saturating_add(1));
+    Ok(state)
 }
 
 /// The order number of the least recently used entry in `order` from
@@ -465,12 +480,6 @@ impl Disk {
                 KeyspaceCreateOptions::default().max_memtable_size(8 << 20)
             })
         };
-        // An index written before the sweep read the records (an index
-        // of body files, one more item per write): not needed.
-        if db.keyspace_exists("files") {
-            let files = ks("files")?;
-            db.delete_keyspace(files)?;
-        }
         let (entries, tags, paths, order, meta) = (
             ks("entries")?,
             ks("tags")?,
@@ -480,7 +489,7 @@ impl Disk {
         );
         let state = load_state(&meta, &order)?;
         let oldest = AtomicU64::new(first_order(&order, 0));
-        Ok(Disk {
+        let disk = Disk {
             oldest,
             reordered: AtomicU64::new(1),
             next: AtomicU64::new(state.next),
@@ -503,7 +512,24 @@ impl Disk {
             mapped: Mutex::new(Held::new(MAPPED_MAX)),
             open: Mutex::new(Held::new(KEPT_OPEN_MAX)),
             streaming: std::sync::Arc::default(),
-        })
+        };
+        // The index as this version writes it, marked so: the earlier
+        // version refuses a state it cannot read (and runs without the
+        // disk) rather than open a store whose file index is gone, which
+        // its sweep would take for bodies no record names.
+        if !disk.meta.get(STATE)?.is_some_and(|b| State::is_current(&b)) {
+            let mut guard = lock(&disk.state);
+            let mut state = *guard;
+            disk.commit(WriteBatch::default(), &mut state, true)?;
+            disk.set(&mut guard, state);
+        }
+        // Then the earlier version's index of body files (one more item
+        // per write; the eviction order names the files now) goes.
+        if disk.db.keyspace_exists("files") {
+            let files = disk.db.keyspace("files", KeyspaceCreateOptions::default)?;
+            disk.db.delete_keyspace(files)?;
+        }
+        Ok(disk)
     }
 
     /// The slot of body file `file` in `verified`.
@@ -1667,6 +1693,8 @@ impl Sweeper {
             let member = read_order_member(&value);
             let file = match member.file {
                 Some(f) => Some(f),
+                // Longer than any key kept (and than fjall takes).
+                None if member.key.len() > MAX_NAME => None,
                 None => match self.entries.get(member.key) {
                     Ok(Some(r)) => Fixed::read(&r).ok().map(|f| f.file),
                     Ok(None) => None,
@@ -2018,8 +2046,9 @@ mod tests {
                     .unwrap();
             }
             // Writes only: their state rides on their order members, and
-            // nothing is under `meta` yet.
-            assert!(disk.meta.get(STATE).unwrap().is_none());
+            // what is under `meta` (written as the store opened) is older.
+            let kept = State::decode(&disk.meta.get(STATE).unwrap().unwrap()).unwrap();
+            assert!(kept.commit < disk.state().commit && kept.count == 0);
             disk.state()
         };
         let state = {
@@ -2111,5 +2140,185 @@ mod tests {
         assert!(disk.delete("k", || {}).unwrap());
         assert_eq!((disk.used(), disk.count()), (0, 0));
         assert!(!disk.body_path(1).exists());
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        fs::create_dir_all(to).unwrap();
+        for e in fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let t = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &t);
+            } else {
+                fs::copy(e.path(), &t).unwrap();
+            }
+        }
+    }
+
+    /// Checks a store copied (as a kill -9 would leave it) opens with the
+    /// live store's state, and that it is consistent with its records.
+    fn check_copy(live: &Disk, dir: &Path, snap: &Path, step: usize, what: &str) {
+        let _ = fs::remove_dir_all(snap);
+        fs::create_dir_all(snap).unwrap();
+        copy_dir(&dir.join("index"), &snap.join("index"));
+        let want = live.state();
+        let disk = Disk::open(snap, live.max_bytes).unwrap();
+        let got = disk.state();
+        assert_eq!(
+            (got.used, got.count, got.next, got.commit),
+            (want.used, want.count, want.next, want.commit),
+            "step {step} ({what})"
+        );
+        let mut count = 0;
+        let mut used = 0;
+        for g in disk.entries.iter() {
+            let (k, v) = g.into_inner().unwrap();
+            let r = Record::decode(&v).unwrap();
+            assert!(
+                r.file < got.next && r.seq < got.next,
+                "step {step}: number past next"
+            );
+            count += 1;
+            used += charge(&k, &r);
+            let m = disk
+                .order
+                .get(r.seq.to_be_bytes())
+                .unwrap()
+                .expect("member");
+            let m = read_order_member(&m);
+            assert_eq!((m.key, m.file), (&k[..], Some(r.file)), "step {step}");
+        }
+        assert_eq!((count, used), (got.count, got.used), "step {step} ({what})");
+        drop(disk);
+        let _ = fs::remove_dir_all(snap);
+    }
+
+    /// Random writes, moves, deletes, reads (some expired), hard and soft
+    /// purges and streamed writes (committed, dropped, or open across the
+    /// rest) over ten keys in a store that evicts: after each, the index
+    /// as a `kill -9` would leave it opens with the live state, which the
+    /// records add up to, and every record's order member names its key
+    /// and body file.
+    #[test]
+    fn a_store_cut_after_any_commit_reopens_with_that_commits_state() {
+        let base =
+            std::env::temp_dir().join(format!("uip-cache-disk-prefix-{}", std::process::id()));
+        let _g = TempDir(base.clone());
+        let dir = base.join("live");
+        let snap = base.join("snap");
+        let disk = Disk::open(&dir, 70_000).unwrap();
+        let mut seed: u64 = 0x1234_5678;
+        let mut rnd = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let tags: Vec<Vec<String>> = (0..3).map(|i| vec![format!("t{i}")]).collect();
+        let mut open_stream: Option<(String, Stream)> = None;
+        for step in 0..250 {
+            let r = rnd();
+            let key = format!("k{}", rnd() % 10);
+            let t = &tags[(rnd() % 3) as usize];
+            let what;
+            match r % 10 {
+                0..=2 => {
+                    what = "put";
+                    let len = (rnd() % 20_000) as usize + 1;
+                    let ttl = if rnd() % 8 == 0 {
+                        Duration::from_millis(1)
+                    } else {
+                        Duration::from_secs(600)
+                    };
+                    let o = PutOptions::new(ttl, "/p").tags(t);
+                    disk.put(&key, &vec![step as u8; len], &o, |_| {}).unwrap();
+                }
+                3 => {
+                    what = "touch";
+                    if let Some(rec) = disk.record(&key).unwrap() {
+                        disk.touch(&key, rec.file, || {}).unwrap();
+                    }
+                }
+                4 => {
+                    what = "delete";
+                    disk.delete(&key, || {}).unwrap();
+                }
+                5 => {
+                    what = "get";
+                    let _ = disk.get(&key).unwrap();
+                }
+                6 => {
+                    what = "purge";
+                    let soft = rnd() % 2 == 0;
+                    let rw = |b: &Bytes| -> Option<(Bytes, Duration)> {
+                        let mut v = b.to_vec();
+                        v.push(1);
+                        Some((Bytes::from(v), Duration::from_secs(600)))
+                    };
+                    let rw: &Rewrite<'_> = &rw;
+                    disk.invalidate_tags(t, soft.then_some(rw), |_| {}).unwrap();
+                }
+                7 => {
+                    what = "begin stream";
+                    if open_stream.is_none() {
+                        let mut s = disk.begin_stream(4).unwrap();
+                        disk.write_stream(&mut s, &vec![7u8; (rnd() % 9000) as usize])
+                            .unwrap();
+                        open_stream = Some((key.clone(), s));
+                    }
+                }
+                8 => {
+                    what = "commit stream";
+                    if let Some((k, s)) = open_stream.take() {
+                        let o = PutOptions::new(Duration::from_secs(600), "/s").tags(t);
+                        disk.commit_stream(&k, s, b"head", &o, |_| {}).unwrap();
+                    }
+                }
+                _ => {
+                    what = "drop stream";
+                    open_stream = None;
+                }
+            }
+            check_copy(&disk, &dir, &snap, step, what);
+        }
+        assert!(
+            disk.evictions.load(Ordering::Relaxed) > 5,
+            "the bound was met: writes evicted"
+        );
+        // The sweep after a restart removes no body an entry names.
+        drop(open_stream);
+        let state = disk.state();
+        drop(disk);
+        let disk = Disk::open(&dir, 70_000).unwrap();
+        assert_eq!(disk.state(), state);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        disk.sweeper().run(&stop);
+        for g in disk.entries.iter() {
+            let (_, v) = g.into_inner().unwrap();
+            let r = Record::decode(&v).unwrap();
+            assert!(disk.body_path(r.file).exists());
+        }
+    }
+
+    #[test]
+    fn a_youngest_member_whose_state_is_unreadable_keeps_the_store_from_opening() {
+        let dir = TempDir(
+            std::env::temp_dir().join(format!("uip-cache-disk-bad-member-{}", std::process::id())),
+        );
+        let o = PutOptions::new(Duration::from_secs(600), "/p");
+        {
+            let disk = Disk::open(&dir.0, 64 << 20).unwrap();
+            disk.put("a", &[1u8; 100], &o, |_| {}).unwrap();
+            disk.put("b", &[2u8; 100], &o, |_| {}).unwrap();
+            let (k, v) = disk.order.last_key_value().unwrap().into_inner().unwrap();
+            let mut v = v.to_vec();
+            v[9] = 9; // the state's version byte
+            disk.order.insert(k, v).unwrap();
+            disk.db.persist(PersistMode::SyncAll).unwrap();
+        }
+        // Opening with `meta`'s older state would hand out the numbers of
+        // files the records name again (a new body over a live one).
+        let err = Disk::open(&dir.0, 64 << 20).err().expect("refused");
+        assert!(err.to_string().contains("state"), "{err}");
     }
 }

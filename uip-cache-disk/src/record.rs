@@ -250,6 +250,11 @@ impl State {
         out
     }
 
+    /// Whether `bytes` are a state of the current version.
+    pub(crate) fn is_current(bytes: &[u8]) -> bool {
+        bytes.len() == STATE_LEN && bytes[0] == STATE_V2
+    }
+
     /// The state `bytes` encode (either version).
     pub(crate) fn decode(bytes: &[u8]) -> Result<State, BadRecord> {
         let mut r = Reader(bytes);
@@ -276,7 +281,7 @@ impl State {
 /// The first byte of an eviction-order member of the current form: a byte
 /// no UTF-8 text starts with, so a member of the earlier form (the key
 /// alone) is told apart.
-const MEMBER: u8 = 0xFF;
+pub(crate) const MEMBER: u8 = 0xFF;
 /// Where the key starts in a member of the current form.
 const MEMBER_HEAD: usize = 1 + 8 + STATE_LEN;
 

@@ -8,9 +8,11 @@
 //! ([`uip_cache_core::zerocopy`]), the head goes first as a plain write
 //! and the body is sent from its file, so the kernel takes the pages
 //! instead of copying them. A shorter slice of a mapped file is copied
-//! from the mapping with the head in one `writev`: a file cut since it
-//! was mapped makes that call fail (`EFAULT`), never the process (the
-//! kernel, not the process, touches the pages). (Holding the head back with `MSG_MORE`
+//! from the mapping with the head in one `writev`: the kernel touches the
+//! pages, so a file cut since it was mapped makes that call fail
+//! (`EFAULT`) rather than raise `SIGBUS`. (Over TLS, and for HTTP/2
+//! frames, the process reads the mapping itself, as before: the hazard
+//! the disk store's docs describe.) (Holding the head back with `MSG_MORE`
 //! to share a segment with the body halved throughput on loopback, so it
 //! is not done.) Partial writes are reported as such, as
 //! any socket does; hyper sends the rest.
