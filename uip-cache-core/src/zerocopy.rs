@@ -108,6 +108,11 @@ mod other {
         pub fn file_len(&self) -> std::io::Result<u64> {
             Ok(0)
         }
+
+        /// Whether the slice lies in a store's file (never on this system).
+        pub fn is_file(&self) -> bool {
+            false
+        }
     }
 }
 
@@ -196,6 +201,8 @@ mod linux {
         ptr: usize,
         len: usize,
         fd: OwnedFd,
+        /// A store's file ([`map_file`]), not a memory file ([`seal`]).
+        file: bool,
     }
 
     impl Drop for Region {
@@ -268,6 +275,7 @@ mod linux {
             ptr: ptr as usize,
             len: value.len(),
             fd,
+            file: false,
         })
     }
 
@@ -361,6 +369,7 @@ mod linux {
             ptr: ptr as usize,
             len,
             fd: OwnedFd::from(file),
+            file: true,
         });
         registry_write().insert(region.ptr, (region.len, Arc::downgrade(&region)));
         Ok(Bytes::from_owner(Mapped(region)))
@@ -394,6 +403,12 @@ mod linux {
         /// Where the slice starts in its file.
         pub fn offset(&self) -> usize {
             self.offset
+        }
+
+        /// Whether the slice lies in a store's file ([`map_file`]) rather
+        /// than in a memory file ([`seal`]).
+        pub fn is_file(&self) -> bool {
+            self.region.file
         }
 
         /// The length its file has now (`fstat(2)` of the descriptor the

@@ -1,16 +1,17 @@
 //! A client connection's socket: which HTTP version it speaks, and cached
-//! bodies in sealed memory leave with `sendfile(2)`, everything else as on
-//! a plain socket.
+//! bodies in a store's mapped files leave with `sendfile(2)`, everything
+//! else as on a plain socket.
 //!
 //! hyper hands a response's head and body to the socket as slices
 //! (vectored writes). When a body slice of at least [`SENDFILE_MIN`] bytes
-//! lies in sealed memory or a mapped store file
-//! ([`uip_cache_core::zerocopy`]), the head goes first as a plain write
-//! and the body is sent from its file, so the kernel takes the pages
-//! instead of copying them. A shorter slice of a mapped file is copied
-//! from the mapping with the head in one `writev`: the kernel touches the
-//! pages, so a file cut since it was mapped makes that call fail
-//! (`EFAULT`) rather than raise `SIGBUS`. (Over TLS, and for HTTP/2
+//! lies in a mapped store file ([`uip_cache_core::zerocopy::map_file`]),
+//! the head goes first as a plain write and the body is sent from its
+//! file, so the kernel takes the pages instead of copying them. A shorter
+//! slice of a mapped file, and a slice of sealed memory of any length, is
+//! copied from its mapping with the head in one `writev` (see
+//! [`SEAL_MIN`] for why sealed memory is not sent from its file): the
+//! kernel touches the pages, so a file cut since it was mapped makes that
+//! call fail (`EFAULT`) rather than raise `SIGBUS`. (Over TLS, and for HTTP/2
 //! frames, the process reads the mapping itself, as before: the hazard
 //! the disk store's docs describe.) (Holding the head back with `MSG_MORE`
 //! to share a segment with the body halved throughput on loopback, so it
@@ -41,10 +42,10 @@ use crate::slow::Watch;
 /// from the mapping.
 pub const ZERO_COPY_MIN: usize = 32 * 1024;
 
-/// Slices of sealed memory or of a mapped store file at least this long
-/// leave with `sendfile(2)`; shorter ones are copied from their mapping
-/// into the socket, with the response's head in the same `writev`. Above
-/// HTTP/2's default frame size (16 KB), so DATA frames are always copied.
+/// Slices of a mapped store file at least this long leave with
+/// `sendfile(2)`; shorter ones are copied from their mapping into the
+/// socket, with the response's head in the same `writev`. Above HTTP/2's
+/// default frame size (16 KB), so DATA frames are always copied.
 ///
 /// Measured on loopback, one core each (hits of one disk store entry,
 /// `wrk -t1 -c64`, the server's user + system time per hit), copying
@@ -54,26 +55,31 @@ pub const ZERO_COPY_MIN: usize = 32 * 1024;
 /// 26.0-30.7 us; 128 KB 34.5-49.0 against 30.1-42.9 us, where `sendfile`
 /// wins (the head and a 64 KB body leave in one call and one segment's
 /// worth of work for the client; from 128 KB the socket takes a copy in
-/// pieces). A memory file's pages cost the kernel more than a disk file's
-/// (see [`SEAL_MIN`]), so values in sealed memory, all larger, are sent
-/// from it as before.
+/// pieces). Past it the copy still moves more hits on loopback, at more
+/// CPU: 1 MB 3.4-4.1k against 2.0-2.5k hits a second at 191-224 against
+/// 154-196 us; 8 MB 405-452 against 174-218 at 1.64-1.89 against
+/// 1.38-1.59 ms. nginx sends its cache files with `sendfile` too.
 pub const SENDFILE_MIN: usize = 128 * 1024;
 
 /// Values held in memory at least this long are sealed when [`enable`] is
-/// on. The kernel sends a memory file's pages one page lookup at a time.
-/// Measured on loopback, one core each (hits of one entry, `wrk -t1 -c64`,
-/// the server's user + system time per hit), copying the body into the
-/// socket against sending it from a memory file: 64 KB 11.9-12.2 against
-/// 12.0-12.5 us at a 3-4 % higher rate; 256 KB 36-39 against 42-45 us;
-/// 384 KB 55 against 50-57 us at a 10 % lower rate; 512 KB 82-96 against
-/// 52-55 us; 1 MB 219-223 against 145-162 us (there the copy moves 1.6x
-/// the hits on loopback, because the client's core has less to do, but
-/// costs the server 45 % more per hit).
+/// on (a memory file each, outside the heap, counted by the memory bound
+/// as the pages it holds).
+///
+/// They were sent from their memory file with `sendfile`, chosen on an
+/// earlier measurement (copying from the heap against `sendfile`: 512 KB
+/// 82-96 against 52-55 us, 1 MB 219-223 against 145-162 us, though the
+/// copy moved 1.6x the hits). Copying from the memory file's mapping, as
+/// now, measured on this machine (one core each, `wrk -t1 -c64`, the
+/// server's user + system time per hit, four rounds): 512 KB 8.1-11.2k
+/// hits a second at 76-95 us against 8.2-10.4k at 91-103 us; 1 MB
+/// 4.1-5.2k at 158-188 us against 2.0-2.6k at 158-229 us; 2 MB 1.6-1.8k at
+/// 436-505 us against 811-840 at 448-494 us. Twice the hits at the same
+/// CPU: the kernel hands a memory file's pages over one lookup at a time.
 pub const SEAL_MIN: usize = 320 * 1024;
 
 /// Turns on sealed memory for large entries and mapped store files, so
-/// hits through a [`ClientStream`] are sent without copying (Linux; a no-op
-/// elsewhere).
+/// large hits of a store's files through a [`ClientStream`] are sent
+/// without copying (Linux; a no-op elsewhere).
 pub fn enable() {
     let budget = zerocopy::enable(ZERO_COPY_MIN, SEAL_MIN);
     tracing::debug!(budget, "large entries are sent from sealed memory");
@@ -169,11 +175,15 @@ impl ClientStream {
     }
 }
 
+/// The store file `buf` lies in, when it is to leave with `sendfile`: at
+/// least [`SENDFILE_MIN`] bytes of a mapped store file. A slice of sealed
+/// memory is copied from its mapping whatever its length (see
+/// [`SEAL_MIN`]).
 fn sealed(buf: &[u8]) -> Option<zerocopy::Sealed> {
     if buf.len() < SENDFILE_MIN {
         return None;
     }
-    zerocopy::find(buf)
+    zerocopy::find(buf).filter(zerocopy::Sealed::is_file)
 }
 
 impl AsyncRead for ClientStream {

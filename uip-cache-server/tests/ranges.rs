@@ -86,14 +86,13 @@ async fn until_hit(addr: SocketAddr, path: &str) -> Got {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_range_of_a_large_hit_goes_out_from_sealed_memory() {
+async fn ranges_of_a_large_hit_in_sealed_memory_are_its_bytes() {
     let (up, _) = upstream().await;
     let addr = proxy(up).await;
     let whole = body("/r/a");
     send(addr, "GET", "/r/a", &[]).await;
     assert!(until_hit(addr, "/r/a").await.body[..] == whole[..]);
 
-    let before = uip_cache_core::zerocopy::sent_bytes();
     let got = send(addr, "GET", "/r/a", &[("range", "bytes=100000-299999")]).await;
     assert_eq!((got.status, got.x_cache()), (206, "HIT"));
     assert_eq!(
@@ -105,16 +104,8 @@ async fn a_range_of_a_large_hit_goes_out_from_sealed_memory() {
         got.body[..] == whole[100_000..300_000],
         "the part is the whole's bytes"
     );
-    if cfg!(target_os = "linux") {
-        assert!(
-            uip_cache_core::zerocopy::sent_bytes() - before >= 200_000,
-            "the part was sent from the entry's sealed memory"
-        );
-    }
 
-    // Two ranges: a multipart body whose parts are sent the same way
-    // (each at least the server's `SENDFILE_MIN`; shorter ones are copied).
-    let before = uip_cache_core::zerocopy::sent_bytes();
+    // Two ranges: a multipart body of slices of the same memory.
     let got = send(addr, "GET", "/r/a", &[("range", "bytes=0-149999, 250000-")]).await;
     assert_eq!(got.status, 206);
     let ct = got.header("content-type").unwrap().to_owned();
@@ -144,9 +135,6 @@ async fn a_range_of_a_large_hit_goes_out_from_sealed_memory() {
         got.header("content-length"),
         Some(want.len().to_string().as_str())
     );
-    if cfg!(target_os = "linux") {
-        assert!(uip_cache_core::zerocopy::sent_bytes() - before >= 300_000);
-    }
 
     // HEAD: the part's head.
     let head = send(addr, "HEAD", "/r/a", &[("range", "bytes=-10")]).await;
