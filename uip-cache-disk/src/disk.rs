@@ -21,8 +21,8 @@ use uip_cache_core::store::{PutOptions, ReadBack, Rewrite};
 use uip_cache_core::{zerocopy, UrlPattern};
 
 use crate::record::{
-    self, order_member, path_member, read_order_member, set_member_state, tag_member, tag_prefix,
-    Fixed, Place, Record, State,
+    order_member, path_member, read_order_member, set_member_state, tag_member, tag_prefix, Fixed,
+    Place, Record, State,
 };
 
 /// The key of the state in the `meta` keyspace (written by the batches
@@ -336,18 +336,22 @@ const RECHECK_OLDEST: u64 = 256;
 /// A state that does not decode (under `meta`, or on a youngest member of
 /// the current form) is an error: the store does not open rather than
 /// hand out file numbers again. `next` is past the youngest order number
-/// whatever the state says.
-fn load_state(meta: &Keyspace, order: &Keyspace) -> Result<State, Error> {
+/// whatever the state says. Also whether `meta` holds a state of the
+/// current version.
+fn load_state(meta: &Keyspace, order: &Keyspace) -> Result<(State, bool), Error> {
     let unreadable = || "the store's state record is unreadable";
-    let kept = match meta.get(STATE)? {
-        Some(b) => Some(State::decode(&b).map_err(|_| unreadable())?),
-        None => None,
+    let (kept, current) = match meta.get(STATE)? {
+        Some(b) => (
+            Some(State::decode(&b).map_err(|_| unreadable())?),
+            State::is_current(&b),
+        ),
+        None => (None, false),
     };
     let (carried, youngest) = match order.last_key_value() {
         Some(g) => {
             let (seq, value) = g.into_inner()?;
             let member = read_order_member(&value);
-            if member.state.is_none() && value.first() == Some(&record::MEMBER) {
+            if member.current && member.state.is_none() {
                 return Err(unreadable().into());
             }
             let seq = <[u8; 8]>::try_from(&seq[..]).map_or(0, u64::from_be_bytes);
@@ -362,7 +366,7 @@ fn load_state(meta: &Keyspace, order: &Keyspace) -> Result<State, Error> {
         (None, None) => State::default(),
     };
     state.next = state.next.max(youngest.saturating_add(1));
-    Ok(state)
+    Ok((state, current))
 }
 
 /// The order number of the least recently used entry in `order` from
@@ -487,7 +491,7 @@ impl Disk {
             ks("order")?,
             ks("meta")?,
         );
-        let state = load_state(&meta, &order)?;
+        let (state, marked) = load_state(&meta, &order)?;
         let oldest = AtomicU64::new(first_order(&order, 0));
         let disk = Disk {
             oldest,
@@ -517,7 +521,7 @@ impl Disk {
         // version refuses a state it cannot read (and runs without the
         // disk) rather than open a store whose file index is gone, which
         // its sweep would take for bodies no record names.
-        if !disk.meta.get(STATE)?.is_some_and(|b| State::is_current(&b)) {
+        if !marked {
             let mut guard = lock(&disk.state);
             let mut state = *guard;
             disk.commit(WriteBatch::default(), &mut state, true)?;
@@ -1563,9 +1567,9 @@ impl Disk {
     }
 
     /// What the sweep of orphan body files needs, to run on a thread of
-    /// its own: the eviction order and the records, the bodies folder, and the first number
-    /// handed out since the start (files from there on may be writes in
-    /// progress, and are left alone).
+    /// its own: the eviction order and the records, the bodies folder, and
+    /// the first number handed out since the start (files from there on
+    /// may be writes in progress, and are left alone).
     pub(crate) fn sweeper(&self) -> Sweeper {
         Sweeper {
             order: self.order.clone(),

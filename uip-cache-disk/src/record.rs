@@ -281,7 +281,7 @@ impl State {
 /// The first byte of an eviction-order member of the current form: a byte
 /// no UTF-8 text starts with, so a member of the earlier form (the key
 /// alone) is told apart.
-pub(crate) const MEMBER: u8 = 0xFF;
+const MEMBER: u8 = 0xFF;
 /// Where the key starts in a member of the current form.
 const MEMBER_HEAD: usize = 1 + 8 + STATE_LEN;
 
@@ -315,6 +315,9 @@ pub(crate) struct OrderMember<'a> {
     /// The state it carries (none in a member of the earlier form, or
     /// one whose state does not decode).
     pub(crate) state: Option<State>,
+    /// Whether it is of the current form (which carries a state: without
+    /// one, it is damaged).
+    pub(crate) current: bool,
 }
 
 /// Reads an eviction-order member's value.
@@ -327,6 +330,7 @@ pub(crate) fn read_order_member(value: &[u8]) -> OrderMember<'_> {
                 key: &value[MEMBER_HEAD..],
                 file: Some(u64::from_le_bytes(file)),
                 state: State::decode(&value[9..MEMBER_HEAD]).ok(),
+                current: true,
             }
         }
         // A key (text) never starts with that byte: a member cut short,
@@ -335,11 +339,13 @@ pub(crate) fn read_order_member(value: &[u8]) -> OrderMember<'_> {
             key: &[],
             file: None,
             state: None,
+            current: true,
         },
         _ => OrderMember {
             key: value,
             file: None,
             state: None,
+            current: false,
         },
     }
 }
@@ -471,12 +477,12 @@ mod tests {
             set_member_state(&mut member, &state);
             prop_assert_eq!(
                 read_order_member(&member),
-                OrderMember { key: key.as_bytes(), file: Some(file), state: Some(state) }
+                OrderMember { key: key.as_bytes(), file: Some(file), state: Some(state), current: true }
             );
             // A member of the earlier form is the key alone.
             prop_assert_eq!(
                 read_order_member(key.as_bytes()),
-                OrderMember { key: key.as_bytes(), file: None, state: None }
+                OrderMember { key: key.as_bytes(), file: None, state: None, current: false }
             );
         }
 
