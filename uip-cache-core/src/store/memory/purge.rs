@@ -146,7 +146,10 @@ mod tests {
         // The purge's index members went with its write; the new entry's stay.
         let index = lock(&s.inner.index);
         let generation = s.entry_of("k").unwrap().generation;
-        assert_eq!(index.tags["t"].values().collect::<Vec<_>>(), [&generation]);
+        assert_eq!(
+            index.tags.get("t").unwrap().values().collect::<Vec<_>>(),
+            [&generation]
+        );
         assert_eq!(
             index.paths["/p"].values().collect::<Vec<_>>(),
             [&generation]
