@@ -27,24 +27,23 @@ use uip_cache_core::store::{MemoryStore, PutOptions, Storage, StoreStatus};
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() {
-    let entries: usize = std::env::var("ENTRIES")
+/// The number the environment variable `name` holds, else `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(400_000);
+        .unwrap_or(default)
+}
+
+fn main() {
+    let entries: usize = env_or("ENTRIES", 400_000);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     // Room for all of them unless told: no write evicts.
-    let max_mb: u64 = std::env::var("MAX_MB")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(64 << 10);
+    let max_mb: u64 = env_or("MAX_MB", 64 << 10);
     let store = MemoryStore::new(max_mb << 20);
-    let value_bytes: usize = std::env::var("VALUE_BYTES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(2048);
+    let value_bytes: usize = env_or("VALUE_BYTES", 2048);
     let value = Bytes::from(vec![b'x'; value_bytes]);
     let mut took = Vec::with_capacity(entries);
     let started = Instant::now();

@@ -187,6 +187,14 @@ impl Default for Members {
 }
 
 impl Members {
+    /// Its tables: one, or its shards.
+    fn tables(&self) -> &[MemberTable] {
+        match self {
+            Members::One(t) => std::slice::from_ref(t),
+            Members::Split(shards) => shards,
+        }
+    }
+
     fn table(&self, hash: u64) -> &MemberTable {
         match self {
             Members::One(t) => t,
@@ -232,27 +240,17 @@ impl Members {
     /// How many members.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        match self {
-            Members::One(t) => t.len(),
-            Members::Split(shards) => shards.iter().map(HashMap::len).sum(),
-        }
+        self.tables().iter().map(HashMap::len).sum()
     }
 
     /// Whether it has no member.
     pub(super) fn is_empty(&self) -> bool {
-        match self {
-            Members::One(t) => t.is_empty(),
-            Members::Split(shards) => shards.iter().all(HashMap::is_empty),
-        }
+        self.tables().iter().all(HashMap::is_empty)
     }
 
     /// Every member with its generation.
     pub(super) fn iter(&self) -> impl Iterator<Item = (&Member, &u64)> {
-        let (one, split) = match self {
-            Members::One(t) => (Some(t), None),
-            Members::Split(shards) => (None, Some(shards.iter().flatten())),
-        };
-        one.into_iter().flatten().chain(split.into_iter().flatten())
+        self.tables().iter().flatten()
     }
 
     /// The generations of every member.
@@ -342,39 +340,34 @@ impl Default for Tags {
 }
 
 impl Tags {
-    fn probe<'a>(&self, tag: &'a str) -> Probe<'a> {
-        Probe {
-            hash: self.hasher.hash_one(tag),
-            key: tag,
-        }
-    }
-
-    fn shard(hash: u64) -> usize {
-        shard_of(hash, TAG_SHARDS)
+    /// `tag` with its hash, and the shard it belongs in.
+    fn probe<'a>(&self, tag: &'a str) -> (Probe<'a>, usize) {
+        let hash = self.hasher.hash_one(tag);
+        (Probe { hash, key: tag }, shard_of(hash, TAG_SHARDS))
     }
 
     /// The members of `tag`.
     pub(super) fn get(&self, tag: &str) -> Option<&Members> {
-        let probe = self.probe(tag);
-        self.shards[Self::shard(probe.hash)].get(&probe as &dyn Keyed)
+        let (probe, shard) = self.probe(tag);
+        self.shards[shard].get(&probe as &dyn Keyed)
     }
 
     fn get_mut(&mut self, tag: &str) -> Option<&mut Members> {
-        let probe = self.probe(tag);
-        self.shards[Self::shard(probe.hash)].get_mut(&probe as &dyn Keyed)
+        let (probe, shard) = self.probe(tag);
+        self.shards[shard].get_mut(&probe as &dyn Keyed)
     }
 
     /// Takes the members of `tag` out.
     pub(super) fn remove(&mut self, tag: &str) -> Option<Members> {
-        let probe = self.probe(tag);
-        self.shards[Self::shard(probe.hash)].remove(&probe as &dyn Keyed)
+        let (probe, shard) = self.probe(tag);
+        self.shards[shard].remove(&probe as &dyn Keyed)
     }
 
     /// Adds `member` (of write `generation`) to `tag`'s set; the name is
     /// copied only for a set that does not exist yet.
     fn add(&mut self, tag: &str, member: &Member, generation: u64) {
-        let probe = self.probe(tag);
-        let shard = &mut self.shards[Self::shard(probe.hash)];
+        let (probe, shard) = self.probe(tag);
+        let shard = &mut self.shards[shard];
         match shard.get_mut(&probe as &dyn Keyed) {
             Some(m) => {
                 m.insert(member.clone(), generation);
